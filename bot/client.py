@@ -1,0 +1,250 @@
+"""The Discord client: `ChorusBot` holds settings, personas, per-guild state and voice sessions.
+
+Slash commands live in cogs (`cogs/voice.py`, `cogs/persona.py`, and `cogs/prompter.py` when
+present). Commands are synced only as a deliberate step (`python -m bot --sync`): guild sync
+to `CHORUS_DEV_GUILD_IDS` is instant, global sync can take up to an hour.
+
+Voice sessions are built by others: `/join` connects, then calls `start_voice_session`, which
+calls `session_factory(bot, guild, voice_client, persona)` when one is set. A session object
+may offer `async close()` (called on leave) and `set_persona(persona)` (sync or async, called
+when `/persona set` or `/persona reload` changes the guild's persona).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import inspect
+import logging
+from typing import Any, Awaitable, Callable
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.guild_store import GuildStore
+from bot.settings import Settings, SettingsError
+from conversation.persona import Persona, PersonaLibrary, fallback_persona
+
+log = logging.getLogger(__name__)
+
+COG_EXTENSIONS: tuple[str, ...] = ("cogs.voice", "cogs.persona")
+# Loaded when the module exists (built by other parts of the team).
+OPTIONAL_COG_EXTENSIONS: tuple[str, ...] = ("cogs.prompter",)
+
+SessionFactory = Callable[["ChorusBot", discord.Guild, discord.VoiceClient, Persona], Awaitable[object]]
+
+
+def chorus_intents() -> discord.Intents:
+    """Guilds and voice states only: no message content or other privileged intents needed."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.voice_states = True
+    return intents
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class ChorusBot(commands.Bot):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        personas: PersonaLibrary | None = None,
+        guild_store: GuildStore | None = None,
+        session_factory: SessionFactory | None = None,
+        sync_on_start: bool = False,
+        extensions: tuple[str, ...] = COG_EXTENSIONS,
+        optional_extensions: tuple[str, ...] = OPTIONAL_COG_EXTENSIONS,
+    ) -> None:
+        super().__init__(command_prefix=commands.when_mentioned, intents=chorus_intents(), help_command=None)
+        self.settings = settings
+        self._personas_given = personas is not None
+        self.personas: PersonaLibrary = personas if personas is not None else PersonaLibrary(folder=settings.personas_dir)
+        self.guild_store = guild_store if guild_store is not None else GuildStore.from_settings(settings)
+        self.voice_sessions: dict[int, object] = {}
+        self.session_factory: SessionFactory | None = session_factory
+        self._sync_on_start = sync_on_start
+        self._extensions = extensions
+        self._optional_extensions = optional_extensions
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    # -- startup ---------------------------------------------------------------------
+    async def setup_hook(self) -> None:
+        if not self._personas_given:
+            self.personas = await asyncio.to_thread(PersonaLibrary.load, self.settings.personas_dir)
+        if self.settings.default_persona not in self.personas:
+            log.warning(
+                "default persona %r is not in %s (have: %s)",
+                self.settings.default_persona,
+                self.settings.personas_dir,
+                ", ".join(self.personas.names()) or "none",
+            )
+        for name in self._extensions:
+            await self.load_extension(name)
+        for name in self._optional_extensions:
+            if importlib.util.find_spec(name) is not None:
+                await self.load_extension(name)
+        if self._sync_on_start:
+            await self.sync_commands()
+
+    async def sync_commands(self) -> dict[str, int]:
+        """Publish the slash commands: to each dev guild when configured (instant), else globally.
+
+        Returns {scope: number of commands synced}, scope being a guild id or "global".
+        """
+        synced: dict[str, int] = {}
+        if self.settings.dev_guild_ids:
+            for guild_id in self.settings.dev_guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                commands_ = await self.tree.sync(guild=guild)
+                synced[str(guild_id)] = len(commands_)
+                log.info("synced %d slash command(s) to guild %d", len(commands_), guild_id)
+        else:
+            commands_ = await self.tree.sync()
+            synced["global"] = len(commands_)
+            log.info("synced %d global slash command(s); Discord may take up to an hour to show them", len(commands_))
+        return synced
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (id %s) in %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    # -- personas ----------------------------------------------------------------------
+    def persona_for(self, guild_id: int) -> Persona:
+        """The guild's chosen persona, else the default one, else the first one, else a built-in fallback."""
+        chosen = self.guild_store.get(guild_id).persona
+        for name in (chosen, self.settings.default_persona):
+            if name:
+                persona = self.personas.get(name)
+                if persona is not None:
+                    return persona
+        first = next(iter(self.personas), None)
+        if first is not None:
+            return first
+        log.warning("no personas loaded from %s: using the built-in fallback", self.settings.personas_dir)
+        return fallback_persona(self.settings.default_persona or "Juniper")
+
+    async def reload_personas(self) -> PersonaLibrary:
+        """Re-read the persona folder in a thread. Returns the freshly loaded library (with its errors).
+
+        The new library replaces the current one unless it holds no persona at all while the
+        current one does (a broken folder must not silence the bot). Running sessions get
+        their guild's (possibly edited) persona.
+        """
+        fresh = await asyncio.to_thread(PersonaLibrary.load, self.settings.personas_dir)
+        if len(fresh) == 0 and len(self.personas) > 0:
+            log.error("persona reload found no usable persona in %s; keeping the previous ones", self.settings.personas_dir)
+            return fresh
+        self.personas = fresh
+        for guild_id in list(self.voice_sessions):
+            await self.on_persona_changed(guild_id, self.persona_for(guild_id))
+        return fresh
+
+    async def on_persona_changed(self, guild_id: int, persona: Persona) -> None:
+        """Hook: apply a new persona to the guild's running voice session, if it has one."""
+        session = self.voice_sessions.get(guild_id)
+        set_persona = getattr(session, "set_persona", None)
+        if session is None or set_persona is None:
+            return
+        try:
+            await _maybe_await(set_persona(persona))
+        except Exception:
+            log.exception("guild %d: voice session could not switch to persona %r", guild_id, persona.name)
+
+    # -- voice sessions ----------------------------------------------------------------
+    async def start_voice_session(self, guild: discord.Guild, voice_client: discord.VoiceClient) -> object:
+        """Hook: called by /join once connected. Builds the session with `session_factory` if set,
+        else records the bare voice client (connected, nothing listening yet)."""
+        if guild.id in self.voice_sessions:
+            await self.stop_voice_session(guild)
+        persona = self.persona_for(guild.id)
+        if self.session_factory is None:
+            session: object = voice_client
+        else:
+            session = await self.session_factory(self, guild, voice_client, persona)
+        self.voice_sessions[guild.id] = session
+        log.info("guild %d: voice session started in channel %s as %s", guild.id, getattr(voice_client.channel, "id", "?"), persona.name)
+        return session
+
+    async def stop_voice_session(self, guild: discord.abc.Snowflake) -> None:
+        """Hook: called by /leave (and when the bot is disconnected). Closes the session; never raises."""
+        session = self.voice_sessions.pop(guild.id, None)
+        if session is None:
+            return
+        close = None if isinstance(session, discord.VoiceProtocol) else getattr(session, "close", None)
+        if close is not None:
+            try:
+                await _maybe_await(close())
+            except Exception:
+                log.exception("guild %d: error while closing the voice session", guild.id)
+        log.info("guild %d: voice session stopped", guild.id)
+
+    async def close(self) -> None:
+        for guild_id in list(self.voice_sessions):
+            await self.stop_voice_session(discord.Object(id=guild_id))
+        await super().close()
+
+    # -- errors --------------------------------------------------------------------------
+    async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """Every slash-command failure: log it and tell the caller privately."""
+        command = f"/{interaction.command.qualified_name}" if interaction.command else "this command"
+        expected = True  # a refusal the user can act on, not a bug
+        if isinstance(error, app_commands.NoPrivateMessage):
+            message = f"{command} only works in a server."
+        elif isinstance(error, app_commands.MissingPermissions):
+            missing = ", ".join(p.replace("_", " ").replace("guild", "server") for p in error.missing_permissions)
+            message = f"You need the {missing} permission to use {command}."
+        elif isinstance(error, app_commands.CommandOnCooldown):
+            message = f"{command} is cooling down; try again in {error.retry_after:.0f} s."
+        elif isinstance(error, app_commands.CheckFailure):
+            message = str(error) or f"You can't use {command} here."
+        elif isinstance(error, app_commands.TransformerError):
+            message = f"That value doesn't work for {command}: {error}"
+        else:
+            original = getattr(error, "original", error)
+            log.error("%s failed in guild %s", command, interaction.guild_id, exc_info=original)
+            message = f"Sorry, {command} failed ({type(original).__name__}). The details are in the bot's log."
+            expected = False
+        if expected:
+            log.info("%s refused for user %s: %s", command, interaction.user.id, message)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(message, ephemeral=True)
+            else:
+                await interaction.response.send_message(message, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not tell the user that %s failed", command, exc_info=True)
+
+
+class _RedactToken(logging.Filter):
+    """Replaces the bot token in any log line (defence in depth: nothing should log it)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._token:
+            text = record.getMessage()
+            if self._token in text:
+                record.msg, record.args = text.replace(self._token, "<redacted token>"), None
+        return True
+
+
+def run_bot(settings: Settings, sync: bool = False) -> None:
+    """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`)."""
+    if not settings.discord_token:
+        raise SettingsError("DISCORD_TOKEN is empty: set it in .env (Discord developer portal > Bot > Token)")
+    redact = _RedactToken(settings.discord_token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
+    bot = ChorusBot(settings, sync_on_start=sync)
+    try:
+        bot.run(settings.discord_token, log_handler=None)  # logging is configured by the caller
+    except discord.LoginFailure:
+        raise SettingsError("DISCORD_TOKEN was rejected by Discord: copy a fresh token from the developer portal") from None
+    except discord.PrivilegedIntentsRequired:
+        raise SettingsError("Discord refused the requested gateway intents for this bot") from None
