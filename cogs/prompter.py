@@ -1,0 +1,162 @@
+"""The prompter cog: builds each guild's `VoiceSession` and tells it who joins and leaves.
+
+It installs itself as `ChorusBot.session_factory`, so `/join` → `start_voice_session` gets a
+full session (receive → listen → decide → think → speak). The LLM backend and the model
+scheduler are shared by every guild of the process; each session gets its own Responder,
+StreamPlayer and Listener. `/captions on|off` mirrors what the bot hears and says into the
+current text channel (Manage Server), remembered per guild in the guild store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.voice_session import CaptionSink, VoiceSession
+
+if TYPE_CHECKING:
+    from bot.client import ChorusBot
+    from conversation.persona import Persona
+
+log = logging.getLogger(__name__)
+
+
+def humans_in(channel: Any, bot_user_id: int | None) -> list[tuple[int, str]]:
+    """(id, display name) of the humans in a voice channel (the bot and other bots left out)."""
+    out = []
+    for member in getattr(channel, "members", []) or []:
+        if member.id == bot_user_id or getattr(member, "bot", False):
+            continue
+        out.append((member.id, member.display_name))
+    return out
+
+
+def caption_sender(channel: discord.abc.Messageable) -> CaptionSink:
+    async def send(text: str) -> None:
+        await channel.send(text, allowed_mentions=discord.AllowedMentions.none(), silent=True)
+
+    return send
+
+
+class PrompterCog(commands.Cog):
+    def __init__(self, bot: "ChorusBot") -> None:
+        self.bot = bot
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = asyncio.Lock()
+        if bot.session_factory is None:
+            bot.session_factory = self.make_session
+        else:
+            log.info("a session factory is already set; the prompter cog keeps it")
+
+    async def cog_unload(self) -> None:
+        if self.bot.session_factory == self.make_session:
+            self.bot.session_factory = None
+
+    # --- sessions ---------------------------------------------------------------------------
+    async def _shared_parts(self) -> tuple[Any, Any]:
+        """(llm backend, model scheduler), created once per process, off the event loop."""
+        async with self._shared_lock:
+            if "llm" not in self._shared:
+                from bot.scheduler import ModelScheduler
+                from brain.llm import make_backend
+
+                settings = self.bot.settings
+                self._shared["scheduler"] = ModelScheduler.from_settings(settings)
+                self._shared["llm"] = await asyncio.to_thread(make_backend, settings)
+            return self._shared["llm"], self._shared["scheduler"]
+
+    async def session_parts(self, guild: discord.Guild) -> dict[str, Any]:
+        """The per-session parts (responder, player): real models here; tests may substitute."""
+        from audio.playback import StreamPlayer
+        from brain.responder import Responder
+
+        llm, scheduler = await self._shared_parts()
+        return {"responder": Responder(self.bot.settings, llm=llm, scheduler=scheduler), "player": StreamPlayer()}
+
+    async def make_session(self, bot: "ChorusBot", guild: discord.Guild, voice_client: discord.VoiceClient,
+                           persona: "Persona") -> VoiceSession:
+        """`ChorusBot.session_factory`: a started VoiceSession for the channel just joined."""
+        bot_user_id = bot.user.id if bot.user is not None else None
+        session = VoiceSession(
+            settings=bot.settings,
+            persona=persona,
+            guild_id=guild.id,
+            voice_client=voice_client,
+            bot_user_id=bot_user_id,
+            members=humans_in(voice_client.channel, bot_user_id),
+            captions=self._captions_for(guild.id),
+            **await self.session_parts(guild),
+        )
+        await session.start()
+        return session
+
+    def _captions_for(self, guild_id: int) -> CaptionSink | None:
+        channel_id = self.bot.guild_store.get(guild_id).captions_channel_id
+        if channel_id is None:
+            return None
+        channel = self.bot.get_channel(channel_id)
+        if channel is None or not hasattr(channel, "send"):
+            log.warning("guild %d: captions channel %d is gone; captions off", guild_id, channel_id)
+            return None
+        return caption_sender(channel)  # type: ignore[arg-type]
+
+    def session_of(self, guild_id: int) -> VoiceSession | None:
+        session = self.bot.voice_sessions.get(guild_id)
+        return session if isinstance(session, VoiceSession) else None
+
+    # --- presence -------------------------------------------------------------------------------
+    @commands.Cog.listener()
+    async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
+                                    after: discord.VoiceState) -> None:
+        session = self.session_of(member.guild.id)
+        if session is None or before.channel == after.channel:
+            return  # no session, or a mute/deafen/stream change
+        if self.bot.user is not None and member.id == self.bot.user.id:
+            if after.channel is not None:  # the bot was moved: new company
+                session.sync_members(humans_in(after.channel, member.id))
+            return
+        if member.bot:
+            return
+        voice_client = member.guild.voice_client or session.voice_client
+        channel = getattr(voice_client, "channel", None)
+        if channel is None:
+            return
+        if after.channel is not None and after.channel.id == channel.id:
+            session.member_joined(member.id, member.display_name)
+        elif before.channel is not None and before.channel.id == channel.id:
+            session.member_left(member.id)
+
+    # --- /captions ------------------------------------------------------------------------------
+    @app_commands.command(name="captions", description="Mirror what I hear and say into this text channel")
+    @app_commands.describe(mode="on: post captions in this channel; off: stop")
+    @app_commands.guild_only()
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.checks.has_permissions(manage_guild=True)
+    async def captions(self, interaction: discord.Interaction, mode: Literal["on", "off"]) -> None:
+        guild = interaction.guild
+        assert guild is not None
+        channel = interaction.channel
+        if mode == "on":
+            if channel is None or not hasattr(channel, "send"):
+                await interaction.response.send_message("I can't post captions here.", ephemeral=True)
+                return
+            await asyncio.to_thread(self.bot.guild_store.set_captions_channel, guild.id, channel.id)
+            sink: CaptionSink | None = caption_sender(channel)  # type: ignore[arg-type]
+            message = f"Captions on: I'll post what I hear and say in {getattr(channel, 'mention', 'this channel')}."
+        else:
+            await asyncio.to_thread(self.bot.guild_store.set_captions_channel, guild.id, None)
+            sink = None
+            message = "Captions off."
+        session = self.session_of(guild.id)
+        if session is not None:
+            session.captions = sink
+        await interaction.response.send_message(message, ephemeral=True)
+
+
+async def setup(bot: "ChorusBot") -> None:
+    await bot.add_cog(PrompterCog(bot))

@@ -1,0 +1,204 @@
+"""Who a line is spoken to: fuzzy name spotting (as Whisper spells names) and question shape.
+
+Whisper writes an unusual name the way it hears it: "Juniper" may come out as "Jennifer",
+"Junipur" or "Juni per". A name is spotted when a word (or up to three words run together) is
+close to it both in spelling (normalized Levenshtein similarity) and in sound (the full Soundex
+code), or, for names of 6+ letters, very close in spelling alone. Short names (4 letters or fewer)
+must match exactly, because any short word is a few edits from any other. Nicknames ("June") are not guessed: pass them as aliases.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_NON_WORD = re.compile(r"[^\w']+|_+")
+TITLES = frozenset("dr mr mrs ms mx sir lady lord the mister miss prof captain capt".split())
+
+QUESTION_OPENERS = frozenset(
+    "what who whom whose which when where why how is are am was were do does did can could will would "
+    "should shall may might have has had isn't aren't don't doesn't didn't can't won't wouldn't "
+    "couldn't shouldn't".split()
+)
+BACKCHANNELS = frozenset(
+    {
+        "mm", "mhm", "mm hm", "mm hmm", "uh huh", "uh-huh", "mm-hm", "mm-hmm", "hmm", "hm", "yeah", "yes",
+        "yep", "yup", "right", "ok", "okay", "sure", "oh", "ah", "uh", "um", "wow", "nice", "cool", "true",
+        "i see", "got it", "oh yeah", "yeah yeah", "right right", "ha", "haha", "ha ha", "lol",
+    }
+)
+
+
+def normalize(text: str) -> str:
+    """Lower case, accents folded, punctuation dropped (apostrophes inside words kept), single spaces."""
+    spaced = _NON_WORD.sub(" ", text)  # dashes, em dashes, underscores… separate words
+    folded = unicodedata.normalize("NFKD", spaced).encode("ascii", "ignore").decode("ascii").lower()
+    return " ".join(_WORD.findall(folded))
+
+
+def words(text: str) -> list[str]:
+    out = []
+    for word in normalize(text).split():
+        if word.endswith("'s"):  # "Juniper's" → "juniper"
+            word = word[:-2]
+        out.append(word.replace("'", ""))
+    return [w for w in out if w]
+
+
+def levenshtein(a: str, b: str) -> int:
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def similarity(a: str, b: str) -> float:
+    """1 - edit distance / length of the longer string (1.0 = equal)."""
+    if not a and not b:
+        return 1.0
+    return 1.0 - levenshtein(a, b) / max(len(a), len(b))
+
+
+_SOUNDEX_CODES = {c: d for letters, d in (("bfpv", "1"), ("cgjkqsxz", "2"), ("dt", "3"), ("l", "4"), ("mn", "5"), ("r", "6")) for c in letters}
+
+
+@lru_cache(maxsize=4096)
+def soundex(word: str, length: int = 4) -> str:
+    """American Soundex (letter + 3 digits); `length=0`: the whole code, untruncated (for long
+    run-together names, where 4 characters only describe the start). '' without letters."""
+    letters = [c for c in word.lower() if "a" <= c <= "z"]
+    if not letters:
+        return ""
+    first = letters[0]
+    out = [first.upper()]
+    last = _SOUNDEX_CODES.get(first, "")
+    for c in letters[1:]:
+        code = _SOUNDEX_CODES.get(c, "")
+        if code and code != last:
+            out.append(code)
+        if c not in "hw":  # h and w do not separate equal codes; vowels do
+            last = code
+    return ("".join(out) + "000")[:4] if length == 4 else "".join(out)
+
+
+@dataclass(frozen=True)
+class NameMatcher:
+    """Spots one name (with aliases) in transcripts.
+
+    `spelling_threshold`: similarity that matches on spelling alone; `sound_threshold`: the lower
+    similarity that matches when the Soundex keys agree too.
+    """
+
+    names: tuple[str, ...]
+    spelling_threshold: float = 0.8
+    sound_threshold: float = 0.55
+
+    @classmethod
+    def for_name(cls, name: str, aliases: Iterable[str] = (), **kw: float) -> "NameMatcher":
+        forms = []
+        for raw in (name, *aliases):
+            form = "".join(words(raw))
+            if form and form not in forms:
+                forms.append(form)
+            # a multi-word name is also called by its first word ("Captain Juniper Jones" → only if long)
+        return cls(tuple(forms), **kw)
+
+    def word_matches(self, candidate: str) -> bool:
+        for name in self.names:
+            if candidate == name:
+                return True
+            if len(name) <= 4 or len(candidate) <= 3:
+                continue
+            sim = similarity(candidate, name)
+            if sim >= self.spelling_threshold and len(name) >= 6:  # one typo in a 5-letter name is another word
+                return True
+            if sim >= self.sound_threshold and soundex(candidate, 0) == soundex(name, 0):
+                return True
+        return False
+
+    def find(self, text: str) -> bool:
+        """True if the name is said in `text` (one word, or up to three words run together)."""
+        return _find_cached(self, text)
+
+    def _find(self, text: str) -> bool:
+        tokens = words(text)
+        for i in range(len(tokens)):
+            joined = ""
+            for j in range(i, min(i + 3, len(tokens))):
+                if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
+                    break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
+                joined += tokens[j]
+                if self.word_matches(joined):
+                    return True
+        return False
+
+
+@lru_cache(maxsize=8192)
+def _find_cached(matcher: NameMatcher, text: str) -> bool:
+    # The rules look at the same few lines on every tick: spot names once per (name, line).
+    return matcher._find(text)
+
+
+@lru_cache(maxsize=1024)
+def _member_matcher(display: str) -> NameMatcher:
+    # "Dr. Carol Smith", "alice_99", "xX_Gamer_Xx": each real word of the name is a way to call them.
+    parts = [w for w in re.sub(r"[0-9]+", " ", " ".join(words(display))).split() if len(w) >= 3 and w not in TITLES]
+    return NameMatcher.for_name(display, parts)
+
+
+def looks_like_question(text: str) -> bool:
+    """Ends with '?', or opens like a question ("what …", "do you …", "can you …")."""
+    stripped = text.strip()
+    if stripped.endswith("?"):
+        return True
+    tokens = words(stripped)
+    if not tokens:
+        return False
+    # Whisper sometimes drops the '?': trust a question opener if no other end mark is there.
+    if stripped.endswith((".", "!")) and len(tokens) > 2:
+        return False
+    first = tokens[0]
+    if first in {"hey", "so", "and", "but", "ok", "okay", "well"} and len(tokens) > 1:
+        first = tokens[1]
+    return first in QUESTION_OPENERS
+
+
+def looks_complete(text: str) -> bool:
+    """A partial transcript that reads like a finished sentence or question (for an early start)."""
+    stripped = text.strip()
+    return len(words(stripped)) >= 2 and stripped.endswith((".", "?", "!"))
+
+
+def is_backchannel(text: str) -> bool:
+    """'mm-hm', 'yeah', 'okay': acknowledgement, not a bid for the floor."""
+    norm = " ".join(words(text))
+    return norm in BACKCHANNELS or (len(norm.split()) <= 2 and all(w in BACKCHANNELS for w in norm.split()) and bool(norm))
+
+
+def texts_differ(a: str, b: str, *, threshold: float = 0.8) -> bool:
+    """Word-level difference between two transcripts of the same speech (partial vs final)."""
+    import difflib
+
+    wa, wb = words(a), words(b)
+    if wa == wb:
+        return False
+    return difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).ratio() < threshold
+
+
+def mentioned_members(text: str, member_names: Sequence[tuple[int, str]]) -> list[int]:
+    """Ids of members whose display name (its first word, if long enough) is said in `text`."""
+    found = []
+    for user_id, display in member_names:
+        matcher = _member_matcher(display)
+        if matcher.names and matcher.find(text):
+            found.append(user_id)
+    return found

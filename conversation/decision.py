@@ -1,0 +1,86 @@
+"""What the prompter decided, and the policy knobs the rules read."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Action(str, enum.Enum):
+    RESPOND_NOW = "respond_now"  # answer the line `reply_to_seq` (or, preemptive, a member's partial)
+    WAIT = "wait"  # something may be due at `until`; check again
+    START_TOPIC = "start_topic"  # the room went quiet: bring it back to life
+    GREET = "greet"  # greet `member_id` (None: the whole room, at the start)
+    FAREWELL = "farewell"  # a member left: say goodbye / notice it
+    YIELD_FLOOR = "yield_floor"  # stop talking / drop the reply being prepared
+    STAY_SILENT = "stay_silent"  # nothing to say
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: str  # human-readable, goes to the decision log
+    rule: str = ""  # the rule that decided
+    until: float | None = None  # WAIT / STAY_SILENT: when the rules may decide differently without a new event
+    member_id: int | None = None  # GREET/FAREWELL target, YIELD_FLOOR: who took the floor, preemptive: whose partial
+    reply_to_seq: int | None = None  # RESPOND_NOW: the room line answered
+    addressed: bool = False  # RESPOND_NOW: the bot was spoken to (not joining in)
+    preemptive: bool = False  # RESPOND_NOW on a partial transcript, before the final arrived
+    confirm: bool = False  # RESPOND_NOW: the early start was confirmed by the final transcript
+    needs_gate: bool = False  # RESPOND_NOW: ask the optional "should I speak?" check first
+
+    @property
+    def speaks(self) -> bool:
+        return self.action in (Action.RESPOND_NOW, Action.START_TOPIC, Action.GREET, Action.FAREWELL) and not self.confirm
+
+    def log_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"action": self.action.value, "rule": self.rule, "reason": self.reason}
+        for key in ("member_id", "reply_to_seq", "until"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = round(value, 3) if isinstance(value, float) else value
+        for key in ("addressed", "preemptive", "confirm", "needs_gate"):
+            if getattr(self, key):
+                out[key] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Turn-taking knobs (times in seconds). `from_settings` maps the PROMPTER_* settings."""
+
+    reply_silence_s: float = 0.25  # silence before answering when addressed
+    group_silence_s: float = 1.2  # silence before joining in unaddressed
+    idle_topic_s: float = 45.0  # quiet before starting a topic
+    cooldown_s: float = 4.0  # minimum gap between the bot's last line and an unprompted one
+    barge_in_s: float = 0.6  # speech over the bot this long takes the floor
+    greet_members: bool = True
+    max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most
+    preemptive_start: bool = True  # start the LLM on a complete-looking partial when a member pauses
+    llm_gate: bool = False  # ask an LLM "should I speak?" before joining in unaddressed
+    final_timeout_s: float = 2.5  # speech ended, no final transcript yet: stop waiting for it after this
+    addressed_max_age_s: float = 20.0  # an addressed line older than this is not answered any more
+    greet_window_s: float = 30.0  # greet a member who joined at most this long ago
+    farewell_window_s: float = 10.0
+    exchange_gap_s: float = 4.0  # two humans alternating within this gap are talking to each other
+    question_answer_window_s: float = 20.0  # a human line this soon after the bot's question answers it
+    name_spelling_threshold: float = 0.8
+    name_sound_threshold: float = 0.55
+
+    @classmethod
+    def from_settings(cls, settings: Any, **overrides: Any) -> "Policy":
+        values: dict[str, Any] = {
+            "reply_silence_s": settings.reply_silence_ms / 1000.0,
+            "group_silence_s": settings.group_silence_ms / 1000.0,
+            "idle_topic_s": settings.idle_topic_s,
+            "cooldown_s": settings.cooldown_s,
+            "barge_in_s": settings.barge_in_ms / 1000.0,
+            "greet_members": settings.greet_members,
+        }
+        for attr, key in (("max_unprompted", "max_unprompted_in_row"), ("preemptive_start", "preemptive_start"),
+                          ("llm_gate", "llm_gate")):
+            if hasattr(settings, attr):  # optional settings
+                values[key] = getattr(settings, attr)
+        values.update(overrides)
+        return cls(**values)

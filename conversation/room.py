@@ -1,0 +1,405 @@
+"""The room: what the prompter knows about one voice session, as plain data.
+
+It is fed by events (members joining and leaving, SpeakingEvents, partial and final
+Utterances, the bot's own progress) and read by the pure rules in `conversation.rules`.
+Everything per member and the history are bounded, so an hour-long session stays small.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from audio.types import SpeakingEvent, Utterance
+
+log = logging.getLogger(__name__)
+
+MAX_HISTORY_LINES = 200
+MAX_LINE_CHARS = 1200
+MAX_DEPARTURES = 16
+MERGE_GAP_S = 1.2  # finals of one member closer than this are one turn
+
+
+class BotState(enum.Enum):
+    IDLE = "idle"
+    THINKING = "thinking"  # a reply is being generated, nothing heard yet
+    SPEAKING = "speaking"  # audio of the reply is going out
+
+
+@dataclass(slots=True)
+class Member:
+    user_id: int
+    name: str
+    joined_at: float
+    initial: bool = False  # already there when the session started
+    speaking_since: float | None = None  # set while VAD says they speak
+    last_speech_end: float | None = None  # last speaking → silent transition
+    last_line_t: float | None = None  # end time of their last final line
+    last_speech_start: float | None = None  # last silent → speaking transition
+    last_final_end: float | None = None  # end of the speech covered by their latest final transcript
+    partial: Utterance | None = None  # latest partial transcript of the open segment
+    greeted: bool = False
+    lines: int = 0
+    finals: int = 0  # final transcripts received (non-empty), to tell a new final from an old one
+    last_final: Utterance | None = None
+
+    @property
+    def speaking(self) -> bool:
+        return self.speaking_since is not None
+
+    @property
+    def segment_open(self) -> bool:
+        """Speech started that no final transcript covers yet (the final may come before or after
+        the speaking → silent event, so this compares times rather than following event order)."""
+        if self.speaking:
+            return True
+        if self.last_speech_start is None:
+            return False
+        return self.last_final_end is None or self.last_final_end < self.last_speech_start - 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLine:
+    """One line of the conversation, human or bot, in order."""
+
+    seq: int
+    user_id: int | None  # None for the bot
+    name: str
+    text: str
+    start: float
+    end: float
+    is_bot: bool
+    interrupted: bool = False  # bot line cut by a barge-in (text is what was heard)
+    overlapped_bot: bool = False  # human line that started while the bot was speaking
+
+
+@dataclass(slots=True)
+class Departure:
+    user_id: int
+    name: str
+    t: float
+    spoke: bool
+    handled: bool = False
+
+
+@dataclass(slots=True)
+class BotTurn:
+    """The line the bot is generating or speaking now.
+
+    Text fragments and the seconds of audio synthesized for each are recorded, so that after a
+    barge-in the words actually played (from the player's `seconds_played`) can be recovered.
+    """
+
+    kind: str  # the Decision action that started it
+    started: float
+    reply_to_seq: int | None = None  # the human line it answers
+    basis_user_id: int | None = None  # preemptive start: whose partial it answers
+    basis_text: str | None = None
+    basis_finals: int = 0  # the basis member's `finals` count when the early start was made
+    prev_responded_to_seq: int = 0  # restored if the line is discarded unheard
+    preemptive: bool = False  # started on a partial transcript, not confirmed yet
+    confirmed_at: float | None = None
+    speaking_since: float | None = None
+    fragments: list[str] = field(default_factory=list)
+    fragment_audio_s: list[float] = field(default_factory=list)
+
+    def add_text(self, fragment: str) -> None:
+        if fragment.strip():
+            self.fragments.append(fragment.strip())
+            self.fragment_audio_s.append(0.0)
+
+    def add_audio(self, seconds: float) -> None:
+        if not self.fragments:  # audio before any text: attribute to an unnamed fragment
+            self.fragments.append("")
+            self.fragment_audio_s.append(0.0)
+        self.fragment_audio_s[-1] += seconds
+
+    @property
+    def text(self) -> str:
+        return " ".join(f for f in self.fragments if f)
+
+    @property
+    def audio_s(self) -> float:
+        return sum(self.fragment_audio_s)
+
+    def heard_text(self, seconds_played: float) -> tuple[str, bool]:
+        """(words the listeners actually heard, whether the line was cut short)."""
+        heard: list[str] = []
+        remaining = seconds_played
+        for fragment, duration in zip(self.fragments, self.fragment_audio_s):
+            if remaining >= duration - 1e-3:
+                if fragment:
+                    heard.append(fragment)
+                remaining -= duration
+                continue
+            fragment_words = fragment.split()
+            if duration > 0 and fragment_words:
+                n = int(len(fragment_words) * max(0.0, remaining) / duration)
+                if n:
+                    heard.append(" ".join(fragment_words[:n]))
+            return " ".join(heard), True
+        return " ".join(heard), False
+
+
+class Room:
+    """Conversation state of one voice session."""
+
+    def __init__(self, *, bot_name: str, bot_user_id: int | None = None, now: float = 0.0,
+                 bot_aliases: Iterable[str] = (), max_history: int = MAX_HISTORY_LINES) -> None:
+        self.bot_name = bot_name
+        self.bot_aliases: tuple[str, ...] = tuple(bot_aliases)
+        self.bot_user_id = bot_user_id
+        self.started_at = now
+        self.members: dict[int, Member] = {}
+        self.history: deque[RoomLine] = deque(maxlen=max_history)
+        self.departures: deque[Departure] = deque(maxlen=MAX_DEPARTURES)
+        self.bot_state = BotState.IDLE
+        self.turn: BotTurn | None = None
+        self.last_bot_line_t: float | None = None  # end of the bot's last line
+        self.last_bot_start_t: float | None = None
+        self.responded_to_seq = 0  # human lines up to this seq have been answered (or given up on)
+        self.room_greeted = False
+        self._seq = 0
+
+    # --- members --------------------------------------------------------------------------
+    def member_joined(self, user_id: int, name: str, t: float, *, initial: bool = False) -> Member:
+        if user_id == self.bot_user_id:
+            raise ValueError("the bot is not a member of its own room")
+        member = self.members.get(user_id)
+        if member is None:
+            member = Member(user_id, name, t, initial=initial, greeted=initial)
+            self.members[user_id] = member
+            for departure in self.departures:  # back again: no farewell for them
+                if departure.user_id == user_id:
+                    departure.handled = True
+        else:
+            member.name = name
+        return member
+
+    def member_left(self, user_id: int, t: float) -> Departure | None:
+        member = self.members.pop(user_id, None)
+        if member is None:
+            return None
+        departure = Departure(user_id, member.name, t, spoke=member.lines > 0)
+        self.departures.append(departure)
+        return departure
+
+    def rename(self, user_id: int, name: str) -> None:
+        if user_id in self.members:
+            self.members[user_id].name = name
+
+    def name_of(self, user_id: int) -> str:
+        member = self.members.get(user_id)
+        return member.name if member else f"member {user_id}"
+
+    @property
+    def humans(self) -> list[Member]:
+        return list(self.members.values())
+
+    def speaking_members(self) -> list[Member]:
+        return [m for m in self.members.values() if m.speaking]
+
+    # --- speech events ----------------------------------------------------------------------
+    def on_speaking(self, event: SpeakingEvent) -> None:
+        member = self._member_for_event(event.user_id, event.t)
+        if member is None:
+            return
+        if event.speaking:
+            if member.speaking_since is None:
+                member.speaking_since = event.t
+                member.last_speech_start = event.t
+        else:
+            member.speaking_since = None
+            member.last_speech_end = event.t
+
+    def on_utterance(self, utt: Utterance) -> RoomLine | None:
+        """Record a partial (kept aside) or a final (a history line, merged into the speaker's turn)."""
+        member = self._member_for_event(utt.user_id, utt.end, name=utt.name)
+        if member is None:
+            return None
+        if not utt.final:
+            if utt.text.strip():
+                member.partial = utt
+            return None
+        member.partial = None
+        member.last_final_end = max(utt.end, member.last_final_end or utt.end)
+        text = utt.text.strip()
+        if not text:
+            return None
+        member.finals += 1
+        member.last_final = utt
+        member.lines += 1
+        member.last_line_t = utt.end
+        overlapped = self._bot_was_speaking_at(utt.start)
+        last = self.history[-1] if self.history else None
+        if (last is not None and not last.is_bot and last.user_id == utt.user_id
+                and utt.start - last.end <= MERGE_GAP_S and last.seq > self.responded_to_seq):
+            self.history.pop()
+            line = RoomLine(last.seq, last.user_id, utt.name or last.name, _clip(f"{last.text} {text}"),
+                            last.start, max(last.end, utt.end), False, overlapped_bot=last.overlapped_bot and overlapped)
+        else:
+            self._seq += 1
+            line = RoomLine(self._seq, utt.user_id, utt.name or member.name, _clip(text), utt.start, utt.end, False,
+                            overlapped_bot=overlapped)
+        self.history.append(line)
+        return line
+
+    def _member_for_event(self, user_id: int, t: float, name: str | None = None) -> Member | None:
+        if user_id == self.bot_user_id:
+            log.warning("ignoring the bot's own voice (user %s)", user_id)
+            return None
+        member = self.members.get(user_id)
+        if member is None:
+            departed = next((d for d in reversed(self.departures) if d.user_id == user_id), None)
+            if departed is not None:
+                # Their last words, transcribed after they left: history, but not a member again.
+                return Member(user_id, name or departed.name, departed.t, greeted=True)
+            # Heard before the join event: Discord orders these loosely.
+            member = self.member_joined(user_id, name or f"member {user_id}", t)
+            member.greeted = True  # do not greet someone already talking
+        return member
+
+    def _bot_was_speaking_at(self, t: float) -> bool:
+        if self.bot_state is BotState.SPEAKING and self.turn and self.turn.speaking_since is not None:
+            return t >= self.turn.speaking_since - 0.05
+        last_bot = self.last_bot_line()
+        return last_bot is not None and last_bot.start <= t < last_bot.end
+
+    # --- the bot's own line ---------------------------------------------------------------------
+    def bot_begin(self, kind: str, t: float, *, reply_to_seq: int | None = None, preemptive: bool = False,
+                  basis_user_id: int | None = None, basis_text: str | None = None) -> BotTurn:
+        if self.turn is not None:
+            raise RuntimeError("the bot is already busy with a line")
+        basis = self.members.get(basis_user_id) if basis_user_id is not None else None
+        self.turn = BotTurn(kind, t, reply_to_seq=reply_to_seq, preemptive=preemptive,
+                            basis_user_id=basis_user_id, basis_text=basis_text,
+                            basis_finals=basis.finals if basis else 0,
+                            prev_responded_to_seq=self.responded_to_seq)
+        self.bot_state = BotState.THINKING
+        if reply_to_seq is not None:
+            self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
+        return self.turn
+
+    def bot_confirm(self, reply_to_seq: int, t: float) -> None:
+        """A preemptive start was confirmed by the final transcript: it now answers that line."""
+        if self.turn is None:
+            return
+        self.turn.preemptive = False
+        self.turn.confirmed_at = t
+        self.turn.reply_to_seq = reply_to_seq
+        self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
+
+    def bot_audio_started(self, t: float) -> None:
+        if self.turn is not None and self.turn.speaking_since is None:
+            self.turn.speaking_since = t
+            self.bot_state = BotState.SPEAKING
+            self.last_bot_start_t = t
+
+    def bot_end(self, t: float, *, seconds_played: float | None = None, discard: bool = False,
+                interrupted: bool = False) -> RoomLine | None:
+        """The bot's line is over (finished, cut by a barge-in, or discarded before it was heard).
+
+        What enters the history is what was heard: all of it, or the words played before the cut
+        (`seconds_played`). `interrupted`: the line was stopped before its end, even if everything
+        synthesized so far had been played (the cut fell between two fragments).
+        """
+        turn, self.turn = self.turn, None
+        self.bot_state = BotState.IDLE
+        if turn is None:
+            return None
+        if discard:
+            # Dropped unheard: the line it answered is open again (a continuation merges into it).
+            self.responded_to_seq = turn.prev_responded_to_seq
+            return None
+        self.last_bot_line_t = t  # an attempt, heard or not: cooldowns count from it (no retry loops)
+        if turn.speaking_since is None:
+            return None
+        if seconds_played is None:
+            text, cut = turn.text, False
+        else:
+            text, cut = turn.heard_text(seconds_played)
+        cut = cut or interrupted
+        if not text:
+            return None
+        self._seq += 1
+        line = RoomLine(self._seq, None, self.bot_name, _clip(text + ("…" if cut else "")), turn.speaking_since, t,
+                        True, interrupted=cut)
+        self.history.append(line)
+        return line
+
+    # --- reading ------------------------------------------------------------------------------
+    def last_line(self) -> RoomLine | None:
+        return self.history[-1] if self.history else None
+
+    def last_bot_line(self) -> RoomLine | None:
+        for line in reversed(self.history):
+            if line.is_bot:
+                return line
+        return None
+
+    def last_human_line(self) -> RoomLine | None:
+        for line in reversed(self.history):
+            if not line.is_bot:
+                return line
+        return None
+
+    def lines_before(self, seq: int) -> Iterator[RoomLine]:
+        """Lines older than `seq`, newest first."""
+        for line in reversed(self.history):
+            if line.seq < seq:
+                yield line
+
+    def last_activity(self) -> float:
+        """When anyone (human or bot) last spoke; the session start if nobody has."""
+        times = [self.started_at]
+        if self.history:
+            times.append(self.history[-1].end)
+        times.extend(m.last_speech_end for m in self.members.values() if m.last_speech_end is not None)
+        if self.last_bot_line_t is not None:
+            times.append(self.last_bot_line_t)
+        return max(times)
+
+    def bot_lines_in_a_row(self) -> int:
+        """Bot lines at the end of the history with no human line after them."""
+        n = 0
+        for line in reversed(self.history):
+            if not line.is_bot:
+                break
+            n += 1
+        return n
+
+    def since_member_spoke(self, user_id: int, now: float) -> float | None:
+        member = self.members.get(user_id)
+        if member is None:
+            return None
+        if member.speaking:
+            return 0.0
+        if member.last_speech_end is None:
+            return None
+        return now - member.last_speech_end
+
+    def recent_speakers(self, now: float, window_s: float) -> list[int | None]:
+        """Speaker of each line (None = bot) in the last `window_s`, oldest first."""
+        out = []
+        for line in reversed(self.history):
+            if now - line.end > window_s:
+                break
+            out.append(line.user_id)
+        return out[::-1]
+
+    def describe(self, now: float) -> dict:
+        """A small snapshot for logs and captions."""
+        return {
+            "members": {m.user_id: m.name for m in self.members.values()},
+            "speaking": [m.name for m in self.speaking_members()],
+            "bot": self.bot_state.value,
+            "lines": len(self.history),
+            "quiet_s": round(now - self.last_activity(), 2),
+        }
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_LINE_CHARS else text[: MAX_LINE_CHARS - 1] + "…"

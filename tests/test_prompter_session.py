@@ -1,0 +1,257 @@
+"""VoiceSession orchestration on real time: answering, barge-in, early start, captions, persona switch.
+
+The listener's callbacks are played by the test (the real Listener has its own tests; an end-to-end
+run with it is in test_prompter_integration.py); the responder and player are the paced doubles of
+tests/fixtures_prompter_session.py, so these tests are fast and exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from audio.types import MemberFrame, SpeakingEvent, Utterance
+from bot.settings import load_settings
+from bot.voice_session import VoiceSession
+from conversation.decision import Action, Policy
+from conversation.room import BotState
+from tests.fixtures_prompter_session import PacedPlayer, RecordingListener, ScriptedResponder
+
+ALICE, BOB, BOT = 1, 2, 999
+SETTINGS = load_settings(env={}, env_file=None)
+FAST = Policy(reply_silence_s=0.05, group_silence_s=0.3, idle_topic_s=30, cooldown_s=0.5, barge_in_s=0.3,
+              greet_members=False, final_timeout_s=1.0)
+
+
+@dataclass
+class P:
+    name: str = "Juniper"
+    greeting: str = "Hi!"
+    topics: tuple = ("board games",)
+    aliases: tuple = field(default_factory=tuple)
+
+
+async def make(responder, *, policy=FAST, members=((ALICE, "Alice"), (BOB, "Bob")), captions=None):
+    player = PacedPlayer()
+    session = VoiceSession(settings=SETTINGS, persona=P(), responder=responder, player=player, guild_id=7,
+                           bot_user_id=BOT, members=members, make_listener=RecordingListener, policy=policy,
+                           captions=captions, tick_s=0.01)
+    await session.start()
+    return session, player
+
+
+def speak(session, uid, text, *, dur=0.5, final=True, name=None):
+    """What the listener reports for one segment that just ended now."""
+    end = time.monotonic()
+    start = end - dur
+    session.on_speaking(SpeakingEvent(uid, True, start))
+    session.on_speaking(SpeakingEvent(uid, False, end))
+    if final:
+        session.on_utterance(Utterance(uid, name or session.room.name_of(uid), text, start, end, True, 0.9,
+                                       {"speech_end": end, "final": end + 0.01}))
+
+
+async def until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_answers_a_direct_question_and_records_the_turn():
+    responder = ScriptedResponder(["It's half past two.", "Time for tea?"], seconds_each=0.2)
+    session, player = await make(responder)
+    try:
+        speak(session, ALICE, "Juniper, what time is it?")
+        await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
+        call = responder.calls[0]
+        assert "Alice is talking to you" in call["situation"]
+        assert [(h.speaker, h.text, h.is_bot) for h in call["history"]] == [("Alice", "Juniper, what time is it?", False)]
+        bot_line = session.room.last_line()
+        assert bot_line.is_bot and bot_line.text == "It's half past two. Time for tea?" and not bot_line.interrupted
+        assert player.fed_s == pytest.approx(0.4) and player.flushes == []
+        trace = session.traces[-1]
+        assert trace.outcome == "spoken"
+        for stage in ("speech_end", "final", "decided", "request", "first_token", "first_fragment", "first_audio",
+                      "first_packet", "end"):
+            assert stage in trace.times, stage
+        ms = trace.relative_ms()
+        assert 0 <= ms["decided"] < 1000 and ms["first_packet"] >= ms["first_audio"]
+        assert [d.action for _, d in session.decisions] == [Action.RESPOND_NOW]
+        await asyncio.sleep(0.2)
+        assert len(responder.calls) == 1  # answered once
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_barge_in_cuts_playback_cancels_generation_and_keeps_what_was_heard():
+    words = "Let me tell you a very long story about a dragon who lived on a hill near the sea."
+    responder = ScriptedResponder([words, "And then one day it flew away."], seconds_each=2.0)
+    session, player = await make(responder)
+    try:
+        speak(session, ALICE, "Juniper, tell me a story.")
+        await until(lambda: session.room.bot_state is BotState.SPEAKING)
+        await asyncio.sleep(0.6)
+        session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # Bob takes the floor
+        await until(lambda: session.room.bot_state is BotState.IDLE, timeout=2)
+        assert player.flushes and player.flushes[0] > 0.5  # the rest was dropped
+        assert responder.cancelled.is_set() or responder.finished == 1
+        line = session.room.last_bot_line()
+        assert line.interrupted and line.text.endswith("…")
+        heard = line.text.rstrip("…").split()
+        assert 2 <= len(heard) < len(words.split())  # some, not all, of the first sentence
+        assert words.startswith(" ".join(heard))
+        assert session.traces[-1].outcome == "interrupted"
+        assert any(d.action is Action.YIELD_FLOOR and d.member_id == BOB for _, d in session.decisions)
+        # Bob finishes; the bot does not talk over him and then answers his question
+        session.on_speaking(SpeakingEvent(BOB, False, time.monotonic()))
+        session.on_utterance(Utterance(BOB, "Bob", "Juniper, wait, what dragon?", time.monotonic() - 1,
+                                       time.monotonic(), True, 0.9, {}))
+        await until(lambda: len(responder.calls) == 2)
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_a_backchannel_does_not_stop_the_bot():
+    responder = ScriptedResponder(["One.", "Two.", "Three."], seconds_each=0.3)
+    session, player = await make(responder)
+    try:
+        speak(session, ALICE, "Juniper, count to three.")
+        await until(lambda: session.room.bot_state is BotState.SPEAKING)
+        t = time.monotonic()
+        session.on_speaking(SpeakingEvent(BOB, True, t))
+        await asyncio.sleep(0.15)
+        session.on_speaking(SpeakingEvent(BOB, False, time.monotonic()))
+        session.on_utterance(Utterance(BOB, "Bob", "Mm-hm.", t, time.monotonic(), True, 0.9, {}))
+        await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
+        assert player.flushes == []
+        assert session.room.last_bot_line().text == "One. Two. Three."
+        await asyncio.sleep(0.5)
+        assert len(responder.calls) == 1  # "mm-hm" gets no reply
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_early_start_holds_audio_until_the_final_confirms_it():
+    responder = ScriptedResponder(["It's two."], seconds_each=0.2, delay_s=0.01)
+    session, player = await make(responder)
+    try:
+        t = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, True, t - 1))
+        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, False, 0.8, {}))
+        session.on_speaking(SpeakingEvent(ALICE, False, t))
+        await until(lambda: responder.finished == 1)  # generated on the partial...
+        assert player.fed_s == 0.0 and session.room.turn.preemptive  # ...but held back
+        assert responder.calls[0]["history"][-1].text == "Juniper, what time is it?"
+        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, True, 0.9,
+                                       {"speech_end": t, "final": time.monotonic()}))
+        await until(lambda: session.room.bot_state is BotState.IDLE and player.fed_s > 0)
+        assert session.room.last_bot_line().text == "It's two."
+        assert "confirmed" in session.traces[-1].times and len(responder.calls) == 1
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_early_start_is_dropped_when_the_final_differs():
+    responder = ScriptedResponder(["It's two."], seconds_each=0.2, delay_s=0.01)
+    session, player = await make(responder)
+    try:
+        t = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, True, t - 1))
+        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, False, 0.8, {}))
+        session.on_speaking(SpeakingEvent(ALICE, False, t))
+        await until(lambda: responder.finished == 1)
+        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what tea is best for a sore throat?", t - 1, t,
+                                       True, 0.9, {}))
+        await until(lambda: len(responder.calls) == 2 and session.room.bot_state is BotState.IDLE)
+        assert session.traces[0].outcome == "discarded"
+        assert responder.calls[1]["history"][-1].text == "Juniper, what tea is best for a sore throat?"
+        assert player.fed_s == pytest.approx(0.2)  # only the second answer was played
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_captions_persona_switch_members_and_failures():
+    captions: list[str] = []
+
+    async def caption(text):
+        captions.append(text)
+
+    responder = ScriptedResponder(["Hello Alice."], seconds_each=0.1)
+    session, player = await make(responder, captions=caption)
+    try:
+        session.set_persona(P(name="Trixie"))
+        speak(session, ALICE, "Trixie, hi!")
+        await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
+        await until(lambda: len(captions) == 2)
+        assert captions == ["**Alice**: Trixie, hi!", "**Trixie**: Hello Alice."]
+        assert responder.calls[0]["persona"].name == "Trixie"
+        # frames: members are fed to the listener, the bot's own voice never is
+        session.on_frame(MemberFrame(ALICE, np.zeros(320, np.float32), time.monotonic()))
+        session.on_frame(MemberFrame(BOT, np.zeros(320, np.float32), time.monotonic()))
+        assert [f.user_id for f in session.listener.frames] == [ALICE]
+        session.member_left(BOB)
+        assert session.listener.forgotten == [BOB] and BOB not in session.room.members
+        session.sync_members([(ALICE, "Alice"), (3, "Carol")])
+        assert set(session.room.members) == {ALICE, 3}
+        # a failing responder is logged, not retried in a loop, and the session keeps going
+        responder.fail = True
+        speak(session, ALICE, "Trixie, again?")
+        await until(lambda: len(responder.calls) == 2 and session.room.bot_state is BotState.IDLE)
+        await asyncio.sleep(0.3)
+        assert len(responder.calls) == 2 and session.traces[-1].outcome == "failed"
+    finally:
+        await session.close()
+        player.close()
+    assert session.listener.closed
+
+
+@pytest.mark.asyncio
+async def test_greets_a_member_who_joins():
+    responder = ScriptedResponder(["Hey Carol!"], seconds_each=0.1)
+    session, player = await make(responder, policy=dataclasses.replace(FAST, greet_members=True))
+    try:
+        await until(lambda: responder.finished == 1)  # the room greeting at start
+        assert "Say hello to everyone" in responder.calls[0]["situation"]
+        session.member_joined(3, "Carol")
+        await until(lambda: len(responder.calls) == 2)
+        assert "Carol just joined" in responder.calls[1]["situation"]
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_a_player_nobody_pulls_does_not_keep_the_bot_speaking(monkeypatch):
+    import bot.voice_session as vs
+
+    monkeypatch.setattr(vs, "DRAIN_MARGIN_S", 0.2)
+    responder = ScriptedResponder(["Hello there."], seconds_each=0.3)
+    session, player = await make(responder)
+    player.close()  # the voice connection dropped: nothing reads the player any more
+    try:
+        speak(session, ALICE, "Juniper, hi!")
+        await until(lambda: responder.finished == 1)
+        started = time.monotonic()
+        await until(lambda: session.room.bot_state is BotState.IDLE, timeout=3)
+        assert time.monotonic() - started < 1.5
+        assert player.flushes and not player.is_playing_audio
+    finally:
+        await session.close()

@@ -1,0 +1,478 @@
+"""Each turn-taking rule on fake time: when the bot answers, waits, keeps out, yields, starts a topic."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversation.decision import Action, Policy
+from conversation.room import BotState
+from conversation.rules import decide
+from tests.fixtures_prompter import (
+    ALICE, BOB, CAROL, POLICY, T0, bot_says, final, make_room, partial, say, start_speaking, stop_speaking,
+)
+
+
+def at(room, t, policy=POLICY):
+    return decide(room, t, policy)
+
+
+# --- answering when addressed -------------------------------------------------------------------
+
+def test_named_question_waits_reply_silence_then_answers():
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, what's your favourite colour?", T0 + 1, T0 + 3)
+    d = at(room, T0 + 3.1)
+    assert d.action is Action.WAIT and d.rule == "respond_when_addressed"
+    assert d.until == pytest.approx(T0 + 3.25)
+    d = at(room, T0 + 3.26)
+    assert d.action is Action.RESPOND_NOW and d.addressed and d.reply_to_seq == line.seq
+    assert "name" in d.reason
+
+
+@pytest.mark.parametrize("text", ["Jennifer, can you hear me?", "hey junipur how are you", "Juni per, tell us a joke.",
+                                  "What do you think, Juniper?"])
+def test_whisper_spellings_of_the_name_address_the_bot(text):
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, text, T0 + 1, T0 + 2)
+    d = at(room, T0 + 2.5)
+    assert d.action is Action.RESPOND_NOW and d.rule == "respond_when_addressed"
+
+
+@pytest.mark.parametrize("text", ["In June we went to the lake.", "Jupiter is huge.", "My junior year was rough.",
+                                  "I jumped off the pier."])
+def test_near_names_are_not_an_address(text):
+    room = make_room(ALICE, BOB, CAROL)
+    say(room, ALICE, text, T0 + 1, T0 + 2)
+    d = at(room, T0 + 2.5)
+    assert d.rule != "respond_when_addressed"
+    assert d.action is Action.WAIT and d.rule == "join_in"  # a general remark: maybe join in later
+
+
+def test_question_when_alone_with_the_bot_is_answered_quickly():
+    room = make_room(ALICE)
+    say(room, ALICE, "what should I cook tonight", T0 + 1, T0 + 2)
+    d = at(room, T0 + 2.3)
+    assert d.action is Action.RESPOND_NOW and d.addressed
+    assert "only other one" in d.reason
+
+
+def test_same_question_in_a_group_is_not_an_address():
+    room = make_room(ALICE, BOB, CAROL)
+    say(room, ALICE, "what should I cook tonight?", T0 + 1, T0 + 2)
+    d = at(room, T0 + 2.3)
+    assert d.action is Action.WAIT and d.rule == "join_in"
+    d = at(room, T0 + 3.25)
+    assert d.action is Action.RESPOND_NOW and not d.addressed and d.rule == "join_in"
+
+
+def test_statement_when_alone_waits_the_longer_silence():
+    room = make_room(ALICE)
+    say(room, ALICE, "I had a long day at work.", T0 + 1, T0 + 2)
+    assert at(room, T0 + 2.5).action is Action.WAIT
+    d = at(room, T0 + 3.3)
+    assert d.action is Action.RESPOND_NOW and d.rule == "join_in"
+
+
+def test_answer_to_the_bots_question_is_addressed():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "What's everyone having for dinner?", T0 + 1, T0 + 3)
+    say(room, BOB, "Pizza, probably.", T0 + 4, T0 + 5)
+    d = at(room, T0 + 5.3)
+    assert d.action is Action.RESPOND_NOW and d.addressed and "answered the bot's question" in d.reason
+
+
+def test_only_the_first_reply_to_the_bots_question_counts():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "Who's seen the new film?", T0 + 1, T0 + 3)
+    say(room, BOB, "I have.", T0 + 3.5, T0 + 4)
+    room.responded_to_seq = room.last_human_line().seq  # pretend the bot handled it
+    say(room, ALICE, "Me too, it was long.", T0 + 4.3, T0 + 5)
+    d = at(room, T0 + 5.3)
+    assert d.rule != "respond_when_addressed"
+
+
+def test_stale_addressed_line_is_not_answered():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Juniper, you there?", T0 + 1, T0 + 2)
+    assert at(room, T0 + 30).rule != "respond_when_addressed"
+
+
+def test_answered_line_is_not_answered_twice():
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, hello!", T0 + 1, T0 + 2)
+    bot_says(room, "Hi Alice!", T0 + 2.5, T0 + 3.5, reply_to=line.seq)
+    d = at(room, T0 + 4)
+    assert d.action is not Action.RESPOND_NOW
+
+
+# --- never over anyone ------------------------------------------------------------------------
+
+def test_never_answers_while_someone_is_speaking():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Juniper, what's the time?", T0 + 1, T0 + 2)
+    start_speaking(room, BOB, T0 + 2.1)
+    d = at(room, T0 + 3)
+    assert d.action is Action.WAIT and d.rule == "someone_speaking"
+    stop_speaking(room, BOB, T0 + 3.5)
+    final(room, BOB, "Hmm.", T0 + 2.1, T0 + 3.5)
+    d = at(room, T0 + 3.6)
+    assert d.action is Action.WAIT  # silence counts from the latest speech end
+    d = at(room, T0 + 3.8)  # Bob's "Hmm." was a backchannel: Alice's question is still open
+    assert d.action is Action.RESPOND_NOW and d.addressed and d.member_id == ALICE
+
+
+def test_waits_for_the_final_transcript_after_speech_ends():
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 1)
+    stop_speaking(room, ALICE, T0 + 2)
+    d = at(room, T0 + 2.2)
+    assert d.action is Action.WAIT and d.rule == "awaiting_final"
+    assert d.until == pytest.approx(T0 + 2 + POLICY.final_timeout_s)
+    # a segment whose final never comes (dropped as noise) stops blocking after the timeout
+    assert at(room, T0 + 5).rule != "awaiting_final"
+
+
+# --- keeping out of human conversations -----------------------------------------------------------
+
+def test_line_naming_another_member_is_left_to_them():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Bob, did you finish the game?", T0 + 1, T0 + 2)
+    d = at(room, T0 + 10)
+    assert d.action is Action.STAY_SILENT and d.rule == "humans_talking" and "Bob" in d.reason
+
+
+def test_alternating_humans_are_talking_to_each_other():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "I finally finished the game last night.", T0 + 1, T0 + 3)
+    say(room, BOB, "Oh nice, how was the ending?", T0 + 3.8, T0 + 5)
+    for t in (T0 + 6, T0 + 10, T0 + 30):
+        d = at(room, t)
+        assert d.action is Action.STAY_SILENT and d.rule == "humans_talking", t
+    # ...but once the room has been quiet long enough, the bot brings it back to life
+    d = at(room, T0 + 5 + POLICY.idle_topic_s + 0.1)
+    assert d.action is Action.START_TOPIC
+
+
+def test_naming_the_bot_beats_the_human_exchange():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "I finished the game.", T0 + 1, T0 + 3)
+    say(room, BOB, "Juniper, have you played it?", T0 + 3.5, T0 + 5)
+    d = at(room, T0 + 5.3)
+    assert d.action is Action.RESPOND_NOW and d.addressed
+
+
+def test_display_names_with_digits_are_recognised():
+    room = make_room(ALICE, CAROL)
+    room.rename(CAROL, "carol_99")
+    say(room, ALICE, "Carol, are you coming tomorrow?", T0 + 1, T0 + 2)
+    assert at(room, T0 + 5).rule == "humans_talking"
+
+
+def test_backchannel_gets_no_reply():
+    room = make_room(ALICE)
+    bot_says(room, "I love rainy days.", T0 + 1, T0 + 3)
+    say(room, ALICE, "Mm-hm.", T0 + 3.5, T0 + 3.9)
+    for t in (T0 + 4.5, T0 + 10):
+        d = at(room, t)
+        assert d.action is not Action.RESPOND_NOW
+
+
+def test_optional_llm_gate_is_requested_for_join_ins_only_when_enabled():
+    room = make_room(ALICE, BOB, CAROL)
+    say(room, ALICE, "Anyone watching the match tonight?", T0 + 1, T0 + 2)
+    assert not at(room, T0 + 4).needs_gate
+    d = at(room, T0 + 4, Policy(llm_gate=True))
+    assert d.action is Action.RESPOND_NOW and d.needs_gate
+
+
+# --- barge-in ------------------------------------------------------------------------------
+
+def _bot_speaking(room, since):
+    turn = room.bot_begin("respond_now", since - 0.5)
+    turn.add_text("Well, let me tell you about the time I climbed a mountain in the rain.")
+    turn.add_audio(4.0)
+    room.bot_audio_started(since)
+    return turn
+
+
+def test_short_sound_over_the_bot_is_ignored():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    d = at(room, T0 + 2.4)
+    assert d.action is Action.STAY_SILENT and d.rule == "bot_busy"
+    stop_speaking(room, ALICE, T0 + 2.45)
+    assert at(room, T0 + 3).action is Action.STAY_SILENT
+
+
+def test_speaking_over_the_bot_past_barge_in_takes_the_floor():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    d = at(room, T0 + 2.61)
+    assert d.action is Action.YIELD_FLOOR and d.member_id == ALICE and d.rule == "barge_in"
+
+
+def test_overlap_counts_from_when_the_bot_started():
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 0.5)  # already talking (the bot should not have started, but races happen)
+    _bot_speaking(room, T0 + 1)
+    assert at(room, T0 + 1.3).action is Action.STAY_SILENT
+    assert at(room, T0 + 1.65).action is Action.YIELD_FLOOR
+
+
+def test_someone_taking_the_floor_while_the_bot_thinks_cancels_the_reply():
+    room = make_room(ALICE, BOB)
+    room.bot_begin("respond_now", T0 + 1)
+    start_speaking(room, BOB, T0 + 1.2)
+    assert at(room, T0 + 1.5).action is Action.STAY_SILENT
+    d = at(room, T0 + 1.9)
+    assert d.action is Action.YIELD_FLOOR and "preparing" in d.reason
+
+
+def test_short_line_spoken_over_the_bot_is_not_answered():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    say(room, ALICE, "wait what", T0 + 2, T0 + 2.4)
+    room.bot_end(T0 + 5)
+    d = at(room, T0 + 7)
+    assert d.action is not Action.RESPOND_NOW
+
+
+# --- early start on a partial transcript -------------------------------------------------------------
+
+def _paused_with_partial(room, text):
+    start_speaking(room, ALICE, T0 + 1)
+    partial(room, ALICE, text, T0 + 1, T0 + 2.5)
+    stop_speaking(room, ALICE, T0 + 2.6)
+
+
+def test_complete_addressed_partial_starts_early():
+    room = make_room(ALICE, BOB)
+    _paused_with_partial(room, "Juniper, what time is it?")
+    d = at(room, T0 + 2.65)
+    assert d.action is Action.RESPOND_NOW and d.preemptive and d.member_id == ALICE
+
+
+def test_early_start_is_a_policy_flag():
+    room = make_room(ALICE, BOB)
+    _paused_with_partial(room, "Juniper, what time is it?")
+    d = at(room, T0 + 2.65, Policy(preemptive_start=False))
+    assert d.action is Action.WAIT and d.rule == "awaiting_final"
+
+
+@pytest.mark.parametrize("text", ["Juniper, what time", "So what time is it?", "juniper"])
+def test_incomplete_or_unaddressed_partial_waits_for_the_final(text):
+    room = make_room(ALICE, BOB)
+    _paused_with_partial(room, text)
+    d = at(room, T0 + 2.65)
+    assert d.action is Action.WAIT and d.rule == "awaiting_final"
+
+
+def _early_turn(room):
+    _paused_with_partial(room, "Juniper, what time is it?")
+    d = at(room, T0 + 2.65)
+    room.bot_begin(d.action.value, T0 + 2.65, preemptive=True, basis_user_id=ALICE,
+                   basis_text=room.members[ALICE].partial.text)
+
+
+def test_early_start_confirmed_by_a_matching_final():
+    room = make_room(ALICE, BOB)
+    _early_turn(room)
+    assert at(room, T0 + 2.8).action is Action.STAY_SILENT  # thinking, final not in yet
+    line = final(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.6)
+    d = at(room, T0 + 3.0)
+    assert d.action is Action.RESPOND_NOW and d.confirm and d.reply_to_seq == line.seq
+
+
+def test_early_start_dropped_when_the_final_differs():
+    room = make_room(ALICE, BOB)
+    _early_turn(room)
+    final(room, ALICE, "Juniper, what kind of tea is best for a cold?", T0 + 1, T0 + 2.6)
+    d = at(room, T0 + 3.0)
+    assert d.action is Action.YIELD_FLOOR and "differs" in d.reason
+
+
+def test_early_start_dropped_when_the_member_keeps_speaking():
+    room = make_room(ALICE, BOB)
+    _early_turn(room)
+    start_speaking(room, ALICE, T0 + 2.9)
+    d = at(room, T0 + 3.0)
+    assert d.action is Action.YIELD_FLOOR and "kept speaking" in d.reason
+
+
+def test_early_start_dropped_when_no_final_comes():
+    room = make_room(ALICE, BOB)
+    _early_turn(room)
+    d = at(room, T0 + 2.65 + POLICY.final_timeout_s + 0.1)
+    assert d.action is Action.YIELD_FLOOR and "no final" in d.reason
+
+
+def test_discarded_early_start_reopens_the_line():
+    room = make_room(ALICE, BOB)
+    _early_turn(room)
+    final(room, ALICE, "Juniper, what kind of tea is best for a cold?", T0 + 1, T0 + 2.6)
+    room.bot_end(T0 + 3.0, discard=True)
+    d = at(room, T0 + 3.1)
+    assert d.action is Action.RESPOND_NOW and d.addressed and not d.preemptive
+
+
+# --- quiet rooms, cooldowns, greetings ---------------------------------------------------------
+
+def test_idle_room_gets_a_topic_only_with_humans_present():
+    room = make_room()
+    d = at(room, T0 + 100)
+    assert d.action is Action.STAY_SILENT and d.rule == "nobody_here"
+    room.member_joined(ALICE, "Alice", T0, initial=True)
+    assert at(room, T0 + 44).action is Action.WAIT
+    assert at(room, T0 + 45.1).action is Action.START_TOPIC
+
+
+def test_unprompted_lines_are_capped_until_a_human_replies():
+    room = make_room(ALICE)
+    bot_says(room, "Anyone into board games?", T0 + 46, T0 + 48, kind="start_topic")
+    assert at(room, T0 + 60).action is Action.WAIT
+    assert at(room, T0 + 48 + 45.1).action is Action.START_TOPIC
+    bot_says(room, "What about hiking?", T0 + 94, T0 + 96, kind="start_topic")
+    d = at(room, T0 + 500)
+    assert d.action is Action.STAY_SILENT and "without a human reply" in d.reason
+    say(room, ALICE, "Mm, not really.", T0 + 501, T0 + 502)
+    room.responded_to_seq = room.last_human_line().seq
+    assert at(room, T0 + 502 + 45.1).action is Action.START_TOPIC
+
+
+def test_cooldown_delays_joining_in_after_the_bot_spoke():
+    room = make_room(ALICE, BOB, CAROL)
+    bot_says(room, "Rain again today.", T0 + 1, T0 + 2)
+    say(room, CAROL, "Typical November.", T0 + 2.2, T0 + 2.5)
+    d = at(room, T0 + 4)
+    assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 2 + POLICY.cooldown_s)
+    assert at(room, T0 + 6.1).action is Action.RESPOND_NOW
+
+
+def test_greets_the_room_when_joining_and_members_who_join_later():
+    room = make_room(ALICE, greeted=False)
+    d = at(room, T0 + 1)
+    assert d.action is Action.GREET and d.member_id is None
+    room.room_greeted = True
+    room.member_joined(BOB, "Bob", T0 + 10)
+    d = at(room, T0 + 10.5)
+    assert d.action is Action.GREET and d.member_id == BOB
+    assert at(room, T0 + 10.5, Policy(greet_members=False)).action is not Action.GREET
+    room.members[BOB].greeted = True
+    assert at(room, T0 + 11).action is not Action.GREET
+
+
+def test_greeting_waits_for_quiet_and_expires():
+    room = make_room(ALICE)
+    room.member_joined(BOB, "Bob", T0 + 10)
+    start_speaking(room, ALICE, T0 + 10.1)
+    assert at(room, T0 + 10.5).rule == "someone_speaking"
+    stop_speaking(room, ALICE, T0 + 11)
+    final(room, ALICE, "Hi Bob!", T0 + 10.1, T0 + 11)
+    d = at(room, T0 + 11.1)
+    assert d.action is not Action.GREET
+    assert at(room, T0 + 10 + POLICY.greet_window_s + 1).action is not Action.GREET
+
+
+def test_farewell_for_a_member_who_took_part():
+    room = make_room(ALICE, BOB)
+    say(room, BOB, "Right, I have to go, bye all.", T0 + 1, T0 + 2)
+    room.responded_to_seq = room.last_human_line().seq
+    room.member_left(BOB, T0 + 3)
+    d = at(room, T0 + 3.5)
+    assert d.action is Action.FAREWELL and d.member_id == BOB
+    room.member_left(ALICE, T0 + 4)
+    assert at(room, T0 + 4.5).rule == "nobody_here"
+
+
+def test_no_farewell_for_a_silent_lurker():
+    room = make_room(ALICE, BOB)
+    room.member_left(BOB, T0 + 3)
+    assert at(room, T0 + 3.5).action is not Action.FAREWELL
+
+
+def test_busy_bot_stays_silent():
+    room = make_room(ALICE, BOB)
+    room.bot_begin("respond_now", T0 + 1)
+    assert room.bot_state is BotState.THINKING
+    d = at(room, T0 + 1.5)
+    assert d.action is Action.STAY_SILENT and d.rule == "bot_busy"
+
+
+def test_every_decision_has_a_reason():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Juniper, hi!", T0 + 1, T0 + 2)
+    for t in (T0 + 1.5, T0 + 2.1, T0 + 2.5, T0 + 50):
+        d = at(room, t)
+        assert d.reason and d.rule
+
+
+def test_reply_silence_counts_from_the_speech_end_not_the_vad_end_event():
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 1)
+    line = final(room, ALICE, "Juniper, are you there?", T0 + 1, T0 + 2)  # speculative final: before the end event
+    stop_speaking(room, ALICE, T0 + 2.3)  # VAD confirms the end after its 300 ms of silence
+    d = at(room, T0 + 2.3)
+    assert d.action is Action.RESPOND_NOW and d.reply_to_seq == line.seq
+
+
+def test_every_time_dependent_decision_says_when_to_look_again():
+    """The session sleeps until `until` when no event comes: a rule that will change its mind
+    later without an event must say when, or the bot would stay quiet until someone speaks."""
+    room = make_room(ALICE, BOB, greeted=False)
+    d = at(room, T0 + 0.1)
+    assert d.action is Action.WAIT and at(room, d.until).action is Action.GREET
+    room.room_greeted = True
+    say(room, ALICE, "I finally finished the game last night.", T0 + 1, T0 + 3)
+    say(room, BOB, "Oh nice, how was the ending?", T0 + 3.8, T0 + 5)
+    d = at(room, T0 + 6)
+    assert d.rule == "humans_talking" and d.until is not None
+    assert at(room, d.until).action is Action.START_TOPIC
+    room.member_left(BOB, T0 + 5.1)
+    d = at(room, T0 + 5.2)
+    assert d.action is Action.WAIT and d.rule == "farewell" and at(room, d.until).action is Action.FAREWELL
+
+
+def test_a_bare_call_waits_for_the_request_that_usually_follows():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Hey Juniper.", T0 + 1, T0 + 1.6)
+    d = at(room, T0 + 1.9)
+    assert d.action is Action.WAIT and d.rule == "respond_when_addressed"
+    assert d.until == pytest.approx(T0 + 1.6 + POLICY.group_silence_s)
+    say(room, ALICE, "What's the capital of Peru?", T0 + 2.3, T0 + 3.5)  # merges into one addressed line
+    assert room.last_human_line().text == "Hey Juniper. What's the capital of Peru?"
+    d = at(room, T0 + 3.8)
+    assert d.action is Action.RESPOND_NOW and d.addressed
+    # ...and if nothing follows, the call alone is answered after the longer silence
+    room2 = make_room(ALICE, BOB)
+    say(room2, ALICE, "Juniper?", T0 + 1, T0 + 1.5)
+    assert at(room2, T0 + 1.5 + POLICY.group_silence_s).action is Action.RESPOND_NOW
+
+
+def test_member_going_on_before_the_reply_is_heard_cancels_it_at_once():
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, tell me", T0 + 1, T0 + 2)
+    room.bot_begin("respond_now", T0 + 2.3, reply_to_seq=line.seq)
+    start_speaking(room, ALICE, T0 + 2.5)
+    d = at(room, T0 + 2.55)
+    assert d.action is Action.YIELD_FLOOR and "kept talking" in d.reason
+    room.bot_end(T0 + 2.55, discard=True)
+    stop_speaking(room, ALICE, T0 + 3.5)
+    final(room, ALICE, "what time it is.", T0 + 2.5, T0 + 3.4)
+    assert room.last_human_line().text == "Juniper, tell me what time it is."
+    assert at(room, T0 + 3.7).action is Action.RESPOND_NOW
+
+
+def test_policy_from_settings():
+    from bot.settings import load_settings
+
+    s = load_settings(env={"PROMPTER_REPLY_SILENCE_MS": "100", "PROMPTER_GROUP_SILENCE_MS": "2000",
+                           "PROMPTER_BARGE_IN_MS": "900", "PROMPTER_MAX_UNPROMPTED": "0",
+                           "PROMPTER_PREEMPTIVE": "false", "PROMPTER_GREET": "no"}, env_file=None)
+    p = Policy.from_settings(s)
+    assert (p.reply_silence_s, p.group_silence_s, p.barge_in_s) == (0.1, 2.0, 0.9)
+    assert p.max_unprompted_in_row == 0 and not p.preemptive_start and not p.greet_members
+    assert Policy.from_settings(s, llm_gate=True).llm_gate
+    room = make_room(ALICE)
+    assert at(room, T0 + 100, p).action is Action.STAY_SILENT  # 0 unprompted lines: no topics at all
