@@ -1,0 +1,307 @@
+"""Who may compute now: the LLM and TTS share one GPU slot on small GPUs, and run side by side elsewhere.
+
+Policies:
+- `exclusive`: LLM and TTS work never overlap. One token, granted first come first served,
+  per chunk of work (the responder holds it while the LLM makes one fragment, then while TTS
+  speaks it, so the two alternate). STT never waits: it is small and must keep up with people.
+- `pipelined`: no token; the LLM streams into TTS concurrently.
+- `auto`: pipelined unless the LLM and TTS both sit on the GPU and it has < 16 GiB free
+  (measured with nvidia-smi, else torch.cuda.mem_get_info): then exclusive.
+
+Every grant is recorded as a `WorkInterval` (kind, start, end, owner; monotonic seconds), so
+tests and benchmarks can check overlap and see where the time went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import itertools
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Iterator
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+KINDS = ("llm", "tts", "stt")
+HEAVY = ("llm", "tts")
+POLICIES = ("exclusive", "pipelined")
+SMALL_GPU_FREE_BYTES = 16 * 1024**3
+MAX_RECORDS = 20_000
+
+
+class SchedulerCancelled(Exception):
+    """Waiting for a slot was abandoned because the caller's cancel event was set."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkInterval:
+    kind: str
+    start: float
+    end: float
+    owner: str = ""
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+class ModelScheduler:
+    """Grants model work under a policy. `hold()` blocks (worker threads); `use()` is async."""
+
+    def __init__(self, policy: str = "pipelined", *, reason: str = "", max_records: int = MAX_RECORDS) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"scheduler policy must be one of {', '.join(POLICIES)} (resolve 'auto' with from_settings)")
+        self.policy = policy
+        self.reason = reason or f"{policy} requested"
+        self._cond = threading.Condition()
+        self._busy_owner: str | None = None  # exclusive token holder
+        self._queue: deque[int] = deque()  # FIFO tickets waiting for the token
+        self._tickets = itertools.count()
+        self._records: deque[WorkInterval] = deque(maxlen=max_records)
+        self._active = {kind: 0 for kind in KINDS}
+        self._waited = {kind: 0.0 for kind in KINDS}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        tts_on_gpu: bool | None = None,
+        gpu_probe: Callable[[], int | None] | None = None,
+    ) -> "ModelScheduler":
+        policy, reason = resolve_policy(settings, tts_on_gpu=tts_on_gpu, gpu_probe=gpu_probe)
+        log.info("model scheduler: %s (%s)", policy, reason)
+        return cls(policy, reason=reason)
+
+    @property
+    def exclusive(self) -> bool:
+        return self.policy == "exclusive"
+
+    # -- granting ------------------------------------------------------------------------
+
+    def _needs_token(self, kind: str) -> bool:
+        if kind not in KINDS:
+            raise ValueError(f"unknown work kind {kind!r} (expected one of {', '.join(KINDS)})")
+        return self.exclusive and kind in HEAVY
+
+    def _take_if_first(self, ticket: int, owner: str) -> bool:
+        """Under the lock: give the token to `ticket` if it is free and the ticket is first in line."""
+        if self._busy_owner is None and self._queue and self._queue[0] == ticket:
+            self._queue.popleft()
+            self._busy_owner = owner or f"ticket-{ticket}"
+            return True
+        return False
+
+    def _leave_queue(self, ticket: int) -> None:
+        with self._cond:
+            try:
+                self._queue.remove(ticket)
+            except ValueError:
+                pass
+            self._cond.notify_all()
+
+    def _acquire_blocking(self, kind: str, owner: str, cancel: threading.Event | None) -> float:
+        asked = time.monotonic()
+        if not self._needs_token(kind):
+            return asked
+        with self._cond:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            while not self._take_if_first(ticket, owner):
+                if cancel is not None and cancel.is_set():
+                    self._queue.remove(ticket)
+                    self._cond.notify_all()
+                    raise SchedulerCancelled(kind)
+                self._cond.wait(0.01 if cancel is not None else None)
+        return asked
+
+    async def _acquire_async(self, kind: str, owner: str) -> float:
+        asked = time.monotonic()
+        if not self._needs_token(kind):
+            return asked
+        with self._cond:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+        try:
+            while True:
+                with self._cond:
+                    if self._take_if_first(ticket, owner):
+                        return asked
+                await asyncio.sleep(0.003)
+        except BaseException:
+            self._leave_queue(ticket)
+            raise
+
+    def _release(self, kind: str) -> None:
+        if self._needs_token(kind):
+            with self._cond:
+                self._busy_owner = None
+                self._cond.notify_all()
+
+    def _record(self, kind: str, asked: float, start: float, end: float, owner: str) -> None:
+        with self._cond:
+            self._records.append(WorkInterval(kind, start, end, owner))
+            self._waited[kind] += start - asked
+
+    @contextlib.contextmanager
+    def hold(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None) -> Iterator[None]:
+        """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile)."""
+        asked = self._acquire_blocking(kind, owner, cancel)
+        start = time.monotonic()
+        with self._cond:
+            self._active[kind] += 1
+        try:
+            yield
+        finally:
+            end = time.monotonic()
+            with self._cond:
+                self._active[kind] -= 1
+            self._release(kind)
+            self._record(kind, asked, start, end, owner)
+
+    @contextlib.asynccontextmanager
+    async def use(self, kind: str, *, owner: str = "") -> AsyncIterator[None]:
+        """Async: wait for a `kind` slot without blocking the event loop (cancel the task to give up)."""
+        asked = await self._acquire_async(kind, owner)
+        start = time.monotonic()
+        with self._cond:
+            self._active[kind] += 1
+        try:
+            yield
+        finally:
+            end = time.monotonic()
+            with self._cond:
+                self._active[kind] -= 1
+            self._release(kind)
+            self._record(kind, asked, start, end, owner)
+
+    # -- instrumentation ---------------------------------------------------------------
+
+    def intervals(self, kind: str | None = None) -> list[WorkInterval]:
+        with self._cond:
+            return [r for r in self._records if kind is None or r.kind == kind]
+
+    def overlap_seconds(self, a: str = "llm", b: str = "tts") -> float:
+        """Total time during which `a` work and `b` work ran at the same time."""
+        first = _merge([(r.start, r.end) for r in self.intervals(a)])
+        second = _merge([(r.start, r.end) for r in self.intervals(b)])
+        total = 0.0
+        i = j = 0
+        while i < len(first) and j < len(second):
+            lo = max(first[i][0], second[j][0])
+            hi = min(first[i][1], second[j][1])
+            if hi > lo:
+                total += hi - lo
+            if first[i][1] < second[j][1]:
+                i += 1
+            else:
+                j += 1
+        return total
+
+    def stats(self) -> dict:
+        with self._cond:
+            busy = {kind: sum(r.seconds for r in self._records if r.kind == kind) for kind in KINDS}
+            counts = {kind: sum(1 for r in self._records if r.kind == kind) for kind in KINDS}
+            return {
+                "policy": self.policy,
+                "reason": self.reason,
+                "active": dict(self._active),
+                "grants": counts,
+                "busy_s": {k: round(v, 4) for k, v in busy.items()},
+                "waited_s": {k: round(v, 4) for k, v in self._waited.items()},
+                "queued": len(self._queue),
+            }
+
+    def clear_records(self) -> None:
+        with self._cond:
+            self._records.clear()
+            self._waited = {kind: 0.0 for kind in KINDS}
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+# -- policy resolution ---------------------------------------------------------------------
+
+
+def gpu_free_bytes() -> int | None:
+    """Free memory of GPU 0 in bytes (nvidia-smi, else torch if already importable), None if unknown."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.split()
+            if out:
+                return int(float(out[0])) * 1024**2
+        except (OSError, subprocess.SubprocessError, ValueError) as exc:
+            log.debug("nvidia-smi failed: %s", exc)
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                free, _total = torch.cuda.mem_get_info()
+                return int(free)
+        except Exception as exc:
+            log.debug("torch.cuda.mem_get_info failed: %s", exc)
+    return None
+
+
+def llm_on_gpu(settings: Settings) -> bool:
+    """Does the local LLM offload layers to a GPU (needs a GPU build of llama-cpp-python)?"""
+    if settings.llm_backend != "llama_cpp" or settings.llm_gpu_layers == 0:
+        return False
+    try:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:
+        return False
+
+
+def resolve_policy(
+    settings: Settings,
+    *,
+    tts_on_gpu: bool | None = None,
+    gpu_probe: Callable[[], int | None] | None = None,
+    llm_gpu: bool | None = None,
+) -> tuple[str, str]:
+    """(policy, why) for SCHEDULER_POLICY, resolving `auto` from where the models run.
+
+    `gpu_probe` returns free GPU bytes (default: nvidia-smi / torch); `llm_gpu` and
+    `tts_on_gpu` override the detection of where each model runs.
+    """
+    if settings.scheduler_policy != "auto":
+        return settings.scheduler_policy, f"SCHEDULER_POLICY={settings.scheduler_policy}"
+    llm_gpu = llm_on_gpu(settings) if llm_gpu is None else llm_gpu
+    if tts_on_gpu is None:
+        tts_on_gpu = settings.tts_engine == "xtts" and settings.tts_device != "cpu"
+    if not (llm_gpu and tts_on_gpu):
+        where = f"LLM on {'GPU' if llm_gpu else 'CPU'}, TTS on {'GPU' if tts_on_gpu else 'CPU'}"
+        return "pipelined", f"auto: {where}"
+    free = (gpu_probe or gpu_free_bytes)()
+    if free is None:
+        return "exclusive", "auto: LLM and TTS both on the GPU, free memory unknown"
+    gib = free / 1024**3
+    if free >= SMALL_GPU_FREE_BYTES:
+        return "pipelined", f"auto: LLM and TTS on a GPU with {gib:.1f} GiB free"
+    return "exclusive", f"auto: LLM and TTS share a small GPU ({gib:.1f} GiB free < 16 GiB)"

@@ -1,0 +1,146 @@
+"""Chat messages for one reply: persona, example dialogue, the room's recent lines, the situation.
+
+Humans' lines become user turns with their names ("Alice: …"; consecutive ones share a turn,
+which also keeps strict chat templates happy); the bot's own lines become assistant turns. The
+situation (why the bot speaks now) closes the last user turn. Under a token budget the oldest
+history goes first, then the example dialogue; the system prompt, the newest line and the
+situation always stay (the newest line is shortened from the front only if it alone is too big).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+log = logging.getLogger(__name__)
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators a chat template adds per message
+EXAMPLE_LISTENER = "Listener"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLine:
+    """One line of the room's conversation. `t` is a monotonic time; `is_bot` marks the bot's own lines."""
+
+    speaker: str
+    text: str
+    t: float
+    is_bot: bool
+
+
+class PersonaLike(Protocol):
+    name: str
+    examples: Sequence[Any]  # items with .user and .bot
+    post_history_instructions: str
+
+    def render_system_prompt(self) -> str: ...
+
+
+def estimate_tokens(text: str) -> int:
+    """Token count without a tokenizer: about 3.6 characters per token for English text."""
+    return max(1, math.ceil(len(text) / 3.6)) if text else 0
+
+
+def as_history_line(line: Any) -> HistoryLine:
+    """Accept a HistoryLine or a room line (`name`/`speaker`, `text`, `end`/`t`, `is_bot`)."""
+    if isinstance(line, HistoryLine):
+        return line
+    speaker = getattr(line, "speaker", None) or getattr(line, "name", "") or "Someone"
+    t = getattr(line, "t", None)
+    if t is None:
+        t = getattr(line, "end", 0.0)
+    return HistoryLine(speaker=str(speaker), text=str(line.text), t=float(t), is_bot=bool(line.is_bot))
+
+
+def build_messages(
+    persona: PersonaLike,
+    history: Sequence[Any],
+    *,
+    situation: str,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int] = estimate_tokens,
+) -> list[dict]:
+    """OpenAI-style chat messages for the next reply, within `budget_tokens` (prompt side)."""
+    lines = [as_history_line(line) for line in history if str(line.text).strip()]
+
+    def cost(text: str) -> int:
+        return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
+
+    system = persona.render_system_prompt().strip()
+    closing = situation.strip()
+    post = (getattr(persona, "post_history_instructions", "") or "").strip()
+    if post:
+        closing = f"{closing}\n{post}" if closing else post
+    closing_text = f"({closing})" if closing else ""
+
+    used = cost(system) + (cost(closing_text) if closing_text else 0)
+    kept: list[HistoryLine] = []
+    if lines:
+        newest = lines[-1]
+        room = budget_tokens - used - cost(_render(newest))
+        if room < 0:
+            newest = _shorten_front(newest, budget_tokens - used - MESSAGE_OVERHEAD_TOKENS - 8, count_tokens)
+            log.warning("prompt budget %d too small: the newest line was shortened", budget_tokens)
+        kept.append(newest)
+        used += cost(_render(newest))
+
+    examples: list[dict] = []
+    for exchange in getattr(persona, "examples", ()) or ():
+        pair = [
+            {"role": "user", "content": f"{EXAMPLE_LISTENER}: {exchange.user}"},
+            {"role": "assistant", "content": exchange.bot},
+        ]
+        pair_cost = sum(cost(m["content"]) for m in pair)
+        if used + pair_cost > budget_tokens:
+            log.info("prompt budget: example dialogue dropped after %d exchange(s)", len(examples) // 2)
+            break
+        examples.extend(pair)
+        used += pair_cost
+
+    dropped = 0
+    for index in range(len(lines) - 2, -1, -1):
+        line_cost = cost(_render(lines[index]))
+        if used + line_cost > budget_tokens:
+            dropped = index + 1
+            break
+        kept.append(lines[index])
+        used += line_cost
+    kept.reverse()
+    if dropped:
+        log.debug("prompt budget: %d oldest history line(s) dropped", dropped)
+
+    messages: list[dict] = [{"role": "system", "content": system}, *examples]
+    for line in kept:
+        role = "assistant" if line.is_bot else "user"
+        content = _render(line)
+        if messages[-1]["role"] == role and len(messages) > 1 + len(examples):  # never merge into examples
+            messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n" + content}
+        else:
+            messages.append({"role": role, "content": content})
+    if closing_text:
+        if messages[-1]["role"] == "user" and len(messages) > 1 + len(examples):
+            messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + closing_text}
+        else:
+            messages.append({"role": "user", "content": closing_text})
+    elif messages[-1]["role"] != "user":
+        messages.append({"role": "user", "content": "(Go on.)"})
+    return messages
+
+
+def _render(line: HistoryLine) -> str:
+    return line.text.strip() if line.is_bot else f"{line.speaker}: {line.text.strip()}"
+
+
+def _shorten_front(line: HistoryLine, max_tokens: int, count_tokens: Callable[[str], int]) -> HistoryLine:
+    """Keep the end of an over-long line (its last words matter most for a reply)."""
+    words = line.text.split()
+    while len(words) > 1 and count_tokens(_render(HistoryLine(line.speaker, " ".join(words), line.t, line.is_bot))) > max_tokens:
+        words = words[max(1, len(words) // 8) :]
+    return HistoryLine(line.speaker, "… " + " ".join(words), line.t, line.is_bot)
+
+
+def prompt_tokens(messages: Sequence[dict], count_tokens: Callable[[str], int] = estimate_tokens) -> int:
+    """What `build_messages` counts for a message list (for logs and tests)."""
+    return sum(count_tokens(m["content"]) + MESSAGE_OVERHEAD_TOKENS for m in messages)

@@ -1,0 +1,415 @@
+"""One spoken reply: prompt → LLM tokens → cleaned text → fragments → TTS → PCM to a sink.
+
+Two worker threads per reply, so the event loop never blocks:
+- the thinker builds the prompt, streams tokens, cleans them, cuts fragments and caps the reply;
+- the speaker synthesizes each fragment and hands PCM to the sink (on the event loop thread).
+Under an `exclusive` scheduler they alternate in lockstep (the LLM makes a fragment, TTS speaks
+it, then the LLM goes on), each step holding the one model slot; under `pipelined` the LLM
+keeps generating while TTS speaks.
+
+Cancel the task running `respond()` to stop: the shared cancel event ends token generation
+(per token, or mid prompt evaluation through llama.cpp's abort callback) and the ONNX run in
+flight, and no sink call happens after the cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from audio.tts import TtsEngine, make_tts
+from bot.models import ModelLoadError
+from bot.scheduler import ModelScheduler, SchedulerCancelled
+from bot.settings import Settings
+from brain.chunker import Fragment, SpeechChunker
+from brain.clean import ReplyBudget, SpeechCleaner
+from brain.llm import LlmBackend
+from brain.prompt import as_history_line, build_messages
+
+log = logging.getLogger(__name__)
+
+_reply_ids = itertools.count(1)
+PROMPT_MARGIN_TOKENS = 16
+CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its threads to wind down
+
+
+class ReplySink(Protocol):
+    """Where a reply goes. Called on the event loop thread, in order; never after a cancel.
+
+    `text(fragment)` comes right before the first audio of that fragment; `done()` once at
+    the end of a reply that was not cancelled (also after an error, with what was spoken).
+    """
+
+    def audio(self, pcm: np.ndarray, rate: int) -> None: ...
+
+    def text(self, fragment: str) -> None: ...
+
+    def done(self) -> None: ...
+
+
+@dataclass
+class ReplyResult:
+    """What a reply produced. Filled as it goes (pass one in to read it after a cancel)."""
+
+    text: str = ""  # cleaned text the LLM produced (within the persona's limits)
+    spoken_text: str = ""  # fragments whose audio was handed to the sink in full
+    fragments: list[str] = field(default_factory=list)
+    raw_text: str = ""  # what the model wrote, before cleaning (up to a stop)
+    audio_seconds: float = 0.0
+    stop_reason: str = ""  # end | limit | other_speaker | cancelled | error
+    error: str | None = None
+    cancelled: bool = False
+    tts_engine: str = ""
+    timings: dict[str, float] = field(default_factory=dict)  # request, first_token, first_fragment, first_audio, done, ...
+
+    def latency(self, stage: str, since: str = "request") -> float | None:
+        if stage in self.timings and since in self.timings:
+            return self.timings[stage] - self.timings[since]
+        return None
+
+
+class Responder:
+    """Speaks persona replies. One instance can serve many concurrent replies."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        llm: LlmBackend,
+        scheduler: ModelScheduler,
+        tts_factory: Callable[[Settings, Any], TtsEngine] = make_tts,
+        chunker_factory: Callable[[], SpeechChunker] = SpeechChunker,
+    ) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.scheduler = scheduler
+        self._tts_factory = tts_factory
+        self._chunker_factory = chunker_factory
+
+    def tts_for(self, persona: Any) -> TtsEngine:
+        """The persona's voice; falls back to the embedded Piper voice, then espeak-ng, if it cannot load."""
+        voice = getattr(persona, "voice", None)
+        try:
+            return self._tts_factory(self.settings, voice)
+        except ModelLoadError as exc:
+            log.warning("TTS for %s unavailable (%s): falling back", getattr(persona, "name", "?"), exc)
+        fallbacks = [self.settings.replace(tts_engine="piper"), self.settings.replace(tts_engine="espeak")]
+        last: ModelLoadError | None = None
+        for settings in fallbacks:
+            try:
+                return self._tts_factory(settings, voice)
+            except ModelLoadError as exc:
+                last = exc
+        raise ModelLoadError(f"no TTS engine could be loaded: {last}")
+
+    def warm_up(self, persona: Any) -> None:
+        """Blocking (run in a thread): load the persona's voice and put its prompt prefix in the LLM's cache.
+
+        llama.cpp keeps the last prompt's evaluated tokens; replies that share the persona prefix
+        then only evaluate the room's recent lines, so the first reply does not pay for it.
+        """
+        self.tts_for(persona)
+        messages = build_messages(persona, [], situation="Say hello.", budget_tokens=self.settings.llm_context // 2, count_tokens=self.llm.count_tokens)
+        stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=threading.Event())
+        try:
+            for _ in stream:
+                pass
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def stop_strings(self, persona: Any, member_names: Iterable[str]) -> list[str]:
+        """Strings that end generation: another speaker's line starting ("\\nAlice:")."""
+        own = getattr(persona, "name", "").casefold()
+        names = [n for n in dict.fromkeys(member_names) if n and n.casefold() != own]
+        return [f"\n{name}:" for name in names] + ["\nUser:"]
+
+    async def respond(
+        self,
+        persona: Any,
+        history: Sequence[Any],
+        *,
+        situation: str,
+        sink: ReplySink,
+        member_names: Iterable[str] | None = None,
+        t_request: float | None = None,
+        result: ReplyResult | None = None,
+    ) -> ReplyResult:
+        """Think and speak one reply; returns what was generated. Cancel the task to stop it."""
+        loop = asyncio.get_running_loop()
+        reply = _Reply(
+            responder=self,
+            persona=persona,
+            history=list(history),
+            situation=situation,
+            member_names=list(member_names) if member_names is not None else _speakers(history),
+            sink=sink,
+            loop=loop,
+            result=result if result is not None else ReplyResult(),
+        )
+        reply.result.timings["request"] = t_request if t_request is not None else time.monotonic()
+        reply.start()
+        try:
+            await asyncio.shield(reply.finished)
+        except asyncio.CancelledError:
+            reply.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(reply.finished), CANCEL_GRACE_S)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                log.debug("reply %s: workers still winding down after cancel", reply.owner)
+            raise
+        reply.result.timings["done"] = time.monotonic()
+        sink.done()
+        return reply.result
+
+
+def _speakers(history: Sequence[Any]) -> list[str]:
+    names = []
+    for line in history:
+        item = as_history_line(line)
+        if not item.is_bot and item.speaker not in names:
+            names.append(item.speaker)
+    return names
+
+
+_END = object()
+
+
+class _Reply:
+    """The state of one reply shared by its two worker threads."""
+
+    def __init__(
+        self,
+        *,
+        responder: Responder,
+        persona: Any,
+        history: list[Any],
+        situation: str,
+        member_names: list[str],
+        sink: ReplySink,
+        loop: asyncio.AbstractEventLoop,
+        result: ReplyResult,
+    ) -> None:
+        self.r = responder
+        self.persona = persona
+        self.history = history
+        self.situation = situation
+        self.member_names = member_names
+        self.sink = sink
+        self.loop = loop
+        self.result = result
+        self.owner = f"reply-{next(_reply_ids)}"
+        self.cancel_event = threading.Event()
+        self.cancelled = False  # read on the loop thread: no sink call once True
+        self.fragments: "queue.Queue[Any]" = queue.Queue()
+        self.spoken = threading.Condition()
+        self.emitted_count = 0
+        self.spoken_count = 0
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self._threads_left = 2
+        self._lock = threading.Lock()
+        self.tts_ready = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        threading.Thread(target=self._guard, args=(self._think, "thinker"), name=f"{self.owner}-llm", daemon=True).start()
+        threading.Thread(target=self._guard, args=(self._speak, "speaker"), name=f"{self.owner}-tts", daemon=True).start()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.result.cancelled = True
+        self.result.stop_reason = "cancelled"
+        self.result.timings["cancel"] = time.monotonic()
+        self.cancel_event.set()
+        self.fragments.put(_END)
+        with self.spoken:
+            self.spoken.notify_all()
+
+    def _guard(self, work: Callable[[], None], role: str) -> None:
+        try:
+            work()
+        except SchedulerCancelled:
+            pass
+        except Exception as exc:  # reported in the result; the reply ends with what it has
+            log.exception("reply %s: %s failed", self.owner, role)
+            self._fail(f"{type(exc).__name__}: {exc}")
+        finally:
+            if role == "thinker":
+                self.fragments.put(_END)
+            with self._lock:
+                self._threads_left -= 1
+                last = self._threads_left == 0
+            if last:
+                self.loop.call_soon_threadsafe(self._finish)
+
+    def _finish(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def _fail(self, message: str) -> None:
+        if self.result.error is None:
+            self.result.error = message
+        if not self.result.cancelled:
+            self.result.stop_reason = "error"
+        self.cancel_event.set()  # the other thread stops too (no sink call is blocked by this)
+        with self.spoken:
+            self.spoken.notify_all()
+
+    def _mark(self, stage: str) -> None:
+        self.result.timings.setdefault(stage, time.monotonic())
+
+    # -- thinker -------------------------------------------------------------------------
+
+    def _think(self) -> None:
+        r = self.r
+        settings = r.settings
+        max_tokens = settings.llm_max_tokens
+        if hasattr(self.persona, "max_reply_tokens"):
+            max_tokens = max(8, min(max_tokens, int(self.persona.max_reply_tokens())))
+        budget_tokens = max(64, settings.llm_context - max_tokens - PROMPT_MARGIN_TOKENS)
+        messages = build_messages(
+            self.persona, self.history, situation=self.situation, budget_tokens=budget_tokens, count_tokens=r.llm.count_tokens
+        )
+        self._mark("prompt_built")
+        persona_name = getattr(self.persona, "name", "")
+        cleaner = SpeechCleaner(persona_name=persona_name, other_names=self.member_names)
+        chunker = r._chunker_factory()
+        budget = ReplyBudget(
+            max_words=getattr(self.persona, "max_reply_words", None),
+            max_sentences=getattr(self.persona, "max_reply_sentences", None),
+        )
+        stream = r.llm.stream(
+            messages, max_tokens=max_tokens, stop=r.stop_strings(self.persona, self.member_names), cancel=self.cancel_event
+        )
+        exclusive = r.scheduler.exclusive
+        slot: Any = None
+        reason = "end"
+        try:
+            pending = _first_item(stream)  # waits for the model itself, outside any scheduler slot
+            while not self.cancel_event.is_set():
+                if slot is None:
+                    slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event)
+                    slot.__enter__()
+                if pending is not None:
+                    token, pending = pending, None
+                else:
+                    token = next(stream, None)
+                if token is None:
+                    break
+                if not token:
+                    continue
+                self._mark("first_token")
+                self.result.raw_text += token
+                frags = chunker.feed(cleaner.feed(token))
+                sent = self._emit_all(frags, budget)
+                if budget.exhausted:
+                    reason = "limit"
+                    break
+                if cleaner.stopped:
+                    reason = "other_speaker"
+                    break
+                if sent and exclusive:
+                    slot.__exit__(None, None, None)
+                    slot = None
+                    self._wait_spoken()  # lockstep: TTS speaks this fragment before the LLM goes on
+        finally:
+            if slot is not None:
+                slot.__exit__(None, None, None)
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # frees the model for the next reply at once
+        self._mark("llm_done")
+        if self.cancel_event.is_set():
+            return
+        if not budget.exhausted:
+            tail = chunker.feed(cleaner.finish()) + chunker.flush()
+            self._emit_all(tail, budget)
+            if budget.exhausted and reason == "end":
+                reason = "limit"
+        self.result.raw_text = cleaner.raw_text or self.result.raw_text
+        if not self.result.stop_reason:
+            self.result.stop_reason = reason
+
+    def _emit_all(self, frags: list[Fragment], budget: ReplyBudget) -> int:
+        sent = 0
+        for frag in frags:
+            kept = budget.take(frag)
+            if kept is not None:
+                self._mark("first_fragment")
+                self.result.fragments.append(kept.text)
+                self.result.text = " ".join(self.result.fragments)
+                with self.spoken:
+                    self.emitted_count += 1
+                self.fragments.put(kept)
+                sent += 1
+            if budget.exhausted:
+                break
+        return sent
+
+    def _wait_spoken(self) -> None:
+        with self.spoken:
+            while self.spoken_count < self.emitted_count and not self.cancel_event.is_set():
+                self.spoken.wait(0.05)
+
+    # -- speaker -------------------------------------------------------------------------
+
+    def _speak(self) -> None:
+        tts = self.r.tts_for(self.persona)
+        self.result.tts_engine = tts.name
+        try:
+            while True:
+                item = self.fragments.get()
+                if item is _END or self.cancel_event.is_set():
+                    return
+                self._speak_fragment(tts, item)
+                with self.spoken:
+                    self.spoken_count += 1
+                    self.spoken.notify_all()
+        finally:
+            with self.spoken:
+                self.spoken_count = max(self.spoken_count, self.emitted_count)
+                self.spoken.notify_all()
+
+    def _speak_fragment(self, tts: TtsEngine, frag: Fragment) -> None:
+        first = True
+        with self.r.scheduler.hold("tts", owner=self.owner, cancel=self.cancel_event):
+            for pcm, rate in tts.synthesize(frag.text, self.cancel_event):
+                if self.cancel_event.is_set():
+                    return
+                self.loop.call_soon_threadsafe(self._deliver, pcm, rate, frag.text if first else None)
+                first = False
+        if not self.cancel_event.is_set() and not first:
+            self.loop.call_soon_threadsafe(self._delivered_fragment, frag.text)
+
+    def _deliver(self, pcm: np.ndarray, rate: int, fragment: str | None) -> None:
+        """On the loop thread: hand one chunk to the sink (never after a cancel)."""
+        if self.cancelled:
+            return
+        if fragment is not None:
+            self.sink.text(fragment)
+        self._mark("first_audio")
+        self.result.audio_seconds += len(pcm) / rate
+        self.sink.audio(pcm, rate)
+
+    def _delivered_fragment(self, text: str) -> None:
+        if self.cancelled:
+            return
+        self.result.spoken_text = f"{self.result.spoken_text} {text}".strip()
+
+
+def _first_item(stream: Any) -> str | None:
+    """Advance a backend stream to its ready marker (""); a non-empty first item is kept as a token."""
+    first = next(stream, None)
+    if first is None:
+        return None
+    return first or None

@@ -1,0 +1,108 @@
+"""Cleaning model text for speech: names, markdown, emoji, stage directions, URLs, other speakers, limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from brain.chunker import Fragment
+from brain.clean import ReplyBudget, SpeechCleaner, clean_reply
+
+MEMBERS = ["Alice", "Bob Smith"]
+
+
+def stream_clean(text: str, step: int) -> tuple[str, str | None]:
+    cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS)
+    out = [cleaner.feed(text[i : i + step]) for i in range(0, len(text), step)]
+    out.append(cleaner.finish())
+    return "".join(out).strip(), cleaner.stop_reason
+
+
+def cleaned(text: str) -> str:
+    """Streaming in any split must give what cleaning the whole text gives."""
+    whole = clean_reply(text, persona_name="Juniper", other_names=MEMBERS)
+    for step in (1, 2, 3, 7, 1000):
+        assert stream_clean(text, step)[0] == whole, step
+    return whole
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Juniper: Hello there!", "Hello there!"),
+        ("**Juniper:** Hello there!", "Hello there!"),
+        ("Alice: sure, I can help.", "sure, I can help."),  # a small model labelling its own answer
+        ("I love **pizza** and _pasta_ and `code`.", "I love pizza and pasta and code."),
+        ("*laughs* That is so true. *grins widely*", "That is so true."),
+        ("Oh (smiles) that's nice [sighs] really.", "Oh that's nice really."),
+        ("It is far (about 3 km from here) away.", "It is far, about 3 km from here, away."),
+        ("Great idea 😀🎉 let's go 👍🏽!", "Great idea let's go!"),
+        ("Sure :) see you ;-) soon <3", "Sure see you soon"),
+        ("Check https://www.example.com/a/b?c=1 for that.", "Check example.com for that."),
+        ("Read [the docs](https://docs.python.org/3/) first.", "Read the docs first."),
+        ("# Plan\n- eggs\n- rice\n1. cook\n2. eat", "Plan. eggs. rice. cook. eat"),
+        ("<think>they want food</think>Fried rice!", "Fried rice!"),
+        ("Meet at 10:30, okay?", "Meet at 10:30, okay?"),
+    ],
+)
+def test_cleaning_cases(raw: str, expected: str) -> None:
+    assert cleaned(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw, kept",
+    [
+        ("Hi Alice, how are you?\nAlice: I'm fine thanks.\nJuniper: great", "Hi Alice, how are you?"),
+        ("Sure thing. Bob Smith: what about me?", "Sure thing."),
+        ("I think so\nMaybe not\nUser: hi", "I think so. Maybe not"),
+        ("Good point.\nCharlie: I disagree!", "Good point."),  # any "Name:" starting a later line
+    ],
+)
+def test_stops_at_another_speakers_line(raw: str, kept: str) -> None:
+    for step in (1, 3, 1000):
+        text, reason = stream_clean(raw, step)
+        assert text.rstrip(".") == kept.rstrip("."), step
+        assert reason is not None and "began a line" in reason
+
+
+def test_own_name_on_a_later_line_is_not_a_stop() -> None:
+    text, reason = stream_clean("Hello!\nJuniper: and another thing.", 2)
+    assert text == "Hello! and another thing."
+    assert reason is None
+
+
+def test_text_is_released_early_but_held_while_it_may_change() -> None:
+    cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS)
+    assert cleaner.feed("Jun") == ""  # may be the start of "Juniper:"
+    assert cleaner.feed("iper: Hi there, ") == "Hi there, "  # the space lets the chunker cut at once
+    assert cleaner.feed("*laughs") == ""  # an open stage direction waits for its end
+    assert cleaner.feed(" softly* you know") == "you"  # "know" may still grow
+    assert cleaner.feed(" what") == " know"
+    assert cleaner.feed(" I mean.") + cleaner.finish() == " what I mean."
+    assert cleaner.text == "Hi there, you know what I mean."
+
+
+def test_unclosed_markup_is_released_after_a_while_and_at_the_end() -> None:
+    cleaner = SpeechCleaner(persona_name="Juniper")
+    out = cleaner.feed("Well (this never closes " + "and goes on " * 40)
+    assert "goes on" in out  # not held forever
+    cleaner2 = SpeechCleaner(persona_name="Juniper")
+    assert cleaner2.feed("Fine *smiles ") == "Fine"
+    assert cleaner2.finish() == " smiles"  # the reply ended: a dangling marker is just dropped
+
+
+def test_reply_budget_caps_sentences() -> None:
+    budget = ReplyBudget(max_words=100, max_sentences=2)
+    assert budget.take(Fragment("Oh wow,", False)) == Fragment("Oh wow,", False)
+    assert budget.take(Fragment("that is great.", True)) == Fragment("that is great.", True)
+    assert not budget.exhausted
+    assert budget.take(Fragment("Tell me more.", True)) == Fragment("Tell me more.", True)
+    assert budget.exhausted
+    assert budget.take(Fragment("Extra.", True)) is None
+
+
+def test_reply_budget_caps_words_mid_sentence() -> None:
+    budget = ReplyBudget(max_words=6, max_sentences=5)
+    assert budget.take(Fragment("One two three,", False)) is not None
+    cut = budget.take(Fragment("four five six seven eight.", True))
+    assert cut == Fragment("four five six.", True)
+    assert budget.exhausted and budget.words == 6

@@ -1,0 +1,62 @@
+"""Many concurrent replies on the real SmolLM2 + Piper: no LLM/TTS overlap under `exclusive`, overlap under `pipelined`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.scheduler import ModelScheduler
+from bot.settings import load_settings
+from brain.llm import make_backend
+from brain.responder import Responder
+from tests.fixtures_thinking import RecordingSink, juniper, question
+
+SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0"}, env_file=None)  # greedy: the same replies every run
+QUESTIONS = [
+    ("Alice", "What should I cook tonight?"),
+    ("Bob", "Do you like rainy days?"),
+    ("Chen", "What is the best board game?"),
+    ("Dana", "Any plans for the weekend?"),
+]
+
+
+async def run_replies(policy: str) -> tuple[Responder, list]:
+    llm = make_backend(SETTINGS)
+    responder = Responder(SETTINGS, llm=llm, scheduler=ModelScheduler(policy))
+    persona = juniper(max_reply_words=18, max_reply_sentences=2)
+    responder.tts_for(persona)
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            *(
+                responder.respond(persona, question(text, speaker), situation=f"{speaker} asked you something.", sink=RecordingSink())
+                for speaker, text in QUESTIONS
+            )
+        ),
+        timeout=240,
+    )
+    return responder, results
+
+
+@pytest.mark.asyncio
+async def test_exclusive_policy_never_runs_llm_and_tts_at_once() -> None:
+    responder, results = await run_replies("exclusive")
+    scheduler = responder.scheduler
+    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [(r.error, r.audio_seconds) for r in results]
+    assert scheduler.overlap_seconds("llm", "tts") == 0.0
+    # Work is granted per chunk: a reply of several fragments alternates LLM and TTS turns.
+    multi = [r for r in results if len(r.fragments) >= 2]
+    owners = {iv.owner for iv in scheduler.intervals("llm")}
+    assert len(owners) == len(QUESTIONS)
+    if multi:
+        per_owner = {}
+        for iv in sorted(scheduler.intervals(), key=lambda iv: iv.start):
+            per_owner.setdefault(iv.owner, []).append(iv.kind)
+        assert any(kinds[:3] == ["llm", "tts", "llm"] for kinds in per_owner.values()), per_owner
+
+
+@pytest.mark.asyncio
+async def test_pipelined_policy_overlaps_llm_and_tts() -> None:
+    responder, results = await run_replies("pipelined")
+    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [(r.error, r.stop_reason, r.raw_text, r.audio_seconds) for r in results]
+    assert responder.scheduler.overlap_seconds("llm", "tts") > 0.05
