@@ -12,8 +12,11 @@ into work for the single `SttScheduler`:
 * end    -> SpeakingEvent(speaking=False); the speculative result is the final when no voice came
             after it (usually already computed: that is the latency removed), else a final is queued.
 
-Utterances and SpeakingEvents are delivered on the event loop thread. Finals rejected by the guards
-(noise, music, hallucinations) produce no Utterance. The bot's own user ids are never transcribed.
+Utterances and SpeakingEvents are delivered on the event loop thread, SpeakingEvent(speaking=False)
+before the segment's final. EVERY segment announced by SpeakingEvent(speaking=True) gets exactly one
+final Utterance: its text, or, when the guards rejected it (noise, music, hallucination, low
+confidence) or the VAD discarded it (too short), an EMPTY final (text "") that closes the segment,
+logged at INFO with the reason. The bot's own user ids are never transcribed.
 
 Utterance.start/end are the segment's first and last voiced moments (monotonic, from MemberFrame.t);
 timings: "speech_start", "speech_end" (arrival of the last voiced 32 ms window), "vad_end" (end of
@@ -22,17 +25,26 @@ speculative final these come BEFORE vad_end), "final" (delivered on the loop); p
 "speech_start", "stt_start", "partial".
 
 Discord sends nothing while a member is silent: with `fill_gaps` (the default, for live sources) a
-speaking member whose frames stop is heard as silence in real time, so their speech still ends.
+speaking member whose frames stop is heard as silence in real time (`SpeakerVad.idle`: counted, no audio
+added), so their speech still ends. Late frames must not cut a word in two, so: a gap counts only up to
+the last moment the event loop proved responsive (a ping sent through the loop came back), a gap may
+start a speculative final after GAP_S but ENDS the speech only once it lasts VAD_END_SILENCE_MS (the
+sender may only be late: jitter, a stall), and frames arriving after a gap continue the audio seamlessly.
 Feeders faster than real time (files, tests) pass `fill_gaps=False` and call `flush()` at the end.
 
 The first Listener loads the shared models (seconds): `await Listener.preload(settings)` first when
-constructing it on the event loop.
+constructing it on the event loop (or construct it in a thread: it binds to the loop at the first feed()).
+
+Why a bare name before a long pause ("Juniper, <360 ms> what is ...") is its own segment and final, not
+merged back into the next one: the Room merges a member's consecutive finals into one line, and holding
+the name's final until the next segment would only add latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -42,7 +54,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from audio.stt import PartialSource, SttJob, SttResult, SttScheduler, WhisperTranscriber
-from audio.types import STT_FRAME_SAMPLES, STT_RATE, MemberFrame, SpeakingEvent, Utterance
+from audio.types import STT_RATE, MemberFrame, SpeakingEvent, Utterance
 from audio.vad import Segment, SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad
 
 log = logging.getLogger(__name__)
@@ -50,6 +62,7 @@ log = logging.getLogger(__name__)
 TAIL_S = 0.25  # silence kept after the last voiced window (helps Whisper close the sentence)
 MIN_PAUSE_MS = 64
 GAP_S = 0.1  # no frame from a speaking member for this long: they stopped sending (Discord sends no silence)
+PING_INTERVAL_S = 0.02  # event-loop liveness pings while someone speaks (see _loop_alive_until)
 MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond this the VAD thread is hopelessly behind
 
 
@@ -68,6 +81,7 @@ class _Turn:
     partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
     ended_t: float = 0.0
     speech_end_t: float = 0.0
+    finalized: bool = False  # its one final Utterance (text or empty) has been emitted
 
 
 @dataclass
@@ -78,6 +92,9 @@ class ListenerStats:
     bad_frames: int = 0
     finals: int = 0
     finals_rejected: int = 0
+    finals_discarded: int = 0
+    finals_duplicate: int = 0
+    gap_fills: int = 0
     finals_from_speculation: int = 0
     partials: int = 0
 
@@ -130,11 +147,14 @@ class Listener:
             self._loop = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._members: dict[int, SpeakerVad] = {}
-        self._last_frame: dict[int, tuple[float, float]] = {}  # user id -> (monotonic arrival, frame.t)
+        self._last_frame: dict[int, tuple[float, float, float]] = {}  # user id -> (arrival, frame.t, idle s counted)
         self._turns: dict[int, _Turn] = {}  # user id -> current turn (VAD thread)
         self._outstanding = 0  # finals expected but not delivered yet
         self._outstanding_lock = threading.Lock()
         self._closed = False
+        self._alive_t = 0.0  # send time of the last ping that came back through the event loop
+        self._ping_sent = 0.0
+        self._ping_pending = False
         self._thread = threading.Thread(target=self._vad_loop, name="vad", daemon=True)
         self._thread.start()
 
@@ -220,6 +240,9 @@ class Listener:
             try:
                 if kind == "frame":
                     self._on_frame(*arg)
+                elif kind == "alive":
+                    self._alive_t = max(self._alive_t, arg)
+                    self._ping_pending = False
                 elif kind == "forget":
                     self._end_member(arg, time.monotonic(), drop=True)
                 elif kind == "flush":
@@ -231,18 +254,43 @@ class Listener:
             except Exception:
                 log.exception("listener failed on %s", kind)
 
+    def _loop_alive_until(self) -> float:
+        """The latest time up to which every frame the event loop was given has reached our queue.
+
+        A ping (its send time) goes through the loop into the queue behind any frame the loop delivers
+        before it; when it comes back, a member with no frame since that time really sent nothing.
+        """
+        now = time.monotonic()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return now
+        if not self._ping_pending and now - self._ping_sent >= PING_INTERVAL_S:
+            self._ping_sent = now
+            self._ping_pending = True
+            try:
+                loop.call_soon_threadsafe(self._queue.put, ("alive", now))
+            except RuntimeError:  # loop closing: nothing more will come through it
+                self._ping_pending = False
+                return now
+        return self._alive_t
+
     def _fill_gaps(self) -> None:
         """Discord stops sending when a member stops talking: hear that as silence, in real time."""
-        now = time.monotonic()
-        for uid, (arrival, frame_t) in list(self._last_frame.items()):
+        if not any(vad.in_speech for vad in self._members.values()):
+            return
+        now = self._loop_alive_until()
+        end_gap = max(GAP_S, self.vad_config.end_silence_ms / 1000.0)
+        for uid, (arrival, frame_t, counted) in list(self._last_frame.items()):
             vad = self._members.get(uid)
-            if vad is None or not vad.in_speech or now - arrival < GAP_S:
+            gap = now - arrival
+            if vad is None or not vad.in_speech or gap < GAP_S or gap - counted < 0.02:
                 continue
-            n = int((now - arrival) / 0.02)
-            for k in range(1, n + 1):
-                for event in vad.push(np.zeros(STT_FRAME_SAMPLES, np.float32), frame_t + 0.02 * k):
-                    self._on_vad_event(event)
-            self._last_frame[uid] = (arrival + 0.02 * n, frame_t + 0.02 * n)
+            # silence without audio; only a gap as long as the end-of-speech silence may END the speech
+            # (a shorter one may be late frames: jitter, a stalled sender)
+            self.stats.gap_fills += int((gap - counted) / 0.02)
+            for event in vad.idle(gap - counted, frame_t + gap, may_end=gap >= end_gap):
+                self._on_vad_event(event)
+            self._last_frame[uid] = (arrival, frame_t, gap)
 
     def _on_frame(self, frame: MemberFrame, arrival: float) -> None:
         pcm = frame.pcm
@@ -253,7 +301,7 @@ class Listener:
         vad = self._members.get(frame.user_id)
         if vad is None:
             vad = self._members[frame.user_id] = SpeakerVad(frame.user_id, self.vad_model, self.vad_config)
-        self._last_frame[frame.user_id] = (arrival, frame.t)
+        self._last_frame[frame.user_id] = (arrival, frame.t, 0.0)
         for event in vad.push(pcm.astype(np.float32, copy=False), frame.t):
             self._on_vad_event(event)
 
@@ -284,17 +332,17 @@ class Listener:
         elif ev.kind in ("end", "discard"):
             turn = self._turns.pop(uid, None)
             self.scheduler.stop_partials(uid)
-            if ev.kind == "discard":
-                if turn is not None:
-                    self._abandon_speculation(turn)
-            elif turn is not None:
-                self._finish_turn(turn, ev)
+            if not ev.split:
+                self._speaking(uid, False, ev.t)  # before the final: the member stopped, then we understood
+            if turn is not None:
+                if ev.kind == "discard":
+                    self._discard_turn(turn, ev)
+                else:
+                    self._finish_turn(turn, ev)
             if ev.split:
                 vad = self._members.get(uid)
                 if vad is not None and vad.segment is not None:
                     self._begin_turn(vad.segment)
-            else:
-                self._speaking(uid, False, ev.t)
 
     def _begin_turn(self, seg: Segment) -> None:
         turn = _Turn(seg)
@@ -352,6 +400,19 @@ class Listener:
         if result is not None and job.kind == "speculative" and not turn.segment.ended.is_set():
             self._emit_partial(turn, result, job.started)  # it ran: its text is a fine partial
         # when it runs now, _speculative_done sees `superseded` and makes it a partial
+
+    def _discard_turn(self, turn: _Turn, ev: VadEvent) -> None:
+        """A started segment with too little voice (a cough): no transcription, but its empty final closes it."""
+        self._abandon_speculation(turn)
+        turn.ended_t = ev.t
+        turn.speech_end_t = ev.speech_end_t
+        self._expect_final(+1)
+        seg = turn.segment
+        reason = f"vad: {seg.voiced_s * 1000:.0f} ms of voice < VAD_MIN_SPEECH_MS"
+        result = SttResult("", 0.0, -math.inf, 1.0, 0.0, reason, "", seg.n_samples / STT_RATE, 0.0)
+        record = SttJob(seg.user_id, "discard", np.zeros(0, np.float32), _noop, started=ev.t)
+        record.finished = ev.t
+        self._emit_final(turn, record, result, from_speculation=False)
 
     def _finish_turn(self, turn: _Turn, ev: VadEvent) -> None:
         seg = turn.segment
@@ -433,16 +494,34 @@ class Listener:
         self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
 
     def _emit_final(self, turn: _Turn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
+        """Emit the segment's one final: its text, or an empty final when it was rejected or discarded."""
         seg = turn.segment
-        self._update_pause(self.scheduler.final_compute_ema)
-        if not result.text:
-            self.stats.finals_rejected += 1
-            log.debug("final of %s rejected: %s", seg.user_id, result.rejected)
-            self._expect_final(-1)
+        with turn.lock:
+            duplicate = turn.finalized
+            turn.finalized = True
+        if duplicate:  # a second transcription of the same segment: never a second final
+            self.stats.finals_duplicate += 1
+            log.warning("segment %s of %s: a second final (%r) dropped", seg.id, seg.user_id, result.text)
             return
-        self.stats.finals += 1
-        if from_speculation:
-            self.stats.finals_from_speculation += 1
+        if job.kind != "discard":
+            self._update_pause(self.scheduler.final_compute_ema)
+        if not result.text:
+            if job.kind == "discard":
+                self.stats.finals_discarded += 1
+            else:
+                self.stats.finals_rejected += 1
+            log.info(
+                "segment %s of %s (%.2f s) rejected: %s%s",
+                seg.id,
+                seg.user_id,
+                result.duration_s,
+                result.rejected or "no text",
+                f" (heard {result.raw_text!r})" if result.raw_text else "",
+            )
+        else:
+            self.stats.finals += 1
+            if from_speculation:
+                self.stats.finals_from_speculation += 1
         timings = {
             "speech_start": seg.start_t,
             "speech_end": turn.speech_end_t,

@@ -54,6 +54,8 @@ async def run(paths: list[Path], names: list[str], *, realtime: bool, partials: 
     finals: list[Utterance] = []
 
     def on_utterance(u: Utterance) -> None:
+        if u.final and not u.text:
+            return  # a rejected segment (noise, too short): logged by the listener
         if u.final:
             finals.append(u)
             lag = u.timings["final"] - u.timings["speech_end"] if realtime else None
@@ -65,6 +67,7 @@ async def run(paths: list[Path], names: list[str], *, realtime: bool, partials: 
     def on_speaking(e: SpeakingEvent) -> None:
         logging.getLogger("transcribe_cli").debug("%s %s at %s", names[e.user_id], "starts" if e.speaking else "stops", _clock(e.t))
 
+    await Listener.preload(settings)  # load the models off the event loop
     listener = Listener(
         settings,
         name_of=lambda uid: names[uid],

@@ -15,6 +15,10 @@ for windows quieter than an energy gate, and runs a hysteresis state machine:
 
 The segment audio (pre-roll + speech + silence tail) grows in a preallocated buffer that is only
 appended to, so another thread may read `segment.audio()` while this one writes.
+
+`idle()` counts time in which the member sent NOTHING (Discord sends no packets in silence) as silence
+without adding audio: frames that were only late (network jitter, a busy event loop) then continue the
+segment seamlessly instead of after a fake silence in the middle of a word.
 """
 
 from __future__ import annotations
@@ -196,6 +200,8 @@ class SpeakerVad:
         self._silence_s = 0.0
         self._paused = False
         self._silent_windows = 0  # consecutive gated/silent windows (to reset the model state)
+        self._idle_s = 0.0  # idle time not yet counted as silent windows
+        self._silence_before_idle: float | None = None  # real silence when the current idle stretch began
         self._confirm_s = min(config.min_speech_ms, START_CONFIRM_MS) / 1000.0
         self._capacity = int(config.max_segment_s * STT_RATE) + self._preroll_max + WINDOW
 
@@ -215,6 +221,12 @@ class SpeakerVad:
     def push(self, pcm: np.ndarray, t: float) -> list[VadEvent]:
         """Feed audio (any length, 16 kHz mono float32) that arrived at monotonic time `t`."""
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
+        self._idle_s = 0.0
+        if self._silence_before_idle is not None:
+            # frames after a gap that did not end the speech: they were late, not absent; the gap was no silence
+            if self._segment is not None or self._candidate is not None:
+                self._silence_s = self._silence_before_idle
+            self._silence_before_idle = None
         if self._pending.size:
             pcm = np.concatenate((self._pending, pcm))
         events: list[VadEvent] = []
@@ -225,6 +237,46 @@ class SpeakerVad:
             wt = t - (pcm.size - (i + 1) * WINDOW) / STT_RATE
             self._window(window, wt, events)
         self._pending = pcm[n_windows * WINDOW :].copy()
+        return events
+
+    def idle(self, seconds: float, t: float, *, may_end: bool = True) -> list[VadEvent]:
+        """The member sent nothing for `seconds` more: count it as silence (no audio added, model untouched).
+
+        With ``may_end=False`` the silence may report a pause (speculation starts) but stops short of
+        ending the speech or dropping a start being confirmed: the caller is not sure yet that the member
+        stopped (the frames may only be late); the held time counts once a later call allows the end.
+        Frames pushed after an idle stretch that did not end the speech were late, not absent: the
+        silence counted while idle is taken back.
+        """
+        events: list[VadEvent] = []
+        if self._segment is None and self._candidate is None:
+            self._idle_s = 0.0
+            return events
+        cfg = self.config
+        if self._silence_before_idle is None:
+            self._silence_before_idle = self._silence_s
+        self._idle_s += max(0.0, seconds)
+        while self._idle_s >= WINDOW_S - 1e-9 and (self._segment is not None or self._candidate is not None):
+            if not may_end and (self._silence_s + WINDOW_S) * 1000 >= cfg.end_silence_ms - 1e-6:
+                break
+            self._idle_s -= WINDOW_S
+            self._silence_s += WINDOW_S
+            if self._candidate is not None:
+                if self._silence_s * 1000 >= cfg.end_silence_ms:
+                    self.stats.discarded += 1
+                    self._reset_preroll_from(self._candidate)
+                    self._candidate = None
+                continue
+            seg = self._segment
+            assert seg is not None
+            if not self._paused and self._silence_s * 1000 >= cfg.pause_ms - 1e-6:
+                self._paused = True
+                events.append(VadEvent("pause", seg, t, speech_end_t=seg.last_voice_t))
+            if self._silence_s * 1000 >= cfg.end_silence_ms - 1e-6:
+                self._finish(t, events)
+        if self._segment is None and self._candidate is None:
+            self._idle_s = 0.0
+            self._silence_before_idle = None
         return events
 
     def flush(self, t: float) -> list[VadEvent]:

@@ -96,7 +96,7 @@ async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcri
         settings,
         name_of=str,
         on_speaking=lambda e: None,
-        on_utterance=lambda u: finals.append(u) if u.final else None,
+        on_utterance=lambda u: finals.append(u) if u.final and u.text else None,  # empty final: rejected
         vad_model=vad,
         **kw,
     )

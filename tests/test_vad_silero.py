@@ -154,3 +154,33 @@ def test_long_speech_is_split_into_whisper_sized_segments():
     first, last = events[1].segment, events[3].segment
     assert first.id != last.id and first.n_samples <= vad._capacity
     assert first.voiced_s + last.voiced_s == pytest.approx(n * WINDOW / STT_RATE)
+
+
+def test_idle_time_is_silence_without_audio_and_ends_only_when_allowed(model):
+    """Time with no frames at all (Discord sends none in silence): a pause, not an end, until allowed."""
+    cfg = VadConfig(end_silence_ms=300, min_speech_ms=120, preroll_ms=300, pause_ms=64)
+    voice = speech("Juniper, what is your favorite color?")
+    cut = int(0.3 * STT_RATE)  # inside "Juniper"
+    vad = SpeakerVad(3, model, cfg)
+    events = run(vad, np.concatenate((silence(0.5), voice[:cut])))
+    assert [e.kind for e in events] == ["start"]
+    seg = vad.segment
+    n = seg.n_samples
+    t = 0.5 + cut / STT_RATE
+    held = vad.idle(0.6, t + 0.6, may_end=False)  # frames late, not known to be silence yet
+    assert [e.kind for e in held] == ["pause"] and vad.speaking and seg.n_samples == n  # no audio added
+    # the late frames come: the word goes on in the same segment, seamlessly
+    later = run(vad, np.concatenate((voice[cut:], silence(0.6))), t0=t + 0.6)
+    kinds = [e.kind for e in later]
+    assert kinds[0] == "resume" and kinds.count("end") >= 1, kinds
+    first_end = next(e for e in later if e.kind == "end")
+    assert first_end.segment is seg
+    at = int(0.5 * STT_RATE) - seg.stream_offset  # where voice[0] sits in the segment's audio
+    juniper = voice[: int(0.5 * STT_RATE)]
+    assert np.array_equal(seg.audio()[at : at + len(juniper)], juniper)  # contiguous: no gap inserted
+    # a gap long enough to be an end: allowed, it ends the speech (the held time counts)
+    vad2 = SpeakerVad(4, model, cfg)
+    run(vad2, np.concatenate((silence(0.5), voice[:cut])))
+    assert [e.kind for e in vad2.idle(0.2, 1.0, may_end=False)] == ["pause"]
+    assert [e.kind for e in vad2.idle(0.15, 1.2, may_end=True)] == ["end"]
+    assert not vad2.in_speech
