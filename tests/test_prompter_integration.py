@@ -123,7 +123,9 @@ async def test_answers_a_direct_question_out_loud(parts):
         await say(session, ALICE, "Juniper, what is your favorite color?")
         await until(lambda: session.room.last_bot_line() is not None and session.room.bot_state is BotState.IDLE, 120)
         human = [line for line in session.room.history if not line.is_bot]
-        assert human and human[0].name == "Alice" and "color" in human[0].text.lower()
+        # The name may land as its own line when Piper's pause after "Juniper," ends the segment.
+        assert human and {line.name for line in human} == {"Alice"}
+        assert "color" in " ".join(line.text for line in human).lower()
         bot = session.room.last_bot_line()
         assert bot.text and not bot.interrupted
         trace = session.traces[-1]
