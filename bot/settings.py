@@ -136,7 +136,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_MODEL", "llm_model", _str, "embedded", "GGUF: `embedded` (SmolLM2-135M shipped on PyPI), a local .gguf path, or `hf:<repo>/<file.gguf>` (downloads once). For `openai`: the model name."),
     SettingSpec("LLM_CONTEXT", "llm_context", _int_range(256, 131072), 2048, "Context window in tokens."),
     SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
-    SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores)."),
+    SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores but one, which leaves room for STT and TTS)."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
     SettingSpec("LLM_TEMPERATURE", "llm_temperature", _float_range(0.0, 2.0), 0.7, "Sampling temperature."),
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),

@@ -7,6 +7,9 @@ acts on the decision: start a reply (Responder.respond streaming into the Stream
 generation). Every part is injectable (receiver, listener, responder, player, clock), so the
 session can be driven by tests and by the loopback simulator.
 
+A member's transcript that is mostly the bot's own recent words (its voice picked up by a member's
+microphone and sent back) is dropped before it reaches the room (`echoes`): the bot never answers itself.
+
 Threading: the listener and receiver call back on the event loop thread; the responder may call
 its sink from worker threads, so the sink hops to the loop with `call_soon_threadsafe` for room
 bookkeeping, and feeds the (thread-safe) player directly.
@@ -15,6 +18,8 @@ bookkeeping, and feeds the (thread-safe) player directly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import difflib
 import inspect
 import logging
 import threading
@@ -38,6 +43,9 @@ IDLE_S = 30.0  # nothing due: sleep until an event pokes the loop (or this long,
 MAX_TRACES = 100
 DRAIN_POLL_S = 0.02
 DRAIN_MARGIN_S = 3.0
+ECHO_WINDOW_S = 30.0  # a member's line this soon after the bot's line may be that line picked up by their microphone
+ECHO_MIN_WORDS = 3  # shorter lines ("yes", "okay") are too common to call an echo
+ECHO_MATCH = 0.6  # share of the line's words found, in order, in the bot's recent words
 
 CaptionSink = Callable[[str], Awaitable[None]]
 SpeakGate = Callable[[Room, Decision], Awaitable[bool]]
@@ -238,6 +246,7 @@ class VoiceSession:
         self._background: set[asyncio.Task] = set()
         self._last_logged: tuple[str, str] | None = None
         self._closed = False
+        self.echoes_ignored = 0  # member transcripts dropped as the bot's own words
 
     # --- lifecycle -----------------------------------------------------------------------------
     async def start(self, *, run_loop: bool = True) -> "VoiceSession":
@@ -312,12 +321,27 @@ class VoiceSession:
         self._poke()
 
     def on_utterance(self, utt: Utterance) -> None:
+        if utt.text.strip() and self._is_echo(utt):
+            self.echoes_ignored += 1
+            log.info("guild %s: %s's %s transcript is the bot's own words (its voice picked up by a microphone): "
+                     "ignored: %r", self.guild_id, utt.name, "final" if utt.final else "partial", utt.text)
+            if not utt.final:
+                return
+            utt = dataclasses.replace(utt, text="")  # close the member's segment, add no line
         line = self.room.on_utterance(utt)
         if utt.final and utt.text.strip():
             self._caption(f"**{utt.name}**: {utt.text.strip()}")
         if line is not None:
             log.debug("guild %s: heard %s: %r", self.guild_id, line.name, line.text)
         self._poke()
+
+    def _is_echo(self, utt: Utterance) -> bool:
+        """The bot's own recent words, heard again from a member (a microphone near the speakers)."""
+        room = self.room
+        recent = [line.text for line in room.history if line.is_bot and line.end >= utt.start - ECHO_WINDOW_S]
+        if room.turn is not None and room.turn.speaking_since is not None:
+            recent.append(room.turn.text)
+        return echoes(utt.text, recent)
 
     def member_joined(self, user_id: int, name: str) -> None:
         if user_id == self.bot_user_id:
@@ -424,6 +448,8 @@ class VoiceSession:
         if decision.action is Action.GREET:
             if decision.member_id is None:
                 room.room_greeted = True
+                for member in room.members.values():  # the room's hello covers everyone here now
+                    member.greeted = True
             elif decision.member_id in room.members:
                 room.members[decision.member_id].greeted = True
         elif decision.action is Action.FAREWELL:
@@ -635,6 +661,24 @@ class VoiceSession:
             await self.captions(text[:1900])  # type: ignore[misc]
         except Exception as exc:
             log.warning("guild %s: caption not sent (%s: %s)", self.guild_id, type(exc).__name__, exc)
+
+
+def echoes(text: str, bot_texts: Iterable[str]) -> bool:
+    """Whether `text` is mostly words the bot said (in order): ECHO_MATCH of at least ECHO_MIN_WORDS words."""
+    from conversation.addressing import words
+
+    said = words(text)
+    if len(said) < ECHO_MIN_WORDS:
+        return False
+    for bot_text in bot_texts:
+        ref = words(bot_text)
+        if not ref:
+            continue
+        matcher = difflib.SequenceMatcher(a=said, b=ref, autojunk=False)
+        matched = sum(block.size for block in matcher.get_matching_blocks())
+        if matched >= ECHO_MATCH * len(said):
+            return True
+    return False
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:

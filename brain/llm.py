@@ -120,6 +120,12 @@ def _install_abort_callback(loaded: _LoadedLlama) -> None:
         log.debug("llama.cpp abort callback unavailable: %s", exc)
 
 
+def default_llm_threads() -> int:
+    """All cores but one: llama.cpp's threads spin-wait, and on a busy core (STT, TTS, the receive
+    worker) one preempted thread stalls every other one; measured 20x slower generation on 2 cores."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
 class LlamaCppBackend:
     """A local GGUF model. `settings.llm_model`: `embedded`, a path, or `hf:<repo>/<file>`."""
 
@@ -127,7 +133,7 @@ class LlamaCppBackend:
 
     def __init__(self, settings: Settings) -> None:
         path = str(resolve_gguf(settings.llm_model))
-        threads = settings.llm_threads or os.cpu_count() or 1
+        threads = settings.llm_threads or default_llm_threads()
         key = f"llama_cpp:{path}:ctx={settings.llm_context}:gpu={settings.llm_gpu_layers}:threads={threads}"
         self._loaded: _LoadedLlama = MODELS.get(
             key,

@@ -11,12 +11,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from audio.receive import ListeningVoiceClient
+
 if TYPE_CHECKING:
     from bot.client import ChorusBot
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 25.0
+RECONNECT_MARGIN_S = 35.0  # beyond discord.py's connect timeout (covers its 30 s UDP select stall), then close
+RECONNECT_POLL_S = 0.1
 DAVE_REQUIRED_CLOSE_CODE = 4017
 # Close codes that no handshake retry can fix: give up at once instead of retrying until the timeout.
 HOPELESS_CLOSE_CODES = frozenset({DAVE_REQUIRED_CLOSE_CODE})
@@ -87,7 +91,7 @@ async def connect_voice(channel: discord.VoiceChannel | discord.StageChannel, *,
     watch = _HandshakeCloseWatch(asyncio.get_running_loop())
     voice_log = logging.getLogger("discord.voice_state")
     voice_log.addHandler(watch)
-    connecting = asyncio.ensure_future(channel.connect(cls=discord.VoiceClient, self_deaf=False, timeout=timeout, reconnect=True))
+    connecting = asyncio.ensure_future(channel.connect(cls=ListeningVoiceClient, self_deaf=False, timeout=timeout, reconnect=True))
     hopeless = asyncio.ensure_future(watch.hopeless.wait())
     try:
         await asyncio.wait({connecting, hopeless}, return_when=asyncio.FIRST_COMPLETED)
@@ -108,6 +112,11 @@ class VoiceCog(commands.Cog):
     def __init__(self, bot: "ChorusBot") -> None:
         self.bot = bot
         self.connect_timeout_s = CONNECT_TIMEOUT_S
+        self._reconnect_watches: dict[int, asyncio.Task] = {}
+
+    async def cog_unload(self) -> None:
+        for task in list(self._reconnect_watches.values()):
+            task.cancel()
 
     @app_commands.command(name="join", description="Join your voice channel and start talking")
     @app_commands.guild_only()
@@ -184,12 +193,60 @@ class VoiceCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState) -> None:
-        """The bot was disconnected (kicked, channel deleted): close its session too."""
+        """The bot was disconnected (kicked, channel deleted): close its session too.
+
+        discord.py also leaves and rejoins the channel when it reconnects after the voice server closed
+        the connection (e.g. 4006): the "left" update then arrives while its voice client is registered
+        but not connected. That session is kept if the reconnect completes, else closed.
+        """
         if self.bot.user is None or member.id != self.bot.user.id:
             return
-        if after.channel is None and member.guild.id in self.bot.voice_sessions:
-            log.info("guild %d: bot left voice (disconnected); stopping the session", member.guild.id)
-            await self.bot.stop_voice_session(member.guild)
+        guild = member.guild
+        if after.channel is None and guild.id in self.bot.voice_sessions:
+            voice_client = guild.voice_client
+            if voice_client is not None and not voice_client.is_connected():
+                if guild.id not in self._reconnect_watches:
+                    task = asyncio.create_task(self._keep_session_if_reconnected(guild, voice_client),
+                                               name=f"voice-reconnect-watch-{guild.id}")
+                    self._reconnect_watches[guild.id] = task
+                    task.add_done_callback(lambda _t, gid=guild.id: self._reconnect_watches.pop(gid, None))
+                return
+            log.info("guild %d: bot left voice (disconnected); stopping the session", guild.id)
+            await self.bot.stop_voice_session(guild)
+
+    async def _keep_session_if_reconnected(self, guild: discord.Guild, voice_client: discord.VoiceProtocol) -> None:
+        """Wait for discord.py's reconnect (its connect timeout, plus a margin). Keep the session when the
+        voice client comes back connected; close it (and drop the voice client) when discord.py gives up
+        or the reconnect stalls past the deadline. A /leave or a new /join in between ends the watch."""
+        session = self.bot.voice_sessions.get(guild.id)
+        connect_timeout = getattr(getattr(voice_client, "_connection", None), "timeout", self.connect_timeout_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(connect_timeout) + RECONNECT_MARGIN_S
+        log.info("guild %d: voice connection dropped; waiting up to %.0f s for discord.py to reconnect",
+                 guild.id, deadline - loop.time())
+        while True:
+            if self.bot.voice_sessions.get(guild.id) is not session:
+                return  # /leave or /join took over
+            current = guild.voice_client
+            if current is not voice_client:
+                reason = "the voice client is gone"
+                break
+            me = guild.me
+            if current.is_connected() and me is not None and me.voice is not None and me.voice.channel is not None:
+                log.info("guild %d: voice reconnected; the session goes on", guild.id)
+                return
+            if loop.time() > deadline:
+                reason = "the voice reconnect did not complete"
+                break
+            await asyncio.sleep(RECONNECT_POLL_S)
+        log.info("guild %d: %s; stopping the session", guild.id, reason)
+        await self.bot.stop_voice_session(guild)
+        stale = guild.voice_client
+        if stale is not None:
+            try:
+                await stale.disconnect(force=True)
+            except Exception:
+                log.debug("ignoring error while dropping a stalled voice connection", exc_info=True)
 
 
 async def setup(bot: "ChorusBot") -> None:

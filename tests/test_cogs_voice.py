@@ -18,6 +18,7 @@ import discord
 import pytest
 import pytest_asyncio
 from discord import app_commands
+from audio.receive import ListeningVoiceClient
 from simcord.backend.models.channel import Overwrite
 from simcord.enums import OverwriteType
 
@@ -133,7 +134,7 @@ async def test_join_connects_starts_session_and_leave_stops_it(world, connect_ca
     callbacks = [r.json for r in env.http_requests if r.path.endswith("/callback")]
     assert callbacks[-1] == {"type": 5, "data": {"flags": 64}}  # deferred before connecting
     assert result.ephemeral and result.response.content == f"Juniper joined {voice.mention}."
-    assert connect_calls == [{"cls": discord.VoiceClient, "self_deaf": False, "timeout": 25.0, "reconnect": True}]
+    assert connect_calls == [{"cls": ListeningVoiceClient, "self_deaf": False, "timeout": 25.0, "reconnect": True}]
     (vc,) = OfflineVoiceClient.instances
     assert vc.connect_kwargs["self_deaf"] is False
     assert len(sessions) == 1 and sessions[0].voice_client is vc and sessions[0].persona.name == "Juniper"
