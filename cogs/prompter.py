@@ -48,6 +48,7 @@ class PrompterCog(commands.Cog):
         self.bot = bot
         self._shared: dict[str, Any] = {}
         self._shared_lock = asyncio.Lock()
+        self._warm_ups: set[asyncio.Task] = set()
         if bot.session_factory is None:
             bot.session_factory = self.make_session
         else:
@@ -93,7 +94,25 @@ class PrompterCog(commands.Cog):
             **await self.session_parts(guild),
         )
         await session.start()
+        self._warm_up(session.responder, persona)
         return session
+
+    def _warm_up(self, responder: Any, persona: "Persona") -> None:
+        """Load the voice and put the persona prompt in the LLM cache in the background, so the first
+        reply after /join does not pay for evaluating the whole system prompt (seconds on a CPU)."""
+        warm_up = getattr(responder, "warm_up", None)
+        if warm_up is None:
+            return
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(warm_up, persona)
+            except Exception:  # a warm-up failure only costs latency; the reply path reports real errors
+                log.warning("warm-up of persona %s failed", getattr(persona, "name", "?"), exc_info=True)
+
+        task = asyncio.create_task(run(), name="persona-warm-up")
+        self._warm_ups.add(task)
+        task.add_done_callback(self._warm_ups.discard)
 
     def _captions_for(self, guild_id: int) -> CaptionSink | None:
         channel_id = self.bot.guild_store.get(guild_id).captions_channel_id
