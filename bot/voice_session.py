@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import inspect
 import logging
 import threading
@@ -35,6 +34,7 @@ from conversation.decision import Action, Decision, Policy
 from conversation.room import BotTurn, Room, RoomLine
 from conversation.rules import RULES, Rule, decide
 from conversation.situation import situation_for
+from conversation.text_overlap import copies
 
 log = logging.getLogger(__name__)
 
@@ -665,20 +665,7 @@ class VoiceSession:
 
 def echoes(text: str, bot_texts: Iterable[str]) -> bool:
     """Whether `text` is mostly words the bot said (in order): ECHO_MATCH of at least ECHO_MIN_WORDS words."""
-    from conversation.addressing import words
-
-    said = words(text)
-    if len(said) < ECHO_MIN_WORDS:
-        return False
-    for bot_text in bot_texts:
-        ref = words(bot_text)
-        if not ref:
-            continue
-        matcher = difflib.SequenceMatcher(a=said, b=ref, autojunk=False)
-        matched = sum(block.size for block in matcher.get_matching_blocks())
-        if matched >= ECHO_MATCH * len(said):
-            return True
-    return False
+    return copies(text, bot_texts, min_share=ECHO_MATCH, min_words=ECHO_MIN_WORDS)
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:

@@ -9,6 +9,12 @@ URLs (read as their host name). A "Name:" label opening the reply is dropped (sm
 often label their own answer); the reply stops at a "Name:" that starts a later line, or at a
 known member name followed by a colon anywhere after the start.
 
+Given the `instructions` the model was prompted with (system prompt, situation), it also drops
+a clause or sentence that reads them aloud ("...answer in one or two short spoken sentences, no
+lists, no emoji."): each piece up to a clause or sentence break is held until it has
+`LEAK_MIN_WORDS` words or its sentence ends, then dropped if `LEAK_SHARE` of its words copy the
+instructions in order (in runs of `LEAK_MIN_RUN`+ words, so shared common words do not count).
+
 `ReplyBudget` caps a reply by the persona's limits (words, sentences), fragment by fragment.
 """
 
@@ -19,6 +25,7 @@ import re
 from typing import Iterable
 
 from brain.chunker import Fragment
+from conversation.text_overlap import copies
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,12 @@ _EMOTICON = re.compile(r"(?<!\w)[:;=8][-'^]?[()DPpOo3/\\|\]\[*](?!\w)|<3|\^_\^|�
 _LEFTOVER_MARKUP = re.compile(r"[*_~`#|]+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:…])")
 _REPEATED_COMMA = re.compile(r"(?:,\s*){2,}")
+# A clause or sentence break in cleaned text, once the space after it has come.
+_PIECE_END = re.compile(r"[.!?…,;:][\"')\]”’»]*\s+")
+
+LEAK_MIN_WORDS = 5  # a shorter piece is judged together with what follows (or kept, at a sentence end)
+LEAK_SHARE = 0.6  # share of a piece's words copied, in order, from the instructions
+LEAK_MIN_RUN = 3  # copied words count in runs of at least this many consecutive words
 
 
 def _is_emoji(ch: str) -> bool:
@@ -120,8 +133,13 @@ class SpeechCleaner:
     there on is dropped and the caller should stop generating.
     """
 
-    def __init__(self, *, persona_name: str, other_names: Iterable[str] = ()) -> None:
+    def __init__(self, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = ()) -> None:
         self.persona_name = persona_name.strip()
+        self.instructions = [t for t in instructions if t and t.strip()]
+        self._held = ""  # cleaned text not released yet (instruction screening)
+        self._piece = ""  # the clauses of the piece being judged
+        self._dropping = False  # part of this sentence was a copied instruction: the rest is judged strictly
+        self.dropped: list[str] = []  # pieces dropped as copied instructions
         names = {n.strip() for n in other_names if n and n.strip()}
         names.update(GENERIC_SPEAKERS)
         names.discard(self.persona_name)
@@ -144,7 +162,7 @@ class SpeechCleaner:
 
     @property
     def text(self) -> str:
-        """All cleaned text emitted so far."""
+        """All cleaned text so far (before instruction screening; see `dropped`)."""
         return self._core
 
     def feed(self, token: str) -> str:
@@ -152,13 +170,46 @@ class SpeechCleaner:
             return ""
         self._raw += token
         self._detect_stop()
-        return self._drain(final=self.stopped)
+        return self._screen(self._drain(final=self.stopped), final=self.stopped)
 
     def finish(self) -> str:
         if self._unstable:
-            return self._drain(final=True)
-        out = self._drain(final=True)
+            return self._screen(self._drain(final=True), final=True)
+        out = self._screen(self._drain(final=True), final=True)
         return out.rstrip(" ")
+
+    # -- instruction screening -----------------------------------------------------------
+
+    def _screen(self, delta: str, *, final: bool) -> str:
+        """Release cleaned text piece by piece, without the pieces that read the instructions aloud."""
+        if not self.instructions:
+            return delta
+        self._held += delta
+        out: list[str] = []
+        while (match := _PIECE_END.search(self._held)) is not None:
+            piece, self._held = self._held[: match.end()], self._held[match.end() :]
+            out.append(self._judge(piece, sentence_end=match.group(0)[0] in ".!?…"))
+        if final and self._held:
+            piece, self._held = self._held, ""
+            out.append(self._judge(piece, sentence_end=True))
+        return "".join(out)
+
+    def _judge(self, piece: str, *, sentence_end: bool) -> str:
+        self._piece += piece
+        text = self._piece
+        min_words = 1 if self._dropping else LEAK_MIN_WORDS
+        if copies(text, self.instructions, min_share=LEAK_SHARE, min_words=min_words, min_run=LEAK_MIN_RUN):
+            log.info("reply read its instructions aloud: dropped %r", text.strip())
+            self.dropped.append(text.strip())
+            self._piece = ""
+            self._dropping = not sentence_end
+            return ""
+        if not sentence_end and len(text.split()) < LEAK_MIN_WORDS:
+            return ""  # too short to judge: wait for more of the sentence
+        self._piece = ""
+        if sentence_end:
+            self._dropping = False
+        return text
 
     # -- internals -----------------------------------------------------------------------
 
@@ -298,9 +349,9 @@ def _first_unclosed(raw: str, start: int) -> int | None:
     return min(candidates) if candidates else None
 
 
-def clean_reply(text: str, *, persona_name: str, other_names: Iterable[str] = ()) -> str:
+def clean_reply(text: str, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = ()) -> str:
     """Clean a whole reply at once (same rules as streaming): what would be spoken."""
-    cleaner = SpeechCleaner(persona_name=persona_name, other_names=other_names)
+    cleaner = SpeechCleaner(persona_name=persona_name, other_names=other_names, instructions=instructions)
     parts = [cleaner.feed(text), cleaner.finish()]
     return "".join(parts).strip()
 

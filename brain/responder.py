@@ -282,7 +282,9 @@ class _Reply:
         )
         self._mark("prompt_built")
         persona_name = getattr(self.persona, "name", "")
-        cleaner = SpeechCleaner(persona_name=persona_name, other_names=self.member_names)
+        # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
+        instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
+        cleaner = SpeechCleaner(persona_name=persona_name, other_names=self.member_names, instructions=instructions)
         chunker = r._chunker_factory()
         budget = ReplyBudget(
             max_words=getattr(self.persona, "max_reply_words", None),

@@ -55,6 +55,7 @@ class Policy:
     idle_topic_s: float = 45.0  # quiet before starting a topic
     cooldown_s: float = 4.0  # minimum gap between the bot's last line and an unprompted one
     barge_in_s: float = 0.6  # speech over the bot this long takes the floor
+    barge_in_gap_s: float = 0.5  # a member's bursts over the bot with shorter gaps add up toward barge_in_s
     greet_members: bool = True
     max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most
     preemptive_start: bool = True  # start the LLM on a complete-looking partial when a member pauses

@@ -21,6 +21,7 @@ MAX_HISTORY_LINES = 200
 MAX_LINE_CHARS = 1200
 MAX_DEPARTURES = 16
 MERGE_GAP_S = 1.2  # finals of one member closer than this are one turn
+MAX_SPEECH_SPANS = 16  # a member's latest finished speaking spans, kept to add up bursts over the bot
 
 
 class BotState(enum.Enum):
@@ -45,10 +46,34 @@ class Member:
     lines: int = 0
     finals: int = 0  # final transcripts received (non-empty), to tell a new final from an old one
     last_final: Utterance | None = None
+    # (start, end) of their latest finished speaking spans (VAD events), oldest first
+    speech_spans: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=MAX_SPEECH_SPANS))
 
     @property
     def speaking(self) -> bool:
         return self.speaking_since is not None
+
+    def speech_since(self, since: float, now: float, max_gap_s: float) -> float:
+        """Seconds of speech after `since` in their latest run of speaking spans, 0 if it is over.
+
+        A run is spans separated by gaps (speaking → silent to silent → speaking) shorter than
+        `max_gap_s`, so "Wait, <pause> wait, <pause> hold on" adds up like one long segment. The run
+        is over once they have been silent `max_gap_s`. A span counts as the VAD reports it (its
+        end-of-speech silence included), as a single segment always has.
+        """
+        spans = list(self.speech_spans)
+        if self.speaking_since is not None:
+            spans.append((self.speaking_since, now))
+        elif not spans or now - spans[-1][1] >= max_gap_s:
+            return 0.0
+        total = 0.0
+        next_start: float | None = None
+        for start, end in reversed(spans):
+            if end <= since or (next_start is not None and next_start - end >= max_gap_s):
+                break
+            total += end - max(start, since)
+            next_start = start
+        return total
 
     @property
     def segment_open(self) -> bool:
@@ -212,6 +237,8 @@ class Room:
                 member.speaking_since = event.t
                 member.last_speech_start = event.t
         else:
+            if member.speaking_since is not None:
+                member.speech_spans.append((member.speaking_since, event.t))
             member.speaking_since = None
             member.last_speech_end = event.t
 

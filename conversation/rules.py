@@ -134,7 +134,11 @@ def rule_preemptive_check(ctx: Ctx) -> Decision | None:
 
 
 def rule_barge_in(ctx: Ctx) -> Decision | None:
-    """Someone speaking over the bot longer than barge_in takes the floor; shorter is a backchannel."""
+    """Someone speaking over the bot longer than barge_in takes the floor; shorter is a backchannel.
+
+    The speech over the bot is the member's latest run of speaking spans since the bot took the
+    floor, with gaps shorter than `barge_in_gap_s` bridged (`Member.speech_since`).
+    """
     room = ctx.room
     turn = room.turn
     if turn is None:
@@ -150,8 +154,10 @@ def rule_barge_in(ctx: Ctx) -> Decision | None:
         if member is not None and member.speaking_since is not None and member.speaking_since >= line.end:
             return Decision(Action.YIELD_FLOOR, f"{member.name} kept talking before the reply was heard", "barge_in",
                             member_id=member.user_id)
-    for member in room.speaking_members():
-        overlap = ctx.now - max(member.speaking_since or ctx.now, floor_from)
+    for member in room.members.values():
+        # Bursts add up: "Wait, <pause> wait, <pause> hold on" is a takeover even though each
+        # burst is shorter than barge_in; one isolated "mm-hm" is not.
+        overlap = member.speech_since(floor_from, ctx.now, ctx.policy.barge_in_gap_s)
         if overlap >= ctx.policy.barge_in_s:
             doing = "speaking" if room.bot_state is BotState.SPEAKING else "preparing a reply"
             return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({overlap * 1000:.0f} ms over the "

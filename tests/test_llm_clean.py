@@ -106,3 +106,58 @@ def test_reply_budget_caps_words_mid_sentence() -> None:
     cut = budget.take(Fragment("four five six seven eight.", True))
     assert cut == Fragment("four five six.", True)
     assert budget.exhausted and budget.words == 6
+
+
+# --- the model reading its instructions aloud ---------------------------------------------------
+
+SYSTEM = "You are Juniper, a cheerful gardener who loves rainy days and tea. Keep replies short and warm."
+SITUATION = ("In the voice channel with you: Alice and Bob. Alice is talking to you; reply to Alice. "
+             "This is a live voice chat: answer in one or two short spoken sentences, no lists, no emoji.")
+
+
+def screened(text: str) -> tuple[str, list[str]]:
+    """Streaming in any split gives the same spoken text; returns it and what was dropped."""
+    results = []
+    for step in (1, 2, 5, 1000):
+        cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, instructions=[SYSTEM, SITUATION])
+        out = [cleaner.feed(text[i : i + step]) for i in range(0, len(text), step)]
+        out.append(cleaner.finish())
+        results.append(("".join(out).strip(), cleaner.dropped))
+    assert all(r == results[0] for r in results), results
+    return results[0]
+
+
+def test_a_copied_instruction_sentence_is_not_spoken() -> None:
+    text, dropped = screened("Sure thing, Alice! Answer in one or two short spoken sentences, no lists, no emoji. "
+                             "I love rainy days.")
+    assert text == "Sure thing, Alice! I love rainy days."
+    assert dropped == ["Answer in one or two short spoken sentences,", "no lists, no emoji."]
+
+
+def test_an_instruction_copied_after_a_reply_clause_is_dropped_and_the_clause_kept() -> None:
+    text, _ = screened("Oh I really love a good cup of tea, this is a live voice chat: answer in one or two short "
+                       "spoken sentences. Keep replies short and warm.")
+    assert text == "Oh I really love a good cup of tea,"
+    assert clean_reply("Keep replies short and warm.", persona_name="Juniper", instructions=[SYSTEM]) == ""
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "Two short sentences are plenty for me, and I never use lists anyway.",
+        "Hi Alice! I'm a gardener, and rainy days with a cup of tea are my favourite.",
+        "You are right, Alice, one or two of them is enough.",
+        "No.",
+    ],
+)
+def test_a_reply_that_shares_a_few_words_with_the_instructions_is_kept(reply: str) -> None:
+    text, dropped = screened(reply)
+    assert text == reply and not dropped
+
+
+def test_screening_holds_text_only_until_a_clause_can_be_judged() -> None:
+    cleaner = SpeechCleaner(persona_name="Juniper", instructions=[SITUATION])
+    assert cleaner.feed("Oh, ") == ""  # one word: too short to judge yet
+    assert cleaner.feed("I would love to, ") == "Oh, I would love to, "
+    assert cleaner.feed("honestly ") == ""
+    assert cleaner.feed("it") + cleaner.finish() == "honestly it"

@@ -226,3 +226,21 @@ def test_last_words_after_leaving_enter_history_without_a_ghost_member():
     assert line.name == "Bob" and BOB not in room.members
     room.member_joined(BOB, "Bob", T0 + 30)  # and back: the farewell no longer applies
     assert room.departures[-1].handled and room.members[BOB].joined_at == T0 + 30
+
+
+def test_speaking_spans_are_bounded_and_add_up_across_short_gaps():
+    from conversation.room import MAX_SPEECH_SPANS
+
+    room = make_room(ALICE)
+    member = room.members[ALICE]
+    for i in range(MAX_SPEECH_SPANS + 10):
+        start_speaking(room, ALICE, T0 + i)
+        stop_speaking(room, ALICE, T0 + i + 0.5)
+    assert len(member.speech_spans) == MAX_SPEECH_SPANS
+    last_end = T0 + MAX_SPEECH_SPANS + 9.5
+    assert member.speech_since(T0, last_end + 0.1, max_gap_s=0.4) == pytest.approx(0.5)  # 0.5 s gaps: one span
+    assert member.speech_since(T0, last_end + 0.1, max_gap_s=0.6) == pytest.approx(0.5 * MAX_SPEECH_SPANS)
+    assert member.speech_since(last_end - 0.2, last_end + 0.1, max_gap_s=0.6) == pytest.approx(0.2)  # clipped
+    assert member.speech_since(T0, last_end + 0.65, max_gap_s=0.6) == 0.0  # silent for the gap: the run is over
+    start_speaking(room, ALICE, last_end + 0.3)
+    assert member.speech_since(T0, last_end + 0.5, max_gap_s=0.4) == pytest.approx(0.7)  # open span + the last

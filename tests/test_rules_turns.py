@@ -230,6 +230,66 @@ def test_someone_taking_the_floor_while_the_bot_thinks_cancels_the_reply():
     assert d.action is Action.YIELD_FLOOR and "preparing" in d.reason
 
 
+def test_bursts_over_the_bot_add_up_to_a_takeover():
+    """"Wait, <pause> wait, <pause> hold on": each burst is shorter than barge-in and ends with the
+    VAD's end-of-speech silence, but the bursts come in quick succession and add up."""
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)  # "Wait,"
+    stop_speaking(room, ALICE, T0 + 2.35)
+    assert at(room, T0 + 2.4).action is Action.STAY_SILENT  # 350 ms so far
+    start_speaking(room, ALICE, T0 + 2.5)  # "wait," after a 150 ms gap (between the VAD events)
+    assert at(room, T0 + 2.74).action is Action.STAY_SILENT  # 350 + 240 ms
+    d = at(room, T0 + 2.76)  # 350 + 260 ms: past the 600 ms barge-in, ~760 ms after the onset
+    assert d.action is Action.YIELD_FLOOR and d.rule == "barge_in" and d.member_id == ALICE
+    # ...and still a takeover when the rules look only after that burst ended, in the short gap
+    stop_speaking(room, ALICE, T0 + 2.8)
+    d = at(room, T0 + 2.85)
+    assert d.action is Action.YIELD_FLOOR and d.member_id == ALICE
+
+
+def test_bursts_count_only_over_the_current_bot_line():
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 0.2)
+    stop_speaking(room, ALICE, T0 + 0.9)  # before the bot spoke: not over it
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 1.2)
+    stop_speaking(room, ALICE, T0 + 1.5)
+    assert at(room, T0 + 1.55).action is Action.STAY_SILENT  # 300 ms over the bot (its 100 ms gap bridged)
+
+
+def test_one_mm_hm_over_the_bot_is_ignored():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 2.3)
+    for t in (T0 + 2.2, T0 + 2.3, T0 + 2.5, T0 + 2.9, T0 + 4):
+        assert at(room, t).action is Action.STAY_SILENT, t
+
+
+def test_two_mm_hms_far_apart_do_not_add_up():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 2.3)
+    start_speaking(room, ALICE, T0 + 2.3 + POLICY.barge_in_gap_s + 0.1)  # the second one, after a longer gap
+    t = T0 + 2.3 + POLICY.barge_in_gap_s + 0.1
+    for dt in (0.1, 0.35):  # together with the first they would pass 600 ms at +0.3
+        assert at(room, t + dt).action is Action.STAY_SILENT, dt
+    stop_speaking(room, ALICE, t + 0.35)
+    assert at(room, t + 0.4).action is Action.STAY_SILENT
+
+
+def test_barge_in_gap_is_a_policy_knob():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 2.35)
+    start_speaking(room, ALICE, T0 + 2.75)  # 400 ms gap
+    assert at(room, T0 + 3.05).action is Action.YIELD_FLOOR  # default 0.5 s gap: 350 + 300 ms add up
+    assert at(room, T0 + 3.05, Policy(barge_in_gap_s=0.3)).action is Action.STAY_SILENT
+
+
 def test_short_line_spoken_over_the_bot_is_not_answered():
     room = make_room(ALICE, BOB)
     _bot_speaking(room, T0 + 1)
