@@ -1,0 +1,671 @@
+"""A scripted conversation between simulated members and the real chorus bot, on the loopback channel.
+
+Shared by the offline demo (`bot.demo`), the end-to-end benchmark (`benchmarks.e2e_bench`) and
+`tests/test_demo_e2e.py`:
+
+    convo = ScriptedConversation(settings, DEFAULT_CAST[:2], [
+        Line("Alice", "Hey Juniper, what should I cook tonight?"),
+        Line("Bob", "I think it might rain this weekend.", expect_reply=False),
+    ], out_dir=Path("out/demo"), on_event=print)
+    result = await convo.run()          # ConversationResult: .turns, .to_json(), channel.wav + turns.json written
+
+What runs: `simulator.LoopbackVoiceServer`, a real `ChorusBot` with its real cogs (data in a temp folder)
+wired to it by `simulator.connected_client`, and the bot joins through the `/join` command's own
+callback (`VoiceCog.join` → `connect_voice` → `ChorusBot.start_voice_session` → the prompter cog's
+`VoiceSession`). Member lines are synthesized up front (`simulator.voices`) and sent in real time,
+Opus + DAVE + transport encryption, one member at a time; after each line the runner waits for the
+bot's reply to be fully played (or a timeout) before the next line.
+
+Per turn it records the TRUE end of the member's speech (the send time of the packet that carries the
+last voiced 20 ms frame, from the `SpeakReport` and the synthesized audio), the session's `TurnTrace`
+stages, the arrival of the bot's first voiced packet at a member (the Discord edge: the first cast
+member's copy, Opus-decoded after DAVE decryption; every member gets the same packets at once), what
+chorus heard (its final transcripts) and what it said. Latency of a turn = true end of speech → the
+bot's first voiced packet heard by the member.
+
+`warm_up=True` runs the session responder's `warm_up(persona)` (voice loaded, persona prompt in the LLM's
+cache) before the first line, as in a bot that has been running for a while. `session_parts`, when given,
+replaces `PrompterCog.session_parts` (the seam for swapping a session's responder, player or listener
+factory, e.g. the benchmark's seed-style baseline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import json
+import logging
+import tempfile
+import time
+import wave
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+import numpy as np
+
+from bot.settings import Settings
+from simulator import audio_files
+from simulator.harness import connected_client
+from simulator.member import FRAME_SECONDS, SimMember
+from simulator.server import LoopbackVoiceServer
+from simulator.voices import CastMember, SpokenLine, synthesize_line
+
+log = logging.getLogger(__name__)
+
+# The stages of one reply, in pipeline order (TurnTrace.times keys, plus "heard" at the member).
+STAGES = ("speech_end", "vad_end", "final", "request", "first_token", "first_fragment", "first_audio",
+          "first_packet", "heard")
+TERMINAL = ("spoken", "interrupted", "failed", "silent", "gated", "discarded")
+WAV_RATE = 24_000
+POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class Line:
+    """One scripted line. ``pause_s``: silence after the bot's reply (or after the line, when none
+    comes) before the next line. ``warmup``: played but left out of statistics."""
+
+    speaker: str
+    text: str
+    expect_reply: bool = True
+    pause_s: float = 0.8
+    warmup: bool = False
+
+
+@dataclass
+class ScriptEvent:
+    """What the runner reports as it goes (for a live display). kind: status | ready | line | heard |
+    bot_start | bot_line | unanswered | quiet (the bot let a line meant for others pass) | done."""
+
+    kind: str
+    speaker: str = ""
+    text: str = ""
+    latency_s: float | None = None
+    detail: str = ""
+
+
+@dataclass
+class ReplyRecord:
+    """One bot line started during a turn (a session TurnTrace, made relative)."""
+
+    kind: str
+    reason: str
+    outcome: str
+    text: str
+    stages_s: dict[str, float]  # STAGES present, seconds after the true end of the member's speech
+    times_s: dict[str, float]  # every trace timestamp, seconds after the true end of speech
+    latency_s: float | None  # true end of speech -> first voiced bot packet at the member
+    first_packet_s: float | None  # true end of speech -> first bot packet sent (player)
+
+
+@dataclass
+class TurnRecord:
+    index: int
+    speaker: str
+    said: str
+    expect_reply: bool
+    warmup: bool
+    start_s: float  # first packet of the line, seconds after the session started
+    true_end_s: float  # true end of speech, seconds after the session started
+    speech_s: float
+    heard: str = ""  # chorus' final transcript(s) of the line
+    replies: list[ReplyRecord] = field(default_factory=list)
+    status: str = "pending"  # answered | unanswered | quiet (no reply expected, none given) | unprompted | failed
+
+    @property
+    def answer(self) -> ReplyRecord | None:
+        """The first bot line heard after the member finished (one that started over them does not count)."""
+        spoken = [r for r in self.replies if r.outcome in ("spoken", "interrupted")
+                  and (r.first_packet_s is None or r.first_packet_s > 0)]
+        return spoken[0] if spoken else None
+
+    @property
+    def latency_s(self) -> float | None:
+        answer = self.answer
+        return answer.latency_s if answer is not None else None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["latency_s"] = self.latency_s
+        answer = self.answer
+        d["reply"] = answer.text if answer is not None else ""
+        return d
+
+
+@dataclass
+class ConversationResult:
+    label: str
+    bot_name: str
+    settings: dict[str, Any]
+    cast: list[dict[str, Any]]
+    turns: list[TurnRecord]
+    bot_initiated: list[ReplyRecord]  # lines before the script (greeting)
+    wall_s: float
+    receive_stats: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    bot_audio_s: float = 0.0
+    bot_audio_peak: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "bot": self.bot_name,
+            "settings": self.settings,
+            "cast": self.cast,
+            "turns": [t.as_dict() for t in self.turns],
+            "bot_initiated": [asdict(r) for r in self.bot_initiated],
+            "wall_s": round(self.wall_s, 2),
+            "bot_audio_s": round(self.bot_audio_s, 2),
+            "bot_audio_peak": self.bot_audio_peak,
+            "receive_stats": self.receive_stats,
+            "files": self.files,
+        }
+
+
+class ScriptError(RuntimeError):
+    """The conversation could not be set up (the bot did not join, a speaker is not in the cast)."""
+
+
+SessionParts = Callable[[Any, Any], Awaitable[dict[str, Any]]]  # (cog, guild) -> VoiceSession kwargs
+EventSink = Callable[[ScriptEvent], None]
+
+
+# --- /join, as Discord would call it -----------------------------------------------------------------------------
+
+class _Response:
+    def __init__(self, replies: list[str]) -> None:
+        self._replies = replies
+        self._done = False
+
+    def is_done(self) -> bool:
+        return self._done
+
+    async def send_message(self, content: str, *, ephemeral: bool = False) -> None:
+        self._done = True
+        self._replies.append(content)
+
+    async def defer(self, *, ephemeral: bool = False, thinking: bool = False) -> None:
+        self._done = True
+
+
+class _Followup:
+    def __init__(self, replies: list[str]) -> None:
+        self._replies = replies
+
+    async def send(self, content: str, *, ephemeral: bool = False) -> None:
+        self._replies.append(content)
+
+
+class _JoinInteraction:
+    """The parts of `discord.Interaction` the /join handler uses (guild, user, response, followup)."""
+
+    def __init__(self, guild: Any, user: Any) -> None:
+        self.guild = guild
+        self.guild_id = guild.id
+        self.user = user
+        self.command = None
+        self.replies: list[str] = []
+        self.response = _Response(self.replies)
+        self.followup = _Followup(self.replies)
+
+
+class _ArrivalTap:
+    """Arrival time of every bot packet a member decoded (so the channel recording places the bot's audio
+    where it was heard). Wraps that member's `_on_bot_frame` (the server's per-packet call into the
+    member; simulator 1.x) on the instance: one decoded packet = one 20 ms chunk of `received_pcm()`."""
+
+    def __init__(self, member: SimMember) -> None:
+        self.member = member
+        self.arrivals: list[float] = []
+        self._inner = member._on_bot_frame
+
+        def tapped(from_user_id: int, ssrc: int, frame: bytes, arrival: float) -> None:
+            failed = member.stats["dave_failed"] + member.stats["decode_failed"]
+            self._inner(from_user_id, ssrc, frame, arrival)
+            if member.stats["dave_failed"] + member.stats["decode_failed"] == failed:
+                self.arrivals.append(arrival)
+
+        member._on_bot_frame = tapped  # type: ignore[method-assign]
+
+    def first_voiced_after(self, t: float, within_s: float = 5.0) -> float | None:
+        """Arrival of the first bot packet at or after ``t`` whose audio is voiced (peak >= VOICED_PEAK)."""
+        pcm = self.member.received_pcm()
+        n = audio_files.FRAME_SAMPLES
+        if pcm.shape[0] != len(self.arrivals) * n:  # history trimmed: use the member's own bookkeeping
+            later = [s for s in self.member.utterance_starts() if s >= t - 0.005]
+            return later[0] if later and later[0] - t < within_s else None
+        i0 = bisect.bisect_left(self.arrivals, t - 0.005)
+        i1 = bisect.bisect_right(self.arrivals, t + within_s)
+        if i1 <= i0:
+            return None
+        peaks = np.abs(pcm[i0 * n : i1 * n].reshape(i1 - i0, n * pcm.shape[1]).astype(np.int32)).max(axis=1)
+        voiced = np.flatnonzero(peaks >= SimMember.VOICED_PEAK)
+        return self.arrivals[i0 + int(voiced[0])] if voiced.size else None
+
+
+# --- the runner ---------------------------------------------------------------------------------------------------
+
+class ScriptedConversation:
+    def __init__(
+        self,
+        settings: Settings,
+        cast: Sequence[CastMember],
+        script: Sequence[Line],
+        *,
+        out_dir: Path | None = None,
+        label: str = "conversation",
+        session_parts: SessionParts | None = None,
+        on_event: EventSink | None = None,
+        reply_timeout_s: float = 60.0,
+        unprompted_watch_s: float | None = None,
+        greeting_timeout_s: float = 60.0,
+        connect_timeout_s: float = 60.0,
+        warm_up: bool = False,
+    ) -> None:
+        names = {c.name for c in cast}
+        missing = sorted({line.speaker for line in script} - names)
+        if missing:
+            raise ScriptError(f"script speakers not in the cast: {', '.join(missing)}")
+        if len({c.user_id for c in cast}) != len(cast):
+            raise ScriptError("cast members need distinct user ids")
+        self.settings = settings
+        self.cast = list(cast)
+        self.script = list(script)
+        self.out_dir = out_dir
+        self.label = label
+        self.session_parts = session_parts
+        self.on_event = on_event
+        self.reply_timeout_s = reply_timeout_s
+        # No reply expected: how long after the line is transcribed to watch for the bot joining in anyway.
+        self.unprompted_watch_s = (unprompted_watch_s if unprompted_watch_s is not None
+                                   else settings.group_silence_ms / 1000.0 + 1.5)
+        self.greeting_timeout_s = greeting_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.warm_up = warm_up  # load the voice and prime the LLM's prompt cache before the first line
+        self._seen_traces: set[int] = set()
+        self._trace_refs: list[Any] = []  # keep traces alive so their ids stay unique
+        self._seen_lines: set[tuple[int, str]] = set()
+        self._announced: dict[int, str] = {}  # id(trace) -> last stage announced
+
+    # -- events --------------------------------------------------------------------------
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(ScriptEvent(kind, **data))
+        except Exception:
+            log.exception("scripted conversation: event display failed")
+
+    # -- setup ---------------------------------------------------------------------------
+    def _synthesize_all(self) -> list[SpokenLine]:
+        voices = {c.name: c.voice for c in self.cast}
+        return [synthesize_line(self.settings, voices[line.speaker], line.text) for line in self.script]
+
+    async def run(self) -> ConversationResult:
+        started = time.monotonic()
+        self._emit("status", text="synthesizing the members' lines")
+        spoken = await asyncio.to_thread(self._synthesize_all)
+        with tempfile.TemporaryDirectory(prefix="chorus-scripted-") as tmp:
+            settings = self.settings.replace(data_dir=Path(tmp) / "data")
+            result = await self._run_with(settings, spoken)
+        result.wall_s = time.monotonic() - started
+        if self.out_dir is not None:
+            self._emit("status", text="writing the channel recording")
+            result.files = await asyncio.to_thread(self._write_files, result)
+        self._emit("done", text=f"{len(result.turns)} turns")
+        return result
+
+    async def _run_with(self, settings: Settings, spoken: list[SpokenLine]) -> ConversationResult:
+        from bot.client import ChorusBot
+        from bot.voice_session import VoiceSession
+
+        async with LoopbackVoiceServer() as server:
+            members: dict[str, SimMember] = {}
+            for c in self.cast:
+                members[c.name] = await server.add_member(c.user_id, c.name)
+            self._listener = members[self.cast[0].name]
+            tap = self._tap = _ArrivalTap(self._listener)
+            self._current_end: float | None = None
+            bot = ChorusBot(settings)
+            async with connected_client(server, client=bot):
+                self._emit("status", text="loading models and joining the voice channel")
+                await bot.setup_hook()  # personas and cogs, as at login
+                if self.session_parts is not None:
+                    cog = bot.get_cog("PrompterCog")
+                    if cog is None:
+                        raise ScriptError("the prompter cog did not load; cannot substitute session parts")
+                    parts = self.session_parts
+                    cog.session_parts = lambda guild, _cog=cog: parts(_cog, guild)  # instance seam
+                guild = bot.get_guild(server.guild_id)
+                session = await asyncio.wait_for(self._join(bot, guild), self.connect_timeout_s)
+                if not isinstance(session, VoiceSession):
+                    raise ScriptError(f"the bot joined but built no voice session ({type(session).__name__})")
+                try:
+                    await server.wait_dave_settled(self.connect_timeout_s)
+                    warm = getattr(session.responder, "warm_up", None) if self.warm_up else None
+                    if warm is not None:  # as a bot that has been running a while is
+                        self._emit("status", text="warming up the models")
+                        await asyncio.to_thread(warm, session.persona)
+                    t0 = time.monotonic()
+                    self._t0 = t0
+                    bot_name = session.persona.name
+                    self._emit("ready", speaker=bot_name, text=", ".join(c.name for c in self.cast))
+                    greeting = await self._settle(session, origin=None, timeout=self.greeting_timeout_s)
+                    turns: list[TurnRecord] = []
+                    for index, (line, audio) in enumerate(zip(self.script, spoken)):
+                        turns.append(await self._play_line(index, line, audio, members[line.speaker], session))
+                    receive_stats = _stats_of(session)
+                    heard_pcm = self._listener.received_pcm()
+                    starts = self._listener.utterance_starts()
+                    self._member_audio = [(t.start_s, a.pcm) for t, a in zip(turns, spoken)]
+                    self._bot_audio = (heard_pcm, starts, list(tap.arrivals))
+                    gaps = np.diff(np.asarray(tap.arrivals)) if len(tap.arrivals) > 1 else np.zeros(0)
+                    receive_stats["member_heard"] = {"packets": len(tap.arrivals),
+                                                     "gaps_over_100ms": int((gaps > 0.1).sum()),
+                                                     "longest_gap_s": round(float(gaps.max()), 3) if gaps.size else 0.0,
+                                                     "seconds": round(heard_pcm.shape[0] / audio_files.DISCORD_RATE, 2),
+                                                     "session_s": round(time.monotonic() - t0, 2),
+                                                     **self._listener.stats}
+                finally:
+                    await bot.stop_voice_session(guild)
+                    vc = guild.voice_client
+                    if vc is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(vc.disconnect(force=True), 15)
+        peak = int(np.abs(heard_pcm).max()) if heard_pcm.size else 0
+        return ConversationResult(
+            label=self.label, bot_name=bot_name, settings=_settings_summary(settings),
+            cast=[{"name": c.name, "user_id": c.user_id, "voice": c.voice.describe()} for c in self.cast],
+            turns=turns, bot_initiated=greeting, wall_s=0.0, receive_stats=receive_stats,
+            bot_audio_s=_voiced_seconds(heard_pcm), bot_audio_peak=peak,
+        )
+
+    async def _join(self, bot: Any, guild: Any) -> Any:
+        """Run the /join command's callback for the first cast member (who is in the voice channel)."""
+        cog = bot.get_cog("VoiceCog")
+        if cog is None:
+            raise ScriptError("the voice cog did not load")
+        user = guild.get_member(self.cast[0].user_id)
+        if user is None or user.voice is None:
+            raise ScriptError(f"{self.cast[0].name} is not in the loopback voice channel")
+        interaction = _JoinInteraction(guild, user)
+        await cog.join.callback(cog, interaction)
+        session = bot.voice_sessions.get(guild.id)
+        if session is None:
+            raise ScriptError(f"/join failed: {' | '.join(interaction.replies) or 'no reply'}")
+        return session
+
+    # -- one line ------------------------------------------------------------------------------
+    async def _play_line(self, index: int, line: Line, audio: SpokenLine, member: SimMember, session: Any) -> TurnRecord:
+        self._emit("line", speaker=line.speaker, text=line.text)
+        self._current_end = None
+        report = await member.speak(audio.pcm, at=time.monotonic() + 0.02)
+        self._emit("status", text=f"{session.persona.name} is listening")
+        true_end = report.start + audio.last_voiced_frame * FRAME_SECONDS  # send time of the last voiced packet
+        self._current_end = true_end
+        turn = TurnRecord(index=index, speaker=line.speaker, said=line.text, expect_reply=line.expect_reply,
+                          warmup=line.warmup, start_s=report.start - self._t0, true_end_s=true_end - self._t0,
+                          speech_s=audio.voiced_s)
+        if report.sent < report.frames:
+            log.warning("%s: %d of %d packets not sent", line.speaker, report.frames - report.sent, report.frames)
+        try:
+            replies = await self._await_reply(line, member, session, true_end)
+        except Exception as exc:  # record, never crash the conversation
+            log.exception("turn %d: waiting for the reply failed", index)
+            turn.status = "failed"
+            turn.heard = self._heard_since(session, member.user_id, report.start)
+            self._emit("unanswered", speaker=line.speaker, detail=f"{type(exc).__name__}: {exc}")
+            return turn
+        turn.replies = replies
+        turn.heard = self._heard_since(session, member.user_id, report.start)
+        answered = turn.answer is not None
+        if line.expect_reply:
+            turn.status = "answered" if answered else "unanswered"
+        else:
+            turn.status = "unprompted" if answered else "quiet"
+        if line.expect_reply and not answered:
+            self._emit("unanswered", speaker=line.speaker,
+                       detail=", ".join(f"{r.kind}:{r.outcome}" for r in replies) or "no reply started")
+        elif not line.expect_reply and not answered:
+            self._emit("quiet", speaker=session.persona.name, text=line.speaker)
+        await asyncio.sleep(line.pause_s)
+        self._poll(session)
+        return turn
+
+    async def _await_reply(self, line: Line, member: SimMember, session: Any, true_end: float) -> list[ReplyRecord]:
+        """Wait for the bot's reply to this line to be played out; returns every bot line started meanwhile."""
+        if line.expect_reply:
+            deadline = true_end + self.reply_timeout_s
+        else:  # give the transcript time to arrive, then watch for the bot joining in
+            heard_by = true_end + self.reply_timeout_s / 2
+            while time.monotonic() < heard_by and not self._heard_since(session, member.user_id, true_end - 60):
+                self._poll(session)
+                await asyncio.sleep(POLL_S)
+            deadline = time.monotonic() + self.unprompted_watch_s
+        return await self._settle(session, origin=true_end, timeout=None, deadline=deadline,
+                                  need_answer=line.expect_reply)
+
+    async def _settle(self, session: Any, *, origin: float | None,
+                      timeout: float | None, deadline: float | None = None, need_answer: bool = False,
+                      quiet_s: float = 1.0) -> list[ReplyRecord]:
+        """Watch bot lines until the bot is idle: either an answer was played out (need_answer), or no new
+        line started before ``deadline`` (absolute) / for ``quiet_s`` (greeting watch, bounded by ``timeout``).
+        A started line is always waited for (up to reply_timeout_s more), so the next line never talks over it."""
+        start = time.monotonic()
+        if deadline is None:
+            deadline = start + (timeout or self.reply_timeout_s)
+        hard_stop = deadline + self.reply_timeout_s
+        new: list[Any] = []
+        quiet_since = time.monotonic()
+        while True:
+            self._poll(session)
+            fresh = self._take_new_traces(session)
+            if fresh:
+                new.extend(fresh)
+                quiet_since = time.monotonic()
+            busy = session.room.turn is not None or any(t.outcome == "pending" for t in new)
+            now = time.monotonic()
+            if busy:
+                quiet_since = now
+                if now > hard_stop:
+                    log.warning("the bot's line did not finish in time; moving on")
+                    break
+            else:
+                answered = any(t.outcome in ("spoken", "interrupted") and t.times.get("first_packet", now) > (origin or 0.0)
+                               for t in new)
+                if need_answer and answered and now - quiet_since > 0.2:
+                    break
+                # the reply came out empty or failed: nothing more is coming for this line
+                if need_answer and any(t.outcome in ("silent", "failed", "gated") for t in new) and now - quiet_since > 2.0:
+                    break
+                if not need_answer and origin is None and now - quiet_since > quiet_s and (new or now - start > quiet_s + 2.0):
+                    break
+                if now > deadline and (not new or now - quiet_since > 0.2):
+                    break
+            await asyncio.sleep(POLL_S)
+        records = []
+        for trace in new:
+            base = origin if origin is not None else trace.times.get("decided", 0.0)
+            records.append(self._record(trace, base))
+        return records
+
+    # -- observation ------------------------------------------------------------------------------
+    def _take_new_traces(self, session: Any) -> list[Any]:
+        out = []
+        for trace in list(session.traces):
+            if id(trace) not in self._seen_traces:
+                self._seen_traces.add(id(trace))
+                self._trace_refs.append(trace)
+                out.append(trace)
+        return out
+
+    def _poll(self, session: Any) -> None:
+        """Report new transcripts and the bot's lines as they happen (for the live display)."""
+        for line in list(session.room.history):
+            key = (line.seq, line.text)
+            if not line.is_bot and key not in self._seen_lines:  # new, or grown by a merged segment
+                self._seen_lines.add(key)
+                self._emit("heard", speaker=line.name, text=line.text)
+        for trace in list(session.traces):
+            key = id(trace)
+            stage = self._announced.get(key)
+            if stage is None and "first_packet" in trace.times:
+                self._announced[key] = "start"
+                end = self._current_end
+                latency = self._heard_after(trace.times["first_packet"]) - end if end is not None else None
+                self._emit("bot_start", speaker=session.persona.name, latency_s=latency, detail=trace.kind)
+            if self._announced.get(key) != "done" and trace.outcome in TERMINAL:
+                self._announced[key] = "done"
+                if trace.outcome in ("spoken", "interrupted") or trace.text:
+                    end = self._current_end
+                    latency = (self._heard_after(trace.times["first_packet"]) - end
+                               if end is not None and "first_packet" in trace.times else None)
+                    self._emit("bot_line", speaker=session.persona.name, text=trace.text, latency_s=latency,
+                               detail=f"{trace.kind}/{trace.outcome}")
+
+    def _heard_after(self, first_packet: float) -> float:
+        """Arrival of the first voiced bot packet at the first cast member after ``first_packet`` (else that)."""
+        heard = self._tap.first_voiced_after(first_packet)
+        return heard if heard is not None else first_packet
+
+    def _record(self, trace: Any, origin: float) -> ReplyRecord:
+        times = dict(trace.times)
+        first_packet = times.get("first_packet")
+        heard = self._tap.first_voiced_after(first_packet) if first_packet is not None else None
+        if heard is not None:
+            times["heard"] = heard
+        rel = {k: round(v - origin, 4) for k, v in sorted(times.items(), key=lambda kv: kv[1])}
+        return ReplyRecord(
+            kind=trace.kind, reason=trace.reason, outcome=trace.outcome, text=trace.text,
+            stages_s={k: rel[k] for k in STAGES if k in rel}, times_s=rel,
+            latency_s=round(heard - origin, 4) if heard is not None else None,
+            first_packet_s=round(first_packet - origin, 4) if first_packet is not None else None,
+        )
+
+    @staticmethod
+    def _heard_since(session: Any, user_id: int, since: float) -> str:
+        lines = [line.text for line in session.room.history
+                 if not line.is_bot and line.user_id == user_id and line.end >= since]
+        return " ".join(t.strip() for t in lines if t.strip())
+
+    # -- files ------------------------------------------------------------------------------------
+    def _write_files(self, result: ConversationResult) -> dict[str, str]:
+        assert self.out_dir is not None
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        wav_path = self.out_dir / "channel.wav"
+        json_path = self.out_dir / "turns.json"
+        mix = channel_mix(self._member_audio, *self._bot_audio, origin=self._t0)
+        write_wav(wav_path, mix, WAV_RATE)
+        files = {"channel_wav": str(wav_path), "turns_json": str(json_path)}
+        payload = result.to_json()
+        payload["files"] = files
+        json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        return files
+
+
+# --- the channel recording -------------------------------------------------------------------------------------------
+
+def bot_onsets(pcm: np.ndarray) -> list[int]:
+    """Sample offsets (in `pcm`, 48 kHz (n, 2)) where the member would have logged a bot utterance start:
+    a 20 ms packet with a peak >= SimMember.VOICED_PEAK after > UTTERANCE_GAP s without one."""
+    n = audio_files.FRAME_SAMPLES
+    frames = pcm.shape[0] // n
+    if frames == 0:
+        return []
+    peaks = np.abs(pcm[: frames * n].reshape(frames, n * pcm.shape[1]).astype(np.int32)).max(axis=1)
+    onsets, last = [], -1e9
+    for i in np.flatnonzero(peaks >= SimMember.VOICED_PEAK):
+        if (i - last) * FRAME_SECONDS > SimMember.UTTERANCE_GAP:
+            onsets.append(int(i) * n)
+        last = i
+    return onsets
+
+
+def place_packets(bot_pcm: np.ndarray, arrivals: list[float], origin: float) -> list[tuple[float, np.ndarray]]:
+    """The bot's received audio cut into runs of packets, each run at its arrival time (seconds after
+    ``origin``). A packet that arrives early (a burst after the sender fell behind) is queued after the
+    previous one, as a jitter buffer would play it."""
+    n = audio_files.FRAME_SAMPLES
+    mono = bot_pcm.astype(np.float32).mean(axis=1) / 32768.0
+    pieces: list[tuple[float, np.ndarray]] = []
+    run_start, run_from, cursor = None, 0, -1e9
+    for i, arrival in enumerate(arrivals):
+        t = arrival - origin
+        if run_start is None or t > cursor + 0.06:  # a gap: start a new run at this packet's arrival
+            if run_start is not None:
+                pieces.append((run_start, mono[run_from * n : i * n]))
+            run_start, run_from, cursor = t, i, t
+        cursor += FRAME_SECONDS
+    if run_start is not None:
+        pieces.append((run_start, mono[run_from * n : len(arrivals) * n]))
+    return pieces
+
+
+def channel_mix(member_audio: list[tuple[float, np.ndarray]], bot_pcm: np.ndarray, bot_starts: list[float],
+                arrivals: list[float] | None = None, *, origin: float, rate: int = WAV_RATE) -> np.ndarray:
+    """One mono float32 timeline of the channel: each member line at its start, and the bot's audio as a
+    member received it, placed by packet arrival times (else each bot utterance at its `utterance_starts`)."""
+    pieces: list[tuple[float, np.ndarray]] = []
+    for start_s, pcm in member_audio:
+        pieces.append((start_s, pcm.astype(np.float32).mean(axis=1) / 32768.0))
+    if arrivals and bot_pcm.shape[0] == len(arrivals) * audio_files.FRAME_SAMPLES:
+        pieces.extend(place_packets(bot_pcm, arrivals, origin))
+    elif bot_pcm.size and bot_starts:
+        onsets = bot_onsets(bot_pcm)
+        mono = bot_pcm.astype(np.float32).mean(axis=1) / 32768.0
+        if len(onsets) == len(bot_starts):  # anchor each utterance at its own arrival
+            bounds = onsets[1:] + [mono.shape[0]]
+            for onset, end, t in zip(onsets, bounds, bot_starts):
+                pieces.append((t - origin, mono[onset:end]))
+        elif onsets:  # counts differ (trimmed history): one anchor for the whole stream
+            pieces.append((bot_starts[0] - origin, mono[onsets[0]:]))
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    pieces = [(max(0.0, t), audio_files.resample(p, audio_files.DISCORD_RATE, rate)) for t, p in pieces if p.size]
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    total = max(int(t * rate) + p.shape[0] for t, p in pieces) + rate // 2
+    out = np.zeros(total, dtype=np.float32)
+    for t, p in pieces:
+        i = int(t * rate)
+        out[i : i + p.shape[0]] += p
+    return np.clip(out, -1.0, 1.0)
+
+
+def write_wav(path: Path, mono: np.ndarray, rate: int) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(audio_files.to_int16(mono).tobytes())
+
+
+def _voiced_seconds(pcm: np.ndarray) -> float:
+    """Seconds of 20 ms packets with a peak >= SimMember.VOICED_PEAK."""
+    n = audio_files.FRAME_SAMPLES
+    frames = pcm.shape[0] // n
+    if frames == 0:
+        return 0.0
+    peaks = np.abs(pcm[: frames * n].reshape(frames, n * pcm.shape[1]).astype(np.int32)).max(axis=1)
+    return float((peaks >= SimMember.VOICED_PEAK).sum()) * FRAME_SECONDS
+
+
+def _stats_of(session: Any) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    receiver = getattr(session, "receiver", None)
+    if receiver is not None and hasattr(getattr(receiver, "stats", None), "as_dict"):
+        stats["receive"] = receiver.stats.as_dict()
+    listener = getattr(session, "listener", None)
+    if listener is not None and hasattr(getattr(listener, "stats", None), "as_dict"):
+        stats["listener"] = listener.stats.as_dict()
+    return stats
+
+
+def _settings_summary(settings: Settings) -> dict[str, Any]:
+    keys = ("default_persona", "stt_model", "stt_compute_type", "vad_end_silence_ms", "vad_threshold", "llm_backend",
+            "llm_model", "llm_context", "llm_threads", "llm_max_tokens", "tts_engine", "scheduler_policy",
+            "reply_silence_ms", "preemptive_start", "greet_members")
+    return {k: (str(getattr(settings, k)) if isinstance(getattr(settings, k), Path) else getattr(settings, k))
+            for k in keys}
