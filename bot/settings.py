@@ -152,7 +152,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_GROUP_SILENCE_MS", "group_silence_ms", _int_range(0, 20000), 1200, "Silence before the bot joins in when it was not addressed and several humans are active."),
     SettingSpec("PROMPTER_IDLE_TOPIC_S", "idle_topic_s", _float_range(5.0, 3600.0), 45.0, "Quiet time after which the bot starts a topic."),
     SettingSpec("PROMPTER_COOLDOWN_S", "cooldown_s", _float_range(0.0, 600.0), 4.0, "Minimum time between two unprompted lines of the bot."),
-    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 600, "A member speaking this long over the bot takes the floor (shorter is a backchannel)."),
+    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 700, "A member speaking this long over the bot takes the floor (shorter is a backchannel). Measured on VAD events, which run up to VAD_END_SILENCE_MS past the voice: keep it above 300 ms + that."),
     SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
     SettingSpec("PROMPTER_MAX_UNPROMPTED", "max_unprompted", _int_range(0, 20), 2, "At most this many bot lines in a row without a human reply (topic starts); 0: never start topics."),
     SettingSpec("PROMPTER_PREEMPTIVE", "preemptive_start", _bool, True, "Start thinking on a complete-looking partial transcript when an addressing member pauses (kept only if the final transcript agrees)."),

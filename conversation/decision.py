@@ -56,6 +56,7 @@ class Policy:
     cooldown_s: float = 4.0  # minimum gap between the bot's last line and an unprompted one
     barge_in_s: float = 0.6  # speech over the bot this long takes the floor
     barge_in_gap_s: float = 0.5  # a member's bursts over the bot with shorter gaps add up toward barge_in_s
+    speech_tail_s: float = 0.0  # the VAD's end-of-speech silence: a finished span ends this long before its stop event
     greet_members: bool = True
     max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most
     preemptive_start: bool = True  # start the LLM on a complete-looking partial when a member pauses
@@ -77,6 +78,7 @@ class Policy:
             "idle_topic_s": settings.idle_topic_s,
             "cooldown_s": settings.cooldown_s,
             "barge_in_s": settings.barge_in_ms / 1000.0,
+            "speech_tail_s": settings.vad_end_silence_ms / 1000.0,
             "greet_members": settings.greet_members,
         }
         for attr, key in (("max_unprompted", "max_unprompted_in_row"), ("preemptive_start", "preemptive_start"),

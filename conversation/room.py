@@ -53,15 +53,15 @@ class Member:
     def speaking(self) -> bool:
         return self.speaking_since is not None
 
-    def speech_since(self, since: float, now: float, max_gap_s: float) -> float:
+    def speech_since(self, since: float, now: float, max_gap_s: float, tail_s: float = 0.0) -> float:
         """Seconds of speech after `since` in their latest run of speaking spans, 0 if it is over.
 
         A run is spans separated by gaps (speaking → silent to silent → speaking) shorter than
         `max_gap_s`, so "Wait, <pause> wait, <pause> hold on" adds up like one long segment. The run
-        is over once they have been silent `max_gap_s`. A span counts as the VAD reports it (its
-        end-of-speech silence included), as a single segment always has.
+        is over once they have been silent `max_gap_s`. A finished span ends `tail_s` before its stop
+        event (the VAD's end-of-speech silence), so a short "mm-hm" is not stretched into a takeover.
         """
-        spans = list(self.speech_spans)
+        spans = [(start, max(start, end - tail_s)) for start, end in self.speech_spans]
         if self.speaking_since is not None:
             spans.append((self.speaking_since, now))
         elif not spans or now - spans[-1][1] >= max_gap_s:

@@ -157,7 +157,7 @@ def rule_barge_in(ctx: Ctx) -> Decision | None:
     for member in room.members.values():
         # Bursts add up: "Wait, <pause> wait, <pause> hold on" is a takeover even though each
         # burst is shorter than barge_in; one isolated "mm-hm" is not.
-        overlap = member.speech_since(floor_from, ctx.now, ctx.policy.barge_in_gap_s)
+        overlap = member.speech_since(floor_from, ctx.now, ctx.policy.barge_in_gap_s, ctx.policy.speech_tail_s)
         if overlap >= ctx.policy.barge_in_s:
             doing = "speaking" if room.bot_state is BotState.SPEAKING else "preparing a reply"
             return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({overlap * 1000:.0f} ms over the "

@@ -536,3 +536,17 @@ def test_policy_from_settings():
     assert Policy.from_settings(s, llm_gate=True).llm_gate
     room = make_room(ALICE)
     assert at(room, T0 + 100, p).action is Action.STAY_SILENT  # 0 unprompted lines: no topics at all
+
+
+def test_vad_tail_does_not_stretch_an_mm_hm_into_a_takeover():
+    """A real stop event comes the VAD's end silence after the voice: a 300 ms "mm-hm" reports a
+    600 ms span, which must not reach the 600 ms barge-in once the tail is taken off."""
+    policy = Policy(speech_tail_s=0.3)
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2.1)  # VAD start ~100 ms after the onset at T0 + 2
+    stop_speaking(room, ALICE, T0 + 2.6)  # voice ended at T0 + 2.3, plus 300 ms of silence
+    for t in (T0 + 2.6, T0 + 2.65, T0 + 3.0):
+        assert at(room, t, policy).action is Action.STAY_SILENT, t
+    # Without taking the tail off, the same events would have read as a takeover.
+    assert at(room, T0 + 2.6, Policy(speech_tail_s=0.0, barge_in_s=0.5)).action is Action.YIELD_FLOOR
