@@ -66,6 +66,8 @@ class PlayerLike(Protocol):
     def flush(self) -> float: ...
     @property
     def is_playing_audio(self) -> bool: ...
+    @property
+    def queued_seconds(self) -> float: ...
 
 
 class ResponderLike(Protocol):
@@ -516,7 +518,9 @@ class VoiceSession:
             while sink.holding or self.player.is_playing_audio:
                 if not sink.holding:
                     if drain_deadline is None:
-                        drain_deadline = self.clock.now() + max(0.0, turn.audio_s - self.player.seconds_played) + DRAIN_MARGIN_S
+                        # What is still queued, not the line's length minus seconds_played: the player
+                        # resets that only when the new line's first packet goes out.
+                        drain_deadline = self.clock.now() + self.player.queued_seconds + DRAIN_MARGIN_S
                     elif self.clock.now() > drain_deadline:
                         log.warning("guild %s: playback did not drain; ending the line", self.guild_id)
                         self.player.flush()

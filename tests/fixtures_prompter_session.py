@@ -56,6 +56,11 @@ class PacedPlayer:
         with self._lock:
             return self._queued_s > 1e-9
 
+    @property
+    def queued_seconds(self) -> float:
+        with self._lock:
+            return self._queued_s
+
     def _pump(self) -> None:
         while not self._stop.wait(FRAME_S):
             first = None
