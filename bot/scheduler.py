@@ -157,22 +157,19 @@ class ModelScheduler:
     def hold(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None) -> Iterator[None]:
         """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile)."""
         asked = self._acquire_blocking(kind, owner, cancel)
-        start = time.monotonic()
-        with self._cond:
-            self._active[kind] += 1
-        try:
+        with self._running(kind, asked, owner):
             yield
-        finally:
-            end = time.monotonic()
-            with self._cond:
-                self._active[kind] -= 1
-            self._release(kind)
-            self._record(kind, asked, start, end, owner)
 
     @contextlib.asynccontextmanager
     async def use(self, kind: str, *, owner: str = "") -> AsyncIterator[None]:
         """Async: wait for a `kind` slot without blocking the event loop (cancel the task to give up)."""
         asked = await self._acquire_async(kind, owner)
+        with self._running(kind, asked, owner):
+            yield
+
+    @contextlib.contextmanager
+    def _running(self, kind: str, asked: float, owner: str) -> Iterator[None]:
+        """A granted slot: counted as active while the work runs, released and recorded after."""
         start = time.monotonic()
         with self._cond:
             self._active[kind] += 1

@@ -198,7 +198,7 @@ class _Followup:
         self._replies.append(content)
 
 
-class _JoinInteraction:
+class JoinInteraction:
     """The parts of `discord.Interaction` the /join handler uses (guild, user, response, followup)."""
 
     def __init__(self, guild: Any, user: Any) -> None:
@@ -209,6 +209,21 @@ class _JoinInteraction:
         self.replies: list[str] = []
         self.response = _Response(self.replies)
         self.followup = _Followup(self.replies)
+
+
+async def join_with_command(bot: Any, guild: Any, user_id: int) -> Any:
+    """Run `/join` for ``user_id`` (who must be in the voice channel) through the voice cog's callback,
+    as Discord would; returns the started voice session or raises ScriptError with the bot's reply."""
+    cog = bot.get_cog("VoiceCog")
+    user = guild.get_member(user_id)
+    if cog is None or user is None or user.voice is None:
+        raise ScriptError(f"user {user_id} is not in the loopback voice channel (or the voice cog is missing)")
+    interaction = JoinInteraction(guild, user)
+    await cog.join.callback(cog, interaction)
+    session = bot.voice_sessions.get(guild.id)
+    if session is None:
+        raise ScriptError(f"/join failed: {' | '.join(interaction.replies) or 'no reply'}")
+    return session
 
 
 class _ArrivalTap:
@@ -384,18 +399,7 @@ class ScriptedConversation:
 
     async def _join(self, bot: Any, guild: Any) -> Any:
         """Run the /join command's callback for the first cast member (who is in the voice channel)."""
-        cog = bot.get_cog("VoiceCog")
-        if cog is None:
-            raise ScriptError("the voice cog did not load")
-        user = guild.get_member(self.cast[0].user_id)
-        if user is None or user.voice is None:
-            raise ScriptError(f"{self.cast[0].name} is not in the loopback voice channel")
-        interaction = _JoinInteraction(guild, user)
-        await cog.join.callback(cog, interaction)
-        session = bot.voice_sessions.get(guild.id)
-        if session is None:
-            raise ScriptError(f"/join failed: {' | '.join(interaction.replies) or 'no reply'}")
-        return session
+        return await join_with_command(bot, guild, self.cast[0].user_id)
 
     # -- one line ------------------------------------------------------------------------------
     async def _play_line(self, index: int, line: Line, audio: SpokenLine, member: SimMember, session: Any) -> TurnRecord:

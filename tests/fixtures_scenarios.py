@@ -38,6 +38,7 @@ from bot.settings import Settings, load_settings
 from simulator import audio_files
 from simulator.harness import connected_client
 from simulator.member import FRAME_SECONDS, SimMember
+from simulator.scripted import JoinInteraction, join_with_command
 from simulator.server import LoopbackVoiceServer
 from simulator.voices import ALICE, BOB, CHEN, CastMember, SpokenLine, synthesize_line, voiced_frames
 
@@ -337,55 +338,6 @@ class Scenario:
                 f"history={[(ln.name, ln.text) for ln in session.room.history]}, "
                 f"decisions={[(round(t - self.started, 2), d.log_fields()) for t, d in list(session.decisions)]}, "
                 f"traces={[(t.kind, t.outcome, t.text[:80]) for t in list(session.traces)]}")
-
-
-class _Response:
-    def __init__(self, replies: list[str]) -> None:
-        self._replies = replies
-        self._done = False
-
-    def is_done(self) -> bool:
-        return self._done
-
-    async def send_message(self, content: str, *, ephemeral: bool = False) -> None:
-        self._done = True
-        self._replies.append(content)
-
-    async def defer(self, *, ephemeral: bool = False, thinking: bool = False) -> None:
-        self._done = True
-
-
-class _Followup:
-    def __init__(self, replies: list[str]) -> None:
-        self._replies = replies
-
-    async def send(self, content: str, *, ephemeral: bool = False) -> None:
-        self._replies.append(content)
-
-
-class JoinInteraction:
-    """What `/join`'s callback reads from a `discord.Interaction` (guild, user, response, followup)."""
-
-    def __init__(self, guild: Any, user: Any) -> None:
-        self.guild = guild
-        self.guild_id = guild.id
-        self.user = user
-        self.command = None
-        self.replies: list[str] = []
-        self.response = _Response(self.replies)
-        self.followup = _Followup(self.replies)
-
-
-async def join_with_command(bot: Any, guild: Any, user_id: int) -> Any:
-    """Run `/join` for ``user_id`` (in the voice channel) through the voice cog's callback; the session."""
-    cog = bot.get_cog("VoiceCog")
-    user = guild.get_member(user_id)
-    assert cog is not None and user is not None and user.voice is not None, "the joining member is not in voice"
-    interaction = JoinInteraction(guild, user)
-    await cog.join.callback(cog, interaction)
-    session = bot.voice_sessions.get(guild.id)
-    assert session is not None, f"/join failed: {interaction.replies}"
-    return session
 
 
 @contextlib.asynccontextmanager
