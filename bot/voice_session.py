@@ -246,6 +246,8 @@ class VoiceSession:
         self._sleeper: asyncio.Future | None = None
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
+        self._prefill_running = False
+        self._prefill_cancel = threading.Event()  # set on close: stops a prompt evaluation in flight
         self._last_logged: tuple[str, str] | None = None
         self._closed = False
         self.echoes_ignored = 0  # member transcripts dropped as the bot's own words
@@ -276,6 +278,7 @@ class VoiceSession:
         if self._closed:
             return
         self._closed = True
+        self._prefill_cancel.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -320,7 +323,31 @@ class VoiceSession:
 
     def on_speaking(self, event: SpeakingEvent) -> None:
         self.room.on_speaking(event)
+        if event.speaking:
+            self._prefill_while_they_speak()
         self._poke()
+
+    def _prefill_while_they_speak(self) -> None:
+        """A member started speaking and the bot is not in a line: put the conversation so far in the
+        LLM's prompt cache now (`Responder.prefill`), so a reply only evaluates what they are saying."""
+        prefill = getattr(self.responder, "prefill", None)
+        if prefill is None or self._prefill_running or self.room.turn is not None or self._closed:
+            return
+        history = history_lines(self.room)
+        persona = self.persona
+        self._prefill_running = True
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(prefill, persona, history, self._prefill_cancel)
+            except Exception:  # only latency is lost; the reply reports real LLM errors
+                log.debug("guild %s: prefill failed", self.guild_id, exc_info=True)
+            finally:
+                self._prefill_running = False
+
+        task = asyncio.create_task(run(), name=f"prefill-{self.guild_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def on_utterance(self, utt: Utterance) -> None:
         if utt.text.strip() and self._is_echo(utt):

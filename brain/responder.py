@@ -111,14 +111,21 @@ class Responder:
         raise ModelLoadError(f"no TTS engine could be loaded: {last}")
 
     def warm_up(self, persona: Any) -> None:
-        """Blocking (run in a thread): load the persona's voice and put its prompt prefix in the LLM's cache.
-
-        llama.cpp keeps the last prompt's evaluated tokens; replies that share the persona prefix
-        then only evaluate the room's recent lines, so the first reply does not pay for it.
-        """
+        """Blocking (run in a thread): load the persona's voice and put its prompt prefix in the LLM's cache."""
         self.tts_for(persona)
-        messages = build_messages(persona, [], situation="Say hello.", budget_tokens=self.settings.llm_context // 2, count_tokens=self.llm.count_tokens)
-        stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=threading.Event())
+        self.prefill(persona, [])
+
+    def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None) -> None:
+        """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
+
+        llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
+        voice session calls this while a member is still speaking, so the reply to what they say only
+        has to evaluate their new line and the situation (prompt evaluation of a few hundred tokens
+        costs seconds on a small CPU). Setting `cancel` stops it at once (a real reply wants the model).
+        """
+        messages = build_messages(persona, history, situation="", budget_tokens=self.prompt_budget(persona),
+                                  count_tokens=self.llm.count_tokens)
+        stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
         try:
             for _ in stream:
                 pass
@@ -126,6 +133,16 @@ class Responder:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+    def max_reply_tokens(self, persona: Any) -> int:
+        max_tokens = self.settings.llm_max_tokens
+        if hasattr(persona, "max_reply_tokens"):
+            max_tokens = max(8, min(max_tokens, int(persona.max_reply_tokens())))
+        return max_tokens
+
+    def prompt_budget(self, persona: Any) -> int:
+        """Prompt-side token budget; the same for replies and prefills, so both keep the same lines."""
+        return max(64, self.settings.llm_context - self.max_reply_tokens(persona) - PROMPT_MARGIN_TOKENS)
 
     def stop_strings(self, persona: Any, member_names: Iterable[str]) -> list[str]:
         """Strings that end generation: another speaker's line starting ("\\nAlice:")."""
@@ -272,13 +289,10 @@ class _Reply:
 
     def _think(self) -> None:
         r = self.r
-        settings = r.settings
-        max_tokens = settings.llm_max_tokens
-        if hasattr(self.persona, "max_reply_tokens"):
-            max_tokens = max(8, min(max_tokens, int(self.persona.max_reply_tokens())))
-        budget_tokens = max(64, settings.llm_context - max_tokens - PROMPT_MARGIN_TOKENS)
+        max_tokens = r.max_reply_tokens(self.persona)
         messages = build_messages(
-            self.persona, self.history, situation=self.situation, budget_tokens=budget_tokens, count_tokens=r.llm.count_tokens
+            self.persona, self.history, situation=self.situation, budget_tokens=r.prompt_budget(self.persona),
+            count_tokens=r.llm.count_tokens,
         )
         self._mark("prompt_built")
         persona_name = getattr(self.persona, "name", "")

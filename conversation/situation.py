@@ -39,14 +39,13 @@ def pick_topic(room: Room, topics: tuple[str, ...] | list[str]) -> str | None:
 def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> str:
     """Plain-language situation for the prompt builder (`build_messages(..., situation=...)`)."""
     present = _present(room)
-    voice = "This is a live voice chat: answer in one or two short spoken sentences, no lists, no emoji."
     if decision.action is Action.RESPOND_NOW:
         line = next((ln for ln in reversed(room.history) if ln.seq == decision.reply_to_seq), None)
         speaker = line.name if line is not None else room.name_of(decision.member_id or 0)
         if decision.addressed:
-            return f"{present} {speaker} is talking to you; reply to {speaker}. {voice}"
+            return f"{present} {speaker} is talking to you; reply to {speaker}."
         return (f"{present} {speaker} said something to the group, not to you in particular. Add one short, "
-                f"friendly remark that fits, or a question to keep it going. {voice}")
+                f"friendly remark that fits, or a question to keep it going.")
     if decision.action is Action.START_TOPIC:
         quiet = now - room.last_activity()
         topic = pick_topic(room, tuple(getattr(persona, "topics", ()) or ()))
@@ -56,17 +55,17 @@ def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> s
             hooks.append(f"for example: {topic}")
         if last_human is not None:
             hooks.append(f"or come back to what {last_human.name} said earlier (\"{last_human.text[:120]}\")")
-        idea = (" " + ", ".join(hooks) + ".") if hooks else ""
+        idea = (" " + ", ".join(hooks) + ".") if hooks else "."
         return (f"{present} Nobody has spoken for {quiet:.0f} seconds. Bring the room back to life with a light, "
-                f"open question or topic{idea} {voice}")
+                f"open question or topic{idea}")
     if decision.action is Action.GREET:
         if decision.member_id is None:
             greeting = getattr(persona, "greeting", "") or ""
             hint = f" Your usual greeting: \"{greeting}\"" if greeting else ""
-            return f"You just joined the voice channel. {present} Say hello to everyone briefly.{hint} {voice}"
+            return f"You just joined the voice channel. {present} Say hello to everyone briefly.{hint}"
         name = room.name_of(decision.member_id)
-        return f"{name} just joined the voice channel. {present} Greet {name} by name in one short sentence. {voice}"
+        return f"{name} just joined the voice channel. {present} Greet {name} by name in one short sentence."
     if decision.action is Action.FAREWELL:
         name = next((d.name for d in room.departures if d.user_id == decision.member_id), "Someone")
-        return f"{name} just left the voice channel. {present} Say a brief goodbye to {name} or note it in one line. {voice}"
-    return f"{present} {voice}"
+        return f"{name} just left the voice channel. {present} Say a brief goodbye to {name} or note it in one line."
+    return f"{present}"

@@ -255,3 +255,36 @@ async def test_a_player_nobody_pulls_does_not_keep_the_bot_speaking(monkeypatch)
         assert player.flushes and not player.is_playing_audio
     finally:
         await session.close()
+
+
+class PrefillingResponder(ScriptedResponder):
+    """A scripted responder that also records prefill requests (what `Responder.prefill` receives)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefills: list[list[tuple[str, str]]] = []
+
+    def prefill(self, persona, history, cancel) -> None:
+        self.prefills.append([(h.speaker, h.text) for h in history])
+
+
+@pytest.mark.asyncio
+async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_during_a_line():
+    responder = PrefillingResponder(["Lovely.", "Tell me more."], seconds_each=0.5)
+    session, player = await make(responder)
+    try:
+        speak(session, BOB, "I baked bread today.", final=True)
+        await until(lambda: len(responder.prefills) == 1)
+        assert responder.prefills[0] == []  # Bob started speaking before any line existed
+        await until(lambda: session.room.bot_state is BotState.SPEAKING, 10)
+        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))  # over the bot: no prefill
+        session.on_speaking(SpeakingEvent(ALICE, False, time.monotonic()))
+        await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE, 10)
+        assert len(responder.prefills) == 1
+        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))  # the room so far, bot line included
+        await until(lambda: len(responder.prefills) == 2)
+        assert responder.prefills[1][0] == ("Bob", "I baked bread today.")
+        assert responder.prefills[1][-1][0] == "Juniper"
+    finally:
+        await session.close()
+        player.close()

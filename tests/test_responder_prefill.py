@@ -1,0 +1,82 @@
+"""Prefill: the conversation so far is evaluated while a member speaks, so the reply evaluates only
+their new line. Measured in evaluated tokens (what llama.cpp actually computes), not in seconds."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.scheduler import ModelScheduler
+from bot.settings import load_settings
+from brain.llm import make_backend
+from brain.prompt import HistoryLine
+from brain.responder import Responder
+from tests.fixtures_thinking import RecordingSink, juniper
+
+SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0", "LLM_MAX_TOKENS": "8"}, env_file=None)
+
+
+@pytest.fixture(scope="module")
+def responder():
+    r = Responder(SETTINGS, llm=make_backend(SETTINGS), scheduler=ModelScheduler("pipelined"))
+    r.tts_for(juniper())
+    return r
+
+
+@pytest.fixture
+def evaluated(responder, monkeypatch):
+    """Counts the tokens llama.cpp evaluates (the prompt part that was not in its cache)."""
+    llama = responder.llm._loaded.llm
+    counts: list[int] = []
+    real_eval = llama.eval
+
+    def counting_eval(tokens):
+        counts.append(len(tokens))
+        return real_eval(tokens)
+
+    monkeypatch.setattr(llama, "eval", counting_eval)
+    return counts
+
+
+def conversation(turns: int) -> list[HistoryLine]:
+    now = time.monotonic()
+    lines = []
+    for i in range(turns):
+        lines.append(HistoryLine("Bob", f"I went hiking on trail number {i} and saw a heron by the water.", now - 60 + i, False))
+        lines.append(HistoryLine("Juniper", f"A heron on trail {i}? That sounds lovely, Bob.", now - 59 + i, True))
+    return lines
+
+
+async def reply_cost(responder, history, evaluated) -> int:
+    evaluated.clear()
+    sink = RecordingSink()
+    await responder.respond(juniper(), history, situation="Alice is talking to you; reply to Alice.", sink=sink)
+    return sum(evaluated)
+
+
+@pytest.mark.asyncio
+async def test_prefill_leaves_only_the_new_line_to_evaluate(responder, evaluated):
+    earlier = conversation(4)
+    new_line = HistoryLine("Alice", "Juniper, what is your favourite bird?", time.monotonic(), False)
+
+    responder.warm_up(juniper())  # cache holds the persona prompt only
+    cold = await reply_cost(responder, [*earlier, new_line], evaluated)
+
+    responder.warm_up(juniper())
+    responder.prefill(juniper(), earlier)  # while Alice is speaking
+    warm = await reply_cost(responder, [*earlier, new_line], evaluated)
+
+    history_tokens = sum(responder.llm.count_tokens(line.text) for line in earlier)
+    assert cold - warm >= history_tokens * 0.8, (cold, warm, history_tokens)
+    assert warm < cold / 2
+
+
+def test_prefill_is_cancellable(responder):
+    import threading
+
+    cancel = threading.Event()
+    cancel.set()
+    started = time.monotonic()
+    responder.prefill(juniper(), conversation(12), cancel)
+    assert time.monotonic() - started < 0.5
