@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import threading
 import time
@@ -165,11 +167,14 @@ def test_auto_policy_resolution() -> None:
     assert resolve_policy(auto, llm_gpu=True, tts_on_gpu=True, gpu_probe=lambda: None)[0] == "exclusive"
     assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=True, gpu_probe=small)[0] == "pipelined"
     assert resolve_policy(auto, llm_gpu=True, tts_on_gpu=False, gpu_probe=small)[0] == "pipelined"
+    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "exclusive"
+    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=16)[0] == "pipelined"
     forced = load_settings(env={"SCHEDULER_POLICY": "exclusive"}, env_file=None)
     assert resolve_policy(forced, llm_gpu=False, tts_on_gpu=False) == ("exclusive", "SCHEDULER_POLICY=exclusive")
-    # This machine: CPU build of llama.cpp (LLM_GPU_LAYERS=0) and Piper on the CPU → pipelined.
+    # This machine: CPU build of llama.cpp (LLM_GPU_LAYERS=0) and Piper on the same few CPU cores.
     here = ModelScheduler.from_settings(auto)
-    assert here.policy == "pipelined" and "CPU" in here.reason
+    expected = "exclusive" if (os.cpu_count() or 1) <= 4 else "pipelined"
+    assert here.policy == expected and "CPU" in here.reason
     gpu_xtts = load_settings(env={"SCHEDULER_POLICY": "auto", "LLM_GPU_LAYERS": "-1", "TTS_ENGINE": "xtts"}, env_file=None)
     # The CPU build cannot offload layers, whatever LLM_GPU_LAYERS says.
     assert ModelScheduler.from_settings(gpu_xtts, gpu_probe=small).policy == "pipelined"
