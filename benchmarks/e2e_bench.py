@@ -40,6 +40,7 @@ import numpy as np
 from bot.settings import PROJECT_ROOT, Settings, load_settings
 from brain.chunker import Fragment
 from brain.clean import ReplyBudget, clean_reply
+from brain.llm import default_llm_threads
 from brain.prompt import as_history_line, build_messages
 from brain.responder import Responder, ReplyResult
 from simulator.scripted import STAGES, ConversationResult, Line, ScriptedConversation
@@ -289,7 +290,7 @@ def models_info(settings: Settings) -> dict[str, Any]:
         "vad": "silero VAD (ONNX)",
         "llm": f"{settings.llm_backend}: {name(embedded_gguf_path) if settings.llm_model == 'embedded' else settings.llm_model}",
         "tts": f"piper in-process ({name(embedded_piper_voice)})",
-        "llm_threads": settings.llm_threads or os.cpu_count(),
+        "llm_threads": settings.llm_threads or default_llm_threads(),
     }
 
 
