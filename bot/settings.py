@@ -139,6 +139,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores but one, which leaves room for STT and TTS)."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
     SettingSpec("LLM_TEMPERATURE", "llm_temperature", _float_range(0.0, 2.0), 0.7, "Sampling temperature."),
+    SettingSpec("LLM_FREQUENCY_PENALTY", "llm_frequency_penalty", _float_range(-2.0, 2.0), 0.5, "OpenAI-style frequency penalty: discourages the small models' \"I'm sorry, I'm sorry\" loops (0 = off)."),
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
     SettingSpec("LLM_API_KEY", "llm_api_key", _str, "", "API key for the OpenAI-compatible server, if it needs one.", secret=True),
     # --- TTS -----------------------------------------------------------------------
@@ -190,6 +191,7 @@ class Settings:
     llm_threads: int
     llm_max_tokens: int
     llm_temperature: float
+    llm_frequency_penalty: float
     llm_base_url: str
     llm_api_key: str
     tts_engine: str

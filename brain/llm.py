@@ -140,6 +140,7 @@ class LlamaCppBackend:
             lambda: _load_llama(path, n_ctx=settings.llm_context, n_gpu_layers=settings.llm_gpu_layers, n_threads=threads),
         )
         self.temperature = settings.llm_temperature
+        self.frequency_penalty = settings.llm_frequency_penalty
         self.context_tokens = settings.llm_context
         self.model_path = path
 
@@ -176,6 +177,7 @@ class LlamaCppBackend:
                     max_tokens=max_tokens,
                     stop=list(stop) or None,
                     temperature=self.temperature if temperature is None else temperature,
+                    frequency_penalty=self.frequency_penalty,
                 )
                 for chunk in chunks:
                     if cancel.is_set():
@@ -220,6 +222,7 @@ class OpenAiBackend:
         self.model = settings.llm_model
         self.api_key = settings.llm_api_key
         self.temperature = settings.llm_temperature
+        self.frequency_penalty = settings.llm_frequency_penalty
         self.context_tokens = settings.llm_context
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -251,6 +254,7 @@ class OpenAiBackend:
             "stream": True,
             "max_tokens": max_tokens,
             "temperature": self.temperature if temperature is None else temperature,
+            "frequency_penalty": self.frequency_penalty,
         }
         if stop:
             body["stop"] = list(stop)[:MAX_HTTP_STOP_STRINGS]
