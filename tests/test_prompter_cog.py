@@ -22,29 +22,9 @@ from bot.voice_session import VoiceSession
 from simcord.backend.errors import SetupError
 from tests.fixtures_prompter_session import PacedPlayer, RecordingListener, ScriptedResponder
 
+from tests.fixtures_offline_voice import OfflineVoiceClient
+
 pytestmark = pytest.mark.asyncio
-
-
-class OfflineVoice(discord.VoiceProtocol):
-    def __init__(self, client: discord.Client, channel: discord.abc.Connectable) -> None:
-        super().__init__(client, channel)
-        self.connected = False
-
-    async def connect(self, **kwargs: Any) -> None:
-        self.connected = True
-
-    async def disconnect(self, *, force: bool = False) -> None:
-        self.connected = False
-        self.cleanup()
-
-    def is_connected(self) -> bool:
-        return self.connected
-
-    async def on_voice_state_update(self, data: Any) -> None:
-        pass
-
-    async def on_voice_server_update(self, data: Any) -> None:
-        pass
 
 
 class NullReceiver:
@@ -71,7 +51,7 @@ def simcord_bot(settings, monkeypatch):
     real_connect = discord.abc.Connectable.connect
 
     async def connect(self, **kwargs: Any) -> Any:
-        kwargs["cls"] = OfflineVoice
+        kwargs["cls"] = OfflineVoiceClient
         return await real_connect(self, **kwargs)
 
     monkeypatch.setattr(discord.VoiceChannel, "connect", connect)
