@@ -83,7 +83,7 @@ def machine() -> dict:
 async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcriber30, transcriber10, vad, clips, *, baseline_silence_ms: int) -> dict:
     from audio.listener import Listener
     from audio.types import STT_FRAME_SAMPLES, MemberFrame
-    from tests.fixtures_listening import words
+    from audio.hallucinations import normalize_text
 
     if mode == "baseline":
         kw = dict(transcriber=transcriber30, speculative=False, partials=False, max_batch=1, end_silence_ms=baseline_silence_ms)
@@ -139,7 +139,7 @@ async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcri
                 stt_compute.append(u.timings["stt_done"] - u.timings["stt_start"])
                 queue_wait.append(max(0.0, u.timings["stt_start"] - u.timings["vad_end"]))
                 delivery.append(u.timings["final"] - max(u.timings["stt_done"], u.timings["vad_end"]))
-                words_ok += words(u.text) == words(SENTENCES[chosen[u.user_id]])
+                words_ok += normalize_text(u.text).split() == normalize_text(SENTENCES[chosen[u.user_id]]).split()
     finally:
         await listener.close()
     return {
@@ -166,7 +166,7 @@ async def main_async(args) -> dict:
     from audio.stt import WhisperTranscriber
     from audio.vad import load_silero_vad
     from bot.settings import load_settings
-    from tests.fixtures_listening import speech
+    from simulator.speech import piper_speech_16k as speech
 
     load_start = [round(x, 2) for x in os.getloadavg()]
     settings = load_settings()

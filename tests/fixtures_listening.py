@@ -1,47 +1,22 @@
 """Shared helpers for the listening tests: Piper speech at 16 kHz, synthetic non-speech, frame feeding.
 
-Models load once per process (Piper here, Whisper and silero through `bot.models.MODELS`).
+Models load once per process through `bot.models.MODELS` (Piper via `simulator.speech`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
-import wave
 
 import numpy as np
 
 from audio.types import STT_FRAME_SAMPLES, STT_RATE, MemberFrame
 from bot.settings import load_settings
-
-
-@functools.lru_cache(maxsize=1)
-def piper_voice():
-    from piper import PiperVoice
-
-    from bot.models import embedded_piper_voice
-
-    return PiperVoice.load(*embedded_piper_voice())
-
-
-@functools.lru_cache(maxsize=64)
-def _speech(text: str) -> np.ndarray:
-    from faster_whisper.audio import decode_audio
-
-    from piper.config import SynthesisConfig
-
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        # no generator/duration noise: the same text gives the same audio in every run (tests are repeatable)
-        piper_voice().synthesize_wav(text, w, syn_config=SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0))
-    buf.seek(0)
-    return decode_audio(buf, sampling_rate=STT_RATE)  # 22050 -> 16000 with libav's resampler
+from simulator.speech import piper_speech_16k
 
 
 def speech(text: str) -> np.ndarray:
     """Piper (joe-medium) saying `text`, 16 kHz mono float32 (a fresh copy)."""
-    return _speech(text).copy()
+    return piper_speech_16k(text)
 
 
 def silence(seconds: float) -> np.ndarray:

@@ -13,7 +13,7 @@ from audio.playback import StreamPlayer
 from audio.receive import ListeningVoiceClient, VoiceReceiver
 from audio.receive_stats import ReceiveStats
 from audio.resample import resample_once
-from bot.models import MODELS, embedded_piper_voice
+from audio.tts_engines.piper import load_piper_voice
 from simulator.audio_files import to_discord_pcm
 import contextlib
 
@@ -31,17 +31,10 @@ SENTENCES = {
 }
 
 
-def _piper_voice():
-    from piper import PiperVoice
-
-    model, config = embedded_piper_voice()
-    return MODELS.get("piper:embedded", lambda: PiperVoice.load(model, config_path=config))
-
-
 @pytest.fixture(scope="module")
 def speech() -> dict[int, tuple[np.ndarray, int]]:
     """Piper-synthesized sentences: user id -> (float32 mono, rate)."""
-    voice = _piper_voice()
+    voice = load_piper_voice()
     out = {}
     for uid, text in SENTENCES.items():
         chunks = list(voice.synthesize(text))
