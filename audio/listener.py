@@ -7,7 +7,8 @@ into work for the single `SttScheduler`:
 
 * start  -> SpeakingEvent(speaking=True); partials begin at STT_PARTIAL_INTERVAL_S cadence;
 * pause  -> a SPECULATIVE final of the audio so far is queued at once (ranked with finals), so the
-            transcription runs while the end-of-speech silence is still being confirmed;
+            transcription runs while the end-of-speech silence is still being confirmed; its text is
+            delivered at once as a partial marked timings["speculative"] (all the words so far);
 * resume -> the speculative job is cancelled (or its text becomes a partial);
 * end    -> SpeakingEvent(speaking=False); the speculative result is the final when no voice came
             after it (usually already computed: that is the latency removed), else a final is queued.
@@ -22,7 +23,7 @@ Utterance.start/end are the segment's first and last voiced moments (monotonic, 
 timings: "speech_start", "speech_end" (arrival of the last voiced 32 ms window), "vad_end" (end of
 speech confirmed), "stt_start"/"stt_done" (the transcription that produced the text; for a
 speculative final these come BEFORE vad_end), "final" (delivered on the loop); partials carry
-"speech_start", "stt_start", "partial".
+"speech_start", "stt_start", "partial" (and "speculative" for the transcript taken at a pause).
 
 Discord sends nothing while a member is silent: with `fill_gaps` (the default, for live sources) a
 speaking member whose frames stop is heard as silence in real time (`SpeakerVad.idle`: counted, no audio
@@ -30,6 +31,8 @@ added), so their speech still ends. Late frames must not cut a word in two, so: 
 the last moment the event loop proved responsive (a ping sent through the loop came back), a gap may
 start a speculative final after GAP_S but ENDS the speech only once it lasts VAD_END_SILENCE_MS (the
 sender may only be late: jitter, a stall), and frames arriving after a gap continue the audio seamlessly.
+A gap after silent frames (Discord clients send five when a member stops) is the end it looks like: with
+the silence heard it counts toward VAD_END_SILENCE_MS once it lasts GAP_S.
 Feeders faster than real time (files, tests) pass `fill_gaps=False` and call `flush()` at the end.
 
 The first Listener loads the shared models (seconds): `await Listener.preload(settings)` first when
@@ -62,6 +65,7 @@ log = logging.getLogger(__name__)
 TAIL_S = 0.25  # silence kept after the last voiced window (helps Whisper close the sentence)
 MIN_PAUSE_MS = 64
 GAP_S = 0.1  # no frame from a speaking member for this long: they stopped sending (Discord sends no silence)
+TRAILING_SILENCE_S = 0.06  # silence heard before a gap: the client said it stopped (5 silent frames on Discord)
 PING_INTERVAL_S = 0.02  # event-loop liveness pings while someone speaks (see _loop_alive_until)
 MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond this the VAD thread is hopelessly behind
 
@@ -286,9 +290,11 @@ class Listener:
             if vad is None or not vad.in_speech or gap < GAP_S or gap - counted < 0.02:
                 continue
             # silence without audio; only a gap as long as the end-of-speech silence may END the speech
-            # (a shorter one may be late frames: jitter, a stalled sender)
+            # (a shorter one may be late frames: jitter, a stalled sender), unless the member's client
+            # sent silence before going quiet (what Discord clients do when a member stops talking)
+            may_end = gap >= end_gap or (gap >= GAP_S and vad.silence_heard_s >= TRAILING_SILENCE_S)
             self.stats.gap_fills += int((gap - counted) / 0.02)
-            for event in vad.idle(gap - counted, frame_t + gap, may_end=gap >= end_gap):
+            for event in vad.idle(gap - counted, frame_t + gap, may_end=may_end):
                 self._on_vad_event(event)
             self._last_frame[uid] = (arrival, frame_t, gap)
 
@@ -454,7 +460,10 @@ class Listener:
             current = turn.speculative is job
             promoted = turn.promoted and current
             if current and not promoted:
-                turn.spec_result = result  # the VAD thread emits it at end (final) or resume (partial)
+                turn.spec_result = result  # the final if the end comes before more voice
+                # and already now all their words so far (the prompter prepares its reply with them);
+                # under the lock, so it cannot overtake the final
+                self._emit_partial(turn, result, job.started, speculative=True)
         if promoted:
             self._emit_final(turn, job, result, from_speculation=job.kind != "final")
         elif not current and not turn.segment.ended.is_set():
@@ -484,12 +493,14 @@ class Listener:
         elif not seg.ended.is_set():
             self._emit_partial(turn, result, started)
 
-    def _emit_partial(self, turn: _Turn, result: SttResult, started: float) -> None:
+    def _emit_partial(self, turn: _Turn, result: SttResult, started: float, *, speculative: bool = False) -> None:
         if not result.text or result.text == turn.last_partial:
             return
         turn.last_partial = result.text
         seg = turn.segment
         timings = {"speech_start": seg.start_t, "stt_start": started}
+        if speculative:
+            timings["speculative"] = time.monotonic()  # transcribed at a pause: all their words so far
         self.stats.partials += 1
         self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
 

@@ -218,6 +218,12 @@ class SpeakerVad:
     def segment(self) -> Segment | None:
         return self._segment
 
+    @property
+    def silence_heard_s(self) -> float:
+        """Silence heard in the member's AUDIO since their last voice (an idle stretch not counted):
+        Discord clients send a few silent frames when a member stops talking, then nothing."""
+        return self._silence_before_idle if self._silence_before_idle is not None else self._silence_s
+
     def push(self, pcm: np.ndarray, t: float) -> list[VadEvent]:
         """Feed audio (any length, 16 kHz mono float32) that arrived at monotonic time `t`."""
         pcm = np.asarray(pcm, dtype=np.float32).reshape(-1)
@@ -260,20 +266,7 @@ class SpeakerVad:
             if not may_end and (self._silence_s + WINDOW_S) * 1000 >= cfg.end_silence_ms - 1e-6:
                 break
             self._idle_s -= WINDOW_S
-            self._silence_s += WINDOW_S
-            if self._candidate is not None:
-                if self._silence_s * 1000 >= cfg.end_silence_ms:
-                    self.stats.discarded += 1
-                    self._reset_preroll_from(self._candidate)
-                    self._candidate = None
-                continue
-            seg = self._segment
-            assert seg is not None
-            if not self._paused and self._silence_s * 1000 >= cfg.pause_ms - 1e-6:
-                self._paused = True
-                events.append(VadEvent("pause", seg, t, speech_end_t=seg.last_voice_t))
-            if self._silence_s * 1000 >= cfg.end_silence_ms - 1e-6:
-                self._finish(t, events)
+            self._silent_window(t, events)
         if self._segment is None and self._candidate is None:
             self._idle_s = 0.0
             self._silence_before_idle = None
@@ -342,25 +335,35 @@ class SpeakerVad:
                 events.append(VadEvent("resume", self._segment, t))
             if self._candidate is not None:
                 self._maybe_confirm(t, events)
-        else:
-            self._silence_s += WINDOW_S
-            if self._candidate is not None:
-                # an unconfirmed blip followed by silence: forget it (its audio becomes pre-roll)
-                if self._silence_s * 1000 >= cfg.end_silence_ms:
-                    self.stats.discarded += 1
-                    self._candidate = None
-                    self._reset_preroll_from(active)
-                return
-            seg = self._segment
-            assert seg is not None
-            if not self._paused and self._silence_s * 1000 >= cfg.pause_ms - 1e-6:
-                self._paused = True
-                events.append(VadEvent("pause", seg, t, speech_end_t=seg.last_voice_t))
-            if self._silence_s * 1000 >= cfg.end_silence_ms - 1e-6:
-                self._finish(t, events)
-                return
+        elif not self._silent_window(t, events):
+            return
         if self._segment is not None and self._segment.n_samples + WINDOW > self._capacity - WINDOW:
             self._split(t, events)
+
+    def _silent_window(self, t: float, events: list[VadEvent]) -> bool:
+        """Count one window of silence (heard, or idle time) against the speech in progress.
+
+        An unconfirmed start is forgotten after `end_silence_ms` (its audio becomes pre-roll); confirmed
+        speech reports "pause" once after `pause_ms` and ends after `end_silence_ms`. Returns whether
+        confirmed speech is still going on.
+        """
+        cfg = self.config
+        self._silence_s += WINDOW_S
+        if self._candidate is not None:
+            if self._silence_s * 1000 >= cfg.end_silence_ms:
+                self.stats.discarded += 1
+                self._reset_preroll_from(self._candidate)
+                self._candidate = None
+            return False
+        seg = self._segment
+        assert seg is not None
+        if not self._paused and self._silence_s * 1000 >= cfg.pause_ms - 1e-6:
+            self._paused = True
+            events.append(VadEvent("pause", seg, t, speech_end_t=seg.last_voice_t))
+        if self._silence_s * 1000 >= cfg.end_silence_ms - 1e-6:
+            self._finish(t, events)
+            return False
+        return True
 
     def _maybe_confirm(self, t: float, events: list[VadEvent]) -> None:
         seg = self._candidate

@@ -132,7 +132,7 @@ async def _turns(n_turns: int) -> dict:
     from conversation.decision import Policy
     from conversation.persona import load_persona
     from conversation.room import BotState
-    from tests.fixtures_listening import frames, silence, speech
+    from simulator.speech import frames_16k, piper_speech_16k, silence_16k
 
     settings = load_settings(env={}, env_file=None)
     loaded = time.monotonic()
@@ -153,10 +153,10 @@ async def _turns(n_turns: int) -> dict:
     stages: dict[str, list[float]] = {}
     try:
         for i in range(n_turns):
-            pcm = np.concatenate([speech(QUESTIONS[i % len(QUESTIONS)]), silence(0.8)])
+            pcm = np.concatenate([piper_speech_16k(QUESTIONS[i % len(QUESTIONS)]), silence_16k(0.8)])
             before = len(session.traces)
             start = time.monotonic()
-            for k, frame in enumerate(frames(pcm)):
+            for k, frame in enumerate(frames_16k(pcm)):
                 session.on_frame(MemberFrame(1, frame, time.monotonic()))
                 delay = start + (k + 1) * 0.02 - time.monotonic()
                 if delay > 0:

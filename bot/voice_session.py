@@ -90,13 +90,11 @@ class TurnTrace:
         return {k: round((v - origin) * 1000.0, 1) for k, v in sorted(self.times.items(), key=lambda kv: kv[1])}
 
 
-def history_lines(room: Room, extra: Iterable[tuple[str, str, float]] = ()) -> list[Any]:
-    """The room's lines as `brain.prompt.HistoryLine`s, oldest first (+ provisional lines)."""
+def history_lines(lines: Iterable[RoomLine]) -> list[Any]:
+    """Room lines as `brain.prompt.HistoryLine`s, oldest first."""
     from brain.prompt import HistoryLine
 
-    out = [HistoryLine(speaker=line.name, text=line.text, t=line.end, is_bot=line.is_bot) for line in room.history]
-    out.extend(HistoryLine(speaker=name, text=text, t=t, is_bot=False) for name, text, t in extra)
-    return out
+    return [HistoryLine(speaker=line.name, text=line.text, t=line.end, is_bot=line.is_bot) for line in lines]
 
 
 class TurnSink:
@@ -247,6 +245,7 @@ class VoiceSession:
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self._prefill_running = False
+        self._prefill_wanted: int | None = None  # member whose words the next prefill covers
         self._prefill_cancel = threading.Event()  # set on close: stops a prompt evaluation in flight
         self._last_logged: tuple[str, str] | None = None
         self._closed = False
@@ -324,30 +323,46 @@ class VoiceSession:
     def on_speaking(self, event: SpeakingEvent) -> None:
         self.room.on_speaking(event)
         if event.speaking:
-            self._prefill_while_they_speak()
+            self._prefill_reply_to(event.user_id)
         self._poke()
 
-    def _prefill_while_they_speak(self) -> None:
-        """A member started speaking and the bot is not in a line: put the conversation so far in the
-        LLM's prompt cache now (`Responder.prefill`), so a reply only evaluates what they are saying."""
-        prefill = getattr(self.responder, "prefill", None)
-        if prefill is None or self._prefill_running or self.room.turn is not None or self._closed:
+    def _prefill_reply_to(self, user_id: int) -> None:
+        """A member speaks and the bot is not in a line: put the prompt of a reply to what they said so
+        far in the LLM's cache (`Responder.prefill`), again with every new partial, so the real reply
+        only evaluates the words after the last partial. One prefill at a time; the newest request wins."""
+        if getattr(self.responder, "prefill", None) is None or self.room.turn is not None or self._closed:
             return
-        history = history_lines(self.room)
-        persona = self.persona
+        self._prefill_wanted = user_id
+        if not self._prefill_running:
+            self._start_prefill()
+
+    def _start_prefill(self) -> None:
+        user_id, self._prefill_wanted = self._prefill_wanted, None
+        if user_id is None or self.room.turn is not None or self._closed or user_id not in self.room.members:
+            return
+        history, situation = self._reply_prompt_for(user_id)
+        prefill, persona = self.responder.prefill, self.persona  # type: ignore[attr-defined]
         self._prefill_running = True
 
         async def run() -> None:
             try:
-                await asyncio.to_thread(prefill, persona, history, self._prefill_cancel)
+                await asyncio.to_thread(prefill, persona, history, self._prefill_cancel, situation=situation)
             except Exception:  # only latency is lost; the reply reports real LLM errors
                 log.debug("guild %s: prefill failed", self.guild_id, exc_info=True)
             finally:
                 self._prefill_running = False
+                self._start_prefill()
 
         task = asyncio.create_task(run(), name=f"prefill-{self.guild_id}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _reply_prompt_for(self, user_id: int) -> tuple[list[Any], str]:
+        """History and situation of a reply to the member's words so far, as `_begin_turn` will build them."""
+        member = self.room.members[user_id]
+        lines = self.room.history_with(member.partial) if member.partial is not None else self.room.history
+        decision = Decision(Action.RESPOND_NOW, "prefill", member_id=user_id, addressed=True)
+        return history_lines(lines), situation_for(decision, self.room, self.persona, self.clock.now())
 
     def on_utterance(self, utt: Utterance) -> None:
         if utt.text.strip() and self._is_echo(utt):
@@ -358,6 +373,8 @@ class VoiceSession:
                 return
             utt = dataclasses.replace(utt, text="")  # close the member's segment, add no line
         line = self.room.on_utterance(utt)
+        if not utt.final and utt.text.strip():
+            self._prefill_reply_to(utt.user_id)
         if utt.final and utt.text.strip():
             self._caption(f"**{utt.name}**: {utt.text.strip()}")
         if line is not None:
@@ -466,11 +483,12 @@ class VoiceSession:
     def _begin_turn(self, decision: Decision, now: float) -> None:
         room = self.room
         basis_text = None
-        extra: list[tuple[str, str, float]] = []
+        lines: Iterable[RoomLine] = room.history
         if decision.preemptive and decision.member_id is not None:
             member = room.members[decision.member_id]
             basis_text = member.partial.text if member.partial else ""
-            extra.append((member.name, basis_text, now))
+            if member.partial is not None:
+                lines = room.history_with(member.partial)
         turn = room.bot_begin(decision.action.value, now, reply_to_seq=decision.reply_to_seq,
                               preemptive=decision.preemptive, basis_user_id=decision.member_id if decision.preemptive else None,
                               basis_text=basis_text)
@@ -491,7 +509,7 @@ class VoiceSession:
         self.traces.append(trace)
         self._trace = trace
         situation = situation_for(decision, room, self.persona, now)
-        history = history_lines(room, extra)
+        history = history_lines(lines)
         sink = TurnSink(self, turn, trace, hold=decision.preemptive)
         self._sink = sink
         self._turn_task = asyncio.create_task(self._run_turn(decision, turn, sink, trace, history, situation),

@@ -2,7 +2,10 @@
 
 Humans' lines become user turns with their names ("Alice: …"; consecutive ones share a turn,
 which also keeps strict chat templates happy); the bot's own lines become assistant turns. The
-situation (why the bot speaks now) closes the last user turn. Under a token budget the oldest
+situation (why the bot speaks now) OPENS the last user turn, so the newest words come last: a
+prompt evaluated while a member is still speaking (`Responder.prefill`, with the situation the
+reply will have) then differs from the reply's only in their last words, and the reply evaluates
+little more than those. A persona's post-history instructions close the last user turn. Under a token budget the oldest
 history goes first, then the example dialogue; the system prompt, the newest line and the
 situation always stay (the newest line is shortened from the front only if it alone is too big).
 """
@@ -69,10 +72,9 @@ def build_messages(
         return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
 
     system = persona.render_system_prompt().strip()
-    closing = situation.strip()
+    situation = situation.strip()
     post = (getattr(persona, "post_history_instructions", "") or "").strip()
-    if post:
-        closing = f"{closing}\n{post}" if closing else post
+    closing = "\n".join(part for part in (situation, post) if part)
     closing_text = f"({closing})" if closing else ""
 
     used = cost(system) + (cost(closing_text) if closing_text else 0)
@@ -119,12 +121,16 @@ def build_messages(
             messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n" + content}
         else:
             messages.append({"role": role, "content": content})
-    if closing_text:
-        if messages[-1]["role"] == "user" and len(messages) > 1 + len(examples):
-            messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + closing_text}
-        else:
-            messages.append({"role": "user", "content": closing_text})
-    elif messages[-1]["role"] != "user":
+    if messages[-1]["role"] == "user" and len(messages) > 1 + len(examples):
+        content = messages[-1]["content"]
+        if situation:
+            content = f"({situation})\n{content}"
+        if post:
+            content = f"{content}\n\n({post})"
+        messages[-1] = {"role": "user", "content": content}
+    elif closing_text:
+        messages.append({"role": "user", "content": closing_text})
+    else:
         messages.append({"role": "user", "content": "(Go on.)"})
     return messages
 

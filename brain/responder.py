@@ -115,15 +115,17 @@ class Responder:
         self.tts_for(persona)
         self.prefill(persona, [])
 
-    def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None) -> None:
+    def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
+                situation: str = "") -> None:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
-        voice session calls this while a member is still speaking, so the reply to what they say only
-        has to evaluate their new line and the situation (prompt evaluation of a few hundred tokens
-        costs seconds on a small CPU). Setting `cancel` stops it at once (a real reply wants the model).
+        voice session calls this while a member is still speaking, with their words so far as the last
+        line and the situation the reply would get, so the reply only evaluates the words that came
+        after (prompt evaluation of a few hundred tokens costs seconds on a small CPU). Setting `cancel`
+        stops it at once.
         """
-        messages = build_messages(persona, history, situation="", budget_tokens=self.prompt_budget(persona),
+        messages = build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
                                   count_tokens=self.llm.count_tokens)
         stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
         try:

@@ -260,19 +260,36 @@ class Room:
         member.last_final = utt
         member.lines += 1
         member.last_line_t = utt.end
-        overlapped = self._bot_was_speaking_at(utt.start)
-        last = self.history[-1] if self.history else None
-        if (last is not None and not last.is_bot and last.user_id == utt.user_id
-                and utt.start - last.end <= MERGE_GAP_S and last.seq > self.responded_to_seq):
+        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end)
+        if merged:
             self.history.pop()
-            line = RoomLine(last.seq, last.user_id, utt.name or last.name, _clip(f"{last.text} {text}"),
-                            last.start, max(last.end, utt.end), False, overlapped_bot=last.overlapped_bot and overlapped)
         else:
             self._seq += 1
-            line = RoomLine(self._seq, utt.user_id, utt.name or member.name, _clip(text), utt.start, utt.end, False,
-                            overlapped_bot=overlapped)
         self.history.append(line)
         return line
+
+    def history_with(self, partial: Utterance) -> list[RoomLine]:
+        """The history as it will be if `partial`'s text becomes the member's final (merged the same way)."""
+        lines = list(self.history)
+        text = partial.text.strip()
+        member = self.members.get(partial.user_id)
+        if not text or member is None:
+            return lines
+        line, merged = self._line_for(partial.user_id, partial.name or member.name, text, partial.start, partial.end)
+        if merged:
+            lines.pop()
+        lines.append(line)
+        return lines
+
+    def _line_for(self, user_id: int, name: str, text: str, start: float, end: float) -> tuple[RoomLine, bool]:
+        """The history line for a member's final, and whether it merges into their last line (one turn)."""
+        overlapped = self._bot_was_speaking_at(start)
+        last = self.history[-1] if self.history else None
+        if (last is not None and not last.is_bot and last.user_id == user_id
+                and start - last.end <= MERGE_GAP_S and last.seq > self.responded_to_seq):
+            return RoomLine(last.seq, last.user_id, name or last.name, _clip(f"{last.text} {text}"), last.start,
+                            max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped), True
+        return RoomLine(self._seq + 1, user_id, name, _clip(text), start, end, False, overlapped_bot=overlapped), False
 
     def _member_for_event(self, user_id: int, t: float, name: str | None = None) -> Member | None:
         if user_id == self.bot_user_id:

@@ -1,6 +1,7 @@
 """Shared helpers for the listening tests: Piper speech at 16 kHz, synthetic non-speech, frame feeding.
 
-Models load once per process through `bot.models.MODELS` (Piper via `simulator.speech`).
+`speech`, `silence` and `frames` come from `simulator.speech` (benchmarks use them too); models load
+once per process through `bot.models.MODELS`.
 """
 
 from __future__ import annotations
@@ -9,18 +10,13 @@ import asyncio
 
 import numpy as np
 
-from audio.types import STT_FRAME_SAMPLES, STT_RATE, MemberFrame
+from audio.types import STT_RATE, MemberFrame
 from bot.settings import load_settings
-from simulator.speech import piper_speech_16k
+from simulator.speech import frames_16k as frames
+from simulator.speech import piper_speech_16k as speech
+from simulator.speech import silence_16k as silence
 
-
-def speech(text: str) -> np.ndarray:
-    """Piper (joe-medium) saying `text`, 16 kHz mono float32 (a fresh copy)."""
-    return piper_speech_16k(text)
-
-
-def silence(seconds: float) -> np.ndarray:
-    return np.zeros(int(seconds * STT_RATE), dtype=np.float32)
+__all__ = ["feed_streams", "frames", "music", "settings", "silence", "speech", "white_noise", "words"]
 
 
 def white_noise(seconds: float, level: float = 0.1, seed: int = 1) -> np.ndarray:
@@ -42,14 +38,6 @@ def music(seconds: float, level: float = 0.2) -> np.ndarray:
                 out[sel] += a * env * np.sin(2 * np.pi * f * h * tt)
     out /= np.abs(out).max() + 1e-9
     return (out * level).astype(np.float32)
-
-
-def frames(pcm: np.ndarray) -> list[np.ndarray]:
-    """20 ms frames (the last one zero-padded)."""
-    n = int(np.ceil(len(pcm) / STT_FRAME_SAMPLES))
-    padded = np.zeros(n * STT_FRAME_SAMPLES, dtype=np.float32)
-    padded[: len(pcm)] = pcm
-    return [padded[i * STT_FRAME_SAMPLES : (i + 1) * STT_FRAME_SAMPLES] for i in range(n)]
 
 
 def settings(**env: str):

@@ -160,3 +160,23 @@ async def test_a_rejected_segment_gets_an_empty_logged_final(models, caplog):
     assert [u.text for u in rec.finals] == [""] * len(rec.starts)
     assert listener.stats.finals_rejected == len(rec.starts) and listener.stats.finals == 0
     assert any("rejected: avg_logprob" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_silent_frames_before_the_gap_count_toward_the_end(models):
+    """A client that sends silence and then nothing (Discord's five silent frames) has stopped: the end
+    comes one end-of-speech silence after the last voice, not one end-of-speech silence after the
+    last frame. (Frames that merely stop, mid-word, still need the whole silence as a gap: see above.)"""
+    s = settings(VAD_END_SILENCE_MS="600")
+    pcm = np.concatenate((silence(0.3), speech("What is your favorite color?"), silence(0.3)))
+    rec = Recorder()
+    listener = make(models, rec, s)
+    try:
+        await speak_live(listener, pcm)
+        await wait_finals(listener, rec)
+    finally:
+        await listener.close()
+    (final,) = rec.finals
+    assert words(final.text)[-2:] == ["favorite", "color"], final.text
+    waited = final.timings["vad_end"] - final.timings["speech_end"]
+    # 0.6 s after the last voice (+ detection slack); counting the gap alone would take 0.3 s more
+    assert 0.55 <= waited < 0.6 + 0.2, waited

@@ -56,8 +56,19 @@ def test_roles_names_and_situation(persona, count_tokens) -> None:
     assert [m["role"] for m in rest] == ["user", "assistant", "user"]
     assert rest[0]["content"] == "Alice: Hi everyone!\nBob: Hey Alice."  # consecutive humans share a turn
     assert rest[1]["content"] == "Hey hey, welcome back!"  # the bot's own line, no name
-    assert rest[2]["content"].startswith("Alice: Juniper, what should I cook tonight?")
-    assert rest[2]["content"].endswith(f"({SITUATION})")
+    # the situation opens the turn, the newest words close it (a prefill shares all but those words)
+    assert rest[2]["content"] == f"({SITUATION})\nAlice: Juniper, what should I cook tonight?"
+
+
+def test_post_history_instructions_close_the_last_turn(persona, count_tokens) -> None:
+    import dataclasses
+
+    strict = dataclasses.replace(persona, post_history_instructions="Stay in character.")
+    history = [HistoryLine("Juniper", "Hey hey!", 1.0, True), HistoryLine("Alice", "Juniper, hi.", 2.0, False)]
+    messages = build_messages(strict, history, situation=SITUATION, budget_tokens=1500, count_tokens=count_tokens)
+    assert messages[-1] == {"role": "user", "content": f"({SITUATION})\nAlice: Juniper, hi.\n\n(Stay in character.)"}
+    quiet = build_messages(strict, history[:1], situation=SITUATION, budget_tokens=1500, count_tokens=count_tokens)
+    assert quiet[-1] == {"role": "user", "content": f"({SITUATION}\nStay in character.)"}
 
 
 def test_quiet_room_gets_the_situation_as_its_own_turn(persona, count_tokens) -> None:
@@ -93,7 +104,7 @@ def test_tight_budget_keeps_persona_and_the_newest_line_only(persona, count_toke
     assert messages[0]["content"] == persona.render_system_prompt()
     assert not any(m["content"].startswith("Listener:") for m in messages)  # examples go before the newest line
     assert [m["role"] for m in messages] == ["system", "user"]
-    assert messages[-1]["content"] == f"{history[-1].speaker}: {history[-1].text}\n\n({SITUATION})"
+    assert messages[-1]["content"] == f"({SITUATION})\n{history[-1].speaker}: {history[-1].text}"
 
 
 def test_an_overlong_newest_line_keeps_its_end(persona, count_tokens) -> None:
@@ -102,7 +113,7 @@ def test_an_overlong_newest_line_keeps_its_end(persona, count_tokens) -> None:
     budget = count_tokens(persona.render_system_prompt()) + 120
     messages = build_messages(persona, history, situation=SITUATION, budget_tokens=budget, count_tokens=count_tokens)
     last = messages[-1]["content"]
-    assert last.startswith("Alice: … ")
+    assert last.startswith(f"({SITUATION})\nAlice: … ")
     assert "so what do you think?" in last
     assert "w0 " not in last
     assert prompt_tokens(messages, count_tokens) <= budget + 8

@@ -263,9 +263,12 @@ class PrefillingResponder(ScriptedResponder):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.prefills: list[list[tuple[str, str]]] = []
+        self.situations: list[str] = []
 
-    def prefill(self, persona, history, cancel) -> None:
+    def prefill(self, persona, history, cancel, *, situation) -> None:
+        time.sleep(0.05)  # evaluating takes a while: requests meanwhile are coalesced
         self.prefills.append([(h.speaker, h.text) for h in history])
+        self.situations.append(situation)
 
 
 @pytest.mark.asyncio
@@ -285,6 +288,35 @@ async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_du
         await until(lambda: len(responder.prefills) == 2)
         assert responder.prefills[1][0] == ("Bob", "I baked bread today.")
         assert responder.prefills[1][-1][0] == "Juniper"
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing():
+    """The prefill is the prompt the reply will have: the member's words so far as their (merged) line
+    and the reply's situation; partials arriving during one prefill are coalesced into the newest."""
+    responder = PrefillingResponder(["Soup."], seconds_each=0.2)
+    session, player = await make(responder)
+    try:
+        start = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, True, start))
+        await until(lambda: len(responder.prefills) == 1)
+        assert responder.prefills[0] == [] and "Alice is talking to you" in responder.situations[0]
+        for words in ("Juniper,", "Juniper, what", "Juniper, what soup", "Juniper, what soup do you like?"):
+            session.on_utterance(Utterance(ALICE, "Alice", words, start, time.monotonic(), False, 0.9, {}))
+        await until(lambda: not session._prefill_running and responder.prefills[-1][-1][1].endswith("like?"))
+        assert 2 <= len(responder.prefills) <= 3  # the first partial's prefill, then the newest one
+        assert responder.prefills[-1] == [("Alice", "Juniper, what soup do you like?")]
+        end = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, False, end))
+        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what soup do you like?", start, end, True, 0.9,
+                                       {"speech_end": end, "final": end}))
+        await until(lambda: responder.calls, 5)
+        call = responder.calls[0]
+        assert [(h.speaker, h.text) for h in call["history"]] == responder.prefills[-1]
+        assert call["situation"] == responder.situations[-1]
     finally:
         await session.close()
         player.close()

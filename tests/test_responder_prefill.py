@@ -51,8 +51,33 @@ def conversation(turns: int) -> list[HistoryLine]:
 async def reply_cost(responder, history, evaluated) -> int:
     evaluated.clear()
     sink = RecordingSink()
-    await responder.respond(juniper(), history, situation="Alice is talking to you; reply to Alice.", sink=sink)
+    await responder.respond(juniper(), history, situation=SITUATION, sink=sink)
     return sum(evaluated)
+
+
+SITUATION = "Alice is talking to you; reply to Alice."
+
+
+@pytest.mark.asyncio
+async def test_prefill_of_the_partial_leaves_only_the_last_words_to_evaluate(responder, evaluated):
+    earlier = conversation(3)
+    now = time.monotonic()
+    partial = HistoryLine("Alice", "Juniper, what is your favourite kind of soup when it is", now, False)
+    final = HistoryLine("Alice", "Juniper, what is your favourite kind of soup when it is cold outside?", now, False)
+
+    responder.warm_up(juniper())
+    responder.prefill(juniper(), [*earlier, partial], situation=SITUATION)  # with Alice's words so far
+    await reply_cost(responder, [*earlier, final], evaluated)
+    warm = evaluated[0]  # the prompt's evaluation (the generated tokens follow one by one)
+
+    responder.warm_up(juniper())
+    responder.prefill(juniper(), earlier, situation=SITUATION)  # before Alice said anything
+    await reply_cost(responder, [*earlier, final], evaluated)
+    cold = evaluated[0]
+
+    last_words = responder.llm.count_tokens(" cold outside?")
+    assert warm <= last_words + 8, (warm, last_words)  # their last words and the turn's end markers
+    assert cold - warm >= responder.llm.count_tokens(partial.text) - 2, (cold, warm)
 
 
 @pytest.mark.asyncio
@@ -64,7 +89,7 @@ async def test_prefill_leaves_only_the_new_line_to_evaluate(responder, evaluated
     cold = await reply_cost(responder, [*earlier, new_line], evaluated)
 
     responder.warm_up(juniper())
-    responder.prefill(juniper(), earlier)  # while Alice is speaking
+    responder.prefill(juniper(), earlier, situation=SITUATION)  # while Alice is speaking
     warm = await reply_cost(responder, [*earlier, new_line], evaluated)
 
     history_tokens = sum(responder.llm.count_tokens(line.text) for line in earlier)
