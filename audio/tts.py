@@ -63,6 +63,17 @@ def pcm_from_bytes(chunk: bytes, sample_format: int, channels: int = 1) -> np.nd
     return samples
 
 
+def trim_leading_silence(pcm: np.ndarray, rate: int, *, threshold: float = 0.01, keep_s: float = 0.01) -> np.ndarray:
+    """Drop the silence a voice puts before its first sound (Piper: 30-60 ms), keeping `keep_s`: the
+    start of a reply is heard that much sooner. `threshold` is a share of full scale; all-quiet audio
+    is returned unchanged."""
+    full_scale = 32768.0 if pcm.dtype == np.int16 else 1.0
+    loud = np.flatnonzero(np.abs(pcm) > threshold * full_scale)
+    if loud.size == 0:
+        return pcm
+    return pcm[max(0, int(loud[0]) - int(keep_s * rate)) :]
+
+
 class RealtimeEngineTts(TtsEngine):
     """Drives a RealtimeTTS engine headless: synthesize in a helper thread, stream its queue.
 

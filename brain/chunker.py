@@ -48,7 +48,7 @@ class SpeechChunker:
     def __init__(
         self,
         *,
-        first_clause_words: int = 4,
+        first_clause_words: int = 2,
         first_max_words: int = 12,
         clause_words_later: int = 14,
         max_words: int = 28,

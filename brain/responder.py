@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
-from audio.tts import TtsEngine, make_tts
+from audio.tts import TtsEngine, make_tts, trim_leading_silence
 from bot.models import ModelLoadError
 from bot.scheduler import ModelScheduler, SchedulerCancelled
 from bot.settings import Settings
@@ -237,6 +237,7 @@ class _Reply:
         self._threads_left = 2
         self._lock = threading.Lock()
         self.tts_ready = threading.Event()
+        self.voice_started = False  # (speaker thread) the reply's first audio went out
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -404,6 +405,9 @@ class _Reply:
             for pcm, rate in tts.synthesize(frag.text, self.cancel_event):
                 if self.cancel_event.is_set():
                     return
+                if not self.voice_started:  # the reply's first sound goes out at once
+                    pcm = trim_leading_silence(pcm, rate)
+                    self.voice_started = True
                 self.loop.call_soon_threadsafe(self._deliver, pcm, rate, frag.text if first else None)
                 first = False
         if not self.cancel_event.is_set() and not first:

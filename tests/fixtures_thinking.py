@@ -25,6 +25,7 @@ class RecordingSink:
         self.loop_thread = threading.get_ident()
         self.wrong_thread = False
         self.done_calls = 0
+        self.first_pcm: tuple[np.ndarray, int] | None = None  # the reply's first audio chunk
 
     def _note(self, kind: str, payload: object) -> None:
         if threading.get_ident() != self.loop_thread:
@@ -32,6 +33,8 @@ class RecordingSink:
         self.events.append((kind, time.monotonic(), payload))
 
     def audio(self, pcm: np.ndarray, rate: int) -> None:
+        if not self.first_audio.is_set():
+            self.first_pcm = (pcm, rate)
         self._note("audio", (len(pcm), rate))
         self.first_audio.set()
 

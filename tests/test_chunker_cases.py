@@ -38,11 +38,16 @@ def all_splits(text: str, **kwargs) -> list[tuple[str, bool]]:
 def test_first_fragment_at_a_clause_once_long_enough_then_sentences() -> None:
     text = "Oh wow, that sounds like a lovely plan, honestly. I would bring snacks, drinks, and a blanket. Then we talk."
     assert all_splits(text) == [
-        ("Oh wow, that sounds like a lovely plan,", False),  # "Oh wow," is too short to go alone
-        ("honestly.", True),
-        ("I would bring snacks, drinks, and a blanket.", True),  # later fragments: whole sentences
+        ("Oh wow,", False),  # two words and a comma: the voice starts while the LLM goes on
+        ("that sounds like a lovely plan, honestly.", True),  # later fragments: whole sentences
+        ("I would bring snacks, drinks, and a blanket.", True),
         ("Then we talk.", True),
     ]
+    assert all_splits(text, first_clause_words=4)[:2] == [
+        ("Oh wow, that sounds like a lovely plan,", False),  # "Oh wow," is too short to go alone
+        ("honestly.", True),
+    ]
+    assert all_splits("Oh, hi there.")[0] == ("Oh, hi there.", True)  # one word is never a fragment of its own
 
 
 def test_short_sentence_goes_out_at_once() -> None:
@@ -99,8 +104,10 @@ def test_long_sentence_is_cut_at_its_last_clause_break() -> None:
 
 def test_dashes_break_clauses_and_read_as_a_pause() -> None:
     frags = all_splits("I think - and I mean it - that cats rule. Wait—what?")
-    assert frags[0] == ("I think - and I mean it,", False)
-    assert [t for t, _ in frags[1:]] == ["that cats rule.", "Wait—what?"]
+    assert frags[0] == ("I think,", False)
+    assert [t for t, _ in frags[1:]] == ["and I mean it - that cats rule.", "Wait—what?"]
+    assert all_splits("I think - and I mean it - that cats rule.", first_clause_words=4)[0] == (
+        "I think - and I mean it,", False)
 
 
 def test_empty_and_punctuation_only_input_yields_nothing() -> None:

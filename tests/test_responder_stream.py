@@ -7,6 +7,7 @@ import re
 import socket
 import time
 
+import numpy as np
 import pytest
 
 from bot.scheduler import ModelScheduler
@@ -56,6 +57,9 @@ async def test_a_question_yields_streamed_text_and_audio(llm, policy) -> None:
     if len(result.fragments) > 1:
         assert t["first_fragment"] < t["llm_done"]  # TTS got its first fragment before the model finished
     assert result.spoken_text == result.text
+    pcm, rate = sink.first_pcm
+    voiced = np.flatnonzero(np.abs(pcm.astype(np.float32) / (32768.0 if pcm.dtype == np.int16 else 1.0)) > 0.01)
+    assert voiced[0] <= 0.011 * rate  # the reply's voice starts at once (the TTS's leading silence trimmed)
 
 
 @pytest.mark.asyncio

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio.tts import PA_FLOAT32, PA_INT16, RealtimeEngineTts, TtsError, make_tts, pcm_from_bytes
+from audio.tts import PA_FLOAT32, PA_INT16, RealtimeEngineTts, TtsError, make_tts, pcm_from_bytes, trim_leading_silence
 from audio.tts_engines.espeak import EspeakTts
 from audio.tts_engines.piper import PiperInProcessEngine, load_piper_voice, split_for_synthesis
 from bot.models import ModelLoadError
@@ -47,6 +47,22 @@ def test_piper_speaks_with_a_plausible_duration(piper) -> None:
     seconds = audio.size / rate
     assert 1.0 < seconds < 4.5  # seven words
     assert rms(audio) > 0.02  # speech, not silence
+
+
+def lead_ms(audio: np.ndarray, rate: int) -> float:
+    return float(np.flatnonzero(np.abs(audio) > 0.01)[0]) / rate * 1000.0
+
+
+def test_leading_silence_is_trimmed_to_10_ms_and_nothing_else_changes(piper) -> None:
+    audio, rate, _ = synth(piper, "Hey Alice,")
+    assert lead_ms(audio, rate) >= 20  # Piper starts with silence
+    trimmed = trim_leading_silence(audio, rate)
+    assert 9 <= lead_ms(trimmed, rate) <= 11
+    assert np.array_equal(trimmed, audio[audio.size - trimmed.size :])  # only the start went
+    as_int16 = (audio * 32767).astype(np.int16)
+    assert trim_leading_silence(as_int16, rate).size == trimmed.size
+    quiet = np.zeros(2205, np.float32)
+    assert trim_leading_silence(quiet, rate) is quiet  # nothing to find: unchanged
 
 
 def test_piper_voice_is_loaded_once_and_speed_comes_from_the_voice_spec(piper) -> None:
