@@ -6,10 +6,13 @@
 into work for the single `SttScheduler`:
 
 * start  -> SpeakingEvent(speaking=True); partials begin at STT_PARTIAL_INTERVAL_S cadence;
-* pause  -> a SPECULATIVE final of the audio so far is queued at once (ranked with finals), so the
-            transcription runs while the end-of-speech silence is still being confirmed; its text is
-            delivered at once as a partial marked timings["speculative"] (all the words so far);
-* resume -> the speculative job is cancelled (or its text becomes a partial);
+* pause  -> the latest partial again, marked timings["paused"]; and a SPECULATIVE final of the audio so
+            far is queued at once (ranked with finals), so the transcription runs while the
+            end-of-speech silence is still being confirmed; its text is delivered at once as a partial
+            marked timings["speculative"] (all the words so far). Until they speak again, other
+            partials are held back: the pause's partials stay their latest;
+* resume -> the speculative job is cancelled (or its text becomes a partial); the pause's partial goes
+            out again without a mark (timings["resumed"]): the pause is over;
 * end    -> SpeakingEvent(speaking=False); the speculative result is the final when no voice came
             after it (usually already computed: that is the latency removed), else a final is queued.
 
@@ -75,13 +78,16 @@ class _Turn:
     """Transcription state of one segment (shared by the VAD thread and the STT worker)."""
 
     segment: Segment
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     speculative: SttJob | None = None
     spec_voice_sample: int = -1
     spec_result: SttResult | None = None  # set (under lock) when the speculative job completed
     promoted: bool = False  # the speculative job IS the final: emit it when it completes
     superseded: bool = False  # speech resumed: the speculative result is only a partial
     last_partial: str = ""  # text of the last partial delivered (repeats are not sent again)
+    last_partial_result: SttResult | None = None
+    paused_partial: SttResult | None = None  # the partial delivered (marked) in the current pause
+    in_pause: bool = False  # the VAD reported a pause and no voice since (no partials: the speculation covers it)
     partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
     ended_t: float = 0.0
     speech_end_t: float = 0.0
@@ -329,12 +335,17 @@ class Listener:
             self._begin_turn(ev.segment)
         elif ev.kind == "pause":
             turn = self._turns.get(uid)
-            if turn is not None and self.speculative:
-                self._speculate(turn)
+            if turn is not None:
+                turn.in_pause = True
+                self._paused(turn)
+                if self.speculative:
+                    self._speculate(turn)
         elif ev.kind == "resume":
             turn = self._turns.get(uid)
             if turn is not None:
+                turn.in_pause = False
                 self._abandon_speculation(turn)
+                self._resumed(turn)
         elif ev.kind in ("end", "discard"):
             turn = self._turns.pop(uid, None)
             self.scheduler.stop_partials(uid)
@@ -364,6 +375,7 @@ class Listener:
                 snapshot=snapshot,
                 on_done=lambda result, started, stale, turn=turn: self._partial_done(turn, result, started),
                 is_stale=seg.ended.is_set,
+                is_paused=lambda turn=turn: turn.in_pause,
                 next_due=time.monotonic() + self.settings.stt_partial_interval_s,
             )
         )
@@ -494,15 +506,42 @@ class Listener:
             self._emit_partial(turn, result, started)
 
     def _emit_partial(self, turn: _Turn, result: SttResult, started: float, *, speculative: bool = False) -> None:
-        if not result.text or result.text == turn.last_partial:
-            return
-        turn.last_partial = result.text
+        """Deliver a partial. A speculative one (all their words, taken at a pause) always goes out, and
+        until they speak again (`_resumed`) the pause's partials are their latest: others are held back."""
         seg = turn.segment
-        timings = {"speech_start": seg.start_t, "stt_start": started}
-        if speculative:
-            timings["speculative"] = time.monotonic()  # transcribed at a pause: all their words so far
-        self.stats.partials += 1
-        self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
+        with turn.lock:
+            if not result.text or (not speculative and (result.text == turn.last_partial or turn.paused_partial)):
+                return
+            turn.last_partial = result.text
+            turn.last_partial_result = result
+            timings = {"speech_start": seg.start_t, "stt_start": started}
+            if speculative:
+                timings["speculative"] = time.monotonic()
+                turn.paused_partial = result
+            self.stats.partials += 1
+            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
+
+    def _paused(self, turn: _Turn) -> None:
+        """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
+        start preparing a reply to it while the speculative transcript and the end are still to come."""
+        seg = turn.segment
+        with turn.lock:
+            result = turn.last_partial_result
+            if result is None or turn.paused_partial is not None or turn.finalized:
+                return
+            turn.paused_partial = result
+            timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
+            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
+
+    def _resumed(self, turn: _Turn) -> None:
+        """They speak again after a pause that went out as a marked partial: their words so far again,
+        without a mark, say that the pause is over."""
+        seg = turn.segment
+        with turn.lock:
+            result, turn.paused_partial = turn.paused_partial, None
+            if result is not None and not turn.finalized:
+                timings = {"speech_start": seg.start_t, "resumed": time.monotonic()}
+                self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
 
     def _emit_final(self, turn: _Turn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
         """Emit the segment's one final: its text, or an empty final when it was rejected or discarded."""

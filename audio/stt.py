@@ -249,6 +249,7 @@ class PartialSource:
     is_stale: Callable[[], bool]
     next_due: float
     last_samples: int = 0
+    is_paused: Callable[[], bool] = lambda: False  # silent for now: the speculative final covers it
 
 
 @dataclass
@@ -460,7 +461,8 @@ class SttScheduler:
     def _run_partial(self, src: PartialSource) -> None:
         now = time.monotonic()
         audio = src.snapshot()
-        if len(audio) < self.min_partial_samples or len(audio) - src.last_samples < STT_RATE // 4 or src.is_stale():
+        if (len(audio) < self.min_partial_samples or len(audio) - src.last_samples < STT_RATE // 4 or src.is_stale()
+                or src.is_paused()):
             src.next_due = now + self.partial_interval_s / 2
             return
         started = time.monotonic()

@@ -520,7 +520,9 @@ class VoiceSession:
         if member is None:
             return
         if decision.preemptive:
-            if member.last_speech_end is not None:
+            if member.paused and member.partial is not None:
+                trace.times["speech_end"] = member.partial.end  # their last voice before this pause
+            elif member.last_speech_end is not None:
                 trace.times["speech_end"] = member.last_speech_end
             if member.partial is not None:
                 trace.times.update({f"partial_{k}": v for k, v in member.partial.timings.items() if k != "speech_end"})
@@ -538,7 +540,10 @@ class VoiceSession:
             self._trace.times["confirmed"] = now
             member = self.room.members.get(decision.member_id) if decision.member_id is not None else None
             if member is not None and member.last_final is not None:
-                self._trace.times.setdefault("final", member.last_final.timings.get("final", now))
+                for key, value in member.last_final.timings.items():  # final, vad_end, stt_*: the final's own
+                    if key != "speech_end":
+                        self._trace.times.setdefault(key, value)
+                self._trace.times.setdefault("final", now)
         self._sink.release()
 
     async def _run_turn(self, decision: Decision, turn: BotTurn, sink: TurnSink, trace: TurnTrace,

@@ -76,6 +76,19 @@ class Member:
         return total
 
     @property
+    def paused(self) -> bool:
+        """Speaking per the VAD, but silent for a moment: the listener marked their latest partial
+        "paused" (their last partial, repeated at the pause) or "speculative" (all their words so far,
+        transcribed in the pause); if they go on, the next partial comes without a mark."""
+        return self.speaking and self.pause_started is not None
+
+    @property
+    def pause_started(self) -> float | None:
+        """When the pause their latest partial was marked with began (None: no pause)."""
+        timings = self.partial.timings if self.partial is not None else {}
+        return timings.get("paused", timings.get("speculative"))
+
+    @property
     def segment_open(self) -> bool:
         """Speech started that no final transcript covers yet (the final may come before or after
         the speaking → silent event, so this compares times rather than following event order)."""

@@ -115,9 +115,14 @@ def rule_preemptive_check(ctx: Ctx) -> Decision | None:
     member = ctx.room.members.get(turn.basis_user_id) if turn.basis_user_id is not None else None
     if member is None:
         return Decision(Action.YIELD_FLOOR, "early start dropped: the member left", "preemptive_check")
-    if member.speaking and member.speaking_since is not None and member.speaking_since >= turn.started:
+    if member.speaking and member.speaking_since is not None and (member.speaking_since >= turn.started
+                                                                   or not member.paused):
+        # spoke again after the early start, or (it was made in their pause) their pause is over
         return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name} kept speaking", "preemptive_check",
                         member_id=member.user_id)
+    if member.paused and member.partial is not None and texts_differ(turn.basis_text or "", member.partial.text):
+        return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name}'s words so far now read "
+                        f"{member.partial.text!r}", "preemptive_check", member_id=member.user_id)
     if member.finals > turn.basis_finals and member.last_final is not None:
         final = member.last_final.text
         if texts_differ(turn.basis_text or "", final):
@@ -155,6 +160,8 @@ def rule_barge_in(ctx: Ctx) -> Decision | None:
             return Decision(Action.YIELD_FLOOR, f"{member.name} kept talking before the reply was heard", "barge_in",
                             member_id=member.user_id)
     for member in room.members.values():
+        if turn.preemptive and member.user_id == turn.basis_user_id:
+            continue  # an early start made in their pause: preemptive_check drops it if they go on
         # Bursts add up: "Wait, <pause> wait, <pause> hold on" is a takeover even though each
         # burst is shorter than barge_in; one isolated "mm-hm" is not.
         overlap = member.speech_since(floor_from, ctx.now, ctx.policy.barge_in_gap_s, ctx.policy.speech_tail_s)
@@ -192,24 +199,35 @@ def rule_someone_speaking(ctx: Ctx) -> Decision | None:
 
 
 def rule_preemptive_start(ctx: Ctx) -> Decision | None:
-    """A member paused, the final is pending, and the partial already reads as a complete address."""
+    """A member paused, and their words so far already read as a complete address: start the reply
+    now, its audio held until the final transcript confirms it (the member may go on: then it is dropped).
+
+    "Paused" is either the VAD's end of speech with the final pending, or a pause shorter than that
+    end-of-speech silence (`Member.paused`: their latest partial marked at the pause, then the
+    speculative transcript of all their words): the reply is then computed while the end of their turn
+    is still being confirmed, and restarted if the speculative transcript reads otherwise. A bare call
+    ("Hey Juniper.") is not a request yet. Nobody else may be speaking.
+    """
     if not ctx.policy.preemptive_start:
         return None
-    for member in ctx.room.members.values():
+    members = ctx.room.members.values()
+    for member in members:
         partial = member.partial
-        if (member.speaking or not member.segment_open or partial is None or member.last_speech_end is None
-                or ctx.now - member.last_speech_end > ctx.policy.final_timeout_s):
+        if partial is None or any(m.speaking for m in members if m is not member):
             continue
-        if not looks_complete(partial.text):
+        if member.paused:
+            since = member.pause_started
+        elif member.speaking or not member.segment_open or member.last_speech_end is None:
             continue
-        alone = ctx.alone_with()
-        if ctx.names_bot(partial.text):
-            why = "said the bot's name"
-        elif alone is not None and alone.user_id == member.user_id and looks_like_question(partial.text):
-            why = "asked the bot a question"
         else:
+            since = member.last_speech_end
+        if ctx.now - since > ctx.policy.final_timeout_s or not looks_complete(partial.text):
             continue
-        return Decision(Action.RESPOND_NOW, f"early start: {member.name} paused and {why} ({partial.text!r})",
+        line = ctx.room.history_with(partial)[-1]  # their line as it will read ("Hey Juniper." + this)
+        why = addressed_reason(ctx, line)
+        if why is None or _only_a_call(ctx, line.text) or (not ctx.names_bot(line.text) and _ignorable(ctx, line)):
+            continue
+        return Decision(Action.RESPOND_NOW, f"early start: {member.name} paused; {why} ({line.text!r})",
                         "preemptive_start", member_id=member.user_id, addressed=True, preemptive=True)
     return None
 
@@ -346,8 +364,8 @@ RULES: tuple[Rule, ...] = (
     rule_barge_in,
     rule_bot_busy,
     rule_nobody_here,
+    rule_preemptive_start,  # before someone_speaking: it may start in a member's pause
     rule_someone_speaking,
-    rule_preemptive_start,
     rule_awaiting_final,
     rule_respond_when_addressed,
     rule_greet_room,

@@ -29,8 +29,9 @@ def stop_speaking(room: Room, uid: int, t: float) -> None:
     room.on_speaking(SpeakingEvent(uid, False, t))
 
 
-def partial(room: Room, uid: int, text: str, start: float, end: float) -> None:
-    room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, False, 0.8, {}))
+def partial(room: Room, uid: int, text: str, start: float, end: float, **marks: float) -> None:
+    """A partial transcript; `marks` are the listener's timings marks (paused=, speculative=, resumed=)."""
+    room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, False, 0.8, dict(marks)))
 
 
 def final(room: Room, uid: int, text: str, start: float, end: float):

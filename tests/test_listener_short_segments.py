@@ -180,3 +180,39 @@ async def test_silent_frames_before_the_gap_count_toward_the_end(models):
     waited = final.timings["vad_end"] - final.timings["speech_end"]
     # 0.6 s after the last voice (+ detection slack); counting the gap alone would take 0.3 s more
     assert 0.55 <= waited < 0.6 + 0.2, waited
+
+
+async def test_a_pause_is_marked_on_the_partials_and_its_end_when_they_go_on(models):
+    """At a pause the latest partial goes out again marked "paused", then the speculative transcript
+    of all the words marked "speculative"; voice again re-sends it marked "resumed". In between no
+    unmarked partial (the prompter reads the member as paused from the latest partial)."""
+    s = settings(STT_PARTIAL_INTERVAL_S="0.3", VAD_END_SILENCE_MS="600")  # the 0.2 s pause (+ the voice's own) stays a pause
+    pcm = np.concatenate((silence(0.3), speech("What is your favorite color"), silence(0.2),
+                          speech("and your favorite food?"), silence(0.1)))
+    rec = Recorder()
+    listener = make(models, rec, s)
+    try:
+        await speak_live(listener, pcm)
+        await wait_finals(listener, rec)
+    finally:
+        await listener.close()
+    marks = []
+    for kind, item in rec.events:
+        if kind == "utterance":
+            mark = next((m for m in ("paused", "speculative", "resumed") if m in item.timings), "")
+            marks.append("final" if item.final else mark or "partial")
+    assert marks[-1] == "final" and marks.count("final") == 1, marks
+    assert "resumed" in marks, marks  # the 200 ms pause ended with more voice
+    first_pause = marks.index("paused")
+    assert first_pause < marks.index("resumed"), marks
+    # between a pause mark and the end of that pause ("resumed" or the final) only pause marks come
+    in_pause = False
+    for mark in marks:
+        if mark == "paused":
+            in_pause = True
+        elif mark in ("resumed", "final"):
+            in_pause = False
+        elif in_pause:
+            assert mark == "speculative", marks
+    final = rec.finals[0]
+    assert words(final.text)[-2:] == ["favorite", "food"], final.text

@@ -377,6 +377,84 @@ def test_discarded_early_start_reopens_the_line():
     assert d.action is Action.RESPOND_NOW and d.addressed and not d.preemptive
 
 
+# --- early start in a pause, before the end of speech is confirmed ------------------------------------
+
+def _in_a_pause(room, text, uid=ALICE, t_pause=T0 + 2.56):
+    """Speaking per the VAD; the listener repeated their latest partial at a pause (64 ms of silence)."""
+    start_speaking(room, uid, T0 + 1)
+    partial(room, uid, text, T0 + 1, T0 + 2.5)
+    partial(room, uid, text, T0 + 1, T0 + 2.5, paused=t_pause)
+
+
+def test_complete_addressed_words_start_early_in_a_pause():
+    room = make_room(ALICE, BOB)
+    _in_a_pause(room, "Juniper, what time is it?")
+    d = at(room, T0 + 2.57)
+    assert d.action is Action.RESPOND_NOW and d.preemptive and d.member_id == ALICE
+
+
+@pytest.mark.parametrize("text", ["Hey Juniper.", "Juniper, what time", "What time is it?"])
+def test_a_bare_call_or_unfinished_or_unaddressed_words_in_a_pause_wait(text):
+    room = make_room(ALICE, BOB)
+    _in_a_pause(room, text)
+    d = at(room, T0 + 2.57)
+    assert d.action is Action.WAIT and d.rule == "someone_speaking"
+
+
+def test_no_early_start_while_someone_else_speaks():
+    room = make_room(ALICE, BOB)
+    _in_a_pause(room, "Juniper, what time is it?")
+    start_speaking(room, BOB, T0 + 2.4)
+    assert at(room, T0 + 2.57).action is Action.WAIT
+
+
+def test_the_name_said_in_the_previous_segment_addresses_the_continuation():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Hey Juniper.", T0, T0 + 0.6)  # its own segment: a long pause after the name
+    assert at(room, T0 + 0.7).action is Action.WAIT  # a bare call: wait for the request
+    _in_a_pause(room, "What time is it?")
+    d = at(room, T0 + 2.57)
+    assert d.action is Action.RESPOND_NOW and d.preemptive and "Hey Juniper. What time is it?" in d.reason
+
+
+def _early_turn_in_a_pause(room):
+    _in_a_pause(room, "Juniper, what time is it?")
+    d = at(room, T0 + 2.57)
+    room.bot_begin(d.action.value, T0 + 2.57, preemptive=True, basis_user_id=ALICE,
+                   basis_text=room.members[ALICE].partial.text)
+
+
+def test_early_start_in_a_pause_survives_the_pause_and_is_confirmed_by_the_final():
+    room = make_room(ALICE, BOB)
+    _early_turn_in_a_pause(room)
+    partial(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5, speculative=T0 + 2.75)
+    for t in (T0 + 2.6, T0 + 2.76, T0 + 3.4):  # still paused: no barge-in by the member it answers
+        assert at(room, t).action is Action.STAY_SILENT
+    stop_speaking(room, ALICE, T0 + 2.8)
+    line = final(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5)
+    d = at(room, T0 + 2.85)
+    assert d.action is Action.RESPOND_NOW and d.confirm and d.reply_to_seq == line.seq
+
+
+def test_early_start_in_a_pause_dropped_when_they_go_on():
+    room = make_room(ALICE, BOB)
+    _early_turn_in_a_pause(room)
+    partial(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5, resumed=T0 + 2.7)  # voice again
+    d = at(room, T0 + 2.71)
+    assert d.action is Action.YIELD_FLOOR and "kept speaking" in d.reason
+
+
+def test_early_start_in_a_pause_dropped_when_the_speculative_transcript_reads_otherwise():
+    room = make_room(ALICE, BOB)
+    _early_turn_in_a_pause(room)
+    partial(room, ALICE, "Juniper, what kind of tea is best for a cold?", T0 + 1, T0 + 2.5, speculative=T0 + 2.75)
+    d = at(room, T0 + 2.76)
+    assert d.action is Action.YIELD_FLOOR and "now read" in d.reason
+    room.bot_end(T0 + 2.77, discard=True)
+    d = at(room, T0 + 2.78)  # and starts again on the words as they now read
+    assert d.action is Action.RESPOND_NOW and d.preemptive and "tea" in d.reason
+
+
 # --- quiet rooms, cooldowns, greetings ---------------------------------------------------------
 
 def test_idle_room_gets_a_topic_only_with_humans_present():
