@@ -188,6 +188,33 @@ async def test_early_start_is_dropped_when_the_final_differs():
 
 
 @pytest.mark.asyncio
+async def test_early_start_in_a_pause_plays_nothing_when_they_go_on_and_answers_the_whole_line():
+    responder = ScriptedResponder(["It's two."], seconds_each=0.2, delay_s=0.01)
+    session, player = await make(responder)
+    try:
+        t = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, True, t - 1))
+        words = "Juniper, what time is it?"
+        session.on_utterance(Utterance(ALICE, "Alice", words, t - 1, t, False, 0.8, {}))
+        session.on_utterance(Utterance(ALICE, "Alice", words, t - 1, t, False, 0.8, {"paused": t + 0.06}))
+        await until(lambda: responder.finished == 1)  # prepared in the pause, while still "speaking"
+        assert session.room.turn is not None and session.room.turn.preemptive and player.fed_s == 0.0
+        session.on_utterance(Utterance(ALICE, "Alice", words, t - 1, t, False, 0.8, {"resumed": t + 0.2}))
+        await until(lambda: session.room.turn is None)
+        assert session.traces[0].outcome == "discarded" and player.fed_s == 0.0  # not a sound over her
+        end = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, False, end))
+        whole = "Juniper, what time is it? In Tokyo, I mean."
+        session.on_utterance(Utterance(ALICE, "Alice", whole, t - 1, end, True, 0.9, {"speech_end": end}))
+        await until(lambda: len(responder.calls) == 2 and session.room.bot_state is BotState.IDLE)
+        assert responder.calls[1]["history"][-1].text == whole
+        assert player.fed_s == pytest.approx(0.2)  # only the answer to the whole line was played
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
 async def test_captions_persona_switch_members_and_failures():
     captions: list[str] = []
 
