@@ -63,15 +63,16 @@ QUESTIONS: tuple[tuple[str, str], ...] = (
     ("Bob", "Hey Juniper, do you like cats or dogs?"),
 )
 WARMUP = Line("Alice", "Hey Juniper, are you there?", warmup=True, pause_s=1.0)
-# Intervals drawn and summarized: (name, from stage, to stage); "end" is the true end of speech.
-INTERVALS = (
-    ("endpoint+stt", "end", "final"),
-    ("to request", "final", "request"),
-    ("llm first token", "request", "first_token"),
-    ("first fragment", "first_token", "first_fragment"),
-    ("tts first audio", "first_fragment", "first_audio"),
-    ("to first packet", "first_audio", "first_packet"),
-    ("to member", "first_packet", "heard"),
+# Intervals reported and drawn: (name, from stage or None for the true end of speech, to stage). They form two
+# lanes, hearing the member (to vad_end, final) and the reply (request onwards): with an early start they overlap.
+INTERVALS: tuple[tuple[str, str | None, str], ...] = (
+    ("end of speech confirmed (VAD)", None, "vad_end"),
+    ("final transcript", "vad_end", "final"),
+    ("LLM to first token", "request", "first_token"),
+    ("to first speakable fragment", "first_token", "first_fragment"),
+    ("TTS first audio", "first_fragment", "first_audio"),
+    ("held until confirmed / sent", "first_audio", "first_packet"),
+    ("first packet on its way to the member", "first_packet", "heard"),
 )
 
 
@@ -235,10 +236,18 @@ def stats(values: list[float]) -> dict[str, float] | None:
             "n": int(arr.size)}
 
 
-def interval(stages: dict[str, float], start: str, end: str) -> float | None:
-    if end not in stages:
-        return None
-    return stages[end] - (0.0 if start == "end" else stages.get(start, np.nan))
+def turn_intervals(stages: dict[str, float]) -> list[tuple[int, float, float]]:
+    """(index into INTERVALS, start, end) for each interval whose two ends the turn has, in seconds after the
+    end of speech. Without a VAD end (an early start confirmed) the final transcript confirms the end."""
+    out = []
+    for i, (_name, start, end) in enumerate(INTERVALS):
+        if end == "vad_end" and "vad_end" not in stages:
+            end = "final"
+        t0 = 0.0 if start is None else stages.get(start)
+        t1 = stages.get(end)
+        if t0 is not None and t1 is not None and t1 >= t0:
+            out.append((i, float(t0), float(t1)))
+    return out
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -250,8 +259,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_s": stats([r["latency_s"] for r in answered]),
         "stage_after_end_of_speech_s": {s: stats([r["stages_s"][s] for r in answered if s in r["stages_s"]])
                                         for s in STAGES},
-        "interval_s": {name: stats([v for r in answered if (v := interval(r["stages_s"], a, b)) is not None
-                                    and not np.isnan(v)]) for name, a, b in INTERVALS},
+        "interval_s": {name: stats([t1 - t0 for r in answered for j, t0, t1 in turn_intervals(r["stages_s"]) if j == i])
+                       for i, (name, _a, _b) in enumerate(INTERVALS)},
     }
 
 

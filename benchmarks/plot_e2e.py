@@ -1,11 +1,13 @@
-"""Draw the e2e benchmark's per-turn stage breakdown: one stacked bar per turn, grouped by mode.
+"""Draw the e2e benchmark's per-turn timeline: one panel per mode, one row per turn, stages as floating bars.
 
     .venv/bin/python -m benchmarks.plot_e2e [out/bench/e2e.json] [out/bench/e2e.png]
 
-Each bar goes from the true end of the member's speech to the bot's first voiced packet at the member,
-cut into the pipeline's stages (`benchmarks.e2e_bench.INTERVALS`). Stage times are taken as a running
-maximum, so a stage that started early (an early start sends the request before the final transcript)
-adds nothing and the bar's height is the latency.
+Every time is seconds after the true end of the member's speech (the report's `stages_s`). Each turn has two
+lanes, so work that overlaps shows as overlap: the upper lane is the bot hearing the member (end of speech
+confirmed by the VAD, then the final transcript), the lower lane is the reply (LLM to first token, to the first
+speakable fragment, TTS first audio, the audio held until the final confirms the turn and sent, then the first
+packet's way to the member). With an early start the reply lane begins before the upper lane ends. A black tick
+marks the first voiced packet heard at the member, with its time printed. Stages a turn lacks (no reply, keys absent) are left out.
 """
 
 from __future__ import annotations
@@ -19,70 +21,102 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-COLORS = ("#4c72b0", "#8172b2", "#dd8452", "#c44e52", "#55a868", "#937860", "#8c8c8c")
+from benchmarks.e2e_bench import INTERVALS, turn_intervals  # noqa: E402
+
+HEARING, REPLY = -0.21, 0.21  # lane offsets from a turn's row (the y axis is inverted: hearing lane on top)
+LANE_HEIGHT = 0.38
+# (lane, colour, hatch) of each of the benchmark's INTERVALS, in their order
+STYLES: tuple[tuple[float, str, str], ...] = (
+    (HEARING, "#4c72b0", ""),
+    (HEARING, "#8fb3de", ""),
+    (REPLY, "#dd8452", ""),
+    (REPLY, "#c44e52", ""),
+    (REPLY, "#55a868", ""),
+    (REPLY, "#d9d9d9", "////"),
+    (REPLY, "#f0e2a8", ""),
+)
+assert len(STYLES) == len(INTERVALS)
+BASELINE_NOTE = ("baseline (no early start, seed-style): 'to first speakable fragment' is the whole LLM reply, "
+                 "'TTS first audio' the whole reply synthesized")
 
 
-def segments(stages: dict[str, float], intervals: tuple[tuple[str, str, str], ...]) -> list[float]:
-    """Non-negative lengths of each interval along the running maximum of the stage times."""
-    out, reached = [], 0.0
-    for _name, _start, end in intervals:
-        t = stages.get(end)
-        if t is None:
-            out.append(0.0)
-            continue
-        out.append(max(0.0, t - reached))
-        reached = max(reached, t)
-    return out
+def heard_at(row: dict[str, Any]) -> float | None:
+    """When the member heard the bot's first voiced packet, if it replied."""
+    t = (row.get("stages_s") or {}).get("heard")
+    return float(t) if t is not None else row.get("latency_s")
+
+
+def panel_limits(modes: list[str], rows: list[dict[str, Any]], goal: float) -> dict[str, float]:
+    """Right edge of each mode's time axis: modes within 2x of each other share one, so chorus's modes compare
+    directly while the slow baseline keeps its own scale."""
+    last = {m: max([goal] + [t for r in rows if r["mode"] == m for t in
+                             [heard_at(r)] + list((r.get("stages_s") or {}).values()) if t is not None]) for m in modes}
+    return {m: 1.12 * max(v for v in last.values() if v <= 2.0 * last[m]) for m in modes}
+
+
+def turn_label(row: dict[str, Any]) -> str:
+    stages = row.get("stages_s") or {}
+    early = "request" in stages and "final" in stages and stages["request"] < stages["final"]
+    return f"{(row.get('speaker') or '?')[0]}{row['turn']}" + ("\nearly start" if early else "")
+
+
+def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any], goal: float,
+              right: float) -> None:
+    for y, row in enumerate(rows):
+        stages = row.get("stages_s") or {}
+        for i, t0, t1 in turn_intervals(stages):
+            lane, color, hatch = STYLES[i]
+            ax.barh(y + lane, t1 - t0, left=t0, height=LANE_HEIGHT, color=color, hatch=hatch,
+                    edgecolor="#777777" if hatch else "white", linewidth=0.4)
+        heard = heard_at(row)
+        if heard is None or row.get("latency_s") is None:
+            ax.text(0.01 * right, y + REPLY, "no reply", va="center", fontsize=7, color="#c44e52")
+        else:
+            ax.plot([heard, heard], [y - 0.45, y + 0.45], color="black", linewidth=1.6, solid_capstyle="butt")
+            ax.text(heard + 0.008 * right, y, f"{heard:.2f} s", va="center", fontsize=7.5, fontweight="bold")
+    ax.axvline(goal, color="black", linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [turn_label(r) for r in rows], fontsize=7)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first turn on top
+    ax.set_xlim(0.0, right)
+    ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
+    ax.set_axisbelow(True)
+    latency = summary.get("latency_s") or {}
+    answered = f"{summary.get('answered', '?')}/{summary.get('turns', len(rows))} answered"
+    p50 = f"p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s" if latency.get("p50") is not None else "no replies"
+    ax.set_title(f"{mode}: {p50} ({answered})", fontsize=9.5, fontweight="bold", loc="left")
 
 
 def plot_e2e(report: dict[str, Any], path: Path) -> Path:
-    from benchmarks.e2e_bench import GOAL_P50_S, INTERVALS
-
+    goal = (report.get("goal") or {}).get("p50_latency_s")
+    if goal is None:
+        from benchmarks.e2e_bench import GOAL_P50_S as goal
     modes = list(report["modes"])
-    rows = [r for r in report["turns"] if not r["warmup"]]
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(rows) + 3), 5.5), dpi=110)
-    x, labels, group_mid = 0.0, [], []
-    legend_done = False
-    for mode in modes:
-        mode_rows = [r for r in rows if r["mode"] == mode]
-        first = x
-        for r in mode_rows:
-            bottom = 0.0
-            if r["latency_s"] is None:
-                ax.text(x, 0.05, "no reply", rotation=90, ha="center", va="bottom", fontsize=7, color="#c44e52")
-            else:
-                for (name, _a, _b), length, color in zip(INTERVALS, segments(r["stages_s"], INTERVALS), COLORS):
-                    ax.bar(x, length, bottom=bottom, color=color, width=0.8, label=name if not legend_done else None)
-                    bottom += length
-                legend_done = True
-                ax.text(x, bottom + 0.03, f"{r['latency_s']:.2f}", ha="center", va="bottom", fontsize=7)
-            labels.append((x, f"{r['speaker'][0]}{r['turn']}"))
-            x += 1.0
-        group_mid.append(((first + x - 1.0) / 2, mode, mode_rows))
-        x += 1.0
-    ax.axhline(GOAL_P50_S, color="black", linestyle="--", linewidth=0.8)
-    ax.text(-0.6, GOAL_P50_S, f" goal p50 {GOAL_P50_S} s", va="bottom", fontsize=8)
-    ax.set_xticks([p for p, _ in labels], [t for _, t in labels], fontsize=7)
-    tallest = max([r["latency_s"] for r in rows if r["latency_s"] is not None] + [GOAL_P50_S])
-    top = tallest * 1.3
-    for mid, mode, mode_rows in group_mid:  # mode labels above the tallest bar
-        p50 = ((report["modes"][mode]["summary"].get("latency_s") or {}).get("p50"))
-        text = f"{mode}\np50 {p50:.2f} s" if p50 is not None else f"{mode}\nno replies"
-        ax.text(mid, top * 0.98, text, ha="center", va="top", fontsize=9, fontweight="bold")
-    ax.set_ylim(0, top)
-    ax.set_ylabel("seconds after the member stopped speaking")
-    ax.set_xlabel("turn (speaker initial + index), grouped by mode")
+    rows = [r for r in report["turns"] if not r.get("warmup")]
+    per_mode = {m: [r for r in rows if r["mode"] == m] for m in modes}
+    rights = panel_limits(modes, rows, goal)
+    heights = [2.0] + [max(len(per_mode[m]), 1) + 1.2 for m in modes]  # the legend's row, then one per mode
+    fig, axes = plt.subplots(len(modes) + 1, 1, figsize=(11.0, 0.42 * sum(heights) + 1.2), dpi=110,
+                             gridspec_kw={"height_ratios": heights}, squeeze=False, layout="constrained")
+    legend_ax, axes = axes[0, 0], axes[1:]
+    for ax, mode in zip(axes[:, 0], modes):
+        draw_mode(ax, mode, per_mode[mode], report["modes"][mode].get("summary", {}), goal, rights[mode])
+    axes[-1, 0].set_xlabel("seconds after the true end of the member's speech (panels have their own scale)")
     machine = report.get("machine", {})
     threads = report.get("models", {}).get("llm_threads", "?")
-    ax.set_title(f"chorus end of speech → first bot audio at the member, per turn\n"
-                 f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, LLM threads {threads}, "
-                 f"load {machine.get('loadavg_at_start', ['?'])[0]} at start", fontsize=10)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="stage", title_fontsize=8)
+    fig.suptitle(f"chorus, end of speech → first bot audio at the member, per turn (upper lane: hearing the member, "
+                 f"lower lane: the reply)\n{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, LLM threads "
+                 f"{threads}, load {machine.get('loadavg_at_start', ['?'])[0]} at start", fontsize=10)
+    handles = [Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
+               for (label, _s, _e), (_lane, c, h) in zip(INTERVALS, STYLES)]
+    handles += [Line2D([], [], color="black", linewidth=1.6, label="heard at the member"),
+                Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"goal p50 {goal} s")]
+    legend_ax.axis("off")
+    legend_ax.legend(handles=handles, loc="center", ncol=4, fontsize=8, frameon=False)
     if "baseline" in modes:
-        fig.text(0.99, 0.01, "baseline: 'first fragment' is the whole LLM reply, 'tts first audio' the whole reply synthesized",
-                 ha="right", va="bottom", fontsize=7, color="#555555")
-    fig.tight_layout()
+        fig.supxlabel(BASELINE_NOTE, x=0.995, ha="right", fontsize=7, color="#555555")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

@@ -1,12 +1,11 @@
 """The scripted-conversation parts that need no bot: member voices, the true end of speech, the channel mix,
-the plot's stage segments, and script validation. (The whole conversation runs in test_demo_e2e.py.)"""
+the benchmark's stage intervals, and script validation. (The whole conversation runs in test_demo_e2e.py.)"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.plot_e2e import segments
 from bot.settings import load_settings
 from simulator import audio_files
 from simulator.scripted import Line, ScriptedConversation, ScriptError, channel_mix, place_packets
@@ -65,13 +64,18 @@ def test_bot_packets_are_placed_at_their_arrival_and_bursts_are_queued() -> None
     assert not ((loud > 1.2) & (loud < 3.4)).any()
 
 
-def test_plot_segments_stack_to_the_latency_even_with_an_early_start() -> None:
-    from benchmarks.e2e_bench import INTERVALS
+def test_stage_intervals_show_an_early_start_overlapping_the_end_of_speech() -> None:
+    from benchmarks.e2e_bench import INTERVALS, turn_intervals
 
-    stages = {"request": 0.2, "final": 0.4, "first_token": 0.9, "first_fragment": 1.0, "first_audio": 1.2,
-              "first_packet": 1.21, "heard": 1.25}
-    parts = segments(stages, INTERVALS)
-    assert min(parts) >= 0.0 and sum(parts) == pytest.approx(1.25)
+    stages = {"request": 0.2, "final": 0.4, "first_token": 0.3, "first_fragment": 0.5, "first_audio": 0.6,
+              "first_packet": 0.61, "heard": 0.62}
+    got = {INTERVALS[i][0]: (t0, t1) for i, t0, t1 in turn_intervals(stages)}
+    assert got["end of speech confirmed (VAD)"] == (0.0, 0.4)  # no VAD end: the final confirmed it
+    assert got["LLM to first token"] == (0.2, 0.3)  # the reply began during the end-of-speech silence
+    assert got["first packet on its way to the member"] == (0.61, 0.62)
+    assert "final transcript" not in got  # needs both ends
+    del stages["first_token"]
+    assert "LLM to first token" not in {INTERVALS[i][0] for i, _, _ in turn_intervals(stages)}
 
 
 def test_live_transcript_shows_who_spoke_what_was_heard_and_the_latency() -> None:
