@@ -391,9 +391,15 @@ class Listener:
                 return  # already speculating on exactly this audio
         if old is not None:
             self._abandon_speculation(turn)
+        self._transcribe_segment(turn, "speculative")
+
+    def _transcribe_segment(self, turn: _Turn, kind: str) -> None:
+        """Queue the transcription of the whole segment so far: a "speculative" one (at a pause) or the
+        "final" one (its result is the final); a partial that saw all the voice may stand in for it."""
+        seg = turn.segment
         job = SttJob(
             user_id=seg.user_id,
-            kind="speculative",
+            kind=kind,
             audio=self._final_audio(seg),
             on_done=lambda job, result, turn=turn: self._speculative_done(turn, job, result),
             tag=seg,
@@ -402,7 +408,7 @@ class Listener:
             turn.speculative = job
             turn.spec_voice_sample = seg.last_voice_sample
             turn.spec_result = None
-            turn.promoted = False
+            turn.promoted = kind == "final"
             turn.superseded = False
         self.scheduler.submit(job)
 
@@ -450,20 +456,7 @@ class Listener:
             return  # else: _speculative_done emits it
         if job is not None:
             self._abandon_speculation(turn)
-        final = SttJob(
-            user_id=seg.user_id,
-            kind="final",
-            audio=self._final_audio(seg),
-            on_done=lambda job, result, turn=turn: self._speculative_done(turn, job, result),
-            tag=seg,
-        )
-        with turn.lock:  # the job that produces the final; a partial that saw all the voice may replace it
-            turn.speculative = final
-            turn.spec_voice_sample = seg.last_voice_sample
-            turn.spec_result = None
-            turn.superseded = False
-            turn.promoted = True
-        self.scheduler.submit(final)
+        self._transcribe_segment(turn, "final")
 
     # -- STT worker callbacks ---------------------------------------------------------------------
 
@@ -490,7 +483,8 @@ class Listener:
             job = turn.speculative
             # (only when finals are greedy too: a partial is always greedy)
             covers = voice_sample >= 0 and voice_sample == seg.last_voice_sample and self.settings.stt_beam_size == 1
-            if covers and turn.spec_result is None and (job is None or self.scheduler.cancel(job)):
+            stands_in = covers and turn.spec_result is None and (job is None or self.scheduler.cancel(job))
+            if stands_in:
                 record = SttJob(seg.user_id, "partial", np.zeros(0, np.float32), _noop, started=started)
                 record.finished = time.monotonic()
                 turn.speculative = record
@@ -503,14 +497,16 @@ class Listener:
         if final_now is not None:
             self._emit_final(turn, final_now, result, from_speculation=True)
         elif not seg.ended.is_set():
-            self._emit_partial(turn, result, started)
+            # in a pause, a partial of all their words is the speculative transcript
+            self._emit_partial(turn, result, started, speculative=stands_in and turn.in_pause)
 
     def _emit_partial(self, turn: _Turn, result: SttResult, started: float, *, speculative: bool = False) -> None:
         """Deliver a partial. A speculative one (all their words, taken at a pause) always goes out, and
         until they speak again (`_resumed`) the pause's partials are their latest: others are held back."""
         seg = turn.segment
         with turn.lock:
-            if not result.text or (not speculative and (result.text == turn.last_partial or turn.paused_partial)):
+            if turn.finalized or not result.text or (
+                    not speculative and (result.text == turn.last_partial or turn.paused_partial)):
                 return
             turn.last_partial = result.text
             turn.last_partial_result = result
