@@ -81,11 +81,38 @@ class _LoadedLlama:
     abort_callback: Any = None  # keep the ctypes callback alive while the context lives
 
 
+_llama_log_callback: Any = None  # kept alive while llama.cpp may call it
+
+
+def _route_llama_logs() -> None:
+    """llama.cpp prints housekeeping straight to stderr at error level (e.g. "removing memory module
+    entries" each time a cached prompt prefix is reused), which would scribble over the demo's display.
+    Its messages go to the `llama.cpp` logger at DEBUG instead; real failures still raise."""
+    global _llama_log_callback
+    if _llama_log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    llama_logger = logging.getLogger("llama.cpp")
+
+    @llama_cpp.llama_log_callback
+    def callback(_level: int, text: bytes, _user_data: Any) -> None:
+        message = text.decode("utf-8", "replace").rstrip()
+        if message:
+            llama_logger.debug("%s", message)
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _llama_log_callback = callback
+
+
 def _load_llama(path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int | None) -> _LoadedLlama:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
         raise ModelLoadError(f"llama-cpp-python is not installed ({exc}): pip install -r requirements.txt") from None
+    _route_llama_logs()
     started = time.monotonic()
     try:
         llm = Llama(

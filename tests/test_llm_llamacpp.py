@@ -125,3 +125,18 @@ def test_missing_or_bad_gguf_is_a_clear_model_load_error(tmp_path) -> None:
     bogus.write_bytes(b"not a gguf at all" * 100)
     with pytest.raises(ModelLoadError, match="bogus.gguf"):
         LlamaCppBackend(load_settings(env={"LLM_MODEL": str(bogus)}, env_file=None))
+
+
+def test_llama_cpp_housekeeping_goes_to_logging_not_stderr(backend, capfd, caplog) -> None:
+    """A generation cut short, then a prompt sharing its prefix: llama.cpp trims its cache and says so at
+    error level on stderr ("removing memory module entries"), which scribbled over the demo's display."""
+    system = [{"role": "system", "content": "You are a friendly bot who talks about food and weather all day."}]
+    first = system + [{"role": "user", "content": "Hello there, how are you today? Tell me about soup."}]
+    longer = system + [{"role": "user", "content": "Hello there, how are you today? Tell me about soup and bread."}]
+    capfd.readouterr()
+    with caplog.at_level("DEBUG", logger="llama.cpp"):
+        cancel = threading.Event()
+        collect(backend.stream(first, max_tokens=20, stop=[], cancel=cancel), stop_after=4, cancel=cancel)
+        collect(backend.stream(longer, max_tokens=2, stop=[], cancel=threading.Event()))
+    assert "removing memory" not in capfd.readouterr().err
+    assert any("removing memory" in r.getMessage() for r in caplog.records if r.name == "llama.cpp")
