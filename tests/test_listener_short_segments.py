@@ -89,6 +89,18 @@ async def wait_finals(listener: Listener, rec: Recorder, timeout: float = 30.0) 
         assert time.monotonic() < deadline, f"finals {[u.text for u in rec.finals]} for {len(rec.starts)} segments"
 
 
+async def hear_live(models, pcm: np.ndarray, s=None, **speak) -> tuple[Recorder, Listener]:
+    """Speak `pcm` live to a fresh listener (see `speak_live` for `speak`), wait for every final, close it."""
+    rec = Recorder()
+    listener = make(models, rec, s)
+    try:
+        await speak_live(listener, pcm, **speak)
+        await wait_finals(listener, rec)
+    finally:
+        await listener.close()
+    return rec, listener
+
+
 def check_heard(rec: Recorder) -> None:
     finals = rec.finals
     # exactly one final per segment, each after that segment's speaking -> silent event
@@ -104,13 +116,7 @@ def check_heard(rec: Recorder) -> None:
 
 async def test_bare_name_before_a_long_pause_is_heard_live(models):
     pcm = np.concatenate((silence(0.3), speech(SENTENCE)))  # then nothing: the sender went quiet
-    rec = Recorder()
-    listener = make(models, rec)
-    try:
-        await speak_live(listener, pcm)
-        await wait_finals(listener, rec)
-    finally:
-        await listener.close()
+    rec, listener = await hear_live(models, pcm)
     check_heard(rec)
     assert listener.stats.gap_fills > 0  # the end came from the missing frames, as on Discord
     assert listener.stats.finals_duplicate == 0
@@ -119,13 +125,7 @@ async def test_bare_name_before_a_long_pause_is_heard_live(models):
 @pytest.mark.parametrize("stall_at", [28, 33])  # frames into "Juniper" (speech starts at frame 15)
 async def test_a_stalled_event_loop_does_not_cut_the_name(models, stall_at):
     pcm = np.concatenate((silence(0.3), speech(SENTENCE)))
-    rec = Recorder()
-    listener = make(models, rec)
-    try:
-        await speak_live(listener, pcm, stall_at=stall_at, stall_s=0.28)
-        await wait_finals(listener, rec)
-    finally:
-        await listener.close()
+    rec, listener = await hear_live(models, pcm, stall_at=stall_at, stall_s=0.28)
     check_heard(rec)
     assert listener.stats.finals_rejected == 0, rec.finals
 
@@ -133,13 +133,7 @@ async def test_a_stalled_event_loop_does_not_cut_the_name(models, stall_at):
 @pytest.mark.parametrize("late_at", [25, 30])  # inside "Juniper"
 async def test_late_frames_mid_word_continue_the_word(models, late_at):
     pcm = np.concatenate((silence(0.3), speech(SENTENCE)))
-    rec = Recorder()
-    listener = make(models, rec)
-    try:
-        await speak_live(listener, pcm, late_at=late_at, late_s=0.26)
-        await wait_finals(listener, rec)
-    finally:
-        await listener.close()
+    rec, listener = await hear_live(models, pcm, late_at=late_at, late_s=0.26)
     check_heard(rec)
     assert listener.stats.finals_rejected == 0, rec.finals
     assert len(rec.finals) <= 2  # the name, then the question: nothing cut in between
@@ -168,13 +162,7 @@ async def test_silent_frames_before_the_gap_count_toward_the_end(models):
     last frame. (Frames that merely stop, mid-word, still need the whole silence as a gap: see above.)"""
     s = settings(VAD_END_SILENCE_MS="600")
     pcm = np.concatenate((silence(0.3), speech("What is your favorite color?"), silence(0.3)))
-    rec = Recorder()
-    listener = make(models, rec, s)
-    try:
-        await speak_live(listener, pcm)
-        await wait_finals(listener, rec)
-    finally:
-        await listener.close()
+    rec, listener = await hear_live(models, pcm, s)
     (final,) = rec.finals
     assert words(final.text)[-2:] == ["favorite", "color"], final.text
     waited = final.timings["vad_end"] - final.timings["speech_end"]
@@ -189,13 +177,7 @@ async def test_a_pause_is_marked_on_the_partials_and_its_end_when_they_go_on(mod
     s = settings(STT_PARTIAL_INTERVAL_S="0.3", VAD_END_SILENCE_MS="600")  # the 0.2 s pause (+ the voice's own) stays a pause
     pcm = np.concatenate((silence(0.3), speech("What is your favorite color"), silence(0.2),
                           speech("and your favorite food?"), silence(0.1)))
-    rec = Recorder()
-    listener = make(models, rec, s)
-    try:
-        await speak_live(listener, pcm)
-        await wait_finals(listener, rec)
-    finally:
-        await listener.close()
+    rec, listener = await hear_live(models, pcm, s)
     marks = []
     for kind, item in rec.events:
         if kind == "utterance":

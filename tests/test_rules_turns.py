@@ -329,11 +329,12 @@ def test_incomplete_or_unaddressed_partial_waits_for_the_final(text):
     assert d.action is Action.WAIT and d.rule == "awaiting_final"
 
 
-def _early_turn(room):
-    _paused_with_partial(room, "Juniper, what time is it?")
-    d = at(room, T0 + 2.65)
-    room.bot_begin(d.action.value, T0 + 2.65, preemptive=True, basis_user_id=ALICE,
-                   basis_text=room.members[ALICE].partial.text)
+def _early_turn(room, setup=_paused_with_partial, t=T0 + 2.65):
+    """The bot starts early on Alice's "Juniper, what time is it?" (after the VAD end, or in a pause)."""
+    setup(room, "Juniper, what time is it?")
+    d = at(room, t)
+    assert d.action is Action.RESPOND_NOW and d.preemptive
+    room.bot_begin(d.action.value, t, preemptive=True, basis_user_id=ALICE, basis_text=room.members[ALICE].partial.text)
 
 
 def test_early_start_confirmed_by_a_matching_final():
@@ -418,10 +419,7 @@ def test_the_name_said_in_the_previous_segment_addresses_the_continuation():
 
 
 def _early_turn_in_a_pause(room):
-    _in_a_pause(room, "Juniper, what time is it?")
-    d = at(room, T0 + 2.57)
-    room.bot_begin(d.action.value, T0 + 2.57, preemptive=True, basis_user_id=ALICE,
-                   basis_text=room.members[ALICE].partial.text)
+    _early_turn(room, _in_a_pause, T0 + 2.57)
 
 
 def test_early_start_in_a_pause_survives_the_pause_and_is_confirmed_by_the_final():
