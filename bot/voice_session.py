@@ -329,8 +329,11 @@ class VoiceSession:
     def _prefill_reply_to(self, user_id: int) -> None:
         """A member speaks and the bot is not in a line: put the prompt of a reply to what they said so
         far in the LLM's cache (`Responder.prefill`), again with every new partial, so the real reply
-        only evaluates the words after the last partial. One prefill at a time; the newest request wins."""
+        only evaluates the words after the last partial. One prefill at a time; the newest request wins.
+        Not while several members speak at once: their prompts would evict each other from the one cache."""
         if getattr(self.responder, "prefill", None) is None or self.room.turn is not None or self._closed:
+            return
+        if len(self.room.speaking_members()) > 1:
             return
         self._prefill_wanted = user_id
         if not self._prefill_running:

@@ -344,6 +344,14 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         call = responder.calls[0]
         assert [(h.speaker, h.text) for h in call["history"]] == responder.prefills[-1]
         assert call["situation"] == responder.situations[-1]
+        await until(lambda: session.room.turn is None, 5)
+        count = len(responder.prefills)
+        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))
+        session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # both at once: no cache thrashing
+        await until(lambda: not session._prefill_running)
+        session.on_utterance(Utterance(BOB, "Bob", "So anyway", time.monotonic(), time.monotonic(), False, 0.9, {}))
+        await asyncio.sleep(0.2)
+        assert len(responder.prefills) == count + 1  # Alice's start only
     finally:
         await session.close()
         player.close()
