@@ -13,7 +13,8 @@ Given the `instructions` the model was prompted with (system prompt, situation),
 a clause or sentence that reads them aloud ("...answer in one or two short spoken sentences, no
 lists, no emoji."): each piece up to a clause or sentence break is held until it has
 `LEAK_MIN_WORDS` words or its sentence ends, then dropped if `LEAK_SHARE` of its words copy the
-instructions in order (in runs of `LEAK_MIN_RUN`+ words, so shared common words do not count).
+instructions in order (in runs of `LEAK_MIN_RUN`+ words, so shared common words do not count). A shorter
+piece at a clause break goes out at once unless its words occur in a row in the instructions.
 
 `ReplyBudget` caps a reply by the persona's limits (words, sentences), fragment by fragment.
 """
@@ -25,7 +26,8 @@ import re
 from typing import Iterable
 
 from brain.chunker import Fragment
-from conversation.text_overlap import copies
+from conversation.addressing import words
+from conversation.text_overlap import copied_words, copies
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,7 @@ class SpeechCleaner:
     def __init__(self, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = ()) -> None:
         self.persona_name = persona_name.strip()
         self.instructions = [t for t in instructions if t and t.strip()]
+        self._instruction_words = [words(t) for t in self.instructions]
         self._held = ""  # cleaned text not released yet (instruction screening)
         self._piece = ""  # the clauses of the piece being judged
         self._dropping = False  # part of this sentence was a copied instruction: the rest is judged strictly
@@ -204,12 +207,18 @@ class SpeechCleaner:
             self._piece = ""
             self._dropping = not sentence_end
             return ""
-        if not sentence_end and len(text.split()) < LEAK_MIN_WORDS:
+        if not sentence_end and len(text.split()) < LEAK_MIN_WORDS and (self._dropping or self._may_start_a_copy(text)):
             return ""  # too short to judge: wait for more of the sentence
         self._piece = ""
         if sentence_end:
             self._dropping = False
         return text
+
+    def _may_start_a_copy(self, text: str) -> bool:
+        """Whether these few words occur in a row in the instructions: a copy may be starting. An opening
+        clause that does not ("Oh no,") goes to the voice at once instead of waiting for its sentence."""
+        said = words(text)
+        return not said or any(copied_words(said, ref, min_run=len(said)) == len(said) for ref in self._instruction_words)
 
     # -- internals -----------------------------------------------------------------------
 

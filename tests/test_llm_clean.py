@@ -157,7 +157,17 @@ def test_a_reply_that_shares_a_few_words_with_the_instructions_is_kept(reply: st
 
 def test_screening_holds_text_only_until_a_clause_can_be_judged() -> None:
     cleaner = SpeechCleaner(persona_name="Juniper", instructions=[SITUATION])
-    assert cleaner.feed("Oh, ") == ""  # one word: too short to judge yet
-    assert cleaner.feed("I would love to, ") == "Oh, I would love to, "
-    assert cleaner.feed("honestly ") == ""
+    assert cleaner.feed("Oh, ") == "Oh, "  # a short clause that is not in the instructions: spoken at once
+    assert cleaner.feed("I would love to, ") == "I would love to, "
+    assert cleaner.feed("honestly ") == ""  # no clause break yet
     assert cleaner.feed("it") + cleaner.finish() == "honestly it"
+
+
+def test_a_short_clause_that_may_start_a_copy_waits_to_be_judged() -> None:
+    cleaner = SpeechCleaner(persona_name="Juniper", instructions=["Alice is talking to you; reply to Alice."])
+    assert cleaner.feed("Reply to Alice, ") == ""  # these words occur in a row in the instructions
+    assert cleaner.feed("in one short sentence. ") == "Reply to Alice, in one short sentence. "  # judged: kept
+    leaky = SpeechCleaner(persona_name="Juniper", instructions=["Alice is talking to you; reply to Alice."])
+    assert leaky.feed("Alice is talking, ") == ""
+    assert leaky.feed("to you; reply to Alice. ") == ""  # the whole copy is dropped, its start included
+    assert leaky.feed("Sure thing! ") == "Sure thing! "
