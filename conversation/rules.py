@@ -206,7 +206,8 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
     end-of-speech silence (`Member.paused`: their latest partial marked at the pause, then the
     speculative transcript of all their words): the reply is then computed while the end of their turn
     is still being confirmed, and restarted if the speculative transcript reads otherwise. A bare call
-    ("Hey Juniper.") is not a request yet. Nobody else may be speaking.
+    ("Hey Juniper.") is not a request yet, and a line begun over the bot's voice (a barge-in, or an echo
+    of that voice too short to recognise) waits for its final. Nobody else may be speaking.
     """
     if not ctx.policy.preemptive_start:
         return None
@@ -224,6 +225,8 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
         if ctx.now - since > ctx.policy.final_timeout_s or not looks_complete(partial.text):
             continue
         line = ctx.room.history_with(partial)[-1]  # their line as it will read ("Hey Juniper." + this)
+        if line.overlapped_bot:
+            continue  # begun over the bot's voice: a barge-in, or that voice echoed by their microphone
         why = addressed_reason(ctx, line)
         if why is None or _only_a_call(ctx, line.text) or (not ctx.names_bot(line.text) and _ignorable(ctx, line)):
             continue

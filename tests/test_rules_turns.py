@@ -402,6 +402,17 @@ def test_a_bare_call_or_unfinished_or_unaddressed_words_in_a_pause_wait(text):
     assert d.action is Action.WAIT and d.rule == "someone_speaking"
 
 
+def test_no_early_start_on_a_line_begun_over_the_bot():
+    room = make_room(ALICE, BOB)
+    turn = room.bot_begin("respond_now", T0 + 0.5)
+    turn.add_text("Well, it is a long story.")
+    turn.add_audio(1.0)
+    room.bot_audio_started(T0 + 0.6)
+    room.bot_end(T0 + 1.2)
+    _in_a_pause(room, "Juniper, what time is it?")  # began at T0 + 1, while the bot was still speaking
+    assert at(room, T0 + 2.57).action is Action.WAIT
+
+
 def test_no_early_start_while_someone_else_speaks():
     room = make_room(ALICE, BOB)
     _in_a_pause(room, "Juniper, what time is it?")
