@@ -152,10 +152,13 @@ async def test_member_talking_over_the_bot_cuts_it_off(parts):
 
     session.on_speaking = spy  # what the listener calls (bound at start: rebind the listener's callback)
     session.listener.on_speaking = spy
+    interruption = "Wait, wait, hold on a second, I want to ask something about that dragon."
+    speech(interruption)  # synthesized now (cached): Bob starts the moment the bot does
     try:
-        await say(session, ALICE, "Juniper, tell me a long story about a dragon and a lighthouse.")
+        # a short tail: the bot starts speaking ~0.5 s after Alice, while a longer tail would still be fed
+        await say(session, ALICE, "Juniper, tell me a long story about a dragon and a lighthouse.", tail_s=0.4)
         await until(lambda: session.room.bot_state is BotState.SPEAKING, 120)
-        await say(session, BOB, "Wait, wait, hold on a second, I want to ask something about that dragon.", tail_s=0.3)
+        await say(session, BOB, interruption, tail_s=0.3)
         await until(lambda: any(t.outcome == "interrupted" for t in session.traces) or
                     (session.room.bot_state is BotState.IDLE and session.room.last_bot_line() is not None), 30)
         first = next(t for t in session.traces if t.outcome != "discarded")  # early starts dropped unheard come first
