@@ -207,7 +207,8 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
     speculative transcript of all their words): the reply is then computed while the end of their turn
     is still being confirmed, and restarted if the speculative transcript reads otherwise. A bare call
     ("Hey Juniper.") is not a request yet, and a line begun over the bot's voice (a barge-in, or an echo
-    of that voice too short to recognise) waits for its final. Nobody else may be speaking.
+    of that voice too short to recognise) waits for its final. In a group only a line naming the bot starts
+    early (one "answering the bot's question" may be meant for anyone). Nobody else may be speaking.
     """
     if not ctx.policy.preemptive_start:
         return None
@@ -228,8 +229,11 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
         if line.overlapped_bot:
             continue  # begun over the bot's voice: a barge-in, or that voice echoed by their microphone
         why = addressed_reason(ctx, line)
-        if why is None or _only_a_call(ctx, line.text) or (not ctx.names_bot(line.text) and _ignorable(ctx, line)):
-            continue
+        alone = ctx.alone_with()
+        named = ctx.names_bot(line.text)
+        if (why is None or _only_a_call(ctx, line.text) or (not named and _ignorable(ctx, line))
+                or not (named or (alone is not None and alone.user_id == member.user_id))):
+            continue  # in a group, only a line naming the bot is sure enough to start before its end
         return Decision(Action.RESPOND_NOW, f"early start: {member.name} paused; {why} ({line.text!r})",
                         "preemptive_start", member_id=member.user_id, addressed=True, preemptive=True)
     return None

@@ -402,6 +402,19 @@ def test_a_bare_call_or_unfinished_or_unaddressed_words_in_a_pause_wait(text):
     assert d.action is Action.WAIT and d.rule == "someone_speaking"
 
 
+def test_an_answer_to_the_bots_question_starts_early_only_when_alone_with_it():
+    for members, expected in (((ALICE, BOB), Action.WAIT), ((ALICE,), Action.RESPOND_NOW)):
+        room = make_room(*members)
+        bot_says(room, "What did everyone eat today?", T0, T0 + 0.8)
+        _in_a_pause(room, "Pasta with lots of cheese.")
+        d = at(room, T0 + 2.57)
+        assert d.action is expected, (members, d)
+        if expected is Action.WAIT:  # the final is answered as usual
+            stop_speaking(room, ALICE, T0 + 2.8)
+            final(room, ALICE, "Pasta with lots of cheese.", T0 + 1, T0 + 2.5)
+            assert at(room, T0 + 3.0).action is Action.RESPOND_NOW
+
+
 def test_no_early_start_on_a_line_begun_over_the_bot():
     room = make_room(ALICE, BOB)
     turn = room.bot_begin("respond_now", T0 + 0.5)
