@@ -226,6 +226,15 @@ async def join_with_command(bot: Any, guild: Any, user_id: int) -> Any:
     return session
 
 
+async def leave_voice(bot: Any, guild: Any) -> None:
+    """Stop the guild's voice session and disconnect from the loopback channel (never raises)."""
+    await bot.stop_voice_session(guild)
+    vc = guild.voice_client
+    if vc is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(vc.disconnect(force=True), 15)
+
+
 class _ArrivalTap:
     """Arrival time of every bot packet a member decoded (so the channel recording places the bot's audio
     where it was heard). Wraps that member's `_on_bot_frame` (the server's per-packet call into the
@@ -384,11 +393,7 @@ class ScriptedConversation:
                                                      "session_s": round(time.monotonic() - t0, 2),
                                                      **self._listener.stats}
                 finally:
-                    await bot.stop_voice_session(guild)
-                    vc = guild.voice_client
-                    if vc is not None:
-                        with contextlib.suppress(Exception):
-                            await asyncio.wait_for(vc.disconnect(force=True), 15)
+                    await leave_voice(bot, guild)
         peak = int(np.abs(heard_pcm).max()) if heard_pcm.size else 0
         return ConversationResult(
             label=self.label, bot_name=bot_name, settings=_settings_summary(settings),

@@ -38,7 +38,7 @@ from bot.settings import Settings, load_settings
 from simulator import audio_files
 from simulator.harness import connected_client
 from simulator.member import FRAME_SECONDS, SimMember
-from simulator.scripted import JoinInteraction, join_with_command
+from simulator.scripted import JoinInteraction, join_with_command, leave_voice
 from simulator.server import LoopbackVoiceServer
 from simulator.voices import ALICE, BOB, CHEN, CastMember, SpokenLine, synthesize_line, voiced_frames
 
@@ -379,8 +379,4 @@ async def bot_in_channel(settings: Settings, present: Sequence[CastMember], *,
                               {name: BotEars(m) for name, m in members.items()}, heard=ListenerTap(session.listener))
                 yield sc
             finally:
-                await bot.stop_voice_session(guild)
-                vc = guild.voice_client
-                if vc is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(vc.disconnect(force=True), 15)
+                await leave_voice(bot, guild)
