@@ -103,6 +103,12 @@ class ModelScheduler:
             return True
         return False
 
+    def _join_queue(self) -> int:
+        with self._cond:
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            return ticket
+
     def _leave_queue(self, ticket: int) -> None:
         with self._cond:
             try:
@@ -115,13 +121,11 @@ class ModelScheduler:
         asked = time.monotonic()
         if not self._needs_token(kind):
             return asked
-        with self._cond:
-            ticket = next(self._tickets)
-            self._queue.append(ticket)
+        ticket = self._join_queue()
+        with self._cond:  # (a Condition's lock is re-entrant: _leave_queue may take it again)
             while not self._take_if_first(ticket, owner):
                 if cancel is not None and cancel.is_set():
-                    self._queue.remove(ticket)
-                    self._cond.notify_all()
+                    self._leave_queue(ticket)
                     raise SchedulerCancelled(kind)
                 self._cond.wait(0.01 if cancel is not None else None)
         return asked
@@ -130,9 +134,7 @@ class ModelScheduler:
         asked = time.monotonic()
         if not self._needs_token(kind):
             return asked
-        with self._cond:
-            ticket = next(self._tickets)
-            self._queue.append(ticket)
+        ticket = self._join_queue()
         try:
             while True:
                 with self._cond:

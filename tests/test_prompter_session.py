@@ -144,15 +144,21 @@ async def test_a_backchannel_does_not_stop_the_bot():
         player.close()
 
 
+def alice_asks_and_stops(session) -> float:
+    """Alice said "Juniper, what time is it?" (a partial so far) and went silent now; returns now."""
+    t = time.monotonic()
+    session.on_speaking(SpeakingEvent(ALICE, True, t - 1))
+    session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, False, 0.8, {}))
+    session.on_speaking(SpeakingEvent(ALICE, False, t))
+    return t
+
+
 @pytest.mark.asyncio
 async def test_early_start_holds_audio_until_the_final_confirms_it():
     responder = ScriptedResponder(["It's two."], seconds_each=0.2, delay_s=0.01)
     session, player = await make(responder)
     try:
-        t = time.monotonic()
-        session.on_speaking(SpeakingEvent(ALICE, True, t - 1))
-        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, False, 0.8, {}))
-        session.on_speaking(SpeakingEvent(ALICE, False, t))
+        t = alice_asks_and_stops(session)
         await until(lambda: responder.finished == 1)  # generated on the partial...
         assert player.fed_s == 0.0 and session.room.turn.preemptive  # ...but held back
         assert responder.calls[0]["history"][-1].text == "Juniper, what time is it?"
@@ -171,10 +177,7 @@ async def test_early_start_is_dropped_when_the_final_differs():
     responder = ScriptedResponder(["It's two."], seconds_each=0.2, delay_s=0.01)
     session, player = await make(responder)
     try:
-        t = time.monotonic()
-        session.on_speaking(SpeakingEvent(ALICE, True, t - 1))
-        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, False, 0.8, {}))
-        session.on_speaking(SpeakingEvent(ALICE, False, t))
+        t = alice_asks_and_stops(session)
         await until(lambda: responder.finished == 1)
         session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what tea is best for a sore throat?", t - 1, t,
                                        True, 0.9, {}))
