@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _reply_ids = itertools.count(1)
 PROMPT_MARGIN_TOKENS = 16
 CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its threads to wind down
+EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say, before it stays silent
+RETRY_TEMPERATURE = 0.9  # at least this for another sample (the same temperature 0 would repeat itself)
 
 
 class ReplySink(Protocol):
@@ -65,6 +67,7 @@ class ReplyResult:
     raw_text: str = ""  # what the model wrote, before cleaning (up to a stop)
     audio_seconds: float = 0.0
     stop_reason: str = ""  # end | limit | other_speaker | cancelled | error
+    attempts: int = 0  # samples taken: more than one when a sample had nothing speakable
     error: str | None = None
     cancelled: bool = False
     tts_engine: str = ""
@@ -292,23 +295,43 @@ class _Reply:
 
     def _think(self) -> None:
         r = self.r
-        max_tokens = r.max_reply_tokens(self.persona)
         messages = build_messages(
             self.persona, self.history, situation=self.situation, budget_tokens=r.prompt_budget(self.persona),
             count_tokens=r.llm.count_tokens,
         )
         self._mark("prompt_built")
-        persona_name = getattr(self.persona, "name", "")
         # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
-        cleaner = SpeechCleaner(persona_name=persona_name, other_names=self.member_names, instructions=instructions)
-        chunker = r._chunker_factory()
         budget = ReplyBudget(
             max_words=getattr(self.persona, "max_reply_words", None),
             max_sentences=getattr(self.persona, "max_reply_sentences", None),
         )
+        temperature: float | None = None
+        for attempt in range(1, EMPTY_REPLY_ATTEMPTS + 1):
+            self.result.attempts = attempt
+            reason = self._generate(messages, instructions, budget, temperature)
+            if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
+                break
+            # Nothing speakable (the model opened someone else's line, or only wrote markup): a member who
+            # asked gets silence. llama.cpp reuses the evaluated prompt, so another sample costs little.
+            log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
+                     self.result.raw_text[:120])
+            temperature = max(float(getattr(r.llm, "temperature", 0.0) or 0.0), RETRY_TEMPERATURE)
+        self._mark("llm_done")
+        if not self.result.stop_reason and not self.cancel_event.is_set():
+            self.result.stop_reason = reason
+
+    def _generate(self, messages: list[dict], instructions: list[str], budget: ReplyBudget,
+                  temperature: float | None) -> str:
+        """One sample of the reply: tokens → cleaner → chunker → fragments. Returns why it stopped."""
+        r = self.r
+        cleaner = SpeechCleaner(persona_name=getattr(self.persona, "name", ""), other_names=self.member_names,
+                                instructions=instructions)
+        chunker = r._chunker_factory()
+        self.result.raw_text = ""
         stream = r.llm.stream(
-            messages, max_tokens=max_tokens, stop=r.stop_strings(self.persona, self.member_names), cancel=self.cancel_event
+            messages, max_tokens=r.max_reply_tokens(self.persona), stop=r.stop_strings(self.persona, self.member_names),
+            cancel=self.cancel_event, temperature=temperature,
         )
         exclusive = r.scheduler.exclusive
         slot: Any = None
@@ -347,17 +370,15 @@ class _Reply:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()  # frees the model for the next reply at once
-        self._mark("llm_done")
         if self.cancel_event.is_set():
-            return
+            return "cancelled"
         if not budget.exhausted:
             tail = chunker.feed(cleaner.finish()) + chunker.flush()
             self._emit_all(tail, budget)
             if budget.exhausted and reason == "end":
                 reason = "limit"
         self.result.raw_text = cleaner.raw_text or self.result.raw_text
-        if not self.result.stop_reason:
-            self.result.stop_reason = reason
+        return reason
 
     def _emit_all(self, frags: list[Fragment], budget: ReplyBudget) -> int:
         sent = 0

@@ -160,3 +160,54 @@ async def test_an_unreachable_llm_server_ends_the_reply_with_an_error() -> None:
 def test_stop_strings_name_the_other_members(llm) -> None:
     r = Responder(SETTINGS, llm=llm, scheduler=ModelScheduler("pipelined"))
     assert r.stop_strings(juniper(), ["Alice", "Bob", "Juniper", "Alice"]) == ["\nAlice:", "\nBob:", "\nUser:"]
+
+
+class FirstSampleWrites:
+    """The real model, except that its first sample of each reply is `first` (what SmolLM2 sometimes
+    writes: a script line for another member, or nothing at all). Records the temperatures asked for."""
+
+    def __init__(self, llm, first: list[str]) -> None:
+        self.llm = llm
+        self.first = list(first)
+        self.temperature = llm.temperature
+        self.temperatures: list[float | None] = []
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
+
+    def stream(self, messages, *, max_tokens, stop, cancel, temperature=None):
+        self.temperatures.append(temperature)
+        if len(self.temperatures) == 1:
+            yield ""
+            yield from self.first
+            return
+        yield from self.llm.stream(messages, max_tokens=max_tokens, stop=stop, cancel=cancel, temperature=temperature)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("first", [["(", "Bob", ":", " you", " tell", " it", "!)"], [], ["*", "smiles", "*"]])
+async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None:
+    model = FirstSampleWrites(llm, first)
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    sink = RecordingSink()
+    result = await r.respond(juniper(), question("Juniper, tell me a story about a dragon."), situation=SITUATION,
+                             sink=sink, member_names=["Alice", "Bob"])
+    assert result.attempts == 2 and len(model.temperatures) == 2
+    assert model.temperatures[0] is None and model.temperatures[1] >= 0.9  # greedy would repeat itself
+    assert result.text and sink.texts == result.fragments and result.audio_seconds > 0.3
+    assert "Bob" not in result.text and result.stop_reason in ("end", "limit", "other_speaker")
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_reply_is_not_sampled_again(llm) -> None:
+    model = FirstSampleWrites(llm, ["(", "Bob", ":"])
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    progress = ReplyResult()
+    task = asyncio.create_task(r.respond(juniper(), question("Juniper?"), situation=SITUATION, sink=RecordingSink(),
+                                         result=progress))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.3)
+    assert len(model.temperatures) <= 1 and progress.stop_reason == "cancelled"
