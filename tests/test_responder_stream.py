@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import threading
 import time
 
 import numpy as np
@@ -166,9 +167,10 @@ class FirstSampleWrites:
     """The real model, except that its first sample of each reply is `first` (what SmolLM2 sometimes
     writes: a script line for another member, or nothing at all). Records the temperatures asked for."""
 
-    def __init__(self, llm, first: list[str]) -> None:
+    def __init__(self, llm, first: list[str], hold: threading.Event | None = None) -> None:
         self.llm = llm
         self.first = list(first)
+        self.hold = hold  # the first sample ends only once this is set
         self.temperature = llm.temperature
         self.temperatures: list[float | None] = []
 
@@ -180,6 +182,8 @@ class FirstSampleWrites:
         if len(self.temperatures) == 1:
             yield ""
             yield from self.first
+            if self.hold is not None:
+                self.hold.wait(10)
             return
         yield from self.llm.stream(messages, max_tokens=max_tokens, stop=stop, cancel=cancel, temperature=temperature)
 
@@ -200,14 +204,17 @@ async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None
 
 @pytest.mark.asyncio
 async def test_a_cancelled_reply_is_not_sampled_again(llm) -> None:
-    model = FirstSampleWrites(llm, ["(", "Bob", ":"])
+    hold = threading.Event()
+    model = FirstSampleWrites(llm, ["*", "smiles"], hold=hold)
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     progress = ReplyResult()
     task = asyncio.create_task(r.respond(juniper(), question("Juniper?"), situation=SITUATION, sink=RecordingSink(),
                                          result=progress))
-    await asyncio.sleep(0)
+    while not model.temperatures:  # the first sample is under way
+        await asyncio.sleep(0.005)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    hold.set()  # the sample ends with nothing to say, after the cancel
     await asyncio.sleep(0.3)
-    assert len(model.temperatures) <= 1 and progress.stop_reason == "cancelled"
+    assert len(model.temperatures) == 1 and progress.stop_reason == "cancelled"
