@@ -15,6 +15,8 @@ lists, no emoji."): each piece up to a clause or sentence break is held until it
 `LEAK_MIN_WORDS` words or its sentence ends, then dropped if `LEAK_SHARE` of its words copy the
 instructions in order (in runs of `LEAK_MIN_RUN`+ words, so shared common words do not count). A shorter
 piece at a clause break goes out at once unless its words occur in a row in the instructions.
+The same screen, given the bot's earlier lines (`said_before`), drops a piece that repeats one of them
+(small models copy their own last answers into every new one).
 
 `ReplyBudget` caps a reply by the persona's limits (words, sentences), fragment by fragment.
 """
@@ -135,14 +137,16 @@ class SpeechCleaner:
     there on is dropped and the caller should stop generating.
     """
 
-    def __init__(self, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = ()) -> None:
+    def __init__(self, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = (),
+                 said_before: Iterable[str] = ()) -> None:
         self.persona_name = persona_name.strip()
         self.instructions = [t for t in instructions if t and t.strip()]
+        self.said_before = [t for t in said_before if t and t.strip()]
         self._instruction_words = [words(t) for t in self.instructions]
         self._held = ""  # cleaned text not released yet (instruction screening)
         self._piece = ""  # the clauses of the piece being judged
         self._dropping = False  # part of this sentence was a copied instruction: the rest is judged strictly
-        self.dropped: list[str] = []  # pieces dropped as copied instructions
+        self.dropped: list[str] = []  # pieces dropped as copied instructions or repeated earlier lines
         names = {n.strip() for n in other_names if n and n.strip()}
         names.update(GENERIC_SPEAKERS)
         names.discard(self.persona_name)
@@ -184,8 +188,9 @@ class SpeechCleaner:
     # -- instruction screening -----------------------------------------------------------
 
     def _screen(self, delta: str, *, final: bool) -> str:
-        """Release cleaned text piece by piece, without the pieces that read the instructions aloud."""
-        if not self.instructions:
+        """Release cleaned text piece by piece, without the pieces that read the instructions aloud
+        or repeat one of the bot's earlier lines."""
+        if not self.instructions and not self.said_before:
             return delta
         self._held += delta
         out: list[str] = []
@@ -201,8 +206,12 @@ class SpeechCleaner:
         self._piece += piece
         text = self._piece
         min_words = 1 if self._dropping else LEAK_MIN_WORDS
-        if copies(text, self.instructions, min_share=LEAK_SHARE, min_words=min_words, min_run=LEAK_MIN_RUN):
-            log.info("reply read its instructions aloud: dropped %r", text.strip())
+        copied = copies(text, self.instructions, min_share=LEAK_SHARE, min_words=min_words, min_run=LEAK_MIN_RUN)
+        repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE, min_words=min_words,
+                                         min_run=LEAK_MIN_RUN)
+        if copied or repeated:
+            log.info("reply %s: dropped %r", "read its instructions aloud" if copied else "repeated an earlier line",
+                     text.strip())
             self.dropped.append(text.strip())
             self._piece = ""
             self._dropping = not sentence_end
@@ -358,9 +367,11 @@ def _first_unclosed(raw: str, start: int) -> int | None:
     return min(candidates) if candidates else None
 
 
-def clean_reply(text: str, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = ()) -> str:
+def clean_reply(text: str, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = (),
+                said_before: Iterable[str] = ()) -> str:
     """Clean a whole reply at once (same rules as streaming): what would be spoken."""
-    cleaner = SpeechCleaner(persona_name=persona_name, other_names=other_names, instructions=instructions)
+    cleaner = SpeechCleaner(persona_name=persona_name, other_names=other_names, instructions=instructions,
+                            said_before=said_before)
     parts = [cleaner.feed(text), cleaner.finish()]
     return "".join(parts).strip()
 

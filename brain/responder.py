@@ -40,6 +40,7 @@ _reply_ids = itertools.count(1)
 PROMPT_MARGIN_TOKENS = 16
 CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its threads to wind down
 EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say, before it stays silent
+SAID_BEFORE_LINES = 6  # the bot's own last lines a reply may not repeat
 RETRY_TEMPERATURE = 0.9  # at least this for another sample (the same temperature 0 would repeat itself)
 
 
@@ -302,6 +303,8 @@ class _Reply:
         self._mark("prompt_built")
         # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
+        # Its own last lines: a sentence repeating one is not spoken either.
+        said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
         budget = ReplyBudget(
             max_words=getattr(self.persona, "max_reply_words", None),
             max_sentences=getattr(self.persona, "max_reply_sentences", None),
@@ -309,7 +312,7 @@ class _Reply:
         temperature: float | None = None
         for attempt in range(1, EMPTY_REPLY_ATTEMPTS + 1):
             self.result.attempts = attempt
-            reason = self._generate(messages, instructions, budget, temperature)
+            reason = self._generate(messages, instructions, said_before, budget, temperature)
             if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
                 break
             # Nothing speakable (the model opened someone else's line, or only wrote markup): a member who
@@ -321,12 +324,12 @@ class _Reply:
         if not self.result.stop_reason and not self.cancel_event.is_set():
             self.result.stop_reason = reason
 
-    def _generate(self, messages: list[dict], instructions: list[str], budget: ReplyBudget,
+    def _generate(self, messages: list[dict], instructions: list[str], said_before: list[str], budget: ReplyBudget,
                   temperature: float | None) -> str:
         """One sample of the reply: tokens → cleaner → chunker → fragments. Returns why it stopped."""
         r = self.r
         cleaner = SpeechCleaner(persona_name=getattr(self.persona, "name", ""), other_names=self.member_names,
-                                instructions=instructions)
+                                instructions=instructions, said_before=said_before)
         chunker = r._chunker_factory()
         self.result.raw_text = ""
         stream = r.llm.stream(

@@ -171,3 +171,27 @@ def test_a_short_clause_that_may_start_a_copy_waits_to_be_judged() -> None:
     assert leaky.feed("Alice is talking, ") == ""
     assert leaky.feed("to you; reply to Alice. ") == ""  # the whole copy is dropped, its start included
     assert leaky.feed("Sure thing! ") == "Sure thing! "
+
+
+# --- the model repeating its own earlier lines ----------------------------------------------------
+
+EARLIER = ["No, no, you're not going to eat it. You're going to eat the cheese.", "Fried rice with a fried egg on top!"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "spoken"),
+    [
+        ("Rain? You're not going to eat it, you're going to eat the cheese. Bring an umbrella!",
+         "Rain? Bring an umbrella!"),
+        ("You're going to eat the cheese, so bring crackers.", "so bring crackers."),  # the new words stay
+        ("You're going to eat the cheese, you're going to eat the cheese.", ""),
+        ("Fried rice again? I would go for noodles tonight.", "Fried rice again? I would go for noodles tonight."),
+    ],
+)
+def test_a_sentence_repeating_an_earlier_line_of_the_bot_is_not_spoken(reply: str, spoken: str) -> None:
+    for step in (1, 3, 1000):
+        cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, said_before=EARLIER)
+        out = "".join(cleaner.feed(reply[i : i + step]) for i in range(0, len(reply), step)) + cleaner.finish()
+        assert out.strip() == spoken
+    assert clean_reply(reply, persona_name="Juniper", said_before=EARLIER) == spoken
+    assert clean_reply(reply, persona_name="Juniper") == reply  # without earlier lines nothing is dropped

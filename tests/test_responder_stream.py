@@ -15,6 +15,7 @@ from bot.scheduler import ModelScheduler
 from bot.settings import load_settings
 from brain.chunker import SpeechChunker
 from brain.llm import OpenAiBackend, make_backend
+from brain.prompt import HistoryLine
 from brain.responder import Responder, ReplyResult
 from conversation.persona import VoiceSpec
 from tests.fixtures_thinking import RecordingSink, juniper, question
@@ -218,3 +219,14 @@ async def test_a_cancelled_reply_is_not_sampled_again(llm) -> None:
     hold.set()  # the sample ends with nothing to say, after the cancel
     await asyncio.sleep(0.3)
     assert len(model.temperatures) == 1 and progress.stop_reason == "cancelled"
+
+
+@pytest.mark.asyncio
+async def test_a_sample_that_only_repeats_the_bots_last_line_is_sampled_again(llm) -> None:
+    earlier = "Fried rice is the answer, with a fried egg on top of it."
+    history = question("Juniper, what about tomorrow night?")
+    history.insert(2, HistoryLine("Juniper", earlier, history[-1].t - 1, True))
+    model = FirstSampleWrites(llm, [earlier[i : i + 4] for i in range(0, len(earlier), 4)])
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    assert result.attempts == 2 and result.text and earlier not in result.text
