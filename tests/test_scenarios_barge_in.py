@@ -28,6 +28,7 @@ MM_HM = "Mm-hmm."
 TAKEOVER = "Actually I really want to tell everybody about my trip to the mountains last weekend."
 MM_HM_S = 0.3
 STOP_BUDGET_S = 0.3
+SECOND_ATTEMPTS = 3
 
 
 async def test_mm_hm_is_ignored_and_a_takeover_stops_the_bot_within_300_ms(tmp_path: Path) -> None:
@@ -60,13 +61,20 @@ async def test_mm_hm_is_ignored_and_a_takeover_stops_the_bot_within_300_ms(tmp_p
         replied = [d for d in sc.decisions(mm.onset) if d.member_id == BOB.user_id]
         assert not replied, (mm_lines, sc.describe())
 
-        # 2. Alice asks again; this time Bob talks over the bot for real.
-        asked = await sc.say("Alice", SECOND)
-        first_heard = await sc.wait_heard("Alice", asked.true_end)
-        second = await sc.wait_trace(lambda t: t.kind == "respond_now" and "first_packet" in t.times,
-                                     since=asked.onset, done=False)
-        takeover = await sc.say("Bob", TAKEOVER, at=first_heard + 0.5)
-        await sc.wait_for(lambda: second.outcome != "pending", 30, "the bot to stop")
+        # 2. Alice asks again; this time Bob talks over the bot for real. The model picks the reply's
+        # length: one that ends before Bob's takeover turns into a barge-in leaves nothing to measure,
+        # so Alice asks again (the scenario's precondition, not its outcome).
+        for attempt in range(1, SECOND_ATTEMPTS + 1):
+            asked = await sc.say("Alice", SECOND)
+            first_heard = await sc.wait_heard("Alice", asked.true_end)
+            second = await sc.wait_trace(lambda t: t.kind == "respond_now" and "first_packet" in t.times,
+                                         since=asked.onset, done=False)
+            takeover = await sc.say("Bob", TAKEOVER, at=first_heard + 0.5)
+            await sc.wait_for(lambda: second.outcome != "pending", 30, "the bot to stop")
+            if second.outcome != "spoken" or second.times["end"] > takeover.onset + barge_in_s + 0.4:
+                break  # (the VAD confirms speech a moment after its onset)
+            print(f"attempt {attempt}: the reply ({second.text!r}) ended before the takeover became a barge-in")
+            await sc.wait_idle(quiet_s=0.5)
         assert second.outcome == "interrupted", sc.describe()
         threshold = takeover.onset + barge_in_s
         # the takeover is one stretch of speech to the VAD until well past the threshold
