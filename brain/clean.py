@@ -15,8 +15,8 @@ lists, no emoji."): each piece up to a clause or sentence break is held until it
 `LEAK_MIN_WORDS` words or its sentence ends, then dropped if `LEAK_SHARE` of its words copy the
 instructions in order (in runs of `LEAK_MIN_RUN`+ words, so shared common words do not count). A shorter
 piece at a clause break goes out at once unless its words occur in a row in the instructions.
-The same screen, given the bot's earlier lines (`said_before`), drops a piece that repeats one of them
-(small models copy their own last answers into every new one).
+The same screen, given the bot's earlier lines (`said_before`), drops a piece of `REPEAT_MIN_WORDS`+
+words that repeats one of them (small models copy their own last answers into every new one).
 
 `ReplyBudget` caps a reply by the persona's limits (words, sentences), fragment by fragment.
 """
@@ -65,6 +65,7 @@ _PIECE_END = re.compile(r"[.!?…,;:][\"')\]”’»]*\s+")
 LEAK_MIN_WORDS = 5  # a shorter piece is judged together with what follows (or kept, at a sentence end)
 LEAK_SHARE = 0.6  # share of a piece's words copied, in order, from the instructions
 LEAK_MIN_RUN = 3  # copied words count in runs of at least this many consecutive words
+REPEAT_MIN_WORDS = 3  # a piece this long that repeats the bot's earlier line is dropped ("You're the best!")
 
 
 def _is_emoji(ch: str) -> bool:
@@ -143,6 +144,7 @@ class SpeechCleaner:
         self.instructions = [t for t in instructions if t and t.strip()]
         self.said_before = [t for t in said_before if t and t.strip()]
         self._instruction_words = [words(t) for t in self.instructions]
+        self._said_before_words = [words(t) for t in self.said_before]
         self._held = ""  # cleaned text not released yet (instruction screening)
         self._piece = ""  # the clauses of the piece being judged
         self._dropping = False  # part of this sentence was a copied instruction: the rest is judged strictly
@@ -207,8 +209,8 @@ class SpeechCleaner:
         text = self._piece
         min_words = 1 if self._dropping else LEAK_MIN_WORDS
         copied = copies(text, self.instructions, min_share=LEAK_SHARE, min_words=min_words, min_run=LEAK_MIN_RUN)
-        repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE, min_words=min_words,
-                                         min_run=LEAK_MIN_RUN)
+        repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE,
+                                         min_words=min(min_words, REPEAT_MIN_WORDS), min_run=LEAK_MIN_RUN)
         if copied or repeated:
             log.info("reply %s: dropped %r", "read its instructions aloud" if copied else "repeated an earlier line",
                      text.strip())
@@ -224,10 +226,12 @@ class SpeechCleaner:
         return text
 
     def _may_start_a_copy(self, text: str) -> bool:
-        """Whether these few words occur in a row in the instructions: a copy may be starting. An opening
-        clause that does not ("Oh no,") goes to the voice at once instead of waiting for its sentence."""
+        """Whether these few words occur in a row in the instructions (or, two words or more, in an earlier
+        line of the bot): a copy may be starting. An opening clause that does not ("Oh no,") goes to the
+        voice at once instead of waiting for its sentence."""
         said = words(text)
-        return not said or any(copied_words(said, ref, min_run=len(said)) == len(said) for ref in self._instruction_words)
+        refs = self._instruction_words + (self._said_before_words if len(said) >= 2 else [])
+        return not said or any(copied_words(said, ref, min_run=len(said)) == len(said) for ref in refs)
 
     # -- internals -----------------------------------------------------------------------
 

@@ -312,7 +312,8 @@ class _Reply:
         temperature: float | None = None
         for attempt in range(1, EMPTY_REPLY_ATTEMPTS + 1):
             self.result.attempts = attempt
-            reason = self._generate(messages, instructions, said_before, budget, temperature)
+            last = attempt == EMPTY_REPLY_ATTEMPTS  # the last sample may repeat: better than silence
+            reason = self._generate(messages, instructions, [] if last else said_before, budget, temperature)
             if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
                 break
             # Nothing speakable (the model opened someone else's line, or only wrote markup): a member who

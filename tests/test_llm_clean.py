@@ -195,3 +195,22 @@ def test_a_sentence_repeating_an_earlier_line_of_the_bot_is_not_spoken(reply: st
         assert out.strip() == spoken
     assert clean_reply(reply, persona_name="Juniper", said_before=EARLIER) == spoken
     assert clean_reply(reply, persona_name="Juniper") == reply  # without earlier lines nothing is dropped
+
+
+def test_an_opening_clause_from_an_earlier_line_waits_for_its_sentence() -> None:
+    earlier = ["Bob, I'm sorry, I'm not sure."]
+    cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, said_before=earlier,
+                            instructions=["Bob is talking to you; reply to Bob."])
+    assert cleaner.feed("Bob, ") == ""  # in the instructions
+    assert cleaner.feed("I'm sorry, ") == ""  # these words opened an earlier line: held
+    assert cleaner.feed("I'm not sure. ") == ""  # the whole sentence repeats it: dropped
+    assert cleaner.feed("Oh, ") == "Oh, "  # one word is no copy: spoken at once
+    assert cleaner.feed("I'm sorry, ") == ""
+    assert cleaner.feed("that sounds rough. ") == "I'm sorry, that sounds rough. "  # judged new: kept
+
+
+def test_a_short_sentence_repeating_an_earlier_line_is_dropped_but_two_words_are_kept() -> None:
+    earlier = ["The thing about movies. You're the best!", "I'm sorry."]
+    said = clean_reply("The thing about reading. You're the best! I'm sorry. Tell me more.", persona_name="Juniper",
+                       said_before=earlier)
+    assert said == "I'm sorry. Tell me more."

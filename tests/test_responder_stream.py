@@ -165,12 +165,13 @@ def test_stop_strings_name_the_other_members(llm) -> None:
 
 
 class FirstSampleWrites:
-    """The real model, except that its first sample of each reply is `first` (what SmolLM2 sometimes
+    """The real model, except that its first `times` samples are `first` (what SmolLM2 sometimes
     writes: a script line for another member, or nothing at all). Records the temperatures asked for."""
 
-    def __init__(self, llm, first: list[str], hold: threading.Event | None = None) -> None:
+    def __init__(self, llm, first: list[str], hold: threading.Event | None = None, times: int = 1) -> None:
         self.llm = llm
         self.first = list(first)
+        self.times = times
         self.hold = hold  # the first sample ends only once this is set
         self.temperature = llm.temperature
         self.temperatures: list[float | None] = []
@@ -180,7 +181,7 @@ class FirstSampleWrites:
 
     def stream(self, messages, *, max_tokens, stop, cancel, temperature=None):
         self.temperatures.append(temperature)
-        if len(self.temperatures) == 1:
+        if len(self.temperatures) <= self.times:
             yield ""
             yield from self.first
             if self.hold is not None:
@@ -230,3 +231,14 @@ async def test_a_sample_that_only_repeats_the_bots_last_line_is_sampled_again(ll
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
     assert result.attempts == 2 and result.text and earlier not in result.text
+
+
+@pytest.mark.asyncio
+async def test_a_model_that_only_repeats_itself_is_heard_on_the_last_sample(llm) -> None:
+    earlier = "Fried rice is the answer, with a fried egg on top of it."
+    history = question("Juniper, what about tomorrow night?")
+    history.insert(2, HistoryLine("Juniper", earlier, history[-1].t - 1, True))
+    model = FirstSampleWrites(llm, [earlier[i : i + 4] for i in range(0, len(earlier), 4)], times=3)
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    assert result.attempts == 3 and result.text == earlier  # a repeat is better than silence
