@@ -147,12 +147,14 @@ class SpeechCleaner:
         self._said_before_words = [words(t) for t in self.said_before]
         self._held = ""  # cleaned text not released yet (instruction screening)
         self._piece = ""  # the clauses of the piece being judged
-        self._dropping = False  # part of this sentence was a copied instruction: the rest is judged strictly
+        self._dropping = False  # part of this sentence was a copy or a repeat: the rest is judged strictly
         self.dropped: list[str] = []  # pieces dropped as copied instructions or repeated earlier lines
         names = {n.strip() for n in other_names if n and n.strip()}
         names.update(GENERIC_SPEAKERS)
         names.discard(self.persona_name)
         self._known_lower = {n.lower() for n in names}
+        self._name_words = {w for n in (*names, self.persona_name) for w in words(n)}
+        self._released = False  # screened text went out: a bare name later in the reply is fine
         alternatives = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
         self._known_anywhere = re.compile(r"(?<![\w])(?:" + alternatives + r")[*_]*[ \t]*:(?=\s|$)", re.I)
         self._raw = ""
@@ -199,14 +201,20 @@ class SpeechCleaner:
         while (match := _PIECE_END.search(self._held)) is not None:
             piece, self._held = self._held[: match.end()], self._held[match.end() :]
             out.append(self._judge(piece, sentence_end=match.group(0)[0] in ".!?…"))
-        if final and self._held:
+        if final and (self._held or self._piece):
             piece, self._held = self._held, ""
-            out.append(self._judge(piece, sentence_end=True))
+            out.append(self._judge(piece, sentence_end=True, final=True))
         return "".join(out)
 
-    def _judge(self, piece: str, *, sentence_end: bool) -> str:
+    def _judge(self, piece: str, *, sentence_end: bool, final: bool = False) -> str:
         self._piece += piece
         text = self._piece
+        if not self._released and self._names_only(text):
+            if final:  # a reply that is only a name ("Bob.") says nothing
+                log.info("reply was only a name: dropped %r", text.strip())
+                self.dropped.append(text.strip())
+                self._piece = ""
+            return ""  # a bare name waits for what follows it
         min_words = 1 if self._dropping else LEAK_MIN_WORDS
         copied = copies(text, self.instructions, min_share=LEAK_SHARE, min_words=min_words, min_run=LEAK_MIN_RUN)
         repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE,
@@ -223,7 +231,12 @@ class SpeechCleaner:
         self._piece = ""
         if sentence_end:
             self._dropping = False
+        self._released = self._released or bool(text.strip())
         return text
+
+    def _names_only(self, text: str) -> bool:
+        said = words(text)
+        return bool(said) and all(w in self._name_words for w in said)
 
     def _may_start_a_copy(self, text: str) -> bool:
         """Whether these few words occur in a row in the instructions (or, two words or more, in an earlier

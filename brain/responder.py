@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 _reply_ids = itertools.count(1)
 PROMPT_MARGIN_TOKENS = 16
 CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its threads to wind down
-EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say, before it stays silent
+EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say (the last one may repeat itself)
 SAID_BEFORE_LINES = 6  # the bot's own last lines a reply may not repeat
 RETRY_TEMPERATURE = 0.9  # at least this for another sample (the same temperature 0 would repeat itself)
 
@@ -316,8 +316,8 @@ class _Reply:
             reason = self._generate(messages, instructions, [] if last else said_before, budget, temperature)
             if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
                 break
-            # Nothing speakable (the model opened someone else's line, or only wrote markup): a member who
-            # asked gets silence. llama.cpp reuses the evaluated prompt, so another sample costs little.
+            # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
+            # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
             log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
                      self.result.raw_text[:120])
             temperature = max(float(getattr(r.llm, "temperature", 0.0) or 0.0), RETRY_TEMPERATURE)

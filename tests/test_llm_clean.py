@@ -214,3 +214,11 @@ def test_a_short_sentence_repeating_an_earlier_line_is_dropped_but_two_words_are
     said = clean_reply("The thing about reading. You're the best! I'm sorry. Tell me more.", persona_name="Juniper",
                        said_before=earlier)
     assert said == "I'm sorry. Tell me more."
+
+
+def test_a_bare_name_waits_for_what_follows_and_alone_is_not_spoken() -> None:
+    cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, instructions=[SITUATION])
+    assert cleaner.feed("Bob. ") == ""
+    assert cleaner.feed("Did you bring snacks? ") == "Bob. Did you bring snacks? "
+    alone = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, instructions=[SITUATION])
+    assert alone.feed("Alice, Bob. ") + alone.finish() == "" and alone.dropped == ["Alice, Bob."]
