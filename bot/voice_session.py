@@ -84,6 +84,7 @@ class TurnTrace:
     times: dict[str, float] = field(default_factory=dict)
     outcome: str = "pending"  # spoken | interrupted | discarded | failed | gated
     text: str = ""
+    audio_s: float = 0.0  # seconds of audio synthesized for the line (what it would have lasted, uncut)
 
     def relative_ms(self) -> dict[str, float]:
         origin = self.times.get("speech_end", self.decided)
@@ -605,6 +606,7 @@ class VoiceSession:
         if trace is not None:
             trace.times["end"] = self.clock.now()
             trace.text = line.text if line is not None else ""
+            trace.audio_s = round(turn.audio_s, 3)
             log.info("guild %s turn %s (%s): %s | %r | %s", self.guild_id, trace.kind, trace.outcome, trace.reason,
                      trace.text[:200], trace.relative_ms())
         if line is not None:
