@@ -31,6 +31,7 @@ class TurnTrace:
     outcome: str = "pending"  # spoken | interrupted | discarded | failed | gated
     text: str = ""
     audio_s: float = 0.0  # seconds of audio synthesized for the line (what it would have lasted, uncut)
+    pauses: int = 0  # times its voice stopped for someone speaking over it
 
     def relative_ms(self) -> dict[str, float]:
         origin = self.times.get("speech_end", self.decided)

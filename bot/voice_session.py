@@ -50,7 +50,6 @@ ECHO_MIN_WORDS = 3  # shorter lines ("yes", "okay") are too common to call an ec
 ECHO_MATCH = 0.6  # share of the line's words found, in order, in the bot's recent words
 
 CaptionSink = Callable[[str], Awaitable[None]]
-SpeakGate = Callable[[Room, Decision], Awaitable[bool]]
 
 
 class ListenerLike(Protocol):
@@ -102,7 +101,6 @@ class VoiceSession:
         policy: Policy | None = None,
         rules: tuple[Rule, ...] = RULES,
         captions: CaptionSink | None = None,
-        should_speak: SpeakGate | None = None,
         tick_s: float = TICK_S,
     ) -> None:
         self.settings = settings
@@ -116,7 +114,6 @@ class VoiceSession:
         self.policy = policy or Policy.from_settings(settings)
         self.rules = rules
         self.captions = captions
-        self.should_speak = should_speak
         self.tick_s = tick_s
         self.room = Room(bot_name=persona.name, bot_user_id=bot_user_id, now=self.clock.now(),
                          bot_aliases=tuple(getattr(persona, "aliases", ()) or ()))
@@ -235,8 +232,13 @@ class VoiceSession:
     def on_utterance(self, utt: Utterance) -> None:
         if utt.text.strip() and self._is_echo(utt):
             self.echoes_ignored += 1
+            member = self.room.members.get(utt.user_id)
+            if member is not None:
+                member.echo_prone = True  # their sound over the bot no longer pauses it
             log.info("guild %s: %s's %s transcript is the bot's own words (its voice picked up by a microphone): "
-                     "ignored: %r", self.guild_id, utt.name, "final" if utt.final else "partial", utt.text)
+                     "ignored", self.guild_id, utt.name, "final" if utt.final else "partial")
+            log.debug("guild %s: echo transcript (DEBUG only: transcripts stay out of INFO logs): %r",
+                      self.guild_id, utt.text)
             if not utt.final:
                 return
             utt = dataclasses.replace(utt, text="")  # close the member's segment, add no line
@@ -331,6 +333,10 @@ class VoiceSession:
         action = decision.action
         if action is Action.YIELD_FLOOR:
             await self._cancel_turn(decision.reason, discard=False, decision=decision)
+        elif action is Action.PAUSE:
+            self._pause(decision, now)
+        elif action is Action.RESUME:
+            self._resume(now)
         elif action is Action.RESPOND_NOW and decision.confirm:
             self._confirm(decision, now)
         elif decision.speaks and self.room.turn is None:
@@ -400,6 +406,27 @@ class VoiceSession:
             trace.times["speech_end"] = final.timings.get("speech_end", final.end)
             trace.times.update({k: v for k, v in final.timings.items() if k != "speech_end"})
 
+    def _pause(self, decision: Decision, now: float) -> None:
+        """Someone speaks over the line: its voice stops now (what is queued stays), the room listens."""
+        if self.room.turn is None or decision.member_id is None:
+            return
+        self.room.bot_pause(now, decision.member_id)
+        pause = getattr(self.player, "pause", None)
+        if pause is not None:
+            pause()
+        if self._trace is not None:
+            self._trace.times.setdefault("paused", now)
+            self._trace.pauses += 1
+
+    def _resume(self, now: float) -> None:
+        """It was a backchannel: the line goes on where its voice stopped."""
+        self.room.bot_resume()
+        resume = getattr(self.player, "resume", None)
+        if resume is not None:
+            resume()
+        if self._trace is not None:
+            self._trace.times["resumed"] = now
+
     def _confirm(self, decision: Decision, now: float) -> None:
         if self.room.turn is None or self._sink is None:
             return
@@ -417,11 +444,6 @@ class VoiceSession:
     async def _run_turn(self, decision: Decision, turn: BotTurn, sink: TurnSink, trace: TurnTrace,
                         history: list[Any], situation: str) -> None:
         try:
-            if decision.needs_gate and self.should_speak is not None:
-                if not await self.should_speak(self.room, decision):
-                    trace.outcome = "gated"
-                    self._finish(turn, discard=True, keep_answered=True)
-                    return
             trace.times["request"] = self.clock.now()
             extra = {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
             result = await self.responder.respond(self.persona, history, situation=situation, sink=sink, **extra)
@@ -434,7 +456,9 @@ class VoiceSession:
             # (voice dropped) must not keep the bot "speaking" forever: give up after its length + margin.
             drain_deadline: float | None = None
             while sink.holding or self.player.is_playing_audio:
-                if not sink.holding:
+                if self.room.turn is turn and turn.paused_since is not None:
+                    drain_deadline = None  # paused while someone speaks: the rules decide when it goes on
+                elif not sink.holding:
                     if drain_deadline is None:
                         # What is still queued, not the line's length minus seconds_played: the player
                         # resets that only when the new line's first packet goes out.
@@ -471,8 +495,9 @@ class VoiceSession:
             trace.times["end"] = self.clock.now()
             trace.text = line.text if line is not None else ""
             trace.audio_s = round(turn.audio_s, 3)
-            log.info("guild %s turn %s (%s): %s | %r | %s", self.guild_id, trace.kind, trace.outcome, trace.reason,
-                     trace.text[:200], trace.relative_ms())
+            log.info("guild %s turn %s (%s): %s | %d words | %s", self.guild_id, trace.kind, trace.outcome,
+                     trace.reason, len(trace.text.split()), trace.relative_ms())
+            log.debug("guild %s: the bot said (DEBUG only): %r", self.guild_id, trace.text[:200])
         if line is not None:
             self._caption(f"**{line.name}**: {line.text}")
         self._sink = None
@@ -490,6 +515,9 @@ class VoiceSession:
         played = self.player.seconds_played
         speaking = turn is not None and turn.speaking_since is not None
         dropped = self.player.flush() if (speaking or sink is not None) else 0.0
+        resume = getattr(self.player, "resume", None)
+        if resume is not None:
+            resume()  # nothing is queued any more; the next line must not start paused
         if speaking:
             self._stop_playing()
         if task is not None and not task.done():

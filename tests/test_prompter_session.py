@@ -304,7 +304,7 @@ class PrefillingResponder(ScriptedResponder):
 @pytest.mark.asyncio
 async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_during_a_line():
     responder = PrefillingResponder(["Lovely.", "Tell me more."], seconds_each=0.5)
-    session, player = await make(responder)
+    session, player = await make(responder, members=((BOB, "Bob"),))  # alone with the bot: it answers
     try:
         speak(session, BOB, "I baked bread today.", final=True)
         await until(lambda: len(responder.prefills) == 1)
