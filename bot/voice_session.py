@@ -23,17 +23,17 @@ import inspect
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 import numpy as np
 
 from audio.types import MemberFrame, SpeakingEvent, Utterance
-from conversation.clock import Clock, MonotonicClock
-from conversation.decision import Action, Decision, Policy
 from bot.prefill import ReplyPrefill
 from bot.turn_sink import TurnSink, TurnTrace, history_lines
-from conversation.room import BotTurn, Room, RoomLine
+from conversation.bot_turn import BotTurn
+from conversation.clock import Clock, MonotonicClock
+from conversation.decision import Action, Decision, Policy
+from conversation.room import Room, RoomLine
 from conversation.rules import RULES, Rule, decide
 from conversation.situation import situation_for
 from conversation.text_overlap import copies
