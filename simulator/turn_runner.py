@@ -87,6 +87,8 @@ class ScenarioResult:
     bot_lines: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
+    end_of_turn_calls: int = 0  # semantic end-of-turn model: calls and their total time
+    end_of_turn_ms: float = 0.0
     error: str = ""
     wall_s: float = 0.0
 
@@ -330,6 +332,9 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
                         if at >= t0 - 1.0]
     history = [ln for ln in sc.session.room.history if ln.end >= t0 - 1.0]
     result.heard = [f"{ln.name}: {ln.text}" for ln in history]
+    stats = getattr(sc.session.listener, "stats", None)
+    result.end_of_turn_calls = int(getattr(stats, "end_of_turn_calls", 0))
+    result.end_of_turn_ms = round(float(getattr(stats, "end_of_turn_ms_total", 0.0)), 1)
 
     spans = play.spans
     end_of_play = time.monotonic()
