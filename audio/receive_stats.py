@@ -5,7 +5,8 @@ or is still ``pending`` (queued, held for an unknown SSRC, or waiting in a reord
 
     received == decoded + sum(dropped_*) + pending
 
-Frame counters (``frames_out``, ``plc_frames``, ``fec_frames``) count output, not packets, and are outside that sum.
+Frame counters (``frames_out``, ``plc_frames``, ``fec_frames``, ``frames_withheld``: decoded frames not handed
+over because their member left meanwhile) count output, not packets, and are outside that sum.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from discord.opus import Encoder
 from discord.voice_state import VoiceConnectionState
 
 from audio import rtp
+from audio.receive import VoiceReceiver
+from audio.receive_stats import ReceiveStats
 from audio.resample import resample_once
 from simulator.dave_external import ExternalSender, group_id_for_channel, proposals_payload
 
@@ -206,3 +208,32 @@ class Collector:
     def audio(self, user_id: int) -> np.ndarray:
         fr = self.frames.get(user_id, [])
         return np.concatenate([f.pcm for f in fr]) if fr else np.zeros(0, np.float32)
+
+
+class Rig:
+    def __init__(self, loop, *, dave: bool = True) -> None:
+        self.conn = Connection(loop, dave=dave)
+        self.col = Collector(loop)
+        self.rx = VoiceReceiver(self.conn.vc, on_frame=self.col.on_frame, on_member_left=self.col.on_member_left)
+        self.rx.start()
+
+    def stats(self) -> dict[str, int]:
+        return self.rx.stats.as_dict()
+
+    async def settled(self, timeout: float = 5.0) -> dict[str, int]:
+        await wait_for(lambda: self.rx.stats["pending"] == 0 and self.rx.stats["received"] > 0, timeout)
+        await asyncio.sleep(0.05)  # let call_soon_threadsafe deliveries run
+        d = self.stats()
+        assert ReceiveStats.balance(d) == 0, d
+        return d
+
+    def close(self) -> None:
+        self.rx.stop()
+        assert self.rx.join(2.0)
+        self.conn.close()
+
+
+def assert_matches(audio: np.ndarray, source48: np.ndarray, threshold: float = 0.9) -> int:
+    corr, lag = best_alignment(audio, source_16k(source48))
+    assert corr >= threshold, (corr, lag)
+    return lag
