@@ -13,6 +13,10 @@ Threads: the socket reader filters, the `ReceiveWorker` decrypts and decodes, th
 gateway and gets the frames. What they share lives in `MemberDirectory` (atomic, locked) and `ReceiveStats`
 (locked); the rest is owned by one thread. Nothing raises out of the listener or the worker; each packet lands in
 exactly one `ReceiveStats` bucket.
+
+Opt-out: `opt_out(user_id)` (or `set_opted_out`, or a `set_drop_predicate`) drops a member's packets before DAVE
+decryption and Opus decoding, counted as ``dropped_opted_out``; from the moment it returns on the loop thread, no
+frame of that member reaches ``on_frame``.
 """
 
 from __future__ import annotations
@@ -20,12 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import discord
 
 from audio import rtp
-from audio.receive_members import MemberDirectory
+from audio.receive_members import DropPredicate, MemberDirectory
 from audio.receive_stats import ReceiveStats
 from audio.receive_worker import ReceiveWorker
 from audio.types import MemberFrame
@@ -128,6 +132,37 @@ class VoiceReceiver:
         """Members the voice gateway reported in the channel (a snapshot)."""
         return self.members.present_user_ids
 
+    # --- opt-out (any thread; meant for the loop thread) ---------------------------------------------------------
+
+    @property
+    def opted_out(self) -> frozenset[int]:
+        """Members whose audio is dropped unheard."""
+        return self.members.opted_out
+
+    def opt_out(self, user_id: int) -> None:
+        """Drop this member's packets from now on, before DAVE decryption and Opus decoding (``opted_out``);
+        what is buffered of them is dropped too."""
+        if self.members.opt_out(int(user_id)):
+            self._worker.post("drop_user", int(user_id))
+            log.info("voice receive: user %s opted out; their audio is dropped unheard", user_id)
+
+    def opt_in(self, user_id: int) -> None:
+        """Hear this member again (from their next packet on)."""
+        if self.members.opt_in(int(user_id)):
+            log.info("voice receive: user %s opted in again", user_id)
+
+    def set_opted_out(self, user_ids: Iterable[int]) -> None:
+        """Replace the whole opt-out set (e.g. from storage at session start)."""
+        for user_id in self.members.set_opted_out(user_ids):
+            self._worker.post("drop_user", user_id)
+
+    def set_drop_predicate(self, predicate: DropPredicate | None) -> None:
+        """Also drop the packets of every member for whom ``predicate(user_id)`` is true (None: no predicate).
+        It runs on the socket reader and worker threads for every packet: keep it fast, thread-safe, non-blocking.
+        A predicate that raises drops the packet. Members it newly covers lose what is buffered of them only
+        when they are also passed to `opt_out`; their frames stop at once either way."""
+        self.members.set_drop_predicate(predicate)
+
     # --- socket reader thread ---------------------------------------------------------------------------------
 
     def on_packet(self, data: bytes) -> None:
@@ -155,6 +190,10 @@ class VoiceReceiver:
                 return
             if ssrc == self._own_ssrc():
                 stats.drop("own")
+                return
+            user_id = self.members.user_for(ssrc)
+            if user_id is not None and self.members.is_dropped(user_id):
+                stats.drop("opted_out")
                 return
             stats.pend()
             if not self._worker.submit(data, header, time.monotonic()):
@@ -228,10 +267,10 @@ class VoiceReceiver:
             self.stats.add("frames_undelivered", len(frames))
 
     def _dispatch(self, frames: list[MemberFrame]) -> None:
-        """Loop thread. Frames of a member who left since they were decoded are withheld."""
+        """Loop thread. Frames of a member who opted out or left since they were decoded are withheld."""
         members = self.members
         for frame in frames:
-            if members.has_left(frame.user_id):
+            if members.is_dropped(frame.user_id) or members.has_left(frame.user_id):
                 self.stats.add("frames_withheld")
                 continue
             try:

@@ -2,7 +2,7 @@
 
 It owns the per-SSRC decoders (`OpusStream`), the packets held for SSRCs not mapped yet and the transport-key
 cache; nothing else touches them. Other threads talk to it through its bounded packet queue (`submit`, socket
-reader thread) and its control queue (`post`, loop thread: a mapping changed, a member left, a new
+reader thread) and its control queue (`post`, loop thread: a mapping changed, a member left or opted out, a new
 voice session). Decoded frames go to the event loop with ``call_soon_threadsafe``. Nothing raises out of it;
 every packet it takes lands in exactly one `ReceiveStats` bucket.
 """
@@ -90,7 +90,7 @@ class ReceiveWorker:
             return False
 
     def post(self, *control: Any) -> None:
-        """("map", ssrc, user) | ("left", user, ssrcs) | ("reset",): applied in order
+        """("map", ssrc, user) | ("left", user, ssrcs) | ("drop_user", user) | ("reset",): applied in order
         before the next packet."""
         self._controls.append(control)
 
@@ -152,6 +152,9 @@ class ReceiveWorker:
             elif kind == "left":
                 _, user_id, ssrcs = ctl
                 self._close_streams("member_left", lambda s, st: s in ssrcs or st.user_id == user_id)
+            elif kind == "drop_user":
+                _, user_id = ctl
+                self._close_streams("opted_out", lambda s, st: st.user_id == user_id)
             elif kind == "reset":
                 self._close_streams("member_left", lambda s, st: True)
 
@@ -159,6 +162,10 @@ class ReceiveWorker:
         try:
             ssrc = header.ssrc
             user_id = self._members.user_for(ssrc)
+            if user_id is not None and self._members.is_dropped(user_id):  # not even transport-decrypted
+                self._release_held(ssrc, user_id)  # (each counted as opted_out too)
+                self.stats.drop("opted_out", was_pending=True)
+                return
             conn = self._conn
             key = self._current_key(conn)
             if key is None or conn.mode != rtp.MODE:
@@ -256,6 +263,9 @@ class ReceiveWorker:
                  *, opus: bytes | None = None) -> None:
         if user_id == self._members.own_user_id:
             self.stats.drop("own", was_pending=True)
+            return
+        if self._members.is_dropped(user_id):  # before DAVE and Opus: an opted-out member is never decoded
+            self.stats.drop("opted_out", was_pending=True)
             return
         stream = self._streams.get(ssrc)
         if stream is not None and stream.is_duplicate(header.sequence):

@@ -126,6 +126,7 @@ async def test_membership_churn_while_packets_stream(fast_switching, caplog):
             rig.rx.present_user_ids
             for m in members.values():
                 rig.rx.user_for_ssrc(m.ssrc)
+            rig.rx.opted_out
 
     threads = [threading.Thread(target=sender), threading.Thread(target=reader)]
     for t in threads:
@@ -144,6 +145,10 @@ async def test_membership_churn_while_packets_stream(fast_switching, caplog):
                 await rig.conn.gateway(11, {"user_ids": [str(uid)]})
             elif action < 0.8 and uid in announced:
                 await rig.conn.speaking(uid, members[uid].ssrc)
+            elif action < 0.9:
+                rig.rx.opt_out(uid)
+            else:
+                rig.rx.opt_in(uid)
             await asyncio.sleep(rng.choice([0, 0, 0.001, 0.005]))
         # end state: every member has left
         for uid in ids:
@@ -165,7 +170,7 @@ async def test_membership_churn_while_packets_stream(fast_switching, caplog):
     assert d["dropped_internal"] == 0
     assert ReceiveStats.balance(d) == 0 and d["pending"] == 0, d
     assert d["received"] == sent["n"] > 2000
-    assert d["decoded"] > 0 and d["dropped_member_left"] + d["dropped_unmapped"] > 0
+    assert d["decoded"] > 0 and d["dropped_opted_out"] > 0 and d["dropped_member_left"] + d["dropped_unmapped"] > 0
     assert d.get("ssrc_inferred", 0) > 0  # adoption raced the leaves
     # every op 13 reached the session, none lost
     assert sum(1 for kind, _ in sink.events if kind == "left") == leaves
