@@ -24,6 +24,7 @@ from discord.ext import commands
 
 from bot.guild_store import GuildStore
 from bot.settings import Settings, SettingsError
+from bot.startup import Backoff, serve
 from conversation.persona import Persona, PersonaLibrary, fallback_persona
 
 log = logging.getLogger(__name__)
@@ -234,17 +235,20 @@ class _RedactToken(logging.Filter):
         return True
 
 
-def run_bot(settings: Settings, sync: bool = False) -> None:
-    """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`)."""
+def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None = None) -> None:
+    """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`).
+
+    Waits and retries while Discord cannot be reached (`bot.startup.serve`); raises `bot.startup.StartupError`
+    (one line saying what to do) for what waiting cannot fix: a rejected token, refused intents, missing access.
+    """
     if not settings.discord_token:
         raise SettingsError("DISCORD_TOKEN is empty: set it in .env (Discord developer portal > Bot > Token)")
     redact = _RedactToken(settings.discord_token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
-    bot = ChorusBot(settings, sync_on_start=sync)
-    try:
-        bot.run(settings.discord_token, log_handler=None)  # logging is configured by the caller
-    except discord.LoginFailure:
-        raise SettingsError("DISCORD_TOKEN was rejected by Discord: copy a fresh token from the developer portal") from None
-    except discord.PrivilegedIntentsRequired:
-        raise SettingsError("Discord refused the requested gateway intents for this bot") from None
+
+    async def run() -> None:
+        async with ChorusBot(settings, sync_on_start=sync) as bot:
+            await serve(bot, settings.discord_token, backoff=backoff)
+
+    asyncio.run(run())
