@@ -9,9 +9,9 @@ import discord
 import pytest
 import simcord
 
-from bot.startup import StartupError
 from bot.client import ChorusBot, _RedactToken, chorus_intents, run_bot
 from bot.settings import PROJECT_ROOT, SettingsError, load_settings
+from bot.startup import StartupError
 from conversation.persona import PersonaLibrary
 
 TOKEN = "MTIzNDU2Nzg5MDEy.Gabcde.fake-token-for-tests-only_0123456789"

@@ -183,3 +183,18 @@ def test_demo_with_a_bad_model_name_is_one_line(run_main, monkeypatch):
     assert code == 3
     assert_no_traceback(lines)
     assert "not a faster-whisper model size" in chorus_lines(lines)[-1]
+
+
+def test_metrics_port_in_use_is_one_line_before_login(run_main, monkeypatch):
+    import socket
+
+    with socket.socket() as taken, api_in_thread() as api:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        point_discord_py_at(monkeypatch, api.base)
+        code, lines = run_main(CHORUS_METRICS_PORT=str(port))
+    assert code == 2 and api.requests == []
+    assert_no_traceback(lines)
+    (line,) = chorus_lines(lines)
+    assert f"CHORUS_METRICS_PORT={port}: the port is already in use" in line
