@@ -172,6 +172,8 @@ def check_models(settings: Any) -> list[str]:
         raise ModelLoadError(f"LLM_BASE_URL={settings.llm_base_url}: expected an http(s):// URL of an "
                              "OpenAI-compatible server")
     models.silero_vad_path()
+    if getattr(settings, "turn_model", "off") == "smart_turn":
+        models.smart_turn_path()
     engine = settings.tts_engine
     if engine in ("persona", "piper"):
         models.embedded_piper_voice()  # personas without a voice of their own use it
