@@ -134,7 +134,7 @@ async def run(packets: int, *, seed: int = 1234, valid_every: int = 500, window:
         await asyncio.sleep(VoiceReceiver.HOLD_SECONDS + 0.3)  # held packets of unknown SSRCs expire
         d = rx.stats.as_dict()
         kernel_errors_after = udp_receive_buffer_errors()
-        worker_alive = rx._worker.join(0) is False
+        worker_alive = not rx.join(0)  # still running: nothing killed it
     finally:
         rx.stop()
         rx.join(2)
