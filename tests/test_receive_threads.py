@@ -133,9 +133,15 @@ async def test_membership_churn_while_packets_stream(fast_switching, caplog):
         t.start()
     rng = random.Random(7)
     leaves = 0
-    deadline = time.monotonic() + 4.0
+
+    def enough() -> bool:  # churn until every race had its chance, however loaded the machine is
+        d = rig.rx.stats.as_dict()
+        return (sent["n"] >= 3000 and d["dropped_opted_out"] > 0 and d.get("ssrc_inferred", 0) > 0
+                and d["dropped_member_left"] + d["dropped_unmapped"] > 0)
+
+    started = time.monotonic()
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() - started < 3.0 or (not enough() and time.monotonic() - started < 90.0):
             uid = rng.choice(ids)
             action = rng.random()
             if action < 0.35:
@@ -160,18 +166,19 @@ async def test_membership_churn_while_packets_stream(fast_switching, caplog):
         stop.set()
         for t in threads:
             t.join()
-    await wait_for(lambda: rig.rx.stats["received"] == sent["n"] and rig.rx.stats["pending"] == 0, 20)
+    churned_enough = enough()
+    await wait_for(lambda: rig.rx.stats["received"] == sent["n"] and rig.rx.stats["pending"] == 0, 60)
     await asyncio.sleep(rig.rx.HOLD_SECONDS + 0.3)  # held packets of unknown SSRCs expire
     d = rig.rx.stats.as_dict()
     rig.close()
 
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("audio")]
     assert not errors, errors[:5]
     assert d["dropped_internal"] == 0
     assert ReceiveStats.balance(d) == 0 and d["pending"] == 0, d
-    assert d["received"] == sent["n"] > 2000
-    assert d["decoded"] > 0 and d["dropped_opted_out"] > 0 and d["dropped_member_left"] + d["dropped_unmapped"] > 0
-    assert d.get("ssrc_inferred", 0) > 0  # adoption raced the leaves
+    assert d["received"] == sent["n"]
+    assert churned_enough, d  # opt-outs, leaves and adoptions all met packets in flight
+    assert d["decoded"] > 0
     # every op 13 reached the session, none lost
     assert sum(1 for kind, _ in sink.events if kind == "left") == leaves
     # after everyone left, not one frame reached the session, and nobody is mapped or present
