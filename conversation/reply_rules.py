@@ -13,13 +13,12 @@ after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only ca
 
 from __future__ import annotations
 
-from conversation.addressing import QUESTION_OPENERS, is_backchannel, looks_complete, looks_like_question, words
+from conversation.addressing import (
+    CALL_WORDS, QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question, words,
+)
 from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx
 from conversation.room import RoomLine
-
-CALL_WORDS = frozenset("hey hi hello oi yo ok okay so um uh excuse me".split())
-
 
 def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     """Why `line` is spoken to the bot, or None if it is not."""
@@ -31,7 +30,7 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     previous = next(ctx.room.lines_before(line.seq), None)
     if previous is not None and previous.is_bot:
         gap = line.start - previous.end
-        if looks_like_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
+        if asks_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
             return f"{line.name} answered the bot's question"
         if (previous.addressee == line.user_id and looks_like_question(line.text)
                 and gap <= ctx.policy.follow_up_window_s):

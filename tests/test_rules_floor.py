@@ -302,3 +302,11 @@ def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_
         final(room, BOB, words, T0 + 2, T0 + 2 + spoke_s)
         d = at(room, T0 + 3.9, Policy(speech_tail_s=0.3))  # the final came well after: the run is over
         assert d.action is action, (words, d)
+
+
+def test_a_bot_line_with_a_question_anywhere_in_it_asked_something():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "You're on a diet, right? Ah, no!", T0 + 1, T0 + 3)
+    say(room, ALICE, "I love baking bread on Sundays.", T0 + 4, T0 + 5.5)
+    d = at(room, T0 + 5.8)
+    assert d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason
