@@ -72,6 +72,12 @@ def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
         "errors": sum(1 for r in results if r.error),
         "should_speak_precision": _rate(tp, tp + fp),
         "should_speak_recall": _rate(tp, tp + fn),
+        # recall where Whisper did not bend the bot's name past recognition (the rules' share of the misses)
+        "should_speak_recall_name_heard": _rate(
+            sum(1 for s in turn_steps if s.expect == "speak" and s.observed == "spoke" and s.name_heard == s.name_said),
+            sum(1 for s in turn_steps if s.expect == "speak" and s.name_heard == s.name_said)),
+        "speak_steps_name_lost_by_stt": sum(1 for s in turn_steps if s.expect == "speak" and s.name_said
+                                            and not s.name_heard),
         "talk_over_rate": _rate(talk_overs, starts),
         "talk_overs": talk_overs,
         "bot_voice_starts": starts,
