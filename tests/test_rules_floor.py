@@ -272,7 +272,8 @@ def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_lat
 @pytest.mark.parametrize("text,eot,finished", [
     ("Juniper, what time is it?", 0.1, True),  # Whisper heard a question: finished whatever the model says
     ("Juniper, tell me about the sea and", 0.9, False),  # a sentence does not end on "and"
-    ("Juniper, tell me about the sea.", 0.2, False),
+    ("Juniper, tell me about the sea.", 0.05, False),  # the model is sure they are not done
+    ("Juniper, tell me about the sea.", 0.35, True),  # unsure: a closed sentence is taken as finished
     ("Juniper, tell me about the sea.", 0.8, True),
     ("Juniper, tell me about the sea.", None, True),  # no model: the words alone
 ])
