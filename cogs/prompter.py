@@ -164,11 +164,11 @@ class PrompterCog(commands.Cog):
             if channel is None or not hasattr(channel, "send"):
                 await interaction.response.send_message("I can't post captions here.", ephemeral=True)
                 return
-            await asyncio.to_thread(self.bot.guild_store.set_captions_channel, guild.id, channel.id)
+            await self.bot.guild_store.set_captions_channel(guild.id, channel.id)
             sink: CaptionSink | None = caption_sender(channel)  # type: ignore[arg-type]
             message = f"Captions on: I'll post what I hear and say in {getattr(channel, 'mention', 'this channel')}."
         else:
-            await asyncio.to_thread(self.bot.guild_store.set_captions_channel, guild.id, None)
+            await self.bot.guild_store.set_captions_channel(guild.id, None)
             sink = None
             message = "Captions off."
         session = self.session_of(guild.id)

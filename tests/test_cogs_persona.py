@@ -127,7 +127,11 @@ async def test_set_allowed_with_manage_server_persists(world, settings) -> None:
     assert not result.ephemeral
     assert result.response.content.startswith("I'm Trixie now.")
     assert bot.guild_store.get(guild.id).persona == "Trixie"
-    assert GuildStore.from_settings(settings).get(guild.id).persona == "Trixie"  # on disk
+    reopened = GuildStore.from_settings(settings)  # a new process reads it from the database
+    await reopened.db.open()
+    await reopened.load()
+    assert reopened.get(guild.id).persona == "Trixie"
+    await reopened.db.close()
     assert bot.persona_for(guild.id).name == "Trixie"
 
 

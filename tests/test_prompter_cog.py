@@ -142,7 +142,7 @@ async def test_captions_need_manage_server(world):
 
 async def test_a_new_session_picks_up_the_stored_captions_channel(world):
     env, bot, guild, text, voice, alice, bob = world
-    await asyncio.to_thread(bot.guild_store.set_captions_channel, guild.id, text.id)
+    await bot.guild_store.set_captions_channel(guild.id, text.id)
     await alice.join_voice(voice)
     await alice.slash(text, "join")
     assert bot.voice_sessions[guild.id].captions is not None
