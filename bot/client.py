@@ -25,12 +25,13 @@ from discord.ext import commands
 from bot.guild_store import GuildStore
 from bot.settings import Settings, SettingsError
 from conversation.persona import Persona, PersonaLibrary, fallback_persona
+from memory.service import MemoryService
 from storage.db import Database
 from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-COG_EXTENSIONS: tuple[str, ...] = ("cogs.voice", "cogs.persona")
+COG_EXTENSIONS: tuple[str, ...] = ("cogs.voice", "cogs.persona", "cogs.memory")
 # Loaded when the module exists (built by other parts of the team).
 OPTIONAL_COG_EXTENSIONS: tuple[str, ...] = ("cogs.prompter",)
 
@@ -75,7 +76,8 @@ class ChorusBot(commands.Bot):
         self.guild_store = guild_store if guild_store is not None else GuildStore.from_settings(settings, self.storage)
         self._storage_retry: asyncio.Task | None = None
         # Called with (guild id, session) after a voice session closed (memory writes its end-of-call notes).
-        self.session_closed_hooks: list[SessionHook] = []
+        self.memory = MemoryService(settings, self.storage, self.guild_store)
+        self.session_closed_hooks: list[SessionHook] = [self.memory.session_closed]
         self.voice_sessions: dict[int, object] = {}
         self.session_factory: SessionFactory | None = session_factory
         self._sync_on_start = sync_on_start
@@ -86,6 +88,7 @@ class ChorusBot(commands.Bot):
     # -- startup ---------------------------------------------------------------------
     async def setup_hook(self) -> None:
         await self.open_storage()
+        await self.memory.start()
         if not self._personas_given:
             self.personas = await asyncio.to_thread(PersonaLibrary.load, self.settings.personas_dir)
         if self.settings.default_persona not in self.personas:
@@ -231,7 +234,8 @@ class ChorusBot(commands.Bot):
     async def close(self) -> None:
         for guild_id in list(self.voice_sessions):
             await self.stop_voice_session(discord.Object(id=guild_id))
-        await super().close()  # cogs unload here (memory drains its pending writes)
+        await self.memory.close()  # the last summaries and queued writes, within a bounded wait
+        await super().close()
         if self._storage_retry is not None:
             self._storage_retry.cancel()
             self._storage_retry = None

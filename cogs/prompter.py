@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.notice import speak_notice, spoken_notice
 from bot.voice_session import CaptionSink, VoiceSession
 
 if TYPE_CHECKING:
@@ -83,6 +84,12 @@ class PrompterCog(commands.Cog):
                            persona: "Persona") -> VoiceSession:
         """`ChorusBot.session_factory`: a started VoiceSession for the channel just joined."""
         bot_user_id = bot.user.id if bot.user is not None else None
+        parts = await self.session_parts(guild)
+        if bot.settings.privacy_notice_spoken:  # before listening starts: nothing to talk over yet
+            await speak_notice(voice_client, parts["responder"], persona, spoken_notice(persona.name),
+                               scheduler=self._shared.get("scheduler"))
+        memory = bot.memory
+        parts["responder"] = memory.wrap_responder(parts["responder"], guild.id)
         session = VoiceSession(
             settings=bot.settings,
             persona=persona,
@@ -91,9 +98,10 @@ class PrompterCog(commands.Cog):
             bot_user_id=bot_user_id,
             members=humans_in(voice_client.channel, bot_user_id),
             captions=self._captions_for(guild.id),
-            **await self.session_parts(guild),
+            **parts,
         )
         await session.start()
+        memory.attach(guild.id, session, llm=self._shared.get("llm"), scheduler=self._shared.get("scheduler"))
         self._warm_up(session.responder, persona)
         return session
 

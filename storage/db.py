@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from storage.errors import StorageError, as_storage_error
@@ -100,7 +101,10 @@ class Database:
             path = self.sqlite_path
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(self.url, connect_args={"timeout": self.sqlite_busy_timeout_ms / 1000.0})
+            # No pool: a SQLite connection is cheap to open (~1 ms), and none outlives its transaction (an idle
+            # one would hold an aiosqlite thread tied to the event loop that opened it).
+            engine = create_async_engine(self.url, poolclass=NullPool,
+                                         connect_args={"timeout": self.sqlite_busy_timeout_ms / 1000.0})
             busy = self.sqlite_busy_timeout_ms
 
             @sa.event.listens_for(engine.sync_engine, "connect")

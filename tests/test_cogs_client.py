@@ -78,7 +78,7 @@ async def test_without_sync_flag_nothing_is_published(tmp_path: Path) -> None:
 async def test_optional_cogs_load_only_when_present(tmp_path: Path) -> None:
     bot = ChorusBot(make_settings(tmp_path), optional_extensions=("cogs.not_written_yet", "cogs.persona_extra_missing"))
     async with simcord.run(bot):
-        assert set(bot.cogs) == {"VoiceCog", "PersonaCog"}
+        assert set(bot.cogs) == {"VoiceCog", "PersonaCog", "PrivacyCog", "MemoryCog"}
     bot = ChorusBot(make_settings(tmp_path), extensions=("cogs.voice",), optional_extensions=("cogs.persona",))
     async with simcord.run(bot):
         assert set(bot.cogs) == {"VoiceCog", "PersonaCog"}
