@@ -15,6 +15,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.persona import can_manage
 from memory.recall import ago
 from memory.service import names_of
 from storage.errors import StorageError
@@ -140,9 +141,12 @@ class MemoryCog(commands.GroupCog, group_name="memory", group_description="What 
             view=ForgetConfirm(self, interaction.user.id), ephemeral=True)
 
     @app_commands.command(name="off", description="Stop remembering anything in this server (Manage Server)")
-    @app_commands.checks.has_permissions(manage_guild=True)
     async def off(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        if not can_manage(interaction.user):
+            await interaction.response.send_message("Turning memory off for the server needs the Manage Server "
+                                                    "permission.", ephemeral=True)
+            return
         await self.bot.guild_store.set_memory_enabled(interaction.guild_id, False)
         log.info("guild %d: memory turned off by user %d", interaction.guild_id, interaction.user.id)
         await interaction.response.send_message(
@@ -150,9 +154,12 @@ class MemoryCog(commands.GroupCog, group_name="memory", group_description="What 
             "until members use /memory forget or it expires; /memory on turns it back on.", ephemeral=True)
 
     @app_commands.command(name="on", description="Remember things again in this server (Manage Server)")
-    @app_commands.checks.has_permissions(manage_guild=True)
     async def on(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        if not can_manage(interaction.user):
+            await interaction.response.send_message("Turning memory on for the server needs the Manage Server "
+                                                    "permission.", ephemeral=True)
+            return
         if not self.bot.settings.memory_enabled:
             await interaction.response.send_message("Memory is turned off for this whole bot (MEMORY_ENABLED=false).",
                                                     ephemeral=True)

@@ -63,7 +63,8 @@ def _swap_person(text: str) -> str:
 
 
 def _clip_object(text: str) -> str:
-    text = re.split(r"\s*(?:[.;!?]|,\s*(?:but|and|so|because)\b|\s+but\s+|\s+because\s+|\s+so\s+)", text, maxsplit=1)[0]
+    text = re.split(r"\s*(?:[.;!?]|,\s*(?:but|and|so|because|it|it's|he|she|they|we|i|i'm|that|which|though)\b|"
+                    r"\s+but\s+|\s+because\s+|\s+so\s+)", text, maxsplit=1, flags=re.I)[0]
     words = text.split()[:MAX_OBJECT_WORDS]
     return " ".join(words).strip(" ,")
 
