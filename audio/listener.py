@@ -16,6 +16,12 @@ into work for the single `SttScheduler`:
 * end    -> SpeakingEvent(speaking=False); the speculative result is the final when no voice came
             after it (usually already computed: that is the latency removed), else a final is queued.
 
+At every pause the member's audio (this segment, after their previous one when it ended moments before)
+goes to the semantic end-of-turn model (`audio.end_of_turn`, Smart Turn; TURN_MODEL=smart_turn): the
+probability that they finished rides on every Utterance of the segment until they speak again
+(`Utterance.end_of_turn`), so the prompter can answer a finished question at once and wait longer after
+"I was wondering...". It runs on this (VAD) thread: tens of milliseconds, once per pause.
+
 Utterances and SpeakingEvents are delivered on the event loop thread, SpeakingEvent(speaking=False)
 before the segment's final. EVERY segment announced by SpeakingEvent(speaking=True) gets exactly one
 final Utterance: its text, or, when the guards rejected it (noise, music, hallucination, low
@@ -59,6 +65,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from audio.end_of_turn import SmartTurn, load_smart_turn
 from audio.stt import PartialSource, SttJob, SttResult, SttScheduler, WhisperTranscriber
 from audio.types import STT_RATE, MemberFrame, SpeakingEvent, Utterance
 from audio.vad import Segment, SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad
@@ -71,6 +78,9 @@ GAP_S = 0.1  # no frame from a speaking member for this long: they stopped sendi
 TRAILING_SILENCE_S = 0.06  # silence heard before a gap: the client said it stopped (5 silent frames on Discord)
 PING_INTERVAL_S = 0.02  # event-loop liveness pings while someone speaks (see _loop_alive_until)
 MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond this the VAD thread is hopelessly behind
+TURN_CONTEXT_GAP_S = 2.0  # the member's previous segment, if it ended this recently, is context for the end of turn
+TURN_CONTEXT_PAUSE_S = 1.0  # the silence between the two, at most, in that context
+TURN_CONTEXT_S = 8.0  # what the end-of-turn model reads
 
 
 @dataclass(eq=False)
@@ -89,6 +99,8 @@ class _Turn:
     paused_partial: SttResult | None = None  # the partial delivered (marked) in the current pause
     in_pause: bool = False  # the VAD reported a pause and no voice since (no partials: the speculation covers it)
     partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
+    end_of_turn: float | None = None  # the end-of-turn probability judged at the last pause
+    end_of_turn_sample: int = -1  # segment.last_voice_sample it was judged at (stale once they speak on)
     ended_t: float = 0.0
     speech_end_t: float = 0.0
     finalized: bool = False  # its one final Utterance (text or empty) has been emitted
@@ -107,6 +119,8 @@ class ListenerStats:
     gap_fills: int = 0
     finals_from_speculation: int = 0
     partials: int = 0
+    end_of_turn_calls: int = 0
+    end_of_turn_ms_total: float = 0.0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -130,6 +144,7 @@ class Listener:
         max_batch: int = 4,
         end_silence_ms: int | None = None,
         fill_gaps: bool = True,
+        end_of_turn: SmartTurn | None | bool = True,
     ) -> None:
         self.settings = settings
         self.name_of = name_of
@@ -141,6 +156,11 @@ class Listener:
         self.stats = ListenerStats()
         self.transcriber = transcriber or WhisperTranscriber(settings)
         self.vad_model = vad_model or load_silero_vad()
+        # True: the model TURN_MODEL names (none when "off"); a SmartTurn: that one; False/None: none
+        if end_of_turn is True:
+            end_of_turn = load_smart_turn() if getattr(settings, "turn_model", "off") == "smart_turn" else None
+        self.end_of_turn: SmartTurn | None = end_of_turn or None
+        self._previous: dict[int, tuple[float, np.ndarray]] = {}  # user -> (end of their last segment, its audio)
         self.vad_config = VadConfig.from_settings(settings)
         if end_silence_ms is not None:
             self.vad_config.end_silence_ms = end_silence_ms
@@ -190,7 +210,13 @@ class Listener:
         """Load the shared models in a thread, so that constructing a Listener on the loop does not block it."""
         from audio.stt import load_whisper
 
-        await asyncio.to_thread(lambda: (load_whisper(settings), load_silero_vad()))
+        def load() -> None:
+            load_whisper(settings)
+            load_silero_vad()
+            if getattr(settings, "turn_model", "off") == "smart_turn":
+                load_smart_turn()
+
+        await asyncio.to_thread(load)
 
     @property
     def backlog(self) -> int:
@@ -326,6 +352,7 @@ class Listener:
             self._members.pop(user_id, None)
             self._last_frame.pop(user_id, None)
             self._turns.pop(user_id, None)
+            self._previous.pop(user_id, None)
             self.scheduler.stop_partials(user_id)
 
     def _on_vad_event(self, ev: VadEvent) -> None:
@@ -337,6 +364,7 @@ class Listener:
             turn = self._turns.get(uid)
             if turn is not None:
                 turn.in_pause = True
+                self._judge_end_of_turn(turn)
                 self._paused(turn)
                 if self.speculative:
                     self._speculate(turn)
@@ -356,6 +384,10 @@ class Listener:
                     self._discard_turn(turn, ev)
                 else:
                     self._finish_turn(turn, ev)
+                    if self.end_of_turn is not None:
+                        seg = turn.segment
+                        keep = int(TURN_CONTEXT_S * STT_RATE)
+                        self._previous[uid] = (seg.last_voice_t, seg.audio(seg.last_voice_sample)[-keep:])
             if ev.split:
                 vad = self._members.get(uid)
                 if vad is not None and vad.segment is not None:
@@ -515,7 +547,38 @@ class Listener:
                 timings["speculative"] = time.monotonic()
                 turn.paused_partial = result
             self.stats.partials += 1
-            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
+            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings,
+                            self._current_end_of_turn(turn))
+
+    def _judge_end_of_turn(self, turn: _Turn) -> None:
+        """At a pause: has the member finished? Their audio so far, after their previous segment when it
+        ended moments before (what they said before a pause is part of the sentence being judged)."""
+        model = self.end_of_turn
+        seg = turn.segment
+        if model is None or turn.end_of_turn_sample == seg.last_voice_sample:
+            return
+        audio = seg.audio()
+        previous = self._previous.get(seg.user_id)
+        if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
+            gap = np.zeros(int(min(seg.start_t - previous[0], TURN_CONTEXT_PAUSE_S) * STT_RATE), dtype=np.float32)
+            audio = np.concatenate((previous[1], gap, audio[seg.onset_sample:]))
+        try:
+            estimate = model.estimate(audio[-int(TURN_CONTEXT_S * STT_RATE):])
+        except Exception:
+            log.exception("end-of-turn model failed; going on without it for this pause")
+            return
+        self.stats.end_of_turn_calls += 1
+        self.stats.end_of_turn_ms_total += estimate.compute_s * 1000.0
+        with turn.lock:
+            turn.end_of_turn = estimate.probability
+            turn.end_of_turn_sample = seg.last_voice_sample
+
+    @staticmethod
+    def _current_end_of_turn(turn: _Turn) -> float | None:
+        """The end-of-turn probability, if it was judged on all the voice of the segment so far."""
+        if turn.end_of_turn_sample == turn.segment.last_voice_sample:
+            return turn.end_of_turn
+        return None
 
     def _paused(self, turn: _Turn) -> None:
         """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
@@ -527,7 +590,8 @@ class Listener:
                 return
             turn.paused_partial = result
             timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
-            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
+            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings,
+                            self._current_end_of_turn(turn))
 
     def _resumed(self, turn: _Turn) -> None:
         """They speak again after a pause that went out as a marked partial: their words so far again,
@@ -547,7 +611,7 @@ class Listener:
             turn.finalized = True
         if duplicate:  # a second transcription of the same segment: never a second final
             self.stats.finals_duplicate += 1
-            log.warning("segment %s of %s: a second final (%r) dropped", seg.id, seg.user_id, result.text)
+            log.warning("segment %s of %s: a second final dropped", seg.id, seg.user_id)
             return
         if job.kind != "discard":
             self._update_pause(self.scheduler.final_compute_ema)
@@ -556,14 +620,10 @@ class Listener:
                 self.stats.finals_discarded += 1
             else:
                 self.stats.finals_rejected += 1
-            log.info(
-                "segment %s of %s (%.2f s) rejected: %s%s",
-                seg.id,
-                seg.user_id,
-                result.duration_s,
-                result.rejected or "no text",
-                f" (heard {result.raw_text!r})" if result.raw_text else "",
-            )
+            log.info("segment %s of %s (%.2f s) rejected: %s", seg.id, seg.user_id, result.duration_s,
+                     result.rejected or "no text")
+            if result.raw_text:
+                log.debug("segment %s: Whisper heard %r (DEBUG only)", seg.id, result.raw_text)
         else:
             self.stats.finals += 1
             if from_speculation:
@@ -575,7 +635,8 @@ class Listener:
             "stt_start": job.started,
             "stt_done": job.finished,
         }
-        self._call_soon(self._deliver, seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings)
+        self._call_soon(self._deliver, seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings,
+                        self._current_end_of_turn(turn))
 
     def _update_pause(self, compute_s: float) -> None:
         """Speculate only as early as needed for the final to be ready when the end is confirmed."""
@@ -606,7 +667,7 @@ class Listener:
         except Exception:
             log.exception("on_speaking callback failed")
 
-    def _deliver(self, user_id, result: SttResult, start, end, final, timings) -> None:
+    def _deliver(self, user_id, result: SttResult, start, end, final, timings, end_of_turn=None) -> None:
         now = time.monotonic()
         timings["final" if final else "partial"] = now
         try:
@@ -623,6 +684,7 @@ class Listener:
             final=final,
             confidence=result.confidence,
             timings=timings,
+            end_of_turn=end_of_turn,
         )
         try:
             self.on_utterance(utt)

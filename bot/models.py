@@ -67,6 +67,13 @@ def silero_vad_path() -> Path:
     return _existing(_package_dir("silero_vad", hint) / "data" / "silero_vad.onnx", "silero VAD model", hint)
 
 
+def smart_turn_path() -> Path:
+    """Smart Turn v3.2 (CPU, int8 ONNX) from the `pipecat-ai` wheel, installed --no-deps as a data package."""
+    hint = "`pip install --no-deps pipecat-ai==1.14.0`"
+    data = _package_dir("pipecat", hint) / "audio" / "turn" / "smart_turn" / "data"
+    return _existing(data / "smart-turn-v3.2-cpu.onnx", "Smart Turn model", hint)
+
+
 def resolve_whisper_model(setting: str) -> str:
     """STT_MODEL → what `faster_whisper.WhisperModel` takes: a local folder or a size name (downloads once)."""
     if setting in ("", "embedded"):

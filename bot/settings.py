@@ -136,6 +136,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("STT_NO_SPEECH_THRESHOLD", "stt_no_speech_threshold", _float_range(0.0, 1.0), 0.6, "Drop a segment whose no_speech_prob is above this."),
     SettingSpec("STT_LOGPROB_THRESHOLD", "stt_logprob_threshold", _float_range(-10.0, 0.0), -1.0, "Drop a segment whose average log-probability is below this."),
     SettingSpec("STT_ENCODER_WINDOW_S", "stt_encoder_window_s", _float_range(0.0, 30.0), 10.0, "Encoder window (s) for utterances that fit it: 10 is ~4x cheaper than Whisper's 30 on CPU, same words on tiny.en; 0 = always 30."),
+    SettingSpec("TURN_MODEL", "turn_model", _choice("smart_turn", "off"), "smart_turn", "Semantic end of turn: `smart_turn` (Smart Turn v3.2, shipped in the pipecat-ai wheel) judges from the voice whether a member finished or only paused; `off`: silence and the transcript alone."),
     SettingSpec("VAD_THRESHOLD", "vad_threshold", _float_range(0.05, 0.95), 0.5, "Silero speech probability above which a frame is speech."),
     SettingSpec("VAD_ENERGY_GATE_DBFS", "vad_energy_gate_dbfs", _float_range(-90.0, 0.0), -50.0, "Frames quieter than this (dBFS) skip the VAD model and count as silence."),
     SettingSpec("VAD_END_SILENCE_MS", "vad_end_silence_ms", _int_range(60, 5000), 300, "Silence that ends a member's speech segment."),
@@ -163,7 +164,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_GROUP_SILENCE_MS", "group_silence_ms", _int_range(0, 20000), 1200, "Silence before the bot joins in when it was not addressed and several humans are active."),
     SettingSpec("PROMPTER_IDLE_TOPIC_S", "idle_topic_s", _float_range(5.0, 3600.0), 45.0, "Quiet time after which the bot starts a topic."),
     SettingSpec("PROMPTER_COOLDOWN_S", "cooldown_s", _float_range(0.0, 600.0), 4.0, "Minimum time between two unprompted lines of the bot."),
-    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 700, "A member speaking this long over the bot takes the floor (shorter is a backchannel). Measured on VAD events, which run up to VAD_END_SILENCE_MS past the voice: keep it above 300 ms + that."),
+    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 1000, "The bot pauses as soon as someone speaks over it, and goes on after a backchannel (\"mm-hm\", \"yeah\", a laugh); speech over it this long takes the floor whatever its words (a shorter takeover is told by its words)."),
+    SettingSpec("PROMPTER_INCOMPLETE_WAIT_MS", "incomplete_wait_ms", _int_range(0, 10000), 1800, "Silence after a line that sounds unfinished (\"I was wondering...\") before the bot answers it anyway."),
     SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
     SettingSpec("PROMPTER_MAX_UNPROMPTED", "max_unprompted", _int_range(0, 20), 2, "At most this many bot lines in a row without a human reply (topic starts); 0: never start topics."),
     SettingSpec("PROMPTER_PREEMPTIVE", "preemptive_start", _bool, True, "Start thinking on a complete-looking partial transcript when an addressing member pauses (kept only if the final transcript agrees)."),
@@ -199,6 +201,7 @@ class Settings:
     stt_no_speech_threshold: float
     stt_logprob_threshold: float
     stt_encoder_window_s: float
+    turn_model: str
     vad_threshold: float
     vad_energy_gate_dbfs: float
     vad_end_silence_ms: int
@@ -224,6 +227,7 @@ class Settings:
     idle_topic_s: float
     cooldown_s: float
     barge_in_ms: int
+    incomplete_wait_ms: int
     greet_members: bool
     max_unprompted: int
     preemptive_start: bool

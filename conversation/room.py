@@ -43,6 +43,7 @@ class Member:
     last_final_end: float | None = None  # end of the speech covered by their latest final transcript
     partial: Utterance | None = None  # latest partial transcript of the open segment
     greeted: bool = False
+    echo_prone: bool = False  # their microphone picks up the bot's voice: their sound over it is no bid for the floor
     lines: int = 0
     finals: int = 0  # final transcripts received (non-empty), to tell a new final from an old one
     last_final: Utterance | None = None
@@ -112,6 +113,8 @@ class RoomLine:
     is_bot: bool
     interrupted: bool = False  # bot line cut by a barge-in (text is what was heard)
     overlapped_bot: bool = False  # human line that started while the bot was speaking
+    end_of_turn: float | None = None  # human line: the end-of-turn probability of its last segment (None: not judged)
+    addressee: int | None = None  # bot line: the member whose line it answered
 
 
 @dataclass(slots=True)
@@ -141,8 +144,29 @@ class BotTurn:
     preemptive: bool = False  # started on a partial transcript, not confirmed yet
     confirmed_at: float | None = None
     speaking_since: float | None = None
+    paused_since: float | None = None  # its voice is stopped while someone speaks over it
+    paused_for: set[int] = field(default_factory=set)  # who spoke over it since the pause began
+    pauses: int = 0
+    said_over: dict[int, list[str]] = field(default_factory=dict)  # members' final words since the line began
+    partial_over: dict[int, str] = field(default_factory=dict)  # and their words so far in the segment going on
     fragments: list[str] = field(default_factory=list)
     fragment_audio_s: list[float] = field(default_factory=list)
+
+    def note_words(self, utt: Utterance) -> None:
+        """A member's transcript of speech begun during this line (what they said over it)."""
+        if utt.final:
+            self.partial_over.pop(utt.user_id, None)
+            if utt.text.strip():
+                self.said_over.setdefault(utt.user_id, []).append(utt.text.strip())
+        elif utt.text.strip():
+            self.partial_over[utt.user_id] = utt.text.strip()
+
+    def words_over(self, user_id: int) -> str:
+        """Everything `user_id` said since this line began (finals, then the partial of the segment going on)."""
+        words = list(self.said_over.get(user_id, ()))
+        if user_id in self.partial_over:
+            words.append(self.partial_over[user_id])
+        return " ".join(words)
 
     def add_text(self, fragment: str) -> None:
         if fragment.strip():
@@ -260,6 +284,8 @@ class Room:
         member = self._member_for_event(utt.user_id, utt.end, name=utt.name)
         if member is None:
             return None
+        if self.turn is not None and utt.start >= self.turn.started - 0.05:
+            self.turn.note_words(utt)
         if not utt.final:
             if utt.text.strip():
                 member.partial = utt
@@ -273,7 +299,8 @@ class Room:
         member.last_final = utt
         member.lines += 1
         member.last_line_t = utt.end
-        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end)
+        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end,
+                                      utt.end_of_turn)
         if merged:
             self.history.pop()
         else:
@@ -288,21 +315,25 @@ class Room:
         member = self.members.get(partial.user_id)
         if not text or member is None:
             return lines
-        line, merged = self._line_for(partial.user_id, partial.name or member.name, text, partial.start, partial.end)
+        line, merged = self._line_for(partial.user_id, partial.name or member.name, text, partial.start, partial.end,
+                                      partial.end_of_turn)
         if merged:
             lines.pop()
         lines.append(line)
         return lines
 
-    def _line_for(self, user_id: int, name: str, text: str, start: float, end: float) -> tuple[RoomLine, bool]:
+    def _line_for(self, user_id: int, name: str, text: str, start: float, end: float,
+                  end_of_turn: float | None = None) -> tuple[RoomLine, bool]:
         """The history line for a member's final, and whether it merges into their last line (one turn)."""
         overlapped = self._bot_was_speaking_at(start)
         last = self.history[-1] if self.history else None
         if (last is not None and not last.is_bot and last.user_id == user_id
                 and start - last.end <= MERGE_GAP_S and last.seq > self.responded_to_seq):
             return RoomLine(last.seq, last.user_id, name or last.name, _clip(f"{last.text} {text}"), last.start,
-                            max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped), True
-        return RoomLine(self._seq + 1, user_id, name, _clip(text), start, end, False, overlapped_bot=overlapped), False
+                            max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped,
+                            end_of_turn=end_of_turn), True
+        return RoomLine(self._seq + 1, user_id, name, _clip(text), start, end, False, overlapped_bot=overlapped,
+                        end_of_turn=end_of_turn), False
 
     def _member_for_event(self, user_id: int, t: float, name: str | None = None) -> Member | None:
         if user_id == self.bot_user_id:
@@ -349,6 +380,23 @@ class Room:
         self.turn.reply_to_seq = reply_to_seq
         self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
 
+    def bot_pause(self, t: float, user_id: int) -> None:
+        """Someone speaks over the bot's line: its voice stops while they speak (the line is kept)."""
+        turn = self.turn
+        if turn is None:
+            return
+        if turn.paused_since is None:
+            turn.paused_since = t
+            turn.pauses += 1
+            turn.paused_for = set()
+        turn.paused_for.add(user_id)
+
+    def bot_resume(self) -> None:
+        """The speech over the bot was a backchannel: its line goes on."""
+        if self.turn is not None:
+            self.turn.paused_since = None
+            self.turn.paused_for = set()
+
     def bot_audio_started(self, t: float) -> None:
         if self.turn is not None and self.turn.speaking_since is None:
             self.turn.speaking_since = t
@@ -382,8 +430,9 @@ class Room:
         if not text:
             return None
         self._seq += 1
+        answered = next((ln for ln in reversed(self.history) if ln.seq == turn.reply_to_seq), None)
         line = RoomLine(self._seq, None, self.bot_name, _clip(text + ("…" if cut else "")), turn.speaking_since, t,
-                        True, interrupted=cut)
+                        True, interrupted=cut, addressee=answered.user_id if answered is not None else None)
         self.history.append(line)
         return line
 

@@ -304,7 +304,7 @@ class PrefillingResponder(ScriptedResponder):
 @pytest.mark.asyncio
 async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_during_a_line():
     responder = PrefillingResponder(["Lovely.", "Tell me more."], seconds_each=0.5)
-    session, player = await make(responder)
+    session, player = await make(responder, members=((BOB, "Bob"),))  # alone with the bot: it answers
     try:
         speak(session, BOB, "I baked bread today.", final=True)
         await until(lambda: len(responder.prefills) == 1)
@@ -336,7 +336,7 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         assert responder.prefills[0] == [] and "Alice is talking to you" in responder.situations[0]
         for words in ("Juniper,", "Juniper, what", "Juniper, what soup", "Juniper, what soup do you like?"):
             session.on_utterance(Utterance(ALICE, "Alice", words, start, time.monotonic(), False, 0.9, {}))
-        await until(lambda: not session._prefill_running and responder.prefills[-1][-1][1].endswith("like?"))
+        await until(lambda: not session.prefill.running and responder.prefills[-1][-1][1].endswith("like?"))
         assert 2 <= len(responder.prefills) <= 3  # the first partial's prefill, then the newest one
         assert responder.prefills[-1] == [("Alice", "Juniper, what soup do you like?")]
         end = time.monotonic()
@@ -351,7 +351,7 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         count = len(responder.prefills)
         session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))
         session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # both at once: no cache thrashing
-        await until(lambda: not session._prefill_running)
+        await until(lambda: not session.prefill.running)
         session.on_utterance(Utterance(BOB, "Bob", "So anyway", time.monotonic(), time.monotonic(), False, 0.9, {}))
         await asyncio.sleep(0.2)
         assert len(responder.prefills) == count + 1  # Alice's start only
