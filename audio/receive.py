@@ -92,6 +92,8 @@ class VoiceReceiver:
 
         # written on the loop thread, read by the reader/worker threads (single dict ops are atomic under the GIL)
         self._ssrc_user: OrderedDict[int, int] = OrderedDict()
+        self._opted_out: frozenset[int] = frozenset()  # replaced whole (atomic for the reader/worker threads)
+        self._drop_predicate: Callable[[int], bool] | None = None
         self._video_ssrcs: OrderedDict[int, None] = OrderedDict()
         self.present_user_ids: set[int] = set()
 
@@ -217,6 +219,36 @@ class VoiceReceiver:
     def user_for_ssrc(self, ssrc: int) -> int | None:
         return self._ssrc_user.get(ssrc)
 
+    # --- opt-out: members whose packets are dropped before DAVE decryption and Opus decoding (any thread) ----------
+    @property
+    def opted_out(self) -> frozenset[int]:
+        return self._opted_out
+
+    def opt_out(self, user_id: int) -> None:
+        self._opted_out = self._opted_out | {int(user_id)}
+
+    def opt_in(self, user_id: int) -> None:
+        self._opted_out = self._opted_out - {int(user_id)}
+
+    def set_opted_out(self, user_ids: Any) -> None:
+        self._opted_out = frozenset(int(u) for u in user_ids)
+
+    def set_drop_predicate(self, predicate: Callable[[int], bool] | None) -> None:
+        """Also drop the packets of members for whom `predicate(user_id)` is true; it runs for every packet
+        on the reader and worker threads (fast, thread-safe). A predicate that raises drops the packet."""
+        self._drop_predicate = predicate
+
+    def _is_dropped(self, user_id: int) -> bool:
+        if user_id in self._opted_out:
+            return True
+        predicate = self._drop_predicate
+        if predicate is None:
+            return False
+        try:
+            return bool(predicate(user_id))
+        except Exception:
+            return True
+
     # --- socket reader thread ---------------------------------------------------------------------------------
 
     def on_packet(self, data: bytes) -> None:
@@ -243,6 +275,10 @@ class VoiceReceiver:
                 return
             if ssrc == self._own_ssrc():
                 self.stats.drop("own")
+                return
+            user_id = self._ssrc_user.get(ssrc)
+            if user_id is not None and self._is_dropped(user_id):
+                self.stats.drop("opted_out")
                 return
             self.stats.pend()
             try:
@@ -479,6 +515,9 @@ class VoiceReceiver:
         if user_id == self.own_user_id:
             self.stats.drop("own", was_pending=True)
             return
+        if opus is None and self._is_dropped(user_id):
+            self.stats.drop("opted_out", was_pending=True)
+            return
         stream = self._streams.get(ssrc)
         if stream is not None and stream.is_duplicate(header.sequence):
             self.stats.drop("duplicate", was_pending=True)
@@ -598,6 +637,9 @@ class VoiceReceiver:
 
     def _dispatch(self, frames: list[MemberFrame]) -> None:
         for frame in frames:
+            if self._is_dropped(frame.user_id):  # opted out while these were being decoded
+                self.stats.add("frames_withheld")
+                continue
             try:
                 self._on_frame(frame)
             except Exception:

@@ -34,6 +34,7 @@ DROP_REASONS = (
     "opus",  # libopus refused the frame
     "overload",  # worker queue full
     "member_left",  # buffered when the member left / stream evicted
+    "opted_out",  # the member opted out (/privacy optout): dropped before DAVE decryption and Opus decoding
     "stopped",  # buffered when the receiver stopped
     "internal",  # a bug: an unexpected exception (logged with a traceback)
 )

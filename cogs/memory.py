@@ -16,6 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs.persona import can_manage
+from cogs.prompter import apply_opt_out
 from memory.recall import ago
 from memory.service import names_of
 from storage.errors import StorageError
@@ -44,14 +45,17 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whe
         guild_id = interaction.guild_id
         assert guild_id is not None
         user = interaction.user
+        session = self.bot.voice_sessions.get(guild_id)
         try:
             deleted = await self.bot.memory.opt_out(guild_id, user.id, names_of(user))
         except StorageError as exc:
+            apply_opt_out(session, user.id, True)
             log.warning("guild %d: opt-out of user %d applied but not saved: %s", guild_id, user.id, exc)
             await interaction.response.send_message(
                 "Done for now: I no longer listen to you in this server. I couldn't save the choice "
                 f"({exc}), so please run /privacy optout again later to keep it after a restart.", ephemeral=True)
             return
+        apply_opt_out(session, user.id, True)
         log.info("guild %d: user %d opted out (%d memories deleted)", guild_id, user.id, deleted)
         gone = f" and deleted the {deleted} thing{'s' if deleted != 1 else ''} I remembered about you" if deleted else ""
         await interaction.response.send_message(
@@ -67,6 +71,7 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whe
                                                     ephemeral=True)
             return
         await self.bot.memory.opt_in(guild_id, interaction.user.id)  # StorageError: the bot's error reply
+        apply_opt_out(self.bot.voice_sessions.get(guild_id), interaction.user.id, False)
         log.info("guild %d: user %d opted in", guild_id, interaction.user.id)
         await interaction.response.send_message("Welcome back: I listen to you again in this server.", ephemeral=True)
 

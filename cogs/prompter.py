@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import discord
 from discord import app_commands
@@ -35,6 +35,36 @@ def humans_in(channel: Any, bot_user_id: int | None) -> list[tuple[int, str]]:
             continue
         out.append((member.id, member.display_name))
     return out
+
+
+def receiver_dropping(make_receiver: Callable[..., Any] | None, drops: Callable[[int], bool]) -> Callable[..., Any]:
+    """A receiver factory whose receivers drop the packets of members who opted out, before decoding
+    (set before the receiver starts, so no packet of theirs is ever decoded)."""
+
+    def make(voice_client: Any, **kwargs: Any) -> Any:
+        if make_receiver is not None:
+            receiver = make_receiver(voice_client, **kwargs)
+        else:
+            from audio.receive import VoiceReceiver
+
+            receiver = VoiceReceiver(voice_client, **kwargs)
+        set_drop = getattr(receiver, "set_drop_predicate", None)
+        if set_drop is not None:
+            set_drop(drops)
+        return receiver
+
+    return make
+
+
+def apply_opt_out(session: Any, user_id: int, opted_out: bool) -> None:
+    """A live session: drop (or hear again) the member's audio now, and forget what is buffered of them."""
+    receiver = getattr(session, "receiver", None)
+    change = getattr(receiver, "opt_out" if opted_out else "opt_in", None)
+    if change is not None:
+        change(user_id)
+    listener = getattr(session, "listener", None)
+    if opted_out and listener is not None:
+        listener.forget(user_id)
 
 
 def caption_sender(channel: discord.abc.Messageable) -> CaptionSink:
@@ -90,6 +120,7 @@ class PrompterCog(commands.Cog):
                                scheduler=self._shared.get("scheduler"))
         memory = bot.memory
         parts["responder"] = memory.wrap_responder(parts["responder"], guild.id)
+        parts["make_receiver"] = receiver_dropping(parts.get("make_receiver"), memory.drop_check(guild.id))
         session = VoiceSession(
             settings=bot.settings,
             persona=persona,
