@@ -146,3 +146,23 @@ REPLIES: list[dict] = [
      "history": [("Ama", "Juniper, name a fun board game.")],
      "situation": "Ama is here with you. Ama is talking to you; reply to Ama.", "avoid": ["accra", "paris"]},
 ]
+
+# Calls to summarize: (member, [(speaker, text)], words a useful summary of the member's part holds)
+SUMMARY_CALLS: list[tuple[str, list[tuple[str, str]], list[str]]] = [
+    ("Noor", [("Noor", "I finally got the job at the children's hospital, I start in March."),
+              ("Juniper", "That's wonderful, congratulations!"),
+              ("Noor", "Thanks! I'm nervous about the night shifts though."), ("Felix", "You'll be great."),
+              ("Noor", "Also my sourdough failed again, it was flat as a pancake.")], ["hospital", "job", "sourdough"]),
+    ("Felix", [("Felix", "I spent the whole weekend fixing my old motorbike."), ("Juniper", "Did it work?"),
+               ("Felix", "It runs now, so I'm riding it to the Baltic sea next month."), ("Noor", "Nice!")],
+     ["motorbike", "baltic"]),
+    ("Ama", [("Ama", "My tomatoes on the balcony are finally turning red."), ("Juniper", "Oh, lovely!"),
+             ("Ama", "I want to make a big pot of jollof rice with them.")], ["tomato", "jollof", "balcony"]),
+    ("Ravi", [("Ravi", "Work was brutal, we had three hundred covers on Saturday."),
+              ("Juniper", "Three hundred? In one night?"), ("Ravi", "Yeah, and the dishwasher broke halfway through."),
+              ("Mei", "Oh no."), ("Ravi", "I'm taking Monday off to sleep.")], ["covers", "dishwasher", "saturday", "work"]),
+    ("Mei", [("Mei", "I started reading a huge fantasy series, fourteen books."), ("Juniper", "Which one?"),
+             ("Mei", "The Wheel of Time. I'm on book two and I already love Moiraine.")], ["wheel", "fantasy", "book"]),
+    ("Sam", [("Sam", "We adopted a rescue greyhound called Pickle."), ("Juniper", "Pickle! Great name."),
+             ("Sam", "She is terrified of the stairs but loves the couch.")], ["greyhound", "pickle", "rescue"]),
+]

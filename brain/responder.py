@@ -324,8 +324,8 @@ class _Reply:
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
             # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
-            log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
-                     self.result.raw_text[:120])
+            log.info("reply %s: nothing to say (%s); sampling again", self.owner, reason)
+            log.debug("reply %s: it wrote %r", self.owner, self.result.raw_text[:120])  # text only at DEBUG
             temperature = max(float(getattr(r.llm, "temperature", 0.0) or 0.0), RETRY_TEMPERATURE)
         self._mark("llm_done")
         if not self.result.stop_reason and not self.cancel_event.is_set():

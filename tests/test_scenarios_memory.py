@@ -10,6 +10,7 @@ transcribed, never stored. Alice's /memory forget leaves no row about her.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.timeout(600)]
 
 SISTER = "My sister is called Maya."
 CELLO = "I really love playing the cello."
-QUESTION = "Juniper, what is my sister called?"
+QUESTION = "Hey Juniper, what is my sister called?"
 BOB_LINE = "My name is Robert and I love sailing on the lake."
 
 
@@ -38,7 +39,8 @@ async def wait_rows(sc, user_id: int, predicate, timeout: float = 60.0) -> list:
 
 
 @pytest.mark.asyncio
-async def test_two_calls_remember_and_respect(tmp_path: Path) -> None:
+async def test_two_calls_remember_and_respect(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
     settings = scenario_settings(tmp_path, MEMORY_SUMMARY="extractive")
     lines = [("Alice", SISTER), ("Alice", CELLO), ("Alice", QUESTION), ("Bob", BOB_LINE)]
 
@@ -87,3 +89,9 @@ async def test_two_calls_remember_and_respect(tmp_path: Path) -> None:
         # /memory forget (confirmed): no row about Alice
         assert await sc.bot.memory.forget(sc.guild.id, ALICE.user_id, ["Alice"]) >= 2
         assert await sc.bot.memory.store.count_about(sc.guild.id, ALICE.user_id) == 0
+
+    # nothing members said, nor what the bot remembers or replied, is in the bot's logs at INFO or above
+    bot_records = [r for r in caplog.records if r.levelno >= logging.INFO and not r.name.startswith("simulator")]
+    logged = "\n".join(r.getMessage() for r in bot_records).lower()
+    for words in ("maya", "cello", "sailing", "sister"):
+        assert words not in logged, [r.getMessage() for r in bot_records if words in r.getMessage().lower()]
