@@ -61,11 +61,12 @@ class WriteQueue:
         self._idle.set()
         self._task: asyncio.Task | None = None
         self._closed = False
+        self._running: _Job | None = None
         self._failing_since: float | None = None
 
     @property
     def pending(self) -> int:
-        return len(self._jobs)
+        return len(self._jobs) + (self._running is not None)
 
     def submit(self, what: str, write: Write) -> None:
         """Queue a write (an async callable doing one transaction). Returns at once."""
@@ -99,43 +100,44 @@ class WriteQueue:
         if not drained and self._jobs:
             self.stats.drop("shutdown", len(self._jobs))
             log.warning("memory writes: %d write(s) dropped at shutdown (the database was unavailable)", len(self._jobs))
-            self._jobs.clear()
+        self._jobs.clear()
         self._idle.set()
 
     async def _run(self) -> None:
-        while True:
-            if not self._jobs:
-                self._idle.set()
-                return
-            job = self._jobs[0]
+        while self._jobs:
+            job = self._jobs.popleft()  # out of the queue while it runs: overflow drops waiting writes only
+            self._running = job
             try:
                 job.attempts += 1
                 await job.write()
             except asyncio.CancelledError:
+                self._jobs.appendleft(job)
                 raise
             except StorageError as exc:
                 if exc.transient and time.monotonic() - job.queued < self.max_age_s:
                     self.stats.retried += 1
                     self._note_failure(exc)
+                    self._running = None
+                    self._jobs.appendleft(job)  # first again, after the back-off
                     await asyncio.sleep(self.backoff_s[min(job.attempts - 1, len(self.backoff_s) - 1)])
                     continue
-                self._jobs.popleft()
                 reason = "expired" if exc.transient else "error"
                 self.stats.drop(reason)
                 log.warning("memory write (%s) dropped after %d attempt(s): %s [dropped so far: %s]", job.what,
                             job.attempts, exc, self.stats.dropped)
                 continue
             except Exception:
-                self._jobs.popleft()
                 self.stats.drop("error")
                 log.exception("memory write (%s) failed and was dropped", job.what)
                 continue
-            self._jobs.popleft()
+            finally:
+                self._running = None
             self.stats.written += 1
             if self._failing_since is not None:
                 log.info("memory writes flow again after %.0f s (%d retried, dropped: %s)",
                          time.monotonic() - self._failing_since, self.stats.retried, self.stats.dropped or "none")
                 self._failing_since = None
+        self._idle.set()
 
     def _note_failure(self, exc: StorageError) -> None:
         if self._failing_since is None:
