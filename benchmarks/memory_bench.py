@@ -156,8 +156,11 @@ def bench_replies(settings: Any, samples: int) -> dict[str, Any]:
 def bench_summaries(settings: Any, methods: Sequence[str]) -> dict[str, Any]:
     from bot.scheduler import ModelScheduler
     from brain.llm import make_backend
-    from memory.store import search_terms
+    from memory.store import STOPWORDS
     from memory.summarize import Line, summarize_member
+
+    def words(text: str) -> set[str]:
+        return {w for w in re.findall(r"[a-z0-9]+", text.lower()) if len(w) > 1 and w not in STOPWORDS}
 
     llm = make_backend(settings.replace(llm_model=settings.memory_llm_model or settings.llm_model))
     scheduler = ModelScheduler("pipelined")
@@ -172,9 +175,9 @@ def bench_summaries(settings: Any, methods: Sequence[str]) -> dict[str, Any]:
                                        owner="bench") or ""
             took = time.perf_counter() - t0
             covered += any(k in summary.lower() for k in keywords)
-            words = set(search_terms(summary)) - {"talked", "said", "spoke", "told", "mentioned"}
-            said = set(search_terms(" ".join(t for _, t in call)))
-            faithful.append(len(words & said) / len(words) if words else 1.0)
+            used = words(summary) - {"talked", "spoke", "told", "mentioned", "shared"}
+            said = words(" ".join(t for _, t in call))
+            faithful.append(len(used & said) / len(used) if used else 1.0)
             rows.append({"member": name, "summary": summary, "seconds": round(took, 2)})
         out[method] = {"calls": len(SUMMARY_CALLS), "on_topic_rate": round(covered / len(SUMMARY_CALLS), 3),
                        "faithfulness": round(sum(faithful) / len(faithful), 3), "summaries": rows}

@@ -174,7 +174,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("MEMORY_ENABLED", "memory_enabled", _bool, True, "Remember what members tell about themselves and a short summary of each call (a server can turn it off with /memory off)."),
     SettingSpec("MEMORY_RETENTION_DAYS", "memory_retention_days", _int_range(0, 36500), 90, "Memories not renewed for this many days are deleted (checked hourly); 0 keeps them until forgotten."),
     SettingSpec("MEMORY_PROMPT_TOKENS", "memory_prompt_tokens", _int_range(0, 2000), 96, "Token budget of the memories recalled into a reply's prompt (the most relevant first)."),
-    SettingSpec("MEMORY_SUMMARY", "memory_summary", _choice("llm", "extractive", "off"), "llm", "Call summaries: `llm` (written by the model in MEMORY_LLM_MODEL), `extractive` (the member's own most telling lines), `off`."),
+    SettingSpec("MEMORY_SUMMARY", "memory_summary", _choice("llm", "extractive", "off"), "extractive", "Call summaries: `extractive` (the member's own most telling lines), `llm` (written by MEMORY_LLM_MODEL; use it with a bigger model than SmolLM2-135M), `off`."),
     SettingSpec("MEMORY_LLM_MODEL", "memory_llm_model", _str, "", "Model that writes call summaries: empty = the reply model (LLM_MODEL); or another GGUF (path, `hf:`) / server model name, e.g. a bigger one."),
     SettingSpec("MEMORY_SUMMARY_INTERVAL_S", "memory_summary_interval_s", _float_range(60.0, 86400.0), 600.0, "During a long call, what was said is summarized in the background every this many seconds (when the room is quiet)."),
     SettingSpec("PRIVACY_NOTICE_SPOKEN", "privacy_notice_spoken", _bool, True, "On /join the bot posts that it listens and transcribes (and how to opt out); also say it out loud, briefly."),

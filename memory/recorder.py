@@ -88,13 +88,17 @@ class CallRecorder:
             if line.user_id is None or self.service.is_opted_out(self.guild_id, line.user_id):
                 continue
             self.lines.append(Line(line.name, new, line.user_id))
-            facts = [Fact(f.key, self.service.scrub(self.guild_id, f.text)) for f in extract_facts(new)]
+            facts = [Fact(f.key, self.service.scrub(self.guild_id, f.text, self._names_here()))
+                     for f in extract_facts(new)]
             if facts:
                 self.facts_found += len(facts)
                 self.service.queue_facts(self.guild_id, line.user_id, facts)
         if history:
             oldest = history[0].seq
             self._texts = {seq: text for seq, text in self._texts.items() if seq >= oldest}
+
+    def _names_here(self) -> dict[int, str]:
+        return {m.user_id: m.name for m in self.session.room.members.values()}
 
     def forget_member(self, user_id: int) -> None:
         """Drop the member's lines from the call so far (they opted out or asked to be forgotten)."""
@@ -139,7 +143,7 @@ class CallRecorder:
             if summary:
                 self.summaries_written += 1
                 self.service.queue_summary(self.guild_id, user_id, f"call:{self.call_id}:{part}",
-                                           self.service.scrub(self.guild_id, summary))
+                                           self.service.scrub(self.guild_id, summary, self._names_here()))
 
     async def _summary_of(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
         for _ in range(MAX_SUMMARY_ATTEMPTS):

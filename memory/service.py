@@ -53,7 +53,7 @@ class MemoryService:
         self.recorders: dict[int, CallRecorder] = {}
         self.privacy_loaded = False
         self._opted_out: dict[int, frozenset[int]] = {}
-        self._names: dict[tuple[int, int], str] = {}  # names of opted-out members seen here (scrubbed from texts)
+        self._names: dict[tuple[int, int], list[str]] = {}  # names of members who opted out here (scrubbed from texts)
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._summary_llm: Any = None
@@ -116,8 +116,7 @@ class MemoryService:
         """Stop listening to the member now (in memory first: applies even if saving fails), forget their
         memories and save the choice. Returns the memories deleted; raises StorageError if not saved."""
         self._set_opted_out(guild_id, user_id, True)
-        for name in names:
-            self._names[(guild_id, user_id)] = name
+        self._names[(guild_id, user_id)] = list(names)
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
@@ -128,9 +127,12 @@ class MemoryService:
         self._set_opted_out(guild_id, user_id, False)
         self._names.pop((guild_id, user_id), None)
 
-    def scrub(self, guild_id: int, text: str) -> str:
-        """`text` without the names of members of this guild who opted out."""
-        names = [name for (gid, uid), name in self._names.items() if gid == guild_id and self.is_opted_out(gid, uid)]
+    def scrub(self, guild_id: int, text: str, present: dict[int, str] | None = None) -> str:
+        """`text` without the names of members of this guild who opted out (those given when they opted out,
+        and the names of `present` members, {user id: name}, who did, e.g. in an earlier run of the bot)."""
+        names = [n for (gid, uid), given in self._names.items() if gid == guild_id and self.is_opted_out(gid, uid)
+                 for n in given]
+        names += [name for uid, name in (present or {}).items() if self.is_opted_out(guild_id, uid)]
         return scrub_names(text, names) if names else text
 
     # -- memory on/off, show, forget ------------------------------------------------------------------

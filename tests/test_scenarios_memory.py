@@ -1,7 +1,7 @@
 """Memory and consent on the loopback voice channel, with the real pipeline (receive + DAVE + Opus, VAD, STT,
 turn-taking, SmolLM2, Piper) and a real SQLite database that outlives the bot between the two calls.
 
-Call one: Alice tells two things about herself; the facts are stored as she says them; /leave summarizes her
+Call one: the bot says out loud that it listens and how to opt out; Alice tells two things about herself; the facts are stored as she says them; /leave summarizes her
 part. Call two (a new bot process on the same data): Alice asks about one of them; the reply's prompt carries
 it. Bob opts out with /privacy optout: his speech is dropped at receive before decoding (counted), never
 transcribed, never stored. Alice's /memory forget leaves no row about her.
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from simulator.scripted import JoinInteraction
+from simulator.voices import voiced_frames
 from tests.fixtures_scenarios import ALICE, BOB, bot_in_channel, scenario_settings
 
 pytestmark = [pytest.mark.timeout(600)]
@@ -42,10 +43,13 @@ async def wait_rows(sc, user_id: int, predicate, timeout: float = 60.0) -> list:
 async def test_two_calls_remember_and_respect(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     settings = scenario_settings(tmp_path, MEMORY_SUMMARY="extractive")
+    first_call = scenario_settings(tmp_path, MEMORY_SUMMARY="extractive", PRIVACY_NOTICE_SPOKEN="true")
     lines = [("Alice", SISTER), ("Alice", CELLO), ("Alice", QUESTION), ("Bob", BOB_LINE)]
 
-    # --- call one: two facts, then /leave ---------------------------------------------------------------
-    async with bot_in_channel(settings, [ALICE, BOB], synthesize=lines) as sc:
+    # --- call one: the spoken notice, two facts, then /leave -------------------------------------------------
+    async with bot_in_channel(first_call, [ALICE, BOB], synthesize=lines) as sc:
+        notice_s = float(voiced_frames(sc.ears["Bob"].pcm()).sum()) * 0.02  # heard before anyone spoke
+        assert notice_s >= 2.0, notice_s
         for text in (SISTER, CELLO):
             said = await sc.say("Alice", text)
             await sc.wait_for(lambda: sc.human_lines(said.start), 60, "Alice's line")
