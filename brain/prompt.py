@@ -9,8 +9,7 @@ little more than those. A persona's post-history instructions close the last use
 present (`memory`, a block built by `memory.recall`) open the last user turn, before the situation: near the end,
 where a small model attends to them (measured: SmolLM2-135M used a memory it was asked about in 15-21% of replies
 there, 3% when it sat in the system prompt) and where a change of memories costs only the last turn's evaluation.
-Under a token budget the oldest
-history goes first, then the example dialogue; the system prompt, the newest line and the
+Under a token budget the oldest history goes first, then the example dialogue; the system prompt, the newest line and the
 situation always stay (the newest line is shortened from the front only if it alone is too big).
 """
 
