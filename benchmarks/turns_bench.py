@@ -83,6 +83,21 @@ def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
     }
 
 
+def end_of_turn_cost(results: list[ScenarioResult], settings: Settings, calls: int = 30) -> dict[str, Any]:
+    """What the semantic end-of-turn model costs: per call in the corpus runs, and on 8 s of speech alone."""
+    made = sum(r.end_of_turn_calls for r in results)
+    out: dict[str, Any] = {"calls_in_corpus": made,
+                           "mean_ms_in_corpus": round(sum(r.end_of_turn_ms for r in results) / made, 1) if made else None}
+    if getattr(settings, "turn_model", "off") == "smart_turn":
+        from audio.end_of_turn import load_smart_turn
+        from simulator.speech import piper_speech_16k
+
+        model = load_smart_turn()
+        audio = piper_speech_16k("Juniper, I was wondering whether you have ever been to the sea, or to the mountains?")
+        out["alone_8s_ms"] = stats([model.estimate(audio).compute_s * 1000.0 for _ in range(calls)], 1)
+    return out
+
+
 def report(results: list[ScenarioResult]) -> dict[str, Any]:
     families = sorted({r.family for r in results})
     splits = sorted({r.split for r in results})
@@ -135,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      "reply_silence_ms": settings.reply_silence_ms, "barge_in_ms": settings.barge_in_ms,
                      "llm_model": settings.llm_model, "stt_model": settings.stt_model},
         **report(results),
+        "end_of_turn_model_cost": end_of_turn_cost(results, settings),
         "wall_s": round(time.monotonic() - started, 1),
         "scenarios": [r.as_dict() for r in results],
     }

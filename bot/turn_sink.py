@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
-from conversation.room import BotTurn, RoomLine
+from conversation.bot_turn import BotTurn
+from conversation.room import RoomLine
 
 if TYPE_CHECKING:
     from bot.voice_session import VoiceSession

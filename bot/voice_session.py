@@ -23,20 +23,22 @@ import inspect
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 import numpy as np
 
 from audio.types import MemberFrame, SpeakingEvent, Utterance
-from conversation.clock import Clock, MonotonicClock
-from conversation.decision import Action, Decision, Policy
 from bot.prefill import ReplyPrefill
 from bot.turn_sink import TurnSink, TurnTrace, history_lines
-from conversation.room import BotTurn, Room, RoomLine
+from bot.voice_output import VoiceOutput
+from bot.wakeup import Wakeup
+from conversation.bot_turn import BotTurn
+from conversation.clock import Clock, MonotonicClock
+from conversation.decision import Action, Decision, Policy
+from conversation.room import Room, RoomLine
 from conversation.rules import RULES, Rule, decide
 from conversation.situation import situation_for
-from conversation.text_overlap import copies
+from conversation.echo import ECHO_WINDOW_S, echoes
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +47,6 @@ IDLE_S = 30.0  # nothing due: sleep until an event pokes the loop (or this long,
 MAX_TRACES = 100
 DRAIN_POLL_S = 0.02
 DRAIN_MARGIN_S = 3.0
-ECHO_WINDOW_S = 30.0  # a member's line this soon after the bot's line may be that line picked up by their microphone
-ECHO_MIN_WORDS = 3  # shorter lines ("yes", "okay") are too common to call an echo
-ECHO_MATCH = 0.6  # share of the line's words found, in order, in the bot's recent words
 
 CaptionSink = Callable[[str], Awaitable[None]]
 
@@ -132,8 +131,8 @@ class VoiceSession:
         self._trace: TurnTrace | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._poked = False
-        self._sleeper: asyncio.Future | None = None
+        self._wakeup = Wakeup()
+        self.output = VoiceOutput(player, voice_client, name=f"guild {guild_id}")
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self.prefill = ReplyPrefill(getattr(responder, "prefill", None), self._reply_prompt_for, lambda: self.persona,
@@ -310,20 +309,7 @@ class VoiceSession:
         return IDLE_S
 
     async def _sleep_until_next(self, decision: Decision | None) -> None:
-        if self._poked:
-            self._poked = False
-            await asyncio.sleep(0)
-            return
-        loop = asyncio.get_running_loop()
-        sleeper = loop.create_future()
-        handle = loop.call_later(max(0.001, self._next_look_in(decision)), _set_result_unless_cancelled, sleeper, None)
-        self._sleeper = sleeper
-        try:
-            await sleeper
-        finally:
-            handle.cancel()
-            self._sleeper = None
-            self._poked = False
+        await self._wakeup.sleep(self._next_look_in(decision))
 
     async def step(self) -> Decision:
         """Evaluate the rules once and act on the decision (the loop calls this; tests may too)."""
@@ -411,9 +397,7 @@ class VoiceSession:
         if self.room.turn is None or decision.member_id is None:
             return
         self.room.bot_pause(now, decision.member_id)
-        pause = getattr(self.player, "pause", None)
-        if pause is not None:
-            pause()
+        self.output.pause()
         if self._trace is not None:
             self._trace.times.setdefault("paused", now)
             self._trace.pauses += 1
@@ -421,9 +405,7 @@ class VoiceSession:
     def _resume(self, now: float) -> None:
         """It was a backchannel: the line goes on where its voice stopped."""
         self.room.bot_resume()
-        resume = getattr(self.player, "resume", None)
-        if resume is not None:
-            resume()
+        self.output.resume()
         if self._trace is not None:
             self._trace.times["resumed"] = now
 
@@ -469,7 +451,7 @@ class VoiceSession:
                         break
                 await self.clock.sleep(DRAIN_POLL_S)
             trace.outcome = "spoken" if turn.speaking_since is not None else "silent"
-            self._stop_playing()
+            self.output.stop_playing()
             self._finish(turn)
         except asyncio.CancelledError:
             raise
@@ -515,11 +497,9 @@ class VoiceSession:
         played = self.player.seconds_played
         speaking = turn is not None and turn.speaking_since is not None
         dropped = self.player.flush() if (speaking or sink is not None) else 0.0
-        resume = getattr(self.player, "resume", None)
-        if resume is not None:
-            resume()  # nothing is queued any more; the next line must not start paused
+        self.output.resume()  # nothing is queued any more; the next line must not start paused
         if speaking:
-            self._stop_playing()
+            self.output.stop_playing()
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -539,7 +519,7 @@ class VoiceSession:
             self.room.bot_audio_started(now)
             if self._trace is not None:
                 self._trace.times.setdefault("audio_to_player", now)
-            self._ensure_playing()
+            self.output.ensure_playing()
 
     def _first_packet_threadsafe(self, t: float) -> None:
         self._on_loop(self._record_first_packet, t)
@@ -559,35 +539,7 @@ class VoiceSession:
 
     def _poke(self) -> None:
         """Something happened: evaluate the rules now."""
-        self._poked = True
-        if self._sleeper is not None and not self._sleeper.done():
-            self._sleeper.set_result(None)
-
-    def _ensure_playing(self) -> None:
-        vc = self.voice_client
-        if vc is None or not hasattr(vc, "play"):
-            return
-        try:
-            if vc.is_connected() and not vc.is_playing():
-                vc.play(self.player, after=self._player_stopped)
-        except Exception:
-            log.exception("guild %s: could not start playback", self.guild_id)
-
-    def _stop_playing(self) -> None:
-        """Between lines the bot sends nothing (Discord shows it speaking only while it speaks);
-        the player is started again with the next line's first audio."""
-        vc = self.voice_client
-        if vc is None or not hasattr(vc, "play"):
-            return
-        try:
-            if vc.is_playing():
-                vc.stop()
-        except Exception:
-            log.debug("guild %s: stopping playback failed", self.guild_id, exc_info=True)
-
-    def _player_stopped(self, error: Exception | None) -> None:
-        if error is not None:
-            log.error("guild %s: playback stopped with an error: %s", self.guild_id, error)
+        self._wakeup.poke()
 
     def _default_listener(self, settings: Any, **callbacks: Any) -> ListenerLike:
         from audio.listener import Listener
@@ -616,18 +568,6 @@ class VoiceSession:
             await self.captions(text[:1900])  # type: ignore[misc]
         except Exception as exc:
             log.warning("guild %s: caption not sent (%s: %s)", self.guild_id, type(exc).__name__, exc)
-
-
-def echoes(text: str, bot_texts: Iterable[str]) -> bool:
-    """Whether `text` is mostly words the bot said (in order): ECHO_MATCH of at least ECHO_MIN_WORDS words."""
-    return copies(text, bot_texts, min_share=ECHO_MATCH, min_words=ECHO_MIN_WORDS)
-
-
-def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:
-    """The prompter's interruptible sleep wakes like `asyncio.sleep` (same callback shape and
-    name), so tools that recognise sleeping tasks, such as SimCord's settlement, see a sleep."""
-    if not fut.done():
-        fut.set_result(result)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from conversation.addressing import is_takeover, texts_differ, words
 from conversation.decision import Action, Decision
-from conversation.room import BotState, Member
+from conversation.member import Member
+from conversation.room import BotState
 from conversation.rule_context import Ctx
 
 

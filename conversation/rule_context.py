@@ -8,7 +8,8 @@ from functools import cached_property, lru_cache
 
 from conversation.addressing import NameMatcher, NamesSaid, ends_unfinished, is_backchannel, resolve_names
 from conversation.decision import Policy
-from conversation.room import Member, Room, RoomLine
+from conversation.member import Member
+from conversation.room import Room, RoomLine
 
 
 @lru_cache(maxsize=64)

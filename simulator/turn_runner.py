@@ -45,6 +45,7 @@ from simulator.voices import voiced_frames
 log = logging.getLogger(__name__)
 
 RUN_GAP_S = 0.3  # a gap this long in the bot's voiced packets separates two runs of its voice
+STOP_GAP_S = 0.6  # after a takeover, the bot has stopped once its voice has been silent this long
 TALK_OVER_GRACE_S = 0.2  # the bot's voice starting this soon after a member started talks over them
 REPLY_WAIT_S = 8.0  # after a line, how long to wait for the bot to begin a reply before moving on
 LINE_WAIT_S = 60.0  # the longest wait for a bot line to finish
@@ -87,6 +88,8 @@ class ScenarioResult:
     bot_lines: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)
+    end_of_turn_calls: int = 0  # semantic end-of-turn model: calls and their total time
+    end_of_turn_ms: float = 0.0
     error: str = ""
     wall_s: float = 0.0
 
@@ -330,6 +333,9 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
                         if at >= t0 - 1.0]
     history = [ln for ln in sc.session.room.history if ln.end >= t0 - 1.0]
     result.heard = [f"{ln.name}: {ln.text}" for ln in history]
+    stats = getattr(sc.session.listener, "stats", None)
+    result.end_of_turn_calls = int(getattr(stats, "end_of_turn_calls", 0))
+    result.end_of_turn_ms = round(float(getattr(stats, "end_of_turn_ms_total", 0.0)), 1)
 
     spans = play.spans
     end_of_play = time.monotonic()
@@ -398,7 +404,6 @@ def _judge_overlap(sr: StepResult, step: Step, lines: list[tuple[float, Any]], v
     later = [h for h, t in lines if h > heard]
     line_end = min(later) if later else float("inf")
     own = [t for t in voiced if heard <= t < line_end]
-    last = max(own) if own else heard
     if step.expect == "keep":
         if planned_end < true_end + KEEP_MARGIN_S:
             sr.observed, sr.note = "precondition_failed", f"the line ended {true_end - planned_end:+.2f} s before the member finished"
@@ -412,6 +417,13 @@ def _judge_overlap(sr: StepResult, step: Step, lines: list[tuple[float, Any]], v
     if planned_end < onset + YIELD_MARGIN_S:
         sr.observed, sr.note = "precondition_failed", f"the line had only {planned_end - onset:.2f} s left when the member began"
         return
-    sr.stop_s = round(last - onset, 3)
+    # the bot stopped when its voice went silent for good: the end of the run of voice (gaps under
+    # STOP_GAP_S bridged: the pauses between its sentences) that was going on when the member began
+    stop = heard
+    for t in own:
+        if t - stop >= STOP_GAP_S and t > onset:
+            break
+        stop = t
+    sr.stop_s = round(max(0.0, stop - onset), 3)
     sr.observed = "yielded" if trace.outcome in ("interrupted", "discarded") else "talked_on"
     sr.ok = sr.observed == "yielded"
