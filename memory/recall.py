@@ -98,11 +98,13 @@ class Recall:
         self.count_tokens = count_tokens
 
     async def block(self, guild_id: int, members: Sequence[tuple[int, str]], query: str,
-                    *, now: float | None = None) -> str:
+                    *, now: float | None = None, before: float | None = None) -> str:
+        """The block for a reply; with `before` (the call's start), only memories from earlier calls: what was
+        said in this call is in the conversation history already."""
         if not members or self.budget_tokens <= 0:
             return ""
         now = time.time() if now is None else now
         ids = [uid for uid, _ in members]
-        hits = await self.store.search(guild_id, ids, query, limit=SEARCH_LIMIT) if query.strip() else []
-        known = await self.store.members_memories(guild_id, ids)
+        hits = await self.store.search(guild_id, ids, query, limit=SEARCH_LIMIT, before=before) if query.strip() else []
+        known = await self.store.members_memories(guild_id, ids, before=before)
         return fit(members, candidates(members, hits, known), self.budget_tokens, self.count_tokens, now)

@@ -3,7 +3,7 @@
 `RememberingResponder` wraps `brain.responder.Responder`. Before a reply it stops background model
 work (a call summary must never delay a reply) and recalls the memories relevant to the last words
 said, within a short timeout: a slow or unavailable database means a reply without memory, never a
-late one. Members who opted out are never recalled (nor addressed from memory).
+late one. Only memories from earlier calls are recalled: what was said in this call is in the history. Members who opted out are never recalled (nor addressed from memory).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class RememberingResponder:
         self.service = service
         self.guild_id = guild_id
         self.members = members  # (user id, name) of the humans present; set once the session exists
+        self.call_started: float | None = None  # memories first stored since (in this call) are not recalled
         self.last_memory = ""  # the block of the latest reply (tests and debugging)
 
     def __getattr__(self, name: str) -> Any:
@@ -60,7 +61,7 @@ class RememberingResponder:
                       member_names: Iterable[str] | None = None, **kwargs: Any) -> Any:
         self._preempt_background()
         memory = await self.service.recall(self.guild_id, self._present(), recall_query(history),
-                                           timeout=RECALL_TIMEOUT_S)
+                                           timeout=RECALL_TIMEOUT_S, before=self.call_started)
         self.last_memory = memory
         return await self.inner.respond(persona, history, situation=situation, sink=sink, member_names=member_names,
                                         memory=memory, **kwargs)
@@ -69,7 +70,7 @@ class RememberingResponder:
         """Blocking (a worker thread), like Responder.prefill, with the memories the reply will have."""
         self._preempt_background()
         memory = self.service.recall_from_thread(self.guild_id, self._present(), recall_query(history),
-                                                 timeout=RECALL_TIMEOUT_S)
+                                                 timeout=RECALL_TIMEOUT_S, before=self.call_started)
         self.inner.prefill(persona, history, cancel, situation=situation, memory=memory)
 
     def warm_up(self, persona: Any) -> None:

@@ -170,12 +170,14 @@ class MemoryService:
         return deleted
 
     # -- recall ---------------------------------------------------------------------------------------
-    async def recall(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *, timeout: float) -> str:
-        """The memory block for a reply, or "" (memory off, nothing known, database slow or unavailable)."""
+    async def recall(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *, timeout: float,
+                     before: float | None = None) -> str:
+        """The memory block for a reply, or "" (memory off, nothing known, database slow or unavailable).
+        `before`: the call's start (memories from earlier calls only)."""
         if not members or not self.remembers(guild_id) or not self.db.healthy:
             return ""
         try:
-            return await asyncio.wait_for(self.recall_builder.block(guild_id, members, query), timeout)
+            return await asyncio.wait_for(self.recall_builder.block(guild_id, members, query, before=before), timeout)
         except asyncio.TimeoutError:
             log.debug("guild %s: memory recall took over %.0f ms; replying without it", guild_id, timeout * 1000)
         except StorageError as exc:
@@ -183,11 +185,12 @@ class MemoryService:
         return ""
 
     def recall_from_thread(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *,
-                           timeout: float) -> str:
+                           timeout: float, before: float | None = None) -> str:
         """`recall` from a worker thread (the prefill runs in one)."""
         if self._loop is None or not members:
             return ""
-        future = asyncio.run_coroutine_threadsafe(self.recall(guild_id, members, query, timeout=timeout), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self.recall(guild_id, members, query, timeout=timeout, before=before),
+                                                  self._loop)
         try:
             return future.result(timeout + 0.2)
         except Exception:
@@ -206,6 +209,7 @@ class MemoryService:
         if isinstance(session.responder, RememberingResponder):
             room = session.room
             session.responder.members = lambda: [(m.user_id, m.name) for m in room.members.values()]
+            session.responder.call_started = time.time()
         provider = (lambda: self._summary_backend(llm)) if self.summary_method == "llm" else None
         recorder = CallRecorder(self, guild_id, session, llm=provider, scheduler=scheduler)
         self.recorders[guild_id] = recorder

@@ -104,40 +104,47 @@ class MemoryStore:
             )).mappings().all()
         return [_row(r) for r in rows]
 
-    async def members_memories(self, guild_id: int, user_ids: Iterable[int], *, limit_per_member: int = 40) -> list[Memory]:
-        """The newest memories of each of these members (facts and summaries), newest first."""
+    async def members_memories(self, guild_id: int, user_ids: Iterable[int], *, limit_per_member: int = 40,
+                               before: float | None = None) -> list[Memory]:
+        """The newest memories of each of these members (facts and summaries), newest first; with `before`,
+        only those first stored before that time (epoch seconds)."""
         ids = sorted(set(user_ids))
         if not ids:
             return []
+        since = [memories.c.created_at < before] if before is not None else []
         async with self.db.transaction() as conn:
             rows = (await conn.execute(
-                sa.select(memories).where(memories.c.guild_id == guild_id, memories.c.user_id.in_(ids))
+                sa.select(memories).where(memories.c.guild_id == guild_id, memories.c.user_id.in_(ids), *since)
                 .order_by(memories.c.updated_at.desc(), memories.c.id.desc()).limit(limit_per_member * len(ids))
             )).mappings().all()
         return [_row(r) for r in rows]
 
-    async def search(self, guild_id: int, user_ids: Iterable[int], text: str, *, limit: int = 8) -> list[Memory]:
-        """Memories of these members that match the words of `text`, most relevant first."""
+    async def search(self, guild_id: int, user_ids: Iterable[int], text: str, *, limit: int = 8,
+                     before: float | None = None) -> list[Memory]:
+        """Memories of these members that match the words of `text`, most relevant first; with `before`, only
+        those first stored before that time (epoch seconds)."""
         ids = sorted(set(user_ids))
         terms = search_terms(text)
         if not ids or not terms:
             return []
+        before_sql = " AND m.created_at < :before" if before is not None else ""
         async with self.db.transaction() as conn:
             if self.db.dialect == "postgresql":
                 query = sa.text(
                     "SELECT m.*, ts_rank(m.search, q, 1) AS score FROM memories m, to_tsquery('english', :q) q "
-                    "WHERE m.search @@ q AND m.guild_id = :guild AND m.user_id IN :users "
-                    "ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
+                    "WHERE m.search @@ q AND m.guild_id = :guild AND m.user_id IN :users" + before_sql +
+                    " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
                 ).bindparams(sa.bindparam("users", expanding=True))
-                params = {"q": " | ".join(terms), "guild": guild_id, "users": ids, "limit": limit}
+                params = {"q": " | ".join(terms), "guild": guild_id, "users": ids, "limit": limit, "before": before}
                 rows = (await conn.execute(query, params)).mappings().all()
                 return [_row(r, float(r["score"])) for r in rows]
             query = sa.text(
                 "SELECT m.*, -bm25(memories_fts) AS score FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid "
-                "WHERE memories_fts MATCH :q AND m.guild_id = :guild AND m.user_id IN :users "
-                "ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
+                "WHERE memories_fts MATCH :q AND m.guild_id = :guild AND m.user_id IN :users" + before_sql +
+                " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
             ).bindparams(sa.bindparam("users", expanding=True))
-            params = {"q": " OR ".join(f'"{t}"' for t in terms), "guild": guild_id, "users": ids, "limit": limit}
+            params = {"q": " OR ".join(f'"{t}"' for t in terms), "guild": guild_id, "users": ids, "limit": limit,
+                      "before": before}
             rows = (await conn.execute(query, params)).mappings().all()
         return [_row(r, float(r["score"])) for r in rows]
 

@@ -33,6 +33,8 @@ async def test_two_calls_facts_then_summary_then_recall(db_url: str, tmp_path: P
     assert await service.writes.drain(10)
     facts = {m.text for m in await service.about(GUILD, ALICE)}
     assert facts == {"sister Maya is a nurse in Boston", "loves jazz"}
+    await call.responder.respond(None, [line("Alice", "Juniper, what about my sister?")], situation="", sink=None)
+    assert call.responder.inner.memories[-1] == ""  # said in this call: in the history, not recalled as memory
     await service.session_closed(GUILD, call)  # /leave
     for _ in range(200):
         if not [t for t in service._tasks if t.get_name().startswith("memory-summary")]:
