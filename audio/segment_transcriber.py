@@ -22,16 +22,19 @@ was judged at (`Utterance.end_of_turn`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
 from audio.end_of_turn import SmartTurn
+from audio.hallucinations import is_hallucination
 from audio.stt import PartialSource, SttJob, SttResult, SttScheduler
 from audio.types import STT_RATE
 from audio.vad import Segment, VadConfig, VadEvent
@@ -43,6 +46,11 @@ MIN_PAUSE_MS = 64
 TURN_CONTEXT_GAP_S = 2.0  # the member's previous segment, if it ended this recently, is context for the end of turn
 TURN_CONTEXT_PAUSE_S = 1.0  # the silence between the two, at most, in that context
 TURN_CONTEXT_S = 8.0  # what the end-of-turn model reads
+JUDGE_WAIT_S = 0.3  # a transcript waits this long at most for the end-of-turn judgement of its pause
+TENTATIVE_GAP_S = 1.5  # a doubtful segment's words join the member's next segment if it begins this soon after
+
+# One thread judges the end of turn for every member and guild (the model is shared; a call is tens of ms).
+_JUDGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
 
 Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
 
@@ -63,7 +71,7 @@ class _Turn:
     paused_partial: SttResult | None = None  # the partial delivered (marked) in the current pause
     in_pause: bool = False  # the VAD reported a pause and no voice since (no partials: the speculation covers it)
     partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
-    end_of_turn: float | None = None  # the end-of-turn probability judged at the last pause
+    end_of_turn: Future | None = None  # the end-of-turn judgement (a TurnEstimate) of the last pause
     end_of_turn_sample: int = -1  # segment.last_voice_sample it was judged at (stale once they speak on)
     ended_t: float = 0.0
     speech_end_t: float = 0.0
@@ -85,12 +93,13 @@ class SegmentTranscriber:
         self._deliver = deliver
         self._expect_final = expect_final
         self._previous: dict[int, tuple[float, np.ndarray]] = {}  # user -> (end of their last segment, its audio)
+        self._tentative: dict[int, tuple[str, float]] = {}  # user -> (words Whisper doubted, when they ended)
 
     def pause(self, turn: _Turn) -> None:
-        """The VAD heard a pause: judge the end of turn, mark the latest partial, speculate."""
+        """The VAD heard a pause: judge the end of turn (then mark the latest partial with it), speculate."""
         turn.in_pause = True
-        self._judge_end_of_turn(turn)
-        self._paused(turn)
+        if not self._judge_end_of_turn(turn):
+            self._paused(turn)
         if self.speculative:
             self._speculate(turn)
 
@@ -112,6 +121,29 @@ class SegmentTranscriber:
 
     def forget(self, user_id: int) -> None:
         self._previous.pop(user_id, None)
+        self._tentative.pop(user_id, None)
+
+    def _send(self, user_id: int, result: SttResult, start: float, end: float, final: bool,
+              timings: dict[str, float], end_of_turn: float | None) -> None:
+        """Deliver a transcript of a segment, after the words of the member's previous segment if Whisper
+        doubted those (a name alone before a pause, "Captain Hollis, <1 s> how do you tie a knot?", often
+        scores below the confidence guard on its own: with what follows, it is plainly speech)."""
+        held = self._tentative.get(user_id)
+        if held is not None:
+            words, held_end = held
+            if result.text and 0.0 <= start - held_end <= TENTATIVE_GAP_S:
+                result = dataclasses.replace(result, text=f"{words} {result.text}")
+            if final:
+                self._tentative.pop(user_id, None)
+        self._deliver(user_id, result, start, end, final, timings, end_of_turn)
+
+    def _hold_if_doubtful(self, seg: Segment, result: SttResult) -> None:
+        """Words rejected only for Whisper's low confidence (not as silence, noise or a known hallucination)
+        wait for the member's next segment."""
+        raw = (result.raw_text or "").strip()
+        if (not result.text and raw and (result.rejected or "").startswith("avg_logprob")
+                and not is_hallucination(raw)):
+            self._tentative[seg.user_id] = (raw, seg.last_voice_t)
 
     def begin(self, seg: Segment) -> _Turn:
         """A new segment: partials start at their cadence."""
@@ -257,6 +289,7 @@ class SegmentTranscriber:
         """Deliver a partial. A speculative one (all their words, taken at a pause) always goes out, and
         until they speak again (`_resumed`) the pause's partials are their latest: others are held back."""
         seg = turn.segment
+        end_of_turn = self._current_end_of_turn(turn)
         with turn.lock:
             if turn.finalized or not result.text or (
                     not speculative and (result.text == turn.last_partial or turn.paused_partial)):
@@ -268,51 +301,68 @@ class SegmentTranscriber:
                 timings["speculative"] = time.monotonic()
                 turn.paused_partial = result
             self.stats.partials += 1
-            self._deliver(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings,
-                            self._current_end_of_turn(turn))
+            self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
 
-    def _judge_end_of_turn(self, turn: _Turn) -> None:
-        """At a pause: has the member finished? Their audio so far, after their previous segment when it
-        ended moments before (what they said before a pause is part of the sentence being judged)."""
+    def _judge_end_of_turn(self, turn: _Turn) -> bool:
+        """At a pause: has the member finished? Judged on the end-of-turn thread (the VAD thread goes on
+        with everyone's audio), on their audio so far after their previous segment when it ended moments
+        before (what they said before a pause is part of the sentence being judged). When the judgement
+        is in, their latest partial goes out marked "paused", with it. False: nothing to judge."""
         model = self.end_of_turn
         seg = turn.segment
-        if model is None or turn.end_of_turn_sample == seg.last_voice_sample:
-            return
+        sample = seg.last_voice_sample
+        if model is None or turn.end_of_turn_sample == sample:
+            return False
         audio = seg.audio()
         previous = self._previous.get(seg.user_id)
         if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
             gap = np.zeros(int(min(seg.start_t - previous[0], TURN_CONTEXT_PAUSE_S) * STT_RATE), dtype=np.float32)
             audio = np.concatenate((previous[1], gap, audio[seg.onset_sample:]))
-        try:
-            estimate = model.estimate(audio[-int(TURN_CONTEXT_S * STT_RATE):])
-        except Exception:
-            log.exception("end-of-turn model failed; going on without it for this pause")
-            return
-        self.stats.end_of_turn_calls += 1
-        self.stats.end_of_turn_ms_total += estimate.compute_s * 1000.0
+        future = _JUDGE.submit(model.estimate, audio[-int(TURN_CONTEXT_S * STT_RATE):])
         with turn.lock:
-            turn.end_of_turn = estimate.probability
-            turn.end_of_turn_sample = seg.last_voice_sample
+            stale, turn.end_of_turn = turn.end_of_turn, future
+            turn.end_of_turn_sample = sample
+        if stale is not None:
+            stale.cancel()  # an earlier pause's judgement not started yet: they spoke since, it would be stale
+        future.add_done_callback(lambda done, turn=turn: self._judged(turn, done))
+        return True
+
+    def _judged(self, turn: _Turn, future: Future) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("end-of-turn model failed (%s: %s); going on without it for this pause", type(error).__name__,
+                      error)
+        else:
+            self.stats.end_of_turn_calls += 1
+            self.stats.end_of_turn_ms_total += future.result().compute_s * 1000.0
+        self._paused(turn)
 
     @staticmethod
     def _current_end_of_turn(turn: _Turn) -> float | None:
-        """The end-of-turn probability, if it was judged on all the voice of the segment so far."""
-        if turn.end_of_turn_sample == turn.segment.last_voice_sample:
-            return turn.end_of_turn
-        return None
+        """The end-of-turn probability, if it was judged on all the voice of the segment so far (waiting a
+        moment for a judgement in progress: it began at the pause, before any transcription of it)."""
+        future = turn.end_of_turn
+        if future is None or turn.end_of_turn_sample != turn.segment.last_voice_sample:
+            return None
+        try:
+            return future.result(timeout=JUDGE_WAIT_S).probability
+        except Exception:  # still running after the wait, or failed: not judged
+            return None
 
     def _paused(self, turn: _Turn) -> None:
         """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
         start preparing a reply to it while the speculative transcript and the end are still to come."""
         seg = turn.segment
+        end_of_turn = self._current_end_of_turn(turn)
         with turn.lock:
             result = turn.last_partial_result
-            if result is None or turn.paused_partial is not None or turn.finalized:
-                return
+            if result is None or turn.paused_partial is not None or turn.finalized or not turn.in_pause:
+                return  # (not in_pause: they spoke again while the end of turn was being judged)
             turn.paused_partial = result
             timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
-            self._deliver(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings,
-                            self._current_end_of_turn(turn))
+            self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
 
     def _resumed(self, turn: _Turn) -> None:
         """They speak again after a pause that went out as a marked partial: their words so far again,
@@ -322,7 +372,7 @@ class SegmentTranscriber:
             result, turn.paused_partial = turn.paused_partial, None
             if result is not None and not turn.finalized:
                 timings = {"speech_start": seg.start_t, "resumed": time.monotonic()}
-                self._deliver(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
+                self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, None)
 
     def _emit_final(self, turn: _Turn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
         """Emit the segment's one final: its text, or an empty final when it was rejected or discarded."""
@@ -356,8 +406,10 @@ class SegmentTranscriber:
             "stt_start": job.started,
             "stt_done": job.finished,
         }
-        self._deliver(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings,
-                        self._current_end_of_turn(turn))
+        self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings,
+                   self._current_end_of_turn(turn))
+        if job.kind != "discard":
+            self._hold_if_doubtful(seg, result)
 
     def update_pause(self, compute_s: float) -> None:
         """Speculate only as early as needed for the final to be ready when the end is confirmed."""

@@ -80,6 +80,14 @@ def _str(raw: str) -> str:
     return raw.strip()
 
 
+def _host(raw: str) -> str:
+    """A host name or IP address to listen on."""
+    value = raw.strip()
+    if not value or not all(c.isalnum() or c in ".-:[]" for c in value):
+        raise ValueError("expected a host name or IP address (127.0.0.1, 0.0.0.0, ::1)")
+    return value
+
+
 def _optional_int(raw: str) -> int | None:
     raw = raw.strip()
     if not raw:
@@ -126,6 +134,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("CHORUS_DEFAULT_PERSONA", "default_persona", _str, "Juniper", "Persona used in a guild that has not chosen one."),
     SettingSpec("CHORUS_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Logging level."),
     SettingSpec("CHORUS_LOG_FORMAT", "log_format", _choice("text", "json"), "text", "Log line format: human text or one JSON object per line."),
+    SettingSpec("CHORUS_METRICS_PORT", "metrics_port", _int_range(0, 65535), 0, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port, e.g. 9108. 0: off."),
+    SettingSpec("CHORUS_METRICS_HOST", "metrics_host", _host, "127.0.0.1", "Address the metrics server listens on (0.0.0.0: every interface)."),
     # --- Speech to text ----------------------------------------------------------
     SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
     SettingSpec("STT_DEVICE", "stt_device", _choice("cpu", "cuda", "auto"), "cpu", "Device for faster-whisper."),
@@ -192,6 +202,8 @@ class Settings:
     default_persona: str
     log_level: str
     log_format: str
+    metrics_port: int
+    metrics_host: str
     stt_model: str
     stt_device: str
     stt_compute_type: str

@@ -101,6 +101,7 @@ class VoiceSession:
         rules: tuple[Rule, ...] = RULES,
         captions: CaptionSink | None = None,
         tick_s: float = TICK_S,
+        metrics: Any = None,
     ) -> None:
         self.settings = settings
         self.persona = persona
@@ -114,6 +115,7 @@ class VoiceSession:
         self.rules = rules
         self.captions = captions
         self.tick_s = tick_s
+        self.metrics = metrics  # bot.metrics.GuildMetrics: each line's stage times, when metrics are on
         self.room = Room(bot_name=persona.name, bot_user_id=bot_user_id, now=self.clock.now(),
                          bot_aliases=tuple(getattr(persona, "aliases", ()) or ()))
         for user_id, name in members:
@@ -480,6 +482,8 @@ class VoiceSession:
             log.info("guild %s turn %s (%s): %s | %d words | %s", self.guild_id, trace.kind, trace.outcome,
                      trace.reason, len(trace.text.split()), trace.relative_ms())
             log.debug("guild %s: the bot said (DEBUG only): %r", self.guild_id, trace.text[:200])
+            if self.metrics is not None:
+                self.metrics.observe_turn(trace.times, trace.outcome)
         if line is not None:
             self._caption(f"**{line.name}**: {line.text}")
         self._sink = None

@@ -44,6 +44,7 @@ TAKEOVER_CUES = frozenset(
     "wait stop hold hang sorry excuse pardon what no nope hey listen actually but shut enough quiet question".split()
 )
 SHORT_BURST_WORDS = 2  # a burst this short over someone, with no cue in it, is taken as a backchannel
+SHORT_BURST_S = 0.7  # and one this short (seconds of voice), whatever Whisper made of it
 # Words a sentence does not end on: a line that stops on one is not finished, whatever its punctuation
 # (Whisper closes every segment with a full stop).
 CONTINUATION_WORDS = frozenset(
@@ -220,15 +221,20 @@ def is_backchannel(text: str) -> bool:
     return norm in BACKCHANNELS or (len(norm.split()) <= 2 and all(w in BACKCHANNELS for w in norm.split()) and bool(norm))
 
 
-def is_takeover(text: str) -> bool:
+def is_takeover(text: str, voiced_s: float | None = None) -> bool:
     """Words said over someone that claim the floor: more than a short burst, or a short one with a cue
-    in it. A short burst without one is a backchannel even when it is no stock phrase: Whisper often
-    writes a clipped "mm-hm" as a word or two ("in memory."), and "Good idea." or "Me too!" do not ask
-    the speaker to stop."""
+    in it ("Wait!", "Sorry, what?"). A short burst without one is a backchannel even when it is no stock
+    phrase: Whisper often writes a clipped "mm-hm" as a few words ("in memory.", "and I'm not."), and
+    "Good idea." or "Me too!" do not ask the speaker to stop. Short is two words at most, or less than
+    SHORT_BURST_S of voice (`voiced_s`, when known), whatever the words."""
     if not text.strip() or is_backchannel(text):
         return False
     tokens = words(text)
-    return len(tokens) > SHORT_BURST_WORDS or any(t in TAKEOVER_CUES for t in tokens)
+    if any(t in TAKEOVER_CUES for t in tokens):
+        return True
+    if voiced_s is not None and voiced_s < SHORT_BURST_S:
+        return False
+    return len(tokens) > SHORT_BURST_WORDS
 
 
 def texts_differ(a: str, b: str, *, threshold: float = 0.8) -> bool:

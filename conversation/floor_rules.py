@@ -5,7 +5,8 @@
 * Anyone speaking over the bot's line pauses it at once (within ~0.1 s of the voice onset the VAD
   confirms): a person stops talking when someone else starts, then decides. Their words decide: a
   backchannel ("mm-hm", "yeah", a laugh, a sound Whisper rejects, a short burst without a cue word) lets
-  the line go on where it stopped; a takeover ("wait", "sorry, what?", three words or more) makes the bot
+  the line go on where it stopped; a takeover ("wait", "sorry, what?", three words or more in 0.7 s of
+  voice or more) makes the bot
   give up the line; so does speech over it longer than `barge_in_s` whatever the words (a fluent
   takeover is told before its transcript).
 * Members whose microphone picks up the bot's voice (`echo_prone`, found by the session) do not pause it.
@@ -86,12 +87,13 @@ def rule_floor(ctx: Ctx) -> Decision | None:
         if not member.speaking and (member.last_speech_start is None
                                     or member.last_speech_start < turn.started - 0.05):
             continue  # nothing said since the line began
-        said = turn.words_over(member.user_id)
-        if is_takeover(said):
-            return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({len(words(said))} words over "
-                            "the bot)", "floor", member_id=member.user_id)
         # Bursts add up: "Wait, <pause> wait, <pause> hold on" is one run of speech over the bot.
         run = member.speech_since(turn.started, ctx.now, policy.barge_in_gap_s, policy.speech_tail_s)
+        said = turn.words_over(member.user_id)
+        voiced = None if member.speaking else member.voiced_since(turn.started, ctx.now, policy.speech_tail_s)
+        if is_takeover(said, voiced):
+            return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({len(words(said))} words over "
+                            "the bot)", "floor", member_id=member.user_id)
         if run >= policy.barge_in_s and not member.echo_prone:
             return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({run * 1000:.0f} ms over the bot)",
                             "floor", member_id=member.user_id)

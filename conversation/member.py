@@ -56,6 +56,14 @@ class Member:
             next_start = start
         return total
 
+    def voiced_since(self, since: float, now: float, tail_s: float = 0.0) -> float:
+        """All their seconds of speech after `since` (finished spans less the VAD's `tail_s`, and the one
+        going on): how long someone spoke over the bot's line, whatever the gaps."""
+        spans = [(start, max(start, end - tail_s)) for start, end in self.speech_spans]
+        if self.speaking_since is not None:
+            spans.append((self.speaking_since, now))
+        return sum(max(0.0, end - max(start, since)) for start, end in spans if end > since)
+
     @property
     def paused(self) -> bool:
         """Speaking per the VAD, but silent for a moment: the listener marked their latest partial

@@ -36,11 +36,11 @@ class P:
     aliases: tuple = field(default_factory=tuple)
 
 
-async def make(responder, *, policy=FAST, members=((ALICE, "Alice"), (BOB, "Bob")), captions=None):
+async def make(responder, *, policy=FAST, members=((ALICE, "Alice"), (BOB, "Bob")), captions=None, metrics=None):
     player = PacedPlayer()
     session = VoiceSession(settings=SETTINGS, persona=P(), responder=responder, player=player, guild_id=7,
                            bot_user_id=BOT, members=members, make_listener=RecordingListener, policy=policy,
-                           captions=captions, tick_s=0.01)
+                           captions=captions, tick_s=0.01, metrics=metrics)
     await session.start()
     return session, player
 
@@ -66,8 +66,11 @@ async def until(predicate, timeout=5.0):
 
 @pytest.mark.asyncio
 async def test_answers_a_direct_question_and_records_the_turn():
+    from bot.metrics import Metrics
+
+    metrics = Metrics()
     responder = ScriptedResponder(["It's half past two.", "Time for tea?"], seconds_each=0.2)
-    session, player = await make(responder)
+    session, player = await make(responder, metrics=metrics.for_guild(7))
     try:
         speak(session, ALICE, "Juniper, what time is it?")
         await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
@@ -87,6 +90,9 @@ async def test_answers_a_direct_question_and_records_the_turn():
         assert [d.action for _, d in session.decisions] == [Action.RESPOND_NOW]
         await asyncio.sleep(0.2)
         assert len(responder.calls) == 1  # answered once
+        # the line's stages went to the guild's metrics (when metrics are on)
+        assert metrics.registry.get_sample_value("chorus_turns_total", {"guild": "7", "outcome": "spoken"}) == 1
+        assert metrics.registry.get_sample_value("chorus_turn_latency_seconds_count", {"guild": "7"}) == 1
     finally:
         await session.close()
         player.close()

@@ -290,3 +290,15 @@ def test_no_early_start_on_words_that_sound_unfinished():
     assert at(room, T0 + 2.57).action is Action.WAIT
     partial(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5, end_of_turn=0.9, paused=T0 + 2.56)
     assert at(room, T0 + 2.57).action is Action.RESPOND_NOW
+
+
+def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_with_words_is_not():
+    for spoke_s, words, action in ((0.4, "and I'm not.", Action.RESUME),  # a clipped "mm-hmm", misheard
+                                   (0.9, "I disagree with that.", Action.YIELD_FLOOR)):
+        room = make_room(ALICE, BOB)
+        _bot_speaking(room, T0 + 1)
+        _paused_by(room, BOB, T0 + 2)
+        stop_speaking(room, BOB, T0 + 2 + spoke_s + 0.3)  # the VAD ends speech 0.3 s after the voice
+        final(room, BOB, words, T0 + 2, T0 + 2 + spoke_s)
+        d = at(room, T0 + 3.9, Policy(speech_tail_s=0.3))  # the final came well after: the run is over
+        assert d.action is action, (words, d)

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
 SELECTION = [
     "pause-wondering-sea",  # mid-sentence pause: waits, then answers the whole question
     "name-end-puppy",  # the bot's name at the end, an espeak voice
-    "similar-jennifer-salt",  # a member called Jennifer is spoken to: not the bot
+    "similar-holly-keys",  # a member called Holly is spoken to: not Captain Hollis; then he is
     "chat-three-game",  # three people chatting, no names
     "statement-three-rain-answered",  # a remark to the room, answered by another member
     "backchannel-mmhm-dragon",  # "mm-hm" over the bot: it goes on
