@@ -37,8 +37,10 @@ from simulator.turn_runner import ScenarioResult, run_scenario
 log = logging.getLogger("benchmarks.turns_bench")
 
 OUT = PROJECT_ROOT / "out" / "bench" / "turns.json"
-# Production defaults, except: no greeting (every scenario starts with the bot already in the room).
-BENCH_ENV = {"PROMPTER_GREET": "false"}
+# Production defaults, except: no greeting (every scenario starts with the bot already in the room), no memory
+# (a scenario played again would meet members the bot remembers from the try before: another prompt), and no
+# spoken listening notice at /join (seconds of TTS before every try).
+BENCH_ENV = {"PROMPTER_GREET": "false", "MEMORY_ENABLED": "false", "PRIVACY_NOTICE_SPOKEN": "false"}
 
 
 def bench_settings(smart_turn: str | None = None, env: dict[str, str] | None = None) -> Settings:

@@ -120,7 +120,7 @@ class Responder:
         self.prefill(persona, [])
 
     def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
-                situation: str = "") -> None:
+                situation: str = "", memory: str = "") -> None:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
@@ -130,7 +130,7 @@ class Responder:
         stops it at once.
         """
         messages = build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
-                                  count_tokens=self.llm.count_tokens)
+                                  count_tokens=self.llm.count_tokens, memory=memory)
         stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
         try:
             for _ in stream:
@@ -166,14 +166,17 @@ class Responder:
         member_names: Iterable[str] | None = None,
         t_request: float | None = None,
         result: ReplyResult | None = None,
+        memory: str = "",
     ) -> ReplyResult:
-        """Think and speak one reply; returns what was generated. Cancel the task to stop it."""
+        """Think and speak one reply; returns what was generated. Cancel the task to stop it.
+        `memory`: what the bot remembers of the members present (a `memory.recall` block), or nothing."""
         loop = asyncio.get_running_loop()
         reply = _Reply(
             responder=self,
             persona=persona,
             history=list(history),
             situation=situation,
+            memory=memory,
             member_names=list(member_names) if member_names is not None else _speakers(history),
             sink=sink,
             loop=loop,
@@ -217,6 +220,7 @@ class _Reply:
         persona: Any,
         history: list[Any],
         situation: str,
+        memory: str,
         member_names: list[str],
         sink: ReplySink,
         loop: asyncio.AbstractEventLoop,
@@ -226,6 +230,7 @@ class _Reply:
         self.persona = persona
         self.history = history
         self.situation = situation
+        self.memory = memory
         self.member_names = member_names
         self.sink = sink
         self.loop = loop
@@ -298,10 +303,11 @@ class _Reply:
         r = self.r
         messages = build_messages(
             self.persona, self.history, situation=self.situation, budget_tokens=r.prompt_budget(self.persona),
-            count_tokens=r.llm.count_tokens,
+            count_tokens=r.llm.count_tokens, memory=self.memory,
         )
         self._mark("prompt_built")
-        # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
+        # What the model was told (persona prompt, situation): a sentence copying it is not spoken. (Not the
+        # memories: saying "your sister Hana is a vet" when asked is using them, not reading instructions aloud.)
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
         # Its own last lines: a sentence repeating one is not spoken either.
         said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
@@ -318,8 +324,8 @@ class _Reply:
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
             # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
-            log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
-                     self.result.raw_text[:120])
+            log.info("reply %s: nothing to say (%s); sampling again", self.owner, reason)
+            log.debug("reply %s: it wrote %r", self.owner, self.result.raw_text[:120])  # text only at DEBUG
             temperature = max(float(getattr(r.llm, "temperature", 0.0) or 0.0), RETRY_TEMPERATURE)
         self._mark("llm_done")
         if not self.result.stop_reason and not self.cancel_event.is_set():
