@@ -204,6 +204,21 @@ class WhisperTranscriber:
         )
 
 
+def make_transcriber(settings):
+    """The transcriber STT_BACKEND names: in-process faster-whisper, or a Wyoming STT server."""
+    if getattr(settings, "stt_backend", "local") == "wyoming":
+        from audio.wyoming_stt import WyomingTranscriber
+
+        return WyomingTranscriber(settings)
+    return WhisperTranscriber(settings)
+
+
+def preload_transcriber(settings) -> None:
+    """Load what transcription needs before the first member speaks (the local model; nothing for a server)."""
+    if getattr(settings, "stt_backend", "local") == "local":
+        load_whisper(settings)
+
+
 def load_whisper(settings):
     """The process-wide faster-whisper model for these settings (loaded once)."""
     from bot.models import MODELS, resolve_whisper_model

@@ -118,6 +118,21 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _tcp_uri(raw: str) -> str:
+    """A Wyoming server address, tcp://host:port."""
+    from urllib.parse import urlsplit
+
+    raw = raw.strip()
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "tcp" or not parts.hostname or not port:
+        raise ValueError("expected tcp://host:port")
+    return raw
+
+
 def _path(raw: str) -> Path:
     """A path; relative ones are taken from the project root, so `.env` works from any cwd."""
     path = Path(raw.strip()).expanduser()
@@ -137,6 +152,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("CHORUS_METRICS_PORT", "metrics_port", _int_range(0, 65535), 0, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port, e.g. 9108. 0: off."),
     SettingSpec("CHORUS_METRICS_HOST", "metrics_host", _host, "127.0.0.1", "Address the metrics server listens on (0.0.0.0: every interface)."),
     # --- Speech to text ----------------------------------------------------------
+    SettingSpec("STT_BACKEND", "stt_backend", _choice("local", "wyoming"), "local", "`local`: faster-whisper in this process; `wyoming`: a Wyoming STT server (wyoming-faster-whisper) at STT_SERVER_URI does every transcription (partials and finals; VAD and end of turn stay here)."),
+    SettingSpec("STT_SERVER_URI", "stt_server_uri", _tcp_uri, "tcp://127.0.0.1:10300", "Wyoming STT server (STT_BACKEND=wyoming). The protocol has no authentication: keep it on this host or a private network."),
     SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
     SettingSpec("STT_DEVICE", "stt_device", _choice("cpu", "cuda", "auto"), "cpu", "Device for faster-whisper."),
     SettingSpec("STT_COMPUTE_TYPE", "stt_compute_type", _str, "int8", "CTranslate2 compute type (int8, int8_float16, float16, float32)."),
@@ -165,6 +182,9 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
     SettingSpec("LLM_API_KEY", "llm_api_key", _str, "", "API key for the OpenAI-compatible server, if it needs one.", secret=True),
     # --- TTS -----------------------------------------------------------------------
+    SettingSpec("TTS_BACKEND", "tts_backend", _choice("local", "wyoming"), "local", "`local`: the persona's engine in this process; `wyoming`: a Wyoming TTS server (wyoming-piper) at TTS_SERVER_URI speaks every line."),
+    SettingSpec("TTS_SERVER_URI", "tts_server_uri", _tcp_uri, "tcp://127.0.0.1:10200", "Wyoming TTS server (TTS_BACKEND=wyoming). No authentication: keep it on this host or a private network."),
+    SettingSpec("TTS_SERVER_VOICE", "tts_server_voice", _str, "", "Voice the Wyoming TTS server should use (e.g. en_US-joe-medium); empty: the persona's Piper voice name if it has one, else the server's default."),
     SettingSpec("TTS_ENGINE", "tts_engine", _choice("persona", "piper", "xtts", "espeak"), "persona", "`persona`: the engine the persona names; or force piper / xtts (GPU extra) / espeak."),
     SettingSpec("TTS_DEVICE", "tts_device", _choice("cpu", "cuda", "auto"), "auto", "Device for XTTS."),
     SettingSpec("TTS_USE_DEEPSPEED", "tts_use_deepspeed", _bool, True, "Use deepspeed for XTTS when it is installed and a GPU is present."),
@@ -205,6 +225,8 @@ class Settings:
     log_format: str
     metrics_port: int
     metrics_host: str
+    stt_backend: str
+    stt_server_uri: str
     stt_model: str
     stt_device: str
     stt_compute_type: str
@@ -231,6 +253,9 @@ class Settings:
     llm_frequency_penalty: float
     llm_base_url: str
     llm_api_key: str
+    tts_backend: str
+    tts_server_uri: str
+    tts_server_voice: str
     tts_engine: str
     tts_device: str
     tts_use_deepspeed: bool
