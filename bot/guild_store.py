@@ -76,6 +76,17 @@ class GuildStore:
         }
         self.loaded = True
 
+    async def refresh(self, guild_id: int) -> GuildState:
+        """Read one guild's row again (its shard moved to this process; another process may have changed it)."""
+        async with self.db.transaction() as conn:
+            row = (await conn.execute(sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id))).mappings().first()
+        states = {k: v for k, v in self._states.items() if k != guild_id}
+        if row is not None:
+            states[guild_id] = GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
+                                          memory_enabled=bool(row["memory_enabled"]))
+        self._states = states
+        return self.get(guild_id)
+
     # -- writing ----------------------------------------------------------------------------------
     async def update(self, guild_id: int, **changes: Any) -> GuildState:
         """Change fields of one guild's state in the database, then in memory. Returns the new state."""

@@ -142,6 +142,8 @@ def _path(raw: str) -> Path:
 SETTINGS: tuple[SettingSpec, ...] = (
     # --- Discord -----------------------------------------------------------------
     SettingSpec("DISCORD_TOKEN", "discord_token", _str, "", "Bot token from the Discord developer portal. Empty: run the offline demo instead.", secret=True),
+    SettingSpec("DISCORD_SHARD_COUNT", "shard_count", _int_range(0, 100_000), 0, "Discord shards in all (across every bot process); 0: one connection, unsharded (Discord requires shards from 2,500 guilds, about 1 per 1,000 guilds)."),
+    SettingSpec("DISCORD_SHARD_IDS", "shard_ids", _id_list, (), "The shards THIS process runs (comma-separated ids below DISCORD_SHARD_COUNT); empty: all of them. Processes that share the guilds must share DATABASE_URL."),
     SettingSpec("CHORUS_DEV_GUILD_IDS", "dev_guild_ids", _id_list, (), "Comma-separated guild ids: `--sync` copies slash commands there (instant) instead of globally (up to an hour)."),
     SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Name of a role allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
     SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where the SQLite database (server settings, memories) and downloaded voices are kept."),
@@ -216,6 +218,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
 @dataclass(frozen=True)
 class Settings:
     discord_token: str
+    shard_count: int
+    shard_ids: tuple[int, ...]
     dev_guild_ids: tuple[int, ...]
     persona_role: str
     data_dir: Path
@@ -317,6 +321,12 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | str | N
         except ValueError as exc:
             shown = "<hidden>" if spec.secret else repr(raw)
             raise SettingsError(f"{spec.env}={shown}: {exc}") from None
+    if parsed["shard_ids"]:
+        if not parsed["shard_count"]:
+            raise SettingsError("DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is 0: set the total number of shards")
+        bad = [i for i in parsed["shard_ids"] if i >= parsed["shard_count"]]
+        if bad:
+            raise SettingsError(f"DISCORD_SHARD_IDS: {', '.join(map(str, bad))} not below DISCORD_SHARD_COUNT={parsed['shard_count']}")
     return Settings(**parsed)
 
 

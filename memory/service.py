@@ -99,6 +99,11 @@ class MemoryService:
             self.privacy_loaded = True
             return
 
+    async def refresh_privacy(self, guild_id: int) -> None:
+        """Read one guild's opt-outs again (its shard moved here; they may have changed in another process)."""
+        users = (await self.store.opted_out(guild_id)).get(guild_id, set())
+        self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
+
     def is_opted_out(self, guild_id: int, user_id: int) -> bool:
         """Thread-safe (the receive thread asks for every packet): a read of an immutable set."""
         return user_id in self._opted_out.get(guild_id, ())

@@ -204,11 +204,13 @@ class MemoryStore:
                                                                    member_privacy.c.user_id == user_id))
         return int(deleted)
 
-    async def opted_out(self) -> dict[int, set[int]]:
-        """{guild id: user ids who opted out} for every guild."""
+    async def opted_out(self, guild_id: int | None = None) -> dict[int, set[int]]:
+        """{guild id: user ids who opted out} for every guild, or for one."""
+        query = sa.select(member_privacy.c.guild_id, member_privacy.c.user_id).where(member_privacy.c.opted_out.is_(True))
+        if guild_id is not None:
+            query = query.where(member_privacy.c.guild_id == guild_id)
         async with self.db.transaction() as conn:
-            rows = (await conn.execute(sa.select(member_privacy.c.guild_id, member_privacy.c.user_id)
-                                       .where(member_privacy.c.opted_out.is_(True)))).all()
+            rows = (await conn.execute(query)).all()
         out: dict[int, set[int]] = {}
         for guild_id, user_id in rows:
             out.setdefault(int(guild_id), set()).add(int(user_id))
