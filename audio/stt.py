@@ -394,7 +394,7 @@ class SttScheduler:
                     self._turns.rotate(-1)
                     queue = self._finals.get(uid)
                     job = next((j for j in queue if j.kind == kind), None) if queue else None
-                    if job is not None:
+                    if job is not None and queue is not None:
                         queue.remove(job)
                         job.started = time.monotonic()  # under the lock: cancel() now says no
                         batch.append(job)
@@ -437,7 +437,7 @@ class SttScheduler:
             try:
                 if batch:
                     self._run_finals(batch)
-                else:
+                elif src is not None:
                     self._run_partial(src)
             except Exception as exc:
                 self.stats.errors += 1

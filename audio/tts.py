@@ -47,7 +47,7 @@ class TtsEngine(ABC):
         return self.name
 
 
-def pcm_from_bytes(chunk: bytes, sample_format: int, channels: int = 1) -> np.ndarray:
+def pcm_from_bytes(chunk: bytes | bytearray, sample_format: int, channels: int = 1) -> np.ndarray:
     """Bytes from a RealtimeTTS engine queue → mono numpy samples."""
     if sample_format == PA_FLOAT32:
         samples = np.frombuffer(chunk, dtype=np.float32)

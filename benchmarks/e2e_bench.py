@@ -103,7 +103,6 @@ class WholeReplyResponder:
 
     async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
                       member_names: Sequence[str] | None = None) -> ReplyResult:
-        loop = asyncio.get_running_loop()
         result = ReplyResult()
         result.timings["request"] = time.monotonic()
         names = list(member_names) if member_names is not None else list(dict.fromkeys(

@@ -90,9 +90,9 @@ def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str,
 
 
 def plot_e2e(report: dict[str, Any], path: Path) -> Path:
-    goal = (report.get("goal") or {}).get("p50_latency_s")
-    if goal is None:
-        from benchmarks.e2e_bench import GOAL_P50_S as goal
+    from benchmarks.e2e_bench import GOAL_P50_S
+
+    goal: float = (report.get("goal") or {}).get("p50_latency_s") or GOAL_P50_S
     modes = list(report["modes"])
     rows = [r for r in report["turns"] if not r.get("warmup")]
     per_mode = {m: [r for r in rows if r["mode"] == m] for m in modes}
@@ -109,7 +109,7 @@ def plot_e2e(report: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"chorus, end of speech → first bot audio at the member, per turn (upper lane: hearing the member, "
                  f"lower lane: the reply)\n{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, LLM threads "
                  f"{threads}, load {machine.get('loadavg_at_start', ['?'])[0]} at start", fontsize=10)
-    handles = [Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
+    handles: list[Any] = [Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
                for (label, _s, _e), (_lane, c, h) in zip(INTERVALS, STYLES)]
     handles += [Line2D([], [], color="black", linewidth=1.6, label="heard at the member"),
                 Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"goal p50 {goal} s")]

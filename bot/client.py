@@ -294,15 +294,15 @@ class ChorusBot(commands.Bot):
             message = str(error) or f"You can't use {command} here."
         elif isinstance(error, app_commands.TransformerError):
             message = f"That value doesn't work for {command}: {error}"
-        elif isinstance(getattr(error, "original", None), StorageError):
-            original = getattr(error, "original")
+        elif isinstance(error, app_commands.CommandInvokeError) and isinstance(error.original, StorageError):
+            original = error.original
             log.warning("%s in guild %s could not reach the database: %s", command, interaction.guild_id, original)
             message = f"Sorry, I couldn't save that: {original}. Nothing was changed; try again in a moment."
             expected = False
         else:
-            original = getattr(error, "original", error)
-            log.error("%s failed in guild %s", command, interaction.guild_id, exc_info=original)
-            message = f"Sorry, {command} failed ({type(original).__name__}). The details are in the bot's log."
+            failure: BaseException = getattr(error, "original", error)
+            log.error("%s failed in guild %s", command, interaction.guild_id, exc_info=failure)
+            message = f"Sorry, {command} failed ({type(failure).__name__}). The details are in the bot's log."
             expected = False
         if expected:
             log.info("%s refused for user %s: %s", command, interaction.user.id, message)

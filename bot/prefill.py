@@ -60,6 +60,8 @@ class ReplyPrefill:
             return
         history, situation = prompt
         prefill, persona, cancel = self._prefill, self._persona(), self._cancel
+        if prefill is None:
+            return
         self._running = True
 
         async def run() -> None:

@@ -59,7 +59,8 @@ class ListenerLike(Protocol):
 
 class PlayerLike(Protocol):
     on_first_packet: Callable[[float], None] | None
-    seconds_played: float
+    @property
+    def seconds_played(self) -> float: ...
 
     def feed(self, pcm: np.ndarray, rate: int) -> None: ...
     def end_of_utterance(self) -> None: ...
@@ -433,7 +434,8 @@ class VoiceSession:
             result = await self.responder.respond(self.persona, history, situation=situation, sink=sink, **extra)
             for key, value in (getattr(result, "timings", None) or {}).items():
                 trace.times.setdefault(key, value)
-            if not turn.fragments and getattr(result, "text", ""):
+            reply_text = getattr(result, "text", None)
+            if not turn.fragments and reply_text:
                 turn.add_text(result.text)  # the responder did not stream text to the sink
             sink.done()
             # Wait until the line is confirmed (early start) and fully played. A player nobody pulls

@@ -37,9 +37,12 @@ class HistoryLine:
 
 
 class PersonaLike(Protocol):
-    name: str
-    examples: Sequence[Any]  # items with .user and .bot
-    post_history_instructions: str
+    @property
+    def name(self) -> str: ...
+    @property
+    def examples(self) -> Sequence[Any]: ...  # items with .user and .bot
+    @property
+    def post_history_instructions(self) -> str: ...
 
     def render_system_prompt(self) -> str: ...
 
@@ -57,7 +60,7 @@ def as_history_line(line: Any) -> HistoryLine:
     t = getattr(line, "t", None)
     if t is None:
         t = getattr(line, "end", 0.0)
-    return HistoryLine(speaker=str(speaker), text=str(line.text), t=float(t), is_bot=bool(line.is_bot))
+    return HistoryLine(speaker=str(speaker), text=str(line.text), t=float(t or 0.0), is_bot=bool(line.is_bot))
 
 
 def build_messages(

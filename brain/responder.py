@@ -347,6 +347,7 @@ class _Reply:
         slot: Any = None
         reason = "end"
         try:
+            token: str | None
             pending = _first_item(stream)  # waits for the model itself, outside any scheduler slot
             while not self.cancel_event.is_set():
                 if slot is None:

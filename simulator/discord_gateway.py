@@ -178,7 +178,7 @@ class LoopbackDiscord:
 
     async def _identify(self, ws: web.WebSocketResponse, d: dict[str, Any]) -> ShardSession:
         shard = d.get("shard")
-        self.identified.append(tuple(shard) if shard else None)  # type: ignore[arg-type]
+        self.identified.append((int(shard[0]), int(shard[1])) if shard else None)
         shard_id, shard_count = (int(shard[0]), int(shard[1])) if shard else (0, 1)
         if not 0 <= shard_id < shard_count:
             await ws.close(code=4010)  # Discord: invalid shard

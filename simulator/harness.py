@@ -81,7 +81,7 @@ class LoopbackMainGateway:
 
     def feed_ready(self) -> None:
         server = self.server
-        guild = {
+        guild: dict[str, Any] = {
             "id": str(server.guild_id), "name": "Loopback Guild", "owner_id": str(self.bot_user_id),
             "icon": None, "splash": None, "discovery_splash": None, "banner": None, "description": None,
             "features": [], "emojis": [], "stickers": [], "verification_level": 0, "default_message_notifications": 0,
@@ -109,7 +109,7 @@ class LoopbackMainGateway:
 
     def _voice_state(self, user_id: int, channel_id: int | None, session_id: str, member: dict | None,
                      self_mute: bool = False, self_deaf: bool = False) -> dict[str, Any]:
-        data = {"guild_id": str(self.server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
+        data: dict[str, Any] = {"guild_id": str(self.server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
                 "user_id": str(user_id), "session_id": session_id, "deaf": False, "mute": False,
                 "self_deaf": self_deaf, "self_mute": self_mute, "self_video": False, "suppress": False,
                 "request_to_speak_timestamp": None}
@@ -243,7 +243,7 @@ async def connected_client(server: LoopbackVoiceServer, *, bot_user_id: int = DE
     async with aiohttp.ClientSession(ws_response_class=DiscordClientWebSocketResponse) as session:
         async with client:
             gateway = LoopbackMainGateway(client, server, bot_user_id=bot_user_id, bot_name=bot_name)
-            client.ws = gateway  # type: ignore[assignment]   seam 1
+            client.ws = gateway  # type: ignore[assignment]  # seam 1
             install_plain_ws_seam(client, server, session)  # seam 2
             gateway.feed_ready()
             server.add_presence_listener(gateway.member_presence)
@@ -269,7 +269,7 @@ async def connected_voice_client(server: LoopbackVoiceServer, *, dave: bool | No
     async with connected_client(server, bot_user_id=bot_user_id, bot_name=bot_name, client=client) as cl:
         channel = cl.get_channel(server.channel_id)
         assert isinstance(channel, discord.VoiceChannel), channel
-        vc = await channel.connect(timeout=timeout, reconnect=True)
+        vc: discord.VoiceClient = await channel.connect(timeout=timeout, reconnect=True)
         await server.wait_connected(timeout)
         if wait_dave:
             await server.wait_dave_settled(timeout)
