@@ -1,32 +1,29 @@
-"""What chorus' Wyoming clients share: one background event loop, the server URI, timeouts, clear errors.
+"""What chorus' Wyoming clients share: the server URI, timeouts, clear errors, the model I/O loop.
 
 Wyoming (https://github.com/OHF-Voice/wyoming) is the speech-server protocol of the Home Assistant local-voice
 ecosystem: JSON event headers plus binary audio payloads over TCP, one request per connection. The real servers
 are `wyoming-faster-whisper` (STT) and `wyoming-piper` (TTS). The protocol has NO authentication and no
 encryption: run the servers on the bot's host or a private network only (README, "Speech servers").
 
-Callers are model threads (the STT worker, TTS workers): `run_blocking` runs a coroutine on the shared loop
-and waits for it, so no thread ever blocks the bot's event loop.
+Callers are model threads (the STT worker, TTS workers): `run_blocking` / `submit` (`bot.io_loop`) run the
+requests on the shared model I/O loop, never on the bot's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import threading
-from typing import Any, Awaitable, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from wyoming.client import AsyncClient, AsyncTcpClient
 from wyoming.event import Event
 
-T = TypeVar("T")
+from bot.io_loop import run_blocking, submit
+
+__all__ = ["WyomingError", "check_uri", "close", "connect", "read_event", "run_blocking", "submit"]
 
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 60.0  # one event from the server (a transcript, an audio chunk)
-
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
 
 
 class WyomingError(RuntimeError):
@@ -39,26 +36,6 @@ def check_uri(uri: str, setting: str) -> tuple[str, int]:
     if parts.scheme != "tcp" or not parts.hostname or not parts.port:
         raise ValueError(f"{setting}={uri!r}: expected tcp://host:port")
     return parts.hostname, parts.port
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _loop
-    with _loop_lock:
-        if _loop is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="wyoming-io", daemon=True).start()
-            _loop = loop
-        return _loop
-
-
-def submit(coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-    """Start `coro` on the shared Wyoming loop; cancel the returned future to cancel it."""
-    return asyncio.run_coroutine_threadsafe(coro, _background_loop())  # type: ignore[arg-type]
-
-
-def run_blocking(coro: Awaitable[T]) -> T:
-    """Run `coro` on the shared loop and wait for its result (from any thread but that loop's)."""
-    return submit(coro).result()
 
 
 async def connect(uri: str, what: str) -> AsyncClient:

@@ -4,19 +4,16 @@
   `bot.models.MODELS`; the chat template comes from the GGUF. One generation at a time per
   loaded model (a llama context holds one conversation); others wait for it, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
-  `/v1/chat/completions` over Server-Sent Events with `http.client`, no extra packages.
+  `/v1/chat/completions` through the `openai` SDK (`brain.openai_client`).
 
 Cancelling: set the `cancel` event. It is checked per token; llama.cpp's abort callback also
-stops a long prompt evaluation, and the HTTP backend shuts its socket so a blocked read ends.
+stops a long prompt evaluation, and the HTTP backend closes the response so a blocked read ends.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +22,7 @@ from urllib.parse import urlsplit
 
 from bot.models import MODELS, ModelLoadError, resolve_gguf
 from bot.settings import Settings
+from brain.openai_client import LlmServerError, OpenAiChatClient
 
 log = logging.getLogger(__name__)
 
@@ -234,34 +232,31 @@ class LlamaCppBackend:
 
 
 class OpenAiBackend:
-    """Streams from `settings.llm_base_url` + `/chat/completions` (Server-Sent Events)."""
+    """Streams from `settings.llm_base_url` + `/chat/completions` through the `openai` SDK
+    (`brain.openai_client`): timeouts, retries with back-off on 429/5xx, LLM_API_KEY, cancellation that
+    closes the stream."""
 
     name = "openai"
 
-    def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
+    def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float | None = None) -> None:
         url = urlsplit(settings.llm_base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ModelLoadError(f"LLM_BASE_URL={settings.llm_base_url!r}: expected http(s)://host[:port]/v1")
-        self.scheme = url.scheme
-        self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.path = (url.path or "") + "/chat/completions"
+        self.base_url = settings.llm_base_url.rstrip("/")
         self.model = settings.llm_model
-        self.api_key = settings.llm_api_key
         self.temperature = settings.llm_temperature
         self.frequency_penalty = settings.llm_frequency_penalty
         self.context_tokens = settings.llm_context
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self._client = OpenAiChatClient(
+            self.base_url, settings.llm_api_key, connect_timeout=connect_timeout,
+            read_timeout=settings.llm_timeout_s if read_timeout is None else read_timeout,
+            max_retries=settings.llm_max_retries,
+        )
 
     def count_tokens(self, text: str) -> int:
         from brain.prompt import estimate_tokens
 
         return estimate_tokens(text)
-
-    def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.connect_timeout)
 
     def stream(
         self,
@@ -278,86 +273,13 @@ class OpenAiBackend:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "stream": True,
             "max_tokens": max_tokens,
             "temperature": self.temperature if temperature is None else temperature,
             "frequency_penalty": self.frequency_penalty,
         }
         if stop:
             body["stop"] = list(stop)[:MAX_HTTP_STOP_STRINGS]
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        where = f"{self.scheme}://{self.host}:{self.port}{self.path}"
-        conn = self._connection()
-        finished = threading.Event()
-        watcher = threading.Thread(target=_close_on_cancel, args=(conn, cancel, finished), name="llm-http-cancel", daemon=True)
         try:
-            try:
-                conn.request("POST", self.path, body=json.dumps(body).encode("utf-8"), headers=headers)
-                if conn.sock is not None:
-                    conn.sock.settimeout(self.read_timeout)
-                watcher.start()
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                if cancel.is_set():
-                    return
-                raise LlmError(f"cannot reach the LLM server at {where}: {exc}") from None
-            if response.status != 200:
-                detail = response.read(500).decode("utf-8", "replace").strip().replace("\n", " ")
-                raise LlmError(f"LLM server {where} answered HTTP {response.status}: {detail}")
-            try:
-                yield from _sse_tokens(response, cancel)
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                if cancel.is_set():
-                    return
-                raise LlmError(f"LLM stream from {where} broke: {type(exc).__name__}: {exc}") from None
-        finally:
-            finished.set()
-            conn.close()
-
-
-def _close_on_cancel(conn: http.client.HTTPConnection, cancel: threading.Event, finished: threading.Event) -> None:
-    """Shut the socket when `cancel` is set, so a read blocked on the server ends at once."""
-    while not finished.is_set():
-        if cancel.wait(0.02):
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            return
-
-
-def _sse_tokens(response: http.client.HTTPResponse, cancel: threading.Event) -> Iterator[str]:
-    """Content deltas of an OpenAI chat-completions event stream."""
-    data_lines: list[str] = []
-    while not cancel.is_set():
-        raw = response.readline()
-        if not raw:
-            return  # server closed the stream
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if line.startswith(":"):
-            continue  # SSE comment / keep-alive
-        if line.startswith("data:"):
-            data_lines.append(line[5:].lstrip())
-            continue
-        if line or not data_lines:
-            continue  # other fields (event:, id:) or stray blank lines
-        data = "\n".join(data_lines)
-        data_lines = []
-        if data == "[DONE]":
-            return
-        event = json.loads(data)
-        if "error" in event:
-            error = event["error"]
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise LlmError(f"LLM server error: {message}")
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if text is None:
-                text = choice.get("text")  # plain completions-style servers
-            if text and not cancel.is_set():
-                yield text
+            yield from self._client.stream(body, cancel)
+        except LlmServerError as exc:
+            raise LlmError(str(exc)) from None

@@ -1,9 +1,11 @@
-"""The OpenAI-compatible backend against a real server: llama-cpp-python's own, on the embedded GGUF."""
+"""The OpenAI-compatible backend (the `openai` SDK) against a real server: llama-cpp-python's own, on the
+embedded GGUF. Retries, the API key and timeouts go through a small HTTP proxy in front of that server, which
+answers 503/429 or stalls when a test asks it to and otherwise passes the real server's stream through."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
-import json
 import random
 import socket
 import subprocess
@@ -11,7 +13,9 @@ import sys
 import threading
 import time
 
+import aiohttp
 import pytest
+from aiohttp import web
 
 from bot.models import embedded_gguf_path
 from bot.settings import load_settings
@@ -75,7 +79,7 @@ def backend(server_url) -> OpenAiBackend:
     return b
 
 
-def test_streams_tokens_over_sse(backend) -> None:
+def test_streams_tokens(backend) -> None:
     tokens = list(backend.stream(MESSAGES, max_tokens=24, stop=["\nAlice:"], cancel=threading.Event(), temperature=0.0))
     assert tokens[0] == ""
     real = [t for t in tokens if t]
@@ -136,21 +140,109 @@ def test_unreachable_server_is_a_clear_error() -> None:
         list(backend.stream(MESSAGES, max_tokens=5, stop=[], cancel=threading.Event()))
 
 
-def test_sse_parsing_handles_comments_multiline_data_and_errors() -> None:
-    from brain.llm import _sse_tokens
+class Proxy:
+    """aiohttp in its own thread: `fail` statuses are answered first (one per request), then requests go to the
+    real server, after `stall_s`; every request's Authorization header is kept."""
 
-    class Fake:
-        def __init__(self, lines: list[bytes]) -> None:
-            self.lines = lines
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = free_port()
+        self.fail: list[int] = []
+        self.stall_s = 0.0
+        self.seen: list[tuple[float, str | None, int]] = []  # (time, Authorization, status answered)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-        def readline(self) -> bytes:
-            return self.lines.pop(0) if self.lines else b""
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
 
-    def event(obj: dict) -> bytes:
-        return b"data: " + json.dumps(obj).encode() + b"\n"
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/v1/{tail:.*}", self._handle)
+        self._runner = runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
 
-    chunk = {"choices": [{"delta": {"content": "Hi"}}]}
-    lines = [b": keep-alive\n", b"\n", event(chunk), b"\n", b"event: message\n", event({"choices": [{"delta": {"content": " there"}}]}), b"\n", b"data: [DONE]\n", b"\n", event(chunk), b"\n"]
-    assert list(_sse_tokens(Fake(lines), threading.Event())) == ["Hi", " there"]
-    with pytest.raises(LlmError, match="overloaded"):
-        list(_sse_tokens(Fake([event({"error": {"message": "overloaded"}}), b"\n"]), threading.Event()))
+    def start(self) -> "Proxy":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        if self.fail:
+            status = self.fail.pop(0)
+            self.seen.append((time.monotonic(), auth, status))
+            headers = {"Retry-After": "0"} if status == 429 else {}
+            return web.json_response({"error": {"message": "busy, try again"}}, status=status, headers=headers)
+        self.seen.append((time.monotonic(), auth, 200))
+        if self.stall_s:
+            await asyncio.sleep(self.stall_s)
+        body = await request.read()
+        async with aiohttp.ClientSession() as session:
+            async with session.request(request.method, f"{self.upstream}/{request.match_info['tail']}", data=body,
+                                       headers={"Content-Type": "application/json"}) as upstream:
+                response = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "")})
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+
+
+@pytest.fixture(scope="module")
+def proxy(server_url):
+    p = Proxy(server_url).start()
+    yield p
+    p.stop()
+
+
+def proxied(proxy: Proxy, **env: str) -> OpenAiBackend:
+    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2", **env}, env_file=None)
+    b = make_backend(settings)
+    assert isinstance(b, OpenAiBackend)
+    return b
+
+
+def test_retries_with_back_off_on_503_and_429_then_streams(proxy) -> None:
+    proxy.seen.clear()
+    proxy.fail = [503, 429]
+    text = "".join(proxied(proxy, LLM_MAX_RETRIES="2").stream(MESSAGES, max_tokens=8, stop=[], cancel=threading.Event(), temperature=0.0))
+    assert text.strip()
+    assert [status for _, _, status in proxy.seen] == [503, 429, 200]
+    assert proxy.seen[1][0] - proxy.seen[0][0] >= 0.3  # backed off after the 503 (the SDK starts at ~0.5 s, jittered)
+
+
+def test_gives_up_after_the_retries_with_a_clear_error(proxy) -> None:
+    proxy.seen.clear()
+    proxy.fail = [503, 503]
+    with pytest.raises(LlmError, match=r"answered HTTP 503: busy, try again"):
+        list(proxied(proxy, LLM_MAX_RETRIES="1").stream(MESSAGES, max_tokens=5, stop=[], cancel=threading.Event()))
+    assert len(proxy.seen) == 2 and not proxy.fail
+
+
+def test_api_key_goes_as_a_bearer_token(proxy) -> None:
+    proxy.seen.clear()
+    list(proxied(proxy, LLM_API_KEY="sk-test-123").stream(MESSAGES, max_tokens=3, stop=[], cancel=threading.Event()))
+    assert proxy.seen[-1][1] == "Bearer sk-test-123"
+
+
+def test_a_silent_server_times_out_with_a_clear_error(proxy) -> None:
+    proxy.stall_s = 3.0
+    try:
+        started = time.monotonic()
+        with pytest.raises(LlmError, match=r"sent nothing for 1 s"):
+            list(proxied(proxy, LLM_TIMEOUT_S="1", LLM_MAX_RETRIES="0").stream(MESSAGES, max_tokens=3, stop=[], cancel=threading.Event()))
+        assert time.monotonic() - started < 2.5
+    finally:
+        proxy.stall_s = 0.0
