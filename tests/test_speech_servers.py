@@ -23,7 +23,7 @@ from audio.wyoming_client import WyomingError
 from audio.wyoming_stt import WyomingTranscriber
 from audio.tts_engines.wyoming import WyomingTts
 from conversation.persona import VoiceSpec
-from simulator.speech_servers import free_port, stt_server, tts_server
+from simulator.model_servers import free_port, stt_server, tts_server
 from tests.fixtures_listening import settings, silence, speech, words
 
 pytest.importorskip("wyoming_faster_whisper", reason="the speech servers are in the dev extra")
@@ -38,7 +38,7 @@ LINE = "The library opens early on Saturday morning."
 def servers(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("speech-servers")
     with stt_server(log_dir) as stt, tts_server(log_dir) as tts:
-        yield settings(STT_BACKEND="wyoming", STT_SERVER_URI=stt, TTS_BACKEND="wyoming", TTS_SERVER_URI=tts)
+        yield settings(STT_BACKEND="wyoming", STT_SERVER_URI=stt.url, TTS_BACKEND="wyoming", TTS_SERVER_URI=tts.url)
 
 
 def speak(s, text: str) -> tuple[np.ndarray, int, int]:
