@@ -109,7 +109,9 @@ def _server(command: list[str], port: int, log_path: Path, ready: Callable[[int]
 
 
 def _wyoming_ready(port: int) -> bool:
-    return asyncio.run(_describe(port))
+    from bot.io_loop import run_blocking
+
+    return run_blocking(_describe(port))  # on the model I/O loop: callable from a thread whose loop runs
 
 
 def stt_server(log_dir: Path, port: int | None = None, **kw: Any) -> contextlib.AbstractContextManager[Server]:
