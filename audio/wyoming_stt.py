@@ -22,8 +22,7 @@ from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
 from audio import wyoming_client
-from audio.hallucinations import is_hallucination
-from audio.stt import COMPRESSION_RATIO_MAX, SttResult, collapse_repeats, compression_ratio
+from audio.stt import SttResult, collapse_repeats, compression_ratio, text_rejection
 from audio.types import STT_RATE
 from bot.metrics import record_model_time
 
@@ -87,13 +86,7 @@ def judge_text(raw: str, duration_s: float, compute_s: float, batch: int) -> Stt
     raw = (raw or "").strip()
     text = collapse_repeats(raw)
     ratio = compression_ratio(text)
-    reason = None
-    if not text:
-        reason = "empty"
-    elif ratio > COMPRESSION_RATIO_MAX:
-        reason = f"compression_ratio {ratio:.2f} > {COMPRESSION_RATIO_MAX}"
-    elif is_hallucination(text):
-        reason = "known hallucination"
+    reason = "empty" if not text else text_rejection(text, ratio)
     if reason:
         log.debug("stt dropped %r: %s", raw, reason)
     return SttResult(
