@@ -53,6 +53,7 @@ class MemoryService:
         self.recorders: dict[int, CallRecorder] = {}
         self.privacy_loaded = False
         self._opted_out: dict[int, frozenset[int]] = {}
+        self._privacy_changes: dict[int, int] = {}  # guild id -> choices made in this process (see refresh_privacy)
         self._names: dict[tuple[int, int], list[str]] = {}  # names of members who opted out here (scrubbed from texts)
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -100,9 +101,12 @@ class MemoryService:
             return
 
     async def refresh_privacy(self, guild_id: int) -> None:
-        """Read one guild's opt-outs again (its shard moved here; they may have changed in another process)."""
+        """Read one guild's opt-outs again (its shard moved here; they may have changed in another process).
+        A choice made here while the read was under way wins over what the read found."""
+        version = self._privacy_changes.get(guild_id, 0)
         users = (await self.store.opted_out(guild_id)).get(guild_id, set())
-        self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
+        if self._privacy_changes.get(guild_id, 0) == version:
+            self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
 
     def is_opted_out(self, guild_id: int, user_id: int) -> bool:
         """Thread-safe (the receive thread asks for every packet): a read of an immutable set."""
@@ -113,6 +117,7 @@ class MemoryService:
         return lambda user_id: user_id in self._opted_out.get(guild_id, ())
 
     def _set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
         users = set(self._opted_out.get(guild_id, ()))
         (users.add if opted_out else users.discard)(user_id)
         self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
@@ -125,7 +130,10 @@ class MemoryService:
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
-        return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+        try:
+            return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+        finally:  # a refresh that read the database before this write must not undo the choice
+            self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
 
     async def opt_in(self, guild_id: int, user_id: int) -> None:
         await self.store.set_opted_out(guild_id, user_id, False)
