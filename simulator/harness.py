@@ -100,7 +100,8 @@ class LoopbackMainGateway:
         }
         self._dispatch("READY", {
             "v": 10, "user": _user_payload(self.bot_user_id, self.bot_name, bot=True), "guilds": [guild],
-            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9", "shard": [0, 1],
+            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9",
+            "shard": [self.client.shard_id or 0, self.client.shard_count or 1],  # as the client identified
             "application": {"id": str(self.bot_user_id), "flags": 0}, "private_channels": [], "relationships": [],
         })
         for member in self.server.members.values():
