@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
+from brain.profile import PromptLayout
+
 log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators a chat template adds per message
@@ -31,6 +33,7 @@ class HistoryLine:
     text: str
     t: float
     is_bot: bool
+    cut: bool = False  # a bot line stopped before its end (a barge-in): what was heard of it
 
 
 class PersonaLike(Protocol):
@@ -54,7 +57,8 @@ def as_history_line(line: Any) -> HistoryLine:
     t = getattr(line, "t", None)
     if t is None:
         t = getattr(line, "end", 0.0)
-    return HistoryLine(speaker=str(speaker), text=str(line.text), t=float(t), is_bot=bool(line.is_bot))
+    return HistoryLine(speaker=str(speaker), text=str(line.text), t=float(t), is_bot=bool(line.is_bot),
+                       cut=bool(getattr(line, "interrupted", False) or getattr(line, "cut", False)))
 
 
 def build_messages(
@@ -64,15 +68,27 @@ def build_messages(
     situation: str,
     budget_tokens: int,
     count_tokens: Callable[[str], int] = estimate_tokens,
+    layout: PromptLayout | None = None,
+    skip_own: Callable[[HistoryLine], bool] | None = None,
 ) -> list[dict]:
-    """OpenAI-style chat messages for the next reply, within `budget_tokens` (prompt side)."""
+    """OpenAI-style chat messages for the next reply, within `budget_tokens` (prompt side).
+
+    `layout` (default: the full persona, every line the budget allows) shapes it for a model size;
+    `skip_own(line)` tells which of the bot's own lines stay out of the prompt under `own_lines="heard"`.
+    """
+    layout = layout or PromptLayout()
     lines = [as_history_line(line) for line in history if str(line.text).strip()]
+    lines = _own_lines(lines, layout.own_lines, skip_own)
+    if layout.history_lines is not None and len(lines) > layout.history_lines:
+        lines = lines[-max(1, layout.history_lines):]
 
     def cost(text: str) -> int:
         return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
 
-    system = persona.render_system_prompt().strip()
-    situation = situation.strip()
+    system = (short_system_prompt(persona) if layout.system == "short" else persona.render_system_prompt()).strip()
+    if layout.system == "short":
+        situation = getattr(situation, "short", None) or situation
+    situation = str(situation).strip()
     post = (getattr(persona, "post_history_instructions", "") or "").strip()
     closing = "\n".join(part for part in (situation, post) if part)
     closing_text = f"({closing})" if closing else ""
@@ -89,7 +105,7 @@ def build_messages(
         used += cost(_render(newest))
 
     examples: list[dict] = []
-    for exchange in getattr(persona, "examples", ()) or ():
+    for exchange in (getattr(persona, "examples", ()) or ()) if layout.examples else ():
         pair = [
             {"role": "user", "content": f"{EXAMPLE_LISTENER}: {exchange.user}"},
             {"role": "assistant", "content": exchange.bot},
@@ -114,9 +130,11 @@ def build_messages(
         log.debug("prompt budget: %d oldest history line(s) dropped", dropped)
 
     messages: list[dict] = [{"role": "system", "content": system}, *examples]
-    for line in kept:
+    for index, line in enumerate(kept):
         role = "assistant" if line.is_bot else "user"
         content = _render(line)
+        if layout.speaker_once and index == len(kept) - 1 and not line.is_bot and situation and line.speaker in situation:
+            content = line.text.strip()  # the situation opening this turn names the speaker
         if messages[-1]["role"] == role and len(messages) > 1 + len(examples):  # never merge into examples
             messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n" + content}
         else:
@@ -133,6 +151,38 @@ def build_messages(
     else:
         messages.append({"role": "user", "content": "(Go on.)"})
     return messages
+
+
+def short_system_prompt(persona: PersonaLike) -> str:
+    """The system prompt of the small layout: who the persona is, how it speaks, how long a reply is."""
+    name = persona.name
+    identity = _first_sentence(getattr(persona, "identity", "") or "")
+    style = _first_sentence(getattr(persona, "speaking_style", "") or "")
+    words = getattr(persona, "max_reply_words", None)
+    sentences = getattr(persona, "max_reply_sentences", None)
+    limit = f" Answer in {'one short sentence' if sentences == 1 else 'one or two short sentences'}" if sentences else ""
+    limit += f", at most {words} words." if words and limit else "."
+    parts = [f"You are {name}, talking with friends in a voice chat.", identity, style, limit.strip()]
+    return " ".join(p for p in parts if p)
+
+
+def _first_sentence(text: str) -> str:
+    text = " ".join(text.split())
+    for end in (". ", "! ", "? "):
+        cut = text.find(end)
+        if cut != -1:
+            text = text[: cut + 1]
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def _own_lines(lines: list[HistoryLine], policy: str, skip_own: Callable[[HistoryLine], bool] | None) -> list[HistoryLine]:
+    """The bot's own lines that go back into the prompt: all, only those heard whole and not flawed, or none."""
+    if policy == "all":
+        return lines
+    if policy == "none":
+        return [line for line in lines if not line.is_bot]
+    return [line for line in lines if not line.is_bot
+            or not (line.cut or line.text.rstrip().endswith("…") or (skip_own is not None and skip_own(line)))]
 
 
 def _render(line: HistoryLine) -> str:

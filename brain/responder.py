@@ -32,6 +32,7 @@ from bot.settings import Settings
 from brain.chunker import Fragment, SpeechChunker
 from brain.clean import ReplyBudget, SpeechCleaner
 from brain.llm import LlmBackend
+from brain.profile import ModelProfile, profile_for
 from brain.prompt import as_history_line, build_messages
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,16 @@ class Responder:
         scheduler: ModelScheduler,
         tts_factory: Callable[[Settings, Any], TtsEngine] = make_tts,
         chunker_factory: Callable[[], SpeechChunker] = SpeechChunker,
+        profile: ModelProfile | None = None,
     ) -> None:
         self.settings = settings
         self.llm = llm
         self.scheduler = scheduler
         self._tts_factory = tts_factory
         self._chunker_factory = chunker_factory
+        # What suits the model: prompt layout, sampling, small-model repairs (brain.profile).
+        self.profile = profile or getattr(llm, "profile", None) or profile_for(settings, getattr(llm, "name", ""))
+        self.seed: int | None = self.profile.sampling.seed  # a benchmark sets one per reply (reproducible samples)
 
     def tts_for(self, persona: Any) -> TtsEngine:
         """The persona's voice; falls back to the embedded Piper voice, then espeak-ng, if it cannot load."""
@@ -129,8 +134,7 @@ class Responder:
         after (prompt evaluation of a few hundred tokens costs seconds on a small CPU). Setting `cancel`
         stops it at once.
         """
-        messages = build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
-                                  count_tokens=self.llm.count_tokens)
+        messages = self.build_prompt(persona, history, situation)
         stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
         try:
             for _ in stream:
@@ -139,6 +143,25 @@ class Responder:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+    def build_prompt(self, persona: Any, history: Sequence[Any], situation: str) -> list[dict]:
+        """The chat messages of a reply (or prefill) to `history` in this `situation`."""
+        return build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
+                              count_tokens=self.llm.count_tokens, layout=self.profile.layout)
+
+    def sampling_for(self, attempt: int, temperature: float | None = None) -> Any:
+        """The profile's sampling for one sample of a reply (another seed for each resample)."""
+        sampling = self.profile.sampling
+        changes: dict[str, Any] = {}
+        if self.seed is not None:
+            changes["seed"] = self.seed + attempt - 1
+        if temperature is not None:
+            changes["temperature"] = temperature
+        return sampling.replace(**changes) if changes else sampling
+
+    def describe(self) -> dict[str, Any]:
+        """The profile in use (for benchmark reports)."""
+        return self.profile.describe()
 
     def max_reply_tokens(self, persona: Any) -> int:
         max_tokens = self.settings.llm_max_tokens
@@ -296,10 +319,7 @@ class _Reply:
 
     def _think(self) -> None:
         r = self.r
-        messages = build_messages(
-            self.persona, self.history, situation=self.situation, budget_tokens=r.prompt_budget(self.persona),
-            count_tokens=r.llm.count_tokens,
-        )
+        messages = r.build_prompt(self.persona, self.history, self.situation)
         self._mark("prompt_built")
         # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
@@ -313,20 +333,21 @@ class _Reply:
         for attempt in range(1, EMPTY_REPLY_ATTEMPTS + 1):
             self.result.attempts = attempt
             last = attempt == EMPTY_REPLY_ATTEMPTS  # the last sample may repeat: better than silence
-            reason = self._generate(messages, instructions, [] if last else said_before, budget, temperature)
+            reason = self._generate(messages, instructions, [] if last else said_before, budget,
+                                    r.sampling_for(attempt, temperature))
             if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
             # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
             log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
                      self.result.raw_text[:120])
-            temperature = max(float(getattr(r.llm, "temperature", 0.0) or 0.0), RETRY_TEMPERATURE)
+            temperature = max(float(r.profile.sampling.temperature or 0.0), RETRY_TEMPERATURE)
         self._mark("llm_done")
         if not self.result.stop_reason and not self.cancel_event.is_set():
             self.result.stop_reason = reason
 
     def _generate(self, messages: list[dict], instructions: list[str], said_before: list[str], budget: ReplyBudget,
-                  temperature: float | None) -> str:
+                  sampling: Any) -> str:
         """One sample of the reply: tokens → cleaner → chunker → fragments. Returns why it stopped."""
         r = self.r
         cleaner = SpeechCleaner(persona_name=getattr(self.persona, "name", ""), other_names=self.member_names,
@@ -335,7 +356,7 @@ class _Reply:
         self.result.raw_text = ""
         stream = r.llm.stream(
             messages, max_tokens=r.max_reply_tokens(self.persona), stop=r.stop_strings(self.persona, self.member_names),
-            cancel=self.cancel_event, temperature=temperature,
+            cancel=self.cancel_event, **_sampling_kwargs(r.llm, sampling),
         )
         exclusive = r.scheduler.exclusive
         slot: Any = None
@@ -452,6 +473,19 @@ class _Reply:
         if self.cancelled:
             return
         self.result.spoken_text = f"{self.result.spoken_text} {text}".strip()
+
+
+def _sampling_kwargs(llm: Any, sampling: Any) -> dict[str, Any]:
+    """`sampling=` for a backend that takes it; only the temperature for one that does not (a test double)."""
+    import inspect
+
+    try:
+        params = inspect.signature(llm.stream).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "sampling" in params:
+        return {"sampling": sampling}
+    return {"temperature": sampling.temperature}
 
 
 def _first_item(stream: Any) -> str | None:

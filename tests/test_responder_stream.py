@@ -199,7 +199,7 @@ async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None
     result = await r.respond(juniper(), question("Juniper, tell me a story about a dragon."), situation=SITUATION,
                              sink=sink, member_names=["Alice", "Bob"])
     assert result.attempts == 2 and len(model.temperatures) == 2
-    assert model.temperatures[0] is None and model.temperatures[1] >= 0.9  # greedy would repeat itself
+    assert model.temperatures[0] == 0.0 and model.temperatures[1] >= 0.9  # greedy would repeat itself
     assert result.text and sink.texts == result.fragments and result.audio_seconds > 0.3
     assert "Bob" not in result.text and result.stop_reason in ("end", "limit", "other_speaker")
 
