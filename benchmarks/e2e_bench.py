@@ -39,7 +39,8 @@ import numpy as np
 
 from bot.settings import PROJECT_ROOT, Settings, load_settings
 from brain.chunker import Fragment
-from brain.clean import ReplyBudget, clean_reply
+from brain.budget import ReplyBudget
+from brain.clean import clean_reply
 from brain.llm import default_llm_threads
 from brain.prompt import as_history_line, build_messages
 from brain.responder import Responder, ReplyResult

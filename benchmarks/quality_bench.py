@@ -65,7 +65,7 @@ LEGACY = ModelProfile("legacy", layout=PromptLayout(system="full", examples=True
                                                     speaker_once=False),
                       sampling=Sampling(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0,
                                         presence_penalty=0.0, frequency_penalty=0.5),
-                      small_model_repairs=True)
+                      small_model_repairs=True, address_only_speaker=False)
 
 
 class SilentVoice(TtsEngine):
@@ -413,11 +413,11 @@ def choose_profile(name: str, settings: Settings, llm: LlmBackend, changes: Sequ
             profile = replace(profile, layout=replace(profile.layout, **{attr: value}))
         elif part == "sampling" and attr in Sampling.__dataclass_fields__:
             profile = replace(profile, sampling=profile.sampling.replace(**{attr: value}))
-        elif part == "small_model_repairs" and not attr:
-            profile = replace(profile, small_model_repairs=bool(value))
+        elif part in ("small_model_repairs", "address_only_speaker") and not attr:
+            profile = replace(profile, **{part: bool(value)})
         else:
-            raise SystemExit(f"quality_bench: --set {change!r}: expected layout.<field>, sampling.<field> or "
-                             "small_model_repairs")
+            raise SystemExit(f"quality_bench: --set {change!r}: expected layout.<field>, sampling.<field>, "
+                             "small_model_repairs or address_only_speaker")
         label.append(change)
     return replace(profile, name=" + ".join(label))
 

@@ -39,10 +39,10 @@ AI_CLAIMS = re.compile(
     r"\b(?:as an ai|an ai (?:language )?model|a (?:large )?language model|an artificial intelligence|"
     r"(?:i'?m|i am) (?:just )?(?:an? )?(?:ai|chatbot|bot|virtual assistant|computer program|assistant)\b)", re.I)
 # Phrases that only instructions contain.
-INSTRUCTION_PHRASES = ("speech-friendly", "text-to-speech", "stage directions", "speaker label", "no lists",
-                       "no markdown", "in the voice channel with you", "is talking to you", "add one short",
-                       "keep each reply", "never start with a name")
-_SENTENCE_END = re.compile(r"[.!?…]+(?=\s|$)")
+INSTRUCTION_PHRASES = ("speech-friendly", "text-to-speech", "stage directions", "speaker label",
+                       "in the voice channel with you", "is talking to you", "add one short", "keep each reply",
+                       "never start with a name")
+_SENTENCE_END = re.compile(r"(?:[!?]+|(?<![.])\.(?![.]))[\"')”’]*(?=\s|$)")  # an ellipsis ends no sentence
 _VOCATIVE_LEAD = r"(?:hi|hey|hello|thanks|thank you|bye|goodbye|night|good night|welcome|welcome back|sorry|oh|well|" \
                  r"okay|ok|yes|no|yeah|come on|dear|congrats|congratulations|wow|ah|aw|ahoy|evening|morning)"
 

@@ -28,7 +28,8 @@ import numpy as np
 from bot.scheduler import ModelScheduler
 from bot.settings import load_settings
 from brain.chunker import Fragment
-from brain.clean import ReplyBudget, clean_reply
+from brain.budget import ReplyBudget
+from brain.clean import clean_reply
 from brain.llm import make_backend
 from brain.prompt import HistoryLine, build_messages
 from brain.responder import Responder

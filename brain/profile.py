@@ -59,11 +59,12 @@ class ModelProfile:
     name: str
     layout: PromptLayout = field(default_factory=PromptLayout)
     sampling: Sampling = field(default_factory=Sampling)
-    small_model_repairs: bool = False  # the cleaner's screens for a small model's habits (brain.repairs)
+    small_model_repairs: bool = False  # the screens for a small model's habits (brain.screen)
+    address_only_speaker: bool = True  # drop names that address anyone but the member answered
 
     def describe(self) -> dict[str, Any]:
         return {"profile": self.name, "layout": self.layout.__dict__, "sampling": self.sampling.as_dict(),
-                "small_model_repairs": self.small_model_repairs}
+                "small_model_repairs": self.small_model_repairs, "address_only_speaker": self.address_only_speaker}
 
 
 # Sampling per model family: the family's published chat defaults, and for SmolLM2 what the quality

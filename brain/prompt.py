@@ -130,18 +130,21 @@ def build_messages(
         log.debug("prompt budget: %d oldest history line(s) dropped", dropped)
 
     messages: list[dict] = [{"role": "system", "content": system}, *examples]
+    # Small layout: the situation names the speaker once, right before their words (no "Alice:" label).
+    newest_bare = bool(layout.speaker_once and kept and not kept[-1].is_bot and situation
+                       and kept[-1].speaker in situation)
     for index, line in enumerate(kept):
         role = "assistant" if line.is_bot else "user"
         content = _render(line)
-        if layout.speaker_once and index == len(kept) - 1 and not line.is_bot and situation and line.speaker in situation:
-            content = line.text.strip()  # the situation opening this turn names the speaker
+        if newest_bare and index == len(kept) - 1:
+            content = f"({situation})\n{line.text.strip()}"
         if messages[-1]["role"] == role and len(messages) > 1 + len(examples):  # never merge into examples
             messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n" + content}
         else:
             messages.append({"role": role, "content": content})
     if messages[-1]["role"] == "user" and len(messages) > 1 + len(examples):
         content = messages[-1]["content"]
-        if situation:
+        if situation and not newest_bare:
             content = f"({situation})\n{content}"
         if post:
             content = f"{content}\n\n({post})"

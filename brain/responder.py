@@ -30,7 +30,8 @@ from bot.models import ModelLoadError
 from bot.scheduler import ModelScheduler, SchedulerCancelled
 from bot.settings import Settings
 from brain.chunker import Fragment, SpeechChunker
-from brain.clean import ReplyBudget, SpeechCleaner
+from brain.budget import ReplyBudget
+from brain.clean import SpeechCleaner
 from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for
 from brain.prompt import as_history_line, build_messages
@@ -322,7 +323,8 @@ class _Reply:
         messages = r.build_prompt(self.persona, self.history, self.situation)
         self._mark("prompt_built")
         # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
-        instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
+        instructions = [m["content"] for m in messages if m.get("role") == "system"] + [
+            self.situation, getattr(self.situation, "short", "")]
         # Its own last lines: a sentence repeating one is not spoken either.
         said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
         budget = ReplyBudget(
@@ -351,7 +353,10 @@ class _Reply:
         """One sample of the reply: tokens → cleaner → chunker → fragments. Returns why it stopped."""
         r = self.r
         cleaner = SpeechCleaner(persona_name=getattr(self.persona, "name", ""), other_names=self.member_names,
-                                instructions=instructions, said_before=said_before)
+                                instructions=instructions, said_before=said_before,
+                                addressee=getattr(self.situation, "addressee", None) if r.profile.address_only_speaker
+                                else None,
+                                small_model_repairs=r.profile.small_model_repairs)
         chunker = r._chunker_factory()
         self.result.raw_text = ""
         stream = r.llm.stream(
