@@ -60,7 +60,8 @@ def panel_limits(modes: list[str], rows: list[dict[str, Any]], goal: float) -> d
 def turn_label(row: dict[str, Any]) -> str:
     stages = row.get("stages_s") or {}
     early = "request" in stages and "final" in stages and stages["request"] < stages["final"]
-    return f"{(row.get('speaker') or '?')[0]}{row['turn']}" + ("\nearly start" if early else "")
+    room = "·alone" if row.get("room") == "alone" else ""
+    return f"{(row.get('speaker') or '?')[0]}{row['turn']}{room}" + ("\nearly start" if early else "")
 
 
 def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any], goal: float,

@@ -15,6 +15,7 @@ flight, and no sink call happens after the cancellation.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import queue
@@ -34,7 +35,8 @@ from brain.budget import ReplyBudget
 from brain.clean import SpeechCleaner
 from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for
-from brain.prompt import as_history_line, build_messages
+from brain.prompt import HistoryLine, as_history_line, build_messages
+from conversation.addressing import normalize
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its thread
 EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say (the last one may repeat itself)
 SAID_BEFORE_LINES = 6  # the bot's own last lines a reply may not repeat
 RETRY_TEMPERATURE = 0.9  # at least this for another sample (the same temperature 0 would repeat itself)
+FLAWED_LINES_KEPT = 256  # replies remembered as flawed (the model slipped), left out of later prompts
 
 
 class ReplySink(Protocol):
@@ -103,6 +106,11 @@ class Responder:
         # What suits the model: prompt layout, sampling, small-model repairs (brain.profile).
         self.profile = profile or getattr(llm, "profile", None) or profile_for(settings, getattr(llm, "name", ""))
         self.seed: int | None = self.profile.sampling.seed  # a benchmark sets one per reply (reproducible samples)
+        # Replies for which the model slipped (resampled, or a piece read its instructions or repeated itself):
+        # what was said of them stays out of later prompts (layout own_lines="heard"), so one bad line does
+        # not pull the next ones down. Keyed by normalized text; bounded.
+        self._flawed: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._flawed_lock = threading.Lock()
 
     def tts_for(self, persona: Any) -> TtsEngine:
         """The persona's voice; falls back to the embedded Piper voice, then espeak-ng, if it cannot load."""
@@ -148,7 +156,24 @@ class Responder:
     def build_prompt(self, persona: Any, history: Sequence[Any], situation: str) -> list[dict]:
         """The chat messages of a reply (or prefill) to `history` in this `situation`."""
         return build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
-                              count_tokens=self.llm.count_tokens, layout=self.profile.layout)
+                              count_tokens=self.llm.count_tokens, layout=self.profile.layout, skip_own=self.is_flawed)
+
+    def is_flawed(self, line: HistoryLine) -> bool:
+        """Whether this line of the bot's came from a reply for which the model slipped."""
+        if not line.is_bot:
+            return False
+        with self._flawed_lock:
+            return normalize(line.text) in self._flawed
+
+    def note_flawed(self, text: str) -> None:
+        key = normalize(text)
+        if not key:
+            return
+        with self._flawed_lock:
+            self._flawed[key] = None
+            self._flawed.move_to_end(key)
+            while len(self._flawed) > FLAWED_LINES_KEPT:
+                self._flawed.popitem(last=False)
 
     def sampling_for(self, attempt: int, temperature: float | None = None) -> Any:
         """The profile's sampling for one sample of a reply (another seed for each resample)."""
@@ -266,6 +291,7 @@ class _Reply:
         self._lock = threading.Lock()
         self.tts_ready = threading.Event()
         self.voice_started = False  # (speaker thread) the reply's first audio went out
+        self.repaired = False  # (thinker) the screen dropped a piece the model slipped into
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -347,6 +373,8 @@ class _Reply:
         self._mark("llm_done")
         if not self.result.stop_reason and not self.cancel_event.is_set():
             self.result.stop_reason = reason
+        if self.result.text and (self.result.attempts > 1 or self.repaired):
+            r.note_flawed(self.result.text)
 
     def _generate(self, messages: list[dict], instructions: list[str], said_before: list[str], budget: ReplyBudget,
                   sampling: Any) -> str:
@@ -408,6 +436,7 @@ class _Reply:
             if budget.exhausted and reason == "end":
                 reason = "limit"
         self.result.raw_text = cleaner.raw_text or self.result.raw_text
+        self.repaired = self.repaired or cleaner.screen.repaired
         return reason
 
     def _emit_all(self, frags: list[Fragment], budget: ReplyBudget) -> int:

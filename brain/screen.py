@@ -55,6 +55,7 @@ class ReplyScreen:
         self._dropping = False  # part of this sentence was a copy or a repeat: the rest is judged strictly
         self._released = False  # text went out: a bare name later in the reply is fine
         self.dropped: list[str] = []  # pieces dropped (copied instructions, repeated lines, names only)
+        self.repaired = False  # a piece read the instructions aloud or repeated an earlier line: the model slipped
 
     @property
     def active(self) -> bool:
@@ -100,6 +101,7 @@ class ReplyScreen:
             log.info("reply %s: dropped %r", "read its instructions aloud" if copied else "repeated an earlier line",
                      text.strip())
             self.dropped.append(text.strip())
+            self.repaired = True
             self._piece = ""
             self._dropping = not sentence_end
             return ""
