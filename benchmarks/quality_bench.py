@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -111,7 +112,8 @@ class ReplyRecord:
 
     def as_dict(self) -> dict[str, Any]:
         return {"part": self.part, "mode": self.mode, "item": self.item, "category": self.category,
-                "persona": self.persona, "speaker": self.speaker, "said": self.said, "reply": self.reply,
+                "persona": self.persona, "speaker": self.speaker, "said": self.said, "context": self.context,
+                "situation": str(self.situation), "reply": self.reply,
                 "raw": self.raw, "attempts": self.attempts, "stop_reason": self.stop_reason,
                 "prompt_tokens": self.prompt_tokens, "seconds": round(self.seconds, 3),
                 "checks": self.checks.passed, "why": self.checks.why, "on_topic_evidence": self.checks.evidence,
@@ -435,21 +437,30 @@ def make_bench(settings: Settings, seed: int, llm: LlmBackend | None = None, pro
     return Bench(settings=settings, responder=responder, personas=personas, seed=seed, known_names=tuple(sorted(names)))
 
 
-async def run(bench: Bench, parts: Sequence[str], modes: Sequence[str], limit: int | None) -> dict[str, Any]:
+async def run(bench: Bench, parts: Sequence[str], modes: Sequence[str], limit: int | None,
+              samples: int = 1) -> dict[str, Any]:
+    """Each part and mode, `samples` times over with other seeds (rates over every sample: less noise)."""
     report: dict[str, Any] = {}
+    base_seed = bench.seed
     for part in parts:
         corpus = load_corpus(part)
         report[part] = {}
         if "single" in modes:
-            earlier: list[str] = []
+            records = []
             prompts = corpus.prompts[:limit] if limit is not None else corpus.prompts
-            records = [await run_prompt(bench, corpus, p, earlier) for p in prompts]
+            for sample in range(samples):
+                bench.seed = base_seed + sample
+                earlier: list[str] = []
+                records += [await run_prompt(bench, corpus, p, earlier) for p in prompts]
             report[part]["single"] = summarize(records)
         if "running" in modes:
             records = []
-            for convo in corpus.conversations:
-                records += await run_conversation(bench, corpus, convo, limit)
+            for sample in range(samples):
+                bench.seed = base_seed + sample
+                for convo in corpus.conversations:
+                    records += await run_conversation(bench, corpus, convo, limit)
             report[part]["running"] = summarize(records)
+    bench.seed = base_seed
     return report
 
 
@@ -464,8 +475,12 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: single, running")
     parser.add_argument("--limit", type=int, default=None, help="at most this many prompts (and replies per conversation)")
     parser.add_argument("--seed", type=int, default=7, help="base sampling seed (each reply's seed derives from it)")
+    parser.add_argument("--samples", type=int, default=1, help="run everything this many times with other seeds")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
     parser.add_argument("--name", default="quality", help="file name stem for the JSON and the transcript")
+    parser.add_argument("--llama-server", metavar="GGUF", default=None,
+                        help="start llama.cpp's OpenAI-compatible server on this GGUF ('embedded': SmolLM2-135M) and "
+                             "run through LLM_BACKEND=openai")
     parser.add_argument("--profile", default="auto", help="legacy (before issue 12), auto (what the bot picks), small, large")
     parser.add_argument("--set", action="append", default=[], metavar="PART.FIELD=VALUE",
                         help="change one lever of the profile, e.g. layout.history_lines=4 or sampling.min_p=0.1")
@@ -476,14 +491,24 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         parser.error(f"parts are {', '.join(PARTS)}; modes are {', '.join(MODES)}")
     settings = settings_from_env()
     started = time.monotonic()
-    bench = make_bench(settings, args.seed, profile=args.profile, changes=args.set)
-    results = await run(bench, parts, modes, args.limit)
+    with contextlib.ExitStack() as stack:
+        if args.llama_server:
+            from benchmarks.llama_server import LlamaServer
+            from bot.models import resolve_gguf
+
+            gguf = resolve_gguf(args.llama_server)
+            alias = gguf.stem.lower()
+            server = stack.enter_context(LlamaServer(gguf, alias=alias, n_ctx=settings.llm_context))
+            settings = settings.replace(llm_backend="openai", llm_base_url=server.url, llm_model=alias)
+        bench = make_bench(settings, args.seed, profile=args.profile, changes=args.set)
+        results = await run(bench, parts, modes, args.limit, args.samples)
     report: dict[str, Any] = {
         "benchmark": "quality_bench: reply quality through the real Responder (prompt, LLM, cleaner; synthesis skipped)",
         "command": " ".join([".venv/bin/python", "-m", "benchmarks.quality_bench", *(argv if argv is not None else sys.argv[1:])]),
         "model": model_info(settings, bench.responder),
         "machine": machine_info(),
         "seed": args.seed,
+        "samples": args.samples,
         "results": results,
         "targets": {part: {mode: distance_to_targets(summary, mode) for mode, summary in modes_.items()}
                     for part, modes_ in results.items()},

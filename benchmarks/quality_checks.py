@@ -9,8 +9,8 @@ runs them all and says why a check failed.
   `kinds`; kind "question": it asks something), and is not just the prompt said back.
 - `right_addressee`: no name other than the member who spoke is used to address someone ("Thanks, Bob!"
   to Alice). When nobody spoke (a topic start), any member present may be addressed.
-- `identity`: it does not claim to be someone else ("I'm Alice", "as an AI language model") nor write a
-  member's line (a reply that opens with "Alice:").
+- `identity`: it does not claim to be someone else ("I'm Alice", "my name is Bob") nor write a member's line
+  (a reply that opens with "Alice:"). Saying it is a bot is no claim to be someone else: it is honest.
 - `no_repeat`: it does not repeat one of its earlier lines (60 % of its words in order, in runs of 3+).
 - `no_instructions`: it does not read its instructions aloud (the same measure against the system prompt
   and situation, plus phrases only instructions contain).
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from benchmarks.quality_corpus import QUESTION_KIND, Rubric
+from brain.chunker import SpeechChunker
 from conversation.addressing import words
 from conversation.text_overlap import copies
 
@@ -33,16 +34,12 @@ REPEAT_MIN_WORDS = 4
 INSTRUCTION_MIN_WORDS = 5
 ECHO_SHARE = 0.6  # a reply this much made of the prompt's own words (in order) only says it back
 COPY_RUN = 3
+SOCIAL_KINDS = ("greeting", "goodbye")  # "Hi!" answers "Hi Juniper!": a greeting's words may be the prompt's
 GENERIC_NAMES = ("User", "Listener", "Assistant", "Human", "System")
-# What an assistant calls itself; a persona never does.
-AI_CLAIMS = re.compile(
-    r"\b(?:as an ai|an ai (?:language )?model|a (?:large )?language model|an artificial intelligence|"
-    r"(?:i'?m|i am) (?:just )?(?:an? )?(?:ai|chatbot|bot|virtual assistant|computer program|assistant)\b)", re.I)
 # Phrases that only instructions contain.
 INSTRUCTION_PHRASES = ("speech-friendly", "text-to-speech", "stage directions", "speaker label",
                        "in the voice channel with you", "is talking to you", "add one short", "keep each reply",
                        "never start with a name")
-_SENTENCE_END = re.compile(r"(?:[!?]+|(?<![.])\.(?![.]))[\"')”’]*(?=\s|$)")  # an ellipsis ends no sentence
 _VOCATIVE_LEAD = r"(?:hi|hey|hello|thanks|thank you|bye|goodbye|night|good night|welcome|welcome back|sorry|oh|well|" \
                  r"okay|ok|yes|no|yeah|come on|dear|congrats|congratulations|wow|ah|aw|ahoy|evening|morning)"
 
@@ -111,14 +108,18 @@ def rubric_hits(reply: str, rubric: Rubric, kinds: Mapping[str, Sequence[str]]) 
 
 def on_topic(reply: str, ctx: ReplyContext) -> tuple[bool, str]:
     """A rubric term that the prompt did not already say is enough; terms taken from the prompt ("eggs" in a
-    reply to "what can I cook with eggs?") count only two together, so naming the prompt's words is not an answer."""
+    reply to "what can I cook with eggs?") count only two together, so naming the prompt's words is not an answer.
+    Except where the prompt's words are the answer: a choice ("cats or dogs?"), a greeting or goodbye."""
     if not spoken(reply):
         return False, "nothing spoken"
     if ctx.prompt_text and copies(reply, [ctx.prompt_text], min_share=ECHO_SHARE, min_words=3, min_run=COPY_RUN):
         return False, "says the prompt back"
     hits = rubric_hits(reply, ctx.rubric, ctx.kinds)
     prompt_words = words(ctx.prompt_text)
-    fresh = [h for h in hits if h == "?" or not term_in(h, prompt_words)]
+    if "or" in prompt_words:  # a choice ("cats or dogs?") is answered by naming one of the prompt's words
+        prompt_words = []
+    social = {t for kind in SOCIAL_KINDS for t in ctx.kinds.get(kind, ()) if kind in ctx.rubric.kinds}
+    fresh = [h for h in hits if h == "?" or h in social or not term_in(h, prompt_words)]
     if fresh:
         return True, f"has {fresh[0]!r}"
     if len(hits) >= 2:
@@ -159,9 +160,6 @@ def identity(reply: str, raw: str, ctx: ReplyContext) -> tuple[bool, str]:
             return False, f"claims to be {name}"
         if re.match(rf"\s*[*_]*{n}[*_]*\s*:", raw or "", re.I):
             return False, f"writes {name}'s line"
-    claim = AI_CLAIMS.search(reply)
-    if claim:
-        return False, f"claims to be {claim.group(0)!r}"
     return True, ""
 
 
@@ -182,9 +180,16 @@ def no_instructions(reply: str, ctx: ReplyContext) -> tuple[bool, str]:
     return True, ""
 
 
+def sentences(text: str) -> int:
+    """Sentences as the reply path counts them (`brain.chunker`: "Dr." or "5.3" ends none, "No, no." does)."""
+    chunker = SpeechChunker()
+    fragments = chunker.feed(text + " ") + chunker.flush()
+    return sum(1 for f in fragments if f.sentence_end) or (1 if text.strip() else 0)
+
+
 def length(reply: str, ctx: ReplyContext) -> tuple[bool, str]:
     n_words = len(reply.split())
-    n_sentences = len(_SENTENCE_END.findall(reply)) or (1 if reply.strip() else 0)
+    n_sentences = sentences(reply)
     if ctx.max_words and n_words > ctx.max_words:
         return False, f"{n_words} words (at most {ctx.max_words})"
     if ctx.max_sentences and n_sentences > ctx.max_sentences:

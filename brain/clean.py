@@ -53,7 +53,7 @@ class SpeechCleaner:
         self._known_lower = {n.lower() for n in names}
         # Names as words: members and the persona (a bare "Juniper." says nothing either).
         self.screen = ReplyScreen(names=[*members, self.persona_name] if self.persona_name else members,
-                                  addressee=addressee, instructions=instructions, said_before=said_before,
+                                  own_name=self.persona_name, addressee=addressee, instructions=instructions, said_before=said_before,
                                   small_model=small_model_repairs)
         alternatives = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
         self._known_anywhere = re.compile(r"(?<![\w])(?:" + alternatives + r")[*_]*[ \t]*:(?=\s|$)", re.I)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -78,6 +79,8 @@ def build_messages(
     """
     layout = layout or PromptLayout()
     lines = [as_history_line(line) for line in history if str(line.text).strip()]
+    if not layout.own_name:
+        lines = [_without_own_name(line, persona) for line in lines]
     lines = _own_lines(lines, layout.own_lines, skip_own)
     if layout.history_lines is not None and len(lines) > layout.history_lines:
         lines = lines[-max(1, layout.history_lines):]
@@ -86,8 +89,8 @@ def build_messages(
         return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
 
     system = (short_system_prompt(persona) if layout.system == "short" else persona.render_system_prompt()).strip()
-    if layout.system == "short":
-        situation = getattr(situation, "short", None) or situation
+    if layout.system == "short" and hasattr(situation, "short"):
+        situation = situation.short  # may be empty: the newest line says it all
     situation = str(situation).strip()
     post = (getattr(persona, "post_history_instructions", "") or "").strip()
     closing = "\n".join(part for part in (situation, post) if part)
@@ -107,7 +110,7 @@ def build_messages(
     examples: list[dict] = []
     for exchange in (getattr(persona, "examples", ()) or ()) if layout.examples else ():
         pair = [
-            {"role": "user", "content": f"{EXAMPLE_LISTENER}: {exchange.user}"},
+            {"role": "user", "content": exchange.user if layout.speaker_once else f"{EXAMPLE_LISTENER}: {exchange.user}"},
             {"role": "assistant", "content": exchange.bot},
         ]
         pair_cost = sum(cost(m["content"]) for m in pair)
@@ -131,13 +134,13 @@ def build_messages(
 
     messages: list[dict] = [{"role": "system", "content": system}, *examples]
     # Small layout: the situation names the speaker once, right before their words (no "Alice:" label).
-    newest_bare = bool(layout.speaker_once and kept and not kept[-1].is_bot and situation
-                       and kept[-1].speaker in situation)
+    newest_bare = bool(layout.speaker_once and kept and not kept[-1].is_bot
+                       and ((situation and kept[-1].speaker in situation) or (not situation and not layout.newest_label)))
     for index, line in enumerate(kept):
         role = "assistant" if line.is_bot else "user"
         content = _render(line)
         if newest_bare and index == len(kept) - 1:
-            content = f"({situation})\n{line.text.strip()}"
+            content = f"({situation})\n{line.text.strip()}" if situation else line.text.strip()
         if messages[-1]["role"] == role and len(messages) > 1 + len(examples):  # never merge into examples
             messages[-1] = {"role": role, "content": messages[-1]["content"] + "\n" + content}
         else:
@@ -186,6 +189,29 @@ def _own_lines(lines: list[HistoryLine], policy: str, skip_own: Callable[[Histor
         return [line for line in lines if not line.is_bot]
     return [line for line in lines if not line.is_bot
             or not (line.cut or line.text.rstrip().endswith("…") or (skip_own is not None and skip_own(line)))]
+
+
+_CALL_LEAD = r"hey|hi|hello|okay|ok|so|oh|well|honestly|sorry|thanks|yo"
+
+
+def _without_own_name(line: HistoryLine, persona: PersonaLike) -> HistoryLine:
+    """A member's line without the words that call the bot by name ("Juniper, what..." → "What...")."""
+    if line.is_bot:
+        return line
+    names = [n for n in (persona.name, *getattr(persona, "aliases", ())) if n]
+    if not names:
+        return line
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    text = line.text
+    text = re.sub(rf"^\s*(?:(?i:{_CALL_LEAD})[ ,]+)?(?:{alternatives})\s*[,:;]\s*", "", text)  # opening call
+    text = re.sub(rf"([.!?]\s+)(?:(?i:{_CALL_LEAD})[ ,]+)?(?:{alternatives})\s*[,:;]\s*(\w?)",
+                  lambda m: m.group(1) + m.group(2).upper(), text)  # calling it at a later sentence
+    text = re.sub(rf",\s*(?:{alternatives})\s*(?=[,.!?]|$)", "", text)  # "..., Juniper?" / ", Juniper, ..."
+    text = text.strip()
+    if not text or text == line.text:
+        return line
+    text = text[0].upper() + text[1:]
+    return HistoryLine(line.speaker, text, line.t, line.is_bot, line.cut)
 
 
 def _render(line: HistoryLine) -> str:

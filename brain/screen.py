@@ -5,7 +5,8 @@ For any model:
   dropped, the rest of the piece kept (`addressee`; when nobody in particular is answered, every
   member present may be addressed);
 - a reply that is only a name ("Bob.") says nothing and is dropped; a bare name at the start waits
-  for what follows it.
+  for what follows it;
+- a piece in which the bot claims a member's name ("I'm Bob.") is dropped: the bot is never a member.
 
 Small-model repairs (a `ModelProfile` with `small_model_repairs`; measured in the quality benchmark):
 - a piece that reads the prompt's instructions aloud ("...answer in one or two short spoken sentences,
@@ -39,9 +40,11 @@ REPEAT_MIN_WORDS = 3  # a piece this long that repeats the bot's earlier line is
 class ReplyScreen:
     """Releases cleaned text piece by piece: `feed(delta, final=)` → the text that may be spoken."""
 
-    def __init__(self, *, names: Iterable[str] = (), addressee: str | None = None, instructions: Iterable[str] = (),
-                 said_before: Iterable[str] = (), small_model: bool = True) -> None:
+    def __init__(self, *, names: Iterable[str] = (), own_name: str = "", addressee: str | None = None,
+                 instructions: Iterable[str] = (), said_before: Iterable[str] = (), small_model: bool = True) -> None:
         self.names = [n.strip() for n in dict.fromkeys(names) if n and n.strip()]
+        members = [n for n in self.names if n.casefold() != own_name.strip().casefold()]
+        self._claims = _claims(members) if members else None
         self.addressee = addressee.strip() if addressee else None
         self.instructions = [t for t in instructions if t and t.strip()] if small_model else []
         self.said_before = [t for t in said_before if t and t.strip()] if small_model else []
@@ -85,6 +88,10 @@ class ReplyScreen:
             piece = self._drop_wrong_vocatives(piece)
             if not piece.strip():
                 return ""
+        if self._claims is not None and self._claims.search(piece):
+            log.info("reply claimed a member's name: dropped %r", piece.strip())
+            self.dropped.append(piece.strip())
+            return ""
         self._piece += piece
         text = self._piece
         if not self._released and self._names_only(text):
@@ -138,6 +145,11 @@ class ReplyScreen:
         said = words(text)
         refs = self._instruction_words + (self._said_before_words if len(said) >= 2 else [])
         return not said or any(copied_words(said, ref, min_run=len(said)) == len(said) for ref in refs)
+
+
+def _claims(names: list[str]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"\b(?i:i'?m|i’m|i am|my name is|my name's|call me|it's me,?)\s+(?:{alternatives})\b")
 
 
 _GREETING = r"hi|hey|hello|thanks|thank you|bye|goodbye|night|good night|welcome|welcome back|congrats|congratulations"

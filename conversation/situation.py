@@ -1,7 +1,8 @@
 """The one-paragraph "situation" handed to the LLM with each line: why the bot speaks now.
 
 `situation_for` returns a `Situation`: the text itself (a `str`, for a model that follows the full
-persona prompt), a `short` form for small models (one plain sentence, the speaker named once), and the
+persona prompt), a `short` form for small models (one plain sentence, or nothing when the member's
+line speaks for itself: a small model answers a line better without a bracketed note), and the
 `addressee`, the member the reply is for (None when it is for the whole room), which the reply's
 screen uses to drop names addressing anyone else.
 """
@@ -63,7 +64,7 @@ def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> S
         speaker = line.name if line is not None else room.name_of(decision.member_id or 0)
         if decision.addressed:
             return Situation(f"{present} {speaker} is talking to you; reply to {speaker}.",
-                             short=f"{speaker} is talking to you.", addressee=speaker)
+                             short="", addressee=speaker)  # the line itself names the bot: nothing to add
         return Situation(f"{present} {speaker} said something to the group, not to you in particular. Add one "
                          f"short, friendly remark that fits, or a question to keep it going.",
                          short=f"{speaker} says this to the group. Join in with one short remark.", addressee=speaker)

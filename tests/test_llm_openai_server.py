@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
+from benchmarks.llama_server import LlamaServer, free_port
 from bot.models import embedded_gguf_path
 from bot.settings import load_settings
 from brain.llm import LlmError, OpenAiBackend, make_backend
@@ -25,46 +22,10 @@ MESSAGES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
-    log_file = open(log_path, "wb")  # a file, not a pipe: llama.cpp's load log would fill a pipe and stall the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--verbose", "false"],
-        stdout=log_file, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-800:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/v1/models")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not come up in 90 s")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
+def server_url():
+    with LlamaServer(embedded_gguf_path(), alias="smollm2") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,16 @@ def history() -> list[HistoryLine]:
     ]
 
 
+def test_an_addressed_line_in_the_small_layout_is_the_speakers_words_named_once(persona) -> None:
+    situation = Situation("Alice is talking to you; reply to Alice.", short="", addressee="Alice")
+    labelled = build_messages(persona, history(), situation=situation, budget_tokens=1500, layout=SMALL)
+    assert labelled[1] == {"role": "user", "content": persona.examples[0].user}  # no "Listener:" label
+    assert labelled[-1]["content"] == "Bob: Chen, which book?\nAlice: Juniper, what should I cook tonight?"
+    bare = PromptLayout(system="short", history_lines=3, own_lines="heard", speaker_once=True, newest_label=False)
+    messages = build_messages(persona, history(), situation=situation, budget_tokens=1500, layout=bare)
+    assert messages[-1]["content"] == "Bob: Chen, which book?\nJuniper, what should I cook tonight?"
+
+
 def test_the_small_layout_is_short_windowed_and_names_the_speaker_once(persona) -> None:
     situation = Situation("In the voice channel with you: Alice, Bob and Chen. Alice is talking to you; reply to Alice.",
                           short="Alice is talking to you.", addressee="Alice")
@@ -45,6 +55,7 @@ def test_the_small_layout_is_short_windowed_and_names_the_speaker_once(persona) 
     assert "Juniper" in system and "35 words" in system
     # examples as real turns, then the last 3 lines (the cut line left out before windowing)
     assert [m["role"] for m in messages[1:9]] == ["user", "assistant"] * 4
+    assert messages[1]["content"] == persona.examples[0].user
     rest = messages[9:]
     assert rest[0] == {"role": "assistant", "content": "Reading days are the best days!"}
     assert rest[1]["content"] == "Bob: Chen, which book?\n(Alice is talking to you.)\nJuniper, what should I cook tonight?"
@@ -93,7 +104,7 @@ def test_the_situation_has_a_short_form_and_an_addressee(persona) -> None:
     addressed = situation_for(Decision(Action.RESPOND_NOW, "t", member_id=1, reply_to_seq=line.seq, addressed=True),
                               room, persona, 3.0)
     assert isinstance(addressed, str) and "reply to Alice" in addressed
-    assert addressed.short == "Alice is talking to you." and addressed.addressee == "Alice"
+    assert addressed.short == "" and addressed.addressee == "Alice"  # the line names the bot: nothing to add
     topic = situation_for(Decision(Action.START_TOPIC, "t"), room, persona, 90.0)
     assert topic.addressee is None and topic.short.endswith("?") is False and "question" in topic.short
     room.member_left(2, 4.0)
@@ -111,6 +122,13 @@ def test_the_situation_has_a_short_form_and_an_addressee(persona) -> None:
 def test_names_addressing_anyone_but_the_member_answered_are_dropped(raw: str, spoken: str) -> None:
     assert clean_reply(raw, persona_name="Captain Hollis", other_names=["Priya", "Marcus", "Sofia"],
                        addressee="Priya") == spoken
+
+
+def test_the_bot_never_claims_a_members_name() -> None:
+    said = clean_reply("Oh, sorry about that. I'm Bob. What's up?", persona_name="Juniper", other_names=["Bob"])
+    assert said == "Oh, sorry about that. What's up?"
+    assert clean_reply("I'm Juniper, nice to meet you.", persona_name="Juniper", other_names=["Bob"]) == \
+        "I'm Juniper, nice to meet you."
 
 
 def test_a_reply_that_opens_with_a_members_label_is_not_the_bots() -> None:

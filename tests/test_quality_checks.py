@@ -48,6 +48,10 @@ def test_prompt_words_count_only_together_and_phrases_match_words_in_a_row() -> 
     assert "on_topic" not in failed("How about a stir fry?")
     assert "on_topic" in failed("Stir it and fry it.")  # not "stir fry"
     assert term_in("cook", words("I love cooking")) and not term_in("egg", words("eggplant"))
+    # where the prompt's words are the answer: a choice, a greeting
+    assert "on_topic" not in failed("Rice, always.", prompt_text="Juniper, rice or pasta?")
+    assert "on_topic" not in failed("Hi! Good to see you.", prompt_text="Hi Juniper!",
+                                    rubric=Rubric(kinds=("greeting",)))
 
 
 def test_a_question_kind_wants_a_question() -> None:
@@ -78,16 +82,16 @@ def test_the_speaker_and_names_that_are_not_addressed_pass_right_addressee() -> 
 
 @pytest.mark.parametrize(("reply", "raw"), [
     ("I'm Alice, and I'd make fried rice.", ""),
-    ("As an AI language model, I recommend fried rice.", ""),
-    ("I'm just a chatbot, but fried rice.", ""),
+    ("My name is Bob, and fried rice.", ""),
     ("Fried rice sounds great to me.", "Alice: Fried rice sounds great to me."),  # the model wrote Alice's line
 ])
 def test_claiming_to_be_someone_else_fails_identity(reply: str, raw: str) -> None:
     assert "identity" in failed(reply, raw=raw)
 
 
-def test_its_own_name_passes_identity() -> None:
+def test_its_own_name_and_being_a_bot_pass_identity() -> None:
     assert "identity" not in failed("I'm Juniper, and I say fried rice.")
+    assert "identity" not in failed("I'm a bot, but I'd still say fried rice.")  # honest, not someone else
     assert "identity" not in failed("Call me June. Fried rice!")
 
 
@@ -108,6 +112,7 @@ def test_too_long_fails_length() -> None:
     assert "length" in failed("Fried rice. Or pasta. Or an omelet.")  # three sentences, the persona allows two
     assert "length" in failed("Fried rice " + "and more rice " * 12 + ".")
     assert "length" not in failed("Fried rice... or pasta? Both work.")  # an ellipsis ends no sentence
+    assert "length" not in failed("Read anything by A.J. Finn. Or Dr. Seuss!")  # nor do initials and titles
 
 
 def test_nothing_spoken_fails_spoken_and_on_topic() -> None:

@@ -174,6 +174,7 @@ class FirstSampleWrites:
         self.times = times
         self.hold = hold  # the first sample ends only once this is set
         self.temperature = llm.temperature
+        self.profile = llm.profile  # the real model's layout, sampling and repairs
         self.temperatures: list[float | None] = []
 
     def count_tokens(self, text: str) -> int:
