@@ -49,7 +49,7 @@ from brain.budget import ReplyBudget
 from brain.clean import clean_reply
 from brain.llm import default_llm_threads
 from brain.prompt import as_history_line
-from brain.responder import Responder, ReplyResult
+from brain.responder import SAID_BEFORE_LINES, Responder, ReplyResult
 from benchmarks.quality_checks import CHECKS, ReplyContext, check_reply, rates
 from benchmarks.quality_corpus import Rubric, load_corpus
 from simulator.scripted import STAGES, ConversationResult, Line, ScriptedConversation
@@ -206,7 +206,11 @@ class WholeReplyResponder:
                     close()
         result.timings["llm_done"] = time.monotonic()
         result.raw_text = "".join(raw)
+        instructions = [m["content"] for m in messages if m.get("role") == "system"] + [
+            situation, getattr(situation, "short", "")]
+        said_before = [line.text for line in map(as_history_line, history) if line.is_bot][-SAID_BEFORE_LINES:]
         text = clean_reply(result.raw_text, persona_name=persona.name, other_names=names,
+                           instructions=instructions, said_before=said_before,
                            addressee=getattr(situation, "addressee", None),
                            small_model_repairs=streaming.profile.small_model_repairs)
         budget = ReplyBudget(max_words=getattr(persona, "max_reply_words", None),

@@ -530,8 +530,27 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     return report
 
 
+def markdown_table(report: dict[str, Any]) -> str:
+    """The README's table from a saved report: each part and mode, each check's rate, the targets."""
+    head = ["part / mode", "replies", *[c.replace("_", " ") for c in CHECKS]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for part, modes_ in report["results"].items():
+        for mode, summary in modes_.items():
+            cells = [f"{part} / {'one at a time' if mode == 'single' else 'running'}", str(summary["replies"])]
+            for check in CHECKS:
+                value = summary.get(f"{check}_rate")
+                target = TARGETS[mode].get(f"{check}_rate")
+                cells.append(f"{value}" + (f" (≥ {target})" if target is not None else ""))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--table"]:  # print the README table of a saved report
+        print(markdown_table(json.loads(Path(args[1]).read_text(encoding="utf-8"))), end="")
+        return
     report = asyncio.run(main_async(argv))
     print(json.dumps({k: v for k, v in report.items() if k != "replies"}, indent=2))
 

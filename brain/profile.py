@@ -51,8 +51,8 @@ class PromptLayout:
     examples: bool = True  # the persona's example dialogue, as real user/assistant turns
     history_lines: int | None = None  # at most this many recent lines of the room (None: as the budget allows)
     own_lines: str = "all"  # the bot's own earlier lines: all | heard (not cut or cleaned away) | none
-    speaker_once: bool = False  # the speaker is named once (not in the situation and again as a label), and the
-    # example dialogue's listener lines carry no label
+    speaker_once: bool = False  # the situation's short form (the speaker named once, not in the situation and
+    # again as a label), and the example dialogue's listener lines carry no label
     newest_label: bool = True  # the newest line keeps its "Alice:" label (when the situation does not name her)
     own_name: bool = True  # members' lines keep the bot's name where they call it ("..., Juniper?"); a small
     # model reads its own name mid-question as part of the topic

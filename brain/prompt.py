@@ -89,8 +89,8 @@ def build_messages(
         return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
 
     system = (short_system_prompt(persona) if layout.system == "short" else persona.render_system_prompt()).strip()
-    if layout.system == "short" and hasattr(situation, "short"):
-        situation = situation.short  # may be empty: the newest line says it all
+    if layout.speaker_once and hasattr(situation, "short"):
+        situation = situation.short  # one plain sentence, or nothing when the newest line says it all
     situation = str(situation).strip()
     post = (getattr(persona, "post_history_instructions", "") or "").strip()
     closing = "\n".join(part for part in (situation, post) if part)
