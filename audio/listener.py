@@ -2,19 +2,12 @@
 
     receive (event loop) --feed()--> [vad thread] --jobs--> [stt worker] --call_soon_threadsafe--> callbacks
 
-`feed()` only queues the frame. The VAD thread runs every member's `SpeakerVad` and turns its events
-into work for the single `SttScheduler`:
-
-* start  -> SpeakingEvent(speaking=True); partials begin at STT_PARTIAL_INTERVAL_S cadence;
-* pause  -> the latest partial again, marked timings["paused"]; and a SPECULATIVE final of the audio so
-            far is queued at once (ranked with finals), so the transcription runs while the
-            end-of-speech silence is still being confirmed; its text is delivered at once as a partial
-            marked timings["speculative"] (all the words so far). Until they speak again, other
-            partials are held back: the pause's partials stay their latest;
-* resume -> the speculative job is cancelled (or its text becomes a partial); the pause's partial goes
-            out again without a mark (timings["resumed"]): the pause is over;
-* end    -> SpeakingEvent(speaking=False); the speculative result is the final when no voice came
-            after it (usually already computed: that is the latency removed), else a final is queued.
+`feed()` only queues the frame. The VAD thread runs every member's `SpeakerVad`: a start becomes
+SpeakingEvent(speaking=True), an end SpeakingEvent(speaking=False), and every VAD event of a segment goes to
+the `SegmentTranscriber` (`audio.segment_transcriber`), which queues the work for the single `SttScheduler`:
+partials while they speak; at a pause the end of turn judged by the semantic end-of-turn model (Smart Turn,
+TURN_MODEL=smart_turn; tens of milliseconds on this thread, once per pause), the latest partial marked
+"paused" and a speculative final; at the end the final (usually the speculation, already computed).
 
 Utterances and SpeakingEvents are delivered on the event loop thread, SpeakingEvent(speaking=False)
 before the segment's final. EVERY segment announced by SpeakingEvent(speaking=True) gets exactly one
@@ -50,48 +43,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
 
-from audio.stt import PartialSource, SttJob, SttResult, SttScheduler, WhisperTranscriber
-from audio.types import STT_RATE, MemberFrame, SpeakingEvent, Utterance
-from audio.vad import Segment, SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad
+from audio.end_of_turn import SmartTurn, load_smart_turn
+from audio.segment_transcriber import SegmentTranscriber, _Turn
+from audio.stt import SttResult, SttScheduler, WhisperTranscriber
+from audio.types import MemberFrame, SpeakingEvent, Utterance
+from audio.vad import SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad
 
 log = logging.getLogger(__name__)
 
-TAIL_S = 0.25  # silence kept after the last voiced window (helps Whisper close the sentence)
-MIN_PAUSE_MS = 64
 GAP_S = 0.1  # no frame from a speaking member for this long: they stopped sending (Discord sends no silence)
 TRAILING_SILENCE_S = 0.06  # silence heard before a gap: the client said it stopped (5 silent frames on Discord)
 PING_INTERVAL_S = 0.02  # event-loop liveness pings while someone speaks (see _loop_alive_until)
 MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond this the VAD thread is hopelessly behind
-
-
-@dataclass(eq=False)
-class _Turn:
-    """Transcription state of one segment (shared by the VAD thread and the STT worker)."""
-
-    segment: Segment
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    speculative: SttJob | None = None
-    spec_voice_sample: int = -1
-    spec_result: SttResult | None = None  # set (under lock) when the speculative job completed
-    promoted: bool = False  # the speculative job IS the final: emit it when it completes
-    superseded: bool = False  # speech resumed: the speculative result is only a partial
-    last_partial: str = ""  # text of the last partial delivered (repeats are not sent again)
-    last_partial_result: SttResult | None = None
-    paused_partial: SttResult | None = None  # the partial delivered (marked) in the current pause
-    in_pause: bool = False  # the VAD reported a pause and no voice since (no partials: the speculation covers it)
-    partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
-    ended_t: float = 0.0
-    speech_end_t: float = 0.0
-    finalized: bool = False  # its one final Utterance (text or empty) has been emitted
 
 
 @dataclass
@@ -107,6 +78,8 @@ class ListenerStats:
     gap_fills: int = 0
     finals_from_speculation: int = 0
     partials: int = 0
+    end_of_turn_calls: int = 0
+    end_of_turn_ms_total: float = 0.0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -130,6 +103,7 @@ class Listener:
         max_batch: int = 4,
         end_silence_ms: int | None = None,
         fill_gaps: bool = True,
+        end_of_turn: SmartTurn | None | bool = True,
     ) -> None:
         self.settings = settings
         self.name_of = name_of
@@ -141,16 +115,25 @@ class Listener:
         self.stats = ListenerStats()
         self.transcriber = transcriber or WhisperTranscriber(settings)
         self.vad_model = vad_model or load_silero_vad()
+        # True: the model TURN_MODEL names (none when "off"); a SmartTurn: that one; False/None: none
+        if end_of_turn is True:
+            end_of_turn = load_smart_turn() if getattr(settings, "turn_model", "off") == "smart_turn" else None
+        self.end_of_turn: SmartTurn | None = end_of_turn or None
         self.vad_config = VadConfig.from_settings(settings)
         if end_silence_ms is not None:
             self.vad_config.end_silence_ms = end_silence_ms
-        self._update_pause(0.4)
         self.scheduler = SttScheduler(
             self.transcriber,
             partial_interval_s=settings.stt_partial_interval_s,
             max_batch=max_batch,
             partials=partials,
         )
+        self.segments = SegmentTranscriber(
+            settings=settings, scheduler=self.scheduler, stats=self.stats, vad_config=self.vad_config,
+            end_of_turn=self.end_of_turn, speculative=speculative,
+            deliver=lambda *args: self._call_soon(self._deliver, *args), expect_final=self._expect_final,
+        )
+        self.segments.update_pause(0.4)
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -190,7 +173,13 @@ class Listener:
         """Load the shared models in a thread, so that constructing a Listener on the loop does not block it."""
         from audio.stt import load_whisper
 
-        await asyncio.to_thread(lambda: (load_whisper(settings), load_silero_vad()))
+        def load() -> None:
+            load_whisper(settings)
+            load_silero_vad()
+            if getattr(settings, "turn_model", "off") == "smart_turn":
+                load_smart_turn()
+
+        await asyncio.to_thread(load)
 
     @property
     def backlog(self) -> int:
@@ -326,261 +315,33 @@ class Listener:
             self._members.pop(user_id, None)
             self._last_frame.pop(user_id, None)
             self._turns.pop(user_id, None)
+            self.segments.forget(user_id)
             self.scheduler.stop_partials(user_id)
 
     def _on_vad_event(self, ev: VadEvent) -> None:
         uid = ev.segment.user_id
         if ev.kind == "start":
             self._speaking(uid, True, ev.t)
-            self._begin_turn(ev.segment)
+            self._turns[uid] = self.segments.begin(ev.segment)
         elif ev.kind == "pause":
             turn = self._turns.get(uid)
             if turn is not None:
-                turn.in_pause = True
-                self._paused(turn)
-                if self.speculative:
-                    self._speculate(turn)
+                self.segments.pause(turn)
         elif ev.kind == "resume":
             turn = self._turns.get(uid)
             if turn is not None:
-                turn.in_pause = False
-                self._abandon_speculation(turn)
-                self._resumed(turn)
+                self.segments.resume(turn)
         elif ev.kind in ("end", "discard"):
             turn = self._turns.pop(uid, None)
             self.scheduler.stop_partials(uid)
             if not ev.split:
                 self._speaking(uid, False, ev.t)  # before the final: the member stopped, then we understood
             if turn is not None:
-                if ev.kind == "discard":
-                    self._discard_turn(turn, ev)
-                else:
-                    self._finish_turn(turn, ev)
+                self.segments.ended(turn, ev)
             if ev.split:
                 vad = self._members.get(uid)
                 if vad is not None and vad.segment is not None:
-                    self._begin_turn(vad.segment)
-
-    def _begin_turn(self, seg: Segment) -> None:
-        turn = _Turn(seg)
-        self._turns[seg.user_id] = turn
-
-        def snapshot() -> np.ndarray:  # on the STT worker, just before the partial runs
-            turn.partial_voice_sample = seg.last_voice_sample
-            return seg.audio()
-
-        self.scheduler.start_partials(
-            PartialSource(
-                user_id=seg.user_id,
-                snapshot=snapshot,
-                on_done=lambda result, started, stale, turn=turn: self._partial_done(turn, result, started),
-                is_stale=seg.ended.is_set,
-                is_paused=lambda turn=turn: turn.in_pause,
-                next_due=time.monotonic() + self.settings.stt_partial_interval_s,
-            )
-        )
-
-    def _final_audio(self, seg: Segment) -> np.ndarray:
-        return seg.audio(seg.last_voice_sample + int(TAIL_S * STT_RATE))
-
-    def _speculate(self, turn: _Turn) -> None:
-        seg = turn.segment
-        with turn.lock:
-            old = turn.speculative
-            if old is not None and turn.spec_voice_sample == seg.last_voice_sample:
-                return  # already speculating on exactly this audio
-        if old is not None:
-            self._abandon_speculation(turn)
-        self._transcribe_segment(turn, "speculative")
-
-    def _transcribe_segment(self, turn: _Turn, kind: str) -> None:
-        """Queue the transcription of the whole segment so far: a "speculative" one (at a pause) or the
-        "final" one (its result is the final); a partial that saw all the voice may stand in for it."""
-        seg = turn.segment
-        job = SttJob(
-            user_id=seg.user_id,
-            kind=kind,
-            audio=self._final_audio(seg),
-            on_done=lambda job, result, turn=turn: self._speculative_done(turn, job, result),
-            tag=seg,
-        )
-        with turn.lock:
-            turn.speculative = job
-            turn.spec_voice_sample = seg.last_voice_sample
-            turn.spec_result = None
-            turn.promoted = kind == "final"
-            turn.superseded = False
-        self.scheduler.submit(job)
-
-    def _abandon_speculation(self, turn: _Turn) -> None:
-        with turn.lock:
-            job = turn.speculative
-            if job is None:
-                return
-            turn.speculative = None
-            turn.superseded = True
-            result, turn.spec_result = turn.spec_result, None
-        self.scheduler.cancel(job)
-        if result is not None and job.kind == "speculative" and not turn.segment.ended.is_set():
-            self._emit_partial(turn, result, job.started)  # it ran: its text is a fine partial
-        # when it runs now, _speculative_done sees `superseded` and makes it a partial
-
-    def _discard_turn(self, turn: _Turn, ev: VadEvent) -> None:
-        """A started segment with too little voice (a cough): no transcription, but its empty final closes it."""
-        self._abandon_speculation(turn)
-        turn.ended_t = ev.t
-        turn.speech_end_t = ev.speech_end_t
-        self._expect_final(+1)
-        seg = turn.segment
-        reason = f"vad: {seg.voiced_s * 1000:.0f} ms of voice < VAD_MIN_SPEECH_MS"
-        result = SttResult("", 0.0, -math.inf, 1.0, 0.0, reason, "", seg.n_samples / STT_RATE, 0.0)
-        record = SttJob(seg.user_id, "discard", np.zeros(0, np.float32), _noop, started=ev.t)
-        record.finished = ev.t
-        self._emit_final(turn, record, result, from_speculation=False)
-
-    def _finish_turn(self, turn: _Turn, ev: VadEvent) -> None:
-        seg = turn.segment
-        turn.ended_t = ev.t
-        turn.speech_end_t = ev.speech_end_t
-        self._expect_final(+1)
-        with turn.lock:
-            job = turn.speculative
-            reuse = job is not None and turn.spec_voice_sample == seg.last_voice_sample and not job.cancelled
-            ready = None
-            if reuse:
-                turn.promoted = True
-                ready = turn.spec_result
-        if reuse:
-            if ready is not None:
-                self._emit_final(turn, job, ready, from_speculation=True)
-            return  # else: _speculative_done emits it
-        if job is not None:
-            self._abandon_speculation(turn)
-        self._transcribe_segment(turn, "final")
-
-    # -- STT worker callbacks ---------------------------------------------------------------------
-
-    def _speculative_done(self, turn: _Turn, job: SttJob, result: SttResult) -> None:
-        with turn.lock:
-            current = turn.speculative is job
-            promoted = turn.promoted and current
-            if current and not promoted:
-                turn.spec_result = result  # the final if the end comes before more voice
-                # and already now all their words so far (the prompter prepares its reply with them);
-                # under the lock, so it cannot overtake the final
-                self._emit_partial(turn, result, job.started, speculative=True)
-        if promoted:
-            self._emit_final(turn, job, result, from_speculation=job.kind != "final")
-        elif not current and not turn.segment.ended.is_set():
-            self._emit_partial(turn, result, job.started)
-
-    def _partial_done(self, turn: _Turn, result: SttResult, started: float) -> None:
-        """A partial that saw all the voice of the segment so far stands in for a queued speculative/final job."""
-        seg = turn.segment
-        voice_sample = turn.partial_voice_sample
-        final_now: SttJob | None = None
-        with turn.lock:
-            job = turn.speculative
-            # (only when finals are greedy too: a partial is always greedy)
-            covers = voice_sample >= 0 and voice_sample == seg.last_voice_sample and self.settings.stt_beam_size == 1
-            stands_in = covers and turn.spec_result is None and (job is None or self.scheduler.cancel(job))
-            if stands_in:
-                record = SttJob(seg.user_id, "partial", np.zeros(0, np.float32), _noop, started=started)
-                record.finished = time.monotonic()
-                turn.speculative = record
-                turn.spec_voice_sample = voice_sample
-                if turn.promoted and job is not None:
-                    final_now = record
-                else:
-                    turn.promoted = False
-                    turn.spec_result = result
-        if final_now is not None:
-            self._emit_final(turn, final_now, result, from_speculation=True)
-        elif not seg.ended.is_set():
-            # in a pause, a partial of all their words is the speculative transcript
-            self._emit_partial(turn, result, started, speculative=stands_in and turn.in_pause)
-
-    def _emit_partial(self, turn: _Turn, result: SttResult, started: float, *, speculative: bool = False) -> None:
-        """Deliver a partial. A speculative one (all their words, taken at a pause) always goes out, and
-        until they speak again (`_resumed`) the pause's partials are their latest: others are held back."""
-        seg = turn.segment
-        with turn.lock:
-            if turn.finalized or not result.text or (
-                    not speculative and (result.text == turn.last_partial or turn.paused_partial)):
-                return
-            turn.last_partial = result.text
-            turn.last_partial_result = result
-            timings = {"speech_start": seg.start_t, "stt_start": started}
-            if speculative:
-                timings["speculative"] = time.monotonic()
-                turn.paused_partial = result
-            self.stats.partials += 1
-            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
-
-    def _paused(self, turn: _Turn) -> None:
-        """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
-        start preparing a reply to it while the speculative transcript and the end are still to come."""
-        seg = turn.segment
-        with turn.lock:
-            result = turn.last_partial_result
-            if result is None or turn.paused_partial is not None or turn.finalized:
-                return
-            turn.paused_partial = result
-            timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
-            self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
-
-    def _resumed(self, turn: _Turn) -> None:
-        """They speak again after a pause that went out as a marked partial: their words so far again,
-        without a mark, say that the pause is over."""
-        seg = turn.segment
-        with turn.lock:
-            result, turn.paused_partial = turn.paused_partial, None
-            if result is not None and not turn.finalized:
-                timings = {"speech_start": seg.start_t, "resumed": time.monotonic()}
-                self._call_soon(self._deliver, seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings)
-
-    def _emit_final(self, turn: _Turn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
-        """Emit the segment's one final: its text, or an empty final when it was rejected or discarded."""
-        seg = turn.segment
-        with turn.lock:
-            duplicate = turn.finalized
-            turn.finalized = True
-        if duplicate:  # a second transcription of the same segment: never a second final
-            self.stats.finals_duplicate += 1
-            log.warning("segment %s of %s: a second final (%r) dropped", seg.id, seg.user_id, result.text)
-            return
-        if job.kind != "discard":
-            self._update_pause(self.scheduler.final_compute_ema)
-        if not result.text:
-            if job.kind == "discard":
-                self.stats.finals_discarded += 1
-            else:
-                self.stats.finals_rejected += 1
-            log.info(
-                "segment %s of %s (%.2f s) rejected: %s%s",
-                seg.id,
-                seg.user_id,
-                result.duration_s,
-                result.rejected or "no text",
-                f" (heard {result.raw_text!r})" if result.raw_text else "",
-            )
-        else:
-            self.stats.finals += 1
-            if from_speculation:
-                self.stats.finals_from_speculation += 1
-        timings = {
-            "speech_start": seg.start_t,
-            "speech_end": turn.speech_end_t,
-            "vad_end": turn.ended_t,
-            "stt_start": job.started,
-            "stt_done": job.finished,
-        }
-        self._call_soon(self._deliver, seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings)
-
-    def _update_pause(self, compute_s: float) -> None:
-        """Speculate only as early as needed for the final to be ready when the end is confirmed."""
-        cfg = self.vad_config
-        cfg.pause_ms = int(min(cfg.end_silence_ms, max(MIN_PAUSE_MS, cfg.end_silence_ms - 1000 * compute_s)))
+                    self._turns[uid] = self.segments.begin(vad.segment)
 
     # -- event loop side ------------------------------------------------------------------------
 
@@ -606,7 +367,7 @@ class Listener:
         except Exception:
             log.exception("on_speaking callback failed")
 
-    def _deliver(self, user_id, result: SttResult, start, end, final, timings) -> None:
+    def _deliver(self, user_id, result: SttResult, start, end, final, timings, end_of_turn=None) -> None:
         now = time.monotonic()
         timings["final" if final else "partial"] = now
         try:
@@ -623,6 +384,7 @@ class Listener:
             final=final,
             confidence=result.confidence,
             timings=timings,
+            end_of_turn=end_of_turn,
         )
         try:
             self.on_utterance(utt)
@@ -631,10 +393,6 @@ class Listener:
         finally:
             if final:
                 self._expect_final(-1)
-
-
-def _noop(*_args) -> None:
-    pass
 
 
 def _set_result(fut: asyncio.Future) -> None:

@@ -7,6 +7,10 @@ input at a time, so feeding a long sentence costs the caller nothing and `flush(
 No clicks: a full frame is only sent while ``FADE`` samples more are buffered (or the line has ended), so when
 the producer falls behind, the audio that is sent ends in a short fade-out; audio resuming after a gap fades in;
 `flush()` keeps just a faded tail of what was playing.
+
+`pause()` stops the voice at the next frame (a 2 ms fade-out; what is queued stays) and sends silence
+until `resume()`, which goes on where it stopped (fading in): the bot listens while someone speaks over
+it, and carries on after a backchannel.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class StreamPlayer(discord.AudioSource):
         self._fade_in_next = True
         self._last_audible = False
         self._closed = False
+        self._paused = False
+        self._fade_out_pending = False  # paused: the next frame fades out what was about to play
         self.frames_sent = 0
         self.underruns = 0
 
@@ -98,6 +104,25 @@ class StreamPlayer(discord.AudioSource):
             self._ended = True
             return dropped
 
+    def pause(self) -> None:
+        """Stop the voice now (after a 2 ms fade-out), keeping everything queued."""
+        with self._lock:
+            if not self._paused:
+                self._paused = True
+                self._fade_out_pending = self._in_utterance
+
+    def resume(self) -> None:
+        """Go on where `pause()` stopped."""
+        with self._lock:
+            if self._paused:
+                self._paused = False
+                self._fade_in_next = True
+
+    @property
+    def paused(self) -> bool:
+        with self._lock:
+            return self._paused
+
     def close(self) -> None:
         """Make `read()` return b"" so discord.py's player stops."""
         with self._lock:
@@ -132,7 +157,7 @@ class StreamPlayer(discord.AudioSource):
         with self._lock:
             if self._closed:
                 return b""
-            frame, real = self._next_frame()
+            frame, real = self._paused_frame() if self._paused else self._next_frame()
             if real:
                 if not self._first_sent:
                     self._first_sent = True
@@ -186,6 +211,18 @@ class StreamPlayer(discord.AudioSource):
         if self._ended and self._out.shape[0] == 0:
             self._in_utterance = False
         return chunk, n
+
+    def _paused_frame(self) -> tuple[np.ndarray | None, int]:
+        """Silence while paused; the first paused frame fades out the samples that were due."""
+        if not self._fade_out_pending or self._out.shape[0] == 0:
+            self._fade_out_pending = False
+            return None, 0
+        self._fade_out_pending = False
+        k = min(self.FADE, self._out.shape[0])
+        chunk = np.zeros((DISCORD_FRAME_SAMPLES, 2), dtype=np.float32)
+        chunk[:k] = self._out[:k] * np.linspace(1.0, 0.0, k, dtype=np.float32)[:, None]
+        self._out = self._out[k:]
+        return chunk, k
 
     def _start_utterance(self) -> None:
         self._in_utterance = True

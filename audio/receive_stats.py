@@ -5,7 +5,8 @@ or is still ``pending`` (queued, held for an unknown SSRC, or waiting in a reord
 
     received == decoded + sum(dropped_*) + pending
 
-Frame counters (``frames_out``, ``plc_frames``, ``fec_frames``) count output, not packets, and are outside that sum.
+Frame counters (``frames_out``, ``plc_frames``, ``fec_frames``, ``frames_withheld``: decoded frames not handed
+over because their member opted out or left meanwhile) count output, not packets, and are outside that sum.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DROP_REASONS = (
     "decrypt",  # transport AEAD failure (bad tag, wrong key, short packet, bad padding/extension)
     "empty",  # nothing left after decryption
     "unmapped",  # SSRC never mapped to a member in time (or too many unmapped SSRCs)
+    "opted_out",  # the member opted out of being heard: dropped before DAVE decryption and Opus decoding
     "dave_no_decryptor",
     "dave_unencrypted",  # plain frame while passthrough is off
     "dave_unexpected",  # a DAVE-encrypted frame while DAVE is off (never fed to Opus)

@@ -35,6 +35,7 @@ import numpy as np
 
 from audio.hallucinations import is_hallucination
 from audio.types import STT_RATE
+from bot.metrics import record_model_time
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,7 @@ class WhisperTranscriber:
                 suppress_tokens=self.suppress_tokens,
             )
             compute = time.perf_counter() - t0
+            record_model_time("stt", compute)
             self.calls += 1
             for i, res in zip(idxs, gen):
                 results[i] = self._judge(res, len(audios[i]) / STT_RATE, compute, len(idxs))

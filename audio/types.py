@@ -48,3 +48,6 @@ class Utterance:
     final: bool
     confidence: float
     timings: dict[str, float] = field(default_factory=dict)  # stage name -> monotonic time
+    # Probability that the member has finished their turn (semantic end of turn, judged on their audio
+    # up to the silence after `end`); None when not judged (no end-of-turn model, or they spoke on since).
+    end_of_turn: float | None = None

@@ -10,6 +10,7 @@ from pathlib import Path
 from bot.logging_setup import setup_logging
 from bot.models import ModelLoadError
 from bot.settings import SettingsError, load_settings
+from bot.startup import EXIT_MODELS, StartupError, check_models
 
 log = logging.getLogger("chorus")
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chorus: bad setting: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
+    debug = log.isEnabledFor(logging.DEBUG)  # tracebacks of start-up faults only in DEBUG
     try:
+        for note in check_models(settings):  # before logging in: a typo fails now, not after the login
+            log.warning(note)
         if settings.discord_token and not args.demo:
             from bot.client import run_bot
 
@@ -55,8 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(settings, out_dir=args.out, quick=args.quick)
     except ModelLoadError as exc:
-        log.error("model error: %s", exc)
-        return 3
+        log.error("model error: %s", exc, exc_info=exc if debug else None)
+        return EXIT_MODELS
+    except (StartupError, SettingsError) as exc:
+        log.error("%s", exc, exc_info=exc if debug else None)
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         return 130
 

@@ -23,7 +23,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.guild_store import GuildStore
+from bot.metrics import Metrics, MetricsServer
 from bot.settings import Settings, SettingsError
+from bot.startup import Backoff, serve
 from conversation.persona import Persona, PersonaLibrary, fallback_persona
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class ChorusBot(commands.Bot):
         sync_on_start: bool = False,
         extensions: tuple[str, ...] = COG_EXTENSIONS,
         optional_extensions: tuple[str, ...] = OPTIONAL_COG_EXTENSIONS,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__(command_prefix=commands.when_mentioned, intents=chorus_intents(), help_command=None)
         self.settings = settings
@@ -66,6 +69,7 @@ class ChorusBot(commands.Bot):
         self.guild_store = guild_store if guild_store is not None else GuildStore.from_settings(settings)
         self.voice_sessions: dict[int, object] = {}
         self.session_factory: SessionFactory | None = session_factory
+        self.metrics = metrics  # None: metrics off (CHORUS_METRICS_PORT=0)
         self._sync_on_start = sync_on_start
         self._extensions = extensions
         self._optional_extensions = optional_extensions
@@ -166,12 +170,16 @@ class ChorusBot(commands.Bot):
         else:
             session = await self.session_factory(self, guild, voice_client, persona)
         self.voice_sessions[guild.id] = session
+        if self.metrics is not None:
+            self.metrics.for_guild(guild.id).watch_receiver(lambda: getattr(session, "receiver", None))
         log.info("guild %d: voice session started in channel %s as %s", guild.id, getattr(voice_client.channel, "id", "?"), persona.name)
         return session
 
     async def stop_voice_session(self, guild: discord.abc.Snowflake) -> None:
         """Hook: called by /leave (and when the bot is disconnected). Closes the session; never raises."""
         session = self.voice_sessions.pop(guild.id, None)
+        if self.metrics is not None:
+            self.metrics.forget_guild(guild.id)
         if session is None:
             return
         close = None if isinstance(session, discord.VoiceProtocol) else getattr(session, "close", None)
@@ -181,6 +189,17 @@ class ChorusBot(commands.Bot):
             except Exception:
                 log.exception("guild %d: error while closing the voice session", guild.id)
         log.info("guild %d: voice session stopped", guild.id)
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz reports: ok while connected to Discord's gateway."""
+        ready = self.is_ready() and not self.is_closed()
+        latency = self.latency
+        return {
+            "ok": ready,
+            "discord": {"ready": ready, "latency_ms": round(latency * 1000) if latency == latency and latency != float("inf") else None},
+            "guilds": len(self.guilds),
+            "voice_sessions": sorted(str(g) for g in self.voice_sessions),
+        }
 
     async def close(self) -> None:
         for guild_id in list(self.voice_sessions):
@@ -234,17 +253,31 @@ class _RedactToken(logging.Filter):
         return True
 
 
-def run_bot(settings: Settings, sync: bool = False) -> None:
-    """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`)."""
+def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None = None) -> None:
+    """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`).
+
+    Waits and retries while Discord cannot be reached (`bot.startup.serve`); raises `bot.startup.StartupError`
+    (one line saying what to do) for what waiting cannot fix: a rejected token, refused intents, missing access.
+    """
     if not settings.discord_token:
         raise SettingsError("DISCORD_TOKEN is empty: set it in .env (Discord developer portal > Bot > Token)")
     redact = _RedactToken(settings.discord_token)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redact)
-    bot = ChorusBot(settings, sync_on_start=sync)
-    try:
-        bot.run(settings.discord_token, log_handler=None)  # logging is configured by the caller
-    except discord.LoginFailure:
-        raise SettingsError("DISCORD_TOKEN was rejected by Discord: copy a fresh token from the developer portal") from None
-    except discord.PrivilegedIntentsRequired:
-        raise SettingsError("Discord refused the requested gateway intents for this bot") from None
+
+    async def run() -> None:
+        metrics = Metrics().activate() if settings.metrics_port else None
+        async with ChorusBot(settings, sync_on_start=sync, metrics=metrics) as bot:
+            server = None
+            if metrics is not None:  # before logging in: a port in use is said at once
+                server = await MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port,
+                                             health=bot.health).start()
+            try:
+                await serve(bot, settings.discord_token, backoff=backoff)
+            finally:
+                if server is not None:
+                    await server.stop()
+                if metrics is not None:
+                    metrics.deactivate()
+
+    asyncio.run(run())

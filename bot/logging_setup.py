@@ -40,9 +40,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, default=str)
 
 
+class NetworkTracebacksInDebugOnly(logging.Filter):
+    """A network error that discord.py logs with a traceback while it reconnects (no route, DNS, timeouts, a
+    closed socket) becomes one line unless the log level is DEBUG: it is expected, and the stack helps no one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or logging.getLogger().isEnabledFor(logging.DEBUG) or not _is_network_error(exc):
+            return True
+        from bot.startup import describe_network_error
+
+        record.msg, record.args = f"{record.getMessage()}: {describe_network_error(exc)}", None
+        record.exc_info = record.exc_text = None
+        if record.levelno > logging.WARNING:  # a retry is under way: a warning, not an error
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    import asyncio
+
+    import aiohttp
+    import discord
+
+    return isinstance(exc, (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.ConnectionClosed,
+                            discord.GatewayNotFound))
+
+
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(NetworkTracebacksInDebugOnly())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

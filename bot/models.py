@@ -67,6 +67,13 @@ def silero_vad_path() -> Path:
     return _existing(_package_dir("silero_vad", hint) / "data" / "silero_vad.onnx", "silero VAD model", hint)
 
 
+def smart_turn_path() -> Path:
+    """Smart Turn v3.2 (CPU, int8 ONNX) from the `pipecat-ai` wheel, installed --no-deps as a data package."""
+    hint = "`pip install --no-deps pipecat-ai==1.14.0`"
+    data = _package_dir("pipecat", hint) / "audio" / "turn" / "smart_turn" / "data"
+    return _existing(data / "smart-turn-v3.2-cpu.onnx", "Smart Turn model", hint)
+
+
 def resolve_whisper_model(setting: str) -> str:
     """STT_MODEL → what `faster_whisper.WhisperModel` takes: a local folder or a size name (downloads once)."""
     if setting in ("", "embedded"):
@@ -76,9 +83,40 @@ def resolve_whisper_model(setting: str) -> str:
         if not (path / "model.bin").exists():
             raise ModelLoadError(f"STT_MODEL={setting}: folder has no model.bin (expected a CTranslate2 faster-whisper model)")
         return str(path)
-    if "/" in setting and setting.startswith((".", "/", "~")):
+    if setting.startswith((".", "/", "~")) or "\\" in setting:
         raise ModelLoadError(f"STT_MODEL={setting}: no such folder")
-    return setting  # a size name or hub id; faster-whisper downloads it (with a progress bar) on first use
+    if "/" in setting:
+        return setting  # a hub id (owner/name); faster-whisper downloads it (with a progress bar) on first use
+    from faster_whisper.utils import available_models
+
+    if setting not in available_models():
+        raise ModelLoadError(f"STT_MODEL={setting}: not a faster-whisper model size ({', '.join(available_models())}), "
+                             "a hub id (owner/name) or an existing folder; `embedded` is the model shipped offline")
+    return setting  # a size name: faster-whisper downloads it (with a progress bar) on first use
+
+
+def whisper_is_cached(size_or_id: str) -> bool:
+    """Whether faster-whisper has this size or hub model locally (no download needed)."""
+    try:
+        from faster_whisper.utils import download_model
+
+        download_model(size_or_id, local_files_only=True)
+        return True
+    except Exception:
+        return False
+
+
+def gguf_is_cached(setting: str) -> bool:
+    """Whether an ``hf:<owner>/<repo>/<file.gguf>`` LLM_MODEL is in the Hugging Face cache already."""
+    parts = setting[3:].split("/")
+    if len(parts) < 3:
+        raise ModelLoadError(f"LLM_MODEL={setting}: expected hf:<owner>/<repo>/<file.gguf>")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache("/".join(parts[:2]), "/".join(parts[2:])), str)
+    except Exception:
+        return False
 
 
 def resolve_gguf(setting: str) -> Path:

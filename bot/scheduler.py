@@ -29,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Iterator
 
+from bot.metrics import record_model_time
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class ModelScheduler:
         with self._cond:
             self._records.append(WorkInterval(kind, start, end, owner))
             self._waited[kind] += start - asked
+        record_model_time(kind, end - start, start - asked)
 
     @contextlib.contextmanager
     def hold(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None) -> Iterator[None]:

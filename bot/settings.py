@@ -98,6 +98,14 @@ def _str(raw: str) -> str:
     return raw.strip()
 
 
+def _host(raw: str) -> str:
+    """A host name or IP address to listen on."""
+    value = raw.strip()
+    if not value or not all(c.isalnum() or c in ".-:[]" for c in value):
+        raise ValueError("expected a host name or IP address (127.0.0.1, 0.0.0.0, ::1)")
+    return value
+
+
 def _optional_int(raw: str) -> int | None:
     raw = raw.strip()
     if not raw:
@@ -134,6 +142,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("CHORUS_DEFAULT_PERSONA", "default_persona", _str, "Juniper", "Persona used in a guild that has not chosen one."),
     SettingSpec("CHORUS_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Logging level."),
     SettingSpec("CHORUS_LOG_FORMAT", "log_format", _choice("text", "json"), "text", "Log line format: human text or one JSON object per line."),
+    SettingSpec("CHORUS_METRICS_PORT", "metrics_port", _int_range(0, 65535), 0, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port, e.g. 9108. 0: off."),
+    SettingSpec("CHORUS_METRICS_HOST", "metrics_host", _host, "127.0.0.1", "Address the metrics server listens on (0.0.0.0: every interface)."),
     # --- Speech to text ----------------------------------------------------------
     SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
     SettingSpec("STT_DEVICE", "stt_device", _choice("cpu", "cuda", "auto"), "cpu", "Device for faster-whisper."),
@@ -144,6 +154,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("STT_NO_SPEECH_THRESHOLD", "stt_no_speech_threshold", _float_range(0.0, 1.0), 0.6, "Drop a segment whose no_speech_prob is above this."),
     SettingSpec("STT_LOGPROB_THRESHOLD", "stt_logprob_threshold", _float_range(-10.0, 0.0), -1.0, "Drop a segment whose average log-probability is below this."),
     SettingSpec("STT_ENCODER_WINDOW_S", "stt_encoder_window_s", _float_range(0.0, 30.0), 10.0, "Encoder window (s) for utterances that fit it: 10 is ~4x cheaper than Whisper's 30 on CPU, same words on tiny.en; 0 = always 30."),
+    SettingSpec("TURN_MODEL", "turn_model", _choice("smart_turn", "off"), "smart_turn", "Semantic end of turn: `smart_turn` (Smart Turn v3.2, shipped in the pipecat-ai wheel) judges from the voice whether a member finished or only paused; `off`: silence and the transcript alone."),
+    SettingSpec("TURN_MODEL_THRESHOLD", "turn_model_threshold", _float_range(0.0, 1.0), 0.2, "Below this end-of-turn probability a member is taken as not done yet (the bot waits PROMPTER_INCOMPLETE_WAIT_MS for more). The model's middle range means unsure: only a confident `unfinished` holds a reply back."),
     SettingSpec("VAD_THRESHOLD", "vad_threshold", _float_range(0.05, 0.95), 0.5, "Silero speech probability above which a frame is speech."),
     SettingSpec("VAD_ENERGY_GATE_DBFS", "vad_energy_gate_dbfs", _float_range(-90.0, 0.0), -50.0, "Frames quieter than this (dBFS) skip the VAD model and count as silence."),
     SettingSpec("VAD_END_SILENCE_MS", "vad_end_silence_ms", _int_range(60, 5000), 300, "Silence that ends a member's speech segment."),
@@ -178,7 +190,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_GROUP_SILENCE_MS", "group_silence_ms", _int_range(0, 20000), 1200, "Silence before the bot joins in when it was not addressed and several humans are active."),
     SettingSpec("PROMPTER_IDLE_TOPIC_S", "idle_topic_s", _float_range(5.0, 3600.0), 45.0, "Quiet time after which the bot starts a topic."),
     SettingSpec("PROMPTER_COOLDOWN_S", "cooldown_s", _float_range(0.0, 600.0), 4.0, "Minimum time between two unprompted lines of the bot."),
-    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 700, "A member speaking this long over the bot takes the floor (shorter is a backchannel). Measured on VAD events, which run up to VAD_END_SILENCE_MS past the voice: keep it above 300 ms + that."),
+    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 1000, "The bot pauses as soon as someone speaks over it, and goes on after a backchannel (\"mm-hm\", \"yeah\", a laugh); speech over it this long takes the floor whatever its words (a shorter takeover is told by its words)."),
+    SettingSpec("PROMPTER_INCOMPLETE_WAIT_MS", "incomplete_wait_ms", _int_range(0, 10000), 1800, "Silence after a line that sounds unfinished (\"I was wondering...\") before the bot answers it anyway."),
     SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
     SettingSpec("PROMPTER_MAX_UNPROMPTED", "max_unprompted", _int_range(0, 20), 2, "At most this many bot lines in a row without a human reply (topic starts); 0: never start topics."),
     SettingSpec("PROMPTER_PREEMPTIVE", "preemptive_start", _bool, True, "Start thinking on a complete-looking partial transcript when an addressing member pauses (kept only if the final transcript agrees)."),
@@ -195,6 +208,8 @@ class Settings:
     default_persona: str
     log_level: str
     log_format: str
+    metrics_port: int
+    metrics_host: str
     stt_model: str
     stt_device: str
     stt_compute_type: str
@@ -204,6 +219,8 @@ class Settings:
     stt_no_speech_threshold: float
     stt_logprob_threshold: float
     stt_encoder_window_s: float
+    turn_model: str
+    turn_model_threshold: float
     vad_threshold: float
     vad_energy_gate_dbfs: float
     vad_end_silence_ms: int
@@ -236,6 +253,7 @@ class Settings:
     idle_topic_s: float
     cooldown_s: float
     barge_in_ms: int
+    incomplete_wait_ms: int
     greet_members: bool
     max_unprompted: int
     preemptive_start: bool

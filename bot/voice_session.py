@@ -23,18 +23,22 @@ import inspect
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable, Protocol
 
 import numpy as np
 
 from audio.types import MemberFrame, SpeakingEvent, Utterance
+from bot.prefill import ReplyPrefill
+from bot.turn_sink import TurnSink, TurnTrace, history_lines
+from bot.voice_output import VoiceOutput
+from bot.wakeup import Wakeup
+from conversation.bot_turn import BotTurn
 from conversation.clock import Clock, MonotonicClock
 from conversation.decision import Action, Decision, Policy
-from conversation.room import BotTurn, Room, RoomLine
+from conversation.room import Room, RoomLine
 from conversation.rules import RULES, Rule, decide
 from conversation.situation import situation_for
-from conversation.text_overlap import copies
+from conversation.echo import ECHO_WINDOW_S, echoes
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +47,8 @@ IDLE_S = 30.0  # nothing due: sleep until an event pokes the loop (or this long,
 MAX_TRACES = 100
 DRAIN_POLL_S = 0.02
 DRAIN_MARGIN_S = 3.0
-ECHO_WINDOW_S = 30.0  # a member's line this soon after the bot's line may be that line picked up by their microphone
-ECHO_MIN_WORDS = 3  # shorter lines ("yes", "okay") are too common to call an echo
-ECHO_MATCH = 0.6  # share of the line's words found, in order, in the bot's recent words
 
 CaptionSink = Callable[[str], Awaitable[None]]
-SpeakGate = Callable[[Room, Decision], Awaitable[bool]]
 
 
 class ListenerLike(Protocol):
@@ -72,113 +72,6 @@ class PlayerLike(Protocol):
 
 class ResponderLike(Protocol):
     async def respond(self, persona: Any, history: Any, *, situation: str, sink: Any) -> Any: ...
-
-
-@dataclass
-class TurnTrace:
-    """Monotonic timestamps of one bot line, from the human's speech end to the first packet out."""
-
-    kind: str
-    reason: str
-    decided: float
-    times: dict[str, float] = field(default_factory=dict)
-    outcome: str = "pending"  # spoken | interrupted | discarded | failed | gated
-    text: str = ""
-
-    def relative_ms(self) -> dict[str, float]:
-        origin = self.times.get("speech_end", self.decided)
-        return {k: round((v - origin) * 1000.0, 1) for k, v in sorted(self.times.items(), key=lambda kv: kv[1])}
-
-
-def history_lines(lines: Iterable[RoomLine]) -> list[Any]:
-    """Room lines as `brain.prompt.HistoryLine`s, oldest first."""
-    from brain.prompt import HistoryLine
-
-    return [HistoryLine(speaker=line.name, text=line.text, t=line.end, is_bot=line.is_bot) for line in lines]
-
-
-class TurnSink:
-    """The ReplySink for one bot line: text and audio from the responder → room + player.
-
-    While `holding` (an early start not yet confirmed) audio is kept back; `release()` sends it.
-    After `close()` everything is dropped (a cancelled generation may still be emitting).
-    """
-
-    def __init__(self, session: "VoiceSession", turn: BotTurn, trace: TurnTrace, *, hold: bool) -> None:
-        self._session = session
-        self._turn = turn
-        self._trace = trace
-        self._lock = threading.Lock()
-        self._held: list[tuple[np.ndarray, int]] = []
-        self._holding = hold
-        self._closed = False
-        self._done = False
-        self._ended_utterance = False
-
-    # -- ReplySink -------------------------------------------------------------------------
-    def text(self, fragment: str) -> None:
-        self._session._on_loop(self._record_text, fragment)
-
-    def audio(self, pcm: np.ndarray, rate: int) -> None:
-        if rate <= 0 or pcm is None or len(pcm) == 0:
-            return
-        seconds = len(pcm) / float(rate)
-        with self._lock:
-            if self._closed:
-                return
-            played = not self._holding
-            if played:
-                self._session.player.feed(pcm, rate)
-            else:
-                self._held.append((pcm, rate))
-        self._session._on_loop(self._record_audio, seconds, played)
-
-    def done(self) -> None:
-        with self._lock:
-            self._done = True
-            if self._closed or self._holding or self._ended_utterance:
-                return
-            self._ended_utterance = True
-        self._session.player.end_of_utterance()
-
-    # -- session side ---------------------------------------------------------------------------
-    @property
-    def holding(self) -> bool:
-        return self._holding
-
-    def release(self) -> None:
-        """Confirmed: play what was held and everything after it."""
-        with self._lock:
-            if self._closed or not self._holding:
-                return
-            held, self._held, self._holding = self._held, [], False
-            for pcm, rate in held:
-                self._session.player.feed(pcm, rate)
-            end = self._done and not self._ended_utterance
-            self._ended_utterance = self._ended_utterance or end
-        if held:
-            self._session._audio_out(self._turn)
-        if end:
-            self._session.player.end_of_utterance()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._held.clear()
-
-    def _record_text(self, fragment: str) -> None:
-        if self._closed or self._session.room.turn is not self._turn:
-            return
-        self._trace.times.setdefault("first_fragment_sink", self._session.clock.now())
-        self._turn.add_text(fragment)
-
-    def _record_audio(self, seconds: float, played: bool) -> None:
-        if self._closed or self._session.room.turn is not self._turn:
-            return
-        self._trace.times.setdefault("first_audio_sink", self._session.clock.now())
-        self._turn.add_audio(seconds)
-        if played:
-            self._session._audio_out(self._turn)
 
 
 class VoiceSession:
@@ -207,8 +100,8 @@ class VoiceSession:
         policy: Policy | None = None,
         rules: tuple[Rule, ...] = RULES,
         captions: CaptionSink | None = None,
-        should_speak: SpeakGate | None = None,
         tick_s: float = TICK_S,
+        metrics: Any = None,
     ) -> None:
         self.settings = settings
         self.persona = persona
@@ -221,8 +114,8 @@ class VoiceSession:
         self.policy = policy or Policy.from_settings(settings)
         self.rules = rules
         self.captions = captions
-        self.should_speak = should_speak
         self.tick_s = tick_s
+        self.metrics = metrics  # bot.metrics.GuildMetrics: each line's stage times, when metrics are on
         self.room = Room(bot_name=persona.name, bot_user_id=bot_user_id, now=self.clock.now(),
                          bot_aliases=tuple(getattr(persona, "aliases", ()) or ()))
         for user_id, name in members:
@@ -240,13 +133,12 @@ class VoiceSession:
         self._trace: TurnTrace | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._poked = False
-        self._sleeper: asyncio.Future | None = None
+        self._wakeup = Wakeup()
+        self.output = VoiceOutput(player, voice_client, name=f"guild {guild_id}")
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
-        self._prefill_running = False
-        self._prefill_wanted: int | None = None  # member whose words the next prefill covers
-        self._prefill_cancel = threading.Event()  # set on close: stops a prompt evaluation in flight
+        self.prefill = ReplyPrefill(getattr(responder, "prefill", None), self._reply_prompt_for, lambda: self.persona,
+                                    spawn=self._spawn, name=f"prefill-{guild_id}")
         self._last_logged: tuple[str, str] | None = None
         self._closed = False
         self.echoes_ignored = 0  # member transcripts dropped as the bot's own words
@@ -277,7 +169,7 @@ class VoiceSession:
         if self._closed:
             return
         self._closed = True
-        self._prefill_cancel.set()
+        self.prefill.close()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
@@ -323,45 +215,16 @@ class VoiceSession:
     def on_speaking(self, event: SpeakingEvent) -> None:
         self.room.on_speaking(event)
         if event.speaking:
-            self._prefill_reply_to(event.user_id)
+            self.prefill.request(event.user_id)
         self._poke()
 
-    def _prefill_reply_to(self, user_id: int) -> None:
-        """A member speaks and the bot is not in a line: put the prompt of a reply to what they said so
-        far in the LLM's cache (`Responder.prefill`), again with every new partial, so the real reply
-        only evaluates the words after the last partial. One prefill at a time; the newest request wins.
-        Not while several members speak at once: their prompts would evict each other from the one cache."""
-        if getattr(self.responder, "prefill", None) is None or self.room.turn is not None or self._closed:
-            return
+    def _reply_prompt_for(self, user_id: int) -> tuple[list[Any], str] | None:
+        """History and situation of a reply to the member's words so far, as `_begin_turn` will build them
+        (None when no prefill should run now: the bot is in a line, or several members speak at once)."""
+        if self.room.turn is not None or self._closed or user_id not in self.room.members:
+            return None
         if len(self.room.speaking_members()) > 1:
-            return
-        self._prefill_wanted = user_id
-        if not self._prefill_running:
-            self._start_prefill()
-
-    def _start_prefill(self) -> None:
-        user_id, self._prefill_wanted = self._prefill_wanted, None
-        if user_id is None or self.room.turn is not None or self._closed or user_id not in self.room.members:
-            return
-        history, situation = self._reply_prompt_for(user_id)
-        prefill, persona = self.responder.prefill, self.persona  # type: ignore[attr-defined]
-        self._prefill_running = True
-
-        async def run() -> None:
-            try:
-                await asyncio.to_thread(prefill, persona, history, self._prefill_cancel, situation=situation)
-            except Exception:  # only latency is lost; the reply reports real LLM errors
-                log.debug("guild %s: prefill failed", self.guild_id, exc_info=True)
-            finally:
-                self._prefill_running = False
-                self._start_prefill()
-
-        task = asyncio.create_task(run(), name=f"prefill-{self.guild_id}")
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    def _reply_prompt_for(self, user_id: int) -> tuple[list[Any], str]:
-        """History and situation of a reply to the member's words so far, as `_begin_turn` will build them."""
+            return None
         member = self.room.members[user_id]
         lines = self.room.history_with(member.partial) if member.partial is not None else self.room.history
         decision = Decision(Action.RESPOND_NOW, "prefill", member_id=user_id, addressed=True)
@@ -370,14 +233,19 @@ class VoiceSession:
     def on_utterance(self, utt: Utterance) -> None:
         if utt.text.strip() and self._is_echo(utt):
             self.echoes_ignored += 1
+            member = self.room.members.get(utt.user_id)
+            if member is not None:
+                member.echo_prone = True  # their sound over the bot no longer pauses it
             log.info("guild %s: %s's %s transcript is the bot's own words (its voice picked up by a microphone): "
-                     "ignored: %r", self.guild_id, utt.name, "final" if utt.final else "partial", utt.text)
+                     "ignored", self.guild_id, utt.name, "final" if utt.final else "partial")
+            log.debug("guild %s: echo transcript (DEBUG only: transcripts stay out of INFO logs): %r",
+                      self.guild_id, utt.text)
             if not utt.final:
                 return
             utt = dataclasses.replace(utt, text="")  # close the member's segment, add no line
         line = self.room.on_utterance(utt)
         if not utt.final and utt.text.strip():
-            self._prefill_reply_to(utt.user_id)
+            self.prefill.request(utt.user_id)
         if utt.final and utt.text.strip():
             self._caption(f"**{utt.name}**: {utt.text.strip()}")
         if line is not None:
@@ -443,20 +311,7 @@ class VoiceSession:
         return IDLE_S
 
     async def _sleep_until_next(self, decision: Decision | None) -> None:
-        if self._poked:
-            self._poked = False
-            await asyncio.sleep(0)
-            return
-        loop = asyncio.get_running_loop()
-        sleeper = loop.create_future()
-        handle = loop.call_later(max(0.001, self._next_look_in(decision)), _set_result_unless_cancelled, sleeper, None)
-        self._sleeper = sleeper
-        try:
-            await sleeper
-        finally:
-            handle.cancel()
-            self._sleeper = None
-            self._poked = False
+        await self._wakeup.sleep(self._next_look_in(decision))
 
     async def step(self) -> Decision:
         """Evaluate the rules once and act on the decision (the loop calls this; tests may too)."""
@@ -466,6 +321,10 @@ class VoiceSession:
         action = decision.action
         if action is Action.YIELD_FLOOR:
             await self._cancel_turn(decision.reason, discard=False, decision=decision)
+        elif action is Action.PAUSE:
+            self._pause(decision, now)
+        elif action is Action.RESUME:
+            self._resume(now)
         elif action is Action.RESPOND_NOW and decision.confirm:
             self._confirm(decision, now)
         elif decision.speaks and self.room.turn is None:
@@ -535,6 +394,23 @@ class VoiceSession:
             trace.times["speech_end"] = final.timings.get("speech_end", final.end)
             trace.times.update({k: v for k, v in final.timings.items() if k != "speech_end"})
 
+    def _pause(self, decision: Decision, now: float) -> None:
+        """Someone speaks over the line: its voice stops now (what is queued stays), the room listens."""
+        if self.room.turn is None or decision.member_id is None:
+            return
+        self.room.bot_pause(now, decision.member_id)
+        self.output.pause()
+        if self._trace is not None:
+            self._trace.times.setdefault("paused", now)
+            self._trace.pauses += 1
+
+    def _resume(self, now: float) -> None:
+        """It was a backchannel: the line goes on where its voice stopped."""
+        self.room.bot_resume()
+        self.output.resume()
+        if self._trace is not None:
+            self._trace.times["resumed"] = now
+
     def _confirm(self, decision: Decision, now: float) -> None:
         if self.room.turn is None or self._sink is None:
             return
@@ -552,11 +428,6 @@ class VoiceSession:
     async def _run_turn(self, decision: Decision, turn: BotTurn, sink: TurnSink, trace: TurnTrace,
                         history: list[Any], situation: str) -> None:
         try:
-            if decision.needs_gate and self.should_speak is not None:
-                if not await self.should_speak(self.room, decision):
-                    trace.outcome = "gated"
-                    self._finish(turn, discard=True, keep_answered=True)
-                    return
             trace.times["request"] = self.clock.now()
             extra = {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
             result = await self.responder.respond(self.persona, history, situation=situation, sink=sink, **extra)
@@ -569,7 +440,9 @@ class VoiceSession:
             # (voice dropped) must not keep the bot "speaking" forever: give up after its length + margin.
             drain_deadline: float | None = None
             while sink.holding or self.player.is_playing_audio:
-                if not sink.holding:
+                if self.room.turn is turn and turn.paused_since is not None:
+                    drain_deadline = None  # paused while someone speaks: the rules decide when it goes on
+                elif not sink.holding:
                     if drain_deadline is None:
                         # What is still queued, not the line's length minus seconds_played: the player
                         # resets that only when the new line's first packet goes out.
@@ -580,7 +453,7 @@ class VoiceSession:
                         break
                 await self.clock.sleep(DRAIN_POLL_S)
             trace.outcome = "spoken" if turn.speaking_since is not None else "silent"
-            self._stop_playing()
+            self.output.stop_playing()
             self._finish(turn)
         except asyncio.CancelledError:
             raise
@@ -605,8 +478,12 @@ class VoiceSession:
         if trace is not None:
             trace.times["end"] = self.clock.now()
             trace.text = line.text if line is not None else ""
-            log.info("guild %s turn %s (%s): %s | %r | %s", self.guild_id, trace.kind, trace.outcome, trace.reason,
-                     trace.text[:200], trace.relative_ms())
+            trace.audio_s = round(turn.audio_s, 3)
+            log.info("guild %s turn %s (%s): %s | %d words | %s", self.guild_id, trace.kind, trace.outcome,
+                     trace.reason, len(trace.text.split()), trace.relative_ms())
+            log.debug("guild %s: the bot said (DEBUG only): %r", self.guild_id, trace.text[:200])
+            if self.metrics is not None:
+                self.metrics.observe_turn(trace.times, trace.outcome)
         if line is not None:
             self._caption(f"**{line.name}**: {line.text}")
         self._sink = None
@@ -624,8 +501,9 @@ class VoiceSession:
         played = self.player.seconds_played
         speaking = turn is not None and turn.speaking_since is not None
         dropped = self.player.flush() if (speaking or sink is not None) else 0.0
+        self.output.resume()  # nothing is queued any more; the next line must not start paused
         if speaking:
-            self._stop_playing()
+            self.output.stop_playing()
         if task is not None and not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -645,7 +523,7 @@ class VoiceSession:
             self.room.bot_audio_started(now)
             if self._trace is not None:
                 self._trace.times.setdefault("audio_to_player", now)
-            self._ensure_playing()
+            self.output.ensure_playing()
 
     def _first_packet_threadsafe(self, t: float) -> None:
         self._on_loop(self._record_first_packet, t)
@@ -665,35 +543,7 @@ class VoiceSession:
 
     def _poke(self) -> None:
         """Something happened: evaluate the rules now."""
-        self._poked = True
-        if self._sleeper is not None and not self._sleeper.done():
-            self._sleeper.set_result(None)
-
-    def _ensure_playing(self) -> None:
-        vc = self.voice_client
-        if vc is None or not hasattr(vc, "play"):
-            return
-        try:
-            if vc.is_connected() and not vc.is_playing():
-                vc.play(self.player, after=self._player_stopped)
-        except Exception:
-            log.exception("guild %s: could not start playback", self.guild_id)
-
-    def _stop_playing(self) -> None:
-        """Between lines the bot sends nothing (Discord shows it speaking only while it speaks);
-        the player is started again with the next line's first audio."""
-        vc = self.voice_client
-        if vc is None or not hasattr(vc, "play"):
-            return
-        try:
-            if vc.is_playing():
-                vc.stop()
-        except Exception:
-            log.debug("guild %s: stopping playback failed", self.guild_id, exc_info=True)
-
-    def _player_stopped(self, error: Exception | None) -> None:
-        if error is not None:
-            log.error("guild %s: playback stopped with an error: %s", self.guild_id, error)
+        self._wakeup.poke()
 
     def _default_listener(self, settings: Any, **callbacks: Any) -> ListenerLike:
         from audio.listener import Listener
@@ -709,7 +559,11 @@ class VoiceSession:
     def _caption(self, text: str) -> None:
         if self.captions is None or self._loop is None:
             return
-        task = self._loop.create_task(self._send_caption(text))
+        self._spawn(self._send_caption(text), f"caption-{self.guild_id}")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        """A background task the session cancels when it closes."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -718,18 +572,6 @@ class VoiceSession:
             await self.captions(text[:1900])  # type: ignore[misc]
         except Exception as exc:
             log.warning("guild %s: caption not sent (%s: %s)", self.guild_id, type(exc).__name__, exc)
-
-
-def echoes(text: str, bot_texts: Iterable[str]) -> bool:
-    """Whether `text` is mostly words the bot said (in order): ECHO_MATCH of at least ECHO_MIN_WORDS words."""
-    return copies(text, bot_texts, min_share=ECHO_MATCH, min_words=ECHO_MIN_WORDS)
-
-
-def _set_result_unless_cancelled(fut: asyncio.Future, result: Any) -> None:
-    """The prompter's interruptible sleep wakes like `asyncio.sleep` (same callback shape and
-    name), so tools that recognise sleeping tasks, such as SimCord's settlement, see a sleep."""
-    if not fut.done():
-        fut.set_result(result)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

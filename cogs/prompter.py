@@ -91,6 +91,7 @@ class PrompterCog(commands.Cog):
             bot_user_id=bot_user_id,
             members=humans_in(voice_client.channel, bot_user_id),
             captions=self._captions_for(guild.id),
+            metrics=bot.metrics.for_guild(guild.id) if getattr(bot, "metrics", None) is not None else None,
             **await self.session_parts(guild),
         )
         await session.start()

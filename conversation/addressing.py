@@ -5,10 +5,16 @@ Whisper writes an unusual name the way it hears it: "Juniper" may come out as "J
 close to it both in spelling (normalized Levenshtein similarity) and in sound (the full Soundex
 code), or, for names of 6+ letters, very close in spelling alone. Short names (4 letters or fewer)
 must match exactly, because any short word is a few edits from any other. Nicknames ("June") are not guessed: pass them as aliases.
+
+Names are resolved against everyone present (`resolve_names`): a word is the name of whoever it matches
+best, so with a member called Jennifer in the room "Jennifer, pass the salt" is for her, not for a bot
+called Juniper that Whisper sometimes writes as "Jennifer"; a member's real name beats a bot's nickname
+("Junie" the member over Juniper's alias "Junie", "Juni" too); only the bot's own name wins a tie.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -17,6 +23,8 @@ from typing import Iterable, Sequence
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NON_WORD = re.compile(r"[^\w']+|_+")
+CALL_WORDS = frozenset("hey hi hello oi yo ok okay so um uh oh well excuse me".split())
+VOCATIVE_SOUND_THRESHOLD = 0.45  # the looser sound match for a word calling someone (see `vocative_positions`)
 TITLES = frozenset("dr mr mrs ms mx sir lady lord the mister miss prof captain capt".split())
 
 QUESTION_OPENERS = frozenset(
@@ -26,10 +34,24 @@ QUESTION_OPENERS = frozenset(
 )
 BACKCHANNELS = frozenset(
     {
-        "mm", "mhm", "mm hm", "mm hmm", "uh huh", "uh-huh", "mm-hm", "mm-hmm", "hmm", "hm", "yeah", "yes",
+        "mm", "mmm", "mhm", "mm hm", "mm hmm", "uh huh", "uh-huh", "mm-hm", "mm-hmm", "hmm", "hm", "yeah", "yes",
         "yep", "yup", "right", "ok", "okay", "sure", "oh", "ah", "uh", "um", "wow", "nice", "cool", "true",
-        "i see", "got it", "oh yeah", "yeah yeah", "right right", "ha", "haha", "ha ha", "lol",
+        "i see", "got it", "oh yeah", "yeah yeah", "right right", "ha", "haha", "ha ha", "hahaha", "ha ha ha", "lol",
+        "heh", "hehe", "really", "oh really", "no way", "oh wow", "oh no", "oh nice", "awesome", "exactly",
+        "totally", "interesting", "for real", "oh my god", "oh my gosh", "aha", "ah ha", "ooh", "oh okay",
+        "fair enough", "makes sense", "i know", "same", "indeed", "wow wow",
     }
+)
+# Words that bid for the floor even in a short burst over someone ("Wait!", "Stop.", "Sorry, what?").
+TAKEOVER_CUES = frozenset(
+    "wait stop hold hang sorry excuse pardon what no nope hey listen actually but shut enough quiet question".split()
+)
+SHORT_BURST_WORDS = 2  # a burst this short over someone, with no cue in it, is taken as a backchannel
+SHORT_BURST_S = 0.7  # and one this short (seconds of voice), whatever Whisper made of it
+# Words a sentence does not end on: a line that stops on one is not finished, whatever its punctuation
+# (Whisper closes every segment with a full stop).
+CONTINUATION_WORDS = frozenset(
+    "and or but because um uh er erm the a an to of with if whether my your our their his i".split()
 )
 
 
@@ -113,17 +135,31 @@ class NameMatcher:
         return cls(tuple(forms), **kw)
 
     def word_matches(self, candidate: str) -> bool:
-        for name in self.names:
+        return any(self._matches(candidate, name) for name in self.names)
+
+    def _matches(self, candidate: str, name: str) -> bool:
+        if candidate == name:
+            return True
+        if len(name) <= 4 or len(candidate) <= 3:
+            return False
+        sim = similarity(candidate, name)
+        if sim >= self.spelling_threshold and len(name) >= 6:  # one typo in a 5-letter name is another word
+            return True
+        return sim >= self.sound_threshold and soundex(candidate, 0) == soundex(name, 0)
+
+    def score(self, candidate: str, *, every_form_is_the_name: bool = False) -> tuple[float, bool]:
+        """How surely `candidate` is this name, and whether through the name itself rather than an alias:
+        2 the name itself, 1 an alias said exactly (2 when `every_form_is_the_name`: a person's first name
+        is their name), the spelling similarity for a fuzzy match, 0 none."""
+        best, primary = 0.0, False
+        for i, name in enumerate(self.names):
             if candidate == name:
-                return True
-            if len(name) <= 4 or len(candidate) <= 3:
-                continue
-            sim = similarity(candidate, name)
-            if sim >= self.spelling_threshold and len(name) >= 6:  # one typo in a 5-letter name is another word
-                return True
-            if sim >= self.sound_threshold and soundex(candidate, 0) == soundex(name, 0):
-                return True
-        return False
+                return (2.0 if i == 0 or every_form_is_the_name else 1.0), i == 0 or every_form_is_the_name
+            if self._matches(candidate, name):
+                sim = similarity(candidate, name)
+                if sim > best or (sim == best and i == 0):
+                    best, primary = sim, i == 0 or every_form_is_the_name
+        return best, primary
 
     def find(self, text: str) -> bool:
         """True if the name is said in `text` (one word, or up to three words run together)."""
@@ -156,15 +192,15 @@ def _member_matcher(display: str) -> NameMatcher:
 
 
 def looks_like_question(text: str) -> bool:
-    """Ends with '?', or opens like a question ("what …", "do you …", "can you …")."""
+    """Ends with '?', or opens like a question ("what …", "do you …", "can you …") in three words or more."""
     stripped = text.strip()
     if stripped.endswith("?"):
         return True
     tokens = words(stripped)
-    if not tokens:
+    if len(tokens) < 3:  # "How about..." is the start of something, not a question yet
         return False
     # Whisper sometimes drops the '?': trust a question opener if no other end mark is there.
-    if stripped.endswith((".", "!")) and len(tokens) > 2:
+    if stripped.endswith((".", "!")):
         return False
     first = tokens[0]
     if first in {"hey", "so", "and", "but", "ok", "okay", "well"} and len(tokens) > 1:
@@ -172,16 +208,44 @@ def looks_like_question(text: str) -> bool:
     return first in QUESTION_OPENERS
 
 
+def asks_question(bot_line: str) -> bool:
+    """The bot's line asks something: a question mark anywhere ("You're on a diet, right? Ah, no!"; the
+    model punctuates its own words), or it opens like a question."""
+    return "?" in bot_line or looks_like_question(bot_line)
+
+
+def ends_unfinished(text: str) -> bool:
+    """The words stop where a sentence cannot end ("… and", "… for the", "I was wondering if")."""
+    tokens = words(text)
+    return bool(tokens) and tokens[-1] in CONTINUATION_WORDS
+
+
 def looks_complete(text: str) -> bool:
-    """A partial transcript that reads like a finished sentence or question (for an early start)."""
+    """A transcript that reads like a finished sentence or question (for an early start)."""
     stripped = text.strip()
-    return len(words(stripped)) >= 2 and stripped.endswith((".", "?", "!"))
+    return len(words(stripped)) >= 2 and stripped.endswith((".", "?", "!")) and not ends_unfinished(stripped)
 
 
 def is_backchannel(text: str) -> bool:
     """'mm-hm', 'yeah', 'okay': acknowledgement, not a bid for the floor."""
     norm = " ".join(words(text))
     return norm in BACKCHANNELS or (len(norm.split()) <= 2 and all(w in BACKCHANNELS for w in norm.split()) and bool(norm))
+
+
+def is_takeover(text: str, voiced_s: float | None = None) -> bool:
+    """Words said over someone that claim the floor: more than a short burst, or a short one with a cue
+    in it ("Wait!", "Sorry, what?"). A short burst without one is a backchannel even when it is no stock
+    phrase: Whisper often writes a clipped "mm-hm" as a few words ("in memory.", "and I'm not."), and
+    "Good idea." or "Me too!" do not ask the speaker to stop. Short is two words at most, or less than
+    SHORT_BURST_S of voice (`voiced_s`, when known), whatever the words."""
+    if not text.strip() or is_backchannel(text):
+        return False
+    tokens = words(text)
+    if any(t in TAKEOVER_CUES for t in tokens):
+        return True
+    if voiced_s is not None and voiced_s < SHORT_BURST_S:
+        return False
+    return len(tokens) > SHORT_BURST_WORDS
 
 
 def texts_differ(a: str, b: str, *, threshold: float = 0.8) -> bool:
@@ -192,6 +256,79 @@ def texts_differ(a: str, b: str, *, threshold: float = 0.8) -> bool:
     if wa == wb:
         return False
     return difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).ratio() < threshold
+
+
+BOT = "bot"
+
+
+@dataclass(frozen=True)
+class NamesSaid:
+    """Who `resolve_names` found named in a line."""
+
+    bot: bool
+    members: tuple[int, ...]
+
+
+def resolve_names(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]]) -> NamesSaid:
+    """Whose names are said in `text`, each word given to the name it matches best among the bot's and
+    the members' (`members`: (id, display name) of the people present, the speaker left out by the caller).
+    A member's display name counts as itself (2) for every real word of it: "Junie" the member beats the
+    bot's alias "Junie" (1), and "Jennifer" the member beats a fuzzy "Juniper"; the bot's own name wins a tie."""
+    return _resolve_cached(text, bot, tuple(members))
+
+
+def vocative_positions(text: str) -> set[int]:
+    """Indices (into `words(text)`) of the words where a name calls someone: before the first comma at the
+    start ("Trixie, explain…", "Hey June, …") or after the last comma at the end ("…, Captain?"), one to
+    three words. Whisper bends names it does not know ("Trexy"): there they may match more loosely."""
+    tokens = words(text)
+    out: set[int] = set()
+    parts = text.split(",")
+    if len(parts) < 2:
+        return out
+    head = words(parts[0])
+    skip = 0
+    while skip < len(head) and head[skip] in CALL_WORDS:
+        skip += 1
+    if 1 <= len(head) - skip <= 3:
+        out.update(range(skip, len(head)))
+    tail = words(parts[-1])
+    if 1 <= len(tail) <= 3:
+        out.update(range(len(tokens) - len(tail), len(tokens)))
+    return out
+
+
+@lru_cache(maxsize=4096)
+def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str], ...]) -> NamesSaid:
+    owners = [(user_id, _member_matcher(display)) for user_id, display in members]
+    tokens = words(text)
+    calling = vocative_positions(text)
+    loose_bot = dataclasses.replace(bot, sound_threshold=min(bot.sound_threshold, VOCATIVE_SOUND_THRESHOLD))
+    loose_owners = [(uid, dataclasses.replace(m, sound_threshold=min(m.sound_threshold, VOCATIVE_SOUND_THRESHOLD)))
+                    for uid, m in owners]
+    bot_named = False
+    named: list[int] = []
+    for i in range(len(tokens)):
+        joined = ""
+        for j in range(i, min(i + 3, len(tokens))):
+            if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
+                break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
+            joined += tokens[j]
+            loose = all(k in calling for k in range(i, j + 1))
+            # the bot's own name wins a tie; one of its aliases loses it to a person's name
+            best_score, bot_primary = (loose_bot if loose else bot).score(joined)
+            best_owner: int | None = None
+            for user_id, matcher in (loose_owners if loose else owners):
+                score, _ = matcher.score(joined, every_form_is_the_name=True)
+                if score > best_score or (score == best_score and score > 0 and best_owner is None and not bot_primary):
+                    best_score, best_owner = score, user_id
+            if best_score <= 0:
+                continue
+            if best_owner is None:
+                bot_named = True
+            elif best_owner not in named:
+                named.append(best_owner)
+    return NamesSaid(bot_named, tuple(named))
 
 
 def mentioned_members(text: str, member_names: Sequence[tuple[int, str]]) -> list[int]:

@@ -14,6 +14,8 @@ class Action(str, enum.Enum):
     GREET = "greet"  # greet `member_id` (None: the whole room, at the start)
     FAREWELL = "farewell"  # a member left: say goodbye / notice it
     YIELD_FLOOR = "yield_floor"  # stop talking / drop the reply being prepared
+    PAUSE = "pause"  # someone speaks over the bot's line: stop its voice and listen (the line is kept)
+    RESUME = "resume"  # it was a backchannel ("mm-hm", a laugh): go on with the line where it stopped
     STAY_SILENT = "stay_silent"  # nothing to say
 
 
@@ -23,12 +25,11 @@ class Decision:
     reason: str  # human-readable, goes to the decision log
     rule: str = ""  # the rule that decided
     until: float | None = None  # WAIT / STAY_SILENT: when the rules may decide differently without a new event
-    member_id: int | None = None  # GREET/FAREWELL target, YIELD_FLOOR: who took the floor, preemptive: whose partial
+    member_id: int | None = None  # GREET/FAREWELL target, YIELD_FLOOR/PAUSE: who spoke, preemptive: whose partial
     reply_to_seq: int | None = None  # RESPOND_NOW: the room line answered
     addressed: bool = False  # RESPOND_NOW: the bot was spoken to (not joining in)
     preemptive: bool = False  # RESPOND_NOW on a partial transcript, before the final arrived
     confirm: bool = False  # RESPOND_NOW: the early start was confirmed by the final transcript
-    needs_gate: bool = False  # RESPOND_NOW: ask the optional "should I speak?" check first
 
     @property
     def speaks(self) -> bool:
@@ -40,7 +41,7 @@ class Decision:
             value = getattr(self, key)
             if value is not None:
                 out[key] = round(value, 3) if isinstance(value, float) else value
-        for key in ("addressed", "preemptive", "confirm", "needs_gate"):
+        for key in ("addressed", "preemptive", "confirm"):
             if getattr(self, key):
                 out[key] = True
         return out
@@ -50,23 +51,29 @@ class Decision:
 class Policy:
     """Turn-taking knobs (times in seconds). `from_settings` maps the PROMPTER_* settings."""
 
-    reply_silence_s: float = 0.25  # silence before answering when addressed
-    group_silence_s: float = 1.2  # silence before joining in unaddressed
+    reply_silence_s: float = 0.25  # silence before answering a finished line addressed to the bot
+    incomplete_wait_s: float = 1.8  # silence before answering a line that sounds unfinished (or a bare call)
+    group_silence_s: float = 1.2  # silence before answering an unaddressed line when alone with its speaker
+    # The end-of-turn model holds a reply back only when it is sure the member is not done: its middle range
+    # means "unsure" (and on synthesized voices it is often unsure about plainly finished sentences, while
+    # broken-off ones score near 0), and a member kept waiting 1.8 s for nothing is a slow bot.
+    end_of_turn_threshold: float = 0.2
     idle_topic_s: float = 45.0  # quiet before starting a topic
     cooldown_s: float = 4.0  # minimum gap between the bot's last line and an unprompted one
-    barge_in_s: float = 0.6  # speech over the bot this long takes the floor
+    barge_in_s: float = 1.0  # speech over the bot this long takes the floor, whatever its words
     barge_in_gap_s: float = 0.5  # a member's bursts over the bot with shorter gaps add up toward barge_in_s
     speech_tail_s: float = 0.0  # the VAD's end-of-speech silence: a finished span ends this long before its stop event
+    max_pause_s: float = 4.0  # paused for speech over it this long without a verdict: the bot gives up its line
     greet_members: bool = True
     max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most
     preemptive_start: bool = True  # start the LLM on a complete-looking partial when a member pauses
-    llm_gate: bool = False  # ask an LLM "should I speak?" before joining in unaddressed
     final_timeout_s: float = 2.5  # speech ended, no final transcript yet: stop waiting for it after this
     addressed_max_age_s: float = 20.0  # an addressed line older than this is not answered any more
     greet_window_s: float = 30.0  # greet a member who joined at most this long ago
     farewell_window_s: float = 10.0
     exchange_gap_s: float = 4.0  # two humans alternating within this gap are talking to each other
-    question_answer_window_s: float = 20.0  # a human line this soon after the bot's question answers it
+    question_answer_window_s: float = 10.0  # a human line this soon after the bot's question answers it
+    follow_up_window_s: float = 8.0  # a question this soon after the bot answered its asker is a follow-up
     name_spelling_threshold: float = 0.8
     name_sound_threshold: float = 0.55
 
@@ -81,9 +88,11 @@ class Policy:
             "speech_tail_s": settings.vad_end_silence_ms / 1000.0,
             "greet_members": settings.greet_members,
         }
-        for attr, key in (("max_unprompted", "max_unprompted_in_row"), ("preemptive_start", "preemptive_start"),
-                          ("llm_gate", "llm_gate")):
+        for attr, key, scale in (("max_unprompted", "max_unprompted_in_row", 1), ("preemptive_start", "preemptive_start", 1),
+                                 ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
+                                 ("turn_model_threshold", "end_of_turn_threshold", 1)):
             if hasattr(settings, attr):  # optional settings
-                values[key] = getattr(settings, attr)
+                value = getattr(settings, attr)
+                values[key] = value / scale if scale != 1 else value
         values.update(overrides)
         return cls(**values)

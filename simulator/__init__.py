@@ -3,7 +3,7 @@
     from simulator import LoopbackVoiceServer, connected_voice_client
 
     async with LoopbackVoiceServer() as server:                 # voice gateway (ws) + UDP on 127.0.0.1
-        alice = await server.add_member(201, "Alice")          # own SSRC, own davey session
+        alice = await server.add_member(201, "Alice")          # own SSRC, own DAVE client (davey; dave="libdave")
         async with connected_voice_client(server) as vc:       # a real discord.VoiceClient, DAVE ready
             await alice.speak(pcm_48k_stereo_or_wav_path)      # -> the bot's UDP socket, real crypto
             vc.play(source); await alice.wait_for_audio(1.0)   # <- what the bot sent, decoded
@@ -13,7 +13,7 @@
             await server.disconnect_client(4006)               # discord.py reconnects with a new session
 
 Modules: `server` (gateway, UDP, DAVE group management), `dave_external` (MLS external sender encodings),
-`member` (`SimMember`, `NetworkKnobs`), `harness` (the fake main gateway and its seams into discord.py),
+`member` (`SimMember`, `NetworkKnobs`), `member_dave` (a member's DAVE client: davey or libdave), `harness` (the fake main gateway and its seams into discord.py),
 `audio_files` (WAV / PCM shaping to 48 kHz stereo int16).
 """
 

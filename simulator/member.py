@@ -1,9 +1,10 @@
-"""A simulated voice-channel member: its own SSRC, its own davey session, real Opus both ways.
+"""A simulated voice-channel member: its own SSRC, its own DAVE client (davey or libdave), real Opus both ways.
 
 Create members through the server (``member = await server.add_member(user_id, "Alice")``). What a member does:
 
 * ``await member.speak(pcm_or_wav, at=None)``: Opus-encodes 20 ms frames, DAVE-encrypts them with its own
-  `davey.DaveSession` (when the call is end-to-end encrypted and its session is ready), and the server sends them to
+  DAVE client (`simulator.member_dave`: ``dave="davey"`` or ``"libdave"``, Discord's own library) when the call is
+  end-to-end encrypted and its session is ready, and the server sends them to
   the bot transport-encrypted, paced in real time by the event loop clock. Several members may speak at once.
   Network knobs (`NetworkKnobs`): packet loss, reordering, RTP padding, header extensions, interleaved RTCP
   receiver reports (seeded, deterministic). Returns a `SpeakReport` (frames, sent, dropped, DAVE-encrypted...).
@@ -25,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import davey
 import numpy as np
 from discord import opus
 
 from . import audio_files
+from .member_dave import MemberDave, make_member_dave
 
 if TYPE_CHECKING:
     from .server import LoopbackVoiceServer
@@ -92,15 +93,17 @@ class SimMember:
     UTTERANCE_GAP = 0.3  # seconds without voiced packets that separate two bot utterances
     MAX_HEARD_SECONDS = 600.0  # per source; older audio is dropped
 
-    def __init__(self, server: LoopbackVoiceServer, user_id: int, name: str, *, knobs: NetworkKnobs | None = None):
+    def __init__(self, server: LoopbackVoiceServer, user_id: int, name: str, *, knobs: NetworkKnobs | None = None,
+                 dave: str = "davey"):
         self.server = server
+        self.dave_impl = dave
         self.user_id = user_id
         self.name = name
         self.knobs = knobs or NetworkKnobs()
         self._rng = random.Random(self.knobs.seed if self.knobs.seed is not None else user_id)
         self.ssrc = 0
         self.present = False
-        self.dave: davey.DaveSession | None = None
+        self.dave: MemberDave | None = None
         self.in_group = False  # in the bot's current MLS group (welcomed, commit processed)
         self._encoder = opus.Encoder()
         self._seq = self._rng.randrange(0, 1 << 16)
@@ -124,18 +127,16 @@ class SimMember:
         await self.server._member_join(self)
 
     def _new_dave_session(self, version: int, channel_id: int, external_sender: bytes) -> bytes:
-        """(Re)start this member's DAVE session for a new group; returns its key package."""
+        """(Re)start this member's DAVE client for a new group; returns its key package."""
         if self.dave is None:
-            self.dave = davey.DaveSession(version, self.user_id, channel_id)
-        else:
-            self.dave.reinit(version, self.user_id, channel_id)
-        self.dave.set_external_sender(external_sender)
+            self.dave = make_member_dave(self.dave_impl, self.user_id, lambda: self.ssrc)
         self.in_group = False
-        return self.dave.get_serialized_key_package()
+        return self.dave.new_group(version, channel_id, external_sender)
 
     @property
     def leaf_index(self) -> int | None:
-        return self.dave.own_leaf_index if self.dave is not None and self.in_group else None
+        """This member's leaf in the bot's MLS group, as the server follows it."""
+        return self.server.leaves.get(self.user_id) if self.in_group else None
 
     # --- speaking --------------------------------------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class SimMember:
                 self.stats["dave_failed"] += 1
                 return
             try:
-                frame = self.dave.decrypt(from_user_id, davey.MediaType.audio, frame)
+                frame = self.dave.decrypt(from_user_id, frame)
             except Exception as exc:  # NoDecryptorForUser, auth failures: a lost packet for this listener
                 self.stats["dave_failed"] += 1
                 log.debug("%s: DAVE decrypt failed: %s", self, exc)

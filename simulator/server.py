@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import davey
 from aiohttp import web
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
@@ -47,6 +46,7 @@ from audio import rtp
 
 from . import dave_external as mls
 from .member import NetworkKnobs, SimMember
+from .member_dave import IMPLEMENTATIONS, LeafTable
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ class LoopbackVoiceServer:
     bot connects or a member joins; False leaves the mapping to the op 5 that precedes speech.
     ``speaking_after_packets``: send that op 5 only after a member's first N packets (SPEAKING racing the media,
     so the receive path meets packets from an SSRC it cannot map yet).
+    ``member_dave``: the DAVE implementation members run unless `add_member` says otherwise: ``"davey"`` or
+    ``"libdave"`` (Discord's own library, as its apps run it; see `simulator.member_dave`).
     """
 
     MAX_GROUP_RESTARTS = 3  # consecutive failed MLS steps answered with a fresh group (op 24)
@@ -126,7 +128,11 @@ class LoopbackVoiceServer:
         bot_joins_by_welcome: bool = False,
         announce_ssrcs_on_connect: bool = True,
         speaking_after_packets: int = 0,
+        member_dave: str = "davey",
     ) -> None:
+        if member_dave not in IMPLEMENTATIONS:
+            raise ValueError(f"member_dave must be one of {IMPLEMENTATIONS}, not {member_dave!r}")
+        self.member_dave = member_dave
         self.dave_protocol_version = dave_protocol_version
         self.bot_joins_by_welcome = bot_joins_by_welcome
         self.announce_ssrcs_on_connect = announce_ssrcs_on_connect
@@ -156,6 +162,7 @@ class LoopbackVoiceServer:
         # MLS group state (the bot's group): epoch None = no established group
         self.group_epoch: int | None = None
         self._group_members: set[int] = set()
+        self.leaves = LeafTable()  # who sits at which leaf of the bot's group (needed for Remove proposals)
         self._mls_lock = asyncio.Lock()
         self._commit_waiter: asyncio.Future[bytes] | None = None
         self._ready_waiters: dict[int, asyncio.Future[None]] = {}
@@ -272,11 +279,13 @@ class LoopbackVoiceServer:
 
     # --- members ---------------------------------------------------------------------------------------------------
 
-    async def add_member(self, user_id: int, name: str, *, knobs: NetworkKnobs | None = None) -> SimMember:
-        """A member joins the channel (returns once it is in the bot's DAVE group, if a bot is connected)."""
+    async def add_member(self, user_id: int, name: str, *, knobs: NetworkKnobs | None = None,
+                         dave: str | None = None) -> SimMember:
+        """A member joins the channel (returns once it is in the bot's DAVE group, if a bot is connected).
+        ``dave``: its DAVE implementation (default: the server's ``member_dave``)."""
         if user_id in self.members:
             raise ValueError(f"member {user_id} already exists")
-        member = SimMember(self, user_id, name, knobs=knobs)
+        member = SimMember(self, user_id, name, knobs=knobs, dave=dave or self.member_dave)
         self.members[user_id] = member
         await self._member_join(member)
         return member
@@ -542,6 +551,7 @@ class LoopbackVoiceServer:
     def _reset_group(self) -> None:
         self.group_epoch = None
         self._group_members.clear()
+        self.leaves.reset()
         for member in self.members.values():
             member.in_group = False
 
@@ -592,22 +602,21 @@ class LoopbackVoiceServer:
             return
         if self.group_epoch is None:
             epoch, stayers, to_remove = 0, [], []  # the bot's pending group (epoch 0, alone): build it
+            self.leaves.reset(bot.user_id)
         else:
             epoch = self.group_epoch
             stayers = sorted(self._group_members & present)
         messages = []
+        recognized = present | {bot.user_id}
         for uid in to_remove:
-            leaf = self.members[uid].dave.own_leaf_index if self.members[uid].dave else None
-            if leaf is None:
-                raise DaveHandshakeError(f"no leaf index for leaving member {uid}")
-            messages.append(self.external_sender.remove_proposal(group_id, epoch, leaf))
+            messages.append(self.external_sender.remove_proposal(group_id, epoch, self.leaves.index(uid)))
             self.members[uid].in_group = False
         for uid in to_add:
             kp = self.members[uid]._new_dave_session(bot.dave_version, self.channel_id, self.external_sender.package())
             messages.append(self.external_sender.add_proposal(group_id, epoch, kp))
         payload = mls.proposals_payload(messages)
-        for uid in stayers:  # members already in the group store the proposals (the bot's commit references them)
-            self.members[uid].dave.process_proposals(davey.ProposalsOperationType.append, payload[1:])
+        for uid in stayers:  # members already in the group store the proposals (the bot's commit references them;
+            self.members[uid].dave.process_proposals(payload, recognized)  # a commit of their own is not used)
         loop = asyncio.get_running_loop()
         self._commit_waiter = loop.create_future()
         await self._send_binary(MLS_PROPOSALS, payload)
@@ -629,7 +638,7 @@ class LoopbackVoiceServer:
             for uid in stayers:
                 self.members[uid].dave.process_commit(commit)
             for uid in to_add:
-                self.members[uid].dave.process_welcome(welcome)  # what op 30 carries
+                self.members[uid].dave.process_welcome(welcome, recognized)  # what op 30 carries
                 self.members[uid].in_group = True
             await self._send_binary(MLS_ANNOUNCE_COMMIT_TRANSITION, struct.pack(">H", tid) + commit)
             await asyncio.wait_for(ready, self.step_timeout)
@@ -639,8 +648,8 @@ class LoopbackVoiceServer:
             self._ready_waiters.pop(tid, None)
         self.group_epoch = epoch + 1
         self._group_members = (self._group_members - set(to_remove)) | set(to_add)
-        await self._send_json(DAVE_EXECUTE_TRANSITION, {"transition_id": tid})
-        bot.transitions_executed.append(tid)
+        self.leaves.apply(to_remove, to_add)
+        await self._execute_transition(bot, tid)
         log.info("DAVE group epoch %s: members %s (added %s, removed %s)", self.group_epoch,
                  sorted(self._group_members), to_add, to_remove)
 
@@ -653,32 +662,42 @@ class LoopbackVoiceServer:
         messages = [self.external_sender.add_proposal(group_id, 0, m._new_dave_session(
             bot.dave_version, self.channel_id, package)) for m in others]
         messages.append(self.external_sender.add_proposal(group_id, 0, bot.key_package))
-        result = creator.dave.process_proposals(davey.ProposalsOperationType.append,
-                                                mls.proposals_payload(messages)[1:])
-        if result is None or result.welcome is None:
+        recognized = set(present) | {bot.user_id}
+        result = creator.dave.process_proposals(mls.proposals_payload(messages), recognized)
+        if result is None or result[1] is None:
             raise DaveHandshakeError("the creating member produced no commit/welcome")
-        creator.dave.process_commit(result.commit)
+        commit, welcome = result
+        creator.dave.process_commit(commit)
         for member in others:
-            member.dave.process_welcome(result.welcome)
+            member.dave.process_welcome(welcome, recognized)
         for member in (creator, *others):
             member.in_group = True
         tid = self._next_transition_id()
         ready = asyncio.get_running_loop().create_future()
         self._ready_waiters[tid] = ready
         try:
-            await self._send_binary(MLS_WELCOME, struct.pack(">H", tid) + result.welcome)
+            await self._send_binary(MLS_WELCOME, struct.pack(">H", tid) + welcome)
             bot.welcomes += 1
             await asyncio.wait_for(ready, self.step_timeout)
         except TimeoutError:
             raise DaveHandshakeError(f"the bot did not answer welcome transition {tid} with op 23") from None
         finally:
             self._ready_waiters.pop(tid, None)
-        self.group_epoch = creator.dave.epoch
+        self.group_epoch = 1  # the creator's commit made epoch 1
         self._group_members = set(present)
-        await self._send_json(DAVE_EXECUTE_TRANSITION, {"transition_id": tid})
-        bot.transitions_executed.append(tid)
+        self.leaves.reset(creator.user_id, *(m.user_id for m in others), bot.user_id)  # the commit's add order
+        await self._execute_transition(bot, tid)
         log.info("DAVE group epoch %s created by member %s; the bot joined by welcome", self.group_epoch,
                  creator.user_id)
+
+    async def _execute_transition(self, bot: BotSession, tid: int) -> None:
+        """op 22 to everyone in the call: clients that switch their sending key only now (libdave) do so."""
+        await self._send_json(DAVE_EXECUTE_TRANSITION, {"transition_id": tid})
+        bot.transitions_executed.append(tid)
+        for uid in self._group_members:
+            member = self.members[uid]
+            if member.present and member.dave is not None:
+                member.dave.execute_transition()
 
     # --- server-side knobs -----------------------------------------------------------------------------------------
 

@@ -78,19 +78,38 @@ class SpokenLine:
         return self.pcm.shape[0] / audio_files.DISCORD_RATE
 
 
+def _piper(voice: MemberVoice, text: str) -> tuple[np.ndarray, int]:
+    """The Piper voice without its sampling noise: a member says a line the same way in every run, so a
+    benchmark or a test hears the same audio each time (the voices differ by pitch and speed instead)."""
+    from piper import SynthesisConfig
+
+    from audio.tts_engines.piper import load_piper_voice
+
+    piper = load_piper_voice(voice.voice)
+    base = piper.config.length_scale or 1.0
+    config = SynthesisConfig(length_scale=base / max(voice.speed, 0.1), noise_scale=0.0, noise_w_scale=0.0)
+    chunks = [chunk.audio_int16_array for chunk in piper.synthesize(text, syn_config=config)]
+    if not chunks:
+        raise RuntimeError(f"{voice.describe()} produced no audio for {text!r}")
+    return np.concatenate(chunks).astype(np.float32) / 32768.0, int(piper.config.sample_rate)
+
+
 def _render(settings: Settings, voice: MemberVoice, text: str) -> tuple[np.ndarray, int]:
     """Mono float32 speech and its rate, from the voice's engine (blocking)."""
     if voice.engine not in ("piper", "espeak"):
         raise ValueError(f"unknown member voice engine {voice.engine!r} (expected piper or espeak)")
-    engine = make_tts(settings.replace(tts_engine="persona"), voice)
-    chunks: list[np.ndarray] = []
-    rate = 0
-    for pcm, rate in engine.synthesize(text, threading.Event()):
-        a = np.asarray(pcm)
-        chunks.append(a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32))
-    if not chunks:
-        raise RuntimeError(f"{voice.describe()} produced no audio for {text!r}")
-    mono = np.concatenate(chunks)
+    if voice.engine == "piper":
+        mono, rate = _piper(voice, text)
+    else:
+        engine = make_tts(settings.replace(tts_engine="persona"), voice)
+        chunks: list[np.ndarray] = []
+        rate = 0
+        for pcm, rate in engine.synthesize(text, threading.Event()):
+            a = np.asarray(pcm)
+            chunks.append(a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32))
+        if not chunks:
+            raise RuntimeError(f"{voice.describe()} produced no audio for {text!r}")
+        mono = np.concatenate(chunks)
     if voice.engine == "piper" and voice.semitones:
         # Resample to fewer/more samples and play at the original rate: pitch (and tempo) shift.
         factor = 2.0 ** (voice.semitones / 12.0)

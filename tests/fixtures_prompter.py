@@ -10,7 +10,7 @@ T0 = 1000.0
 BOT_ID = 999
 ALICE, BOB, CAROL = 1, 2, 3
 NAMES = {ALICE: "Alice", BOB: "Bob", CAROL: "Carol"}
-POLICY = Policy()  # reply .25 s, group 1.2 s, idle 45 s, cooldown 4 s, barge-in .6 s
+POLICY = Policy()  # reply .25 s (1.8 s unfinished), alone 1.2 s, idle 45 s, cooldown 4 s, takeover 1 s
 
 
 def make_room(*members: int, bot: str = "Juniper", greeted: bool = True) -> Room:
@@ -29,21 +29,23 @@ def stop_speaking(room: Room, uid: int, t: float) -> None:
     room.on_speaking(SpeakingEvent(uid, False, t))
 
 
-def partial(room: Room, uid: int, text: str, start: float, end: float, **marks: float) -> None:
+def partial(room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None,
+            **marks: float) -> None:
     """A partial transcript; `marks` are the listener's timings marks (paused=, speculative=, resumed=)."""
-    room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, False, 0.8, dict(marks)))
+    room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, False, 0.8, dict(marks),
+                                end_of_turn=end_of_turn))
 
 
-def final(room: Room, uid: int, text: str, start: float, end: float):
+def final(room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None):
     return room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, True, 0.9,
-                                       {"speech_end": end, "final": end + 0.4}))
+                                       {"speech_end": end, "final": end + 0.4}, end_of_turn=end_of_turn))
 
 
-def say(room: Room, uid: int, text: str, start: float, end: float):
+def say(room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None):
     """A whole segment: speaking on, off at `end`, then its final transcript."""
     start_speaking(room, uid, start)
     stop_speaking(room, uid, end)
-    return final(room, uid, text, start, end)
+    return final(room, uid, text, start, end, end_of_turn=end_of_turn)
 
 
 def bot_says(room: Room, text: str, start: float, end: float, *, kind: str = "respond_now", reply_to: int | None = None):

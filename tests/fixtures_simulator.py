@@ -9,11 +9,13 @@ import threading
 import davey
 import discord
 import numpy as np
+import pytest
 from discord import opus
 
 from audio import rtp
 from simulator.audio_files import DISCORD_RATE, to_discord_pcm
 from simulator.harness import voice_internals
+from simulator.member_dave import IMPLEMENTATIONS
 
 
 def chirp(seconds: float = 1.0, f0: float = 200.0, f1: float = 2000.0, amplitude: float = 0.4) -> np.ndarray:
@@ -113,3 +115,7 @@ async def play_and_wait(vc: discord.VoiceClient, pcm: np.ndarray, timeout: float
         lambda: done.done() or done.set_result(err)))
     err = await asyncio.wait_for(done, timeout)
     assert err is None, err
+
+
+# Run a test once with members on davey, once on libdave (Discord's own library): @each_member_dave
+each_member_dave = pytest.mark.parametrize("member_dave", IMPLEMENTATIONS)

@@ -11,6 +11,7 @@ import simcord
 
 from bot.client import ChorusBot, _RedactToken, chorus_intents, run_bot
 from bot.settings import PROJECT_ROOT, SettingsError, load_settings
+from bot.startup import StartupError
 from conversation.persona import PersonaLibrary
 
 TOKEN = "MTIzNDU2Nzg5MDEy.Gabcde.fake-token-for-tests-only_0123456789"
@@ -90,18 +91,18 @@ def test_run_bot_never_shows_the_token(tmp_path: Path, monkeypatch: pytest.Monke
     assert TOKEN not in repr(settings)
     seen = {}
 
-    def fake_run(self: ChorusBot, token: str, **kwargs: object) -> None:
-        seen["token"], seen["kwargs"], seen["sync"] = token, kwargs, self._sync_on_start
+    async def fake_login(self: ChorusBot, token: str) -> None:
+        seen["token"], seen["sync"] = token, self._sync_on_start
         logging.getLogger("discord.http").warning("oops, a library logged %s", token)
         raise discord.LoginFailure("Improper token has been passed.")
 
-    monkeypatch.setattr(ChorusBot, "run", fake_run)
+    monkeypatch.setattr(ChorusBot, "login", fake_login)
     root = logging.getLogger()
     before = list(root.handlers)
     try:
         with caplog.at_level(logging.INFO):
             root.addHandler(caplog.handler)
-            with pytest.raises(SettingsError) as info:
+            with pytest.raises(StartupError) as info:
                 run_bot(settings, sync=True)
     finally:
         root.handlers = before
@@ -109,7 +110,7 @@ def test_run_bot_never_shows_the_token(tmp_path: Path, monkeypatch: pytest.Monke
             for f in list(handler.filters):
                 if isinstance(f, _RedactToken):
                     handler.removeFilter(f)
-    assert seen == {"token": TOKEN, "kwargs": {"log_handler": None}, "sync": True}
+    assert seen == {"token": TOKEN, "sync": True}
     assert TOKEN not in str(info.value) and info.value.__cause__ is None
     assert TOKEN not in caplog.text and "<redacted token>" in caplog.text
 

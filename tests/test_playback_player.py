@@ -164,3 +164,39 @@ def test_feed_from_another_thread_while_the_player_reads():
     assert p.is_opus() is False
     p.close()
     assert p.read() == b""
+
+
+def test_pause_stops_the_voice_at_once_keeps_the_queue_and_resume_goes_on_without_clicks():
+    p = StreamPlayer()
+    src = sine(300.0, 1.0, 48_000)
+    p.feed(src, 48_000)
+    p.end_of_utterance()
+    before = read_frames(p, 10)  # 200 ms played
+    p.pause()
+    assert p.paused
+    paused = read_frames(p, 25)  # 500 ms: the first frame fades out, then silence
+    assert np.abs(paused[960:]).max() == 0.0
+    assert max_step(np.concatenate((before, paused[:960]))) < 0.05  # a fade, not a click
+    assert p.is_playing_audio and p.seconds_played == pytest.approx(0.2, abs=0.01)
+    p.resume()
+    after = read_frames(p, 45)  # the rest of the second, then silence
+    peaks = np.abs(after[:960 * 45]).reshape(45, -1).max(axis=1)
+    assert (peaks[:39] > 0.1).all() and (peaks[41:] == 0).all()  # the remaining 0.8 s, then silence
+    assert max_step(after[:960 * 40]) < 0.05
+    assert p.seconds_played == pytest.approx(1.0, abs=0.01)  # nothing lost but the 2 ms fade
+    assert not p.is_playing_audio
+
+
+def test_flush_while_paused_then_resume_plays_the_next_line():
+    p = StreamPlayer()
+    p.feed(sine(300.0, 0.5, 48_000), 48_000)
+    read_frames(p, 5)
+    p.pause()
+    read_frames(p, 3)
+    p.flush()
+    p.resume()
+    read_frames(p, 3)
+    p.feed(sine(500.0, 0.3, 48_000), 48_000)
+    p.end_of_utterance()
+    peaks = np.abs(read_frames(p, 20)).reshape(20, -1).max(axis=1)
+    assert (peaks > 0.1).sum() >= 14

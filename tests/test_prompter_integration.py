@@ -175,8 +175,11 @@ async def test_member_talking_over_the_bot_cuts_it_off(parts):
             await until(lambda: session.room.bot_state is BotState.IDLE, 30)
         assert first.outcome == "interrupted", (first.outcome, first.text, first.relative_ms(),
                                                 f"bob heard at {heard_bob} (bot ended {first.times.get('end')})")
-        line = next(line for line in reversed(session.room.history) if line.is_bot)
-        assert line.interrupted and line.text.endswith("…")
+        # Bob began as the bot did: it paused at once, so little or nothing of the line was heard; what was
+        # heard (if a word) is in the history, marked as cut short.
+        line = next((line for line in reversed(session.room.history) if line.is_bot), None)
+        assert line is None or (line.interrupted and line.text.endswith("…"))
+        assert "paused" in first.times and first.times["paused"] < first.times["yielded"]
     finally:
         await session.close()
         pump.close()

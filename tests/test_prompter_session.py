@@ -36,11 +36,11 @@ class P:
     aliases: tuple = field(default_factory=tuple)
 
 
-async def make(responder, *, policy=FAST, members=((ALICE, "Alice"), (BOB, "Bob")), captions=None):
+async def make(responder, *, policy=FAST, members=((ALICE, "Alice"), (BOB, "Bob")), captions=None, metrics=None):
     player = PacedPlayer()
     session = VoiceSession(settings=SETTINGS, persona=P(), responder=responder, player=player, guild_id=7,
                            bot_user_id=BOT, members=members, make_listener=RecordingListener, policy=policy,
-                           captions=captions, tick_s=0.01)
+                           captions=captions, tick_s=0.01, metrics=metrics)
     await session.start()
     return session, player
 
@@ -66,8 +66,11 @@ async def until(predicate, timeout=5.0):
 
 @pytest.mark.asyncio
 async def test_answers_a_direct_question_and_records_the_turn():
+    from bot.metrics import Metrics
+
+    metrics = Metrics()
     responder = ScriptedResponder(["It's half past two.", "Time for tea?"], seconds_each=0.2)
-    session, player = await make(responder)
+    session, player = await make(responder, metrics=metrics.for_guild(7))
     try:
         speak(session, ALICE, "Juniper, what time is it?")
         await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
@@ -87,6 +90,9 @@ async def test_answers_a_direct_question_and_records_the_turn():
         assert [d.action for _, d in session.decisions] == [Action.RESPOND_NOW]
         await asyncio.sleep(0.2)
         assert len(responder.calls) == 1  # answered once
+        # the line's stages went to the guild's metrics (when metrics are on)
+        assert metrics.registry.get_sample_value("chorus_turns_total", {"guild": "7", "outcome": "spoken"}) == 1
+        assert metrics.registry.get_sample_value("chorus_turn_latency_seconds_count", {"guild": "7"}) == 1
     finally:
         await session.close()
         player.close()
@@ -304,7 +310,7 @@ class PrefillingResponder(ScriptedResponder):
 @pytest.mark.asyncio
 async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_during_a_line():
     responder = PrefillingResponder(["Lovely.", "Tell me more."], seconds_each=0.5)
-    session, player = await make(responder)
+    session, player = await make(responder, members=((BOB, "Bob"),))  # alone with the bot: it answers
     try:
         speak(session, BOB, "I baked bread today.", final=True)
         await until(lambda: len(responder.prefills) == 1)
@@ -336,7 +342,7 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         assert responder.prefills[0] == [] and "Alice is talking to you" in responder.situations[0]
         for words in ("Juniper,", "Juniper, what", "Juniper, what soup", "Juniper, what soup do you like?"):
             session.on_utterance(Utterance(ALICE, "Alice", words, start, time.monotonic(), False, 0.9, {}))
-        await until(lambda: not session._prefill_running and responder.prefills[-1][-1][1].endswith("like?"))
+        await until(lambda: not session.prefill.running and responder.prefills[-1][-1][1].endswith("like?"))
         assert 2 <= len(responder.prefills) <= 3  # the first partial's prefill, then the newest one
         assert responder.prefills[-1] == [("Alice", "Juniper, what soup do you like?")]
         end = time.monotonic()
@@ -351,7 +357,7 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         count = len(responder.prefills)
         session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))
         session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # both at once: no cache thrashing
-        await until(lambda: not session._prefill_running)
+        await until(lambda: not session.prefill.running)
         session.on_utterance(Utterance(BOB, "Bob", "So anyway", time.monotonic(), time.monotonic(), False, 0.9, {}))
         await asyncio.sleep(0.2)
         assert len(responder.prefills) == count + 1  # Alice's start only

@@ -15,71 +15,13 @@ import pytest_asyncio
 
 from audio.receive import VoiceReceiver
 from audio.receive_stats import ReceiveStats
+from simulator.hostile import HostilePackets
 from tests.fixtures_receive import Collector, Connection, Member, best_alignment, make_dave_group, source_16k, speechlike
 
 pytestmark = pytest.mark.asyncio
 
 N_HOSTILE = 100_000
 N_UDP_HOSTILE = 4_000
-
-
-def hostile_packets(rng: random.Random, key: bytes, mapped_ssrcs: list[int], valid: list[bytes], vandal: Member,
-                    already_sent: list[bytes]):
-    """Yield (kind, packet) of many hostile kinds (replays only of packets already sent: nobody replays the future)."""
-    kinds = ["random", "truncated", "bad_tag", "bitflip", "huge_cc", "ext_lies", "video_pt", "rtcp", "replay",
-             "auth_garbage", "auth_bad_padding", "auth_huge_ext", "tiny", "wrong_version", "empty_payload"]
-    while True:
-        kind = rng.choice(kinds)
-        if kind == "random":
-            yield kind, rng.randbytes(rng.randrange(0, 1500))
-        elif kind == "truncated":
-            p = rng.choice(valid)
-            yield kind, p[: rng.randrange(0, len(p))]
-        elif kind == "bad_tag":
-            ssrc = rng.choice(mapped_ssrcs + [rng.randrange(2**32)])
-            yield kind, bytes([0x80, 0x78]) + struct.pack(">HII", rng.randrange(65536), rng.randrange(2**32), ssrc) \
-                + rng.randbytes(rng.randrange(0, 200))
-        elif kind == "bitflip":
-            p = bytearray(rng.choice(valid))
-            i = rng.randrange(12, len(p))  # keep the header parseable so it reaches decryption
-            p[i] ^= 1 << rng.randrange(8)
-            yield kind, bytes(p)
-        elif kind == "huge_cc":
-            yield kind, bytes([0x8F, 0x78]) + rng.randbytes(rng.randrange(10, 90))
-        elif kind == "ext_lies":
-            words = rng.randrange(65536)
-            yield kind, bytes([0x90 | rng.randrange(16), 0x78]) + rng.randbytes(10 + 4 * 15) \
-                + struct.pack(">HH", 0xBEDE, words) + rng.randbytes(rng.randrange(0, 64))
-        elif kind == "video_pt":
-            yield kind, bytes([0x80, rng.choice([96, 97, 101, 102, 103, 104, 105])]) + rng.randbytes(rng.randrange(10, 400))
-        elif kind == "rtcp":
-            yield kind, bytes([0x80 | rng.randrange(32), rng.randrange(200, 205)]) + rng.randbytes(rng.randrange(6, 100))
-        elif kind == "replay":
-            yield kind, rng.choice(already_sent) if already_sent else b""
-        elif kind == "auth_garbage":
-            # authenticated by the transport, but the frame is junk: DAVE must reject it, Opus never sees it
-            yield kind, vandal.packet(rng.randbytes(rng.randrange(1, 300)), encrypt_dave=False)
-        elif kind == "auth_bad_padding":
-            hdr = bytes([0xA0, 0x78]) + struct.pack(">HII", 1, 2, vandal.ssrc)
-            trailer = rng.randbytes(4)
-            from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
-
-            body = rng.randbytes(rng.randrange(0, 20)) + bytes([rng.choice([0, 200, 255])])
-            yield kind, hdr + crypto_aead_xchacha20poly1305_ietf_encrypt(body, hdr, trailer + bytes(20), key) + trailer
-        elif kind == "auth_huge_ext":
-            hdr = bytes([0x90, 0x78]) + struct.pack(">HII", 1, 2, vandal.ssrc) + struct.pack(">HH", 0xBEDE, 5000)
-            trailer = rng.randbytes(4)
-            from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
-
-            yield kind, hdr + crypto_aead_xchacha20poly1305_ietf_encrypt(b"x" * 40, hdr, trailer + bytes(20), key) + trailer
-        elif kind == "tiny":
-            yield kind, rng.randbytes(rng.randrange(0, 12))
-        elif kind == "wrong_version":
-            p = bytearray(rng.choice(valid))
-            p[0] = (p[0] & 0x3F) | (rng.choice([0, 1, 3]) << 6)
-            yield kind, bytes(p)
-        elif kind == "empty_payload":
-            yield kind, vandal.packet(b"", encrypt_dave=False)
 
 
 @pytest_asyncio.fixture
@@ -110,7 +52,7 @@ async def test_fuzz_100k_hostile_packets_with_valid_audio_interleaved(setup, cap
     valid_a, valid_b = a.packets(src_a), b.packets(src_b)  # 100 each
     video = Member(14, 1014, conn.key)
     already_sent: list[bytes] = []
-    gen = hostile_packets(rng, conn.key, [a.ssrc, b.ssrc, vandal.ssrc], valid_a + valid_b, vandal, already_sent)
+    gen = HostilePackets(rng, conn.key, [a.ssrc, b.ssrc, vandal.ssrc], valid_a + valid_b, vandal, already_sent)
 
     # direct path: the socket-listener callback, called from a non-loop thread like discord.py's reader
     total = N_HOSTILE
@@ -197,3 +139,23 @@ async def test_overload_is_counted_not_fatal(setup):
         await asyncio.sleep(0.05)
     assert col.count(11) == 20
     assert best_alignment(col.audio(11), source_16k(src))[0] >= 0.9
+
+
+async def test_fuzz_benchmark_through_the_real_udp_socket():
+    """The 1,000,000-packet benchmark's own code at CI size: every datagram through the real socket and
+    discord.py's SocketReader thread, every one accounted for, nothing crashes, the valid speech is intact."""
+    from benchmarks.fuzz_bench import run
+
+    r = await run(30_000, seed=99, valid_every=300)
+    assert r["hostile_sent"] == 30_000 and r["received"] == r["packets_sent"]
+    assert r["unaccounted"] == 0 and r["pending"] == 0
+    assert r["crashes"] == {"errors_logged": 0, "internal_drops": 0, "worker_alive_until_stop": True,
+                            "first_errors": []}
+    assert set(r["sent_by_kind"]) >= {"random", "bitflip", "auth_garbage", "replay", "rtcp", "valid"}
+    drops = r["dropped_by_reason"]
+    assert {"malformed", "rtcp", "not_opus", "video", "decrypt", "duplicate", "dave_unencrypted"} <= set(drops)
+    assert "opus" not in drops  # nothing undecryptable reached libopus
+    for audio in r["valid_audio"].values():
+        assert audio["frames"] == audio["packets_sent"] == 100 and audio["concealed_frames"] == 0
+        assert audio["correlation"] >= 0.9
+    assert r["vandal_frames"] == 0

@@ -19,7 +19,7 @@ import contextlib
 
 from simulator.harness import connected_client, connected_voice_client, voice_internals
 from simulator.server import LoopbackVoiceServer
-from tests.fixtures_simulator import best_correlation
+from tests.fixtures_simulator import each_member_dave, best_correlation
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
 
@@ -115,8 +115,9 @@ async def settle(rx: VoiceReceiver) -> dict[str, int]:
     return d
 
 
-async def test_three_overlapping_speakers_under_dave_and_the_bot_speaks_back(speech):
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_three_overlapping_speakers_under_dave_and_the_bot_speaks_back(speech, member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         members = {uid: await server.add_member(uid, name) for uid, name in ((ALICE, "Alice"), (BOB, "Bob"), (CAROL, "Carol"))}
         async with connected_voice_client(server, dave=True) as vc:
             assert voice_internals(vc).can_encrypt
@@ -174,8 +175,9 @@ async def test_dave_off(speech):
             rx.stop()
 
 
-async def test_dave_transitions_mid_stream(speech):
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_dave_transitions_mid_stream(speech, member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server, dave=True) as vc:
             vi = voice_internals(vc)
@@ -201,8 +203,9 @@ async def test_dave_transitions_mid_stream(speech):
             rx.stop()
 
 
-async def test_leave_and_rejoin_with_a_new_ssrc(speech):
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_leave_and_rejoin_with_a_new_ssrc(speech, member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         bob = await server.add_member(BOB, "Bob")
         async with listening_voice_client(server) as vc:
@@ -227,8 +230,9 @@ async def test_leave_and_rejoin_with_a_new_ssrc(speech):
             rx.stop()
 
 
-async def test_server_closes_the_socket_and_receive_survives_the_reconnect(speech):
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_server_closes_the_socket_and_receive_survives_the_reconnect(speech, member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server, dave=True) as vc:
             rx, sink = start_receiver(vc)
@@ -251,10 +255,11 @@ async def test_server_closes_the_socket_and_receive_survives_the_reconnect(speec
             rx.stop()
 
 
-async def test_lossy_reordering_network_with_padding_and_extensions(speech):
+@each_member_dave
+async def test_lossy_reordering_network_with_padding_and_extensions(speech, member_dave):
     from simulator.member import NetworkKnobs
 
-    async with LoopbackVoiceServer() as server:
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         knobs = NetworkKnobs(loss=0.04, reorder=0.08, padding=0.3, extension=0.5, seed=7)
         alice = await server.add_member(ALICE, "Alice", knobs=knobs)
         async with connected_voice_client(server, dave=True) as vc:

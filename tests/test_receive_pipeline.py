@@ -13,9 +13,10 @@ import pytest
 import pytest_asyncio
 
 from audio.receive import VoiceReceiver
-from audio.receive_stats import ReceiveStats
 from tests.fixtures_receive import (
     BOT_ID,
+    Rig,
+    assert_matches,
     Collector,
     Connection,
     Member,
@@ -27,29 +28,6 @@ from tests.fixtures_receive import (
 )
 
 pytestmark = pytest.mark.asyncio
-
-
-class Rig:
-    def __init__(self, loop, *, dave: bool = True) -> None:
-        self.conn = Connection(loop, dave=dave)
-        self.col = Collector(loop)
-        self.rx = VoiceReceiver(self.conn.vc, on_frame=self.col.on_frame, on_member_left=self.col.on_member_left)
-        self.rx.start()
-
-    def stats(self) -> dict[str, int]:
-        return self.rx.stats.as_dict()
-
-    async def settled(self, timeout: float = 5.0) -> dict[str, int]:
-        await wait_for(lambda: self.rx.stats["pending"] == 0 and self.rx.stats["received"] > 0, timeout)
-        await asyncio.sleep(0.05)  # let call_soon_threadsafe deliveries run
-        d = self.stats()
-        assert ReceiveStats.balance(d) == 0, d
-        return d
-
-    def close(self) -> None:
-        self.rx.stop()
-        assert self.rx.join(2.0)
-        self.conn.close()
 
 
 @pytest_asyncio.fixture
@@ -64,12 +42,6 @@ async def rig_plain():
     r = Rig(asyncio.get_running_loop(), dave=False)
     yield r
     r.close()
-
-
-def assert_matches(audio: np.ndarray, source48: np.ndarray, threshold: float = 0.9) -> int:
-    corr, lag = best_alignment(audio, source_16k(source48))
-    assert corr >= threshold, (corr, lag)
-    return lag
 
 
 async def test_three_members_under_dave_are_attributed_and_match(rig: Rig):
@@ -286,7 +258,7 @@ async def test_new_secret_key_and_new_websocket_after_reconnect(rig: Rig):
     ws2 = rig.conn.new_websocket()
     rig.conn.state.secret_key = list(os.urandom(32))
     # READY on the new websocket (discord.py's own handling would open UDP; the hook part is what we test)
-    await rig.rx._ws_hook(ws2, {"op": 2, "d": {"ssrc": 2, "ip": "127.0.0.1", "port": 1, "modes": []}})
+    await rig.rx._hook_fn(ws2, {"op": 2, "d": {"ssrc": 2, "ip": "127.0.0.1", "port": 1, "modes": []}})
     old_key_packet = m.packet(m.opus_frames(speechlike(0.02, seed=20))[0])  # still under the old key
     m.key = rig.conn.key
     m.ssrc = 901
@@ -384,7 +356,7 @@ async def test_held_packets_go_first_when_the_mapping_lands_between_packets(rig_
     pkts = m.packets(speechlike(0.4, seed=43))  # 20
     rig.conn.send(pkts[:10])
     await wait_for(lambda: rig.rx.stats["pending"] == 10)
-    rig.rx._ssrc_user[334] = 602  # the mapping is visible, its control message not yet processed
+    rig.rx.members.map(334, 602)  # the mapping is visible, its control message not yet processed
     rig.conn.send(pkts[10:])
     assert await wait_for(lambda: rig.col.count(602) == 20)
     d = await rig.settled()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from audio.types import SpeakingEvent
-from conversation.room import BotState, BotTurn, Room
+from conversation.bot_turn import BotTurn
+from conversation.room import BotState, Room
 from tests.fixtures_prompter import (
     ALICE, BOB, BOT_ID, T0, bot_says, final, make_room, partial, say, start_speaking, stop_speaking,
 )
@@ -229,7 +230,7 @@ def test_last_words_after_leaving_enter_history_without_a_ghost_member():
 
 
 def test_speaking_spans_are_bounded_and_add_up_across_short_gaps():
-    from conversation.room import MAX_SPEECH_SPANS
+    from conversation.member import MAX_SPEECH_SPANS
 
     room = make_room(ALICE)
     member = room.members[ALICE]

@@ -43,9 +43,10 @@ def test_whisper_spellings_of_the_name_address_the_bot(text):
 def test_near_names_are_not_an_address(text):
     room = make_room(ALICE, BOB, CAROL)
     say(room, ALICE, text, T0 + 1, T0 + 2)
-    d = at(room, T0 + 2.5)
-    assert d.rule != "respond_when_addressed"
-    assert d.action is Action.WAIT and d.rule == "join_in"  # a general remark: maybe join in later
+    for t in (T0 + 2.5, T0 + 5, T0 + 20):
+        d = at(room, t)
+        assert d.rule != "respond_when_addressed"
+        assert d.action is Action.STAY_SILENT and d.rule == "join_in"  # a remark to the group: left to the group
 
 
 def test_question_when_alone_with_the_bot_is_answered_quickly():
@@ -56,13 +57,14 @@ def test_question_when_alone_with_the_bot_is_answered_quickly():
     assert "only other one" in d.reason
 
 
-def test_same_question_in_a_group_is_not_an_address():
+def test_same_question_in_a_group_is_not_an_address_and_is_left_to_the_group():
     room = make_room(ALICE, BOB, CAROL)
     say(room, ALICE, "what should I cook tonight?", T0 + 1, T0 + 2)
-    d = at(room, T0 + 2.3)
-    assert d.action is Action.WAIT and d.rule == "join_in"
-    d = at(room, T0 + 3.25)
-    assert d.action is Action.RESPOND_NOW and not d.addressed and d.rule == "join_in"
+    for t in (T0 + 2.3, T0 + 3.25, T0 + 10):
+        d = at(room, t)
+        assert d.action is Action.STAY_SILENT and d.rule == "join_in", t
+    # ...until the room has been quiet long enough for the bot to bring something up itself
+    assert at(room, T0 + 2 + POLICY.idle_topic_s + 0.1).action is Action.START_TOPIC
 
 
 def test_statement_when_alone_waits_the_longer_silence():
@@ -175,128 +177,6 @@ def test_backchannel_gets_no_reply():
     for t in (T0 + 4.5, T0 + 10):
         d = at(room, t)
         assert d.action is not Action.RESPOND_NOW
-
-
-def test_optional_llm_gate_is_requested_for_join_ins_only_when_enabled():
-    room = make_room(ALICE, BOB, CAROL)
-    say(room, ALICE, "Anyone watching the match tonight?", T0 + 1, T0 + 2)
-    assert not at(room, T0 + 4).needs_gate
-    d = at(room, T0 + 4, Policy(llm_gate=True))
-    assert d.action is Action.RESPOND_NOW and d.needs_gate
-
-
-# --- barge-in ------------------------------------------------------------------------------
-
-def _bot_speaking(room, since):
-    turn = room.bot_begin("respond_now", since - 0.5)
-    turn.add_text("Well, let me tell you about the time I climbed a mountain in the rain.")
-    turn.add_audio(4.0)
-    room.bot_audio_started(since)
-    return turn
-
-
-def test_short_sound_over_the_bot_is_ignored():
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2)
-    d = at(room, T0 + 2.4)
-    assert d.action is Action.STAY_SILENT and d.rule == "bot_busy"
-    stop_speaking(room, ALICE, T0 + 2.45)
-    assert at(room, T0 + 3).action is Action.STAY_SILENT
-
-
-def test_speaking_over_the_bot_past_barge_in_takes_the_floor():
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2)
-    d = at(room, T0 + 2.61)
-    assert d.action is Action.YIELD_FLOOR and d.member_id == ALICE and d.rule == "barge_in"
-
-
-def test_overlap_counts_from_when_the_bot_started():
-    room = make_room(ALICE, BOB)
-    start_speaking(room, ALICE, T0 + 0.5)  # already talking (the bot should not have started, but races happen)
-    _bot_speaking(room, T0 + 1)
-    assert at(room, T0 + 1.3).action is Action.STAY_SILENT
-    assert at(room, T0 + 1.65).action is Action.YIELD_FLOOR
-
-
-def test_someone_taking_the_floor_while_the_bot_thinks_cancels_the_reply():
-    room = make_room(ALICE, BOB)
-    room.bot_begin("respond_now", T0 + 1)
-    start_speaking(room, BOB, T0 + 1.2)
-    assert at(room, T0 + 1.5).action is Action.STAY_SILENT
-    d = at(room, T0 + 1.9)
-    assert d.action is Action.YIELD_FLOOR and "preparing" in d.reason
-
-
-def test_bursts_over_the_bot_add_up_to_a_takeover():
-    """"Wait, <pause> wait, <pause> hold on": each burst is shorter than barge-in and ends with the
-    VAD's end-of-speech silence, but the bursts come in quick succession and add up."""
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2)  # "Wait,"
-    stop_speaking(room, ALICE, T0 + 2.35)
-    assert at(room, T0 + 2.4).action is Action.STAY_SILENT  # 350 ms so far
-    start_speaking(room, ALICE, T0 + 2.5)  # "wait," after a 150 ms gap (between the VAD events)
-    assert at(room, T0 + 2.74).action is Action.STAY_SILENT  # 350 + 240 ms
-    d = at(room, T0 + 2.76)  # 350 + 260 ms: past the 600 ms barge-in, ~760 ms after the onset
-    assert d.action is Action.YIELD_FLOOR and d.rule == "barge_in" and d.member_id == ALICE
-    # ...and still a takeover when the rules look only after that burst ended, in the short gap
-    stop_speaking(room, ALICE, T0 + 2.8)
-    d = at(room, T0 + 2.85)
-    assert d.action is Action.YIELD_FLOOR and d.member_id == ALICE
-
-
-def test_bursts_count_only_over_the_current_bot_line():
-    room = make_room(ALICE, BOB)
-    start_speaking(room, ALICE, T0 + 0.2)
-    stop_speaking(room, ALICE, T0 + 0.9)  # before the bot spoke: not over it
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 1.2)
-    stop_speaking(room, ALICE, T0 + 1.5)
-    assert at(room, T0 + 1.55).action is Action.STAY_SILENT  # 300 ms over the bot (its 100 ms gap bridged)
-
-
-def test_one_mm_hm_over_the_bot_is_ignored():
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2)
-    stop_speaking(room, ALICE, T0 + 2.3)
-    for t in (T0 + 2.2, T0 + 2.3, T0 + 2.5, T0 + 2.9, T0 + 4):
-        assert at(room, t).action is Action.STAY_SILENT, t
-
-
-def test_two_mm_hms_far_apart_do_not_add_up():
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2)
-    stop_speaking(room, ALICE, T0 + 2.3)
-    start_speaking(room, ALICE, T0 + 2.3 + POLICY.barge_in_gap_s + 0.1)  # the second one, after a longer gap
-    t = T0 + 2.3 + POLICY.barge_in_gap_s + 0.1
-    for dt in (0.1, 0.35):  # together with the first they would pass 600 ms at +0.3
-        assert at(room, t + dt).action is Action.STAY_SILENT, dt
-    stop_speaking(room, ALICE, t + 0.35)
-    assert at(room, t + 0.4).action is Action.STAY_SILENT
-
-
-def test_barge_in_gap_is_a_policy_knob():
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2)
-    stop_speaking(room, ALICE, T0 + 2.35)
-    start_speaking(room, ALICE, T0 + 2.75)  # 400 ms gap
-    assert at(room, T0 + 3.05).action is Action.YIELD_FLOOR  # default 0.5 s gap: 350 + 300 ms add up
-    assert at(room, T0 + 3.05, Policy(barge_in_gap_s=0.3)).action is Action.STAY_SILENT
-
-
-def test_short_line_spoken_over_the_bot_is_not_answered():
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    say(room, ALICE, "wait what", T0 + 2, T0 + 2.4)
-    room.bot_end(T0 + 5)
-    d = at(room, T0 + 7)
-    assert d.action is not Action.RESPOND_NOW
 
 
 # --- early start on a partial transcript -------------------------------------------------------------
@@ -439,7 +319,8 @@ def test_the_name_said_in_the_previous_segment_addresses_the_continuation():
     assert at(room, T0 + 0.7).action is Action.WAIT  # a bare call: wait for the request
     _in_a_pause(room, "What time is it?")
     d = at(room, T0 + 2.57)
-    assert d.action is Action.RESPOND_NOW and d.preemptive and "Hey Juniper. What time is it?" in d.reason
+    assert d.action is Action.RESPOND_NOW and d.preemptive and "said the bot's name" in d.reason
+    assert room.history_with(room.members[ALICE].partial)[-1].text == "Hey Juniper. What time is it?"
 
 
 def _early_turn_in_a_pause(room):
@@ -471,10 +352,13 @@ def test_early_start_in_a_pause_dropped_when_the_speculative_transcript_reads_ot
     _early_turn_in_a_pause(room)
     partial(room, ALICE, "Juniper, what kind of tea is best for a cold?", T0 + 1, T0 + 2.5, speculative=T0 + 2.75)
     d = at(room, T0 + 2.76)
-    assert d.action is Action.YIELD_FLOOR and "now read" in d.reason
+    assert d.action is Action.YIELD_FLOOR and "read otherwise" in d.reason
     room.bot_end(T0 + 2.77, discard=True)
     d = at(room, T0 + 2.78)  # and starts again on the words as they now read
-    assert d.action is Action.RESPOND_NOW and d.preemptive and "tea" in d.reason
+    assert d.action is Action.RESPOND_NOW and d.preemptive
+    room.bot_begin(d.action.value, T0 + 2.78, preemptive=True, basis_user_id=ALICE,
+                   basis_text=room.members[ALICE].partial.text)
+    assert "tea" in room.turn.basis_text
 
 
 # --- quiet rooms, cooldowns, greetings ---------------------------------------------------------
@@ -501,8 +385,8 @@ def test_unprompted_lines_are_capped_until_a_human_replies():
     assert at(room, T0 + 502 + 45.1).action is Action.START_TOPIC
 
 
-def test_cooldown_delays_joining_in_after_the_bot_spoke():
-    room = make_room(ALICE, BOB, CAROL)
+def test_cooldown_delays_answering_a_remark_after_the_bot_spoke():
+    room = make_room(CAROL)
     bot_says(room, "Rain again today.", T0 + 1, T0 + 2)
     say(room, CAROL, "Typical November.", T0 + 2.2, T0 + 2.5)
     d = at(room, T0 + 4)
@@ -599,7 +483,7 @@ def test_a_bare_call_waits_for_the_request_that_usually_follows():
     say(room, ALICE, "Hey Juniper.", T0 + 1, T0 + 1.6)
     d = at(room, T0 + 1.9)
     assert d.action is Action.WAIT and d.rule == "respond_when_addressed"
-    assert d.until == pytest.approx(T0 + 1.6 + POLICY.group_silence_s)
+    assert d.until == pytest.approx(T0 + 1.6 + POLICY.incomplete_wait_s)
     say(room, ALICE, "What's the capital of Peru?", T0 + 2.3, T0 + 3.5)  # merges into one addressed line
     assert room.last_human_line().text == "Hey Juniper. What's the capital of Peru?"
     d = at(room, T0 + 3.8)
@@ -607,7 +491,7 @@ def test_a_bare_call_waits_for_the_request_that_usually_follows():
     # ...and if nothing follows, the call alone is answered after the longer silence
     room2 = make_room(ALICE, BOB)
     say(room2, ALICE, "Juniper?", T0 + 1, T0 + 1.5)
-    assert at(room2, T0 + 1.5 + POLICY.group_silence_s).action is Action.RESPOND_NOW
+    assert at(room2, T0 + 1.5 + POLICY.incomplete_wait_s).action is Action.RESPOND_NOW
 
 
 def test_member_going_on_before_the_reply_is_heard_cancels_it_at_once():
@@ -633,20 +517,6 @@ def test_policy_from_settings():
     p = Policy.from_settings(s)
     assert (p.reply_silence_s, p.group_silence_s, p.barge_in_s) == (0.1, 2.0, 0.9)
     assert p.max_unprompted_in_row == 0 and not p.preemptive_start and not p.greet_members
-    assert Policy.from_settings(s, llm_gate=True).llm_gate
+    assert p.incomplete_wait_s == 1.8 and Policy.from_settings(s, barge_in_s=1.5).barge_in_s == 1.5
     room = make_room(ALICE)
     assert at(room, T0 + 100, p).action is Action.STAY_SILENT  # 0 unprompted lines: no topics at all
-
-
-def test_vad_tail_does_not_stretch_an_mm_hm_into_a_takeover():
-    """A real stop event comes the VAD's end silence after the voice: a 300 ms "mm-hm" reports a
-    600 ms span, which must not reach the 600 ms barge-in once the tail is taken off."""
-    policy = Policy(speech_tail_s=0.3)
-    room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
-    start_speaking(room, ALICE, T0 + 2.1)  # VAD start ~100 ms after the onset at T0 + 2
-    stop_speaking(room, ALICE, T0 + 2.6)  # voice ended at T0 + 2.3, plus 300 ms of silence
-    for t in (T0 + 2.6, T0 + 2.65, T0 + 3.0):
-        assert at(room, t, policy).action is Action.STAY_SILENT, t
-    # Without taking the tail off, the same events would have read as a takeover.
-    assert at(room, T0 + 2.6, Policy(speech_tail_s=0.0, barge_in_s=0.5)).action is Action.YIELD_FLOOR

@@ -121,6 +121,6 @@ async def test_never_responds_to_its_own_voice(tmp_path: Path) -> None:
     ("you said fried rice but I have no rice at all tonight", ["Fried rice! Sad spinach loves a hot pan."], False),
 ])
 def test_echo_detection_is_about_the_bots_own_words(heard: str, bot_said: list[str], echo: bool) -> None:
-    from bot.voice_session import echoes
+    from conversation.echo import echoes
 
     assert echoes(heard, bot_said) is echo

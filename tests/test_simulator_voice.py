@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import discord
-import numpy as np
 import pytest
 
 from simulator.harness import PINNED_DISCORD_PY, connected_voice_client, voice_internals
 from simulator.member import NetworkKnobs
 from simulator.server import LoopbackVoiceServer
-from tests.fixtures_simulator import BotSocketTap, best_correlation, chirp, pcm_source, play_and_wait
+from tests.fixtures_simulator import each_member_dave, BotSocketTap, best_correlation, chirp, pcm_source, play_and_wait
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]
 
@@ -30,6 +29,13 @@ def _record_ops(vc: discord.VoiceClient) -> list[dict]:
     return seen
 
 
+def assert_leaves_follow_the_group(server: LoopbackVoiceServer) -> None:
+    """The server's own leaf table (it needs it for Remove proposals) agrees with davey members' own view."""
+    for m in server.members.values():
+        if m.in_group and m.dave.impl == "davey":
+            assert m.leaf_index == m.dave.own_leaf_index, m
+
+
 async def test_private_seams_are_where_we_expect():
     # Fails loudly if a discord.py upgrade moves what the simulator and the receive path lean on.
     assert discord.__version__ == PINNED_DISCORD_PY
@@ -42,8 +48,9 @@ async def test_private_seams_are_where_we_expect():
     assert "aead_xchacha20_poly1305_rtpsize" in discord.VoiceClient.supported_modes
 
 
-async def test_handshake_and_bot_audio_reaches_member_under_dave():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_handshake_and_bot_audio_reaches_member_under_dave(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             vi = voice_internals(vc)
@@ -65,8 +72,9 @@ async def test_handshake_and_bot_audio_reaches_member_under_dave():
         assert server.bot.ws is None  # left cleanly (no 10 s wait: the fake completed the disconnect)
 
 
-async def test_member_speech_decrypts_on_the_bot_socket():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_member_speech_decrypts_on_the_bot_socket(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         knobs = NetworkKnobs(extension=0.5, padding=0.3)
         alice = await server.add_member(ALICE, "Alice", knobs=knobs)
         bob = await server.add_member(BOB, "Bob")
@@ -109,8 +117,9 @@ async def test_dave_off():
             assert best_correlation(ref, alice.received_pcm()) > 0.9
 
 
-async def test_transition_off_and_back_on_mid_stream():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_transition_off_and_back_on_mid_stream(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             vi = voice_internals(vc)
@@ -143,8 +152,9 @@ async def test_transition_off_and_back_on_mid_stream():
             assert server.bot.recent_frames[-10][-2:] == b"\xfa\xfa"
 
 
-async def test_member_leave_and_rejoin():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_member_leave_and_rejoin(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         bob = await server.add_member(BOB, "Bob")
         async with connected_voice_client(server) as vc:
@@ -165,6 +175,8 @@ async def test_member_leave_and_rejoin():
             assert any(m["op"] == 11 and str(ALICE) in m["d"]["user_ids"] for m in ops)
             assert any(m["op"] == 5 and m["d"]["ssrc"] == alice.ssrc for m in ops)
             assert sorted(vi.dave_session.get_user_ids()) == sorted([str(vc.user.id), str(ALICE), str(BOB)])
+            assert alice.dave.impl == bob.dave.impl == member_dave
+            assert_leaves_follow_the_group(server)
 
             tap = BotSocketTap(vc)
             ref = chirp(0.6)
@@ -178,8 +190,9 @@ async def test_member_leave_and_rejoin():
             assert bob.stats["dave_failed"] == 0
 
 
-async def test_invalid_commit_rebuilds_the_group():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_invalid_commit_rebuilds_the_group(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             vi = voice_internals(vc)
@@ -192,8 +205,9 @@ async def test_invalid_commit_rebuilds_the_group():
             assert alice.stats["dave_decrypted"] > 0
 
 
-async def test_server_disconnect_then_client_reconnects():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_server_disconnect_then_client_reconnects(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             first = server.bot
@@ -214,8 +228,9 @@ async def test_server_disconnect_then_client_reconnects():
             assert stats["dave"] == 15
 
 
-async def test_bot_joins_existing_group_by_welcome():
-    async with LoopbackVoiceServer(bot_joins_by_welcome=True) as server:
+@each_member_dave
+async def test_bot_joins_existing_group_by_welcome(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave, bot_joins_by_welcome=True) as server:
         alice = await server.add_member(ALICE, "Alice")
         bob = await server.add_member(BOB, "Bob")
         async with connected_voice_client(server) as vc:
@@ -238,8 +253,9 @@ async def test_bot_joins_existing_group_by_welcome():
             assert server.bot.commits == 1 and str(ALICE) not in vi.dave_session.get_user_ids()
 
 
-async def test_network_knobs_loss_and_reorder():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_network_knobs_loss_and_reorder(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         knobs = NetworkKnobs(loss=0.2, reorder=0.2, rtcp_every=10, seed=7)
         alice = await server.add_member(ALICE, "Alice", knobs=knobs)
         async with connected_voice_client(server) as vc:
@@ -258,10 +274,11 @@ async def test_network_knobs_loss_and_reorder():
             assert max(seqs) - min(seqs) + 1 > len(seqs)  # gaps
 
 
-async def test_speak_at_a_scheduled_time():
+@each_member_dave
+async def test_speak_at_a_scheduled_time(member_dave):
     import time
 
-    async with LoopbackVoiceServer() as server:
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server):
             at = time.monotonic() + 0.3
@@ -285,8 +302,9 @@ async def test_client_without_dave_is_refused_when_required():
 
 
 
-async def test_speaking_can_race_the_media():
-    async with LoopbackVoiceServer(announce_ssrcs_on_connect=False, speaking_after_packets=10) as server:
+@each_member_dave
+async def test_speaking_can_race_the_media(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave, announce_ssrcs_on_connect=False, speaking_after_packets=10) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             ops: list[dict] = []
@@ -306,8 +324,9 @@ async def test_speaking_can_race_the_media():
             assert first_op5_at_packets[0] >= 1  # media arrived before the SSRC was announced
 
 
-async def test_a_failed_mls_step_restarts_the_group():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_a_failed_mls_step_restarts_the_group(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             vi = voice_internals(vc)
@@ -324,8 +343,9 @@ async def test_a_failed_mls_step_restarts_the_group():
             assert vc.is_connected() and not vc._connection._runner.done()  # discord.py's poller survived
 
 
-async def test_bot_first_then_members_come_and_all_go():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_bot_first_then_members_come_and_all_go(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         async with connected_voice_client(server) as vc:
             vi = voice_internals(vc)
             assert not vi.can_encrypt  # alone: a pending group, nothing to encrypt for
@@ -340,8 +360,9 @@ async def test_bot_first_then_members_come_and_all_go():
             assert alice.stats["dave_failed"] == 0 and alice.stats["dave_decrypted"] > 0
 
 
-async def test_bot_leaves_and_joins_again():
-    async with LoopbackVoiceServer() as server:
+@each_member_dave
+async def test_bot_leaves_and_joins_again(member_dave):
+    async with LoopbackVoiceServer(member_dave=member_dave) as server:
         alice = await server.add_member(ALICE, "Alice")
         for _ in range(2):
             async with connected_voice_client(server) as vc:
@@ -349,3 +370,33 @@ async def test_bot_leaves_and_joins_again():
                 await play_and_wait(vc, chirp(0.3))
                 await alice.wait_for_audio(0.25)
         assert server.connections == 2 and alice.stats["dave_failed"] == 0
+
+
+async def test_davey_and_libdave_members_in_one_call():
+    """Members on either implementation in one MLS group: the bot hears both, both hear the bot, through leaves
+    and joins (the group's commits and welcomes cross implementations)."""
+    async with LoopbackVoiceServer() as server:
+        alice = await server.add_member(ALICE, "Alice", dave="davey")
+        bob = await server.add_member(BOB, "Bob", dave="libdave")
+        async with connected_voice_client(server) as vc:
+            vi = voice_internals(vc)
+            carol = await server.add_member(203, "Carol", dave="libdave")
+            await alice.leave()
+            await alice.rejoin()
+            await server.wait_dave_settled()
+            assert_leaves_follow_the_group(server)
+            assert sorted(vi.dave_session.get_user_ids()) == sorted(str(u) for u in (vc.user.id, ALICE, BOB, 203))
+            tap = BotSocketTap(vc)
+            ref_b, ref_a = chirp(0.6), chirp(0.6, 3000.0, 400.0)
+            rep_b, rep_a = await asyncio.gather(bob.speak(ref_b), alice.speak(ref_a))
+            await tap.wait_packets(bob.ssrc, rep_b.sent)
+            await tap.wait_packets(alice.ssrc, rep_a.sent)
+            pcm_b, stats_b = tap.decode_from(bob.ssrc, BOB)
+            pcm_a, stats_a = tap.decode_from(alice.ssrc, ALICE)
+            assert stats_b["dave"] == stats_a["dave"] == 30
+            assert best_correlation(ref_b, pcm_b) > 0.9 and best_correlation(ref_a, pcm_a) > 0.9
+            ref = chirp(0.5)
+            await play_and_wait(vc, ref)
+            for m in (alice, bob, carol):
+                heard = await m.wait_for_audio(0.45)
+                assert m.stats["dave_failed"] == 0 and best_correlation(ref, heard) > 0.9, m

@@ -1,0 +1,421 @@
+"""The transcription of one member's speech segment: partials, the speculative final at a pause, the final.
+
+The listener's VAD thread tells `SegmentTranscriber` what the VAD saw for a segment (begin, pause, resume,
+finish, discard); it queues the work on the shared `SttScheduler` and delivers Utterances through the
+listener's `deliver` callback (which hops to the event loop):
+
+* begin  -> partials at STT_PARTIAL_INTERVAL_S cadence;
+* pause  -> the end of turn is judged on the member's audio (`audio.end_of_turn`), their latest partial goes
+            out again marked timings["paused"], and a SPECULATIVE final of the audio so far is queued at once
+            (ranked with finals); its text goes out as a partial marked timings["speculative"]. Until they
+            speak again the pause's partials stay their latest;
+* resume -> the speculation is cancelled (or its text becomes a partial); the pause's partial goes out again
+            without a mark (timings["resumed"]);
+* finish -> the speculative result is the final when no voice came after it (usually already computed: that
+            is the latency removed), else a final is queued;
+* discard-> an empty final closes a segment with too little voice.
+
+EVERY segment gets exactly one final Utterance (its text, or empty when rejected or discarded). The
+end-of-turn probability rides on every Utterance of the segment while no voice came after the pause it
+was judged at (`Utterance.end_of_turn`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from audio.end_of_turn import SmartTurn
+from audio.hallucinations import is_hallucination
+from audio.stt import PartialSource, SttJob, SttResult, SttScheduler
+from audio.types import STT_RATE
+from audio.vad import Segment, VadConfig, VadEvent
+
+log = logging.getLogger(__name__)
+
+TAIL_S = 0.25  # silence kept after the last voiced window (helps Whisper close the sentence)
+MIN_PAUSE_MS = 64
+TURN_CONTEXT_GAP_S = 2.0  # the member's previous segment, if it ended this recently, is context for the end of turn
+TURN_CONTEXT_PAUSE_S = 1.0  # the silence between the two, at most, in that context
+TURN_CONTEXT_S = 8.0  # what the end-of-turn model reads
+JUDGE_WAIT_S = 0.3  # a transcript waits this long at most for the end-of-turn judgement of its pause
+TENTATIVE_GAP_S = 1.5  # a doubtful segment's words join the member's next segment if it begins this soon after
+
+# One thread judges the end of turn for every member and guild (the model is shared; a call is tens of ms).
+_JUDGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
+
+Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
+
+
+@dataclass(eq=False)
+class _Turn:
+    """Transcription state of one segment (shared by the VAD thread and the STT worker)."""
+
+    segment: Segment
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    speculative: SttJob | None = None
+    spec_voice_sample: int = -1
+    spec_result: SttResult | None = None  # set (under lock) when the speculative job completed
+    promoted: bool = False  # the speculative job IS the final: emit it when it completes
+    superseded: bool = False  # speech resumed: the speculative result is only a partial
+    last_partial: str = ""  # text of the last partial delivered (repeats are not sent again)
+    last_partial_result: SttResult | None = None
+    paused_partial: SttResult | None = None  # the partial delivered (marked) in the current pause
+    in_pause: bool = False  # the VAD reported a pause and no voice since (no partials: the speculation covers it)
+    partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
+    end_of_turn: Future | None = None  # the end-of-turn judgement (a TurnEstimate) of the last pause
+    end_of_turn_sample: int = -1  # segment.last_voice_sample it was judged at (stale once they speak on)
+    ended_t: float = 0.0
+    speech_end_t: float = 0.0
+    finalized: bool = False  # its one final Utterance (text or empty) has been emitted
+
+
+class SegmentTranscriber:
+    """Per-segment transcription work for one listener (VAD thread and STT worker; state under each turn's lock)."""
+
+    def __init__(self, *, settings: Any, scheduler: SttScheduler, stats: Any, vad_config: VadConfig,
+                 end_of_turn: SmartTurn | None, deliver: Deliver, expect_final: Callable[[int], None],
+                 speculative: bool = True) -> None:
+        self.settings = settings
+        self.scheduler = scheduler
+        self.stats = stats
+        self.vad_config = vad_config
+        self.end_of_turn = end_of_turn
+        self.speculative = speculative
+        self._deliver = deliver
+        self._expect_final = expect_final
+        self._previous: dict[int, tuple[float, np.ndarray]] = {}  # user -> (end of their last segment, its audio)
+        self._tentative: dict[int, tuple[str, float]] = {}  # user -> (words Whisper doubted, when they ended)
+
+    def pause(self, turn: _Turn) -> None:
+        """The VAD heard a pause: judge the end of turn (then mark the latest partial with it), speculate."""
+        turn.in_pause = True
+        if not self._judge_end_of_turn(turn):
+            self._paused(turn)
+        if self.speculative:
+            self._speculate(turn)
+
+    def resume(self, turn: _Turn) -> None:
+        turn.in_pause = False
+        self.abandon_speculation(turn)
+        self._resumed(turn)
+
+    def ended(self, turn: _Turn, ev: VadEvent) -> None:
+        """The segment ended (or was discarded): its final; its audio stays as context for the next one."""
+        if ev.kind == "discard":
+            self.discard(turn, ev)
+            return
+        self.finish(turn, ev)
+        if self.end_of_turn is not None:
+            seg = turn.segment
+            keep = int(TURN_CONTEXT_S * STT_RATE)
+            self._previous[seg.user_id] = (seg.last_voice_t, seg.audio(seg.last_voice_sample)[-keep:])
+
+    def forget(self, user_id: int) -> None:
+        self._previous.pop(user_id, None)
+        self._tentative.pop(user_id, None)
+
+    def _send(self, user_id: int, result: SttResult, start: float, end: float, final: bool,
+              timings: dict[str, float], end_of_turn: float | None) -> None:
+        """Deliver a transcript of a segment, after the words of the member's previous segment if Whisper
+        doubted those (a name alone before a pause, "Captain Hollis, <1 s> how do you tie a knot?", often
+        scores below the confidence guard on its own: with what follows, it is plainly speech)."""
+        held = self._tentative.get(user_id)
+        if held is not None:
+            words, held_end = held
+            if result.text and 0.0 <= start - held_end <= TENTATIVE_GAP_S:
+                result = dataclasses.replace(result, text=f"{words} {result.text}")
+            if final:
+                self._tentative.pop(user_id, None)
+        self._deliver(user_id, result, start, end, final, timings, end_of_turn)
+
+    def _hold_if_doubtful(self, seg: Segment, result: SttResult) -> None:
+        """Words rejected only for Whisper's low confidence (not as silence, noise or a known hallucination)
+        wait for the member's next segment."""
+        raw = (result.raw_text or "").strip()
+        if (not result.text and raw and (result.rejected or "").startswith("avg_logprob")
+                and not is_hallucination(raw)):
+            self._tentative[seg.user_id] = (raw, seg.last_voice_t)
+
+    def begin(self, seg: Segment) -> _Turn:
+        """A new segment: partials start at their cadence."""
+        turn = _Turn(seg)
+
+        def snapshot() -> np.ndarray:  # on the STT worker, just before the partial runs
+            turn.partial_voice_sample = seg.last_voice_sample
+            return seg.audio()
+
+        self.scheduler.start_partials(
+            PartialSource(
+                user_id=seg.user_id,
+                snapshot=snapshot,
+                on_done=lambda result, started, stale, turn=turn: self._partial_done(turn, result, started),
+                is_stale=seg.ended.is_set,
+                is_paused=lambda turn=turn: turn.in_pause,
+                next_due=time.monotonic() + self.settings.stt_partial_interval_s,
+            )
+        )
+        return turn
+
+    def _final_audio(self, seg: Segment) -> np.ndarray:
+        return seg.audio(seg.last_voice_sample + int(TAIL_S * STT_RATE))
+
+    def _speculate(self, turn: _Turn) -> None:
+        seg = turn.segment
+        with turn.lock:
+            old = turn.speculative
+            if old is not None and turn.spec_voice_sample == seg.last_voice_sample:
+                return  # already speculating on exactly this audio
+        if old is not None:
+            self.abandon_speculation(turn)
+        self._transcribe_segment(turn, "speculative")
+
+    def _transcribe_segment(self, turn: _Turn, kind: str) -> None:
+        """Queue the transcription of the whole segment so far: a "speculative" one (at a pause) or the
+        "final" one (its result is the final); a partial that saw all the voice may stand in for it."""
+        seg = turn.segment
+        job = SttJob(
+            user_id=seg.user_id,
+            kind=kind,
+            audio=self._final_audio(seg),
+            on_done=lambda job, result, turn=turn: self._speculative_done(turn, job, result),
+            tag=seg,
+        )
+        with turn.lock:
+            turn.speculative = job
+            turn.spec_voice_sample = seg.last_voice_sample
+            turn.spec_result = None
+            turn.promoted = kind == "final"
+            turn.superseded = False
+        self.scheduler.submit(job)
+
+    def abandon_speculation(self, turn: _Turn) -> None:
+        with turn.lock:
+            job = turn.speculative
+            if job is None:
+                return
+            turn.speculative = None
+            turn.superseded = True
+            result, turn.spec_result = turn.spec_result, None
+        self.scheduler.cancel(job)
+        if result is not None and job.kind == "speculative" and not turn.segment.ended.is_set():
+            self._emit_partial(turn, result, job.started)  # it ran: its text is a fine partial
+        # when it runs now, _speculative_done sees `superseded` and makes it a partial
+
+    def discard(self, turn: _Turn, ev: VadEvent) -> None:
+        """A started segment with too little voice (a cough): no transcription, but its empty final closes it."""
+        self.abandon_speculation(turn)
+        turn.ended_t = ev.t
+        turn.speech_end_t = ev.speech_end_t
+        self._expect_final(+1)
+        seg = turn.segment
+        reason = f"vad: {seg.voiced_s * 1000:.0f} ms of voice < VAD_MIN_SPEECH_MS"
+        result = SttResult("", 0.0, -math.inf, 1.0, 0.0, reason, "", seg.n_samples / STT_RATE, 0.0)
+        record = SttJob(seg.user_id, "discard", np.zeros(0, np.float32), _noop, started=ev.t)
+        record.finished = ev.t
+        self._emit_final(turn, record, result, from_speculation=False)
+
+    def finish(self, turn: _Turn, ev: VadEvent) -> None:
+        seg = turn.segment
+        turn.ended_t = ev.t
+        turn.speech_end_t = ev.speech_end_t
+        self._expect_final(+1)
+        with turn.lock:
+            job = turn.speculative
+            reuse = job is not None and turn.spec_voice_sample == seg.last_voice_sample and not job.cancelled
+            ready = None
+            if reuse:
+                turn.promoted = True
+                ready = turn.spec_result
+        if reuse:
+            if ready is not None:
+                self._emit_final(turn, job, ready, from_speculation=True)
+            return  # else: _speculative_done emits it
+        if job is not None:
+            self.abandon_speculation(turn)
+        self._transcribe_segment(turn, "final")
+
+    # -- STT worker callbacks ---------------------------------------------------------------------
+
+    def _speculative_done(self, turn: _Turn, job: SttJob, result: SttResult) -> None:
+        with turn.lock:
+            current = turn.speculative is job
+            promoted = turn.promoted and current
+            if current and not promoted:
+                turn.spec_result = result  # the final if the end comes before more voice
+                # and already now all their words so far (the prompter prepares its reply with them);
+                # under the lock, so it cannot overtake the final
+                self._emit_partial(turn, result, job.started, speculative=True)
+        if promoted:
+            self._emit_final(turn, job, result, from_speculation=job.kind != "final")
+        elif not current and not turn.segment.ended.is_set():
+            self._emit_partial(turn, result, job.started)
+
+    def _partial_done(self, turn: _Turn, result: SttResult, started: float) -> None:
+        """A partial that saw all the voice of the segment so far stands in for a queued speculative/final job."""
+        seg = turn.segment
+        voice_sample = turn.partial_voice_sample
+        final_now: SttJob | None = None
+        with turn.lock:
+            job = turn.speculative
+            # (only when finals are greedy too: a partial is always greedy)
+            covers = voice_sample >= 0 and voice_sample == seg.last_voice_sample and self.settings.stt_beam_size == 1
+            stands_in = covers and turn.spec_result is None and (job is None or self.scheduler.cancel(job))
+            if stands_in:
+                record = SttJob(seg.user_id, "partial", np.zeros(0, np.float32), _noop, started=started)
+                record.finished = time.monotonic()
+                turn.speculative = record
+                turn.spec_voice_sample = voice_sample
+                if turn.promoted and job is not None:
+                    final_now = record
+                else:
+                    turn.promoted = False
+                    turn.spec_result = result
+        if final_now is not None:
+            self._emit_final(turn, final_now, result, from_speculation=True)
+        elif not seg.ended.is_set():
+            # in a pause, a partial of all their words is the speculative transcript
+            self._emit_partial(turn, result, started, speculative=stands_in and turn.in_pause)
+
+    def _emit_partial(self, turn: _Turn, result: SttResult, started: float, *, speculative: bool = False) -> None:
+        """Deliver a partial. A speculative one (all their words, taken at a pause) always goes out, and
+        until they speak again (`_resumed`) the pause's partials are their latest: others are held back."""
+        seg = turn.segment
+        end_of_turn = self._current_end_of_turn(turn)
+        with turn.lock:
+            if turn.finalized or not result.text or (
+                    not speculative and (result.text == turn.last_partial or turn.paused_partial)):
+                return
+            turn.last_partial = result.text
+            turn.last_partial_result = result
+            timings = {"speech_start": seg.start_t, "stt_start": started}
+            if speculative:
+                timings["speculative"] = time.monotonic()
+                turn.paused_partial = result
+            self.stats.partials += 1
+            self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
+
+    def _judge_end_of_turn(self, turn: _Turn) -> bool:
+        """At a pause: has the member finished? Judged on the end-of-turn thread (the VAD thread goes on
+        with everyone's audio), on their audio so far after their previous segment when it ended moments
+        before (what they said before a pause is part of the sentence being judged). When the judgement
+        is in, their latest partial goes out marked "paused", with it. False: nothing to judge."""
+        model = self.end_of_turn
+        seg = turn.segment
+        sample = seg.last_voice_sample
+        if model is None or turn.end_of_turn_sample == sample:
+            return False
+        audio = seg.audio()
+        previous = self._previous.get(seg.user_id)
+        if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
+            gap = np.zeros(int(min(seg.start_t - previous[0], TURN_CONTEXT_PAUSE_S) * STT_RATE), dtype=np.float32)
+            audio = np.concatenate((previous[1], gap, audio[seg.onset_sample:]))
+        future = _JUDGE.submit(model.estimate, audio[-int(TURN_CONTEXT_S * STT_RATE):])
+        with turn.lock:
+            stale, turn.end_of_turn = turn.end_of_turn, future
+            turn.end_of_turn_sample = sample
+        if stale is not None:
+            stale.cancel()  # an earlier pause's judgement not started yet: they spoke since, it would be stale
+        future.add_done_callback(lambda done, turn=turn: self._judged(turn, done))
+        return True
+
+    def _judged(self, turn: _Turn, future: Future) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            log.error("end-of-turn model failed (%s: %s); going on without it for this pause", type(error).__name__,
+                      error)
+        else:
+            self.stats.end_of_turn_calls += 1
+            self.stats.end_of_turn_ms_total += future.result().compute_s * 1000.0
+        self._paused(turn)
+
+    @staticmethod
+    def _current_end_of_turn(turn: _Turn) -> float | None:
+        """The end-of-turn probability, if it was judged on all the voice of the segment so far (waiting a
+        moment for a judgement in progress: it began at the pause, before any transcription of it)."""
+        future = turn.end_of_turn
+        if future is None or turn.end_of_turn_sample != turn.segment.last_voice_sample:
+            return None
+        try:
+            return future.result(timeout=JUDGE_WAIT_S).probability
+        except Exception:  # still running after the wait, or failed: not judged
+            return None
+
+    def _paused(self, turn: _Turn) -> None:
+        """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
+        start preparing a reply to it while the speculative transcript and the end are still to come."""
+        seg = turn.segment
+        end_of_turn = self._current_end_of_turn(turn)
+        with turn.lock:
+            result = turn.last_partial_result
+            if result is None or turn.paused_partial is not None or turn.finalized or not turn.in_pause:
+                return  # (not in_pause: they spoke again while the end of turn was being judged)
+            turn.paused_partial = result
+            timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
+            self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
+
+    def _resumed(self, turn: _Turn) -> None:
+        """They speak again after a pause that went out as a marked partial: their words so far again,
+        without a mark, say that the pause is over."""
+        seg = turn.segment
+        with turn.lock:
+            result, turn.paused_partial = turn.paused_partial, None
+            if result is not None and not turn.finalized:
+                timings = {"speech_start": seg.start_t, "resumed": time.monotonic()}
+                self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, None)
+
+    def _emit_final(self, turn: _Turn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
+        """Emit the segment's one final: its text, or an empty final when it was rejected or discarded."""
+        seg = turn.segment
+        with turn.lock:
+            duplicate = turn.finalized
+            turn.finalized = True
+        if duplicate:  # a second transcription of the same segment: never a second final
+            self.stats.finals_duplicate += 1
+            log.warning("segment %s of %s: a second final dropped", seg.id, seg.user_id)
+            return
+        if job.kind != "discard":
+            self.update_pause(self.scheduler.final_compute_ema)
+        if not result.text:
+            if job.kind == "discard":
+                self.stats.finals_discarded += 1
+            else:
+                self.stats.finals_rejected += 1
+            log.info("segment %s of %s (%.2f s) rejected: %s", seg.id, seg.user_id, result.duration_s,
+                     result.rejected or "no text")
+            if result.raw_text:
+                log.debug("segment %s: Whisper heard %r (DEBUG only)", seg.id, result.raw_text)
+        else:
+            self.stats.finals += 1
+            if from_speculation:
+                self.stats.finals_from_speculation += 1
+        timings = {
+            "speech_start": seg.start_t,
+            "speech_end": turn.speech_end_t,
+            "vad_end": turn.ended_t,
+            "stt_start": job.started,
+            "stt_done": job.finished,
+        }
+        self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings,
+                   self._current_end_of_turn(turn))
+        if job.kind != "discard":
+            self._hold_if_doubtful(seg, result)
+
+    def update_pause(self, compute_s: float) -> None:
+        """Speculate only as early as needed for the final to be ready when the end is confirmed."""
+        cfg = self.vad_config
+        cfg.pause_ms = int(min(cfg.end_silence_ms, max(MIN_PAUSE_MS, cfg.end_silence_ms - 1000 * compute_s)))
+
+
+def _noop(*_args: Any) -> None:
+    pass

@@ -1,0 +1,169 @@
+"""Turn-taking benchmark: the corpus of group situations (`corpora/turns.toml`) against the real bot.
+
+    python -m benchmarks.turns_bench                      # every scenario (about 25 minutes on 2 cores)
+    python -m benchmarks.turns_bench --split dev --family takeover
+    python -m benchmarks.turns_bench --smart-turn off     # the corpus without the semantic end-of-turn model
+
+Each scenario runs on its own loopback voice channel (real Opus, DAVE, Whisper, LLM, Piper; the real
+`/join` path) with fresh room state; see `simulator.turn_runner` for how each step is judged. Prints one
+JSON object (also written to out/bench/turns.json) with, overall, per family and per split:
+
+* should_speak_precision / recall over the speak/quiet steps (the bot speaking is the positive);
+* talk_over_rate: starts of the bot's voice (new lines and resumptions) inside a member's utterance or
+  within 200 ms after its start, over all starts of the bot's voice;
+* barge_in_stop_s {p50, p95}: a takeover's first word → the bot's last voiced packet;
+* backchannel_keep_rate: backchannels over the bot after which its line went on to the end
+  (and backchannel_pause_s: the longest gap in its voice around them);
+* latency_s {p50, p95}: last word → first voiced packet of the answer, over the speak steps answered;
+* scenarios: every step's expectation, what was observed, times, what was heard and said.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from benchmarks.report import command_line, machine_info, stats, write_json
+from bot.settings import PROJECT_ROOT, Settings, load_settings
+from simulator.turn_corpus import CorpusScenario, load_corpus
+from simulator.turn_runner import ScenarioResult, run_scenario
+
+log = logging.getLogger("benchmarks.turns_bench")
+
+OUT = PROJECT_ROOT / "out" / "bench" / "turns.json"
+# Production defaults, except: no greeting (every scenario starts with the bot already in the room).
+BENCH_ENV = {"PROMPTER_GREET": "false"}
+
+
+def bench_settings(smart_turn: str | None = None, env: dict[str, str] | None = None) -> Settings:
+    merged = {**BENCH_ENV, **(env or {})}
+    if smart_turn is not None:
+        merged["TURN_MODEL"] = "smart_turn" if smart_turn == "on" else "off"
+    return load_settings(env=merged, env_file=None)
+
+
+def _rate(hits: int, total: int) -> float | None:
+    return round(hits / total, 3) if total else None
+
+
+def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
+    results = list(results)
+    steps = [s for r in results for s in r.steps]
+    turn_steps = [s for s in steps if s.expect in ("speak", "quiet") and s.ok is not None]
+    tp = sum(1 for s in turn_steps if s.expect == "speak" and s.observed == "spoke")
+    fp = sum(1 for s in turn_steps if s.expect == "quiet" and s.observed == "spoke")
+    fn = sum(1 for s in turn_steps if s.expect == "speak" and s.observed != "spoke")
+    keeps = [s for s in steps if s.expect == "keep" and s.ok is not None]
+    yields = [s for s in steps if s.expect == "yield" and s.ok is not None]
+    starts = sum(r.bot_starts for r in results)
+    talk_overs = sum(len(r.talk_overs) for r in results)
+    return {
+        "scenarios": len(results),
+        "scenarios_passed": sum(1 for r in results if r.passed),
+        "steps_judged": sum(1 for s in steps if s.ok is not None),
+        "steps_ok": sum(1 for s in steps if s.ok),
+        "preconditions_failed": sum(1 for s in steps if s.observed == "precondition_failed"),
+        "errors": sum(1 for r in results if r.error),
+        "should_speak_precision": _rate(tp, tp + fp),
+        "should_speak_recall": _rate(tp, tp + fn),
+        # recall where Whisper did not bend the bot's name past recognition (the rules' share of the misses)
+        "should_speak_recall_name_heard": _rate(
+            sum(1 for s in turn_steps if s.expect == "speak" and s.observed == "spoke" and s.name_heard == s.name_said),
+            sum(1 for s in turn_steps if s.expect == "speak" and s.name_heard == s.name_said)),
+        "speak_steps_name_lost_by_stt": sum(1 for s in turn_steps if s.expect == "speak" and s.name_said
+                                            and not s.name_heard),
+        "talk_over_rate": _rate(talk_overs, starts),
+        "talk_overs": talk_overs,
+        "bot_voice_starts": starts,
+        "barge_in_stop_s": stats([s.stop_s for s in yields if s.stop_s is not None]),
+        "yield_rate": _rate(sum(1 for s in yields if s.ok), len(yields)),
+        "backchannel_keep_rate": _rate(sum(1 for s in keeps if s.ok), len(keeps)),
+        "backchannel_pause_s": stats([s.pause_s for s in keeps if s.ok and s.pause_s is not None]),
+        "latency_s": stats([s.latency_s for s in turn_steps if s.expect == "speak" and s.latency_s is not None]),
+    }
+
+
+def end_of_turn_cost(results: list[ScenarioResult], settings: Settings, calls: int = 30) -> dict[str, Any]:
+    """What the semantic end-of-turn model costs: per call in the corpus runs, and on 8 s of speech alone."""
+    made = sum(r.end_of_turn_calls for r in results)
+    out: dict[str, Any] = {"calls_in_corpus": made,
+                           "mean_ms_in_corpus": round(sum(r.end_of_turn_ms for r in results) / made, 1) if made else None}
+    if getattr(settings, "turn_model", "off") == "smart_turn":
+        from audio.end_of_turn import load_smart_turn
+        from simulator.speech import piper_speech_16k
+
+        model = load_smart_turn()
+        audio = piper_speech_16k("Juniper, I was wondering whether you have ever been to the sea, or to the mountains?")
+        out["alone_8s_ms"] = stats([model.estimate(audio).compute_s * 1000.0 for _ in range(calls)], 1)
+    return out
+
+
+def report(results: list[ScenarioResult]) -> dict[str, Any]:
+    families = sorted({r.family for r in results})
+    splits = sorted({r.split for r in results})
+    return {
+        "overall": summarize(results),
+        "per_family": {f: summarize(r for r in results if r.family == f) for f in families},
+        "per_split": {s: summarize(r for r in results if r.split == s) for s in splits},
+    }
+
+
+async def run(scenarios: list[CorpusScenario], settings: Settings, *, attempts: int) -> list[ScenarioResult]:
+    results = []
+    with tempfile.TemporaryDirectory(prefix="chorus-turns-") as tmp:
+        for i, scenario in enumerate(scenarios, 1):
+            result = await run_scenario(scenario, settings, attempts=attempts, tmp=Path(tmp) / scenario.id)
+            results.append(result)
+            steps = " ".join(f"{s.expect}→{s.observed}{'' if s.ok or s.ok is None else '✗'}" for s in result.steps)
+            print(f"[{i}/{len(scenarios)}] {scenario.id}: {'ok' if result.passed else 'FAIL'} "
+                  f"({steps}{'; talk-over' if result.talk_overs else ''}{'; ' + result.error if result.error else ''})",
+                  file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("dev", "heldout", "all"), default="all")
+    parser.add_argument("--family", default=None, help="one family of the corpus")
+    parser.add_argument("--only", nargs="*", default=[], help="scenario ids")
+    parser.add_argument("--smart-turn", choices=("on", "off"), default=None,
+                        help="semantic end-of-turn model (default: the TURN_MODEL setting)")
+    parser.add_argument("--attempts", type=int, default=3, help="plays of a scenario whose precondition failed")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    corpus = load_corpus()
+    scenarios = corpus.select(split=args.split, family=args.family, ids=args.only)
+    settings = bench_settings(args.smart_turn)
+    started = time.monotonic()
+    machine = machine_info()
+    results = asyncio.run(run(scenarios, settings, attempts=args.attempts))
+    payload = {
+        "benchmark": "turns_bench",
+        "command": command_line("benchmarks.turns_bench", argv),
+        "machine": machine,
+        "corpus": {"path": str(corpus.path.relative_to(PROJECT_ROOT)), "scenarios": len(scenarios),
+                   "per_family": {f: sum(1 for s in scenarios if s.family == f) for f in corpus.families}},
+        "settings": {"turn_model": getattr(settings, "turn_model", "n/a"), "vad_end_silence_ms": settings.vad_end_silence_ms,
+                     "reply_silence_ms": settings.reply_silence_ms, "barge_in_ms": settings.barge_in_ms,
+                     "llm_model": settings.llm_model, "stt_model": settings.stt_model},
+        **report(results),
+        "end_of_turn_model_cost": end_of_turn_cost(results, settings),
+        "wall_s": round(time.monotonic() - started, 1),
+        "scenarios": [r.as_dict() for r in results],
+    }
+    write_json(payload, args.out)
+    print(__import__("json").dumps({k: v for k, v in payload.items() if k != "scenarios"}, indent=2))
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The bot's voice in the channel: the session's player (a discord.AudioSource) on discord.py's VoiceClient.
+
+Between lines the bot sends nothing (Discord shows it speaking only while it speaks): the VoiceClient's
+player is started with a line's first audio and stopped when the line is over. While someone speaks over
+the bot, the player is paused (silence goes out, what is queued stays) and resumed after a backchannel.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class VoiceOutput:
+    def __init__(self, player: Any, voice_client: Any = None, *, name: str = "voice") -> None:
+        self.player = player
+        self.voice_client = voice_client
+        self._name = name
+
+    def _client(self) -> Any:
+        vc = self.voice_client
+        return vc if vc is not None and hasattr(vc, "play") else None
+
+    def ensure_playing(self) -> None:
+        vc = self._client()
+        if vc is None:
+            return
+        try:
+            if vc.is_connected() and not vc.is_playing():
+                vc.play(self.player, after=self._stopped)
+        except Exception:
+            log.exception("%s: could not start playback", self._name)
+
+    def stop_playing(self) -> None:
+        vc = self._client()
+        if vc is None:
+            return
+        try:
+            if vc.is_playing():
+                vc.stop()
+        except Exception:
+            log.debug("%s: stopping playback failed", self._name, exc_info=True)
+
+    def pause(self) -> None:
+        pause = getattr(self.player, "pause", None)
+        if pause is not None:
+            pause()
+
+    def resume(self) -> None:
+        resume = getattr(self.player, "resume", None)
+        if resume is not None:
+            resume()
+
+    def _stopped(self, error: Exception | None) -> None:
+        if error is not None:
+            log.error("%s: playback stopped with an error: %s", self._name, error)

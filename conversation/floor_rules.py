@@ -1,0 +1,123 @@
+"""The rules while the bot holds the floor (preparing or speaking a line).
+
+* An early start (made on a member's partial transcript in their pause) is confirmed by their final, or
+  dropped when they go on or their words change.
+* Anyone speaking over the bot's line pauses it at once (within ~0.1 s of the voice onset the VAD
+  confirms): a person stops talking when someone else starts, then decides. Their words decide: a
+  backchannel ("mm-hm", "yeah", a laugh, a sound Whisper rejects, a short burst without a cue word) lets
+  the line go on where it stopped; a takeover ("wait", "sorry, what?", three words or more in 0.7 s of
+  voice or more) makes the bot
+  give up the line; so does speech over it longer than `barge_in_s` whatever the words (a fluent
+  takeover is told before its transcript).
+* Members whose microphone picks up the bot's voice (`echo_prone`, found by the session) do not pause it.
+
+Reasons name who and how long, never what was said (decisions are logged at INFO).
+"""
+
+from __future__ import annotations
+
+from conversation.addressing import is_takeover, texts_differ, words
+from conversation.decision import Action, Decision
+from conversation.member import Member
+from conversation.room import BotState
+from conversation.rule_context import Ctx
+
+
+def rule_preemptive_check(ctx: Ctx) -> Decision | None:
+    """An early start on a partial transcript: keep it, or drop it when the member goes on or said otherwise."""
+    turn = ctx.room.turn
+    if turn is None or not turn.preemptive:
+        return None
+    member = ctx.room.members.get(turn.basis_user_id) if turn.basis_user_id is not None else None
+    if member is None:
+        return Decision(Action.YIELD_FLOOR, "early start dropped: the member left", "preemptive_check")
+    if member.speaking and member.speaking_since is not None and (member.speaking_since >= turn.started
+                                                                   or not member.paused):
+        # spoke again after the early start, or (it was made in their pause) their pause is over
+        return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name} kept speaking", "preemptive_check",
+                        member_id=member.user_id)
+    if member.paused and member.partial is not None and texts_differ(turn.basis_text or "", member.partial.text):
+        return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name}'s words so far read otherwise now",
+                        "preemptive_check", member_id=member.user_id)
+    if member.finals > turn.basis_finals and member.last_final is not None:
+        final = member.last_final
+        if texts_differ(turn.basis_text or "", final.text):
+            return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name}'s final transcript differs "
+                            "from the partial", "preemptive_check", member_id=member.user_id)
+        if not ctx.turn_finished(final.text, final.end_of_turn):
+            return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name} does not sound finished",
+                            "preemptive_check", member_id=member.user_id)
+        line = ctx.room.last_human_line()
+        seq = line.seq if line is not None and line.user_id == member.user_id else None
+        return Decision(Action.RESPOND_NOW, f"early start confirmed by {member.name}'s final transcript",
+                        "preemptive_check", member_id=member.user_id, reply_to_seq=seq, addressed=True,
+                        confirm=True)
+    if ctx.now - turn.started > ctx.policy.final_timeout_s:
+        return Decision(Action.YIELD_FLOOR, "early start dropped: no final transcript came", "preemptive_check")
+    return None
+
+
+def _still_being_heard(ctx: Ctx, member: Member) -> bool:
+    """Speaking, or stopped but their words are still being transcribed."""
+    if member.speaking:
+        return True
+    return (member.segment_open and member.last_speech_end is not None
+            and ctx.now - member.last_speech_end < ctx.policy.final_timeout_s)
+
+
+def rule_floor(ctx: Ctx) -> Decision | None:
+    """Someone speaks while the bot prepares or speaks a line: pause it, then go on or give up the floor."""
+    room = ctx.room
+    turn = room.turn
+    if turn is None:
+        return None
+    policy = ctx.policy
+    if room.bot_state is BotState.THINKING and turn.reply_to_seq is not None and not turn.preemptive:
+        # The member being answered goes on talking before a word of the reply was heard: their turn was
+        # not over ("Juniper, ... what's the time?"). Drop the reply; answer the whole thing.
+        line = next((ln for ln in reversed(room.history) if ln.seq == turn.reply_to_seq), None)
+        member = room.members.get(line.user_id) if line is not None and line.user_id is not None else None
+        if member is not None and member.speaking_since is not None and member.speaking_since >= line.end:
+            return Decision(Action.YIELD_FLOOR, f"{member.name} kept talking before the reply was heard", "floor",
+                            member_id=member.user_id)
+    over: list[Member] = []
+    for member in room.members.values():
+        if turn.preemptive and member.user_id == turn.basis_user_id:
+            continue  # an early start made in their pause: preemptive_check drops it if they go on
+        if not member.speaking and (member.last_speech_start is None
+                                    or member.last_speech_start < turn.started - 0.05):
+            continue  # nothing said since the line began
+        # Bursts add up: "Wait, <pause> wait, <pause> hold on" is one run of speech over the bot.
+        run = member.speech_since(turn.started, ctx.now, policy.barge_in_gap_s, policy.speech_tail_s)
+        said = turn.words_over(member.user_id)
+        voiced = None if member.speaking else member.voiced_since(turn.started, ctx.now, policy.speech_tail_s)
+        if is_takeover(said, voiced):
+            return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({len(words(said))} words over "
+                            "the bot)", "floor", member_id=member.user_id)
+        if run >= policy.barge_in_s and not member.echo_prone:
+            return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({run * 1000:.0f} ms over the bot)",
+                            "floor", member_id=member.user_id)
+        if _still_being_heard(ctx, member):
+            over.append(member)
+    if turn.paused_since is None:
+        talking = [m for m in over if m.speaking and not m.echo_prone]
+        if talking:
+            doing = "speaking" if room.bot_state is BotState.SPEAKING else "about to speak"
+            return Decision(Action.PAUSE, f"{talking[0].name} speaks while the bot is {doing}: listening",
+                            "floor", member_id=talking[0].user_id)
+        return None
+    if over:
+        if ctx.now - turn.paused_since > policy.max_pause_s:
+            return Decision(Action.YIELD_FLOOR, f"paused {policy.max_pause_s:.0f} s for {over[0].name}: giving up "
+                            "the line", "floor", member_id=over[0].user_id)
+        return Decision(Action.STAY_SILENT, f"paused while {over[0].name} speaks", "floor",
+                        until=ctx.now + 0.05)
+    names = ", ".join(room.name_of(uid) for uid in sorted(turn.paused_for)) or "someone"
+    return Decision(Action.RESUME, f"{names}: a backchannel; going on with the line", "floor")
+
+
+def rule_bot_busy(ctx: Ctx) -> Decision | None:
+    room = ctx.room
+    if room.bot_state is BotState.IDLE:
+        return None
+    return Decision(Action.STAY_SILENT, f"bot is {room.bot_state.value}", "bot_busy")

@@ -1,0 +1,185 @@
+"""The rules that decide whether a member's line is for the bot, and when to answer it.
+
+A line is for the bot when it says the bot's name (weighed against the names of everyone present, so
+"Jennifer, pass the salt" is for Jennifer), when it answers the bot's question, when it is a question to
+the bot from the member it just answered (a follow-up), or when the member is alone with the bot. A line
+naming another member, or two people talking back and forth, is not. In a group the bot does not join in
+on remarks meant for the room: a person at a table of friends does not answer every sentence; it waits
+for a long silence (`rule_idle_topic`) to bring something up itself.
+
+When: after a short silence if the member sounds finished (the semantic end-of-turn model, the words),
+after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only called the bot's name.
+"""
+
+from __future__ import annotations
+
+from conversation.addressing import (
+    CALL_WORDS, QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question, words,
+)
+from conversation.decision import Action, Decision
+from conversation.rule_context import Ctx
+from conversation.room import RoomLine
+
+def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
+    """Why `line` is spoken to the bot, or None if it is not."""
+    names = ctx.names_in(line.text, line.user_id)
+    if names.bot:
+        return f"{line.name} said the bot's name"
+    if names.members:
+        return None  # spoken to someone else by name
+    previous = next(ctx.room.lines_before(line.seq), None)
+    if previous is not None and previous.is_bot:
+        gap = line.start - previous.end
+        if asks_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
+            return f"{line.name} answered the bot's question"
+        if (previous.addressee == line.user_id and looks_like_question(line.text)
+                and gap <= ctx.policy.follow_up_window_s):
+            return f"{line.name} asked the bot a follow-up"
+    alone = ctx.alone_with()
+    if alone is not None and alone.user_id == line.user_id and looks_like_question(line.text):
+        return f"{line.name} asked a question and the bot is the only other one here"
+    return None
+
+
+def ignorable(ctx: Ctx, line: RoomLine) -> str | None:
+    """A line that is not a bid for the bot's turn: a backchannel, or a short sound over the bot."""
+    if is_backchannel(line.text):
+        previous = next(ctx.room.lines_before(line.seq), None)
+        if not (previous is not None and previous.is_bot and previous.text.rstrip().endswith("?")):
+            return f"{line.name}'s line is a backchannel"
+    if line.overlapped_bot and line.end - line.start < ctx.policy.barge_in_s:
+        return f"{line.name} spoke briefly over the bot"
+    return None
+
+
+def only_a_call(ctx: Ctx, line: RoomLine) -> bool:
+    """The line is just the bot's name, maybe with "hey": a call for attention, not the request."""
+    rest = [w for w in words(line.text) if w not in CALL_WORDS]
+    return 0 < len(rest) <= 3 and ctx.names_bot(line) and not any(
+        w in QUESTION_OPENERS for w in rest) and len(rest) <= len(words(ctx.room.bot_name)) + 1
+
+
+def silence_until(ctx: Ctx, line: RoomLine, silence_s: float) -> float:
+    """`silence_s` after the line and after anyone else's latest speech: the room must be quiet.
+
+    The speaker's own end is the line's end (the speech end the transcript carries); the VAD's
+    speaking → silent event comes one end-of-speech silence later and would delay every reply.
+    """
+    ends = [line.end] + [m.last_speech_end for m in ctx.room.members.values()
+                         if m.last_speech_end is not None and m.user_id != line.user_id]
+    return max(ends) + silence_s
+
+
+def reply_silence(ctx: Ctx, line: RoomLine) -> float:
+    """How long the room must be quiet before the bot answers `line`: short when its speaker sounds
+    finished, longer when they stopped mid-sentence or only called the bot's name."""
+    if only_a_call(ctx, line) or not ctx.turn_finished(line.text, line.end_of_turn):
+        return max(ctx.policy.reply_silence_s, ctx.policy.incomplete_wait_s)
+    return ctx.policy.reply_silence_s
+
+
+def rule_preemptive_start(ctx: Ctx) -> Decision | None:
+    """A member paused, and their words so far already read as a finished request to the bot: start the
+    reply now, its audio held until the final transcript confirms it (if they go on, it is dropped).
+
+    "Paused" is either the VAD's end of speech with the final pending, or a pause shorter than that
+    end-of-speech silence (`Member.paused`: their latest partial marked at the pause, then the
+    speculative transcript of all their words). They must sound finished (the end-of-turn model judged
+    the audio up to the pause). A bare call ("Hey Juniper.") is not a request yet, and a line begun over
+    the bot's voice (a barge-in, or an echo of that voice) waits for its final. In a group only a line
+    naming the bot starts early (one "answering the bot's question" may be meant for anyone). Nobody
+    else may be speaking.
+    """
+    if not ctx.policy.preemptive_start:
+        return None
+    members = ctx.room.members.values()
+    for member in members:
+        partial = member.partial
+        if partial is None or any(m.speaking for m in members if m is not member):
+            continue
+        if member.paused:
+            since = member.pause_started
+        elif member.speaking or not member.segment_open or member.last_speech_end is None:
+            continue
+        else:
+            since = member.last_speech_end
+        if since is None or ctx.now - since > ctx.policy.final_timeout_s:
+            continue
+        if not looks_complete(partial.text) or not ctx.turn_finished(partial.text, partial.end_of_turn):
+            continue
+        line = ctx.room.history_with(partial)[-1]  # their line as it will read ("Hey Juniper." + this)
+        if line.overlapped_bot:
+            continue  # begun over the bot's voice: a barge-in, or that voice echoed by their microphone
+        why = addressed_reason(ctx, line)
+        alone = ctx.alone_with()
+        named = ctx.names_bot(line)
+        if (why is None or only_a_call(ctx, line) or (not named and ignorable(ctx, line))
+                or not (named or (alone is not None and alone.user_id == member.user_id))):
+            continue  # in a group, only a line naming the bot is sure enough to start before its end
+        return Decision(Action.RESPOND_NOW, f"early start: {member.name} paused; {why}", "preemptive_start",
+                        member_id=member.user_id, addressed=True, preemptive=True)
+    return None
+
+
+def rule_respond_when_addressed(ctx: Ctx) -> Decision | None:
+    line = ctx.open_line
+    if line is None or ctx.now - line.end > ctx.policy.addressed_max_age_s:
+        return None
+    why = addressed_reason(ctx, line)
+    if why is None:
+        return None
+    if not ctx.names_bot(line) and ignorable(ctx, line):
+        return None
+    silence = reply_silence(ctx, line)
+    until = silence_until(ctx, line, silence)
+    if ctx.now < until:
+        return Decision(Action.WAIT, f"addressed ({why}); waiting {silence * 1000:.0f} ms of silence",
+                        "respond_when_addressed", until=until, reply_to_seq=line.seq, addressed=True)
+    return Decision(Action.RESPOND_NOW, why, "respond_when_addressed", reply_to_seq=line.seq, addressed=True,
+                    member_id=line.user_id)
+
+
+def _revisit(ctx: Ctx, line: RoomLine) -> float:
+    """Silent, but look again when the room has been quiet long enough for a topic."""
+    return max(line.end, ctx.room.last_activity()) + ctx.policy.idle_topic_s + 0.001
+
+
+def rule_humans_talking(ctx: Ctx) -> Decision | None:
+    """A line to another member by name, or two humans talking back and forth: keep out."""
+    line = ctx.open_line
+    if line is None or ctx.now - line.end > ctx.policy.idle_topic_s:
+        return None
+    named = ctx.names_members(line)
+    if named:
+        return Decision(Action.STAY_SILENT, f"{line.name} spoke to {ctx.room.name_of(named[0])} by name",
+                        "humans_talking", until=_revisit(ctx, line))
+    previous = next(ctx.room.lines_before(line.seq), None)
+    if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
+            and line.start - previous.end <= ctx.policy.exchange_gap_s):
+        return Decision(Action.STAY_SILENT, f"{previous.name} and {line.name} are talking to each other",
+                        "humans_talking", until=_revisit(ctx, line))
+    return None
+
+
+def rule_join_in(ctx: Ctx) -> Decision | None:
+    """Alone with the bot, a member's remark is meant for it: answer after a longer silence (unless the
+    bot spoke very recently). In a group, a remark to the room is left to the room."""
+    line = ctx.open_line
+    if line is None or ctx.now - line.end > ctx.policy.idle_topic_s:
+        return None
+    alone = ctx.alone_with()
+    if alone is None or alone.user_id != line.user_id:
+        return Decision(Action.STAY_SILENT, f"{line.name} spoke to the group, not to the bot", "join_in",
+                        until=_revisit(ctx, line))
+    if ignorable(ctx, line):
+        return None
+    silence = max(ctx.policy.group_silence_s, reply_silence(ctx, line))
+    until = silence_until(ctx, line, silence)
+    last_bot = ctx.room.last_bot_line_t
+    if last_bot is not None:
+        until = max(until, last_bot + ctx.policy.cooldown_s)
+    if ctx.now < until:
+        return Decision(Action.WAIT, f"{line.name} was not speaking to the bot; waiting for a longer silence",
+                        "join_in", until=until, reply_to_seq=line.seq)
+    return Decision(Action.RESPOND_NOW, f"{line.name} paused, alone with the bot", "join_in",
+                    reply_to_seq=line.seq, member_id=line.user_id)

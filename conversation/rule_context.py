@@ -1,0 +1,72 @@
+"""What every turn-taking rule reads: the room at one moment, the policy, and the questions they share
+(whose names a line says, which line is still open, has a member finished their turn)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+from conversation.addressing import NameMatcher, NamesSaid, ends_unfinished, is_backchannel, resolve_names
+from conversation.decision import Policy
+from conversation.member import Member
+from conversation.room import Room, RoomLine
+
+
+@lru_cache(maxsize=64)
+def _bot_matcher(name: str, aliases: tuple[str, ...], spelling: float, sound: float) -> NameMatcher:
+    return NameMatcher.for_name(name, aliases, spelling_threshold=spelling, sound_threshold=sound)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    room: Room
+    now: float
+    policy: Policy
+
+    @cached_property
+    def bot_name(self) -> NameMatcher:
+        p = self.policy
+        return _bot_matcher(self.room.bot_name, self.room.bot_aliases, p.name_spelling_threshold, p.name_sound_threshold)
+
+    def names_in(self, text: str, speaker_id: int | None) -> NamesSaid:
+        """Who `text` names, the bot's name and aliases weighed against the names of the others present."""
+        others = tuple((m.user_id, m.name) for m in self.room.members.values() if m.user_id != speaker_id)
+        return resolve_names(text, self.bot_name, others)
+
+    def names_bot(self, line: RoomLine) -> bool:
+        return self.names_in(line.text, line.user_id).bot
+
+    def names_members(self, line: RoomLine) -> tuple[int, ...]:
+        return self.names_in(line.text, line.user_id).members
+
+    @cached_property
+    def open_line(self) -> RoomLine | None:
+        """The latest human line the bot has neither answered nor spoken after (backchannels skipped,
+        except one that answers the bot's question: "Yes!")."""
+        room = self.room
+        lines = list(room.history)
+        for i in range(len(lines) - 1, -1, -1):
+            line = lines[i]
+            if line.is_bot or line.seq <= room.responded_to_seq:
+                return None
+            if not is_backchannel(line.text) or self.names_bot(line):
+                return line
+            if i > 0 and lines[i - 1].is_bot and lines[i - 1].text.rstrip().endswith("?"):
+                return line
+        return None
+
+    def alone_with(self) -> Member | None:
+        humans = self.room.humans
+        return humans[0] if len(humans) == 1 else None
+
+    def turn_finished(self, text: str, end_of_turn: float | None) -> bool:
+        """Has the member finished their turn with these words? The words first ("… and" is never finished),
+        then a question mark (Whisper writes one when it heard a question asked), then the semantic
+        end-of-turn model when it judged the voice (without it, a turn is taken as finished)."""
+        if ends_unfinished(text):
+            return False
+        if text.rstrip().endswith("?"):
+            return True
+        if end_of_turn is not None:
+            return end_of_turn >= self.policy.end_of_turn_threshold
+        return True

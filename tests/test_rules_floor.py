@@ -1,0 +1,313 @@
+"""While the bot holds the floor, on fake time: anyone speaking over it pauses it at once; a backchannel
+lets it go on; a takeover (its words, or long speech) makes it give up the line; and the end of a member's
+turn (semantic model, words) decides how long the bot waits before answering."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversation.decision import Action, Policy
+from conversation.rules import decide
+from tests.fixtures_prompter import (
+    ALICE, BOB, CAROL, POLICY, T0, bot_says, final, make_room, partial, say, start_speaking, stop_speaking,
+)
+
+
+def at(room, t, policy=POLICY):
+    return decide(room, t, policy)
+
+
+def _bot_speaking(room, since):
+    turn = room.bot_begin("respond_now", since - 0.5)
+    turn.add_text("Well, let me tell you about the time I climbed a mountain in the rain.")
+    turn.add_audio(4.0)
+    room.bot_audio_started(since)
+    return turn
+
+
+def _paused_by(room, uid, t):
+    """Someone starts over the bot at `t`: the rules pause it (as the session does when told to)."""
+    start_speaking(room, uid, t)
+    d = at(room, t + 0.01)
+    assert d.action is Action.PAUSE and d.member_id == uid and d.rule == "floor", d
+    room.bot_pause(t + 0.01, uid)
+    return d
+
+
+# --- pause at once, then go on or give up -----------------------------------------------------------
+
+def test_anyone_speaking_over_the_bot_pauses_it_at_once():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    d = at(room, T0 + 2.2)  # still speaking: the bot listens, nothing decided yet
+    assert d.action is Action.STAY_SILENT and d.rule == "floor" and "paused" in d.reason
+
+
+@pytest.mark.parametrize("words", ["Mm-hmm.", "Yeah.", "Ha ha ha!", "Oh wow.", "Right, right.", "in memory.", ""])
+def test_a_backchannel_over_the_bot_lets_its_line_go_on(words):
+    """Stock backchannels, a short burst Whisper misheard ("in memory." for a clipped "mm-hm"), or a sound
+    it rejected (an empty final): the line goes on."""
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, BOB, T0 + 2)
+    stop_speaking(room, BOB, T0 + 2.7)
+    assert at(room, T0 + 2.75).action is Action.STAY_SILENT  # their words are still being transcribed
+    final(room, BOB, words, T0 + 2, T0 + 2.4)
+    d = at(room, T0 + 2.9)
+    assert d.action is Action.RESUME and "Bob" in d.reason
+    room.bot_resume()
+    assert at(room, T0 + 3.0).rule == "bot_busy"
+
+
+@pytest.mark.parametrize("words", ["Wait.", "Stop, stop.", "Sorry, what?", "Excuse me,", "Hold on,",
+                                   "Actually I think we should go."])
+def test_a_takeover_over_the_bot_takes_the_floor(words):
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, BOB, T0 + 2)
+    stop_speaking(room, BOB, T0 + 2.8)
+    final(room, BOB, words, T0 + 2, T0 + 2.5)
+    d = at(room, T0 + 2.85)
+    assert d.action is Action.YIELD_FLOOR and d.member_id == BOB and "words over the bot" in d.reason
+    assert words not in d.reason  # decisions are logged at INFO: no transcripts in them
+
+
+def test_words_decide_as_soon_as_a_partial_shows_them():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    partial(room, ALICE, "Wait, wait, I have a", T0 + 2, T0 + 2.6)
+    assert at(room, T0 + 2.65).action is Action.YIELD_FLOOR
+
+
+def test_long_speech_over_the_bot_takes_the_floor_before_its_words_are_known():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    assert at(room, T0 + 2 + POLICY.barge_in_s - 0.05).action is Action.STAY_SILENT
+    d = at(room, T0 + 2 + POLICY.barge_in_s + 0.01)
+    assert d.action is Action.YIELD_FLOOR and "ms over the bot" in d.reason
+
+
+def test_bursts_over_the_bot_add_up_to_a_takeover():
+    """"Wait, <pause> wait, <pause> hold on": short bursts in quick succession are one run of speech."""
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 2.35)
+    start_speaking(room, ALICE, T0 + 2.6)
+    stop_speaking(room, ALICE, T0 + 2.95)
+    start_speaking(room, ALICE, T0 + 3.2)
+    assert at(room, T0 + 3.25).action is Action.STAY_SILENT  # 350 + 350 + 50 ms
+    d = at(room, T0 + 3.51)  # 350 + 350 + 310 ms
+    assert d.action is Action.YIELD_FLOOR and d.member_id == ALICE
+
+
+def test_two_mm_hms_far_apart_do_not_add_up():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 2.5)
+    final(room, ALICE, "Mm-hmm.", T0 + 2, T0 + 2.5)
+    assert at(room, T0 + 2.6).action is Action.RESUME
+    room.bot_resume()
+    t = T0 + 2.5 + POLICY.barge_in_gap_s + 0.1
+    _paused_by(room, ALICE, t)  # the second one, after a longer gap: a fresh run
+    assert at(room, t + 0.6).action is Action.STAY_SILENT  # together with the first it would pass 1 s
+
+
+def test_vad_tail_does_not_stretch_a_backchannel_into_a_takeover():
+    """The stop event comes the VAD's end silence after the voice: a 0.8 s laugh reports a 1.1 s span."""
+    policy = Policy(speech_tail_s=0.3)
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 3.1)
+    assert at(room, T0 + 3.15, policy).action is Action.STAY_SILENT  # paused, waiting for the words
+    assert at(room, T0 + 3.15, Policy(speech_tail_s=0.0)).action is Action.YIELD_FLOOR
+
+
+def test_paused_too_long_without_a_verdict_gives_up_the_line():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _paused_by(room, ALICE, T0 + 2)
+    stop_speaking(room, ALICE, T0 + 2.5)  # stopped; the transcript never comes
+    assert at(room, T0 + 2.5 + POLICY.final_timeout_s - 0.1).action is Action.STAY_SILENT
+    assert at(room, T0 + 2.5 + POLICY.final_timeout_s + 0.1).action is Action.RESUME  # a lost final: go on
+
+
+def test_a_member_whose_microphone_echoes_the_bot_does_not_pause_it():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    room.members[BOB].echo_prone = True
+    start_speaking(room, BOB, T0 + 2)
+    assert at(room, T0 + 2.05).rule == "bot_busy"
+    assert at(room, T0 + 4.0).rule == "bot_busy"  # not even long: it is the bot's own voice
+    partial(room, BOB, "Hold on, hold on, that's wrong.", T0 + 2, T0 + 3)  # but real words still count
+    assert at(room, T0 + 4.1).action is Action.YIELD_FLOOR
+
+
+def test_someone_speaking_while_the_reply_is_prepared_holds_it_back():
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, what's the time?", T0, T0 + 1)
+    room.bot_begin("respond_now", T0 + 1.3, reply_to_seq=line.seq)
+    _paused_by(room, BOB, T0 + 1.5)  # nothing heard yet: the reply waits
+    stop_speaking(room, BOB, T0 + 2.0)
+    final(room, BOB, "Hmm.", T0 + 1.5, T0 + 1.7)
+    assert at(room, T0 + 2.1).action is Action.RESUME  # a "hmm": the reply goes out
+    room.bot_resume()
+    _paused_by(room, BOB, T0 + 2.2)
+    partial(room, BOB, "I think it's about five o'clock", T0 + 2.2, T0 + 3.0)
+    assert at(room, T0 + 3.1).action is Action.YIELD_FLOOR  # Bob answered her: the reply is dropped
+
+
+def test_the_member_answered_going_on_before_the_reply_is_heard_cancels_it():
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, tell me", T0 + 1, T0 + 2)
+    room.bot_begin("respond_now", T0 + 2.3, reply_to_seq=line.seq)
+    start_speaking(room, ALICE, T0 + 2.5)
+    d = at(room, T0 + 2.55)
+    assert d.action is Action.YIELD_FLOOR and "kept talking" in d.reason
+
+
+def test_an_early_start_is_left_to_its_own_check_not_paused_for_its_speaker():
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 1)
+    partial(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5, paused=T0 + 2.56)
+    room.bot_begin("respond_now", T0 + 2.57, preemptive=True, basis_user_id=ALICE,
+                   basis_text="Juniper, what time is it?")
+    assert at(room, T0 + 2.6).action is Action.STAY_SILENT  # her pause: no barge-in by the member it answers
+
+
+# --- names against the people present -------------------------------------------------------------
+
+def test_a_member_named_like_the_bot_is_the_one_spoken_to():
+    room = make_room(ALICE, BOB)
+    room.rename(BOB, "Jennifer")
+    say(room, ALICE, "Jennifer, can you pass me the salt?", T0 + 1, T0 + 2.5)
+    for t in (T0 + 2.8, T0 + 5):
+        d = at(room, t)
+        assert d.action is Action.STAY_SILENT and d.rule == "humans_talking" and "Jennifer" in d.reason
+    say(room, ALICE, "Juniper, do you like salt?", T0 + 8, T0 + 9.5)
+    assert at(room, T0 + 9.8).action is Action.RESPOND_NOW
+
+
+def test_a_members_name_beats_the_bots_nickname():
+    room = make_room(ALICE, BOB)
+    room.bot_aliases = ("June", "Junie")
+    room.rename(BOB, "Junie")
+    say(room, ALICE, "Junie, are you coming tomorrow?", T0 + 1, T0 + 2.5)
+    assert at(room, T0 + 3).rule == "humans_talking"
+    room2 = make_room(ALICE, CAROL)  # without a Junie here, the alias is the bot's
+    room2.bot_aliases = ("June", "Junie")
+    say(room2, ALICE, "Junie, are you coming tomorrow?", T0 + 1, T0 + 2.5)
+    assert at(room2, T0 + 3).action is Action.RESPOND_NOW
+
+
+# --- after the bot's own line ---------------------------------------------------------------------
+
+def test_an_answer_to_the_bots_question_is_answered_but_a_turn_to_another_member_is_not():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "What did you all do this weekend?", T0 + 1, T0 + 3)
+    say(room, ALICE, "Bob, what did you do this weekend?", T0 + 3.5, T0 + 5)
+    assert at(room, T0 + 5.5).rule == "humans_talking"
+    room2 = make_room(ALICE, BOB)
+    bot_says(room2, "What did you all do this weekend?", T0 + 1, T0 + 3)
+    say(room2, ALICE, "I went hiking with my dog.", T0 + 3.5, T0 + 5)
+    d = at(room2, T0 + 5.3)
+    assert d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason
+
+
+def test_a_late_reply_to_the_bots_question_is_not_an_answer():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "Anyone up for a game?", T0 + 1, T0 + 3)
+    say(room, ALICE, "I think it will rain later.", T0 + 3 + POLICY.question_answer_window_s + 1, T0 + 16)
+    assert at(room, T0 + 17).action is not Action.RESPOND_NOW
+
+
+def test_a_yes_to_the_bots_question_is_an_answer_not_a_backchannel():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "Do you like pizza?", T0 + 1, T0 + 2)
+    say(room, ALICE, "Yes!", T0 + 2.5, T0 + 2.9)
+    assert at(room, T0 + 3.2).action is Action.RESPOND_NOW
+
+
+def test_a_follow_up_question_from_the_member_just_answered():
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, what's the capital of France?", T0, T0 + 2)
+    bot_says(room, "Paris, of course.", T0 + 2.5, T0 + 3.5, reply_to=line.seq)
+    say(room, ALICE, "And what about Spain?", T0 + 4, T0 + 5)
+    d = at(room, T0 + 5.3)
+    assert d.action is Action.RESPOND_NOW and "follow-up" in d.reason
+    room2 = make_room(ALICE, BOB)  # the same question from someone else is theirs to answer
+    line = say(room2, ALICE, "Juniper, what's the capital of France?", T0, T0 + 2)
+    bot_says(room2, "Paris, of course.", T0 + 2.5, T0 + 3.5, reply_to=line.seq)
+    say(room2, BOB, "And what about Spain?", T0 + 4, T0 + 5)
+    assert at(room2, T0 + 5.3).action is not Action.RESPOND_NOW
+
+
+def test_a_short_how_about_is_no_question_yet():
+    room = make_room(ALICE)
+    say(room, ALICE, "How about...", T0 + 1, T0 + 1.5)
+    d = at(room, T0 + 1.8)
+    assert not (d.action is Action.RESPOND_NOW and "asked a question" in d.reason)
+
+
+# --- the end of a member's turn ----------------------------------------------------------------------
+
+def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_later():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Juniper, I was wondering.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
+    d = at(room, T0 + 2.8)
+    assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 2.5 + POLICY.incomplete_wait_s)
+    say(room, ALICE, "Whether you have been to the sea.", T0 + 3.4, T0 + 5, end_of_turn=0.9)  # merges
+    d = at(room, T0 + 5 + POLICY.reply_silence_s + 0.01)
+    assert d.action is Action.RESPOND_NOW
+    room2 = make_room(ALICE, BOB)  # nobody goes on: the unfinished line is answered after the longer wait
+    say(room2, ALICE, "Juniper, I was wondering.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
+    assert at(room2, T0 + 2.5 + POLICY.incomplete_wait_s + 0.01).action is Action.RESPOND_NOW
+
+
+@pytest.mark.parametrize("text,eot,finished", [
+    ("Juniper, what time is it?", 0.1, True),  # Whisper heard a question: finished whatever the model says
+    ("Juniper, tell me about the sea and", 0.9, False),  # a sentence does not end on "and"
+    ("Juniper, tell me about the sea.", 0.05, False),  # the model is sure they are not done
+    ("Juniper, tell me about the sea.", 0.35, True),  # unsure: a closed sentence is taken as finished
+    ("Juniper, tell me about the sea.", 0.8, True),
+    ("Juniper, tell me about the sea.", None, True),  # no model: the words alone
+])
+def test_what_counts_as_finished(text, eot, finished):
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, text, T0 + 1, T0 + 2.5, end_of_turn=eot)
+    d = at(room, T0 + 2.5 + POLICY.reply_silence_s + 0.01)
+    assert (d.action is Action.RESPOND_NOW) is finished, d
+
+
+def test_no_early_start_on_words_that_sound_unfinished():
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 1)
+    partial(room, ALICE, "Juniper, I was wondering.", T0 + 1, T0 + 2.5, end_of_turn=0.04, paused=T0 + 2.56)
+    assert at(room, T0 + 2.57).action is Action.WAIT
+    partial(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5, end_of_turn=0.9, paused=T0 + 2.56)
+    assert at(room, T0 + 2.57).action is Action.RESPOND_NOW
+
+
+def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_with_words_is_not():
+    for spoke_s, words, action in ((0.4, "and I'm not.", Action.RESUME),  # a clipped "mm-hmm", misheard
+                                   (0.9, "I disagree with that.", Action.YIELD_FLOOR)):
+        room = make_room(ALICE, BOB)
+        _bot_speaking(room, T0 + 1)
+        _paused_by(room, BOB, T0 + 2)
+        stop_speaking(room, BOB, T0 + 2 + spoke_s + 0.3)  # the VAD ends speech 0.3 s after the voice
+        final(room, BOB, words, T0 + 2, T0 + 2 + spoke_s)
+        d = at(room, T0 + 3.9, Policy(speech_tail_s=0.3))  # the final came well after: the run is over
+        assert d.action is action, (words, d)
+
+
+def test_a_bot_line_with_a_question_anywhere_in_it_asked_something():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "You're on a diet, right? Ah, no!", T0 + 1, T0 + 3)
+    say(room, ALICE, "I love baking bread on Sundays.", T0 + 4, T0 + 5.5)
+    d = at(room, T0 + 5.8)
+    assert d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason

@@ -1,0 +1,45 @@
+"""A selection of the turn-taking corpus (`corpora/turns.toml`), one scenario of every family, played against
+the real bot on the loopback voice channel (Opus, DAVE, Whisper, Smart Turn, the LLM, Piper). Each asserts
+what the bot did (spoke, kept quiet, went on, yielded; never talked over anyone), not how fast: the
+timings are the benchmark's (`python -m benchmarks.turns_bench`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.turns_bench import bench_settings
+from simulator.turn_corpus import load_corpus
+from simulator.turn_runner import run_scenario
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
+
+SELECTION = [
+    "pause-wondering-sea",  # mid-sentence pause: waits, then answers the whole question
+    "name-end-puppy",  # the bot's name at the end, an espeak voice
+    "similar-holly-keys",  # a member called Holly is spoken to: not Captain Hollis; then he is
+    "chat-three-game",  # three people chatting, no names
+    "statement-three-rain-answered",  # a remark to the room, answered by another member
+    "backchannel-mmhm-dragon",  # "mm-hm" over the bot: it goes on
+    "takeover-halting-wait",  # "Wait, wait, stop, ...": it stops
+    "turn-to-bob-weekend",  # after its question, a member turns to another member
+    "alone-spider",  # alone with the bot, a question without its name
+]
+
+
+def test_the_selection_covers_every_family():
+    corpus = load_corpus()
+    assert {corpus.get(sid).family for sid in SELECTION} == set(corpus.families)
+
+
+@pytest.mark.parametrize("scenario_id", SELECTION)
+async def test_scenario(scenario_id: str, tmp_path: Path) -> None:
+    scenario = load_corpus().get(scenario_id)
+    result = await run_scenario(scenario, bench_settings(), tmp=tmp_path)
+    steps = [(s.said, s.expect, s.observed, s.note) for s in result.steps]
+    assert not result.error, result.error
+    assert not result.precondition_failed, (f"the bot never gave the scenario what it needs after "
+                                            f"{result.attempts} tries", steps)
+    assert all(s.ok for s in result.steps), (steps, result.heard, result.bot_lines, result.decisions)
+    assert not result.talk_overs, (result.talk_overs, result.heard, result.bot_lines)
