@@ -82,8 +82,8 @@ def build_messages(
     if not layout.own_name:
         lines = [_without_own_name(line, persona) for line in lines]
     lines = _own_lines(lines, layout.own_lines, skip_own)
-    if layout.history_lines is not None and len(lines) > layout.history_lines:
-        lines = lines[-max(1, layout.history_lines):]
+    if layout.history_lines is not None:
+        lines = lines[window_start(len(lines), layout.history_lines):]
 
     def cost(text: str) -> int:
         return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
@@ -157,6 +157,15 @@ def build_messages(
     else:
         messages.append({"role": "user", "content": "(Go on.)"})
     return messages
+
+
+def window_start(n_lines: int, window: int) -> int:
+    """Where a history window of about `window` lines starts. It moves in steps of half a window (keeping
+    `window` to `window + step - 1` lines), not line by line: consecutive prompts then share their start,
+    so llama.cpp's prompt cache (and a prefill made while the member spoke) stays valid."""
+    window = max(1, window)
+    step = max(1, window // 2)
+    return (max(0, n_lines - window) // step) * step
 
 
 def short_system_prompt(persona: PersonaLike) -> str:

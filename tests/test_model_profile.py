@@ -73,6 +73,15 @@ def test_the_large_layout_keeps_the_full_persona_and_every_line_but_cut_ones(per
                                        "Alice: Juniper, what should I cook tonight?")
 
 
+def test_the_history_window_moves_in_steps_so_consecutive_prompts_share_their_start() -> None:
+    from brain.prompt import window_start
+
+    starts = [window_start(n, 6) for n in range(1, 40)]
+    assert all(0 <= n + 1 - start - 6 < 3 or start == 0 for n, start in enumerate(starts))  # 6 to 8 lines kept
+    moves = sum(1 for a, b in zip(starts, starts[1:]) if a != b)
+    assert moves <= len(starts) // 3 + 1  # the start stays put for two lines out of three
+
+
 def test_own_lines_policies_and_a_flawed_line(persona) -> None:
     def bot_lines(layout, skip=None):
         messages = build_messages(persona, history(), situation="Go.", budget_tokens=1500, layout=layout,
