@@ -16,7 +16,7 @@ over all answered turns and over the on-topic ones: a fast non-answer is no answ
 * ``baseline``: the seed's way with the same models, through the same path: a long end-of-speech silence
   (700 ms, RealtimeSTT-like endpointing), STT only after the endpoint (no speculation, no partials, no
   early start), then the WHOLE LLM reply (same prompt and sampling as chorus), then played sentence by
-  sentence as RealtimeTTS does, each sentence as soon as it is synthesized (`WholeReplyResponder`,
+  sentence as RealtimeTTS does, each sentence as soon as it is synthesized (`benchmarks.seed_baseline`,
   injected through `PrompterCog.session_parts`): its first audio is the first sentence's.
 
 Latency of a turn = true end of speech (send time of the member's last voiced packet) → first voiced bot
@@ -35,7 +35,6 @@ import logging
 import os
 import platform
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,14 +43,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from bot.settings import PROJECT_ROOT, Settings, load_settings
-from brain.chunker import Fragment, SpeechChunker
-from brain.budget import ReplyBudget
-from brain.clean import clean_reply
 from brain.llm import default_llm_threads
-from brain.prompt import as_history_line
-from brain.responder import SAID_BEFORE_LINES, Responder, ReplyResult
-from benchmarks.quality_checks import CHECKS, ReplyContext, check_reply, rates
+from benchmarks.quality_checks import ReplyContext, check_reply, rates
 from benchmarks.quality_corpus import Rubric, load_corpus
+from benchmarks.seed_baseline import baseline_parts
 from simulator.scripted import STAGES, ConversationResult, Line, ScriptedConversation
 from simulator.voices import ALICE, BOB
 
@@ -118,160 +113,6 @@ def split_turns(turns: int) -> tuple[int, int]:
     """Timed turns of the group conversation and of the one alone with the bot (about two to one)."""
     alone = max(1, round(turns / 3)) if turns > 1 else 0
     return turns - alone, alone
-
-
-# --- the seed-style baseline ------------------------------------------------------------------------------------
-
-class WholeReplyResponder:
-    """The seed's reply path with chorus' models: the whole LLM reply first, then spoken sentence by sentence.
-
-    As the seed did with RealtimeTTS: the complete reply is cleaned and cut into sentences, each sentence is
-    synthesized in turn and its audio played as soon as it is made (the first audio is the first sentence's,
-    not the whole reply's). Same `respond(...)` signature as `brain.responder.Responder`, and through one the
-    same LLM backend, scheduler, prompt, sampling, cleaning, persona limits and voice. Cancelling the task stops
-    generation and synthesis; no sink call happens after it.
-    """
-
-    def __init__(self, settings: Settings, *, llm: Any, scheduler: Any, player: Any = None) -> None:
-        self.settings = settings
-        self.llm = llm
-        self.scheduler = scheduler
-        self.player = player  # when given, respond() returns once the reply has been played (RealtimeTTS' play())
-        self._streaming = Responder(settings, llm=llm, scheduler=scheduler)
-
-    async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
-                      member_names: Sequence[str] | None = None) -> ReplyResult:
-        loop = asyncio.get_running_loop()
-        result = ReplyResult()
-        result.timings["request"] = time.monotonic()
-        names = list(member_names) if member_names is not None else list(dict.fromkeys(
-            item.speaker for item in map(as_history_line, history) if not item.is_bot))
-        cancel = threading.Event()
-        cancelled = False
-
-        def deliver(kind: str, payload: Any) -> None:  # on the loop thread, never after a cancel
-            if cancelled:
-                return
-            if kind == "text":
-                sink.text(payload)
-            else:
-                result.timings.setdefault("first_audio", time.monotonic())
-                sink.audio(*payload)
-
-        def post(kind: str, payload: Any) -> None:
-            loop.call_soon_threadsafe(deliver, kind, payload)
-
-        work = asyncio.ensure_future(asyncio.to_thread(self._generate, persona, list(history), situation, names,
-                                                       cancel, result, post))
-        try:
-            await asyncio.shield(work)
-        except asyncio.CancelledError:
-            cancelled = True
-            cancel.set()
-            result.cancelled = True
-            result.stop_reason = "cancelled"
-            raise
-        await asyncio.sleep(0)  # the last posted chunks reach the sink first
-        result.stop_reason = result.stop_reason or "end"
-        sink.done()
-        if self.player is not None and result.audio_seconds:
-            # The seed's play() blocks until the audio has gone out.
-            give_up = time.monotonic() + result.audio_seconds + 10.0
-            while self.player.is_playing_audio and time.monotonic() < give_up:
-                await asyncio.sleep(0.02)
-        result.timings["done"] = time.monotonic()
-        return result
-
-    def _generate(self, persona: Any, history: list[Any], situation: str, names: list[str], cancel: threading.Event,
-                  result: ReplyResult, post: Any) -> None:
-        streaming = self._streaming
-        messages = streaming.build_prompt(persona, history, situation)
-        result.timings["prompt_built"] = time.monotonic()
-        raw: list[str] = []
-        owner = f"baseline-{id(result)}"
-        with self.scheduler.hold("llm", owner=owner, cancel=cancel):
-            stream = self.llm.stream(messages, max_tokens=streaming.max_reply_tokens(persona),
-                                     stop=streaming.stop_strings(persona, names), cancel=cancel,
-                                     sampling=streaming.sampling_for(1))
-            try:
-                for token in stream:
-                    if cancel.is_set():
-                        break
-                    if token:
-                        result.timings.setdefault("first_token", time.monotonic())
-                        raw.append(token)
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
-        result.timings["llm_done"] = time.monotonic()
-        result.raw_text = "".join(raw)
-        instructions = [m["content"] for m in messages if m.get("role") == "system"] + [
-            situation, getattr(situation, "short", "")]
-        said_before = [line.text for line in map(as_history_line, history) if line.is_bot][-SAID_BEFORE_LINES:]
-        text = clean_reply(result.raw_text, persona_name=persona.name, other_names=names,
-                           instructions=instructions, said_before=said_before,
-                           addressee=getattr(situation, "addressee", None),
-                           small_model_repairs=streaming.profile.small_model_repairs)
-        budget = ReplyBudget(max_words=getattr(persona, "max_reply_words", None),
-                             max_sentences=getattr(persona, "max_reply_sentences", None))
-        chunker = SpeechChunker()
-        sentences = [frag for frag in chunker.feed(text + " ") + chunker.flush()]
-        kept = [f.text for f in (budget.take(Fragment(f.text, True)) for f in _whole_sentences(sentences)) if f]
-        result.fragments = kept
-        result.text = " ".join(kept)
-        if kept:
-            result.timings["first_fragment"] = time.monotonic()  # the whole reply is there: its first sentence
-        tts = streaming.tts_for(persona)
-        result.tts_engine = tts.name
-        for sentence in kept:  # RealtimeTTS: each sentence played as soon as it is synthesized
-            if cancel.is_set():
-                return
-            post("text", sentence)
-            with self.scheduler.hold("tts", owner=owner, cancel=cancel):
-                for pcm, rate in tts.synthesize(sentence, cancel):
-                    if cancel.is_set():
-                        return
-                    result.timings.setdefault("tts_first_chunk", time.monotonic())
-                    result.audio_seconds += len(pcm) / rate
-                    post("audio", (pcm, rate))
-            result.spoken_text = f"{result.spoken_text} {sentence}".strip()
-        result.timings["tts_done"] = time.monotonic()
-
-
-def _whole_sentences(fragments: list[Fragment]) -> list[Fragment]:
-    """Fragments joined into whole sentences (the chunker may cut a first clause early; the seed did not)."""
-    out: list[Fragment] = []
-    pending = ""
-    for frag in fragments:
-        pending = f"{pending} {frag.text}".strip()
-        if frag.sentence_end:
-            out.append(Fragment(pending, True))
-            pending = ""
-    if pending:
-        out.append(Fragment(pending, True))
-    return out
-
-
-def baseline_parts(end_silence_ms: int):
-    """`PrompterCog.session_parts` replacement: seed-style listener (endpoint, then STT) and responder."""
-
-    async def parts(cog: Any, guild: Any) -> dict[str, Any]:
-        from audio.listener import Listener
-        from audio.playback import StreamPlayer
-
-        llm, scheduler = await cog._shared_parts()
-        bot_id = cog.bot.user.id if cog.bot.user is not None else None
-
-        def make_listener(settings: Settings, **callbacks: Any) -> Listener:
-            return Listener(settings, ignore_user_ids=(bot_id,) if bot_id else (), speculative=False, partials=False,
-                            end_silence_ms=end_silence_ms, **callbacks)
-
-        player = StreamPlayer()
-        return {"responder": WholeReplyResponder(cog.bot.settings, llm=llm, scheduler=scheduler, player=player),
-                "player": player, "make_listener": make_listener}
-
-    return parts
 
 
 # --- running and summarizing ----------------------------------------------------------------------------------------

@@ -28,38 +28,31 @@ import contextlib
 import json
 import logging
 import os
-import platform
 import sys
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
-from audio.tts import TtsEngine
-from benchmarks.quality_checks import CHECKS, CheckResult, ReplyContext, check_reply, rates
+from benchmarks.quality_checks import CHECKS, CheckResult, ReplyContext, check_reply
+from benchmarks.quality_report import (ReplyRecord, distance_to_targets, machine_info, markdown_table,
+                                      model_info, summarize, transcript)
+from benchmarks.quality_room import FIRST_USER_ID, RoomScript, SilentVoice, _NullSink, addressed_to
 from benchmarks.quality_corpus import PARTS, Conversation, Corpus, Prompt, Rubric, load_corpus
 from bot.scheduler import ModelScheduler
 from bot.settings import PROJECT_ROOT, Settings, load_settings
 from brain.llm import LlmBackend, make_backend
 from brain.profile import ModelProfile, PromptLayout, Sampling, profile_for
 from brain.responder import Responder, ReplyResult
-from conversation.addressing import words
 from conversation.decision import Action, Decision
 from conversation.persona import Persona, PersonaLibrary
-from conversation.room import Room
 from conversation.situation import situation_for
 
 log = logging.getLogger("benchmarks.quality_bench")
 
 MODES = ("single", "running")
-TARGETS = {"single": {"on_topic_rate": 0.80, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0},
-           "running": {"on_topic_rate": 0.70, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0}}
-LINE_GAP_S = 4.0  # room time between two lines
 IDLE_S = 60.0  # quiet before a topic start
-FIRST_USER_ID = 1001
 # The reply path as it was before the levers of issue 12 (for the lever table): the full persona prompt
 # with every line the budget allows, the old sampling (temperature 0.7, frequency penalty 0.5), all repairs.
 LEGACY = ModelProfile("legacy", layout=PromptLayout(system="full", examples=True, history_lines=None, own_lines="all",
@@ -67,57 +60,6 @@ LEGACY = ModelProfile("legacy", layout=PromptLayout(system="full", examples=True
                       sampling=Sampling(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0,
                                         presence_penalty=0.0, frequency_penalty=0.5),
                       small_model_repairs=True, address_only_speaker=False)
-
-
-class SilentVoice(TtsEngine):
-    """Stands in for TTS: one silent sample per fragment, so the reply path runs unchanged without synthesis."""
-
-    name = "none (synthesis skipped)"
-
-    def synthesize(self, text: str, cancel: Any) -> Iterator[tuple[np.ndarray, int]]:
-        if text.strip() and not cancel.is_set():
-            yield np.zeros(1, dtype=np.int16), 22_050
-
-
-class _NullSink:
-    def audio(self, pcm: np.ndarray, rate: int) -> None:
-        pass
-
-    def text(self, fragment: str) -> None:
-        pass
-
-    def done(self) -> None:
-        pass
-
-
-@dataclass
-class ReplyRecord:
-    part: str
-    mode: str
-    item: str  # prompt id, or conversation id and turn number
-    category: str
-    persona: str
-    speaker: str | None
-    said: str
-    context: list[str]
-    situation: str
-    reply: str
-    raw: str
-    attempts: int
-    stop_reason: str
-    prompt_tokens: int
-    seconds: float
-    checks: CheckResult
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"part": self.part, "mode": self.mode, "item": self.item, "category": self.category,
-                "persona": self.persona, "speaker": self.speaker, "said": self.said, "context": self.context,
-                "situation": str(self.situation), "reply": self.reply,
-                "raw": self.raw, "attempts": self.attempts, "stop_reason": self.stop_reason,
-                "prompt_tokens": self.prompt_tokens, "seconds": round(self.seconds, 3),
-                "checks": self.checks.passed, "why": self.checks.why, "on_topic_evidence": self.checks.evidence,
-                "error": self.error}
 
 
 @dataclass
@@ -134,57 +76,6 @@ class Bench:
         if persona is None:
             raise SystemExit(f"quality_bench: persona {name!r} not found in {self.settings.personas_dir}")
         return persona
-
-
-class RoomScript:
-    """A real Room driven line by line, with the bot's lines entered as a voice session enters them."""
-
-    def __init__(self, persona: Persona, members: Sequence[str]) -> None:
-        self.persona = persona
-        self.room = Room(bot_name=persona.name, bot_aliases=persona.aliases, now=0.0)
-        self.t = 0.0
-        self.ids: dict[str, int] = {}
-        for i, name in enumerate(members):
-            self.ids[name] = FIRST_USER_ID + i
-            self.room.member_joined(self.ids[name], name, self.t, initial=True)
-
-    def tick(self, seconds: float = LINE_GAP_S) -> float:
-        self.t += seconds
-        return self.t
-
-    def human(self, speaker: str, text: str) -> Any:
-        from audio.types import Utterance
-
-        if speaker not in self.ids:
-            self.ids[speaker] = FIRST_USER_ID + len(self.ids)
-            self.room.member_joined(self.ids[speaker], speaker, self.t, initial=True)
-        start = self.tick()
-        end = start + max(0.8, 0.3 * len(text.split()))
-        self.t = end
-        return self.room.on_utterance(Utterance(user_id=self.ids[speaker], name=speaker, text=text, start=start,
-                                                end=end, final=True, confidence=0.9))
-
-    def bot(self, text: str, *, kind: str = "respond_now", reply_to_seq: int | None = None) -> None:
-        start = self.tick(0.5)
-        self.room.bot_begin(kind, start, reply_to_seq=reply_to_seq)
-        if reply_to_seq is not None:
-            self.room.bot_confirm(reply_to_seq, start)
-        if self.room.turn is not None:
-            self.room.turn.add_text(text)
-            self.room.turn.add_audio(max(0.5, 0.35 * len(text.split())))
-        self.room.bot_audio_started(start)
-        self.t = start + max(0.5, 0.35 * len(text.split()))
-        self.room.bot_end(self.t)
-
-    @property
-    def members(self) -> list[str]:
-        return [m.name for m in self.room.members.values()]
-
-
-def addressed_to(persona: Persona, text: str, alone: bool) -> bool:
-    """The bot is spoken to: it is named (or an alias), or it is alone with the speaker."""
-    said = set(words(text))
-    return alone or any(set(words(name)) <= said for name in (persona.name, *persona.aliases) if words(name))
 
 
 def _seed_for(base: int, key: str) -> int:
@@ -299,85 +190,6 @@ async def run_conversation(bench: Bench, corpus: Corpus, convo: Conversation, li
             script.bot(result.text, reply_to_seq=line.seq)
             earlier.append(result.text)
     return records
-
-
-def summarize(records: Sequence[ReplyRecord]) -> dict[str, Any]:
-    out: dict[str, Any] = {"replies": len(records), **rates([r.checks for r in records])}
-    out["all_checks_rate"] = round(sum(r.checks.all_passed for r in records) / len(records), 3) if records else None
-    out["seconds_per_reply_p50"] = round(float(np.percentile([r.seconds for r in records], 50)), 3) if records else None
-    out["resampled"] = sum(1 for r in records if r.attempts > 1)
-    out["errors"] = sum(1 for r in records if r.error)
-    by_category: dict[str, dict[str, Any]] = {}
-    for category in dict.fromkeys(r.category for r in records):
-        group = [r for r in records if r.category == category]
-        by_category[category] = {"n": len(group), "on_topic_rate": rates([r.checks for r in group])["on_topic_rate"]}
-    out["by_category"] = by_category
-    return out
-
-
-def distance_to_targets(summary: dict[str, Any], mode: str) -> dict[str, dict[str, float | None]]:
-    out = {}
-    for key, target in TARGETS[mode].items():
-        value = summary.get(key)
-        out[key] = {"target": target, "measured": value,
-                    "distance": None if value is None else round(max(0.0, target - value), 3)}
-    return out
-
-
-def transcript(records: Sequence[ReplyRecord], header: list[str]) -> str:
-    lines = ["# Reply quality: every prompt and reply", "", *header, ""]
-    current = None
-    for r in records:
-        section = (r.part, r.mode)
-        if section != current:
-            current = section
-            lines += ["", f"## {r.part} / {'one prompt at a time' if r.mode == 'single' else 'running conversation'}", ""]
-        failed = [f"{k} ({r.checks.why.get(k, '')})" for k in CHECKS if not r.checks.passed[k]]
-        mark = "✅" if not failed else "❌"
-        lines.append(f"**{r.item}** · {r.category} · {r.persona} {mark}")
-        lines.append("")
-        for c in r.context:
-            lines.append(f"> {c}  ")
-        who = r.speaker or "(room)"
-        lines.append(f"> **{who}:** {r.said}  " if r.speaker else f"> {r.said}  ")
-        lines.append(f"> **{r.persona}:** {r.reply or '*(nothing)*'}")
-        lines.append("")
-        if failed:
-            lines.append(f"failed: {'; '.join(failed)}")
-        extra = [f"on topic: {r.checks.evidence}"] if r.checks.evidence else []
-        if r.attempts > 1:
-            extra.append(f"{r.attempts} samples")
-        if r.raw.strip() and r.raw.strip() != r.reply.strip():
-            extra.append(f"model wrote: `{' '.join(r.raw.split())[:200]}`")
-        if r.error:
-            extra.append(f"error: {r.error}")
-        if extra:
-            lines.append(" · ".join(extra))
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-def machine_info() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()}
-    for package in ("llama_cpp_python",):
-        try:
-            info[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return info
-
-
-def model_info(settings: Settings, responder: Responder) -> dict[str, Any]:
-    llm = responder.llm
-    info: dict[str, Any] = {"backend": settings.llm_backend, "model": settings.llm_model,
-                            "path": getattr(llm, "model_path", None), "base_url": settings.llm_base_url
-                            if settings.llm_backend == "openai" else None}
-    describe = getattr(responder, "describe", None)
-    if describe is not None:
-        info.update(describe())
-    return {k: v for k, v in info.items() if v is not None}
 
 
 def _parse_value(raw: str) -> Any:
@@ -528,21 +340,6 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     report["replies"] = [r.as_dict() for r in bench.records]
     Path(report["files"]["json"]).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
-
-
-def markdown_table(report: dict[str, Any]) -> str:
-    """The README's table from a saved report: each part and mode, each check's rate, the targets."""
-    head = ["part / mode", "replies", *[c.replace("_", " ") for c in CHECKS]]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for part, modes_ in report["results"].items():
-        for mode, summary in modes_.items():
-            cells = [f"{part} / {'one at a time' if mode == 'single' else 'running'}", str(summary["replies"])]
-            for check in CHECKS:
-                value = summary.get(f"{check}_rate")
-                target = TARGETS[mode].get(f"{check}_rate")
-                cells.append(f"{value}" + (f" (≥ {target})" if target is not None else ""))
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

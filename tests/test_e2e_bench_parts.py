@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.e2e_bench import ALONE, GROUP, WholeReplyResponder, script, split_turns, summarize
+from benchmarks.e2e_bench import ALONE, GROUP, script, split_turns, summarize
+from benchmarks.seed_baseline import WholeReplyResponder
 from bot.scheduler import ModelScheduler
 from bot.settings import load_settings
 from brain.llm import make_backend
