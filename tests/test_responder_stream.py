@@ -243,3 +243,17 @@ async def test_a_model_that_only_repeats_itself_is_heard_on_the_last_sample(llm)
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
     assert result.attempts == 3 and result.text == earlier  # a repeat is better than silence
+
+
+@pytest.mark.asyncio
+async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> None:
+    model = FirstSampleWrites(llm, ["*", "smiles", "*"])  # nothing to say: sampled again
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    history = question("Juniper, tell me a story about a dragon.")
+    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    assert result.attempts == 2 and result.text
+    later = [*history, HistoryLine("Juniper", result.text, history[-1].t + 1, True),
+             HistoryLine("Bob", "Juniper, and then?", history[-1].t + 2, False)]
+    prompt = "\n".join(m["content"] for m in r.build_prompt(juniper(), later, SITUATION))
+    assert result.text not in prompt and "and then?" in prompt
+    assert r.profile.layout.own_lines == "heard"  # the embedded model's profile leaves such lines out
