@@ -8,6 +8,11 @@ Policies:
 - `auto`: pipelined unless the LLM and TTS both sit on the GPU and it has < 16 GiB free
   (measured with nvidia-smi, else torch.cuda.mem_get_info): then exclusive.
 
+Background work (memory's call summaries) uses `background()`: it starts only after no foreground
+LLM/TTS work has run for a quiet moment, and the event it yields is set as soon as foreground work
+asks for a slot (`hold`, `use`, or `preempt_background()` at the start of a reply, before the reply
+waits for the model), so the background job stops within a token and a reply never waits for it.
+
 Every grant is recorded as a `WorkInterval` (kind, start, end, owner; monotonic seconds), so
 tests and benchmarks can check overlap and see where the time went.
 """
@@ -39,6 +44,7 @@ HEAVY = ("llm", "tts")
 POLICIES = ("exclusive", "pipelined")
 SMALL_GPU_FREE_BYTES = 16 * 1024**3
 MAX_RECORDS = 20_000
+BACKGROUND_QUIET_S = 2.0  # background work starts after this long without foreground LLM/TTS work
 
 
 class SchedulerCancelled(Exception):
@@ -72,6 +78,9 @@ class ModelScheduler:
         self._records: deque[WorkInterval] = deque(maxlen=max_records)
         self._active = {kind: 0 for kind in KINDS}
         self._waited = {kind: 0.0 for kind in KINDS}
+        self._background: set[threading.Event] = set()  # preempt events of running background jobs
+        self._last_foreground = float("-inf")
+        self.preemptions = 0
 
     @classmethod
     def from_settings(
@@ -161,16 +170,77 @@ class ModelScheduler:
     @contextlib.contextmanager
     def hold(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None) -> Iterator[None]:
         """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile)."""
+        self._foreground(kind)
         asked = self._acquire_blocking(kind, owner, cancel)
-        with self._running(kind, asked, owner):
-            yield
+        try:
+            with self._running(kind, asked, owner):
+                yield
+        finally:
+            self._foreground(kind)  # the quiet time before background work counts from here
 
     @contextlib.asynccontextmanager
     async def use(self, kind: str, *, owner: str = "") -> AsyncIterator[None]:
         """Async: wait for a `kind` slot without blocking the event loop (cancel the task to give up)."""
+        self._foreground(kind)
         asked = await self._acquire_async(kind, owner)
-        with self._running(kind, asked, owner):
-            yield
+        try:
+            with self._running(kind, asked, owner):
+                yield
+        finally:
+            self._foreground(kind)
+
+    # -- background work -------------------------------------------------------------------
+
+    def preempt_background(self) -> int:
+        """Foreground model work is about to start: stop every background job now. Returns how many."""
+        with self._cond:
+            self._last_foreground = time.monotonic()
+            events = list(self._background)
+        for event in events:
+            if not event.is_set():
+                event.set()
+                self.preemptions += 1
+        return len(events)
+
+    def _foreground(self, kind: str) -> None:
+        if kind in HEAVY:
+            self.preempt_background()
+
+    def _quiet_for(self) -> float:
+        with self._cond:
+            busy = self._active["llm"] + self._active["tts"] > 0 or bool(self._queue)
+            return 0.0 if busy else time.monotonic() - self._last_foreground
+
+    @contextlib.contextmanager
+    def background(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None,
+                   quiet_s: float = BACKGROUND_QUIET_S) -> Iterator[threading.Event]:
+        """Blocking: run low-priority `kind` work once foreground LLM/TTS work has been quiet for `quiet_s`.
+
+        Yields the preempt event: set when foreground work asks for a slot (or `cancel` is set); the job
+        must stop promptly when it is (pass it as the LLM's cancel event). Raises SchedulerCancelled if
+        `cancel` is set while waiting.
+        """
+        preempt = threading.Event()
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise SchedulerCancelled(kind)
+            if self._quiet_for() >= quiet_s:
+                break
+            time.sleep(0.05)
+        with self._cond:
+            self._background.add(preempt)
+        watcher = None
+        if cancel is not None:
+            watcher = threading.Thread(target=_link_events, args=(cancel, preempt), daemon=True, name=f"{owner}-cancel")
+            watcher.start()
+        try:
+            asked = self._acquire_blocking(kind, owner, preempt)
+            with self._running(kind, asked, owner):
+                yield preempt
+        finally:
+            with self._cond:
+                self._background.discard(preempt)
+            preempt.set()  # ends the watcher
 
     @contextlib.contextmanager
     def _running(self, kind: str, asked: float, owner: str) -> Iterator[None]:
@@ -228,6 +298,14 @@ class ModelScheduler:
         with self._cond:
             self._records.clear()
             self._waited = {kind: 0.0 for kind in KINDS}
+
+
+def _link_events(source: threading.Event, target: threading.Event) -> None:
+    """Set `target` when `source` is set (until `target` is set by someone else)."""
+    while not target.is_set():
+        if source.wait(0.05):
+            target.set()
+            return
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:

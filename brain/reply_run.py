@@ -88,6 +88,7 @@ class ReplyRun:
         persona: Any,
         history: list[Any],
         situation: str,
+        memory: str,
         member_names: list[str],
         sink: ReplySink,
         loop: asyncio.AbstractEventLoop,
@@ -97,6 +98,7 @@ class ReplyRun:
         self.persona = persona
         self.history = history
         self.situation = situation
+        self.memory = memory
         self.member_names = member_names
         self.sink = sink
         self.loop = loop
@@ -168,9 +170,10 @@ class ReplyRun:
 
     def _think(self) -> None:
         r = self.r
-        messages = r.build_prompt(self.persona, self.history, self.situation)
+        messages = r.build_prompt(self.persona, self.history, self.situation, memory=self.memory)
         self._mark("prompt_built")
-        # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
+        # What the model was told (persona prompt, situation): a sentence copying it is not spoken. (Not the
+        # memories: saying "your sister Hana is a vet" when asked is using them, not reading instructions aloud.)
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [
             self.situation, getattr(self.situation, "short", "")]
         # Its own last lines: a sentence repeating one is not spoken either.
@@ -189,8 +192,8 @@ class ReplyRun:
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
             # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
-            log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
-                     self.result.raw_text[:120])
+            log.info("reply %s: nothing to say (%s); sampling again", self.owner, reason)
+            log.debug("reply %s: it wrote %r", self.owner, self.result.raw_text[:120])  # text only at DEBUG
             temperature = max(float(r.profile.sampling.temperature or 0.0), RETRY_TEMPERATURE)
         self._mark("llm_done")
         if not self.result.stop_reason and not self.cancel_event.is_set():

@@ -90,7 +90,7 @@ class Responder:
         self.prefill(persona, [])
 
     def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
-                situation: str = "") -> None:
+                situation: str = "", memory: str = "") -> None:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
@@ -99,7 +99,7 @@ class Responder:
         after (prompt evaluation of a few hundred tokens costs seconds on a small CPU). Setting `cancel`
         stops it at once.
         """
-        messages = self.build_prompt(persona, history, situation)
+        messages = self.build_prompt(persona, history, situation, memory=memory)
         stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
         try:
             for _ in stream:
@@ -109,10 +109,11 @@ class Responder:
             if close is not None:
                 close()
 
-    def build_prompt(self, persona: Any, history: Sequence[Any], situation: str) -> list[dict]:
-        """The chat messages of a reply (or prefill) to `history` in this `situation`."""
+    def build_prompt(self, persona: Any, history: Sequence[Any], situation: str, *, memory: str = "") -> list[dict]:
+        """The chat messages of a reply (or prefill) to `history` in this `situation`, with the `memory` block."""
         return build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
-                              count_tokens=self.llm.count_tokens, layout=self.profile.layout, skip_own=self.is_flawed)
+                              count_tokens=self.llm.count_tokens, layout=self.profile.layout, skip_own=self.is_flawed,
+                              memory=memory)
 
     def is_flawed(self, line: HistoryLine) -> bool:
         """Whether this line of the bot's came from a reply for which the model slipped."""
@@ -171,14 +172,17 @@ class Responder:
         member_names: Iterable[str] | None = None,
         t_request: float | None = None,
         result: ReplyResult | None = None,
+        memory: str = "",
     ) -> ReplyResult:
-        """Think and speak one reply; returns what was generated. Cancel the task to stop it."""
+        """Think and speak one reply; returns what was generated. Cancel the task to stop it.
+        `memory`: what the bot remembers of the members present (a `memory.recall` block), or nothing."""
         loop = asyncio.get_running_loop()
         reply = ReplyRun(
             responder=self,
             persona=persona,
             history=list(history),
             situation=situation,
+            memory=memory,
             member_names=list(member_names) if member_names is not None else _speakers(history),
             sink=sink,
             loop=loop,

@@ -89,14 +89,16 @@ class ReplyScreen:
             if not piece.strip():
                 return ""
         if self._claims is not None and self._claims.search(piece):
-            log.info("reply claimed a member's name: dropped %r", piece.strip())
+            log.info("reply claimed a member's name: dropped a piece")
+            log.debug("reply claimed a member's name: dropped %r", piece.strip())  # the text only at DEBUG
             self.dropped.append(piece.strip())
             return ""
         self._piece += piece
         text = self._piece
         if not self._released and self._names_only(text):
             if final:  # a reply that is only a name ("Bob.") says nothing
-                log.info("reply was only a name: dropped %r", text.strip())
+                log.info("reply was only a name: dropped it")
+                log.debug("reply was only a name: dropped %r", text.strip())  # the text only at DEBUG
                 self.dropped.append(text.strip())
                 self._piece = ""
             return ""  # a bare name waits for what follows it
@@ -105,8 +107,9 @@ class ReplyScreen:
         repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE,
                                          min_words=min(min_words, REPEAT_MIN_WORDS), min_run=LEAK_MIN_RUN)
         if copied or repeated:
-            log.info("reply %s: dropped %r", "read its instructions aloud" if copied else "repeated an earlier line",
-                     text.strip())
+            why = "read its instructions aloud" if copied else "repeated an earlier line"
+            log.info("reply %s: dropped a piece of %d words", why, len(text.split()))
+            log.debug("reply %s: dropped %r", why, text.strip())  # the text only at DEBUG (it may quote memories)
             self.dropped.append(text.strip())
             self.repaired = True
             self._piece = ""
@@ -125,7 +128,8 @@ class ReplyScreen:
         assert self._wrong is not None
         kept = self._wrong.sub(_keep_greeting, piece)
         if kept != piece:
-            log.info("reply addressed someone else: %r -> %r", piece.strip(), kept.strip())
+            log.info("reply addressed someone else: the name dropped")
+            log.debug("reply addressed someone else: %r -> %r", piece.strip(), kept.strip())  # text only at DEBUG
             self.dropped.append(piece.strip())
             if not self._released and not self._piece:
                 kept = kept.lstrip(" ,;:")

@@ -19,7 +19,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NON_WORD = re.compile(r"[^\w']+|_+")
@@ -166,16 +166,19 @@ class NameMatcher:
         return _find_cached(self, text)
 
     def _find(self, text: str) -> bool:
-        tokens = words(text)
-        for i in range(len(tokens)):
-            joined = ""
-            for j in range(i, min(i + 3, len(tokens))):
-                if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
-                    break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
-                joined += tokens[j]
-                if self.word_matches(joined):
-                    return True
-        return False
+        return any(self.word_matches(joined) for _i, _j, joined in name_windows(words(text)))
+
+
+def name_windows(tokens: Sequence[str]) -> Iterator[tuple[int, int, str]]:
+    """(first, last, joined) for every word and every run of up to three words run together: how a name
+    may appear in a transcript ("Juni per" is "juniper")."""
+    for i in range(len(tokens)):
+        joined = ""
+        for j in range(i, min(i + 3, len(tokens))):
+            if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
+                break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
+            joined += tokens[j]
+            yield i, j, joined
 
 
 @lru_cache(maxsize=8192)
@@ -308,34 +311,19 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
                     for uid, m in owners]
     bot_named = False
     named: list[int] = []
-    for i in range(len(tokens)):
-        joined = ""
-        for j in range(i, min(i + 3, len(tokens))):
-            if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
-                break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
-            joined += tokens[j]
-            loose = all(k in calling for k in range(i, j + 1))
-            # the bot's own name wins a tie; one of its aliases loses it to a person's name
-            best_score, bot_primary = (loose_bot if loose else bot).score(joined)
-            best_owner: int | None = None
-            for user_id, matcher in (loose_owners if loose else owners):
-                score, _ = matcher.score(joined, every_form_is_the_name=True)
-                if score > best_score or (score == best_score and score > 0 and best_owner is None and not bot_primary):
-                    best_score, best_owner = score, user_id
-            if best_score <= 0:
-                continue
-            if best_owner is None:
-                bot_named = True
-            elif best_owner not in named:
-                named.append(best_owner)
+    for i, j, joined in name_windows(tokens):
+        loose = all(k in calling for k in range(i, j + 1))
+        # the bot's own name wins a tie; one of its aliases loses it to a person's name
+        best_score, bot_primary = (loose_bot if loose else bot).score(joined)
+        best_owner: int | None = None
+        for user_id, matcher in (loose_owners if loose else owners):
+            score, _ = matcher.score(joined, every_form_is_the_name=True)
+            if score > best_score or (score == best_score and score > 0 and best_owner is None and not bot_primary):
+                best_score, best_owner = score, user_id
+        if best_score <= 0:
+            continue
+        if best_owner is None:
+            bot_named = True
+        elif best_owner not in named:
+            named.append(best_owner)
     return NamesSaid(bot_named, tuple(named))
-
-
-def mentioned_members(text: str, member_names: Sequence[tuple[int, str]]) -> list[int]:
-    """Ids of members whose display name (its first word, if long enough) is said in `text`."""
-    found = []
-    for user_id, display in member_names:
-        matcher = _member_matcher(display)
-        if matcher.names and matcher.find(text):
-            found.append(user_id)
-    return found

@@ -84,8 +84,9 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
 
     "Paused" is either the VAD's end of speech with the final pending, or a pause shorter than that
     end-of-speech silence (`Member.paused`: their latest partial marked at the pause, then the
-    speculative transcript of all their words). They must sound finished (the end-of-turn model judged
-    the audio up to the pause). A bare call ("Hey Juniper.") is not a request yet, and a line begun over
+    speculative transcript of all their words). They must not sound unfinished: a partial the end-of-turn
+    model already judged must pass it; one it has not judged yet may start (the final carries the
+    judgement and confirms or drops the start, whose audio is held until then). A bare call ("Hey Juniper.") is not a request yet, and a line begun over
     the bot's voice (a barge-in, or an echo of that voice) waits for its final. In a group only a line
     naming the bot starts early (one "answering the bot's question" may be meant for anyone). Nobody
     else may be speaking.

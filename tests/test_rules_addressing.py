@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conversation.addressing import (
-    NameMatcher, is_backchannel, levenshtein, looks_complete, looks_like_question, mentioned_members, similarity,
+    NameMatcher, is_backchannel, levenshtein, looks_complete, looks_like_question, similarity,
     soundex, texts_differ, words,
 )
 
@@ -99,6 +99,12 @@ def test_partial_vs_final_difference():
 def test_words_normalise_accents_possessives_and_punctuation():
     assert words("Zoë's café—open?") == ["zoe", "cafe", "open"]
     assert words("well-known  name_here") == ["well", "known", "name", "here"]
+
+
+def mentioned_members(text, members):
+    from conversation.addressing import resolve_names
+
+    return list(resolve_names(text, NameMatcher.for_name("Juniper"), tuple(members)).members)
 
 
 def test_members_mentioned_by_display_name():

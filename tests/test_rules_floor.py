@@ -162,15 +162,6 @@ def test_someone_speaking_while_the_reply_is_prepared_holds_it_back():
     assert at(room, T0 + 3.1).action is Action.YIELD_FLOOR  # Bob answered her: the reply is dropped
 
 
-def test_the_member_answered_going_on_before_the_reply_is_heard_cancels_it():
-    room = make_room(ALICE, BOB)
-    line = say(room, ALICE, "Juniper, tell me", T0 + 1, T0 + 2)
-    room.bot_begin("respond_now", T0 + 2.3, reply_to_seq=line.seq)
-    start_speaking(room, ALICE, T0 + 2.5)
-    d = at(room, T0 + 2.55)
-    assert d.action is Action.YIELD_FLOOR and "kept talking" in d.reason
-
-
 def test_an_early_start_is_left_to_its_own_check_not_paused_for_its_speaker():
     room = make_room(ALICE, BOB)
     start_speaking(room, ALICE, T0 + 1)
