@@ -33,7 +33,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e_bench import script
+from benchmarks.e2e_bench import GROUP, script
 from benchmarks.report import command_line, machine_info, stats
 from bot.settings import Settings, load_settings
 from simulator.model_servers import LLM_MODEL_NAME, llm_server, stt_server, tts_server
@@ -80,7 +80,7 @@ async def run_mode(settings: Settings, mode: str, turns: int, servers: dict[str,
         elif event.kind == "bot_line":
             print(f"[{mode}] {event.speaker}: {event.text!r} ({event.latency_s or 0:.2f} s)", file=sys.stderr, flush=True)
 
-    convo = ScriptedConversation(settings, [ALICE, BOB], script(turns), label=mode, on_event=on_event, warm_up=True,
+    convo = ScriptedConversation(settings, [ALICE, BOB], script(GROUP, turns), label=mode, on_event=on_event, warm_up=True,
                                  reply_timeout_s=120.0)
     result: ConversationResult = await convo.run()
     window.stop()
@@ -125,7 +125,7 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
             if mode == "remote":
                 stt = stack.enter_context(stt_server(log_dir, cpu_threads=1))
                 tts = stack.enter_context(tts_server(log_dir))
-                llm = stack.enter_context(llm_server(log_dir, threads=1))
+                llm = stack.enter_context(llm_server(threads=1))
                 env.update({"STT_BACKEND": "wyoming", "STT_SERVER_URI": stt.url, "TTS_BACKEND": "wyoming",
                             "TTS_SERVER_URI": tts.url, "LLM_BACKEND": "openai", "LLM_BASE_URL": llm.url,
                             "LLM_MODEL": LLM_MODEL_NAME})

@@ -76,6 +76,24 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _optional_float_range(lo: float, hi: float) -> Callable[[str], float | None]:
+    inner = _float_range(lo, hi)
+
+    def parse(raw: str) -> float | None:
+        return inner(raw) if raw.strip() else None
+
+    return parse
+
+
+def _optional_int_range(lo: int, hi: int) -> Callable[[str], int | None]:
+    inner = _int_range(lo, hi)
+
+    def parse(raw: str) -> int | None:
+        return inner(raw) if raw.strip() else None
+
+    return parse
+
+
 def _str(raw: str) -> str:
     return raw.strip()
 
@@ -179,8 +197,15 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
     SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores but one, which leaves room for STT and TTS)."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
-    SettingSpec("LLM_TEMPERATURE", "llm_temperature", _float_range(0.0, 2.0), 0.7, "Sampling temperature."),
-    SettingSpec("LLM_FREQUENCY_PENALTY", "llm_frequency_penalty", _float_range(-2.0, 2.0), 0.5, "OpenAI-style frequency penalty: discourages the small models' \"I'm sorry, I'm sorry\" loops (0 = off)."),
+    SettingSpec("LLM_PROFILE", "llm_profile", _choice("auto", "small", "large"), "auto", "Prompt layout and reply repairs: `small` (short system prompt, examples as turns, a short history window; for models under 1B parameters), `large` (the full persona), `auto` (by the model's size, or a server model's name)."),
+    SettingSpec("LLM_TEMPERATURE", "llm_temperature", _optional_float_range(0.0, 2.0), None, "Sampling temperature. Empty: the model family's default (brain/profile.py)."),
+    SettingSpec("LLM_TOP_P", "llm_top_p", _optional_float_range(0.0, 1.0), None, "Nucleus sampling. Empty: the model family's default."),
+    SettingSpec("LLM_TOP_K", "llm_top_k", _optional_int_range(0, 1000), None, "Top-k sampling (0 = off). Empty: the model family's default."),
+    SettingSpec("LLM_MIN_P", "llm_min_p", _optional_float_range(0.0, 1.0), None, "Min-p sampling: drop tokens below this share of the likeliest one. Empty: the model family's default."),
+    SettingSpec("LLM_REPEAT_PENALTY", "llm_repeat_penalty", _optional_float_range(0.5, 2.0), None, "llama.cpp repetition penalty (1 = off): keeps small models out of \"I'm sorry, I'm sorry\" loops. Empty: the model family's default."),
+    SettingSpec("LLM_PRESENCE_PENALTY", "llm_presence_penalty", _optional_float_range(-2.0, 2.0), None, "OpenAI-style presence penalty. Empty: the model family's default."),
+    SettingSpec("LLM_FREQUENCY_PENALTY", "llm_frequency_penalty", _optional_float_range(-2.0, 2.0), None, "OpenAI-style frequency penalty. Empty: the model family's default."),
+    SettingSpec("LLM_SEED", "llm_seed", _optional_int_range(0, 2**31 - 1), None, "Sampling seed, for reproducible replies (benchmarks). Empty: random."),
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
     SettingSpec("LLM_TIMEOUT_S", "llm_timeout_s", _float_range(1.0, 3600.0), 60.0, "OpenAI-compatible server: longest wait for the first token or the next one (connecting: 10 s)."),
     SettingSpec("LLM_MAX_RETRIES", "llm_max_retries", _int_range(0, 10), 2, "OpenAI-compatible server: retries with exponential back-off (0.5 s, 1 s, ... or the server's Retry-After) on HTTP 408/409/429/5xx and connection errors, before a reply's stream starts."),
@@ -255,8 +280,15 @@ class Settings:
     llm_gpu_layers: int
     llm_threads: int
     llm_max_tokens: int
-    llm_temperature: float
-    llm_frequency_penalty: float
+    llm_profile: str
+    llm_temperature: float | None
+    llm_top_p: float | None
+    llm_top_k: int | None
+    llm_min_p: float | None
+    llm_repeat_penalty: float | None
+    llm_presence_penalty: float | None
+    llm_frequency_penalty: float | None
+    llm_seed: int | None
     llm_base_url: str
     llm_timeout_s: float
     llm_max_retries: int
@@ -346,7 +378,9 @@ def render_env_example() -> str:
     ]
     for spec in SETTINGS:
         default = spec.default
-        if isinstance(default, tuple):
+        if default is None:
+            default = ""
+        elif isinstance(default, tuple):
             default = ",".join(str(x) for x in default)
         elif isinstance(default, bool):
             default = "true" if default else "false"

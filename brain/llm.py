@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from bot.models import MODELS, ModelLoadError, resolve_gguf
 from bot.settings import Settings
 from brain.openai_client import LlmServerError, OpenAiChatClient
+from brain.profile import ModelProfile, Sampling, profile_for
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class LlmBackend(Protocol):
     """
 
     name: str
+    profile: ModelProfile  # prompt layout and sampling that suit this model
 
     def stream(
         self,
@@ -52,6 +54,7 @@ class LlmBackend(Protocol):
         stop: Sequence[str],
         cancel: threading.Event,
         temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -145,6 +148,23 @@ def _install_abort_callback(loaded: _LoadedLlama) -> None:
         log.debug("llama.cpp abort callback unavailable: %s", exc)
 
 
+def _sampling(sampling: Sampling, temperature: float | None) -> Sampling:
+    return sampling if temperature is None else sampling.replace(temperature=temperature)
+
+
+def _model_identity(llm: Any, path: str) -> tuple[str, int | None]:
+    """(name for the model family: the GGUF's general.name / architecture / file name, parameter count)."""
+    metadata = getattr(llm, "metadata", None) or {}
+    name = " ".join(str(metadata.get(k, "")) for k in ("general.name", "general.basename", "general.architecture"))
+    name = f"{name} {os.path.basename(path)}".strip()
+    n_params = None
+    try:
+        n_params = int(llm.n_params()) if hasattr(llm, "n_params") else None
+    except Exception:  # an older binding: the name decides
+        n_params = None
+    return name, n_params
+
+
 def default_llm_threads() -> int:
     """All cores but one: llama.cpp's threads spin-wait, and on a busy core (STT, TTS, the receive
     worker) one preempted thread stalls every other one; measured 20x slower generation on 2 cores."""
@@ -164,10 +184,11 @@ class LlamaCppBackend:
             key,
             lambda: _load_llama(path, n_ctx=settings.llm_context, n_gpu_layers=settings.llm_gpu_layers, n_threads=threads),
         )
-        self.temperature = settings.llm_temperature
-        self.frequency_penalty = settings.llm_frequency_penalty
-        self.context_tokens = settings.llm_context
         self.model_path = path
+        self.model_name, n_params = _model_identity(self._loaded.llm, path)
+        self.profile = profile_for(settings, self.model_name, n_params)
+        self.temperature = self.profile.sampling.temperature
+        self.context_tokens = settings.llm_context
 
     def count_tokens(self, text: str) -> int:
         if not text:
@@ -182,7 +203,9 @@ class LlamaCppBackend:
         stop: Sequence[str],
         cancel: threading.Event,
         temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]:
+        sampling = _sampling(sampling or self.profile.sampling, temperature)
         loaded = self._loaded
         while not loaded.lock.acquire(timeout=0.02):  # another generation owns the context
             if cancel.is_set():
@@ -201,8 +224,14 @@ class LlamaCppBackend:
                     stream=True,
                     max_tokens=max_tokens,
                     stop=list(stop) or None,
-                    temperature=self.temperature if temperature is None else temperature,
-                    frequency_penalty=self.frequency_penalty,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k,
+                    min_p=sampling.min_p,
+                    repeat_penalty=sampling.repeat_penalty,
+                    presence_penalty=sampling.presence_penalty,
+                    frequency_penalty=sampling.frequency_penalty,
+                    seed=sampling.seed,
                 )
                 for chunk in chunks:
                     if cancel.is_set():
@@ -244,8 +273,9 @@ class OpenAiBackend:
             raise ModelLoadError(f"LLM_BASE_URL={settings.llm_base_url!r}: expected http(s)://host[:port]/v1")
         self.base_url = settings.llm_base_url.rstrip("/")
         self.model = settings.llm_model
-        self.temperature = settings.llm_temperature
-        self.frequency_penalty = settings.llm_frequency_penalty
+        self.model_name = settings.llm_model
+        self.profile = profile_for(settings, settings.llm_model)
+        self.temperature = self.profile.sampling.temperature
         self.context_tokens = settings.llm_context
         self._client = OpenAiChatClient(
             self.base_url, settings.llm_api_key, connect_timeout=connect_timeout,
@@ -266,7 +296,9 @@ class OpenAiBackend:
         stop: Sequence[str],
         cancel: threading.Event,
         temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]:
+        sampling = _sampling(sampling or self.profile.sampling, temperature)
         yield ""  # remote compute: ready at once
         if cancel.is_set():
             return
@@ -274,9 +306,17 @@ class OpenAiBackend:
             "model": self.model,
             "messages": messages,
             "max_tokens": max_tokens,
-            "temperature": self.temperature if temperature is None else temperature,
-            "frequency_penalty": self.frequency_penalty,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "presence_penalty": sampling.presence_penalty,
+            "frequency_penalty": sampling.frequency_penalty,
+            # Not in OpenAI's API, understood by llama.cpp's and vLLM's servers (others ignore them).
+            "top_k": sampling.top_k,
+            "min_p": sampling.min_p,
+            "repeat_penalty": sampling.repeat_penalty,
         }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
         if stop:
             body["stop"] = list(stop)[:MAX_HTTP_STOP_STRINGS]
         try:

@@ -1,6 +1,6 @@
 """Start the real model servers on the embedded models, on 127.0.0.1 (tests, benchmarks, by hand).
 
-    python -m simulator.model_servers   # STT on 10300, TTS on 10200, the LLM on 8080, until Ctrl-C
+    python -m simulator.model_servers   # STT on 10300, TTS on 10200, the LLM on a free port, until Ctrl-C
 
 `wyoming-faster-whisper` gets the embedded tiny.en folder (int8, greedy, English), `wyoming-piper` the embedded
 Piper voice (en_US-joe-medium) and llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`) the
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,15 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from benchmarks.llama_server import LlamaServer, free_port
 from bot.models import embedded_gguf_path, embedded_piper_voice, embedded_whisper_path
 
 READY_TIMEOUT_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stt_command(port: int, *, cpu_threads: int = 1) -> list[str]:
@@ -44,26 +38,7 @@ def tts_command(port: int) -> list[str]:
             "--data-dir", str(model.parent), "--local-files-only"]
 
 
-def llm_command(port: int, *, n_ctx: int = 2048, threads: int | None = None) -> list[str]:
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", str(n_ctx), "--model_alias", LLM_MODEL_NAME, "--verbose", "false"]
-    if threads:
-        command += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
-    return command
-
-
 LLM_MODEL_NAME = "smollm2"
-
-
-def _http_ready(port: int) -> bool:
-    import http.client
-
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        conn.request("GET", "/v1/models")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
 
 
 async def _describe(port: int) -> bool:
@@ -126,15 +101,18 @@ def tts_server(log_dir: Path, port: int | None = None) -> contextlib.AbstractCon
     return _server(tts_command(port), port, log_dir / "wyoming-tts.log", _wyoming_ready, f"tcp://127.0.0.1:{port}")
 
 
-def llm_server(log_dir: Path, port: int | None = None, **kw: Any) -> contextlib.AbstractContextManager[Server]:
-    """llama_cpp.server; its `url` is the LLM_BASE_URL (model name `smollm2`)."""
-    port = port or free_port()
-    return _server(llm_command(port, **kw), port, log_dir / "llm-server.log", _http_ready, f"http://127.0.0.1:{port}/v1")
+@contextlib.contextmanager
+def llm_server(*, threads: int | None = None, n_ctx: int = 2048) -> Iterator[Server]:
+    """llama_cpp.server on the embedded GGUF (`benchmarks.llama_server`); its `url` is the LLM_BASE_URL, the
+    model name `smollm2`."""
+    with LlamaServer(embedded_gguf_path(), alias=LLM_MODEL_NAME, n_ctx=n_ctx, threads=threads) as server:
+        assert server.proc is not None
+        yield Server(server.url, server.proc.pid)
 
 
 def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="chorus-speech-"))
-    with stt_server(log_dir, 10300) as stt, tts_server(log_dir, 10200) as tts, llm_server(log_dir, 8080) as llm:
+    with stt_server(log_dir, 10300) as stt, tts_server(log_dir, 10200) as tts, llm_server() as llm:
         print(f"STT_BACKEND=wyoming STT_SERVER_URI={stt.url}\nTTS_BACKEND=wyoming TTS_SERVER_URI={tts.url}\n"
               f"LLM_BACKEND=openai LLM_BASE_URL={llm.url} LLM_MODEL={LLM_MODEL_NAME}\nlogs: {log_dir}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from benchmarks.llama_server import LlamaServer, free_port
+from bot.models import embedded_gguf_path
 from bot.settings import load_settings
 from brain.llm import LlmError, OpenAiBackend, make_backend
-from simulator.model_servers import free_port, llm_server
 
 pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are in requirements-dev.txt")
 
@@ -26,8 +27,8 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
-    with llm_server(tmp_path_factory.mktemp("llm-server")) as server:
+def server_url():
+    with LlamaServer(embedded_gguf_path(), alias="smollm2") as server:
         yield server.url
 
 
