@@ -65,6 +65,17 @@ def _still_being_heard(ctx: Ctx, member: Member) -> bool:
             and ctx.now - member.last_speech_end < ctx.policy.final_timeout_s)
 
 
+def _voiced_over(ctx: Ctx, member: Member, since: float) -> float:
+    """Seconds of their voice since `since`. While the VAD still says they speak, their voice counts up to
+    the pause their latest partial was marked with, if any: a clipped "mm-hm" that Whisper wrote as three
+    words is still a short burst while the VAD's end-of-speech silence runs out."""
+    if not member.speaking:
+        return member.voiced_since(since, ctx.now, ctx.policy.speech_tail_s)
+    pause = member.pause_started
+    until = ctx.now if pause is None else min(ctx.now, pause)
+    return member.voiced_since(since, until, ctx.policy.speech_tail_s)
+
+
 def rule_floor(ctx: Ctx) -> Decision | None:
     """Someone speaks while the bot prepares or speaks a line: pause it, then go on or give up the floor."""
     room = ctx.room
@@ -90,7 +101,7 @@ def rule_floor(ctx: Ctx) -> Decision | None:
         # Bursts add up: "Wait, <pause> wait, <pause> hold on" is one run of speech over the bot.
         run = member.speech_since(turn.started, ctx.now, policy.barge_in_gap_s, policy.speech_tail_s)
         said = turn.words_over(member.user_id)
-        voiced = None if member.speaking else member.voiced_since(turn.started, ctx.now, policy.speech_tail_s)
+        voiced = _voiced_over(ctx, member, turn.started)
         if is_takeover(said, voiced):
             return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({len(words(said))} words over "
                             "the bot)", "floor", member_id=member.user_id)

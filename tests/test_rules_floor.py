@@ -313,3 +313,15 @@ def test_going_on_after_a_long_pause_mid_sentence_is_still_the_same_turn():
     line = say(room, BOB, "any superpower at all, which one would it be?", T0 + 4.1, T0 + 6.5, end_of_turn=0.9)
     assert line.text.startswith("Juniper, if you could pick any")
     assert at(room, T0 + 6.8).action is Action.RESPOND_NOW
+
+
+def test_a_short_burst_is_judged_by_its_voice_while_the_vad_still_says_speaking():
+    """A clipped "mm-hm" that Whisper wrote as three words, shown in a partial at the pause before the VAD
+    ends the speech: a backchannel. The same words after 0.9 s of voice, still speaking: a takeover."""
+    for spoke_s, action in ((0.4, Action.STAY_SILENT), (0.9, Action.YIELD_FLOOR)):
+        room = make_room(ALICE, BOB)
+        _bot_speaking(room, T0 + 1)
+        _paused_by(room, BOB, T0 + 2)
+        partial(room, BOB, "I'm not sure.", T0 + 2, T0 + 2 + spoke_s, paused=T0 + 2 + spoke_s)
+        d = at(room, T0 + 2 + spoke_s + 0.25)
+        assert d.action is action, (spoke_s, d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def run_main(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     monkeypatch.setenv("CHORUS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DISCORD_TOKEN", TOKEN)
     monkeypatch.setattr(bot.startup, "default_backoff", lambda: Backoff(first=0.05, cap=0.05, attempts=3))
+    # main() points the root logger at this test's (captured) stderr: put the handlers back afterwards, or
+    # later tests log into a closed stream.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    for name in ("discord", "discord.gateway"):
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.getLogger(name).level)
 
     def run(*args: str, **env: str) -> tuple[int, list[str]]:
         for key, value in env.items():
