@@ -153,6 +153,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_FREQUENCY_PENALTY", "llm_frequency_penalty", _float_range(-2.0, 2.0), 0.5, "OpenAI-style frequency penalty: discourages the small models' \"I'm sorry, I'm sorry\" loops (0 = off)."),
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
     SettingSpec("LLM_API_KEY", "llm_api_key", _str, "", "API key for the OpenAI-compatible server, if it needs one.", secret=True),
+    SettingSpec("LLM_CACHE_PROMPT", "llm_cache_prompt", _bool, True, "Ask the server to reuse its cached prompt prefix (llama.cpp server's `cache_prompt`): each reply evaluates only what is new. Off for servers that reject unknown fields."),
     # --- TTS -----------------------------------------------------------------------
     SettingSpec("TTS_ENGINE", "tts_engine", _choice("persona", "piper", "xtts", "espeak"), "persona", "`persona`: the engine the persona names; or force piper / xtts (GPU extra) / espeak."),
     SettingSpec("TTS_DEVICE", "tts_device", _choice("cpu", "cuda", "auto"), "auto", "Device for XTTS."),
@@ -209,6 +210,7 @@ class Settings:
     llm_frequency_penalty: float
     llm_base_url: str
     llm_api_key: str
+    llm_cache_prompt: bool
     tts_engine: str
     tts_device: str
     tts_use_deepspeed: bool

@@ -4,7 +4,9 @@
   `bot.models.MODELS`; the chat template comes from the GGUF. One generation at a time per
   loaded model (a llama context holds one conversation); others wait for it, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
-  `/v1/chat/completions` over Server-Sent Events with `http.client`, no extra packages.
+  `/v1/chat/completions` over Server-Sent Events with `http.client`, no extra packages. With
+  LLM_CACHE_PROMPT it asks for the server's prompt cache (`cache_prompt`), so one request per reply
+  evaluates only what is new.
 
 Cancelling: set the `cancel` event. It is checked per token; llama.cpp's abort callback also
 stops a long prompt evaluation, and the HTTP backend shuts its socket so a blocked read ends.
@@ -157,6 +159,7 @@ class LlamaCppBackend:
     """A local GGUF model. `settings.llm_model`: `embedded`, a path, or `hf:<repo>/<file>`."""
 
     name = "llama_cpp"
+    local_prompt_cache = True  # the context keeps the last prompt's evaluation: evaluating one ahead pays
 
     def __init__(self, settings: Settings) -> None:
         path = str(resolve_gguf(settings.llm_model))
@@ -237,6 +240,7 @@ class OpenAiBackend:
     """Streams from `settings.llm_base_url` + `/chat/completions` (Server-Sent Events)."""
 
     name = "openai"
+    local_prompt_cache = False  # the server keeps its own (`cache_prompt`)
 
     def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
         url = urlsplit(settings.llm_base_url.rstrip("/"))
@@ -248,6 +252,7 @@ class OpenAiBackend:
         self.path = (url.path or "") + "/chat/completions"
         self.model = settings.llm_model
         self.api_key = settings.llm_api_key
+        self.cache_prompt = settings.llm_cache_prompt
         self.temperature = settings.llm_temperature
         self.frequency_penalty = settings.llm_frequency_penalty
         self.context_tokens = settings.llm_context
@@ -285,6 +290,8 @@ class OpenAiBackend:
         }
         if stop:
             body["stop"] = list(stop)[:MAX_HTTP_STOP_STRINGS]
+        if self.cache_prompt:
+            body["cache_prompt"] = True  # llama.cpp server: reuse the longest cached prefix of this prompt
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
