@@ -8,6 +8,9 @@ Policies:
 - `auto`: pipelined unless the LLM and TTS both sit on the GPU and it has < 16 GiB free
   (measured with nvidia-smi, else torch.cuda.mem_get_info): then exclusive.
 
+Replies come before background work (prefills, warm-ups) on the LLM: `foreground(guild)` around a reply,
+`background(group=, cancel=)` before background work takes its slots (`bot.priority`).
+
 Every grant is recorded as a `WorkInterval` (kind, start, end, owner; monotonic seconds), so
 tests and benchmarks can check overlap and see where the time went.
 """
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Iterator
 
 from bot.metrics import record_model_time
+from bot.priority import Priorities, SchedulerCancelled
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,10 +43,6 @@ HEAVY = ("llm", "tts")
 POLICIES = ("exclusive", "pipelined")
 SMALL_GPU_FREE_BYTES = 16 * 1024**3
 MAX_RECORDS = 20_000
-
-
-class SchedulerCancelled(Exception):
-    """Waiting for a slot was abandoned because the caller's cancel event was set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,9 @@ class ModelScheduler:
         self._records: deque[WorkInterval] = deque(maxlen=max_records)
         self._active = {kind: 0 for kind in KINDS}
         self._waited = {kind: 0.0 for kind in KINDS}
+        self.priorities = Priorities()
+        self.foreground = self.priorities.foreground
+        self.background = self.priorities.background
 
     @classmethod
     def from_settings(
@@ -222,6 +225,7 @@ class ModelScheduler:
                 "busy_s": {k: round(v, 4) for k, v in busy.items()},
                 "waited_s": {k: round(v, 4) for k, v in self._waited.items()},
                 "queued": len(self._queue),
+                "priorities": self.priorities.stats(),
             }
 
     def clear_records(self) -> None:
