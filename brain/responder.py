@@ -119,26 +119,45 @@ class Responder:
         self.tts_for(persona)
         self.prefill(persona, [])
 
+    @property
+    def prefill_pays(self) -> bool:
+        """Whether evaluating a prompt ahead pays: a local llama.cpp keeps the last prompt's evaluation. An LLM
+        server keeps its own prompt cache (`cache_prompt`): a request per partial would only cost requests."""
+        return bool(getattr(self.llm, "local_prompt_cache", False))
+
     def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
-                situation: str = "") -> None:
+                situation: str = "", group: Any = None, give_way: Callable[[], bool] | None = None) -> str:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
         voice session calls this while a member is still speaking, with their words so far as the last
         line and the situation the reply would get, so the reply only evaluates the words that came
-        after (prompt evaluation of a few hundred tokens costs seconds on a small CPU). Setting `cancel`
-        stops it at once.
+        after (prompt evaluation of a few hundred tokens costs seconds on a small CPU).
+
+        Background work under the scheduler: it waits while any reply is being made, and a reply of
+        another `group` (guild) cancels it; once it had to wait, `give_way()` true (a newer request came)
+        drops it. Setting `cancel` stops it at once. Returns "done", "superseded" or "cancelled".
         """
+        cancel = cancel or threading.Event()
         messages = build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
                                   count_tokens=self.llm.count_tokens)
-        stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
         try:
-            for _ in stream:
-                pass
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            with self.scheduler.background(group=group, cancel=cancel) as waited:
+                if waited and give_way is not None and give_way():
+                    return "superseded"
+                stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel)
+                try:
+                    _first_item(stream)  # waits for the model itself, outside any scheduler slot
+                    with self.scheduler.hold("llm", owner=f"prefill-{group}", cancel=cancel):
+                        for _ in stream:
+                            pass
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
+        except SchedulerCancelled:
+            return "cancelled"
+        return "cancelled" if cancel.is_set() else "done"
 
     def max_reply_tokens(self, persona: Any) -> int:
         max_tokens = self.settings.llm_max_tokens
