@@ -3,7 +3,7 @@
 Writes are atomic (write a temp file, fsync, `os.replace`), so a crash never leaves half a
 file. A file that cannot be read is moved aside (`guilds.json.corrupt-<time>`) and the store
 starts empty; entries with bad values are skipped and the original file is copied aside first,
-so nothing is lost. Methods are blocking file I/O: call the setters through `asyncio.to_thread`.
+so nothing is lost. Methods are blocking file I/O: call the setters on the "io" executor (`bot.executors`).
 """
 
 from __future__ import annotations

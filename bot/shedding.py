@@ -32,12 +32,14 @@ class ShedLog:
     """Counts of what one queue dropped, by reason (thread-safe)."""
 
     def __init__(self, queue: str, *, label: str = "", burst_gap_s: float = BURST_GAP_S,
-                 clock: Callable[[], float] = time.monotonic, logger: logging.Logger | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, logger: logging.Logger | None = None,
+                 level: int = logging.WARNING) -> None:
         self.queue = queue
         self.label = label  # e.g. "guild 42": says whose work was dropped (the metrics' guild label)
         self.burst_gap_s = burst_gap_s
         self._clock = clock
         self._log = logger or log
+        self._level = level  # of the line that starts a burst (INFO where shedding costs only latency)
         self._lock = threading.Lock()
         self._total: Counter[str] = Counter()
         self._burst: Counter[str] = Counter()
@@ -60,8 +62,8 @@ class ShedLog:
         if ended is not None:
             self._log.info("%s: %s", self._who(), ended)
         if new_burst:
-            self._log.warning("%s: shedding %s (%s) under load; counting the rest of this burst", self._who(),
-                              self.queue, reason)
+            self._log.log(self._level, "%s: shedding %s (%s) under load; counting the rest of this burst",
+                          self._who(), self.queue, reason)
         record_shed(self._guild_label(), self.queue, reason, n)
 
     def flush(self) -> None:

@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import executors
 from bot.voice_session import CaptionSink, VoiceSession
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class PrompterCog(commands.Cog):
 
                 settings = self.bot.settings
                 self._shared["scheduler"] = ModelScheduler.from_settings(settings)
-                self._shared["llm"] = await asyncio.to_thread(make_backend, settings)
+                self._shared["llm"] = await executors.run("models", make_backend, settings)
             return self._shared["llm"], self._shared["scheduler"]
 
     async def session_parts(self, guild: discord.Guild) -> dict[str, Any]:
@@ -107,7 +108,7 @@ class PrompterCog(commands.Cog):
 
         async def run() -> None:
             try:
-                await asyncio.to_thread(warm_up, persona)
+                await executors.run("prefill", warm_up, persona)  # background LLM work, like a prefill
             except Exception:  # a warm-up failure only costs latency; the reply path reports real errors
                 log.warning("warm-up of persona %s failed", getattr(persona, "name", "?"), exc_info=True)
 
@@ -165,11 +166,11 @@ class PrompterCog(commands.Cog):
             if channel is None or not hasattr(channel, "send"):
                 await interaction.response.send_message("I can't post captions here.", ephemeral=True)
                 return
-            await asyncio.to_thread(self.bot.guild_store.set_captions_channel, guild.id, channel.id)
+            await executors.run("io", self.bot.guild_store.set_captions_channel, guild.id, channel.id)
             sink: CaptionSink | None = caption_sender(channel)  # type: ignore[arg-type]
             message = f"Captions on: I'll post what I hear and say in {getattr(channel, 'mention', 'this channel')}."
         else:
-            await asyncio.to_thread(self.bot.guild_store.set_captions_channel, guild.id, None)
+            await executors.run("io", self.bot.guild_store.set_captions_channel, guild.id, None)
             sink = None
             message = "Captions off."
         session = self.session_of(guild.id)
