@@ -43,7 +43,8 @@ from brain.clean import ReplyBudget, clean_reply
 from brain.llm import default_llm_threads
 from brain.prompt import as_history_line, build_messages
 from brain.responder import Responder, ReplyResult
-from simulator.scripted import STAGES, ConversationResult, Line, ScriptedConversation
+from simulator.replies import STAGES
+from simulator.scripted import ConversationResult, Line, ScriptedConversation
 from simulator.voices import ALICE, BOB
 
 log = logging.getLogger("benchmarks.e2e_bench")
