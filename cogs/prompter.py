@@ -116,6 +116,13 @@ class PrompterCog(commands.Cog):
         self._warm_ups.add(task)
         task.add_done_callback(self._warm_ups.discard)
 
+    async def warmed_up(self, timeout: float) -> bool:
+        """Until the background warm-ups started so far have finished (benchmarks measure a warm bot)."""
+        pending = list(self._warm_ups)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        return not any(not task.done() for task in pending)
+
     def _captions_for(self, guild_id: int) -> CaptionSink | None:
         channel_id = self.bot.guild_store.get(guild_id).captions_channel_id
         if channel_id is None:
