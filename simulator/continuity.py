@@ -28,7 +28,7 @@ from simulator import audio_files
 NOISE_AMPLITUDE = 0.002  # about -54 dBFS: audible to a decoder, silence to the VAD
 TONE_AMPLITUDE = 0.3
 CHUNK_S = 1.0
-GAP_S = 0.15  # a stream counts as flowing again after its first packet that follows a silence this long
+GAP_S = 0.08  # a silence this long (4 packets) is an outage; shorter ones are jitter
 
 
 @dataclass(frozen=True)
