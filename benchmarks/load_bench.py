@@ -47,56 +47,14 @@ from bot.settings import PROJECT_ROOT, load_settings
 from conversation.addressing import NameMatcher
 from simulator.guilds import GuildRun, GuildsRun, bot_in_guilds, guild_cast
 from simulator.replies import STAGES, TurnRecord
+from simulator.talk import make_script
 
 log = logging.getLogger("benchmarks.load_bench")
 
 P95_GOAL_S = 1.5
 DEFAULT_GUILDS = (1, 2, 4, 8)
-BOT_NAME = "Juniper"
 # Settings as shipped, except: no greetings and no topics of the bot's own (the script is the conversation).
 BENCH_ENV = {"PROMPTER_GREET": "false", "PROMPTER_IDLE_TOPIC_S": "3600"}
-
-QUESTIONS = (
-    "Hey {bot}, what should I cook tonight?",
-    "Hey {bot}, have you read any good books lately?",
-    "{bot}, what is a good name for a cat?",
-    "Hey {bot}, how do I keep basil alive on a windowsill?",
-    "Hey {bot}, any ideas for a rainy Sunday?",
-    "So {bot}, what kind of music do you like?",
-    "{bot}, should I learn the guitar or the piano?",
-    "Hey {bot}, what is your favourite season?",
-    "Okay {bot}, what board game should we play tonight?",
-    "Hey {bot}, do you think it will snow this winter?",
-    "{bot}, what is the best way to learn a language?",
-    "Hey {bot}, can you recommend a good movie?",
-)
-REMARKS = (
-    "I think it might rain this weekend.",
-    "My brother finally fixed his bike.",
-    "The new bakery downtown is pretty good.",
-    "I stayed up way too late last night.",
-    "The traffic this morning was terrible.",
-    "We should go hiking again soon.",
-    "My cat knocked a plant off the shelf again.",
-    "I started reading a new mystery novel.",
-)
-
-
-def make_script(rng: random.Random, names: Sequence[str], lines: int) -> list[tuple[str, str, bool]]:
-    """(speaker, text, expect_reply): about two thirds questions to the bot, the rest remarks to the room;
-    the first line is a question (someone says hello to the bot), a speaker never talks twice in a row."""
-    questions = rng.sample(QUESTIONS, k=min(len(QUESTIONS), lines))
-    remarks = rng.sample(REMARKS, k=min(len(REMARKS), lines))
-    script: list[tuple[str, str, bool]] = []
-    last = None
-    for i in range(lines):
-        ask = i == 0 or rng.random() < 0.67
-        speaker = rng.choice([n for n in names if n != last] or list(names))
-        last = speaker
-        text = questions.pop().format(bot=BOT_NAME) if ask else remarks.pop()
-        script.append((speaker, text, ask))
-    return script
-
 
 def bot_name_heard(session: Any) -> Callable[[str], bool]:
     """Whether a transcript names the bot, as the session's turn-taking rules judge it."""

@@ -23,6 +23,7 @@ STAGES = ("speech_end", "vad_end", "final", "request", "first_token", "first_fra
           "first_packet", "heard")
 TERMINAL = ("spoken", "interrupted", "failed", "silent", "gated", "discarded")
 POLL_S = 0.05
+MAX_SEEN_TRACES = 400
 
 FirstVoicedAfter = Callable[[float], "float | None"]
 
@@ -85,8 +86,8 @@ class ReplyWatch:
         self.reply_timeout_s = reply_timeout_s
         self.unprompted_watch_s = unprompted_watch_s  # no reply expected: how long to watch for one anyway
         self.on_poll = on_poll or (lambda: None)
-        self._seen_traces: set[int] = set()
-        self._trace_refs: list[Any] = []  # keep traces alive so their ids stay unique
+        # the traces already seen (kept alive so their ids stay unique); the session keeps its last 100 only
+        self._seen: dict[int, Any] = {}
 
     async def follow(self, turn: TurnRecord, *, user_id: int, start: float, true_end: float) -> TurnRecord:
         """After the member's line (sent from ``start``, speech ended at ``true_end``): wait for the bot, then
@@ -162,10 +163,11 @@ class ReplyWatch:
     def take_new_traces(self) -> list[Any]:
         out = []
         for trace in list(self.session.traces):
-            if id(trace) not in self._seen_traces:
-                self._seen_traces.add(id(trace))
-                self._trace_refs.append(trace)
+            if id(trace) not in self._seen:
+                self._seen[id(trace)] = trace
                 out.append(trace)
+        while len(self._seen) > MAX_SEEN_TRACES:
+            del self._seen[next(iter(self._seen))]
         return out
 
     def record(self, trace: Any, origin: float) -> ReplyRecord:

@@ -69,10 +69,12 @@ class RemoteServer:
 
 
 class RemoteEars:
-    """Arrival times of the bot's voiced packets at a guild's members (sorted; as the world reports them)."""
+    """Arrival times of the bot's voiced packets at a guild's members (sorted; as the world reports them), the
+    last `keep_s` seconds of them (a soak runs for an hour)."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep_s: float = 600.0) -> None:
         self.voiced: list[float] = []
+        self.keep_s = keep_s
 
     def add(self, times: Sequence[float]) -> None:
         for t in times:
@@ -80,6 +82,8 @@ class RemoteEars:
                 self.voiced.append(t)
             else:
                 bisect.insort(self.voiced, t)
+        if self.voiced and self.voiced[-1] - self.voiced[0] > 1.5 * self.keep_s:
+            del self.voiced[:bisect.bisect_left(self.voiced, self.voiced[-1] - self.keep_s)]
 
     def first_voiced_after(self, t: float, within_s: float = 5.0) -> float | None:
         i = bisect.bisect_left(self.voiced, t - 0.005)
