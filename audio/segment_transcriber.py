@@ -97,10 +97,11 @@ class SegmentTranscriber:
         self._tentative: dict[int, tuple[str, float]] = {}  # user -> (words Whisper doubted, when they ended)
 
     def pause(self, turn: _Turn) -> None:
-        """The VAD heard a pause: judge the end of turn (then mark the latest partial with it), speculate."""
+        """The VAD heard a pause: mark the latest partial at once (an early start may begin on it: its audio
+        is held until the final, which carries the end-of-turn judgement), judge the end of turn, speculate."""
         turn.in_pause = True
-        if not self._judge_end_of_turn(turn):
-            self._paused(turn)
+        self._paused(turn)
+        self._judge_end_of_turn(turn)
         if self.speculative:
             self._speculate(turn)
 
@@ -304,16 +305,16 @@ class SegmentTranscriber:
             self.stats.partials += 1
             self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
 
-    def _judge_end_of_turn(self, turn: _Turn) -> bool:
+    def _judge_end_of_turn(self, turn: _Turn) -> None:
         """At a pause: has the member finished? Judged on the end-of-turn thread (the VAD thread goes on
         with everyone's audio), on their audio so far after their previous segment when it ended moments
-        before (what they said before a pause is part of the sentence being judged). When the judgement
-        is in, their latest partial goes out marked "paused", with it. False: nothing to judge."""
+        before (what they said before a pause is part of the sentence being judged). The speculative
+        transcript and the final of the pause carry the judgement."""
         model = self.end_of_turn
         seg = turn.segment
         sample = seg.last_voice_sample
         if model is None or turn.end_of_turn_sample == sample:
-            return False
+            return
         audio = seg.audio()
         previous = self._previous.get(seg.user_id)
         if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
@@ -325,10 +326,9 @@ class SegmentTranscriber:
             turn.end_of_turn_sample = sample
         if stale is not None:
             stale.cancel()  # an earlier pause's judgement not started yet: they spoke since, it would be stale
-        future.add_done_callback(lambda done, turn=turn: self._judged(turn, done))
-        return True
+        future.add_done_callback(self._judged)
 
-    def _judged(self, turn: _Turn, future: Future) -> None:
+    def _judged(self, future: Future) -> None:
         if future.cancelled():
             return
         error = future.exception()
@@ -338,17 +338,16 @@ class SegmentTranscriber:
         else:
             self.stats.end_of_turn_calls += 1
             self.stats.end_of_turn_ms_total += future.result().compute_s * 1000.0
-        self._paused(turn)
 
     @staticmethod
-    def _current_end_of_turn(turn: _Turn) -> float | None:
+    def _current_end_of_turn(turn: _Turn, *, wait: bool = True) -> float | None:
         """The end-of-turn probability, if it was judged on all the voice of the segment so far (waiting a
         moment for a judgement in progress: it began at the pause, before any transcription of it)."""
         future = turn.end_of_turn
         if future is None or turn.end_of_turn_sample != turn.segment.last_voice_sample:
             return None
         try:
-            return future.result(timeout=JUDGE_WAIT_S).probability
+            return future.result(timeout=JUDGE_WAIT_S if wait else 0).probability
         except Exception:  # still running after the wait, or failed: not judged
             return None
 
@@ -356,11 +355,11 @@ class SegmentTranscriber:
         """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
         start preparing a reply to it while the speculative transcript and the end are still to come."""
         seg = turn.segment
-        end_of_turn = self._current_end_of_turn(turn)
+        end_of_turn = self._current_end_of_turn(turn, wait=False)  # a judgement of this pause is not in yet
         with turn.lock:
             result = turn.last_partial_result
-            if result is None or turn.paused_partial is not None or turn.finalized or not turn.in_pause:
-                return  # (not in_pause: they spoke again while the end of turn was being judged)
+            if result is None or turn.paused_partial is not None or turn.finalized:
+                return
             turn.paused_partial = result
             timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
             self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)

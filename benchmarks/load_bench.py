@@ -119,7 +119,7 @@ def shed_summary(run: GuildsRun) -> dict[str, Any]:
                            if k.startswith("dropped_")})
     scheduler = getattr(run.guilds[0].session.responder, "scheduler", None) if run.guilds else None
     return {"by_reason": dict(sorted(shed.items())), "receive_dropped": dict(sorted(receive.items())),
-            "stt": stt, "prefill": prefill, "model_priorities": scheduler.priorities.stats() if scheduler is not None else {}}
+            "stt": stt, "prefill": prefill, "model_background": scheduler.background_stats() if scheduler is not None else {}}
 
 
 async def run_one(n_guilds: int, lines: int, seed: int, reply_timeout_s: float, work: Path) -> dict[str, Any]:

@@ -28,14 +28,19 @@ from bot.metrics import Metrics, MetricsServer
 from bot.settings import Settings, SettingsError
 from bot.startup import Backoff, serve
 from conversation.persona import Persona, PersonaLibrary, fallback_persona
+from memory.service import MemoryService
+from storage.db import Database
+from storage.errors import StorageError
 
 log = logging.getLogger(__name__)
 
-COG_EXTENSIONS: tuple[str, ...] = ("cogs.voice", "cogs.persona")
+COG_EXTENSIONS: tuple[str, ...] = ("cogs.voice", "cogs.persona", "cogs.memory")
 # Loaded when the module exists (built by other parts of the team).
 OPTIONAL_COG_EXTENSIONS: tuple[str, ...] = ("cogs.prompter",)
 
 SessionFactory = Callable[["ChorusBot", discord.Guild, discord.VoiceClient, Persona], Awaitable[object]]
+SessionHook = Callable[[int, object], Awaitable[None]]
+STORAGE_RETRY_S = (5.0, 15.0, 30.0, 60.0)  # waits between attempts to open an unavailable database (then 60 s)
 
 
 def chorus_intents() -> discord.Intents:
@@ -57,6 +62,7 @@ class ChorusBot(commands.Bot):
         *,
         personas: PersonaLibrary | None = None,
         guild_store: GuildStore | None = None,
+        database: Database | None = None,
         session_factory: SessionFactory | None = None,
         sync_on_start: bool = False,
         extensions: tuple[str, ...] = COG_EXTENSIONS,
@@ -67,7 +73,15 @@ class ChorusBot(commands.Bot):
         self.settings = settings
         self._personas_given = personas is not None
         self.personas: PersonaLibrary = personas if personas is not None else PersonaLibrary(folder=settings.personas_dir)
-        self.guild_store = guild_store if guild_store is not None else GuildStore.from_settings(settings)
+        if guild_store is not None:
+            self.storage = guild_store.db
+        else:
+            self.storage = database if database is not None else Database.from_settings(settings)
+        self.guild_store = guild_store if guild_store is not None else GuildStore.from_settings(settings, self.storage)
+        self._storage_retry: asyncio.Task | None = None
+        # Called with (guild id, session) after a voice session closed (memory writes its end-of-call notes).
+        self.memory = MemoryService(settings, self.storage, self.guild_store)
+        self.session_closed_hooks: list[SessionHook] = [self.memory.session_closed]
         self.voice_sessions: dict[int, object] = {}
         self.session_factory: SessionFactory | None = session_factory
         self.metrics = metrics  # None: metrics off (CHORUS_METRICS_PORT=0)
@@ -78,6 +92,8 @@ class ChorusBot(commands.Bot):
 
     # -- startup ---------------------------------------------------------------------
     async def setup_hook(self) -> None:
+        await self.open_storage()
+        await self.memory.start()
         if not self._personas_given:
             self.personas = await executors.run("io", PersonaLibrary.load, self.settings.personas_dir)
         if self.settings.default_persona not in self.personas:
@@ -94,6 +110,34 @@ class ChorusBot(commands.Bot):
                 await self.load_extension(name)
         if self._sync_on_start:
             await self.sync_commands()
+
+    async def open_storage(self) -> bool:
+        """Open the database and load the guild settings. When it is unavailable the bot runs with default
+        guild settings and without memory, and tries again in the background (one log line per outage)."""
+        try:
+            await self.storage.open()
+            await self.guild_store.load()
+        except StorageError as exc:
+            if self._storage_retry is None:
+                log.error("database unavailable at start (%s): running with default server settings and without "
+                          "memory until it is back; retrying in the background", exc)
+                self._storage_retry = asyncio.create_task(self._retry_storage(), name="storage-retry")
+            return False
+        return True
+
+    async def _retry_storage(self) -> None:
+        attempt = 0
+        while True:
+            await asyncio.sleep(STORAGE_RETRY_S[min(attempt, len(STORAGE_RETRY_S) - 1)])
+            attempt += 1
+            try:
+                await self.storage.open()
+                await self.guild_store.load()
+            except StorageError:
+                continue
+            log.info("database available after %d retr%s: server settings loaded", attempt, "y" if attempt == 1 else "ies")
+            self._storage_retry = None
+            return
 
     async def sync_commands(self) -> dict[str, int]:
         """Publish the slash commands: to each dev guild when configured (instant), else globally.
@@ -190,6 +234,11 @@ class ChorusBot(commands.Bot):
             except Exception:
                 log.exception("guild %d: error while closing the voice session", guild.id)
         log.info("guild %d: voice session stopped", guild.id)
+        for hook in list(self.session_closed_hooks):
+            try:
+                await hook(guild.id, session)
+            except Exception:
+                log.exception("guild %d: a session-closed hook failed", guild.id)
 
     def health(self) -> dict[str, Any]:
         """What /healthz reports: ok while connected to Discord's gateway."""
@@ -205,7 +254,12 @@ class ChorusBot(commands.Bot):
     async def close(self) -> None:
         for guild_id in list(self.voice_sessions):
             await self.stop_voice_session(discord.Object(id=guild_id))
+        await self.memory.close()  # the last summaries and queued writes, within a bounded wait
         await super().close()
+        if self._storage_retry is not None:
+            self._storage_retry.cancel()
+            self._storage_retry = None
+        await self.storage.close()
 
     # -- errors --------------------------------------------------------------------------
     async def on_app_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
@@ -223,6 +277,11 @@ class ChorusBot(commands.Bot):
             message = str(error) or f"You can't use {command} here."
         elif isinstance(error, app_commands.TransformerError):
             message = f"That value doesn't work for {command}: {error}"
+        elif isinstance(getattr(error, "original", None), StorageError):
+            original = getattr(error, "original")
+            log.warning("%s in guild %s could not reach the database: %s", command, interaction.guild_id, original)
+            message = f"Sorry, I couldn't save that: {original}. Nothing was changed; try again in a moment."
+            expected = False
         else:
             original = getattr(error, "original", error)
             log.error("%s failed in guild %s", command, interaction.guild_id, exc_info=original)

@@ -1,159 +1,111 @@
-"""Per-guild state (chosen persona, captions channel), kept in one JSON file under the data dir.
+"""Per-guild state (chosen persona, captions channel, memory on/off), kept in the database.
 
-Writes are atomic (write a temp file, fsync, `os.replace`), so a crash never leaves half a
-file. A file that cannot be read is moved aside (`guilds.json.corrupt-<time>`) and the store
-starts empty; entries with bad values are skipped and the original file is copied aside first,
-so nothing is lost. Methods are blocking file I/O: call the setters on the "io" executor (`bot.executors`).
+Reads come from an in-memory copy (`get` is instant, for the event loop); writes go to the database
+first and change the copy only once the database has them. `load()` fills the copy at start (after
+importing an old `guilds.json` once, see `storage.legacy`). When the database is unavailable, reads
+give the defaults or the last known state and writes raise `StorageError` with one clear line.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+import sqlalchemy as sa
 
-STORE_FILENAME = "guilds.json"
-FORMAT_VERSION = 1
+from storage.db import Database, upsert
+from storage.schema import guild_settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class GuildState:
     persona: str | None = None  # persona name chosen with /persona set; None = the default persona
     captions_channel_id: int | None = None  # text channel where the bot posts what it heard and said
+    memory_enabled: bool = True  # /memory off turns remembering off for the whole server
 
 
-def _parse_state(raw: Any) -> GuildState:
-    if not isinstance(raw, dict):
-        raise ValueError(f"expected an object, got {type(raw).__name__}")
-    unknown = set(raw) - {"persona", "captions_channel_id"}
-    if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)}")
-    persona = raw.get("persona")
+def validate_state(state: GuildState) -> None:
+    """Raise ValueError naming the bad field."""
+    persona = state.persona
     if persona is not None and (not isinstance(persona, str) or not persona.strip()):
         raise ValueError(f"persona: expected a name or null, got {persona!r}")
-    channel = raw.get("captions_channel_id")
+    channel = state.captions_channel_id
     if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel <= 0):
         raise ValueError(f"captions_channel_id: expected a channel id or null, got {channel!r}")
-    return GuildState(persona=persona, captions_channel_id=channel)
+    if not isinstance(state.memory_enabled, bool):
+        raise ValueError(f"memory_enabled: expected true or false, got {state.memory_enabled!r}")
 
 
 class GuildStore:
-    """Thread-safe, in-memory view of per-guild state, saved on every change."""
+    """The database's guild settings, with an in-memory copy for instant reads."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
+    def __init__(self, db: Database, *, data_dir: Path | None = None) -> None:
+        self.db = db
+        self.data_dir = data_dir
         self._states: dict[int, GuildState] = {}
-        self._load()
+        self.loaded = False
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "GuildStore":
-        return cls(Path(settings.data_dir) / STORE_FILENAME)
+    def from_settings(cls, settings: Any, db: Database | None = None) -> "GuildStore":
+        return cls(db if db is not None else Database.from_settings(settings), data_dir=Path(settings.data_dir))
 
-    # -- reading ----------------------------------------------------------------------
+    # -- reading ----------------------------------------------------------------------------------
     def get(self, guild_id: int) -> GuildState:
-        with self._lock:
-            return self._states.get(guild_id, GuildState())
+        return self._states.get(guild_id, GuildState())
 
     def all(self) -> dict[int, GuildState]:
-        with self._lock:
-            return dict(self._states)
+        return dict(self._states)
 
-    # -- writing (blocking) -----------------------------------------------------------
-    def update(self, guild_id: int, **changes: Any) -> GuildState:
-        """Change fields of one guild's state and save. Returns the new state."""
-        with self._lock:
-            new = replace(self._states.get(guild_id, GuildState()), **changes)
-            _parse_state(asdict(new))  # same validation as on load: never write what we cannot read
-            states = dict(self._states)
-            if new == GuildState():
-                states.pop(guild_id, None)
-            else:
-                states[guild_id] = new
-            self._save(states)  # memory changes only once the file has
-            self._states = states
-            return new
+    async def load(self) -> None:
+        """Import an old guilds.json once (see storage.legacy), then read every guild's row."""
+        if self.data_dir is not None:
+            from storage.legacy import import_legacy_guilds
 
-    def set_persona(self, guild_id: int, name: str | None) -> GuildState:
-        return self.update(guild_id, persona=name)
-
-    def set_captions_channel(self, guild_id: int, channel_id: int | None) -> GuildState:
-        return self.update(guild_id, captions_channel_id=channel_id)
-
-    def forget(self, guild_id: int) -> None:
-        with self._lock:
-            if guild_id in self._states:
-                states = {k: v for k, v in self._states.items() if k != guild_id}
-                self._save(states)
-                self._states = states
-
-    # -- file ---------------------------------------------------------------------------
-    def _load(self) -> None:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.error("guild store %s cannot be read (%s); starting empty", self.path, exc)
-            return
-        try:
-            doc = json.loads(text)
-            if not isinstance(doc, dict) or not isinstance(doc.get("guilds"), dict):
-                raise ValueError("expected {\"version\": 1, \"guilds\": {...}}")
-        except (ValueError, UnicodeDecodeError) as exc:
-            moved = self._set_aside(move=True)
-            log.error("guild store %s is corrupt (%s); moved to %s, starting empty", self.path, exc, moved)
-            return
-        bad = 0
-        for key, raw in doc["guilds"].items():
-            try:
-                guild_id = int(key)
-                self._states[guild_id] = _parse_state(raw)
-            except (ValueError, TypeError) as exc:
-                bad += 1
-                log.error("guild store %s: entry %r skipped: %s", self.path, key, exc)
-        if bad:
-            copy = self._set_aside(move=False)
-            log.error("guild store %s: %d bad entr%s skipped; original kept at %s", self.path, bad, "y" if bad == 1 else "ies", copy)
-
-    def _set_aside(self, *, move: bool) -> Path | None:
-        target = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
-        try:
-            if move:
-                os.replace(self.path, target)
-            else:
-                shutil.copy2(self.path, target)
-        except OSError as exc:
-            log.error("could not set aside %s: %s", self.path, exc)
-            return None
-        return target
-
-    def _save(self, states: dict[int, GuildState]) -> None:
-        doc = {
-            "version": FORMAT_VERSION,
-            "guilds": {str(gid): asdict(state) for gid, state in sorted(states.items())},
+            await import_legacy_guilds(self.db, self.data_dir)
+        async with self.db.transaction() as conn:
+            rows = (await conn.execute(sa.select(guild_settings))).mappings().all()
+        self._states = {
+            int(row["guild_id"]): GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
+                                             memory_enabled=bool(row["memory_enabled"]))
+            for row in rows
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        self.loaded = True
+
+    # -- writing ----------------------------------------------------------------------------------
+    async def update(self, guild_id: int, **changes: Any) -> GuildState:
+        """Change fields of one guild's state in the database, then in memory. Returns the new state."""
+        new = replace(self.get(guild_id), **changes)
+        validate_state(new)  # never write what we could not read back
+        async with self.db.transaction() as conn:
+            if new == GuildState():
+                await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
+            else:
+                row = {"guild_id": guild_id, **asdict(new), "updated_at": time.time()}
+                await conn.execute(upsert(self.db.dialect, guild_settings, row, ["guild_id"],
+                                          [c for c in row if c != "guild_id"]))
+        states = dict(self._states)
+        if new == GuildState():
+            states.pop(guild_id, None)
+        else:
+            states[guild_id] = new
+        self._states = states
+        return new
+
+    async def set_persona(self, guild_id: int, name: str | None) -> GuildState:
+        return await self.update(guild_id, persona=name)
+
+    async def set_captions_channel(self, guild_id: int, channel_id: int | None) -> GuildState:
+        return await self.update(guild_id, captions_channel_id=channel_id)
+
+    async def set_memory_enabled(self, guild_id: int, enabled: bool) -> GuildState:
+        return await self.update(guild_id, memory_enabled=enabled)
+
+    async def forget(self, guild_id: int) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
+        self._states = {k: v for k, v in self._states.items() if k != guild_id}

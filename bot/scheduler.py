@@ -8,8 +8,13 @@ Policies:
 - `auto`: pipelined unless the LLM and TTS both sit on the GPU and it has < 16 GiB free
   (measured with nvidia-smi, else torch.cuda.mem_get_info): then exclusive.
 
-Replies come before background work (prefills, warm-ups) on the LLM: `foreground(guild)` around a reply,
-`background(group=, cancel=)` before background work takes its slots (`bot.priority`).
+Replies come first; background work (prefills of likely replies, persona warm-ups, memory's call
+summaries) uses what is left. A reply registers with `foreground(guild)` for its whole length: background
+work of OTHER guilds stops at once (a prefill of the reply's own guild goes on: it evaluates that reply's
+prompt), and none starts while any reply is in flight. `background()` waits for that, then for a quiet moment
+(`quiet_s`), runs one job at a time, and the event it yields is set as soon as foreground work needs the
+model (`foreground`, a `hold` or `use` of the LLM or TTS, `preempt_background()`): the job stops within a
+token and a reply never waits for it.
 
 Every grant is recorded as a `WorkInterval` (kind, start, end, owner; monotonic seconds), so
 tests and benchmarks can check overlap and see where the time went.
@@ -28,12 +33,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable, Hashable, Iterator
 
 from bot.metrics import record_model_time
-from bot.priority import Priorities, SchedulerCancelled
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,12 @@ HEAVY = ("llm", "tts")
 POLICIES = ("exclusive", "pipelined")
 SMALL_GPU_FREE_BYTES = 16 * 1024**3
 MAX_RECORDS = 20_000
+BACKGROUND_QUIET_S = 2.0  # background work starts after this long without foreground LLM/TTS work
+BACKGROUND_POLL_S = 0.05
+
+
+class SchedulerCancelled(Exception):
+    """Waiting for a slot was abandoned because the caller's cancel event was set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +82,11 @@ class ModelScheduler:
         self._records: deque[WorkInterval] = deque(maxlen=max_records)
         self._active = {kind: 0 for kind in KINDS}
         self._waited = {kind: 0.0 for kind in KINDS}
-        self.priorities = Priorities()
-        self.foreground = self.priorities.foreground
-        self.background = self.priorities.background
+        self._background: dict[threading.Event, Hashable] = {}  # preempt event -> group of the running job
+        self._replies: Counter[Hashable] = Counter()  # replies in flight per group (`foreground`)
+        self._last_foreground = float("-inf")
+        self.preemptions = 0
+        self.background_waited_s = 0.0
 
     @classmethod
     def from_settings(
@@ -164,16 +176,121 @@ class ModelScheduler:
     @contextlib.contextmanager
     def hold(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None) -> Iterator[None]:
         """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile)."""
+        self._foreground(kind)
         asked = self._acquire_blocking(kind, owner, cancel)
-        with self._running(kind, asked, owner):
-            yield
+        try:
+            with self._running(kind, asked, owner):
+                yield
+        finally:
+            self._foreground(kind)  # the quiet time before background work counts from here
 
     @contextlib.asynccontextmanager
     async def use(self, kind: str, *, owner: str = "") -> AsyncIterator[None]:
         """Async: wait for a `kind` slot without blocking the event loop (cancel the task to give up)."""
+        self._foreground(kind)
         asked = await self._acquire_async(kind, owner)
+        try:
+            with self._running(kind, asked, owner):
+                yield
+        finally:
+            self._foreground(kind)
+
+    # -- background work -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def foreground(self, group: Hashable = None) -> Iterator[None]:
+        """A reply for `group` (a guild) is being made, waits included: background work of other groups stops
+        now, and none starts until no reply is in flight. Never blocks (usable around awaits)."""
+        with self._cond:
+            self._replies[group] += 1
+        self.preempt_background(group)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._replies[group] -= 1
+                if self._replies[group] <= 0:
+                    del self._replies[group]
+                self._last_foreground = time.monotonic()
+                self._cond.notify_all()
+
+    def preempt_background(self, group: Hashable = None) -> int:
+        """Foreground model work is about to start: stop background jobs now (of groups other than `group`;
+        every one when it is None). Returns how many."""
+        with self._cond:
+            self._last_foreground = time.monotonic()
+            events = [event for event, owner_group in self._background.items()
+                      if group is None or owner_group != group]
+        for event in events:
+            if not event.is_set():
+                event.set()
+                self.preemptions += 1
+        return len(events)
+
+    def _foreground(self, kind: str) -> None:
+        if kind in HEAVY:
+            self.preempt_background()
+
+    def _idle_for(self) -> float | None:
+        """Under the lock: seconds since foreground LLM/TTS work, None while some runs, waits or is in flight,
+        or another background job runs (one at a time: the LLM computes one thing)."""
+        busy = (self._active["llm"] + self._active["tts"] > 0 or bool(self._queue) or bool(self._replies)
+                or bool(self._background))
+        return None if busy else time.monotonic() - self._last_foreground
+
+    @contextlib.contextmanager
+    def background(self, kind: str | None, *, owner: str = "", cancel: threading.Event | None = None,
+                   quiet_s: float = BACKGROUND_QUIET_S, group: Hashable = None,
+                   preempt: threading.Event | None = None) -> Iterator[threading.Event]:
+        """Blocking: run low-priority work once no reply is in flight and foreground LLM/TTS work has been
+        quiet for `quiet_s`; then hold a `kind` slot (None: take none here; the job takes it with
+        `background_slot` once it has the model, as a prefill does: holding the slot while waiting for a
+        model a reply holds would deadlock).
+
+        Yields the preempt event (`preempt`, or a new one): set when foreground work needs the model (or
+        `cancel` is set); the job must stop promptly when it is (pass it as the LLM's cancel event). A reply
+        of the job's own `group` does not preempt it. Raises SchedulerCancelled if `cancel` (or `preempt`)
+        is set while waiting.
+        """
+        own_event = preempt is None
+        preempt = threading.Event() if preempt is None else preempt
+        asked = time.monotonic()
+        with self._cond:
+            while True:
+                if (cancel is not None and cancel.is_set()) or preempt.is_set():
+                    raise SchedulerCancelled(kind or "background")
+                idle = self._idle_for()
+                if idle is not None and idle >= quiet_s:
+                    break
+                self._cond.wait(BACKGROUND_POLL_S)
+            self._background[preempt] = group
+            self.background_waited_s += time.monotonic() - asked
+        if cancel is not None and own_event:
+            threading.Thread(target=_link_events, args=(cancel, preempt), daemon=True, name=f"{owner}-cancel").start()
+        try:
+            if kind is None:
+                yield preempt
+            else:
+                with self.background_slot(kind, owner=owner, preempt=preempt):
+                    yield preempt
+        finally:
+            with self._cond:
+                self._background.pop(preempt, None)
+                self._cond.notify_all()
+            if own_event:
+                preempt.set()  # ends the watcher
+
+    @contextlib.contextmanager
+    def background_slot(self, kind: str, *, owner: str = "", preempt: threading.Event) -> Iterator[None]:
+        """Inside `background`: a `kind` slot for the job, without preempting background work (its own)."""
+        asked = self._acquire_blocking(kind, owner, preempt)
         with self._running(kind, asked, owner):
             yield
+
+    def background_stats(self) -> dict[str, float | int]:
+        with self._cond:
+            return {"replies_in_flight": sum(self._replies.values()), "background_running": len(self._background),
+                    "preempted": self.preemptions, "background_waited_s": round(self.background_waited_s, 3)}
 
     @contextlib.contextmanager
     def _running(self, kind: str, asked: float, owner: str) -> Iterator[None]:
@@ -225,13 +342,21 @@ class ModelScheduler:
                 "busy_s": {k: round(v, 4) for k, v in busy.items()},
                 "waited_s": {k: round(v, 4) for k, v in self._waited.items()},
                 "queued": len(self._queue),
-                "priorities": self.priorities.stats(),
+                "background": self.background_stats(),
             }
 
     def clear_records(self) -> None:
         with self._cond:
             self._records.clear()
             self._waited = {kind: 0.0 for kind in KINDS}
+
+
+def _link_events(source: threading.Event, target: threading.Event) -> None:
+    """Set `target` when `source` is set (until `target` is set by someone else)."""
+    while not target.is_set():
+        if source.wait(0.05):
+            target.set()
+            return
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:

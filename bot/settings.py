@@ -108,6 +108,16 @@ def _id_list(raw: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _database_url(raw: str) -> str:
+    """Empty, or a PostgreSQL / SQLite URL (checked here, so a typo fails at start with the setting's name)."""
+    from storage.db import database_url
+
+    raw = raw.strip()
+    if raw:
+        database_url(raw, PROJECT_ROOT)  # raises ValueError with the expected form
+    return raw
+
+
 def _path(raw: str) -> Path:
     """A path; relative ones are taken from the project root, so `.env` works from any cwd."""
     path = Path(raw.strip()).expanduser()
@@ -119,7 +129,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("DISCORD_TOKEN", "discord_token", _str, "", "Bot token from the Discord developer portal. Empty: run the offline demo instead.", secret=True),
     SettingSpec("CHORUS_DEV_GUILD_IDS", "dev_guild_ids", _id_list, (), "Comma-separated guild ids: `--sync` copies slash commands there (instant) instead of globally (up to an hour)."),
     SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Name of a role allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
-    SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where per-guild state (chosen persona, captions channel) is stored."),
+    SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where the SQLite database (server settings, memories) and downloaded voices are kept."),
     SettingSpec("CHORUS_PERSONAS_DIR", "personas_dir", _path, PROJECT_ROOT / "personas", "Folder of persona files (TOML, Character Card JSON/PNG)."),
     SettingSpec("CHORUS_DEFAULT_PERSONA", "default_persona", _str, "Juniper", "Persona used in a guild that has not chosen one."),
     SettingSpec("CHORUS_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Logging level."),
@@ -137,6 +147,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("STT_LOGPROB_THRESHOLD", "stt_logprob_threshold", _float_range(-10.0, 0.0), -1.0, "Drop a segment whose average log-probability is below this."),
     SettingSpec("STT_ENCODER_WINDOW_S", "stt_encoder_window_s", _float_range(0.0, 30.0), 10.0, "Encoder window (s) for utterances that fit it: 10 is ~4x cheaper than Whisper's 30 on CPU, same words on tiny.en; 0 = always 30."),
     SettingSpec("TURN_MODEL", "turn_model", _choice("smart_turn", "off"), "smart_turn", "Semantic end of turn: `smart_turn` (Smart Turn v3.2, shipped in the pipecat-ai wheel) judges from the voice whether a member finished or only paused; `off`: silence and the transcript alone."),
+    SettingSpec("TURN_MODEL_THRESHOLD", "turn_model_threshold", _float_range(0.0, 1.0), 0.2, "Below this end-of-turn probability a member is taken as not done yet (the bot waits PROMPTER_INCOMPLETE_WAIT_MS for more). The model's middle range means unsure: only a confident `unfinished` holds a reply back."),
     SettingSpec("VAD_THRESHOLD", "vad_threshold", _float_range(0.05, 0.95), 0.5, "Silero speech probability above which a frame is speech."),
     SettingSpec("VAD_ENERGY_GATE_DBFS", "vad_energy_gate_dbfs", _float_range(-90.0, 0.0), -50.0, "Frames quieter than this (dBFS) skip the VAD model and count as silence."),
     SettingSpec("VAD_END_SILENCE_MS", "vad_end_silence_ms", _int_range(60, 5000), 300, "Silence that ends a member's speech segment."),
@@ -170,7 +181,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
     SettingSpec("PROMPTER_MAX_UNPROMPTED", "max_unprompted", _int_range(0, 20), 2, "At most this many bot lines in a row without a human reply (topic starts); 0: never start topics."),
     SettingSpec("PROMPTER_PREEMPTIVE", "preemptive_start", _bool, True, "Start thinking on a complete-looking partial transcript when an addressing member pauses (kept only if the final transcript agrees)."),
+    # --- Storage, memory and privacy ----------------------------------------------
+    SettingSpec("DATABASE_URL", "database_url", _database_url, "", "Empty: a SQLite file (chorus.db) in CHORUS_DATA_DIR. Several bot processes: postgresql://user:password@host:5432/dbname.", secret=True),
+    SettingSpec("MEMORY_ENABLED", "memory_enabled", _bool, True, "Remember what members tell about themselves and a short summary of each call (a server can turn it off with /memory off)."),
+    SettingSpec("MEMORY_RETENTION_DAYS", "memory_retention_days", _int_range(0, 36500), 90, "Memories not renewed for this many days are deleted (checked hourly); 0 keeps them until forgotten."),
+    SettingSpec("MEMORY_PROMPT_TOKENS", "memory_prompt_tokens", _int_range(0, 2000), 96, "Token budget of the memories recalled into a reply's prompt (the most relevant first)."),
+    SettingSpec("MEMORY_SUMMARY", "memory_summary", _choice("llm", "extractive", "off"), "extractive", "Call summaries: `extractive` (the member's own most telling lines), `llm` (written by MEMORY_LLM_MODEL; use it with a bigger model than SmolLM2-135M), `off`."),
+    SettingSpec("MEMORY_LLM_MODEL", "memory_llm_model", _str, "", "Model that writes call summaries: empty = the reply model (LLM_MODEL); or another GGUF (path, `hf:`) / server model name, e.g. a bigger one."),
+    SettingSpec("MEMORY_SUMMARY_INTERVAL_S", "memory_summary_interval_s", _float_range(60.0, 86400.0), 600.0, "During a long call, what was said is summarized in the background every this many seconds (when the room is quiet)."),
+    SettingSpec("PRIVACY_NOTICE_SPOKEN", "privacy_notice_spoken", _bool, True, "On /join the bot posts that it listens and transcribes (and how to opt out); also say it out loud, briefly."),
 )
+
 
 
 @dataclass(frozen=True)
@@ -195,6 +216,7 @@ class Settings:
     stt_logprob_threshold: float
     stt_encoder_window_s: float
     turn_model: str
+    turn_model_threshold: float
     vad_threshold: float
     vad_energy_gate_dbfs: float
     vad_end_silence_ms: int
@@ -225,6 +247,14 @@ class Settings:
     greet_members: bool
     max_unprompted: int
     preemptive_start: bool
+    database_url: str
+    memory_enabled: bool
+    memory_retention_days: int
+    memory_prompt_tokens: int
+    memory_summary: str
+    memory_llm_model: str
+    memory_summary_interval_s: float
+    privacy_notice_spoken: bool
 
     def __repr__(self) -> str:  # never print secrets
         parts = []

@@ -211,7 +211,8 @@ class SpeechCleaner:
         text = self._piece
         if not self._released and self._names_only(text):
             if final:  # a reply that is only a name ("Bob.") says nothing
-                log.info("reply was only a name: dropped %r", text.strip())
+                log.info("reply was only a name: dropped it")
+                log.debug("reply was only a name: dropped %r", text.strip())  # the text only at DEBUG
                 self.dropped.append(text.strip())
                 self._piece = ""
             return ""  # a bare name waits for what follows it
@@ -220,8 +221,9 @@ class SpeechCleaner:
         repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE,
                                          min_words=min(min_words, REPEAT_MIN_WORDS), min_run=LEAK_MIN_RUN)
         if copied or repeated:
-            log.info("reply %s: dropped %r", "read its instructions aloud" if copied else "repeated an earlier line",
-                     text.strip())
+            why = "read its instructions aloud" if copied else "repeated an earlier line"
+            log.info("reply %s: dropped a sentence of %d words", why, len(text.split()))
+            log.debug("reply %s: dropped %r", why, text.strip())  # the text only at DEBUG (it may quote memories)
             self.dropped.append(text.strip())
             self._piece = ""
             self._dropping = not sentence_end

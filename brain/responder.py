@@ -42,6 +42,7 @@ CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its thread
 EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say (the last one may repeat itself)
 SAID_BEFORE_LINES = 6  # the bot's own last lines a reply may not repeat
 RETRY_TEMPERATURE = 0.9  # at least this for another sample (the same temperature 0 would repeat itself)
+PREFILL_WAITED_S = 0.05  # a prefill that waited longer than this for replies gives way to a newer request
 
 
 class ReplySink(Protocol):
@@ -126,7 +127,8 @@ class Responder:
         return bool(getattr(self.llm, "local_prompt_cache", False))
 
     def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
-                situation: str = "", group: Any = None, give_way: Callable[[], bool] | None = None) -> str:
+                situation: str = "", memory: str = "", group: Any = None,
+                give_way: Callable[[], bool] | None = None) -> str:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
@@ -134,21 +136,23 @@ class Responder:
         line and the situation the reply would get, so the reply only evaluates the words that came
         after (prompt evaluation of a few hundred tokens costs seconds on a small CPU).
 
-        Background work under the scheduler: it waits while any reply is being made, and a reply of
-        another `group` (guild) cancels it; once it had to wait, `give_way()` true (a newer request came)
-        drops it. Setting `cancel` stops it at once. Returns "done", "superseded" or "cancelled".
+        Background work under the scheduler (`ModelScheduler.background`): it waits while any reply is being
+        made, and a reply of another `group` (guild) cancels it; if it had to wait and `give_way()` is true
+        (a newer request came meanwhile), it gives way. Setting `cancel` stops it at once. Returns "done",
+        "superseded" or "cancelled".
         """
         cancel = cancel or threading.Event()
         messages = build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
-                                  count_tokens=self.llm.count_tokens)
+                                  count_tokens=self.llm.count_tokens, memory=memory)
+        asked = time.monotonic()
         try:
-            with self.scheduler.background(group=group, cancel=cancel) as waited:
-                if waited and give_way is not None and give_way():
+            with self.scheduler.background(None, owner=f"prefill-{group}", quiet_s=0.0, group=group, preempt=cancel):
+                if time.monotonic() - asked > PREFILL_WAITED_S and give_way is not None and give_way():
                     return "superseded"
                 stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel)
                 try:
                     _first_item(stream)  # waits for the model itself, outside any scheduler slot
-                    with self.scheduler.hold("llm", owner=f"prefill-{group}", cancel=cancel):
+                    with self.scheduler.background_slot("llm", owner=f"prefill-{group}", preempt=cancel):
                         for _ in stream:
                             pass
                 finally:
@@ -185,14 +189,17 @@ class Responder:
         member_names: Iterable[str] | None = None,
         t_request: float | None = None,
         result: ReplyResult | None = None,
+        memory: str = "",
     ) -> ReplyResult:
-        """Think and speak one reply; returns what was generated. Cancel the task to stop it."""
+        """Think and speak one reply; returns what was generated. Cancel the task to stop it.
+        `memory`: what the bot remembers of the members present (a `memory.recall` block), or nothing."""
         loop = asyncio.get_running_loop()
         reply = _Reply(
             responder=self,
             persona=persona,
             history=list(history),
             situation=situation,
+            memory=memory,
             member_names=list(member_names) if member_names is not None else _speakers(history),
             sink=sink,
             loop=loop,
@@ -236,6 +243,7 @@ class _Reply:
         persona: Any,
         history: list[Any],
         situation: str,
+        memory: str,
         member_names: list[str],
         sink: ReplySink,
         loop: asyncio.AbstractEventLoop,
@@ -245,6 +253,7 @@ class _Reply:
         self.persona = persona
         self.history = history
         self.situation = situation
+        self.memory = memory
         self.member_names = member_names
         self.sink = sink
         self.loop = loop
@@ -317,10 +326,11 @@ class _Reply:
         r = self.r
         messages = build_messages(
             self.persona, self.history, situation=self.situation, budget_tokens=r.prompt_budget(self.persona),
-            count_tokens=r.llm.count_tokens,
+            count_tokens=r.llm.count_tokens, memory=self.memory,
         )
         self._mark("prompt_built")
-        # What the model was told (persona prompt, situation): a sentence copying it is not spoken.
+        # What the model was told (persona prompt, situation): a sentence copying it is not spoken. (Not the
+        # memories: saying "your sister Hana is a vet" when asked is using them, not reading instructions aloud.)
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [self.situation]
         # Its own last lines: a sentence repeating one is not spoken either.
         said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
@@ -337,8 +347,8 @@ class _Reply:
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
             # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
-            log.info("reply %s: nothing to say (%s, wrote %r); sampling again", self.owner, reason,
-                     self.result.raw_text[:120])
+            log.info("reply %s: nothing to say (%s); sampling again", self.owner, reason)
+            log.debug("reply %s: it wrote %r", self.owner, self.result.raw_text[:120])  # text only at DEBUG
             temperature = max(float(getattr(r.llm, "temperature", 0.0) or 0.0), RETRY_TEMPERATURE)
         self._mark("llm_done")
         if not self.result.stop_reason and not self.cancel_event.is_set():

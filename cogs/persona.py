@@ -9,7 +9,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import executors
 from conversation.persona import AUTOCOMPLETE_LIMIT, Persona, format_errors
 
 if TYPE_CHECKING:
@@ -77,7 +76,7 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
             hint = f" Did you mean {', '.join(close)}?" if close else " See /persona list."
             await interaction.response.send_message(_clip(f"There is no persona named \u201c{name}\u201d.{hint}"), ephemeral=True)
             return
-        await executors.run("io", self.bot.guild_store.set_persona, guild_id, persona.name)
+        await self.bot.guild_store.set_persona(guild_id, persona.name)
         live = guild_id in self.bot.voice_sessions
         if live:
             await self.bot.on_persona_changed(guild_id, persona)

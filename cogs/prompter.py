@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from bot import executors
+from bot.notice import speak_notice, spoken_notice
 from bot.voice_session import CaptionSink, VoiceSession
 
 if TYPE_CHECKING:
@@ -35,6 +36,36 @@ def humans_in(channel: Any, bot_user_id: int | None) -> list[tuple[int, str]]:
             continue
         out.append((member.id, member.display_name))
     return out
+
+
+def receiver_dropping(make_receiver: Callable[..., Any] | None, drops: Callable[[int], bool]) -> Callable[..., Any]:
+    """A receiver factory whose receivers drop the packets of members who opted out, before decoding
+    (set before the receiver starts, so no packet of theirs is ever decoded)."""
+
+    def make(voice_client: Any, **kwargs: Any) -> Any:
+        if make_receiver is not None:
+            receiver = make_receiver(voice_client, **kwargs)
+        else:
+            from audio.receive import VoiceReceiver
+
+            receiver = VoiceReceiver(voice_client, **kwargs)
+        set_drop = getattr(receiver, "set_drop_predicate", None)
+        if set_drop is not None:
+            set_drop(drops)
+        return receiver
+
+    return make
+
+
+def apply_opt_out(session: Any, user_id: int, opted_out: bool) -> None:
+    """A live session: drop (or hear again) the member's audio now, and forget what is buffered of them."""
+    receiver = getattr(session, "receiver", None)
+    change = getattr(receiver, "opt_out" if opted_out else "opt_in", None)
+    if change is not None:
+        change(user_id)
+    listener = getattr(session, "listener", None)
+    if opted_out and listener is not None:
+        listener.forget(user_id)
 
 
 def caption_sender(channel: discord.abc.Messageable) -> CaptionSink:
@@ -84,6 +115,13 @@ class PrompterCog(commands.Cog):
                            persona: "Persona") -> VoiceSession:
         """`ChorusBot.session_factory`: a started VoiceSession for the channel just joined."""
         bot_user_id = bot.user.id if bot.user is not None else None
+        parts = await self.session_parts(guild)
+        if bot.settings.privacy_notice_spoken:  # before listening starts: nothing to talk over yet
+            await speak_notice(voice_client, parts["responder"], persona, spoken_notice(persona.name),
+                               scheduler=self._shared.get("scheduler"))
+        memory = bot.memory
+        parts["responder"] = memory.wrap_responder(parts["responder"], guild.id)
+        parts["make_receiver"] = receiver_dropping(parts.get("make_receiver"), memory.drop_check(guild.id))
         session = VoiceSession(
             settings=bot.settings,
             persona=persona,
@@ -93,9 +131,10 @@ class PrompterCog(commands.Cog):
             members=humans_in(voice_client.channel, bot_user_id),
             captions=self._captions_for(guild.id),
             metrics=bot.metrics.for_guild(guild.id) if getattr(bot, "metrics", None) is not None else None,
-            **await self.session_parts(guild),
+            **parts,
         )
         await session.start()
+        memory.attach(guild.id, session, llm=self._shared.get("llm"), scheduler=self._shared.get("scheduler"))
         self._warm_up(session.responder, persona)
         return session
 
@@ -173,11 +212,11 @@ class PrompterCog(commands.Cog):
             if channel is None or not hasattr(channel, "send"):
                 await interaction.response.send_message("I can't post captions here.", ephemeral=True)
                 return
-            await executors.run("io", self.bot.guild_store.set_captions_channel, guild.id, channel.id)
+            await self.bot.guild_store.set_captions_channel(guild.id, channel.id)
             sink: CaptionSink | None = caption_sender(channel)  # type: ignore[arg-type]
             message = f"Captions on: I'll post what I hear and say in {getattr(channel, 'mention', 'this channel')}."
         else:
-            await executors.run("io", self.bot.guild_store.set_captions_channel, guild.id, None)
+            await self.bot.guild_store.set_captions_channel(guild.id, None)
             sink = None
             message = "Captions off."
         session = self.session_of(guild.id)

@@ -12,6 +12,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from audio.receive import ListeningVoiceClient
+from bot.notice import notice_text, post_notice
 
 if TYPE_CHECKING:
     from bot.client import ChorusBot
@@ -171,7 +172,11 @@ class VoiceCog(commands.Cog):
             )
             return
         persona = self.bot.persona_for(guild.id)
-        await interaction.followup.send(f"{persona.name} joined {channel.mention}.", ephemeral=True)
+        memory_on = self.bot.memory.remembers(guild.id)
+        notice = notice_text(persona.name, channel.mention, memory_on=memory_on)
+        posted = await post_notice(interaction, notice)
+        reply = f"{persona.name} joined {channel.mention}."
+        await interaction.followup.send(reply if posted else f"{reply}\n{notice}", ephemeral=True)
 
     @app_commands.command(name="leave", description="Leave the voice channel")
     @app_commands.guild_only()

@@ -9,19 +9,22 @@ must match exactly, because any short word is a few edits from any other. Nickna
 Names are resolved against everyone present (`resolve_names`): a word is the name of whoever it matches
 best, so with a member called Jennifer in the room "Jennifer, pass the salt" is for her, not for a bot
 called Juniper that Whisper sometimes writes as "Jennifer"; a member's real name beats a bot's nickname
-("Junie" the member over Juniper's alias "Junie"); only the bot's own name beats a member's.
+("Junie" the member over Juniper's alias "Junie", "Juni" too); only the bot's own name wins a tie.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NON_WORD = re.compile(r"[^\w']+|_+")
+CALL_WORDS = frozenset("hey hi hello oi yo ok okay so um uh oh well excuse me".split())
+VOCATIVE_SOUND_THRESHOLD = 0.45  # the looser sound match for a word calling someone (see `vocative_positions`)
 TITLES = frozenset("dr mr mrs ms mx sir lady lord the mister miss prof captain capt".split())
 
 QUESTION_OPENERS = frozenset(
@@ -144,33 +147,38 @@ class NameMatcher:
             return True
         return sim >= self.sound_threshold and soundex(candidate, 0) == soundex(name, 0)
 
-    def score(self, candidate: str, *, every_form_is_the_name: bool = False) -> float:
-        """How surely `candidate` is this name: 2 the name itself, 1 an alias said exactly (2 when
-        `every_form_is_the_name`: a person's first name is their name), the spelling similarity for a
-        fuzzy match, 0 none."""
-        best = 0.0
+    def score(self, candidate: str, *, every_form_is_the_name: bool = False) -> tuple[float, bool]:
+        """How surely `candidate` is this name, and whether through the name itself rather than an alias:
+        2 the name itself, 1 an alias said exactly (2 when `every_form_is_the_name`: a person's first name
+        is their name), the spelling similarity for a fuzzy match, 0 none."""
+        best, primary = 0.0, False
         for i, name in enumerate(self.names):
             if candidate == name:
-                return 2.0 if i == 0 or every_form_is_the_name else 1.0
+                return (2.0 if i == 0 or every_form_is_the_name else 1.0), i == 0 or every_form_is_the_name
             if self._matches(candidate, name):
-                best = max(best, similarity(candidate, name))
-        return best
+                sim = similarity(candidate, name)
+                if sim > best or (sim == best and i == 0):
+                    best, primary = sim, i == 0 or every_form_is_the_name
+        return best, primary
 
     def find(self, text: str) -> bool:
         """True if the name is said in `text` (one word, or up to three words run together)."""
         return _find_cached(self, text)
 
     def _find(self, text: str) -> bool:
-        tokens = words(text)
-        for i in range(len(tokens)):
-            joined = ""
-            for j in range(i, min(i + 3, len(tokens))):
-                if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
-                    break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
-                joined += tokens[j]
-                if self.word_matches(joined):
-                    return True
-        return False
+        return any(self.word_matches(joined) for _i, _j, joined in name_windows(words(text)))
+
+
+def name_windows(tokens: Sequence[str]) -> Iterator[tuple[int, int, str]]:
+    """(first, last, joined) for every word and every run of up to three words run together: how a name
+    may appear in a transcript ("Juni per" is "juniper")."""
+    for i in range(len(tokens)):
+        joined = ""
+        for j in range(i, min(i + 3, len(tokens))):
+            if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
+                break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
+            joined += tokens[j]
+            yield i, j, joined
 
 
 @lru_cache(maxsize=8192)
@@ -201,6 +209,12 @@ def looks_like_question(text: str) -> bool:
     if first in {"hey", "so", "and", "but", "ok", "okay", "well"} and len(tokens) > 1:
         first = tokens[1]
     return first in QUESTION_OPENERS
+
+
+def asks_question(bot_line: str) -> bool:
+    """The bot's line asks something: a question mark anywhere ("You're on a diet, right? Ah, no!"; the
+    model punctuates its own words), or it opens like a question."""
+    return "?" in bot_line or looks_like_question(bot_line)
 
 
 def ends_unfinished(text: str) -> bool:
@@ -266,37 +280,50 @@ def resolve_names(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]
     return _resolve_cached(text, bot, tuple(members))
 
 
+def vocative_positions(text: str) -> set[int]:
+    """Indices (into `words(text)`) of the words where a name calls someone: before the first comma at the
+    start ("Trixie, explain…", "Hey June, …") or after the last comma at the end ("…, Captain?"), one to
+    three words. Whisper bends names it does not know ("Trexy"): there they may match more loosely."""
+    tokens = words(text)
+    out: set[int] = set()
+    parts = text.split(",")
+    if len(parts) < 2:
+        return out
+    head = words(parts[0])
+    skip = 0
+    while skip < len(head) and head[skip] in CALL_WORDS:
+        skip += 1
+    if 1 <= len(head) - skip <= 3:
+        out.update(range(skip, len(head)))
+    tail = words(parts[-1])
+    if 1 <= len(tail) <= 3:
+        out.update(range(len(tokens) - len(tail), len(tokens)))
+    return out
+
+
 @lru_cache(maxsize=4096)
 def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str], ...]) -> NamesSaid:
     owners = [(user_id, _member_matcher(display)) for user_id, display in members]
     tokens = words(text)
+    calling = vocative_positions(text)
+    loose_bot = dataclasses.replace(bot, sound_threshold=min(bot.sound_threshold, VOCATIVE_SOUND_THRESHOLD))
+    loose_owners = [(uid, dataclasses.replace(m, sound_threshold=min(m.sound_threshold, VOCATIVE_SOUND_THRESHOLD)))
+                    for uid, m in owners]
     bot_named = False
     named: list[int] = []
-    for i in range(len(tokens)):
-        joined = ""
-        for j in range(i, min(i + 3, len(tokens))):
-            if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
-                break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
-            joined += tokens[j]
-            best_score, best_owner = bot.score(joined), None  # the bot wins ties
-            for user_id, matcher in owners:
-                score = matcher.score(joined, every_form_is_the_name=True)
-                if score > best_score:
-                    best_score, best_owner = score, user_id
-            if best_score <= 0:
-                continue
-            if best_owner is None:
-                bot_named = True
-            elif best_owner not in named:
-                named.append(best_owner)
+    for i, j, joined in name_windows(tokens):
+        loose = all(k in calling for k in range(i, j + 1))
+        # the bot's own name wins a tie; one of its aliases loses it to a person's name
+        best_score, bot_primary = (loose_bot if loose else bot).score(joined)
+        best_owner: int | None = None
+        for user_id, matcher in (loose_owners if loose else owners):
+            score, _ = matcher.score(joined, every_form_is_the_name=True)
+            if score > best_score or (score == best_score and score > 0 and best_owner is None and not bot_primary):
+                best_score, best_owner = score, user_id
+        if best_score <= 0:
+            continue
+        if best_owner is None:
+            bot_named = True
+        elif best_owner not in named:
+            named.append(best_owner)
     return NamesSaid(bot_named, tuple(named))
-
-
-def mentioned_members(text: str, member_names: Sequence[tuple[int, str]]) -> list[int]:
-    """Ids of members whose display name (its first word, if long enough) is said in `text`."""
-    found = []
-    for user_id, display in member_names:
-        matcher = _member_matcher(display)
-        if matcher.names and matcher.find(text):
-            found.append(user_id)
-    return found

@@ -54,7 +54,10 @@ class Policy:
     reply_silence_s: float = 0.25  # silence before answering a finished line addressed to the bot
     incomplete_wait_s: float = 1.8  # silence before answering a line that sounds unfinished (or a bare call)
     group_silence_s: float = 1.2  # silence before answering an unaddressed line when alone with its speaker
-    end_of_turn_threshold: float = 0.5  # the end-of-turn model's probability from which a turn is finished
+    # The end-of-turn model holds a reply back only when it is sure the member is not done: its middle range
+    # means "unsure" (and on synthesized voices it is often unsure about plainly finished sentences, while
+    # broken-off ones score near 0), and a member kept waiting 1.8 s for nothing is a slow bot.
+    end_of_turn_threshold: float = 0.2
     idle_topic_s: float = 45.0  # quiet before starting a topic
     cooldown_s: float = 4.0  # minimum gap between the bot's last line and an unprompted one
     barge_in_s: float = 1.0  # speech over the bot this long takes the floor, whatever its words
@@ -86,7 +89,8 @@ class Policy:
             "greet_members": settings.greet_members,
         }
         for attr, key, scale in (("max_unprompted", "max_unprompted_in_row", 1), ("preemptive_start", "preemptive_start", 1),
-                                 ("incomplete_wait_ms", "incomplete_wait_s", 1000.0)):
+                                 ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
+                                 ("turn_model_threshold", "end_of_turn_threshold", 1)):
             if hasattr(settings, attr):  # optional settings
                 value = getattr(settings, attr)
                 values[key] = value / scale if scale != 1 else value

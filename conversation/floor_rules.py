@@ -1,7 +1,7 @@
 """The rules while the bot holds the floor (preparing or speaking a line).
 
 * An early start (made on a member's partial transcript in their pause) is confirmed by their final, or
-  dropped when they go on or their words change.
+  dropped when they go on, their words change, or the final says they are not done (end of turn).
 * Anyone speaking over the bot's line pauses it at once (within ~0.1 s of the voice onset the VAD
   confirms): a person stops talking when someone else starts, then decides. Their words decide: a
   backchannel ("mm-hm", "yeah", a laugh, a sound Whisper rejects, a short burst without a cue word) lets

@@ -13,13 +13,12 @@ after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only ca
 
 from __future__ import annotations
 
-from conversation.addressing import QUESTION_OPENERS, is_backchannel, looks_complete, looks_like_question, words
+from conversation.addressing import (
+    CALL_WORDS, QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question, words,
+)
 from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx
 from conversation.room import RoomLine
-
-CALL_WORDS = frozenset("hey hi hello oi yo ok okay so um uh excuse me".split())
-
 
 def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     """Why `line` is spoken to the bot, or None if it is not."""
@@ -31,7 +30,7 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     previous = next(ctx.room.lines_before(line.seq), None)
     if previous is not None and previous.is_bot:
         gap = line.start - previous.end
-        if looks_like_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
+        if asks_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
             return f"{line.name} answered the bot's question"
         if (previous.addressee == line.user_id and looks_like_question(line.text)
                 and gap <= ctx.policy.follow_up_window_s):
@@ -85,8 +84,9 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
 
     "Paused" is either the VAD's end of speech with the final pending, or a pause shorter than that
     end-of-speech silence (`Member.paused`: their latest partial marked at the pause, then the
-    speculative transcript of all their words). They must sound finished (the end-of-turn model judged
-    the audio up to the pause). A bare call ("Hey Juniper.") is not a request yet, and a line begun over
+    speculative transcript of all their words). They must not sound unfinished: a partial the end-of-turn
+    model already judged must pass it; one it has not judged yet may start (the final carries the
+    judgement and confirms or drops the start, whose audio is held until then). A bare call ("Hey Juniper.") is not a request yet, and a line begun over
     the bot's voice (a barge-in, or an echo of that voice) waits for its final. In a group only a line
     naming the bot starts early (one "answering the bot's question" may be meant for anyone). Nobody
     else may be speaking.

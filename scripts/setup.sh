@@ -14,7 +14,8 @@ DEV=0
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- system packages -------------------------------------------------------------------
-APT_PACKAGES=(libopus0 espeak-ng ffmpeg sox portaudio19-dev libsndfile1 build-essential cmake python3-venv python3-dev)
+# postgresql: the storage tests start a throwaway server (the bot itself uses SQLite unless DATABASE_URL is set).
+APT_PACKAGES=(libopus0 espeak-ng ffmpeg sox portaudio19-dev libsndfile1 build-essential cmake python3-venv python3-dev postgresql)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

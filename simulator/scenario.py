@@ -61,6 +61,9 @@ BASE_ENV = {
     # the event loop take a core, and generation becomes 20-100x slower (measured: 31 tokens in 5.4 s with one
     # thread, 111 s with two, on this 2-core machine under load).
     "LLM_THREADS": "1",
+    # The spoken listening notice on /join is off unless a scenario exercises it (its audio would precede the
+    # bot's first line in what members hear); the text notice is always posted.
+    "PRIVACY_NOTICE_SPOKEN": "false",
 }
 
 

@@ -71,6 +71,8 @@ class StepResult:
     pause_s: float | None = None  # keep: the longest gap in the bot's voice while and after the member spoke
     reply: str = ""  # speak: what the bot said
     heard: str = ""  # what chorus transcribed of the line
+    name_said: bool = False  # the line names the bot (or one of its aliases)
+    name_heard: bool = False  # ...and the transcript still does (Whisper may bend a name past recognition)
     note: str = ""
 
 
@@ -349,6 +351,7 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
                         round(true_end - t0, 3))
         sr.heard = " ".join(ln.text for ln in history if ln.user_id == member.user_id
                             and ln.end >= onset - 0.3 and ln.start <= true_end + 0.3)
+        sr.name_said, sr.name_heard = names_bot(sc, step.text), names_bot(sc, sr.heard)
         new_lines = [(h, t) for h, t in lines if onset <= h < window_end]
         if step.expect in ("speak", "quiet"):
             _judge_turn(sr, step, new_lines, true_end)
@@ -369,6 +372,16 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
                 result.talk_overs.append({"bot_voice_at_s": round(start - t0, 3), "member_from_s": round(onset - t0, 3),
                                           "member_to_s": round(end - t0, 3)})
                 break
+
+
+def names_bot(sc: Scenario, text: str) -> bool:
+    """Whether `text` names the bot, by the session's own name matcher (no members: the bot's names alone)."""
+    from conversation.addressing import NameMatcher, resolve_names
+
+    room, policy = sc.session.room, sc.session.policy
+    matcher = NameMatcher.for_name(room.bot_name, room.bot_aliases, spelling_threshold=policy.name_spelling_threshold,
+                                   sound_threshold=policy.name_sound_threshold)
+    return bool(text) and resolve_names(text, matcher, ()).bot
 
 
 def _judge_turn(sr: StepResult, step: Step, new_lines: list[tuple[float, Any]], true_end: float) -> None:

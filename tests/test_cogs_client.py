@@ -34,17 +34,21 @@ def test_bot_holds_its_parts(tmp_path: Path) -> None:
     bot = ChorusBot(settings)
     assert bot.settings is settings
     assert bot.voice_sessions == {} and bot.session_factory is None
-    assert bot.guild_store.path == tmp_path / "data" / "guilds.json"
+    assert bot.storage.sqlite_path == tmp_path / "data" / "chorus.db"
+    assert bot.guild_store.db is bot.storage
 
 
-def test_persona_for_falls_back_sensibly(tmp_path: Path) -> None:
+@pytest.mark.asyncio
+async def test_persona_for_falls_back_sensibly(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     bot = ChorusBot(settings, personas=PersonaLibrary.load(settings.personas_dir))
+    assert await bot.open_storage()
     assert bot.persona_for(1).name == "Juniper"
-    bot.guild_store.set_persona(1, "Trixie")
+    await bot.guild_store.set_persona(1, "Trixie")
     assert bot.persona_for(1).name == "Trixie"
-    bot.guild_store.set_persona(1, "Deleted Since")
+    await bot.guild_store.set_persona(1, "Deleted Since")
     assert bot.persona_for(1).name == "Juniper"
+    await bot.storage.close()
 
     odd = ChorusBot(settings.replace(default_persona="Nobody"), personas=PersonaLibrary.load(settings.personas_dir))
     assert odd.persona_for(1).name == "Captain Hollis"  # first by name
@@ -75,7 +79,7 @@ async def test_without_sync_flag_nothing_is_published(tmp_path: Path) -> None:
 async def test_optional_cogs_load_only_when_present(tmp_path: Path) -> None:
     bot = ChorusBot(make_settings(tmp_path), optional_extensions=("cogs.not_written_yet", "cogs.persona_extra_missing"))
     async with simcord.run(bot):
-        assert set(bot.cogs) == {"VoiceCog", "PersonaCog"}
+        assert set(bot.cogs) == {"VoiceCog", "PersonaCog", "PrivacyCog", "MemoryCog"}
     bot = ChorusBot(make_settings(tmp_path), extensions=("cogs.voice",), optional_extensions=("cogs.persona",))
     async with simcord.run(bot):
         assert set(bot.cogs) == {"VoiceCog", "PersonaCog"}

@@ -69,10 +69,10 @@ async def world(simcord_env):
 
 async def test_setup_hook_loads_personas_and_cogs(simcord_env) -> None:
     bot: ChorusBot = simcord_env.bot
-    assert {"VoiceCog", "PersonaCog"} <= set(bot.cogs)
+    assert {"VoiceCog", "PersonaCog", "PrivacyCog", "MemoryCog"} <= set(bot.cogs)
     assert bot.personas.names() == ["Captain Hollis", "Juniper", "Trixie"]
     synced = await bot.sync_commands()
-    assert synced == {"global": 3}  # join, leave, persona (a group)
+    assert synced == {"global": 5}  # join, leave, and the groups persona, privacy, memory
     guild = simcord_env.create_guild()
     member = guild.add_member(simcord_env.create_user("x"))
     available = set(member.available_commands(guild.create_text_channel("c")))
@@ -127,7 +127,11 @@ async def test_set_allowed_with_manage_server_persists(world, settings) -> None:
     assert not result.ephemeral
     assert result.response.content.startswith("I'm Trixie now.")
     assert bot.guild_store.get(guild.id).persona == "Trixie"
-    assert GuildStore.from_settings(settings).get(guild.id).persona == "Trixie"  # on disk
+    reopened = GuildStore.from_settings(settings)  # a new process reads it from the database
+    await reopened.db.open()
+    await reopened.load()
+    assert reopened.get(guild.id).persona == "Trixie"
+    await reopened.db.close()
     assert bot.persona_for(guild.id).name == "Trixie"
 
 
@@ -225,7 +229,7 @@ async def test_guild_scoped_sync_for_dev_guilds(tmp_path: Path, settings) -> Non
     bot = ChorusBot(settings.replace(dev_guild_ids=(dev_id,)), optional_extensions=())
     async with simcord.run(bot) as env:
         guild = env.create_guild(id=dev_id)
-        assert await bot.sync_commands() == {str(dev_id): 3}
+        assert await bot.sync_commands() == {str(dev_id): 5}
         puts = [r for r in env.http_requests if r.method == "PUT" and "commands" in r.path]
         assert puts and all(f"/guilds/{dev_id}/commands" in r.path for r in puts)
         channel = guild.create_text_channel("dev")

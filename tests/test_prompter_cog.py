@@ -142,7 +142,19 @@ async def test_captions_need_manage_server(world):
 
 async def test_a_new_session_picks_up_the_stored_captions_channel(world):
     env, bot, guild, text, voice, alice, bob = world
-    await asyncio.to_thread(bot.guild_store.set_captions_channel, guild.id, text.id)
+    await bot.guild_store.set_captions_channel(guild.id, text.id)
     await alice.join_voice(voice)
     await alice.slash(text, "join")
     assert bot.voice_sessions[guild.id].captions is not None
+
+
+async def test_join_posts_the_listening_notice_for_everyone(world):
+    env, bot, guild, text, voice, alice, bob = world
+    await alice.join_voice(voice)
+    result = await alice.slash(text, "join")
+    assert "joined" in result.response.content
+    await env.settle()
+    notices = [m for m in text.history() if "is listening in" in m.content]
+    assert len(notices) == 1, [m.content for m in text.history()]
+    assert "/privacy optout" in notices[0].content and "/memory forget" in notices[0].content
+    assert "transcribed" in notices[0].content

@@ -149,4 +149,4 @@ def test_prefill_is_background_work_under_the_scheduler(responder):
     with evaluating.scheduler.foreground(2):
         worker.join(10)
     assert outcome == ["cancelled"] and time.monotonic() - t0 < 2.0
-    assert evaluating.scheduler.priorities.preempted == 1
+    assert evaluating.scheduler.preemptions == 1

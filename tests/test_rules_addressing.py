@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conversation.addressing import (
-    NameMatcher, is_backchannel, levenshtein, looks_complete, looks_like_question, mentioned_members, similarity,
+    NameMatcher, is_backchannel, levenshtein, looks_complete, looks_like_question, similarity,
     soundex, texts_differ, words,
 )
 
@@ -101,6 +101,12 @@ def test_words_normalise_accents_possessives_and_punctuation():
     assert words("well-known  name_here") == ["well", "known", "name", "here"]
 
 
+def mentioned_members(text, members):
+    from conversation.addressing import resolve_names
+
+    return list(resolve_names(text, NameMatcher.for_name("Juniper"), tuple(members)).members)
+
+
 def test_members_mentioned_by_display_name():
     members = [(1, "Bob"), (2, "alice_99"), (3, "Dr. Carol Smith"), (4, "xX_Gamer_Xx")]
     assert mentioned_members("Bob, you there?", members) == [1]
@@ -111,3 +117,24 @@ def test_members_mentioned_by_display_name():
     assert mentioned_members("Alise, hi", members) == [2]
     assert mentioned_members("gamer, hi", members) == [4]
     assert mentioned_members("the doctor is in", members) == []
+
+
+def test_a_name_calling_someone_may_be_bent_further_than_one_in_passing():
+    """Whisper bends names it does not know: "Trixie" comes out "Trexy". Where a name calls someone (set
+    off by a comma at the start or the end) the sound match is looser; in passing it is not."""
+    from conversation.addressing import resolve_names
+
+    bot = NameMatcher.for_name("Trixie", ["Trix"])
+    assert resolve_names("Trexy, explain how volcanoes work.", bot, ()).bot
+    assert resolve_names("Can you give us a riddle, Trexy?", bot, ()).bot
+    assert not resolve_names("I told Trexy about it.", bot, ()).bot
+    assert not resolve_names("Trash, I forgot it again.", bot, ()).bot
+
+
+def test_a_member_whose_name_is_the_bots_alias_wins_even_a_misheard_one():
+    from conversation.addressing import resolve_names
+
+    bot = NameMatcher.for_name("Juniper", ["June", "Junie"])
+    assert resolve_names("Juni, are you coming?", bot, ((7, "Junie"),)).members == (7,)
+    assert resolve_names("Juni, are you coming?", bot, ()).bot
+    assert resolve_names("Juniper, are you coming?", bot, ((7, "Junie"),)).bot

@@ -51,6 +51,7 @@ def test_values_are_parsed_to_types():
         ("TTS_USE_DEEPSPEED", "maybe", "expected true/false"),
         ("CHORUS_DEV_GUILD_IDS", "12,abc", "expected comma-separated integer ids"),
         ("LLM_BACKEND", "gpt", "expected one of llama_cpp, openai"),
+        ("MEMORY_SUMMARY", "always", "expected one of llm, extractive, off"),
     ],
 )
 def test_bad_values_name_the_setting_and_the_expectation(name, value, expected):
@@ -64,7 +65,7 @@ def test_bad_values_name_the_setting_and_the_expectation(name, value, expected):
 def test_every_setting_has_a_parser_error_path_or_accepts_free_text():
     # Free-text settings accept anything; every other setting must reject garbage.
     free_text = {"discord_token", "persona_role", "default_persona", "stt_model", "stt_compute_type", "stt_language",
-                 "llm_model", "llm_base_url", "llm_api_key", "xtts_model", "data_dir", "personas_dir"}
+                 "llm_model", "llm_base_url", "llm_api_key", "xtts_model", "data_dir", "personas_dir", "memory_llm_model"}
     for spec in SETTINGS:
         if spec.attr in free_text:
             continue
@@ -86,6 +87,15 @@ def test_token_is_never_shown():
     assert secret not in repr(s) and secret not in str(s)
     assert "sk-very-secret" not in repr(s)
     assert "discord_token='***'" in repr(s)
+
+
+def test_database_url_is_checked_and_its_password_never_shown():
+    s = load_settings(env={"DATABASE_URL": "postgresql://bot:pg-pass-123@db:5432/chorus"}, env_file=None)
+    assert s.database_url.startswith("postgresql://") and "pg-pass-123" not in repr(s)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env={"DATABASE_URL": "mysql://bot:pg-pass-123@db/chorus"}, env_file=None)
+    assert str(info.value).startswith("DATABASE_URL=<hidden>") and "postgresql://" in str(info.value)
+    assert "pg-pass-123" not in str(info.value)
 
 
 def test_env_example_documents_every_setting():

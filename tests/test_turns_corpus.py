@@ -13,7 +13,7 @@ from benchmarks.turns_bench import bench_settings
 from simulator.turn_corpus import load_corpus
 from simulator.turn_runner import run_scenario
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.timeout(600)]
 
 SELECTION = [
     "pause-wondering-sea",  # mid-sentence pause: waits, then answers the whole question
@@ -34,6 +34,7 @@ def test_the_selection_covers_every_family():
 
 
 @pytest.mark.parametrize("scenario_id", SELECTION)
+@pytest.mark.asyncio
 async def test_scenario(scenario_id: str, tmp_path: Path) -> None:
     scenario = load_corpus().get(scenario_id)
     result = await run_scenario(scenario, bench_settings(), tmp=tmp_path)

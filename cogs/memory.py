@@ -1,0 +1,179 @@
+"""`/privacy optout|optin` (each member) and `/memory show|forget` (each member), `/memory off|on` (Manage Server).
+
+Opting out takes effect at once: the member's audio is dropped in the receive layer before decoding,
+what was remembered about them is deleted, and the choice is saved. `/memory forget` asks for a
+confirmation first. Every answer is ephemeral: only the member who asked sees it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.persona import can_manage
+from cogs.prompter import apply_opt_out
+from memory.recall import ago
+from memory.service import names_of
+from storage.errors import StorageError
+from storage.schema import FACT
+
+if TYPE_CHECKING:
+    from bot.client import ChorusBot
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+CONFIRM_TIMEOUT_S = 60.0
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1].rstrip() + "…"
+
+
+@app_commands.guild_only()
+class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whether the bot listens to you"):
+    def __init__(self, bot: "ChorusBot") -> None:
+        self.bot = bot
+
+    @app_commands.command(name="optout", description="Stop the bot from listening to you (nothing transcribed or kept)")
+    async def optout(self, interaction: discord.Interaction) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        user = interaction.user
+        session = self.bot.voice_sessions.get(guild_id)
+        try:
+            deleted = await self.bot.memory.opt_out(guild_id, user.id, names_of(user))
+        except StorageError as exc:
+            apply_opt_out(session, user.id, True)
+            log.warning("guild %d: opt-out of user %d applied but not saved: %s", guild_id, user.id, exc)
+            await interaction.response.send_message(
+                "Done for now: I no longer listen to you in this server. I couldn't save the choice "
+                f"({exc}), so please run /privacy optout again later to keep it after a restart.", ephemeral=True)
+            return
+        apply_opt_out(session, user.id, True)
+        log.info("guild %d: user %d opted out (%d memories deleted)", guild_id, user.id, deleted)
+        gone = f" and deleted the {deleted} thing{'s' if deleted != 1 else ''} I remembered about you" if deleted else ""
+        await interaction.response.send_message(
+            f"Done: I no longer listen to you in this server (your voice is dropped before it is decoded: never "
+            f"transcribed or stored){gone}. /privacy optin undoes this.", ephemeral=True)
+
+    @app_commands.command(name="optin", description="Let the bot listen to you again")
+    async def optin(self, interaction: discord.Interaction) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        if not self.bot.memory.is_opted_out(guild_id, interaction.user.id):
+            await interaction.response.send_message("You haven't opted out here: I already listen to you.",
+                                                    ephemeral=True)
+            return
+        await self.bot.memory.opt_in(guild_id, interaction.user.id)  # StorageError: the bot's error reply
+        apply_opt_out(self.bot.voice_sessions.get(guild_id), interaction.user.id, False)
+        log.info("guild %d: user %d opted in", guild_id, interaction.user.id)
+        await interaction.response.send_message("Welcome back: I listen to you again in this server.", ephemeral=True)
+
+
+class ForgetConfirm(discord.ui.View):
+    """Two buttons under the ephemeral question; only the member who asked sees them."""
+
+    def __init__(self, cog: "MemoryCog", user_id: int) -> None:
+        super().__init__(timeout=CONFIRM_TIMEOUT_S)
+        self.cog = cog
+        self.user_id = user_id
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(label="Forget everything", style=discord.ButtonStyle.danger)
+    async def confirm(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        try:
+            deleted = await self.cog.bot.memory.forget(guild_id, interaction.user.id, names_of(interaction.user))
+        except StorageError as exc:
+            log.warning("guild %d: /memory forget for user %d failed: %s", guild_id, interaction.user.id, exc)
+            await interaction.response.edit_message(
+                content=f"Sorry, I couldn't delete it right now ({exc}). Nothing was deleted; try again later.", view=None)
+            return
+        log.info("guild %d: user %d had their memories forgotten (%d rows)", guild_id, interaction.user.id, deleted)
+        await interaction.response.edit_message(
+            content=f"Done: I forgot everything about you in this server ({deleted} memor{'y' if deleted == 1 else 'ies'}).",
+            view=None)
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Okay, I kept everything.", view=None)
+
+
+@app_commands.guild_only()
+class MemoryCog(commands.GroupCog, group_name="memory", group_description="What the bot remembers"):
+    def __init__(self, bot: "ChorusBot") -> None:
+        self.bot = bot
+
+    @app_commands.command(name="show", description="What the bot remembers about you (only you see it)")
+    async def show(self, interaction: discord.Interaction) -> None:
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        memory = self.bot.memory
+        notes = []
+        if memory.is_opted_out(guild_id, interaction.user.id):
+            notes.append("You opted out: I don't listen to you here, so I keep nothing about you.")
+        if not memory.remembers(guild_id):
+            notes.append("Memory is off in this server.")
+        rows = await memory.about(guild_id, interaction.user.id)  # StorageError: the bot's error reply
+        if not rows:
+            text = "I don't remember anything about you in this server."
+        else:
+            now = time.time()
+            facts = [f"• {m.text}" for m in rows if m.kind == FACT]
+            calls = [f"• {ago(m.updated_at, now)}: {m.text}" for m in rows if m.kind != FACT]
+            parts = ["**What I remember about you here:**", *facts]
+            if calls:
+                parts += ["**From our calls:**", *calls]
+            parts.append("(/memory forget deletes all of it.)")
+            text = "\n".join(parts)
+        await interaction.response.send_message(_clip("\n".join([*notes, text])), ephemeral=True)
+
+    @app_commands.command(name="forget", description="Delete everything the bot remembers about you")
+    async def forget(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(
+            "Delete everything I remember about you in this server? This can't be undone.",
+            view=ForgetConfirm(self, interaction.user.id), ephemeral=True)
+
+    @app_commands.command(name="off", description="Stop remembering anything in this server (Manage Server)")
+    async def off(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        if not can_manage(interaction.user):
+            await interaction.response.send_message("Turning memory off for the server needs the Manage Server "
+                                                    "permission.", ephemeral=True)
+            return
+        await self.bot.guild_store.set_memory_enabled(interaction.guild_id, False)
+        log.info("guild %d: memory turned off by user %d", interaction.guild_id, interaction.user.id)
+        await interaction.response.send_message(
+            "Memory is off in this server: I keep nothing new and use nothing I remembered. What is stored stays "
+            "until members use /memory forget or it expires; /memory on turns it back on.", ephemeral=True)
+
+    @app_commands.command(name="on", description="Remember things again in this server (Manage Server)")
+    async def on(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        if not can_manage(interaction.user):
+            await interaction.response.send_message("Turning memory on for the server needs the Manage Server "
+                                                    "permission.", ephemeral=True)
+            return
+        if not self.bot.settings.memory_enabled:
+            await interaction.response.send_message("Memory is turned off for this whole bot (MEMORY_ENABLED=false).",
+                                                    ephemeral=True)
+            return
+        await self.bot.guild_store.set_memory_enabled(interaction.guild_id, True)
+        log.info("guild %d: memory turned on by user %d", interaction.guild_id, interaction.user.id)
+        await interaction.response.send_message("Memory is on in this server.", ephemeral=True)
+
+
+async def setup(bot: "ChorusBot") -> None:
+    await bot.add_cog(PrivacyCog(bot))
+    await bot.add_cog(MemoryCog(bot))

@@ -1,0 +1,250 @@
+"""Memory for the whole bot: one service per process, shared by every guild's voice session.
+
+It owns the memory store (rows), the background write queue, the privacy choices (who opted out, per
+guild, cached for the receive thread's drop check), one call recorder per live session, and the hourly
+retention purge. The prompter cog builds sessions with `wrap_responder` (replies get memories) and
+`attach` (the call is recorded); the bot calls `session_closed` when a session ends (the rest of the
+call is summarized in the background). When the database is unavailable, recalls return nothing at
+once, writes wait in the queue (retried or dropped, counted), and the voice session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+from discord.ext import tasks
+
+from memory.extract import Fact
+from memory.recall import Recall
+from memory.recorder import CallRecorder, scrub_names
+from memory.responder import RememberingResponder, accepts_memory
+from memory.store import Memory, MemoryStore
+from memory.writer import WriteQueue
+from storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from bot.guild_store import GuildStore
+    from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 3600.0
+PRIVACY_RETRY_S = 15.0
+CLOSE_DRAIN_S = 15.0
+
+
+class MemoryService:
+    def __init__(self, settings: Any, db: "Database", guild_store: "GuildStore", *,
+                 count_tokens: Callable[[str], int] | None = None) -> None:
+        from brain.prompt import estimate_tokens
+
+        self.settings = settings
+        self.db = db
+        self.guild_store = guild_store
+        self.store = MemoryStore(db)
+        self.writes = WriteQueue()
+        self.recall_builder = Recall(self.store, budget_tokens=settings.memory_prompt_tokens,
+                                     count_tokens=count_tokens or estimate_tokens)
+        self.summary_method = settings.memory_summary
+        self.summary_interval_s = settings.memory_summary_interval_s
+        self.recorders: dict[int, CallRecorder] = {}
+        self.privacy_loaded = False
+        self._opted_out: dict[int, frozenset[int]] = {}
+        self._names: dict[tuple[int, int], list[str]] = {}  # names of members who opted out here (scrubbed from texts)
+        self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._summary_llm: Any = None
+        self._purger: tasks.Loop | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.track(asyncio.create_task(self._load_privacy_until_done(), name="memory-privacy-load"))
+        if self.settings.memory_retention_days > 0:
+            self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self.purge_now)
+            self._purger.start()
+
+    async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            self._purger = None
+        for guild_id in list(self.recorders):
+            await self.end_call(guild_id)
+        pending = [t for t in self._tasks if not t.done() and t.get_name().startswith("memory-summary")]
+        if pending:
+            await asyncio.wait(pending, timeout=CLOSE_DRAIN_S)
+        await self.writes.close(CLOSE_DRAIN_S)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def track(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- privacy ------------------------------------------------------------------------------------
+    async def _load_privacy_until_done(self) -> None:
+        while True:
+            try:
+                loaded = await self.store.opted_out()
+            except StorageError as exc:
+                log.warning("privacy choices not loaded yet (%s): opt-outs apply once the database answers", exc)
+                await asyncio.sleep(PRIVACY_RETRY_S)
+                continue
+            for guild_id, users in loaded.items():  # choices made meanwhile (in memory) are kept
+                self._opted_out[guild_id] = frozenset(users | set(self._opted_out.get(guild_id, ())))
+            self.privacy_loaded = True
+            return
+
+    def is_opted_out(self, guild_id: int, user_id: int) -> bool:
+        """Thread-safe (the receive thread asks for every packet): a read of an immutable set."""
+        return user_id in self._opted_out.get(guild_id, ())
+
+    def drop_check(self, guild_id: int) -> Callable[[int], bool]:
+        """For the receive layer: whether a user's packets are dropped before decoding."""
+        return lambda user_id: user_id in self._opted_out.get(guild_id, ())
+
+    def _set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        users = set(self._opted_out.get(guild_id, ()))
+        (users.add if opted_out else users.discard)(user_id)
+        self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
+
+    async def opt_out(self, guild_id: int, user_id: int, names: Sequence[str]) -> int:
+        """Stop listening to the member now (in memory first: applies even if saving fails), forget their
+        memories and save the choice. Returns the memories deleted; raises StorageError if not saved."""
+        self._set_opted_out(guild_id, user_id, True)
+        self._names[(guild_id, user_id)] = list(names)
+        recorder = self.recorders.get(guild_id)
+        if recorder is not None:
+            recorder.forget_member(user_id)
+        return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+
+    async def opt_in(self, guild_id: int, user_id: int) -> None:
+        await self.store.set_opted_out(guild_id, user_id, False)
+        self._set_opted_out(guild_id, user_id, False)
+        self._names.pop((guild_id, user_id), None)
+
+    def scrub(self, guild_id: int, text: str, present: dict[int, str] | None = None) -> str:
+        """`text` without the names of members of this guild who opted out (those given when they opted out,
+        and the names of `present` members, {user id: name}, who did, e.g. in an earlier run of the bot)."""
+        names = [n for (gid, uid), given in self._names.items() if gid == guild_id and self.is_opted_out(gid, uid)
+                 for n in given]
+        names += [name for uid, name in (present or {}).items() if self.is_opted_out(guild_id, uid)]
+        return scrub_names(text, names) if names else text
+
+    # -- memory on/off, show, forget ------------------------------------------------------------------
+    def remembers(self, guild_id: int) -> bool:
+        return bool(self.settings.memory_enabled) and self.guild_store.get(guild_id).memory_enabled
+
+    async def about(self, guild_id: int, user_id: int) -> list[Memory]:
+        return await self.store.about(guild_id, user_id)
+
+    async def forget(self, guild_id: int, user_id: int, names: Sequence[str]) -> int:
+        recorder = self.recorders.get(guild_id)
+        if recorder is not None:
+            recorder.forget_member(user_id)
+        return await self.store.forget_member(guild_id, user_id, names=names)
+
+    # -- writes ---------------------------------------------------------------------------------------
+    def queue_facts(self, guild_id: int, user_id: int, facts: list[Fact]) -> None:
+        self.writes.submit("facts", lambda: self.store.remember_facts(guild_id, user_id, facts))
+
+    def queue_summary(self, guild_id: int, user_id: int, key: str, text: str) -> None:
+        self.writes.submit("call summary", lambda: self.store.add_summary(guild_id, user_id, key, text))
+
+    async def purge_now(self) -> int:
+        days = self.settings.memory_retention_days
+        if days <= 0:
+            return 0
+        try:
+            deleted = await self.store.purge(time.time() - days * 86400.0)
+        except StorageError as exc:
+            log.warning("memory retention purge skipped this time: %s", exc)
+            return 0
+        if deleted:
+            log.info("memory retention: %d memor%s older than %d days deleted", deleted, "y" if deleted == 1 else "ies",
+                     days)
+        return deleted
+
+    # -- recall ---------------------------------------------------------------------------------------
+    async def recall(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *, timeout: float,
+                     before: float | None = None) -> str:
+        """The memory block for a reply, or "" (memory off, nothing known, database slow or unavailable).
+        `before`: the call's start (memories from earlier calls only)."""
+        if not members or not self.remembers(guild_id) or not self.db.healthy:
+            return ""
+        try:
+            return await asyncio.wait_for(self.recall_builder.block(guild_id, members, query, before=before), timeout)
+        except asyncio.TimeoutError:
+            log.debug("guild %s: memory recall took over %.0f ms; replying without it", guild_id, timeout * 1000)
+        except StorageError as exc:
+            log.debug("guild %s: memory recall failed (%s); replying without it", guild_id, exc)
+        return ""
+
+    def recall_from_thread(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *,
+                           timeout: float, before: float | None = None) -> str:
+        """`recall` from a worker thread (the prefill runs in one)."""
+        if self._loop is None or not members:
+            return ""
+        future = asyncio.run_coroutine_threadsafe(self.recall(guild_id, members, query, timeout=timeout, before=before),
+                                                  self._loop)
+        try:
+            return future.result(timeout + 0.2)
+        except Exception:
+            future.cancel()
+            return ""
+
+    # -- sessions ---------------------------------------------------------------------------------------
+    def wrap_responder(self, responder: Any, guild_id: int) -> Any:
+        """The responder a session uses: with memories in its prompts (when it can take them)."""
+        if not accepts_memory(responder):
+            return responder
+        return RememberingResponder(responder, self, guild_id)
+
+    def attach(self, guild_id: int, session: Any, *, llm: Any = None, scheduler: Any = None) -> CallRecorder:
+        """Record this session's call (replaces a recorder left from an earlier session of the guild)."""
+        if isinstance(session.responder, RememberingResponder):
+            room = session.room
+            session.responder.members = lambda: [(m.user_id, m.name) for m in room.members.values()]
+            session.responder.call_started = time.time()
+        provider = (lambda: self._summary_backend(llm)) if self.summary_method == "llm" else None
+        recorder = CallRecorder(self, guild_id, session, llm=provider, scheduler=scheduler)
+        self.recorders[guild_id] = recorder
+        recorder.start()
+        return recorder
+
+    def _summary_backend(self, reply_llm: Any) -> Any:
+        """Blocking (the summary's thread): the LLM for summaries, the reply model or MEMORY_LLM_MODEL's own."""
+        model = self.settings.memory_llm_model.strip()
+        if not model:
+            return reply_llm
+        if self._summary_llm is None:
+            from brain.llm import make_backend
+
+            self._summary_llm = make_backend(self.settings.replace(llm_model=model))
+        return self._summary_llm
+
+    async def end_call(self, guild_id: int) -> None:
+        recorder = self.recorders.pop(guild_id, None)
+        if recorder is not None:
+            await recorder.finish()
+
+    async def session_closed(self, guild_id: int, session: Any) -> None:
+        """`ChorusBot.session_closed_hooks`: the call ended; write what is left of it in the background."""
+        recorder = self.recorders.get(guild_id)
+        if recorder is not None and recorder.session is session:
+            await self.end_call(guild_id)
+
+    def stats(self) -> dict:
+        return {"writes": self.writes.stats.as_dict(), "pending_writes": self.writes.pending,
+                "opted_out": {g: len(u) for g, u in self._opted_out.items()}, "privacy_loaded": self.privacy_loaded,
+                "database_healthy": self.db.healthy}
+
+
+def names_of(member: Any) -> list[str]:
+    """Every name a Discord member goes by here (display name, global name, user name)."""
+    names: Iterable[str] = (getattr(member, attr, None) or "" for attr in ("display_name", "global_name", "name"))
+    return list(dict.fromkeys(n for n in names if n))

@@ -1,0 +1,220 @@
+"""Memory rows in the database: facts and call summaries per member per guild, and privacy choices.
+
+Every method is one transaction (`Database.transaction`): it happens whole or not at all, and a
+failure comes out as a `StorageError`. Full-text search is FTS5 (porter stemming) on SQLite and a
+`tsvector` (english) on PostgreSQL; both rank by relevance (bm25; ts_rank normalized by length,
+so a short fact on the point beats a long summary).
+
+A member who opted out has exactly one row here: (guild id, user id, opted out). Opting out and
+`/memory forget` delete everything else about them, including their name in other members' rows.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import sqlalchemy as sa
+
+from memory.extract import Fact
+from storage.db import Database, upsert
+from storage.schema import FACT, SUMMARY, member_privacy, memories
+
+MAX_SEARCH_TERMS = 12
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both but
+by can could did do does doing down during each few for from further had has have having he her here hers herself
+him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only or
+other our ours ourselves out over own same she should so some such than that the their theirs them themselves then
+there these they this those through to too under until up very was we were what when where which while who whom why
+will with would you your yours yourself yourselves yeah yes okay ok oh um uh hey hi hello well like really know
+think tell told say said remember remembered recall ask asked talk talked mention mentioned thing things something
+anything juniper bot please thanks thank again let lets let's me i'm i've i'd you're it's that's what's don't didn't
+""".split())
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    id: int
+    guild_id: int
+    user_id: int
+    kind: str  # FACT or SUMMARY
+    key: str
+    text: str
+    created_at: float
+    updated_at: float
+    score: float = 0.0  # relevance to a search (higher is better), 0 outside searches
+
+
+def search_terms(text: str) -> list[str]:
+    """The words of `text` worth searching for: lower-case, no stopwords, each once, in order."""
+    out: list[str] = []
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if len(word) < 2 or word in STOPWORDS or word in out:
+            continue
+        out.append(word)
+    return out[:MAX_SEARCH_TERMS]
+
+
+def _row(row: sa.RowMapping, score: float = 0.0) -> Memory:
+    return Memory(int(row["id"]), int(row["guild_id"]), int(row["user_id"]), row["kind"], row["key"], row["text"],
+                  float(row["created_at"]), float(row["updated_at"]), score)
+
+
+class MemoryStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- writing ------------------------------------------------------------------------------------
+    async def remember_facts(self, guild_id: int, user_id: int, facts: Sequence[Fact], *, now: float | None = None) -> int:
+        """Store facts (a fact with the same key replaces the old one; repeating it renews it)."""
+        if not facts:
+            return 0
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            if await self._is_opted_out(conn, guild_id, user_id):
+                return 0
+            for fact in facts:
+                row = {"guild_id": guild_id, "user_id": user_id, "kind": FACT, "key": fact.key[:200], "text": fact.text,
+                       "created_at": now, "updated_at": now}
+                await conn.execute(upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"],
+                                          ["text", "updated_at"]))
+        return len(facts)
+
+    async def add_summary(self, guild_id: int, user_id: int, key: str, text: str, *, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        async with self.db.transaction() as conn:
+            if await self._is_opted_out(conn, guild_id, user_id):
+                return False
+            row = {"guild_id": guild_id, "user_id": user_id, "kind": SUMMARY, "key": key[:200], "text": text,
+                   "created_at": now, "updated_at": now}
+            await conn.execute(upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"],
+                                      ["text", "updated_at"]))
+        return True
+
+    # -- reading ------------------------------------------------------------------------------------
+    async def about(self, guild_id: int, user_id: int) -> list[Memory]:
+        """Everything remembered about one member, facts first, newest first."""
+        async with self.db.transaction() as conn:
+            rows = (await conn.execute(
+                sa.select(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+                .order_by(memories.c.kind, memories.c.updated_at.desc(), memories.c.id.desc())
+            )).mappings().all()
+        return [_row(r) for r in rows]
+
+    async def members_memories(self, guild_id: int, user_ids: Iterable[int], *, limit_per_member: int = 40,
+                               before: float | None = None) -> list[Memory]:
+        """The newest memories of each of these members (facts and summaries), newest first; with `before`,
+        only those first stored before that time (epoch seconds)."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return []
+        since = [memories.c.created_at < before] if before is not None else []
+        async with self.db.transaction() as conn:
+            rows = (await conn.execute(
+                sa.select(memories).where(memories.c.guild_id == guild_id, memories.c.user_id.in_(ids), *since)
+                .order_by(memories.c.updated_at.desc(), memories.c.id.desc()).limit(limit_per_member * len(ids))
+            )).mappings().all()
+        return [_row(r) for r in rows]
+
+    async def search(self, guild_id: int, user_ids: Iterable[int], text: str, *, limit: int = 8,
+                     before: float | None = None) -> list[Memory]:
+        """Memories of these members that match the words of `text`, most relevant first; with `before`, only
+        those first stored before that time (epoch seconds)."""
+        ids = sorted(set(user_ids))
+        terms = search_terms(text)
+        if not ids or not terms:
+            return []
+        before_sql = " AND m.created_at < :before" if before is not None else ""
+        async with self.db.transaction() as conn:
+            if self.db.dialect == "postgresql":
+                query = sa.text(
+                    "SELECT m.*, ts_rank(m.search, q, 1) AS score FROM memories m, to_tsquery('english', :q) q "
+                    "WHERE m.search @@ q AND m.guild_id = :guild AND m.user_id IN :users" + before_sql +
+                    " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
+                ).bindparams(sa.bindparam("users", expanding=True))
+                params = {"q": " | ".join(terms), "guild": guild_id, "users": ids, "limit": limit, "before": before}
+                rows = (await conn.execute(query, params)).mappings().all()
+                return [_row(r, float(r["score"])) for r in rows]
+            query = sa.text(
+                "SELECT m.*, -bm25(memories_fts) AS score FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid "
+                "WHERE memories_fts MATCH :q AND m.guild_id = :guild AND m.user_id IN :users" + before_sql +
+                " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
+            ).bindparams(sa.bindparam("users", expanding=True))
+            params = {"q": " OR ".join(f'"{t}"' for t in terms), "guild": guild_id, "users": ids, "limit": limit,
+                      "before": before}
+            rows = (await conn.execute(query, params)).mappings().all()
+        return [_row(r, float(r["score"])) for r in rows]
+
+    async def count_about(self, guild_id: int, user_id: int) -> int:
+        async with self.db.transaction() as conn:
+            return int((await conn.execute(
+                sa.select(sa.func.count()).select_from(memories)
+                .where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+            )).scalar_one())
+
+    # -- forgetting -----------------------------------------------------------------------------------
+    async def forget_member(self, guild_id: int, user_id: int, names: Iterable[str] = ()) -> int:
+        """Delete every memory of a member in a guild, and replace their names in other members' memories
+        there with "someone". Returns the rows deleted."""
+        async with self.db.transaction() as conn:
+            deleted = (await conn.execute(
+                sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+            )).rowcount or 0
+            await self._scrub_names(conn, guild_id, names)
+        return int(deleted)
+
+    async def _scrub_names(self, conn: sa.ext.asyncio.AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
+        patterns = [re.compile(rf"\b{re.escape(n.strip())}\b", re.I) for n in names if n and len(n.strip()) >= 2]
+        if not patterns:
+            return
+        like = sa.or_(*[memories.c.text.ilike(f"%{n.strip()}%") for n in names if n and len(n.strip()) >= 2])
+        rows = (await conn.execute(sa.select(memories.c.id, memories.c.text)
+                                   .where(memories.c.guild_id == guild_id, like))).all()
+        for row_id, text in rows:
+            new = text
+            for pattern in patterns:
+                new = pattern.sub("someone", new)
+            if new != text:
+                await conn.execute(sa.update(memories).where(memories.c.id == row_id).values(text=new))
+
+    async def purge(self, older_than: float) -> int:
+        """Delete memories not renewed since `older_than` (epoch seconds). Returns the rows deleted."""
+        async with self.db.transaction() as conn:
+            result = await conn.execute(sa.delete(memories).where(memories.c.updated_at < older_than))
+        return int(result.rowcount or 0)
+
+    # -- privacy --------------------------------------------------------------------------------------
+    async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool, names: Iterable[str] = ()) -> int:
+        """Record the member's choice. Opting out also deletes what is remembered about them (returns the count)."""
+        deleted = 0
+        async with self.db.transaction() as conn:
+            if opted_out:
+                deleted = (await conn.execute(
+                    sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+                )).rowcount or 0
+                await self._scrub_names(conn, guild_id, names)
+                row = {"guild_id": guild_id, "user_id": user_id, "opted_out": True, "changed_at": time.time()}
+                await conn.execute(upsert(self.db.dialect, member_privacy, row, ["guild_id", "user_id"],
+                                          ["opted_out", "changed_at"]))
+            else:  # opted in again: nothing about them needs keeping, not even the choice
+                await conn.execute(sa.delete(member_privacy).where(member_privacy.c.guild_id == guild_id,
+                                                                   member_privacy.c.user_id == user_id))
+        return int(deleted)
+
+    async def opted_out(self) -> dict[int, set[int]]:
+        """{guild id: user ids who opted out} for every guild."""
+        async with self.db.transaction() as conn:
+            rows = (await conn.execute(sa.select(member_privacy.c.guild_id, member_privacy.c.user_id)
+                                       .where(member_privacy.c.opted_out.is_(True)))).all()
+        out: dict[int, set[int]] = {}
+        for guild_id, user_id in rows:
+            out.setdefault(int(guild_id), set()).add(int(user_id))
+        return out
+
+    async def _is_opted_out(self, conn: sa.ext.asyncio.AsyncConnection, guild_id: int, user_id: int) -> bool:
+        found = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
+            member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id))).scalar_one_or_none()
+        return bool(found)

@@ -1,0 +1,192 @@
+"""The database engine: SQLite under `CHORUS_DATA_DIR` by default, PostgreSQL when `DATABASE_URL` says so.
+
+`Database.open()` creates the async engine (aiosqlite or asyncpg) and brings the schema to the
+newest Alembic revision. `transaction()` is the one way to use it: a connection in a transaction
+that commits on success and rolls back on any error, which comes out as a `StorageError` naming
+the fault (locked, disk full, unreachable). The database's health is tracked here, so an outage is
+one warning line when it starts and one info line when it ends, not a line per failed write.
+
+SQLite runs in WAL mode (readers never wait for the writer) with a busy timeout; PostgreSQL
+connections are checked before use, so a server restart costs one failed operation at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from storage.errors import StorageError, as_storage_error
+
+log = logging.getLogger(__name__)
+
+SQLITE_FILENAME = "chorus.db"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+POSTGRES_CONNECT_TIMEOUT_S = 5.0
+POSTGRES_COMMAND_TIMEOUT_S = 15.0
+
+
+def database_url(raw: str, data_dir: Path) -> str:
+    """The SQLAlchemy async URL for `DATABASE_URL` (empty: the SQLite file under `data_dir`)."""
+    raw = raw.strip()
+    if not raw:
+        return f"sqlite+aiosqlite:///{Path(data_dir) / SQLITE_FILENAME}"
+    for plain, driver in (("postgres://", "postgresql+asyncpg://"), ("postgresql://", "postgresql+asyncpg://"),
+                          ("sqlite://", "sqlite+aiosqlite://")):
+        if raw.startswith(plain):
+            return driver + raw[len(plain):]
+    if raw.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return raw
+    raise ValueError("expected postgresql://user:password@host:port/dbname or sqlite:///path/to/file.db")
+
+
+class Database:
+    """One engine per process, shared by the guild store and memory."""
+
+    def __init__(self, url: str, *, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+        self.url = make_url(url)
+        self.dialect = self.url.get_backend_name()
+        self.sqlite_busy_timeout_ms = sqlite_busy_timeout_ms
+        self.engine: AsyncEngine | None = None
+        self.healthy = False
+        self.last_fault: StorageError | None = None
+        self._fault_since: float | None = None
+        self._failures = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Database":
+        return cls(database_url(settings.database_url, settings.data_dir))
+
+    def describe(self) -> str:
+        """Where the data lives, without a password."""
+        if self.dialect == "sqlite":
+            return f"SQLite file {self.url.database}"
+        return f"PostgreSQL {self.url.render_as_string(hide_password=True)}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.url.database) if self.dialect == "sqlite" and self.url.database else None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create the engine and migrate the schema. Raises StorageError (one clear line) on failure."""
+        if self.engine is None:
+            self.engine = self._create_engine()
+        try:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_upgrade_to_head)
+        except Exception as exc:
+            error = as_storage_error(exc)
+            self._fault(error)
+            raise error from None
+        self._ok()
+        log.info("database: %s (schema at the newest revision)", self.describe())
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            await self.engine.dispose()
+            self.engine = None
+
+    def _create_engine(self) -> AsyncEngine:
+        if self.dialect == "sqlite":
+            path = self.sqlite_path
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # No pool: a SQLite connection is cheap to open (~1 ms), and none outlives its transaction (an idle
+            # one would hold an aiosqlite thread tied to the event loop that opened it).
+            engine = create_async_engine(self.url, poolclass=NullPool,
+                                         connect_args={"timeout": self.sqlite_busy_timeout_ms / 1000.0})
+            busy = self.sqlite_busy_timeout_ms
+
+            @sa.event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
+                cursor.close()
+
+            return engine
+        return create_async_engine(
+            self.url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            connect_args={"timeout": POSTGRES_CONNECT_TIMEOUT_S, "command_timeout": POSTGRES_COMMAND_TIMEOUT_S},
+        )
+
+    # -- use ----------------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction (commit on success). Errors come out as StorageError."""
+        if self.engine is None:
+            raise StorageError("unreachable", "the database is not open")
+        try:
+            async with self.engine.begin() as conn:
+                yield conn
+        except (asyncio.CancelledError, StorageError):
+            raise
+        except Exception as exc:
+            error = as_storage_error(exc)
+            self._fault(error)
+            raise error from None
+        self._ok()
+
+    # -- health -------------------------------------------------------------------------------------
+    def _fault(self, error: StorageError) -> None:
+        self._failures += 1
+        self.last_fault = error
+        if self.healthy or self._fault_since is None:
+            self._fault_since = time.monotonic()
+            log.warning("database %s: %s; the bot goes on without memory, writes are retried or dropped (counted)",
+                        self.describe(), error)
+        self.healthy = False
+
+    def _ok(self) -> None:
+        if not self.healthy and self._fault_since is not None:
+            log.info("database %s is back after %.0f s", self.describe(), time.monotonic() - self._fault_since)
+        self.healthy = True
+        self._fault_since = None
+
+
+def _upgrade_to_head(sync_conn: sa.Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start housekeeping lines; ours say what ran
+    before = current_revision(sync_conn)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = sync_conn
+    command.upgrade(config, "head")
+    after = current_revision(sync_conn)
+    if after != before:
+        log.info("database schema migrated from revision %s to %s", before or "(empty)", after)
+
+
+def current_revision(sync_conn: sa.Connection) -> str | None:
+    """The schema revision stored in the database (None before the first migration)."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(sync_conn).get_current_revision()
+
+
+def upsert(dialect: str, table: sa.Table, values: dict[str, Any], keys: list[str], update: list[str]) -> Any:
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET update-columns, on SQLite or PostgreSQL."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(**values)
+    if not update:
+        return statement.on_conflict_do_nothing(index_elements=keys)
+    return statement.on_conflict_do_update(index_elements=keys, set_={col: statement.excluded[col] for col in update})
