@@ -227,6 +227,9 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
         "answered_rate_heard": (round(sum(1 for t in answered if t in heard_asked) / len(heard_asked), 3)
                                 if heard_asked else None),
         "latency_s": stats([t.latency_s for t in answered]),
+        "slowest": [{"said": t.said, "latency_s": t.latency_s, "at_s": round(t.true_end_s, 1),
+                     "stages_s": t.answer.stages_s if t.answer else {}, "replies": [f"{r.kind}:{r.outcome}" for r in t.replies]}
+                    for t in sorted(answered, key=lambda t: -(t.latency_s or 0.0))[:5]],
         "shed": shed,
         "receive": {k: v for k, v in receive.items() if v},
         "process": process,

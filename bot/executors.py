@@ -6,7 +6,9 @@ another needs (a burst of prefills waiting behind replies once held every thread
 * ``models``: loading models and building what holds them (a session's listener): rare and slow;
 * ``prefill``: background LLM work (prefills, persona warm-ups): one thread, as the LLM evaluates one prompt
   at a time for the whole process;
-* ``io``: small blocking file and database work (guild settings, persona files).
+* ``io``: small blocking file and database work (guild settings, persona files);
+* ``speech``: speech outside a reply (the spoken listening notice): one thread;
+* ``memory``: a call's summaries for memory (background LLM work that waits for a quiet moment): one thread.
 
     text = await executors.run("io", path.read_text)
 """
@@ -21,7 +23,7 @@ from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
-SIZES = {"models": 2, "prefill": 1, "io": 2}
+SIZES = {"models": 2, "prefill": 1, "io": 2, "speech": 1, "memory": 1}
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _lock = threading.Lock()
