@@ -53,7 +53,7 @@ import numpy as np
 
 from audio.end_of_turn import SmartTurn, load_smart_turn
 from audio.segment_transcriber import SegmentTranscriber, _Turn
-from audio.stt import SttResult, WhisperTranscriber
+from audio.stt import SttResult, WhisperTranscriber, make_transcriber
 from audio.stt_scheduler import SttScheduler
 from audio.types import MemberFrame, SpeakingEvent, Utterance
 from audio.vad import SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad
@@ -114,7 +114,7 @@ class Listener:
         self.speculative = speculative
         self.fill_gaps = fill_gaps
         self.stats = ListenerStats()
-        self.transcriber = transcriber or WhisperTranscriber(settings)
+        self.transcriber = transcriber or make_transcriber(settings)
         self.vad_model = vad_model or load_silero_vad()
         # True: the model TURN_MODEL names (none when "off"); a SmartTurn: that one; False/None: none
         if end_of_turn is True:
@@ -172,10 +172,10 @@ class Listener:
     @staticmethod
     async def preload(settings) -> None:
         """Load the shared models in a thread, so that constructing a Listener on the loop does not block it."""
-        from audio.stt import load_whisper
+        from audio.stt import preload_transcriber
 
         def load() -> None:
-            load_whisper(settings)
+            preload_transcriber(settings)
             load_silero_vad()
             if getattr(settings, "turn_model", "off") == "smart_turn":
                 load_smart_turn()

@@ -13,6 +13,8 @@ packets too).
 
 from __future__ import annotations
 
+from typing import Final
+
 import struct
 from dataclasses import dataclass
 
@@ -22,7 +24,7 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 
-MODE = "aead_xchacha20_poly1305_rtpsize"
+MODE: Final = "aead_xchacha20_poly1305_rtpsize"
 OPUS_PT = 0x78
 EXTENSION_PROFILE = 0xBEDE
 RTP_VERSION = 2

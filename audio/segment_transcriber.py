@@ -159,9 +159,9 @@ class SegmentTranscriber:
             PartialSource(
                 user_id=seg.user_id,
                 snapshot=snapshot,
-                on_done=lambda result, started, stale, turn=turn: self._partial_done(turn, result, started),
+                on_done=lambda result, started, stale: self._partial_done(turn, result, started),
                 is_stale=seg.ended.is_set,
-                is_paused=lambda turn=turn: turn.in_pause,
+                is_paused=lambda: turn.in_pause,
                 next_due=time.monotonic() + self.settings.stt_partial_interval_s,
             )
         )
@@ -188,7 +188,7 @@ class SegmentTranscriber:
             user_id=seg.user_id,
             kind=kind,
             audio=self._final_audio(seg),
-            on_done=lambda job, result, turn=turn: self._speculative_done(turn, job, result),
+            on_done=lambda job, result: self._speculative_done(turn, job, result),
             tag=seg,
         )
         with turn.lock:
@@ -237,7 +237,7 @@ class SegmentTranscriber:
             if reuse:
                 turn.promoted = True
                 ready = turn.spec_result
-        if reuse:
+        if reuse and job is not None:
             if ready is not None:
                 self._emit_final(turn, job, ready, from_speculation=True)
             return  # else: _speculative_done emits it

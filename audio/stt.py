@@ -62,6 +62,15 @@ def compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+def text_rejection(text: str, ratio: float) -> str | None:
+    """Why a transcript's text alone says it is not speech (a looping decode, a known hallucination), or None."""
+    if ratio > COMPRESSION_RATIO_MAX:
+        return f"compression_ratio {ratio:.2f} > {COMPRESSION_RATIO_MAX}"
+    if is_hallucination(text):
+        return "known hallucination"
+    return None
+
+
 _SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 
@@ -187,10 +196,8 @@ class WhisperTranscriber:
             reason = f"no_speech_prob {no_speech:.2f} > {s.stt_no_speech_threshold}"
         elif avg_logprob < s.stt_logprob_threshold:
             reason = f"avg_logprob {avg_logprob:.2f} < {s.stt_logprob_threshold}"
-        elif ratio > COMPRESSION_RATIO_MAX:
-            reason = f"compression_ratio {ratio:.2f} > {COMPRESSION_RATIO_MAX}"
-        elif is_hallucination(text):
-            reason = "known hallucination"
+        else:
+            reason = text_rejection(text, ratio)
         if reason:
             log.debug("stt dropped %r: %s", raw, reason)
         confidence = math.exp(avg_logprob) if seq_len else 0.0
@@ -206,6 +213,21 @@ class WhisperTranscriber:
             compute_s=compute_s,
             batch=batch,
         )
+
+
+def make_transcriber(settings):
+    """The transcriber STT_BACKEND names: in-process faster-whisper, or a Wyoming STT server."""
+    if getattr(settings, "stt_backend", "local") == "wyoming":
+        from audio.wyoming_stt import WyomingTranscriber
+
+        return WyomingTranscriber(settings)
+    return WhisperTranscriber(settings)
+
+
+def preload_transcriber(settings) -> None:
+    """Load what transcription needs before the first member speaks (the local model; nothing for a server)."""
+    if getattr(settings, "stt_backend", "local") == "local":
+        load_whisper(settings)
 
 
 def load_whisper(settings):

@@ -244,7 +244,7 @@ class SttScheduler:
             self._turns.rotate(-1)
             queue = self._finals.get(uid)
             job = next((j for j in queue if j.kind == kind), None) if queue else None
-            if job is not None:
+            if job is not None and queue is not None:
                 queue.remove(job)
                 job.started = time.monotonic()  # under the lock: cancel() now says no
                 return job
@@ -431,7 +431,7 @@ class _SttWorker:
                     if self._stopping:
                         return
                     lane, src, due = self._take_partial(time.monotonic())
-                    if src is not None:
+                    if lane is not None and src is not None:
                         lanes = {id(lane): lane}
                         break
                     self.cond.wait(None if due is None else max(0.0, due - time.monotonic()))
@@ -440,8 +440,8 @@ class _SttWorker:
             try:
                 if batch:
                     self._run_finals(batch)
-                else:
-                    took = lane._run_partial(src)  # type: ignore[union-attr]
+                elif lane is not None and src is not None:
+                    took = lane._run_partial(src)
                     if took is not None:
                         with self.cond:
                             # across members and lanes partials take at most ~half of the worker: after each

@@ -47,7 +47,7 @@ class TtsEngine(ABC):
         return self.name
 
 
-def pcm_from_bytes(chunk: bytes, sample_format: int, channels: int = 1) -> np.ndarray:
+def pcm_from_bytes(chunk: bytes | bytearray, sample_format: int, channels: int = 1) -> np.ndarray:
     """Bytes from a RealtimeTTS engine queue → mono numpy samples."""
     if sample_format == PA_FLOAT32:
         samples = np.frombuffer(chunk, dtype=np.float32)
@@ -153,11 +153,17 @@ def _drain(q: "queue.Queue[Any]") -> None:
 
 
 def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
-    """The TTS engine for a persona's voice spec, unless `settings.tts_engine` forces one.
+    """The TTS engine for a persona's voice spec, unless `settings.tts_engine` forces one, or the Wyoming TTS
+    server when TTS_BACKEND=wyoming.
 
     Engines are cached in `bot.models.MODELS`, so every session with the same voice shares one.
     Raises ModelLoadError with one clear line when the engine cannot be used here.
     """
+    if getattr(settings, "tts_backend", "local") == "wyoming":
+        from audio.tts_engines.wyoming import WyomingTts, server_voice_name
+
+        name = server_voice_name(settings, persona_voice)
+        return MODELS.get(f"tts:wyoming:{settings.tts_server_uri}:{name}", lambda: WyomingTts(settings.tts_server_uri, name))
     engine = settings.tts_engine if settings.tts_engine != "persona" else (getattr(persona_voice, "engine", "piper") or "piper")
     voice = getattr(persona_voice, "voice", "embedded") or "embedded"
     speed = float(getattr(persona_voice, "speed", 1.0) or 1.0)

@@ -99,9 +99,13 @@ class ChorusVoiceWebSocket(DiscordVoiceWebSocket):
         loop = self.loop
         answer: asyncio.Future[bytes] = loop.create_future()
 
+        def answered(data: bytes) -> None:  # event loop: the first answer wins
+            if not answer.done():
+                answer.set_result(data)
+
         def on_packet(data: bytes) -> None:  # socket reader thread
             if len(data) == 74 and data[1] == 0x02:
-                loop.call_soon_threadsafe(lambda: answer.done() or answer.set_result(data))
+                loop.call_soon_threadsafe(answered, data)
 
         state.add_socket_listener(on_packet)
         try:

@@ -1,18 +1,23 @@
-"""End of a member's speech → the bot's first audio at the Discord edge, per turn, on the loopback channel.
+"""End of a member's speech → the bot's first audio at the Discord edge, per turn, and what that audio said.
 
-    .venv/bin/python -m benchmarks.e2e_bench [--turns 6] [--modes exclusive,pipelined,baseline] [--out out/bench]
+    .venv/bin/python -m benchmarks.e2e_bench [--turns 12] [--modes exclusive,pipelined,baseline] [--out out/bench]
 
-The same fixed scripted conversation (`simulator.scripted`: simulated members speaking in real time over
-RTP + DAVE + Opus to a real ChorusBot that joined through /join) runs once per mode, each on a fresh bot
-and loopback server, the models shared (loaded once per process):
+The same scripted conversations (`simulator.scripted`: simulated members speaking in real time over
+RTP + DAVE + Opus to a real ChorusBot that joined through /join) run once per mode, each on a fresh bot
+and loopback server, the models shared (loaded once per process): a group of two (the bot named at the
+start, in the middle or at the end of a line, follow-ups that need an earlier turn) and a member alone with
+the bot (no name needed). Every answer is checked as the reply-quality benchmark checks it
+(`benchmarks.quality_checks`: on topic, right addressee, identity, no repeat, ...), and latency is reported
+over all answered turns and over the on-topic ones: a fast non-answer is no answer.
 
 * ``exclusive`` / ``pipelined``: chorus as shipped (SCHEDULER_POLICY), streaming end to end: speculative
   STT in the end-of-speech pause, early starts on a complete-looking partial, the LLM streaming into the
   sentence chunker, Piper speaking the first fragment while the LLM goes on.
 * ``baseline``: the seed's way with the same models, through the same path: a long end-of-speech silence
   (700 ms, RealtimeSTT-like endpointing), STT only after the endpoint (no speculation, no partials, no
-  early start), then the WHOLE LLM reply, then the WHOLE reply synthesized, then played
-  (`WholeReplyResponder`, injected through `PrompterCog.session_parts`).
+  early start), then the WHOLE LLM reply (same prompt and sampling as chorus), then played sentence by
+  sentence as RealtimeTTS does, each sentence as soon as it is synthesized (`benchmarks.seed_baseline`,
+  injected through `PrompterCog.session_parts`): its first audio is the first sentence's.
 
 Latency of a turn = true end of speech (send time of the member's last voiced packet) → first voiced bot
 packet decoded by the member. Each stage is reported in seconds after the true end of speech: speech_end
@@ -30,19 +35,18 @@ import logging
 import os
 import platform
 import sys
-import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from bot.settings import PROJECT_ROOT, Settings, load_settings
-from brain.chunker import Fragment
-from brain.clean import ReplyBudget, clean_reply
 from brain.llm import default_llm_threads
-from brain.prompt import as_history_line, build_messages
-from brain.responder import Responder, ReplyResult
+from benchmarks.quality_checks import CheckResult, ReplyContext, check_reply, rates
+from benchmarks.quality_corpus import Rubric, load_corpus
+from benchmarks.seed_baseline import baseline_parts
 from simulator.replies import STAGES
 from simulator.scripted import ConversationResult, Line, ScriptedConversation
 from simulator.voices import ALICE, BOB
@@ -52,16 +56,40 @@ log = logging.getLogger("benchmarks.e2e_bench")
 MODES = ("exclusive", "pipelined", "baseline")
 BASELINE_END_SILENCE_MS = 700
 GOAL_P50_S = 0.8
-PROMPT_MARGIN_TOKENS = 16  # as brain.responder leaves for the reply's end
-QUESTIONS: tuple[tuple[str, str], ...] = (
-    ("Alice", "Hey Juniper, what should I cook tonight?"),
-    ("Bob", "Hey Juniper, have you read any good books lately?"),
-    ("Alice", "Hey Juniper, what is your favorite movie?"),
-    ("Bob", "Hey Juniper, do you think it will rain this weekend?"),
-    ("Alice", "Hey Juniper, what game should we play tonight?"),
-    ("Bob", "Hey Juniper, what is the best pizza topping?"),
-    ("Alice", "Hey Juniper, where should I go on holiday?"),
-    ("Bob", "Hey Juniper, do you like cats or dogs?"),
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One scripted line and what an on-topic answer to it contains (as in the quality corpus)."""
+
+    speaker: str
+    text: str
+    any: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    @property
+    def rubric(self) -> Rubric:
+        return Rubric(any=self.any, kinds=self.kinds)
+
+
+# A group of two: the bot named at the start, in the middle and at the end; follow-ups that need an earlier turn.
+GROUP: tuple[Ask, ...] = (
+    Ask("Alice", "Juniper, what should I cook tonight? I have eggs and rice.", kinds=("dish",)),
+    Ask("Bob", "I need a new book, Juniper, any ideas for a long weekend?", kinds=("book",)),
+    Ask("Alice", "What game should we play tonight, Juniper?", kinds=("game",)),
+    Ask("Bob", "Juniper, what did Alice want to cook?", any=("egg", "rice", "fried", "cook", "dinner", "omelet")),
+    Ask("Alice", "Do you think it will rain this weekend, Juniper?", kinds=("weather",)),
+    Ask("Bob", "So, Juniper, cats or dogs?", kinds=("animal",)),
+    Ask("Alice", "Juniper, what's a good snack for a movie night?", kinds=("food",)),
+    Ask("Bob", "Juniper, what did I ask you about first?", any=("book", "read", "novel", "weekend")),
+)
+# Alone with the bot: no name needed.
+ALONE: tuple[Ask, ...] = (
+    Ask("Alice", "What's your favorite fruit?", any=("apple", "banana", "mango", "peach", "pear", "grape", "cherr",
+                                                     "strawberr", "berr", "orange", "plum", "kiwi", "melon", "lemon")),
+    Ask("Alice", "Any tips for sleeping better?", kinds=("sleep",), any=("screen", "phone", "tea", "routine", "dark")),
+    Ask("Alice", "And what did I ask you about a minute ago?", any=("fruit", "apple", "banana", "mango", "berr")),
+    Ask("Alice", "Where should I go for a weekend trip?", kinds=("travel",)),
 )
 WARMUP = Line("Alice", "Hey Juniper, are you there?", warmup=True, pause_s=1.0)
 # Intervals reported and drawn: (name, from stage or None for the true end of speech, to stage). They form two
@@ -77,131 +105,15 @@ INTERVALS: tuple[tuple[str, str | None, str], ...] = (
 )
 
 
-def script(turns: int) -> list[Line]:
-    lines = [WARMUP]
-    for i in range(turns):
-        speaker, text = QUESTIONS[i % len(QUESTIONS)]
-        lines.append(Line(speaker, text, pause_s=0.8))
-    return lines
+def script(asks: Sequence[Ask], turns: int) -> list[Line]:
+    """The warm-up line, then `turns` lines of `asks` (cycled)."""
+    return [WARMUP] + [Line(ask.speaker, ask.text, pause_s=0.8) for ask in (asks[i % len(asks)] for i in range(turns))]
 
 
-# --- the seed-style baseline ------------------------------------------------------------------------------------
-
-class WholeReplyResponder:
-    """The seed's reply path with chorus' models: the whole LLM reply, then TTS of all of it, then play.
-
-    Same `respond(...)` signature as `brain.responder.Responder`; the same LLM backend, scheduler, prompt,
-    cleaning, persona limits and TTS engine (through a Responder's `tts_for` / `stop_strings`). Cancelling
-    the task stops generation and no sink call happens after it.
-    """
-
-    def __init__(self, settings: Settings, *, llm: Any, scheduler: Any, player: Any = None) -> None:
-        self.settings = settings
-        self.llm = llm
-        self.scheduler = scheduler
-        self.player = player  # when given, respond() returns once the reply has been played (RealtimeTTS' play())
-        self._streaming = Responder(settings, llm=llm, scheduler=scheduler)
-
-    async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
-                      member_names: Sequence[str] | None = None) -> ReplyResult:
-        loop = asyncio.get_running_loop()
-        result = ReplyResult()
-        result.timings["request"] = time.monotonic()
-        names = list(member_names) if member_names is not None else list(dict.fromkeys(
-            item.speaker for item in map(as_history_line, history) if not item.is_bot))
-        cancel = threading.Event()
-        work = asyncio.ensure_future(asyncio.to_thread(self._generate, persona, list(history), situation, names,
-                                                       cancel, result))
-        try:
-            pcm, rate = await asyncio.shield(work)
-        except asyncio.CancelledError:
-            cancel.set()
-            result.cancelled = True
-            result.stop_reason = "cancelled"
-            raise
-        if pcm.size and not cancel.is_set():
-            sink.text(result.text)
-            result.timings["first_audio"] = time.monotonic()  # the whole reply is handed over at once
-            sink.audio(pcm, rate)
-        result.stop_reason = result.stop_reason or "end"
-        sink.done()
-        if self.player is not None and pcm.size:
-            # The seed's play() blocks until the audio has gone out. (Returning at once would also let the
-            # session compute its drain deadline from the previous line's `seconds_played`: see the report.)
-            give_up = time.monotonic() + result.audio_seconds + 10.0
-            while self.player.is_playing_audio and time.monotonic() < give_up:
-                await asyncio.sleep(0.02)
-        result.timings["done"] = time.monotonic()
-        return result
-
-    def _generate(self, persona: Any, history: list[Any], situation: str, names: list[str], cancel: threading.Event,
-                  result: ReplyResult) -> tuple[np.ndarray, int]:
-        settings = self.settings
-        max_tokens = max(8, min(settings.llm_max_tokens, int(persona.max_reply_tokens())))
-        messages = build_messages(persona, history, situation=situation,
-                                  budget_tokens=max(64, settings.llm_context - max_tokens - PROMPT_MARGIN_TOKENS),
-                                  count_tokens=self.llm.count_tokens)
-        result.timings["prompt_built"] = time.monotonic()
-        raw: list[str] = []
-        owner = f"baseline-{id(result)}"
-        with self.scheduler.hold("llm", owner=owner, cancel=cancel):
-            stream = self.llm.stream(messages, max_tokens=max_tokens, stop=self._streaming.stop_strings(persona, names),
-                                     cancel=cancel)
-            try:
-                for token in stream:
-                    if cancel.is_set():
-                        break
-                    if token:
-                        result.timings.setdefault("first_token", time.monotonic())
-                        raw.append(token)
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:
-                    close()
-        result.timings["llm_done"] = time.monotonic()
-        result.raw_text = "".join(raw)
-        text = clean_reply(result.raw_text, persona_name=persona.name, other_names=names)
-        budget = ReplyBudget(max_words=getattr(persona, "max_reply_words", None),
-                             max_sentences=getattr(persona, "max_reply_sentences", None))
-        kept = budget.take(Fragment(text, True)) if text else None
-        result.text = kept.text if kept is not None else ""
-        result.fragments = [result.text] if result.text else []
-        result.timings["first_fragment"] = time.monotonic()  # the whole reply is the first speakable text
-        chunks: list[np.ndarray] = []
-        rate = 22_050
-        tts = self._streaming.tts_for(persona)
-        result.tts_engine = tts.name
-        with self.scheduler.hold("tts", owner=owner, cancel=cancel):
-            for pcm, rate in tts.synthesize(result.text, cancel):
-                result.timings.setdefault("tts_first_chunk", time.monotonic())
-                a = np.asarray(pcm)
-                chunks.append(a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32))
-        result.timings["tts_done"] = time.monotonic()
-        audio = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
-        result.audio_seconds = audio.shape[0] / rate if rate else 0.0
-        result.spoken_text = result.text
-        return audio, rate
-
-
-def baseline_parts(end_silence_ms: int):
-    """`PrompterCog.session_parts` replacement: seed-style listener (endpoint, then STT) and responder."""
-
-    async def parts(cog: Any, guild: Any) -> dict[str, Any]:
-        from audio.listener import Listener
-        from audio.playback import StreamPlayer
-
-        llm, scheduler = await cog._shared_parts()
-        bot_id = cog.bot.user.id if cog.bot.user is not None else None
-
-        def make_listener(settings: Settings, **callbacks: Any) -> Listener:
-            return Listener(settings, ignore_user_ids=(bot_id,) if bot_id else (), speculative=False, partials=False,
-                            end_silence_ms=end_silence_ms, **callbacks)
-
-        player = StreamPlayer()
-        return {"responder": WholeReplyResponder(cog.bot.settings, llm=llm, scheduler=scheduler, player=player),
-                "player": player, "make_listener": make_listener}
-
-    return parts
+def split_turns(turns: int) -> tuple[int, int]:
+    """Timed turns of the group conversation and of the one alone with the bot (about two to one)."""
+    alone = max(1, round(turns / 3)) if turns > 1 else 0
+    return turns - alone, alone
 
 
 # --- running and summarizing ----------------------------------------------------------------------------------------
@@ -214,15 +126,34 @@ def mode_settings(base: Settings, mode: str, baseline_end_silence_ms: int) -> Se
     return base.replace(scheduler_policy=mode, **common)
 
 
-def turn_rows(mode: str, result: ConversationResult) -> list[dict[str, Any]]:
+def turn_rows(mode: str, room: str, asks: Sequence[Ask | None], result: ConversationResult,
+              persona: Any = None) -> list[dict[str, Any]]:
+    """One row per turn: what was said, heard and answered, its latency, and the answer's quality checks."""
+    kinds = load_corpus("tuning").kinds
+    members = tuple(c["name"] for c in result.cast)
+    earlier: list[str] = []
     rows = []
-    for turn in result.turns:
+    for turn, ask in zip(result.turns, asks):
         answer = turn.answer
+        reply = answer.text if answer else ""
+        quality: dict[str, Any] = {}
+        if ask is not None and not turn.warmup:
+            ctx = ReplyContext(persona_name=result.bot_name, persona_aliases=tuple(getattr(persona, "aliases", ())),
+                               speaker=turn.speaker, members=members, known_names=members, prompt_text=turn.said,
+                               earlier_replies=tuple(earlier),
+                               max_words=getattr(persona, "max_reply_words", None),
+                               max_sentences=getattr(persona, "max_reply_sentences", None),
+                               rubric=ask.rubric, kinds=kinds)
+            checked = check_reply(reply, ctx)
+            quality = {"checks": checked.passed, "why": checked.why, "on_topic_evidence": checked.evidence}
+        if reply:
+            earlier.append(reply)
         rows.append({
-            "mode": mode, "turn": turn.index, "warmup": turn.warmup, "speaker": turn.speaker, "said": turn.said,
-            "heard": turn.heard, "status": turn.status, "reply": answer.text if answer else "",
+            "mode": mode, "room": room, "turn": turn.index, "warmup": turn.warmup, "speaker": turn.speaker,
+            "said": turn.said, "heard": turn.heard, "status": turn.status, "reply": reply,
             "reply_kind": f"{answer.kind}: {answer.reason}" if answer else "",
             "latency_s": turn.latency_s, "stages_s": answer.stages_s if answer else {},
+            "quality": quality,
             "other_lines": [f"{r.kind}/{r.outcome}" for r in turn.replies if r is not answer],
         })
     return rows
@@ -254,10 +185,16 @@ def turn_intervals(stages: dict[str, float]) -> list[tuple[int, float, float]]:
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     timed = [r for r in rows if not r["warmup"]]
     answered = [r for r in timed if r["latency_s"] is not None]
+    on_topic = [r for r in answered if r["quality"].get("checks", {}).get("on_topic")]
+    checked = [r for r in timed if r["quality"]]
+
     return {
         "turns": len(timed),
         "answered": len(answered),
+        "on_topic": len(on_topic),
         "latency_s": stats([r["latency_s"] for r in answered]),
+        "latency_on_topic_s": stats([r["latency_s"] for r in on_topic]),
+        "quality": rates([CheckResult(passed=r["quality"]["checks"], why={}) for r in checked]),  # over every timed turn (an unanswered one fails)
         "stage_after_end_of_speech_s": {s: stats([r["stages_s"][s] for r in answered if s in r["stages_s"]])
                                         for s in STAGES},
         "interval_s": {name: stats([t1 - t0 for r in answered for j, t0, t1 in turn_intervals(r["stages_s"]) if j == i])
@@ -304,7 +241,10 @@ def models_info(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespace) -> ConversationResult:
+async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespace,
+                   persona: Any = None) -> list[dict[str, Any]]:
+    """The group conversation and the one alone with the bot, in this mode: rows of every turn, and per room
+    the conversation's settings and files."""
     settings = mode_settings(base, mode, args.baseline_end_silence_ms)
     parts = baseline_parts(args.baseline_end_silence_ms) if mode == "baseline" else None
 
@@ -314,14 +254,24 @@ async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespa
         elif event.kind in ("line", "heard", "unanswered"):
             print(f"[{mode}] {event.kind} {event.speaker}: {event.text or event.detail!r}", file=sys.stderr, flush=True)
 
-    convo = ScriptedConversation(settings, [ALICE, BOB], script(turns), out_dir=Path(args.out) / mode, label=mode,
-                                 session_parts=parts, on_event=progress, reply_timeout_s=args.reply_timeout)
-    return await convo.run()
+    group_turns, alone_turns = split_turns(turns)
+    out: list[dict[str, Any]] = []
+    for room, cast, asks, n in (("group", [ALICE, BOB], GROUP, group_turns), ("alone", [ALICE], ALONE, alone_turns)):
+        if n <= 0:
+            continue
+        convo = ScriptedConversation(settings, cast, script(asks, n), out_dir=Path(args.out) / mode / room,
+                                     label=f"{mode}/{room}", session_parts=parts, on_event=progress,
+                                     reply_timeout_s=args.reply_timeout)
+        result = await convo.run()
+        line_asks: list[Ask | None] = [None] + [asks[i % len(asks)] for i in range(n)]
+        out.append({"room": room, "result": result, "rows": turn_rows(mode, room, line_asks, result, persona)})
+    return out
 
 
 async def main_async(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--turns", type=int, default=6, help="timed turns per mode (after one warm-up line)")
+    parser.add_argument("--turns", type=int, default=12,
+                        help="timed turns per mode (about two thirds in the group, one third alone; each after a warm-up line)")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: exclusive, pipelined, baseline")
     parser.add_argument("--baseline-end-silence-ms", type=int, default=BASELINE_END_SILENCE_MS)
     parser.add_argument("--reply-timeout", type=float, default=120.0, help="seconds to wait for a reply before a turn counts as unanswered")
@@ -343,23 +293,29 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
+    from conversation.persona import PersonaLibrary
+
+    persona = PersonaLibrary.load(base.personas_dir).get(base.default_persona)
     for mode in modes:
         t = time.monotonic()
-        result = await run_mode(base, mode, args.turns, args)
-        mode_rows = turn_rows(mode, result)
+        rooms = await run_mode(base, mode, args.turns, args, persona)
+        mode_rows = [row for room in rooms for row in room["rows"]]
         for row in mode_rows:  # per turn, as the run goes (the full report goes to stdout at the end)
-            print(json.dumps({k: row[k] for k in ("mode", "turn", "speaker", "status", "latency_s", "stages_s")}),
+            print(json.dumps({k: row[k] for k in ("mode", "room", "turn", "speaker", "status", "latency_s", "reply")}),
                   file=sys.stderr, flush=True)
         rows.extend(mode_rows)
-        report["modes"][mode] = {"settings": result.settings, "wall_s": round(time.monotonic() - t, 1),
+        report["modes"][mode] = {"settings": rooms[0]["result"].settings if rooms else {},
+                                 "wall_s": round(time.monotonic() - t, 1),
                                  "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                                 "summary": summarize(mode_rows), "files": result.files}
+                                 "summary": summarize(mode_rows),
+                                 "files": {room["room"]: room["result"].files for room in rooms}}
     report["turns"] = rows
     p50 = {m: (report["modes"][m]["summary"]["latency_s"] or {}).get("p50") for m in modes}
     if p50.get("baseline"):
         report["speedup_p50_vs_baseline"] = {m: round(p50["baseline"] / v, 2) for m, v in p50.items()
                                              if m != "baseline" and v}
     report["latency_p50_s"] = p50
+    report["on_topic_rate"] = {m: report["modes"][m]["summary"]["quality"].get("on_topic_rate") for m in modes}
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round(time.monotonic() - started, 1)
     report["note"] = ("2-core machine shared with other jobs: absolute times are noisy; modes run one after the other "

@@ -78,11 +78,12 @@ async def run(packets: int, *, seed: int = 1234, valid_every: int = 500, window:
     loop = asyncio.get_running_loop()
     conn = Connection(loop)
     frames: dict[int, list] = {}
-    rx = VoiceReceiver(conn.vc, on_frame=lambda f: frames.setdefault(f.user_id, []).append(f))
+    rx = VoiceReceiver(conn.vc, on_frame=lambda f: frames.setdefault(f.user_id, []).append(f))  # type: ignore[arg-type]  # a stand-in VoiceClient (loop, user, _connection)
     errors = ErrorCounter()
     logging.getLogger().addHandler(errors)
     rx.start()
     try:
+        assert conn.state.dave_session is not None
         group = make_dave_group([A, B, VANDAL], conn.state.dave_session)
         a, b, vandal = (Member(u, 1000 + u, conn.key, group[u]) for u in (A, B, VANDAL))
         video = Member(VIDEO, 1000 + VIDEO, conn.key)

@@ -152,7 +152,7 @@ def summarize(n_guilds: int, per_guild: list[list[tuple[TurnRecord, bool]]], pro
     named = {id(t) for guild_turns in per_guild for t, heard_name in guild_turns if heard_name}
     answered = [t for t in asked if t.status == "answered" and t.latency_s is not None]
     heard_asked = [t for t in asked if id(t) in named]
-    latencies = [t.latency_s for t in answered]
+    latencies = [t.latency_s for t in answered if t.latency_s is not None]
     stages: dict[str, Any] = {}
     for stage in STAGES:
         values = [t.answer.stages_s[stage] for t in answered if t.answer and stage in t.answer.stages_s]

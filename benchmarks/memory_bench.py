@@ -121,6 +121,8 @@ def bench_replies(settings: Any, samples: int) -> dict[str, Any]:
 
     llm = make_backend(settings)
     persona = PersonaLibrary.load(settings.personas_dir).get(settings.default_persona)
+    if persona is None:
+        raise SystemExit(f"persona {settings.default_persona!r} not found in {settings.personas_dir}")
     now = time.time()
     counts = {"use": [0, 0], "use_without": [0, 0], "avoid": [0, 0]}
     transcript = []

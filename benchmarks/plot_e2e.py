@@ -40,7 +40,7 @@ STYLES: tuple[tuple[float, str, str], ...] = (
 )
 assert len(STYLES) == len(INTERVALS)
 BASELINE_NOTE = ("baseline (no early start, seed-style): 'to first speakable fragment' is the whole LLM reply, "
-                 "'TTS first audio' the whole reply synthesized")
+                 "'TTS first audio' its first sentence synthesized")
 
 
 def heard_at(row: dict[str, Any]) -> float | None:
@@ -60,7 +60,8 @@ def panel_limits(modes: list[str], rows: list[dict[str, Any]], goal: float) -> d
 def turn_label(row: dict[str, Any]) -> str:
     stages = row.get("stages_s") or {}
     early = "request" in stages and "final" in stages and stages["request"] < stages["final"]
-    return f"{(row.get('speaker') or '?')[0]}{row['turn']}" + ("\nearly start" if early else "")
+    room = "·alone" if row.get("room") == "alone" else ""
+    return f"{(row.get('speaker') or '?')[0]}{row['turn']}{room}" + ("\nearly start" if early else "")
 
 
 def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any], goal: float,
@@ -76,7 +77,10 @@ def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str,
             ax.text(0.01 * right, y + REPLY, "no reply", va="center", fontsize=7, color="#c44e52")
         else:
             ax.plot([heard, heard], [y - 0.45, y + 0.45], color="black", linewidth=1.6, solid_capstyle="butt")
-            ax.text(heard + 0.008 * right, y, f"{heard:.2f} s", va="center", fontsize=7.5, fontweight="bold")
+            on_topic = ((row.get("quality") or {}).get("checks") or {}).get("on_topic")
+            note = "" if on_topic is None else (" on topic" if on_topic else " off topic")
+            ax.text(heard + 0.008 * right, y, f"{heard:.2f} s{note}", va="center", fontsize=7.5, fontweight="bold",
+                    color="black" if on_topic is not False else "#c44e52")
     ax.axvline(goal, color="black", linestyle="--", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [turn_label(r) for r in rows], fontsize=7)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first turn on top
@@ -85,14 +89,16 @@ def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str,
     ax.set_axisbelow(True)
     latency = summary.get("latency_s") or {}
     answered = f"{summary.get('answered', '?')}/{summary.get('turns', len(rows))} answered"
+    if summary.get("on_topic") is not None:
+        answered += f", {summary['on_topic']} on topic"
     p50 = f"p50 {latency['p50']:.2f} s, p95 {latency['p95']:.2f} s" if latency.get("p50") is not None else "no replies"
     ax.set_title(f"{mode}: {p50} ({answered})", fontsize=9.5, fontweight="bold", loc="left")
 
 
 def plot_e2e(report: dict[str, Any], path: Path) -> Path:
-    goal = (report.get("goal") or {}).get("p50_latency_s")
-    if goal is None:
-        from benchmarks.e2e_bench import GOAL_P50_S as goal
+    from benchmarks.e2e_bench import GOAL_P50_S
+
+    goal: float = (report.get("goal") or {}).get("p50_latency_s") or GOAL_P50_S
     modes = list(report["modes"])
     rows = [r for r in report["turns"] if not r.get("warmup")]
     per_mode = {m: [r for r in rows if r["mode"] == m] for m in modes}
@@ -109,7 +115,7 @@ def plot_e2e(report: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"chorus, end of speech → first bot audio at the member, per turn (upper lane: hearing the member, "
                  f"lower lane: the reply)\n{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, LLM threads "
                  f"{threads}, load {machine.get('loadavg_at_start', ['?'])[0]} at start", fontsize=10)
-    handles = [Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
+    handles: list[Any] = [Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
                for (label, _s, _e), (_lane, c, h) in zip(INTERVALS, STYLES)]
     handles += [Line2D([], [], color="black", linewidth=1.6, label="heard at the member"),
                 Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"goal p50 {goal} s")]

@@ -74,7 +74,7 @@ def bench_decide(member_counts: list[int], evals: int) -> dict:
         for uid in range(1, n + 1):
             room.member_joined(uid, f"Member{uid}_{rng.choice(words)}", t0, initial=True)
         t = t0
-        for i in range(200):
+        for _ in range(200):
             uid = rng.randint(1, n)
             text = " ".join(rng.choice(words) for _ in range(rng.randint(4, 14))) + rng.choice([".", "?"])
             room.on_speaking(SpeakingEvent(uid, True, t))

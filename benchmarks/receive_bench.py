@@ -55,6 +55,7 @@ def dave_group(user_ids: list[int]) -> tuple[davey.DaveSession, dict[int, davey.
     bot.get_serialized_key_package()
     props = [ext.add_proposal(group_id_for_channel(CHANNEL), 0, s.get_serialized_key_package()) for s in members.values()]
     cw = bot.process_proposals(davey.ProposalsOperationType.append, proposals_payload(props)[1:])
+    assert cw is not None and cw.welcome is not None, "the bot made no commit and welcome for the members"
     bot.process_commit(cw.commit)
     for s in members.values():
         s.process_welcome(cw.welcome)

@@ -91,7 +91,7 @@ async def run(faults: Sequence[str], trials: int, *, wait_s: float = 60.0) -> di
                             break
             finally:
                 await probe.stop()
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for fault, entries in per_fault.items():
         outages = [e["outage_s"] for e in entries if e.get("outage_s") is not None]
         summary[fault] = {"outage_s": stats(outages), "failed": sum(1 for e in entries if e.get("outage_s") is None),

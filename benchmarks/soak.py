@@ -183,7 +183,6 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
     cast = guild_cast(0, MEMBERS)
     world_env = {k: v for k, v in os.environ.items() if k.startswith(("TTS_", "CHORUS_"))}
     errors = ErrorCounter().install(asyncio.get_running_loop())
-    rng = random.Random(seed)
     try:
         async with bot_in_guilds(settings, [cast], world_env=world_env, world_log=work / "world.log") as run:
             guild = run.guilds[0]

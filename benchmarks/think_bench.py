@@ -28,9 +28,10 @@ import numpy as np
 from bot.scheduler import ModelScheduler
 from bot.settings import load_settings
 from brain.chunker import Fragment
-from brain.clean import ReplyBudget, clean_reply
+from brain.budget import ReplyBudget
+from brain.clean import clean_reply
 from brain.llm import make_backend
-from brain.prompt import HistoryLine, build_messages
+from brain.prompt import HistoryLine
 from brain.responder import Responder
 from conversation.persona import load_persona
 
@@ -89,14 +90,11 @@ async def streamed_reply(responder: Responder, persona: Any, index: int, variant
 
 def whole_reply_then_speak(responder: Responder, persona: Any, index: int, variant: int = 0) -> dict:
     """The seed's way: the full LLM reply first, then TTS of all of it (first chunk timed)."""
-    settings, llm = responder.settings, responder.llm
+    llm = responder.llm
     history = history_for(index, variant)
     t0 = time.monotonic()
-    max_tokens = max(8, min(settings.llm_max_tokens, persona.max_reply_tokens()))
-    messages = build_messages(
-        persona, history, situation=f"{history[-1].speaker} just spoke to you. Answer.",
-        budget_tokens=settings.llm_context - max_tokens - 16, count_tokens=llm.count_tokens,
-    )
+    max_tokens = responder.max_reply_tokens(persona)
+    messages = responder.build_prompt(persona, history, f"{history[-1].speaker} just spoke to you. Answer.")
     stages = {"prompt_built": time.monotonic() - t0}
     cancel = threading.Event()
     raw = []

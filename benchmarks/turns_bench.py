@@ -32,7 +32,8 @@ from typing import Any, Iterable
 from benchmarks.report import command_line, machine_info, stats, write_json
 from bot.settings import PROJECT_ROOT, Settings, load_settings
 from simulator.turn_corpus import CorpusScenario, load_corpus
-from simulator.turn_runner import ScenarioResult, run_scenario
+from simulator.turn_judge import ScenarioResult
+from simulator.turn_runner import run_scenario
 
 log = logging.getLogger("benchmarks.turns_bench")
 
@@ -116,6 +117,26 @@ def report(results: list[ScenarioResult]) -> dict[str, Any]:
     }
 
 
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(payload: dict[str, Any]) -> str:
+    """The README's table: overall, per split and per family."""
+    rows = [("**all**", payload["overall"])]
+    rows += [(f"{split} split", v) for split, v in payload["per_split"].items()]
+    rows += [(family.replace("_", " "), v) for family, v in payload["per_family"].items()]
+    out = ["| scenarios | passed | speak precision | speak recall | talk-over | takeover stop p50 / p95 s | "
+           "backchannel kept | latency p50 / p95 s |", "|---|---|---|---|---|---|---|---|"]
+    for name, v in rows:
+        stop, lat = v.get("barge_in_stop_s") or {}, v.get("latency_s") or {}
+        out.append(f"| {name} ({v['scenarios']}) | {v['scenarios_passed']} | {_fmt(v['should_speak_precision'])} | "
+                   f"{_fmt(v['should_speak_recall'])} | {_fmt(v['talk_over_rate'], 3)} "
+                   f"({v['talk_overs']}/{v['bot_voice_starts']}) | {_fmt(stop.get('p50'))} / {_fmt(stop.get('p95'))} | "
+                   f"{_fmt(v['backchannel_keep_rate'])} | {_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} |")
+    return "\n".join(out)
+
+
 async def run(scenarios: list[CorpusScenario], settings: Settings, *, attempts: int) -> list[ScenarioResult]:
     results = []
     with tempfile.TemporaryDirectory(prefix="chorus-turns-") as tmp:
@@ -139,7 +160,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--attempts", type=int, default=3, help="plays of a scenario whose precondition failed")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--table", type=Path, default=None, help="print the Markdown table of a saved result and stop")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        saved = __import__("json").loads(args.table.read_text(encoding="utf-8"))
+        print(markdown_table(saved))
+        return saved
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     corpus = load_corpus()

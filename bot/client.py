@@ -68,8 +68,10 @@ class ChorusBot(commands.Bot):
         extensions: tuple[str, ...] = COG_EXTENSIONS,
         optional_extensions: tuple[str, ...] = OPTIONAL_COG_EXTENSIONS,
         metrics: Metrics | None = None,
+        **client_options: Any,
     ) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=chorus_intents(), help_command=None)
+        super().__init__(command_prefix=commands.when_mentioned, intents=chorus_intents(), help_command=None,
+                         **client_options)
         self.settings = settings
         self._personas_given = personas is not None
         self.personas: PersonaLibrary = personas if personas is not None else PersonaLibrary(folder=settings.personas_dir)
@@ -161,6 +163,21 @@ class ChorusBot(commands.Bot):
     async def on_ready(self) -> None:
         log.info("logged in as %s (id %s) in %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild came to this process (start, reconnect, or its shard moved here from another process): its
+        state is read again from the shared database, which another process may have changed meanwhile."""
+        await self.refresh_guild(guild.id)
+
+    async def on_guild_join(self, guild: discord.Guild) -> None:
+        await self.refresh_guild(guild.id)
+
+    async def refresh_guild(self, guild_id: int) -> None:
+        try:
+            await self.guild_store.refresh(guild_id)
+            await self.memory.refresh_privacy(guild_id)
+        except StorageError as exc:
+            log.warning("guild %d: state not refreshed from the database (%s); using the last known", guild_id, exc)
+
     # -- personas ----------------------------------------------------------------------
     def persona_for(self, guild_id: int) -> Persona:
         """The guild's chosen persona, else the default one, else the first one, else a built-in fallback."""
@@ -249,6 +266,7 @@ class ChorusBot(commands.Bot):
             "discord": {"ready": ready, "latency_ms": round(latency * 1000) if latency == latency and latency != float("inf") else None},
             "guilds": len(self.guilds),
             "voice_sessions": sorted(str(g) for g in self.voice_sessions),
+            "shards": {"count": self.shard_count or 1, "ids": sorted(getattr(self, "shards", {}) or [self.shard_id or 0])},
         }
 
     async def close(self) -> None:
@@ -277,15 +295,15 @@ class ChorusBot(commands.Bot):
             message = str(error) or f"You can't use {command} here."
         elif isinstance(error, app_commands.TransformerError):
             message = f"That value doesn't work for {command}: {error}"
-        elif isinstance(getattr(error, "original", None), StorageError):
-            original = getattr(error, "original")
+        elif isinstance(error, app_commands.CommandInvokeError) and isinstance(error.original, StorageError):
+            original = error.original
             log.warning("%s in guild %s could not reach the database: %s", command, interaction.guild_id, original)
             message = f"Sorry, I couldn't save that: {original}. Nothing was changed; try again in a moment."
             expected = False
         else:
-            original = getattr(error, "original", error)
-            log.error("%s failed in guild %s", command, interaction.guild_id, exc_info=original)
-            message = f"Sorry, {command} failed ({type(original).__name__}). The details are in the bot's log."
+            failure: BaseException = getattr(error, "original", error)
+            log.error("%s failed in guild %s", command, interaction.guild_id, exc_info=failure)
+            message = f"Sorry, {command} failed ({type(failure).__name__}). The details are in the bot's log."
             expected = False
         if expected:
             log.info("%s refused for user %s: %s", command, interaction.user.id, message)
@@ -313,6 +331,23 @@ class _RedactToken(logging.Filter):
         return True
 
 
+class ShardedChorusBot(ChorusBot, commands.AutoShardedBot):
+    """ChorusBot on discord.py's AutoShardedClient: this process runs the shards DISCORD_SHARD_IDS of
+    DISCORD_SHARD_COUNT (all of them when the ids are empty), one gateway connection each. Other processes
+    run the other shards; Discord sends each guild's events to one shard only, and everything a guild keeps
+    lives in the shared database (DATABASE_URL)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(settings, shard_count=settings.shard_count, shard_ids=list(settings.shard_ids) or None, **kwargs)
+
+
+def make_bot(settings: Settings, **kwargs: Any) -> ChorusBot:
+    """The bot for these settings: sharded when DISCORD_SHARD_COUNT is set, else one plain connection."""
+    if settings.shard_count:
+        return ShardedChorusBot(settings, **kwargs)
+    return ChorusBot(settings, **kwargs)
+
+
 def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None = None) -> None:
     """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`).
 
@@ -327,7 +362,9 @@ def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None =
 
     async def run() -> None:
         metrics = Metrics().activate() if settings.metrics_port else None
-        async with ChorusBot(settings, sync_on_start=sync, metrics=metrics) as bot:
+        if settings.shard_count:
+            log.info("running shard(s) %s of %d", ",".join(map(str, settings.shard_ids)) or "all", settings.shard_count)
+        async with make_bot(settings, sync_on_start=sync, metrics=metrics) as bot:
             server = None
             if metrics is not None:  # before logging in: a port in use is said at once
                 server = await MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port,

@@ -26,17 +26,33 @@ from bot.settings import Settings
 from simulator.scripted import ConversationResult, Line, ScriptedConversation, ScriptError, ScriptEvent
 from simulator.voices import DEFAULT_CAST
 
+# The bot named at the start, in the middle and at the end of a line; a line between members it lets pass;
+# a follow-up that needs an earlier turn. Each line the bot answers has what an on-topic answer contains
+# (words, as the quality benchmark's rubrics), so the summary tells how many answers said something.
 FULL_SCRIPT: tuple[Line, ...] = (
-    Line("Alice", "Hey Juniper, what should I cook tonight? I have eggs, rice and some spinach."),
-    Line("Bob", "Hey Juniper, have you read any good books lately?"),
-    Line("Chen", "Hey Juniper, do you think it will rain this weekend?"),
+    Line("Alice", "Juniper, what should I cook tonight? I have eggs, rice and some spinach."),
+    Line("Bob", "I need something to read, Juniper, any good books lately?"),
+    Line("Chen", "Do you think it will rain this weekend, Juniper?"),
     Line("Alice", "Bob, are you still coming to the game on Saturday?", expect_reply=False, pause_s=0.3),
-    Line("Bob", "Yes, I will be there. Hey Juniper, what snacks should we bring?"),
+    Line("Bob", "Yes, I will be there. Juniper, what snacks should we bring?"),
+    Line("Chen", "Juniper, what did Alice want to cook?"),
 )
 QUICK_SCRIPT: tuple[Line, ...] = (
-    Line("Alice", "Hey Juniper, what should I cook tonight with eggs and rice?"),
-    Line("Bob", "Hey Juniper, have you read any good books lately?"),
+    Line("Alice", "Juniper, what should I cook tonight with eggs and rice?"),
+    Line("Bob", "Have you read any good books lately, Juniper?"),
 )
+ON_TOPIC_WORDS: dict[str, tuple[str, ...]] = {
+    FULL_SCRIPT[0].text: ("fried", "omelet", "omelette", "stir", "frittata", "bowl", "curry", "soup", "scramble",
+                          "salad", "pasta", "dish"),
+    FULL_SCRIPT[1].text: ("book", "novel", "read", "author", "story", "series", "mystery", "fantasy"),
+    FULL_SCRIPT[2].text: ("rain", "sun", "weather", "cloud", "storm", "umbrella", "forecast", "warm", "cold", "dry"),
+    FULL_SCRIPT[4].text: ("chip", "crisp", "popcorn", "pizza", "cookie", "fruit", "cheese", "nacho", "pretzel", "dip",
+                          "sandwich", "cake", "snack", "chocolate"),
+    FULL_SCRIPT[5].text: ("egg", "rice", "spinach", "fried", "cook", "dinner"),
+    QUICK_SCRIPT[0].text: ("fried", "omelet", "omelette", "stir", "frittata", "bowl", "curry", "soup", "scramble",
+                           "pasta", "dish"),
+    QUICK_SCRIPT[1].text: ("book", "novel", "read", "author", "story", "series", "mystery", "fantasy"),
+}
 NOISY_LOGGERS = ("", "discord", "bot", "cogs", "audio", "brain", "conversation", "simulator", "chorus",
                  "faster_whisper", "llama_cpp", "RealtimeTTS")
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -131,11 +147,27 @@ class LiveTranscript:
         return f"\033[1m{text}\033[0m" if self.tty else text
 
 
+def on_topic(said: str, reply: str) -> bool | None:
+    """Whether the answer to `said` has a word an on-topic answer has (None: the line has no such list)."""
+    from benchmarks.quality_checks import term_in
+    from conversation.addressing import words
+
+    wanted = ON_TOPIC_WORDS.get(said)
+    if wanted is None:
+        return None
+    said_words = words(reply)
+    return any(term_in(w, said_words) for w in wanted)
+
+
 def summarize(result: ConversationResult) -> list[str]:
     latencies = [t.latency_s for t in result.turns if t.latency_s is not None and not t.warmup]
     expected = [t for t in result.turns if t.expect_reply]
     answered = [t for t in expected if t.status == "answered"]
-    lines = [f"{len(answered)} of {len(expected)} questions answered; {result.wall_s:.0f} s in all."]
+    judged = [(t, on_topic(t.said, t.answer.text if t.answer else "")) for t in expected]
+    judged = [(t, ok) for t, ok in judged if ok is not None]
+    lines = [f"{len(answered)} of {len(expected)} questions answered"
+             + (f", {sum(1 for _, ok in judged if ok)} of {len(judged)} on topic" if judged else "")
+             + f"; {result.wall_s:.0f} s in all."]
     if latencies:
         lines.append(
             "End of speech → first bot audio at the member: "

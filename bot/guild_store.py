@@ -48,6 +48,7 @@ class GuildStore:
         self.db = db
         self.data_dir = data_dir
         self._states: dict[int, GuildState] = {}
+        self._changes: dict[int, int] = {}  # guild id -> writes made by this process (see refresh)
         self.loaded = False
 
     @classmethod
@@ -76,6 +77,21 @@ class GuildStore:
         }
         self.loaded = True
 
+    async def refresh(self, guild_id: int) -> GuildState:
+        """Read one guild's row again (its shard moved to this process; another process may have changed it).
+        A change made here while the read was under way wins over what the read found."""
+        version = self._changes.get(guild_id, 0)
+        async with self.db.transaction() as conn:
+            row = (await conn.execute(sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id))).mappings().first()
+        if self._changes.get(guild_id, 0) != version:
+            return self.get(guild_id)
+        states = {k: v for k, v in self._states.items() if k != guild_id}
+        if row is not None:
+            states[guild_id] = GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
+                                          memory_enabled=bool(row["memory_enabled"]))
+        self._states = states
+        return self.get(guild_id)
+
     # -- writing ----------------------------------------------------------------------------------
     async def update(self, guild_id: int, **changes: Any) -> GuildState:
         """Change fields of one guild's state in the database, then in memory. Returns the new state."""
@@ -94,6 +110,7 @@ class GuildStore:
         else:
             states[guild_id] = new
         self._states = states
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1  # after the write: a refresh that read before it is stale
         return new
 
     async def set_persona(self, guild_id: int, name: str | None) -> GuildState:
@@ -109,3 +126,4 @@ class GuildStore:
         async with self.db.transaction() as conn:
             await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
         self._states = {k: v for k, v in self._states.items() if k != guild_id}
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1

@@ -143,6 +143,8 @@ class ReplyPrefill:
             return
         history, situation = prompt
         prefill, persona = self._prefill, self._persona()
+        if prefill is None:
+            return
         cancel = self._run_cancel = threading.Event()
         self._running, self._running_for = True, user_id
         self.stats.started += 1

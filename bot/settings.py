@@ -76,6 +76,24 @@ def _choice(*options: str) -> Callable[[str], str]:
     return parse
 
 
+def _optional_float_range(lo: float, hi: float) -> Callable[[str], float | None]:
+    inner = _float_range(lo, hi)
+
+    def parse(raw: str) -> float | None:
+        return inner(raw) if raw.strip() else None
+
+    return parse
+
+
+def _optional_int_range(lo: int, hi: int) -> Callable[[str], int | None]:
+    inner = _int_range(lo, hi)
+
+    def parse(raw: str) -> int | None:
+        return inner(raw) if raw.strip() else None
+
+    return parse
+
+
 def _str(raw: str) -> str:
     return raw.strip()
 
@@ -118,6 +136,21 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _tcp_uri(raw: str) -> str:
+    """A Wyoming server address, tcp://host:port."""
+    from urllib.parse import urlsplit
+
+    raw = raw.strip()
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "tcp" or not parts.hostname or not port:
+        raise ValueError("expected tcp://host:port")
+    return raw
+
+
 def _path(raw: str) -> Path:
     """A path; relative ones are taken from the project root, so `.env` works from any cwd."""
     path = Path(raw.strip()).expanduser()
@@ -127,6 +160,8 @@ def _path(raw: str) -> Path:
 SETTINGS: tuple[SettingSpec, ...] = (
     # --- Discord -----------------------------------------------------------------
     SettingSpec("DISCORD_TOKEN", "discord_token", _str, "", "Bot token from the Discord developer portal. Empty: run the offline demo instead.", secret=True),
+    SettingSpec("DISCORD_SHARD_COUNT", "shard_count", _int_range(0, 100_000), 0, "Discord shards in all (across every bot process); 0: one connection, unsharded (Discord requires shards from 2,500 guilds, about 1 per 1,000 guilds)."),
+    SettingSpec("DISCORD_SHARD_IDS", "shard_ids", _id_list, (), "The shards THIS process runs (comma-separated ids below DISCORD_SHARD_COUNT); empty: all of them. Processes that share the guilds must share DATABASE_URL."),
     SettingSpec("CHORUS_DEV_GUILD_IDS", "dev_guild_ids", _id_list, (), "Comma-separated guild ids: `--sync` copies slash commands there (instant) instead of globally (up to an hour)."),
     SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Name of a role allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
     SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where the SQLite database (server settings, memories) and downloaded voices are kept."),
@@ -137,6 +172,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("CHORUS_METRICS_PORT", "metrics_port", _int_range(0, 65535), 0, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port, e.g. 9108. 0: off."),
     SettingSpec("CHORUS_METRICS_HOST", "metrics_host", _host, "127.0.0.1", "Address the metrics server listens on (0.0.0.0: every interface)."),
     # --- Speech to text ----------------------------------------------------------
+    SettingSpec("STT_BACKEND", "stt_backend", _choice("local", "wyoming"), "local", "`local`: faster-whisper in this process; `wyoming`: a Wyoming STT server (wyoming-faster-whisper) at STT_SERVER_URI does every transcription (partials and finals; VAD and end of turn stay here)."),
+    SettingSpec("STT_SERVER_URI", "stt_server_uri", _tcp_uri, "tcp://127.0.0.1:10300", "Wyoming STT server (STT_BACKEND=wyoming). The protocol has no authentication: keep it on this host or a private network."),
     SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
     SettingSpec("STT_DEVICE", "stt_device", _choice("cpu", "cuda", "auto"), "cpu", "Device for faster-whisper."),
     SettingSpec("STT_COMPUTE_TYPE", "stt_compute_type", _str, "int8", "CTranslate2 compute type (int8, int8_float16, float16, float32)."),
@@ -160,12 +197,23 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
     SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores but one, which leaves room for STT and TTS)."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
-    SettingSpec("LLM_TEMPERATURE", "llm_temperature", _float_range(0.0, 2.0), 0.7, "Sampling temperature."),
-    SettingSpec("LLM_FREQUENCY_PENALTY", "llm_frequency_penalty", _float_range(-2.0, 2.0), 0.5, "OpenAI-style frequency penalty: discourages the small models' \"I'm sorry, I'm sorry\" loops (0 = off)."),
+    SettingSpec("LLM_PROFILE", "llm_profile", _choice("auto", "small", "large"), "auto", "Prompt layout and reply repairs: `small` (short system prompt, examples as turns, a short history window; for models under 1B parameters), `large` (the full persona), `auto` (by the model's size, or a server model's name)."),
+    SettingSpec("LLM_TEMPERATURE", "llm_temperature", _optional_float_range(0.0, 2.0), None, "Sampling temperature. Empty: the model family's default (brain/profile.py)."),
+    SettingSpec("LLM_TOP_P", "llm_top_p", _optional_float_range(0.0, 1.0), None, "Nucleus sampling. Empty: the model family's default."),
+    SettingSpec("LLM_TOP_K", "llm_top_k", _optional_int_range(0, 1000), None, "Top-k sampling (0 = off). Empty: the model family's default."),
+    SettingSpec("LLM_MIN_P", "llm_min_p", _optional_float_range(0.0, 1.0), None, "Min-p sampling: drop tokens below this share of the likeliest one. Empty: the model family's default."),
+    SettingSpec("LLM_REPEAT_PENALTY", "llm_repeat_penalty", _optional_float_range(0.5, 2.0), None, "llama.cpp repetition penalty (1 = off): keeps small models out of \"I'm sorry, I'm sorry\" loops. Empty: the model family's default."),
+    SettingSpec("LLM_PRESENCE_PENALTY", "llm_presence_penalty", _optional_float_range(-2.0, 2.0), None, "OpenAI-style presence penalty. Empty: the model family's default."),
+    SettingSpec("LLM_FREQUENCY_PENALTY", "llm_frequency_penalty", _optional_float_range(-2.0, 2.0), None, "OpenAI-style frequency penalty. Empty: the model family's default."),
+    SettingSpec("LLM_SEED", "llm_seed", _optional_int_range(0, 2**31 - 1), None, "Sampling seed, for reproducible replies (benchmarks). Empty: random."),
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
+    SettingSpec("LLM_TIMEOUT_S", "llm_timeout_s", _float_range(1.0, 3600.0), 60.0, "OpenAI-compatible server: longest wait for the first token or the next one (connecting: 10 s)."),
+    SettingSpec("LLM_MAX_RETRIES", "llm_max_retries", _int_range(0, 10), 2, "OpenAI-compatible server: retries with exponential back-off (0.5 s, 1 s, ... or the server's Retry-After) on HTTP 408/409/429/5xx and connection errors, before a reply's stream starts."),
     SettingSpec("LLM_API_KEY", "llm_api_key", _str, "", "API key for the OpenAI-compatible server, if it needs one.", secret=True),
-    SettingSpec("LLM_CACHE_PROMPT", "llm_cache_prompt", _bool, True, "Ask the server to reuse its cached prompt prefix (llama.cpp server's `cache_prompt`): each reply evaluates only what is new. Off for servers that reject unknown fields."),
     # --- TTS -----------------------------------------------------------------------
+    SettingSpec("TTS_BACKEND", "tts_backend", _choice("local", "wyoming"), "local", "`local`: the persona's engine in this process; `wyoming`: a Wyoming TTS server (wyoming-piper) at TTS_SERVER_URI speaks every line."),
+    SettingSpec("TTS_SERVER_URI", "tts_server_uri", _tcp_uri, "tcp://127.0.0.1:10200", "Wyoming TTS server (TTS_BACKEND=wyoming). No authentication: keep it on this host or a private network."),
+    SettingSpec("TTS_SERVER_VOICE", "tts_server_voice", _str, "", "Voice the Wyoming TTS server should use (e.g. en_US-joe-medium); empty: the persona's Piper voice name if it has one, else the server's default."),
     SettingSpec("TTS_ENGINE", "tts_engine", _choice("persona", "piper", "xtts", "espeak"), "persona", "`persona`: the engine the persona names; or force piper / xtts (GPU extra) / espeak."),
     SettingSpec("TTS_DEVICE", "tts_device", _choice("cpu", "cuda", "auto"), "auto", "Device for XTTS."),
     SettingSpec("TTS_USE_DEEPSPEED", "tts_use_deepspeed", _bool, True, "Use deepspeed for XTTS when it is installed and a GPU is present."),
@@ -197,6 +245,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
 @dataclass(frozen=True)
 class Settings:
     discord_token: str
+    shard_count: int
+    shard_ids: tuple[int, ...]
     dev_guild_ids: tuple[int, ...]
     persona_role: str
     data_dir: Path
@@ -206,6 +256,8 @@ class Settings:
     log_format: str
     metrics_port: int
     metrics_host: str
+    stt_backend: str
+    stt_server_uri: str
     stt_model: str
     stt_device: str
     stt_compute_type: str
@@ -228,11 +280,22 @@ class Settings:
     llm_gpu_layers: int
     llm_threads: int
     llm_max_tokens: int
-    llm_temperature: float
-    llm_frequency_penalty: float
+    llm_profile: str
+    llm_temperature: float | None
+    llm_top_p: float | None
+    llm_top_k: int | None
+    llm_min_p: float | None
+    llm_repeat_penalty: float | None
+    llm_presence_penalty: float | None
+    llm_frequency_penalty: float | None
+    llm_seed: int | None
     llm_base_url: str
+    llm_timeout_s: float
+    llm_max_retries: int
     llm_api_key: str
-    llm_cache_prompt: bool
+    tts_backend: str
+    tts_server_uri: str
+    tts_server_voice: str
     tts_engine: str
     tts_device: str
     tts_use_deepspeed: bool
@@ -294,6 +357,12 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | str | N
         except ValueError as exc:
             shown = "<hidden>" if spec.secret else repr(raw)
             raise SettingsError(f"{spec.env}={shown}: {exc}") from None
+    if parsed["shard_ids"]:
+        if not parsed["shard_count"]:
+            raise SettingsError("DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is 0: set the total number of shards")
+        bad = [i for i in parsed["shard_ids"] if i >= parsed["shard_count"]]
+        if bad:
+            raise SettingsError(f"DISCORD_SHARD_IDS: {', '.join(map(str, bad))} not below DISCORD_SHARD_COUNT={parsed['shard_count']}")
     return Settings(**parsed)
 
 
@@ -309,7 +378,9 @@ def render_env_example() -> str:
     ]
     for spec in SETTINGS:
         default = spec.default
-        if isinstance(default, tuple):
+        if default is None:
+            default = ""
+        elif isinstance(default, tuple):
             default = ",".join(str(x) for x in default)
         elif isinstance(default, bool):
             default = "true" if default else "false"

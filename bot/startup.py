@@ -159,9 +159,12 @@ def check_models(settings: Any) -> list[str]:
     from bot import models
 
     notes: list[str] = []
-    stt = models.resolve_whisper_model(settings.stt_model)
-    if settings.stt_model not in ("", "embedded") and not _is_dir(stt) and not models.whisper_is_cached(stt):
-        notes.append(f"STT_MODEL={settings.stt_model} is not downloaded yet: it downloads on first use (needs internet)")
+    if settings.stt_backend == "local":
+        stt = models.resolve_whisper_model(settings.stt_model)
+        if settings.stt_model not in ("", "embedded") and not _is_dir(stt) and not models.whisper_is_cached(stt):
+            notes.append(f"STT_MODEL={settings.stt_model} is not downloaded yet: it downloads on first use (needs internet)")
+    else:
+        notes.append(f"STT_BACKEND=wyoming: transcription by the Wyoming server at {settings.stt_server_uri} (no authentication: keep it private)")
     if settings.llm_backend == "llama_cpp":
         if settings.llm_model.startswith("hf:"):
             if not models.gguf_is_cached(settings.llm_model):
@@ -175,6 +178,9 @@ def check_models(settings: Any) -> list[str]:
     if getattr(settings, "turn_model", "off") == "smart_turn":
         models.smart_turn_path()
     engine = settings.tts_engine
+    if settings.tts_backend == "wyoming":
+        notes.append(f"TTS_BACKEND=wyoming: speech by the Wyoming server at {settings.tts_server_uri} (no authentication: keep it private)")
+        engine = "remote"
     if engine in ("persona", "piper"):
         models.embedded_piper_voice()  # personas without a voice of their own use it
     if engine == "espeak" and shutil.which("espeak-ng") is None and shutil.which("espeak") is None:

@@ -38,7 +38,7 @@ from bot.wakeup import Wakeup
 from conversation.bot_turn import BotTurn
 from conversation.clock import Clock, MonotonicClock
 from conversation.decision import Action, Decision, Policy
-from conversation.room import Room, RoomLine
+from conversation.room import MERGE_GAP_S, Room, RoomLine
 from conversation.rules import RULES, Rule, decide
 from conversation.situation import situation_for
 from conversation.echo import ECHO_WINDOW_S, echoes
@@ -60,7 +60,8 @@ class ListenerLike(Protocol):
 
 class PlayerLike(Protocol):
     on_first_packet: Callable[[float], None] | None
-    seconds_played: float
+    @property
+    def seconds_played(self) -> float: ...
 
     def feed(self, pcm: np.ndarray, rate: int) -> None: ...
     def end_of_utterance(self) -> None: ...
@@ -118,7 +119,8 @@ class VoiceSession:
         self.tick_s = tick_s
         self.metrics = metrics  # bot.metrics.GuildMetrics: each line's stage times, when metrics are on
         self.room = Room(bot_name=persona.name, bot_user_id=bot_user_id, now=self.clock.now(),
-                         bot_aliases=tuple(getattr(persona, "aliases", ()) or ()))
+                         bot_aliases=tuple(getattr(persona, "aliases", ()) or ()),
+                         merge_gap_s=max(MERGE_GAP_S, self.policy.incomplete_wait_s + 0.2))
         for user_id, name in members:
             if user_id != bot_user_id:
                 self.room.member_joined(user_id, name, self.clock.now(), initial=True)
@@ -458,7 +460,8 @@ class VoiceSession:
                 result = await self.responder.respond(self.persona, history, situation=situation, sink=sink, **extra)
             for key, value in (getattr(result, "timings", None) or {}).items():
                 trace.times.setdefault(key, value)
-            if not turn.fragments and getattr(result, "text", ""):
+            reply_text = getattr(result, "text", None)
+            if not turn.fragments and reply_text:
                 turn.add_text(result.text)  # the responder did not stream text to the sink
             sink.done()
             # Wait until the line is confirmed (early start) and fully played. A player nobody pulls

@@ -23,6 +23,7 @@ ABBREVIATIONS = frozenset(
     rev hon gov pres rep sen ave blvd rd min max cf al ca
     """.split()
 )
+NUMBER_ABBREVIATIONS = frozenset({"no", "nos"})  # abbreviations only before a number
 _INITIALISM = re.compile(r"(?:[A-Za-z]\.){2,}$")  # U.S. e.g. i.e. a.m. p.m.
 _CLOSERS = "\"')]}»”’"
 _SENTENCE_END = ".!?…"
@@ -150,6 +151,8 @@ class SpeechChunker:
             return None  # 3.14, example.com, U.S.A, "?!" followed by more text
         if buf[i] == "." and not _is_ellipsis(buf, i) and _is_abbreviation(buf, i):
             return None
+        if buf[i] == "." and _word_before(buf, i).lower() in NUMBER_ABBREVIATIONS and not buf[j:].strip():
+            return -1  # "No. " may be "No. 5": wait for the next word
         return j
 
     def _clause_boundary(self, i: int) -> int | None:
@@ -188,6 +191,13 @@ def _is_ellipsis(buf: str, i: int) -> bool:
     return k - j >= 2
 
 
+def _word_before(buf: str, i: int) -> str:
+    start = i
+    while start > 0 and not buf[start - 1].isspace() and buf[start - 1] not in "(\"'[":
+        start -= 1
+    return buf[start:i]
+
+
 def _is_abbreviation(buf: str, i: int) -> bool:
     """Is the period at `i` part of an abbreviation or an initial rather than a sentence end?"""
     start = i
@@ -197,6 +207,9 @@ def _is_abbreviation(buf: str, i: int) -> bool:
     word = token[:-1]
     if not word:
         return False
+    if word.lower() in NUMBER_ABBREVIATIONS:  # "No. 5" is a number; "No, no." ends a sentence
+        rest = buf[i + 1 :].lstrip()
+        return bool(rest) and rest[0].isdigit()
     if word.lower() in ABBREVIATIONS:
         return True
     if _INITIALISM.search(token):

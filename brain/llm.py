@@ -4,21 +4,17 @@
   `bot.models.MODELS`; the chat template comes from the GGUF. One generation at a time per
   loaded model (a llama context holds one conversation); others wait for it, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
-  `/v1/chat/completions` over Server-Sent Events with `http.client`, no extra packages. With
-  LLM_CACHE_PROMPT it asks for the server's prompt cache (`cache_prompt`), so one request per reply
-  evaluates only what is new.
+  `/v1/chat/completions` through the `openai` SDK (`brain.openai_client`), asking for the server's
+  prompt cache (`cache_prompt`): one request per reply evaluates only what is new.
 
 Cancelling: set the `cancel` event. It is checked per token; llama.cpp's abort callback also
-stops a long prompt evaluation, and the HTTP backend shuts its socket so a blocked read ends.
+stops a long prompt evaluation, and the HTTP backend closes the response so a blocked read ends.
 """
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +23,8 @@ from urllib.parse import urlsplit
 
 from bot.models import MODELS, ModelLoadError, resolve_gguf
 from bot.settings import Settings
+from brain.openai_client import LlmServerError, OpenAiChatClient
+from brain.profile import ModelProfile, Sampling, profile_for
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +45,7 @@ class LlmBackend(Protocol):
     """
 
     name: str
+    profile: ModelProfile  # prompt layout and sampling that suit this model
 
     def stream(
         self,
@@ -56,6 +55,7 @@ class LlmBackend(Protocol):
         stop: Sequence[str],
         cancel: threading.Event,
         temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
@@ -149,6 +149,23 @@ def _install_abort_callback(loaded: _LoadedLlama) -> None:
         log.debug("llama.cpp abort callback unavailable: %s", exc)
 
 
+def _sampling(sampling: Sampling, temperature: float | None) -> Sampling:
+    return sampling if temperature is None else sampling.replace(temperature=temperature)
+
+
+def _model_identity(llm: Any, path: str) -> tuple[str, int | None]:
+    """(name for the model family: the GGUF's general.name / architecture / file name, parameter count)."""
+    metadata = getattr(llm, "metadata", None) or {}
+    name = " ".join(str(metadata.get(k, "")) for k in ("general.name", "general.basename", "general.architecture"))
+    name = f"{name} {os.path.basename(path)}".strip()
+    n_params = None
+    try:
+        n_params = int(llm.n_params()) if hasattr(llm, "n_params") else None
+    except Exception:  # an older binding: the name decides
+        n_params = None
+    return name, n_params
+
+
 def default_llm_threads() -> int:
     """All cores but one: llama.cpp's threads spin-wait, and on a busy core (STT, TTS, the receive
     worker) one preempted thread stalls every other one; measured 20x slower generation on 2 cores."""
@@ -169,10 +186,11 @@ class LlamaCppBackend:
             key,
             lambda: _load_llama(path, n_ctx=settings.llm_context, n_gpu_layers=settings.llm_gpu_layers, n_threads=threads),
         )
-        self.temperature = settings.llm_temperature
-        self.frequency_penalty = settings.llm_frequency_penalty
-        self.context_tokens = settings.llm_context
         self.model_path = path
+        self.model_name, n_params = _model_identity(self._loaded.llm, path)
+        self.profile = profile_for(settings, self.model_name, n_params)
+        self.temperature = self.profile.sampling.temperature
+        self.context_tokens = settings.llm_context
 
     def count_tokens(self, text: str) -> int:
         if not text:
@@ -187,7 +205,9 @@ class LlamaCppBackend:
         stop: Sequence[str],
         cancel: threading.Event,
         temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]:
+        sampling = _sampling(sampling or self.profile.sampling, temperature)
         loaded = self._loaded
         while not loaded.lock.acquire(timeout=0.02):  # another generation owns the context
             if cancel.is_set():
@@ -206,8 +226,14 @@ class LlamaCppBackend:
                     stream=True,
                     max_tokens=max_tokens,
                     stop=list(stop) or None,
-                    temperature=self.temperature if temperature is None else temperature,
-                    frequency_penalty=self.frequency_penalty,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k,
+                    min_p=sampling.min_p,
+                    repeat_penalty=sampling.repeat_penalty,
+                    presence_penalty=sampling.presence_penalty,
+                    frequency_penalty=sampling.frequency_penalty,
+                    seed=sampling.seed,
                 )
                 for chunk in chunks:
                     if cancel.is_set():
@@ -237,36 +263,33 @@ class LlamaCppBackend:
 
 
 class OpenAiBackend:
-    """Streams from `settings.llm_base_url` + `/chat/completions` (Server-Sent Events)."""
+    """Streams from `settings.llm_base_url` + `/chat/completions` through the `openai` SDK
+    (`brain.openai_client`): timeouts, retries with back-off on 429/5xx, LLM_API_KEY, cancellation that
+    closes the stream."""
 
     name = "openai"
     local_prompt_cache = False  # the server keeps its own (`cache_prompt`)
 
-    def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float = 120.0) -> None:
+    def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float | None = None) -> None:
         url = urlsplit(settings.llm_base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ModelLoadError(f"LLM_BASE_URL={settings.llm_base_url!r}: expected http(s)://host[:port]/v1")
-        self.scheme = url.scheme
-        self.host = url.hostname
-        self.port = url.port or (443 if url.scheme == "https" else 80)
-        self.path = (url.path or "") + "/chat/completions"
+        self.base_url = settings.llm_base_url.rstrip("/")
         self.model = settings.llm_model
-        self.api_key = settings.llm_api_key
-        self.cache_prompt = settings.llm_cache_prompt
-        self.temperature = settings.llm_temperature
-        self.frequency_penalty = settings.llm_frequency_penalty
+        self.model_name = settings.llm_model
+        self.profile = profile_for(settings, settings.llm_model)
+        self.temperature = self.profile.sampling.temperature
         self.context_tokens = settings.llm_context
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
+        self._client = OpenAiChatClient(
+            self.base_url, settings.llm_api_key, connect_timeout=connect_timeout,
+            read_timeout=settings.llm_timeout_s if read_timeout is None else read_timeout,
+            max_retries=settings.llm_max_retries,
+        )
 
     def count_tokens(self, text: str) -> int:
         from brain.prompt import estimate_tokens
 
         return estimate_tokens(text)
-
-    def _connection(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return cls(self.host, self.port, timeout=self.connect_timeout)
 
     def stream(
         self,
@@ -276,95 +299,31 @@ class OpenAiBackend:
         stop: Sequence[str],
         cancel: threading.Event,
         temperature: float | None = None,
+        sampling: Sampling | None = None,
     ) -> Iterator[str]:
+        sampling = _sampling(sampling or self.profile.sampling, temperature)
         yield ""  # remote compute: ready at once
         if cancel.is_set():
             return
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
-            "stream": True,
             "max_tokens": max_tokens,
-            "temperature": self.temperature if temperature is None else temperature,
-            "frequency_penalty": self.frequency_penalty,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "presence_penalty": sampling.presence_penalty,
+            "frequency_penalty": sampling.frequency_penalty,
+            # Not in OpenAI's API, understood by llama.cpp's and vLLM's servers (others ignore them).
+            "top_k": sampling.top_k,
+            "min_p": sampling.min_p,
+            "repeat_penalty": sampling.repeat_penalty,
+            "cache_prompt": True,  # llama.cpp's server: reuse the longest cached prefix of this prompt
         }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
         if stop:
             body["stop"] = list(stop)[:MAX_HTTP_STOP_STRINGS]
-        if self.cache_prompt:
-            body["cache_prompt"] = True  # llama.cpp server: reuse the longest cached prefix of this prompt
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        where = f"{self.scheme}://{self.host}:{self.port}{self.path}"
-        conn = self._connection()
-        finished = threading.Event()
-        watcher = threading.Thread(target=_close_on_cancel, args=(conn, cancel, finished), name="llm-http-cancel", daemon=True)
         try:
-            try:
-                conn.request("POST", self.path, body=json.dumps(body).encode("utf-8"), headers=headers)
-                if conn.sock is not None:
-                    conn.sock.settimeout(self.read_timeout)
-                watcher.start()
-                response = conn.getresponse()
-            except (OSError, http.client.HTTPException) as exc:
-                if cancel.is_set():
-                    return
-                raise LlmError(f"cannot reach the LLM server at {where}: {exc}") from None
-            if response.status != 200:
-                detail = response.read(500).decode("utf-8", "replace").strip().replace("\n", " ")
-                raise LlmError(f"LLM server {where} answered HTTP {response.status}: {detail}")
-            try:
-                yield from _sse_tokens(response, cancel)
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                if cancel.is_set():
-                    return
-                raise LlmError(f"LLM stream from {where} broke: {type(exc).__name__}: {exc}") from None
-        finally:
-            finished.set()
-            conn.close()
-
-
-def _close_on_cancel(conn: http.client.HTTPConnection, cancel: threading.Event, finished: threading.Event) -> None:
-    """Shut the socket when `cancel` is set, so a read blocked on the server ends at once."""
-    while not finished.is_set():
-        if cancel.wait(0.02):
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            return
-
-
-def _sse_tokens(response: http.client.HTTPResponse, cancel: threading.Event) -> Iterator[str]:
-    """Content deltas of an OpenAI chat-completions event stream."""
-    data_lines: list[str] = []
-    while not cancel.is_set():
-        raw = response.readline()
-        if not raw:
-            return  # server closed the stream
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if line.startswith(":"):
-            continue  # SSE comment / keep-alive
-        if line.startswith("data:"):
-            data_lines.append(line[5:].lstrip())
-            continue
-        if line or not data_lines:
-            continue  # other fields (event:, id:) or stray blank lines
-        data = "\n".join(data_lines)
-        data_lines = []
-        if data == "[DONE]":
-            return
-        event = json.loads(data)
-        if "error" in event:
-            error = event["error"]
-            message = error.get("message", error) if isinstance(error, dict) else error
-            raise LlmError(f"LLM server error: {message}")
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if text is None:
-                text = choice.get("text")  # plain completions-style servers
-            if text and not cancel.is_set():
-                yield text
+            yield from self._client.stream(body, cancel)
+        except LlmServerError as exc:
+            raise LlmError(str(exc)) from None

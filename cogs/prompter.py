@@ -130,7 +130,7 @@ class PrompterCog(commands.Cog):
             bot_user_id=bot_user_id,
             members=humans_in(voice_client.channel, bot_user_id),
             captions=self._captions_for(guild.id),
-            metrics=bot.metrics.for_guild(guild.id) if getattr(bot, "metrics", None) is not None else None,
+            metrics=bot.metrics.for_guild(guild.id) if bot.metrics is not None else None,
             **parts,
         )
         await session.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -130,7 +130,7 @@ class VoiceCog(commands.Cog):
         if channel is None:
             await interaction.response.send_message("Join a voice channel first, then use /join.", ephemeral=True)
             return
-        current = guild.voice_client
+        current = cast("discord.VoiceClient | None", guild.voice_client)  # chorus connects VoiceClients only
         if current is not None and current.channel is not None:
             if current.channel.id == channel.id:
                 await interaction.response.send_message(f"I'm already in {channel.mention}.", ephemeral=True)
@@ -208,13 +208,13 @@ class VoiceCog(commands.Cog):
             return
         guild = member.guild
         if after.channel is None and guild.id in self.bot.voice_sessions:
-            voice_client = guild.voice_client
+            voice_client = cast("discord.VoiceClient | None", guild.voice_client)
             if voice_client is not None and not voice_client.is_connected():
                 if guild.id not in self._reconnect_watches:
                     task = asyncio.create_task(self._keep_session_if_reconnected(guild, voice_client),
                                                name=f"voice-reconnect-watch-{guild.id}")
                     self._reconnect_watches[guild.id] = task
-                    task.add_done_callback(lambda _t, gid=guild.id: self._reconnect_watches.pop(gid, None))
+                    task.add_done_callback(lambda _t: self._reconnect_watches.pop(guild.id, None))
                 return
             log.info("guild %d: bot left voice (disconnected); stopping the session", guild.id)
             await self.bot.stop_voice_session(guild)
@@ -232,7 +232,7 @@ class VoiceCog(commands.Cog):
         while True:
             if self.bot.voice_sessions.get(guild.id) is not session:
                 return  # /leave or /join took over
-            current = guild.voice_client
+            current = cast("discord.VoiceClient | None", guild.voice_client)
             if current is not voice_client:
                 reason = "the voice client is gone"
                 break

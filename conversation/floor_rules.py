@@ -77,7 +77,7 @@ def rule_floor(ctx: Ctx) -> Decision | None:
         # not over ("Juniper, ... what's the time?"). Drop the reply; answer the whole thing.
         line = next((ln for ln in reversed(room.history) if ln.seq == turn.reply_to_seq), None)
         member = room.members.get(line.user_id) if line is not None and line.user_id is not None else None
-        if member is not None and member.speaking_since is not None and member.speaking_since >= line.end:
+        if member is not None and line is not None and member.speaking_since is not None and member.speaking_since >= line.end:
             return Decision(Action.YIELD_FLOOR, f"{member.name} kept talking before the reply was heard", "floor",
                             member_id=member.user_id)
     over: list[Member] = []

@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 MAX_HISTORY_LINES = 200
 MAX_LINE_CHARS = 1200
 MAX_DEPARTURES = 16
-MERGE_GAP_S = 1.2  # finals of one member closer than this are one turn
+# Finals of one member closer than this are one turn: a member who stops mid-sentence and goes on within the
+# prompter's wait after an unfinished line (PROMPTER_INCOMPLETE_WAIT_MS) is still saying the same thing.
+MERGE_GAP_S = 2.0
 
 
 class BotState(enum.Enum):
@@ -61,8 +63,10 @@ class Room:
     """Conversation state of one voice session."""
 
     def __init__(self, *, bot_name: str, bot_user_id: int | None = None, now: float = 0.0,
-                 bot_aliases: Iterable[str] = (), max_history: int = MAX_HISTORY_LINES) -> None:
+                 bot_aliases: Iterable[str] = (), max_history: int = MAX_HISTORY_LINES,
+                 merge_gap_s: float = MERGE_GAP_S) -> None:
         self.bot_name = bot_name
+        self.merge_gap_s = merge_gap_s
         self.bot_aliases: tuple[str, ...] = tuple(bot_aliases)
         self.bot_user_id = bot_user_id
         self.started_at = now
@@ -179,7 +183,7 @@ class Room:
         overlapped = self._bot_was_speaking_at(start)
         last = self.history[-1] if self.history else None
         if (last is not None and not last.is_bot and last.user_id == user_id
-                and start - last.end <= MERGE_GAP_S and last.seq > self.responded_to_seq):
+                and start - last.end <= self.merge_gap_s and last.seq > self.responded_to_seq):
             return RoomLine(last.seq, last.user_id, name or last.name, _clip(f"{last.text} {text}"), last.start,
                             max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped,
                             end_of_turn=end_of_turn), True

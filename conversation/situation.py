@@ -1,4 +1,11 @@
-"""The one-paragraph "situation" handed to the LLM with each line: why the bot speaks now."""
+"""The one-paragraph "situation" handed to the LLM with each line: why the bot speaks now.
+
+`situation_for` returns a `Situation`: the text itself (a `str`, for a model that follows the full
+persona prompt), a `short` form for small models (one plain sentence, or nothing when the member's
+line speaks for itself: a small model answers a line better without a bracketed note), and the
+`addressee`, the member the reply is for (None when it is for the whole room), which the reply's
+screen uses to drop names addressing anyone else.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,19 @@ from conversation.decision import Action, Decision
 from conversation.room import Room
 
 RECENT_TOPIC_LINES = 30
+
+
+class Situation(str):
+    """The situation text, with its `short` form and the reply's `addressee`."""
+
+    short: str
+    addressee: str | None
+
+    def __new__(cls, text: str, *, short: str | None = None, addressee: str | None = None) -> "Situation":
+        obj = super().__new__(cls, text)
+        obj.short = short if short is not None else text
+        obj.addressee = addressee
+        return obj
 
 
 def _present(room: Room) -> str:
@@ -36,16 +56,18 @@ def pick_topic(room: Room, topics: tuple[str, ...] | list[str]) -> str | None:
     return topics[bot_lines % len(topics)]
 
 
-def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> str:
+def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> Situation:
     """Plain-language situation for the prompt builder (`build_messages(..., situation=...)`)."""
     present = _present(room)
     if decision.action is Action.RESPOND_NOW:
         line = next((ln for ln in reversed(room.history) if ln.seq == decision.reply_to_seq), None)
         speaker = line.name if line is not None else room.name_of(decision.member_id or 0)
         if decision.addressed:
-            return f"{present} {speaker} is talking to you; reply to {speaker}."
-        return (f"{present} {speaker} said something to the group, not to you in particular. Add one short, "
-                f"friendly remark that fits, or a question to keep it going.")
+            return Situation(f"{present} {speaker} is talking to you; reply to {speaker}.",
+                             short="", addressee=speaker)  # the line itself names the bot: nothing to add
+        return Situation(f"{present} {speaker} said something to the group, not to you in particular. Add one "
+                         f"short, friendly remark that fits, or a question to keep it going.",
+                         short=f"{speaker} says this to the group. Join in with one short remark.", addressee=speaker)
     if decision.action is Action.START_TOPIC:
         quiet = now - room.last_activity()
         topic = pick_topic(room, tuple(getattr(persona, "topics", ()) or ()))
@@ -56,16 +78,21 @@ def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> s
         if last_human is not None:
             hooks.append(f"or come back to what {last_human.name} said earlier (\"{last_human.text[:120]}\")")
         idea = (" " + ", ".join(hooks) + ".") if hooks else "."
-        return (f"{present} Nobody has spoken for {quiet:.0f} seconds. Bring the room back to life with a light, "
-                f"open question or topic{idea}")
+        about = f" about {topic}" if topic else ""
+        return Situation(f"{present} Nobody has spoken for {quiet:.0f} seconds. Bring the room back to life with a "
+                         f"light, open question or topic{idea}",
+                         short=f"The room has gone quiet. Ask everyone a light question{about}.", addressee=None)
     if decision.action is Action.GREET:
         if decision.member_id is None:
             greeting = getattr(persona, "greeting", "") or ""
             hint = f" Your usual greeting: \"{greeting}\"" if greeting else ""
-            return f"You just joined the voice channel. {present} Say hello to everyone briefly.{hint}"
+            return Situation(f"You just joined the voice channel. {present} Say hello to everyone briefly.{hint}",
+                             short="You just joined the voice chat. Say hello to everyone.", addressee=None)
         name = room.name_of(decision.member_id)
-        return f"{name} just joined the voice channel. {present} Greet {name} by name in one short sentence."
+        return Situation(f"{name} just joined the voice channel. {present} Greet {name} by name in one short sentence.",
+                         short=f"{name} just joined. Say hello to {name}.", addressee=name)
     if decision.action is Action.FAREWELL:
         name = next((d.name for d in room.departures if d.user_id == decision.member_id), "Someone")
-        return f"{name} just left the voice channel. {present} Say a brief goodbye to {name} or note it in one line."
-    return f"{present}"
+        return Situation(f"{name} just left the voice channel. {present} Say a brief goodbye to {name} or note it in "
+                         f"one line.", short=f"{name} just left. Say goodbye to {name}.", addressee=name)
+    return Situation(present, short=present, addressee=None)

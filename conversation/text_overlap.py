@@ -2,7 +2,7 @@
 
 One measure for two jobs: a member's transcript that is the bot's own voice picked up by a
 microphone (`bot.voice_session`), and a reply sentence in which the LLM reads its instructions
-aloud (`brain.clean.SpeechCleaner`).
+aloud (`brain.screen.ReplyScreen`).
 """
 
 from __future__ import annotations

@@ -72,7 +72,12 @@ def candidates(members: Sequence[tuple[int, str]], hits: Sequence[Memory], known
     for uid, _ in members:
         order += sorted((m for m in by_member[uid] if m.kind == SUMMARY), key=lambda m: -m.updated_at)
     seen: set[int] = set()
-    return [m for m in order if not (m.id in seen or seen.add(m.id))]
+    unique = []
+    for m in order:
+        if m.id not in seen:
+            seen.add(m.id)
+            unique.append(m)
+    return unique
 
 
 def fit(members: Sequence[tuple[int, str]], ordered: Sequence[Memory], budget_tokens: int,

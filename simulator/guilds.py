@@ -87,8 +87,9 @@ async def bot_in_guilds(settings: Settings, casts: Sequence[Sequence[CastMember]
         bot = ChorusBot(settings)
         async with connected_client(world.servers, client=bot):
             await bot.setup_hook()
-            if connect_timeout_s is not None:
-                bot.get_cog("VoiceCog").connect_timeout_s = connect_timeout_s
+            voice_cog = bot.get_cog("VoiceCog")
+            if connect_timeout_s is not None and voice_cog is not None:
+                voice_cog.connect_timeout_s = connect_timeout_s  # type: ignore[attr-defined]
             runs: list[GuildRun] = []
             try:
                 for i, (spec, cast) in enumerate(zip(specs, casts)):

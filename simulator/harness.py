@@ -89,7 +89,8 @@ class LoopbackMainGateway:
         guilds = [self._guild_payload(server) for server in self.servers.values()]
         self._dispatch("READY", {
             "v": 10, "user": _user_payload(self.bot_user_id, self.bot_name, bot=True), "guilds": guilds,
-            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9", "shard": [0, 1],
+            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9",
+            "shard": [self.client.shard_id or 0, self.client.shard_count or 1],  # as the client identified
             "application": {"id": str(self.bot_user_id), "flags": 0}, "private_channels": [], "relationships": [],
         })
         for server in self.servers.values():
@@ -118,7 +119,7 @@ class LoopbackMainGateway:
 
     def _voice_state(self, server: Any, user_id: int, channel_id: int | None, session_id: str, member: dict | None,
                      self_mute: bool = False, self_deaf: bool = False) -> dict[str, Any]:
-        data = {"guild_id": str(server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
+        data: dict[str, Any] = {"guild_id": str(server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
                 "user_id": str(user_id), "session_id": session_id, "deaf": False, "mute": False,
                 "self_deaf": self_deaf, "self_mute": self_mute, "self_video": False, "suppress": False,
                 "request_to_speak_timestamp": None}
@@ -257,7 +258,7 @@ async def connected_client(server: LoopbackVoiceServer | Sequence[Any], *, bot_u
     """A `discord.Client` (or your subclass instance, not logged in) wired to the fake main gateway: its guild
     and voice channel exist (``client.get_channel(server.channel_id)``); ``channel.connect()`` reaches the server.
     ``server`` may be several servers: one guild each, all served by this one client."""
-    servers = [server] if hasattr(server, "guild_id") else list(server)
+    servers: list[Any] = [server] if hasattr(server, "guild_id") else list(server)
     if client is None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -266,7 +267,7 @@ async def connected_client(server: LoopbackVoiceServer | Sequence[Any], *, bot_u
     async with aiohttp.ClientSession(ws_response_class=DiscordClientWebSocketResponse) as session:
         async with client:
             gateway = LoopbackMainGateway(client, servers, bot_user_id=bot_user_id, bot_name=bot_name)
-            client.ws = gateway  # type: ignore[assignment]   seam 1
+            client.ws = gateway  # type: ignore[assignment]  # seam 1
             install_plain_ws_seam(client, servers, session)  # seam 2
             gateway.feed_ready()
             listeners = [(s, gateway.presence_listener(s)) for s in servers]
@@ -295,7 +296,7 @@ async def connected_voice_client(server: LoopbackVoiceServer, *, dave: bool | No
     async with connected_client(server, bot_user_id=bot_user_id, bot_name=bot_name, client=client) as cl:
         channel = cl.get_channel(server.channel_id)
         assert isinstance(channel, discord.VoiceChannel), channel
-        vc = await channel.connect(timeout=timeout, reconnect=True)
+        vc: discord.VoiceClient = await channel.connect(timeout=timeout, reconnect=True)
         await server.wait_connected(timeout)
         if wait_dave:
             await server.wait_dave_settled(timeout)

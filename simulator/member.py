@@ -126,6 +126,12 @@ class SimMember:
         """Come back with a new SSRC and a fresh DAVE key package."""
         await self.server._member_join(self)
 
+    def group(self) -> MemberDave:
+        """The member's DAVE session (it has one once the voice server set up the group)."""
+        if self.dave is None:
+            raise RuntimeError(f"member {self.user_id} has no DAVE session yet")
+        return self.dave
+
     def _new_dave_session(self, version: int, channel_id: int, external_sender: bytes) -> bytes:
         """(Re)start this member's DAVE client for a new group; returns its key package."""
         if self.dave is None:

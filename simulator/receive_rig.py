@@ -112,6 +112,7 @@ def make_dave_group(user_ids: list[int], bot: davey.DaveSession, channel_id: int
     props = [ext.add_proposal(group_id_for_channel(channel_id), bot.epoch or 0, s.get_serialized_key_package())
              for s in members.values()]
     cw = bot.process_proposals(davey.ProposalsOperationType.append, proposals_payload(props)[1:])
+    assert cw is not None and cw.welcome is not None, "the bot made no commit and welcome for the members"
     bot.process_commit(cw.commit)
     for s in members.values():
         s.process_welcome(cw.welcome)

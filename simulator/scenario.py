@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import cast as type_cast
 
 import numpy as np
 
@@ -347,9 +348,9 @@ async def bot_in_channel(settings: Settings, present: Sequence[CastMember], *,
             if session_parts is not None:
                 cog = bot.get_cog("PrompterCog")
                 assert cog is not None
-                cog.session_parts = lambda guild, _cog=cog: session_parts(_cog, guild)
+                type_cast(Any, cog).session_parts = lambda guild, _cog=cog: session_parts(_cog, guild)
             if connect_timeout_s is not None:
-                bot.get_cog("VoiceCog").connect_timeout_s = connect_timeout_s
+                type_cast(Any, bot.get_cog("VoiceCog")).connect_timeout_s = connect_timeout_s
             guild = bot.get_guild(server.guild_id)
             session = await asyncio.wait_for(join_with_command(bot, guild, present[0].user_id), 120)
             assert isinstance(session, VoiceSession), type(session)

@@ -41,7 +41,7 @@ import time
 import wave
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, cast
 
 import numpy as np
 
@@ -307,7 +307,7 @@ class ScriptedConversation:
                     if cog is None:
                         raise ScriptError("the prompter cog did not load; cannot substitute session parts")
                     parts = self.session_parts
-                    cog.session_parts = lambda guild, _cog=cog: parts(_cog, guild)  # instance seam
+                    cast(Any, cog).session_parts = lambda guild, _cog=cog: parts(_cog, guild)  # instance seam
                 guild = bot.get_guild(server.guild_id)
                 session = await asyncio.wait_for(self._join(bot, guild), self.connect_timeout_s)
                 if not isinstance(session, VoiceSession):
@@ -391,15 +391,15 @@ class ScriptedConversation:
                 self._seen_lines.add(key)
                 self._emit("heard", speaker=line.name, text=line.text)
         for trace in list(session.traces):
-            key = id(trace)
-            stage = self._announced.get(key)
+            trace_key = id(trace)
+            stage = self._announced.get(trace_key)
             if stage is None and "first_packet" in trace.times:
-                self._announced[key] = "start"
+                self._announced[trace_key] = "start"
                 end = self._current_end
                 latency = self._heard_after(trace.times["first_packet"]) - end if end is not None else None
                 self._emit("bot_start", speaker=session.persona.name, latency_s=latency, detail=trace.kind)
-            if self._announced.get(key) != "done" and trace.outcome in TERMINAL:
-                self._announced[key] = "done"
+            if self._announced.get(trace_key) != "done" and trace.outcome in TERMINAL:
+                self._announced[trace_key] = "done"
                 if trace.outcome in ("spoken", "interrupted") or trace.text:
                     end = self._current_end
                     latency = (self._heard_after(trace.times["first_packet"]) - end
@@ -441,7 +441,7 @@ def bot_onsets(pcm: np.ndarray) -> list[int]:
     for i in np.flatnonzero(peaks >= SimMember.VOICED_PEAK):
         if (i - last) * FRAME_SECONDS > SimMember.UTTERANCE_GAP:
             onsets.append(int(i) * n)
-        last = i
+        last = int(i)
     return onsets
 
 

@@ -539,7 +539,7 @@ class LoopbackVoiceServer:
         mode = data.get("mode")
         if mode != rtp.MODE:
             self.close_codes_sent.append(4016)
-            await session.ws.close(code=4016)  # type: ignore[union-attr]  unknown encryption mode
+            await session.ws.close(code=4016)  # type: ignore[union-attr]  # unknown encryption mode
             return
         session.udp_addr = (data["address"], int(data["port"]))
         session.dave_version = min(self.dave_protocol_version, session.max_dave_version)
@@ -646,7 +646,7 @@ class LoopbackVoiceServer:
             messages.append(self.external_sender.add_proposal(group_id, epoch, kp))
         payload = mls.proposals_payload(messages)
         for uid in stayers:  # members already in the group store the proposals (the bot's commit references them;
-            self.members[uid].dave.process_proposals(payload, recognized)  # a commit of their own is not used)
+            self.members[uid].group().process_proposals(payload, recognized)  # a commit of their own is not used)
         loop = asyncio.get_running_loop()
         self._commit_waiter = loop.create_future()
         await self._send_binary(MLS_PROPOSALS, payload)
@@ -666,9 +666,10 @@ class LoopbackVoiceServer:
         self._ready_waiters[tid] = ready
         try:
             for uid in stayers:
-                self.members[uid].dave.process_commit(commit)
+                self.members[uid].group().process_commit(commit)
             for uid in to_add:
-                self.members[uid].dave.process_welcome(welcome, recognized)  # what op 30 carries
+                assert welcome is not None  # checked above: a commit that adds members carries one
+                self.members[uid].group().process_welcome(welcome, recognized)  # what op 30 carries
                 self.members[uid].in_group = True
             await self._send_binary(MLS_ANNOUNCE_COMMIT_TRANSITION, struct.pack(">H", tid) + commit)
             await asyncio.wait_for(ready, self.step_timeout)
@@ -693,13 +694,14 @@ class LoopbackVoiceServer:
             bot.dave_version, self.channel_id, package)) for m in others]
         messages.append(self.external_sender.add_proposal(group_id, 0, bot.key_package))
         recognized = set(present) | {bot.user_id}
-        result = creator.dave.process_proposals(mls.proposals_payload(messages), recognized)
+        result = creator.group().process_proposals(mls.proposals_payload(messages), recognized)
         if result is None or result[1] is None:
             raise DaveHandshakeError("the creating member produced no commit/welcome")
         commit, welcome = result
-        creator.dave.process_commit(commit)
+        assert welcome is not None  # checked above
+        creator.group().process_commit(commit)
         for member in others:
-            member.dave.process_welcome(welcome, recognized)
+            member.group().process_welcome(welcome, recognized)
         for member in (creator, *others):
             member.in_group = True
         tid = self._next_transition_id()

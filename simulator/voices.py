@@ -101,7 +101,8 @@ def _render(settings: Settings, voice: MemberVoice, text: str) -> tuple[np.ndarr
     if voice.engine == "piper":
         mono, rate = _piper(voice, text)
     else:
-        engine = make_tts(settings.replace(tts_engine="persona"), voice)
+        # a member's voice is the simulated world's, never the bot's TTS server
+        engine = make_tts(settings.replace(tts_engine="persona", tts_backend="local"), voice)
         chunks: list[np.ndarray] = []
         rate = 0
         for pcm, rate in engine.synthesize(text, threading.Event()):

@@ -19,6 +19,7 @@ Times are `time.monotonic()`, the same clock in both processes (CLOCK_MONOTONIC 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -89,6 +90,10 @@ class WorldProcess:
 
         member._on_bot_frame = tap  # type: ignore[method-assign]
 
+    def _presence(self, guild_id: int, member: SimMember, present: bool) -> None:
+        self.emit({"event": "presence", "guild_id": guild_id, "user_id": member.user_id, "name": member.name,
+                   "present": present})
+
     async def _add(self, guild_id: int, cast: CastMember) -> SimMember:
         guild = self.guilds[guild_id]
         member = guild.server.members.get(cast.user_id)
@@ -122,10 +127,7 @@ class WorldProcess:
             cast = {m["name"]: CastMember(m["user_id"], m["name"], MemberVoice(**m["voice"])) for m in spec["members"]}
             guild_id = spec["guild_id"]
             self.guilds[guild_id] = _Guild(server, cast)
-            server.add_presence_listener(
-                lambda member, present, g=guild_id: self.emit({"event": "presence", "guild_id": g,
-                                                               "user_id": member.user_id, "name": member.name,
-                                                               "present": present}))
+            server.add_presence_listener(functools.partial(self._presence, guild_id))
             for m in spec["members"]:
                 if m.get("present", True):
                     await self._add(guild_id, cast[m["name"]])

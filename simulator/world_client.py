@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
+from bot import executors
 from simulator.voices import CastMember
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ class World:
     async def start(cls, env: dict[str, str], guilds: Sequence[dict[str, Any]], *,
                     log_path: Path | None = None) -> AsyncIterator["World"]:
         """Start `python -m simulator.world` with ``guilds`` ({guild_id, channel_id, members: [cast_spec]})."""
-        stderr = open(log_path, "ab") if log_path is not None else None  # noqa: SIM115 (closed below)
+        stderr = await executors.run("io", log_path.open, "ab") if log_path is not None else None
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "simulator.world", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=stderr, cwd=str(PROJECT_ROOT), env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
@@ -173,7 +174,7 @@ class World:
             self._pending.clear()
 
     def _event(self, message: dict[str, Any]) -> None:
-        guild_id = message.get("guild_id")
+        guild_id = int(message.get("guild_id", 0))
         if message["event"] == "voiced":
             self.ears.setdefault(guild_id, RemoteEars()).add(message["t"])
         elif message["event"] == "presence":

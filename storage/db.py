@@ -182,10 +182,9 @@ def current_revision(sync_conn: sa.Connection) -> str | None:
 
 def upsert(dialect: str, table: sa.Table, values: dict[str, Any], keys: list[str], update: list[str]) -> Any:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET update-columns, on SQLite or PostgreSQL."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).values(**values)
     if not update:
         return statement.on_conflict_do_nothing(index_elements=keys)

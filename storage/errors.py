@@ -9,7 +9,6 @@ or `error` (anything else, e.g. a constraint the code got wrong).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 LOCKED = "locked"
 DISK_FULL = "disk_full"

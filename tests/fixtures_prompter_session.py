@@ -110,7 +110,7 @@ class ScriptedResponder:
         def work() -> None:
             t = np.arange(int(self.rate * 0.1)) / self.rate
             chunk = (0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-            for i, fragment in enumerate(self.fragments):
+            for fragment in self.fragments:
                 time.sleep(self.delay_s)
                 if cancel.is_set():
                     return

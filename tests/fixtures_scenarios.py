@@ -3,8 +3,6 @@ scripted members), plus `OwnVoiceRelay`, a misbehaving network that hands the bo
 
 from __future__ import annotations
 
-from typing import Any
-
 from simulator.scenario import (  # noqa: F401  (re-exported for the scenario tests)
     ALICE, BOB, CHEN, BotEars, JoinInteraction, ListenerTap, Said, Scenario, bot_in_channel, clip_voiced,
     join_with_command, scenario_settings, spoken_line, voiced_span, write_persona,

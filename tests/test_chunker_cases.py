@@ -68,6 +68,7 @@ def test_a_boundary_waits_for_the_next_character() -> None:
         ("Dr. Smith met Mrs. Jones at 5 p.m. yesterday. It went well.", ["Dr. Smith met Mrs. Jones at 5 p.m. yesterday.", "It went well."]),
         ("We flew to the U.S. and e.g. Canada last year. Fun.", ["We flew to the U.S. and e.g. Canada last year.", "Fun."]),
         ("Pi is 3.14159 and e is 2.718 roughly. Neat.", ["Pi is 3.14159 and e is 2.718 roughly.", "Neat."]),
+        ("No, no. It is No. 5 on the list.", ["No, no.", "It is No. 5 on the list."]),  # "no." ends a sentence
         ("That was 1,000 people, maybe 1,200 in total. Wow.", ["That was 1,000 people,", "maybe 1,200 in total.", "Wow."]),
         ("I read J. R. R. Tolkien as a kid. Loved it.", ["I read J. R. R. Tolkien as a kid.", "Loved it."]),
         ("Visit example.com/docs for more. Or not.", ["Visit example.com/docs for more.", "Or not."]),

@@ -55,7 +55,8 @@ async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
 
     # the live transcript shows who spoke and the bot's replies with their latency
     shown = out.getvalue()
-    assert re.search(r'Alice +▸ "Hey Juniper', shown) and re.search(r'Bob +▸ "Hey Juniper', shown), shown
+    assert re.search(r'Alice +▸ "Juniper, what', shown) and re.search(r'Bob +▸ "Have you read', shown), shown
+    assert re.search(r"2 of 2 questions answered, [0-2] of 2 on topic", shown), shown
     assert len(re.findall(r'Juniper +◂ ".+"  \(\d+\.\d\d s\)', shown)) >= 2, shown
 
     # the files: the whole channel as one WAV, the turn trace as JSON

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from brain.chunker import Fragment
-from brain.clean import ReplyBudget, SpeechCleaner, clean_reply
+from brain.budget import ReplyBudget
+from brain.clean import SpeechCleaner, clean_reply
 
 MEMBERS = ["Alice", "Bob Smith"]
 
@@ -30,7 +31,8 @@ def cleaned(text: str) -> str:
     [
         ("Juniper: Hello there!", "Hello there!"),
         ("**Juniper:** Hello there!", "Hello there!"),
-        ("Alice: sure, I can help.", "sure, I can help."),  # a small model labelling its own answer
+        ("Alice: sure, I can help.", ""),  # the model writing Alice's line: nothing of it is the bot's
+        ("Note: sure, I can help.", "sure, I can help."),  # another label opening the reply is dropped
         ("I love **pizza** and _pasta_ and `code`.", "I love pizza and pasta and code."),
         ("*laughs* That is so true. *grins widely*", "That is so true."),
         ("Oh (smiles) that's nice [sighs] really.", "Oh that's nice really."),

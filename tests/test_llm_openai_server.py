@@ -1,18 +1,20 @@
-"""The OpenAI-compatible backend against a real server: llama-cpp-python's own, on the embedded GGUF."""
+"""The OpenAI-compatible backend (the `openai` SDK) against a real server: llama-cpp-python's own, on the
+embedded GGUF. Retries, the API key and timeouts go through a small HTTP proxy in front of that server, which
+answers 503/429 or stalls when a test asks it to and otherwise passes the real server's stream through."""
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import json
 import random
-import socket
-import subprocess
-import sys
 import threading
 import time
 
+import aiohttp
 import pytest
+from aiohttp import web
 
+from benchmarks.llama_server import LlamaServer, free_port
 from bot.models import embedded_gguf_path
 from bot.settings import load_settings
 from brain.llm import LlmError, OpenAiBackend, make_backend
@@ -25,46 +27,10 @@ MESSAGES = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llm-server") / "server.log"
-    log_file = open(log_path, "wb")  # a file, not a pipe: llama.cpp's load log would fill a pipe and stall the server
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--verbose", "false"],
-        stdout=log_file, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 90
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-800:]}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-                conn.request("GET", "/v1/models")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama_cpp.server did not come up in 90 s")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log_file.close()
+def server_url():
+    with LlamaServer(embedded_gguf_path(), alias="smollm2") as server:
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +41,7 @@ def backend(server_url) -> OpenAiBackend:
     return b
 
 
-def test_streams_tokens_over_sse(backend) -> None:
+def test_streams_tokens(backend) -> None:
     tokens = list(backend.stream(MESSAGES, max_tokens=24, stop=["\nAlice:"], cancel=threading.Event(), temperature=0.0))
     assert tokens[0] == ""
     real = [t for t in tokens if t]
@@ -136,32 +102,121 @@ def test_unreachable_server_is_a_clear_error() -> None:
         list(backend.stream(MESSAGES, max_tokens=5, stop=[], cancel=threading.Event()))
 
 
-def test_sse_parsing_handles_comments_multiline_data_and_errors() -> None:
-    from brain.llm import _sse_tokens
+class Proxy:
+    """aiohttp in its own thread: `fail` statuses are answered first (one per request), then requests go to the
+    real server, after `stall_s`; every request's Authorization header is kept."""
 
-    class Fake:
-        def __init__(self, lines: list[bytes]) -> None:
-            self.lines = lines
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = free_port()
+        self.fail: list[int] = []
+        self.stall_s = 0.0
+        self.seen: list[tuple[float, str | None, int]] = []  # (time, Authorization, status answered)
+        self.bodies: list[dict] = []  # the JSON body of every request passed to the server
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-        def readline(self) -> bytes:
-            return self.lines.pop(0) if self.lines else b""
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
 
-    def event(obj: dict) -> bytes:
-        return b"data: " + json.dumps(obj).encode() + b"\n"
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/v1/{tail:.*}", self._handle)
+        self._runner = runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
 
-    chunk = {"choices": [{"delta": {"content": "Hi"}}]}
-    lines = [b": keep-alive\n", b"\n", event(chunk), b"\n", b"event: message\n", event({"choices": [{"delta": {"content": " there"}}]}), b"\n", b"data: [DONE]\n", b"\n", event(chunk), b"\n"]
-    assert list(_sse_tokens(Fake(lines), threading.Event())) == ["Hi", " there"]
-    with pytest.raises(LlmError, match="overloaded"):
-        list(_sse_tokens(Fake([event({"error": {"message": "overloaded"}}), b"\n"]), threading.Event()))
+    def start(self) -> "Proxy":
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization")
+        if self.fail:
+            status = self.fail.pop(0)
+            self.seen.append((time.monotonic(), auth, status))
+            headers = {"Retry-After": "0"} if status == 429 else {}
+            return web.json_response({"error": {"message": "busy, try again"}}, status=status, headers=headers)
+        self.seen.append((time.monotonic(), auth, 200))
+        if self.stall_s:
+            await asyncio.sleep(self.stall_s)
+        body = await request.read()
+        if body:
+            self.bodies.append(json.loads(body))
+        async with aiohttp.ClientSession() as session:
+            async with session.request(request.method, f"{self.upstream}/{request.match_info['tail']}", data=body,
+                                       headers={"Content-Type": "application/json"}) as upstream:
+                response = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "")})
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+                return response
+
+
+@pytest.fixture(scope="module")
+def proxy(server_url):
+    p = Proxy(server_url).start()
+    yield p
+    p.stop()
+
+
+def proxied(proxy: Proxy, **env: str) -> OpenAiBackend:
+    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2", **env}, env_file=None)
+    b = make_backend(settings)
+    assert isinstance(b, OpenAiBackend)
+    return b
+
+
+def test_retries_with_back_off_on_503_and_429_then_streams(proxy) -> None:
+    proxy.seen.clear()
+    proxy.fail = [503, 429]
+    text = "".join(proxied(proxy, LLM_MAX_RETRIES="2").stream(MESSAGES, max_tokens=8, stop=[], cancel=threading.Event(), temperature=0.0))
+    assert text.strip()
+    assert [status for _, _, status in proxy.seen] == [503, 429, 200]
+    assert proxy.seen[1][0] - proxy.seen[0][0] >= 0.3  # backed off after the 503 (the SDK starts at ~0.5 s, jittered)
+
+
+def test_gives_up_after_the_retries_with_a_clear_error(proxy) -> None:
+    proxy.seen.clear()
+    proxy.fail = [503, 503]
+    with pytest.raises(LlmError, match=r"answered HTTP 503: busy, try again"):
+        list(proxied(proxy, LLM_MAX_RETRIES="1").stream(MESSAGES, max_tokens=5, stop=[], cancel=threading.Event()))
+    assert len(proxy.seen) == 2 and not proxy.fail
+
+
+def test_api_key_goes_as_a_bearer_token(proxy) -> None:
+    proxy.seen.clear()
+    list(proxied(proxy, LLM_API_KEY="sk-test-123").stream(MESSAGES, max_tokens=3, stop=[], cancel=threading.Event()))
+    assert proxy.seen[-1][1] == "Bearer sk-test-123"
+
+
+def test_a_silent_server_times_out_with_a_clear_error(proxy) -> None:
+    proxy.stall_s = 3.0
+    try:
+        started = time.monotonic()
+        with pytest.raises(LlmError, match=r"sent nothing for 1 s"):
+            list(proxied(proxy, LLM_TIMEOUT_S="1", LLM_MAX_RETRIES="0").stream(MESSAGES, max_tokens=3, stop=[], cancel=threading.Event()))
+        assert time.monotonic() - started < 2.5
+    finally:
+        proxy.stall_s = 0.0
 
 
 @pytest.mark.asyncio
-async def test_one_request_per_reply_with_the_servers_prompt_cache(server_url) -> None:
+async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> None:
     """With an LLM server, partials cost no requests: no prefill per partial, the server's prompt cache
     (`cache_prompt`) reuses the shared prefix. Requests per turn: one reply, one request."""
-    import asyncio
-
     from audio.types import SpeakingEvent, Utterance
     from bot.scheduler import ModelScheduler
     from bot.voice_session import VoiceSession
@@ -170,24 +225,11 @@ async def test_one_request_per_reply_with_the_servers_prompt_cache(server_url) -
     from tests.fixtures_prompter_session import PacedPlayer, RecordingListener
     from tests.fixtures_thinking import juniper
 
-    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": server_url, "LLM_MODEL": "smollm2",
+    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2",
                                   "LLM_MAX_TOKENS": "24", "LLM_TEMPERATURE": "0"}, env_file=None)
     backend = make_backend(settings)
-    bodies: list[dict] = []
-    connect = backend._connection
-
-    def counting_connection():
-        conn = connect()
-        request = conn.request
-
-        def counted(method, url, body=None, headers={}, **kw):
-            bodies.append(json.loads(body))
-            return request(method, url, body=body, headers=headers, **kw)
-
-        conn.request = counted
-        return conn
-
-    backend._connection = counting_connection
+    proxy.bodies.clear()
+    bodies = proxy.bodies  # every request the server got, as sent
     responder = Responder(settings, llm=backend, scheduler=ModelScheduler("exclusive"))
     assert not responder.prefill_pays
     results = []

@@ -7,7 +7,6 @@ other tests). The session's models are the scripted doubles of fixtures_prompter
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from pathlib import Path
 from typing import Any

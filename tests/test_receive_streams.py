@@ -54,7 +54,8 @@ def test_hole_waits_then_tick_conceals(opus_frames):
     assert [f.concealed for f in late] == [True, False]
     assert stats["fec_frames"] == 1 and stats["decoded"] == 2 and stats["pending"] == 0
     # seq 1 finally arrives: late
-    stats.received(); stats.pend()
+    stats.received()
+    stats.pend()
     assert s.push(1, opus_frames[1], 101.0) == []
     assert stats["dropped_late"] == 1
     assert ReceiveStats.balance(stats.as_dict()) == 0

@@ -81,8 +81,9 @@ async def test_prefill_of_the_partial_leaves_only_the_last_words_to_evaluate(res
 
 
 @pytest.mark.asyncio
-async def test_prefill_leaves_only_the_new_line_to_evaluate(responder, evaluated):
-    earlier = conversation(4)
+@pytest.mark.parametrize("turns", [2, 3])  # the small layout's history window keeps its start over these
+async def test_prefill_leaves_only_the_new_line_to_evaluate(responder, evaluated, turns):
+    earlier = conversation(turns)
     new_line = HistoryLine("Alice", "Juniper, what is your favourite bird?", time.monotonic(), False)
 
     responder.warm_up(juniper())  # cache holds the persona prompt only

@@ -174,6 +174,7 @@ class FirstSampleWrites:
         self.times = times
         self.hold = hold  # the first sample ends only once this is set
         self.temperature = llm.temperature
+        self.profile = llm.profile  # the real model's layout, sampling and repairs
         self.temperatures: list[float | None] = []
 
     def count_tokens(self, text: str) -> int:
@@ -199,7 +200,7 @@ async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None
     result = await r.respond(juniper(), question("Juniper, tell me a story about a dragon."), situation=SITUATION,
                              sink=sink, member_names=["Alice", "Bob"])
     assert result.attempts == 2 and len(model.temperatures) == 2
-    assert model.temperatures[0] is None and model.temperatures[1] >= 0.9  # greedy would repeat itself
+    assert model.temperatures[0] == 0.0 and model.temperatures[1] >= 0.9  # greedy would repeat itself
     assert result.text and sink.texts == result.fragments and result.audio_seconds > 0.3
     assert "Bob" not in result.text and result.stop_reason in ("end", "limit", "other_speaker")
 
@@ -242,3 +243,17 @@ async def test_a_model_that_only_repeats_itself_is_heard_on_the_last_sample(llm)
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
     assert result.attempts == 3 and result.text == earlier  # a repeat is better than silence
+
+
+@pytest.mark.asyncio
+async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> None:
+    model = FirstSampleWrites(llm, ["*", "smiles", "*"])  # nothing to say: sampled again
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    history = question("Juniper, tell me a story about a dragon.")
+    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    assert result.attempts == 2 and result.text
+    later = [*history, HistoryLine("Juniper", result.text, history[-1].t + 1, True),
+             HistoryLine("Bob", "Juniper, and then?", history[-1].t + 2, False)]
+    prompt = "\n".join(m["content"] for m in r.build_prompt(juniper(), later, SITUATION))
+    assert result.text not in prompt and "and then?" in prompt
+    assert r.profile.layout.own_lines == "heard"  # the embedded model's profile leaves such lines out

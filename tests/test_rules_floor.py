@@ -302,3 +302,14 @@ def test_a_bot_line_with_a_question_anywhere_in_it_asked_something():
     say(room, ALICE, "I love baking bread on Sundays.", T0 + 4, T0 + 5.5)
     d = at(room, T0 + 5.8)
     assert d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason
+
+
+def test_going_on_after_a_long_pause_mid_sentence_is_still_the_same_turn():
+    """"Trixie, if you could pick <1.5 s> any superpower, which one?": the second part names nobody, but
+    it is the rest of a request to the bot, not a new line to the room."""
+    room = make_room(ALICE, BOB)
+    say(room, BOB, "Juniper, if you could pick", T0 + 1, T0 + 2.5, end_of_turn=0.02)
+    assert at(room, T0 + 3.5).action is Action.WAIT  # unfinished: waiting for more
+    line = say(room, BOB, "any superpower at all, which one would it be?", T0 + 4.1, T0 + 6.5, end_of_turn=0.9)
+    assert line.text.startswith("Juniper, if you could pick any")
+    assert at(room, T0 + 6.8).action is Action.RESPOND_NOW

@@ -84,7 +84,7 @@ def test_proposal_signed_by_another_sender_is_rejected():
     ext, impostor = mls.ExternalSender(), mls.ExternalSender()
     gid = mls.group_id_for_channel(CHANNEL)
     bot, alice = _session(1, ext), _session(2, ext)
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="InvalidSignature"):
         bot.process_proposals(davey.ProposalsOperationType.append,
                               _proposals([impostor.add_proposal(gid, 0, alice.get_serialized_key_package())]))
 

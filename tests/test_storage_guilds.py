@@ -3,6 +3,8 @@ and an old guilds.json is imported once and kept aside, nothing lost."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -162,3 +164,40 @@ def test_database_urls() -> None:
     with pytest.raises(ValueError, match="postgresql://"):
         database_url("mysql://u@db/chorus", data)
     assert "secret" not in Database("postgresql+asyncpg://u:secret@db/chorus").describe()
+
+
+@pytest.mark.asyncio
+async def test_refresh_reads_what_another_process_wrote_unless_this_one_wrote_meanwhile(db_url: str, tmp_path: Path) -> None:
+    """Two bot processes share the database; a guild's shard moves from one to the other (tests/test_shards.py
+    runs the real processes)."""
+    first, second = await open_store(db_url, tmp_path / "a"), await open_store(db_url, tmp_path / "b")
+    try:
+        await first.set_persona(42, "Trixie")
+        assert second.get(42).persona is None  # loaded before the write
+        assert (await second.refresh(42)).persona == "Trixie"
+        await second.update(42, persona="Captain Hollis", memory_enabled=False)
+        assert (await first.refresh(42)) == GuildState(persona="Captain Hollis", memory_enabled=False)
+        await second.forget(42)
+        assert (await first.refresh(42)) == GuildState()
+
+        # a read that began before this process's own write is stale: the write wins
+        original = first.db.transaction
+        read_done, go_on = asyncio.Event(), asyncio.Event()
+
+        @contextlib.asynccontextmanager
+        async def read_then_wait():
+            async with original() as conn:
+                yield conn
+            read_done.set()
+            await go_on.wait()
+
+        first.db.transaction = read_then_wait  # type: ignore[method-assign]
+        refresh = asyncio.create_task(first.refresh(42))  # reads "no row" (the guild was forgotten above)
+        await read_done.wait()
+        first.db.transaction = original  # type: ignore[method-assign]
+        await first.set_persona(42, "Juniper")  # written while the refresh holds its older read
+        go_on.set()
+        assert (await refresh).persona == "Juniper" and first.get(42).persona == "Juniper"
+    finally:
+        await first.db.close()
+        await second.db.close()

