@@ -13,7 +13,9 @@ discord.py 2.7.1 (pinned) reconnects a voice connection by itself, but slowly or
 * its socket reader thread waits in ``select()`` up to 30 s on the socket it read last: when a reconnect
   closes that socket and the descriptor number is reused at once (the new websocket's TCP socket), the reader
   watches the wrong descriptor and the new connection's IP discovery stalls for up to 30 s;
-* a UDP path that dies while the websocket lives (a NAT mapping lost, a route changed) is never noticed;
+* it sends no UDP keepalives: Discord stops sending voice to a client that sent nothing for minutes (a bot that
+  only listens); and a UDP path that dies while the websocket lives (a NAT mapping lost, a route changed) is
+  never noticed;
 * its audio player gives up for good when a reconnect wakes its wait for the connection (``disconnect()``
   flips the connected event): the player thread ends, yet the voice client still says it is playing, so
   nothing starts it again and the bot stays mute.
@@ -29,9 +31,11 @@ discord.py 2.7.1 (pinned) reconnects a voice connection by itself, but slowly or
 * IP discovery resends its datagram every `DISCOVERY_RESEND_S` (`ChorusVoiceWebSocket`), and the socket reader
   (`ChorusSocketReader`) waits at most `SELECT_TIMEOUT_S` before it looks at the current socket again;
 * a player that gave up while the connection was away is started again with its source;
-* UDP watchdog: when nothing has arrived for `KEEPALIVE_IDLE_S`, an 8-byte keepalive goes out (Discord's
-  voice servers echo them; discord.js measures its UDP ping that way); nothing at all for `UDP_SILENCE_S`
-  despite keepalives means the path is dead: a fresh session (a new socket) is made.
+* UDP keepalives (8 bytes, a counter) every `KEEPALIVE_EVERY_S`; and a watchdog, armed only once the voice
+  server has echoed one in this session: some echo them, others do not (discord.js stopped relying on echoes
+  in 2023), and without echoes a silent channel and a dead path look alike. Armed, it probes every
+  `KEEPALIVE_IDLE_S` once nothing arrives, and nothing at all for `UDP_SILENCE_S` despite two probes means the
+  path is dead: a fresh session (a new socket) is made.
 
 Every recovery is recorded (`reconnects`: what closed, how, how long, how many attempts) and logged once.
 """
@@ -58,6 +62,7 @@ RESUME_TIMEOUT_S = 2.0
 ATTEMPT_TIMEOUT_S = 4.0
 RETRY_DELAYS_S = (0.25, 0.5, 1.0, 2.0)  # before the 2nd, 3rd, ... fresh attempt (the last one repeats)
 DISCOVERY_RESEND_S = 0.5
+KEEPALIVE_EVERY_S = 5.0
 KEEPALIVE_IDLE_S = 0.5
 UDP_SILENCE_S = 2.0
 WATCH_TICK_S = 0.25
@@ -175,6 +180,8 @@ class ChorusConnectionState(VoiceConnectionState):
         self.reconnects: list[Reconnect] = []
         self._last_rx = time.monotonic()
         self._keepalives = itertools.count(1)
+        self._sent_keepalives: set[bytes] = set()  # the latest few, to recognise their echo
+        self._echoes = False  # the voice server echoed a keepalive in this session: the watchdog is armed
         self._unanswered = 0
         self._resumed: asyncio.Event | None = None
         self._watching_rx = False
@@ -276,6 +283,8 @@ class ChorusConnectionState(VoiceConnectionState):
         record.finished, record.how, record.ok = time.monotonic(), how, True
         self._last_rx = time.monotonic()
         self._unanswered = 0
+        if how == "fresh":
+            self._echoes = False  # another voice server, maybe: armed again by its own echo
         loop = asyncio.get_running_loop()
         for delay in PLAYER_CHECKS_S:  # the player may still be on its way out when the connection is back
             loop.call_later(delay, self._revive_player)
@@ -328,26 +337,43 @@ class ChorusConnectionState(VoiceConnectionState):
     def _saw_packet(self, data: bytes) -> None:  # socket reader thread: anything at all arrived
         self._last_rx = time.monotonic()
         self._unanswered = 0
+        if len(data) == KEEPALIVE_SIZE and not self._echoes and data in self._sent_keepalives:
+            self._echoes = True
+            log.debug("voice server in guild %s echoes UDP keepalives: the UDP watchdog is armed", self.guild.id)
+
+    def _send_keepalive(self) -> None:
+        packet = struct.pack("<Q", next(self._keepalives) & 0xFFFFFFFF)
+        if len(self._sent_keepalives) > 16:
+            self._sent_keepalives.clear()
+        self._sent_keepalives.add(packet)
+        self.socket.send(packet)
+
+    @property
+    def udp_watchdog_armed(self) -> bool:
+        """The voice server echoed a keepalive in this session: a silent UDP path will be noticed."""
+        return self._echoes
 
     async def _watch_udp(self) -> None:
-        sent_at = 0.0
+        sent_at = float("-inf")
         while True:
-            await asyncio.sleep(WATCH_TICK_S)
             if self.state is not ConnectionFlowState.connected or not self.socket:
+                await asyncio.sleep(WATCH_TICK_S)
                 continue
             now = time.monotonic()
             quiet = now - self._last_rx
-            if quiet >= UDP_SILENCE_S and self._unanswered >= 2:
+            if self._echoes and quiet >= UDP_SILENCE_S and self._unanswered >= 2:
                 log.warning("voice UDP in guild %s silent for %.1f s (%d keepalives unanswered); reconnecting",
                             self.guild.id, quiet, self._unanswered)
                 self._unanswered = 0
                 self._last_rx = now
                 await self.ws.close(CLOSE_UDP_SILENT)  # the poller sees the close and makes a new session
                 continue
-            if quiet >= KEEPALIVE_IDLE_S and now - sent_at >= KEEPALIVE_IDLE_S:
+            probing = self._echoes and quiet >= KEEPALIVE_IDLE_S
+            if now - sent_at >= (KEEPALIVE_IDLE_S if probing else KEEPALIVE_EVERY_S):
                 try:
-                    self.socket.send(struct.pack("<Q", next(self._keepalives) & 0xFFFFFFFF))  # KEEPALIVE_SIZE bytes
+                    self._send_keepalive()
                     self._unanswered += 1
                     sent_at = now
                 except OSError as exc:  # closed meanwhile, or the network is down
                     log.debug("voice keepalive not sent: %s", exc)
+            await asyncio.sleep(WATCH_TICK_S)

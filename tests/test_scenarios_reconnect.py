@@ -70,6 +70,8 @@ async def test_a_silent_udp_path_is_noticed_and_replaced(tmp_path: Path) -> None
     async with bot_in_channel(settings, [ALICE, BOB], connect_timeout_s=15.0) as sc:
         first = sc.server.bot
         blocked: list = []
+        # the loopback server echoes keepalives (Discord's may not): the watchdog arms on the first echo
+        await sc.wait_for(lambda: sc.guild.voice_client._connection.udp_watchdog_armed, 10, "the UDP watchdog armed")
 
         async def silence_udp(sc) -> None:
             blocked.append(sc.server.block_udp())
