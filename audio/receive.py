@@ -33,6 +33,7 @@ from audio.receive_members import DropPredicate, MemberDirectory
 from audio.receive_stats import ReceiveStats
 from audio.receive_worker import ReceiveWorker
 from audio.types import MemberFrame
+from audio.voice_connection import KEEPALIVE_SIZE
 from audio.voice_seams import (
     OP_CLIENT_CONNECT,
     OP_CLIENT_DISCONNECT,
@@ -172,6 +173,9 @@ class VoiceReceiver:
             stats.received()
             if not self._running:
                 stats.drop("stopped")
+                return
+            if len(data) == KEEPALIVE_SIZE:
+                stats.drop("keepalive")
                 return
             if len(data) >= 2 and (data[0] >> 6) == 2 and rtp.is_rtcp(data):
                 stats.drop("rtcp")

@@ -17,6 +17,7 @@ import time
 
 DROP_REASONS = (
     "malformed",  # not RTP v2 / truncated header (includes IP discovery replies)
+    "keepalive",  # the voice server's echo of our UDP keepalive (8 bytes; `audio.voice_connection`)
     "rtcp",
     "not_opus",  # payload type other than 0x78: video, RTX, probes
     "video",  # SSRC announced as a video/RTX stream

@@ -1,4 +1,4 @@
-"""Shared faster-whisper transcription and the fair scheduler that feeds it.
+"""Shared faster-whisper transcription: one model per process, several clips per call.
 
 `WhisperTranscriber` runs one process-wide `faster_whisper.WhisperModel` (via `bot.models.MODELS`)
 below its `transcribe()` helper: features, one encoder call and one greedy/beam decode per batch of
@@ -14,9 +14,8 @@ clips, so several members' finals can share one call. Latency tricks (measured o
 Guards drop text from non-speech: `no_speech_prob`, average log-probability, compression ratio and
 the known-hallucination list (`audio.hallucinations`).
 
-`SttScheduler` is the ONE worker thread for every member of a session: finals (confirmed and
-speculative) always run before partials, members take turns (round-robin), several pending finals are
-batched, partials run at a cadence only when nothing else waits and are dropped when stale.
+The work reaches it through `audio.stt_scheduler`: one worker thread per model for every guild of the
+process, finals before partials, guilds and their members taking turns.
 """
 
 from __future__ import annotations
@@ -24,12 +23,10 @@ from __future__ import annotations
 import logging
 import math
 import re
-import threading
 import time
 import zlib
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -127,6 +124,13 @@ class WhisperTranscriber:
         self.short_frames = min(self.short_frames, FULL_WINDOW_FRAMES)
         self._short_max_samples = int(max(0.0, short_window_s - 1.5) * STT_RATE)
         self.calls = 0
+
+    @property
+    def batch_key(self) -> tuple:
+        """Transcribers with equal keys give the same results: their clips may share one Whisper call."""
+        s = self.settings
+        return (id(self.model), tuple(self.prompt), tuple(self.suppress_tokens), self.short_frames, s.stt_beam_size,
+                s.stt_no_speech_threshold, s.stt_logprob_threshold)
 
     def window_frames(self, n_samples: int) -> int:
         """Encoder window for a clip: the short window when the clip fits it with a silent margin."""
@@ -240,269 +244,3 @@ def load_whisper(settings):
         return WhisperModel(path, device=device, compute_type=compute_type)
 
     return MODELS.get(f"whisper:{path}:{device}:{compute_type}", loader)
-
-
-# --------------------------------------------------------------------------------------------
-# The scheduler
-
-
-@dataclass(eq=False)
-class SttJob:
-    """One transcription request. `kind` is "final" or "speculative" (both ranked as finals)."""
-
-    user_id: int
-    kind: str
-    audio: np.ndarray
-    on_done: Callable[["SttJob", SttResult], None]
-    submitted: float = field(default_factory=time.monotonic)
-    started: float = 0.0
-    finished: float = 0.0
-    cancelled: bool = False
-    result: SttResult | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    tag: object = None  # the caller's (e.g. the segment)
-
-
-@dataclass(eq=False)
-class PartialSource:
-    """A member who is speaking: `snapshot()` gives the audio so far; `on_done` receives partials."""
-
-    user_id: int
-    snapshot: Callable[[], np.ndarray]
-    on_done: Callable[[SttResult, float, bool], None]  # (result, started, stale)
-    is_stale: Callable[[], bool]
-    next_due: float
-    last_samples: int = 0
-    is_paused: Callable[[], bool] = lambda: False  # silent for now: the speculative final covers it
-
-
-@dataclass
-class SchedulerStats:
-    finals: int = 0
-    speculative: int = 0
-    partials: int = 0
-    partials_stale: int = 0
-    batches: int = 0
-    max_batch_seen: int = 0
-    cancelled: int = 0
-    errors: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-class SttScheduler:
-    """One worker thread for all members: finals before partials, round-robin, batches of finals."""
-
-    def __init__(
-        self,
-        transcriber: WhisperTranscriber,
-        *,
-        partial_interval_s: float,
-        max_batch: int = 4,
-        partials: bool = True,
-        min_partial_audio_s: float = 0.6,
-        name: str = "stt-worker",
-    ) -> None:
-        self.transcriber = transcriber
-        self.partial_interval_s = partial_interval_s
-        self.max_batch = max(1, max_batch)
-        self.partials_enabled = partials
-        self.min_partial_samples = int(min_partial_audio_s * STT_RATE)
-        self.stats = SchedulerStats()
-        self._cond = threading.Condition()
-        self._finals: dict[int, deque[SttJob]] = {}
-        self._turns: deque[int] = deque()  # members in round-robin order
-        self._partials: dict[int, PartialSource] = {}
-        self._closed = False
-        self._partials_resume = 0.0  # partials wait until then: they use at most ~half of the worker
-        self.busy = False
-        self.final_compute_ema = 0.4  # seconds; informs when speculation is worth starting
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    # -- API (any thread) -----------------------------------------------------------------------
-
-    def submit(self, job: SttJob) -> SttJob:
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("scheduler closed")
-            self._finals.setdefault(job.user_id, deque()).append(job)
-            if job.user_id not in self._turns:
-                self._turns.append(job.user_id)
-            self._cond.notify()
-        return job
-
-    def cancel(self, job: SttJob) -> bool:
-        """Cancel a job that has not started; returns False when it already runs or ran."""
-        with self._cond:
-            if job.started:
-                return False
-            job.cancelled = True
-            queue = self._finals.get(job.user_id)
-            if queue and job in queue:
-                queue.remove(job)
-                self.stats.cancelled += 1
-            return True
-
-    def start_partials(self, source: PartialSource) -> None:
-        if not self.partials_enabled:
-            return
-        with self._cond:
-            self._partials[source.user_id] = source
-            if source.user_id not in self._turns:
-                self._turns.append(source.user_id)
-            self._cond.notify()
-
-    def stop_partials(self, user_id: int) -> None:
-        with self._cond:
-            self._partials.pop(user_id, None)
-
-    def forget(self, user_id: int) -> None:
-        with self._cond:
-            for job in self._finals.pop(user_id, ()):  # queued, not started
-                job.cancelled = True
-            self._partials.pop(user_id, None)
-            if user_id in self._turns:
-                self._turns.remove(user_id)
-
-    def pending_finals(self) -> int:
-        with self._cond:
-            return sum(len(q) for q in self._finals.values())
-
-    def idle(self) -> bool:
-        with self._cond:
-            return not self.busy and not any(self._finals.values())
-
-    def close(self, timeout: float = 10.0) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
-
-    # -- worker ---------------------------------------------------------------------------------
-
-    def _prune(self) -> None:
-        """Members with no queued work leave the rotation (bounded state over a long session)."""
-        for uid in [u for u, q in self._finals.items() if not q]:
-            del self._finals[uid]
-        if any(u not in self._finals and u not in self._partials for u in self._turns):
-            self._turns = deque(u for u in self._turns if u in self._finals or u in self._partials)
-
-    def _take_finals(self) -> list[SttJob]:
-        """Up to max_batch jobs: confirmed finals first, then speculative ones; one per member per round."""
-        batch: list[SttJob] = []
-        for kind in ("final", "speculative"):
-            progress = True
-            while progress and len(batch) < self.max_batch:
-                progress = False
-                for _ in range(len(self._turns)):
-                    uid = self._turns[0]
-                    self._turns.rotate(-1)
-                    queue = self._finals.get(uid)
-                    job = next((j for j in queue if j.kind == kind), None) if queue else None
-                    if job is not None and queue is not None:
-                        queue.remove(job)
-                        job.started = time.monotonic()  # under the lock: cancel() now says no
-                        batch.append(job)
-                        progress = True
-                        if len(batch) >= self.max_batch:
-                            break
-        return batch
-
-    def _take_partial(self, now: float) -> tuple[PartialSource | None, float | None]:
-        """The next due partial (round-robin), else the time the next one is due."""
-        if self._partials and now < self._partials_resume:
-            return None, self._partials_resume
-        soonest = None
-        for _ in range(len(self._turns)):
-            uid = self._turns[0]
-            src = self._partials.get(uid)
-            self._turns.rotate(-1)
-            if src is None:
-                continue
-            if src.next_due <= now:
-                return src, None
-            soonest = src.next_due if soonest is None else min(soonest, src.next_due)
-        return None, soonest
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._closed and not any(self._finals.values()):
-                        return
-                    self._prune()
-                    batch = self._take_finals()
-                    if batch:
-                        break
-                    src, due = self._take_partial(time.monotonic())
-                    if src is not None:
-                        break
-                    self._cond.wait(None if due is None else max(0.0, due - time.monotonic()))
-                self.busy = True
-            try:
-                if batch:
-                    self._run_finals(batch)
-                elif src is not None:
-                    self._run_partial(src)
-            except Exception as exc:
-                self.stats.errors += 1
-                log.exception("transcription failed")
-                failed = SttResult("", 0.0, -math.inf, 1.0, 0.0, f"error: {type(exc).__name__}: {exc}", "", 0.0, 0.0)
-                for job in batch:
-                    if job.result is None:  # tell the caller, so nothing waits for it forever
-                        job.result = failed
-                        job.done.set()
-                        try:
-                            job.on_done(job, failed)
-                        except Exception:
-                            log.exception("stt callback failed")
-            finally:
-                with self._cond:
-                    self.busy = False
-
-    def _run_finals(self, batch: list[SttJob]) -> None:
-        started = min(job.started for job in batch)
-        results = self.transcriber.transcribe([job.audio for job in batch])
-        finished = time.monotonic()
-        self.stats.batches += 1
-        self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(batch))
-        self.final_compute_ema = 0.8 * self.final_compute_ema + 0.2 * (finished - started)
-        for job, result in zip(batch, results):
-            job.finished = finished
-            job.result = result
-            if job.kind == "final":
-                self.stats.finals += 1
-            else:
-                self.stats.speculative += 1
-            job.done.set()
-            try:
-                job.on_done(job, result)
-            except Exception:
-                log.exception("stt callback failed")
-
-    def _run_partial(self, src: PartialSource) -> None:
-        now = time.monotonic()
-        audio = src.snapshot()
-        if (len(audio) < self.min_partial_samples or len(audio) - src.last_samples < STT_RATE // 4 or src.is_stale()
-                or src.is_paused()):
-            src.next_due = now + self.partial_interval_s / 2
-            return
-        started = time.monotonic()
-        result = self.transcriber.transcribe([audio], beam_size=1)[0]  # partials: greedy, always
-        took = time.monotonic() - started
-        src.last_samples = len(audio)
-        self._partials_resume = time.monotonic() + took
-        # behind schedule (slow machine or many speakers): space partials out; across members they take
-        # at most ~half of the worker (after each partial the worker rests or runs finals as long)
-        src.next_due = started + max(self.partial_interval_s, 2.0 * took)
-        stale = src.is_stale()  # the segment ended meanwhile: the caller may still use it as the final
-        if stale:
-            self.stats.partials_stale += 1
-        else:
-            self.stats.partials += 1
-        try:
-            src.on_done(result, started, stale)
-        except Exception:
-            log.exception("partial callback failed")

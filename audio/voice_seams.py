@@ -47,7 +47,8 @@ class GatewayRecorder:
 
 class ListeningVoiceClient(discord.VoiceClient):
     """A `discord.VoiceClient` that records SSRC announcements from its first voice-gateway message, so a
-    `VoiceReceiver` started after ``connect()`` returns misses none of them::
+    `VoiceReceiver` started after ``connect()`` returns misses none of them, and whose connection comes back
+    fast after a drop (`audio.voice_connection.ChorusConnectionState`)::
 
         vc = await channel.connect(cls=ListeningVoiceClient)
         VoiceReceiver(vc, on_frame=...).start()
@@ -56,8 +57,10 @@ class ListeningVoiceClient(discord.VoiceClient):
     gateway_recorder: GatewayRecorder
 
     def create_connection_state(self) -> VoiceConnectionState:
+        from audio.voice_connection import ChorusConnectionState  # its fast reconnects (and the UDP watchdog)
+
         self.gateway_recorder = GatewayRecorder()
-        return VoiceConnectionState(self, hook=self.gateway_recorder)
+        return ChorusConnectionState(self, hook=self.gateway_recorder)
 
 
 def recorded_messages(voice_client: Any) -> list[dict[str, Any]]:

@@ -47,7 +47,8 @@ from brain.llm import default_llm_threads
 from benchmarks.quality_checks import CheckResult, ReplyContext, check_reply, rates
 from benchmarks.quality_corpus import Rubric, load_corpus
 from benchmarks.seed_baseline import baseline_parts
-from simulator.scripted import STAGES, ConversationResult, Line, ScriptedConversation
+from simulator.replies import STAGES
+from simulator.scripted import ConversationResult, Line, ScriptedConversation
 from simulator.voices import ALICE, BOB
 
 log = logging.getLogger("benchmarks.e2e_bench")

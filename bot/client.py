@@ -22,6 +22,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import executors
 from bot.guild_store import GuildStore
 from bot.metrics import Metrics, MetricsServer
 from bot.settings import Settings, SettingsError
@@ -96,7 +97,7 @@ class ChorusBot(commands.Bot):
         await self.open_storage()
         await self.memory.start()
         if not self._personas_given:
-            self.personas = await asyncio.to_thread(PersonaLibrary.load, self.settings.personas_dir)
+            self.personas = await executors.run("io", PersonaLibrary.load, self.settings.personas_dir)
         if self.settings.default_persona not in self.personas:
             log.warning(
                 "default persona %r is not in %s (have: %s)",
@@ -199,7 +200,7 @@ class ChorusBot(commands.Bot):
         current one does (a broken folder must not silence the bot). Running sessions get
         their guild's (possibly edited) persona.
         """
-        fresh = await asyncio.to_thread(PersonaLibrary.load, self.settings.personas_dir)
+        fresh = await executors.run("io", PersonaLibrary.load, self.settings.personas_dir)
         if len(fresh) == 0 and len(self.personas) > 0:
             log.error("persona reload found no usable persona in %s; keeping the previous ones", self.settings.personas_dir)
             return fresh

@@ -14,6 +14,7 @@ What is measured:
 * ``chorus_queue_depth{guild,queue}``: the receive worker's queue, and any queue a session registers.
 * ``chorus_model_seconds{model}`` / ``chorus_model_wait_seconds{model}``: STT batches, LLM and TTS work slots
   (the models are shared by every guild of the process).
+* ``chorus_shed_total{guild,queue,reason}``: work a bounded queue dropped under load (`bot.shedding.ShedLog`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def record_model_time(model: str, seconds: float, waited: float | None = None) -
         metrics.model_seconds.labels(model).observe(seconds)
         if waited is not None:
             metrics.model_wait_seconds.labels(model).observe(waited)
+
+
+def record_shed(guild: str, queue: str, reason: str, n: int = 1) -> None:
+    """Report `n` items a queue dropped (`bot.shedding.ShedLog` calls it). A no-op while metrics are off."""
+    metrics = _active
+    if metrics is not None:
+        metrics.shed.labels(guild, queue, reason).inc(n)
 
 
 class GuildMetrics:
@@ -119,6 +127,8 @@ class Metrics:
                                        ["model"], buckets=MODEL_BUCKETS, registry=self.registry)
         self.model_wait_seconds = Histogram("chorus_model_wait_seconds", "Waiting for a model work slot",
                                             ["model"], buckets=MODEL_BUCKETS, registry=self.registry)
+        self.shed = Counter("chorus_shed", "Work a bounded queue dropped under load", ["guild", "queue", "reason"],
+                            registry=self.registry)
         self._guilds: dict[int, GuildMetrics] = {}
         self._lock = threading.Lock()
         self.registry.register(_ScrapeTimeCollector(self))

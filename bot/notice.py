@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Any
 
+from bot import executors
+
 log = logging.getLogger(__name__)
 
 SPOKEN_TIMEOUT_S = 20.0
@@ -72,7 +74,7 @@ async def speak_notice(voice_client: Any, responder: Any, persona: Any, text: st
         player.end_of_utterance()
 
     try:
-        await asyncio.to_thread(synthesize)
+        await executors.run("speech", synthesize)
         if not voice_client.is_connected():
             return 0.0
         voice_client.play(player)

@@ -8,10 +8,13 @@ Policies:
 - `auto`: pipelined unless the LLM and TTS both sit on the GPU and it has < 16 GiB free
   (measured with nvidia-smi, else torch.cuda.mem_get_info): then exclusive.
 
-Background work (memory's call summaries) uses `background()`: it starts only after no foreground
-LLM/TTS work has run for a quiet moment, and the event it yields is set as soon as foreground work
-asks for a slot (`hold`, `use`, or `preempt_background()` at the start of a reply, before the reply
-waits for the model), so the background job stops within a token and a reply never waits for it.
+Replies come first; background work (prefills of likely replies, persona warm-ups, memory's call
+summaries) uses what is left. A reply registers with `foreground(guild)` for its whole length: background
+work of OTHER guilds stops at once (a prefill of the reply's own guild goes on: it evaluates that reply's
+prompt), and none starts while any reply is in flight. `background()` waits for that, then for a quiet moment
+(`quiet_s`), runs one job at a time, and the event it yields is set as soon as foreground work needs the
+model (`foreground`, a `hold` or `use` of the LLM or TTS, `preempt_background()`): the job stops within a
+token and a reply never waits for it.
 
 Every grant is recorded as a `WorkInterval` (kind, start, end, owner; monotonic seconds), so
 tests and benchmarks can check overlap and see where the time went.
@@ -30,9 +33,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable, Hashable, Iterator
 
 from bot.metrics import record_model_time
 from bot.settings import Settings
@@ -45,6 +48,7 @@ POLICIES = ("exclusive", "pipelined")
 SMALL_GPU_FREE_BYTES = 16 * 1024**3
 MAX_RECORDS = 20_000
 BACKGROUND_QUIET_S = 2.0  # background work starts after this long without foreground LLM/TTS work
+BACKGROUND_POLL_S = 0.05
 
 
 class SchedulerCancelled(Exception):
@@ -78,9 +82,11 @@ class ModelScheduler:
         self._records: deque[WorkInterval] = deque(maxlen=max_records)
         self._active = {kind: 0 for kind in KINDS}
         self._waited = {kind: 0.0 for kind in KINDS}
-        self._background: set[threading.Event] = set()  # preempt events of running background jobs
+        self._background: dict[threading.Event, Hashable] = {}  # preempt event -> group of the running job
+        self._replies: Counter[Hashable] = Counter()  # replies in flight per group (`foreground`)
         self._last_foreground = float("-inf")
         self.preemptions = 0
+        self.background_waited_s = 0.0
 
     @classmethod
     def from_settings(
@@ -191,11 +197,30 @@ class ModelScheduler:
 
     # -- background work -------------------------------------------------------------------
 
-    def preempt_background(self) -> int:
-        """Foreground model work is about to start: stop every background job now. Returns how many."""
+    @contextlib.contextmanager
+    def foreground(self, group: Hashable = None) -> Iterator[None]:
+        """A reply for `group` (a guild) is being made, waits included: background work of other groups stops
+        now, and none starts until no reply is in flight. Never blocks (usable around awaits)."""
+        with self._cond:
+            self._replies[group] += 1
+        self.preempt_background(group)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._replies[group] -= 1
+                if self._replies[group] <= 0:
+                    del self._replies[group]
+                self._last_foreground = time.monotonic()
+                self._cond.notify_all()
+
+    def preempt_background(self, group: Hashable = None) -> int:
+        """Foreground model work is about to start: stop background jobs now (of groups other than `group`;
+        every one when it is None). Returns how many."""
         with self._cond:
             self._last_foreground = time.monotonic()
-            events = list(self._background)
+            events = [event for event, owner_group in self._background.items()
+                      if group is None or owner_group != group]
         for event in events:
             if not event.is_set():
                 event.set()
@@ -206,41 +231,66 @@ class ModelScheduler:
         if kind in HEAVY:
             self.preempt_background()
 
-    def _quiet_for(self) -> float:
-        with self._cond:
-            busy = self._active["llm"] + self._active["tts"] > 0 or bool(self._queue)
-            return 0.0 if busy else time.monotonic() - self._last_foreground
+    def _idle_for(self) -> float | None:
+        """Under the lock: seconds since foreground LLM/TTS work, None while some runs, waits or is in flight,
+        or another background job runs (one at a time: the LLM computes one thing)."""
+        busy = (self._active["llm"] + self._active["tts"] > 0 or bool(self._queue) or bool(self._replies)
+                or bool(self._background))
+        return None if busy else time.monotonic() - self._last_foreground
 
     @contextlib.contextmanager
-    def background(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None,
-                   quiet_s: float = BACKGROUND_QUIET_S) -> Iterator[threading.Event]:
-        """Blocking: run low-priority `kind` work once foreground LLM/TTS work has been quiet for `quiet_s`.
+    def background(self, kind: str | None, *, owner: str = "", cancel: threading.Event | None = None,
+                   quiet_s: float = BACKGROUND_QUIET_S, group: Hashable = None,
+                   preempt: threading.Event | None = None) -> Iterator[threading.Event]:
+        """Blocking: run low-priority work once no reply is in flight and foreground LLM/TTS work has been
+        quiet for `quiet_s`; then hold a `kind` slot (None: take none here; the job takes it with
+        `background_slot` once it has the model, as a prefill does: holding the slot while waiting for a
+        model a reply holds would deadlock).
 
-        Yields the preempt event: set when foreground work asks for a slot (or `cancel` is set); the job
-        must stop promptly when it is (pass it as the LLM's cancel event). Raises SchedulerCancelled if
-        `cancel` is set while waiting.
+        Yields the preempt event (`preempt`, or a new one): set when foreground work needs the model (or
+        `cancel` is set); the job must stop promptly when it is (pass it as the LLM's cancel event). A reply
+        of the job's own `group` does not preempt it. Raises SchedulerCancelled if `cancel` (or `preempt`)
+        is set while waiting.
         """
-        preempt = threading.Event()
-        while True:
-            if cancel is not None and cancel.is_set():
-                raise SchedulerCancelled(kind)
-            if self._quiet_for() >= quiet_s:
-                break
-            time.sleep(0.05)
+        own_event = preempt is None
+        preempt = threading.Event() if preempt is None else preempt
+        asked = time.monotonic()
         with self._cond:
-            self._background.add(preempt)
-        watcher = None
-        if cancel is not None:
-            watcher = threading.Thread(target=_link_events, args=(cancel, preempt), daemon=True, name=f"{owner}-cancel")
-            watcher.start()
+            while True:
+                if (cancel is not None and cancel.is_set()) or preempt.is_set():
+                    raise SchedulerCancelled(kind or "background")
+                idle = self._idle_for()
+                if idle is not None and idle >= quiet_s:
+                    break
+                self._cond.wait(BACKGROUND_POLL_S)
+            self._background[preempt] = group
+            self.background_waited_s += time.monotonic() - asked
+        if cancel is not None and own_event:
+            threading.Thread(target=_link_events, args=(cancel, preempt), daemon=True, name=f"{owner}-cancel").start()
         try:
-            asked = self._acquire_blocking(kind, owner, preempt)
-            with self._running(kind, asked, owner):
+            if kind is None:
                 yield preempt
+            else:
+                with self.background_slot(kind, owner=owner, preempt=preempt):
+                    yield preempt
         finally:
             with self._cond:
-                self._background.discard(preempt)
-            preempt.set()  # ends the watcher
+                self._background.pop(preempt, None)
+                self._cond.notify_all()
+            if own_event:
+                preempt.set()  # ends the watcher
+
+    @contextlib.contextmanager
+    def background_slot(self, kind: str, *, owner: str = "", preempt: threading.Event) -> Iterator[None]:
+        """Inside `background`: a `kind` slot for the job, without preempting background work (its own)."""
+        asked = self._acquire_blocking(kind, owner, preempt)
+        with self._running(kind, asked, owner):
+            yield
+
+    def background_stats(self) -> dict[str, float | int]:
+        with self._cond:
+            return {"replies_in_flight": sum(self._replies.values()), "background_running": len(self._background),
+                    "preempted": self.preemptions, "background_waited_s": round(self.background_waited_s, 3)}
 
     @contextlib.contextmanager
     def _running(self, kind: str, asked: float, owner: str) -> Iterator[None]:
@@ -292,6 +342,7 @@ class ModelScheduler:
                 "busy_s": {k: round(v, 4) for k, v in busy.items()},
                 "waited_s": {k: round(v, 4) for k, v in self._waited.items()},
                 "queued": len(self._queue),
+                "background": self.background_stats(),
             }
 
     def clear_records(self) -> None:

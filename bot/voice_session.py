@@ -18,17 +18,20 @@ bookkeeping, and feeds the (thread-safe) player directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import logging
 import threading
 from collections import deque
-from typing import Any, Awaitable, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
 from audio.types import MemberFrame, SpeakingEvent, Utterance
-from bot.prefill import ReplyPrefill
+from bot import executors
+from bot.captions import CaptionQueue, CaptionSink
+from bot.prefill import ReplyPrefill, reply_likely
 from bot.turn_sink import TurnSink, TurnTrace, history_lines
 from bot.voice_output import VoiceOutput
 from bot.wakeup import Wakeup
@@ -47,8 +50,6 @@ IDLE_S = 30.0  # nothing due: sleep until an event pokes the loop (or this long,
 MAX_TRACES = 100
 DRAIN_POLL_S = 0.02
 DRAIN_MARGIN_S = 3.0
-
-CaptionSink = Callable[[str], Awaitable[None]]
 
 
 class ListenerLike(Protocol):
@@ -139,8 +140,11 @@ class VoiceSession:
         self.output = VoiceOutput(player, voice_client, name=f"guild {guild_id}")
         self._loop_task: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
-        self.prefill = ReplyPrefill(getattr(responder, "prefill", None), self._reply_prompt_for, lambda: self.persona,
-                                    spawn=self._spawn, name=f"prefill-{guild_id}")
+        # no prefill where it does not pay (an LLM server keeps its own prompt cache)
+        prefill = getattr(responder, "prefill", None) if getattr(responder, "prefill_pays", True) else None
+        self.prefill = ReplyPrefill(prefill, self._reply_prompt_for, lambda: self.persona, spawn=self._spawn,
+                                    name=f"guild {guild_id}", group=guild_id)
+        self.caption_queue = CaptionQueue(lambda: self.captions, spawn=self._spawn, label=f"guild {guild_id}")
         self._last_logged: tuple[str, str] | None = None
         self._closed = False
         self.echoes_ignored = 0  # member transcripts dropped as the bot's own words
@@ -152,8 +156,9 @@ class VoiceSession:
         if self.listener is None:
             make = self._make_listener or self._default_listener
             # Built in a thread: the first one loads the shared Whisper and VAD models.
-            self.listener = await asyncio.to_thread(make, self.settings, name_of=self.room.name_of,
-                                                    on_speaking=self.on_speaking, on_utterance=self.on_utterance)
+            self.listener = await executors.run("models", make, self.settings, name_of=self.room.name_of,
+                                                on_speaking=self.on_speaking, on_utterance=self.on_utterance)
+        self._watch_queues()
         self.player.on_first_packet = self._first_packet_threadsafe
         if self.voice_client is not None:
             if self.receiver is None:
@@ -166,6 +171,16 @@ class VoiceSession:
         log.info("guild %s: voice session started as %s with %d member(s)", self.guild_id, self.persona.name,
                  len(self.room.members))
         return self
+
+    def _watch_queues(self) -> None:
+        """Name this guild's lane on the shared transcription worker; report the queue depths to the metrics."""
+        lane = getattr(self.listener, "scheduler", None)
+        if lane is not None and hasattr(lane, "label"):
+            lane.label = f"guild {self.guild_id}"
+        if self.metrics is not None:
+            if lane is not None and hasattr(lane, "pending_finals"):
+                self.metrics.watch_queue("stt_finals", lane.pending_finals)
+            self.metrics.watch_queue("captions", lambda: len(self.caption_queue))
 
     async def close(self) -> None:
         if self._closed:
@@ -222,10 +237,13 @@ class VoiceSession:
 
     def _reply_prompt_for(self, user_id: int) -> tuple[list[Any], str] | None:
         """History and situation of a reply to the member's words so far, as `_begin_turn` will build them
-        (None when no prefill should run now: the bot is in a line, or several members speak at once)."""
+        (None when no prefill should run now: no reply is likely, the bot is in a line, or several members
+        speak at once)."""
         if self.room.turn is not None or self._closed or user_id not in self.room.members:
             return None
         if len(self.room.speaking_members()) > 1:
+            return None
+        if reply_likely(self.room, user_id, self.policy, self.clock.now()) is None:
             return None
         member = self.room.members[user_id]
         lines = self.room.history_with(member.partial) if member.partial is not None else self.room.history
@@ -269,6 +287,7 @@ class VoiceSession:
         self._poke()
 
     def member_left(self, user_id: int) -> None:
+        self.prefill.stale("the member left", member=user_id)
         if self.room.member_left(user_id, self.clock.now()) is not None and self.listener is not None:
             self.listener.forget(user_id)
         self._poke()
@@ -353,6 +372,9 @@ class VoiceSession:
             basis_text = member.partial.text if member.partial else ""
             if member.partial is not None:
                 lines = room.history_with(member.partial)
+        # a prefill prepares the reply to one member: any other line makes it stale
+        replying_to = decision.member_id if decision.action is Action.RESPOND_NOW else None
+        self.prefill.stale("the bot began another line", unless_for=replying_to)
         turn = room.bot_begin(decision.action.value, now, reply_to_seq=decision.reply_to_seq,
                               preemptive=decision.preemptive, basis_user_id=decision.member_id if decision.preemptive else None,
                               basis_text=basis_text)
@@ -432,7 +454,10 @@ class VoiceSession:
         try:
             trace.times["request"] = self.clock.now()
             extra = {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
-            result = await self.responder.respond(self.persona, history, situation=situation, sink=sink, **extra)
+            scheduler = getattr(self.responder, "scheduler", None)  # a reply: background LLM work gives way
+            foreground = scheduler.foreground(self.guild_id) if scheduler is not None else contextlib.nullcontext()
+            with foreground:
+                result = await self.responder.respond(self.persona, history, situation=situation, sink=sink, **extra)
             for key, value in (getattr(result, "timings", None) or {}).items():
                 trace.times.setdefault(key, value)
             reply_text = getattr(result, "text", None)
@@ -562,19 +587,13 @@ class VoiceSession:
     def _caption(self, text: str) -> None:
         if self.captions is None or self._loop is None:
             return
-        self._spawn(self._send_caption(text), f"caption-{self.guild_id}")
+        self.caption_queue.put(text)
 
     def _spawn(self, coro: Any, name: str) -> None:
         """A background task the session cancels when it closes."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _send_caption(self, text: str) -> None:
-        try:
-            await self.captions(text[:1900])  # type: ignore[misc]
-        except Exception as exc:
-            log.warning("guild %s: caption not sent (%s: %s)", self.guild_id, type(exc).__name__, exc)
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:

@@ -4,7 +4,8 @@
   `bot.models.MODELS`; the chat template comes from the GGUF. One generation at a time per
   loaded model (a llama context holds one conversation); others wait for it, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
-  `/v1/chat/completions` through the `openai` SDK (`brain.openai_client`).
+  `/v1/chat/completions` through the `openai` SDK (`brain.openai_client`), asking for the server's
+  prompt cache (`cache_prompt`): one request per reply evaluates only what is new.
 
 Cancelling: set the `cancel` event. It is checked per token; llama.cpp's abort callback also
 stops a long prompt evaluation, and the HTTP backend closes the response so a blocked read ends.
@@ -175,6 +176,7 @@ class LlamaCppBackend:
     """A local GGUF model. `settings.llm_model`: `embedded`, a path, or `hf:<repo>/<file>`."""
 
     name = "llama_cpp"
+    local_prompt_cache = True  # the context keeps the last prompt's evaluation: evaluating one ahead pays
 
     def __init__(self, settings: Settings) -> None:
         path = str(resolve_gguf(settings.llm_model))
@@ -266,6 +268,7 @@ class OpenAiBackend:
     closes the stream."""
 
     name = "openai"
+    local_prompt_cache = False  # the server keeps its own (`cache_prompt`)
 
     def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float | None = None) -> None:
         url = urlsplit(settings.llm_base_url.rstrip("/"))
@@ -314,6 +317,7 @@ class OpenAiBackend:
             "top_k": sampling.top_k,
             "min_p": sampling.min_p,
             "repeat_penalty": sampling.repeat_penalty,
+            "cache_prompt": True,  # llama.cpp's server: reuse the longest cached prefix of this prompt
         }
         if sampling.seed is not None:
             body["seed"] = sampling.seed

@@ -221,7 +221,7 @@ class ReplyRun:
         reason = "end"
         try:
             token: str | None
-            pending = _first_item(stream)  # waits for the model itself, outside any scheduler slot
+            pending = first_item(stream)  # waits for the model itself, outside any scheduler slot
             while not self.cancel_event.is_set():
                 if slot is None:
                     slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event)
@@ -347,7 +347,7 @@ def _sampling_kwargs(llm: Any, sampling: Any) -> dict[str, Any]:
     return {"temperature": sampling.temperature}
 
 
-def _first_item(stream: Any) -> str | None:
+def first_item(stream: Any) -> str | None:
     """Advance a backend stream to its ready marker (""); a non-empty first item is kept as a token."""
     first = next(stream, None)
     if first is None:

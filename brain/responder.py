@@ -23,13 +23,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 from audio.tts import TtsEngine, make_tts
 from bot.models import ModelLoadError
-from bot.scheduler import ModelScheduler
+from bot.scheduler import ModelScheduler, SchedulerCancelled
 from bot.settings import Settings
 from brain.chunker import SpeechChunker
 from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for
 from brain.prompt import HistoryLine, as_history_line, build_messages
-from brain.reply_run import SAID_BEFORE_LINES, ReplyResult, ReplyRun, ReplySink
+from brain.reply_run import SAID_BEFORE_LINES, ReplyResult, ReplyRun, ReplySink, first_item
 from conversation.addressing import normalize
 
 __all__ = ["Responder", "ReplyResult", "ReplySink", "SAID_BEFORE_LINES"]
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 PROMPT_MARGIN_TOKENS = 16
 CANCEL_GRACE_S = 0.25  # after a cancel, how long respond() waits for its threads to wind down
 FLAWED_LINES_KEPT = 256  # replies remembered as flawed (the model slipped), left out of later prompts
+PREFILL_WAITED_S = 0.05  # a prefill that waited longer than this for replies gives way to a newer request
 
 
 class Responder:
@@ -89,25 +90,47 @@ class Responder:
         self.tts_for(persona)
         self.prefill(persona, [])
 
+    @property
+    def prefill_pays(self) -> bool:
+        """Whether evaluating a prompt ahead pays: a local llama.cpp keeps the last prompt's evaluation. An LLM
+        server keeps its own prompt cache (`cache_prompt`): a request per partial would only cost requests."""
+        return bool(getattr(self.llm, "local_prompt_cache", False))
+
     def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
-                situation: str = "", memory: str = "") -> None:
+                situation: str = "", memory: str = "", group: Any = None,
+                give_way: Callable[[], bool] | None = None) -> str:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
         voice session calls this while a member is still speaking, with their words so far as the last
         line and the situation the reply would get, so the reply only evaluates the words that came
-        after (prompt evaluation of a few hundred tokens costs seconds on a small CPU). Setting `cancel`
-        stops it at once.
+        after (prompt evaluation of a few hundred tokens costs seconds on a small CPU).
+
+        Background work under the scheduler (`ModelScheduler.background`): it waits while any reply is being
+        made, and a reply of another `group` (guild) cancels it; if it had to wait and `give_way()` is true
+        (a newer request came meanwhile), it gives way. Setting `cancel` stops it at once. Returns "done",
+        "superseded" or "cancelled".
         """
+        cancel = cancel or threading.Event()
         messages = self.build_prompt(persona, history, situation, memory=memory)
-        stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel or threading.Event())
+        asked = time.monotonic()
         try:
-            for _ in stream:
-                pass
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            with self.scheduler.background(None, owner=f"prefill-{group}", quiet_s=0.0, group=group, preempt=cancel):
+                if time.monotonic() - asked > PREFILL_WAITED_S and give_way is not None and give_way():
+                    return "superseded"
+                stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel)
+                try:
+                    first_item(stream)  # waits for the model itself, outside any scheduler slot
+                    with self.scheduler.background_slot("llm", owner=f"prefill-{group}", preempt=cancel):
+                        for _ in stream:
+                            pass
+                finally:
+                    close = getattr(stream, "close", None)
+                    if close is not None:
+                        close()
+        except SchedulerCancelled:
+            return "cancelled"
+        return "cancelled" if cancel.is_set() else "done"
 
     def build_prompt(self, persona: Any, history: Sequence[Any], situation: str, *, memory: str = "") -> list[dict]:
         """The chat messages of a reply (or prefill) to `history` in this `situation`, with the `memory` block."""

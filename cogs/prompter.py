@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import executors
 from bot.notice import speak_notice, spoken_notice
 from bot.voice_session import CaptionSink, VoiceSession
 
@@ -99,7 +100,7 @@ class PrompterCog(commands.Cog):
 
                 settings = self.bot.settings
                 self._shared["scheduler"] = ModelScheduler.from_settings(settings)
-                self._shared["llm"] = await asyncio.to_thread(make_backend, settings)
+                self._shared["llm"] = await executors.run("models", make_backend, settings)
             return self._shared["llm"], self._shared["scheduler"]
 
     async def session_parts(self, guild: discord.Guild) -> dict[str, Any]:
@@ -146,13 +147,20 @@ class PrompterCog(commands.Cog):
 
         async def run() -> None:
             try:
-                await asyncio.to_thread(warm_up, persona)
+                await executors.run("prefill", warm_up, persona)  # background LLM work, like a prefill
             except Exception:  # a warm-up failure only costs latency; the reply path reports real errors
                 log.warning("warm-up of persona %s failed", getattr(persona, "name", "?"), exc_info=True)
 
         task = asyncio.create_task(run(), name="persona-warm-up")
         self._warm_ups.add(task)
         task.add_done_callback(self._warm_ups.discard)
+
+    async def warmed_up(self, timeout: float) -> bool:
+        """Until the background warm-ups started so far have finished (benchmarks measure a warm bot)."""
+        pending = list(self._warm_ups)
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        return not any(not task.done() for task in pending)
 
     def _captions_for(self, guild_id: int) -> CaptionSink | None:
         channel_id = self.bot.guild_store.get(guild_id).captions_channel_id

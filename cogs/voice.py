@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 25.0
-RECONNECT_MARGIN_S = 35.0  # beyond discord.py's connect timeout (covers its 30 s UDP select stall), then close
+RECONNECT_MARGIN_S = 35.0  # beyond the connect timeout (audio.voice_connection reconnects within it), then close
 RECONNECT_POLL_S = 0.1
 DAVE_REQUIRED_CLOSE_CODE = 4017
 # Close codes that no handshake retry can fix: give up at once instead of retrying until the timeout.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from discord.ext import tasks
 
+from bot import executors
 from memory.extract import Fact, extract_facts
 from memory.summarize import Line, SummaryPreempted, summarize_member
 
@@ -148,7 +149,7 @@ class CallRecorder:
     async def _summary_of(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
         for _ in range(MAX_SUMMARY_ATTEMPTS):
             try:
-                return await asyncio.to_thread(self._summarize_blocking, name, lines, mine, bot_name)
+                return await executors.run("memory", self._summarize_blocking, name, lines, mine, bot_name)
             except SummaryPreempted:
                 await asyncio.sleep(PREEMPTED_RETRY_S)  # a reply needed the model; try again when it is quiet
             except Exception as exc:

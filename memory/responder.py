@@ -52,7 +52,7 @@ class RememberingResponder:
     def _preempt_background(self) -> None:
         scheduler = getattr(self.inner, "scheduler", None)
         if scheduler is not None and hasattr(scheduler, "preempt_background"):
-            scheduler.preempt_background()
+            scheduler.preempt_background(self.guild_id)  # not this guild's own prefill: it prepares this reply
 
     def _present(self) -> list[tuple[int, str]]:
         return [(uid, name) for uid, name in self.members() if not self.service.is_opted_out(self.guild_id, uid)]
@@ -66,12 +66,13 @@ class RememberingResponder:
         return await self.inner.respond(persona, history, situation=situation, sink=sink, member_names=member_names,
                                         memory=memory, **kwargs)
 
-    def prefill(self, persona: Any, history: Sequence[Any], cancel: Any = None, *, situation: str = "") -> None:
+    def prefill(self, persona: Any, history: Sequence[Any], cancel: Any = None, *, situation: str = "",
+                **kwargs: Any) -> Any:
         """Blocking (a worker thread), like Responder.prefill, with the memories the reply will have."""
         self._preempt_background()
         memory = self.service.recall_from_thread(self.guild_id, self._present(), recall_query(history),
                                                  timeout=RECALL_TIMEOUT_S, before=self.call_started)
-        self.inner.prefill(persona, history, cancel, situation=situation, memory=memory)
+        return self.inner.prefill(persona, history, cancel, situation=situation, memory=memory, **kwargs)
 
     def warm_up(self, persona: Any) -> None:
         self.inner.warm_up(persona)

@@ -29,8 +29,9 @@ import asyncio
 import contextlib
 import datetime as _dt
 import logging
+import functools
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,6 @@ import aiohttp
 import discord
 from discord.gateway import DiscordClientWebSocketResponse
 
-from .member import SimMember
 from .server import LoopbackVoiceServer
 
 log = logging.getLogger(__name__)
@@ -58,19 +58,25 @@ def _member_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, 
 
 
 class LoopbackMainGateway:
-    """Stands where discord.py's main-gateway websocket (``client.ws``) stands; see the module docstring."""
+    """Stands where discord.py's main-gateway websocket (``client.ws``) stands; see the module docstring.
+
+    One guild per voice server: ``servers`` may hold several (one bot process in many guilds), each a
+    `LoopbackVoiceServer` or anything with its ``guild_id``, ``channel_id``, ``token``, ``endpoint`` and
+    ``members`` (objects with ``user_id``, ``name``, ``present``), e.g. `simulator.world.RemoteServer`."""
 
     LEAVE_ANSWER_MAX_DELAY = 2.0  # seconds
 
-    def __init__(self, client: discord.Client, server: LoopbackVoiceServer, *, bot_user_id: int, bot_name: str):
+    def __init__(self, client: discord.Client, server: LoopbackVoiceServer | Sequence[Any], *, bot_user_id: int,
+                 bot_name: str):
         self.client = client
-        self.server = server
+        self.servers: dict[int, Any] = {s.guild_id: s for s in ([server] if hasattr(server, "guild_id") else server)}
+        self.server = next(iter(self.servers.values()))  # the first (the only one, in single-guild tests)
         self.bot_user_id = bot_user_id
         self.bot_name = bot_name
         self.session_id = secrets.token_hex(16)
         self.open = True
         self.voice_state_requests: list[dict[str, Any]] = []
-        self._pending_leave: asyncio.Task | None = None
+        self._pending_leaves: dict[int, asyncio.Task] = {}
 
     # what Client.close() touches
     async def close(self, code: int = 1000) -> None:
@@ -80,8 +86,20 @@ class LoopbackMainGateway:
         self.client._connection.parsers[event](data)
 
     def feed_ready(self) -> None:
-        server = self.server
-        guild: dict[str, Any] = {
+        guilds = [self._guild_payload(server) for server in self.servers.values()]
+        self._dispatch("READY", {
+            "v": 10, "user": _user_payload(self.bot_user_id, self.bot_name, bot=True), "guilds": guilds,
+            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9",
+            "shard": [self.client.shard_id or 0, self.client.shard_count or 1],  # as the client identified
+            "application": {"id": str(self.bot_user_id), "flags": 0}, "private_channels": [], "relationships": [],
+        })
+        for server in self.servers.values():
+            for member in server.members.values():
+                if member.present:
+                    self.member_presence(member, True, server=server)
+
+    def _guild_payload(self, server: Any) -> dict[str, Any]:
+        return {
             "id": str(server.guild_id), "name": "Loopback Guild", "owner_id": str(self.bot_user_id),
             "icon": None, "splash": None, "discovery_splash": None, "banner": None, "description": None,
             "features": [], "emojis": [], "stickers": [], "verification_level": 0, "default_message_notifications": 0,
@@ -98,19 +116,10 @@ class LoopbackMainGateway:
             "voice_states": [], "presences": [], "member_count": 1, "large": False, "unavailable": False,
             "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
         }
-        self._dispatch("READY", {
-            "v": 10, "user": _user_payload(self.bot_user_id, self.bot_name, bot=True), "guilds": [guild],
-            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9",
-            "shard": [self.client.shard_id or 0, self.client.shard_count or 1],  # as the client identified
-            "application": {"id": str(self.bot_user_id), "flags": 0}, "private_channels": [], "relationships": [],
-        })
-        for member in self.server.members.values():
-            if member.present:
-                self.member_presence(member, True)
 
-    def _voice_state(self, user_id: int, channel_id: int | None, session_id: str, member: dict | None,
+    def _voice_state(self, server: Any, user_id: int, channel_id: int | None, session_id: str, member: dict | None,
                      self_mute: bool = False, self_deaf: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {"guild_id": str(self.server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
+        data: dict[str, Any] = {"guild_id": str(server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
                 "user_id": str(user_id), "session_id": session_id, "deaf": False, "mute": False,
                 "self_deaf": self_deaf, "self_mute": self_mute, "self_video": False, "suppress": False,
                 "request_to_speak_timestamp": None}
@@ -118,17 +127,26 @@ class LoopbackMainGateway:
             data["member"] = member
         return data
 
-    def member_presence(self, member: SimMember, present: bool) -> None:
+    def member_presence(self, member: Any, present: bool, *, server: Any = None) -> None:
         """A simulated member joined or left the voice channel: VOICE_STATE_UPDATE for it."""
+        server = server or self.server
         self._dispatch("VOICE_STATE_UPDATE", self._voice_state(
-            member.user_id, self.server.channel_id if present else None, secrets.token_hex(8),
+            server, member.user_id, server.channel_id if present else None, secrets.token_hex(8),
             _member_payload(member.user_id, member.name)))
+
+    def presence_listener(self, server: Any) -> Callable[[Any, bool], None]:
+        """What `server.add_presence_listener` takes: its members' joins and leaves, in its guild."""
+        return functools.partial(self._presence_of, server)
+
+    def _presence_of(self, server: Any, member: Any, present: bool) -> None:
+        self.member_presence(member, present, server=server)
 
     # what Guild.change_voice_state calls (opcode 4 on the real gateway)
     async def voice_state(self, guild_id: int, channel_id: int | None, self_mute: bool = False,
                           self_deaf: bool = False) -> None:
         self.voice_state_requests.append({"guild_id": guild_id, "channel_id": channel_id})
-        if guild_id != self.server.guild_id or channel_id not in (None, self.server.channel_id):
+        server = self.servers.get(guild_id)
+        if server is None or channel_id not in (None, server.channel_id):
             log.warning("voice state request for an unknown guild/channel %s/%s", guild_id, channel_id)
             return
         loop = asyncio.get_running_loop()
@@ -137,49 +155,52 @@ class LoopbackMainGateway:
             # races discord.py's own close handling (its poller would disconnect a second time and unregister
             # the voice client, leaving the first disconnect waiting 30 s). So: answer once the voice
             # websocket poller has finished, or at once if a new join is requested first.
-            self._pending_leave = loop.create_task(self._answer_leave(), name="loopback-gateway-leave")
+            self._pending_leaves[guild_id] = loop.create_task(self._answer_leave(server),
+                                                              name=f"loopback-gateway-leave-{guild_id}")
             return
-        self._flush_leave()
-        loop.call_soon(self._answer_voice_state, channel_id, self_mute, self_deaf)
+        self._flush_leave(server)
+        loop.call_soon(self._answer_voice_state, server, channel_id, self_mute, self_deaf)
 
-    def _flush_leave(self) -> None:
-        pending, self._pending_leave = self._pending_leave, None
+    def _flush_leave(self, server: Any) -> None:
+        pending = self._pending_leaves.pop(server.guild_id, None)
         if pending is not None and not pending.done():
             pending.cancel()
-            self._answer_voice_state(None, False, False)
+            self._answer_voice_state(server, None, False, False)
 
-    async def _answer_leave(self) -> None:
-        vc = self.client._connection._get_voice_client(self.server.guild_id)
+    async def _answer_leave(self, server: Any) -> None:
+        vc = self.client._connection._get_voice_client(server.guild_id)
         runner = getattr(getattr(vc, "_connection", None), "_runner", None)
         if runner is not None and not runner.done() and runner is not asyncio.current_task():
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(asyncio.shield(runner), self.LEAVE_ANSWER_MAX_DELAY)
-        if self._pending_leave is asyncio.current_task():
-            self._pending_leave = None
-        self._answer_voice_state(None, False, False)
+        if self._pending_leaves.get(server.guild_id) is asyncio.current_task():
+            del self._pending_leaves[server.guild_id]
+        self._answer_voice_state(server, None, False, False)
 
-    def _answer_voice_state(self, channel_id: int | None, self_mute: bool, self_deaf: bool) -> None:
-        state = self._voice_state(self.bot_user_id, channel_id, self.session_id,
+    def _answer_voice_state(self, server: Any, channel_id: int | None, self_mute: bool, self_deaf: bool) -> None:
+        state = self._voice_state(server, self.bot_user_id, channel_id, self.session_id,
                                   _member_payload(self.bot_user_id, self.bot_name, bot=True), self_mute, self_deaf)
         self._dispatch("VOICE_STATE_UPDATE", state)
         if channel_id is not None:
-            self._dispatch("VOICE_SERVER_UPDATE", {"token": self.server.token, "guild_id": str(self.server.guild_id),
-                                                   "endpoint": self.server.endpoint})
+            self._dispatch("VOICE_SERVER_UPDATE", {"token": server.token, "guild_id": str(server.guild_id),
+                                                   "endpoint": server.endpoint})
 
     async def settle(self) -> None:
-        """Deliver a leave answer still waiting for discord.py's poller (before the client closes)."""
-        pending = self._pending_leave
-        if pending is not None and not pending.done():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pending
+        """Deliver the leave answers still waiting for discord.py's poller (before the client closes)."""
+        for pending in list(self._pending_leaves.values()):
+            if not pending.done():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
 
 
-def install_plain_ws_seam(client: discord.Client, server: LoopbackVoiceServer, session: aiohttp.ClientSession) -> None:
-    """Seam 2: let discord.py's ``wss://<loopback endpoint>`` voice URL reach the plain-ws loopback server."""
-    secure_prefix = f"wss://{server.endpoint}/"
+def install_plain_ws_seam(client: discord.Client, server: LoopbackVoiceServer | Sequence[Any],
+                          session: aiohttp.ClientSession) -> None:
+    """Seam 2: let discord.py's ``wss://<loopback endpoint>`` voice URLs reach the plain-ws loopback servers."""
+    servers = [server] if hasattr(server, "endpoint") else list(server)
+    secure_prefixes = tuple(f"wss://{s.endpoint}/" for s in servers)
 
     async def ws_connect(url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
-        if not url.startswith(secure_prefix):
+        if not url.startswith(secure_prefixes):
             raise RuntimeError(f"loopback harness refuses to connect to {url!r}")
         return await session.ws_connect(
             "ws://" + url[len("wss://"):], max_msg_size=0, autoclose=False, compress=compress,
@@ -231,11 +252,13 @@ def voice_internals(vc: discord.VoiceClient) -> VoiceInternals:
 
 
 @contextlib.asynccontextmanager
-async def connected_client(server: LoopbackVoiceServer, *, bot_user_id: int = DEFAULT_BOT_USER_ID,
+async def connected_client(server: LoopbackVoiceServer | Sequence[Any], *, bot_user_id: int = DEFAULT_BOT_USER_ID,
                            bot_name: str = "chorus", client: discord.Client | None = None
                            ) -> AsyncIterator[discord.Client]:
     """A `discord.Client` (or your subclass instance, not logged in) wired to the fake main gateway: its guild
-    and voice channel exist (``client.get_channel(server.channel_id)``); ``channel.connect()`` reaches the server."""
+    and voice channel exist (``client.get_channel(server.channel_id)``); ``channel.connect()`` reaches the server.
+    ``server`` may be several servers: one guild each, all served by this one client."""
+    servers: list[Any] = [server] if hasattr(server, "guild_id") else list(server)
     if client is None:
         intents = discord.Intents.none()
         intents.guilds = True
@@ -243,15 +266,18 @@ async def connected_client(server: LoopbackVoiceServer, *, bot_user_id: int = DE
         client = discord.Client(intents=intents, guild_ready_timeout=0.0)
     async with aiohttp.ClientSession(ws_response_class=DiscordClientWebSocketResponse) as session:
         async with client:
-            gateway = LoopbackMainGateway(client, server, bot_user_id=bot_user_id, bot_name=bot_name)
+            gateway = LoopbackMainGateway(client, servers, bot_user_id=bot_user_id, bot_name=bot_name)
             client.ws = gateway  # type: ignore[assignment]  # seam 1
-            install_plain_ws_seam(client, server, session)  # seam 2
+            install_plain_ws_seam(client, servers, session)  # seam 2
             gateway.feed_ready()
-            server.add_presence_listener(gateway.member_presence)
+            listeners = [(s, gateway.presence_listener(s)) for s in servers]
+            for s, listener in listeners:
+                s.add_presence_listener(listener)
             try:
                 yield client
             finally:
-                server.remove_presence_listener(gateway.member_presence)
+                for s, listener in listeners:
+                    s.remove_presence_listener(listener)
                 for vc in list(client.voice_clients):
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(vc.disconnect(force=True), 15)

@@ -16,7 +16,7 @@ callback (`VoiceCog.join` → `connect_voice` → `ChorusBot.start_voice_session
 Opus + DAVE + transport encryption, one member at a time; after each line the runner waits for the
 bot's reply to be fully played (or a timeout) before the next line.
 
-Per turn it records the TRUE end of the member's speech (the send time of the packet that carries the
+Per turn (`simulator.replies.ReplyWatch`) it records the TRUE end of the member's speech (the send time of the packet that carries the
 last voiced 20 ms frame, from the `SpeakReport` and the synthesized audio), the session's `TurnTrace`
 stages, the arrival of the bot's first voiced packet at a member (the Discord edge: the first cast
 member's copy, Opus-decoded after DAVE decryption; every member gets the same packets at once), what
@@ -49,17 +49,13 @@ from bot.settings import Settings
 from simulator import audio_files
 from simulator.harness import connected_client
 from simulator.member import FRAME_SECONDS, SimMember
+from simulator.replies import TERMINAL, ReplyRecord, ReplyWatch, TurnRecord
 from simulator.server import LoopbackVoiceServer
 from simulator.voices import CastMember, SpokenLine, synthesize_line
 
 log = logging.getLogger(__name__)
 
-# The stages of one reply, in pipeline order (TurnTrace.times keys, plus "heard" at the member).
-STAGES = ("speech_end", "vad_end", "final", "request", "first_token", "first_fragment", "first_audio",
-          "first_packet", "heard")
-TERMINAL = ("spoken", "interrupted", "failed", "silent", "gated", "discarded")
 WAV_RATE = 24_000
-POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -84,54 +80,6 @@ class ScriptEvent:
     text: str = ""
     latency_s: float | None = None
     detail: str = ""
-
-
-@dataclass
-class ReplyRecord:
-    """One bot line started during a turn (a session TurnTrace, made relative)."""
-
-    kind: str
-    reason: str
-    outcome: str
-    text: str
-    stages_s: dict[str, float]  # STAGES present, seconds after the true end of the member's speech
-    times_s: dict[str, float]  # every trace timestamp, seconds after the true end of speech
-    latency_s: float | None  # true end of speech -> first voiced bot packet at the member
-    first_packet_s: float | None  # true end of speech -> first bot packet sent (player)
-
-
-@dataclass
-class TurnRecord:
-    index: int
-    speaker: str
-    said: str
-    expect_reply: bool
-    warmup: bool
-    start_s: float  # first packet of the line, seconds after the session started
-    true_end_s: float  # true end of speech, seconds after the session started
-    speech_s: float
-    heard: str = ""  # chorus' final transcript(s) of the line
-    replies: list[ReplyRecord] = field(default_factory=list)
-    status: str = "pending"  # answered | unanswered | quiet (no reply expected, none given) | unprompted | failed
-
-    @property
-    def answer(self) -> ReplyRecord | None:
-        """The first bot line heard after the member finished (one that started over them does not count)."""
-        spoken = [r for r in self.replies if r.outcome in ("spoken", "interrupted")
-                  and (r.first_packet_s is None or r.first_packet_s > 0)]
-        return spoken[0] if spoken else None
-
-    @property
-    def latency_s(self) -> float | None:
-        answer = self.answer
-        return answer.latency_s if answer is not None else None
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["latency_s"] = self.latency_s
-        answer = self.answer
-        d["reply"] = answer.text if answer is not None else ""
-        return d
 
 
 @dataclass
@@ -308,8 +256,6 @@ class ScriptedConversation:
         self.greeting_timeout_s = greeting_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.warm_up = warm_up  # load the voice and prime the LLM's prompt cache before the first line
-        self._seen_traces: set[int] = set()
-        self._trace_refs: list[Any] = []  # keep traces alive so their ids stay unique
         self._seen_lines: set[tuple[int, str]] = set()
         self._announced: dict[int, str] = {}  # id(trace) -> last stage announced
 
@@ -376,7 +322,10 @@ class ScriptedConversation:
                     self._t0 = t0
                     bot_name = session.persona.name
                     self._emit("ready", speaker=bot_name, text=", ".join(c.name for c in self.cast))
-                    greeting = await self._settle(session, origin=None, timeout=self.greeting_timeout_s)
+                    self._watch = ReplyWatch(session, tap.first_voiced_after, reply_timeout_s=self.reply_timeout_s,
+                                             unprompted_watch_s=self.unprompted_watch_s,
+                                             on_poll=lambda: self._poll(session))
+                    greeting = await self._watch.settle(origin=None, timeout=self.greeting_timeout_s)
                     turns: list[TurnRecord] = []
                     for index, (line, audio) in enumerate(zip(self.script, spoken)):
                         turns.append(await self._play_line(index, line, audio, members[line.speaker], session))
@@ -419,97 +368,21 @@ class ScriptedConversation:
                           speech_s=audio.voiced_s)
         if report.sent < report.frames:
             log.warning("%s: %d of %d packets not sent", line.speaker, report.frames - report.sent, report.frames)
-        try:
-            replies = await self._await_reply(line, member, session, true_end)
-        except Exception as exc:  # record, never crash the conversation
-            log.exception("turn %d: waiting for the reply failed", index)
-            turn.status = "failed"
-            turn.heard = self._heard_since(session, member.user_id, report.start)
-            self._emit("unanswered", speaker=line.speaker, detail=f"{type(exc).__name__}: {exc}")
-            return turn
-        turn.replies = replies
-        turn.heard = self._heard_since(session, member.user_id, report.start)
+        await self._watch.follow(turn, user_id=member.user_id, start=report.start, true_end=true_end)
         answered = turn.answer is not None
-        if line.expect_reply:
-            turn.status = "answered" if answered else "unanswered"
-        else:
-            turn.status = "unprompted" if answered else "quiet"
+        if turn.status == "failed":
+            self._emit("unanswered", speaker=line.speaker, detail="waiting for the reply failed (see the log)")
+            return turn
         if line.expect_reply and not answered:
             self._emit("unanswered", speaker=line.speaker,
-                       detail=", ".join(f"{r.kind}:{r.outcome}" for r in replies) or "no reply started")
+                       detail=", ".join(f"{r.kind}:{r.outcome}" for r in turn.replies) or "no reply started")
         elif not line.expect_reply and not answered:
             self._emit("quiet", speaker=session.persona.name, text=line.speaker)
         await asyncio.sleep(line.pause_s)
         self._poll(session)
         return turn
 
-    async def _await_reply(self, line: Line, member: SimMember, session: Any, true_end: float) -> list[ReplyRecord]:
-        """Wait for the bot's reply to this line to be played out; returns every bot line started meanwhile."""
-        if line.expect_reply:
-            deadline = true_end + self.reply_timeout_s
-        else:  # give the transcript time to arrive, then watch for the bot joining in
-            heard_by = true_end + self.reply_timeout_s / 2
-            while time.monotonic() < heard_by and not self._heard_since(session, member.user_id, true_end - 60):
-                self._poll(session)
-                await asyncio.sleep(POLL_S)
-            deadline = time.monotonic() + self.unprompted_watch_s
-        return await self._settle(session, origin=true_end, timeout=None, deadline=deadline,
-                                  need_answer=line.expect_reply)
-
-    async def _settle(self, session: Any, *, origin: float | None,
-                      timeout: float | None, deadline: float | None = None, need_answer: bool = False,
-                      quiet_s: float = 1.0) -> list[ReplyRecord]:
-        """Watch bot lines until the bot is idle: either an answer was played out (need_answer), or no new
-        line started before ``deadline`` (absolute) / for ``quiet_s`` (greeting watch, bounded by ``timeout``).
-        A started line is always waited for (up to reply_timeout_s more), so the next line never talks over it."""
-        start = time.monotonic()
-        if deadline is None:
-            deadline = start + (timeout or self.reply_timeout_s)
-        hard_stop = deadline + self.reply_timeout_s
-        new: list[Any] = []
-        quiet_since = time.monotonic()
-        while True:
-            self._poll(session)
-            fresh = self._take_new_traces(session)
-            if fresh:
-                new.extend(fresh)
-                quiet_since = time.monotonic()
-            busy = session.room.turn is not None or any(t.outcome == "pending" for t in new)
-            now = time.monotonic()
-            if busy:
-                quiet_since = now
-                if now > hard_stop:
-                    log.warning("the bot's line did not finish in time; moving on")
-                    break
-            else:
-                answered = any(t.outcome in ("spoken", "interrupted") and t.times.get("first_packet", now) > (origin or 0.0)
-                               for t in new)
-                if need_answer and answered and now - quiet_since > 0.2:
-                    break
-                # the reply came out empty or failed: nothing more is coming for this line
-                if need_answer and any(t.outcome in ("silent", "failed", "gated") for t in new) and now - quiet_since > 2.0:
-                    break
-                if not need_answer and origin is None and now - quiet_since > quiet_s and (new or now - start > quiet_s + 2.0):
-                    break
-                if now > deadline and (not new or now - quiet_since > 0.2):
-                    break
-            await asyncio.sleep(POLL_S)
-        records = []
-        for trace in new:
-            base = origin if origin is not None else trace.times.get("decided", 0.0)
-            records.append(self._record(trace, base))
-        return records
-
     # -- observation ------------------------------------------------------------------------------
-    def _take_new_traces(self, session: Any) -> list[Any]:
-        out = []
-        for trace in list(session.traces):
-            if id(trace) not in self._seen_traces:
-                self._seen_traces.add(id(trace))
-                self._trace_refs.append(trace)
-                out.append(trace)
-        return out
-
     def _poll(self, session: Any) -> None:
         """Report new transcripts and the bot's lines as they happen (for the live display)."""
         for line in list(session.room.history):
@@ -538,26 +411,6 @@ class ScriptedConversation:
         """Arrival of the first voiced bot packet at the first cast member after ``first_packet`` (else that)."""
         heard = self._tap.first_voiced_after(first_packet)
         return heard if heard is not None else first_packet
-
-    def _record(self, trace: Any, origin: float) -> ReplyRecord:
-        times = dict(trace.times)
-        first_packet = times.get("first_packet")
-        heard = self._tap.first_voiced_after(first_packet) if first_packet is not None else None
-        if heard is not None:
-            times["heard"] = heard
-        rel = {k: round(v - origin, 4) for k, v in sorted(times.items(), key=lambda kv: kv[1])}
-        return ReplyRecord(
-            kind=trace.kind, reason=trace.reason, outcome=trace.outcome, text=trace.text,
-            stages_s={k: rel[k] for k in STAGES if k in rel}, times_s=rel,
-            latency_s=round(heard - origin, 4) if heard is not None else None,
-            first_packet_s=round(first_packet - origin, 4) if first_packet is not None else None,
-        )
-
-    @staticmethod
-    def _heard_since(session: Any, user_id: int, since: float) -> str:
-        lines = [line.text for line in session.room.history
-                 if not line.is_bot and line.user_id == user_id and line.end >= since]
-        return " ".join(t.strip() for t in lines if t.strip())
 
     # -- files ------------------------------------------------------------------------------------
     def _write_files(self, result: ConversationResult) -> dict[str, str]:

@@ -16,7 +16,8 @@ the real protocol:
   bot's fresh key package. `transition_dave(version)` downgrades with 21 -> 23 -> 22, or upgrades / re-keys with 24.
 
 Members hear only the bot (the server does not relay member-to-member audio: the bot is the one under test).
-One bot connection at a time.
+One bot connection at a time. Media is relayed only while its voice websocket is up (a dropped or closed one stops
+the relay until the session resumes or a new one starts), as a voice server does for a client it lost.
 
     async with LoopbackVoiceServer() as server:
         alice = await server.add_member(201, "Alice")
@@ -62,6 +63,9 @@ MLS_ANNOUNCE_COMMIT_TRANSITION, MLS_WELCOME, MLS_INVALID_COMMIT_WELCOME = 29, 30
 
 CLOSE_DECODE_ERROR = 4002
 CLOSE_SESSION_INVALID = 4006
+CLOSE_ABNORMAL = 1006  # never sent in a close frame: the connection just drops (what `disconnect_client(1006)` does)
+SESSION_ENDING_CODES = frozenset({4006, 4009, 4014})  # a resume after these is refused (4006)
+KEEPALIVE_SIZE = 8  # a client's UDP keepalive datagram; Discord echoes it back
 CLOSE_AUTH_FAILED = 4004
 CLOSE_DAVE_REQUIRED = 4017
 
@@ -85,6 +89,8 @@ class BotSession:
     mode: str | None = None
     udp_addr: tuple[str, int] | None = None
     ws: web.WebSocketResponse | None = None
+    transport: Any = None  # the websocket's TCP transport (aborted to drop the connection without a close frame)
+    resumable: bool = True  # False once closed with a code that ends the session (4006, 4009, 4014)
     seq: int = 0
     nonce: int = 0
     key_packages: int = 0  # op 26 received
@@ -94,9 +100,16 @@ class BotSession:
     invalid_commits: list[int] = field(default_factory=list)  # transition ids from op 31
     transitions_executed: list[int] = field(default_factory=list)
     packets_from_bot: int = 0
+    packets_while_down: int = 0  # media from the bot while its websocket was gone (not relayed)
     bad_packets_from_bot: int = 0
     speaking_announced: set[int] = field(default_factory=set)  # member ssrcs sent in op 5 on this connection
     recent_frames: deque = field(default_factory=lambda: deque(maxlen=100))  # transport-decrypted frames from the bot
+
+    @property
+    def media_live(self) -> bool:
+        """Media is relayed while the session's websocket is up: a voice server whose signalling connection to
+        a client dropped (or that crashed, 4015) relays nothing for it until it resumes or starts anew."""
+        return self.ws is not None and not self.ws.closed
 
 
 class LoopbackVoiceServer:
@@ -152,6 +165,8 @@ class LoopbackVoiceServer:
         self.connections = 0  # identifies (new sessions)
         self.resumes = 0
         self.close_codes_sent: list[int] = []
+        self.blocked_udp: set[tuple[str, int]] = set()  # bot UDP addresses whose traffic is dropped both ways
+        self.keepalives_echoed = 0
         self.errors: list[str] = []  # failed MLS steps (also logged)
         self._failures_in_a_row = 0
         self._presence_listeners: list[PresenceListener] = []
@@ -354,10 +369,18 @@ class LoopbackVoiceServer:
         self._send_to_bot(header + sealed + trailer)
 
     def _send_to_bot(self, packet: bytes) -> None:
-        if self.bot is not None and self.bot.udp_addr is not None and self._udp is not None:
-            self._udp.sendto(packet, self.bot.udp_addr)
+        bot = self.bot
+        if (bot is not None and bot.udp_addr is not None and self._udp is not None and bot.media_live
+                and bot.udp_addr not in self.blocked_udp):
+            self._udp.sendto(packet, bot.udp_addr)
 
     def _udp_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if addr in self.blocked_udp:
+            return
+        if len(data) == KEEPALIVE_SIZE:  # a keepalive: echoed, as Discord's voice servers do
+            self.keepalives_echoed += 1
+            self._udp.sendto(data, addr)  # type: ignore[union-attr]
+            return
         if len(data) == 74 and data[:4] == b"\x00\x01\x00\x46":  # IP discovery request
             ssrc = struct.unpack_from(">I", data, 4)[0]
             reply = bytearray(74)
@@ -369,6 +392,9 @@ class LoopbackVoiceServer:
             return
         bot = self.bot
         if bot is None or bot.mode is None:
+            return
+        if not bot.media_live:  # no relay for a session whose signalling is gone (until it resumes)
+            bot.packets_while_down += 1
             return
         try:
             header, frame = rtp.decrypt_packet(data, bot.secret_key)
@@ -405,6 +431,7 @@ class LoopbackVoiceServer:
     async def _ws_handler(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
+        transport = request.transport
         await ws.send_str(json.dumps({"op": HELLO, "d": {"v": 8, "heartbeat_interval": self.heartbeat_interval_ms}}))
         session: BotSession | None = None
         try:
@@ -412,6 +439,8 @@ class LoopbackVoiceServer:
                 try:
                     if msg.type == aiohttp.WSMsgType.TEXT:
                         session = await self._on_json(ws, session, json.loads(msg.data))
+                        if session is not None and session.ws is ws:
+                            session.transport = transport
                     elif msg.type == aiohttp.WSMsgType.BINARY:
                         if session is not None and session is self.bot:
                             await self._on_binary(session, msg.data)
@@ -492,7 +521,8 @@ class LoopbackVoiceServer:
 
     async def _resume(self, ws: web.WebSocketResponse, d: dict) -> BotSession | None:
         bot = self.bot
-        if bot is None or d.get("token") != self.token or d.get("session_id") != bot.session_id:
+        if (bot is None or not bot.resumable or d.get("token") != self.token
+                or d.get("session_id") != bot.session_id):
             self.close_codes_sent.append(CLOSE_SESSION_INVALID)
             await ws.close(code=CLOSE_SESSION_INVALID)
             return None
@@ -704,10 +734,13 @@ class LoopbackVoiceServer:
     # --- server-side knobs -----------------------------------------------------------------------------------------
 
     async def disconnect_client(self, code: int = CLOSE_SESSION_INVALID, *, nudge_udp: bool = True) -> None:
-        """Close the bot's voice websocket with ``code`` (4006 -> discord.py reconnects with a new session;
-        4014 -> it treats it as a forced disconnect / move; 4015 -> it tries to resume, which in discord.py 2.7.1
-        does not complete: it re-requests the voice state while still "connected" and, even when it reaches
-        op 7 / 9, waits for a session description that a resume does not bring; after 30 s it leaves).
+        """Close the bot's voice websocket with ``code`` (4006 session no longer valid, 4009 session timed out:
+        a new session is needed; 4014: disconnected (a forced disconnect or a move); 4015: the voice server
+        crashed, resume). ``1006`` drops the TCP connection without a close frame, as a broken network does.
+        discord.py 2.7.1 on its own: waits a random back-off that grows with each reconnect, leaves and rejoins
+        the channel; its 4015 resume never completes (it re-requests the voice state while still "connected" and
+        waits for a session description that a resume does not bring); chorus' voice layer
+        (`audio.voice_connection`) reconnects instead.
 
         ``nudge_udp``: first relay one Opus silence packet from a present member (ordinary traffic in a call
         with members). discord.py 2.7.1's socket reader thread may sit in a 30 s ``select()`` on the UDP socket
@@ -726,7 +759,23 @@ class LoopbackVoiceServer:
                 if packet is not None:
                     self._send_to_bot(packet)
         self.close_codes_sent.append(code)
+        if code in SESSION_ENDING_CODES:
+            bot.resumable = False
+        if code == CLOSE_ABNORMAL:
+            if bot.transport is not None:
+                bot.transport.abort()
+            return
         await bot.ws.close(code=code)
+
+    def block_udp(self) -> tuple[str, int] | None:
+        """UDP silence: from now on drop every datagram to and from the bot's current UDP address (its NAT
+        mapping died, a route broke), while its websocket stays up. A new voice connection (a new socket, a new
+        address) gets through. Returns the blocked address."""
+        bot = self.bot
+        if bot is None or bot.udp_addr is None:
+            raise RuntimeError("no bot connected")
+        self.blocked_udp.add(bot.udp_addr)
+        return bot.udp_addr
 
     async def transition_dave(self, version: int, *, timeout: float | None = None) -> int:
         """Change the call's DAVE protocol version mid-stream, or re-key (``version`` == the current one).

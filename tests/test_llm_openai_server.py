@@ -5,6 +5,7 @@ answers 503/429 or stalls when a test asks it to and otherwise passes the real s
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -111,6 +112,7 @@ class Proxy:
         self.fail: list[int] = []
         self.stall_s = 0.0
         self.seen: list[tuple[float, str | None, int]] = []  # (time, Authorization, status answered)
+        self.bodies: list[dict] = []  # the JSON body of every request passed to the server
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -150,6 +152,8 @@ class Proxy:
         if self.stall_s:
             await asyncio.sleep(self.stall_s)
         body = await request.read()
+        if body:
+            self.bodies.append(json.loads(body))
         async with aiohttp.ClientSession() as session:
             async with session.request(request.method, f"{self.upstream}/{request.match_info['tail']}", data=body,
                                        headers={"Content-Type": "application/json"}) as upstream:
@@ -207,3 +211,64 @@ def test_a_silent_server_times_out_with_a_clear_error(proxy) -> None:
         assert time.monotonic() - started < 2.5
     finally:
         proxy.stall_s = 0.0
+
+
+@pytest.mark.asyncio
+async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> None:
+    """With an LLM server, partials cost no requests: no prefill per partial, the server's prompt cache
+    (`cache_prompt`) reuses the shared prefix. Requests per turn: one reply, one request."""
+    from audio.types import SpeakingEvent, Utterance
+    from bot.scheduler import ModelScheduler
+    from bot.voice_session import VoiceSession
+    from brain.responder import Responder
+    from conversation.decision import Policy
+    from tests.fixtures_prompter_session import PacedPlayer, RecordingListener
+    from tests.fixtures_thinking import juniper
+
+    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2",
+                                  "LLM_MAX_TOKENS": "24", "LLM_TEMPERATURE": "0"}, env_file=None)
+    backend = make_backend(settings)
+    proxy.bodies.clear()
+    bodies = proxy.bodies  # every request the server got, as sent
+    responder = Responder(settings, llm=backend, scheduler=ModelScheduler("exclusive"))
+    assert not responder.prefill_pays
+    results = []
+    respond = responder.respond
+
+    async def recording_respond(*args, **kwargs):
+        results.append(await respond(*args, **kwargs))
+        return results[-1]
+
+    responder.respond = recording_respond
+    player = PacedPlayer()
+    session = VoiceSession(settings=settings, persona=juniper(), responder=responder, player=player, guild_id=3,
+                           bot_user_id=999, members=((1, "Alice"), (2, "Bob")), make_listener=RecordingListener,
+                           policy=Policy(reply_silence_s=0.05, greet_members=False, final_timeout_s=1.0), tick_s=0.01)
+    await session.start()
+    try:
+        for turn, question in enumerate(("Juniper, what is your favourite season?", "Juniper, and which colour?")):
+            start = time.monotonic()
+            session.on_speaking(SpeakingEvent(1, True, start))
+            words = question.split()
+            for n in range(1, len(words) + 1):  # a partial per word: none of them becomes a request
+                session.on_utterance(Utterance(1, "Alice", " ".join(words[:n]), start, time.monotonic(), False, 0.9, {}))
+                await asyncio.sleep(0.05)
+            end = time.monotonic()
+            session.on_speaking(SpeakingEvent(1, False, end))
+            session.on_utterance(Utterance(1, "Alice", question, start, end, True, 0.9, {"speech_end": end}))
+            deadline = time.monotonic() + 120
+            while len([t for t in session.traces if t.outcome == "spoken"]) < turn + 1:
+                assert time.monotonic() < deadline, session.traces
+                await asyncio.sleep(0.05)
+            while session.room.turn is not None:
+                await asyncio.sleep(0.05)
+    finally:
+        await session.close()
+        player.close()
+    assert session.prefill.stats.requested == 0
+    # a request per reply, and one more only when the reply said nothing speakable and was sampled again
+    assert len(results) == 2 and len(bodies) == sum(r.attempts for r in results)
+    finals = [body["messages"][-1]["content"] for body in bodies]
+    assert all(text.endswith(("season?", "colour?")) for text in finals), finals  # none for a partial
+    assert all(body.get("cache_prompt") is True for body in bodies)
+    print(f"LLM requests per turn: {len(bodies) / len(results):.1f} (attempts {[r.attempts for r in results]})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -300,11 +301,14 @@ class PrefillingResponder(ScriptedResponder):
         super().__init__(*args, **kwargs)
         self.prefills: list[list[tuple[str, str]]] = []
         self.situations: list[str] = []
+        self.groups: list[object] = []
 
-    def prefill(self, persona, history, cancel, *, situation) -> None:
+    def prefill(self, persona, history, cancel, *, situation, group=None, give_way=None) -> str:
         time.sleep(0.05)  # evaluating takes a while: requests meanwhile are coalesced
         self.prefills.append([(h.speaker, h.text) for h in history])
         self.situations.append(situation)
+        self.groups.append(group)
+        return "done"
 
 
 @pytest.mark.asyncio
@@ -315,15 +319,17 @@ async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_du
         speak(session, BOB, "I baked bread today.", final=True)
         await until(lambda: len(responder.prefills) == 1)
         assert responder.prefills[0] == []  # Bob started speaking before any line existed
+        assert responder.groups == [7]  # the guild: its own reply does not preempt it
         await until(lambda: session.room.bot_state is BotState.SPEAKING, 10)
-        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))  # over the bot: no prefill
-        session.on_speaking(SpeakingEvent(ALICE, False, time.monotonic()))
+        session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # over the bot: no prefill
+        session.on_speaking(SpeakingEvent(BOB, False, time.monotonic()))
         await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE, 10)
         assert len(responder.prefills) == 1
-        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))  # the room so far, bot line included
+        session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # the room so far, bot line included
         await until(lambda: len(responder.prefills) == 2)
         assert responder.prefills[1][0] == ("Bob", "I baked bread today.")
         assert responder.prefills[1][-1][0] == "Juniper"
+        assert session.prefill.stats.completed == 2
     finally:
         await session.close()
         player.close()
@@ -338,13 +344,15 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
     try:
         start = time.monotonic()
         session.on_speaking(SpeakingEvent(ALICE, True, start))
-        await until(lambda: len(responder.prefills) == 1)
-        assert responder.prefills[0] == [] and "Alice is talking to you" in responder.situations[0]
+        await asyncio.sleep(0.2)
+        assert responder.prefills == []  # in a group, nothing says yet that this is for the bot
         for words in ("Juniper,", "Juniper, what", "Juniper, what soup", "Juniper, what soup do you like?"):
             session.on_utterance(Utterance(ALICE, "Alice", words, start, time.monotonic(), False, 0.9, {}))
-        await until(lambda: not session.prefill.running and responder.prefills[-1][-1][1].endswith("like?"))
-        assert 2 <= len(responder.prefills) <= 3  # the first partial's prefill, then the newest one
+        await until(lambda: not session.prefill.running and responder.prefills
+                    and responder.prefills[-1][-1][1].endswith("like?"))
+        assert 1 <= len(responder.prefills) <= 2  # the first named partial's prefill, then the newest one
         assert responder.prefills[-1] == [("Alice", "Juniper, what soup do you like?")]
+        assert "Alice is talking to you" in responder.situations[-1]
         end = time.monotonic()
         session.on_speaking(SpeakingEvent(ALICE, False, end))
         session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what soup do you like?", start, end, True, 0.9,
@@ -357,10 +365,52 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         count = len(responder.prefills)
         session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))
         session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # both at once: no cache thrashing
-        await until(lambda: not session.prefill.running)
         session.on_utterance(Utterance(BOB, "Bob", "So anyway", time.monotonic(), time.monotonic(), False, 0.9, {}))
+        session.on_utterance(Utterance(ALICE, "Alice", "I made soup too", time.monotonic(), time.monotonic(), False,
+                                       0.9, {}))
         await asyncio.sleep(0.2)
-        assert len(responder.prefills) == count + 1  # Alice's start only
+        assert len(responder.prefills) == count  # a group remark: no reply likely, nothing to prefill
+        assert session.prefill.stats.not_likely >= 3
     finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_a_prefill_for_a_member_who_left_or_a_line_for_someone_else_is_cancelled():
+    release = threading.Event()
+    cancels: list[threading.Event] = []
+
+    class SlowPrefill(PrefillingResponder):
+        def prefill(self, persona, history, cancel, *, situation, group=None, give_way=None) -> str:
+            cancels.append(cancel)
+            while not cancel.is_set() and not release.is_set():
+                time.sleep(0.01)
+            return "cancelled" if cancel.is_set() else "done"
+
+    responder = SlowPrefill(["Hi."], seconds_each=0.2)
+    session, player = await make(responder)
+    try:
+        now = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, True, now))
+        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, do you", now, now, False, 0.9, {}))
+        await until(lambda: session.prefill.running and cancels)
+        session.member_left(ALICE)
+        await until(lambda: not session.prefill.running)
+        assert cancels[0].is_set() and session.prefill.stats.stale == 1
+        assert session.prefill.stats.preempted == 0  # stale, not shed
+        # Bob asks the bot; the bot begins a line for Bob: a prefill for Bob goes on, none for anyone else
+        now = time.monotonic()
+        session.on_speaking(SpeakingEvent(BOB, True, now))
+        session.on_utterance(Utterance(BOB, "Bob", "Juniper, say hi", now, now, False, 0.9, {}))
+        await until(lambda: session.prefill.running and len(cancels) == 2)
+        session.prefill.stale("the bot began another line", unless_for=BOB)
+        await asyncio.sleep(0.05)
+        assert not cancels[1].is_set()
+        session.prefill.stale("the bot began another line", unless_for=None)
+        await until(lambda: not session.prefill.running)
+        assert cancels[1].is_set() and session.prefill.stats.stale == 2
+    finally:
+        release.set()
         await session.close()
         player.close()

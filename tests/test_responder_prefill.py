@@ -106,3 +106,48 @@ def test_prefill_is_cancellable(responder):
     started = time.monotonic()
     responder.prefill(juniper(), conversation(12), cancel)
     assert time.monotonic() - started < 0.5
+
+
+def test_prefill_is_background_work_under_the_scheduler(responder):
+    """Under `exclusive` the prefill holds the LLM slot (no TTS meanwhile); it waits while a reply is in flight,
+    and a reply of another guild cancels it."""
+    import threading
+
+    exclusive = Responder(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("exclusive"))
+    assert exclusive.prefill(juniper(), conversation(2), situation=SITUATION, group=1) == "done"
+    slots = exclusive.scheduler.intervals("llm")
+    assert [iv.owner for iv in slots] == ["prefill-1"] and slots[0].seconds > 0
+
+    outcome: list[str] = []
+    cancel = threading.Event()
+    with exclusive.scheduler.foreground(2):  # another guild's reply in flight
+        worker = threading.Thread(target=lambda: outcome.append(
+            exclusive.prefill(juniper(), conversation(6), cancel, situation=SITUATION, group=1,
+                              give_way=lambda: True)))
+        worker.start()
+        time.sleep(0.2)
+        assert outcome == []  # waiting: nothing evaluated while the reply is being made
+    worker.join(30)
+    assert outcome == ["superseded"]  # it waited, and a newer request had come meanwhile
+
+    started = threading.Event()
+    evaluating = Responder(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("pipelined"))
+    real_stream = evaluating.llm.stream
+
+    def announcing_stream(*args, **kwargs):
+        for item in real_stream(*args, **kwargs):
+            started.set()
+            yield item
+
+    evaluating.llm = type("Announcing", (), {"stream": staticmethod(announcing_stream),
+                                             "count_tokens": responder.llm.count_tokens})()
+    outcome.clear()
+    worker = threading.Thread(target=lambda: outcome.append(
+        evaluating.prefill(juniper(), conversation(16), situation=SITUATION, group=1)))
+    worker.start()
+    assert started.wait(10)
+    t0 = time.monotonic()
+    with evaluating.scheduler.foreground(2):
+        worker.join(10)
+    assert outcome == ["cancelled"] and time.monotonic() - t0 < 2.0
+    assert evaluating.scheduler.preemptions == 1

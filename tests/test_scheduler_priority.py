@@ -1,0 +1,95 @@
+"""Replies before background work (prefills, warm-ups, call summaries) on the shared LLM: a reply's own guild
+keeps its prefill, other guilds' background work gives way at once, and none starts while a reply is in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from bot.scheduler import ModelScheduler, SchedulerCancelled
+
+
+def start_background(scheduler: ModelScheduler, group, cancel: threading.Event, log: list) -> threading.Thread:
+    """A prefill-like job: waits its turn, then runs until its event is set."""
+    def work() -> None:
+        try:
+            with scheduler.background(None, owner=f"job-{group}", quiet_s=0.0, group=group, preempt=cancel):
+                log.append(("started", group))
+                while not cancel.is_set():
+                    time.sleep(0.005)
+                log.append(("stopped", group))
+        except SchedulerCancelled:
+            log.append(("gave up", group))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return thread
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_background_work_waits_for_every_reply_in_flight() -> None:
+    scheduler = ModelScheduler("pipelined")
+    log: list = []
+    cancel = threading.Event()
+    with scheduler.foreground("guild 1"):
+        with scheduler.foreground("guild 2"):
+            thread = start_background(scheduler, "guild 3", cancel, log)
+            time.sleep(0.1)
+            assert log == []
+        time.sleep(0.1)
+        assert log == []  # one reply still in flight
+    wait_for(lambda: log)
+    assert log == [("started", "guild 3")]
+    cancel.set()
+    thread.join(5)
+
+
+def test_a_reply_preempts_other_guilds_background_work_but_not_its_own() -> None:
+    scheduler = ModelScheduler("exclusive")
+    log: list = []
+    own, other = threading.Event(), threading.Event()
+    first = start_background(scheduler, "guild 1", own, log)
+    wait_for(lambda: log == [("started", "guild 1")])
+    second = start_background(scheduler, "guild 2", other, log)
+    time.sleep(0.1)
+    assert log == [("started", "guild 1")]  # one background job at a time: the LLM computes one thing
+    with scheduler.foreground("guild 1"):
+        time.sleep(0.1)
+        assert not own.is_set()  # guild 1's prefill is evaluating guild 1's reply prompt: it goes on
+        own.set()
+        first.join(5)
+        time.sleep(0.1)
+        assert ("started", "guild 2") not in log  # a reply is in flight: nothing new starts
+    wait_for(lambda: ("started", "guild 2") in log)
+    other.set()
+    second.join(5)
+    assert scheduler.background_stats()["replies_in_flight"] == 0 and scheduler.preemptions == 0
+
+
+def test_a_running_job_of_another_guild_stops_when_a_reply_starts() -> None:
+    scheduler = ModelScheduler("pipelined")
+    log: list = []
+    cancel = threading.Event()
+    thread = start_background(scheduler, "guild 2", cancel, log)
+    wait_for(lambda: log)
+    with scheduler.foreground("guild 1"):
+        thread.join(5)
+    assert log == [("started", "guild 2"), ("stopped", "guild 2")] and scheduler.preemptions == 1
+
+
+@pytest.mark.asyncio
+async def test_foreground_is_usable_around_an_await() -> None:
+    scheduler = ModelScheduler("pipelined")
+    with scheduler.foreground(7):
+        await asyncio.sleep(0.01)
+        assert scheduler.background_stats()["replies_in_flight"] == 1
+    assert scheduler.background_stats()["replies_in_flight"] == 0
