@@ -12,7 +12,9 @@
             await server.send_invalid_commit()                 # op 29 garbage -> op 31 -> group rebuilt
             await server.disconnect_client(4006)               # discord.py reconnects with a new session
 
-Modules: `server` (gateway, UDP, DAVE group management), `dave_external` (MLS external sender encodings),
+Modules: `server` (the channel: members, the bot's session, injected faults), `voice_gateway` (its websocket),
+`media_relay` (its UDP media), `dave_group` (the bot's MLS group), `voice_protocol` (opcodes, close codes, the bot's
+session), `dave_external` (MLS external sender encodings),
 `member` (`SimMember`, `NetworkKnobs`), `member_dave` (a member's DAVE client: davey or libdave), `harness` (the fake main gateway and its seams into discord.py),
 `audio_files` (WAV / PCM shaping to 48 kHz stereo int16).
 """

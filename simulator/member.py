@@ -142,7 +142,7 @@ class SimMember:
     @property
     def leaf_index(self) -> int | None:
         """This member's leaf in the bot's MLS group, as the server follows it."""
-        return self.server.leaves.get(self.user_id) if self.in_group else None
+        return self.server.dave.leaves.get(self.user_id) if self.in_group else None
 
     # --- speaking --------------------------------------------------------------------------------------------------
 
@@ -168,15 +168,15 @@ class SimMember:
             announce_after = self.server.speaking_after_packets  # 0: op 5 before the first packet
             announced = announce_after == 0
             if announced:
-                await self.server._announce_speaking(self, True)
+                await self.server.gateway.announce_speaking(self, True)
             held: bytes | None = None
             total = len(pcm_frames) + 5
 
             def send(packet: bytes) -> None:
-                self.server._send_to_bot(packet)
+                self.server.media.send_to_bot(packet)
                 report.sent += 1
                 if self.knobs.rtcp_every and report.sent % self.knobs.rtcp_every == 0:
-                    self.server._send_rtcp_receiver_report(self.ssrc)
+                    self.server.media.send_rtcp_receiver_report(self.ssrc)
                     report.rtcp += 1
 
             for i in range(total):
@@ -205,10 +205,10 @@ class SimMember:
                     held = None
                 if not announced and report.sent >= announce_after:
                     announced = True
-                    await self.server._announce_speaking(self, True)
+                    await self.server.gateway.announce_speaking(self, True)
             if held is not None:
                 send(held)
-            await self.server._announce_speaking(self, False)
+            await self.server.gateway.announce_speaking(self, False)
             return report
 
     @staticmethod
@@ -238,7 +238,7 @@ class SimMember:
                 (0x10, 0x80 | level, 0x21, 0x00, 0x01, 0, 0, 0)
             )
         padding = self.knobs.padding_bytes if self._rng.random() < self.knobs.padding else 0
-        return self.server._encrypt_for_bot(
+        return self.server.media.encrypt_for_bot(
             sequence=self._seq, timestamp=self._timestamp, ssrc=self.ssrc, payload=frame,
             extension=extension, padding=padding, marker=marker,
         )

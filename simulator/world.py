@@ -176,10 +176,10 @@ class WorldProcess:
         server = self.guilds[guild_id].server
         bot = server.bot
         return {"connections": server.connections, "resumes": server.resumes,
-                "close_codes_sent": list(server.close_codes_sent), "dave_settled": server.dave_settled(),
+                "close_codes_sent": list(server.close_codes_sent), "dave_settled": server.dave.settled(),
                 "bot_connected": bot is not None and bot.ws is not None and not bot.ws.closed and bot.mode is not None,
                 "bot_ssrc": bot.ssrc if bot else None, "packets_from_bot": bot.packets_from_bot if bot else 0,
-                "errors": list(server.errors)}
+                "errors": list(server.dave.errors)}
 
     async def cmd_usage(self) -> dict[str, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)

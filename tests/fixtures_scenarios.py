@@ -24,10 +24,10 @@ class OwnVoiceRelay:
         def relay(from_user_id: int, ssrc: int, frame: bytes, arrival: float) -> None:
             original(from_user_id, ssrc, frame, arrival)
             self._seq = (self._seq + 1) & 0xFFFF
-            packet = server._encrypt_for_bot(sequence=self._seq, timestamp=(self._seq * 960) & 0xFFFFFFFF,
-                                             ssrc=ssrc, payload=frame)
+            packet = server.media.encrypt_for_bot(sequence=self._seq, timestamp=(self._seq * 960) & 0xFFFFFFFF,
+                                                 ssrc=ssrc, payload=frame)
             if packet is not None:
-                server._send_to_bot(packet)
+                server.media.send_to_bot(packet)
                 self.sent += 1
 
         member._on_bot_frame = relay  # type: ignore[method-assign]

@@ -62,7 +62,7 @@ async def test_a_closed_voice_websocket_comes_back_by_itself(tmp_path: Path, cod
             assert sc.server.bot is first and sc.server.resumes == 1
         else:  # a new session: new SSRC and key, and the bot joined a new DAVE group
             assert sc.server.bot is not first and sc.server.bot.ssrc != first.ssrc
-            assert sc.server.bot.key_packages >= 1 and sc.server.dave_settled()
+            assert sc.server.bot.key_packages >= 1 and sc.server.dave.settled()
 
 
 async def test_a_silent_udp_path_is_noticed_and_replaced(tmp_path: Path) -> None:

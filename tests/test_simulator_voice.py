@@ -332,7 +332,7 @@ async def test_a_failed_mls_step_restarts_the_group(member_dave):
             vi = voice_internals(vc)
             server.step_timeout = 1e-4  # the bot cannot commit Bob's Add in time: the step fails
             bob = await server.add_member(BOB, "Bob")
-            assert server.errors and "no commit" in server.errors[0]
+            assert server.dave.errors and "no commit" in server.dave.errors[0]
             server.step_timeout = 20.0
             await server.wait_for(lambda: server.bot.key_packages >= 2, 20, "the bot's fresh key package (op 24)")
             await server.wait_dave_settled()
@@ -350,11 +350,11 @@ async def test_bot_first_then_members_come_and_all_go(member_dave):
             vi = voice_internals(vc)
             assert not vi.can_encrypt  # alone: a pending group, nothing to encrypt for
             alice = await server.add_member(ALICE, "Alice")  # the bot creates the group now
-            assert vi.can_encrypt and server.group_epoch == 1
+            assert vi.can_encrypt and server.dave.group_epoch == 1
             await alice.leave()  # the bot is alone in an established group
-            assert server.group_epoch == 2 and vi.dave_session.get_user_ids() == [str(vc.user.id)]
+            assert server.dave.group_epoch == 2 and vi.dave_session.get_user_ids() == [str(vc.user.id)]
             await alice.rejoin()
-            assert server.group_epoch == 3
+            assert server.dave.group_epoch == 3
             await play_and_wait(vc, chirp(0.4))
             await alice.wait_for_audio(0.35)
             assert alice.stats["dave_failed"] == 0 and alice.stats["dave_decrypted"] > 0
