@@ -23,7 +23,8 @@ from typing import TextIO
 
 from bot.models import ModelLoadError
 from bot.settings import Settings
-from simulator.scripted import ConversationResult, Line, ScriptedConversation, ScriptError, ScriptEvent
+from simulator.join_command import ScriptError
+from simulator.scripted import ConversationResult, Line, ScriptedConversation, ScriptEvent
 from simulator.voices import DEFAULT_CAST
 
 # The bot named at the start, in the middle and at the end of a line; a line between members it lets pass;

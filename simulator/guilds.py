@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Sequence
 from bot.settings import Settings
 from simulator.harness import connected_client
 from simulator.replies import ReplyWatch
-from simulator.scripted import join_with_command, leave_voice
+from simulator.join_command import join_with_command, leave_voice
 from simulator.voices import DEFAULT_CAST, CastMember
 from simulator.world_client import RemoteServer, World, cast_spec
 

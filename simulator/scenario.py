@@ -39,7 +39,7 @@ from bot.settings import Settings, load_settings
 from simulator import audio_files
 from simulator.harness import connected_client
 from simulator.member import FRAME_SECONDS, SimMember
-from simulator.scripted import JoinInteraction, join_with_command, leave_voice
+from simulator.join_command import JoinInteraction, join_with_command, leave_voice
 from simulator.server import LoopbackVoiceServer
 from simulator.voices import ALICE, BOB, CHEN, CastMember, SpokenLine, synthesize_line, voiced_frames
 

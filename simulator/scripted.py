@@ -32,13 +32,10 @@ factory, e.g. the benchmark's seed-style baseline).
 from __future__ import annotations
 
 import asyncio
-import bisect
-import contextlib
 import json
 import logging
 import tempfile
 import time
-import wave
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence, cast
@@ -47,15 +44,15 @@ import numpy as np
 
 from bot.settings import Settings
 from simulator import audio_files
+from simulator.channel_recording import WAV_RATE, ArrivalTap, channel_mix, voiced_seconds, write_wav
 from simulator.harness import connected_client
+from simulator.join_command import ScriptError, join_with_command, leave_voice
 from simulator.member import FRAME_SECONDS, SimMember
 from simulator.replies import TERMINAL, ReplyRecord, ReplyWatch, TurnRecord
 from simulator.server import LoopbackVoiceServer
 from simulator.voices import CastMember, SpokenLine, synthesize_line
 
 log = logging.getLogger(__name__)
-
-WAV_RATE = 24_000
 
 
 @dataclass(frozen=True)
@@ -112,109 +109,8 @@ class ConversationResult:
         }
 
 
-class ScriptError(RuntimeError):
-    """The conversation could not be set up (the bot did not join, a speaker is not in the cast)."""
-
-
 SessionParts = Callable[[Any, Any], Awaitable[dict[str, Any]]]  # (cog, guild) -> VoiceSession kwargs
 EventSink = Callable[[ScriptEvent], None]
-
-
-# --- /join, as Discord would call it -----------------------------------------------------------------------------
-
-class _Response:
-    def __init__(self, replies: list[str]) -> None:
-        self._replies = replies
-        self._done = False
-
-    def is_done(self) -> bool:
-        return self._done
-
-    async def send_message(self, content: str, *, ephemeral: bool = False) -> None:
-        self._done = True
-        self._replies.append(content)
-
-    async def defer(self, *, ephemeral: bool = False, thinking: bool = False) -> None:
-        self._done = True
-
-
-class _Followup:
-    def __init__(self, replies: list[str]) -> None:
-        self._replies = replies
-
-    async def send(self, content: str, *, ephemeral: bool = False) -> None:
-        self._replies.append(content)
-
-
-class JoinInteraction:
-    """The parts of `discord.Interaction` the /join handler uses (guild, user, response, followup)."""
-
-    def __init__(self, guild: Any, user: Any) -> None:
-        self.guild = guild
-        self.guild_id = guild.id
-        self.user = user
-        self.command = None
-        self.replies: list[str] = []
-        self.response = _Response(self.replies)
-        self.followup = _Followup(self.replies)
-
-
-async def join_with_command(bot: Any, guild: Any, user_id: int) -> Any:
-    """Run `/join` for ``user_id`` (who must be in the voice channel) through the voice cog's callback,
-    as Discord would; returns the started voice session or raises ScriptError with the bot's reply."""
-    cog = bot.get_cog("VoiceCog")
-    user = guild.get_member(user_id)
-    if cog is None or user is None or user.voice is None:
-        raise ScriptError(f"user {user_id} is not in the loopback voice channel (or the voice cog is missing)")
-    interaction = JoinInteraction(guild, user)
-    await cog.join.callback(cog, interaction)
-    session = bot.voice_sessions.get(guild.id)
-    if session is None:
-        raise ScriptError(f"/join failed: {' | '.join(interaction.replies) or 'no reply'}")
-    return session
-
-
-async def leave_voice(bot: Any, guild: Any) -> None:
-    """Stop the guild's voice session and disconnect from the loopback channel (never raises)."""
-    await bot.stop_voice_session(guild)
-    vc = guild.voice_client
-    if vc is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(vc.disconnect(force=True), 15)
-
-
-class _ArrivalTap:
-    """Arrival time of every bot packet a member decoded (so the channel recording places the bot's audio
-    where it was heard). Wraps that member's `_on_bot_frame` (the server's per-packet call into the
-    member; simulator 1.x) on the instance: one decoded packet = one 20 ms chunk of `received_pcm()`."""
-
-    def __init__(self, member: SimMember) -> None:
-        self.member = member
-        self.arrivals: list[float] = []
-        self._inner = member._on_bot_frame
-
-        def tapped(from_user_id: int, ssrc: int, frame: bytes, arrival: float) -> None:
-            failed = member.stats["dave_failed"] + member.stats["decode_failed"]
-            self._inner(from_user_id, ssrc, frame, arrival)
-            if member.stats["dave_failed"] + member.stats["decode_failed"] == failed:
-                self.arrivals.append(arrival)
-
-        member._on_bot_frame = tapped  # type: ignore[method-assign]
-
-    def first_voiced_after(self, t: float, within_s: float = 5.0) -> float | None:
-        """Arrival of the first bot packet at or after ``t`` whose audio is voiced (peak >= VOICED_PEAK)."""
-        pcm = self.member.received_pcm()
-        n = audio_files.FRAME_SAMPLES
-        if pcm.shape[0] != len(self.arrivals) * n:  # history trimmed: use the member's own bookkeeping
-            later = [s for s in self.member.utterance_starts() if s >= t - 0.005]
-            return later[0] if later and later[0] - t < within_s else None
-        i0 = bisect.bisect_left(self.arrivals, t - 0.005)
-        i1 = bisect.bisect_right(self.arrivals, t + within_s)
-        if i1 <= i0:
-            return None
-        peaks = np.abs(pcm[i0 * n : i1 * n].reshape(i1 - i0, n * pcm.shape[1]).astype(np.int32)).max(axis=1)
-        voiced = np.flatnonzero(peaks >= SimMember.VOICED_PEAK)
-        return self.arrivals[i0 + int(voiced[0])] if voiced.size else None
 
 
 # --- the runner ---------------------------------------------------------------------------------------------------
@@ -296,7 +192,7 @@ class ScriptedConversation:
             for c in self.cast:
                 members[c.name] = await server.add_member(c.user_id, c.name)
             self._listener = members[self.cast[0].name]
-            tap = self._tap = _ArrivalTap(self._listener)
+            tap = self._tap = ArrivalTap(self._listener)
             self._current_end: float | None = None
             bot = ChorusBot(settings)
             async with connected_client(server, client=bot):
@@ -348,7 +244,7 @@ class ScriptedConversation:
             label=self.label, bot_name=bot_name, settings=_settings_summary(settings),
             cast=[{"name": c.name, "user_id": c.user_id, "voice": c.voice.describe()} for c in self.cast],
             turns=turns, bot_initiated=greeting, wall_s=0.0, receive_stats=receive_stats,
-            bot_audio_s=_voiced_seconds(heard_pcm), bot_audio_peak=peak,
+            bot_audio_s=voiced_seconds(heard_pcm), bot_audio_peak=peak,
         )
 
     async def _join(self, bot: Any, guild: Any) -> Any:
@@ -425,93 +321,6 @@ class ScriptedConversation:
         payload["files"] = files
         json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         return files
-
-
-# --- the channel recording -------------------------------------------------------------------------------------------
-
-def bot_onsets(pcm: np.ndarray) -> list[int]:
-    """Sample offsets (in `pcm`, 48 kHz (n, 2)) where the member would have logged a bot utterance start:
-    a 20 ms packet with a peak >= SimMember.VOICED_PEAK after > UTTERANCE_GAP s without one."""
-    n = audio_files.FRAME_SAMPLES
-    frames = pcm.shape[0] // n
-    if frames == 0:
-        return []
-    peaks = np.abs(pcm[: frames * n].reshape(frames, n * pcm.shape[1]).astype(np.int32)).max(axis=1)
-    onsets, last = [], -1e9
-    for i in np.flatnonzero(peaks >= SimMember.VOICED_PEAK):
-        if (i - last) * FRAME_SECONDS > SimMember.UTTERANCE_GAP:
-            onsets.append(int(i) * n)
-        last = int(i)
-    return onsets
-
-
-def place_packets(bot_pcm: np.ndarray, arrivals: list[float], origin: float) -> list[tuple[float, np.ndarray]]:
-    """The bot's received audio cut into runs of packets, each run at its arrival time (seconds after
-    ``origin``). A packet that arrives early (a burst after the sender fell behind) is queued after the
-    previous one, as a jitter buffer would play it."""
-    n = audio_files.FRAME_SAMPLES
-    mono = bot_pcm.astype(np.float32).mean(axis=1) / 32768.0
-    pieces: list[tuple[float, np.ndarray]] = []
-    run_start, run_from, cursor = None, 0, -1e9
-    for i, arrival in enumerate(arrivals):
-        t = arrival - origin
-        if run_start is None or t > cursor + 0.06:  # a gap: start a new run at this packet's arrival
-            if run_start is not None:
-                pieces.append((run_start, mono[run_from * n : i * n]))
-            run_start, run_from, cursor = t, i, t
-        cursor += FRAME_SECONDS
-    if run_start is not None:
-        pieces.append((run_start, mono[run_from * n : len(arrivals) * n]))
-    return pieces
-
-
-def channel_mix(member_audio: list[tuple[float, np.ndarray]], bot_pcm: np.ndarray, bot_starts: list[float],
-                arrivals: list[float] | None = None, *, origin: float, rate: int = WAV_RATE) -> np.ndarray:
-    """One mono float32 timeline of the channel: each member line at its start, and the bot's audio as a
-    member received it, placed by packet arrival times (else each bot utterance at its `utterance_starts`)."""
-    pieces: list[tuple[float, np.ndarray]] = []
-    for start_s, pcm in member_audio:
-        pieces.append((start_s, pcm.astype(np.float32).mean(axis=1) / 32768.0))
-    if arrivals and bot_pcm.shape[0] == len(arrivals) * audio_files.FRAME_SAMPLES:
-        pieces.extend(place_packets(bot_pcm, arrivals, origin))
-    elif bot_pcm.size and bot_starts:
-        onsets = bot_onsets(bot_pcm)
-        mono = bot_pcm.astype(np.float32).mean(axis=1) / 32768.0
-        if len(onsets) == len(bot_starts):  # anchor each utterance at its own arrival
-            bounds = onsets[1:] + [mono.shape[0]]
-            for onset, end, t in zip(onsets, bounds, bot_starts):
-                pieces.append((t - origin, mono[onset:end]))
-        elif onsets:  # counts differ (trimmed history): one anchor for the whole stream
-            pieces.append((bot_starts[0] - origin, mono[onsets[0]:]))
-    if not pieces:
-        return np.zeros(0, dtype=np.float32)
-    pieces = [(max(0.0, t), audio_files.resample(p, audio_files.DISCORD_RATE, rate)) for t, p in pieces if p.size]
-    if not pieces:
-        return np.zeros(0, dtype=np.float32)
-    total = max(int(t * rate) + p.shape[0] for t, p in pieces) + rate // 2
-    out = np.zeros(total, dtype=np.float32)
-    for t, p in pieces:
-        i = int(t * rate)
-        out[i : i + p.shape[0]] += p
-    return np.clip(out, -1.0, 1.0)
-
-
-def write_wav(path: Path, mono: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(audio_files.to_int16(mono).tobytes())
-
-
-def _voiced_seconds(pcm: np.ndarray) -> float:
-    """Seconds of 20 ms packets with a peak >= SimMember.VOICED_PEAK."""
-    n = audio_files.FRAME_SAMPLES
-    frames = pcm.shape[0] // n
-    if frames == 0:
-        return 0.0
-    peaks = np.abs(pcm[: frames * n].reshape(frames, n * pcm.shape[1]).astype(np.int32)).max(axis=1)
-    return float((peaks >= SimMember.VOICED_PEAK).sum()) * FRAME_SECONDS
 
 
 def _stats_of(session: Any) -> dict[str, Any]:

@@ -8,7 +8,9 @@ import pytest
 
 from bot.settings import load_settings
 from simulator import audio_files
-from simulator.scripted import Line, ScriptedConversation, ScriptError, channel_mix, place_packets
+from simulator.channel_recording import channel_mix, place_packets
+from simulator.join_command import ScriptError
+from simulator.scripted import Line, ScriptedConversation
 from simulator.voices import ALICE, BOB, CHEN, LEAD_S, MemberVoice, synthesize_line, voiced_frames
 
 N = audio_files.FRAME_SAMPLES

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.scripted import JoinInteraction
+from simulator.join_command import JoinInteraction
 from simulator.voices import voiced_frames
 from tests.fixtures_scenarios import ALICE, BOB, bot_in_channel, scenario_settings
 
