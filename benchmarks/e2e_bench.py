@@ -293,7 +293,7 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     }
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
-    from conversation.persona import PersonaLibrary
+    from conversation.persona_library import PersonaLibrary
 
     persona = PersonaLibrary.load(base.personas_dir).get(base.default_persona)
     for mode in modes:

@@ -117,7 +117,7 @@ def bench_replies(settings: Any, samples: int) -> dict[str, Any]:
     from brain.clean import clean_reply
     from brain.llm import make_backend
     from brain.prompt import HistoryLine, build_messages
-    from conversation.persona import PersonaLibrary
+    from conversation.persona_library import PersonaLibrary
 
     llm = make_backend(settings)
     persona = PersonaLibrary.load(settings.personas_dir).get(settings.default_persona)

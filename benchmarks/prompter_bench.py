@@ -130,7 +130,7 @@ async def _turns(n_turns: int) -> dict:
     from brain.llm import make_backend
     from brain.responder import Responder
     from conversation.decision import Policy
-    from conversation.persona import load_persona
+    from conversation.persona_library import load_persona
     from conversation.room import BotState
     from simulator.speech import frames_16k, piper_speech_16k, silence_16k
 

@@ -46,7 +46,8 @@ from brain.llm import LlmBackend, make_backend
 from brain.profile import ModelProfile, PromptLayout, Sampling, profile_for
 from brain.responder import Responder, ReplyResult
 from conversation.decision import Action, Decision
-from conversation.persona import Persona, PersonaLibrary
+from conversation.persona import Persona
+from conversation.persona_library import PersonaLibrary
 from conversation.situation import situation_for
 
 log = logging.getLogger("benchmarks.quality_bench")

@@ -33,7 +33,7 @@ from brain.clean import clean_reply
 from brain.llm import make_backend
 from brain.prompt import HistoryLine
 from brain.responder import Responder
-from conversation.persona import load_persona
+from conversation.persona_library import load_persona
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = [

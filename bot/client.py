@@ -27,7 +27,8 @@ from bot.guild_store import GuildStore
 from bot.metrics import Metrics, MetricsServer
 from bot.settings import Settings, SettingsError
 from bot.startup import Backoff, serve
-from conversation.persona import Persona, PersonaLibrary, fallback_persona
+from conversation.persona import Persona, fallback_persona
+from conversation.persona_library import PersonaLibrary
 from memory.service import MemoryService
 from storage.db import Database
 from storage.errors import StorageError

@@ -9,7 +9,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from conversation.persona import AUTOCOMPLETE_LIMIT, Persona, format_errors
+from conversation.persona import Persona
+from conversation.persona_library import AUTOCOMPLETE_LIMIT, format_errors
 
 if TYPE_CHECKING:
     from bot.client import ChorusBot

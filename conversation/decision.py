@@ -63,6 +63,9 @@ class Policy:
     barge_in_s: float = 1.0  # speech over the bot this long takes the floor, whatever its words
     barge_in_gap_s: float = 0.5  # a member's bursts over the bot with shorter gaps add up toward barge_in_s
     speech_tail_s: float = 0.0  # the VAD's end-of-speech silence: a finished span ends this long before its stop event
+    # Speech begun this soon after the bot's first sound cannot answer words not heard yet: from the member
+    # being answered, it is their own turn going on after a pause the bot took for its end.
+    own_turn_window_s: float = 0.5
     max_pause_s: float = 4.0  # paused for speech over it this long without a verdict: the bot gives up its line
     greet_members: bool = True
     max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most

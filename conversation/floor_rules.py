@@ -76,6 +76,24 @@ def _voiced_over(ctx: Ctx, member: Member, since: float) -> float:
     return member.voiced_since(since, until, ctx.policy.speech_tail_s)
 
 
+def _answered_member_went_on(ctx: Ctx) -> Member | None:
+    """The member being answered started speaking again before, or just as, the bot's voice began: they
+    only paused mid-turn ("… bread, <pause> cheese and grapes"). Yield now and answer the whole turn,
+    rather than pause and take their next words for a backchannel."""
+    room = ctx.room
+    turn = room.turn
+    if turn is None or turn.reply_to_seq is None or turn.preemptive or turn.speaking_since is None:
+        return None
+    line = next((ln for ln in reversed(room.history) if ln.seq == turn.reply_to_seq), None)
+    member = room.members.get(line.user_id) if line is not None and line.user_id is not None else None
+    if member is None or line is None or member.echo_prone or member.last_speech_start is None:
+        return None
+    began = member.last_speech_start
+    if began >= line.end and began - turn.speaking_since < ctx.policy.own_turn_window_s:
+        return member
+    return None
+
+
 def rule_floor(ctx: Ctx) -> Decision | None:
     """Someone speaks while the bot prepares or speaks a line: pause it, then go on or give up the floor."""
     room = ctx.room
@@ -91,6 +109,10 @@ def rule_floor(ctx: Ctx) -> Decision | None:
         if member is not None and line is not None and member.speaking_since is not None and member.speaking_since >= line.end:
             return Decision(Action.YIELD_FLOOR, f"{member.name} kept talking before the reply was heard", "floor",
                             member_id=member.user_id)
+    went_on = _answered_member_went_on(ctx)
+    if went_on is not None:
+        return Decision(Action.YIELD_FLOOR, f"{went_on.name} went on with their turn as the bot began", "floor",
+                        member_id=went_on.user_id)
     over: list[Member] = []
     for member in room.members.values():
         if turn.preemptive and member.user_id == turn.basis_user_id:

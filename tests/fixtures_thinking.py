@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from brain.prompt import HistoryLine
-from conversation.persona import Persona, load_persona
+from conversation.persona import Persona
+from conversation.persona_library import load_persona
 
 PERSONAS = Path(__file__).resolve().parent.parent / "personas"
 

@@ -12,7 +12,7 @@ from brain.clean import clean_reply
 from brain.profile import FAMILY_SAMPLING, PromptLayout, family_of, is_small, profile_for
 from brain.prompt import HistoryLine, build_messages, short_system_prompt
 from conversation.decision import Action, Decision
-from conversation.persona import load_persona
+from conversation.persona_library import load_persona
 from conversation.room import Room
 from conversation.situation import Situation, situation_for
 

@@ -12,16 +12,10 @@ from pathlib import Path
 import pytest
 
 from bot.settings import PROJECT_ROOT, load_settings
-from conversation.persona import (
-    DEFAULT_PERSONA,
-    Exchange,
-    Persona,
-    PersonaError,
-    PersonaLibrary,
-    card_from_png,
-    load_persona,
-    parse_mes_example,
-)
+from conversation.persona import DEFAULT_PERSONA, Exchange, Persona, PersonaError
+from conversation.persona_card import parse_mes_example
+from conversation.persona_library import PersonaLibrary, load_persona
+from conversation.persona_png import card_from_png
 
 SHIPPED = PROJECT_ROOT / "personas"
 

@@ -9,7 +9,7 @@ import pytest
 from bot.settings import load_settings
 from brain.llm import LlamaCppBackend
 from brain.prompt import HistoryLine, build_messages, estimate_tokens, prompt_tokens
-from conversation.persona import load_persona
+from conversation.persona_library import load_persona
 from conversation.room import RoomLine
 
 PERSONAS = Path(__file__).resolve().parent.parent / "personas"

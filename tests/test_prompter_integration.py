@@ -69,7 +69,7 @@ def parts():
     from bot.scheduler import ModelScheduler
     from brain.llm import make_backend
     from brain.responder import Responder
-    from conversation.persona import load_persona
+    from conversation.persona_library import load_persona
 
     s = make_settings()
     responder = Responder(s, llm=make_backend(s), scheduler=ModelScheduler("pipelined"))

@@ -321,6 +321,7 @@ async def test_conversation_so_far_is_prefilled_while_a_member_speaks_and_not_du
         assert responder.prefills[0] == []  # Bob started speaking before any line existed
         assert responder.groups == [7]  # the guild: its own reply does not preempt it
         await until(lambda: session.room.bot_state is BotState.SPEAKING, 10)
+        await asyncio.sleep(0.6)  # a sound at the bot's first word would be Bob going on with his turn
         session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # over the bot: no prefill
         session.on_speaking(SpeakingEvent(BOB, False, time.monotonic()))
         await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE, 10)

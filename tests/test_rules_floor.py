@@ -325,3 +325,20 @@ def test_a_short_burst_is_judged_by_its_voice_while_the_vad_still_says_speaking(
         partial(room, BOB, "I'm not sure.", T0 + 2, T0 + 2 + spoke_s, paused=T0 + 2 + spoke_s)
         d = at(room, T0 + 2 + spoke_s + 0.25)
         assert d.action is action, (spoke_s, d)
+
+
+def test_the_member_answered_going_on_as_the_bot_begins_gets_the_floor_back_at_once():
+    """Alice paused mid-turn long enough for the reply to start; she goes on 0.2 s after the bot's first
+    sound (she cannot be answering it): the bot yields at once, her words are not taken for a backchannel.
+    The same member starting 1.5 s into the reply, with "Mm-hm.", is a backchannel: paused, then resumed."""
+    for gap, words, action in ((0.2, "Cheese.", Action.YIELD_FLOOR), (1.5, "Mm-hm.", Action.PAUSE)):
+        room = make_room(ALICE, BOB)
+        line = say(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 3)
+        turn = room.bot_begin("respond_now", T0 + 3.3, reply_to_seq=line.seq)
+        turn.add_text("Bread is a fine start.")
+        turn.add_audio(3.0)
+        room.bot_audio_started(T0 + 3.8)
+        start_speaking(room, ALICE, T0 + 3.8 + gap)
+        partial(room, ALICE, words, T0 + 3.8 + gap, T0 + 4.0 + gap)
+        d = at(room, T0 + 3.85 + gap)
+        assert d.action is action and d.member_id == ALICE, (gap, d)
