@@ -14,8 +14,8 @@ clips, so several members' finals can share one call. Latency tricks (measured o
 Guards drop text from non-speech: `no_speech_prob`, average log-probability, compression ratio and
 the known-hallucination list (`audio.hallucinations`).
 
-The work reaches it through `audio.stt_scheduler`: one worker thread per model for every guild of the
-process, finals before partials, guilds and their members taking turns.
+The work reaches it through `audio.stt_scheduler` (a lane per guild) and `audio.stt_worker`: one worker
+thread per model for every guild of the process, finals before partials, guilds and their members taking turns.
 """
 
 from __future__ import annotations

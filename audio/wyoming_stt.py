@@ -44,7 +44,7 @@ class WyomingTranscriber:
         wyoming_client.check_uri(self.uri, "STT_SERVER_URI")
         self.language = None if settings.stt_language in ("", "auto") else settings.stt_language
         # Every guild's transcriber for one server shares one STT worker and batches together
-        # (audio/stt_scheduler.py keys workers by `model` and batches by `batch_key`).
+        # (audio/stt_worker.py keys workers by `model` and batches by `batch_key`).
         self.model = f"wyoming:{self.uri}"
         self.batch_key = (self.model, self.language)
         self.calls = 0

@@ -28,10 +28,12 @@ from typing import Any, Callable
 
 from bot import executors
 from bot.shedding import ShedLog
-from conversation.decision import Policy
+from bot.turn_sink import history_lines
+from conversation.decision import Action, Decision, Policy
 from conversation.reply_rules import addressed_reason
 from conversation.room import MERGE_GAP_S, Room, RoomLine
 from conversation.rule_context import Ctx
+from conversation.situation import situation_for
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,22 @@ def reply_likely(room: Room, user_id: int, policy: Policy, now: float) -> str | 
             seq = last.seq + 1 if last is not None else 1
             line = RoomLine(seq, user_id, member.name, "", now, now, False)
     return addressed_reason(ctx, line)
+
+
+def reply_prompt(room: Room, user_id: int, policy: Policy, persona: Any, now: float) -> tuple[list[Any], str] | None:
+    """History and situation of a reply to the member's words so far, as `LineRunner.begin` will build them
+    (None when no prefill should run now: no reply is likely, the bot is in a line, or several members
+    speak at once)."""
+    if room.turn is not None or user_id not in room.members:
+        return None
+    if len(room.speaking_members()) > 1:
+        return None
+    if reply_likely(room, user_id, policy, now) is None:
+        return None
+    member = room.members[user_id]
+    lines = room.history_with(member.partial) if member.partial is not None else room.history
+    decision = Decision(Action.RESPOND_NOW, "prefill", member_id=user_id, addressed=True)
+    return history_lines(lines), situation_for(decision, room, persona, now)
 
 
 @dataclass

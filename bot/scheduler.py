@@ -5,8 +5,7 @@ Policies:
   per chunk of work (the responder holds it while the LLM makes one fragment, then while TTS
   speaks it, so the two alternate). STT never waits: it is small and must keep up with people.
 - `pipelined`: no token; the LLM streams into TTS concurrently.
-- `auto`: pipelined unless the LLM and TTS both sit on the GPU and it has < 16 GiB free
-  (measured with nvidia-smi, else torch.cuda.mem_get_info): then exclusive.
+- `auto`: resolved from where the models run (`bot.scheduler_policy.resolve_policy`).
 
 Replies come first; background work (prefills of likely replies, persona warm-ups, memory's call
 summaries) uses what is left. A reply registers with `foreground(guild)` for its whole length: background
@@ -24,13 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import itertools
 import logging
-import shutil
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -38,6 +32,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Hashable, Iterator
 
 from bot.metrics import record_model_time
+from bot.scheduler_policy import resolve_policy
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +40,6 @@ log = logging.getLogger(__name__)
 KINDS = ("llm", "tts", "stt")
 HEAVY = ("llm", "tts")
 POLICIES = ("exclusive", "pipelined")
-SMALL_GPU_FREE_BYTES = 16 * 1024**3
 MAX_RECORDS = 20_000
 BACKGROUND_QUIET_S = 2.0  # background work starts after this long without foreground LLM/TTS work
 BACKGROUND_POLL_S = 0.05
@@ -367,83 +361,3 @@ def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
         else:
             merged.append((start, end))
     return merged
-
-
-# -- policy resolution ---------------------------------------------------------------------
-
-
-def gpu_free_bytes() -> int | None:
-    """Free memory of GPU 0 in bytes (nvidia-smi, else torch if already importable), None if unknown."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=5, check=True,
-            ).stdout.split()
-            if out:
-                return int(float(out[0])) * 1024**2
-        except (OSError, subprocess.SubprocessError, ValueError) as exc:
-            log.debug("nvidia-smi failed: %s", exc)
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                free, _total = torch.cuda.mem_get_info()
-                return int(free)
-        except Exception as exc:
-            log.debug("torch.cuda.mem_get_info failed: %s", exc)
-    return None
-
-
-def llm_on_gpu(settings: Settings) -> bool:
-    """Does the local LLM offload layers to a GPU (needs a GPU build of llama-cpp-python)?"""
-    if settings.llm_backend != "llama_cpp" or settings.llm_gpu_layers == 0:
-        return False
-    try:
-        import llama_cpp
-
-        return bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception:
-        return False
-
-
-FEW_CPU_CORES = 4  # at or below this many cores, `auto` on CPU runs LLM and TTS one at a time
-
-
-def resolve_policy(
-    settings: Settings,
-    *,
-    tts_on_gpu: bool | None = None,
-    gpu_probe: Callable[[], int | None] | None = None,
-    llm_gpu: bool | None = None,
-    cpu_count: int | None = None,
-) -> tuple[str, str]:
-    """(policy, why) for SCHEDULER_POLICY, resolving `auto` from where the models run.
-
-    `gpu_probe` returns free GPU bytes (default: nvidia-smi / torch); `llm_gpu` and
-    `tts_on_gpu` override the detection of where each model runs.
-    """
-    if settings.scheduler_policy != "auto":
-        return settings.scheduler_policy, f"SCHEDULER_POLICY={settings.scheduler_policy}"
-    llm_gpu = llm_on_gpu(settings) if llm_gpu is None else llm_gpu
-    if tts_on_gpu is None:
-        tts_on_gpu = settings.tts_engine == "xtts" and settings.tts_device != "cpu"
-    if not llm_gpu and not tts_on_gpu:
-        cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-        if cores <= FEW_CPU_CORES:
-            # Both models on the same few cores just slow each other down (2 cores, e2e_bench:
-            # exclusive p50 1.40 s vs pipelined 1.58 s to the first packet).
-            return "exclusive", f"auto: LLM and TTS share {cores} CPU cores"
-        return "pipelined", f"auto: LLM and TTS on {cores} CPU cores"
-    if not (llm_gpu and tts_on_gpu):
-        where = f"LLM on {'GPU' if llm_gpu else 'CPU'}, TTS on {'GPU' if tts_on_gpu else 'CPU'}"
-        return "pipelined", f"auto: {where}"
-    free = (gpu_probe or gpu_free_bytes)()
-    if free is None:
-        return "exclusive", "auto: LLM and TTS both on the GPU, free memory unknown"
-    gib = free / 1024**3
-    if free >= SMALL_GPU_FREE_BYTES:
-        return "pipelined", f"auto: LLM and TTS on a GPU with {gib:.1f} GiB free"
-    return "exclusive", f"auto: LLM and TTS share a small GPU ({gib:.1f} GiB free < 16 GiB)"

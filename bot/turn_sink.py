@@ -1,7 +1,7 @@
 """One bot line on its way out: its trace (when each stage happened) and its sink (responder → room + player).
 
 `TurnSink` is the `ReplySink` the responder streams one line into: text fragments and audio go to the
-session's room (on the event loop) and player (directly: the player is thread-safe). An early start's
+`LineRunner`'s room (on the event loop) and player (directly: the player is thread-safe). An early start's
 audio is held back until the final transcript confirms it (`release()`); after `close()` everything is
 dropped (a cancelled generation may still be emitting).
 """
@@ -18,7 +18,7 @@ from conversation.bot_turn import BotTurn
 from conversation.room import RoomLine
 
 if TYPE_CHECKING:
-    from bot.voice_session import VoiceSession
+    from bot.line_runner import LineRunner
 
 
 @dataclass
@@ -54,8 +54,8 @@ class TurnSink:
     After `close()` everything is dropped (a cancelled generation may still be emitting).
     """
 
-    def __init__(self, session: "VoiceSession", turn: BotTurn, trace: TurnTrace, *, hold: bool) -> None:
-        self._session = session
+    def __init__(self, lines: "LineRunner", turn: BotTurn, trace: TurnTrace, *, hold: bool) -> None:
+        self._lines = lines
         self._turn = turn
         self._trace = trace
         self._lock = threading.Lock()
@@ -67,7 +67,7 @@ class TurnSink:
 
     # -- ReplySink -------------------------------------------------------------------------
     def text(self, fragment: str) -> None:
-        self._session._on_loop(self._record_text, fragment)
+        self._lines.on_loop(self._record_text, fragment)
 
     def audio(self, pcm: np.ndarray, rate: int) -> None:
         if rate <= 0 or pcm is None or len(pcm) == 0:
@@ -78,10 +78,10 @@ class TurnSink:
                 return
             played = not self._holding
             if played:
-                self._session.player.feed(pcm, rate)
+                self._lines.player.feed(pcm, rate)
             else:
                 self._held.append((pcm, rate))
-        self._session._on_loop(self._record_audio, seconds, played)
+        self._lines.on_loop(self._record_audio, seconds, played)
 
     def done(self) -> None:
         with self._lock:
@@ -89,9 +89,9 @@ class TurnSink:
             if self._closed or self._holding or self._ended_utterance:
                 return
             self._ended_utterance = True
-        self._session.player.end_of_utterance()
+        self._lines.player.end_of_utterance()
 
-    # -- session side ---------------------------------------------------------------------------
+    # -- runner side ----------------------------------------------------------------------------
     @property
     def holding(self) -> bool:
         return self._holding
@@ -103,13 +103,13 @@ class TurnSink:
                 return
             held, self._held, self._holding = self._held, [], False
             for pcm, rate in held:
-                self._session.player.feed(pcm, rate)
+                self._lines.player.feed(pcm, rate)
             end = self._done and not self._ended_utterance
             self._ended_utterance = self._ended_utterance or end
         if held:
-            self._session._audio_out(self._turn)
+            self._lines.audio_out(self._turn)
         if end:
-            self._session.player.end_of_utterance()
+            self._lines.player.end_of_utterance()
 
     def close(self) -> None:
         with self._lock:
@@ -117,15 +117,15 @@ class TurnSink:
             self._held.clear()
 
     def _record_text(self, fragment: str) -> None:
-        if self._closed or self._session.room.turn is not self._turn:
+        if self._closed or self._lines.room.turn is not self._turn:
             return
-        self._trace.times.setdefault("first_fragment_sink", self._session.clock.now())
+        self._trace.times.setdefault("first_fragment_sink", self._lines.clock.now())
         self._turn.add_text(fragment)
 
     def _record_audio(self, seconds: float, played: bool) -> None:
-        if self._closed or self._session.room.turn is not self._turn:
+        if self._closed or self._lines.room.turn is not self._turn:
             return
-        self._trace.times.setdefault("first_audio_sink", self._session.clock.now())
+        self._trace.times.setdefault("first_audio_sink", self._lines.clock.now())
         self._turn.add_audio(seconds)
         if played:
-            self._session._audio_out(self._turn)
+            self._lines.audio_out(self._turn)

@@ -18,8 +18,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import executors
+from bot.captions import CaptionSink
 from bot.notice import speak_notice, spoken_notice
-from bot.voice_session import CaptionSink, VoiceSession
+from bot.voice_session import VoiceSession
 
 if TYPE_CHECKING:
     from bot.client import ChorusBot

@@ -277,9 +277,9 @@ async def test_greets_a_member_who_joins():
 
 @pytest.mark.asyncio
 async def test_a_player_nobody_pulls_does_not_keep_the_bot_speaking(monkeypatch):
-    import bot.voice_session as vs
+    import bot.line_runner as line_runner
 
-    monkeypatch.setattr(vs, "DRAIN_MARGIN_S", 0.2)
+    monkeypatch.setattr(line_runner, "DRAIN_MARGIN_S", 0.2)
     responder = ScriptedResponder(["Hello there."], seconds_each=0.3)
     session, player = await make(responder)
     player.close()  # the voice connection dropped: nothing reads the player any more

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from bot.scheduler import ModelScheduler, SchedulerCancelled, gpu_free_bytes, resolve_policy
+from bot.scheduler import ModelScheduler, SchedulerCancelled
+from bot.scheduler_policy import gpu_free_bytes, resolve_policy
 from bot.settings import load_settings
 
 GIB = 1024**3
