@@ -283,6 +283,8 @@ class Room:
             text, cut = turn.heard_text(seconds_played)
         cut = cut or interrupted
         if not text:
+            # Cut before a word of it was heard (its member went on with their turn): that line is open again.
+            self.responded_to_seq = turn.prev_responded_to_seq
             return None
         self._seq += 1
         answered = next((ln for ln in reversed(self.history) if ln.seq == turn.reply_to_seq), None)

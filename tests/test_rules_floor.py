@@ -342,3 +342,22 @@ def test_the_member_answered_going_on_as_the_bot_begins_gets_the_floor_back_at_o
         partial(room, ALICE, words, T0 + 3.8 + gap, T0 + 4.0 + gap)
         d = at(room, T0 + 3.85 + gap)
         assert d.action is action and d.member_id == ALICE, (gap, d)
+
+
+def test_after_yielding_to_the_member_who_went_on_their_whole_turn_is_answered():
+    """The bot yields 20 ms into its reply (nothing of it heard): Alice's continuation joins her line, which
+    named the bot, and that whole turn is answered once she is done."""
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 3)
+    turn = room.bot_begin("respond_now", T0 + 3.3, reply_to_seq=line.seq)
+    turn.add_text("Bread is a fine start.")
+    turn.add_audio(3.0)
+    room.bot_audio_started(T0 + 3.8)
+    start_speaking(room, ALICE, T0 + 3.81)
+    assert at(room, T0 + 3.82).action is Action.YIELD_FLOOR
+    room.bot_end(T0 + 3.82, seconds_played=0.02, interrupted=True)
+    stop_speaking(room, ALICE, T0 + 6)
+    merged = final(room, ALICE, "Cheese and grapes. What else should we bring?", T0 + 3.81, T0 + 5.7)
+    assert merged.seq == line.seq and merged.text.startswith("Juniper, for the picnic")
+    d = at(room, T0 + 6.4)
+    assert d.action is Action.RESPOND_NOW and d.member_id == ALICE, d
