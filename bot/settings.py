@@ -226,6 +226,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_COOLDOWN_S", "cooldown_s", _float_range(0.0, 600.0), 4.0, "Minimum time between two unprompted lines of the bot."),
     SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 1000, "The bot pauses as soon as someone speaks over it, and goes on after a backchannel (\"mm-hm\", \"yeah\", a laugh); speech over it this long takes the floor whatever its words (a shorter takeover is told by its words)."),
     SettingSpec("PROMPTER_INCOMPLETE_WAIT_MS", "incomplete_wait_ms", _int_range(0, 10000), 1800, "Silence after a line that sounds unfinished (\"I was wondering...\") before the bot answers it anyway."),
+    SettingSpec("PROMPTER_UNSURE_WAIT_MS", "unsure_wait_ms", _int_range(0, 10000), 1000, "Silence after a line whose words read finished while the end-of-turn model heard an unfinished voice, before the bot answers."),
     SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
     SettingSpec("PROMPTER_MAX_UNPROMPTED", "max_unprompted", _int_range(0, 20), 2, "At most this many bot lines in a row without a human reply (topic starts); 0: never start topics."),
     SettingSpec("PROMPTER_PREEMPTIVE", "preemptive_start", _bool, True, "Start thinking on a complete-looking partial transcript when an addressing member pauses (kept only if the final transcript agrees)."),
@@ -307,6 +308,7 @@ class Settings:
     cooldown_s: float
     barge_in_ms: int
     incomplete_wait_ms: int
+    unsure_wait_ms: int
     greet_members: bool
     max_unprompted: int
     preemptive_start: bool

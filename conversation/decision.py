@@ -53,6 +53,9 @@ class Policy:
 
     reply_silence_s: float = 0.25  # silence before answering a finished line addressed to the bot
     incomplete_wait_s: float = 1.8  # silence before answering a line that sounds unfinished (or a bare call)
+    # The words read finished but the end-of-turn model heard an unfinished voice: the two disagree, so a
+    # middle wait (a pause inside a turn rarely lasts longer; a finished speaker is not kept waiting 1.8 s).
+    unsure_wait_s: float = 1.0
     group_silence_s: float = 1.2  # silence before answering an unaddressed line when alone with its speaker
     # The end-of-turn model holds a reply back only when it is sure the member is not done: its middle range
     # means "unsure" (and on synthesized voices it is often unsure about plainly finished sentences, while
@@ -93,6 +96,7 @@ class Policy:
         }
         for attr, key, scale in (("max_unprompted", "max_unprompted_in_row", 1), ("preemptive_start", "preemptive_start", 1),
                                  ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
+                                 ("unsure_wait_ms", "unsure_wait_s", 1000.0),
                                  ("turn_model_threshold", "end_of_turn_threshold", 1)):
             if hasattr(settings, attr):  # optional settings
                 value = getattr(settings, attr)

@@ -8,7 +8,8 @@ on remarks meant for the room: a person at a table of friends does not answer ev
 for a long silence (`rule_idle_topic`) to bring something up itself.
 
 When: after a short silence if the member sounds finished (the semantic end-of-turn model, the words),
-after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only called the bot's name.
+after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only called the bot's name, and
+in between (`unsure_wait_s`) when the words read finished but the end-of-turn model heard an unfinished voice.
 """
 
 from __future__ import annotations
@@ -72,10 +73,14 @@ def silence_until(ctx: Ctx, line: RoomLine, silence_s: float) -> float:
 
 def reply_silence(ctx: Ctx, line: RoomLine) -> float:
     """How long the room must be quiet before the bot answers `line`: short when its speaker sounds
-    finished, longer when they stopped mid-sentence or only called the bot's name."""
-    if only_a_call(ctx, line) or not ctx.turn_finished(line.text, line.end_of_turn):
-        return max(ctx.policy.reply_silence_s, ctx.policy.incomplete_wait_s)
-    return ctx.policy.reply_silence_s
+    finished, longest when they stopped mid-sentence or only called the bot's name, and in between when
+    the words read as a finished sentence but the end-of-turn model heard the voice as unfinished."""
+    policy = ctx.policy
+    if ctx.turn_finished(line.text, line.end_of_turn) and not only_a_call(ctx, line):
+        return policy.reply_silence_s
+    if not only_a_call(ctx, line) and looks_complete(line.text):
+        return max(policy.reply_silence_s, min(policy.unsure_wait_s, policy.incomplete_wait_s))
+    return max(policy.reply_silence_s, policy.incomplete_wait_s)
 
 
 def rule_preemptive_start(ctx: Ctx) -> Decision | None:
