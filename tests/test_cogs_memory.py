@@ -3,7 +3,6 @@ database and memory service; the listening notice on /join."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import discord
@@ -11,19 +10,16 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
-from bot.settings import PROJECT_ROOT, load_settings
 from memory.extract import Fact
 from memory.service import MemoryService
+from tests.fixtures_bot_settings import bot_settings
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
 def settings(tmp_path: Path):
-    personas = tmp_path / "personas"
-    shutil.copytree(PROJECT_ROOT / "personas", personas)
-    return load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(personas),
-                              "PROMPTER_GREET": "false"}, env_file=None)
+    return bot_settings(tmp_path, PROMPTER_GREET="false")
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ loopback simulator elsewhere.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,8 @@ from simcord.backend.models.channel import Overwrite
 from simcord.enums import OverwriteType
 
 from bot.client import ChorusBot
-from bot.settings import PROJECT_ROOT, load_settings
 from cogs.voice import DAVE_EXPLANATION, explain_connect_error
+from tests.fixtures_bot_settings import bot_settings
 from tests.fixtures_offline_voice import OfflineVoiceClient
 
 pytestmark = pytest.mark.asyncio
@@ -58,9 +57,7 @@ def connect_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def settings(tmp_path: Path):
-    personas = tmp_path / "personas"
-    shutil.copytree(PROJECT_ROOT / "personas", personas)
-    return load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(personas)}, env_file=None)
+    return bot_settings(tmp_path)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ other tests). The session's models are the scripted doubles of fixtures_prompter
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,9 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
-from bot.settings import PROJECT_ROOT, load_settings
 from bot.voice_session import VoiceSession
 from simcord.backend.errors import SetupError
+from tests.fixtures_bot_settings import bot_settings
 from tests.fixtures_prompter_session import PacedPlayer, RecordingListener, ScriptedResponder
 
 from tests.fixtures_offline_voice import OfflineVoiceClient
@@ -39,10 +38,7 @@ class NullReceiver:
 
 @pytest.fixture
 def settings(tmp_path: Path):
-    personas = tmp_path / "personas"
-    shutil.copytree(PROJECT_ROOT / "personas", personas)
-    return load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(personas),
-                              "PROMPTER_GREET": "false"}, env_file=None)
+    return bot_settings(tmp_path, PROMPTER_GREET="false")
 
 
 @pytest.fixture

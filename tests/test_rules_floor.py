@@ -203,11 +203,16 @@ def test_an_answer_to_the_bots_question_is_answered_but_a_turn_to_another_member
     bot_says(room, "What did you all do this weekend?", T0 + 1, T0 + 3)
     say(room, ALICE, "Bob, what did you do this weekend?", T0 + 3.5, T0 + 5)
     assert at(room, T0 + 5.5).rule == "humans_talking"
-    room2 = make_room(ALICE, BOB)
-    bot_says(room2, "What did you all do this weekend?", T0 + 1, T0 + 3)
-    say(room2, ALICE, "I went hiking with my dog.", T0 + 3.5, T0 + 5)
-    d = at(room2, T0 + 5.3)
-    assert d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason
+    assert _answers_the_bots_question("What did you all do this weekend?", "I went hiking with my dog.", T0 + 3.5)
+
+
+def _answers_the_bots_question(bot_line: str, said: str, said_at: float) -> bool:
+    """The bot says `bot_line` (T0+1 to T0+3), Alice says `said` at `said_at`: is it answered as an answer?"""
+    room = make_room(ALICE, BOB)
+    bot_says(room, bot_line, T0 + 1, T0 + 3)
+    say(room, ALICE, said, said_at, said_at + 1.5)
+    d = at(room, said_at + 1.8)
+    return d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason
 
 
 def test_a_late_reply_to_the_bots_question_is_not_an_answer():
@@ -305,11 +310,7 @@ def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_
 
 
 def test_a_bot_line_with_a_question_anywhere_in_it_asked_something():
-    room = make_room(ALICE, BOB)
-    bot_says(room, "You're on a diet, right? Ah, no!", T0 + 1, T0 + 3)
-    say(room, ALICE, "I love baking bread on Sundays.", T0 + 4, T0 + 5.5)
-    d = at(room, T0 + 5.8)
-    assert d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason
+    assert _answers_the_bots_question("You're on a diet, right? Ah, no!", "I love baking bread on Sundays.", T0 + 4)
 
 
 def test_going_on_after_a_long_pause_mid_sentence_is_still_the_same_turn():
@@ -335,17 +336,23 @@ def test_a_short_burst_is_judged_by_its_voice_while_the_vad_still_says_speaking(
         assert d.action is action, (spoke_s, d)
 
 
+def _answering_alice_from(room, voice_at):
+    """Alice asked the bot something, paused; the bot's answer is heard from `voice_at`. Returns her line."""
+    line = say(room, ALICE, "Juniper, for the picnic we have bread.", voice_at - 2.8, voice_at - 0.8)
+    turn = room.bot_begin("respond_now", voice_at - 0.5, reply_to_seq=line.seq)
+    turn.add_text("Bread is a fine start.")
+    turn.add_audio(3.0)
+    room.bot_audio_started(voice_at)
+    return line
+
+
 def test_the_member_answered_going_on_as_the_bot_begins_gets_the_floor_back_at_once():
     """Alice paused mid-turn long enough for the reply to start; she goes on 0.2 s after the bot's first
     sound (she cannot be answering it): the bot yields at once, her words are not taken for a backchannel.
     The same member starting 1.5 s into the reply, with "Mm-hm.", is a backchannel: paused, then resumed."""
     for gap, words, action in ((0.2, "Cheese.", Action.YIELD_FLOOR), (1.5, "Mm-hm.", Action.PAUSE)):
         room = make_room(ALICE, BOB)
-        line = say(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 3)
-        turn = room.bot_begin("respond_now", T0 + 3.3, reply_to_seq=line.seq)
-        turn.add_text("Bread is a fine start.")
-        turn.add_audio(3.0)
-        room.bot_audio_started(T0 + 3.8)
+        _answering_alice_from(room, T0 + 3.8)
         start_speaking(room, ALICE, T0 + 3.8 + gap)
         partial(room, ALICE, words, T0 + 3.8 + gap, T0 + 4.0 + gap)
         d = at(room, T0 + 3.85 + gap)
@@ -356,11 +363,7 @@ def test_after_yielding_to_the_member_who_went_on_their_whole_turn_is_answered()
     """The bot yields 20 ms into its reply (nothing of it heard): Alice's continuation joins her line, which
     named the bot, and that whole turn is answered once she is done."""
     room = make_room(ALICE, BOB)
-    line = say(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 3)
-    turn = room.bot_begin("respond_now", T0 + 3.3, reply_to_seq=line.seq)
-    turn.add_text("Bread is a fine start.")
-    turn.add_audio(3.0)
-    room.bot_audio_started(T0 + 3.8)
+    line = _answering_alice_from(room, T0 + 3.8)
     start_speaking(room, ALICE, T0 + 3.81)
     assert at(room, T0 + 3.82).action is Action.YIELD_FLOOR
     room.bot_end(T0 + 3.82, seconds_played=0.02, interrupted=True)
