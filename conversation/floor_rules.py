@@ -69,28 +69,35 @@ def _voiced_over(ctx: Ctx, member: Member, since: float) -> float:
     """Seconds of their voice since `since`. While the VAD still says they speak, their voice counts up to
     the pause their latest partial was marked with, if any: a clipped "mm-hm" that Whisper wrote as three
     words is still a short burst while the VAD's end-of-speech silence runs out."""
-    if not member.speaking:
-        return member.voiced_since(since, ctx.now, ctx.policy.speech_tail_s)
-    pause = member.pause_started
-    until = ctx.now if pause is None else min(ctx.now, pause)
+    until = member.pause_started if member.paused and member.pause_started is not None else ctx.now
     return member.voiced_since(since, until, ctx.policy.speech_tail_s)
 
 
-def _answered_member_went_on(ctx: Ctx) -> Member | None:
-    """The member being answered started speaking again before, or just as, the bot's voice began: they
-    only paused mid-turn ("… bread, <pause> cheese and grapes"). Yield now and answer the whole turn,
-    rather than pause and take their next words for a backchannel."""
+def _answered_member_went_on(ctx: Ctx) -> tuple[Member, str] | None:
+    """The member being answered goes on with their turn: they were only pausing ("… bread, <pause> cheese
+    and grapes"). Either they speak again before a word of the reply was heard, or they start within
+    `own_turn_window_s` of its first sound (too soon to be answering it: no backchannel, their turn). The bot
+    yields and answers the whole turn. A line whose reply was already cut so is left to the usual pause
+    rules the second time: a microphone that echoes the bot's voice starts just as soon, and must not make
+    the bot give up every attempt before the echo is recognised."""
     room = ctx.room
     turn = room.turn
-    if turn is None or turn.reply_to_seq is None or turn.preemptive or turn.speaking_since is None:
+    if turn is None or turn.reply_to_seq is None or turn.preemptive:
         return None
     line = next((ln for ln in reversed(room.history) if ln.seq == turn.reply_to_seq), None)
     member = room.members.get(line.user_id) if line is not None and line.user_id is not None else None
-    if member is None or line is None or member.echo_prone or member.last_speech_start is None:
+    if member is None or line is None:
+        return None
+    if room.bot_state is BotState.THINKING:
+        if member.speaking_since is not None and member.speaking_since >= line.end:
+            return member, "kept talking before the reply was heard"
         return None
     began = member.last_speech_start
-    if began >= line.end and began - turn.speaking_since < ctx.policy.own_turn_window_s:
-        return member
+    if (turn.speaking_since is None or began is None or member.echo_prone or room.cut_unheard_seq == line.seq
+            or began < line.end):
+        return None
+    if began - turn.speaking_since < ctx.policy.own_turn_window_s:
+        return member, "went on with their turn as the bot began"
     return None
 
 
@@ -101,18 +108,10 @@ def rule_floor(ctx: Ctx) -> Decision | None:
     if turn is None:
         return None
     policy = ctx.policy
-    if room.bot_state is BotState.THINKING and turn.reply_to_seq is not None and not turn.preemptive:
-        # The member being answered goes on talking before a word of the reply was heard: their turn was
-        # not over ("Juniper, ... what's the time?"). Drop the reply; answer the whole thing.
-        line = next((ln for ln in reversed(room.history) if ln.seq == turn.reply_to_seq), None)
-        member = room.members.get(line.user_id) if line is not None and line.user_id is not None else None
-        if member is not None and line is not None and member.speaking_since is not None and member.speaking_since >= line.end:
-            return Decision(Action.YIELD_FLOOR, f"{member.name} kept talking before the reply was heard", "floor",
-                            member_id=member.user_id)
     went_on = _answered_member_went_on(ctx)
     if went_on is not None:
-        return Decision(Action.YIELD_FLOOR, f"{went_on.name} went on with their turn as the bot began", "floor",
-                        member_id=went_on.user_id)
+        member, why = went_on
+        return Decision(Action.YIELD_FLOOR, f"{member.name} {why}", "floor", member_id=member.user_id)
     over: list[Member] = []
     for member in room.members.values():
         if turn.preemptive and member.user_id == turn.basis_user_id:

@@ -76,11 +76,12 @@ def reply_silence(ctx: Ctx, line: RoomLine) -> float:
     finished, longest when they stopped mid-sentence or only called the bot's name, and in between when
     the words read as a finished sentence but the end-of-turn model heard the voice as unfinished."""
     policy = ctx.policy
-    if ctx.turn_finished(line.text, line.end_of_turn) and not only_a_call(ctx, line):
+    if only_a_call(ctx, line):
+        return max(policy.reply_silence_s, policy.incomplete_wait_s)
+    if ctx.turn_finished(line.text, line.end_of_turn):
         return policy.reply_silence_s
-    if not only_a_call(ctx, line) and looks_complete(line.text):
-        return max(policy.reply_silence_s, min(policy.unsure_wait_s, policy.incomplete_wait_s))
-    return max(policy.reply_silence_s, policy.incomplete_wait_s)
+    wait = policy.unsure_wait_s if looks_complete(line.text) else policy.incomplete_wait_s
+    return max(policy.reply_silence_s, min(wait, policy.incomplete_wait_s))
 
 
 def rule_preemptive_start(ctx: Ctx) -> Decision | None:

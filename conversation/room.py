@@ -78,6 +78,7 @@ class Room:
         self.last_bot_line_t: float | None = None  # end of the bot's last line
         self.last_bot_start_t: float | None = None
         self.responded_to_seq = 0  # human lines up to this seq have been answered (or given up on)
+        self.cut_unheard_seq = 0  # the latest line whose reply was cut before a word of it was heard
         self.room_greeted = False
         self._seq = 0
 
@@ -285,6 +286,8 @@ class Room:
         if not text:
             # Cut before a word of it was heard (its member went on with their turn): that line is open again.
             self.responded_to_seq = turn.prev_responded_to_seq
+            if turn.reply_to_seq is not None:
+                self.cut_unheard_seq = turn.reply_to_seq
             return None
         self._seq += 1
         answered = next((ln for ln in reversed(self.history) if ln.seq == turn.reply_to_seq), None)

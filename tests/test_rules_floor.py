@@ -372,3 +372,23 @@ def test_after_yielding_to_the_member_who_went_on_their_whole_turn_is_answered()
     assert merged.seq == line.seq and merged.text.startswith("Juniper, for the picnic")
     d = at(room, T0 + 6.4)
     assert d.action is Action.RESPOND_NOW and d.member_id == ALICE, d
+
+
+def test_a_line_cut_unheard_once_is_not_given_up_again_at_the_first_sound():
+    """A microphone echoing the bot starts just after its first sound, like a member going on. The first time
+    the bot yields (nothing of it heard); answering the same line again, a sound at its start only pauses it,
+    so the usual rules (words, echo detection, a second of speech) decide."""
+    room = make_room(ALICE, BOB)
+    line = _answering_alice_from(room, T0 + 3.8)
+    start_speaking(room, ALICE, T0 + 3.9)
+    assert at(room, T0 + 3.92).action is Action.YIELD_FLOOR
+    room.bot_end(T0 + 3.92, seconds_played=0.02, interrupted=True)
+    stop_speaking(room, ALICE, T0 + 4.3)
+    final(room, ALICE, "", T0 + 3.9, T0 + 4.0)  # rejected: nothing joins her line
+    turn = room.bot_begin("respond_now", T0 + 4.5, reply_to_seq=line.seq)
+    turn.add_text("Bread is a fine start.")
+    turn.add_audio(3.0)
+    room.bot_audio_started(T0 + 4.8)
+    start_speaking(room, ALICE, T0 + 4.9)
+    d = at(room, T0 + 4.92)
+    assert d.action is Action.PAUSE and d.member_id == ALICE, d
