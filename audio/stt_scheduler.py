@@ -47,6 +47,15 @@ class SttJob:
     done: threading.Event = field(default_factory=threading.Event)
     tag: object = None  # the caller's (e.g. the segment)
 
+    def finish(self, result: SttResult) -> None:
+        """Record `result`, wake whoever waits, and tell the caller (a failing callback is logged, not raised)."""
+        self.result = result
+        self.done.set()
+        try:
+            self.on_done(self, result)
+        except Exception:
+            log.exception("stt callback failed")
+
 
 @dataclass(eq=False)
 class PartialSource:
@@ -207,13 +216,7 @@ class SttScheduler:
             job.cancelled = True
             self.stats.shed += 1
         self.shedding.shed("backlog")
-        result = _empty_result("shed: transcription backlog")
-        job.result = result
-        job.done.set()
-        try:
-            job.on_done(job, result)
-        except Exception:
-            log.exception("stt callback failed")
+        job.finish(_empty_result("shed: transcription backlog"))
 
     def _prune(self) -> None:
         """Members with no queued work leave the rotation (bounded state over a long session)."""
@@ -258,28 +261,18 @@ class SttScheduler:
         self.stats.max_batch_seen = max(self.stats.max_batch_seen, batch)
         for job, result in zip(jobs, results):
             job.finished = finished
-            job.result = result
             if job.kind == "final":
                 self.stats.finals += 1
             else:
                 self.stats.speculative += 1
-            job.done.set()
-            try:
-                job.on_done(job, result)
-            except Exception:
-                log.exception("stt callback failed")
+            job.finish(result)
 
     def _finals_failed(self, jobs: list[SttJob], exc: BaseException) -> None:
         self.stats.errors += 1
         failed = _empty_result(f"error: {type(exc).__name__}: {exc}")
         for job in jobs:
             if job.result is None:  # tell the caller, so nothing waits for it forever
-                job.result = failed
-                job.done.set()
-                try:
-                    job.on_done(job, failed)
-                except Exception:
-                    log.exception("stt callback failed")
+                job.finish(failed)
 
     def _run_partial(self, src: PartialSource) -> float | None:
         """Transcribe one partial; returns the compute time (None when skipped: too little new audio, stale)."""
