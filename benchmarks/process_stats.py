@@ -11,8 +11,11 @@ llama.cpp) have no Python name and count as ``native``.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,6 +65,35 @@ def rss_mb() -> float:
     return 0.0
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mallinfo2() -> Any:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc < 2.33
+        return None
+    fn.restype = _MallInfo2
+    return fn
+
+
+_MALLINFO2 = _mallinfo2()
+
+
+def heap_mb() -> tuple[float, float]:
+    """glibc's heap, all arenas: (bytes handed out and not freed, bytes freed but kept) in MB; (0, 0) elsewhere.
+
+    Growth of the first is memory in use (a leak, or a native cache such as an ONNX Runtime arena); growth of
+    the second with the first flat is fragmentation (freed memory the allocator cannot give back)."""
+    if _MALLINFO2 is None:
+        return 0.0, 0.0
+    info = _MALLINFO2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
 def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -101,6 +133,9 @@ class Sample:
     fds: int
     tasks: int
     cpu_s: float
+    heap_used_mb: float = 0.0
+    heap_free_mb: float = 0.0
+    py_blocks: int = 0  # Python objects' memory blocks (sys.getallocatedblocks)
 
 
 @dataclass
@@ -118,8 +153,9 @@ class Sampler:
         self.other_names.update(t.name for t in threading.enumerate() if role_of(t.name) == "other")
         for role, n in counts.items():
             self.peak_threads_by_role[role] = max(self.peak_threads_by_role.get(role, 0), n)
+        used, free = heap_mb()
         sample = Sample(time.monotonic(), round(rss_mb(), 1), total, open_fds(), len(asyncio.all_tasks()),
-                        round(cpu_s(), 2))
+                        round(cpu_s(), 2), round(used, 1), round(free, 1), sys.getallocatedblocks())
         self.samples.append(sample)
         return sample
 

@@ -203,7 +203,7 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
         errors.remove()
     warmup_s = (warmup_min if warmup_min is not None else minutes / 10.0) * 60.0
     slopes = {attr: slope_per_hour(sampler.samples, attr, after_s=warmup_s)
-              for attr in ("rss_mb", "threads", "fds", "tasks")}
+              for attr in ("rss_mb", "heap_used_mb", "heap_free_mb", "py_blocks", "threads", "fds", "tasks")}
     asked = [t for t, _ in turns if t.expect_reply]
     heard_asked = [t for t, named in turns if t.expect_reply and named]
     answered = [t for t in asked if t.status == "answered" and t.latency_s is not None]
@@ -211,7 +211,8 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
         "minutes": minutes,
         "members": MEMBERS,
         "samples": [{"t_s": round(s.t - sampler.samples[0].t, 1), "rss_mb": s.rss_mb, "threads": s.threads,
-                     "fds": s.fds, "tasks": s.tasks, "cpu_s": s.cpu_s} for s in sampler.samples],
+                     "fds": s.fds, "tasks": s.tasks, "cpu_s": s.cpu_s, "heap_used_mb": s.heap_used_mb,
+                     "heap_free_mb": s.heap_free_mb, "py_blocks": s.py_blocks} for s in sampler.samples],
         "warmup_s": warmup_s,
         "slope_per_hour_after_warmup": {k: None if v is None else round(v, 2) for k, v in slopes.items()},
         "unhandled_errors": len(errors.records),
