@@ -36,6 +36,8 @@ ROLES: tuple[tuple[str, str], ...] = (
     ("chorus-prefill", "prefill"),
     ("chorus-models", "models"),
     ("chorus-io", "io"),
+    ("chorus-housekeeping", "housekeeping"),
+    ("heap-trim", "housekeeping"),
     ("reply-", "reply"),
     ("llm-http-cancel", "reply"),
     ("tts-", "tts"),

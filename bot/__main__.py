@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bot.heap import limit_malloc_arenas
 from bot.logging_setup import setup_logging
 from bot.models import ModelLoadError
 from bot.settings import SettingsError, load_settings
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any model's threads allocate
     args = parse_args(argv)
     try:
         settings = load_settings(env_file=args.env_file) if args.env_file else load_settings()

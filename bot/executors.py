@@ -8,7 +8,8 @@ another needs (a burst of prefills waiting behind replies once held every thread
   at a time for the whole process;
 * ``io``: small blocking file and database work (guild settings, persona files);
 * ``speech``: speech outside a reply (the spoken listening notice): one thread;
-* ``memory``: a call's summaries for memory (background LLM work that waits for a quiet moment): one thread.
+* ``memory``: a call's summaries for memory (background LLM work that waits for a quiet moment): one thread;
+* ``housekeeping``: process upkeep that waits for a quiet moment (`bot.heap.HeapTrimmer`): one thread.
 
     text = await executors.run("io", path.read_text)
 """
@@ -23,7 +24,7 @@ from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
-SIZES = {"models": 2, "prefill": 1, "io": 2, "speech": 1, "memory": 1}
+SIZES = {"models": 2, "prefill": 1, "io": 2, "speech": 1, "memory": 1, "housekeeping": 1}
 
 _pools: dict[str, ThreadPoolExecutor] = {}
 _lock = threading.Lock()

@@ -170,6 +170,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("CHORUS_LOG_LEVEL", "log_level", _choice("debug", "info", "warning", "error"), "info", "Logging level."),
     SettingSpec("CHORUS_LOG_FORMAT", "log_format", _choice("text", "json"), "text", "Log line format: human text or one JSON object per line."),
     SettingSpec("CHORUS_METRICS_PORT", "metrics_port", _int_range(0, 65535), 0, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port, e.g. 9108. 0: off."),
+    SettingSpec("HEAP_TRIM_INTERVAL_S", "heap_trim_interval_s", _float_range(0.0, 86400.0), 60.0, "Every this many seconds, when no one is being answered, freed memory is given back to the system (glibc malloc_trim; keeps a long session's RSS flat). 0: never."),
     SettingSpec("CHORUS_METRICS_HOST", "metrics_host", _host, "127.0.0.1", "Address the metrics server listens on (0.0.0.0: every interface)."),
     # --- Speech to text ----------------------------------------------------------
     SettingSpec("STT_BACKEND", "stt_backend", _choice("local", "wyoming"), "local", "`local`: faster-whisper in this process; `wyoming`: a Wyoming STT server (wyoming-faster-whisper) at STT_SERVER_URI does every transcription (partials and finals; VAD and end of turn stay here)."),
@@ -256,6 +257,7 @@ class Settings:
     log_level: str
     log_format: str
     metrics_port: int
+    heap_trim_interval_s: float
     metrics_host: str
     stt_backend: str
     stt_server_uri: str

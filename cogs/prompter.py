@@ -19,6 +19,7 @@ from discord.ext import commands
 
 from bot import executors
 from bot.captions import CaptionSink
+from bot.heap import HeapTrimmer, limit_malloc_arenas
 from bot.notice import speak_notice, spoken_notice
 from bot.voice_session import VoiceSession
 
@@ -82,6 +83,7 @@ class PrompterCog(commands.Cog):
         self._shared: dict[str, Any] = {}
         self._shared_lock = asyncio.Lock()
         self._warm_ups: set[asyncio.Task] = set()
+        self._heap_trimmer: HeapTrimmer | None = None
         if bot.session_factory is None:
             bot.session_factory = self.make_session
         else:
@@ -90,6 +92,8 @@ class PrompterCog(commands.Cog):
     async def cog_unload(self) -> None:
         if self.bot.session_factory == self.make_session:
             self.bot.session_factory = None
+        if self._heap_trimmer is not None:
+            await self._heap_trimmer.stop()
 
     # --- sessions ---------------------------------------------------------------------------
     async def _shared_parts(self) -> tuple[Any, Any]:
@@ -100,7 +104,9 @@ class PrompterCog(commands.Cog):
                 from brain.llm import make_backend
 
                 settings = self.bot.settings
+                limit_malloc_arenas()  # before the models' threads allocate
                 self._shared["scheduler"] = ModelScheduler.from_settings(settings)
+                self._heap_trimmer = HeapTrimmer(self._shared["scheduler"], settings.heap_trim_interval_s).start()
                 self._shared["llm"] = await executors.run("models", make_backend, settings)
             return self._shared["llm"], self._shared["scheduler"]
 

@@ -82,13 +82,18 @@ def split_for_synthesis(text: str, piece_words: int = PIECE_WORDS) -> list[str]:
 
 
 class _AbortableSession:
-    """An onnxruntime session view whose runs share one RunOptions, so `abort()` ends a run in flight."""
+    """An onnxruntime session view whose runs share one RunOptions, so `abort()` ends a run in flight.
+
+    Each run also shrinks ONNX Runtime's CPU arena back to its first region: otherwise the arena doubles each
+    time a piece needs more than it holds and keeps it for good (measured: 620 MB held after 300 sentences
+    against 95 MB, at the same speed; `tests/test_piper_memory.py`)."""
 
     def __init__(self, session: Any) -> None:
         import onnxruntime
 
         self._session = session
         self.run_options = onnxruntime.RunOptions()
+        self.run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def run(self, output_names: Any, input_feed: Any, run_options: Any = None) -> Any:
         return self._session.run(output_names, input_feed, run_options or self.run_options)
