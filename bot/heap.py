@@ -6,7 +6,7 @@ is freed inside them: measured in an hour-long soak, the bot's RSS kept rising i
 in use did not. Two measures keep it flat (`python -m benchmarks.soak`, docs/soak-60min-2core.json):
 
 * `limit_malloc_arenas()`: at most `DEFAULT_ARENAS` arenas (as `MALLOC_ARENA_MAX=2` would; an explicit
-  `MALLOC_ARENA_MAX` in the environment wins). Measured: no slower Whisper, Piper or llama.cpp on 2 cores.
+  `MALLOC_ARENA_MAX` in the environment wins). Measured: Whisper and Piper no slower on 2 cores.
 * `HeapTrimmer`: every `HEAP_TRIM_INTERVAL_S`, once the model scheduler reports a quiet room (no reply in
   flight, no LLM/TTS work for 2 s), `malloc_trim(0)` returns the free pages of every arena to the system
   (about 15 ms; never during a reply).
