@@ -24,6 +24,7 @@ SELECTION = [
     "backchannel-mmhm-dragon",  # "mm-hm" over the bot: it goes on
     "takeover-halting-wait",  # "Wait, wait, stop, ...": it stops
     "turn-to-bob-weekend",  # after its question, a member turns to another member
+    "answer-bot-movie",  # after its question, a member answers it (the small model asks this one more often)
     "alone-spider",  # alone with the bot, a question without its name
 ]
 
