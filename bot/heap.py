@@ -1,9 +1,9 @@
 """The C heap of a process that runs for days: fewer malloc arenas, and freed memory handed back when quiet.
 
 ONNX Runtime (Silero, Smart Turn, Piper), CTranslate2 (Whisper) and llama.cpp allocate and free large buffers
-from a dozen threads. glibc gives each contending thread an arena of its own (up to 8 per core) and keeps what
-is freed inside them: measured in an hour-long soak, the bot's RSS kept rising in steps although the memory
-in use did not. Two measures keep it flat (`python -m benchmarks.soak`, docs/soak-60min-2core.json):
+from a dozen threads. glibc gives each contending thread an arena of its own (up to 8 per core) and keeps
+what is freed inside them, so RSS rises in steps that the memory in use does not explain (sampled with
+glibc's own counters in `python -m benchmarks.soak`). Two measures keep it flat:
 
 * `limit_malloc_arenas()`: at most `DEFAULT_ARENAS` arenas (as `MALLOC_ARENA_MAX=2` would; an explicit
   `MALLOC_ARENA_MAX` in the environment wins). Measured: Whisper and Piper no slower on 2 cores.
@@ -11,6 +11,7 @@ in use did not. Two measures keep it flat (`python -m benchmarks.soak`, docs/soa
   flight, no LLM/TTS work for 2 s), `malloc_trim(0)` returns the free pages of every arena to the system
   (about 15 ms; never during a reply).
 
+(The other half of the fix is Piper's ONNX Runtime arena, shrunk after each run: `audio.tts_engines.piper`.)
 Elsewhere than glibc (musl, macOS) both are no-ops.
 """
 
