@@ -26,7 +26,7 @@ from bot import executors
 from bot.guild_store import GuildStore
 from bot.metrics import Metrics, MetricsServer
 from bot.settings import Settings, SettingsError
-from bot.startup import Backoff, serve
+from bot.startup import Backoff, run_to_end, serve
 from conversation.persona import Persona, fallback_persona
 from conversation.persona_library import PersonaLibrary
 from memory.service import MemoryService
@@ -378,4 +378,4 @@ def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None =
                 if metrics is not None:
                     metrics.deactivate()
 
-    asyncio.run(run())
+    run_to_end(run())

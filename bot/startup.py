@@ -18,7 +18,7 @@ import importlib.util
 import logging
 import shutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Coroutine
 
 import aiohttp
 import discord
@@ -26,6 +26,7 @@ import discord
 from bot.models import ModelLoadError
 
 log = logging.getLogger("chorus")
+_shutdown_log = logging.getLogger("chorus.shutdown")
 
 EXIT_SETTINGS = 2  # a setting Discord or this machine refuses: fix it and start again
 EXIT_MODELS = 3
@@ -126,6 +127,31 @@ async def _retry_or_raise(exc: BaseException, backoff: Backoff, what: str) -> No
 def default_backoff() -> Backoff:
     """2, 4, 8 ... 60 s between tries, for ever (a bot waits for its network to come back)."""
     return Backoff()
+
+
+SHUTDOWN_S = 10.0
+
+
+def run_to_end(main: Coroutine[Any, Any, None], *, shutdown_s: float = SHUTDOWN_S) -> None:
+    """`asyncio.run(main)`, except that the tasks still running when `main` ends get `shutdown_s` to finish
+    their cancellation: one that ignores it is named in a warning and left, so the process still exits (with
+    its real result) instead of hanging in asyncio.run's wait for every task."""
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        try:
+            tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                _done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=shutdown_s))
+                for task in pending:
+                    _shutdown_log.warning("task %s did not end within %.0f s of shutdown: left running (%r)",
+                                          task.get_name(), shutdown_s, task.get_coro())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
 
 
 async def serve(bot: discord.Client, token: str, *, backoff: Backoff | None = None) -> None:
