@@ -11,8 +11,6 @@ llama.cpp) have no Python name and count as ``native``.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import re
 import sys
@@ -22,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from bot.heap import heap_mb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -65,35 +65,6 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def _mallinfo2() -> Any:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.mallinfo2
-    except (OSError, AttributeError):  # not glibc, or glibc < 2.33
-        return None
-    fn.restype = _MallInfo2
-    return fn
-
-
-_MALLINFO2 = _mallinfo2()
-
-
-def heap_mb() -> tuple[float, float]:
-    """glibc's heap, all arenas: (bytes handed out and not freed, bytes freed but kept) in MB; (0, 0) elsewhere.
-
-    Growth of the first is memory in use (a leak, or a native cache such as an ONNX Runtime arena); growth of
-    the second with the first flat is fragmentation (freed memory the allocator cannot give back)."""
-    if _MALLINFO2 is None:
-        return 0.0, 0.0
-    info = _MALLINFO2()
-    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
 
 
 def open_fds() -> int:

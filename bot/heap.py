@@ -48,6 +48,24 @@ _LIBC = _glibc()
 _limited = False
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_mb() -> tuple[float, float]:
+    """glibc's heap, all arenas: (bytes handed out and not freed, bytes freed but kept) in MB; (0, 0) elsewhere.
+
+    Growth of the first is memory in use (a leak, or a native cache such as an ONNX Runtime arena); growth of
+    the second with the first flat is fragmentation (freed memory the allocator cannot give back)."""
+    mallinfo2 = getattr(_LIBC, "mallinfo2", None)  # glibc >= 2.33
+    if mallinfo2 is None:
+        return 0.0, 0.0
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20, info.fordblks / 2**20
+
+
 def limit_malloc_arenas(arenas: int = DEFAULT_ARENAS) -> bool:
     """Cap glibc's malloc arenas for this process (call it early: arenas made before stay). True if applied."""
     global _limited

@@ -19,7 +19,8 @@ glibc_only = pytest.mark.skipif(heap._LIBC is None, reason="malloc_trim and mall
 
 
 FRAGMENTED_THEN_TRIMMED = """
-from benchmarks.process_stats import heap_mb, rss_mb
+from benchmarks.process_stats import rss_mb
+from bot.heap import heap_mb
 from bot import heap
 blocks, pins = [], []
 block, pin = 65_000, 600  # (variables: a constant product would be one folded object)

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from audio.tts_engines.piper import _AbortableSession, load_piper_voice
-from benchmarks.process_stats import heap_mb
+from bot.heap import heap_mb
 from bot import heap
 
 LONG = ("Well, the thing about a really long rainy afternoon is that you can read a whole novel, bake some bread, "
