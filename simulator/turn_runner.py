@@ -145,6 +145,8 @@ class _Play:
                 if attempt == 2:
                     self.requirement_failed = f"step {index + 1}: the bot did not ask a question in 3 tries"
             self.spans.append(span)
+            if self.requirement_failed:
+                return  # the steps after it were written for a setup that did not happen: not played, not judged
         await self._settle(prev_end or time.monotonic(), self.scenario.watch_s)
 
     async def _voice_time(self, step: Step, prev_end: float | None) -> float | None:
