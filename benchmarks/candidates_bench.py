@@ -100,6 +100,8 @@ def choose_default(rows: dict[str, dict[str, Any]]) -> tuple[str, str]:
     base = rows[CURRENT_DEFAULT]["first_audio"]["p50"]
     eligible = {name: row for name, row in rows.items()
                 if row["first_audio"]["p50"] <= LATENCY_LIMIT * base and row["heldout_on_topic"] is not None}
+    if not eligible:
+        return CURRENT_DEFAULT, "no quality results given (--quality): the current default stays"
     best = max(eligible, key=lambda name: (eligible[name]["heldout_on_topic"], name == CURRENT_DEFAULT))
     why = (f"best held-out on-topic rate ({eligible[best]['heldout_on_topic']}) among the candidates whose first-audio "
            f"p50 is within {LATENCY_LIMIT}x of the current default's ({base:.2f} s in this run)")

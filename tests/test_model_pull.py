@@ -154,3 +154,24 @@ def test_a_hub_preset_downloads_on_first_use_once(fake_hub: FakeHub) -> None:
     assert path == model_fetch.local_path(GGUF)
     assert resolve_gguf("preset:laptop") == path
     assert len(fake_hub.gets(GGUF.path)) == 1
+
+
+def test_start_up_notes_a_preset_not_pulled_yet_without_downloading(fake_hub: FakeHub, tmp_path: Path) -> None:
+    from bot.settings import load_settings
+    from bot.startup import check_models
+
+    serve_presets(fake_hub)
+    settings = load_settings(env={"LLM_MODEL": "preset:laptop", "STT_MODEL": "preset:laptop",
+                                  "CHORUS_DATA_DIR": str(tmp_path / "data")}, env_file=None)
+    notes = check_models(settings)
+    assert sum("is not here yet: `chorus models pull` fetches it" in n for n in notes) == 2, notes
+    assert fake_hub.requests == []
+    with pytest.raises(ModelLoadError, match="no such preset"):
+        check_models(settings.replace(llm_model="preset:huge"))
+
+
+def test_chorus_models_is_a_subcommand_of_the_entry_point(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.__main__ import main
+
+    assert main(["models", "presets"]) == 0
+    assert "LLM_MODEL=preset:<name>" in capsys.readouterr().out
