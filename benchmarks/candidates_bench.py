@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--runs", type=int, default=6, help="timed replies per candidate per round")
     parser.add_argument("--quality", action="append", default=[], metavar="PRESET=JSON", help="a quality_bench result")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
+    parser.add_argument("--measured", default=None, metavar="JSON",
+                        help="reuse the measurements of an earlier run (its JSON) and only add --quality results")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -144,9 +146,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     started = time.monotonic()
     machine = machine_info()
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for _ in range(args.rounds):
-        for name in names:
-            runs[name].append(measure(name, args.runs))
+    if args.measured:
+        earlier = json.loads(Path(args.measured).read_text())
+        runs, machine = earlier["runs"], earlier["machine"]
+        args.rounds, args.runs, started = earlier["rounds"], earlier["runs_per_round"], started - earlier["wall_s"]
+    else:
+        for _ in range(args.rounds):
+            for name in names:
+                runs[name].append(measure(name, args.runs))
     rows: dict[str, dict[str, Any]] = {}
     for name, measured in runs.items():
         last = measured[-1]
@@ -165,8 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
               "command": command_line("benchmarks.candidates_bench", argv), "machine": machine,
               "rounds": args.rounds, "runs_per_round": args.runs, "candidates": rows, "default": default, "why": why,
               "rule": f"best held-out on-topic rate whose first-audio p50 is within {LATENCY_LIMIT}x of {CURRENT_DEFAULT}'s",
-              "wall_s": round(time.monotonic() - started, 1)}
-    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+              "wall_s": round(time.monotonic() - started, 1), "runs": runs}
+    if not args.measured:
+        report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_json(report, Path(args.out) / "model-candidates.json")
     (Path(args.out) / "model-candidates.md").write_text(markdown(report), encoding="utf-8")
     print(json.dumps(report, indent=2))

@@ -127,10 +127,19 @@ def fetch(file: HubFile, *, free_bytes: Callable[[Path], int] = disk_free, progr
     dest = local_path(file)
     if dest.is_file():
         return dest
-    remote = remote_file(file)
-    check_disk(file, remote, free_bytes)
+    from filelock import FileLock  # huggingface_hub's own dependency
+
     part = partial_path(file)
     part.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(part) + ".lock"):  # two pulls of one file (two bots, or a pull beside a start) take turns
+        if dest.is_file():
+            return dest
+        return _fetch_locked(file, dest, part, free_bytes, progress)
+
+
+def _fetch_locked(file: HubFile, dest: Path, part: Path, free_bytes: Callable[[Path], int], progress: bool) -> Path:
+    remote = remote_file(file)
+    check_disk(file, remote, free_bytes)
     have = part.stat().st_size if part.is_file() else 0
     if have > remote.size:  # a stale partial file of another version
         part.unlink()

