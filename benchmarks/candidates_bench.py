@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     if args.measured:
         earlier = json.loads(Path(args.measured).read_text())
-        runs, machine = earlier["runs"], earlier["machine"]
+        runs, machine = earlier["runs"], {**earlier["machine"], "measured_by": earlier["command"]}
         args.rounds, args.runs, started = earlier["rounds"], earlier["runs_per_round"], started - earlier["wall_s"]
     else:
         for _ in range(args.rounds):
