@@ -131,7 +131,9 @@ def fetch(file: HubFile, *, free_bytes: Callable[[Path], int] = disk_free, progr
 
     part = partial_path(file)
     part.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(part) + ".lock"):  # two pulls of one file (two bots, or a pull beside a start) take turns
+    lock = models_dir() / ".locks" / file.repo / file.revision / (file.path + ".lock")  # not beside the model
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(lock)):  # two pulls of one file (two bots, or a pull beside a start) take turns
         if dest.is_file():
             return dest
         return _fetch_locked(file, dest, part, free_bytes, progress)

@@ -58,7 +58,7 @@ def _whisper(repo: str, model_bin: int, *, vocabulary: str = "vocabulary.txt", p
     files = [HubFile(repo, "model.bin", model_bin), HubFile(repo, "config.json", 3_000), HubFile(repo, "tokenizer.json", 2_500_000),
              HubFile(repo, vocabulary, 500_000)]
     if preprocessor:
-        files.append(HubFile(repo, "preprocessor_config.json", 400))
+        files.append(HubFile(repo, "preprocessor_config.json", 400, required=False))
     return tuple(files)
 
 

