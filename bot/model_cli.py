@@ -83,13 +83,7 @@ def _need(kind: str, name: str, value: str) -> Need:
             raise ModelLoadError(f"{setting}: expected hf:<owner>/<repo>/<file.gguf>")
         file = HubFile("/".join(parts[:2]), "/".join(parts[2:]), 0)
         need = Need(setting, None, files=[file])
-        if model_fetch.is_present(file):
-            need.local = model_fetch.local_path(file)
-        else:
-            try:
-                need.local = resolve_gguf(value) if _in_hf_cache(file) else None
-            except ModelLoadError:
-                need.local = None
+        need.local = model_fetch.local_path(file) if model_fetch.is_present(file) else _in_hf_cache(file)
         need.size = need.local.stat().st_size if need.local else None
         return need
     if kind == "llm":
@@ -101,13 +95,15 @@ def _need(kind: str, name: str, value: str) -> Need:
     return Need(setting, None, note="a faster-whisper size: faster-whisper downloads it on first use")
 
 
-def _in_hf_cache(file: HubFile) -> bool:
+def _in_hf_cache(file: HubFile) -> Path | None:
+    """Where huggingface_hub's cache holds the file (an `hf:` setting downloaded on first use), without asking the hub."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(file.repo, file.path), str)
+        found = try_to_load_from_cache(file.repo, file.path)
     except Exception:
-        return False
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def _size(n: int | None) -> str:

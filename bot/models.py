@@ -204,6 +204,11 @@ def resolve_gguf(setting: str) -> Path:
         if len(parts) < 3 or not parts[-1].endswith(".gguf"):
             raise ModelLoadError(f"LLM_MODEL={setting}: expected hf:<owner>/<repo>/<file.gguf>")
         repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        from bot.model_fetch import is_present, local_path
+        from bot.model_presets import HubFile
+
+        if is_present(HubFile(repo, filename, 0)):  # fetched by `chorus models pull`
+            return local_path(HubFile(repo, filename, 0))
         try:
             from huggingface_hub import hf_hub_download
 

@@ -187,3 +187,13 @@ def test_a_file_some_conversions_lack_is_skipped_when_the_hub_has_none(fake_hub:
     folder = Path(resolve_whisper_model("preset:big-gpu"))
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
     assert ("HEAD", f"/{big.files[0].repo}/resolve/main/preprocessor_config.json", None) in fake_hub.requests
+
+
+def test_an_hf_setting_is_pulled_too_and_then_used_without_asking_the_hub(fake_hub: FakeHub, tmp_path: Path) -> None:
+    fake_hub.serve("someone/Tiny-GGUF", "tiny.gguf", embedded_gguf_path())
+    code, report = run_cli(["pull"], write_env(tmp_path, llm="hf:someone/Tiny-GGUF/tiny.gguf", stt="embedded"),
+                           free_bytes=plenty)
+    assert code == 0, report
+    asked = len(fake_hub.requests)
+    assert resolve_gguf("hf:someone/Tiny-GGUF/tiny.gguf").read_bytes() == embedded_gguf_path().read_bytes()
+    assert len(fake_hub.requests) == asked
