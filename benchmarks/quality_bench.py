@@ -213,10 +213,10 @@ def choose_profile(name: str, settings: Settings, llm: LlmBackend, changes: Sequ
         profile = LEGACY
     elif name == "auto":
         profile = getattr(llm, "profile", None) or profile_for(settings, "")
-    elif name in ("small", "large"):
+    elif name in ("small", "large", "transcript"):
         profile = profile_for(settings.replace(llm_profile=name), getattr(llm, "model_name", settings.llm_model))
     else:
-        raise SystemExit(f"quality_bench: unknown profile {name!r} (legacy, auto, small, large)")
+        raise SystemExit(f"quality_bench: unknown profile {name!r} (legacy, auto, small, large, transcript)")
     from dataclasses import replace
 
     label = [profile.name]
@@ -296,7 +296,7 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     parser.add_argument("--llama-server", metavar="GGUF", default=None,
                         help="start llama.cpp's OpenAI-compatible server on this GGUF ('embedded': SmolLM2-135M) and "
                              "run through LLM_BACKEND=openai")
-    parser.add_argument("--profile", default="auto", help="legacy (before issue 12), auto (what the bot picks), small, large")
+    parser.add_argument("--profile", default="auto", help="legacy (before issue 12), auto (what the bot picks), small, large, transcript")
     parser.add_argument("--set", action="append", default=[], metavar="PART.FIELD=VALUE",
                         help="change one lever of the profile, e.g. layout.history_lines=4 or sampling.min_p=0.1")
     args = parser.parse_args(argv)

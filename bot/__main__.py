@@ -1,4 +1,5 @@
-"""`python -m bot`: run chorus on Discord when DISCORD_TOKEN is set, else the offline demo."""
+"""`python -m bot`: run chorus on Discord when DISCORD_TOKEN is set, else the offline demo.
+`python -m bot models [list|presets|pull]`: the models the settings need (bot/model_cli.py)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["models"]:  # `chorus models [list|presets|pull]`
+        from bot.model_cli import main as models_main
+
+        return models_main(argv[1:])
     limit_malloc_arenas()  # before any model's threads allocate
     args = parse_args(argv)
     try:

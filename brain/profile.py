@@ -7,8 +7,9 @@ lines, and the speaker named once. A bigger model follows the full persona. Samp
 family too (SmolLM2 loops without a repetition penalty; Llama/Qwen/Gemma chat models have their own
 recommended settings).
 
-`profile_for(settings, model_name, n_params)` picks one: `LLM_PROFILE=small|large` forces a layout,
-`auto` goes by the model's size (below `SMALL_MODEL_PARAMS`) or, for a server, by its name. Sampling comes
+`profile_for(settings, model_name, n_params)` picks one: `LLM_PROFILE=small|large|transcript` forces a layout,
+`auto` goes by the model's size (below `SMALL_MODEL_PARAMS`) or, for a server, by its name; a pretrained model
+(Gemma 3 270M as shipped on PyPI) gets the transcript layout: a chat template means nothing to it. Sampling comes
 from the model family's defaults, then any `LLM_*` sampling setting that is set. Every choice here is
 measured by `python -m benchmarks.quality_bench` (README: "Reply quality").
 """
@@ -56,6 +57,8 @@ class PromptLayout:
     newest_label: bool = True  # the newest line keeps its "Alice:" label (when the situation does not name her)
     own_name: bool = True  # members' lines keep the bot's name where they call it ("..., Juniper?"); a small
     # model reads its own name mid-question as part of the topic
+    transcript: bool = False  # a pretrained (not chat-tuned) model: the messages become a transcript that ends
+    # with the bot's label for the model to continue, stopped at the line's end (brain/transcript.py)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,11 @@ FAMILY_SAMPLING: dict[str, Sampling] = {
 }
 
 SMALL_LAYOUT = PromptLayout(system="short", examples=True, history_lines=6, own_lines="heard", speaker_once=True)
+TRANSCRIPT_LAYOUT = PromptLayout(system="short", examples=True, history_lines=6, own_lines="heard", speaker_once=False,
+                                 transcript=True)
+# A pretrained model continues text; it has no family sampling of its own for chat, and Gemma's recommended
+# temperature 1.0 (for the chat-tuned model) wanders in a continuation.
+TRANSCRIPT_SAMPLING = Sampling(temperature=0.7, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.1)
 LARGE_LAYOUT = PromptLayout(system="full", examples=True, history_lines=None, own_lines="heard", speaker_once=False)
 
 
@@ -98,6 +106,19 @@ def family_of(model_name: str) -> str:
     return "default"
 
 
+_CHAT_TUNED = re.compile(r"instruct|chat|(?:^|[-_ .])it(?:$|[-_ .])", re.I)
+_PRETRAINED = re.compile(r"(?:^|[-_ .])(?:pt|base)(?:$|[-_ .])", re.I)
+
+
+def is_pretrained(model_name: str) -> bool:
+    """A base model by its name: Gemma's releases mark the chat-tuned ones `-it`, others `Instruct`/`Chat`;
+    `-pt`/`-base` mark pretrained ones. An unmarked Gemma is the pretrained one; other unmarked names count
+    as chat models (many fine-tunes carry no marker)."""
+    if _CHAT_TUNED.search(model_name):
+        return False
+    return bool(_PRETRAINED.search(model_name)) or family_of(model_name) == "gemma"
+
+
 def is_small(model_name: str, n_params: int | None) -> bool:
     if n_params:
         return n_params < SMALL_MODEL_PARAMS
@@ -107,8 +128,10 @@ def is_small(model_name: str, n_params: int | None) -> bool:
 def profile_for(settings: Any, model_name: str, n_params: int | None = None) -> ModelProfile:
     """The profile for this model under these settings (`LLM_PROFILE`, the `LLM_*` sampling overrides)."""
     choice = getattr(settings, "llm_profile", "auto") or "auto"
-    small = is_small(model_name, n_params) if choice == "auto" else choice == "small"
-    sampling = FAMILY_SAMPLING[family_of(model_name)]
+    # auto: only a local GGUF (n_params known) can be prompted as a transcript; a server takes chat messages
+    transcript = choice == "transcript" or (choice == "auto" and n_params is not None and is_pretrained(model_name))
+    small = is_small(model_name, n_params) if choice == "auto" else choice in ("small", "transcript")
+    sampling = TRANSCRIPT_SAMPLING if transcript else FAMILY_SAMPLING[family_of(model_name)]
     overrides = {}
     for attr, key in (("llm_temperature", "temperature"), ("llm_top_p", "top_p"), ("llm_top_k", "top_k"),
                       ("llm_min_p", "min_p"), ("llm_repeat_penalty", "repeat_penalty"),
@@ -118,6 +141,9 @@ def profile_for(settings: Any, model_name: str, n_params: int | None = None) -> 
         if value is not None:
             overrides[key] = value
     sampling = sampling.replace(**overrides)
+    if transcript:
+        return ModelProfile(name=f"transcript ({family_of(model_name)})", layout=TRANSCRIPT_LAYOUT, sampling=sampling,
+                            small_model_repairs=small)
     if small:
         return ModelProfile(name=f"small ({family_of(model_name)})", layout=SMALL_LAYOUT, sampling=sampling,
                             small_model_repairs=True)

@@ -142,6 +142,8 @@ def build_messages(
         log.debug("prompt budget: %d oldest history line(s) dropped", dropped)
 
     messages: list[dict] = [{"role": "system", "content": system}, *examples]
+    if layout.transcript:
+        messages[0]["name"] = persona.name  # the label the transcript ends with (brain/transcript.py)
     # Small layout: the situation names the speaker once, right before their words (no "Alice:" label).
     newest_bare = bool(layout.speaker_once and kept and not kept[-1].is_bot
                        and ((situation and kept[-1].speaker in situation) or (not situation and not layout.newest_label)))

