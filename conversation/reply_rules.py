@@ -5,7 +5,9 @@ A line is for the bot when it says the bot's name (weighed against the names of 
 the bot from the member it just answered (a follow-up), or when the member is alone with the bot. A line
 naming another member, or two people talking back and forth, is not. In a group the bot does not join in
 on remarks meant for the room: a person at a table of friends does not answer every sentence; it waits
-for a long silence (`rule_idle_topic`) to bring something up itself.
+for a long silence (`rule_idle_topic`) to bring something up itself. A question put to the room that no
+one takes up is another matter: after a short silence the bot takes it, as a person would
+(`rule_room_question`).
 
 When: after a short silence if the member sounds finished (the semantic end-of-turn model, the words),
 after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only called the bot's name, and
