@@ -83,7 +83,7 @@ class Policy:
     question_answer_window_s: float = 10.0  # a human line this soon after the bot's question answers it
     follow_up_window_s: float = 8.0  # a question this soon after the bot answered its asker is a follow-up
     # A question to the room that no human takes up within this silence is the bot's (0: never); only in a
-    # conversation the bot takes part in: its last line ended at most `room_question_context_s` before it.
+    # conversation the bot takes part in: its voice began at most `room_question_context_s` before it.
     room_question_wait_s: float = 1.6
     room_question_context_s: float = 60.0
     name_spelling_threshold: float = 0.8

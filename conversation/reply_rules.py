@@ -249,8 +249,9 @@ def rule_room_question(ctx: Ctx) -> Decision | None:
       no address;
     * not inside two members' back-and-forth (the line before it another member's, within `exchange_gap_s`):
       there it is most likely for the other one (`rule_humans_talking`);
-    * in a conversation the bot takes part in (its last line ended at most `room_question_context_s` before):
-      members talking among themselves while the bot keeps quiet ask each other;
+    * in a conversation the bot takes part in (its voice began at most `room_question_context_s` before the
+      question, even a line cut short, like a notice someone spoke over): members talking among themselves
+      while the bot keeps quiet ask each other;
     * never once anyone else began to speak after it (an answer on its way, even before its transcript).
     """
     policy = ctx.policy
@@ -266,8 +267,7 @@ def rule_room_question(ctx: Ctx) -> Decision | None:
     if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
             and line.start - previous.end <= policy.exchange_gap_s):
         return None
-    last_bot = room.last_bot_line()
-    if last_bot is None or line.start - last_bot.end > policy.room_question_context_s:
+    if room.last_bot_start_t is None or line.start - room.last_bot_start_t > policy.room_question_context_s:
         return None
     taker = next((m for m in room.members.values() if m.user_id != line.user_id and m.last_speech_start is not None
                   and m.last_speech_start >= line.end - ANSWER_OVERLAP_S), None)

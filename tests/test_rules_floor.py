@@ -476,3 +476,14 @@ def test_no_greeting_once_someone_spoke_over_the_notice():
     say(room, BOB, "Oh, hi there.", T0 + 1.9, T0 + 3.0)
     for t in (T0 + 3.5, T0 + 6.0, T0 + 20.0):
         assert at(room, t).action is not Action.GREET
+
+
+def test_a_notice_cut_before_a_whole_word_was_heard_still_makes_the_bot_part_of_the_conversation():
+    room = make_room(ALICE, BOB)
+    _opening(room, "notice", T0 + 1)
+    start_speaking(room, ALICE, T0 + 1.1)
+    assert room.bot_end(T0 + 1.15, seconds_played=0.15, interrupted=True) is None  # no word of it heard
+    stop_speaking(room, ALICE, T0 + 3.5)
+    final(room, ALICE, "What should I cook tonight?", T0 + 1.1, T0 + 3.5)
+    d = at(room, T0 + 3.5 + POLICY.room_question_wait_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.rule == "room_question"
