@@ -22,7 +22,9 @@ from bot.settings import load_settings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(900)]
 
-ANSWER_WITHIN_S = 6.0
+# Answered as a person would (by name, or a question to the room nobody took up), never left to the 45 s idle
+# rule. Wide enough for a 2-core machine shared four times over (6.6 and 10.5 s measured there; 2-4 s alone).
+ANSWER_WITHIN_S = 15.0
 
 
 async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
@@ -45,9 +47,7 @@ async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
         assert answer is not None and len(answer.text.split()) >= 2, answer
         for stage in ("final", "request", "first_token", "first_audio", "first_packet", "heard"):
             assert stage in answer.stages_s, (stage, answer.stages_s)
-        # answered as a person would, not by the 45 s idle rule: addressed by name, or a question to the room
-        # nobody took up (a lost name). The bound leaves the loaded 2-core machine its margin; latency itself
-        # is the benchmark's (benchmarks/e2e_bench.py)
+        # answered as a person would, not by the idle rule; latency itself is the benchmark's (e2e_bench)
         assert 0.0 < answer.latency_s < ANSWER_WITHIN_S, (turn.speaker, answer.latency_s, answer.stages_s)
         assert answer.stages_s["first_packet"] <= answer.stages_s["heard"]
     assert result.bot_name == "Juniper"
