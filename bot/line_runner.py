@@ -61,7 +61,7 @@ class LineRunner:
     def __init__(self, *, room: Room, clock: Clock, responder: ResponderLike, player: PlayerLike,
                  output: VoiceOutput, prefill: ReplyPrefill, persona: Callable[[], Any],
                  caption: Callable[[str], None], poke: Callable[[], None], guild_id: int = 0,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, script: Callable[[Decision], str | None] = lambda decision: None) -> None:
         self.room = room
         self.clock = clock
         self.responder = responder
@@ -74,6 +74,8 @@ class LineRunner:
         self._caption = caption
         self._poke = poke  # a line ended: the rules may decide differently now
         self._names_kw = _accepts(responder.respond, "member_names")  # stop strings for everyone present
+        self._script = script  # the words of a line spoken as written (the notice, a greeting), else None
+        self._script_kw = _accepts(responder.respond, "script")
         self.traces: deque[TurnTrace] = deque(maxlen=MAX_TRACES)
         self._turn_task: asyncio.Task | None = None
         self._sink: TurnSink | None = None
@@ -109,6 +111,8 @@ class LineRunner:
                     member.greeted = True
             elif decision.member_id in room.members:
                 room.members[decision.member_id].greeted = True
+        elif decision.action is Action.NOTICE:
+            room.notice_pending = False  # said once: whoever talks over it has the floor, the text notice stands
         elif decision.action is Action.FAREWELL:
             for departure in room.departures:
                 if departure.user_id == decision.member_id:
@@ -120,9 +124,10 @@ class LineRunner:
         self._trace = trace
         situation = situation_for(decision, room, self._persona(), now)
         history = history_lines(lines)
+        script = self._script(decision)
         sink = TurnSink(self, turn, trace, hold=decision.preemptive)
         self._sink = sink
-        self._turn_task = asyncio.create_task(self._run(turn, sink, trace, history, situation),
+        self._turn_task = asyncio.create_task(self._run(turn, sink, trace, history, situation, script),
                                               name=f"turn-{self.guild_id}")
 
     def _add_speech_times(self, trace: TurnTrace, decision: Decision) -> None:
@@ -174,10 +179,12 @@ class LineRunner:
         self._sink.release()
 
     async def _run(self, turn: BotTurn, sink: TurnSink, trace: TurnTrace, history: list[Any],
-                   situation: str) -> None:
+                   situation: str, script: str | None = None) -> None:
         try:
             trace.times["request"] = self.clock.now()
-            extra = {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
+            extra: dict[str, Any] = {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
+            if script is not None and self._script_kw:
+                extra["script"] = script
             scheduler = getattr(self.responder, "scheduler", None)  # a reply: background LLM work gives way
             foreground = scheduler.foreground(self.guild_id) if scheduler is not None else contextlib.nullcontext()
             with foreground:

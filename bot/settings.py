@@ -228,6 +228,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 1000, "The bot pauses as soon as someone speaks over it, and goes on after a backchannel (\"mm-hm\", \"yeah\", a laugh); speech over it this long takes the floor whatever its words (a shorter takeover is told by its words)."),
     SettingSpec("PROMPTER_INCOMPLETE_WAIT_MS", "incomplete_wait_ms", _int_range(0, 10000), 1800, "Silence after a line that sounds unfinished (\"I was wondering...\") before the bot answers it anyway."),
     SettingSpec("PROMPTER_UNSURE_WAIT_MS", "unsure_wait_ms", _int_range(0, 10000), 1000, "Silence after a line whose words read finished while the end-of-turn model heard an unfinished voice, before the bot answers."),
+    SettingSpec("PROMPTER_ROOM_QUESTION_WAIT_MS", "room_question_wait_ms", _int_range(0, 20000), 1600, "With two or more humans, a question put to the room (no name; not inside two members' back-and-forth; the bot spoke in the last minute) that no human takes up within this silence is answered by the bot. People answer within ~0.2 s, and a silence past ~1 s reads as trouble; 0: never."),
     SettingSpec("PROMPTER_GREET", "greet_members", _bool, True, "Greet members who join the voice channel."),
     SettingSpec("PROMPTER_MAX_UNPROMPTED", "max_unprompted", _int_range(0, 20), 2, "At most this many bot lines in a row without a human reply (topic starts); 0: never start topics."),
     SettingSpec("PROMPTER_PREEMPTIVE", "preemptive_start", _bool, True, "Start thinking on a complete-looking partial transcript when an addressing member pauses (kept only if the final transcript agrees)."),
@@ -311,6 +312,7 @@ class Settings:
     barge_in_ms: int
     incomplete_wait_ms: int
     unsure_wait_ms: int
+    room_question_wait_ms: int
     greet_members: bool
     max_unprompted: int
     preemptive_start: bool

@@ -5,6 +5,9 @@ transcripts, members joining and leaving) into the room and pokes the prompter (
 which decides and acts through the `LineRunner` (`bot.line_runner`). Every part is injectable (receiver,
 listener, responder, player, clock), so the session can be driven by tests and by the loopback simulator.
 
+Its first lines are spoken as written, not generated: the listening notice (`notice`, when the settings
+say it out loud) and one of the persona's greetings; whoever speaks over them has the floor.
+
 A member's transcript that is mostly the bot's own recent words (its voice picked up by a member's
 microphone and sent back) is dropped before it reaches the room (`echoes`): the bot never answers itself.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
@@ -28,7 +32,8 @@ from bot.prompter_loop import TICK_S, PrompterLoop
 from bot.turn_sink import TurnTrace
 from bot.voice_output import VoiceOutput
 from conversation.clock import Clock, MonotonicClock
-from conversation.decision import Decision, Policy
+from conversation.decision import Action, Decision, Policy
+from conversation.greeting import greeting_line
 from conversation.room import MERGE_GAP_S, Room
 from conversation.rules import RULES, Rule
 from conversation.echo import ECHO_WINDOW_S, echoes
@@ -70,6 +75,7 @@ class VoiceSession:
         captions: CaptionSink | None = None,
         tick_s: float = TICK_S,
         metrics: Any = None,
+        notice: str | None = None,
     ) -> None:
         self.settings = settings
         self.persona = persona
@@ -88,6 +94,9 @@ class VoiceSession:
         for user_id, name in members:
             if user_id != bot_user_id:
                 self.room.member_joined(user_id, name, self.clock.now(), initial=True)
+        self.notice = notice  # the spoken listening notice: the session's first line (`bot.notice`)
+        self.room.notice_pending = bool(notice)
+        self._greetings = random.Random()  # which of the persona's greetings opens this call
         self._make_listener = make_listener
         self._make_receiver = make_receiver
         self.listener: ListenerLike | None = None
@@ -103,7 +112,8 @@ class VoiceSession:
         self.caption_queue = CaptionQueue(lambda: self.captions, spawn=self._spawn, label=f"guild {guild_id}")
         self.lines = LineRunner(room=self.room, clock=self.clock, responder=responder, player=player,
                                 output=self.output, prefill=self.prefill, persona=lambda: self.persona,
-                                caption=self._caption, poke=self._poke, guild_id=guild_id, metrics=metrics)
+                                caption=self._caption, poke=self._poke, guild_id=guild_id, metrics=metrics,
+                                script=self._script_for)
         self.prompter = PrompterLoop(room=self.room, clock=self.clock, policy=self.policy, lines=self.lines,
                                      rules=rules, tick_s=tick_s, guild_id=guild_id)
         self.traces: deque[TurnTrace] = self.lines.traces  # each line's stage times, newest last
@@ -269,6 +279,14 @@ class VoiceSession:
         return await self.prompter.step()
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _script_for(self, decision: Decision) -> str | None:
+        """The words of a line spoken as written: the listening notice, the persona's greeting to the room."""
+        if decision.action is Action.NOTICE:
+            return self.notice
+        if decision.action is Action.GREET and decision.member_id is None:
+            return greeting_line(self.persona, [m.name for m in self.room.members.values()], self._greetings)
+        return None
+
     def _poke(self) -> None:
         """Something happened: evaluate the rules now."""
         self.prompter.poke()

@@ -93,8 +93,10 @@ class ReplyRun:
         sink: ReplySink,
         loop: asyncio.AbstractEventLoop,
         result: ReplyResult,
+        script: str | None = None,
     ) -> None:
         self.r = responder
+        self.script = script  # a line spoken as written (the listening notice, a greeting): no LLM
         self.persona = persona
         self.history = history
         self.situation = situation
@@ -169,6 +171,9 @@ class ReplyRun:
     # -- thinker -------------------------------------------------------------------------
 
     def _think(self) -> None:
+        if self.script is not None:
+            self._recite(self.script)
+            return
         r = self.r
         messages = r.build_prompt(self.persona, self.history, self.situation, memory=self.memory)
         self._mark("prompt_built")
@@ -265,21 +270,36 @@ class ReplyRun:
         self.repaired = self.repaired or cleaner.screen.repaired
         return reason
 
+    def _recite(self, text: str) -> None:
+        """A scripted line: cut into fragments like a reply (the first one is spoken while the rest is
+        synthesized), spoken as written."""
+        chunker = self.r._chunker_factory()
+        for frag in chunker.feed(text) + chunker.flush():
+            if self.cancel_event.is_set():
+                return
+            self._emit(frag)
+        self.result.raw_text = text
+        self.result.stop_reason = "end"
+
     def _emit_all(self, frags: list[Fragment], budget: ReplyBudget) -> int:
         sent = 0
         for frag in frags:
             kept = budget.take(frag)
             if kept is not None:
-                self._mark("first_fragment")
-                self.result.fragments.append(kept.text)
-                self.result.text = " ".join(self.result.fragments)
-                with self.spoken:
-                    self.emitted_count += 1
-                self.fragments.put(kept)
+                self._emit(kept)
                 sent += 1
             if budget.exhausted:
                 break
         return sent
+
+    def _emit(self, frag: Fragment) -> None:
+        """Hand one fragment to the speaker thread."""
+        self._mark("first_fragment")
+        self.result.fragments.append(frag.text)
+        self.result.text = " ".join(self.result.fragments)
+        with self.spoken:
+            self.emitted_count += 1
+        self.fragments.put(frag)
 
     def _wait_spoken(self) -> None:
         with self.spoken:

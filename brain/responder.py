@@ -196,9 +196,11 @@ class Responder:
         t_request: float | None = None,
         result: ReplyResult | None = None,
         memory: str = "",
+        script: str | None = None,
     ) -> ReplyResult:
         """Think and speak one reply; returns what was generated. Cancel the task to stop it.
-        `memory`: what the bot remembers of the members present (a `memory.recall` block), or nothing."""
+        `memory`: what the bot remembers of the members present (a `memory.recall` block), or nothing.
+        `script`: a line to speak as written instead (the listening notice, the persona's greeting): no LLM."""
         loop = asyncio.get_running_loop()
         reply = ReplyRun(
             responder=self,
@@ -210,6 +212,7 @@ class Responder:
             sink=sink,
             loop=loop,
             result=result if result is not None else ReplyResult(),
+            script=script,
         )
         reply.result.timings["request"] = t_request if t_request is not None else time.monotonic()
         reply.start()

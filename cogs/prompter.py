@@ -20,7 +20,7 @@ from discord.ext import commands
 from bot import executors
 from bot.captions import CaptionSink
 from bot.heap import HeapTrimmer, limit_malloc_arenas
-from bot.notice import speak_notice, spoken_notice
+from bot.notice import spoken_notice
 from bot.voice_session import VoiceSession
 
 if TYPE_CHECKING:
@@ -123,9 +123,6 @@ class PrompterCog(commands.Cog):
         """`ChorusBot.session_factory`: a started VoiceSession for the channel just joined."""
         bot_user_id = bot.user.id if bot.user is not None else None
         parts = await self.session_parts(guild)
-        if bot.settings.privacy_notice_spoken:  # before listening starts: nothing to talk over yet
-            await speak_notice(voice_client, parts["responder"], persona, spoken_notice(persona.name),
-                               scheduler=self._shared.get("scheduler"))
         memory = bot.memory
         parts["responder"] = memory.wrap_responder(parts["responder"], guild.id)
         parts["make_receiver"] = receiver_dropping(parts.get("make_receiver"), memory.drop_check(guild.id))
@@ -138,6 +135,8 @@ class PrompterCog(commands.Cog):
             members=humans_in(voice_client.channel, bot_user_id),
             captions=self._captions_for(guild.id),
             metrics=bot.metrics.for_guild(guild.id) if bot.metrics is not None else None,
+            # the session's first line, after the text notice; whoever speaks over it has the floor
+            notice=spoken_notice(persona.name) if bot.settings.privacy_notice_spoken else None,
             **parts,
         )
         await session.start()

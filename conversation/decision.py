@@ -11,7 +11,8 @@ class Action(str, enum.Enum):
     RESPOND_NOW = "respond_now"  # answer the line `reply_to_seq` (or, preemptive, a member's partial)
     WAIT = "wait"  # something may be due at `until`; check again
     START_TOPIC = "start_topic"  # the room went quiet: bring it back to life
-    GREET = "greet"  # greet `member_id` (None: the whole room, at the start)
+    NOTICE = "notice"  # say the spoken listening notice (the session's first line, spoken as written)
+    GREET = "greet"  # greet `member_id` (None: the whole room, at the start, with one of the persona's greetings)
     FAREWELL = "farewell"  # a member left: say goodbye / notice it
     YIELD_FLOOR = "yield_floor"  # stop talking / drop the reply being prepared
     PAUSE = "pause"  # someone speaks over the bot's line: stop its voice and listen (the line is kept)
@@ -33,7 +34,8 @@ class Decision:
 
     @property
     def speaks(self) -> bool:
-        return self.action in (Action.RESPOND_NOW, Action.START_TOPIC, Action.GREET, Action.FAREWELL) and not self.confirm
+        return self.action in (Action.RESPOND_NOW, Action.START_TOPIC, Action.NOTICE, Action.GREET,
+                               Action.FAREWELL) and not self.confirm
 
     def log_fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action.value, "rule": self.rule, "reason": self.reason}
@@ -80,6 +82,10 @@ class Policy:
     exchange_gap_s: float = 4.0  # two humans alternating within this gap are talking to each other
     question_answer_window_s: float = 10.0  # a human line this soon after the bot's question answers it
     follow_up_window_s: float = 8.0  # a question this soon after the bot answered its asker is a follow-up
+    # A question to the room that no human takes up within this silence is the bot's (0: never); only in a
+    # conversation the bot takes part in: its voice began at most `room_question_context_s` before it.
+    room_question_wait_s: float = 1.6
+    room_question_context_s: float = 60.0
     name_spelling_threshold: float = 0.8
     name_sound_threshold: float = 0.55
 
@@ -97,6 +103,7 @@ class Policy:
         for attr, key, scale in (("max_unprompted", "max_unprompted_in_row", 1), ("preemptive_start", "preemptive_start", 1),
                                  ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
                                  ("unsure_wait_ms", "unsure_wait_s", 1000.0),
+                                 ("room_question_wait_ms", "room_question_wait_s", 1000.0),
                                  ("turn_model_threshold", "end_of_turn_threshold", 1)):
             if hasattr(settings, attr):  # optional settings
                 value = getattr(settings, attr)

@@ -10,6 +10,8 @@
   give up the line; so does speech over it longer than `barge_in_s` whatever the words (a fluent
   takeover is told before its transcript).
 * Members whose microphone picks up the bot's voice (`echo_prone`, found by the session) do not pause it.
+* The bot's opening lines (the spoken listening notice, a greeting) are given up as soon as anyone speaks
+  over them: what they say is the conversation's real start, answered as if the bot had been quiet.
 
 Reasons name who and how long, never what was said (decisions are logged at INFO).
 """
@@ -101,6 +103,18 @@ def _answered_member_went_on(ctx: Ctx) -> tuple[Member, str] | None:
     return None
 
 
+OPENING_LINES = (Action.NOTICE.value, Action.GREET.value)
+
+
+def _spoke_over_opening(ctx: Ctx) -> Member | None:
+    """A member who began to speak during the bot's notice or greeting (their microphone not known to echo it)."""
+    turn = ctx.room.turn
+    if turn is None or turn.kind not in OPENING_LINES:
+        return None
+    return next((m for m in ctx.room.members.values() if not m.echo_prone and m.last_speech_start is not None
+                 and m.last_speech_start >= turn.started - 0.05), None)
+
+
 def rule_floor(ctx: Ctx) -> Decision | None:
     """Someone speaks while the bot prepares or speaks a line: pause it, then go on or give up the floor."""
     room = ctx.room
@@ -108,6 +122,10 @@ def rule_floor(ctx: Ctx) -> Decision | None:
     if turn is None:
         return None
     policy = ctx.policy
+    opener = _spoke_over_opening(ctx)
+    if opener is not None:
+        return Decision(Action.YIELD_FLOOR, f"{opener.name} spoke over the bot's {turn.kind}: the floor is theirs",
+                        "floor", member_id=opener.user_id)
     went_on = _answered_member_went_on(ctx)
     if went_on is not None:
         member, why = went_on

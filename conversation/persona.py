@@ -77,8 +77,9 @@ class Persona:
     listeners_who: str  # who the bot talks to
     listeners_likes: str  # what they like
     listeners_treatment: str  # how to treat them
-    greeting: str
+    greeting: str  # said when the bot joins (`{{user}}` / `{{char}}` filled in then: `conversation.greeting`)
     examples: tuple[Exchange, ...] = ()
+    greetings: tuple[str, ...] = ()  # more greetings to pick from at random (a card's `alternate_greetings`)
     topics: tuple[str, ...] = ()  # conversation starters for a quiet room
     max_reply_words: int = DEFAULT_MAX_WORDS
     max_reply_sentences: int = DEFAULT_MAX_SENTENCES

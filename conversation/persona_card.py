@@ -20,6 +20,7 @@ from conversation.persona import (
     PersonaError,
     VoiceSpec,
 )
+from conversation.greeting import CHAR_PLACEHOLDER, USER_PLACEHOLDER
 from conversation.persona_fields import (
     MAX_NAME_LENGTH,
     Fields,
@@ -45,6 +46,23 @@ def _fill(text: str, name: str) -> str:
         return name if who in ("char", "bot") else CARD_USER_NAME
 
     return _PLACEHOLDER.sub(repl, text)
+
+
+def fill_names(text: str, name: str) -> str:
+    """A greeting's `{{char}}` / `<BOT>` as the card's name; `{{user}}` / `<USER>` kept as `{{user}}`, filled
+    with the members present when it is spoken."""
+    return USER_PLACEHOLDER.sub("{{user}}", CHAR_PLACEHOLDER.sub(lambda _m: name, text))
+
+
+def _greeting_text(data: Any, key: str, f: Fields) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise f.fail(key, f"expected text, got {kind_of(value)}")
+    if len(value) > 8000:
+        raise f.fail(key, f"too long ({len(value)} characters, at most 8000)")
+    return value.strip()
 
 
 def _speakable(text: str) -> str:
@@ -120,7 +138,12 @@ def persona_from_card(card: Any, path: Path) -> Persona:
     system_prompt = card_text("system_prompt")
     post_history = card_text("post_history_instructions")
     creator_notes = card_text("creator_notes")
-    first_mes = _speakable(card_text("first_mes"))
+    # Greetings are spoken with the names of those present: {{user}} stays until then (conversation.greeting).
+    first_mes = _speakable(fill_names(_greeting_text(data, "first_mes", f), name))
+    raw_alternates = data.get("alternate_greetings") or []
+    if not isinstance(raw_alternates, list) or not all(isinstance(g, str) for g in raw_alternates):
+        raise f.fail("alternate_greetings", "expected a list of text")
+    alternates = tuple(g for g in (_speakable(fill_names(g.strip(), name)) for g in raw_alternates[:50]) if g)
     examples = parse_mes_example(data.get("mes_example") or "", name) if isinstance(data.get("mes_example", ""), str) else None
     if examples is None:
         raise f.fail("mes_example", f"expected text, got {kind_of(data.get('mes_example'))}")
@@ -154,7 +177,8 @@ def persona_from_card(card: Any, path: Path) -> Persona:
         listeners_who=DEFAULT_LISTENERS_WHO,
         listeners_likes="",
         listeners_treatment=DEFAULT_LISTENERS_TREATMENT,
-        greeting=first_mes or f"Hi everyone, {name} here!",
+        greeting=first_mes or (alternates[0] if alternates else f"Hi everyone, {name} here!"),
+        greetings=alternates if first_mes else alternates[1:],
         examples=examples,
         topics=(),
         max_reply_words=max_words,

@@ -60,7 +60,10 @@ def persona_from_toml_data(data: Mapping[str, Any], path: Path) -> Persona:
         ex.check_known(_EXAMPLE_KEYS)
         examples.append(Exchange(user=ex.text("user", required=True), bot=ex.text("bot", required=True)))
 
-    greeting = top.text("greeting", default=f"Hi everyone, {name} here!") or f"Hi everyone, {name} here!"
+    # `greeting`: one line, or a list of them to pick from at random on each join
+    greetings = (top.texts("greeting", max_items=50) if isinstance(data.get("greeting"), list)
+                 else (top.text("greeting"),))
+    greetings = tuple(g for g in greetings if g) or (f"Hi everyone, {name} here!",)
     description = top.text("description", max_len=300) or first_sentence(identity)
     voice = voice_from_table(top.sub("voice"), path.parent)
     return Persona(
@@ -72,7 +75,8 @@ def persona_from_toml_data(data: Mapping[str, Any], path: Path) -> Persona:
         listeners_who=who,
         listeners_likes=likes,
         listeners_treatment=treatment,
-        greeting=greeting,
+        greeting=greetings[0],
+        greetings=greetings[1:],
         examples=tuple(examples),
         topics=top.texts("topics"),
         max_reply_words=max_words,

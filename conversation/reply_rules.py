@@ -5,7 +5,9 @@ A line is for the bot when it says the bot's name (weighed against the names of 
 the bot from the member it just answered (a follow-up), or when the member is alone with the bot. A line
 naming another member, or two people talking back and forth, is not. In a group the bot does not join in
 on remarks meant for the room: a person at a table of friends does not answer every sentence; it waits
-for a long silence (`rule_idle_topic`) to bring something up itself.
+for a long silence (`rule_idle_topic`) to bring something up itself. A question put to the room that no
+one takes up is another matter: after a short silence the bot takes it, as a person would
+(`rule_room_question`).
 
 When: after a short silence if the member sounds finished (the semantic end-of-turn model, the words),
 after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only called the bot's name, and
@@ -14,8 +16,11 @@ in between (`unsure_wait_s`) when the words read finished but the end-of-turn mo
 
 from __future__ import annotations
 
+import re
+
 from conversation.addressing import (
-    CALL_WORDS, QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question, words,
+    CALL_WORDS, QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question,
+    vocative_positions, words,
 )
 from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx
@@ -190,3 +195,89 @@ def rule_join_in(ctx: Ctx) -> Decision | None:
                         "join_in", until=until, reply_to_seq=line.seq)
     return Decision(Action.RESPOND_NOW, f"{line.name} paused, alone with the bot", "join_in",
                     reply_to_seq=line.seq, member_id=line.user_id)
+
+
+# --- a question put to the room ---------------------------------------------------------------------
+
+_WH_WORDS = frozenset("what who whom whose which when where why how".split())
+_AUXILIARIES = frozenset("is are am was were do does did can could will would should shall may might have has".split())
+_SUBJECTS = frozenset("i you we they he she it there anyone anybody someone somebody everyone everybody one the "
+                      "this that these those your my our his her their".split())
+_HOW_NEXT = _AUXILIARIES | frozenset("many much long often far old".split())
+_LEAD_WORDS = CALL_WORDS | frozenset({"and", "but", "then", "guys", "everyone"})
+_CLAUSE_WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
+ANSWER_OVERLAP_S = 0.2  # an answer may start this much before the question's last word (people overlap a little)
+
+
+def asks_something(text: str) -> bool:
+    """A question by its words, also when Whisper closed it with a full stop: `looks_like_question`, or a
+    clause (of three words or more) that opens with a question word ("what did Alice want to cook.") or an
+    inverted auxiliary before its subject ("did you see", "can we", "is Bob"), the way English marks a
+    question. Exclamations ("What a day.", "How nice.") and statements ("Had a good time.") are not."""
+    if looks_like_question(text):
+        return True
+    for clause in text.split(","):
+        tokens = _CLAUSE_WORDS.findall(clause)
+        while tokens and tokens[0].lower() in _LEAD_WORDS:
+            tokens.pop(0)
+        if len(tokens) < 3:
+            continue
+        first, second = tokens[0].lower(), tokens[1].lower()
+        if first in _WH_WORDS and second not in ("a", "an") and (first != "how" or second in _HOW_NEXT):
+            return True
+        if first in _AUXILIARIES and (second in _SUBJECTS or tokens[1][0].isupper()) and (first, second) != ("do", "it"):
+            return True  # "Do it later." is an order
+    return False
+
+
+def calls_member(ctx: Ctx, line: RoomLine) -> str | None:
+    """The name of the member `line` calls by name ("Bob, are you …", "…, Alice?"), not just mentions."""
+    tokens = words(line.text)
+    called = " ".join(tokens[i] for i in sorted(vocative_positions(line.text)))
+    members = ctx.names_in(called, line.user_id).members if called else ()
+    return ctx.room.name_of(members[0]) if members else None
+
+
+def rule_room_question(ctx: Ctx) -> Decision | None:
+    """A question put to the room that no human takes up within `room_question_wait_s` of silence: the bot
+    takes it, as a person at the table would (people answer within ~0.2 s; a longer silence reads as
+    trouble, and someone fills it). Only when the question is for anyone:
+
+    * with two or more humans (alone with the bot, every question is the bot's already);
+    * not calling a member by name: a question put to Alice is hers, even when she stays silent (she may be
+      thinking or muted; answering for her would be rude); a name only mentioned ("what did Alice want?") is
+      no address;
+    * not inside two members' back-and-forth (the line before it another member's, within `exchange_gap_s`):
+      there it is most likely for the other one (`rule_humans_talking`);
+    * in a conversation the bot takes part in (its voice began at most `room_question_context_s` before the
+      question, even a line cut short, like a notice someone spoke over): members talking among themselves
+      while the bot keeps quiet ask each other;
+    * never once anyone else began to speak after it (an answer on its way, even before its transcript).
+    """
+    policy = ctx.policy
+    line = ctx.open_line
+    room = ctx.room
+    if policy.room_question_wait_s <= 0 or line is None or len(room.members) < 2:
+        return None
+    if ctx.now - line.end > policy.addressed_max_age_s or not asks_something(line.text) or ignorable(ctx, line):
+        return None
+    if calls_member(ctx, line) is not None:
+        return None
+    previous = next(room.lines_before(line.seq), None)
+    if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
+            and line.start - previous.end <= policy.exchange_gap_s):
+        return None
+    if room.last_bot_start_t is None or line.start - room.last_bot_start_t > policy.room_question_context_s:
+        return None
+    taker = next((m for m in room.members.values() if m.user_id != line.user_id and m.last_speech_start is not None
+                  and m.last_speech_start >= line.end - ANSWER_OVERLAP_S), None)
+    if taker is not None:
+        return Decision(Action.STAY_SILENT, f"{taker.name} took up {line.name}'s question", "room_question",
+                        until=_revisit(ctx, line))
+    wait = max(policy.room_question_wait_s, reply_silence(ctx, line))
+    until = silence_until(ctx, line, wait)
+    if ctx.now < until:
+        return Decision(Action.WAIT, f"{line.name} asked the room; waiting {wait * 1000:.0f} ms for a member to "
+                        "answer", "room_question", until=until, reply_to_seq=line.seq)
+    return Decision(Action.RESPOND_NOW, f"nobody took up {line.name}'s question to the room in {wait:.1f} s",
+                    "room_question", reply_to_seq=line.seq, addressed=True, member_id=line.user_id)

@@ -80,6 +80,7 @@ class Room:
         self.responded_to_seq = 0  # human lines up to this seq have been answered (or given up on)
         self.cut_unheard_seq = 0  # the latest line whose reply was cut before a word of it was heard
         self.room_greeted = False
+        self.notice_pending = False  # the spoken listening notice is still to be said (the session's first line)
         self._seq = 0
 
     # --- members --------------------------------------------------------------------------

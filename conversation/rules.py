@@ -7,7 +7,7 @@ session acts on the decision and records what happened.
 
 The rules while the bot holds the floor (pause, go on, yield) are in `conversation.floor_rules`; whether
 a line is for the bot and when to answer it, in `conversation.reply_rules`; greetings, farewells, waiting
-for transcripts and starting a topic in a quiet room are here.
+for transcripts, the spoken listening notice and starting a topic in a quiet room are here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from conversation.reply_rules import (
     rule_join_in,
     rule_preemptive_start,
     rule_respond_when_addressed,
+    rule_room_question,
 )
 from conversation.room import Room
 from conversation.rule_context import Ctx
@@ -55,12 +56,20 @@ def rule_awaiting_final(ctx: Ctx) -> Decision | None:
     return None
 
 
+def rule_notice(ctx: Ctx) -> Decision | None:
+    """The spoken listening notice comes first, once someone is here (never over anyone: the rules before
+    this one wait for quiet). Whoever speaks over it gets the floor (`conversation.floor_rules`)."""
+    if not ctx.room.notice_pending or not ctx.room.members:
+        return None
+    return Decision(Action.NOTICE, "the bot joined: it says that it listens, and how to opt out", "notice")
+
+
 def rule_greet_room(ctx: Ctx) -> Decision | None:
     room = ctx.room
     if room.room_greeted or not ctx.policy.greet_members or not room.members:
         return None
-    if ctx.now - room.started_at > ctx.policy.greet_window_s or room.history:
-        return None
+    if ctx.now - room.started_at > ctx.policy.greet_window_s or room.last_human_line() is not None:
+        return None  # too late, or someone already spoke (over the notice, say): answer them instead
     if ctx.now - room.last_activity() < ctx.policy.reply_silence_s:
         return Decision(Action.WAIT, "greeting the room after a moment of quiet", "greet_room",
                         until=room.last_activity() + ctx.policy.reply_silence_s)
@@ -119,10 +128,12 @@ RULES: tuple[Rule, ...] = (
     rule_preemptive_start,  # before someone_speaking: it may start in a member's pause
     rule_someone_speaking,
     rule_awaiting_final,
+    rule_notice,
     rule_respond_when_addressed,
     rule_greet_room,
     rule_greet_member,
     rule_farewell,
+    rule_room_question,
     rule_humans_talking,
     rule_join_in,
     rule_idle_topic,

@@ -59,6 +59,9 @@ class RememberingResponder:
 
     async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
                       member_names: Iterable[str] | None = None, **kwargs: Any) -> Any:
+        if kwargs.get("script") is not None:  # a line spoken as written: nothing to recall
+            return await self.inner.respond(persona, history, situation=situation, sink=sink,
+                                            member_names=member_names, **kwargs)
         self._preempt_background()
         memory = await self.service.recall(self.guild_id, self._present(), recall_query(history),
                                            timeout=RECALL_TIMEOUT_S, before=self.call_started)

@@ -51,7 +51,7 @@ __all__ = ["ALICE", "BOB", "CHEN", "BotEars", "JoinInteraction", "ListenerTap", 
 # Waits are generous: on a loaded 2-core CI machine the LLM's first token can take seconds.
 REPLY_TIMEOUT_S = 90.0
 POLL_S = 0.02
-SPEAKING_ACTIONS = ("respond_now", "start_topic", "greet", "farewell")
+SPEAKING_ACTIONS = ("respond_now", "start_topic", "notice", "greet", "farewell")
 
 BASE_ENV = {
     "PROMPTER_GREET": "false",

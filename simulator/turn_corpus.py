@@ -38,6 +38,7 @@ class Step:
     delay: float  # seconds, meaning per `timing`
     clip: float | None = None  # keep only this many seconds of voice
     require: str | None = None  # "question": the bot's reply must ask one (else the line is said again)
+    within: float | None = None  # speak: the reply must reach the members this soon after the last word
 
     @property
     def text(self) -> str:
@@ -143,7 +144,9 @@ def _scenario(raw: dict[str, Any], voices: dict[str, MemberVoice]) -> CorpusScen
             raise fail(f"step {i + 1}: keep/yield lines are said over the bot (over_bot = seconds)")
         steps.append(Step(who=s["who"], parts=parts, pauses=pauses, expect=s["expect"], timing=timing,
                           delay=float(s.get(timing, 1.0)), clip=float(s["clip"]) if "clip" in s else None,
-                          require=s.get("require")))
+                          require=s.get("require"), within=float(s["within"]) if "within" in s else None))
+        if "within" in s and s["expect"] != "speak":
+            raise fail(f"step {i + 1}: `within` is for speak steps")
     if not steps:
         raise fail("no steps")
     return CorpusScenario(id=sid, family=str(raw.get("family") or "?"), split=raw["split"],

@@ -1,7 +1,8 @@
 """Judging one played turn-taking scenario: what the members heard of the bot, against each step's expectation.
 
-* speak: a new bot line reaches the members after the step's first word and before the next step;
-  latency = the step's last word → the first voiced packet of that line;
+* speak: a new bot line reaches the members after the step's first word and before the next step (and,
+  with `within`, at most that long after its last word); latency = the step's last word → the first voiced
+  packet of that line;
 * quiet: no new bot line in that window;
 * keep:  the bot line playing when the step began is not cut (its outcome is "spoken"); the longest gap in
   the bot's voice meanwhile is reported (a pause to listen, then going on);
@@ -184,6 +185,9 @@ def _judge_turn(sr: StepResult, step: Step, new_lines: list[tuple[float, Any]], 
             sr.latency_s = round(heard - true_end, 3)
         else:
             sr.note = "the bot began before the member's last word"
+        if step.within is not None and heard - true_end > step.within:
+            sr.ok = False
+            sr.note = f"answered {heard - true_end:.2f} s after the last word, later than {step.within:g} s"
 
 
 def _playing_at(lines: list[tuple[float, Any]], t: float) -> tuple[float, Any] | None:

@@ -22,6 +22,10 @@ from bot.settings import load_settings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(900)]
 
+# Answered as a person would (by name, or a question to the room nobody took up), never left to the 45 s idle
+# rule. Wide enough for a 2-core machine shared four times over (6.6 and 10.5 s measured there; 2-4 s alone).
+ANSWER_WITHIN_S = 15.0
+
 
 async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
     settings = load_settings(env={}, env_file=None)
@@ -43,7 +47,8 @@ async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
         assert answer is not None and len(answer.text.split()) >= 2, answer
         for stage in ("final", "request", "first_token", "first_audio", "first_packet", "heard"):
             assert stage in answer.stages_s, (stage, answer.stages_s)
-        assert 0.0 < answer.latency_s < 300.0
+        # answered as a person would, not by the idle rule; latency itself is the benchmark's (e2e_bench)
+        assert 0.0 < answer.latency_s < ANSWER_WITHIN_S, (turn.speaker, answer.latency_s, answer.stages_s)
         assert answer.stages_s["first_packet"] <= answer.stages_s["heard"]
     assert result.bot_name == "Juniper"
 
@@ -52,6 +57,10 @@ async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
     assert result.bot_audio_peak > 2000
     assert 0.12 * words <= result.bot_audio_s <= 1.0 * words + 3.0, (result.bot_audio_s, words)
     assert result.receive_stats["receive"]["dropped_decrypt"] == 0
+
+    # the listening notice was the bot's first line, played out whole: nobody spoke over it (that would cut it)
+    notice = [r for r in result.bot_initiated if r.kind == "notice"]
+    assert notice and notice[0].outcome == "spoken", result.bot_initiated
 
     # the live transcript shows who spoke and the bot's replies with their latency
     shown = out.getvalue()

@@ -265,11 +265,53 @@ async def test_greets_a_member_who_joins():
     responder = ScriptedResponder(["Hey Carol!"], seconds_each=0.1)
     session, player = await make(responder, policy=dataclasses.replace(FAST, greet_members=True))
     try:
-        await until(lambda: responder.finished == 1)  # the room greeting at start
-        assert "Say hello to everyone" in responder.calls[0]["situation"]
+        await until(lambda: responder.finished == 1)  # the room greeting at start: the persona's, as written
+        assert responder.calls[0]["script"] == "Hi!"
         session.member_joined(3, "Carol")
         await until(lambda: len(responder.calls) == 2)
         assert "Carol just joined" in responder.calls[1]["situation"]
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_the_notice_then_the_persona_greeting_open_the_call_spoken_as_written():
+    responder = ScriptedResponder(["(spoken as given)"], seconds_each=0.1)
+    player = PacedPlayer()
+    session = VoiceSession(settings=SETTINGS, persona=P(greeting="Hello {{user}}!"), responder=responder,
+                           player=player, bot_user_id=BOT, members=((ALICE, "Alice"), (BOB, "Bob")),
+                           make_listener=RecordingListener, policy=dataclasses.replace(FAST, greet_members=True),
+                           tick_s=0.01, notice="Quick note: I listen.")
+    await session.start()
+    try:
+        await until(lambda: responder.finished == 2)
+        assert [c["script"] for c in responder.calls] == ["Quick note: I listen.", "Hello Alice and Bob!"]
+        assert [t.kind for t in session.traces] == ["notice", "greet"]
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_speaking_over_the_notice_takes_the_floor_and_is_answered():
+    responder = ScriptedResponder(["Quick note: I listen and transcribe this channel to talk with you."],
+                                  seconds_each=3.0)
+    player = PacedPlayer()
+    session = VoiceSession(settings=SETTINGS, persona=P(), responder=responder, player=player, bot_user_id=BOT,
+                           members=((ALICE, "Alice"), (BOB, "Bob")), make_listener=RecordingListener, policy=FAST,
+                           tick_s=0.01, notice="Quick note: I listen and transcribe this channel to talk with you.")
+    await session.start()
+    try:
+        await until(lambda: session.room.bot_state is BotState.SPEAKING)
+        await asyncio.sleep(0.3)
+        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))
+        await until(lambda: session.room.bot_state is BotState.IDLE, timeout=1)  # at once, no pause-and-see
+        assert session.traces[0].kind == "notice" and session.traces[0].outcome == "interrupted"
+        assert not session.room.notice_pending  # said once: the text notice stands for the rest
+        speak(session, ALICE, "Juniper, what should I cook tonight?", dur=1.5)
+        await until(lambda: len(responder.calls) == 2)
+        assert responder.calls[1].get("script") is None and "Alice is talking to you" in responder.calls[1]["situation"]
     finally:
         await session.close()
         player.close()

@@ -257,3 +257,18 @@ async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> N
     prompt = "\n".join(m["content"] for m in r.build_prompt(juniper(), later, SITUATION))
     assert result.text not in prompt and "and then?" in prompt
     assert r.profile.layout.own_lines == "heard"  # the embedded model's profile leaves such lines out
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("policy", ["pipelined", "exclusive"])
+async def test_a_scripted_line_is_spoken_as_written_without_the_model(llm, policy) -> None:
+    """The listening notice and the persona's greeting: the words given, in the persona's voice, no generation."""
+    model = FirstSampleWrites(llm, ["Never", " spoken."], times=99)
+    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler(policy))
+    sink = RecordingSink()
+    line = "Hey hey, Juniper here! What are we all up to tonight, Alice and Bob?"
+    result = await r.respond(juniper(), [], situation="", sink=sink, script=line)
+    assert model.temperatures == []  # the model was never asked
+    assert result.error is None and result.text == line and " ".join(sink.texts) == line
+    assert len(sink.texts) >= 2  # cut into fragments: the first is heard while the rest is synthesized
+    assert 1.2 <= len(line.split()) / result.audio_seconds <= 6.0 and sink.done_calls == 1

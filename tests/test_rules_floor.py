@@ -392,3 +392,98 @@ def test_a_line_cut_unheard_once_is_not_given_up_again_at_the_first_sound():
     start_speaking(room, ALICE, T0 + 4.9)
     d = at(room, T0 + 4.92)
     assert d.action is Action.PAUSE and d.member_id == ALICE, d
+
+
+# --- the bot's opening lines: the listening notice and its greeting ----------------------------------
+
+def _opening(room, kind, since):
+    turn = room.bot_begin(kind, since - 0.3)
+    turn.add_text("Quick note: I listen and transcribe this channel to talk with you.")
+    turn.add_audio(4.0)
+    room.bot_audio_started(since)
+    return turn
+
+
+@pytest.mark.parametrize("kind", ["notice", "greet"])
+def test_speaking_over_the_notice_or_greeting_takes_the_floor_at_once(kind):
+    room = make_room(ALICE, BOB)
+    _opening(room, kind, T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    d = at(room, T0 + 2.01)  # no pause-and-see: the opening line is given up at the voice's onset
+    assert d.action is Action.YIELD_FLOOR and d.member_id == ALICE and kind in d.reason
+
+
+def test_speaking_while_the_notice_is_prepared_drops_it_before_a_word_is_heard():
+    room = make_room(ALICE, BOB)
+    room.bot_begin("notice", T0 + 1)
+    start_speaking(room, BOB, T0 + 1.2)
+    assert at(room, T0 + 1.21).action is Action.YIELD_FLOOR
+
+
+def test_a_member_whose_microphone_echoes_the_bot_does_not_cut_its_notice():
+    room = make_room(ALICE, BOB)
+    _opening(room, "notice", T0 + 1)
+    room.members[BOB].echo_prone = True
+    start_speaking(room, BOB, T0 + 1.3)
+    assert at(room, T0 + 1.4).rule == "bot_busy"
+
+
+def test_what_was_said_over_the_notice_is_answered_as_if_the_bot_had_been_quiet():
+    room = make_room(ALICE, BOB)
+    _opening(room, "notice", T0 + 1)
+    start_speaking(room, ALICE, T0 + 2)
+    assert at(room, T0 + 2.01).action is Action.YIELD_FLOOR
+    room.bot_end(T0 + 2.05, seconds_played=1.05, interrupted=True)  # the session cuts it (what was heard stays)
+    stop_speaking(room, ALICE, T0 + 4.5)
+    line = final(room, ALICE, "Juniper, what should I cook tonight?", T0 + 2, T0 + 4.5)
+    d = at(room, T0 + 4.8)
+    assert d.action is Action.RESPOND_NOW and d.reply_to_seq == line.seq
+    # the bot's name lost: still a question to the room, taken when nobody else takes it up
+    room2 = make_room(ALICE, BOB)
+    _opening(room2, "notice", T0 + 1)
+    start_speaking(room2, ALICE, T0 + 2)
+    room2.bot_end(T0 + 2.05, seconds_played=1.05, interrupted=True)
+    stop_speaking(room2, ALICE, T0 + 4.5)
+    line = final(room2, ALICE, "What should I cook tonight.", T0 + 2, T0 + 4.5)
+    assert at(room2, T0 + 4.8).action is Action.WAIT
+    d = at(room2, T0 + 4.5 + POLICY.room_question_wait_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.rule == "room_question" and d.reply_to_seq == line.seq
+
+
+def test_the_notice_comes_first_once_the_room_is_quiet_and_then_the_greeting():
+    room = make_room(ALICE, BOB, greeted=False)
+    room.notice_pending = True
+    start_speaking(room, ALICE, T0 + 0.1)
+    assert at(room, T0 + 0.2).rule == "someone_speaking"  # never over anyone
+    stop_speaking(room, ALICE, T0 + 0.5)
+    final(room, ALICE, "", T0 + 0.1, T0 + 0.5)  # a cough Whisper rejected
+    d = at(room, T0 + 0.6)
+    assert d.action is Action.NOTICE and d.speaks
+    room.notice_pending = False  # (the session does this as it begins the line)
+    room.bot_begin("notice", T0 + 0.6)
+    room.bot_audio_started(T0 + 0.9)
+    room.turn.add_text("Quick note: I listen.")
+    room.bot_end(T0 + 5.0)
+    assert at(room, T0 + 5.1).rule == "greet_room"  # a moment of quiet first
+    d = at(room, T0 + 5.0 + POLICY.reply_silence_s + 0.01)
+    assert d.action is Action.GREET and d.member_id is None
+
+
+def test_no_greeting_once_someone_spoke_over_the_notice():
+    room = make_room(ALICE, BOB, greeted=False)
+    _opening(room, "notice", T0 + 1)
+    room.bot_end(T0 + 2.0, seconds_played=1.0, interrupted=True)
+    say(room, BOB, "Oh, hi there.", T0 + 1.9, T0 + 3.0)
+    for t in (T0 + 3.5, T0 + 6.0, T0 + 20.0):
+        assert at(room, t).action is not Action.GREET
+
+
+def test_a_notice_cut_before_a_whole_word_was_heard_still_makes_the_bot_part_of_the_conversation():
+    room = make_room(ALICE, BOB)
+    _opening(room, "notice", T0 + 1)
+    start_speaking(room, ALICE, T0 + 1.1)
+    assert room.bot_end(T0 + 1.15, seconds_played=0.15, interrupted=True) is None  # no word of it heard
+    stop_speaking(room, ALICE, T0 + 3.5)
+    final(room, ALICE, "What should I cook tonight?", T0 + 1.1, T0 + 3.5)
+    d = at(room, T0 + 3.5 + POLICY.room_question_wait_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.rule == "room_question"

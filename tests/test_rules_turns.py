@@ -520,3 +520,122 @@ def test_policy_from_settings():
     assert p.incomplete_wait_s == 1.8 and Policy.from_settings(s, barge_in_s=1.5).barge_in_s == 1.5
     room = make_room(ALICE)
     assert at(room, T0 + 100, p).action is Action.STAY_SILENT  # 0 unprompted lines: no topics at all
+
+
+# --- a question put to the room ----------------------------------------------------------------------
+# The bot answered someone a moment ago (it takes part in the conversation); then a member asks the room.
+
+def _room_after_a_bot_line(*members):
+    room = make_room(*members)
+    say(room, CAROL if CAROL in members else BOB, "Juniper, any plans for tonight?", T0 + 1, T0 + 2)
+    bot_says(room, "Just hanging out here with you all!", T0 + 2.5, T0 + 4.5)
+    return room
+
+
+QUESTION_END = T0 + 8.0
+
+
+def _ask_the_room(room, text, uid=ALICE):
+    return say(room, uid, text, QUESTION_END - 2.0, QUESTION_END)
+
+
+def _sweep(room, until_s=20.0, step=0.25):
+    t = QUESTION_END + 0.05
+    out = []
+    while t < QUESTION_END + until_s:
+        out.append((t, at(room, t)))
+        t += step
+    return out
+
+
+@pytest.mark.parametrize("text", [
+    "What should I cook tonight?",
+    "What should I cook tonight with eggs and rice.",  # Whisper closed the question with a full stop
+    "You nipper, what did Alice want to cook.",  # the bot's name lost: a question opener after the comma
+    "Did anyone see the game last night.",
+    "Can we get pizza later on.",
+    "So how long does it take to boil an egg",
+])
+def test_a_question_to_the_room_nobody_takes_up_is_answered_after_the_wait(text):
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    line = _ask_the_room(room, text, uid=BOB if "Alice" in text else ALICE)
+    d = at(room, QUESTION_END + 0.3)
+    assert d.action is Action.WAIT and d.rule == "room_question"
+    assert d.until == pytest.approx(QUESTION_END + POLICY.room_question_wait_s)
+    d = at(room, QUESTION_END + POLICY.room_question_wait_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.rule == "room_question" and d.reply_to_seq == line.seq
+    assert d.addressed and d.member_id == line.user_id
+
+
+@pytest.mark.parametrize("text", ["What a day that was.", "How nice of them to come.", "Had a great time yesterday.",
+                                  "Can't wait for the weekend.", "Do it later.", "I wonder what she wants."])
+def test_exclamations_and_statements_are_no_question_to_the_room(text):
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    _ask_the_room(room, text)
+    assert all(d.action is not Action.RESPOND_NOW and d.rule != "room_question" for _, d in _sweep(room))
+
+
+@pytest.mark.parametrize("answer_after", [0.3, 0.8, 1.2, 1.7])
+def test_a_member_who_begins_to_answer_keeps_the_bot_out_even_before_the_transcript(answer_after):
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    _ask_the_room(room, "What should I cook tonight?")
+    start_speaking(room, CAROL, QUESTION_END + answer_after)
+    assert at(room, QUESTION_END + answer_after + 0.1).rule == "someone_speaking"
+    stop_speaking(room, CAROL, QUESTION_END + answer_after + 1.0)
+    # no transcript came (yet, or ever: Whisper rejected it): the bot still keeps out
+    for t, d in _sweep(room):
+        assert d.action is not Action.RESPOND_NOW, (t, d)
+    d = at(room, QUESTION_END + answer_after + 1.0 + POLICY.final_timeout_s + 0.1)
+    assert d.action is Action.STAY_SILENT and d.rule == "room_question" and "Carol" in d.reason
+
+
+def test_the_answer_of_a_member_closes_the_question():
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    _ask_the_room(room, "What should I cook tonight?")
+    say(room, BOB, "Make an omelette.", QUESTION_END + 0.6, QUESTION_END + 1.6)
+    assert all(d.action is not Action.RESPOND_NOW for _, d in _sweep(room))
+
+
+@pytest.mark.parametrize("text", ["Bob, what should I cook tonight?", "What should I cook tonight, Bob?",
+                                  "Hey Bob, did you see the game."])
+def test_a_question_put_to_a_member_by_name_stays_theirs_when_they_stay_silent(text):
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    _ask_the_room(room, text)
+    decisions = _sweep(room, until_s=30.0)
+    assert all(d.action is not Action.RESPOND_NOW for _, d in decisions)
+    assert decisions[-1][1].rule == "humans_talking" and "Bob" in decisions[-1][1].reason
+
+
+def test_a_name_only_mentioned_is_no_address():
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    _ask_the_room(room, "What did Alice want to cook?", uid=BOB)
+    d = at(room, QUESTION_END + POLICY.room_question_wait_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.rule == "room_question"
+
+
+def test_a_question_inside_two_members_back_and_forth_is_for_the_other_one():
+    room = _room_after_a_bot_line(ALICE, BOB)
+    say(room, BOB, "I finally saw that new film.", T0 + 5.0, T0 + 6.0)
+    say(room, ALICE, "Oh, how was it?", T0 + 6.6, QUESTION_END)
+    decisions = _sweep(room)
+    assert all(d.action is not Action.RESPOND_NOW for _, d in decisions)
+    assert decisions[-1][1].rule == "humans_talking"
+
+
+def test_members_talking_among_themselves_while_the_bot_keeps_out_ask_each_other():
+    room = make_room(ALICE, BOB)
+    bot_says(room, "Hey hey, Juniper here!", T0 + 1, T0 + 2)
+    late = T0 + 2 + POLICY.room_question_context_s + 5.0
+    say(room, ALICE, "How was the concert last night?", late, late + 1.5)
+    for t in (late + 1.6, late + 3.5, late + 10.0):
+        assert at(room, t).action is Action.STAY_SILENT, t
+
+
+def test_room_questions_wait_is_a_setting_and_zero_turns_it_off():
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    _ask_the_room(room, "What should I cook tonight?")
+    slow = Policy(room_question_wait_s=3.0)
+    assert at(room, QUESTION_END + 2.0, slow).action is Action.WAIT
+    assert at(room, QUESTION_END + 3.01, slow).action is Action.RESPOND_NOW
+    off = Policy(room_question_wait_s=0.0)
+    assert all(at(room, t, off).action is not Action.RESPOND_NOW for t in (QUESTION_END + 2.0, QUESTION_END + 10.0))

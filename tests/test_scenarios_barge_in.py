@@ -90,3 +90,22 @@ async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) 
         cut_line = [ln for ln in sc.bot_lines() if ln.interrupted]
         assert cut_line and cut_line[-1].text.endswith("…"), sc.describe()
         assert second.times["yielded"] - second.times["first_packet"] < 60
+
+
+async def test_a_question_over_the_listening_notice_takes_the_floor_and_is_answered(tmp_path: Path) -> None:
+    """The spoken notice is the session's first line: a member who asks something over it gets the floor at
+    once (the notice stops, no pause-and-see) and is answered as if the bot had been quiet, by name or, if
+    the name was lost, as a question to the room nobody else took up."""
+    settings = scenario_settings(tmp_path, PRIVACY_NOTICE_SPOKEN="true")
+    question = "Juniper, what should I cook tonight with eggs and rice?"
+    async with bot_in_channel(settings, [ALICE, BOB], synthesize=[("Alice", question)]) as sc:
+        notice = await sc.wait_trace(lambda t: t.kind == "notice" and "first_packet" in t.times, done=False)
+        heard = await sc.wait_heard("Bob", notice.times["first_packet"] - 0.1)
+        asked = await sc.say("Alice", question, at=heard + 0.8)
+        await sc.wait_for(lambda: notice.outcome != "pending", 10, "the notice to stop")
+        assert notice.outcome == "interrupted", sc.describe()
+        assert notice.times["yielded"] - asked.onset < 1.0, sc.describe()  # at the voice's onset (VAD), not its end
+        assert not sc.ears["Bob"].voiced_between(asked.onset + 1.0, asked.true_end), sc.describe()
+        reply = await sc.wait_trace(lambda t: t.kind == "respond_now" and t.outcome != "discarded", since=asked.onset)
+        assert reply.outcome == "spoken" and reply.times["decided"] >= asked.true_end, sc.describe()
+        assert not sc.session.room.notice_pending and sc.decisions(asked.onset, ["notice"]) == [], sc.describe()

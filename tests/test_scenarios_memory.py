@@ -48,7 +48,8 @@ async def test_two_calls_remember_and_respect(tmp_path: Path, caplog: pytest.Log
 
     # --- call one: the spoken notice, two facts, then /leave -------------------------------------------------
     async with bot_in_channel(first_call, [ALICE, BOB], synthesize=lines) as sc:
-        notice_s = float(voiced_frames(sc.ears["Bob"].pcm()).sum()) * 0.02  # heard before anyone spoke
+        await sc.wait_idle()  # the notice is the session's first line: heard before anyone spoke
+        notice_s = float(voiced_frames(sc.ears["Bob"].pcm()).sum()) * 0.02
         assert notice_s >= 2.0, notice_s
         for text in (SISTER, CELLO):
             said = await sc.say("Alice", text)

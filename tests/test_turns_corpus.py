@@ -5,6 +5,7 @@ timings are the benchmark's (`python -m benchmarks.turns_bench`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,11 @@ SELECTION = [
     "turn-to-bob-weekend",  # after its question, a member turns to another member
     "answer-bot-movie",  # after its question, a member answers it (the small model asks this one more often)
     "alone-spider",  # alone with the bot, a question without its name
+    "room-nobody-sail-flat",  # a question to the room nobody takes up (a flat voice: maybe no '?'): the bot does
 ]
+# The corpus's deadlines (`within`, 3 s for a question left hanging) are the benchmark's; played here on a
+# loaded 2-core machine, an answer within this bound is what is judged.
+CI_WITHIN_S = 5.0
 
 
 def test_the_selection_covers_every_family():
@@ -38,6 +43,9 @@ def test_the_selection_covers_every_family():
 @pytest.mark.asyncio
 async def test_scenario(scenario_id: str, tmp_path: Path) -> None:
     scenario = load_corpus().get(scenario_id)
+    scenario = dataclasses.replace(scenario, steps=tuple(
+        dataclasses.replace(s, within=max(s.within, CI_WITHIN_S)) if s.within is not None else s
+        for s in scenario.steps))
     result = await run_scenario(scenario, bench_settings(), tmp=tmp_path, attempts=4)
     steps = [(s.said, s.expect, s.observed, s.note) for s in result.steps]
     assert not result.error, result.error
