@@ -25,6 +25,7 @@ from discord.ext import commands
 from bot import executors
 from bot.guild_store import GuildStore
 from bot.metrics import Metrics, MetricsServer
+from bot.notice import ListeningNotice
 from bot.settings import Settings, SettingsError
 from bot.startup import Backoff, run_to_end, serve
 from conversation.persona import Persona, fallback_persona
@@ -86,6 +87,7 @@ class ChorusBot(commands.Bot):
         self.memory = MemoryService(settings, self.storage, self.guild_store)
         self.session_closed_hooks: list[SessionHook] = [self.memory.session_closed]
         self.voice_sessions: dict[int, object] = {}
+        self.notices: dict[int, ListeningNotice] = {}  # guild id -> the listening notice of its voice channel
         self.session_factory: SessionFactory | None = session_factory
         self.metrics = metrics  # None: metrics off (CHORUS_METRICS_PORT=0)
         self._sync_on_start = sync_on_start
@@ -299,7 +301,8 @@ class ChorusBot(commands.Bot):
         elif isinstance(error, app_commands.CommandInvokeError) and isinstance(error.original, StorageError):
             original = error.original
             log.warning("%s in guild %s could not reach the database: %s", command, interaction.guild_id, original)
-            message = f"Sorry, I couldn't save that: {original}. Nothing was changed; try again in a moment."
+            message = ("Sorry, I couldn't do that: the database is unavailable right now. Nothing was changed; "
+                       "try again in a moment.")  # no driver text (hosts, ports, paths) for members
             expected = False
         else:
             failure: BaseException = getattr(error, "original", error)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 3600.0
-PRIVACY_RETRY_S = 15.0
+PRIVACY_RETRY_S = 5.0
 CLOSE_DRAIN_S = 15.0
 
 
@@ -52,9 +52,11 @@ class MemoryService:
         self.summary_interval_s = settings.memory_summary_interval_s
         self.recorders: dict[int, CallRecorder] = {}
         self.privacy_loaded = False
+        self.privacy_retry_s = PRIVACY_RETRY_S
         self._opted_out: dict[int, frozenset[int]] = {}
         self._privacy_changes: dict[int, int] = {}  # guild id -> choices made in this process (see refresh_privacy)
         self._privacy_saving: dict[int, int] = {}  # guild id -> opt-outs applied in memory, not yet saved
+        self._unsaved_opt_outs: set[tuple[int, int]] = set()  # (guild, user) whose opt-out the database refused
         self._names: dict[tuple[int, int], list[str]] = {}  # names of members who opted out here (scrubbed from texts)
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,11 +96,12 @@ class MemoryService:
                 loaded = await self.store.opted_out()
             except StorageError as exc:
                 log.warning("privacy choices not loaded yet (%s): opt-outs apply once the database answers", exc)
-                await asyncio.sleep(PRIVACY_RETRY_S)
+                await asyncio.sleep(self.privacy_retry_s)
                 continue
             for guild_id, users in loaded.items():  # choices made meanwhile (in memory) are kept
                 self._opted_out[guild_id] = frozenset(users | set(self._opted_out.get(guild_id, ())))
             self.privacy_loaded = True
+            await self.save_unsaved_opt_outs()
             return
 
     async def refresh_privacy(self, guild_id: int) -> None:
@@ -106,16 +109,35 @@ class MemoryService:
         A choice made here while the read was under way wins over what the read found."""
         version = self._privacy_changes.get(guild_id, 0)
         users = (await self.store.opted_out(guild_id)).get(guild_id, set())
+        unsaved = {uid for gid, uid in self._unsaved_opt_outs if gid == guild_id}
         if self._privacy_changes.get(guild_id, 0) == version and not self._privacy_saving.get(guild_id):
-            self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
+            self._opted_out = {**self._opted_out, guild_id: frozenset(users | unsaved)}  # merged, never undone
+        await self.save_unsaved_opt_outs(guild_id)
+
+    async def save_unsaved_opt_outs(self, guild_id: int | None = None) -> None:
+        """Save the opt-outs applied while the database refused them (at a refresh or a load)."""
+        for gid, uid in sorted(self._unsaved_opt_outs):
+            if guild_id is not None and gid != guild_id:
+                continue
+            try:
+                await self.store.set_opted_out(gid, uid, True, names=self._names.get((gid, uid), ()))
+            except StorageError:
+                return
+            self._unsaved_opt_outs.discard((gid, uid))
 
     def is_opted_out(self, guild_id: int, user_id: int) -> bool:
         """Thread-safe (the receive thread asks for every packet): a read of an immutable set."""
         return user_id in self._opted_out.get(guild_id, ())
 
+    def privacy_known(self, guild_id: int) -> bool:
+        """Whether the guild's privacy choices and memory setting were read from the database (this process
+        has read them once: after that, the last known ones and the changes made here hold through outages)."""
+        return self.privacy_loaded and self.guild_store.loaded
+
     def drop_check(self, guild_id: int) -> Callable[[int], bool]:
-        """For the receive layer: whether a user's packets are dropped before decoding."""
-        return lambda user_id: user_id in self._opted_out.get(guild_id, ())
+        """For the receive layer: whether a user's packets are dropped before decoding. Fails closed: until
+        the guild's choices are known (the database was down at start) everyone's packets are dropped."""
+        return lambda user_id: not self.privacy_known(guild_id) or user_id in self._opted_out.get(guild_id, ())
 
     def _set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
         self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
@@ -131,12 +153,18 @@ class MemoryService:
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
+        await self.writes.discard_member(guild_id, user_id)
         self._privacy_saving[guild_id] = self._privacy_saving.get(guild_id, 0) + 1
         try:
-            return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+            deleted = await self.store.set_opted_out(guild_id, user_id, True, names=names)
+        except StorageError:
+            self._unsaved_opt_outs.add((guild_id, user_id))  # kept through refreshes; saved when it answers
+            raise
         finally:  # a refresh that read the database before this write must not undo the choice
             self._privacy_saving[guild_id] -= 1
             self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
+        self._unsaved_opt_outs.discard((guild_id, user_id))
+        return deleted
 
     async def opt_in(self, guild_id: int, user_id: int) -> None:
         await self.store.set_opted_out(guild_id, user_id, False)
@@ -153,23 +181,43 @@ class MemoryService:
 
     # -- memory on/off, show, forget ------------------------------------------------------------------
     def remembers(self, guild_id: int) -> bool:
-        return bool(self.settings.memory_enabled) and self.guild_store.get(guild_id).memory_enabled
+        """Memory on for the guild: on for the bot, the setting known (fails closed) and not turned off."""
+        return (bool(self.settings.memory_enabled) and self.guild_store.loaded
+                and self.guild_store.get(guild_id).memory_enabled)
+
+    def may_keep(self, guild_id: int, user_id: int) -> bool:
+        """Checked again when a queued write runs: the member did not opt out and memory is on meanwhile."""
+        return self.remembers(guild_id) and not self.is_opted_out(guild_id, user_id)
 
     async def about(self, guild_id: int, user_id: int) -> list[Memory]:
         return await self.store.about(guild_id, user_id)
 
     async def forget(self, guild_id: int, user_id: int, names: Sequence[str]) -> int:
+        """Delete everything about the member here: their lines of this call and its summaries under way
+        (`CallRecorder.forget_member`), their queued writes, then their rows."""
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
+        await self.writes.discard_member(guild_id, user_id)
         return await self.store.forget_member(guild_id, user_id, names=names)
 
     # -- writes ---------------------------------------------------------------------------------------
     def queue_facts(self, guild_id: int, user_id: int, facts: list[Fact]) -> None:
-        self.writes.submit("facts", lambda: self.store.remember_facts(guild_id, user_id, facts))
+        async def write() -> object:
+            if not self.may_keep(guild_id, user_id):
+                return 0
+            return await self.store.remember_facts(guild_id, user_id, facts)
 
-    def queue_summary(self, guild_id: int, user_id: int, key: str, text: str) -> None:
-        self.writes.submit("call summary", lambda: self.store.add_summary(guild_id, user_id, key, text))
+        self.writes.submit("facts", write, involves=[(guild_id, user_id)])
+
+    def queue_summary(self, guild_id: int, user_id: int, key: str, text: str, *, heard: Iterable[int] = ()) -> None:
+        """Queue a member's call summary; `heard`: the other members whose lines it was made from."""
+        async def write() -> object:
+            if not self.may_keep(guild_id, user_id):
+                return False
+            return await self.store.add_summary(guild_id, user_id, key, text)
+
+        self.writes.submit("call summary", write, involves=[(guild_id, uid) for uid in {user_id, *heard}])
 
     async def purge_now(self) -> int:
         days = self.settings.memory_retention_days

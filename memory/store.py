@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from memory.extract import Fact
 from storage.db import Database, upsert
-from storage.schema import FACT, SUMMARY, member_privacy, memories
+from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memories
 
 MAX_SEARCH_TERMS = 12
 STOPWORDS = frozenset("""
@@ -75,7 +75,7 @@ class MemoryStore:
             return 0
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            if await self._is_opted_out(conn, guild_id, user_id):
+            if not await self._may_remember(conn, guild_id, user_id):
                 return 0
             for fact in facts:
                 row = {"guild_id": guild_id, "user_id": user_id, "kind": FACT, "key": fact.key[:200], "text": fact.text,
@@ -87,7 +87,7 @@ class MemoryStore:
     async def add_summary(self, guild_id: int, user_id: int, key: str, text: str, *, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            if await self._is_opted_out(conn, guild_id, user_id):
+            if not await self._may_remember(conn, guild_id, user_id):
                 return False
             row = {"guild_id": guild_id, "user_id": user_id, "kind": SUMMARY, "key": key[:200], "text": text,
                    "created_at": now, "updated_at": now}
@@ -217,7 +217,10 @@ class MemoryStore:
             out.setdefault(int(guild_id), set()).add(int(user_id))
         return out
 
-    async def _is_opted_out(self, conn: AsyncConnection, guild_id: int, user_id: int) -> bool:
-        found = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
+    async def _may_remember(self, conn: AsyncConnection, guild_id: int, user_id: int) -> bool:
+        """Inside the write's transaction: the member has not opted out and memory is not off in the guild."""
+        opted_out = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
             member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id))).scalar_one_or_none()
-        return bool(found)
+        enabled = (await conn.execute(sa.select(guild_settings.c.memory_enabled).where(
+            guild_settings.c.guild_id == guild_id))).scalar_one_or_none()
+        return not opted_out and enabled is not False

@@ -79,9 +79,9 @@ class Database:
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
         """Create the engine and migrate the schema. Raises StorageError (one clear line) on failure."""
-        if self.engine is None:
-            self.engine = self._create_engine()
         try:
+            if self.engine is None:
+                self.engine = self._create_engine()  # (creates the SQLite file's folder: may fail too)
             async with self.engine.begin() as conn:
                 await conn.run_sync(_upgrade_to_head)
         except Exception as exc:
