@@ -165,6 +165,7 @@ class MemoryStore:
                 sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
             )).rowcount or 0
             await self._scrub_names(conn, guild_id, names)
+        await self.db.scrub_deleted()
         return int(deleted)
 
     async def _scrub_names(self, conn: AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
@@ -185,6 +186,8 @@ class MemoryStore:
         """Delete memories not renewed since `older_than` (epoch seconds). Returns the rows deleted."""
         async with self.db.transaction() as conn:
             result = await conn.execute(sa.delete(memories).where(memories.c.updated_at < older_than))
+        if result.rowcount:
+            await self.db.scrub_deleted()
         return int(result.rowcount or 0)
 
     # -- privacy --------------------------------------------------------------------------------------
@@ -203,6 +206,8 @@ class MemoryStore:
             else:  # opted in again: nothing about them needs keeping, not even the choice
                 await conn.execute(sa.delete(member_privacy).where(member_privacy.c.guild_id == guild_id,
                                                                    member_privacy.c.user_id == user_id))
+        if opted_out:
+            await self.db.scrub_deleted()
         return int(deleted)
 
     async def opted_out(self, guild_id: int | None = None) -> dict[int, set[int]]:

@@ -113,6 +113,7 @@ class Database:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
+                cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
                 cursor.close()
 
             return engine
@@ -140,6 +141,21 @@ class Database:
             self._fault(error)
             raise error from None
         self._ok()
+
+    async def scrub_deleted(self) -> None:
+        """After deleting personal data: leave no copy of it in the file. On SQLite the full-text index is
+        merged (its old segments still hold the deleted words), and the WAL is checkpointed and truncated
+        (it holds the pages as they were); `secure_delete` zeroes the freed pages. Best effort: a failure
+        is logged (the rows themselves are gone either way)."""
+        if self.dialect != "sqlite" or self.engine is None:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception as exc:
+            log.warning("database: deleted data not scrubbed from the file yet (%s)", as_storage_error(exc).kind)
 
     # -- health -------------------------------------------------------------------------------------
     def _fault(self, error: StorageError) -> None:

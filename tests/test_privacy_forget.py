@@ -79,3 +79,26 @@ async def test_forget_during_a_pending_summary(db_url: str, tmp_path: Path) -> N
     service.recorders.pop(GUILD, None)
     await service.close()
     await service.db.close()
+
+
+async def test_forgotten_words_leave_the_sqlite_file(tmp_path: Path) -> None:
+    """secure_delete, the full-text index merged, the WAL checkpointed: the bytes of the file and its WAL no
+    longer hold a forgotten memory (its text nor its indexed words)."""
+    service = await memory_service("", tmp_path)
+    await service.store.remember_facts(GUILD, BOB, [Fact("likes:quokkas", "adores quokkas and zanzibar")])
+    await service.store.remember_facts(GUILD, ALICE, [Fact("home", "lives in Oslo")])
+    path = service.db.sqlite_path
+    assert path is not None
+
+    def file_bytes() -> bytes:
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+    assert b"zanzibar" in file_bytes()
+    await service.forget(GUILD, BOB, ["Bob"])
+    raw = file_bytes()
+    assert b"zanzibar" not in raw and b"quokkas" not in raw
+    assert b"Oslo" in raw  # the others' rows stay
+    hits = await service.store.search(GUILD, [ALICE], "oslo")
+    assert [h.text for h in hits] == ["lives in Oslo"]  # the index still works
+    await service.close()
+    await service.db.close()
