@@ -172,7 +172,20 @@ class ChorusBot(commands.Bot):
         await self.refresh_guild(guild.id)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
+        try:
+            await self.memory.guild_returned(guild.id)  # back within the grace period: nothing is deleted
+        except StorageError as exc:
+            log.warning("guild %d: rejoined, but its removal mark could not be cleared (%s)", guild.id, exc.kind)
         await self.refresh_guild(guild.id)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot was removed from the server: what it keeps about it is deleted after REMOVAL_GRACE_DAYS."""
+        await self.stop_voice_session(guild)
+        self.notices.pop(guild.id, None)
+        try:
+            await self.memory.guild_removed(guild.id)
+        except StorageError as exc:
+            log.warning("guild %d: removed; its data could not be marked for deletion now (%s)", guild.id, exc.kind)
 
     async def refresh_guild(self, guild_id: int) -> None:
         try:

@@ -141,6 +141,12 @@ class GuildStore:
             self._changes[guild_id] = self._changes.get(guild_id, 0) + 1  # after the write: a refresh that read before it is stale
             return stored
 
+    def drop_local(self, guild_id: int) -> None:
+        """The guild's row was deleted elsewhere (the bot was removed from it): forget the copy here too."""
+        self._states = {k: v for k, v in self._states.items() if k != guild_id}
+        self._unsaved.pop(guild_id, None)
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1
+
     async def set_persona(self, guild_id: int, name: str | None) -> GuildState:
         return await self.update(guild_id, persona=name)
 

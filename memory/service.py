@@ -62,17 +62,22 @@ class MemoryService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._summary_llm: Any = None
         self._purger: tasks.Loop | None = None
+        self._purge_idle = asyncio.Event()
+        self._purge_idle.set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.track(asyncio.create_task(self._load_privacy_until_done(), name="memory-privacy-load"))
-        if self.settings.memory_retention_days > 0:
-            self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self.purge_now)
-            self._purger.start()
+        self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self.purge_now)  # retention and removed servers
+        self._purger.start()
 
     async def close(self) -> None:
-        if self._purger is not None:
+        if self._purger is not None:  # a purge under way finishes (cancelled mid-transaction, it leaks a connection)
+            try:
+                await asyncio.wait_for(self._purge_idle.wait(), CLOSE_DRAIN_S)
+            except asyncio.TimeoutError:
+                log.warning("memory: the purge did not finish within %.0f s; stopping it", CLOSE_DRAIN_S)
             self._purger.cancel()
             self._purger = None
         for guild_id in list(self.recorders):
@@ -219,7 +224,37 @@ class MemoryService:
 
         self.writes.submit("call summary", write, involves=[(guild_id, uid) for uid in {user_id, *heard}])
 
+    async def guild_removed(self, guild_id: int) -> None:
+        """`on_guild_remove`: the guild's rows are deleted after REMOVAL_GRACE_DAYS (at once when 0)."""
+        await self.store.mark_guild_removed(guild_id)
+        if self.settings.removal_grace_days <= 0:
+            await self.purge_removed_guilds()
+
+    async def guild_returned(self, guild_id: int) -> None:
+        """`on_guild_join`: added back within the grace period: nothing is deleted."""
+        await self.store.unmark_guild_removed(guild_id)
+
+    async def purge_removed_guilds(self) -> list[int]:
+        gone = await self.store.purge_removed_guilds(time.time() - self.settings.removal_grace_days * 86400.0)
+        for guild_id in gone:
+            self.guild_store.drop_local(guild_id)
+            self._opted_out = {g: u for g, u in self._opted_out.items() if g != guild_id}
+            log.info("guild %d: the bot was removed from it; everything kept about it was deleted", guild_id)
+        return gone
+
     async def purge_now(self) -> int:
+        """Retention and removed servers (hourly, and at start)."""
+        self._purge_idle.clear()
+        try:
+            return await self._purge()
+        finally:
+            self._purge_idle.set()
+
+    async def _purge(self) -> int:
+        try:
+            await self.purge_removed_guilds()
+        except StorageError as exc:
+            log.warning("removed servers' data not purged this time: %s", exc.kind)
         days = self.settings.memory_retention_days
         if days <= 0:
             return 0

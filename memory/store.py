@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from memory.extract import Fact
 from storage.db import Database, upsert
-from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memories
+from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memories, storage_meta
 
 MAX_SEARCH_TERMS = 12
+REMOVED_PREFIX = "guild_removed:"  # storage_meta key: when the bot was removed from that guild
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
@@ -189,6 +190,33 @@ class MemoryStore:
         if result.rowcount:
             await self.db.scrub_deleted()
         return int(result.rowcount or 0)
+
+    # -- a guild that removed the bot ----------------------------------------------------------------------
+    async def mark_guild_removed(self, guild_id: int, *, now: float | None = None) -> None:
+        """The bot was removed from the guild: its rows go after the grace period (`purge_removed_guilds`)."""
+        row = {"key": f"{REMOVED_PREFIX}{guild_id}", "value": repr(time.time() if now is None else now)}
+        async with self.db.transaction() as conn:
+            await conn.execute(upsert(self.db.dialect, storage_meta, row, ["key"], []))
+
+    async def unmark_guild_removed(self, guild_id: int) -> None:
+        """The bot is back in the guild before the grace period ended: nothing is deleted."""
+        async with self.db.transaction() as conn:
+            await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{REMOVED_PREFIX}{guild_id}"))
+
+    async def purge_removed_guilds(self, removed_before: float) -> list[int]:
+        """Delete every row of the guilds the bot was removed from before `removed_before` (epoch seconds):
+        settings, opt-outs, memories. Returns those guilds."""
+        async with self.db.transaction() as conn:
+            marks = (await conn.execute(sa.select(storage_meta).where(
+                storage_meta.c.key.like(f"{REMOVED_PREFIX}%")))).mappings().all()
+            gone = [int(m["key"][len(REMOVED_PREFIX):]) for m in marks if float(m["value"]) < removed_before]
+            for guild_id in gone:
+                for table in (memories, member_privacy, guild_settings):
+                    await conn.execute(sa.delete(table).where(table.c.guild_id == guild_id))
+                await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{REMOVED_PREFIX}{guild_id}"))
+        if gone:
+            await self.db.scrub_deleted()
+        return gone
 
     # -- privacy --------------------------------------------------------------------------------------
     async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool, names: Iterable[str] = ()) -> int:
