@@ -39,9 +39,8 @@ LONG = ("My cousin Robert and I go sailing on the lake near the harbour every su
 NOT_BUILT = {
     "optout_mid_partial": "opt-out while a partial transcription of the member runs (covered only as 'mid-word' "
                           "and 'between partial and final')",
-    "member_leaves_server": "on_member_remove deleting the member's rows after a grace period",
-    "bot_removed": "on_guild_remove deleting the guild's rows after a grace period",
-    "migration_killed_half_way": "atomic SQLite migrations",
+    "member_leaves_server": "on_member_remove deleting the member's rows after a grace period (needs the "
+                            "privileged server-members intent chorus does not ask for)",
 }
 
 Result = dict[str, Any]
@@ -381,6 +380,65 @@ async def case_commands_during_database_stall(tmp: Path) -> Result:
     return {"built": True, "leaks": leaks, "late_replies": late, "commands": results}
 
 
+async def case_bot_removed(tmp: Path) -> Result:
+    """The bot is removed from a server: past the grace period nothing about that server is left (settings,
+    opt-outs, memories); a server that added it back within the grace period keeps everything."""
+    from memory.extract import Fact
+
+    service = await _service(tmp / "removed")
+    await service.db.open()
+    await service.guild_store.load()
+    back = GUILD + 1
+    for guild in (GUILD, back):
+        await service.guild_store.set_persona(guild, "Trixie")
+        await service.store.remember_facts(guild, ALICE, [Fact("home", "lives in Oslo")])
+        await service.opt_out(guild, BOB, ["Bob"])
+    past = time.time() - (service.settings.removal_grace_days + 1) * 86400
+    await service.store.mark_guild_removed(GUILD, now=past)
+    await service.store.mark_guild_removed(back, now=past)
+    await service.guild_returned(back)
+    await service.purge_now()
+    left = (await service.store.count_about(GUILD, ALICE) + len((await service.store.opted_out()).get(GUILD, ()))
+            + int(service.guild_store.get(GUILD).persona is not None))
+    kept = await service.store.count_about(back, ALICE)
+    await service.db.close()
+    return {"built": True, "leaks": left, "late_replies": 0, "rows_left": left, "readded_server_rows_kept": kept}
+
+
+async def case_migration_killed_half_way(tmp: Path) -> Result:
+    """The first migration dies after creating some tables: nothing half-made stays; the next start works."""
+    from alembic.operations import Operations
+
+    from storage.db import Database, database_url
+    from storage.errors import StorageError
+
+    data_dir = tmp / "migration"
+    db = Database(database_url("", data_dir))
+    original = Operations.create_index
+
+    def killed(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the process was killed here")
+
+    Operations.create_index = killed  # type: ignore[method-assign]
+    try:
+        await db.open()
+        failed = False
+    except StorageError:
+        failed = True
+    finally:
+        Operations.create_index = original  # type: ignore[method-assign]
+    await db.close()
+    again = Database(database_url("", data_dir))
+    try:
+        await again.open()
+        next_start_ok = True
+    except StorageError:
+        next_start_ok = False
+    await again.close()
+    return {"built": True, "leaks": int(not next_start_ok), "late_replies": 0, "first_start_failed": failed,
+            "next_start_ok": next_start_ok}
+
+
 # --- the run --------------------------------------------------------------------------------------------------------
 
 DB_CASES: list[tuple[str, Callable[[Path], Awaitable[Result]]]] = [
@@ -390,6 +448,8 @@ DB_CASES: list[tuple[str, Callable[[Path], Awaitable[Result]]]] = [
     ("forget_during_pending_summary", case_forget_during_pending_summary),
     ("two_overlapping_setting_commands", case_overlapping_setting_commands),
     ("slash_commands_during_10s_database_stall", case_commands_during_database_stall),
+    ("bot_removed", case_bot_removed),
+    ("migration_killed_half_way", case_migration_killed_half_way),
 ]
 
 

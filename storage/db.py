@@ -179,6 +179,11 @@ def _upgrade_to_head(sync_conn: sa.Connection) -> None:
     from alembic.config import Config
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start housekeeping lines; ours say what ran
+    if sync_conn.dialect.name == "sqlite":
+        # Python's sqlite3 runs DDL outside any transaction unless one was begun explicitly: a migration killed
+        # half-way would leave tables without their alembic_version (and every later start failing). With an
+        # explicit BEGIN the whole migration commits or rolls back as one (SQLite's DDL is transactional).
+        sync_conn.exec_driver_sql("BEGIN IMMEDIATE")
     before = current_revision(sync_conn)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
