@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from storage.db import Database, upsert
 from storage.errors import StorageError
-from storage.schema import guild_settings
+from storage.schema import RECALL_SCOPES, guild_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class GuildState:
     persona: str | None = None  # persona name chosen with /persona set; None = the default persona
     captions_channel_id: int | None = None  # text channel where the bot posts what it heard and said
     memory_enabled: bool = True  # /memory off turns remembering off for the whole server
+    recall: str = "present"  # /memory recall: whose memories a reply may use (storage.schema.RECALL_SCOPES)
 
 
 def validate_state(state: GuildState) -> None:
@@ -41,11 +42,13 @@ def validate_state(state: GuildState) -> None:
         raise ValueError(f"captions_channel_id: expected a channel id or null, got {channel!r}")
     if not isinstance(state.memory_enabled, bool):
         raise ValueError(f"memory_enabled: expected true or false, got {state.memory_enabled!r}")
+    if state.recall not in RECALL_SCOPES:
+        raise ValueError(f"recall: expected one of {', '.join(RECALL_SCOPES)}, got {state.recall!r}")
 
 
 def _state(row: Any) -> GuildState:
     return GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
-                      memory_enabled=bool(row["memory_enabled"]))
+                      memory_enabled=bool(row["memory_enabled"]), recall=row["recall"] or "present")
 
 
 class GuildStore:
@@ -152,6 +155,9 @@ class GuildStore:
 
     async def set_captions_channel(self, guild_id: int, channel_id: int | None) -> GuildState:
         return await self.update(guild_id, captions_channel_id=channel_id)
+
+    async def set_recall(self, guild_id: int, scope: str) -> GuildState:
+        return await self.update(guild_id, recall=scope)
 
     async def set_memory_enabled(self, guild_id: int, enabled: bool) -> GuildState:
         return await self.update(guild_id, memory_enabled=enabled)

@@ -27,7 +27,7 @@ REPOST_S = 60.0  # a member who joins within this of the last notice is covered 
 
 
 def notice_text(persona_name: str, channel_mention: str, *, memory_on: bool, retention_days: int = 0,
-                captions_on: bool = False, known: bool = True) -> str:
+                captions_on: bool = False, known: bool = True, recall: str = "present") -> str:
     """What the text notice says: what is kept, for how long, who can hear it recalled, captions."""
     commands = ("• `/privacy optout`: your voice is ignored (never transcribed or stored); `/privacy optin` undoes it\n"
                 "• `/memory show`: what it remembers about you · `/memory forget`: delete it all")
@@ -37,13 +37,19 @@ def notice_text(persona_name: str, channel_mention: str, *, memory_on: bool, ret
                 f"what it keeps.\n{commands}")
     kept = f" for {retention_days} days unless renewed" if retention_days > 0 else ""
     remembered = (" It also remembers a few things you tell it about yourself and a short summary of each call, "
-                  f"per member, in this server{kept}; no audio and no transcript is kept. It brings up what you told "
-                  "it only in calls you are in, so others in that call can hear it." if memory_on
+                  f"per member, in this server{kept}; no audio and no transcript is kept. {_who_hears(recall)}"
+                  if memory_on
                   else " Memory is off in this server: nothing is kept.")
     captions = (" Captions are on: what you say is also posted as text in this server's captions channel."
                 if captions_on else "")
     return (f"🎙️ **{persona_name} is listening in {channel_mention}.** What you say there is transcribed so "
             f"{persona_name} can talk with you.{remembered}{captions}\n{commands}")
+
+
+def _who_hears(recall: str) -> str:
+    if recall == "speaker":
+        return "It brings up what you told it only when it answers you (others in the call hear that answer)."
+    return "It brings up what you told it only in calls you are in, so others in that call can hear it."
 
 
 class ListeningNotice:

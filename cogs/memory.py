@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import discord
 from discord import app_commands
@@ -187,6 +187,21 @@ class MemoryCog(commands.GroupCog, group_name="memory", group_description="What 
         await answer(interaction,
                      "Memory is off in this server: I keep nothing new and use nothing I remembered. What is stored "
                      "stays until members use /memory forget or it expires; /memory on turns it back on.")
+
+    @app_commands.command(name="recall", description="Whose memories a reply may use here (Manage Server)")
+    @app_commands.describe(scope="present: of everyone in the call (they hear it); speaker: only of the member answered")
+    async def recall(self, interaction: discord.Interaction, scope: Literal["present", "speaker"]) -> None:
+        assert interaction.guild_id is not None
+        if not can_manage(interaction.user):
+            await interaction.response.send_message("Changing what I recall needs the Manage Server permission.",
+                                                    ephemeral=True)
+            return
+        await begin(interaction)
+        await self.bot.guild_store.set_recall(interaction.guild_id, scope)  # StorageError: the error reply
+        log.info("guild %d: recall scope set to %s by user %d", interaction.guild_id, scope, interaction.user.id)
+        await answer(interaction, "From now on I bring up what a member told me only when I answer that member."
+                     if scope == "speaker" else
+                     "From now on I may bring up what any member in the call told me (everyone there hears it).")
 
     @app_commands.command(name="on", description="Remember things again in this server (Manage Server)")
     async def on(self, interaction: discord.Interaction) -> None:

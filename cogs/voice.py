@@ -69,7 +69,7 @@ def listening_notice_text(bot: "ChorusBot", guild_id: int, channel: Any) -> str:
     return notice_text(bot.persona_for(guild_id).name, getattr(channel, "mention", "this channel"),
                        memory_on=bot.memory.remembers(guild_id), retention_days=bot.settings.memory_retention_days,
                        captions_on=bot.guild_store.get(guild_id).captions_channel_id is not None,
-                       known=bot.memory.privacy_known(guild_id))
+                       known=bot.memory.privacy_known(guild_id), recall=bot.guild_store.get(guild_id).recall)
 
 
 async def give_notice(bot: "ChorusBot", guild: Any, channel: Any, notice: ListeningNotice) -> bool:

@@ -190,6 +190,10 @@ class MemoryService:
         return (bool(self.settings.memory_enabled) and self.guild_store.loaded
                 and self.guild_store.get(guild_id).memory_enabled)
 
+    def recall_scope(self, guild_id: int) -> str:
+        """Whose memories a reply may use here: "present" (every member in the call) or "speaker"."""
+        return self.guild_store.get(guild_id).recall
+
     def may_keep(self, guild_id: int, user_id: int) -> bool:
         """Checked again when a queued write runs: the member did not opt out and memory is on meanwhile."""
         return self.remembers(guild_id) and not self.is_opted_out(guild_id, user_id)
