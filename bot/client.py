@@ -16,7 +16,7 @@ import asyncio
 import importlib.util
 import inspect
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import discord
 from discord import app_commands
@@ -209,19 +209,20 @@ class ChorusBot(commands.Bot):
         log.warning("no personas loaded from %s: using the built-in fallback", self.settings.personas_dir)
         return fallback_persona(self.settings.default_persona or "Juniper")
 
-    async def reload_personas(self) -> PersonaLibrary:
+    async def reload_personas(self, apply_to: Iterable[int] | None = None) -> PersonaLibrary:
         """Re-read the persona folder in a thread. Returns the freshly loaded library (with its errors).
 
         The new library replaces the current one unless it holds no persona at all while the
         current one does (a broken folder must not silence the bot). Running sessions get
-        their guild's (possibly edited) persona.
+        their guild's (possibly edited) persona: every session, or only those of the guilds in `apply_to`.
         """
         fresh = await executors.run("io", PersonaLibrary.load, self.settings.personas_dir)
         if len(fresh) == 0 and len(self.personas) > 0:
             log.error("persona reload found no usable persona in %s; keeping the previous ones", self.settings.personas_dir)
             return fresh
         self.personas = fresh
-        for guild_id in list(self.voice_sessions):
+        guilds = list(self.voice_sessions) if apply_to is None else [g for g in apply_to if g in self.voice_sessions]
+        for guild_id in guilds:  # others get the re-read files at their next /join or /persona set
             await self.on_persona_changed(guild_id, self.persona_for(guild_id))
         return fresh
 

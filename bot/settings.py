@@ -163,7 +163,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("DISCORD_SHARD_COUNT", "shard_count", _int_range(0, 100_000), 0, "Discord shards in all (across every bot process); 0: one connection, unsharded (Discord requires shards from 2,500 guilds, about 1 per 1,000 guilds)."),
     SettingSpec("DISCORD_SHARD_IDS", "shard_ids", _id_list, (), "The shards THIS process runs (comma-separated ids below DISCORD_SHARD_COUNT); empty: all of them. Processes that share the guilds must share DATABASE_URL."),
     SettingSpec("CHORUS_DEV_GUILD_IDS", "dev_guild_ids", _id_list, (), "Comma-separated guild ids: `--sync` copies slash commands there (instant) instead of globally (up to an hour)."),
-    SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Name of a role allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
+    SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Id of a role (or several, comma separated) allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
     SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where the SQLite database (server settings, memories) and downloaded voices are kept."),
     SettingSpec("CHORUS_PERSONAS_DIR", "personas_dir", _path, PROJECT_ROOT / "personas", "Folder of persona files (TOML, Character Card JSON/PNG)."),
     SettingSpec("CHORUS_DEFAULT_PERSONA", "default_persona", _str, "Juniper", "Persona used in a guild that has not chosen one."),
