@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections import deque
@@ -23,6 +22,7 @@ from discord.ext import tasks
 
 from bot import executors
 from memory.extract import Fact, extract_facts
+from memory.store import name_patterns
 from memory.summarize import Line, SummaryPreempted, summarize_member
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class CallRecorder:
 
 
 def scrub_names(text: str, names: list[str]) -> str:
-    for name in names:
-        if name and len(name.strip()) >= 2:
-            text = re.sub(rf"\b{re.escape(name.strip())}\b", "someone", text, flags=re.I)
+    """`text` with the spoken forms of `names` replaced by "someone" (see `memory.store.name_patterns`)."""
+    for pattern in name_patterns(names):
+        text = pattern.sub("someone", text)
     return text

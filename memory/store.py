@@ -37,6 +37,24 @@ anything juniper bot please thanks thank again let lets let's me i'm i've i'd yo
 """.split())
 
 
+def spoken_forms(names: Iterable[str]) -> list[str]:
+    """How members' names appear in transcribed speech: a display name's decorations dropped and its words
+    capitalized ("~kat~" -> "Kat"), at least 2 characters."""
+    forms = []
+    for name in names:
+        words = re.sub(r"[^\w' -]+", " ", name or "").replace("_", " ").split()
+        form = " ".join(w[:1].upper() + w[1:] for w in words)  # transcripts write names capitalized
+        if len(form) >= 2 and form not in forms:
+            forms.append(form)
+    return forms
+
+
+def name_patterns(names: Iterable[str]) -> list[re.Pattern[str]]:
+    """Whole-word, case-sensitive patterns of `spoken_forms`: a name is written with its capital, so a member
+    named "will" or "May" does not rewrite the words "will" and "may" in everyone's memories."""
+    return [re.compile(rf"\b{re.escape(form)}\b") for form in spoken_forms(names)]
+
+
 @dataclass(frozen=True, slots=True)
 class Memory:
     id: int
@@ -170,10 +188,11 @@ class MemoryStore:
         return int(deleted)
 
     async def _scrub_names(self, conn: AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
-        patterns = [re.compile(rf"\b{re.escape(n.strip())}\b", re.I) for n in names if n and len(n.strip()) >= 2]
-        if not patterns:
+        forms = spoken_forms(names)
+        if not forms:
             return
-        like = sa.or_(*[memories.c.text.ilike(f"%{n.strip()}%") for n in names if n and len(n.strip()) >= 2])
+        patterns = name_patterns(forms)
+        like = sa.or_(*[memories.c.text.ilike(f"%{form}%") for form in forms])
         rows = (await conn.execute(sa.select(memories.c.id, memories.c.text)
                                    .where(memories.c.guild_id == guild_id, like))).all()
         for row_id, text in rows:

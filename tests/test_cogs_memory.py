@@ -58,7 +58,7 @@ async def test_memory_show_lists_what_is_remembered_only_to_the_member(world) ->
 async def test_memory_forget_asks_first_and_then_leaves_no_row(world) -> None:
     env, bot, guild, text, alice, bob = world
     await bot.memory.store.remember_facts(guild.id, bob.id, [Fact("home", "lives in Lisbon")])
-    await bot.memory.store.add_summary(guild.id, alice.id, "call:c1:0", "talked with bob about Lisbon")
+    await bot.memory.store.add_summary(guild.id, alice.id, "call:c1:0", "talked with Bob about Lisbon")
     asked = await bob.slash(text, "memory forget")
     assert asked.ephemeral and "can't be undone" in asked.response.content
     cancelled = await bob.click(asked.response, label="Cancel")

@@ -102,3 +102,15 @@ async def test_forgotten_words_leave_the_sqlite_file(tmp_path: Path) -> None:
     assert [h.text for h in hits] == ["lives in Oslo"]  # the index still works
     await service.close()
     await service.db.close()
+
+
+async def test_names_are_scrubbed_as_spoken_never_as_common_words(tmp_path: Path) -> None:
+    """A decorated display name matches its spoken form; a member named like a common word does not rewrite
+    that word in everyone's memories."""
+    service = await memory_service("", tmp_path)
+    store = service.store
+    await store.add_summary(GUILD, ALICE, "call:c1:0", 'said "Kat and I will meet in may"')
+    await store.forget_member(GUILD, BOB, names=["~Kat~", "will", "may"])  # nicknames anyone can set
+    assert [m.text for m in await store.about(GUILD, ALICE)] == ['said "someone and I will meet in may"']
+    await service.close()
+    await service.db.close()
