@@ -65,6 +65,10 @@ def error_report(errors: list[tuple]) -> str:
 @app_commands.guild_only()
 class PersonaCog(commands.GroupCog, group_name="persona", group_description="Choose who the bot is in this server"):
     def __init__(self, bot: "ChorusBot") -> None:
+        role = bot.settings.persona_role.strip()
+        if role and not persona_role_ids(role):
+            log.warning("CHORUS_PERSONA_ROLE=%r holds no role id: only Manage Server switches personas (a role is "
+                        "named by its id: Server Settings > Roles > right-click > Copy Role ID)", role)
         self.bot = bot
 
     @app_commands.command(name="set", description="Switch the bot to another persona")

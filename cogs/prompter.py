@@ -150,7 +150,11 @@ class PrompterCog(commands.Cog):
             **parts,
         )
         session.opted_out.update(uid for uid, _ in present if memory.is_opted_out(guild.id, uid))
-        await session.start()
+        try:
+            await session.start()
+        except BaseException:  # a half-started session holds threads (the VAD's): close it, then report
+            await session.close()
+            raise
         if not notice.covers_anyone():
             session._spawn(self._notice_when_known(guild, session, notice), f"listening-notice-{guild.id}")
         memory.attach(guild.id, session, llm=self._shared.get("llm"), scheduler=self._shared.get("scheduler"))

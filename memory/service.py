@@ -296,8 +296,9 @@ class MemoryService:
                                                   self._loop)
         try:
             return future.result(timeout + 0.2)
-        except Exception:
+        except Exception as exc:
             future.cancel()
+            log.debug("guild %s: memory recall for a prefill gave up (%s)", guild_id, type(exc).__name__)
             return ""
 
     # -- sessions ---------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 POSTGRES_CONNECT_TIMEOUT_S = 5.0
 POSTGRES_COMMAND_TIMEOUT_S = 15.0
+PROBE_S = 5.0  # while the database is unavailable, how often it is asked whether it is back
 
 
 def database_url(raw: str, data_dir: Path) -> str:
@@ -61,6 +62,8 @@ class Database:
         self.last_fault: StorageError | None = None
         self._fault_since: float | None = None
         self._failures = 0
+        self.probe_s = PROBE_S
+        self._probe: asyncio.Task | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Database":
@@ -92,6 +95,10 @@ class Database:
         log.info("database: %s (schema at the newest revision)", self.describe())
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+            self._probe = None
         if self.engine is not None:
             await self.engine.dispose()
             self.engine = None
@@ -166,6 +173,29 @@ class Database:
             log.warning("database %s: %s; the bot goes on without memory, writes are retried or dropped (counted)",
                         self.describe(), error)
         self.healthy = False
+        self._start_probe()
+
+    def _start_probe(self) -> None:
+        """While unhealthy, ask the database every PROBE_S whether it is back: health is probed, not left to
+        the next write (one failed read would otherwise switch recall off until some write succeeded)."""
+        if self._probe is not None and not self._probe.done():
+            return
+        try:
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back(), name="database-probe")
+        except RuntimeError:  # no loop (a synchronous caller): the next operation tells
+            self._probe = None
+
+    async def _probe_until_back(self) -> None:
+        while not self.healthy and self.engine is not None:
+            await asyncio.sleep(self.probe_s)
+            if self.engine is None:
+                return
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("SELECT 1")
+            except Exception:
+                continue
+            self._ok()
 
     def _ok(self) -> None:
         if not self.healthy and self._fault_since is not None:

@@ -144,3 +144,20 @@ async def test_queued_writes_are_checked_again_when_they_run(backend: str, tmp_p
     assert await service.store.remember_facts(GUILD, B, [Fact("likes:tea", "loves tea")]) == 0
     await service.close()
     await service.db.close()
+
+
+async def test_health_is_probed_not_left_to_the_next_write(tmp_path: Path) -> None:
+    """One failed read marks the database unhealthy (recall goes without it); once the file is back the probe
+    says so by itself: recall works again without any write having succeeded."""
+    service = await memory_service("", tmp_path)
+    await service.store.remember_facts(GUILD, A, [Fact("likes:jazz", "loves jazz")])
+    service.db.probe_s = 0.1
+    outage = Outage("sqlite", tmp_path / "data", None)
+    await outage.start()
+    assert await service.recall(GUILD, [(A, "Alice")], "jazz", timeout=2.0) == ""  # the one failed read
+    assert not service.db.healthy
+    await outage.end()
+    assert await wait_for(lambda: service.db.healthy, 10)
+    assert "jazz" in await service.recall(GUILD, [(A, "Alice")], "jazz", timeout=2.0)
+    await service.close()
+    await service.db.close()
