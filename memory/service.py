@@ -64,13 +64,23 @@ class MemoryService:
         self._purger: tasks.Loop | None = None
         self._purge_idle = asyncio.Event()
         self._purge_idle.set()
+        self._purges_started = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.track(asyncio.create_task(self._load_privacy_until_done(), name="memory-privacy-load"))
-        self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self.purge_now)  # retention and removed servers
+        if self.db.healthy:  # read at once when the database answers: /join right after start knows them
+            try:
+                await self._load_privacy()
+            except StorageError:
+                pass
+        if not self.privacy_loaded:
+            self.track(asyncio.create_task(self._load_privacy_until_done(), name="memory-privacy-load"))
+        if self.db.healthy:
+            await self.purge_now()  # retention and removed servers: at start, then hourly
+        self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self._hourly_purge)
         self._purger.start()
+        self._purges_started = self.db.healthy  # the loop's first run (at once) is the one just done
 
     async def close(self) -> None:
         if self._purger is not None:  # a purge under way finishes (cancelled mid-transaction, it leaks a connection)
@@ -96,18 +106,20 @@ class MemoryService:
 
     # -- privacy ------------------------------------------------------------------------------------
     async def _load_privacy_until_done(self) -> None:
-        while True:
+        while not self.privacy_loaded:
             try:
-                loaded = await self.store.opted_out()
+                await self._load_privacy()
             except StorageError as exc:
-                log.warning("privacy choices not loaded yet (%s): opt-outs apply once the database answers", exc)
+                log.warning("privacy choices not loaded yet (%s): nobody is heard until the database answers",
+                            exc.kind)
                 await asyncio.sleep(self.privacy_retry_s)
-                continue
-            for guild_id, users in loaded.items():  # choices made meanwhile (in memory) are kept
-                self._opted_out[guild_id] = frozenset(users | set(self._opted_out.get(guild_id, ())))
-            self.privacy_loaded = True
-            await self.save_unsaved_opt_outs()
-            return
+
+    async def _load_privacy(self) -> None:
+        loaded = await self.store.opted_out()
+        for guild_id, users in loaded.items():  # choices made meanwhile (in memory) are kept
+            self._opted_out[guild_id] = frozenset(users | set(self._opted_out.get(guild_id, ())))
+        self.privacy_loaded = True
+        await self.save_unsaved_opt_outs()
 
     async def refresh_privacy(self, guild_id: int) -> None:
         """Read one guild's opt-outs again (its shard moved here; they may have changed in another process).
@@ -245,6 +257,11 @@ class MemoryService:
             self._opted_out = {g: u for g, u in self._opted_out.items() if g != guild_id}
             log.info("guild %d: the bot was removed from it; everything kept about it was deleted", guild_id)
         return gone
+
+    async def _hourly_purge(self) -> None:
+        if not self._purges_started:
+            await self.purge_now()
+        self._purges_started = False
 
     async def purge_now(self) -> int:
         """Retention and removed servers (hourly, and at start)."""
