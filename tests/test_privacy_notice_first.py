@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from audio.receive import VoiceReceiver
@@ -47,6 +46,12 @@ def tapping(decoded: list[tuple[int, float]]):
         return VoiceReceiver(voice_client, on_frame=tapped, **kwargs)
 
     return make
+
+
+async def keep_talking(member: Any, pcm: Any) -> None:
+    """The member talks on and on (until cancelled): whenever the bot starts listening, they are talking."""
+    while True:
+        await member.speak(pcm)
 
 
 async def wait_until(predicate, timeout: float, what: str) -> None:
@@ -81,7 +86,7 @@ async def test_a_refused_post_means_a_spoken_notice_before_anyone_is_decoded(tmp
         ears = BotEars(await server.add_member(BOB.user_id, "Bob"))
         bot = ChorusBot(settings)
         async with connected_client(server, client=bot):
-            speaking = asyncio.create_task(alice.speak(np.concatenate([talk.pcm] * 4)))  # talking while it joins
+            speaking = asyncio.create_task(keep_talking(alice, talk.pcm))  # talking while it joins
             channel = RefusingChannel()
             guild, session = await joined(settings, server, bot, channel, decoded)
             try:
@@ -109,7 +114,7 @@ async def test_the_notice_is_posted_before_the_first_decoded_packet_and_again_fo
         await server.add_member(BOB.user_id, "Bob")
         bot = ChorusBot(settings)
         async with connected_client(server, client=bot):
-            speaking = asyncio.create_task(alice.speak(np.concatenate([talk.pcm] * 3)))
+            speaking = asyncio.create_task(keep_talking(alice, talk.pcm))
             channel = TextChannel()
             guild, session = await joined(settings, server, bot, channel, decoded)
             try:
@@ -123,11 +128,12 @@ async def test_the_notice_is_posted_before_the_first_decoded_packet_and_again_fo
 
                 bot.notices[guild.id].repost_s = 0.0  # the notice is old now: a joiner gets it again
                 chen = await server.add_member(CHEN.user_id, "Chen")
-                chen_speaking = asyncio.create_task(chen.speak(chen_talk.pcm))
+                chen_speaking = asyncio.create_task(keep_talking(chen, chen_talk.pcm))
                 await wait_until(lambda: any(uid == CHEN.user_id for uid, _ in decoded), 120, "Chen decoded")
                 assert len(channel.messages) == 2, channel.messages
                 assert min(t for uid, t in decoded if uid == CHEN.user_id) > channel.messages[1][0]
-                await chen_speaking
+                chen_speaking.cancel()
+                await asyncio.gather(chen_speaking, return_exceptions=True)
             finally:
                 speaking.cancel()
                 await asyncio.gather(speaking, return_exceptions=True)
