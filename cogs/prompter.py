@@ -184,8 +184,9 @@ class PrompterCog(commands.Cog):
             return
         if notice.recent(channel.id):
             notice.cover(user_id)
-        elif notice.channel_id == channel.id:
-            await give_notice(self.bot, guild, channel, notice)
+        elif notice.channel_id == channel.id and not await give_notice(self.bot, guild, channel, notice):
+            log.warning("guild %d: the listening notice could not be posted again; a member who joined is not "
+                        "heard until it is", guild.id)
 
     def _warm_up(self, responder: Any, persona: "Persona") -> None:
         """Load the voice and put the persona prompt in the LLM cache in the background, so the first
@@ -237,7 +238,9 @@ class PrompterCog(commands.Cog):
                 notice = self.bot.notices.get(member.guild.id)
                 if notice is not None:
                     notice.moved(after.channel.id)
-                    await give_notice(self.bot, member.guild, after.channel, notice)
+                    if not await give_notice(self.bot, member.guild, after.channel, notice):
+                        log.warning("guild %d: moved, and the listening notice could not be posted: no one in the "
+                                    "new channel is heard until it is (/join there again)", member.guild.id)
                 session.sync_members(humans_in(after.channel, member.id))
             return
         if member.bot:
