@@ -240,7 +240,7 @@ class PrompterCog(commands.Cog):
                     notice.moved(after.channel.id)
                     if not await give_notice(self.bot, member.guild, after.channel, notice):
                         log.warning("guild %d: moved, and the listening notice could not be posted: no one in the "
-                                    "new channel is heard until it is (/join there again)", member.guild.id)
+                                    "new channel is heard until it is (/leave, then /join there)", member.guild.id)
                 session.sync_members(humans_in(after.channel, member.id))
             return
         if member.bot:
