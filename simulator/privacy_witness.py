@@ -137,3 +137,41 @@ async def settled(sc: Any, speaking: Any) -> None:
     if recorder is not None:
         recorder.poll()
     await sc.bot.memory.writes.drain(30)
+
+
+class PartialWatch:
+    """Whether a partial transcription of `user_id` is running on the STT worker right now (wraps the listener's
+    lane: its partial step and its transcriber, on this lane only)."""
+
+    def __init__(self, scheduler: Any, user_id: int) -> None:
+        self.user_id = user_id
+        self.running = False
+        self.runs = 0
+        self._current: int | None = None
+        run_partial, transcriber = scheduler._run_partial, scheduler.transcriber
+        watch = self
+
+        def watched_run_partial(src: Any) -> Any:
+            watch._current = src.user_id
+            try:
+                return run_partial(src)
+            finally:
+                watch._current = None
+
+        class WatchedTranscriber:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(transcriber, name)
+
+            def transcribe(self, audios: Any, **kwargs: Any) -> Any:
+                mine = watch._current == watch.user_id and kwargs.get("beam_size") == 1
+                if mine:
+                    watch.runs += 1
+                    watch.running = True
+                try:
+                    return transcriber.transcribe(audios, **kwargs)
+                finally:
+                    if mine:
+                        watch.running = False
+
+        scheduler._run_partial = watched_run_partial
+        scheduler.transcriber = WatchedTranscriber()

@@ -6,7 +6,8 @@ its final) he runs /privacy optout. From then on nothing of his is anywhere (`si
 transcript of his is delivered (the buffered audio and the pending final are dropped, not flushed), his earlier
 line left the history, no caption with his words is posted, no prompt carries his words or his name, no row
 about him, no log line above DEBUG with his words. Then he opts in, speaks again, and opts out as soon as his
-speech starts (mid-word): the same. Every wait is on a condition (a partial, the listener settled), never a sleep.
+speech starts (mid-word), and once more while a partial of his is being transcribed (mid-partial): the same.
+Every wait is on a condition (a partial, the listener settled), never a sleep.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from bot.voice_session import OPTED_OUT_NAME
-from simulator.privacy_witness import LogTap, Witness, opt_in, opt_out, settled, words_of
+from simulator.privacy_witness import LogTap, PartialWatch, Witness, opt_in, opt_out, settled, words_of
 from tests.fixtures_scenarios import ALICE, BOB, bot_in_channel, scenario_settings
 
 pytestmark = [pytest.mark.timeout(900)]
@@ -69,5 +70,15 @@ async def test_opt_out_while_speaking_leaves_nothing_of_theirs(tmp_path: Path) -
             assert sc.heard is not None
             await sc.wait_for(lambda: sc.heard.starts(BOB.user_id, since=started), 60, "Bob's speech start")
             since = await opt_out(sc, BOB.user_id)
+            await settled(sc, speaking)
+            await assert_nothing_of_bob_since(sc, witness, since, heard, logs)
+
+            # mid-partial: opted in again, he speaks; he opts out while a partial of his is being transcribed
+            await opt_in(sc, BOB.user_id)
+            watch = PartialWatch(sc.session.listener.scheduler, BOB.user_id)
+            speaking = asyncio.create_task(sc.say("Bob", LONG))
+            await sc.wait_for(lambda: watch.running, 120, "a partial of Bob's being transcribed")
+            since = await opt_out(sc, BOB.user_id)  # takes effect before its first await: the partial still runs
+            assert watch.runs >= 1
             await settled(sc, speaking)
             await assert_nothing_of_bob_since(sc, witness, since, heard, logs)
