@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import queue
 import threading
 import time
@@ -71,6 +72,7 @@ class ListenerStats:
     frames: int = 0
     ignored_own: int = 0
     dropped_overload: int = 0
+    dropped_opted_out: int = 0  # frames refused, and transcripts withheld, of members who opted out
     bad_frames: int = 0
     finals: int = 0
     finals_rejected: int = 0
@@ -143,6 +145,8 @@ class Listener:
         self._members: dict[int, SpeakerVad] = {}
         self._last_frame: dict[int, tuple[float, float, float]] = {}  # user id -> (arrival, frame.t, idle s counted)
         self._turns: dict[int, _Turn] = {}  # user id -> current turn (VAD thread)
+        self._muted: set[int] = set()  # members who opted out: their frames are refused (event loop thread)
+        self._dropped_before: dict[int, float] = {}  # user id -> when they opted out: nothing heard before is delivered
         self._outstanding = 0  # finals expected but not delivered yet
         self._outstanding_lock = threading.Lock()
         self._closed = False
@@ -163,6 +167,9 @@ class Listener:
         self.stats.frames += 1
         if frame.user_id in self.ignore_user_ids:
             self.stats.ignored_own += 1
+            return
+        if frame.user_id in self._muted:
+            self.stats.dropped_opted_out += 1
             return
         if self._queue.qsize() > MAX_QUEUED_FRAMES:
             self.stats.dropped_overload += 1
@@ -195,6 +202,19 @@ class Listener:
     def forget(self, user_id: int) -> None:
         """A member left: finish what they said, then drop their state."""
         self._queue.put(("forget", user_id))
+
+    def drop(self, user_id: int) -> None:
+        """A member opted out: what is buffered of them is discarded unheard (no final is made of it), their
+        queued transcriptions end empty, and nothing of theirs heard before now is delivered any more (a
+        transcription already running is withheld when it completes). Their frames are refused until
+        `undrop`. Event loop thread."""
+        self._muted.add(user_id)
+        self._dropped_before[user_id] = time.monotonic()
+        self._queue.put(("drop", user_id))
+
+    def undrop(self, user_id: int) -> None:
+        """The member opted in again: their new speech is heard (what was dropped stays dropped)."""
+        self._muted.discard(user_id)
 
     async def flush(self, timeout: float = 60.0) -> None:
         """End everyone's speech now and wait until every pending final has been delivered."""
@@ -245,6 +265,8 @@ class Listener:
                     self._ping_pending = False
                 elif kind == "forget":
                     self._end_member(arg, time.monotonic(), drop=True)
+                elif kind == "drop":
+                    self._drop_member(arg)
                 elif kind == "flush":
                     for uid in list(self._members):
                         self._end_member(uid, time.monotonic(), drop=False)
@@ -319,6 +341,16 @@ class Listener:
             self.segments.forget(user_id)
             self.scheduler.stop_partials(user_id)
 
+    def _drop_member(self, user_id: int) -> None:
+        """Discard the member's VAD state and segment without ending them (`drop`)."""
+        self._members.pop(user_id, None)
+        self._last_frame.pop(user_id, None)
+        turn = self._turns.pop(user_id, None)
+        if turn is not None:
+            turn.segment.ended.set()  # its partial cadence is stale from now on
+        self.segments.forget(user_id)
+        self.scheduler.drop(user_id)
+
     def _on_vad_event(self, ev: VadEvent) -> None:
         uid = ev.segment.user_id
         if ev.kind == "start":
@@ -362,13 +394,24 @@ class Listener:
     def _speaking(self, user_id: int, speaking: bool, t: float) -> None:
         self._call_soon(self._deliver_speaking, SpeakingEvent(user_id, speaking, t))
 
+    def _withheld(self, user_id: int, start: float) -> bool:
+        """Heard before the member opted out (or while they are opted out): never delivered."""
+        return user_id in self._muted or start < self._dropped_before.get(user_id, -math.inf)
+
     def _deliver_speaking(self, event: SpeakingEvent) -> None:
+        if self._withheld(event.user_id, event.t):
+            return
         try:
             self.on_speaking(event)
         except Exception:
             log.exception("on_speaking callback failed")
 
     def _deliver(self, user_id, result: SttResult, start, end, final, timings, end_of_turn=None) -> None:
+        if self._withheld(user_id, start):
+            self.stats.dropped_opted_out += 1
+            if final:
+                self._expect_final(-1)
+            return
         now = time.monotonic()
         timings["final" if final else "partial"] = now
         try:

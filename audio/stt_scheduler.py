@@ -186,6 +186,20 @@ class SttScheduler:
             if user_id in self._turns:
                 self._turns.remove(user_id)
 
+    def drop(self, user_id: int) -> None:
+        """The member opted out: their queued transcriptions end at once with an empty result (so each segment
+        still gets its one final, which the listener withholds) and their partials stop."""
+        with self._cond:
+            jobs = [job for job in self._finals.pop(user_id, ()) if not job.started]
+            self._partials.pop(user_id, None)
+            if user_id in self._turns:
+                self._turns.remove(user_id)
+            for job in jobs:
+                job.cancelled = True
+            self.stats.cancelled += len(jobs)
+        for job in jobs:
+            job.finish(_empty_result("dropped: the member opted out"))
+
     def pending_finals(self) -> int:
         with self._cond:
             return sum(len(q) for q in self._finals.values())

@@ -27,7 +27,7 @@ class CaptionQueue:
         self._sink = sink  # the current sink, read per message (captions may be turned off meanwhile)
         self._spawn = spawn
         self._label = label
-        self._pending: deque[str] = deque()
+        self._pending: deque[tuple[int | None, str]] = deque()  # (member whose words it carries, text)
         self._max = max_pending
         self._sending = False
         self.sent = 0
@@ -36,9 +36,9 @@ class CaptionQueue:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, text: str) -> None:
-        """Queue a caption (event loop thread)."""
-        self._pending.append(text[:MAX_CHARS])
+    def put(self, text: str, member: int | None = None) -> None:
+        """Queue a caption (event loop thread); `member`: whose words it carries (see `drop_member`)."""
+        self._pending.append((member, text[:MAX_CHARS]))
         if len(self._pending) > self._max:
             self._pending.popleft()
             self.shedding.shed("backlog")
@@ -46,10 +46,17 @@ class CaptionQueue:
             self._sending = True
             self._spawn(self._drain(), f"captions-{self._label}")
 
+    def drop_member(self, user_id: int) -> int:
+        """The member opted out: their captions not posted yet are dropped. Returns how many."""
+        kept = deque(item for item in self._pending if item[0] != user_id)
+        dropped = len(self._pending) - len(kept)
+        self._pending = kept
+        return dropped
+
     async def _drain(self) -> None:
         try:
             while self._pending:
-                text = self._pending.popleft()
+                _member, text = self._pending.popleft()
                 sink = self._sink()
                 if sink is None:
                     continue

@@ -16,7 +16,7 @@ import asyncio
 import importlib.util
 import inspect
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import discord
 from discord import app_commands
@@ -25,6 +25,7 @@ from discord.ext import commands
 from bot import executors
 from bot.guild_store import GuildStore
 from bot.metrics import Metrics, MetricsServer
+from bot.notice import ListeningNotice
 from bot.settings import Settings, SettingsError
 from bot.startup import Backoff, run_to_end, serve
 from conversation.persona import Persona, fallback_persona
@@ -86,6 +87,7 @@ class ChorusBot(commands.Bot):
         self.memory = MemoryService(settings, self.storage, self.guild_store)
         self.session_closed_hooks: list[SessionHook] = [self.memory.session_closed]
         self.voice_sessions: dict[int, object] = {}
+        self.notices: dict[int, ListeningNotice] = {}  # guild id -> the listening notice of its voice channel
         self.session_factory: SessionFactory | None = session_factory
         self.metrics = metrics  # None: metrics off (CHORUS_METRICS_PORT=0)
         self._sync_on_start = sync_on_start
@@ -170,7 +172,20 @@ class ChorusBot(commands.Bot):
         await self.refresh_guild(guild.id)
 
     async def on_guild_join(self, guild: discord.Guild) -> None:
+        try:
+            await self.memory.guild_returned(guild.id)  # back within the grace period: nothing is deleted
+        except StorageError as exc:
+            log.warning("guild %d: rejoined, but its removal mark could not be cleared (%s)", guild.id, exc.kind)
         await self.refresh_guild(guild.id)
+
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot was removed from the server: what it keeps about it is deleted after REMOVAL_GRACE_DAYS."""
+        await self.stop_voice_session(guild)
+        self.notices.pop(guild.id, None)
+        try:
+            await self.memory.guild_removed(guild.id)
+        except StorageError as exc:
+            log.warning("guild %d: removed; its data could not be marked for deletion now (%s)", guild.id, exc.kind)
 
     async def refresh_guild(self, guild_id: int) -> None:
         try:
@@ -194,19 +209,20 @@ class ChorusBot(commands.Bot):
         log.warning("no personas loaded from %s: using the built-in fallback", self.settings.personas_dir)
         return fallback_persona(self.settings.default_persona or "Juniper")
 
-    async def reload_personas(self) -> PersonaLibrary:
+    async def reload_personas(self, apply_to: Iterable[int] | None = None) -> PersonaLibrary:
         """Re-read the persona folder in a thread. Returns the freshly loaded library (with its errors).
 
         The new library replaces the current one unless it holds no persona at all while the
         current one does (a broken folder must not silence the bot). Running sessions get
-        their guild's (possibly edited) persona.
+        their guild's (possibly edited) persona: every session, or only those of the guilds in `apply_to`.
         """
         fresh = await executors.run("io", PersonaLibrary.load, self.settings.personas_dir)
         if len(fresh) == 0 and len(self.personas) > 0:
             log.error("persona reload found no usable persona in %s; keeping the previous ones", self.settings.personas_dir)
             return fresh
         self.personas = fresh
-        for guild_id in list(self.voice_sessions):
+        guilds = list(self.voice_sessions) if apply_to is None else [g for g in apply_to if g in self.voice_sessions]
+        for guild_id in guilds:  # others get the re-read files at their next /join or /persona set
             await self.on_persona_changed(guild_id, self.persona_for(guild_id))
         return fresh
 
@@ -299,7 +315,8 @@ class ChorusBot(commands.Bot):
         elif isinstance(error, app_commands.CommandInvokeError) and isinstance(error.original, StorageError):
             original = error.original
             log.warning("%s in guild %s could not reach the database: %s", command, interaction.guild_id, original)
-            message = f"Sorry, I couldn't save that: {original}. Nothing was changed; try again in a moment."
+            message = ("Sorry, I couldn't do that: the database is unavailable right now. Nothing was changed; "
+                       "try again in a moment.")  # no driver text (hosts, ports, paths) for members
             expected = False
         else:
             failure: BaseException = getattr(error, "original", error)

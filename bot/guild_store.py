@@ -8,6 +8,7 @@ give the defaults or the last known state and writes raise `StorageError` with o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -17,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from storage.db import Database, upsert
-from storage.schema import guild_settings
+from storage.errors import StorageError
+from storage.schema import RECALL_SCOPES, guild_settings
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,7 @@ class GuildState:
     persona: str | None = None  # persona name chosen with /persona set; None = the default persona
     captions_channel_id: int | None = None  # text channel where the bot posts what it heard and said
     memory_enabled: bool = True  # /memory off turns remembering off for the whole server
+    recall: str = "present"  # /memory recall: whose memories a reply may use (storage.schema.RECALL_SCOPES)
 
 
 def validate_state(state: GuildState) -> None:
@@ -39,6 +42,13 @@ def validate_state(state: GuildState) -> None:
         raise ValueError(f"captions_channel_id: expected a channel id or null, got {channel!r}")
     if not isinstance(state.memory_enabled, bool):
         raise ValueError(f"memory_enabled: expected true or false, got {state.memory_enabled!r}")
+    if state.recall not in RECALL_SCOPES:
+        raise ValueError(f"recall: expected one of {', '.join(RECALL_SCOPES)}, got {state.recall!r}")
+
+
+def _state(row: Any) -> GuildState:
+    return GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
+                      memory_enabled=bool(row["memory_enabled"]), recall=row["recall"] or "present")
 
 
 class GuildStore:
@@ -49,6 +59,8 @@ class GuildStore:
         self.data_dir = data_dir
         self._states: dict[int, GuildState] = {}
         self._changes: dict[int, int] = {}  # guild id -> writes made by this process (see refresh)
+        self._unsaved: dict[int, dict[str, Any]] = {}  # guild id -> changes applied here that the database refused
+        self._locks: dict[int, asyncio.Lock] = {}  # one update at a time per guild in this process
         self.loaded = False
 
     @classmethod
@@ -57,7 +69,17 @@ class GuildStore:
 
     # -- reading ----------------------------------------------------------------------------------
     def get(self, guild_id: int) -> GuildState:
-        return self._states.get(guild_id, GuildState())
+        state = self._states.get(guild_id, GuildState())
+        unsaved = self._unsaved.get(guild_id)
+        return replace(state, **unsaved) if unsaved else state
+
+    def apply_unsaved(self, guild_id: int, **changes: Any) -> GuildState:
+        """Apply a change that protects members (memory off) at once although the database refused it: reads
+        see it, refreshes and loads keep it, and the next successful update of the guild saves it."""
+        self._unsaved[guild_id] = {**self._unsaved.get(guild_id, {}), **changes}
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1
+        log.warning("guild %d: %s applied here but not saved yet", guild_id, ", ".join(sorted(changes)))
+        return self.get(guild_id)
 
     def all(self) -> dict[int, GuildState]:
         return dict(self._states)
@@ -70,12 +92,13 @@ class GuildStore:
             await import_legacy_guilds(self.db, self.data_dir)
         async with self.db.transaction() as conn:
             rows = (await conn.execute(sa.select(guild_settings))).mappings().all()
-        self._states = {
-            int(row["guild_id"]): GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
-                                             memory_enabled=bool(row["memory_enabled"]))
-            for row in rows
-        }
+        self._states = {int(row["guild_id"]): _state(row) for row in rows}
         self.loaded = True
+        for guild_id in list(self._unsaved):  # changes applied while the database was away: saved now
+            try:
+                await self.update(guild_id)
+            except StorageError as exc:
+                log.warning("guild %d: unsaved settings still not saved (%s)", guild_id, exc.kind)
 
     async def refresh(self, guild_id: int) -> GuildState:
         """Read one guild's row again (its shard moved to this process; another process may have changed it).
@@ -87,37 +110,54 @@ class GuildStore:
             return self.get(guild_id)
         states = {k: v for k, v in self._states.items() if k != guild_id}
         if row is not None:
-            states[guild_id] = GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
-                                          memory_enabled=bool(row["memory_enabled"]))
+            states[guild_id] = _state(row)
         self._states = states
         return self.get(guild_id)
 
     # -- writing ----------------------------------------------------------------------------------
     async def update(self, guild_id: int, **changes: Any) -> GuildState:
-        """Change fields of one guild's state in the database, then in memory. Returns the new state."""
-        new = replace(self.get(guild_id), **changes)
-        validate_state(new)  # never write what we could not read back
-        async with self.db.transaction() as conn:
-            if new == GuildState():
-                await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
-            else:
+        """Change fields of one guild's state in the database, then in memory. Returns the new state.
+
+        Only the changed fields (and any unsaved ones) are written: an update made meanwhile by another
+        process to another field is not overwritten; in this process, updates of a guild run one at a time."""
+        lock = self._locks.setdefault(guild_id, asyncio.Lock())
+        async with lock:
+            changes = {**self._unsaved.get(guild_id, {}), **changes}
+            new = replace(self.get(guild_id), **changes)
+            validate_state(new)  # never write what we could not read back
+            async with self.db.transaction() as conn:
                 row = {"guild_id": guild_id, **asdict(new), "updated_at": time.time()}
                 await conn.execute(upsert(self.db.dialect, guild_settings, row, ["guild_id"],
-                                          [c for c in row if c != "guild_id"]))
-        states = dict(self._states)
-        if new == GuildState():
-            states.pop(guild_id, None)
-        else:
-            states[guild_id] = new
-        self._states = states
-        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1  # after the write: a refresh that read before it is stale
-        return new
+                                          [*changes, "updated_at"]))
+                found = (await conn.execute(sa.select(guild_settings).where(
+                    guild_settings.c.guild_id == guild_id))).mappings().first()
+                if found is not None and _state(found) == GuildState():
+                    await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
+            stored = _state(found) if found is not None else new
+            self._unsaved.pop(guild_id, None)
+            states = dict(self._states)
+            if stored == GuildState():
+                states.pop(guild_id, None)
+            else:
+                states[guild_id] = stored
+            self._states = states
+            self._changes[guild_id] = self._changes.get(guild_id, 0) + 1  # after the write: a refresh that read before it is stale
+            return stored
+
+    def drop_local(self, guild_id: int) -> None:
+        """The guild's row was deleted elsewhere (the bot was removed from it): forget the copy here too."""
+        self._states = {k: v for k, v in self._states.items() if k != guild_id}
+        self._unsaved.pop(guild_id, None)
+        self._changes[guild_id] = self._changes.get(guild_id, 0) + 1
 
     async def set_persona(self, guild_id: int, name: str | None) -> GuildState:
         return await self.update(guild_id, persona=name)
 
     async def set_captions_channel(self, guild_id: int, channel_id: int | None) -> GuildState:
         return await self.update(guild_id, captions_channel_id=channel_id)
+
+    async def set_recall(self, guild_id: int, scope: str) -> GuildState:
+        return await self.update(guild_id, recall=scope)
 
     async def set_memory_enabled(self, guild_id: int, enabled: bool) -> GuildState:
         return await self.update(guild_id, memory_enabled=enabled)
@@ -126,4 +166,5 @@ class GuildStore:
         async with self.db.transaction() as conn:
             await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
         self._states = {k: v for k, v in self._states.items() if k != guild_id}
+        self._unsaved.pop(guild_id, None)
         self._changes[guild_id] = self._changes.get(guild_id, 0) + 1

@@ -163,7 +163,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("DISCORD_SHARD_COUNT", "shard_count", _int_range(0, 100_000), 0, "Discord shards in all (across every bot process); 0: one connection, unsharded (Discord requires shards from 2,500 guilds, about 1 per 1,000 guilds)."),
     SettingSpec("DISCORD_SHARD_IDS", "shard_ids", _id_list, (), "The shards THIS process runs (comma-separated ids below DISCORD_SHARD_COUNT); empty: all of them. Processes that share the guilds must share DATABASE_URL."),
     SettingSpec("CHORUS_DEV_GUILD_IDS", "dev_guild_ids", _id_list, (), "Comma-separated guild ids: `--sync` copies slash commands there (instant) instead of globally (up to an hour)."),
-    SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Name of a role allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
+    SettingSpec("CHORUS_PERSONA_ROLE", "persona_role", _str, "", "Id of a role (or several, comma separated) allowed to switch personas besides members with Manage Server. Empty: Manage Server only."),
     SettingSpec("CHORUS_DATA_DIR", "data_dir", _path, PROJECT_ROOT / "data", "Where the SQLite database (server settings, memories) and downloaded voices are kept."),
     SettingSpec("CHORUS_PERSONAS_DIR", "personas_dir", _path, PROJECT_ROOT / "personas", "Folder of persona files (TOML, Character Card JSON/PNG)."),
     SettingSpec("CHORUS_DEFAULT_PERSONA", "default_persona", _str, "Juniper", "Persona used in a guild that has not chosen one."),
@@ -236,6 +236,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("DATABASE_URL", "database_url", _database_url, "", "Empty: a SQLite file (chorus.db) in CHORUS_DATA_DIR. Several bot processes: postgresql://user:password@host:5432/dbname.", secret=True),
     SettingSpec("MEMORY_ENABLED", "memory_enabled", _bool, True, "Remember what members tell about themselves and a short summary of each call (a server can turn it off with /memory off)."),
     SettingSpec("MEMORY_RETENTION_DAYS", "memory_retention_days", _int_range(0, 36500), 90, "Memories not renewed for this many days are deleted (checked hourly); 0 keeps them until forgotten."),
+    SettingSpec("REMOVAL_GRACE_DAYS", "removal_grace_days", _int_range(0, 365), 7, "When the bot is removed from a server, everything it keeps about that server (settings, opt-outs, memories) is deleted after this many days (checked hourly) unless it is added back."),
     SettingSpec("MEMORY_PROMPT_TOKENS", "memory_prompt_tokens", _int_range(0, 2000), 96, "Token budget of the memories recalled into a reply's prompt (the most relevant first)."),
     SettingSpec("MEMORY_SUMMARY", "memory_summary", _choice("llm", "extractive", "off"), "extractive", "Call summaries: `extractive` (the member's own most telling lines), `llm` (written by MEMORY_LLM_MODEL; use it with a bigger model than SmolLM2-135M), `off`."),
     SettingSpec("MEMORY_LLM_MODEL", "memory_llm_model", _str, "", "Model that writes call summaries: empty = the reply model (LLM_MODEL); or another GGUF (path, `hf:`) / server model name, e.g. a bigger one."),
@@ -319,6 +320,7 @@ class Settings:
     database_url: str
     memory_enabled: bool
     memory_retention_days: int
+    removal_grace_days: int
     memory_prompt_tokens: int
     memory_summary: str
     memory_llm_model: str

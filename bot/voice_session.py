@@ -40,6 +40,8 @@ from conversation.echo import ECHO_WINDOW_S, echoes
 
 log = logging.getLogger(__name__)
 
+OPTED_OUT_NAME = "a member who opted out"
+
 
 class ListenerLike(Protocol):
     def feed(self, frame: MemberFrame) -> None: ...
@@ -119,6 +121,7 @@ class VoiceSession:
         self.traces: deque[TurnTrace] = self.lines.traces  # each line's stage times, newest last
         self.decisions: deque[tuple[float, Decision]] = self.prompter.decisions  # acted-on, for tests/debug
         self._closed = False
+        self.opted_out: set[int] = set()  # members who opted out during this session (see `opt_out`)
         self.echoes_ignored = 0  # member transcripts dropped as the bot's own words
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -198,7 +201,8 @@ class VoiceSession:
         if frame.user_id == self.bot_user_id or self.listener is None:
             return  # the bot never transcribes itself
         if frame.user_id not in self.room.members:
-            self.room.member_joined(frame.user_id, self._discord_name(frame.user_id), frame.t).greeted = True
+            self.room.member_joined(frame.user_id, self._name(frame.user_id, self._discord_name(frame.user_id)),
+                                    frame.t).greeted = True
         self.listener.feed(frame)
 
     def on_speaking(self, event: SpeakingEvent) -> None:
@@ -230,7 +234,7 @@ class VoiceSession:
         if not utt.final and utt.text.strip():
             self.prefill.request(utt.user_id)
         if utt.final and utt.text.strip():
-            self._caption(f"**{utt.name}**: {utt.text.strip()}")
+            self._caption(f"**{utt.name}**: {utt.text.strip()}", utt.user_id)
         if line is not None:
             log.debug("guild %s: heard %s: %r", self.guild_id, line.name, line.text)
         self._poke()
@@ -246,7 +250,7 @@ class VoiceSession:
     def member_joined(self, user_id: int, name: str) -> None:
         if user_id == self.bot_user_id:
             return
-        self.room.member_joined(user_id, name, self.clock.now())
+        self.room.member_joined(user_id, self._name(user_id, name), self.clock.now())
         self._poke()
 
     def member_left(self, user_id: int) -> None:
@@ -257,7 +261,7 @@ class VoiceSession:
 
     def sync_members(self, members: Iterable[tuple[int, str]]) -> None:
         """Make the room's members exactly `members` (after the bot moved to another channel)."""
-        wanted = {uid: name for uid, name in members if uid != self.bot_user_id}
+        wanted = {uid: self._name(uid, name) for uid, name in members if uid != self.bot_user_id}
         for uid in [uid for uid in self.room.members if uid not in wanted]:
             self.member_left(uid)
         for uid, name in wanted.items():
@@ -272,6 +276,45 @@ class VoiceSession:
         # update (from the cog) is the authority on presence, so only the listener forgets.
         if self.listener is not None:
             self.listener.forget(user_id)
+
+    # --- privacy ---------------------------------------------------------------------------------
+    def opt_out(self, user_id: int) -> None:
+        """The member opted out: from the next packet on nothing of theirs is decoded, and what was heard of
+        them is dropped, not flushed: buffered audio, pending transcripts, history lines (and the bot's
+        answers to them), captions not posted yet, a reply being prepared for them. From now on the room
+        calls them OPTED_OUT_NAME (prompts carry no name of theirs)."""
+        self.opted_out.add(user_id)
+        receiver_opt_out = getattr(self.receiver, "opt_out", None)
+        if receiver_opt_out is not None:
+            receiver_opt_out(user_id)
+        drop = getattr(self.listener, "drop", None)
+        if drop is not None:
+            drop(user_id)
+        turn = self.room.turn
+        answering = turn is not None and turn.reply_to_seq is not None and any(
+            ln.seq == turn.reply_to_seq and ln.user_id == user_id for ln in self.room.history)
+        removed = self.room.forget_words(user_id, OPTED_OUT_NAME)
+        captions = self.caption_queue.drop_member(user_id)
+        self.prefill.stale("a member opted out", member=user_id)
+        if answering:
+            self._spawn(self.lines.cancel("the member it answered opted out", discard=True), "opt-out-cancel")
+        log.info("guild %s: a member opted out: %d line(s) and %d caption(s) of theirs dropped%s", self.guild_id,
+                 removed, captions, ", the reply to them cancelled" if answering else "")
+        self._poke()
+
+    def opt_in(self, user_id: int) -> None:
+        """The member opted in again: their new speech is heard (nothing dropped comes back)."""
+        self.opted_out.discard(user_id)
+        receiver_opt_in = getattr(self.receiver, "opt_in", None)
+        if receiver_opt_in is not None:
+            receiver_opt_in(user_id)
+        undrop = getattr(self.listener, "undrop", None)
+        if undrop is not None:
+            undrop(user_id)
+        self.room.rename(user_id, self._discord_name(user_id))
+
+    def _name(self, user_id: int, name: str) -> str:
+        return OPTED_OUT_NAME if user_id in self.opted_out else name
 
     # --- the prompter --------------------------------------------------------------------------
     async def step(self) -> Decision:
@@ -302,10 +345,10 @@ class VoiceSession:
         member = guild.get_member(user_id) if guild is not None else None
         return member.display_name if member is not None else f"member {user_id}"
 
-    def _caption(self, text: str) -> None:
+    def _caption(self, text: str, member: int | None = None) -> None:
         if self.captions is None or self._loop is None:
             return
-        self.caption_queue.put(text)
+        self.caption_queue.put(text, member)
 
     def _spawn(self, coro: Any, name: str) -> None:
         """A background task the session cancels when it closes."""

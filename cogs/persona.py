@@ -21,13 +21,19 @@ MESSAGE_LIMIT = 2000
 CHOICE_NAME_LIMIT = 100
 
 
-def can_switch_persona(member: discord.abc.User, role_name: str) -> bool:
-    """Manage Server, or the configured persona role (matched case-insensitively)."""
+def can_switch_persona(member: discord.abc.User, role_ids: str) -> bool:
+    """Manage Server, or a role whose id is in CHORUS_PERSONA_ROLE (ids, comma or space separated: a role's
+    name proves nothing, anyone who can manage roles in any server can make one with that name)."""
     perms = getattr(member, "guild_permissions", None)
     if perms is not None and (perms.manage_guild or perms.administrator):
         return True
-    wanted = role_name.strip().casefold()
-    return bool(wanted) and any(role.name.casefold() == wanted for role in getattr(member, "roles", ()))
+    wanted = persona_role_ids(role_ids)
+    return bool(wanted) and any(role.id in wanted for role in getattr(member, "roles", ()))
+
+
+def persona_role_ids(value: str) -> frozenset[int]:
+    """The role ids of CHORUS_PERSONA_ROLE (anything that is not an id is ignored, with a warning at start)."""
+    return frozenset(int(part) for part in value.replace(",", " ").split() if part.isdigit())
 
 
 def can_manage(member: discord.abc.User) -> bool:
@@ -59,6 +65,10 @@ def error_report(errors: list[tuple]) -> str:
 @app_commands.guild_only()
 class PersonaCog(commands.GroupCog, group_name="persona", group_description="Choose who the bot is in this server"):
     def __init__(self, bot: "ChorusBot") -> None:
+        role = bot.settings.persona_role.strip()
+        if role and not persona_role_ids(role):
+            log.warning("CHORUS_PERSONA_ROLE=%r holds no role id: only Manage Server switches personas (a role is "
+                        "named by its id: Server Settings > Roles > right-click > Copy Role ID)", role)
         self.bot = bot
 
     @app_commands.command(name="set", description="Switch the bot to another persona")
@@ -68,7 +78,9 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
         assert guild_id is not None
         role = self.bot.settings.persona_role
         if not can_switch_persona(interaction.user, role):
-            who = f"Manage Server or the **{role}** role" if role else "the Manage Server permission"
+            roles = [r.name for r in getattr(interaction.guild, "roles", ()) if r.id in persona_role_ids(role)]
+            who = (f"Manage Server or the **{roles[0]}** role" if roles else "Manage Server or the persona role"
+                   if persona_role_ids(role) else "the Manage Server permission")
             await interaction.response.send_message(f"Switching personas needs {who}.", ephemeral=True)
             return
         persona = self.bot.personas.get(name)
@@ -120,14 +132,12 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
             await interaction.response.send_message("Reloading personas needs the Manage Server permission.", ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        fresh = await self.bot.reload_personas()
+        fresh = await self.bot.reload_personas(apply_to=[interaction.guild_id] if interaction.guild_id else [])
         if len(fresh) == 0 and self.bot.personas is not fresh:
             head = f"No persona could be loaded, so I kept the {len(self.bot.personas)} I had."
         else:
             head = f"Loaded {len(fresh)} persona(s): {', '.join(fresh.names()) or 'none'}."
-        report = error_report(fresh.errors)
-        if report:
-            report = f"{report}\n(folder: `{self.bot.settings.personas_dir}`)"
+        report = error_report(fresh.errors)  # file names only: the bot's folders are not the members' business
         await interaction.followup.send(_clip(head + ("\n" + report if report else "")), ephemeral=True)
 
 

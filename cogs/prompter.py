@@ -20,14 +20,17 @@ from discord.ext import commands
 from bot import executors
 from bot.captions import CaptionSink
 from bot.heap import HeapTrimmer, limit_malloc_arenas
-from bot.notice import spoken_notice
-from bot.voice_session import VoiceSession
+from bot.notice import ListeningNotice, speak_notice, spoken_notice
+from bot.voice_session import OPTED_OUT_NAME, VoiceSession
+from cogs.voice import give_notice
 
 if TYPE_CHECKING:
     from bot.client import ChorusBot
     from conversation.persona import Persona
 
 log = logging.getLogger(__name__)
+
+NOTICE_WAIT_POLL_S = 1.0
 
 
 def humans_in(channel: Any, bot_user_id: int | None) -> list[tuple[int, str]]:
@@ -60,14 +63,11 @@ def receiver_dropping(make_receiver: Callable[..., Any] | None, drops: Callable[
 
 
 def apply_opt_out(session: Any, user_id: int, opted_out: bool) -> None:
-    """A live session: drop (or hear again) the member's audio now, and forget what is buffered of them."""
-    receiver = getattr(session, "receiver", None)
-    change = getattr(receiver, "opt_out" if opted_out else "opt_in", None)
+    """A live session: drop (or hear again) the member's audio from the next packet on; on opting out, what
+    was heard of them is dropped, not flushed (`VoiceSession.opt_out`)."""
+    change = getattr(session, "opt_out" if opted_out else "opt_in", None)
     if change is not None:
         change(user_id)
-    listener = getattr(session, "listener", None)
-    if opted_out and listener is not None:
-        listener.forget(user_id)
 
 
 def caption_sender(channel: discord.abc.Messageable) -> CaptionSink:
@@ -124,25 +124,73 @@ class PrompterCog(commands.Cog):
         bot_user_id = bot.user.id if bot.user is not None else None
         parts = await self.session_parts(guild)
         memory = bot.memory
+        notice = bot.notices.setdefault(guild.id, ListeningNotice())
+        channel = voice_client.channel
+        present = humans_in(channel, bot_user_id)
+        first_line = spoken_notice(persona.name) if bot.settings.privacy_notice_spoken else None
+        if not notice.recent(channel.id):
+            # the text could not be posted: the spoken line is the notice (no one is heard without one), said in
+            # full before listening starts
+            played = await speak_notice(voice_client, parts["responder"], persona, spoken_notice(persona.name),
+                                        scheduler=self._shared.get("scheduler"))
+            if played > 0 and memory.privacy_known(guild.id):
+                notice.given(channel.id, [uid for uid, _ in present], spoken=True)
+            first_line = None
         parts["responder"] = memory.wrap_responder(parts["responder"], guild.id)
-        parts["make_receiver"] = receiver_dropping(parts.get("make_receiver"), memory.drop_check(guild.id))
+        drops = memory.drop_check(guild.id)
+        parts["make_receiver"] = receiver_dropping(parts.get("make_receiver"),
+                                                   lambda user_id: drops(user_id) or not notice.covers(user_id))
         session = VoiceSession(
             settings=bot.settings,
             persona=persona,
             guild_id=guild.id,
             voice_client=voice_client,
             bot_user_id=bot_user_id,
-            members=humans_in(voice_client.channel, bot_user_id),
+            members=[(uid, OPTED_OUT_NAME if memory.is_opted_out(guild.id, uid) else name) for uid, name in present],
             captions=self._captions_for(guild.id),
             metrics=bot.metrics.for_guild(guild.id) if bot.metrics is not None else None,
             # the session's first line, after the text notice; whoever speaks over it has the floor
-            notice=spoken_notice(persona.name) if bot.settings.privacy_notice_spoken else None,
+            notice=first_line,
             **parts,
         )
-        await session.start()
+        session.opted_out.update(uid for uid, _ in present if memory.is_opted_out(guild.id, uid))
+        try:
+            await session.start()
+        except BaseException:  # a half-started session holds threads (the VAD's): close it, then report
+            await session.close()
+            raise
+        if not notice.covers_anyone():
+            session._spawn(self._notice_when_known(guild, session, notice), f"listening-notice-{guild.id}")
         memory.attach(guild.id, session, llm=self._shared.get("llm"), scheduler=self._shared.get("scheduler"))
         self._warm_up(session.responder, persona)
         return session
+
+    async def _notice_when_known(self, guild: discord.Guild, session: VoiceSession, notice: ListeningNotice) -> None:
+        """The database was down at /join: once the guild's privacy choices are known, give the notice (text,
+        else spoken); only then is anyone heard."""
+        while not self.bot.memory.privacy_known(guild.id):
+            await asyncio.sleep(NOTICE_WAIT_POLL_S)
+        channel = getattr(session.voice_client, "channel", None)
+        if channel is None:
+            return
+        if not await give_notice(self.bot, guild, channel, notice):
+            persona = session.persona
+            played = await speak_notice(session.voice_client, session.responder, persona, spoken_notice(persona.name),
+                                        scheduler=self._shared.get("scheduler"))
+            if played > 0:
+                notice.given(channel.id, [uid for uid, _ in humans_in(channel, session.bot_user_id)], spoken=True)
+        log.info("guild %d: privacy choices known; the listening notice was given, listening starts", guild.id)
+
+    async def _notice_for_joiner(self, guild: discord.Guild, channel: Any, user_id: int) -> None:
+        """A member joined the bot's channel: covered by a recent notice, else the notice is posted again."""
+        notice = self.bot.notices.get(guild.id)
+        if notice is None:
+            return
+        if notice.recent(channel.id):
+            notice.cover(user_id)
+        elif notice.channel_id == channel.id and not await give_notice(self.bot, guild, channel, notice):
+            log.warning("guild %d: the listening notice could not be posted again; a member who joined is not "
+                        "heard until it is", guild.id)
 
     def _warm_up(self, responder: Any, persona: "Persona") -> None:
         """Load the voice and put the persona prompt in the LLM cache in the background, so the first
@@ -190,7 +238,13 @@ class PrompterCog(commands.Cog):
         if session is None or before.channel == after.channel:
             return  # no session, or a mute/deafen/stream change
         if self.bot.user is not None and member.id == self.bot.user.id:
-            if after.channel is not None:  # the bot was moved: new company
+            if after.channel is not None:  # the bot was moved: new company, no one heard before the notice there
+                notice = self.bot.notices.get(member.guild.id)
+                if notice is not None:
+                    notice.moved(after.channel.id)
+                    if not await give_notice(self.bot, member.guild, after.channel, notice):
+                        log.warning("guild %d: moved, and the listening notice could not be posted: no one in the "
+                                    "new channel is heard until it is (/leave, then /join there)", member.guild.id)
                 session.sync_members(humans_in(after.channel, member.id))
             return
         if member.bot:
@@ -201,6 +255,7 @@ class PrompterCog(commands.Cog):
             return
         if after.channel is not None and after.channel.id == channel.id:
             session.member_joined(member.id, member.display_name)
+            await self._notice_for_joiner(member.guild, channel, member.id)
         elif before.channel is not None and before.channel.id == channel.id:
             session.member_left(member.id)
 

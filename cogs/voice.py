@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
 from audio.receive import ListeningVoiceClient
-from bot.notice import notice_text, post_notice
+from bot.notice import ListeningNotice, notice_text, post_to
 
 if TYPE_CHECKING:
     from bot.client import ChorusBot
@@ -62,6 +62,25 @@ def explain_connect_error(exc: BaseException) -> str:
     if isinstance(exc, RuntimeError) and "davey" in str(exc):
         return DAVE_EXPLANATION
     return f"Couldn't join voice ({type(exc).__name__}). The details are in the bot's log."
+
+
+def listening_notice_text(bot: "ChorusBot", guild_id: int, channel: Any) -> str:
+    """The notice for `channel`, saying what this guild's settings mean (memory, retention, captions)."""
+    return notice_text(bot.persona_for(guild_id).name, getattr(channel, "mention", "this channel"),
+                       memory_on=bot.memory.remembers(guild_id), retention_days=bot.settings.memory_retention_days,
+                       captions_on=bot.guild_store.get(guild_id).captions_channel_id is not None,
+                       known=bot.memory.privacy_known(guild_id), recall=bot.guild_store.get(guild_id).recall)
+
+
+async def give_notice(bot: "ChorusBot", guild: Any, channel: Any, notice: ListeningNotice) -> bool:
+    """Post the listening notice for voice `channel` now (covering the members there). While the guild's
+    privacy choices are unknown it posts why the bot is not listening yet instead, and covers no one."""
+    if not bot.memory.privacy_known(guild.id):
+        await post_to(notice.text_channel, listening_notice_text(bot, guild.id, channel), guild_id=guild.id)
+        return False
+    own = bot.user.id if bot.user is not None else None
+    members = [m.id for m in getattr(channel, "members", []) or [] if m.id != own]
+    return await notice.post(listening_notice_text(bot, guild.id, channel), channel.id, members, guild_id=guild.id)
 
 
 class _HandshakeCloseWatch(logging.Handler):
@@ -161,6 +180,10 @@ class VoiceCog(commands.Cog):
             await interaction.followup.send(explain_connect_error(exc), ephemeral=True)
             return
 
+        # the notice before anyone is heard: the session's receiver drops every packet it does not cover
+        notice = ListeningNotice(getattr(interaction, "channel", None))
+        self.bot.notices[guild.id] = notice
+        await give_notice(self.bot, guild, channel, notice)
         try:
             await self.bot.start_voice_session(guild, voice_client)
         except Exception as exc:
@@ -172,11 +195,14 @@ class VoiceCog(commands.Cog):
             )
             return
         persona = self.bot.persona_for(guild.id)
-        memory_on = self.bot.memory.remembers(guild.id)
-        notice = notice_text(persona.name, channel.mention, memory_on=memory_on)
-        posted = await post_notice(interaction, notice)
         reply = f"{persona.name} joined {channel.mention}."
-        await interaction.followup.send(reply if posted else f"{reply}\n{notice}", ephemeral=True)
+        if not self.bot.memory.privacy_known(guild.id):
+            reply += (" I'm not listening yet: my database is unavailable, so I don't know who opted out. "
+                      "I start listening once I do.")
+        elif not notice.covers_anyone():
+            reply += " I couldn't post or say the listening notice, so I'm not listening."
+        await interaction.followup.send(reply if notice.posts else f"{reply}\n{listening_notice_text(self.bot, guild.id, channel)}",
+                                        ephemeral=True)
 
     @app_commands.command(name="leave", description="Leave the voice channel")
     @app_commands.guild_only()

@@ -110,6 +110,24 @@ class Room:
         if user_id in self.members:
             self.members[user_id].name = name
 
+    def forget_words(self, user_id: int, name: str) -> int:
+        """A member opted out: their lines (and the bot's lines answering them) leave the history, their partial
+        and speech state go, and they are called `name` from now on. Returns the lines removed."""
+        kept = [ln for ln in self.history if ln.user_id != user_id and not (ln.is_bot and ln.addressee == user_id)]
+        removed = len(self.history) - len(kept)
+        self.history.clear()
+        self.history.extend(kept)
+        member = self.members.get(user_id)
+        if member is not None:
+            member.name = name
+            member.partial = None
+            member.last_final = None
+            member.speaking_since = None
+        for departure in self.departures:
+            if departure.user_id == user_id:
+                departure.name = name
+        return removed
+
     def name_of(self, user_id: int) -> str:
         member = self.members.get(user_id)
         return member.name if member else f"member {user_id}"

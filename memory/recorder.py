@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import uuid
 from collections import deque
@@ -23,6 +22,7 @@ from discord.ext import tasks
 
 from bot import executors
 from memory.extract import Fact, extract_facts
+from memory.store import name_patterns
 from memory.summarize import Line, SummaryPreempted, summarize_member
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class CallRecorder:
         self._part = 0
         self._segment_started = time.monotonic()
         self._ticker: tasks.Loop | None = None
-        self._summaries: set[asyncio.Task] = set()
+        self._summary_jobs: dict[asyncio.Task, tuple[list[Line], dict[int, str], int]] = {}  # running summaries
 
     def start(self) -> None:
         self._ticker = tasks.loop(seconds=self.poll_s)(self._tick)
@@ -102,8 +102,18 @@ class CallRecorder:
         return {m.user_id: m.name for m in self.session.room.members.values()}
 
     def forget_member(self, user_id: int) -> None:
-        """Drop the member's lines from the call so far (they opted out or asked to be forgotten)."""
+        """Drop the member's lines from the call so far (they opted out or asked to be forgotten). A summary
+        under way that read their lines is cancelled and made again from the others' lines only (so no
+        summary of anyone, written later, carries what they said)."""
         self.lines = deque((ln for ln in self.lines if ln.user_id != user_id), maxlen=MAX_CALL_LINES)
+        for task, (lines, members, part) in list(self._summary_jobs.items()):
+            if task.done() or not any(ln.user_id == user_id for ln in lines):
+                continue
+            task.cancel()
+            rest = [ln for ln in lines if ln.user_id != user_id]
+            others = {uid: name for uid, name in members.items() if uid != user_id}
+            if others:
+                self._spawn_summary(rest, others, part)
 
     # -- summaries ----------------------------------------------------------------------------------
     def _maybe_summarize_segment(self) -> None:
@@ -126,9 +136,12 @@ class CallRecorder:
             return None
         part = self._part
         self._part += 1
+        return self._spawn_summary(lines, members, part)
+
+    def _spawn_summary(self, lines: list[Line], members: dict[int, str], part: int) -> asyncio.Task:
         task = asyncio.create_task(self._summarize(lines, members, part), name=f"memory-summary-{self.guild_id}")
-        self._summaries.add(task)
-        task.add_done_callback(self._summaries.discard)
+        self._summary_jobs[task] = (lines, members, part)
+        task.add_done_callback(lambda t: self._summary_jobs.pop(t, None))
         self.service.track(task)
         return task
 
@@ -144,7 +157,8 @@ class CallRecorder:
             if summary:
                 self.summaries_written += 1
                 self.service.queue_summary(self.guild_id, user_id, f"call:{self.call_id}:{part}",
-                                           self.service.scrub(self.guild_id, summary, self._names_here()))
+                                           self.service.scrub(self.guild_id, summary, self._names_here()),
+                                           heard=members)
 
     async def _summary_of(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
         for _ in range(MAX_SUMMARY_ATTEMPTS):
@@ -176,7 +190,7 @@ class CallRecorder:
 
 
 def scrub_names(text: str, names: list[str]) -> str:
-    for name in names:
-        if name and len(name.strip()) >= 2:
-            text = re.sub(rf"\b{re.escape(name.strip())}\b", "someone", text, flags=re.I)
+    """`text` with the spoken forms of `names` replaced by "someone" (see `memory.store.name_patterns`)."""
+    for pattern in name_patterns(names):
+        text = pattern.sub("someone", text)
     return text

@@ -54,8 +54,16 @@ class RememberingResponder:
         if scheduler is not None and hasattr(scheduler, "preempt_background"):
             scheduler.preempt_background(self.guild_id)  # not this guild's own prefill: it prepares this reply
 
-    def _present(self) -> list[tuple[int, str]]:
-        return [(uid, name) for uid, name in self.members() if not self.service.is_opted_out(self.guild_id, uid)]
+    def _present(self, history: Sequence[Any] = ()) -> list[tuple[int, str]]:
+        """Whose memories this reply may use: the members present who did not opt out; with the server's recall
+        scope "speaker", only the member whose line it answers (the last human line)."""
+        present = [(uid, name) for uid, name in self.members() if not self.service.is_opted_out(self.guild_id, uid)]
+        if self.service.recall_scope(self.guild_id) == "speaker":
+            last = next((line for line in reversed(history) if not getattr(line, "is_bot", False)), None)
+            speaker = getattr(last, "user_id", None)  # a room line; a bare history line has only the name
+            name = as_history_line(last).speaker if last is not None else None
+            present = [(uid, n) for uid, n in present if uid == speaker or (speaker is None and n == name)]
+        return present
 
     async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
                       member_names: Iterable[str] | None = None, **kwargs: Any) -> Any:
@@ -63,7 +71,7 @@ class RememberingResponder:
             return await self.inner.respond(persona, history, situation=situation, sink=sink,
                                             member_names=member_names, **kwargs)
         self._preempt_background()
-        memory = await self.service.recall(self.guild_id, self._present(), recall_query(history),
+        memory = await self.service.recall(self.guild_id, self._present(history), recall_query(history),
                                            timeout=RECALL_TIMEOUT_S, before=self.call_started)
         self.last_memory = memory
         return await self.inner.respond(persona, history, situation=situation, sink=sink, member_names=member_names,
@@ -73,7 +81,7 @@ class RememberingResponder:
                 **kwargs: Any) -> Any:
         """Blocking (a worker thread), like Responder.prefill, with the memories the reply will have."""
         self._preempt_background()
-        memory = self.service.recall_from_thread(self.guild_id, self._present(), recall_query(history),
+        memory = self.service.recall_from_thread(self.guild_id, self._present(history), recall_query(history),
                                                  timeout=RECALL_TIMEOUT_S, before=self.call_started)
         return self.inner.prefill(persona, history, cancel, situation=situation, memory=memory, **kwargs)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 3600.0
-PRIVACY_RETRY_S = 15.0
+PRIVACY_RETRY_S = 5.0
 CLOSE_DRAIN_S = 15.0
 
 
@@ -52,25 +52,42 @@ class MemoryService:
         self.summary_interval_s = settings.memory_summary_interval_s
         self.recorders: dict[int, CallRecorder] = {}
         self.privacy_loaded = False
+        self.privacy_retry_s = PRIVACY_RETRY_S
         self._opted_out: dict[int, frozenset[int]] = {}
         self._privacy_changes: dict[int, int] = {}  # guild id -> choices made in this process (see refresh_privacy)
         self._privacy_saving: dict[int, int] = {}  # guild id -> opt-outs applied in memory, not yet saved
+        self._unsaved_opt_outs: set[tuple[int, int]] = set()  # (guild, user) whose opt-out the database refused
         self._names: dict[tuple[int, int], list[str]] = {}  # names of members who opted out here (scrubbed from texts)
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._summary_llm: Any = None
         self._purger: tasks.Loop | None = None
+        self._purge_idle = asyncio.Event()
+        self._purge_idle.set()
+        self._purges_started = False
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.track(asyncio.create_task(self._load_privacy_until_done(), name="memory-privacy-load"))
-        if self.settings.memory_retention_days > 0:
-            self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self.purge_now)
-            self._purger.start()
+        if self.db.healthy:  # read at once when the database answers: /join right after start knows them
+            try:
+                await self._load_privacy()
+            except StorageError:
+                pass
+        if not self.privacy_loaded:
+            self.track(asyncio.create_task(self._load_privacy_until_done(), name="memory-privacy-load"))
+        if self.db.healthy:
+            await self.purge_now()  # retention and removed servers: at start, then hourly
+        self._purger = tasks.loop(seconds=PURGE_EVERY_S)(self._hourly_purge)
+        self._purger.start()
+        self._purges_started = self.db.healthy  # the loop's first run (at once) is the one just done
 
     async def close(self) -> None:
-        if self._purger is not None:
+        if self._purger is not None:  # a purge under way finishes (cancelled mid-transaction, it leaks a connection)
+            try:
+                await asyncio.wait_for(self._purge_idle.wait(), CLOSE_DRAIN_S)
+            except asyncio.TimeoutError:
+                log.warning("memory: the purge did not finish within %.0f s; stopping it", CLOSE_DRAIN_S)
             self._purger.cancel()
             self._purger = None
         for guild_id in list(self.recorders):
@@ -89,33 +106,55 @@ class MemoryService:
 
     # -- privacy ------------------------------------------------------------------------------------
     async def _load_privacy_until_done(self) -> None:
-        while True:
+        while not self.privacy_loaded:
             try:
-                loaded = await self.store.opted_out()
+                await self._load_privacy()
             except StorageError as exc:
-                log.warning("privacy choices not loaded yet (%s): opt-outs apply once the database answers", exc)
-                await asyncio.sleep(PRIVACY_RETRY_S)
-                continue
-            for guild_id, users in loaded.items():  # choices made meanwhile (in memory) are kept
-                self._opted_out[guild_id] = frozenset(users | set(self._opted_out.get(guild_id, ())))
-            self.privacy_loaded = True
-            return
+                log.warning("privacy choices not loaded yet (%s): nobody is heard until the database answers",
+                            exc.kind)
+                await asyncio.sleep(self.privacy_retry_s)
+
+    async def _load_privacy(self) -> None:
+        loaded = await self.store.opted_out()
+        for guild_id, users in loaded.items():  # choices made meanwhile (in memory) are kept
+            self._opted_out[guild_id] = frozenset(users | set(self._opted_out.get(guild_id, ())))
+        self.privacy_loaded = True
+        await self.save_unsaved_opt_outs()
 
     async def refresh_privacy(self, guild_id: int) -> None:
         """Read one guild's opt-outs again (its shard moved here; they may have changed in another process).
         A choice made here while the read was under way wins over what the read found."""
         version = self._privacy_changes.get(guild_id, 0)
         users = (await self.store.opted_out(guild_id)).get(guild_id, set())
+        unsaved = {uid for gid, uid in self._unsaved_opt_outs if gid == guild_id}
         if self._privacy_changes.get(guild_id, 0) == version and not self._privacy_saving.get(guild_id):
-            self._opted_out = {**self._opted_out, guild_id: frozenset(users)}
+            self._opted_out = {**self._opted_out, guild_id: frozenset(users | unsaved)}  # merged, never undone
+        await self.save_unsaved_opt_outs(guild_id)
+
+    async def save_unsaved_opt_outs(self, guild_id: int | None = None) -> None:
+        """Save the opt-outs applied while the database refused them (at a refresh or a load)."""
+        for gid, uid in sorted(self._unsaved_opt_outs):
+            if guild_id is not None and gid != guild_id:
+                continue
+            try:
+                await self.store.set_opted_out(gid, uid, True, names=self._names.get((gid, uid), ()))
+            except StorageError:
+                return
+            self._unsaved_opt_outs.discard((gid, uid))
 
     def is_opted_out(self, guild_id: int, user_id: int) -> bool:
         """Thread-safe (the receive thread asks for every packet): a read of an immutable set."""
         return user_id in self._opted_out.get(guild_id, ())
 
+    def privacy_known(self, guild_id: int) -> bool:
+        """Whether the guild's privacy choices and memory setting were read from the database (this process
+        has read them once: after that, the last known ones and the changes made here hold through outages)."""
+        return self.privacy_loaded and self.guild_store.loaded
+
     def drop_check(self, guild_id: int) -> Callable[[int], bool]:
-        """For the receive layer: whether a user's packets are dropped before decoding."""
-        return lambda user_id: user_id in self._opted_out.get(guild_id, ())
+        """For the receive layer: whether a user's packets are dropped before decoding. Fails closed: until
+        the guild's choices are known (the database was down at start) everyone's packets are dropped."""
+        return lambda user_id: not self.privacy_known(guild_id) or user_id in self._opted_out.get(guild_id, ())
 
     def _set_opted_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
         self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
@@ -131,12 +170,18 @@ class MemoryService:
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
+        await self.writes.discard_member(guild_id, user_id)
         self._privacy_saving[guild_id] = self._privacy_saving.get(guild_id, 0) + 1
         try:
-            return await self.store.set_opted_out(guild_id, user_id, True, names=names)
+            deleted = await self.store.set_opted_out(guild_id, user_id, True, names=names)
+        except StorageError:
+            self._unsaved_opt_outs.add((guild_id, user_id))  # kept through refreshes; saved when it answers
+            raise
         finally:  # a refresh that read the database before this write must not undo the choice
             self._privacy_saving[guild_id] -= 1
             self._privacy_changes[guild_id] = self._privacy_changes.get(guild_id, 0) + 1
+        self._unsaved_opt_outs.discard((guild_id, user_id))
+        return deleted
 
     async def opt_in(self, guild_id: int, user_id: int) -> None:
         await self.store.set_opted_out(guild_id, user_id, False)
@@ -153,25 +198,84 @@ class MemoryService:
 
     # -- memory on/off, show, forget ------------------------------------------------------------------
     def remembers(self, guild_id: int) -> bool:
-        return bool(self.settings.memory_enabled) and self.guild_store.get(guild_id).memory_enabled
+        """Memory on for the guild: on for the bot, the setting known (fails closed) and not turned off."""
+        return (bool(self.settings.memory_enabled) and self.guild_store.loaded
+                and self.guild_store.get(guild_id).memory_enabled)
+
+    def recall_scope(self, guild_id: int) -> str:
+        """Whose memories a reply may use here: "present" (every member in the call) or "speaker"."""
+        return self.guild_store.get(guild_id).recall
+
+    def may_keep(self, guild_id: int, user_id: int) -> bool:
+        """Checked again when a queued write runs: the member did not opt out and memory is on meanwhile."""
+        return self.remembers(guild_id) and not self.is_opted_out(guild_id, user_id)
 
     async def about(self, guild_id: int, user_id: int) -> list[Memory]:
         return await self.store.about(guild_id, user_id)
 
     async def forget(self, guild_id: int, user_id: int, names: Sequence[str]) -> int:
+        """Delete everything about the member here: their lines of this call and its summaries under way
+        (`CallRecorder.forget_member`), their queued writes, then their rows."""
         recorder = self.recorders.get(guild_id)
         if recorder is not None:
             recorder.forget_member(user_id)
+        await self.writes.discard_member(guild_id, user_id)
         return await self.store.forget_member(guild_id, user_id, names=names)
 
     # -- writes ---------------------------------------------------------------------------------------
     def queue_facts(self, guild_id: int, user_id: int, facts: list[Fact]) -> None:
-        self.writes.submit("facts", lambda: self.store.remember_facts(guild_id, user_id, facts))
+        async def write() -> object:
+            if not self.may_keep(guild_id, user_id):
+                return 0
+            return await self.store.remember_facts(guild_id, user_id, facts)
 
-    def queue_summary(self, guild_id: int, user_id: int, key: str, text: str) -> None:
-        self.writes.submit("call summary", lambda: self.store.add_summary(guild_id, user_id, key, text))
+        self.writes.submit("facts", write, involves=[(guild_id, user_id)])
+
+    def queue_summary(self, guild_id: int, user_id: int, key: str, text: str, *, heard: Iterable[int] = ()) -> None:
+        """Queue a member's call summary; `heard`: the other members whose lines it was made from."""
+        async def write() -> object:
+            if not self.may_keep(guild_id, user_id):
+                return False
+            return await self.store.add_summary(guild_id, user_id, key, text)
+
+        self.writes.submit("call summary", write, involves=[(guild_id, uid) for uid in {user_id, *heard}])
+
+    async def guild_removed(self, guild_id: int) -> None:
+        """`on_guild_remove`: the guild's rows are deleted after REMOVAL_GRACE_DAYS (at once when 0)."""
+        await self.store.mark_guild_removed(guild_id)
+        if self.settings.removal_grace_days <= 0:
+            await self.purge_removed_guilds()
+
+    async def guild_returned(self, guild_id: int) -> None:
+        """`on_guild_join`: added back within the grace period: nothing is deleted."""
+        await self.store.unmark_guild_removed(guild_id)
+
+    async def purge_removed_guilds(self) -> list[int]:
+        gone = await self.store.purge_removed_guilds(time.time() - self.settings.removal_grace_days * 86400.0)
+        for guild_id in gone:
+            self.guild_store.drop_local(guild_id)
+            self._opted_out = {g: u for g, u in self._opted_out.items() if g != guild_id}
+            log.info("guild %d: the bot was removed from it; everything kept about it was deleted", guild_id)
+        return gone
+
+    async def _hourly_purge(self) -> None:
+        if not self._purges_started:
+            await self.purge_now()
+        self._purges_started = False
 
     async def purge_now(self) -> int:
+        """Retention and removed servers (hourly, and at start)."""
+        self._purge_idle.clear()
+        try:
+            return await self._purge()
+        finally:
+            self._purge_idle.set()
+
+    async def _purge(self) -> int:
+        try:
+            await self.purge_removed_guilds()
+        except StorageError as exc:
+            log.warning("removed servers' data not purged this time: %s", exc.kind)
         days = self.settings.memory_retention_days
         if days <= 0:
             return 0
@@ -209,8 +313,9 @@ class MemoryService:
                                                   self._loop)
         try:
             return future.result(timeout + 0.2)
-        except Exception:
+        except Exception as exc:
             future.cancel()
+            log.debug("guild %s: memory recall for a prefill gave up (%s)", guild_id, type(exc).__name__)
             return ""
 
     # -- sessions ---------------------------------------------------------------------------------------

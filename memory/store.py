@@ -21,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from memory.extract import Fact
 from storage.db import Database, upsert
-from storage.schema import FACT, SUMMARY, member_privacy, memories
+from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memories, storage_meta
 
 MAX_SEARCH_TERMS = 12
+REMOVED_PREFIX = "guild_removed:"  # storage_meta key: when the bot was removed from that guild
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
@@ -34,6 +35,24 @@ will with would you your yours yourself yourselves yeah yes okay ok oh um uh hey
 think tell told say said remember remembered recall ask asked talk talked mention mentioned thing things something
 anything juniper bot please thanks thank again let lets let's me i'm i've i'd you're it's that's what's don't didn't
 """.split())
+
+
+def spoken_forms(names: Iterable[str]) -> list[str]:
+    """How members' names appear in transcribed speech: a display name's decorations dropped and its words
+    capitalized ("~kat~" -> "Kat"), at least 2 characters."""
+    forms = []
+    for name in names:
+        words = re.sub(r"[^\w' -]+", " ", name or "").replace("_", " ").split()
+        form = " ".join(w[:1].upper() + w[1:] for w in words)  # transcripts write names capitalized
+        if len(form) >= 2 and form not in forms:
+            forms.append(form)
+    return forms
+
+
+def name_patterns(names: Iterable[str]) -> list[re.Pattern[str]]:
+    """Whole-word, case-sensitive patterns of `spoken_forms`: a name is written with its capital, so a member
+    named "will" or "May" does not rewrite the words "will" and "may" in everyone's memories."""
+    return [re.compile(rf"\b{re.escape(form)}\b") for form in spoken_forms(names)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +94,7 @@ class MemoryStore:
             return 0
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            if await self._is_opted_out(conn, guild_id, user_id):
+            if not await self._may_remember(conn, guild_id, user_id):
                 return 0
             for fact in facts:
                 row = {"guild_id": guild_id, "user_id": user_id, "kind": FACT, "key": fact.key[:200], "text": fact.text,
@@ -87,7 +106,7 @@ class MemoryStore:
     async def add_summary(self, guild_id: int, user_id: int, key: str, text: str, *, now: float | None = None) -> bool:
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
-            if await self._is_opted_out(conn, guild_id, user_id):
+            if not await self._may_remember(conn, guild_id, user_id):
                 return False
             row = {"guild_id": guild_id, "user_id": user_id, "kind": SUMMARY, "key": key[:200], "text": text,
                    "created_at": now, "updated_at": now}
@@ -165,13 +184,15 @@ class MemoryStore:
                 sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
             )).rowcount or 0
             await self._scrub_names(conn, guild_id, names)
+        await self.db.scrub_deleted()
         return int(deleted)
 
     async def _scrub_names(self, conn: AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
-        patterns = [re.compile(rf"\b{re.escape(n.strip())}\b", re.I) for n in names if n and len(n.strip()) >= 2]
-        if not patterns:
+        forms = spoken_forms(names)
+        if not forms:
             return
-        like = sa.or_(*[memories.c.text.ilike(f"%{n.strip()}%") for n in names if n and len(n.strip()) >= 2])
+        patterns = name_patterns(forms)
+        like = sa.or_(*[memories.c.text.ilike(f"%{form}%") for form in forms])
         rows = (await conn.execute(sa.select(memories.c.id, memories.c.text)
                                    .where(memories.c.guild_id == guild_id, like))).all()
         for row_id, text in rows:
@@ -185,7 +206,36 @@ class MemoryStore:
         """Delete memories not renewed since `older_than` (epoch seconds). Returns the rows deleted."""
         async with self.db.transaction() as conn:
             result = await conn.execute(sa.delete(memories).where(memories.c.updated_at < older_than))
+        if result.rowcount:
+            await self.db.scrub_deleted()
         return int(result.rowcount or 0)
+
+    # -- a guild that removed the bot ----------------------------------------------------------------------
+    async def mark_guild_removed(self, guild_id: int, *, now: float | None = None) -> None:
+        """The bot was removed from the guild: its rows go after the grace period (`purge_removed_guilds`)."""
+        row = {"key": f"{REMOVED_PREFIX}{guild_id}", "value": repr(time.time() if now is None else now)}
+        async with self.db.transaction() as conn:
+            await conn.execute(upsert(self.db.dialect, storage_meta, row, ["key"], []))
+
+    async def unmark_guild_removed(self, guild_id: int) -> None:
+        """The bot is back in the guild before the grace period ended: nothing is deleted."""
+        async with self.db.transaction() as conn:
+            await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{REMOVED_PREFIX}{guild_id}"))
+
+    async def purge_removed_guilds(self, removed_before: float) -> list[int]:
+        """Delete every row of the guilds the bot was removed from before `removed_before` (epoch seconds):
+        settings, opt-outs, memories. Returns those guilds."""
+        async with self.db.transaction() as conn:
+            marks = (await conn.execute(sa.select(storage_meta).where(
+                storage_meta.c.key.like(f"{REMOVED_PREFIX}%")))).mappings().all()
+            gone = [int(m["key"][len(REMOVED_PREFIX):]) for m in marks if float(m["value"]) < removed_before]
+            for guild_id in gone:
+                for table in (memories, member_privacy, guild_settings):
+                    await conn.execute(sa.delete(table).where(table.c.guild_id == guild_id))
+                await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{REMOVED_PREFIX}{guild_id}"))
+        if gone:
+            await self.db.scrub_deleted()
+        return gone
 
     # -- privacy --------------------------------------------------------------------------------------
     async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool, names: Iterable[str] = ()) -> int:
@@ -203,6 +253,8 @@ class MemoryStore:
             else:  # opted in again: nothing about them needs keeping, not even the choice
                 await conn.execute(sa.delete(member_privacy).where(member_privacy.c.guild_id == guild_id,
                                                                    member_privacy.c.user_id == user_id))
+        if opted_out:
+            await self.db.scrub_deleted()
         return int(deleted)
 
     async def opted_out(self, guild_id: int | None = None) -> dict[int, set[int]]:
@@ -217,7 +269,10 @@ class MemoryStore:
             out.setdefault(int(guild_id), set()).add(int(user_id))
         return out
 
-    async def _is_opted_out(self, conn: AsyncConnection, guild_id: int, user_id: int) -> bool:
-        found = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
+    async def _may_remember(self, conn: AsyncConnection, guild_id: int, user_id: int) -> bool:
+        """Inside the write's transaction: the member has not opted out and memory is not off in the guild."""
+        opted_out = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
             member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id))).scalar_one_or_none()
-        return bool(found)
+        enabled = (await conn.execute(sa.select(guild_settings.c.memory_enabled).where(
+            guild_settings.c.guild_id == guild_id))).scalar_one_or_none()
+        return not opted_out and enabled is not False

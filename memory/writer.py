@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from storage.errors import StorageError
 
@@ -34,6 +34,7 @@ class _Job:
     write: Write
     queued: float
     attempts: int = 0
+    involves: frozenset[tuple[int, int]] = frozenset()  # (guild id, user id) of the members whose words it holds
 
 
 @dataclass
@@ -68,18 +69,36 @@ class WriteQueue:
     def pending(self) -> int:
         return len(self._jobs) + (self._running is not None)
 
-    def submit(self, what: str, write: Write) -> None:
-        """Queue a write (an async callable doing one transaction). Returns at once."""
+    def submit(self, what: str, write: Write, *, involves: Iterable[tuple[int, int]] = ()) -> None:
+        """Queue a write (an async callable doing one transaction) holding the words of the members `involves`
+        ((guild id, user id) each). Returns at once."""
         if len(self._jobs) >= self.max_pending:
             self._jobs.popleft()
             self.stats.drop("overflow")
             if self.stats.dropped["overflow"] in (1, 10, 100) or self.stats.dropped["overflow"] % 1000 == 0:
                 log.warning("memory writes: queue full (%d); %d oldest write(s) dropped so far", self.max_pending,
                             self.stats.dropped["overflow"])
-        self._jobs.append(_Job(what, write, time.monotonic()))
+        self._jobs.append(_Job(what, write, time.monotonic(), involves=frozenset(involves)))
         self._idle.clear()
         if not self._closed and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run(), name="memory-writes")
+
+    async def discard_member(self, guild_id: int, user_id: int, timeout: float = 10.0) -> int:
+        """The member asked to be forgotten (or opted out): their queued writes are dropped (counted as
+        "forgotten"), and a write of theirs running now is waited for (up to `timeout`), so that a delete
+        made after this returns is not followed by one of their rows. Returns the writes dropped."""
+        member = (guild_id, user_id)
+        kept = deque(job for job in self._jobs if member not in job.involves)
+        dropped = len(self._jobs) - len(kept)
+        self._jobs = kept
+        if dropped:
+            self.stats.drop("forgotten", dropped)
+        deadline = time.monotonic() + timeout
+        while self._running is not None and member in self._running.involves and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if not self._jobs and self._running is None:
+            self._idle.set()
+        return dropped
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued write is done or dropped (True), or `timeout` passed (False)."""

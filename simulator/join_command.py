@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Any
 
 
@@ -38,10 +39,24 @@ class _Followup:
         self._replies.append(content)
 
 
-class JoinInteraction:
-    """The parts of `discord.Interaction` the /join handler uses (guild, user, response, followup)."""
+class TextChannel:
+    """The text channel a command was used in, as far as the bot posts there (the listening notice): every
+    message with its send time (monotonic)."""
 
-    def __init__(self, guild: Any, user: Any) -> None:
+    def __init__(self, channel_id: int = 1) -> None:
+        self.id = channel_id
+        self.mention = f"<#{channel_id}>"
+        self.messages: list[tuple[float, str]] = []
+
+    async def send(self, content: str, **_kwargs: Any) -> None:
+        self.messages.append((time.monotonic(), content))
+
+
+class JoinInteraction:
+    """The parts of `discord.Interaction` the /join handler uses (guild, user, channel, response, followup)."""
+
+    def __init__(self, guild: Any, user: Any, channel: Any = None) -> None:
+        self.channel = channel if channel is not None else TextChannel()
         self.guild = guild
         self.guild_id = guild.id
         self.user = user
@@ -51,14 +66,14 @@ class JoinInteraction:
         self.followup = _Followup(self.replies)
 
 
-async def join_with_command(bot: Any, guild: Any, user_id: int) -> Any:
+async def join_with_command(bot: Any, guild: Any, user_id: int, channel: Any = None) -> Any:
     """Run `/join` for ``user_id`` (who must be in the voice channel) through the voice cog's callback,
     as Discord would; returns the started voice session or raises ScriptError with the bot's reply."""
     cog = bot.get_cog("VoiceCog")
     user = guild.get_member(user_id)
     if cog is None or user is None or user.voice is None:
         raise ScriptError(f"user {user_id} is not in the loopback voice channel (or the voice cog is missing)")
-    interaction = JoinInteraction(guild, user)
+    interaction = JoinInteraction(guild, user, channel)
     await cog.join.callback(cog, interaction)
     session = bot.voice_sessions.get(guild.id)
     if session is None:

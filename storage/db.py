@@ -33,6 +33,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 POSTGRES_CONNECT_TIMEOUT_S = 5.0
 POSTGRES_COMMAND_TIMEOUT_S = 15.0
+PROBE_S = 5.0  # while the database is unavailable, how often it is asked whether it is back
 
 
 def database_url(raw: str, data_dir: Path) -> str:
@@ -61,6 +62,8 @@ class Database:
         self.last_fault: StorageError | None = None
         self._fault_since: float | None = None
         self._failures = 0
+        self.probe_s = PROBE_S
+        self._probe: asyncio.Task | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Database":
@@ -79,9 +82,9 @@ class Database:
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> None:
         """Create the engine and migrate the schema. Raises StorageError (one clear line) on failure."""
-        if self.engine is None:
-            self.engine = self._create_engine()
         try:
+            if self.engine is None:
+                self.engine = self._create_engine()  # (creates the SQLite file's folder: may fail too)
             async with self.engine.begin() as conn:
                 await conn.run_sync(_upgrade_to_head)
         except Exception as exc:
@@ -92,6 +95,10 @@ class Database:
         log.info("database: %s (schema at the newest revision)", self.describe())
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+            self._probe = None
         if self.engine is not None:
             await self.engine.dispose()
             self.engine = None
@@ -113,6 +120,7 @@ class Database:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.execute(f"PRAGMA busy_timeout={int(busy)}")
+                cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
                 cursor.close()
 
             return engine
@@ -141,6 +149,21 @@ class Database:
             raise error from None
         self._ok()
 
+    async def scrub_deleted(self) -> None:
+        """After deleting personal data: leave no copy of it in the file. On SQLite the full-text index is
+        merged (its old segments still hold the deleted words), and the WAL is checkpointed and truncated
+        (it holds the pages as they were); `secure_delete` zeroes the freed pages. Best effort: a failure
+        is logged (the rows themselves are gone either way)."""
+        if self.dialect != "sqlite" or self.engine is None:
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.exec_driver_sql("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception as exc:
+            log.warning("database: deleted data not scrubbed from the file yet (%s)", as_storage_error(exc).kind)
+
     # -- health -------------------------------------------------------------------------------------
     def _fault(self, error: StorageError) -> None:
         self._failures += 1
@@ -150,6 +173,29 @@ class Database:
             log.warning("database %s: %s; the bot goes on without memory, writes are retried or dropped (counted)",
                         self.describe(), error)
         self.healthy = False
+        self._start_probe()
+
+    def _start_probe(self) -> None:
+        """While unhealthy, ask the database every PROBE_S whether it is back: health is probed, not left to
+        the next write (one failed read would otherwise switch recall off until some write succeeded)."""
+        if self._probe is not None and not self._probe.done():
+            return
+        try:
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back(), name="database-probe")
+        except RuntimeError:  # no loop (a synchronous caller): the next operation tells
+            self._probe = None
+
+    async def _probe_until_back(self) -> None:
+        while not self.healthy and self.engine is not None:
+            await asyncio.sleep(self.probe_s)
+            if self.engine is None:
+                return
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.exec_driver_sql("SELECT 1")
+            except Exception:
+                continue
+            self._ok()
 
     def _ok(self) -> None:
         if not self.healthy and self._fault_since is not None:
@@ -163,6 +209,11 @@ def _upgrade_to_head(sync_conn: sa.Connection) -> None:
     from alembic.config import Config
 
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start housekeeping lines; ours say what ran
+    if sync_conn.dialect.name == "sqlite":
+        # Python's sqlite3 runs DDL outside any transaction unless one was begun explicitly: a migration killed
+        # half-way would leave tables without their alembic_version (and every later start failing). With an
+        # explicit BEGIN the whole migration commits or rolls back as one (SQLite's DDL is transactional).
+        sync_conn.exec_driver_sql("BEGIN IMMEDIATE")
     before = current_revision(sync_conn)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -3,7 +3,8 @@
 Times are epoch seconds (UTC) as floats: the same comparisons on SQLite and PostgreSQL.
 Discord ids are 64-bit integers.
 
-- `guild_settings`: per-guild choices (persona, captions channel, whether memory is on).
+- `guild_settings`: per-guild choices (persona, captions channel, whether memory is on, whose memories a reply
+  may recall: `present` or `speaker`).
 - `member_privacy`: who opted out of being listened to, per guild: two ids and a flag, nothing else.
 - `memories`: what the bot remembers about a member of a guild: facts they told about themselves
   (`kind` = "fact", `key` names the slot, e.g. "name" or "likes:jazz") and call summaries
@@ -26,6 +27,7 @@ guild_settings = sa.Table(
     sa.Column("captions_channel_id", sa.BigInteger, nullable=True),
     sa.Column("memory_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("recall", sa.String(16), nullable=False, server_default="present"),  # RECALL_SCOPES (0002)
 )
 
 member_privacy = sa.Table(
@@ -60,5 +62,6 @@ storage_meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+RECALL_SCOPES = ("present", "speaker")  # memories of every member in the call / only of the member answered
 FACT = "fact"
 SUMMARY = "summary"

@@ -58,7 +58,7 @@ async def test_memory_show_lists_what_is_remembered_only_to_the_member(world) ->
 async def test_memory_forget_asks_first_and_then_leaves_no_row(world) -> None:
     env, bot, guild, text, alice, bob = world
     await bot.memory.store.remember_facts(guild.id, bob.id, [Fact("home", "lives in Lisbon")])
-    await bot.memory.store.add_summary(guild.id, alice.id, "call:c1:0", "talked with bob about Lisbon")
+    await bot.memory.store.add_summary(guild.id, alice.id, "call:c1:0", "talked with Bob about Lisbon")
     asked = await bob.slash(text, "memory forget")
     assert asked.ephemeral and "can't be undone" in asked.response.content
     cancelled = await bob.click(asked.response, label="Cancel")
@@ -107,3 +107,37 @@ async def test_memory_off_and_on_need_manage_server(world) -> None:
     assert "Memory is off in this server" in result.response.content
     result = await alice.slash(text, "memory on")
     assert bot.memory.remembers(guild.id)
+
+
+async def test_commands_answer_at_once_and_plainly_while_the_database_is_stalled(world, simcord_env,
+                                                                                 monkeypatch) -> None:
+    """Another process holds the SQLite write lock: /privacy optout and /memory off are acknowledged (deferred)
+    before they touch the database, apply at once, and answer in plain words (no driver text, no path)."""
+    import sqlite3
+
+    env, bot, guild, text, alice, bob = world
+    path = bot.storage.sqlite_path
+    bot.storage.sqlite_busy_timeout_ms = 500  # a stall past it (SimCord waits 5 s for the bot to settle)
+    monkeypatch.setattr(type(bot.storage), "_start_probe", lambda self: None)  # SimCord: no background waits
+    await bot.storage.engine.dispose()
+    bot.storage.engine = bot.storage._create_engine()
+    lock = sqlite3.connect(path, timeout=0.1)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        result = await bob.slash(text, "privacy optout")
+        callbacks = [r.json for r in simcord_env.http_requests if r.path.endswith("/callback")]
+        assert callbacks[-1] == {"type": 5, "data": {"flags": 64}}  # deferred, privately, first
+        content = result.response.content
+        assert "no longer listen" in content and "couldn't save" in content
+        assert bot.memory.drop_check(guild.id)(bob.id)  # applies although not saved
+        result = await alice.slash(text, "memory off")
+        assert result.deferred or "Memory is off" in result.response.content
+        assert "Memory is off" in result.response.content and not bot.memory.remembers(guild.id)
+        for content in (c.response.content for c in [result]):
+            assert "OperationalError" not in content and str(path) not in content and "locked" not in content
+    finally:
+        lock.rollback()
+        lock.close()
+    await bot.memory.refresh_privacy(guild.id)  # the database answers again: the opt-out is saved, not undone
+    assert bob.id in (await bot.memory.store.opted_out()).get(guild.id, set())
+    assert bot.memory.is_opted_out(guild.id, bob.id)

@@ -64,6 +64,7 @@ async def world(simcord_env):
     manager = guild.add_member(simcord_env.create_user("boss"), roles=[managers])
     djs = guild.create_role("dj")
     dj = guild.add_member(simcord_env.create_user("deejay"), roles=[djs])
+    bot.settings = bot.settings.replace(persona_role=str(djs.id))  # the role by id
     return bot, guild, channel, plain, manager, dj
 
 
@@ -116,7 +117,7 @@ async def test_set_is_denied_without_manage_server_or_role(world) -> None:
     bot, guild, channel, plain, manager, dj = world
     result = await plain.slash(channel, "persona set", name="Trixie")
     assert result.ephemeral
-    assert "Manage Server" in result.response.content and "DJ" in result.response.content
+    assert "Manage Server" in result.response.content and "**dj** role" in result.response.content
     assert bot.guild_store.get(guild.id).persona is None
     assert bot.persona_for(guild.id).name == "Juniper"
 
@@ -133,6 +134,15 @@ async def test_set_allowed_with_manage_server_persists(world, settings) -> None:
     assert reopened.get(guild.id).persona == "Trixie"
     await reopened.db.close()
     assert bot.persona_for(guild.id).name == "Trixie"
+
+
+async def test_a_role_named_like_the_persona_role_is_not_it(world, simcord_env) -> None:
+    bot, guild, channel, plain, manager, dj = world
+    impostors = guild.create_role("dj")  # same name, another role
+    impostor = guild.add_member(simcord_env.create_user("impostor"), roles=[impostors])
+    result = await impostor.slash(channel, "persona set", name="Captain Hollis")
+    assert "needs Manage Server or the **dj** role" in result.response.content
+    assert bot.guild_store.get(guild.id).persona is None
 
 
 async def test_set_allowed_with_the_persona_role(world) -> None:
@@ -207,9 +217,13 @@ async def test_reload_reports_broken_files_with_path_and_field(simcord_env, worl
     text = result.response.content
     assert "Loaded 4 persona(s): Captain Hollis, Juniper, Newbie, Trixie." in text
     assert "zz_broken.toml: field 'voice.speed':" in text
-    assert str(personas_dir) in text
+    assert str(personas_dir) not in text and "/" not in text.replace("persona(s)", "")  # no host paths
     assert "Newbie" in bot.personas
     assert session.personas == ["Juniper"]  # the running session got its (re-read) persona
+    other = RecordingSession()
+    bot.voice_sessions[guild.id + 1] = other  # another server's session: not switched by this server's reload
+    await manager.slash(channel, "persona reload")
+    assert other.personas == [] and session.personas == ["Juniper", "Juniper"]
 
 
 async def test_reload_keeps_old_personas_when_folder_is_empty(world, personas_dir: Path) -> None:

@@ -1,0 +1,116 @@
+"""Forget means forgotten: `/memory forget` and opt-out cancel what is still on its way to the database.
+
+Writes about the member that wait in the queue are dropped (counted); a call summary under way that read their
+lines is made again without them; a write running at that moment is waited for before the delete. On SQLite
+and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from audio.types import Utterance
+from bot import executors
+from conversation.room import Room
+from memory.extract import Fact
+from tests.fixtures_memory import memory_service
+from tests.fixtures_storage import db_url, postgres_server  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.asyncio
+
+GUILD, ALICE, BOB = 9001, 401, 402
+
+
+def said(room: Room, user_id: int, name: str, text: str, t: float) -> None:
+    room.on_utterance(Utterance(user_id=user_id, name=name, text=text, start=t, end=t + 1.0, final=True,
+                                confidence=0.9, timings={}))
+
+
+async def test_forget_drops_queued_writes_about_the_member(db_url: str, tmp_path: Path) -> None:
+    service = await memory_service(db_url, tmp_path)
+    held = asyncio.Event()
+    service.writes.submit("hold", held.wait)
+    service.queue_facts(GUILD, BOB, [Fact("home", "lives in Lisbon")])
+    service.queue_facts(GUILD, ALICE, [Fact("home", "lives in Oslo")])
+    service.queue_summary(GUILD, ALICE, "call:c1:0", "talked about the harbour", heard=[BOB])
+    forgetting = asyncio.create_task(service.forget(GUILD, BOB, ["Bob"]))
+    await asyncio.sleep(0)
+    held.set()
+    assert await forgetting == 0
+    assert await service.writes.drain(10)
+    assert await service.store.count_about(GUILD, BOB) == 0
+    assert [m.text for m in await service.about(GUILD, ALICE)] == ["lives in Oslo"]  # the summary that heard Bob: dropped
+    assert service.writes.stats.dropped.get("forgotten") == 2
+    await service.close()
+    await service.db.close()
+
+
+async def test_forget_during_a_pending_summary(db_url: str, tmp_path: Path) -> None:
+    service = await memory_service(db_url, tmp_path)
+    room = Room(bot_name="Juniper", now=0.0)
+    room.member_joined(ALICE, "Alice", 0.0, initial=True)
+    room.member_joined(BOB, "Bob", 0.0, initial=True)
+    session = SimpleNamespace(room=room, persona=SimpleNamespace(name="Juniper"), responder=None)
+    recorder = service.attach(GUILD, session)
+    said(room, BOB, "Bob", "We sailed to the harbour on Sunday and the wind was wild.", 1.0)
+    said(room, ALICE, "Alice", "I spent Sunday baking bread for the whole street.", 5.0)
+    recorder.poll()
+    busy = threading.Event()
+    blocker = asyncio.ensure_future(executors.run("memory", busy.wait, 30))  # the summary waits for the thread
+    task = recorder._summarize_segment()
+    assert task is not None
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    await service.forget(GUILD, BOB, ["Bob"])  # while the summary is under way
+    busy.set()
+    await blocker
+    await asyncio.wait([t for t in list(service._tasks) if t.get_name().startswith("memory-summary")], timeout=30)
+    assert await service.writes.drain(10)
+    assert await service.store.count_about(GUILD, BOB) == 0
+    alice = await service.about(GUILD, ALICE)
+    assert [m.kind for m in alice] == ["summary"], alice  # made again from her lines only
+    assert "harbour" not in alice[0].text and "sailed" not in alice[0].text
+    recorder._ticker.cancel() if recorder._ticker is not None else None
+    service.recorders.pop(GUILD, None)
+    await service.close()
+    await service.db.close()
+
+
+async def test_forgotten_words_leave_the_sqlite_file(tmp_path: Path) -> None:
+    """secure_delete, the full-text index merged, the WAL checkpointed: the bytes of the file and its WAL no
+    longer hold a forgotten memory (its text nor its indexed words)."""
+    service = await memory_service("", tmp_path)
+    await service.store.remember_facts(GUILD, BOB, [Fact("likes:quokkas", "adores quokkas and zanzibar")])
+    await service.store.remember_facts(GUILD, ALICE, [Fact("home", "lives in Oslo")])
+    path = service.db.sqlite_path
+    assert path is not None
+
+    def file_bytes() -> bytes:
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+
+    assert b"zanzibar" in file_bytes()
+    await service.forget(GUILD, BOB, ["Bob"])
+    raw = file_bytes()
+    assert b"zanzibar" not in raw and b"quokkas" not in raw
+    assert b"Oslo" in raw  # the others' rows stay
+    hits = await service.store.search(GUILD, [ALICE], "oslo")
+    assert [h.text for h in hits] == ["lives in Oslo"]  # the index still works
+    await service.close()
+    await service.db.close()
+
+
+async def test_names_are_scrubbed_as_spoken_never_as_common_words(tmp_path: Path) -> None:
+    """A decorated display name matches its spoken form; a member named like a common word does not rewrite
+    that word in everyone's memories."""
+    service = await memory_service("", tmp_path)
+    store = service.store
+    await store.add_summary(GUILD, ALICE, "call:c1:0", 'said "Kat and I will meet in may"')
+    await store.forget_member(GUILD, BOB, names=["~Kat~", "will", "may"])  # nicknames anyone can set
+    assert [m.text for m in await store.about(GUILD, ALICE)] == ['said "someone and I will meet in may"']
+    await service.close()
+    await service.db.close()
