@@ -8,11 +8,11 @@ import pytest
 from bot.notice import ListeningNotice, notice_text
 from simulator.join_command import TextChannel
 
-pytestmark = pytest.mark.asyncio
 
 VOICE_A, VOICE_B, ALICE, BOB, CHEN = 11, 12, 101, 102, 103
 
 
+@pytest.mark.asyncio
 async def test_covers_only_who_was_there_in_that_channel() -> None:
     channel = TextChannel()
     notice = ListeningNotice(channel, repost_s=60.0)
@@ -29,6 +29,7 @@ async def test_covers_only_who_was_there_in_that_channel() -> None:
     assert [text for _t, text in channel.messages] == ["notice", "notice"]
 
 
+@pytest.mark.asyncio
 async def test_a_post_that_fails_covers_no_one() -> None:
     class Refusing(TextChannel):
         async def send(self, content: str, **_kwargs: object) -> None:
