@@ -47,11 +47,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from audio.end_of_turn import SmartTurn, load_smart_turn
+from audio.name_look import NameLook
 from audio.segment_transcriber import SegmentTranscriber, _Turn
 from audio.stt import SttResult, WhisperTranscriber, make_transcriber
 from audio.stt_scheduler import SttScheduler
@@ -81,6 +82,7 @@ class ListenerStats:
     partials: int = 0
     end_of_turn_calls: int = 0
     end_of_turn_ms_total: float = 0.0
+    names_restored: int = 0  # finals whose name the second look put back (audio.name_look)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -105,6 +107,7 @@ class Listener:
         end_silence_ms: int | None = None,
         fill_gaps: bool = True,
         end_of_turn: SmartTurn | None | bool = True,
+        names_for: Callable[[int, str], tuple[Sequence[str], Sequence[str]] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.name_of = name_of
@@ -120,6 +123,13 @@ class Listener:
         if end_of_turn is True:
             end_of_turn = load_smart_turn() if getattr(settings, "turn_model", "off") == "smart_turn" else None
         self.end_of_turn: SmartTurn | None = end_of_turn or None
+        # names_for(user_id, text): what to listen for in a final that names nobody (the bot's names, the
+        # others'), None for no second look; the look needs the in-process Whisper
+        self.names_for = names_for
+        self.name_look: NameLook | None = None
+        if names_for is not None and getattr(settings, "stt_name_look", False) and isinstance(
+                self.transcriber, WhisperTranscriber):
+            self.name_look = NameLook(self.transcriber)
         self.vad_config = VadConfig.from_settings(settings)
         if end_silence_ms is not None:
             self.vad_config.end_silence_ms = end_silence_ms
@@ -133,6 +143,7 @@ class Listener:
             settings=settings, scheduler=self.scheduler, stats=self.stats, vad_config=self.vad_config,
             end_of_turn=self.end_of_turn, speculative=speculative,
             deliver=lambda *args: self._call_soon(self._deliver, *args), expect_final=self._expect_final,
+            name_look_for=self._name_look_for if self.name_look is not None else None,
         )
         self.segments.update_pause(0.4)
         try:
@@ -361,6 +372,21 @@ class Listener:
 
     def _speaking(self, user_id: int, speaking: bool, t: float) -> None:
         self._call_soon(self._deliver_speaking, SpeakingEvent(user_id, speaking, t))
+
+    def _name_look_for(self, user_id: int, text: str) -> Callable[[np.ndarray], str | None] | None:
+        """On the STT worker: a second look for the bot's name in this final, when its text names nobody."""
+        look, query = self.name_look, self.names_for(user_id, text) if self.names_for is not None else None
+        if look is None or query is None:
+            return None
+        names, others = query
+
+        def run(audio: np.ndarray) -> str | None:
+            heard = look.look(audio, text, names, others)
+            if heard is not None:
+                self.stats.names_restored += 1
+            return heard.text if heard is not None else None
+
+        return run
 
     def _deliver_speaking(self, event: SpeakingEvent) -> None:
         try:

@@ -277,7 +277,21 @@ class VoiceSession:
         from audio.listener import Listener
 
         ignore = (self.bot_user_id,) if self.bot_user_id is not None else ()
-        return Listener(settings, ignore_user_ids=ignore, **callbacks)
+        return Listener(settings, ignore_user_ids=ignore, names_for=self._names_to_listen_for, **callbacks)
+
+    def _names_to_listen_for(self, user_id: int, text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """On the STT worker: the bot's names and the others' when a final's text names nobody (the listener
+        then listens for the bot's name in its audio), None when no second look is needed."""
+        from conversation.addressing import names_to_listen_for
+        from conversation.rule_context import bot_matcher
+
+        room = self.room
+        try:
+            members = tuple((m.user_id, m.name) for m in list(room.members.values()) if m.user_id != user_id)
+        except RuntimeError:  # the room changed under us (the loop owns it): no second look this time
+            return None
+        return names_to_listen_for(text, bot_matcher(room.bot_name, room.bot_aliases, self.policy), room.bot_name,
+                                   room.bot_aliases, members)
 
     def _discord_name(self, user_id: int) -> str:
         guild = getattr(getattr(self.voice_client, "channel", None), "guild", None)
