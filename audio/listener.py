@@ -373,15 +373,16 @@ class Listener:
     def _speaking(self, user_id: int, speaking: bool, t: float) -> None:
         self._call_soon(self._deliver_speaking, SpeakingEvent(user_id, speaking, t))
 
-    def _name_look_for(self, user_id: int, text: str) -> Callable[[np.ndarray], str | None] | None:
+    def _name_look_for(self, user_id: int, text: str) -> Callable[[np.ndarray, SttResult], str | None] | None:
         """On the STT worker: a second look for the bot's name in this final, when its text names nobody."""
         look, query = self.name_look, self.names_for(user_id, text) if self.names_for is not None else None
         if look is None or query is None:
             return None
         names, others = query
 
-        def run(audio: np.ndarray) -> str | None:
-            heard = look.look(audio, text, names, others)
+        def run(audio: np.ndarray, result: SttResult) -> str | None:
+            own_score = result.avg_logprob if result.raw_text.strip() == result.text else None
+            heard = look.look(audio, text, names, others, encoded=result.encoded, avg_logprob=own_score)
             if heard is not None:
                 self.stats.names_restored += 1
             return heard.text if heard is not None else None

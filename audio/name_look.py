@@ -6,8 +6,8 @@ end ("…, Juniper?" → "…, do you need her?"). The audio still holds the nam
 Whisper model how likely the transcript is with the name put back, against the transcript as it was, by
 teacher-forced decoding (CTranslate2's `align` gives each forced token's probability), on the encoder output
 the transcription already computed (`SttResult.encoded`). The candidates, few on purpose (each is a decoder
-pass, ~10 ms on tiny.en): the name before the words; the name after them; the name in place of a short
-tail that Whisper set off with a comma (where a name calls someone).
+pass, ~10-40 ms on tiny.en): the name before the words or after them, or in place of a short head or tail
+that Whisper set off with a comma or a full stop (where a name calls someone, bent into other words).
 
 A candidate is kept when the transcript loses little log-probability with it (`max_loss`), and the same
 edit with each other member's name present loses more by `margin` ("Jennifer, …" said to Jennifer is hers).
@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_LOSS = 4.0  # nats the transcript may lose with the name put back
 MARGIN = 1.0  # nats by which the bot's name must beat each other name present, in the same place
-TAIL_WORDS = 4  # a comma-set tail this long at most may be a bent name ("…, do you need her?")
+TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
+HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
 MAX_AUDIO_S = 9.0  # longer lines: the look is skipped (a call is rarely lost in a long turn)
 _WORD = re.compile(r"\S+")
 
@@ -48,21 +49,37 @@ class NameHeard:
     compute_s: float
 
 
+_BREAK = re.compile(r"[,.?!]")
+
+
+def _lower_first(word: str) -> str:
+    if (len(word) > 1 and word.isupper()) or word == "I" or word.startswith("I'"):
+        return word  # "I", "NASA" stay
+    return word[:1].lower() + word[1:]
+
+
 def edits(text: str, name: str) -> list[tuple[str, str]]:
-    """(position, text) for each way of putting `name` back into `text`."""
-    words = _WORD.findall(text.strip())
+    """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of a
+    short head set off by a comma or a full stop ("head": "2-meter, how far…"), after it ("end"), in place
+    of a short tail set off the same way ("tail": "…a riddle? Do you know her?")."""
+    stripped = text.strip()
+    words = _WORD.findall(stripped)
     if not words:
         return []
-    first = words[0]
-    if not (len(first) > 1 and first.isupper()) and first != "I" and not first.startswith("I'"):
-        first = first[:1].lower() + first[1:]  # "What did…" → "Juniper, what did…" (but "I", "NASA" stay)
-    out = [("start", " ".join([f"{name},", first, *words[1:]]))]
-    stripped = text.rstrip()
     mark = stripped[-1] if stripped[-1] in ".?!" else "?"
-    out.append(("end", f"{stripped.rstrip('.?!,')}, {name}{mark}"))
-    head, comma, tail = stripped.rpartition(",")
-    if comma and head.strip() and 1 <= len(_WORD.findall(tail)) <= TAIL_WORDS:
-        out.append(("tail", f"{head.rstrip()}, {name}{mark}"))
+    out = [("start", " ".join([f"{name},", _lower_first(words[0]), *words[1:]]))]
+    body = stripped.rstrip(".?!,")
+    cut = _BREAK.search(body)
+    if cut is not None and 1 <= len(_WORD.findall(body[:cut.start()])) <= HEAD_WORDS:
+        rest = _WORD.findall(body[cut.end():])
+        if rest:
+            out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
+    out.append(("end", f"{body}, {name}{mark}"))
+    cuts = list(_BREAK.finditer(body))
+    if cuts and 1 <= len(_WORD.findall(body[cuts[-1].end():])) <= TAIL_WORDS:
+        head = body[:cuts[-1].start()].rstrip()
+        if _WORD.findall(head):
+            out.append(("tail", f"{head}, {name}{mark}"))
     return out
 
 
@@ -76,6 +93,7 @@ class NameLook:
         self.calls = 0
         self.decoder_passes = 0
         self.compute_s = 0.0
+        self.last_closest: tuple[str, str, float] | None = None  # (name, position, loss) of the last look's best try
 
     def _tokens(self, text: str) -> list[int]:
         return list(self.transcriber.tokenizer.encode(" " + text.strip()))
@@ -94,10 +112,11 @@ class NameLook:
         return float(sum(math.log(max(p, 1e-12)) for p in result.text_token_probs))
 
     def look(self, audio: np.ndarray, text: str, names: Sequence[str], others: Sequence[str] = (),
-             encoded: np.ndarray | None = None) -> NameHeard | None:
+             encoded: np.ndarray | None = None, avg_logprob: float | None = None) -> NameHeard | None:
         """The transcript with one of `names` (the bot's) put back if the audio holds it, else None.
         `others`: the names of the members present, weighed against the bot's; `encoded`: the encoder
-        output of this audio when the transcription kept it (`SttResult.encoded`)."""
+        output of this audio when the transcription kept it (`SttResult.encoded`); `avg_logprob`: Whisper's
+        own score of `text` (saves a decoder pass; within a few tenths of a nat of the forced one)."""
         import ctranslate2
 
         if not text.strip() or not names or len(audio) > MAX_AUDIO_S * STT_RATE:
@@ -107,12 +126,18 @@ class NameLook:
         frames = t.window_frames(len(audio))
         n_frames = min(len(audio) // HOP, frames)
         view = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded if encoded is not None else self.encode(audio)))
-        base = self._log_prob(view, n_frames, text)
+        if avg_logprob is not None and math.isfinite(avg_logprob):
+            base = avg_logprob * len(self._tokens(text))
+        else:
+            base = self._log_prob(view, n_frames, text)
         rivals = [n for n in dict.fromkeys(others) if n.strip() and n.lower() not in {m.lower() for m in names}]
         best: NameHeard | None = None
+        self.last_closest = None
         for name in names:
             for position, edited in edits(text, name):
                 loss = base - self._log_prob(view, n_frames, edited)
+                if self.last_closest is None or loss < self.last_closest[2]:
+                    self.last_closest = (name, position, round(loss, 2))
                 if loss > self.max_loss or (best is not None and loss >= best.loss):
                     continue
                 lead = math.inf

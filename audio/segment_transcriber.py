@@ -54,9 +54,10 @@ TENTATIVE_GAP_S = 1.5  # a doubtful segment's words join the member's next segme
 _JUDGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
 
 Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
-# (user_id, final text) -> None when the text needs no second look, else a look: (audio) -> the text with the
-# name put back, or None (audio.name_look, through the listener)
-NameLookFor = Callable[[int, str], "Callable[[np.ndarray], str | None] | None"]
+# (user_id, final text) -> None when the text needs no second look, else a look: (audio, result) -> the text
+# with the name put back, or None (audio.name_look, through the listener)
+LookForName = Callable[[np.ndarray, SttResult], "str | None"]
+NameLookFor = Callable[[int, str], "LookForName | None"]
 # One thread takes the second look for a name for every member and guild (a look is tens of ms of model time).
 _LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 
@@ -421,7 +422,7 @@ class SegmentTranscriber:
         if job.kind != "discard":
             self._hold_if_doubtful(seg, result)
 
-    def _look_for_name(self, seg: Segment, result: SttResult) -> Callable[[np.ndarray], str | None] | None:
+    def _look_for_name(self, seg: Segment, result: SttResult) -> LookForName | None:
         if not result.text or self._name_look_for is None:
             return None
         try:
@@ -431,11 +432,11 @@ class SegmentTranscriber:
             return None
 
     def _look_then_send(self, seg: Segment, result: SttResult, timings: dict[str, float], end_of_turn: float | None,
-                        look: Callable[[np.ndarray], str | None]) -> None:
+                        look: LookForName) -> None:
         """The final after a second, acoustic look for the bot's name (the text with the name put back when
         the audio holds it). A failed look loses nothing: the final goes as Whisper wrote it."""
         try:
-            text = look(self._final_audio(seg))
+            text = look(self._final_audio(seg), result)
         except Exception:
             log.exception("segment %s: the second look for a name failed; the final goes as it is", seg.id)
             text = None

@@ -89,7 +89,11 @@ def old_matcher(ref: str) -> ModuleType | None:
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
-    exec(compile(source, f"{ref}:conversation/addressing.py", "exec"), module.__dict__)
+    try:
+        exec(compile(source, f"{ref}:conversation/addressing.py", "exec"), module.__dict__)
+    except Exception as exc:  # a revision whose matcher needs modules this tree no longer has
+        print(f"no before/after: the matcher at {ref} does not load here ({exc})", file=sys.stderr)
+        return None
     return module
 
 
@@ -132,12 +136,14 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
         bot = NameMatcher.for_name(persona.name, persona.aliases)
         names = resolve_names(text, bot, members)
         match_cpu.append((time.process_time() - c1) * 1000)
-        detected, via, restored = names.bot, "text" if names.bot else "", ""
+        detected, via, restored, closest = names.bot, "text" if names.bot else "", "", None
         query = names_to_listen_for(text, bot, persona.name, persona.aliases, members) if look and text else None
         if query is not None:
             c2 = time.process_time()
-            heard = looker.look(audio, text, *query, encoded=result.encoded)
+            heard = looker.look(audio, text, *query, encoded=result.encoded,
+                                  avg_logprob=result.avg_logprob if result.raw_text.strip() == text else None)
             look_cpu.append((time.process_time() - c2) * 1000)
+            closest = looker.last_closest
             if heard is not None:
                 restored = heard.text
                 detected, via = resolve_names(restored, bot, members).bot, "look"
@@ -147,14 +153,14 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
                "noise_snr_db": None if line.noise_snr_db is None else round(line.noise_snr_db, 1),
                "members": list(line.members), "transcript": text, "restored": restored, "detected": bool(detected),
                "expected": line.expected, "via": via, "kind": line.kind, "split": line.split,
-               "text_detected": bool(names.bot)}
+               "text_detected": bool(names.bot), "look_closest": closest}
         if old is not None:
             row["old_detected"] = bool(old.resolve_names(text, old.NameMatcher.for_name(persona.name, persona.aliases),
                                                          members).bot)
         rows.append(row)
         if progress is not None:
             mark = "ok " if row["detected"] == line.expected else "MISS" if line.expected else "FALSE"
-            progress(f"{index + 1}/{len(lines)} {mark} {line.text!r} -> {text!r} {via} {restored!r}")
+            progress(f"{index + 1}/{len(lines)} {mark} {line.text!r} -> {text!r} {via} {restored!r} {closest}")
     dev = [r for r in rows if r["split"] == "dev"]
     held = [r for r in rows if r["split"] == "heldout"]
     payload: dict[str, Any] = {

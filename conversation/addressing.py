@@ -167,12 +167,13 @@ class NameMatcher:
         """How closely `candidate` (`said`: the words it was joined from) is the name's form `i`, in spelling
         or in sound; 0 when neither matches."""
         name = self.names[i]
-        if self._matches(candidate, name):
-            return similarity(candidate, name)
-        if not said or i >= len(self.spoken) or len(phonemes_of(self.spoken[i])) < PHONETIC_MIN_PHONEMES:
-            return 0.0
+        spelled = similarity(candidate, name) if self._matches(candidate, name) else 0.0
+        if (not said or i >= len(self.spoken) or len(name) <= 4  # "Trix" is "tricks": short ones only exactly
+                or len(phonemes_of(self.spoken[i])) < PHONETIC_MIN_PHONEMES):
+            return spelled
         sound = phonetic_similarity(said, self.spoken[i])
-        return sound if sound >= self.phonetic_threshold else 0.0
+        # the closer of the two: "Trexy" is Trixie by sound (0.96) more than Tracy by spelling (0.8)
+        return max(spelled, sound if sound >= self.phonetic_threshold else 0.0)
 
     def score(self, candidate: str, *, every_form_is_the_name: bool = False,
               said: tuple[str, ...] = ()) -> tuple[float, bool]:
@@ -333,6 +334,23 @@ def vocative_positions(text: str) -> set[int]:
     return out
 
 
+def _set_off_spans(text: str) -> set[tuple[int, int]]:
+    """(first, last) word indices of each comma-delimited part of one to three words, leading call words left
+    out ("Hey Juniper," → "juniper"): a name standing alone between commas calls someone wherever it is
+    ("Bob, Juniper, what…"); "I told Juniper, and…" is no such part."""
+    out: set[tuple[int, int]] = set()
+    position = 0
+    for part in text.split(","):
+        tokens = words(part)
+        skip = 0
+        while skip < len(tokens) and tokens[skip] in CALL_WORDS:
+            skip += 1
+        if 1 <= len(tokens) - skip <= 3:
+            out.add((position + skip, position + len(tokens) - 1))
+        position += len(tokens)
+    return out
+
+
 def _loosened(matcher: NameMatcher) -> NameMatcher:
     """The same matcher, as loose as a name calling someone may be matched."""
     return dataclasses.replace(matcher, sound_threshold=min(matcher.sound_threshold, VOCATIVE_SOUND_THRESHOLD),
@@ -368,7 +386,8 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
             if best_owner not in named:
                 named.append(best_owner)
     raw = normalize(text).split()  # words() with the possessive 's still on
-    called_bot = any(not is_reference(raw, i, j, calling, called_member) for i, j in bot_spans)
+    set_off = _set_off_spans(text)
+    called_bot = any((i, j) in set_off or not is_reference(raw, i, j, called_member) for i, j in bot_spans)
     return NamesSaid(called_bot, tuple(named), bot_mentioned=bool(bot_spans) and not called_bot)
 
 

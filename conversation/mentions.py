@@ -1,8 +1,8 @@
 """A name said ABOUT someone rather than TO them: "I told Juniper yesterday", "Juniper's voice is nice".
 
 The rule for the bot's name (people in a room do the same: they turn when called, not when talked about):
-* a name that calls (set off by a comma at the start or the end: `addressing.vocative_positions`) is an
-  address, whatever else the line holds ("Bob, Juniper, what do you think?" calls both);
+* a name that stands alone between commas (or the line's ends), maybe after "hey", calls: it is an address
+  whatever else the line holds ("Bob, Juniper, what do you think?" calls both; the caller checks this);
 * otherwise it is a mention when the line calls a member by name ("Bob, did Juniper hear that?"), when it is
   possessive ("Juniper's idea"), when it is the object of a telling/asking/preposition word right before it
   ("I told Juniper", "ask Juniper", "with Juniper"), or the subject of a third-person verb right after it
@@ -25,12 +25,10 @@ REFERENCE_AFTER = frozenset(
 )
 
 
-def is_reference(raw_tokens: Sequence[str], first: int, last: int, calling: set[int], member_called: bool) -> bool:
-    """Is the name at `raw_tokens[first:last + 1]` (words with their possessive 's: `normalize(text).split()`)
-    said about the bot rather than to it? `calling`: the indices that call someone; `member_called`: the line
-    calls a member by name."""
-    if all(k in calling for k in range(first, last + 1)):
-        return False
+def is_reference(raw_tokens: Sequence[str], first: int, last: int, member_called: bool) -> bool:
+    """Is the name at `raw_tokens[first:last + 1]` (words with their possessive 's: `normalize(text).split()`),
+    not set off by commas, said about the bot rather than to it? `member_called`: the line calls a member by
+    name."""
     if member_called:
         return True
     if raw_tokens[last].endswith("'s"):
