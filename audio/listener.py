@@ -47,7 +47,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -88,6 +88,18 @@ class ListenerStats:
         return dict(self.__dict__)
 
 
+class NameQueryLike(Protocol):
+    """What `names_for` answers (`conversation.addressing.NameQuery`): the bot's names to listen for, the
+    others' names present, and whether the text already calls the bot."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def others(self) -> Sequence[str]: ...
+    @property
+    def named(self) -> bool: ...
+
+
 class Listener:
     """Per-speaker VAD + streaming STT for all members of one voice session, one shared model."""
 
@@ -107,7 +119,7 @@ class Listener:
         end_silence_ms: int | None = None,
         fill_gaps: bool = True,
         end_of_turn: SmartTurn | None | bool = True,
-        names_for: Callable[[int, str], tuple[Sequence[str], Sequence[str]] | None] | None = None,
+        names_for: Callable[[int, str], NameQueryLike | None] | None = None,
     ) -> None:
         self.settings = settings
         self.name_of = name_of
@@ -373,12 +385,15 @@ class Listener:
     def _speaking(self, user_id: int, speaking: bool, t: float) -> None:
         self._call_soon(self._deliver_speaking, SpeakingEvent(user_id, speaking, t))
 
-    def _name_look_for(self, user_id: int, text: str) -> Callable[[np.ndarray, SttResult], str | None] | None:
-        """On the STT worker: a second look for the bot's name in this final, when its text names nobody."""
+    def _name_look_for(self, user_id: int, text: str, doubted: bool) -> Callable[[np.ndarray, SttResult], str | None] | None:
+        """On the STT worker: a second look for the bot's name in this final, when its text names nobody; words
+        Whisper doubted (`doubted`: its guard dropped them) that call the bot are kept as they are."""
         look, query = self.name_look, self.names_for(user_id, text) if self.names_for is not None else None
         if look is None or query is None:
             return None
-        names, others = query
+        if query.named:
+            return (lambda audio, result: text) if doubted else None
+        names, others = tuple(query.names), tuple(query.others)
 
         def run(audio: np.ndarray, result: SttResult) -> str | None:
             own_score = result.avg_logprob if result.raw_text.strip() == result.text else None

@@ -54,10 +54,12 @@ TENTATIVE_GAP_S = 1.5  # a doubtful segment's words join the member's next segme
 _JUDGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
 
 Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
-# (user_id, final text) -> None when the text needs no second look, else a look: (audio, result) -> the text
-# with the name put back, or None (audio.name_look, through the listener)
+# (user_id, final text, doubted) -> None when the text needs no second look, else a look: (audio, result) -> the
+# text with the name put back, or None (audio.name_look, through the listener). `doubted`: the text is Whisper's
+# words that its confidence guard dropped (a lone name often is: "Juniper?" scores low), kept if they call the bot.
 LookForName = Callable[[np.ndarray, SttResult], "str | None"]
-NameLookFor = Callable[[int, str], "LookForName | None"]
+NameLookFor = Callable[[int, str, bool], "LookForName | None"]
+DOUBTED_WORDS_MAX = 4  # doubted words longer than this are not a lone call
 # One thread takes the second look for a name for every member and guild (a look is tens of ms of model time).
 _LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 
@@ -423,10 +425,15 @@ class SegmentTranscriber:
             self._hold_if_doubtful(seg, result)
 
     def _look_for_name(self, seg: Segment, result: SttResult) -> LookForName | None:
-        if not result.text or self._name_look_for is None:
+        if self._name_look_for is None:
+            return None
+        raw = (result.raw_text or "").strip()
+        doubted = (not result.text and bool(raw) and (result.rejected or "").startswith("avg_logprob")
+                   and len(raw.split()) <= DOUBTED_WORDS_MAX and not is_hallucination(raw))
+        if not result.text and not doubted:
             return None
         try:
-            return self._name_look_for(seg.user_id, result.text)
+            return self._name_look_for(seg.user_id, result.text or raw, doubted)
         except Exception:
             log.exception("segment %s: deciding on a second look for a name failed; the final goes as it is", seg.id)
             return None
@@ -442,7 +449,7 @@ class SegmentTranscriber:
             text = None
         timings["name_look"] = time.monotonic()
         if text:
-            result = dataclasses.replace(result, text=text)
+            result = dataclasses.replace(result, text=text, rejected=None)
         self._send(seg.user_id, result, seg.start_t, timings["speech_end"], True, timings, end_of_turn)
 
     def update_pause(self, compute_s: float) -> None:

@@ -115,7 +115,9 @@ def grouped(rows: list[dict[str, Any]], field: str) -> dict[str, Any]:
 
 def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref: str | None = "main",
         progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from audio.hallucinations import is_hallucination
     from audio.name_look import NameLook
+    from audio.segment_transcriber import DOUBTED_WORDS_MAX
     from audio.stt import WhisperTranscriber
     from conversation.addressing import NameMatcher, names_to_listen_for, resolve_names
 
@@ -137,11 +139,18 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
         names = resolve_names(text, bot, members)
         match_cpu.append((time.process_time() - c1) * 1000)
         detected, via, restored, closest = names.bot, "text" if names.bot else "", "", None
-        query = names_to_listen_for(text, bot, persona.name, persona.aliases, members) if look and text else None
-        if query is not None:
+        raw = result.raw_text.strip()
+        doubted = (not text and bool(raw) and (result.rejected or "").startswith("avg_logprob")
+                   and len(raw.split()) <= DOUBTED_WORDS_MAX and not is_hallucination(raw))
+        heard_text = text or (raw if doubted else "")
+        query = names_to_listen_for(heard_text, bot, persona.name, persona.aliases, members) if (
+            look and heard_text) else None
+        if query is not None and query.named and doubted:  # as the listener does: a doubted call is kept
+            detected, via, restored = True, "doubted", raw
+        elif query is not None and not query.named:
             c2 = time.process_time()
-            heard = looker.look(audio, text, *query, encoded=result.encoded,
-                                  avg_logprob=result.avg_logprob if result.raw_text.strip() == text else None)
+            heard = looker.look(audio, heard_text, query.names, query.others, encoded=result.encoded,
+                                avg_logprob=result.avg_logprob if raw == text else None)
             look_cpu.append((time.process_time() - c2) * 1000)
             closest = looker.last_closest
             if heard is not None:

@@ -27,6 +27,7 @@ from bot.prefill import ReplyPrefill, reply_prompt
 from bot.prompter_loop import TICK_S, PrompterLoop
 from bot.turn_sink import TurnTrace
 from bot.voice_output import VoiceOutput
+from conversation.addressing import NameQuery
 from conversation.clock import Clock, MonotonicClock
 from conversation.decision import Decision, Policy
 from conversation.room import MERGE_GAP_S, Room
@@ -279,9 +280,9 @@ class VoiceSession:
         ignore = (self.bot_user_id,) if self.bot_user_id is not None else ()
         return Listener(settings, ignore_user_ids=ignore, names_for=self._names_to_listen_for, **callbacks)
 
-    def _names_to_listen_for(self, user_id: int, text: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-        """On the STT worker: the bot's names and the others' when a final's text names nobody (the listener
-        then listens for the bot's name in its audio), None when no second look is needed."""
+    def _names_to_listen_for(self, user_id: int, text: str) -> NameQuery | None:
+        """On the STT worker: what the listener's second look for the bot's name listens for in a final (the
+        bot's names, the others'), or None when the text names a member or mentions the bot."""
         from conversation.addressing import names_to_listen_for
         from conversation.rule_context import bot_matcher
 

@@ -36,6 +36,7 @@ VOCATIVE_SOUND_THRESHOLD = 0.45  # the looser sound match for a word calling som
 PHONETIC_THRESHOLD = 0.87  # phoneme similarity that is the name anywhere ("you nipper" 0.93; "tricky" for Trixie 0.83)
 VOCATIVE_PHONETIC_THRESHOLD = 0.78  # …and where it calls someone ("Genie per, …" 0.83; "You never, …" 0.70)
 PHONETIC_MIN_PHONEMES = 5  # shorter names are a few sounds from many words
+WEAK_ALIAS_LETTERS = 5  # an alias this short ("June", "Junie", "Cap") calls the bot only when set off by commas
 TITLES = frozenset("dr mr mrs ms mx sir lady lord the mister miss prof captain capt".split())
 
 QUESTION_OPENERS = frozenset(
@@ -174,6 +175,15 @@ class NameMatcher:
         sound = phonetic_similarity(said, self.spoken[i])
         # the closer of the two: "Trexy" is Trixie by sound (0.96) more than Tracy by spelling (0.8)
         return max(spelled, sound if sound >= self.phonetic_threshold else 0.0)
+
+    def matched_form(self, candidate: str, said: tuple[str, ...] = ()) -> str:
+        """The form (name or alias) `candidate` matches best, '' for none."""
+        best, form = 0.0, ""
+        for i, name in enumerate(self.names):
+            sim = 3.0 if candidate == name else self._fuzzy(candidate, i, said)
+            if sim > best:
+                best, form = sim, name
+        return form
 
     def score(self, candidate: str, *, every_form_is_the_name: bool = False,
               said: tuple[str, ...] = ()) -> tuple[float, bool]:
@@ -351,6 +361,17 @@ def _set_off_spans(text: str) -> set[tuple[int, int]]:
     return out
 
 
+def _merged(spans: Sequence[tuple[int, int, bool, float]], first: int, last: int) -> tuple[int, int]:
+    """The run of overlapping or touching name spans that (first, last) is part of."""
+    changed = True
+    while changed:
+        changed = False
+        for i, j, _weak, _score in spans:
+            if i <= last + 1 and j >= first - 1 and (i < first or j > last):
+                first, last, changed = min(first, i), max(last, j), True
+    return first, last
+
+
 def _loosened(matcher: NameMatcher) -> NameMatcher:
     """The same matcher, as loose as a name calling someone may be matched."""
     return dataclasses.replace(matcher, sound_threshold=min(matcher.sound_threshold, VOCATIVE_SOUND_THRESHOLD),
@@ -364,7 +385,7 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
     calling = vocative_positions(text)
     loose_bot = _loosened(bot)
     loose_owners = [(uid, _loosened(m)) for uid, m in owners]
-    bot_spans: list[tuple[int, int]] = []
+    bot_spans: list[tuple[int, int, bool, float]] = []
     called_member = False
     named: list[int] = []
     for i, j, joined in name_windows(tokens):
@@ -380,27 +401,53 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
         if best_score <= 0:
             continue
         if best_owner is None:
-            bot_spans.append((i, j))
+            # a short alias or a title ("Cap", "Captain", "June", "Junie") may be a common word (or a bent
+            # one: "June we"): it calls only when set off
+            form = (loose_bot if loose else bot).matched_form(joined, said)
+            weak = not bot_primary and (len(form) <= WEAK_ALIAS_LETTERS or form in TITLES)
+            bot_spans.append((i, j, weak, best_score))
         else:
             called_member = called_member or loose
             if best_owner not in named:
                 named.append(best_owner)
     raw = normalize(text).split()  # words() with the possessive 's still on
     set_off = _set_off_spans(text)
-    called_bot = any((i, j) in set_off or not is_reference(raw, i, j, called_member) for i, j in bot_spans)
+    called_bot = False
+    for i, j, _weak, _score in bot_spans:
+        first, last = _merged(bot_spans, i, j)  # "Captain Holly's": the whole name, possessive
+        if (i, j) in set_off or (first, last) in set_off:
+            called_bot = True
+            continue
+        strong = [(score, k - m, k) for k, m, w, score in bot_spans if not w and first <= k and m <= last]
+        if strong:  # the run's best window says where the name begins ("ask Captain Hollis": at "captain")
+            begin = max(strong)[2]
+            called_bot = called_bot or not is_reference(raw, begin, last, called_member)
     return NamesSaid(called_bot, tuple(named), bot_mentioned=bool(bot_spans) and not called_bot)
 
 
 LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
 
 
+@dataclass(frozen=True)
+class NameQuery:
+    """What the acoustic look (`audio.name_look`) listens for in a line: the bot's name and its longer aliases,
+    weighed against the names of the others present. `named`: the text already calls the bot (no look needed;
+    a transcript Whisper doubted is kept for it)."""
+
+    names: tuple[str, ...]
+    others: tuple[str, ...]
+    named: bool = False
+
+
 def names_to_listen_for(text: str, bot: NameMatcher, bot_name: str, bot_aliases: Sequence[str],
-                        members: Sequence[tuple[int, str]]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """What the acoustic look (`audio.name_look`) should listen for in a line whose transcript names nobody:
-    (the bot's name and its longer aliases, the names of the others present); None when the text already
-    names the bot (or mentions it) or a member."""
+                        members: Sequence[tuple[int, str]]) -> NameQuery | None:
+    """The look's question for a line; None when its text names a member or mentions the bot (it is no call
+    to the bot that the look could find)."""
     said = resolve_names(text, bot, members)
-    if said.bot or said.bot_mentioned or said.members:
+    if said.members or (said.bot_mentioned and not said.bot):
         return None
-    names = (bot_name, *(a for a in bot_aliases if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name))
-    return tuple(dict.fromkeys(names)), tuple(name for _uid, name in members)
+    others = tuple(name for _uid, name in members)
+    taken = {w for name in others for w in words(name)}  # a member's name is theirs, not an alias to listen for
+    names = (bot_name, *(a for a in bot_aliases if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name
+                         and "".join(words(a)) not in taken))
+    return NameQuery(tuple(dict.fromkeys(names)), others, named=said.bot)

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from bot.g2p import word_phonemes
-from conversation.addressing import NameMatcher, names_to_listen_for, resolve_names
+from conversation.addressing import NameMatcher, NameQuery, names_to_listen_for, resolve_names
 from conversation.phonetic import phoneme_distance, phonetic_similarity, split_phonemes
 
 JUNIPER = NameMatcher.for_name("Juniper", ["June", "Junie"])
@@ -99,11 +99,14 @@ def test_a_call_stays_a_call(text):
 
 def test_what_the_second_look_listens_for():
     members = ((5, "Bob"), (6, "Jennifer"))
-    assert names_to_listen_for("What did Alice want to cook?", HOLLIS, "Captain Hollis", ("Captain", "Hollis", "Cap"),
-                               members) == (("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"))
-    assert names_to_listen_for("Juniper, hi", JUNIPER, "Juniper", ("June", "Junie"), members) is None
+    query = names_to_listen_for("What did Alice want to cook?", HOLLIS, "Captain Hollis", ("Captain", "Hollis", "Cap"),
+                                members)
+    assert query == NameQuery(("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"), named=False)
+    assert names_to_listen_for("Juniper, hi", JUNIPER, "Juniper", ("June", "Junie"), members).named
     assert names_to_listen_for("Bob, hi", JUNIPER, "Juniper", ("June", "Junie"), members) is None
     assert names_to_listen_for("I told Juniper so", JUNIPER, "Juniper", (), members) is None
+    # a member's name is not listened for as the bot's alias
+    assert names_to_listen_for("Hi", JUNIPER, "Juniper", ("June", "Junie"), ((7, "Junie"),)).names == ("Juniper",)
 
 
 def test_phonemes_come_from_many_threads_while_piper_speaks():
@@ -134,3 +137,14 @@ def test_phonemes_come_from_many_threads_while_piper_speaks():
 ])
 def test_only_a_name_set_off_by_itself_is_a_call_where_a_mention_could_be(text, called):
     assert resolve_names(text, JUNIPER, ()).bot is called, text
+
+
+@pytest.mark.parametrize("bot,text,called", [
+    (HOLLIS, "Put the cap back on the bottle.", False), (HOLLIS, "The captain of the team was late.", False),
+    (HOLLIS, "Okay Captain, what should we have for dinner?", True), (HOLLIS, "Hey Cap, tell us a joke", True),
+    (JUNIPER, "In June we went camping.", False), (JUNIPER, "June, what do you think?", True),
+    (HOLLIS, "Captain Holly's voice is really nice.", False), (HOLLIS, "We could ask Captain Hollis later.", False),
+    (HOLLIS, "Captain Hollis, do you ever lose your keys?", True),
+])
+def test_short_aliases_and_titles_call_only_when_set_off(bot, text, called):
+    assert resolve_names(text, bot, ()).bot is called, text
