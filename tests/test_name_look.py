@@ -101,3 +101,23 @@ async def test_the_listener_puts_the_lost_name_back_into_the_final():
     assert "juniper" in finals[0].text.lower(), (finals[0].text, asked)
     if "juniper" not in asked[0].lower():  # the look, not Whisper, found it
         assert listener.stats.names_restored == 1 and "name_look" in finals[0].timings
+
+
+@pytest.mark.parametrize("raw,rejected,text,asked", [
+    ("Juniper", "avg_logprob -1.08 < -1.0", "", ("Juniper", True)),  # a lone call Whisper doubted
+    ("What did Alice want to cook?", None, "What did Alice want to cook?", ("What did Alice want to cook?", False)),
+    ("Thank you.", "known hallucination", "", None),  # dropped for what it is, not for doubt
+    ("Juniper", "no_speech_prob 0.90 > 0.6", "", None),
+    ("one two three four five", "avg_logprob -1.5 < -1.0", "", None),  # too long to be a lone call
+])
+def test_which_finals_get_a_second_look(raw, rejected, text, asked):
+    from audio.segment_transcriber import SegmentTranscriber
+    from audio.stt import SttResult
+    from audio.vad import Segment
+
+    seen = []
+    transcriber = SegmentTranscriber.__new__(SegmentTranscriber)
+    transcriber._name_look_for = lambda uid, words, doubted: seen.append((words, doubted))
+    result = SttResult(text, 0.3, -1.08, 0.1, 1.0, rejected, raw, 1.0, 0.1)
+    transcriber._look_for_name(Segment(7, 16000), result)
+    assert seen == ([asked] if asked else [])
