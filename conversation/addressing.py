@@ -415,8 +415,8 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
     called_bot = False
     for i, j, _weak, _score in bot_spans:
         first, last = _merged(bot_spans, i, j)  # "Captain Holly's": the whole name, possessive
-        if (i, j) in set_off or (first, last) in set_off:
-            called_bot = True
+        if (i, j) in set_off or (first, last) in set_off or any(k == i and j <= m for k, m in set_off):
+            called_bot = True  # set off by commas, or opening a part that is ("Captain Harley, what…")
             continue
         strong = [(score, k - m, k) for k, m, w, score in bot_spans if not w and first <= k and m <= last]
         if strong:  # the run's best window says where the name begins ("ask Captain Hollis": at "captain")

@@ -148,3 +148,10 @@ def test_only_a_name_set_off_by_itself_is_a_call_where_a_mention_could_be(text, 
 ])
 def test_short_aliases_and_titles_call_only_when_set_off(bot, text, called):
     assert resolve_names(text, bot, ()).bot is called, text
+
+
+def test_a_title_opening_a_part_set_off_by_commas_calls():
+    """tiny.en keeps "Captain" and bends "Hollis": "Captain Harley, what…" still calls Captain Hollis."""
+    assert resolve_names("Okay, so Captain Harley, what would you cook?", HOLLIS, ()).bot
+    assert resolve_names("Captain Howers, do you like salty snacks?", HOLLIS, ()).bot
+    assert not resolve_names("Eve, Captain Hollis told me a great joke earlier.", HOLLIS, ((5, "Eve"),)).bot
