@@ -89,7 +89,7 @@ class ListenerStats:
 
 
 class NameQueryLike(Protocol):
-    """What `names_for` answers (`conversation.addressing.NameQuery`): the bot's names to listen for, the
+    """What `names_for` answers (`conversation.listen_for.NameQuery`): the bot's names to listen for, the
     others' names present, and whether the text already calls the bot."""
 
     @property

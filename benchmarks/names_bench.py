@@ -119,7 +119,8 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
     from audio.name_look import NameLook
     from audio.segment_transcriber import DOUBTED_WORDS_MAX
     from audio.stt import WhisperTranscriber
-    from conversation.addressing import NameMatcher, names_to_listen_for, resolve_names
+    from conversation.addressing import NameMatcher, resolve_names
+    from conversation.listen_for import names_to_listen_for
 
     transcriber = WhisperTranscriber(settings)
     looker = NameLook(transcriber)

@@ -27,10 +27,11 @@ from bot.prefill import ReplyPrefill, reply_prompt
 from bot.prompter_loop import TICK_S, PrompterLoop
 from bot.turn_sink import TurnTrace
 from bot.voice_output import VoiceOutput
-from conversation.addressing import NameQuery
+from conversation.listen_for import NameQuery, names_to_listen_for
 from conversation.clock import Clock, MonotonicClock
 from conversation.decision import Decision, Policy
 from conversation.room import MERGE_GAP_S, Room
+from conversation.rule_context import bot_matcher
 from conversation.rules import RULES, Rule
 from conversation.echo import ECHO_WINDOW_S, echoes
 
@@ -283,9 +284,6 @@ class VoiceSession:
     def _names_to_listen_for(self, user_id: int, text: str) -> NameQuery | None:
         """On the STT worker: what the listener's second look for the bot's name listens for in a final (the
         bot's names, the others'), or None when the text names a member or mentions the bot."""
-        from conversation.addressing import names_to_listen_for
-        from conversation.rule_context import bot_matcher
-
         room = self.room
         try:
             members = tuple((m.user_id, m.name) for m in list(room.members.values()) if m.user_id != user_id)
