@@ -6,7 +6,7 @@ end ("…, Juniper?" → "…, do you need her?"). The audio still holds the nam
 Whisper model how likely the transcript is with the name put back, against the transcript as it was, by
 teacher-forced decoding (CTranslate2's `align` gives each forced token's probability), on the encoder output
 the transcription already computed (`SttResult.encoded`). The candidates, few on purpose (each is a decoder
-pass, ~10-40 ms on tiny.en): the name before the words or after them, or in place of a short head or tail
+pass, tens of ms on tiny.en on 2 cores): the name before the words or after them, or in place of a short head or tail
 that Whisper set off with a comma or a full stop (where a name calls someone, bent into other words).
 
 A candidate is kept when the transcript loses little log-probability with it (`max_loss`), and the same
