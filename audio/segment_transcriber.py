@@ -451,6 +451,8 @@ class SegmentTranscriber:
         if text:
             result = dataclasses.replace(result, text=text, rejected=None)
         self._send(seg.user_id, result, seg.start_t, timings["speech_end"], True, timings, end_of_turn)
+        if not text:
+            self._hold_if_doubtful(seg, result)  # doubted words the look found no call in wait for what follows
 
     def update_pause(self, compute_s: float) -> None:
         """Speculate only as early as needed for the final to be ready when the end is confirmed."""
