@@ -48,11 +48,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from audio.end_of_turn import SmartTurn, load_smart_turn
+from audio.name_look import NameLook
 from audio.segment_transcriber import SegmentTranscriber, _Turn
 from audio.stt import SttResult, WhisperTranscriber, make_transcriber
 from audio.stt_scheduler import SttScheduler
@@ -83,9 +84,22 @@ class ListenerStats:
     partials: int = 0
     end_of_turn_calls: int = 0
     end_of_turn_ms_total: float = 0.0
+    names_restored: int = 0  # finals whose name the second look put back (audio.name_look)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+class NameQueryLike(Protocol):
+    """What `names_for` answers (`conversation.listen_for.NameQuery`): the bot's names to listen for, the
+    others' names present, and whether the text already calls the bot."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def others(self) -> Sequence[str]: ...
+    @property
+    def named(self) -> bool: ...
 
 
 class Listener:
@@ -107,6 +121,7 @@ class Listener:
         end_silence_ms: int | None = None,
         fill_gaps: bool = True,
         end_of_turn: SmartTurn | None | bool = True,
+        names_for: Callable[[int, str], NameQueryLike | None] | None = None,
     ) -> None:
         self.settings = settings
         self.name_of = name_of
@@ -122,6 +137,13 @@ class Listener:
         if end_of_turn is True:
             end_of_turn = load_smart_turn() if getattr(settings, "turn_model", "off") == "smart_turn" else None
         self.end_of_turn: SmartTurn | None = end_of_turn or None
+        # names_for(user_id, text): what to listen for in a final that names nobody (the bot's names, the
+        # others'), None for no second look; the look needs the in-process Whisper
+        self.names_for = names_for
+        self.name_look: NameLook | None = None
+        if names_for is not None and getattr(settings, "stt_name_look", False) and isinstance(
+                self.transcriber, WhisperTranscriber):
+            self.name_look = NameLook(self.transcriber)
         self.vad_config = VadConfig.from_settings(settings)
         if end_silence_ms is not None:
             self.vad_config.end_silence_ms = end_silence_ms
@@ -135,6 +157,7 @@ class Listener:
             settings=settings, scheduler=self.scheduler, stats=self.stats, vad_config=self.vad_config,
             end_of_turn=self.end_of_turn, speculative=speculative,
             deliver=lambda *args: self._call_soon(self._deliver, *args), expect_final=self._expect_final,
+            name_look_for=self._name_look_for if self.name_look is not None else None,
         )
         self.segments.update_pause(0.4)
         try:
@@ -397,6 +420,25 @@ class Listener:
     def _withheld(self, user_id: int, start: float) -> bool:
         """Heard before the member opted out (or while they are opted out): never delivered."""
         return user_id in self._muted or start < self._dropped_before.get(user_id, -math.inf)
+
+    def _name_look_for(self, user_id: int, text: str, doubted: bool) -> Callable[[np.ndarray, SttResult], str | None] | None:
+        """On the STT worker: a second look for the bot's name in this final, when its text names nobody; words
+        Whisper doubted (`doubted`: its guard dropped them) that call the bot are kept as they are."""
+        look, query = self.name_look, self.names_for(user_id, text) if self.names_for is not None else None
+        if look is None or query is None:
+            return None
+        if query.named:
+            return (lambda audio, result: text) if doubted else None
+        names, others = tuple(query.names), tuple(query.others)
+
+        def run(audio: np.ndarray, result: SttResult) -> str | None:
+            own_score = result.avg_logprob if result.raw_text.strip() == result.text else None
+            heard = look.look(audio, text, names, others, encoded=result.encoded, avg_logprob=own_score)
+            if heard is not None:
+                self.stats.names_restored += 1
+            return heard.text if heard is not None else None
+
+        return run
 
     def _deliver_speaking(self, event: SpeakingEvent) -> None:
         if self._withheld(event.user_id, event.t):

@@ -54,6 +54,14 @@ TENTATIVE_GAP_S = 1.5  # a doubtful segment's words join the member's next segme
 _JUDGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
 
 Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
+# (user_id, final text, doubted) -> None when the text needs no second look, else a look: (audio, result) -> the
+# text with the name put back, or None (audio.name_look, through the listener). `doubted`: the text is Whisper's
+# words that its confidence guard dropped (a lone name often is: "Juniper?" scores low), kept if they call the bot.
+LookForName = Callable[[np.ndarray, SttResult], "str | None"]
+NameLookFor = Callable[[int, str, bool], "LookForName | None"]
+DOUBTED_WORDS_MAX = 4  # doubted words longer than this are not a lone call
+# One thread takes the second look for a name for every member and guild (a look is tens of ms of model time).
+_LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 
 
 @dataclass(eq=False)
@@ -84,7 +92,7 @@ class SegmentTranscriber:
 
     def __init__(self, *, settings: Any, scheduler: SttScheduler, stats: Any, vad_config: VadConfig,
                  end_of_turn: SmartTurn | None, deliver: Deliver, expect_final: Callable[[int], None],
-                 speculative: bool = True) -> None:
+                 speculative: bool = True, name_look_for: NameLookFor | None = None) -> None:
         self.settings = settings
         self.scheduler = scheduler
         self.stats = stats
@@ -93,6 +101,7 @@ class SegmentTranscriber:
         self.speculative = speculative
         self._deliver = deliver
         self._expect_final = expect_final
+        self._name_look_for = name_look_for
         self._previous: dict[int, tuple[float, np.ndarray]] = {}  # user -> (end of their last segment, its audio)
         self._tentative: dict[int, tuple[str, float]] = {}  # user -> (words Whisper doubted, when they ended)
 
@@ -406,10 +415,44 @@ class SegmentTranscriber:
             "stt_start": job.started,
             "stt_done": job.finished,
         }
-        self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings,
-                   self._current_end_of_turn(turn))
+        end_of_turn = self._current_end_of_turn(turn)
+        look = self._look_for_name(seg, result)
+        if look is not None:  # off the STT worker: it goes on with everyone's partials and finals meanwhile
+            _LOOK.submit(self._look_then_send, seg, result, timings, end_of_turn, look)
+            return
+        self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings, end_of_turn)
         if job.kind != "discard":
             self._hold_if_doubtful(seg, result)
+
+    def _look_for_name(self, seg: Segment, result: SttResult) -> LookForName | None:
+        if self._name_look_for is None:
+            return None
+        raw = (result.raw_text or "").strip()
+        doubted = (not result.text and bool(raw) and (result.rejected or "").startswith("avg_logprob")
+                   and len(raw.split()) <= DOUBTED_WORDS_MAX and not is_hallucination(raw))
+        if not result.text and not doubted:
+            return None
+        try:
+            return self._name_look_for(seg.user_id, result.text or raw, doubted)
+        except Exception:
+            log.exception("segment %s: deciding on a second look for a name failed; the final goes as it is", seg.id)
+            return None
+
+    def _look_then_send(self, seg: Segment, result: SttResult, timings: dict[str, float], end_of_turn: float | None,
+                        look: LookForName) -> None:
+        """The final after a second, acoustic look for the bot's name (the text with the name put back when
+        the audio holds it). A failed look loses nothing: the final goes as Whisper wrote it."""
+        try:
+            text = look(self._final_audio(seg), result)
+        except Exception:
+            log.exception("segment %s: the second look for a name failed; the final goes as it is", seg.id)
+            text = None
+        timings["name_look"] = time.monotonic()
+        if text:
+            result = dataclasses.replace(result, text=text, rejected=None)
+        self._send(seg.user_id, result, seg.start_t, timings["speech_end"], True, timings, end_of_turn)
+        if not text:
+            self._hold_if_doubtful(seg, result)  # doubted words the look found no call in wait for what follows
 
     def update_pause(self, compute_s: float) -> None:
         """Speculate only as early as needed for the final to be ready when the end is confirmed."""

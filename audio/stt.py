@@ -25,8 +25,8 @@ import math
 import re
 import time
 import zlib
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class SttResult:
     duration_s: float  # audio length
     compute_s: float  # wall time of the batch this clip was in
     batch: int = 1
+    # the encoder's output for this clip (a numpy array; None from other backends): a second look at the
+    # same audio (audio.name_look) skips the encoder
+    encoded: Any = field(default=None, repr=False, compare=False)
 
 
 def compression_ratio(text: str) -> float:
@@ -176,11 +179,12 @@ class WhisperTranscriber:
             compute = time.perf_counter() - t0
             record_model_time("stt", compute)
             self.calls += 1
-            for i, res in zip(idxs, gen):
-                results[i] = self._judge(res, len(audios[i]) / STT_RATE, compute, len(idxs))
+            encoded = np.asarray(encoder_output)
+            for k, (i, res) in enumerate(zip(idxs, gen)):
+                results[i] = self._judge(res, len(audios[i]) / STT_RATE, compute, len(idxs), encoded[k:k + 1].copy())
         return [r for r in results if r is not None]
 
-    def _judge(self, res, duration_s: float, compute_s: float, batch: int) -> SttResult:
+    def _judge(self, res, duration_s: float, compute_s: float, batch: int, encoded: Any = None) -> SttResult:
         s = self.settings
         tokens = res.sequences_ids[0]
         seq_len = len(tokens)
@@ -212,6 +216,7 @@ class WhisperTranscriber:
             duration_s=duration_s,
             compute_s=compute_s,
             batch=batch,
+            encoded=encoded,
         )
 
 

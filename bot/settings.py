@@ -184,6 +184,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("STT_NO_SPEECH_THRESHOLD", "stt_no_speech_threshold", _float_range(0.0, 1.0), 0.6, "Drop a segment whose no_speech_prob is above this."),
     SettingSpec("STT_LOGPROB_THRESHOLD", "stt_logprob_threshold", _float_range(-10.0, 0.0), -1.0, "Drop a segment whose average log-probability is below this."),
     SettingSpec("STT_ENCODER_WINDOW_S", "stt_encoder_window_s", _float_range(0.0, 30.0), 10.0, "Encoder window (s) for utterances that fit it: 10 is ~4x cheaper than Whisper's 30 on CPU, same words on tiny.en; 0 = always 30."),
+    SettingSpec("STT_NAME_LOOK", "stt_name_look", _bool, True, "When a final transcript names nobody, listen again for the bot's name (Whisper drops or bends names it does not know): one more encoder pass and a batched forced decode, tens of ms on tiny.en (audio/name_look.py)."),
     SettingSpec("TURN_MODEL", "turn_model", _choice("smart_turn", "off"), "smart_turn", "Semantic end of turn: `smart_turn` (Smart Turn v3.2, shipped in the pipecat-ai wheel) judges from the voice whether a member finished or only paused; `off`: silence and the transcript alone."),
     SettingSpec("TURN_MODEL_THRESHOLD", "turn_model_threshold", _float_range(0.0, 1.0), 0.2, "Below this end-of-turn probability a member is taken as not done yet (the bot waits PROMPTER_INCOMPLETE_WAIT_MS for more). The model's middle range means unsure: only a confident `unfinished` holds a reply back."),
     SettingSpec("VAD_THRESHOLD", "vad_threshold", _float_range(0.05, 0.95), 0.5, "Silero speech probability above which a frame is speech."),
@@ -272,6 +273,7 @@ class Settings:
     stt_no_speech_threshold: float
     stt_logprob_threshold: float
     stt_encoder_window_s: float
+    stt_name_look: bool
     turn_model: str
     turn_model_threshold: float
     vad_threshold: float

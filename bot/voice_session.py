@@ -31,10 +31,12 @@ from bot.prefill import ReplyPrefill, reply_prompt
 from bot.prompter_loop import TICK_S, PrompterLoop
 from bot.turn_sink import TurnTrace
 from bot.voice_output import VoiceOutput
+from conversation.listen_for import NameQuery, names_to_listen_for
 from conversation.clock import Clock, MonotonicClock
 from conversation.decision import Action, Decision, Policy
 from conversation.greeting import greeting_line
 from conversation.room import MERGE_GAP_S, Room
+from conversation.rule_context import bot_matcher
 from conversation.rules import RULES, Rule
 from conversation.echo import ECHO_WINDOW_S, echoes
 
@@ -338,7 +340,18 @@ class VoiceSession:
         from audio.listener import Listener
 
         ignore = (self.bot_user_id,) if self.bot_user_id is not None else ()
-        return Listener(settings, ignore_user_ids=ignore, **callbacks)
+        return Listener(settings, ignore_user_ids=ignore, names_for=self._names_to_listen_for, **callbacks)
+
+    def _names_to_listen_for(self, user_id: int, text: str) -> NameQuery | None:
+        """On the STT worker: what the listener's second look for the bot's name listens for in a final (the
+        bot's names, the others'), or None when the text names a member or mentions the bot."""
+        room = self.room
+        try:
+            members = tuple((m.user_id, m.name) for m in list(room.members.values()) if m.user_id != user_id)
+        except RuntimeError:  # the room changed under us (the loop owns it): no second look this time
+            return None
+        return names_to_listen_for(text, bot_matcher(room.bot_name, room.bot_aliases, self.policy), room.bot_name,
+                                   room.bot_aliases, members)
 
     def _discord_name(self, user_id: int) -> str:
         guild = getattr(getattr(self.voice_client, "channel", None), "guild", None)

@@ -6,6 +6,11 @@ close to it both in spelling (normalized Levenshtein similarity) and in sound (t
 code), or, for names of 6+ letters, very close in spelling alone. Short names (4 letters or fewer)
 must match exactly, because any short word is a few edits from any other. Nicknames ("June") are not guessed: pass them as aliases.
 
+Whisper also writes a name it does not know as English words ("You nipper" for "Juniper"): a word window
+that SOUNDS like the name (espeak-ng phonemes, `conversation.phonetic`) matches too, closely anywhere
+(`phonetic_threshold`), more loosely where it calls someone (`VOCATIVE_PHONETIC_THRESHOLD`, see
+`vocative_positions`). Names of fewer than PHONETIC_MIN_PHONEMES sounds are not matched by sound.
+
 Names are resolved against everyone present (`resolve_names`): a word is the name of whoever it matches
 best, so with a member called Jennifer in the room "Jennifer, pass the salt" is for her, not for a bot
 called Juniper that Whisper sometimes writes as "Jennifer"; a member's real name beats a bot's nickname
@@ -21,10 +26,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Iterator, Sequence
 
+from conversation.mentions import is_reference
+from conversation.phonetic import phonemes_of, phonetic_similarity
+
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NON_WORD = re.compile(r"[^\w']+|_+")
 CALL_WORDS = frozenset("hey hi hello oi yo ok okay so um uh oh well excuse me".split())
 VOCATIVE_SOUND_THRESHOLD = 0.45  # the looser sound match for a word calling someone (see `vocative_positions`)
+PHONETIC_THRESHOLD = 0.87  # phoneme similarity that is the name anywhere ("you nipper" 0.93; "tricky" for Trixie 0.83)
+VOCATIVE_PHONETIC_THRESHOLD = 0.78  # …and where it calls someone ("Genie per, …" 0.83; "You never, …" 0.70)
+PHONETIC_MIN_PHONEMES = 5  # shorter names are a few sounds from many words
+WEAK_ALIAS_LETTERS = 5  # an alias this short ("June", "Junie", "Cap") calls the bot only when set off by commas
 TITLES = frozenset("dr mr mrs ms mx sir lady lord the mister miss prof captain capt".split())
 
 QUESTION_OPENERS = frozenset(
@@ -123,21 +135,26 @@ class NameMatcher:
     names: tuple[str, ...]
     spelling_threshold: float = 0.8
     sound_threshold: float = 0.55
+    phonetic_threshold: float = PHONETIC_THRESHOLD
+    spoken: tuple[tuple[str, ...], ...] = ()  # each form as the words it is said with ("captain", "hollis")
 
     @classmethod
     def for_name(cls, name: str, aliases: Iterable[str] = (), **kw: float) -> "NameMatcher":
-        forms = []
+        forms: list[str] = []
+        spoken: list[tuple[str, ...]] = []
         for raw in (name, *aliases):
             form = "".join(words(raw))
             if form and form not in forms:
                 forms.append(form)
+                spoken.append(tuple(words(raw)))
             # a multi-word name is also called by its first word ("Captain Juniper Jones" → only if long)
-        return cls(tuple(forms), **kw)
+        return cls(tuple(forms), spoken=tuple(spoken), **kw)
 
-    def word_matches(self, candidate: str) -> bool:
-        return any(self._matches(candidate, name) for name in self.names)
+    def word_matches(self, candidate: str, said: tuple[str, ...] = ()) -> bool:
+        return any(self._fuzzy(candidate, i, said) > 0 for i, name in enumerate(self.names))
 
     def _matches(self, candidate: str, name: str) -> bool:
+        """Written like the name: the same, close in spelling, or close in spelling and in Soundex."""
         if candidate == name:
             return True
         if len(name) <= 4 or len(candidate) <= 3:
@@ -147,18 +164,40 @@ class NameMatcher:
             return True
         return sim >= self.sound_threshold and soundex(candidate, 0) == soundex(name, 0)
 
-    def score(self, candidate: str, *, every_form_is_the_name: bool = False) -> tuple[float, bool]:
+    def _fuzzy(self, candidate: str, i: int, said: tuple[str, ...]) -> float:
+        """How closely `candidate` (`said`: the words it was joined from) is the name's form `i`, in spelling
+        or in sound; 0 when neither matches."""
+        name = self.names[i]
+        spelled = similarity(candidate, name) if self._matches(candidate, name) else 0.0
+        if (not said or i >= len(self.spoken) or len(name) <= 4  # "Trix" is "tricks": short ones only exactly
+                or len(phonemes_of(self.spoken[i])) < PHONETIC_MIN_PHONEMES):
+            return spelled
+        sound = phonetic_similarity(said, self.spoken[i])
+        # the closer of the two: "Trexy" is Trixie by sound (0.96) more than Tracy by spelling (0.8)
+        return max(spelled, sound if sound >= self.phonetic_threshold else 0.0)
+
+    def matched_form(self, candidate: str, said: tuple[str, ...] = ()) -> str:
+        """The form (name or alias) `candidate` matches best, '' for none."""
+        best, form = 0.0, ""
+        for i, name in enumerate(self.names):
+            sim = 3.0 if candidate == name else self._fuzzy(candidate, i, said)
+            if sim > best:
+                best, form = sim, name
+        return form
+
+    def score(self, candidate: str, *, every_form_is_the_name: bool = False,
+              said: tuple[str, ...] = ()) -> tuple[float, bool]:
         """How surely `candidate` is this name, and whether through the name itself rather than an alias:
         2 the name itself, 1 an alias said exactly (2 when `every_form_is_the_name`: a person's first name
-        is their name), the spelling similarity for a fuzzy match, 0 none."""
+        is their name), the spelling (or sound) similarity for a fuzzy match, 0 none. `said`: the words
+        `candidate` was joined from, for the match by sound."""
         best, primary = 0.0, False
         for i, name in enumerate(self.names):
             if candidate == name:
                 return (2.0 if i == 0 or every_form_is_the_name else 1.0), i == 0 or every_form_is_the_name
-            if self._matches(candidate, name):
-                sim = similarity(candidate, name)
-                if sim > best or (sim == best and i == 0):
-                    best, primary = sim, i == 0 or every_form_is_the_name
+            sim = self._fuzzy(candidate, i, said)
+            if sim > best or (sim == best and sim > 0 and i == 0):
+                best, primary = sim, i == 0 or every_form_is_the_name
         return best, primary
 
     def find(self, text: str) -> bool:
@@ -166,7 +205,8 @@ class NameMatcher:
         return _find_cached(self, text)
 
     def _find(self, text: str) -> bool:
-        return any(self.word_matches(joined) for _i, _j, joined in name_windows(words(text)))
+        tokens = words(text)
+        return any(self.word_matches(joined, tuple(tokens[i:j + 1])) for i, j, joined in name_windows(tokens))
 
 
 def name_windows(tokens: Sequence[str]) -> Iterator[tuple[int, int, str]]:
@@ -266,17 +306,20 @@ BOT = "bot"
 
 @dataclass(frozen=True)
 class NamesSaid:
-    """Who `resolve_names` found named in a line."""
+    """Who `resolve_names` found named in a line. `bot_mentioned`: the bot's name said about it, not to it
+    (`conversation.mentions`), which does not make the line the bot's."""
 
     bot: bool
     members: tuple[int, ...]
+    bot_mentioned: bool = False
 
 
 def resolve_names(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]]) -> NamesSaid:
     """Whose names are said in `text`, each word given to the name it matches best among the bot's and
     the members' (`members`: (id, display name) of the people present, the speaker left out by the caller).
     A member's display name counts as itself (2) for every real word of it: "Junie" the member beats the
-    bot's alias "Junie" (1), and "Jennifer" the member beats a fuzzy "Juniper"; the bot's own name wins a tie."""
+    bot's alias "Junie" (1), and "Jennifer" the member beats a fuzzy "Juniper"; the bot's own name wins a tie.
+    The bot's name in the third person ("I told Juniper", "Bob, Juniper's idea…") is a mention, not a call."""
     return _resolve_cached(text, bot, tuple(members))
 
 
@@ -301,29 +344,82 @@ def vocative_positions(text: str) -> set[int]:
     return out
 
 
+def _set_off_spans(text: str) -> set[tuple[int, int]]:
+    """(first, last) word indices of each comma-delimited part of one to three words, leading call words left
+    out ("Hey Juniper," → "juniper"): a name standing alone between commas calls someone wherever it is
+    ("Bob, Juniper, what…"); "I told Juniper, and…" is no such part."""
+    out: set[tuple[int, int]] = set()
+    position = 0
+    for part in text.split(","):
+        tokens = words(part)
+        skip = 0
+        while skip < len(tokens) and tokens[skip] in CALL_WORDS:
+            skip += 1
+        if 1 <= len(tokens) - skip <= 3:
+            out.add((position + skip, position + len(tokens) - 1))
+        position += len(tokens)
+    return out
+
+
+def _merged(spans: Sequence[tuple[int, int, bool, float]], first: int, last: int) -> tuple[int, int]:
+    """The run of overlapping or touching name spans that (first, last) is part of."""
+    changed = True
+    while changed:
+        changed = False
+        for i, j, _weak, _score in spans:
+            if i <= last + 1 and j >= first - 1 and (i < first or j > last):
+                first, last, changed = min(first, i), max(last, j), True
+    return first, last
+
+
+def _loosened(matcher: NameMatcher) -> NameMatcher:
+    """The same matcher, as loose as a name calling someone may be matched."""
+    return dataclasses.replace(matcher, sound_threshold=min(matcher.sound_threshold, VOCATIVE_SOUND_THRESHOLD),
+                               phonetic_threshold=min(matcher.phonetic_threshold, VOCATIVE_PHONETIC_THRESHOLD))
+
+
 @lru_cache(maxsize=4096)
 def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str], ...]) -> NamesSaid:
     owners = [(user_id, _member_matcher(display)) for user_id, display in members]
     tokens = words(text)
     calling = vocative_positions(text)
-    loose_bot = dataclasses.replace(bot, sound_threshold=min(bot.sound_threshold, VOCATIVE_SOUND_THRESHOLD))
-    loose_owners = [(uid, dataclasses.replace(m, sound_threshold=min(m.sound_threshold, VOCATIVE_SOUND_THRESHOLD)))
-                    for uid, m in owners]
-    bot_named = False
+    loose_bot = _loosened(bot)
+    loose_owners = [(uid, _loosened(m)) for uid, m in owners]
+    bot_spans: list[tuple[int, int, bool, float]] = []
+    called_member = False
     named: list[int] = []
     for i, j, joined in name_windows(tokens):
+        said = tuple(tokens[i:j + 1])
         loose = all(k in calling for k in range(i, j + 1))
         # the bot's own name wins a tie; one of its aliases loses it to a person's name
-        best_score, bot_primary = (loose_bot if loose else bot).score(joined)
+        best_score, bot_primary = (loose_bot if loose else bot).score(joined, said=said)
         best_owner: int | None = None
         for user_id, matcher in (loose_owners if loose else owners):
-            score, _ = matcher.score(joined, every_form_is_the_name=True)
+            score, _ = matcher.score(joined, every_form_is_the_name=True, said=said)
             if score > best_score or (score == best_score and score > 0 and best_owner is None and not bot_primary):
                 best_score, best_owner = score, user_id
         if best_score <= 0:
             continue
         if best_owner is None:
-            bot_named = True
-        elif best_owner not in named:
-            named.append(best_owner)
-    return NamesSaid(bot_named, tuple(named))
+            # a short alias or a title ("Cap", "Captain", "June", "Junie") may be a common word (or a bent
+            # one: "June we"): it calls only when set off
+            form = (loose_bot if loose else bot).matched_form(joined, said)
+            weak = not bot_primary and (len(form) <= WEAK_ALIAS_LETTERS or form in TITLES)
+            bot_spans.append((i, j, weak, best_score))
+        else:
+            called_member = called_member or loose
+            if best_owner not in named:
+                named.append(best_owner)
+    raw = normalize(text).split()  # words() with the possessive 's still on
+    set_off = _set_off_spans(text)
+    called_bot = False
+    for i, j, _weak, _score in bot_spans:
+        first, last = _merged(bot_spans, i, j)  # "Captain Holly's": the whole name, possessive
+        if (i, j) in set_off or (first, last) in set_off or any(k == i and j <= m for k, m in set_off):
+            called_bot = True  # set off by commas, or opening a part that is ("Captain Harley, what…")
+            continue
+        strong = [(score, k - m, k) for k, m, w, score in bot_spans if not w and first <= k and m <= last]
+        if strong:  # the run's best window says where the name begins ("ask Captain Hollis": at "captain")
+            begin = max(strong)[2]
+            called_bot = called_bot or not is_reference(raw, begin, last, called_member)
+    return NamesSaid(called_bot, tuple(named), bot_mentioned=bool(bot_spans) and not called_bot)

@@ -17,6 +17,11 @@ def _bot_matcher(name: str, aliases: tuple[str, ...], spelling: float, sound: fl
     return NameMatcher.for_name(name, aliases, spelling_threshold=spelling, sound_threshold=sound)
 
 
+def bot_matcher(name: str, aliases: tuple[str, ...], policy: Policy) -> NameMatcher:
+    """The bot's name matcher with the policy's thresholds (one per name, aliases and thresholds)."""
+    return _bot_matcher(name, tuple(aliases), policy.name_spelling_threshold, policy.name_sound_threshold)
+
+
 @dataclass(frozen=True)
 class Ctx:
     room: Room
@@ -25,8 +30,7 @@ class Ctx:
 
     @cached_property
     def bot_name(self) -> NameMatcher:
-        p = self.policy
-        return _bot_matcher(self.room.bot_name, self.room.bot_aliases, p.name_spelling_threshold, p.name_sound_threshold)
+        return bot_matcher(self.room.bot_name, self.room.bot_aliases, self.policy)
 
     def names_in(self, text: str, speaker_id: int | None) -> NamesSaid:
         """Who `text` names, the bot's name and aliases weighed against the names of the others present."""

@@ -457,3 +457,18 @@ async def test_a_prefill_for_a_member_who_left_or_a_line_for_someone_else_is_can
         release.set()
         await session.close()
         player.close()
+
+
+@pytest.mark.asyncio
+async def test_the_listeners_second_look_asks_the_room_what_to_listen_for():
+    """What `names_for` answers the listener: the bot's names and the others present, for a final that names
+    nobody; nothing to look for when it names a member or mentions the bot."""
+    session, _ = await make(ScriptedResponder(["Sure."]))
+    try:
+        query = session._names_to_listen_for(ALICE, "What did Alice want to cook?")
+        assert query is not None and query.names == ("Juniper",) and query.others == ("Bob",) and not query.named
+        assert session._names_to_listen_for(ALICE, "Juniper, hi").named
+        assert session._names_to_listen_for(ALICE, "Bob, did you eat?") is None
+        assert session._names_to_listen_for(ALICE, "I told Juniper about it.") is None
+    finally:
+        await session.close()

@@ -18,6 +18,7 @@ import numpy as np
 from RealtimeTTS.engines.base_engine import BaseEngine
 
 from audio.tts import PA_INT16, RealtimeEngineTts
+from bot.g2p import guard_piper_voice
 from bot.models import MODELS, ModelLoadError, embedded_piper_voice
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,10 @@ def load_piper_voice(voice: str = "embedded") -> Any:
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         with open(config, encoding="utf-8") as fh:
             piper_config = PiperConfig.from_dict(json.load(fh))
-        loaded = PiperVoice(
+        loaded = guard_piper_voice(PiperVoice(
             config=piper_config,
             session=onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"]),
-        )
+        ))  # its espeak-ng calls and name spotting's (bot.g2p) never run at once
         for _ in loaded.synthesize("Ready."):  # warm up: the first ONNX run is several times slower
             pass
         return loaded

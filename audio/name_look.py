@@ -1,0 +1,159 @@
+"""A second, acoustic look for a name Whisper left out of a transcript.
+
+tiny.en often drops a name it does not know from the start of a line ("Juniper, what did Alice want to
+cook?" → "What did Alice want to cook?"), or writes English words in its place where it calls someone at the
+end ("…, Juniper?" → "…, do you need her?"). The audio still holds the name. `NameLook` asks the same
+Whisper model how likely the transcript is with the name put back, against the transcript as it was, by
+teacher-forced decoding (CTranslate2's `align` gives each forced token's probability), on the encoder output
+the transcription already computed (`SttResult.encoded`). The candidates, few on purpose (each is a decoder
+pass, tens of ms on tiny.en on 2 cores): the name before the words or after them, or in place of a short head or tail
+that Whisper set off with a comma or a full stop (where a name calls someone, bent into other words).
+
+A candidate is kept when the transcript loses little log-probability with it (`max_loss`), and the same
+edit with each other member's name present loses more by `margin` ("Jennifer, …" said to Jennifer is hers).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from audio.stt import HOP, WhisperTranscriber
+from audio.types import STT_RATE
+
+log = logging.getLogger(__name__)
+
+MAX_LOSS = 6.5  # nats the transcript may lose with the name put back (dev lines: calls 4-9 when bent, no call under 9.2)
+MARGIN = 1.0  # nats by which the bot's name must beat each other name present, in the same place
+TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
+HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
+MAX_AUDIO_S = 9.0  # longer lines: the look is skipped (a call is rarely lost in a long turn)
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class NameHeard:
+    """The transcript with the name put back, and how sure the look was."""
+
+    name: str
+    text: str
+    position: str  # "start", "end" or "tail" (in place of a comma-set tail)
+    loss: float  # nats lost against the transcript as Whisper wrote it
+    lead: float  # nats ahead of the best other name present in the same place (inf: nobody else)
+    compute_s: float
+
+
+_BREAK = re.compile(r"[,.?!]")
+
+
+def _lower_first(word: str) -> str:
+    if (len(word) > 1 and word.isupper()) or word == "I" or word.startswith("I'"):
+        return word  # "I", "NASA" stay
+    return word[:1].lower() + word[1:]
+
+
+def edits(text: str, name: str) -> list[tuple[str, str]]:
+    """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of a
+    short head set off by a comma or a full stop ("head": "2-meter, how far…"), after it ("end"), in place
+    of a short tail set off the same way ("tail": "…a riddle? Do you know her?")."""
+    stripped = text.strip()
+    words = _WORD.findall(stripped)
+    if not words:
+        return []
+    mark = stripped[-1] if stripped[-1] in ".?!" else "?"
+    out = [("start", " ".join([f"{name},", _lower_first(words[0]), *words[1:]]))]
+    body = stripped.rstrip(".?!,")
+    cut = _BREAK.search(body)
+    if cut is not None and 1 <= len(_WORD.findall(body[:cut.start()])) <= HEAD_WORDS:
+        rest = _WORD.findall(body[cut.end():])
+        if rest:
+            out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
+    out.append(("end", f"{body}, {name}{mark}"))
+    cuts = list(_BREAK.finditer(body))
+    if cuts and 1 <= len(_WORD.findall(body[cuts[-1].end():])) <= TAIL_WORDS:
+        head = body[:cuts[-1].start()].rstrip()
+        if _WORD.findall(head):
+            out.append(("tail", f"{head}, {name}{mark}"))
+    return out
+
+
+class NameLook:
+    """Re-scores a transcript with a name put back (blocking, thread-safe: call it off the event loop)."""
+
+    def __init__(self, transcriber: WhisperTranscriber, *, max_loss: float = MAX_LOSS, margin: float = MARGIN) -> None:
+        self.transcriber = transcriber
+        self.max_loss = max_loss
+        self.margin = margin
+        self.calls = 0
+        self.decoder_passes = 0
+        self.compute_s = 0.0
+        self.last_closest: tuple[str, str, float] | None = None  # (name, position, loss) of the last look's best try
+
+    def _tokens(self, text: str) -> list[int]:
+        return list(self.transcriber.tokenizer.encode(" " + text.strip()))
+
+    def encode(self, audio: np.ndarray) -> np.ndarray:
+        """The encoder output for `audio`, as the transcriber computes it (when the result did not carry it)."""
+        t = self.transcriber
+        features = t._features(np.asarray(audio, dtype=np.float32), t.window_frames(len(audio)))[np.newaxis]
+        return np.asarray(t.model.encode(features)).copy()
+
+    def _log_prob(self, encoded: Any, n_frames: int, text: str) -> float:
+        """log P(text | audio), every token forced (one decoder pass)."""
+        t = self.transcriber
+        result = t.model.model.align(encoded, t.prompt, [self._tokens(text)], [n_frames], median_filter_width=1)[0]
+        self.decoder_passes += 1
+        return float(sum(math.log(max(p, 1e-12)) for p in result.text_token_probs))
+
+    def look(self, audio: np.ndarray, text: str, names: Sequence[str], others: Sequence[str] = (),
+             encoded: np.ndarray | None = None, avg_logprob: float | None = None) -> NameHeard | None:
+        """The transcript with one of `names` (the bot's) put back if the audio holds it, else None.
+        `others`: the names of the members present, weighed against the bot's; `encoded`: the encoder
+        output of this audio when the transcription kept it (`SttResult.encoded`); `avg_logprob`: Whisper's
+        own score of `text` (saves a decoder pass; within a few tenths of a nat of the forced one)."""
+        import ctranslate2
+
+        if not text.strip() or not names or len(audio) > MAX_AUDIO_S * STT_RATE:
+            return None
+        started = time.perf_counter()
+        t = self.transcriber
+        frames = t.window_frames(len(audio))
+        n_frames = min(len(audio) // HOP, frames)
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded if encoded is not None else self.encode(audio)))
+        if avg_logprob is not None and math.isfinite(avg_logprob):
+            base = avg_logprob * len(self._tokens(text))
+        else:
+            base = self._log_prob(view, n_frames, text)
+        rivals = [n for n in dict.fromkeys(others) if n.strip() and n.lower() not in {m.lower() for m in names}]
+        best: NameHeard | None = None
+        self.last_closest = None
+        for name in names:
+            for position, edited in edits(text, name):
+                loss = base - self._log_prob(view, n_frames, edited)
+                if self.last_closest is None or loss < self.last_closest[2]:
+                    self.last_closest = (name, position, round(loss, 2))
+                if loss > self.max_loss or (best is not None and loss >= best.loss):
+                    continue
+                lead = math.inf
+                for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
+                    rival_text = dict(edits(text, rival)).get(position)
+                    if rival_text is not None:
+                        lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
+                    if lead < self.margin:
+                        break
+                if lead >= self.margin:
+                    best = NameHeard(name, edited, position, loss, lead, 0.0)
+        elapsed = time.perf_counter() - started
+        self.calls += 1
+        self.compute_s += elapsed
+        if best is not None:
+            best = NameHeard(best.name, best.text, best.position, best.loss, best.lead, elapsed)
+            log.info("name look: %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)", best.name, text,
+                     best.position, best.loss, best.lead, elapsed * 1000)
+        return best

@@ -1,0 +1,35 @@
+"""What the acoustic second look (`audio.name_look`) listens for in a line whose transcript names nobody."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from conversation.addressing import NameMatcher, resolve_names, words
+
+LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
+
+
+@dataclass(frozen=True)
+class NameQuery:
+    """What the acoustic look (`audio.name_look`) listens for in a line: the bot's name and its longer aliases,
+    weighed against the names of the others present. `named`: the text already calls the bot (no look needed;
+    a transcript Whisper doubted is kept for it)."""
+
+    names: tuple[str, ...]
+    others: tuple[str, ...]
+    named: bool = False
+
+
+def names_to_listen_for(text: str, bot: NameMatcher, bot_name: str, bot_aliases: Sequence[str],
+                        members: Sequence[tuple[int, str]]) -> NameQuery | None:
+    """The look's question for a line; None when its text names a member or mentions the bot (it is no call
+    to the bot that the look could find)."""
+    said = resolve_names(text, bot, members)
+    if said.members or (said.bot_mentioned and not said.bot):
+        return None
+    others = tuple(name for _uid, name in members)
+    taken = {w for name in others for w in words(name)}  # a member's name is theirs, not an alias to listen for
+    names = (bot_name, *(a for a in bot_aliases if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name
+                         and "".join(words(a)) not in taken))
+    return NameQuery(tuple(dict.fromkeys(names)), others, named=said.bot)
