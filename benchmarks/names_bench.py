@@ -66,16 +66,10 @@ def background_noise(speech: np.ndarray, snr_db: float, seed: int) -> np.ndarray
 
 def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
     """(word edits, reference words) between two transcripts, normalized as the matcher reads them."""
-    from conversation.addressing import words
+    from conversation.addressing import levenshtein, words
 
-    ref, hyp = words(reference), words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1], len(ref)
+    ref = words(reference)
+    return levenshtein(ref, words(hypothesis)), len(ref)
 
 
 def old_matcher(ref: str) -> ModuleType | None:

@@ -83,7 +83,8 @@ def words(text: str) -> list[str]:
     return [w for w in out if w]
 
 
-def levenshtein(a: str, b: str) -> int:
+def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
+    """Edit distance between two strings (letters) or two word lists (words)."""
     if len(a) < len(b):
         a, b = b, a
     previous = list(range(len(b) + 1))
