@@ -66,6 +66,16 @@ CONTINUATION_WORDS = frozenset(
     "and or but because um uh er erm the a an to of with if whether my your our their his i".split()
 )
 
+# Endings that promise a clause still to come (a verb of thinking or asking without its object, a frame like
+# "the thing is"): "Juniper, I was wondering…", "my question is…". A pause after one is a pause, whatever
+# Whisper's full stop or the voice's falling pitch say; at worst a finished "I was just wondering." waits the
+# longer incomplete wait.
+PROJECTING_TAILS: tuple[tuple[str, ...], ...] = tuple(tuple(t.split()) for t in (
+    "wondering", "was thinking", "were thinking", "wanted to ask", "want to ask", "wanted to know",
+    "want to know", "question is", "thing is", "problem is", "guess what", "you know what", "let me ask",
+    "can i ask", "could i ask", "i was going to say",
+))
+
 
 def normalize(text: str) -> str:
     """Lower case, accents folded, punctuation dropped (apostrophes inside words kept), single spaces."""
@@ -259,9 +269,12 @@ def asks_question(bot_line: str) -> bool:
 
 
 def ends_unfinished(text: str) -> bool:
-    """The words stop where a sentence cannot end ("… and", "… for the", "I was wondering if")."""
+    """The words stop where a sentence cannot end ("… and", "… for the", "I was wondering if"), or on a frame
+    that promises more ("I was wondering", "the thing is": `PROJECTING_TAILS`)."""
     tokens = words(text)
-    return bool(tokens) and tokens[-1] in CONTINUATION_WORDS
+    if not tokens:
+        return False
+    return tokens[-1] in CONTINUATION_WORDS or any(tuple(tokens[-len(tail):]) == tail for tail in PROJECTING_TAILS)
 
 
 def looks_complete(text: str) -> bool:

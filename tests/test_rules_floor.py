@@ -253,23 +253,25 @@ def test_a_short_how_about_is_no_question_yet():
 # --- the end of a member's turn ----------------------------------------------------------------------
 
 def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_later():
-    """Words and voice finished: a short silence. Words finished, voice not ("I was wondering." said as
-    if more follows): the middle wait. Words unfinished ("… wondering if"): the longest."""
+    """Words and voice finished: a short silence. Words finished, voice not ("I have a question about the sea."
+    said as if more follows): the middle wait. Words unfinished ("… wondering if", or a frame that promises
+    more, "I was wondering"): the longest, whatever the voice."""
     room = make_room(ALICE, BOB)
-    say(room, ALICE, "Juniper, I was wondering.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
+    say(room, ALICE, "Juniper, I have a question about the sea.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
     d = at(room, T0 + 2.8)
     assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 2.5 + POLICY.unsure_wait_s)
-    say(room, ALICE, "Whether you have been to the sea.", T0 + 3.4, T0 + 5, end_of_turn=0.9)  # merges
+    say(room, ALICE, "Have you been there.", T0 + 3.4, T0 + 5, end_of_turn=0.9)  # merges
     d = at(room, T0 + 5 + POLICY.reply_silence_s + 0.01)
     assert d.action is Action.RESPOND_NOW
     room2 = make_room(ALICE, BOB)  # nobody goes on: answered after the middle wait
-    say(room2, ALICE, "Juniper, I was wondering.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
+    say(room2, ALICE, "Juniper, I have a question about the sea.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
     assert at(room2, T0 + 2.5 + POLICY.unsure_wait_s - 0.05).action is Action.WAIT
     assert at(room2, T0 + 2.5 + POLICY.unsure_wait_s + 0.01).action is Action.RESPOND_NOW
-    room3 = make_room(ALICE, BOB)  # the words stop mid-sentence: the longest wait, whatever the voice
-    say(room3, ALICE, "Juniper, I was wondering if", T0 + 1, T0 + 2.5, end_of_turn=0.6)
-    d = at(room3, T0 + 2.8)
-    assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 2.5 + POLICY.incomplete_wait_s)
+    for words in ("Juniper, I was wondering if", "Juniper, I was wondering.", "Juniper, my question is."):
+        room3 = make_room(ALICE, BOB)  # the words stop mid-sentence: the longest wait, whatever the voice
+        say(room3, ALICE, words, T0 + 1, T0 + 2.5, end_of_turn=0.9)
+        d = at(room3, T0 + 2.8)
+        assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 2.5 + POLICY.incomplete_wait_s), words
     assert POLICY.reply_silence_s < POLICY.unsure_wait_s < POLICY.incomplete_wait_s
 
 

@@ -551,7 +551,7 @@ def _sweep(room, until_s=20.0, step=0.25):
 @pytest.mark.parametrize("text", [
     "What should I cook tonight?",
     "What should I cook tonight with eggs and rice.",  # Whisper closed the question with a full stop
-    "You nipper, what did Alice want to cook.",  # the bot's name lost: a question opener after the comma
+    "So, what did Alice want to cook.",  # the bot's name lost ("Juniper, …"): a question opener after the comma
     "Did anyone see the game last night.",
     "Can we get pizza later on.",
     "So how long does it take to boil an egg",
