@@ -100,6 +100,9 @@ class VoiceSession:
                 self.room.member_joined(user_id, name, self.clock.now(), initial=True)
         self.notice = notice  # the spoken listening notice: the session's first line (`bot.notice`)
         self.room.notice_pending = bool(notice)
+        leave_out = getattr(responder, "leave_out_of_prompts", None)
+        if notice and leave_out is not None:
+            leave_out(notice)  # an announcement, not the persona talking: in a prompt it pulls replies off-voice
         self._greetings = random.Random()  # which of the persona's greetings opens this call
         self._make_listener = make_listener
         self._make_receiver = make_receiver

@@ -145,6 +145,12 @@ class Responder:
         with self._flawed_lock:
             return normalize(line.text) in self._flawed
 
+    def leave_out_of_prompts(self, text: str) -> None:
+        """A line of the bot's that later prompts must not show the model: one it slipped in (`note_flawed`), or
+        an out-of-character announcement such as the spoken listening notice, which a small model otherwise
+        imitates ("I don't have a channel to talk about it", "check my Instagram")."""
+        self.note_flawed(text)
+
     def note_flawed(self, text: str) -> None:
         key = normalize(text)
         if not key:

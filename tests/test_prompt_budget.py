@@ -136,3 +136,23 @@ def test_estimate_is_close_to_the_real_tokenizer(count_tokens) -> None:
     text = "I finally finished that puzzle, all thousand pieces, and the last one was under the couch."
     real = count_tokens(text)
     assert 0.6 * real <= estimate_tokens(text) <= 1.6 * real
+
+
+def test_the_spoken_notice_stays_out_of_the_prompts_the_greeting_stays_in(persona) -> None:
+    """The notice is an announcement, not the persona talking: a small model shown it answers in its register
+    ("I don't have a channel to talk about it"). The session tells the responder to leave it out."""
+    from bot.notice import spoken_notice
+    from bot.voice_session import VoiceSession
+    from brain.responder import Responder
+
+    settings = load_settings(env={}, env_file=None)
+    responder = Responder(settings, llm=LlamaCppBackend(settings), scheduler=None)
+    notice = spoken_notice(persona.name)
+    VoiceSession(settings=settings, persona=persona, responder=responder, player=None, bot_user_id=1,
+                 members=((2, "Alice"),), notice=notice)
+    history = [HistoryLine(persona.name, notice, 1.0, True),
+               HistoryLine(persona.name, "Hey Alice, good to see you!", 2.0, True),
+               HistoryLine("Alice", "Juniper, what should I cook tonight?", 3.0, False)]
+    prompt = " ".join(str(m["content"]) for m in responder.build_prompt(persona, history, SITUATION))
+    assert "good to see you" in prompt and "cook tonight" in prompt
+    assert "opt out" not in prompt and "transcribe" not in prompt
