@@ -30,7 +30,7 @@ from bot import executors
 from bot.shedding import ShedLog
 from bot.turn_sink import history_lines
 from conversation.decision import Action, Decision, Policy
-from conversation.reply_rules import addressed_reason
+from conversation.reply_rules import addressed_reason, open_to_the_room
 from conversation.room import MERGE_GAP_S, Room, RoomLine
 from conversation.rule_context import Ctx
 from conversation.situation import situation_for
@@ -59,7 +59,17 @@ def reply_likely(room: Room, user_id: int, policy: Policy, now: float) -> str | 
         else:
             seq = last.seq + 1 if last is not None else 1
             line = RoomLine(seq, user_id, member.name, "", now, now, False)
-    return addressed_reason(ctx, line)
+    why = addressed_reason(ctx, line)
+    if why is None and line.text.strip() and open_to_the_room(ctx, line):
+        return f"{member.name} asked the room: the bot answers if nobody does"
+    return why
+
+
+def asks_the_room(room: Room, line: RoomLine, policy: Policy, now: float) -> bool:
+    """A final line the bot answers only if nobody else does (`open_to_the_room`): worth a prefill during the
+    wait, which a member who takes it up makes stale."""
+    ctx = Ctx(room, now, policy)
+    return addressed_reason(ctx, line) is None and open_to_the_room(ctx, line)
 
 
 def reply_prompt(room: Room, user_id: int, policy: Policy, persona: Any, now: float) -> tuple[list[Any], str] | None:

@@ -27,7 +27,7 @@ from audio.types import MemberFrame, SpeakingEvent, Utterance
 from bot import executors
 from bot.captions import CaptionQueue, CaptionSink
 from bot.line_runner import LineRunner, PlayerLike, ResponderLike
-from bot.prefill import ReplyPrefill, reply_prompt
+from bot.prefill import ReplyPrefill, asks_the_room, reply_prompt
 from bot.prompter_loop import TICK_S, PrompterLoop
 from bot.turn_sink import TurnTrace
 from bot.voice_output import VoiceOutput
@@ -238,6 +238,8 @@ class VoiceSession:
         line = self.room.on_utterance(utt)
         if not utt.final and utt.text.strip():
             self.prefill.request(utt.user_id)
+        elif line is not None and utt.final and asks_the_room(self.room, line, self.policy, self.clock.now()):
+            self.prefill.request(utt.user_id)  # the reply is prepared while the room has its chance to answer
         if utt.final and utt.text.strip():
             self._caption(f"**{utt.name}**: {utt.text.strip()}", utt.user_id)
         if line is not None:

@@ -238,6 +238,21 @@ def calls_member(ctx: Ctx, line: RoomLine) -> str | None:
     return ctx.room.name_of(members[0]) if members else None
 
 
+def open_to_the_room(ctx: Ctx, line: RoomLine) -> bool:
+    """`line` is a question put to the room that the bot may take if nobody does (`rule_room_question`'s
+    conditions on the line itself; who answers, and when, are the rule's)."""
+    policy, room = ctx.policy, ctx.room
+    if policy.room_question_wait_s <= 0 or len(room.members) < 2:
+        return False
+    if not asks_something(line.text) or ignorable(ctx, line) or calls_member(ctx, line) is not None:
+        return False
+    previous = next(room.lines_before(line.seq), None)
+    if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
+            and line.start - previous.end <= policy.exchange_gap_s):
+        return False
+    return room.last_bot_start_t is not None and line.start - room.last_bot_start_t <= policy.room_question_context_s
+
+
 def rule_room_question(ctx: Ctx) -> Decision | None:
     """A question put to the room that no human takes up within `room_question_wait_s` of silence: the bot
     takes it, as a person at the table would (people answer within ~0.2 s; a longer silence reads as
@@ -257,17 +272,7 @@ def rule_room_question(ctx: Ctx) -> Decision | None:
     policy = ctx.policy
     line = ctx.open_line
     room = ctx.room
-    if policy.room_question_wait_s <= 0 or line is None or len(room.members) < 2:
-        return None
-    if ctx.now - line.end > policy.addressed_max_age_s or not asks_something(line.text) or ignorable(ctx, line):
-        return None
-    if calls_member(ctx, line) is not None:
-        return None
-    previous = next(room.lines_before(line.seq), None)
-    if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
-            and line.start - previous.end <= policy.exchange_gap_s):
-        return None
-    if room.last_bot_start_t is None or line.start - room.last_bot_start_t > policy.room_question_context_s:
+    if line is None or ctx.now - line.end > policy.addressed_max_age_s or not open_to_the_room(ctx, line):
         return None
     taker = next((m for m in room.members.values() if m.user_id != line.user_id and m.last_speech_start is not None
                   and m.last_speech_start >= line.end - ANSWER_OVERLAP_S), None)

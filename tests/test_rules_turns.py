@@ -639,3 +639,19 @@ def test_room_questions_wait_is_a_setting_and_zero_turns_it_off():
     assert at(room, QUESTION_END + 3.01, slow).action is Action.RESPOND_NOW
     off = Policy(room_question_wait_s=0.0)
     assert all(at(room, t, off).action is not Action.RESPOND_NOW for t in (QUESTION_END + 2.0, QUESTION_END + 10.0))
+
+
+def test_a_question_to_the_room_is_prepared_while_the_room_has_its_chance():
+    """The reply to a question the bot may take is prefilled during the wait (`bot.prefill`), not after it;
+    a question calling a member, or asked while the bot is out of the conversation, is not."""
+    from bot.prefill import asks_the_room, reply_likely
+
+    room = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    line = _ask_the_room(room, "What should I cook tonight?")
+    assert asks_the_room(room, line, POLICY, QUESTION_END + 0.1)
+    assert "asked the room" in (reply_likely(room, ALICE, POLICY, QUESTION_END + 0.1) or "")
+    named = _room_after_a_bot_line(ALICE, BOB, CAROL)
+    assert not asks_the_room(named, _ask_the_room(named, "Bob, what should I cook tonight?"), POLICY, QUESTION_END + 0.1)
+    quiet_bot = make_room(ALICE, BOB, CAROL)
+    assert not asks_the_room(quiet_bot, _ask_the_room(quiet_bot, "What should I cook tonight?"), POLICY,
+                             QUESTION_END + 0.1)
