@@ -355,6 +355,8 @@ class VoiceSession:
             members = tuple((m.user_id, m.name) for m in list(room.members.values()) if m.user_id != user_id)
         except RuntimeError:  # the room changed under us (the loop owns it): no second look this time
             return None
+        if not members:
+            return None  # alone with the bot, every line is for it: no name to look for, no delay to the final
         return names_to_listen_for(text, bot_matcher(room.bot_name, room.bot_aliases, self.policy), room.bot_name,
                                    room.bot_aliases, members)
 

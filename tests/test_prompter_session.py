@@ -470,5 +470,7 @@ async def test_the_listeners_second_look_asks_the_room_what_to_listen_for():
         assert session._names_to_listen_for(ALICE, "Juniper, hi").named
         assert session._names_to_listen_for(ALICE, "Bob, did you eat?") is None
         assert session._names_to_listen_for(ALICE, "I told Juniper about it.") is None
+        session.member_left(BOB)
+        assert session._names_to_listen_for(ALICE, "What did you want to cook?") is None  # alone: for the bot anyway
     finally:
         await session.close()
