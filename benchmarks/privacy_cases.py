@@ -34,6 +34,16 @@ async def _service(data_dir: Path) -> Any:
     return service
 
 
+async def _loaded(data_dir: Path, *, start: bool = False) -> Any:
+    """A memory service over `data_dir` with its database open and the guild settings read (and started)."""
+    service = await _service(data_dir)
+    await service.db.open()
+    await service.guild_store.load()
+    if start:
+        await service.start()
+    return service
+
+
 class FileAway:
     """The SQLite file's folder is gone (a volume unmounted) and comes back."""
 
@@ -57,9 +67,7 @@ async def case_restart_with_database_down(tmp: Path) -> Result:
                                                           rx.wait_for)
 
     data_dir = tmp / "restart"
-    first = await _service(data_dir)
-    await first.db.open()
-    await first.guild_store.load()
+    first = await _loaded(data_dir)
     await first.opt_out(GUILD, BOB, ["Bob"])
     await first.db.close()
     rig = Rig(asyncio.get_running_loop())
@@ -103,10 +111,7 @@ async def case_memory_off_during_outage(tmp: Path) -> Result:
     from storage.errors import StorageError
 
     data_dir = tmp / "memory-off"
-    service = await _service(data_dir)
-    await service.db.open()
-    await service.guild_store.load()
-    await service.start()
+    service = await _loaded(data_dir, start=True)
     with FileAway(data_dir):
         await service.db.close()
         try:
@@ -126,9 +131,7 @@ async def case_memory_off_during_outage(tmp: Path) -> Result:
 
 
 async def _fresh_memory_enabled(data_dir: Path) -> Any:
-    other = await _service(data_dir)
-    await other.db.open()
-    await other.guild_store.load()
+    other = await _loaded(data_dir)
     value = other.guild_store.get(GUILD).memory_enabled
     await other.db.close()
     return value
@@ -139,10 +142,7 @@ async def case_reconnect_after_failed_save(tmp: Path) -> Result:
     from storage.errors import StorageError
 
     data_dir = tmp / "reconnect"
-    service = await _service(data_dir)
-    await service.db.open()
-    await service.guild_store.load()
-    await service.start()
+    service = await _loaded(data_dir, start=True)
     with FileAway(data_dir):
         await service.db.close()
         try:
@@ -215,9 +215,7 @@ async def case_overlapping_setting_commands(tmp: Path) -> Result:
         await s.guild_store.load()
     await asyncio.gather(one.guild_store.set_persona(GUILD, "Trixie"), two.guild_store.set_captions_channel(GUILD, 77),
                          one.guild_store.set_memory_enabled(GUILD, False))
-    fresh = await _service(data_dir)
-    await fresh.db.open()
-    await fresh.guild_store.load()
+    fresh = await _loaded(data_dir)
     state = fresh.guild_store.get(GUILD)
     lost = int(state.persona != "Trixie") + int(state.captions_channel_id != 77) + int(state.memory_enabled)
     for s in (one, two, fresh):
