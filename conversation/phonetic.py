@@ -1,4 +1,4 @@
-"""How alike two spoken forms sound: espeak-ng phonemes (`bot.g2p`) compared by a weighted edit distance.
+"""How alike two spoken forms sound: espeak-ng phonemes (`audio.g2p`) compared by a weighted edit distance.
 
 Whisper writes a name it does not know as the English words it heard: "Juniper" becomes "You nipper"
 (/juː nɪpɚ/ against /dʒuːnɪpɚ/: one close consonant apart) or "Junie per". Spelling hides that likeness,
@@ -13,7 +13,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Sequence
 
-from bot.g2p import word_phonemes
+from audio.g2p import word_phonemes
 
 _MULTI = ("dʒ", "tʃ", "eɪ", "aɪ", "ɔɪ", "oʊ", "aʊ", "əʊ", "ɪə", "eə", "ʊə")  # one sound written with two symbols
 _IGNORED = set("ˈˌ-‿ .,?!'")

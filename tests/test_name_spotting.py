@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from bot.g2p import word_phonemes
+from audio.g2p import word_phonemes
 from conversation.addressing import NameMatcher, resolve_names
 from conversation.listen_for import NameQuery, names_to_listen_for
 from conversation.phonetic import phoneme_distance, phonetic_similarity, split_phonemes

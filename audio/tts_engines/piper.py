@@ -18,7 +18,7 @@ import numpy as np
 from RealtimeTTS.engines.base_engine import BaseEngine
 
 from audio.tts import PA_INT16, RealtimeEngineTts
-from bot.g2p import guard_piper_voice
+from audio.g2p import guard_piper_voice
 from bot.models import MODELS, ModelLoadError, embedded_piper_voice
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def load_piper_voice(voice: str = "embedded") -> Any:
         loaded = guard_piper_voice(PiperVoice(
             config=piper_config,
             session=onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"]),
-        ))  # its espeak-ng calls and name spotting's (bot.g2p) never run at once
+        ))  # its espeak-ng calls and name spotting's (audio.g2p) never run at once
         for _ in loaded.synthesize("Ready."):  # warm up: the first ONNX run is several times slower
             pass
         return loaded
