@@ -143,7 +143,7 @@ class Listener:
         self.name_look: NameLook | None = None
         if names_for is not None and getattr(settings, "stt_name_look", False) and isinstance(
                 self.transcriber, WhisperTranscriber):
-            self.name_look = NameLook.with_spotter(self.transcriber)
+            self.name_look = NameLook(self.transcriber)
         self.vad_config = VadConfig.from_settings(settings)
         if end_silence_ms is not None:
             self.vad_config.end_silence_ms = end_silence_ms

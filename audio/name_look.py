@@ -11,8 +11,6 @@ that Whisper set off with a comma or a full stop (where a name calls someone, be
 
 A candidate is kept when the transcript loses little log-probability with it (`max_loss`), and the same
 edit with each other member's name present loses more by `margin` ("Jennifer, …" said to Jennifer is hers).
-One that loses more, but no more than lines without a call lose (`confirm_loss`), is kept only when a
-second acoustic model hears the name too (`audio.name_spotter`, when the `pocketsphinx` package is there).
 """
 
 from __future__ import annotations
@@ -26,14 +24,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from audio.name_spotter import NameSpotter, available
 from audio.stt import HOP, WhisperTranscriber
 from audio.types import STT_RATE
 
 log = logging.getLogger(__name__)
 
 MAX_LOSS = 6.5  # nats the transcript may lose with the name put back (dev lines: calls 4-9 when bent, no call under 9.2)
-CONFIRM_LOSS = 12.0  # ...and with the keyword spotter's agreement (names bench dev lines: 12 kept false detections at 0)
 MARGIN = 1.0  # nats by which the bot's name must beat each other name present, in the same place
 TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
 HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
@@ -90,25 +86,14 @@ def edits(text: str, name: str) -> list[tuple[str, str]]:
 class NameLook:
     """Re-scores a transcript with a name put back (blocking, thread-safe: call it off the event loop)."""
 
-    def __init__(self, transcriber: WhisperTranscriber, *, max_loss: float = MAX_LOSS, margin: float = MARGIN,
-                 spotter: NameSpotter | None = None, confirm_loss: float = CONFIRM_LOSS) -> None:
+    def __init__(self, transcriber: WhisperTranscriber, *, max_loss: float = MAX_LOSS, margin: float = MARGIN) -> None:
         self.transcriber = transcriber
         self.max_loss = max_loss
         self.margin = margin
-        self.spotter = spotter
-        self.confirm_loss = confirm_loss
-        self.confirmed = 0  # candidates kept on the spotter's word
         self.calls = 0
         self.decoder_passes = 0
         self.compute_s = 0.0
         self.last_closest: tuple[str, str, float] | None = None  # (name, position, loss) of the last look's best try
-
-    @classmethod
-    def with_spotter(cls, transcriber: WhisperTranscriber, spotter: bool = True) -> "NameLook":
-        """The look as the bot runs it: with the keyword spotter when asked for and installed."""
-        if spotter and not available():
-            log.info("name look without a keyword spotter: the pocketsphinx package is not installed")
-        return cls(transcriber, spotter=NameSpotter() if spotter and available() else None)
 
     def _tokens(self, text: str) -> list[int]:
         return list(self.transcriber.tokenizer.encode(" " + text.strip()))
@@ -147,24 +132,23 @@ class NameLook:
             base = self._log_prob(view, n_frames, text)
         rivals = [n for n in dict.fromkeys(others) if n.strip() and n.lower() not in {m.lower() for m in names}]
         best: NameHeard | None = None
-        doubtful: list[NameHeard] = []  # lost more than max_loss, within confirm_loss: the spotter decides
         self.last_closest = None
         for name in names:
             for position, edited in edits(text, name):
                 loss = base - self._log_prob(view, n_frames, edited)
                 if self.last_closest is None or loss < self.last_closest[2]:
                     self.last_closest = (name, position, round(loss, 2))
-                if loss > self.max_loss:
-                    if self.spotter is not None and loss <= self.confirm_loss:
-                        doubtful.append(NameHeard(name, edited, position, loss, math.inf, 0.0))
+                if loss > self.max_loss or (best is not None and loss >= best.loss):
                     continue
-                if best is not None and loss >= best.loss:
-                    continue
-                lead = self._lead(view, n_frames, base, text, position, loss, rivals)
+                lead = math.inf
+                for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
+                    rival_text = dict(edits(text, rival)).get(position)
+                    if rival_text is not None:
+                        lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
+                    if lead < self.margin:
+                        break
                 if lead >= self.margin:
                     best = NameHeard(name, edited, position, loss, lead, 0.0)
-        if best is None and doubtful and self.spotter is not None:
-            best = self._confirmed(audio, view, n_frames, base, text, doubtful, rivals)
         elapsed = time.perf_counter() - started
         self.calls += 1
         self.compute_s += elapsed
@@ -173,32 +157,3 @@ class NameLook:
             log.info("name look: %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)", best.name, text,
                      best.position, best.loss, best.lead, elapsed * 1000)
         return best
-
-    def _lead(self, view: Any, n_frames: int, base: float, text: str, position: str, loss: float,
-              rivals: Sequence[str]) -> float:
-        """Nats by which the bot's name beats the best rival name put in the same place (inf: no rival),
-        stopping as soon as one rival comes within the margin."""
-        lead = math.inf
-        for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
-            rival_text = dict(edits(text, rival)).get(position)
-            if rival_text is not None:
-                lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
-            if lead < self.margin:
-                break
-        return lead
-
-    def _confirmed(self, audio: np.ndarray, view: Any, n_frames: int, base: float, text: str,
-                   doubtful: list[NameHeard], rivals: Sequence[str]) -> NameHeard | None:
-        """The least costly doubtful candidate whose name the keyword spotter hears too, if it also beats
-        the rival names present."""
-        assert self.spotter is not None
-        heard = self.spotter.spot(audio, [c.name for c in doubtful])
-        for candidate in sorted(doubtful, key=lambda c: c.loss):
-            if candidate.name not in heard:
-                continue
-            lead = self._lead(view, n_frames, base, text, candidate.position, candidate.loss, rivals)
-            if lead < self.margin:
-                return None
-            self.confirmed += 1
-            return NameHeard(candidate.name, candidate.text, candidate.position, candidate.loss, lead, 0.0)
-        return None

@@ -1,6 +1,6 @@
 """Does the bot hear its own name? Name recall and false detections on synthesized voices through the real STT.
 
-    python -m benchmarks.names_bench [--quick] [--stt-model PATH] [--no-look] [--no-spotter] [--limit N] [--out PATH]
+    python -m benchmarks.names_bench [--quick] [--stt-model PATH] [--no-look] [--limit N] [--out PATH]
 
 Each line of `benchmarks.names_corpus` is said by a simulator voice (`simulator.voices.synthesize_line`,
 48 kHz as Discord carries it), brought to 16 kHz by the receive path's resampler, given background noise
@@ -107,8 +107,8 @@ def grouped(rows: list[dict[str, Any]], field: str) -> dict[str, Any]:
     return {k: rates(v) for k, v in sorted(groups.items())}
 
 
-def run(lines: list[NameLine], *, settings: Any, look: bool = True, spotter: bool = True,
-        compare_ref: str | None = "main", progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref: str | None = "main",
+        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from audio.hallucinations import is_hallucination
     from audio.name_look import NameLook
     from audio.segment_transcriber import DOUBTED_WORDS_MAX
@@ -117,7 +117,7 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, spotter: boo
     from conversation.listen_for import names_to_listen_for
 
     transcriber = WhisperTranscriber(settings)
-    looker = NameLook.with_spotter(transcriber, spotter)
+    looker = NameLook(transcriber)
     old = old_matcher(compare_ref) if compare_ref else None
     rows: list[dict[str, Any]] = []
     stt_cpu, look_cpu, match_cpu, edits, ref_words = [], [], [], 0, 0
@@ -143,15 +143,14 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, spotter: boo
         if query is not None and query.named and doubted:  # as the listener does: a doubted call is kept
             detected, via, restored = True, "doubted", raw
         elif query is not None and not query.named:
-            c2, confirmed = time.process_time(), looker.confirmed
+            c2 = time.process_time()
             heard = looker.look(audio, heard_text, query.names, query.others, encoded=result.encoded,
                                 avg_logprob=result.avg_logprob if raw == text else None)
             look_cpu.append((time.process_time() - c2) * 1000)
             closest = looker.last_closest
             if heard is not None:
                 restored = heard.text
-                detected = resolve_names(restored, bot, members).bot
-                via = "look+spotter" if looker.confirmed > confirmed else "look"
+                detected, via = resolve_names(restored, bot, members).bot, "look"
         e, n = word_error_rate(line.text, text)
         edits, ref_words = edits + e, ref_words + n
         row = {"text": line.text, "persona": line.persona, "voice": line.voice.describe(),
@@ -184,8 +183,6 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, spotter: boo
         "cpu_ms_per_line": {"stt": stats(stt_cpu, 1), "look": stats(look_cpu, 1), "match": stats(match_cpu, 2),
                             "look_share_of_lines": round(len(look_cpu) / len(rows), 3) if rows else None},
         "look": look,
-        "spotter": looker.spotter is not None,
-        "spotter_confirmed": looker.confirmed,
         "look_decoder_passes_per_look": round(looker.decoder_passes / looker.calls, 2) if looker.calls else None,
     }
     if old is not None:
@@ -201,7 +198,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N lines of a seeded shuffle")
     parser.add_argument("--stt-model", default="", help="STT_MODEL for this run (a CTranslate2 folder; default: the bot's)")
     parser.add_argument("--no-look", action="store_true", help="the text matcher alone")
-    parser.add_argument("--no-spotter", action="store_true", help="the look without the keyword spotter")
     parser.add_argument("--compare-ref", default="main", help="git revision whose matcher reads the same transcripts")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -219,8 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         random.Random(7).shuffle(lines)
         lines = lines[:limit]
     started = time.perf_counter()
-    payload = run(lines, settings=settings, look=not args.no_look, spotter=not args.no_spotter,
-                  compare_ref=args.compare_ref or None,
+    payload = run(lines, settings=settings, look=not args.no_look, compare_ref=args.compare_ref or None,
                   progress=lambda s: print(s, file=sys.stderr, flush=True))
     payload = {**payload, "command": command_line("benchmarks.names_bench", argv), "machine": machine_info(),
                "wall_s": round(time.perf_counter() - started, 1)}
