@@ -54,7 +54,7 @@ class SmartTurn:
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         inputs = {i.name: i.shape for i in self._session.get_inputs()}
         if "input_features" not in inputs:
-            from bot.models import ModelLoadError
+            from runtime.errors import ModelLoadError
 
             raise ModelLoadError(f"Smart Turn model at {path} has inputs {sorted(inputs)}; expected input_features")
         self._features = FeatureExtractor(feature_size=80, sampling_rate=STT_RATE, chunk_length=WINDOW_S)
@@ -81,6 +81,6 @@ class SmartTurn:
 
 def load_smart_turn() -> SmartTurn:
     """The process-wide Smart Turn session (loaded once, shared by every member and guild)."""
-    from bot.models import MODELS, smart_turn_path
+    from runtime.models import MODELS, smart_turn_path
 
     return MODELS.get("turn:smart-turn-v3.2", lambda: SmartTurn(str(smart_turn_path())))

@@ -1,6 +1,6 @@
 """Shared faster-whisper transcription: one model per process, several clips per call.
 
-`WhisperTranscriber` runs one process-wide `faster_whisper.WhisperModel` (via `bot.models.MODELS`)
+`WhisperTranscriber` runs one process-wide `faster_whisper.WhisperModel` (via `runtime.models.MODELS`)
 below its `transcribe()` helper: features, one encoder call and one greedy/beam decode per batch of
 clips, so several members' finals can share one call. Latency tricks (measured on tiny.en, 2 cores):
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from audio.hallucinations import is_hallucination
 from audio.types import STT_RATE
-from bot.metrics import record_model_time
+from runtime.metrics import record_model_time
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def preload_transcriber(settings) -> None:
 
 def load_whisper(settings):
     """The process-wide faster-whisper model for these settings (loaded once)."""
-    from bot.models import MODELS, resolve_whisper_model
+    from runtime.models import MODELS, resolve_whisper_model
 
     path = resolve_whisper_model(settings.stt_model)
     device = settings.stt_device

@@ -24,7 +24,7 @@ import numpy as np
 from audio.stt import SttResult
 from audio.stt_worker import SttWorker
 from audio.types import STT_RATE
-from bot.shedding import ShedLog
+from runtime.shedding import ShedLog
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def load_audio(path: Path) -> np.ndarray:
 
 async def run(paths: list[Path], names: list[str], *, realtime: bool, partials: bool, out=None) -> list[Utterance]:
     from audio.listener import Listener
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
 
     out = out or sys.stdout
     settings = load_settings()
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from bot.models import ModelLoadError
+        from runtime.errors import ModelLoadError
 
         if isinstance(exc, ModelLoadError):
             print(f"transcribe_cli: {exc}", file=sys.stderr)

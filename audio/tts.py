@@ -21,8 +21,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from bot.models import MODELS, ModelLoadError
-from bot.settings import Settings
+from runtime.models import MODELS
+from runtime.errors import ModelLoadError
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
     """The TTS engine for a persona's voice spec, unless `settings.tts_engine` forces one, or the Wyoming TTS
     server when TTS_BACKEND=wyoming.
 
-    Engines are cached in `bot.models.MODELS`, so every session with the same voice shares one.
+    Engines are cached in `runtime.models.MODELS`, so every session with the same voice shares one.
     Raises ModelLoadError with one clear line when the engine cannot be used here.
     """
     if getattr(settings, "tts_backend", "local") == "wyoming":

@@ -1,6 +1,6 @@
 """Per-speaker voice activity detection: one shared silero ONNX session, one small state per member.
 
-`SileroVad` wraps the ONNX model (loaded once through `bot.models.MODELS`). Silero v5/v6 take
+`SileroVad` wraps the ONNX model (loaded once through `runtime.models.MODELS`). Silero v5/v6 take
 512-sample windows at 16 kHz, prefixed by the last 64 samples of the previous window (the
 "context"), plus a recurrent state tensor of shape (2, batch, 128).
 
@@ -63,7 +63,7 @@ class SileroVad:
         self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         names = {i.name: i for i in self._session.get_inputs()}
         if not {"input", "state", "sr"} <= set(names):
-            from bot.models import ModelLoadError
+            from runtime.errors import ModelLoadError
 
             raise ModelLoadError(
                 f"silero VAD at {path} has inputs {sorted(names)}; expected input/state/sr (silero v5 or v6)"
@@ -83,7 +83,7 @@ class SileroVad:
 
 def load_silero_vad() -> SileroVad:
     """The process-wide silero session (loaded once, shared by every member and guild)."""
-    from bot.models import MODELS, silero_vad_path
+    from runtime.models import MODELS, silero_vad_path
 
     return MODELS.get("vad:silero", lambda: SileroVad(str(silero_vad_path())))
 

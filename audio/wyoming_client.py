@@ -5,7 +5,7 @@ ecosystem: JSON event headers plus binary audio payloads over TCP, one request p
 are `wyoming-faster-whisper` (STT) and `wyoming-piper` (TTS). The protocol has NO authentication and no
 encryption: run the servers on the bot's host or a private network only (README, "Speech servers").
 
-Callers are model threads (the STT worker, TTS workers): `run_blocking` / `submit` (`bot.io_loop`) run the
+Callers are model threads (the STT worker, TTS workers): `run_blocking` / `submit` (`runtime.io_loop`) run the
 requests on the shared model I/O loop, never on the bot's event loop.
 """
 
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from wyoming.client import AsyncClient, AsyncTcpClient
 from wyoming.event import Event
 
-from bot.io_loop import run_blocking, submit
+from runtime.io_loop import run_blocking, submit
 
 __all__ = ["WyomingError", "check_uri", "close", "connect", "read_event", "run_blocking", "submit"]
 

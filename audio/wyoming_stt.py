@@ -24,7 +24,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from audio import wyoming_client
 from audio.stt import SttResult, collapse_repeats, compression_ratio, text_rejection
 from audio.types import STT_RATE
-from bot.metrics import record_model_time
+from runtime.metrics import record_model_time
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.report import command_line, machine_info, stats, write_json
-from bot.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 
 LATENCY_LIMIT = 1.25  # a candidate may be at most this much slower to first audio than the current default
 CURRENT_DEFAULT = "embedded"
@@ -38,8 +38,8 @@ def measure_one(preset: str, runs: int) -> dict[str, Any]:
 
     from benchmarks.process_stats import rss_mb
     from benchmarks.think_bench import streamed_reply
-    from bot.scheduler import ModelScheduler
-    from bot.settings import load_settings
+    from runtime.scheduler import ModelScheduler
+    from runtime.settings import load_settings
     from brain.llm import LlamaCppBackend
     from brain.responder import Responder
     from conversation.persona_library import load_persona

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bot.settings import PROJECT_ROOT, Settings, load_settings
+from runtime.settings import PROJECT_ROOT, Settings, load_settings
 from brain.llm import default_llm_threads
 from benchmarks.quality_checks import CheckResult, ReplyContext, check_reply, rates
 from benchmarks.quality_corpus import Rubric, load_corpus
@@ -223,7 +223,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def models_info(settings: Settings) -> dict[str, Any]:
-    from bot.models import embedded_gguf_path, embedded_piper_voice, embedded_whisper_path
+    from runtime.models import embedded_gguf_path, embedded_piper_voice, embedded_whisper_path
 
     def name(fn: Any) -> str:
         try:

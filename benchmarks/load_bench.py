@@ -43,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 from benchmarks.process_stats import Sampler
 from benchmarks.report import command_line, machine_info, stats, write_json
-from bot.settings import PROJECT_ROOT, load_settings
+from runtime.settings import PROJECT_ROOT, load_settings
 from conversation.addressing import NameMatcher
 from simulator.guilds import GuildRun, GuildsRun, bot_in_guilds, guild_cast
 from simulator.replies import STAGES, TurnRecord

@@ -64,7 +64,8 @@ async def bench_recall(url: str, data_dir: Path, budget_tokens: int) -> dict[str
     from memory.recall import Recall
     from memory.extract import Fact
     from memory.store import MemoryStore
-    from storage.db import Database, database_url
+    from storage.db import Database
+    from runtime.database_url import database_url
 
     db = Database(database_url(url, data_dir))
     await db.open()
@@ -156,7 +157,7 @@ def bench_replies(settings: Any, samples: int) -> dict[str, Any]:
 
 
 def bench_summaries(settings: Any, methods: Sequence[str]) -> dict[str, Any]:
-    from bot.scheduler import ModelScheduler
+    from runtime.scheduler import ModelScheduler
     from brain.llm import make_backend
     from memory.store import STOPWORDS
     from memory.summarize import Line, summarize_member
@@ -187,7 +188,7 @@ def bench_summaries(settings: Any, methods: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", action="append", default=[],

@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import random
 
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
 
     settings = load_settings()
     if args.stt_model:

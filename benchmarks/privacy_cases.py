@@ -21,10 +21,11 @@ Result = dict[str, Any]
 # --- database faults -----------------------------------------------------------------------------------------------
 
 async def _service(data_dir: Path) -> Any:
-    from bot.guild_store import GuildStore
-    from bot.settings import load_settings
+    from storage.guild_store import GuildStore
+    from runtime.settings import load_settings
     from memory.service import MemoryService
-    from storage.db import Database, database_url
+    from storage.db import Database
+    from runtime.database_url import database_url
 
     settings = load_settings(env={"CHORUS_DATA_DIR": str(data_dir), "MEMORY_SUMMARY": "extractive"}, env_file=None)
     db = Database(database_url("", data_dir))
@@ -163,7 +164,7 @@ async def case_forget_during_pending_summary(tmp: Path) -> Result:
     import threading
 
     from audio.types import Utterance
-    from bot import executors
+    from runtime import executors
     from conversation.room import Room
     from memory.extract import Fact
 
@@ -332,7 +333,8 @@ async def case_migration_killed_half_way(tmp: Path) -> Result:
     """The first migration dies after creating some tables: nothing half-made stays; the next start works."""
     from alembic.operations import Operations
 
-    from storage.db import Database, database_url
+    from storage.db import Database
+    from runtime.database_url import database_url
     from storage.errors import StorageError
 
     data_dir = tmp / "migration"

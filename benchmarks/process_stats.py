@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.heap import heap_mb
+from runtime.heap import heap_mb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -124,8 +124,8 @@ async def _turns(n_turns: int) -> dict:
     from audio.stt import WhisperTranscriber
     from audio.types import MemberFrame
     from audio.vad import load_silero_vad
-    from bot.scheduler import ModelScheduler
-    from bot.settings import load_settings
+    from runtime.scheduler import ModelScheduler
+    from runtime.settings import load_settings
     from bot.voice_session import VoiceSession
     from brain.llm import make_backend
     from brain.responder import Responder

@@ -40,8 +40,8 @@ from benchmarks.quality_report import (ReplyRecord, distance_to_targets, machine
                                       model_info, summarize, transcript)
 from benchmarks.quality_room import FIRST_USER_ID, RoomScript, SilentVoice, _NullSink, addressed_to
 from benchmarks.quality_corpus import PARTS, Conversation, Corpus, Prompt, Rubric, load_corpus
-from bot.scheduler import ModelScheduler
-from bot.settings import PROJECT_ROOT, Settings, load_settings
+from runtime.scheduler import ModelScheduler
+from runtime.settings import PROJECT_ROOT, Settings, load_settings
 from brain.llm import LlmBackend, make_backend
 from brain.profile import ModelProfile, PromptLayout, Sampling, profile_for
 from brain.responder import Responder, ReplyResult
@@ -308,8 +308,8 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.llama_server:
-            from benchmarks.llama_server import LlamaServer
-            from bot.models import resolve_gguf
+            from simulator.llama_server import LlamaServer
+            from runtime.models import resolve_gguf
 
             gguf = resolve_gguf(args.llama_server)
             alias = gguf.stem.lower()

@@ -27,6 +27,7 @@ from benchmarks.quality_corpus import QUESTION_KIND, Rubric
 from brain.chunker import SpeechChunker
 from conversation.addressing import words
 from conversation.text_overlap import copies
+from simulator.term_match import term_in
 
 CHECKS = ("spoken", "on_topic", "right_addressee", "identity", "no_repeat", "no_instructions", "length")
 REPEAT_SHARE = 0.6
@@ -75,22 +76,6 @@ class CheckResult:
 
 def spoken(reply: str) -> bool:
     return any(ch.isalpha() for ch in reply)
-
-
-def term_in(term: str, reply_words: Sequence[str]) -> bool:
-    """A rubric term in the reply's words: a phrase as words in a row; one word as itself, its plural, or
-    (4+ letters) the start of a word ("cook" matches "cooking")."""
-    parts = words(term)
-    if not parts:
-        return False
-    if len(parts) > 1:
-        n = len(parts)
-        return any(list(reply_words[i : i + n]) == parts for i in range(len(reply_words) - n + 1))
-    t = parts[0]
-    for w in reply_words:
-        if w == t or w in (t + "s", t + "es") or (len(t) >= 4 and w.startswith(t)):
-            return True
-    return False
 
 
 def rubric_hits(reply: str, rubric: Rubric, kinds: Mapping[str, Sequence[str]]) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.quality_bench import make_bench, run, settings_from_env
-from bot.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 
 # (label, base profile, --set changes on top of the base): each step keeps the changes before it.
 STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks.quality_checks import CHECKS, CheckResult, rates
-from bot.settings import Settings
+from runtime.settings import Settings
 
 TARGETS = {"single": {"on_topic_rate": 0.80, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0},
            "running": {"on_topic_rate": 0.70, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0}}

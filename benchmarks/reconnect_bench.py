@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.report import command_line, machine_info, stats, write_json
-from bot.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 from simulator.continuity import ContinuityProbe
 from simulator.scenario import ALICE, BOB, bot_in_channel, scenario_settings
 

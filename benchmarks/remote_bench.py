@@ -35,7 +35,7 @@ from typing import Any
 
 from benchmarks.e2e_bench import GROUP, script
 from benchmarks.report import command_line, machine_info, stats
-from bot.settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 from simulator.model_servers import LLM_MODEL_NAME, llm_server, stt_server, tts_server
 from simulator.scripted import ConversationResult, ScriptedConversation
 from simulator.voices import ALICE, BOB

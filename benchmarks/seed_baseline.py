@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Sequence
 
-from bot.settings import Settings
+from runtime.settings import Settings
 from brain.budget import ReplyBudget
 from brain.chunker import Fragment, SpeechChunker
 from brain.clean import clean_reply

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 from benchmarks.load_bench import BENCH_ENV, bot_name_heard, shed_summary
 from benchmarks.process_stats import Sampler, slope_per_hour
 from benchmarks.report import command_line, machine_info, stats, write_json
-from bot.settings import PROJECT_ROOT, load_settings
+from runtime.settings import PROJECT_ROOT, load_settings
 from simulator.guilds import GuildRun, GuildsRun, bot_in_guilds, guild_cast
 from simulator.replies import TurnRecord
 from simulator.talk import LinePicker

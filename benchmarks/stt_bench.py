@@ -165,7 +165,7 @@ async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcri
 async def main_async(args) -> dict:
     from audio.stt import WhisperTranscriber
     from audio.vad import load_silero_vad
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
     from simulator.speech import piper_speech_16k as speech
 
     load_start = [round(x, 2) for x in os.getloadavg()]

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from bot.scheduler import ModelScheduler
-from bot.settings import load_settings
+from runtime.scheduler import ModelScheduler
+from runtime.settings import load_settings
 from brain.chunker import Fragment
 from brain.budget import ReplyBudget
 from brain.clean import clean_reply

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from benchmarks.report import command_line, machine_info, stats, write_json
-from bot.settings import PROJECT_ROOT, Settings, load_settings
+from runtime.settings import PROJECT_ROOT, Settings, load_settings
 from simulator.turn_corpus import CorpusScenario, load_corpus
 from simulator.turn_judge import ScenarioResult
 from simulator.turn_runner import run_scenario

@@ -8,11 +8,12 @@ import logging
 import sys
 from pathlib import Path
 
-from bot.heap import limit_malloc_arenas
-from bot.logging_setup import setup_logging
-from bot.models import ModelLoadError
-from bot.settings import SettingsError, load_settings
-from bot.startup import EXIT_MODELS, StartupError, check_models
+from runtime.heap import limit_malloc_arenas
+from runtime.logging_setup import setup_logging
+from runtime.errors import ModelLoadError
+from runtime.settings import SettingsError, load_settings
+from runtime.errors import EXIT_MODELS, StartupError
+from bot.startup import check_models
 
 log = logging.getLogger("chorus")
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not settings.discord_token:
             print(NO_TOKEN_HELP, file=sys.stderr)
-        from bot.demo import run_demo
+        from simulator.demo import run_demo
 
         return run_demo(settings, out_dir=args.out, quick=args.quick)
     except ModelLoadError as exc:

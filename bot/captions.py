@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from typing import Any, Awaitable, Callable
 
-from bot.shedding import ShedLog
+from runtime.shedding import ShedLog
 
 log = logging.getLogger(__name__)
 

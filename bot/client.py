@@ -22,11 +22,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import executors
-from bot.guild_store import GuildStore
-from bot.metrics import Metrics, MetricsServer
+from runtime import executors
+from storage.guild_store import GuildStore
+from runtime.metrics import Metrics, MetricsServer
 from bot.notice import ListeningNotice
-from bot.settings import Settings, SettingsError
+from runtime.settings import Settings, SettingsError
 from bot.startup import Backoff, run_to_end, serve
 from conversation.persona import Persona, fallback_persona
 from conversation.persona_library import PersonaLibrary
@@ -369,7 +369,7 @@ def make_bot(settings: Settings, **kwargs: Any) -> ChorusBot:
 def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None = None) -> None:
     """Log in and run until stopped. With `sync`, publish slash commands first (see `sync_commands`).
 
-    Waits and retries while Discord cannot be reached (`bot.startup.serve`); raises `bot.startup.StartupError`
+    Waits and retries while Discord cannot be reached (`bot.startup.serve`); raises `runtime.errors.StartupError`
     (one line saying what to do) for what waiting cannot fix: a rejected token, refused intents, missing access.
     """
     if not settings.discord_token:

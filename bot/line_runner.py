@@ -69,7 +69,7 @@ class LineRunner:
         self.output = output
         self.prefill = prefill
         self.guild_id = guild_id
-        self.metrics = metrics  # bot.metrics.GuildMetrics: each line's stage times, when metrics are on
+        self.metrics = metrics  # runtime.metrics.GuildMetrics: each line's stage times, when metrics are on
         self._persona = persona
         self._caption = caption
         self._poke = poke  # a line ended: the rules may decide differently now

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from bot import model_fetch
-from bot.model_presets import PRESETS, HubFile, Preset
-from bot.models import ModelLoadError, model_preset, packaged_path, preset_is_local, resolve_gguf
+from runtime import model_fetch
+from runtime.model_presets import PRESETS, HubFile, Preset
+from runtime.errors import ModelLoadError
+from runtime.models import model_preset, packaged_path, preset_is_local, resolve_gguf
 
 
 @dataclass
@@ -194,7 +195,7 @@ def pull(items: list[Need], out: TextIO, *, force: bool = False, free_bytes: Cal
 
 def main(argv: list[str], *, out: TextIO | None = None, env_file: Path | None = None, **seams: Callable) -> int:
     """`chorus models [list|presets|pull]`; `seams` replace free_bytes / total / gpu (tests)."""
-    from bot.settings import SettingsError, load_settings
+    from runtime.settings import SettingsError, load_settings
 
     parser = argparse.ArgumentParser(prog="chorus models", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", nargs="?", default="list", choices=("list", "presets", "pull"))

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from bot import executors
+from runtime import executors
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ The LLM is one per process and its cache holds one prompt, so a prefill is spent
 * cancelled when stale: the member left, the bot began a line that is not the reply it prepares, the
   session closed.
 
-It runs on the "prefill" executor (`bot.executors`): one thread for the process, as the LLM computes one
+It runs on the "prefill" executor (`runtime.executors`): one thread for the process, as the LLM computes one
 prompt at a time. With an LLM server (`LLM_BACKEND=openai`) there is no prefill at all: the server's own
 prompt cache (`cache_prompt`) reuses the shared prefix, and a request per partial would only cost requests.
 """
@@ -26,8 +26,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bot import executors
-from bot.shedding import ShedLog
+from runtime import executors
+from runtime.shedding import ShedLog
 from bot.turn_sink import history_lines
 from conversation.decision import Action, Decision, Policy
 from conversation.reply_rules import addressed_reason, open_to_the_room

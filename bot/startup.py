@@ -13,7 +13,6 @@ The tracebacks stay available: at ``CHORUS_LOG_LEVEL=debug`` every failure is lo
 from __future__ import annotations
 
 import asyncio
-import errno
 import importlib.util
 import logging
 import shutil
@@ -23,24 +22,12 @@ from typing import Any, Coroutine
 import aiohttp
 import discord
 
-from bot.models import ModelLoadError
+from runtime.errors import EXIT_NETWORK, ModelLoadError, StartupError, describe_network_error
 
 log = logging.getLogger("chorus")
 _shutdown_log = logging.getLogger("chorus.shutdown")
 
-EXIT_SETTINGS = 2  # a setting Discord or this machine refuses: fix it and start again
-EXIT_MODELS = 3
-EXIT_NETWORK = 4  # gave up waiting for Discord (only when attempts are bounded)
-
 RETRYABLE = (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.GatewayNotFound)
-
-
-class StartupError(RuntimeError):
-    """A start-up fault; its message is one line saying what to do."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_SETTINGS) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 @dataclass
@@ -62,24 +49,6 @@ class Backoff:
 
     def reset(self) -> None:
         self.tried = 0
-
-
-def describe_network_error(exc: BaseException) -> str:
-    """One line for an error on the way to Discord."""
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"the DNS lookup for {exc.host} failed"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        reason = (exc.os_error.strerror or str(exc.os_error)) if exc.os_error else str(exc)
-        return f"cannot connect to {exc.host}:{exc.port} ({reason})"
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return "the connection timed out"
-    if isinstance(exc, discord.HTTPException):
-        return f"Discord answered HTTP {exc.status}" + (f" ({exc.text})" if exc.text else "")
-    if isinstance(exc, discord.GatewayNotFound):
-        return "Discord's gateway could not be found"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -182,7 +151,7 @@ async def serve(bot: discord.Client, token: str, *, backoff: Backoff | None = No
 def check_models(settings: Any) -> list[str]:
     """Resolve every model setting without loading a model; raises `ModelLoadError` (one line) for one that
     cannot work. Returns notes worth a log line (a model that will download on first use)."""
-    from bot import models
+    from runtime import models
 
     notes: list[str] = []
     presets = {"stt": models.model_preset("stt", settings.stt_model) if settings.stt_backend == "local" else None,
@@ -228,16 +197,3 @@ def _is_dir(path: str) -> bool:
     from pathlib import Path
 
     return Path(path).is_dir()
-
-
-def port_in_use_error(setting: str, host: str, port: int, exc: OSError) -> StartupError | OSError:
-    """A server socket that could not bind, as the line that says what to do (other OSErrors unchanged)."""
-    if exc.errno == errno.EADDRINUSE:
-        return StartupError(f"{setting}={port}: the port is already in use on {host}; stop the program using it "
-                            f"or choose another port")
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return StartupError(f"{setting}={port}: not allowed to listen on {host}:{port} (ports below 1024 need "
-                            f"root); choose a port above 1024")
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return StartupError(f"{setting}: {host} is not an address of this machine")
-    return exc

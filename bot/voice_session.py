@@ -24,7 +24,7 @@ from collections import deque
 from typing import Any, Callable, Iterable, Protocol
 
 from audio.types import MemberFrame, SpeakingEvent, Utterance
-from bot import executors
+from runtime import executors
 from bot.captions import CaptionQueue, CaptionSink
 from bot.line_runner import LineRunner, PlayerLike, ResponderLike
 from bot.prefill import ReplyPrefill, asks_the_room, reply_prompt
@@ -91,7 +91,7 @@ class VoiceSession:
         self.clock: Clock = clock or MonotonicClock()
         self.policy = policy or Policy.from_settings(settings)
         self.captions = captions
-        self.metrics = metrics  # bot.metrics.GuildMetrics: queue depths and each line's stage times
+        self.metrics = metrics  # runtime.metrics.GuildMetrics: queue depths and each line's stage times
         self.room = Room(bot_name=persona.name, bot_user_id=bot_user_id, now=self.clock.now(),
                          bot_aliases=tuple(getattr(persona, "aliases", ()) or ()),
                          merge_gap_s=max(MERGE_GAP_S, self.policy.incomplete_wait_s + 0.2))

@@ -1,7 +1,7 @@
 """LLM backends behind one small interface: tokens stream out of a blocking iterator (run it in a thread).
 
 - `LlamaCppBackend`: a local GGUF through llama-cpp-python, loaded once per process through
-  `bot.models.MODELS`; the chat template comes from the GGUF (a pretrained model continues a transcript
+  `runtime.models.MODELS`; the chat template comes from the GGUF (a pretrained model continues a transcript
   instead, `brain.transcript`). One generation at a time per
   loaded model (a llama context holds one conversation); others wait for it, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit
 
-from bot.models import MODELS, ModelLoadError, resolve_gguf
-from bot.settings import Settings
+from runtime.models import MODELS, resolve_gguf
+from runtime.errors import ModelLoadError
+from runtime.settings import Settings
 from brain.openai_client import LlmServerError, OpenAiChatClient
 from brain.profile import ModelProfile, Sampling, profile_for
 from brain.transcript import LINE_STOPS, render_transcript

@@ -6,7 +6,7 @@ Retry-After) on 408/409/429/5xx and on connection errors before the stream start
 token, Server-Sent Events parsing, and an `error` event in the stream raised as an exception. Fields that are
 not in OpenAI's API (llama.cpp's `cache_prompt`, `top_k`, `min_p`, `repeat_penalty`, ...) go in `extra_body`.
 
-The request runs on the model I/O loop (`bot.io_loop`) with the async client; the caller's thread reads the
+The request runs on the model I/O loop (`runtime.io_loop`) with the async client; the caller's thread reads the
 tokens from a queue. Cancelling cancels that task, which closes the HTTP response at once (also while the
 server is still evaluating the prompt), and the server stops generating for a closed connection.
 """
@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import openai
 
-from bot.io_loop import submit
+from runtime.io_loop import submit
 
 log = logging.getLogger(__name__)
 

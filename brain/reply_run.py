@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 import numpy as np
 
 from audio.tts import TtsEngine, trim_leading_silence
-from bot.scheduler import SchedulerCancelled
+from runtime.scheduler import SchedulerCancelled
 from brain.budget import ReplyBudget
 from brain.chunker import Fragment
 from brain.clean import SpeechCleaner

@@ -22,9 +22,9 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 from audio.tts import TtsEngine, make_tts
-from bot.models import ModelLoadError
-from bot.scheduler import ModelScheduler, SchedulerCancelled
-from bot.settings import Settings
+from runtime.errors import ModelLoadError
+from runtime.scheduler import ModelScheduler, SchedulerCancelled
+from runtime.settings import Settings
 from brain.chunker import SpeechChunker
 from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for

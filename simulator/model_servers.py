@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from benchmarks.llama_server import LlamaServer, free_port
-from bot.models import embedded_gguf_path, embedded_piper_voice, embedded_whisper_path
+from simulator.llama_server import LlamaServer, free_port
+from runtime.models import embedded_gguf_path, embedded_piper_voice, embedded_whisper_path
 
 READY_TIMEOUT_S = 90.0
 
@@ -84,7 +84,7 @@ def _server(command: list[str], port: int, log_path: Path, ready: Callable[[int]
 
 
 def _wyoming_ready(port: int) -> bool:
-    from bot.io_loop import run_blocking
+    from runtime.io_loop import run_blocking
 
     return run_blocking(_describe(port))  # on the model I/O loop: callable from a thread whose loop runs
 
@@ -103,7 +103,7 @@ def tts_server(log_dir: Path, port: int | None = None) -> contextlib.AbstractCon
 
 @contextlib.contextmanager
 def llm_server(*, threads: int | None = None, n_ctx: int = 2048) -> Iterator[Server]:
-    """llama_cpp.server on the embedded GGUF (`benchmarks.llama_server`); its `url` is the LLM_BASE_URL, the
+    """llama_cpp.server on the embedded GGUF (`simulator.llama_server`); its `url` is the LLM_BASE_URL, the
     model name `smollm2`."""
     with LlamaServer(embedded_gguf_path(), alias=LLM_MODEL_NAME, n_ctx=n_ctx, threads=threads) as server:
         assert server.proc is not None

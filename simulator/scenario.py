@@ -35,7 +35,7 @@ from typing import cast as type_cast
 
 import numpy as np
 
-from bot.settings import Settings, load_settings
+from runtime.settings import Settings, load_settings
 from simulator import audio_files
 from simulator.harness import connected_client
 from simulator.member import FRAME_SECONDS, SimMember
@@ -76,7 +76,7 @@ def scenario_settings(tmp_path: Path, **env: str) -> Settings:
 
 def write_persona(folder: Path, *, max_words: int, max_sentences: int, source: Path | None = None) -> Path:
     """A copy of the default persona (Juniper) with a different reply length, in ``folder``."""
-    from bot.settings import PROJECT_ROOT
+    from runtime.settings import PROJECT_ROOT
 
     source = source or PROJECT_ROOT / "personas" / "juniper.toml"
     text = source.read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 """A scripted conversation between simulated members and the real chorus bot, on the loopback channel.
 
-Shared by the offline demo (`bot.demo`), the end-to-end benchmark (`benchmarks.e2e_bench`) and
+Shared by the offline demo (`simulator.demo`), the end-to-end benchmark (`benchmarks.e2e_bench`) and
 `tests/test_demo_e2e.py`:
 
     convo = ScriptedConversation(settings, DEFAULT_CAST[:2], [
@@ -42,7 +42,7 @@ from typing import Any, Awaitable, Callable, Sequence, cast
 
 import numpy as np
 
-from bot.settings import Settings
+from runtime.settings import Settings
 from simulator import audio_files
 from simulator.channel_recording import WAV_RATE, ArrivalTap, channel_mix, voiced_seconds, write_wav
 from simulator.harness import connected_client

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.settings import PROJECT_ROOT
+from runtime.settings import PROJECT_ROOT
 from simulator.voices import CastMember, MemberVoice
 
 CORPUS_PATH = PROJECT_ROOT / "corpora" / "turns.toml"

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from bot.settings import PROJECT_ROOT, Settings
+from runtime.settings import PROJECT_ROOT, Settings
 from simulator import audio_files
 from simulator.member import FRAME_SECONDS
 from simulator.scenario import Scenario, bot_in_channel, spoken_line, write_persona

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audio.tts import make_tts
-from bot.settings import Settings
+from runtime.settings import Settings
 from simulator import audio_files
 
 FRAME_S = 0.020

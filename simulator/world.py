@@ -30,7 +30,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from simulator.member import SimMember
 from simulator.server import LoopbackVoiceServer
 from simulator.voices import CastMember, MemberVoice, SpokenLine, synthesize_line, voiced_frames

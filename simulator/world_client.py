@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
 
-from bot import executors
+from runtime import executors
 from simulator.voices import CastMember
 
 log = logging.getLogger(__name__)

@@ -24,30 +24,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from runtime.database_url import database_url
 from storage.errors import StorageError, as_storage_error
 
 log = logging.getLogger(__name__)
 
-SQLITE_FILENAME = "chorus.db"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 POSTGRES_CONNECT_TIMEOUT_S = 5.0
 POSTGRES_COMMAND_TIMEOUT_S = 15.0
 PROBE_S = 5.0  # while the database is unavailable, how often it is asked whether it is back
-
-
-def database_url(raw: str, data_dir: Path) -> str:
-    """The SQLAlchemy async URL for `DATABASE_URL` (empty: the SQLite file under `data_dir`)."""
-    raw = raw.strip()
-    if not raw:
-        return f"sqlite+aiosqlite:///{Path(data_dir) / SQLITE_FILENAME}"
-    for plain, driver in (("postgres://", "postgresql+asyncpg://"), ("postgresql://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
-        if raw.startswith(plain):
-            return driver + raw[len(plain):]
-    if raw.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
-        return raw
-    raise ValueError("expected postgresql://user:password@host:port/dbname or sqlite:///path/to/file.db")
 
 
 class Database:

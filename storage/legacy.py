@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from storage.db import Database, upsert
+from storage.guild_state import GuildState, validate_state
 from storage.schema import guild_settings, storage_meta
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,6 @@ LEGACY_FILENAME = "guilds.json"
 
 def parse_legacy(doc: Any, source: Path) -> dict[int, dict[str, Any]]:
     """{guild id: {persona, captions_channel_id}} from the old file's document; bad entries are skipped (logged)."""
-    from bot.guild_store import GuildState, validate_state
-
     if not isinstance(doc, dict) or not isinstance(doc.get("guilds"), dict):
         raise ValueError('expected {"version": 1, "guilds": {...}}')
     out: dict[int, dict[str, Any]] = {}

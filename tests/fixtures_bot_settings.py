@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bot.settings import PROJECT_ROOT, Settings, load_settings
+from runtime.settings import PROJECT_ROOT, Settings, load_settings
 
 
 def bot_settings(tmp_path: Path, **env: str) -> Settings:

@@ -1,7 +1,7 @@
 """Shared helpers for the listening tests: Piper speech at 16 kHz, synthetic non-speech, frame feeding.
 
 `speech`, `silence` and `frames` come from `simulator.speech` (benchmarks use them too); models load
-once per process through `bot.models.MODELS`.
+once per process through `runtime.models.MODELS`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import numpy as np
 
 from audio.types import STT_RATE, MemberFrame
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from simulator.speech import frames_16k as frames
 from simulator.speech import piper_speech_16k as speech
 from simulator.speech import silence_16k as silence

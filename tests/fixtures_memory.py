@@ -15,11 +15,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from audio.types import Utterance
-from bot.guild_store import GuildStore
-from bot.settings import load_settings
+from storage.guild_store import GuildStore
+from runtime.settings import load_settings
 from conversation.room import Room
 from memory.service import MemoryService
-from storage.db import Database, database_url
+from storage.db import Database
+from runtime.database_url import database_url
 
 GUILD = 4242
 

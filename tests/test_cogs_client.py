@@ -10,8 +10,8 @@ import pytest
 import simcord
 
 from bot.client import ChorusBot, _RedactToken, chorus_intents, run_bot
-from bot.settings import PROJECT_ROOT, SettingsError, load_settings
-from bot.startup import StartupError
+from runtime.settings import PROJECT_ROOT, SettingsError, load_settings
+from runtime.errors import StartupError
 from conversation.persona_library import PersonaLibrary
 
 TOKEN = "MTIzNDU2Nzg5MDEy.Gabcde.fake-token-for-tests-only_0123456789"

@@ -10,8 +10,8 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
-from bot.guild_store import GuildStore
-from bot.settings import PROJECT_ROOT, load_settings
+from storage.guild_store import GuildStore
+from runtime.settings import PROJECT_ROOT, load_settings
 from conversation.persona import Persona
 
 SHIPPED = PROJECT_ROOT / "personas"

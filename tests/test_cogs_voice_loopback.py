@@ -16,7 +16,7 @@ import discord
 import pytest
 
 from bot.client import ChorusBot
-from bot.settings import PROJECT_ROOT, load_settings
+from runtime.settings import PROJECT_ROOT, load_settings
 from cogs.voice import DAVE_EXPLANATION
 from conversation.persona_library import PersonaLibrary
 from simulator.harness import connected_client, voice_internals

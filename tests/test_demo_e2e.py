@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import demo_conversation
-from bot.settings import load_settings
+from simulator.demo import demo_conversation
+from runtime.settings import load_settings
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(900)]
 

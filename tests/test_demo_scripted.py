@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from simulator import audio_files
 from simulator.channel_recording import channel_mix, place_packets
 from simulator.join_command import ScriptError
@@ -83,7 +83,7 @@ def test_stage_intervals_show_an_early_start_overlapping_the_end_of_speech() -> 
 def test_live_transcript_shows_who_spoke_what_was_heard_and_the_latency() -> None:
     import io
 
-    from bot.demo import LiveTranscript
+    from simulator.demo import LiveTranscript
     from simulator.scripted import ScriptEvent
 
     out = io.StringIO()

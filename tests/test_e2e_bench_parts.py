@@ -7,8 +7,8 @@ import pytest
 
 from benchmarks.e2e_bench import ALONE, GROUP, script, split_turns, summarize
 from benchmarks.seed_baseline import WholeReplyResponder
-from bot.scheduler import ModelScheduler
-from bot.settings import load_settings
+from runtime.scheduler import ModelScheduler
+from runtime.settings import load_settings
 from brain.llm import make_backend
 from conversation.situation import Situation
 from tests.fixtures_thinking import RecordingSink, juniper, question

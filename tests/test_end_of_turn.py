@@ -51,7 +51,7 @@ async def test_the_listener_judges_the_end_of_turn_at_each_pause_and_it_rides_on
 
     from audio.listener import Listener
     from audio.types import MemberFrame
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
     from simulator.speech import frames_16k
 
     settings = load_settings(env={"VAD_END_SILENCE_MS": "900", "STT_PARTIAL_INTERVAL_S": "0.4"}, env_file=None)

@@ -81,7 +81,7 @@ def test_a_card_with_broken_alternate_greetings_names_the_field(tmp_path: Path):
 
 
 def test_shipped_personas_have_several_greetings():
-    from bot.settings import PROJECT_ROOT
+    from runtime.settings import PROJECT_ROOT
 
     for path in sorted((PROJECT_ROOT / "personas").glob("*.toml")):
         persona = load_persona(path)

@@ -1,4 +1,4 @@
-"""The C heap's upkeep (`bot.heap`): freed memory really goes back to the system, the arena cap honours an
+"""The C heap's upkeep (`runtime.heap`): freed memory really goes back to the system, the arena cap honours an
 explicit MALLOC_ARENA_MAX, and the trimmer waits for a quiet room (the real model scheduler)."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ import time
 
 import pytest
 
-from bot import heap
-from bot.scheduler import ModelScheduler
-from bot.settings import PROJECT_ROOT
+from runtime import heap
+from runtime.scheduler import ModelScheduler
+from runtime.settings import PROJECT_ROOT
 
 glibc_only = pytest.mark.skipif(heap._LIBC is None, reason="malloc_trim and mallopt are glibc's")
 
 
 FRAGMENTED_THEN_TRIMMED = """
 from benchmarks.process_stats import rss_mb
-from bot.heap import heap_mb
+from runtime.heap import heap_mb
 from bot import heap
 blocks, pins = [], []
 block, pin = 65_000, 600  # (variables: a constant product would be one folded object)

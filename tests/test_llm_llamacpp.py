@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bot.models import ModelLoadError
-from bot.settings import load_settings
+from runtime.errors import ModelLoadError
+from runtime.settings import load_settings
 from brain.llm import LlamaCppBackend, make_backend
 
 MESSAGES = [

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from benchmarks.llama_server import LlamaServer, free_port
-from bot.models import embedded_gguf_path
-from bot.settings import load_settings
+from simulator.llama_server import LlamaServer, free_port
+from runtime.models import embedded_gguf_path
+from runtime.settings import load_settings
 from brain.llm import LlmError, OpenAiBackend, make_backend
 
 pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are in requirements-dev.txt")
@@ -218,7 +218,7 @@ async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> Non
     """With an LLM server, partials cost no requests: no prefill per partial, the server's prompt cache
     (`cache_prompt`) reuses the shared prefix. Requests per turn: one reply, one request."""
     from audio.types import SpeakingEvent, Utterance
-    from bot.scheduler import ModelScheduler
+    from runtime.scheduler import ModelScheduler
     from bot.voice_session import VoiceSession
     from brain.responder import Responder
     from conversation.decision import Policy

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.scheduler import ModelScheduler, SchedulerCancelled
+from runtime.scheduler import ModelScheduler, SchedulerCancelled
 from memory.responder import RememberingResponder
 from tests.fixtures_memory import GUILD, CallUnderTest, RecordingResponder, line, memory_service
 from tests.fixtures_storage import db_url, postgres_server  # noqa: F401 (fixtures)

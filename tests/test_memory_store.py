@@ -10,7 +10,8 @@ import pytest
 
 from memory.extract import Fact
 from memory.store import MemoryStore, search_terms
-from storage.db import Database, database_url
+from storage.db import Database
+from runtime.database_url import database_url
 from tests.fixtures_storage import db_url, postgres_server  # noqa: F401 (fixtures)
 
 G, ALICE, BOB, CHEN = 10, 101, 202, 303

@@ -15,9 +15,9 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.client import ChorusBot
-from bot.metrics import Metrics, MetricsServer, record_model_time
-from bot.scheduler import ModelScheduler
-from bot.settings import PROJECT_ROOT, load_settings
+from runtime.metrics import Metrics, MetricsServer, record_model_time
+from runtime.scheduler import ModelScheduler
+from runtime.settings import PROJECT_ROOT, load_settings
 from tests.fixtures_receive import Member, Rig, make_dave_group, speechlike, wait_for
 
 pytestmark = pytest.mark.asyncio

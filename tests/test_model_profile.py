@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from brain.clean import clean_reply
 from brain.profile import FAMILY_SAMPLING, PromptLayout, family_of, is_small, profile_for
 from brain.prompt import HistoryLine, build_messages, short_system_prompt

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import model_cli, model_fetch
-from bot.model_presets import LLM_PRESETS, STT_PRESETS, find_preset
-from bot.models import ModelLoadError, embedded_gguf_path, embedded_whisper_path, resolve_gguf, resolve_whisper_model
+from bot import model_cli
+from runtime import model_fetch
+from runtime.model_presets import LLM_PRESETS, STT_PRESETS, find_preset
+from runtime.errors import ModelLoadError
+from runtime.models import embedded_gguf_path, embedded_whisper_path, resolve_gguf, resolve_whisper_model
 from tests.fixtures_hub import FakeHub, fake_hub  # noqa: F401 (fixture)
 
 LLM = LLM_PRESETS["laptop"]
@@ -157,7 +159,7 @@ def test_a_hub_preset_downloads_on_first_use_once(fake_hub: FakeHub) -> None:
 
 
 def test_start_up_notes_a_preset_not_pulled_yet_without_downloading(fake_hub: FakeHub, tmp_path: Path) -> None:
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
     from bot.startup import check_models
 
     serve_presets(fake_hub)

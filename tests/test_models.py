@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
-from bot import models
-from bot.models import ModelLoadError, ModelRegistry
+from runtime import models
+from runtime.errors import ModelLoadError
+from runtime.models import ModelRegistry
 
 
 def test_embedded_models_are_present_offline():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import PROJECT_ROOT, load_settings
+from runtime.settings import PROJECT_ROOT, load_settings
 from conversation.persona import DEFAULT_PERSONA, Exchange, Persona, PersonaError
 from conversation.persona_card import parse_mes_example
 from conversation.persona_library import PersonaLibrary, load_persona

@@ -9,8 +9,8 @@ import dataclasses
 import pytest
 
 from audio.tts_engines.piper import _AbortableSession, load_piper_voice
-from bot.heap import heap_mb
-from bot import heap
+from runtime.heap import heap_mb
+from runtime import heap
 
 LONG = ("Well, the thing about a really long rainy afternoon is that you can read a whole novel, bake some bread, "
         "call an old friend, and still have time left to watch the clouds roll over the hills before dinner.")

@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from bot.guild_store import GuildStore
-from bot.settings import load_settings
+from storage.guild_store import GuildStore
+from runtime.settings import load_settings
 from memory.extract import Fact
 from memory.service import MemoryService
-from storage.db import Database, database_url
+from storage.db import Database
+from runtime.database_url import database_url
 from storage.errors import StorageError
 from tests.fixtures_memory import memory_service
 from tests.fixtures_receive import Member, Rig, make_dave_group, speechlike, wait_for

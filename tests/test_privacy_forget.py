@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from audio.types import Utterance
-from bot import executors
+from runtime import executors
 from conversation.room import Room
 from memory.extract import Fact
 from tests.fixtures_memory import memory_service

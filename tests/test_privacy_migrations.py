@@ -9,7 +9,8 @@ import pytest
 import sqlalchemy as sa
 from alembic.operations import Operations
 
-from storage.db import Database, database_url
+from storage.db import Database
+from runtime.database_url import database_url
 from storage.errors import StorageError
 from tests.fixtures_storage import db_url, postgres_server  # noqa: F401  (fixtures)
 

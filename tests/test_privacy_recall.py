@@ -72,7 +72,8 @@ async def test_a_database_from_before_the_setting_upgrades_to_present(db_url: st
     from alembic import command
     from alembic.config import Config
 
-    from storage.db import MIGRATIONS_DIR, Database, database_url
+    from storage.db import MIGRATIONS_DIR, Database
+    from runtime.database_url import database_url
 
     db = Database(database_url(db_url, tmp_path / "data"))
     db.engine = db._create_engine()

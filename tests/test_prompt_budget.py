@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from brain.llm import LlamaCppBackend
 from brain.prompt import HistoryLine, build_messages, estimate_tokens, prompt_tokens
 from conversation.persona_library import load_persona

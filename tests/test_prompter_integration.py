@@ -66,7 +66,7 @@ def make_player():
 def parts():
     from audio.stt import WhisperTranscriber
     from audio.vad import load_silero_vad
-    from bot.scheduler import ModelScheduler
+    from runtime.scheduler import ModelScheduler
     from brain.llm import make_backend
     from brain.responder import Responder
     from conversation.persona_library import load_persona

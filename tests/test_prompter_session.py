@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from audio.types import MemberFrame, SpeakingEvent, Utterance
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from bot.voice_session import VoiceSession
 from conversation.decision import Action, Policy
 from conversation.room import BotState
@@ -67,7 +67,7 @@ async def until(predicate, timeout=5.0):
 
 @pytest.mark.asyncio
 async def test_answers_a_direct_question_and_records_the_turn():
-    from bot.metrics import Metrics
+    from runtime.metrics import Metrics
 
     metrics = Metrics()
     responder = ScriptedResponder(["It's half past two.", "Time for tea?"], seconds_each=0.2)

@@ -43,7 +43,7 @@ async def test_the_same_seed_gives_the_same_replies(tmp_path) -> None:
 
 
 def test_a_lever_is_one_setting_of_the_profile() -> None:
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
     from brain.llm import make_backend
 
     settings = load_settings(env={}, env_file=None)

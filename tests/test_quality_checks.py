@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.quality_checks import CHECKS, ReplyContext, check_reply, rates, term_in
+from benchmarks.quality_checks import CHECKS, ReplyContext, check_reply, rates
 from benchmarks.quality_corpus import CATEGORIES, CorpusError, Rubric, load_corpus
 from conversation.addressing import words
+from simulator.term_match import term_in
 
 KINDS = {"dish": ("rice", "egg", "omelet", "fried", "pasta"), "greeting": ("hi", "hello", "welcome")}
 SYSTEM = ("You are Juniper, a friend who hangs out in this voice channel. Answer in plain, speech-friendly sentences: "

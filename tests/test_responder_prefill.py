@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from bot.scheduler import ModelScheduler
-from bot.settings import load_settings
+from runtime.scheduler import ModelScheduler
+from runtime.settings import load_settings
 from brain.llm import make_backend
 from brain.prompt import HistoryLine
 from brain.responder import Responder

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from bot.scheduler import ModelScheduler
-from bot.settings import load_settings
+from runtime.scheduler import ModelScheduler
+from runtime.settings import load_settings
 from brain.chunker import SpeechChunker
 from brain.llm import OpenAiBackend, make_backend
 from brain.prompt import HistoryLine

@@ -509,7 +509,7 @@ def test_member_going_on_before_the_reply_is_heard_cancels_it_at_once():
 
 
 def test_policy_from_settings():
-    from bot.settings import load_settings
+    from runtime.settings import load_settings
 
     s = load_settings(env={"PROMPTER_REPLY_SILENCE_MS": "100", "PROMPTER_GROUP_SILENCE_MS": "2000",
                            "PROMPTER_BARGE_IN_MS": "900", "PROMPTER_MAX_UNPROMPTED": "0",

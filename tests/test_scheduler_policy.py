@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from bot.scheduler import ModelScheduler, SchedulerCancelled
-from bot.scheduler_policy import gpu_free_bytes, resolve_policy
-from bot.settings import load_settings
+from runtime.scheduler import ModelScheduler, SchedulerCancelled
+from runtime.scheduler_policy import gpu_free_bytes, resolve_policy
+from runtime.settings import load_settings
 
 GIB = 1024**3
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.scheduler import ModelScheduler, SchedulerCancelled
+from runtime.scheduler import ModelScheduler, SchedulerCancelled
 
 
 def start_background(scheduler: ModelScheduler, group, cancel: threading.Event, log: list) -> threading.Thread:

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from bot.scheduler import ModelScheduler
-from bot.settings import load_settings
+from runtime.scheduler import ModelScheduler
+from runtime.settings import load_settings
 from brain.llm import make_backend
 from brain.responder import Responder
 from tests.fixtures_thinking import RecordingSink, juniper, question

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import SettingsError, load_settings
+from runtime.settings import SettingsError, load_settings
 from simulator.discord_gateway import LoopbackDiscord, shard_for
 from tests.fixtures_storage import db_url, postgres_server  # noqa: F401  (pytest fixtures)
 

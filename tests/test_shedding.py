@@ -1,4 +1,4 @@
-"""What bounded queues drop under load: counted by reason, logged once per burst (`bot.shedding`), and the
+"""What bounded queues drop under load: counted by reason, logged once per burst (`runtime.shedding`), and the
 captions queue that uses it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from bot.captions import MAX_PENDING, CaptionQueue
-from bot.metrics import Metrics
-from bot.shedding import ShedLog
+from runtime.metrics import Metrics
+from runtime.shedding import ShedLog
 
 
 class Clock:
@@ -24,7 +24,7 @@ class Clock:
 def test_a_burst_is_logged_once_when_it_starts_and_summed_up_when_the_next_begins(caplog) -> None:
     clock = Clock()
     shed = ShedLog("stt", label="guild 42", burst_gap_s=5.0, clock=clock)
-    with caplog.at_level(logging.INFO, logger="bot.shedding"):
+    with caplog.at_level(logging.INFO, logger="runtime.shedding"):
         for _ in range(50):
             shed.shed("backlog")
             clock.t += 0.1

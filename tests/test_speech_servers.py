@@ -125,7 +125,7 @@ def test_unreachable_servers_are_one_clear_line() -> None:
 
 
 def test_server_settings_are_checked() -> None:
-    from bot.settings import SettingsError
+    from runtime.settings import SettingsError
 
     for bad in ("127.0.0.1:10300", "http://127.0.0.1:10300", "tcp://127.0.0.1"):
         with pytest.raises(SettingsError, match="STT_SERVER_URI"):

@@ -15,6 +15,7 @@ import pytest
 import bot.startup
 from bot.__main__ import main
 from bot.startup import Backoff
+from runtime.errors import EXIT_NETWORK
 from tests.fixtures_discord_api import FakeDiscordApi, free_port, point_discord_py_at
 
 TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.fake.tokenvalue"
@@ -75,7 +76,7 @@ def test_no_route_to_discord_retries_then_says_what_to_do(run_main, monkeypatch)
     port = free_port()  # nothing listens there: connection refused, like a machine without a route
     point_discord_py_at(monkeypatch, f"http://127.0.0.1:{port}")
     code, lines = run_main()
-    assert code == bot.startup.EXIT_NETWORK
+    assert code == EXIT_NETWORK
     assert_no_traceback(lines)
     ours = chorus_lines(lines)
     assert len(ours) == 3  # two retries announced, then one line that gives up
@@ -87,7 +88,7 @@ def test_no_route_to_discord_retries_then_says_what_to_do(run_main, monkeypatch)
 def test_dns_failure_is_named(run_main, monkeypatch):
     point_discord_py_at(monkeypatch, "http://discord.invalid")
     code, lines = run_main()
-    assert code == bot.startup.EXIT_NETWORK
+    assert code == EXIT_NETWORK
     assert_no_traceback(lines)
     assert "the DNS lookup for discord.invalid failed" in chorus_lines(lines)[-1]
 
@@ -164,7 +165,7 @@ def test_first_gateway_connection_is_retried(run_main, monkeypatch):
 
         monkeypatch.setattr(DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(f"ws://127.0.0.1:{closed}/"))
         code, lines = run_main()
-    assert code == bot.startup.EXIT_NETWORK
+    assert code == EXIT_NETWORK
     assert_no_traceback(lines)
     ours = chorus_lines(lines)
     assert "can't reach Discord (gateway connection)" in ours[0] and "gave up" in ours[-1]

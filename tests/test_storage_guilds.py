@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.guild_store import GuildState, GuildStore
-from storage.db import Database, current_revision, database_url
+from storage.guild_state import GuildState
+from storage.guild_store import GuildStore
+from storage.db import Database, current_revision
+from runtime.database_url import database_url
 from storage.legacy import legacy_import_note
 from storage.schema import guild_settings
 from tests.fixtures_storage import db_url, postgres_server  # noqa: F401 (fixtures)

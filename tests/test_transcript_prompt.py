@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.settings import load_settings
+from runtime.settings import load_settings
 from brain.llm import LlamaCppBackend
 from brain.profile import TRANSCRIPT_LAYOUT, is_pretrained, profile_for
 from brain.prompt import HistoryLine, build_messages

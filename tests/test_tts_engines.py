@@ -12,8 +12,8 @@ import pytest
 from audio.tts import PA_FLOAT32, PA_INT16, RealtimeEngineTts, TtsError, make_tts, pcm_from_bytes, trim_leading_silence
 from audio.tts_engines.espeak import EspeakTts
 from audio.tts_engines.piper import PiperInProcessEngine, load_piper_voice, split_for_synthesis
-from bot.models import ModelLoadError
-from bot.settings import load_settings
+from runtime.errors import ModelLoadError
+from runtime.settings import load_settings
 from conversation.persona import VoiceSpec
 
 SETTINGS = load_settings(env={}, env_file=None)

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from audio.tts import TtsEngine, TtsError
-from bot.models import ModelLoadError
+from runtime.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Piper in the process, as a RealtimeTTS engine (`PiperInProcessEngine`) and as a chorus TtsEngine.
 
-The ONNX voice loads once (`bot.models.MODELS`) and is shared; each synthesis gets a light
+The ONNX voice loads once (`runtime.models.MODELS`) and is shared; each synthesis gets a light
 engine object over it. Text is synthesized in clause-sized pieces (long sentences are cut at
 commas/semicolons) and `stop()` also aborts the ONNX run in flight (onnxruntime
 `RunOptions.terminate`), so a cancel ends compute within milliseconds, not after the piece.
@@ -19,7 +19,8 @@ from RealtimeTTS.engines.base_engine import BaseEngine
 
 from audio.tts import PA_INT16, RealtimeEngineTts
 from audio.g2p import guard_piper_voice
-from bot.models import MODELS, ModelLoadError, embedded_piper_voice
+from runtime.models import MODELS, embedded_piper_voice
+from runtime.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from audio.tts import RealtimeEngineTts
-from bot.models import ModelLoadError
-from bot.settings import Settings
+from runtime.errors import ModelLoadError
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

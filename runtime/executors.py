@@ -9,7 +9,7 @@ another needs (a burst of prefills waiting behind replies once held every thread
 * ``io``: small blocking file and database work (guild settings, persona files);
 * ``speech``: speech outside a reply (the spoken listening notice): one thread;
 * ``memory``: a call's summaries for memory (background LLM work that waits for a quiet moment): one thread;
-* ``housekeeping``: process upkeep that waits for a quiet moment (`bot.heap.HeapTrimmer`): one thread.
+* ``housekeeping``: process upkeep that waits for a quiet moment (`runtime.heap.HeapTrimmer`): one thread.
 
     text = await executors.run("io", path.read_text)
 """

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from typing import Callable
 
-from bot.metrics import record_shed
+from runtime.metrics import record_shed
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bot.model_presets import HubFile
-from bot.models import ModelLoadError
+from runtime.model_presets import HubFile
+from runtime.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

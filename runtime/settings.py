@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 
 from dotenv import dotenv_values
 
+from runtime.database_url import database_url
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -128,8 +130,6 @@ def _id_list(raw: str) -> tuple[int, ...]:
 
 def _database_url(raw: str) -> str:
     """Empty, or a PostgreSQL / SQLite URL (checked here, so a typo fails at start with the setting's name)."""
-    from storage.db import database_url
-
     raw = raw.strip()
     if raw:
         database_url(raw, PROJECT_ROOT)  # raises ValueError with the expected form

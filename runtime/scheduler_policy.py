@@ -1,4 +1,4 @@
-"""Which scheduling policy (`bot.scheduler.ModelScheduler`) fits where the models run: `SCHEDULER_POLICY=auto`.
+"""Which scheduling policy (`runtime.scheduler.ModelScheduler`) fits where the models run: `SCHEDULER_POLICY=auto`.
 
 `auto` is pipelined unless the LLM and TTS would slow each other down: on a few CPU cores, or both on a GPU
 with < 16 GiB free (measured with nvidia-smi, else torch.cuda.mem_get_info); then exclusive.
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from typing import Callable
 
-from bot.settings import Settings
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

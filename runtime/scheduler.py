@@ -5,7 +5,7 @@ Policies:
   per chunk of work (the responder holds it while the LLM makes one fragment, then while TTS
   speaks it, so the two alternate). STT never waits: it is small and must keep up with people.
 - `pipelined`: no token; the LLM streams into TTS concurrently.
-- `auto`: resolved from where the models run (`bot.scheduler_policy.resolve_policy`).
+- `auto`: resolved from where the models run (`runtime.scheduler_policy.resolve_policy`).
 
 Replies come first; background work (prefills of likely replies, persona warm-ups, memory's call
 summaries) uses what is left. A reply registers with `foreground(guild)` for its whole length: background
@@ -31,9 +31,9 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Hashable, Iterator
 
-from bot.metrics import record_model_time
-from bot.scheduler_policy import resolve_policy
-from bot.settings import Settings
+from runtime.metrics import record_model_time
+from runtime.scheduler_policy import resolve_policy
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

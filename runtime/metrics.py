@@ -14,7 +14,7 @@ What is measured:
 * ``chorus_queue_depth{guild,queue}``: the receive worker's queue, and any queue a session registers.
 * ``chorus_model_seconds{model}`` / ``chorus_model_wait_seconds{model}``: STT batches, LLM and TTS work slots
   (the models are shared by every guild of the process).
-* ``chorus_shed_total{guild,queue,reason}``: work a bounded queue dropped under load (`bot.shedding.ShedLog`).
+* ``chorus_shed_total{guild,queue,reason}``: work a bounded queue dropped under load (`runtime.shedding.ShedLog`).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def record_model_time(model: str, seconds: float, waited: float | None = None) -
 
 
 def record_shed(guild: str, queue: str, reason: str, n: int = 1) -> None:
-    """Report `n` items a queue dropped (`bot.shedding.ShedLog` calls it). A no-op while metrics are off."""
+    """Report `n` items a queue dropped (`runtime.shedding.ShedLog` calls it). A no-op while metrics are off."""
     metrics = _active
     if metrics is not None:
         metrics.shed.labels(guild, queue, reason).inc(n)
@@ -204,10 +204,10 @@ class MetricsServer:
         self.started = time.monotonic()
 
     async def start(self) -> "MetricsServer":
-        """Listen; a port in use (or not allowed) raises `bot.startup.StartupError` naming the setting."""
+        """Listen; a port in use (or not allowed) raises `runtime.errors.StartupError` naming the setting."""
         from aiohttp import web
 
-        from bot.startup import port_in_use_error
+        from runtime.errors import port_in_use_error
 
         app = web.Application()
         app.router.add_get("/metrics", self._metrics_page)

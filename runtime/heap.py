@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any
 
-from bot import executors
+from runtime import executors
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class HeapTrimmer:
 
     def trim_when_quiet(self) -> bool:
         """Blocking: wait for a quiet room, trim. False if stopped first."""
-        from bot.scheduler import SchedulerCancelled
+        from runtime.scheduler import SchedulerCancelled
 
         try:
             with self.scheduler.background(None, owner="heap-trim", cancel=self._stop, quiet_s=self.quiet_s):

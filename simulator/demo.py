@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from bot.models import ModelLoadError
-from bot.settings import Settings
+from runtime.errors import ModelLoadError
+from runtime.settings import Settings
 from simulator.join_command import ScriptError
 from simulator.scripted import ConversationResult, Line, ScriptedConversation, ScriptEvent
 from simulator.voices import DEFAULT_CAST
@@ -54,8 +54,8 @@ ON_TOPIC_WORDS: dict[str, tuple[str, ...]] = {
                            "pasta", "dish"),
     QUICK_SCRIPT[1].text: ("book", "novel", "read", "author", "story", "series", "mystery", "fantasy"),
 }
-NOISY_LOGGERS = ("", "discord", "bot", "cogs", "audio", "brain", "conversation", "simulator", "chorus",
-                 "faster_whisper", "llama_cpp", "RealtimeTTS")
+NOISY_LOGGERS = ("", "discord", "runtime", "storage", "bot", "cogs", "audio", "brain", "conversation", "simulator",
+                 "chorus", "faster_whisper", "llama_cpp", "RealtimeTTS")
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
@@ -150,8 +150,8 @@ class LiveTranscript:
 
 def on_topic(said: str, reply: str) -> bool | None:
     """Whether the answer to `said` has a word an on-topic answer has (None: the line has no such list)."""
-    from benchmarks.quality_checks import term_in
     from conversation.addressing import words
+    from simulator.term_match import term_in
 
     wanted = ON_TOPIC_WORDS.get(said)
     if wanted is None:

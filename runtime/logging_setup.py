@@ -48,7 +48,7 @@ class NetworkTracebacksInDebugOnly(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if exc is None or logging.getLogger().isEnabledFor(logging.DEBUG) or not _is_network_error(exc):
             return True
-        from bot.startup import describe_network_error
+        from runtime.errors import describe_network_error
 
         record.msg, record.args = f"{record.getMessage()}: {describe_network_error(exc)}", None
         record.exc_info = record.exc_text = None

@@ -3,7 +3,7 @@
 Embedded defaults ship inside PyPI packages, so chorus runs offline. Their files are
 located with `importlib.util.find_spec` so that no package `__init__` runs (silero-vad's
 would import torch). Larger models are options: a preset per machine class
-(`preset:<name>`, bot/model_presets.py; downloaded verified by bot/model_fetch.py), a faster-whisper size or path,
+(`preset:<name>`, runtime/model_presets.py; downloaded verified by runtime/model_fetch.py), a faster-whisper size or path,
 a local GGUF, or `hf:<repo>/<file.gguf>` downloaded once (with progress) by huggingface_hub.
 """
 
@@ -15,15 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from bot.model_presets import Preset, UnknownPresetError, find_preset
+from runtime.errors import ModelLoadError
+from runtime.model_presets import Preset, UnknownPresetError, find_preset
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be found or loaded; the message is one line that says what to do."""
 
 
 def _package_dir(package: str, install_hint: str) -> Path:
@@ -120,7 +117,7 @@ def preset_is_local(preset: Preset) -> bool:
     """Whether a preset's files are here (a package preset: whether its package is installed)."""
     if preset.package:
         return importlib.util.find_spec(preset.package.replace("-", "_")) is not None
-    from bot.model_fetch import is_present
+    from runtime.model_fetch import is_present
 
     return all(is_present(f) for f in preset.files if f.required)
 
@@ -129,7 +126,7 @@ def fetch_preset(preset: Preset, **kwargs: Any) -> Path:
     """A preset's local path (a GGUF file, or a whisper folder), downloading what is missing (verified)."""
     if preset.package:
         return packaged_path(preset)
-    from bot.model_fetch import NotOnHubError, fetch, is_present, remote_file
+    from runtime.model_fetch import NotOnHubError, fetch, is_present, remote_file
 
     paths = []
     for file in preset.files:
@@ -204,8 +201,8 @@ def resolve_gguf(setting: str) -> Path:
         if len(parts) < 3 or not parts[-1].endswith(".gguf"):
             raise ModelLoadError(f"LLM_MODEL={setting}: expected hf:<owner>/<repo>/<file.gguf>")
         repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-        from bot.model_fetch import is_present, local_path
-        from bot.model_presets import HubFile
+        from runtime.model_fetch import is_present, local_path
+        from runtime.model_presets import HubFile
 
         if is_present(HubFile(repo, filename, 0)):  # fetched by `chorus models pull`
             return local_path(HubFile(repo, filename, 0))
