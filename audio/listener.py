@@ -55,7 +55,8 @@ import numpy as np
 from audio.end_of_turn import SmartTurn, load_smart_turn
 from audio.name_look import NameLook
 from audio.segment_transcriber import SegmentTranscriber, _Turn
-from audio.stt import SttResult, WhisperTranscriber, make_transcriber
+from audio.stt_result import SttResult
+from audio.stt import WhisperTranscriber, make_transcriber
 from audio.stt_scheduler import SttScheduler
 from audio.types import MemberFrame, SpeakingEvent, Utterance
 from audio.vad import SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad

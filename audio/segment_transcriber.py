@@ -35,7 +35,7 @@ import numpy as np
 
 from audio.end_of_turn import SmartTurn
 from audio.hallucinations import is_hallucination
-from audio.stt import SttResult
+from audio.stt_result import SttResult
 from audio.stt_scheduler import PartialSource, SttJob, SttScheduler
 from audio.types import STT_RATE
 from audio.vad import Segment, VadConfig, VadEvent

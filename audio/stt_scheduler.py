@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from audio.stt import SttResult
+from audio.stt_result import SttResult
 from audio.stt_worker import SttWorker
 from audio.types import STT_RATE
 from runtime.shedding import ShedLog

@@ -24,7 +24,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from audio.stt import SttResult
+    from audio.stt_result import SttResult
     from audio.stt_scheduler import PartialSource, SttJob, SttScheduler
 
 log = logging.getLogger(__name__)

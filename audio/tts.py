@@ -21,10 +21,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from runtime.models import MODELS
-from runtime.errors import ModelLoadError
-from runtime.settings import Settings
-
 log = logging.getLogger(__name__)
 
 PA_FLOAT32, PA_INT32, PA_INT16 = 1, 2, 8  # PyAudio sample formats RealtimeTTS engines report
@@ -151,37 +147,3 @@ def _drain(q: "queue.Queue[Any]") -> None:
             q.get_nowait()
         except queue.Empty:
             return
-
-
-def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
-    """The TTS engine for a persona's voice spec, unless `settings.tts_engine` forces one, or the Wyoming TTS
-    server when TTS_BACKEND=wyoming.
-
-    Engines are cached in `runtime.models.MODELS`, so every session with the same voice shares one.
-    Raises ModelLoadError with one clear line when the engine cannot be used here.
-    """
-    if getattr(settings, "tts_backend", "local") == "wyoming":
-        from audio.tts_engines.wyoming import WyomingTts, server_voice_name
-
-        name = server_voice_name(settings, persona_voice)
-        return MODELS.get(f"tts:wyoming:{settings.tts_server_uri}:{name}", lambda: WyomingTts(settings.tts_server_uri, name))
-    engine = settings.tts_engine if settings.tts_engine != "persona" else (getattr(persona_voice, "engine", "piper") or "piper")
-    voice = getattr(persona_voice, "voice", "embedded") or "embedded"
-    speed = float(getattr(persona_voice, "speed", 1.0) or 1.0)
-    if engine == "piper":
-        from audio.tts_engines.piper import make_piper_tts
-
-        piper_voice = voice if getattr(persona_voice, "engine", "piper") == "piper" else "embedded"
-        return MODELS.get(f"tts:piper:{piper_voice}:{speed:g}", lambda: make_piper_tts(piper_voice, speed=speed))
-    if engine == "espeak":
-        from audio.tts_engines.espeak import EspeakTts
-
-        espeak_voice = voice if getattr(persona_voice, "engine", "") == "espeak" else "en-us"
-        pitch = getattr(persona_voice, "pitch", None)
-        return MODELS.get(f"tts:espeak:{espeak_voice}:{speed:g}:{pitch}", lambda: EspeakTts(espeak_voice, speed=speed, pitch=pitch))
-    if engine == "xtts":
-        from audio.tts_engines.xtts import make_xtts_tts
-
-        reference = getattr(persona_voice, "reference_wav", None)
-        return MODELS.get(f"tts:xtts:{reference}:{speed:g}", lambda: make_xtts_tts(settings, reference_wav=reference, speed=speed))
-    raise ModelLoadError(f"unknown TTS engine {engine!r} (expected piper, xtts or espeak)")

@@ -22,7 +22,7 @@ from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
 from audio import wyoming_client
-from audio.stt import SttResult, collapse_repeats, compression_ratio, text_rejection
+from audio.stt_result import SttResult, collapse_repeats, compression_ratio, text_rejection
 from audio.types import STT_RATE
 from runtime.metrics import record_model_time
 

@@ -45,6 +45,7 @@ import numpy as np
 from runtime.settings import PROJECT_ROOT, Settings, load_settings
 from brain.llm import default_llm_threads
 from benchmarks.quality_checks import CheckResult, ReplyContext, check_reply, rates
+from benchmarks.e2e_intervals import GOAL_P50_S, INTERVALS, turn_intervals
 from benchmarks.quality_corpus import Rubric, load_corpus
 from benchmarks.seed_baseline import baseline_parts
 from simulator.replies import STAGES
@@ -55,7 +56,6 @@ log = logging.getLogger("benchmarks.e2e_bench")
 
 MODES = ("exclusive", "pipelined", "baseline")
 BASELINE_END_SILENCE_MS = 700
-GOAL_P50_S = 0.8
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,6 @@ ALONE: tuple[Ask, ...] = (
     Ask("Alice", "Where should I go for a weekend trip?", kinds=("travel",)),
 )
 WARMUP = Line("Alice", "Hey Juniper, are you there?", warmup=True, pause_s=1.0)
-# Intervals reported and drawn: (name, from stage or None for the true end of speech, to stage). They form two
-# lanes, hearing the member (to vad_end, final) and the reply (request onwards): with an early start they overlap.
-INTERVALS: tuple[tuple[str, str | None, str], ...] = (
-    ("end of speech confirmed (VAD)", None, "vad_end"),
-    ("final transcript", "vad_end", "final"),
-    ("LLM to first token", "request", "first_token"),
-    ("to first speakable fragment", "first_token", "first_fragment"),
-    ("TTS first audio", "first_fragment", "first_audio"),
-    ("held until confirmed / sent", "first_audio", "first_packet"),
-    ("first packet on its way to the member", "first_packet", "heard"),
-)
 
 
 def script(asks: Sequence[Ask], turns: int) -> list[Line]:
@@ -166,20 +155,6 @@ def stats(values: list[float]) -> dict[str, float] | None:
     return {"p50": round(float(np.percentile(arr, 50)), 3), "p95": round(float(np.percentile(arr, 95)), 3),
             "mean": round(float(arr.mean()), 3), "min": round(float(arr.min()), 3), "max": round(float(arr.max()), 3),
             "n": int(arr.size)}
-
-
-def turn_intervals(stages: dict[str, float]) -> list[tuple[int, float, float]]:
-    """(index into INTERVALS, start, end) for each interval whose two ends the turn has, in seconds after the
-    end of speech. Without a VAD end (an early start confirmed) the final transcript confirms the end."""
-    out = []
-    for i, (_name, start, end) in enumerate(INTERVALS):
-        if end == "vad_end" and "vad_end" not in stages:
-            end = "final"
-        t0 = 0.0 if start is None else stages.get(start)
-        t1 = stages.get(end)
-        if t0 is not None and t1 is not None and t1 >= t0:
-            out.append((i, float(t0), float(t1)))
-    return out
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

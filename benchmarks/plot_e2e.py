@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from benchmarks.e2e_bench import INTERVALS, turn_intervals  # noqa: E402
+from benchmarks.e2e_intervals import GOAL_P50_S, INTERVALS, turn_intervals  # noqa: E402
 
 HEARING, REPLY = -0.21, 0.21  # lane offsets from a turn's row (the y axis is inverted: hearing lane on top)
 LANE_HEIGHT = 0.38
@@ -96,8 +96,6 @@ def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str,
 
 
 def plot_e2e(report: dict[str, Any], path: Path) -> Path:
-    from benchmarks.e2e_bench import GOAL_P50_S
-
     goal: float = (report.get("goal") or {}).get("p50_latency_s") or GOAL_P50_S
     modes = list(report["modes"])
     rows = [r for r in report["turns"] if not r.get("warmup")]

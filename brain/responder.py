@@ -21,7 +21,8 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from audio.tts import TtsEngine, make_tts
+from audio.tts import TtsEngine
+from audio.tts_factory import make_tts
 from runtime.errors import ModelLoadError
 from runtime.scheduler import ModelScheduler, SchedulerCancelled
 from runtime.settings import Settings

@@ -1,4 +1,4 @@
-"""Distinct voices for simulated members, made with chorus' own TTS engines (`audio.tts.make_tts`).
+"""Distinct voices for simulated members, made with chorus' own TTS engines (`audio.tts_factory.make_tts`).
 
     voice = MemberVoice("espeak", "en-us+klatt2", pitch=78, speed=0.9)
     line = synthesize_line(settings, voice, "Hey Juniper, what should I cook tonight?")
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audio.tts import make_tts
+from audio.tts_factory import make_tts
 from runtime.settings import Settings
 from simulator import audio_files
 
@@ -33,7 +33,7 @@ LEAD_S = 0.2  # silence kept before the first voiced frame (a voice-activated mi
 @dataclass(frozen=True)
 class MemberVoice:
     """How one simulated member sounds. Field names follow `conversation.persona.VoiceSpec`, so
-    `audio.tts.make_tts` takes it as a persona voice."""
+    `audio.tts_factory.make_tts` takes it as a persona voice."""
 
     engine: str  # "piper" or "espeak"
     voice: str = "embedded"  # piper: "embedded" or a .onnx path; espeak: a voice name, e.g. "en-us+klatt2"

@@ -67,7 +67,7 @@ def test_bot_packets_are_placed_at_their_arrival_and_bursts_are_queued() -> None
 
 
 def test_stage_intervals_show_an_early_start_overlapping_the_end_of_speech() -> None:
-    from benchmarks.e2e_bench import INTERVALS, turn_intervals
+    from benchmarks.e2e_intervals import INTERVALS, turn_intervals
 
     stages = {"request": 0.2, "final": 0.4, "first_token": 0.3, "first_fragment": 0.5, "first_audio": 0.6,
               "first_packet": 0.61, "heard": 0.62}

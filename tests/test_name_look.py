@@ -112,7 +112,7 @@ async def test_the_listener_puts_the_lost_name_back_into_the_final():
 ])
 def test_which_finals_get_a_second_look(raw, rejected, text, asked):
     from audio.segment_transcriber import SegmentTranscriber
-    from audio.stt import SttResult
+    from audio.stt_result import SttResult
     from audio.vad import Segment
 
     seen = []

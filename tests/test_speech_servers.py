@@ -17,7 +17,8 @@ import pytest
 from audio.listener import Listener
 from audio.resample import resample_once
 from audio.stt import make_transcriber
-from audio.tts import TtsError, make_tts
+from audio.tts import TtsError
+from audio.tts_factory import make_tts
 from audio.types import STT_RATE, MemberFrame
 from audio.wyoming_client import WyomingError
 from audio.wyoming_stt import WyomingTranscriber

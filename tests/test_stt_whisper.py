@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from audio.hallucinations import is_hallucination, normalize_text
-from audio.stt import WhisperTranscriber, collapse_repeats
+from audio.stt import WhisperTranscriber
+from audio.stt_result import collapse_repeats
 from audio.stt_scheduler import PartialSource, SttJob, SttScheduler
 from tests.fixtures_listening import music, settings, silence, speech, white_noise, words
 

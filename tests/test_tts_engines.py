@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio.tts import PA_FLOAT32, PA_INT16, RealtimeEngineTts, TtsError, make_tts, pcm_from_bytes, trim_leading_silence
+from audio.tts import PA_FLOAT32, PA_INT16, RealtimeEngineTts, TtsError, pcm_from_bytes, trim_leading_silence
+from audio.tts_factory import make_tts
 from audio.tts_engines.espeak import EspeakTts
 from audio.tts_engines.piper import PiperInProcessEngine, load_piper_voice, split_for_synthesis
 from runtime.errors import ModelLoadError
