@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The tests: set up if needed (with test tools), lint (ruff) and type-check (mypy), then run the whole suite
-# offline on the embedded models. Arguments go to pytest; CHORUS_NO_LINT=1 skips ruff and mypy (quick reruns).
+# The tests: set up if needed (with test tools), lint (ruff), type-check (mypy) and check the direction of imports
+# (lint-imports, the contracts in pyproject.toml), then run the whole suite offline on the embedded models.
+# Arguments go to pytest; CHORUS_NO_LINT=1 skips ruff, mypy and lint-imports (quick reruns).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh" --dev
@@ -11,5 +12,7 @@ if [[ "${CHORUS_NO_LINT:-0}" != "1" ]]; then
   "$VENV/bin/ruff" check .
   echo "[test] mypy" >&2
   "$VENV/bin/mypy"
+  echo "[test] lint-imports" >&2
+  "$VENV/bin/lint-imports"
 fi
 exec "$VENV/bin/python" -m pytest "$@"
