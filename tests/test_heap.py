@@ -21,7 +21,7 @@ glibc_only = pytest.mark.skipif(heap._LIBC is None, reason="malloc_trim and mall
 FRAGMENTED_THEN_TRIMMED = """
 from benchmarks.process_stats import rss_mb
 from runtime.heap import heap_mb
-from bot import heap
+from runtime import heap
 blocks, pins = [], []
 block, pin = 65_000, 600  # (variables: a constant product would be one folded object)
 for _ in range(3_000):  # 190 MB of heap in 64 KB blocks (under the mmap threshold), each page touched
