@@ -1,7 +1,7 @@
 """Typed settings for chorus, read once from the environment and `.env`.
 
 Every setting is declared once in `SETTINGS` (name, type, default, help). The
-`.env.example` file documents each of them; a test keeps the two in sync.
+`.env.example` file documents each of them (rendered by `runtime.env_example`); a test keeps the two in sync.
 A wrong value raises `SettingsError` naming the setting and what was expected.
 """
 
@@ -377,33 +377,3 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | str | N
 
 
 assert {f.name for f in fields(Settings)} == {s.attr for s in SETTINGS}, "Settings fields and SETTINGS drift"
-
-
-def render_env_example() -> str:
-    """The text of `.env.example`: every setting with its help and default."""
-    lines = [
-        "# chorus settings. Copy to .env (never commit it) and change what you need.",
-        "# Every line shows the default; the process environment overrides this file.",
-        "",
-    ]
-    for spec in SETTINGS:
-        default = spec.default
-        if default is None:
-            default = ""
-        elif isinstance(default, tuple):
-            default = ",".join(str(x) for x in default)
-        elif isinstance(default, bool):
-            default = "true" if default else "false"
-        elif isinstance(default, Path):
-            try:
-                default = default.relative_to(PROJECT_ROOT)
-            except ValueError:
-                pass
-        lines.append(f"# {spec.help}")
-        lines.append(f"{spec.env}={default}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(render_env_example(), end="")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from bot.settings import PROJECT_ROOT, SETTINGS, SettingSpec
+from runtime.settings import PROJECT_ROOT, SETTINGS, SettingSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "settings.md"
@@ -82,7 +82,7 @@ def render() -> str:
     lines += [
         "",
         "After changing a setting, regenerate this page (`.venv/bin/python -m scripts.gen_settings_doc`) and",
-        "`.env.example` (`.venv/bin/python -m bot.settings > .env.example`); a test fails while either is stale.",
+        "`.env.example` (`.venv/bin/python -m runtime.env_example > .env.example`); a test fails while either is stale.",
         "",
     ]
     return "\n".join(lines)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.settings import PROJECT_ROOT, SETTINGS, SettingsError, load_settings, render_env_example
+from runtime.settings import PROJECT_ROOT, SETTINGS, SettingsError, load_settings
+from runtime.env_example import render_env_example
 
 
 def test_defaults_without_environment():
@@ -101,6 +102,6 @@ def test_database_url_is_checked_and_its_password_never_shown():
 
 def test_env_example_documents_every_setting():
     text = (PROJECT_ROOT / ".env.example").read_text()
-    assert text == render_env_example(), "regenerate with: .venv/bin/python -m runtime.settings > .env.example"
+    assert text == render_env_example(), "regenerate with: .venv/bin/python -m runtime.env_example > .env.example"
     for spec in SETTINGS:
         assert f"\n{spec.env}=" in text
