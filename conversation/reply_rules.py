@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import re
 
-from conversation.addressing import (
-    CALL_WORDS, QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question,
-    vocative_positions, words,
-)
+from conversation.addressing import CALL_WORDS, vocative_positions, words
+from conversation.line_shape import QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question
 from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx
 from conversation.room import RoomLine

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from conversation.addressing import NameMatcher, NamesSaid, ends_unfinished, is_backchannel, resolve_names
+from conversation.addressing import NameMatcher, NamesSaid, resolve_names
+from conversation.line_shape import ends_unfinished, is_backchannel
 from conversation.decision import Policy
 from conversation.member import Member
 from conversation.room import Room, RoomLine

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conversation.addressing import (
-    NameMatcher, is_backchannel, levenshtein, looks_complete, looks_like_question, similarity,
-    soundex, texts_differ, words,
-)
+from conversation.addressing import NameMatcher, levenshtein, similarity, soundex, words
+from conversation.line_shape import is_backchannel, looks_complete, looks_like_question, texts_differ
 
 
 def test_soundex_and_edit_distance_basics():
