@@ -2,7 +2,7 @@
 
     receive (event loop) --feed()--> [vad thread] --jobs--> [stt worker] --call_soon_threadsafe--> callbacks
 
-`feed()` only queues the frame. The VAD thread runs every member's `SpeakerVad`: a start becomes
+`feed()` only queues the frame. The VAD thread runs every member's `SpeakerVad` (`audio.member_vads`): a start becomes
 SpeakingEvent(speaking=True), an end SpeakingEvent(speaking=False), and every VAD event of a segment goes to
 the `SegmentTranscriber` (`audio.segment_transcriber`), which queues the work for the single `SttScheduler`:
 partials while they speak; at a pause the end of turn judged by the semantic end-of-turn model (Smart Turn,
@@ -22,14 +22,8 @@ speculative final these come BEFORE vad_end), "final" (delivered on the loop); p
 "speech_start", "stt_start", "partial" (and "speculative" for the transcript taken at a pause).
 
 Discord sends nothing while a member is silent: with `fill_gaps` (the default, for live sources) a
-speaking member whose frames stop is heard as silence in real time (`SpeakerVad.idle`: counted, no audio
-added), so their speech still ends. Late frames must not cut a word in two, so: a gap counts only up to
-the last moment the event loop proved responsive (a ping sent through the loop came back), a gap may
-start a speculative final after GAP_S but ENDS the speech only once it lasts VAD_END_SILENCE_MS (the
-sender may only be late: jitter, a stall), and frames arriving after a gap continue the audio seamlessly.
-A gap after silent frames (Discord clients send five when a member stops) is the end it looks like: with
-the silence heard it counts toward VAD_END_SILENCE_MS once it lasts GAP_S.
-Feeders faster than real time (files, tests) pass `fill_gaps=False` and call `flush()` at the end.
+speaking member whose frames stop is heard as silence in real time (`audio.gap_fill`). Feeders faster than
+real time (files, tests) pass `fill_gaps=False` and call `flush()` at the end.
 
 The first Listener loads the shared models (seconds): `await Listener.preload(settings)` first when
 constructing it on the event loop (or construct it in a thread: it binds to the loop at the first feed()).
@@ -47,48 +41,25 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 from audio.end_of_turn import SmartTurn, load_smart_turn
+from audio.listener_stats import ListenerStats
+from audio.member_vads import MemberVads
 from audio.name_look import NameLook
-from audio.segment_transcriber import SegmentTranscriber, _Turn
+from audio.segment_transcriber import SegmentTranscriber
 from audio.stt_result import SttResult
 from audio.stt import WhisperTranscriber, make_transcriber
 from audio.stt_scheduler import SttScheduler
 from audio.types import MemberFrame, SpeakingEvent, Utterance
-from audio.vad import SpeakerVad, VadConfig, VadEvent, VadModel, load_silero_vad
+from audio.vad import VadConfig
+from audio.vad_model import VadModel, load_silero_vad
 
 log = logging.getLogger(__name__)
 
-GAP_S = 0.1  # no frame from a speaking member for this long: they stopped sending (Discord sends no silence)
-TRAILING_SILENCE_S = 0.06  # silence heard before a gap: the client said it stopped (5 silent frames on Discord)
-PING_INTERVAL_S = 0.02  # event-loop liveness pings while someone speaks (see _loop_alive_until)
 MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond this the VAD thread is hopelessly behind
-
-
-@dataclass
-class ListenerStats:
-    frames: int = 0
-    ignored_own: int = 0
-    dropped_overload: int = 0
-    dropped_opted_out: int = 0  # frames refused, and transcripts withheld, of members who opted out
-    bad_frames: int = 0
-    finals: int = 0
-    finals_rejected: int = 0
-    finals_discarded: int = 0
-    finals_duplicate: int = 0
-    gap_fills: int = 0
-    finals_from_speculation: int = 0
-    partials: int = 0
-    end_of_turn_calls: int = 0
-    end_of_turn_ms_total: float = 0.0
-    names_restored: int = 0  # finals whose name the second look put back (audio.name_look)
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
 
 
 class NameQueryLike(Protocol):
@@ -166,17 +137,14 @@ class Listener:
         except RuntimeError:
             self._loop = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._members: dict[int, SpeakerVad] = {}
-        self._last_frame: dict[int, tuple[float, float, float]] = {}  # user id -> (arrival, frame.t, idle s counted)
-        self._turns: dict[int, _Turn] = {}  # user id -> current turn (VAD thread)
+        self._vads = MemberVads(self.vad_model, self.vad_config, self.segments, self.scheduler, self.stats,
+                                pings=self._queue, speaking=self._speaking)
+        self._members = self._vads.members  # user id -> their SpeakerVad (VAD thread)
         self._muted: set[int] = set()  # members who opted out: their frames are refused (event loop thread)
         self._dropped_before: dict[int, float] = {}  # user id -> when they opted out: nothing heard before is delivered
         self._outstanding = 0  # finals expected but not delivered yet
         self._outstanding_lock = threading.Lock()
         self._closed = False
-        self._alive_t = 0.0  # send time of the last ping that came back through the event loop
-        self._ping_sent = 0.0
-        self._ping_pending = False
         self._thread = threading.Thread(target=self._vad_loop, name="vad", daemon=True)
         self._thread.start()
 
@@ -283,122 +251,24 @@ class Listener:
             kind, arg = item
             try:
                 if kind == "frame":
-                    self._on_frame(*arg)
+                    self._vads.on_frame(*arg)
                 elif kind == "alive":
-                    self._alive_t = max(self._alive_t, arg)
-                    self._ping_pending = False
+                    self._vads.gaps.alive(arg)
                 elif kind == "forget":
-                    self._end_member(arg, time.monotonic(), drop=True)
+                    self._vads.end_member(arg, time.monotonic(), drop=True)
                 elif kind == "drop":
-                    self._drop_member(arg)
+                    self._vads.drop_member(arg)
                 elif kind == "flush":
                     for uid in list(self._members):
-                        self._end_member(uid, time.monotonic(), drop=False)
+                        self._vads.end_member(uid, time.monotonic(), drop=False)
                     self._call_soon(_set_result, arg)
                 if self.fill_gaps and self._queue.qsize() == 0:  # every fed frame seen: gaps are real
                     self._fill_gaps()
             except Exception:
                 log.exception("listener failed on %s", kind)
 
-    def _loop_alive_until(self) -> float:
-        """The latest time up to which every frame the event loop was given has reached our queue.
-
-        A ping (its send time) goes through the loop into the queue behind any frame the loop delivers
-        before it; when it comes back, a member with no frame since that time really sent nothing.
-        """
-        now = time.monotonic()
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return now
-        if not self._ping_pending and now - self._ping_sent >= PING_INTERVAL_S:
-            self._ping_sent = now
-            self._ping_pending = True
-            try:
-                loop.call_soon_threadsafe(self._queue.put, ("alive", now))
-            except RuntimeError:  # loop closing: nothing more will come through it
-                self._ping_pending = False
-                return now
-        return self._alive_t
-
     def _fill_gaps(self) -> None:
-        """Discord stops sending when a member stops talking: hear that as silence, in real time."""
-        if not any(vad.in_speech for vad in self._members.values()):
-            return
-        now = self._loop_alive_until()
-        end_gap = max(GAP_S, self.vad_config.end_silence_ms / 1000.0)
-        for uid, (arrival, frame_t, counted) in list(self._last_frame.items()):
-            vad = self._members.get(uid)
-            gap = now - arrival
-            if vad is None or not vad.in_speech or gap < GAP_S or gap - counted < 0.02:
-                continue
-            # silence without audio; only a gap as long as the end-of-speech silence may END the speech
-            # (a shorter one may be late frames: jitter, a stalled sender), unless the member's client
-            # sent silence before going quiet (what Discord clients do when a member stops talking)
-            may_end = gap >= end_gap or (gap >= GAP_S and vad.silence_heard_s >= TRAILING_SILENCE_S)
-            self.stats.gap_fills += int((gap - counted) / 0.02)
-            for event in vad.idle(gap - counted, frame_t + gap, may_end=may_end):
-                self._on_vad_event(event)
-            self._last_frame[uid] = (arrival, frame_t, gap)
-
-    def _on_frame(self, frame: MemberFrame, arrival: float) -> None:
-        pcm = frame.pcm
-        if not isinstance(pcm, np.ndarray) or pcm.ndim != 1 or pcm.size == 0 or not np.isfinite(pcm).all():
-            self.stats.bad_frames += 1
-            log.warning("dropped a bad frame from %s (%r)", frame.user_id, getattr(pcm, "shape", type(pcm)))
-            return
-        vad = self._members.get(frame.user_id)
-        if vad is None:
-            vad = self._members[frame.user_id] = SpeakerVad(frame.user_id, self.vad_model, self.vad_config)
-        self._last_frame[frame.user_id] = (arrival, frame.t, 0.0)
-        for event in vad.push(pcm.astype(np.float32, copy=False), frame.t):
-            self._on_vad_event(event)
-
-    def _end_member(self, user_id: int, t: float, *, drop: bool) -> None:
-        vad = self._members.get(user_id)
-        if vad is not None:
-            for event in vad.flush(t):
-                self._on_vad_event(event)
-        if drop:
-            self._members.pop(user_id, None)
-            self._last_frame.pop(user_id, None)
-            self._turns.pop(user_id, None)
-            self.segments.forget(user_id)
-            self.scheduler.stop_partials(user_id)
-
-    def _drop_member(self, user_id: int) -> None:
-        """Discard the member's VAD state and segment without ending them (`drop`)."""
-        self._members.pop(user_id, None)
-        self._last_frame.pop(user_id, None)
-        turn = self._turns.pop(user_id, None)
-        if turn is not None:
-            turn.segment.ended.set()  # its partial cadence is stale from now on
-        self.segments.forget(user_id)
-        self.scheduler.drop(user_id)
-
-    def _on_vad_event(self, ev: VadEvent) -> None:
-        uid = ev.segment.user_id
-        if ev.kind == "start":
-            self._speaking(uid, True, ev.t)
-            self._turns[uid] = self.segments.begin(ev.segment)
-        elif ev.kind == "pause":
-            turn = self._turns.get(uid)
-            if turn is not None:
-                self.segments.pause(turn)
-        elif ev.kind == "resume":
-            turn = self._turns.get(uid)
-            if turn is not None:
-                self.segments.resume(turn)
-        elif ev.kind in ("end", "discard"):
-            turn = self._turns.pop(uid, None)
-            self.scheduler.stop_partials(uid)
-            if not ev.split:
-                self._speaking(uid, False, ev.t)  # before the final: the member stopped, then we understood
-            if turn is not None:
-                self.segments.ended(turn, ev)
-            if ev.split:
-                vad = self._members.get(uid)
-                if vad is not None and vad.segment is not None:
-                    self._turns[uid] = self.segments.begin(vad.segment)
+        self._vads.gaps.fill(self._members, self._loop)
 
     # -- event loop side ------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ finish, discard); it queues the work on the shared `SttScheduler` and delivers U
 listener's `deliver` callback (which hops to the event loop):
 
 * begin  -> partials at STT_PARTIAL_INTERVAL_S cadence;
-* pause  -> the end of turn is judged on the member's audio (`audio.end_of_turn`), their latest partial goes
+* pause  -> the end of turn is judged on the member's audio (`audio.pause_judge`), their latest partial goes
             out again marked timings["paused"], and a SPECULATIVE final of the audio so far is queued at once
             (ranked with finals); its text goes out as a partial marked timings["speculative"]. Until they
             speak again the pause's partials stay their latest;
@@ -25,16 +25,17 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
+from audio.doubted_words import DoubtedWords
 from audio.end_of_turn import SmartTurn
 from audio.hallucinations import is_hallucination
+from audio.pause_judge import PauseJudge, judged_probability
+from audio.segment_turn import SegmentTurn
 from audio.stt_result import SttResult
 from audio.stt_scheduler import PartialSource, SttJob, SttScheduler
 from audio.types import STT_RATE
@@ -44,14 +45,6 @@ log = logging.getLogger(__name__)
 
 TAIL_S = 0.25  # silence kept after the last voiced window (helps Whisper close the sentence)
 MIN_PAUSE_MS = 64
-TURN_CONTEXT_GAP_S = 2.0  # the member's previous segment, if it ended this recently, is context for the end of turn
-TURN_CONTEXT_PAUSE_S = 1.0  # the silence between the two, at most, in that context
-TURN_CONTEXT_S = 8.0  # what the end-of-turn model reads
-JUDGE_WAIT_S = 0.3  # a transcript waits this long at most for the end-of-turn judgement of its pause
-TENTATIVE_GAP_S = 1.5  # a doubtful segment's words join the member's next segment if it begins this soon after
-
-# One thread judges the end of turn for every member and guild (the model is shared; a call is tens of ms).
-_JUDGE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="end-of-turn")
 
 Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
 # (user_id, final text, doubted) -> None when the text needs no second look, else a look: (audio, result) -> the
@@ -64,29 +57,6 @@ DOUBTED_WORDS_MAX = 4  # doubted words longer than this are not a lone call
 _LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 
 
-@dataclass(eq=False)
-class _Turn:
-    """Transcription state of one segment (shared by the VAD thread and the STT worker)."""
-
-    segment: Segment
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    speculative: SttJob | None = None
-    spec_voice_sample: int = -1
-    spec_result: SttResult | None = None  # set (under lock) when the speculative job completed
-    promoted: bool = False  # the speculative job IS the final: emit it when it completes
-    superseded: bool = False  # speech resumed: the speculative result is only a partial
-    last_partial: str = ""  # text of the last partial delivered (repeats are not sent again)
-    last_partial_result: SttResult | None = None
-    paused_partial: SttResult | None = None  # the partial delivered (marked) in the current pause
-    in_pause: bool = False  # the VAD reported a pause and no voice since (no partials: the speculation covers it)
-    partial_voice_sample: int = -1  # segment.last_voice_sample when the running partial took its snapshot
-    end_of_turn: Future | None = None  # the end-of-turn judgement (a TurnEstimate) of the last pause
-    end_of_turn_sample: int = -1  # segment.last_voice_sample it was judged at (stale once they speak on)
-    ended_t: float = 0.0
-    speech_end_t: float = 0.0
-    finalized: bool = False  # its one final Utterance (text or empty) has been emitted
-
-
 class SegmentTranscriber:
     """Per-segment transcription work for one listener (VAD thread and STT worker; state under each turn's lock)."""
 
@@ -97,15 +67,14 @@ class SegmentTranscriber:
         self.scheduler = scheduler
         self.stats = stats
         self.vad_config = vad_config
-        self.end_of_turn = end_of_turn
+        self.pause_judge = PauseJudge(end_of_turn, stats) if end_of_turn is not None else None
         self.speculative = speculative
         self._deliver = deliver
         self._expect_final = expect_final
         self._name_look_for = name_look_for
-        self._previous: dict[int, tuple[float, np.ndarray]] = {}  # user -> (end of their last segment, its audio)
-        self._tentative: dict[int, tuple[str, float]] = {}  # user -> (words Whisper doubted, when they ended)
+        self._doubted = DoubtedWords()
 
-    def pause(self, turn: _Turn) -> None:
+    def pause(self, turn: SegmentTurn) -> None:
         """The VAD heard a pause: mark the latest partial at once (an early start may begin on it: its audio
         is held until the final, which carries the end-of-turn judgement), judge the end of turn, speculate."""
         turn.in_pause = True
@@ -114,51 +83,35 @@ class SegmentTranscriber:
         if self.speculative:
             self._speculate(turn)
 
-    def resume(self, turn: _Turn) -> None:
+    def resume(self, turn: SegmentTurn) -> None:
         turn.in_pause = False
         self.abandon_speculation(turn)
         self._resumed(turn)
 
-    def ended(self, turn: _Turn, ev: VadEvent) -> None:
+    def ended(self, turn: SegmentTurn, ev: VadEvent) -> None:
         """The segment ended (or was discarded): its final; its audio stays as context for the next one."""
         if ev.kind == "discard":
             self.discard(turn, ev)
             return
         self.finish(turn, ev)
-        if self.end_of_turn is not None:
-            seg = turn.segment
-            keep = int(TURN_CONTEXT_S * STT_RATE)
-            self._previous[seg.user_id] = (seg.last_voice_t, seg.audio(seg.last_voice_sample)[-keep:])
+        if self.pause_judge is not None:
+            self.pause_judge.remember(turn.segment)
 
     def forget(self, user_id: int) -> None:
-        self._previous.pop(user_id, None)
-        self._tentative.pop(user_id, None)
+        if self.pause_judge is not None:
+            self.pause_judge.forget(user_id)
+        self._doubted.forget(user_id)
 
     def _send(self, user_id: int, result: SttResult, start: float, end: float, final: bool,
               timings: dict[str, float], end_of_turn: float | None) -> None:
         """Deliver a transcript of a segment, after the words of the member's previous segment if Whisper
-        doubted those (a name alone before a pause, "Captain Hollis, <1 s> how do you tie a knot?", often
-        scores below the confidence guard on its own: with what follows, it is plainly speech)."""
-        held = self._tentative.get(user_id)
-        if held is not None:
-            words, held_end = held
-            if result.text and 0.0 <= start - held_end <= TENTATIVE_GAP_S:
-                result = dataclasses.replace(result, text=f"{words} {result.text}")
-            if final:
-                self._tentative.pop(user_id, None)
+        doubted those (`audio.doubted_words`)."""
+        result = self._doubted.joined(user_id, result, start, final=final)
         self._deliver(user_id, result, start, end, final, timings, end_of_turn)
 
-    def _hold_if_doubtful(self, seg: Segment, result: SttResult) -> None:
-        """Words rejected only for Whisper's low confidence (not as silence, noise or a known hallucination)
-        wait for the member's next segment."""
-        raw = (result.raw_text or "").strip()
-        if (not result.text and raw and (result.rejected or "").startswith("avg_logprob")
-                and not is_hallucination(raw)):
-            self._tentative[seg.user_id] = (raw, seg.last_voice_t)
-
-    def begin(self, seg: Segment) -> _Turn:
+    def begin(self, seg: Segment) -> SegmentTurn:
         """A new segment: partials start at their cadence."""
-        turn = _Turn(seg)
+        turn = SegmentTurn(seg)
 
         def snapshot() -> np.ndarray:  # on the STT worker, just before the partial runs
             turn.partial_voice_sample = seg.last_voice_sample
@@ -179,7 +132,7 @@ class SegmentTranscriber:
     def _final_audio(self, seg: Segment) -> np.ndarray:
         return seg.audio(seg.last_voice_sample + int(TAIL_S * STT_RATE))
 
-    def _speculate(self, turn: _Turn) -> None:
+    def _speculate(self, turn: SegmentTurn) -> None:
         seg = turn.segment
         with turn.lock:
             old = turn.speculative
@@ -189,7 +142,7 @@ class SegmentTranscriber:
             self.abandon_speculation(turn)
         self._transcribe_segment(turn, "speculative")
 
-    def _transcribe_segment(self, turn: _Turn, kind: str) -> None:
+    def _transcribe_segment(self, turn: SegmentTurn, kind: str) -> None:
         """Queue the transcription of the whole segment so far: a "speculative" one (at a pause) or the
         "final" one (its result is the final); a partial that saw all the voice may stand in for it."""
         seg = turn.segment
@@ -208,7 +161,7 @@ class SegmentTranscriber:
             turn.superseded = False
         self.scheduler.submit(job)
 
-    def abandon_speculation(self, turn: _Turn) -> None:
+    def abandon_speculation(self, turn: SegmentTurn) -> None:
         with turn.lock:
             job = turn.speculative
             if job is None:
@@ -221,7 +174,7 @@ class SegmentTranscriber:
             self._emit_partial(turn, result, job.started)  # it ran: its text is a fine partial
         # when it runs now, _speculative_done sees `superseded` and makes it a partial
 
-    def discard(self, turn: _Turn, ev: VadEvent) -> None:
+    def discard(self, turn: SegmentTurn, ev: VadEvent) -> None:
         """A started segment with too little voice (a cough): no transcription, but its empty final closes it."""
         self.abandon_speculation(turn)
         turn.ended_t = ev.t
@@ -234,7 +187,7 @@ class SegmentTranscriber:
         record.finished = ev.t
         self._emit_final(turn, record, result, from_speculation=False)
 
-    def finish(self, turn: _Turn, ev: VadEvent) -> None:
+    def finish(self, turn: SegmentTurn, ev: VadEvent) -> None:
         seg = turn.segment
         turn.ended_t = ev.t
         turn.speech_end_t = ev.speech_end_t
@@ -256,7 +209,7 @@ class SegmentTranscriber:
 
     # -- STT worker callbacks ---------------------------------------------------------------------
 
-    def _speculative_done(self, turn: _Turn, job: SttJob, result: SttResult) -> None:
+    def _speculative_done(self, turn: SegmentTurn, job: SttJob, result: SttResult) -> None:
         with turn.lock:
             current = turn.speculative is job
             promoted = turn.promoted and current
@@ -270,7 +223,7 @@ class SegmentTranscriber:
         elif not current and not turn.segment.ended.is_set():
             self._emit_partial(turn, result, job.started)
 
-    def _partial_done(self, turn: _Turn, result: SttResult, started: float) -> None:
+    def _partial_done(self, turn: SegmentTurn, result: SttResult, started: float) -> None:
         """A partial that saw all the voice of the segment so far stands in for a queued speculative/final job."""
         seg = turn.segment
         voice_sample = turn.partial_voice_sample
@@ -296,7 +249,7 @@ class SegmentTranscriber:
             # in a pause, a partial of all their words is the speculative transcript
             self._emit_partial(turn, result, started, speculative=stands_in and turn.in_pause)
 
-    def _emit_partial(self, turn: _Turn, result: SttResult, started: float, *, speculative: bool = False) -> None:
+    def _emit_partial(self, turn: SegmentTurn, result: SttResult, started: float, *, speculative: bool = False) -> None:
         """Deliver a partial. A speculative one (all their words, taken at a pause) always goes out, and
         until they speak again (`_resumed`) the pause's partials are their latest: others are held back."""
         seg = turn.segment
@@ -314,53 +267,30 @@ class SegmentTranscriber:
             self.stats.partials += 1
             self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
 
-    def _judge_end_of_turn(self, turn: _Turn) -> None:
-        """At a pause: has the member finished? Judged on the end-of-turn thread (the VAD thread goes on
-        with everyone's audio), on their audio so far after their previous segment when it ended moments
-        before (what they said before a pause is part of the sentence being judged). The speculative
-        transcript and the final of the pause carry the judgement."""
-        model = self.end_of_turn
+    def _judge_end_of_turn(self, turn: SegmentTurn) -> None:
+        """At a pause: has the member finished? (`audio.pause_judge`) The speculative transcript and the final of
+        the pause carry the judgement."""
         seg = turn.segment
         sample = seg.last_voice_sample
-        if model is None or turn.end_of_turn_sample == sample:
+        if self.pause_judge is None or turn.end_of_turn_sample == sample:
             return
-        audio = seg.audio()
-        previous = self._previous.get(seg.user_id)
-        if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
-            gap = np.zeros(int(min(seg.start_t - previous[0], TURN_CONTEXT_PAUSE_S) * STT_RATE), dtype=np.float32)
-            audio = np.concatenate((previous[1], gap, audio[seg.onset_sample:]))
-        future = _JUDGE.submit(model.estimate, audio[-int(TURN_CONTEXT_S * STT_RATE):])
+        future = self.pause_judge.judge(seg)
         with turn.lock:
             stale, turn.end_of_turn = turn.end_of_turn, future
             turn.end_of_turn_sample = sample
         if stale is not None:
             stale.cancel()  # an earlier pause's judgement not started yet: they spoke since, it would be stale
-        future.add_done_callback(self._judged)
-
-    def _judged(self, future: Future) -> None:
-        if future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            log.error("end-of-turn model failed (%s: %s); going on without it for this pause", type(error).__name__,
-                      error)
-        else:
-            self.stats.end_of_turn_calls += 1
-            self.stats.end_of_turn_ms_total += future.result().compute_s * 1000.0
+        future.add_done_callback(self.pause_judge.judged)
 
     @staticmethod
-    def _current_end_of_turn(turn: _Turn, *, wait: bool = True) -> float | None:
+    def _current_end_of_turn(turn: SegmentTurn, *, wait: bool = True) -> float | None:
         """The end-of-turn probability, if it was judged on all the voice of the segment so far (waiting a
         moment for a judgement in progress: it began at the pause, before any transcription of it)."""
-        future = turn.end_of_turn
-        if future is None or turn.end_of_turn_sample != turn.segment.last_voice_sample:
+        if turn.end_of_turn_sample != turn.segment.last_voice_sample:
             return None
-        try:
-            return future.result(timeout=JUDGE_WAIT_S if wait else 0).probability
-        except Exception:  # still running after the wait, or failed: not judged
-            return None
+        return judged_probability(turn.end_of_turn, wait=wait)
 
-    def _paused(self, turn: _Turn) -> None:
+    def _paused(self, turn: SegmentTurn) -> None:
         """They went silent (VAD pause): their latest partial again, marked "paused", so the prompter may
         start preparing a reply to it while the speculative transcript and the end are still to come."""
         seg = turn.segment
@@ -373,7 +303,7 @@ class SegmentTranscriber:
             timings = {"speech_start": seg.start_t, "paused": time.monotonic()}
             self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, end_of_turn)
 
-    def _resumed(self, turn: _Turn) -> None:
+    def _resumed(self, turn: SegmentTurn) -> None:
         """They speak again after a pause that went out as a marked partial: their words so far again,
         without a mark, say that the pause is over."""
         seg = turn.segment
@@ -383,7 +313,7 @@ class SegmentTranscriber:
                 timings = {"speech_start": seg.start_t, "resumed": time.monotonic()}
                 self._send(seg.user_id, result, seg.start_t, seg.last_voice_t, False, timings, None)
 
-    def _emit_final(self, turn: _Turn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
+    def _emit_final(self, turn: SegmentTurn, job: SttJob, result: SttResult, *, from_speculation: bool) -> None:
         """Emit the segment's one final: its text, or an empty final when it was rejected or discarded."""
         seg = turn.segment
         with turn.lock:
@@ -422,7 +352,7 @@ class SegmentTranscriber:
             return
         self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings, end_of_turn)
         if job.kind != "discard":
-            self._hold_if_doubtful(seg, result)
+            self._doubted.hold(seg, result)
 
     def _look_for_name(self, seg: Segment, result: SttResult) -> LookForName | None:
         if self._name_look_for is None:
@@ -452,7 +382,7 @@ class SegmentTranscriber:
             result = dataclasses.replace(result, text=text, rejected=None)
         self._send(seg.user_id, result, seg.start_t, timings["speech_end"], True, timings, end_of_turn)
         if not text:
-            self._hold_if_doubtful(seg, result)  # doubted words the look found no call in wait for what follows
+            self._doubted.hold(seg, result)  # doubted words the look found no call in wait for what follows
 
     def update_pause(self, compute_s: float) -> None:
         """Speculate only as early as needed for the final to be ready when the end is confirmed."""

@@ -123,7 +123,7 @@ async def _turns(n_turns: int) -> dict:
     from audio.playback import StreamPlayer
     from audio.stt import WhisperTranscriber
     from audio.types import MemberFrame
-    from audio.vad import load_silero_vad
+    from audio.vad_model import load_silero_vad
     from runtime.scheduler import ModelScheduler
     from runtime.settings import load_settings
     from bot.voice_session import VoiceSession

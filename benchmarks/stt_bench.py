@@ -164,7 +164,7 @@ async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcri
 
 async def main_async(args) -> dict:
     from audio.stt import WhisperTranscriber
-    from audio.vad import load_silero_vad
+    from audio.vad_model import load_silero_vad
     from runtime.settings import load_settings
     from simulator.speech import piper_speech_16k as speech
 

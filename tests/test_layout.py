@@ -1,7 +1,7 @@
 """The shape of the source tree: every product module imports; every import of a chorus module names a module and
 a name that exist, those inside functions too (they run only when called, so a moved name would otherwise fail
-in the one code path that imports it late); and the import cycles the contracts let pass (`[tool.importlinter]`
-in pyproject.toml) are type hints only."""
+in the one code path that imports it late); no product module grows past 400 lines; and the import cycles the
+contracts let pass (`[tool.importlinter]` in pyproject.toml) are type hints only."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("runtime", "audio", "storage", "conversation", "brain", "memory", "bot", "cogs")
 RIG = ("simulator", "benchmarks", "tests")
+MAX_LINES = 400
 
 
 def _sources(package: str) -> list[Path]:
@@ -73,6 +74,12 @@ def test_every_import_of_a_chorus_module_resolves(package: str) -> None:
                 if not hasattr(imported, name) and not submodule:
                     missing.append(f"{where}: {module} has no {name}")
     assert missing == []
+
+
+def test_no_product_module_is_over_400_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for package in PRODUCT for p in _sources(package)
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}, f"split these by job (at most {MAX_LINES} lines a module)"
 
 
 def _type_checking_only(importer: str, imported: str) -> bool:

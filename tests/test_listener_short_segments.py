@@ -19,7 +19,7 @@ import pytest
 from audio.listener import Listener
 from audio.stt import WhisperTranscriber
 from audio.types import MemberFrame
-from audio.vad import load_silero_vad
+from audio.vad_model import load_silero_vad
 from tests.fixtures_listening import frames, settings, silence, speech, words
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(120)]

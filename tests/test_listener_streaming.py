@@ -12,7 +12,7 @@ import pytest
 from audio.listener import Listener
 from audio.stt import WhisperTranscriber
 from audio.types import MemberFrame
-from audio.vad import load_silero_vad
+from audio.vad_model import load_silero_vad
 from tests.fixtures_listening import feed_streams, music, settings, silence, speech, white_noise, words
 
 NAMES = {1: "Alice", 2: "Bob", 3: "Carol", 99: "Chorus"}

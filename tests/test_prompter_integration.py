@@ -65,7 +65,7 @@ def make_player():
 @pytest.fixture(scope="module")
 def parts():
     from audio.stt import WhisperTranscriber
-    from audio.vad import load_silero_vad
+    from audio.vad_model import load_silero_vad
     from runtime.scheduler import ModelScheduler
     from brain.llm import make_backend
     from brain.responder import Responder

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from audio.types import STT_RATE
-from audio.vad import WINDOW, SpeakerVad, VadConfig, dbfs, load_silero_vad
+from audio.vad import WINDOW, SpeakerVad, VadConfig, dbfs
+from audio.vad_model import load_silero_vad
 from tests.fixtures_listening import frames, music, silence, speech, white_noise
 
 LEAD_S = 1.0
