@@ -1,11 +1,12 @@
 """The engine table: which TTS engine speaks a persona's voice, from the settings (TTS_ENGINE, TTS_BACKEND).
 
 It sits above the engines (`audio.tts_engines.*`), which sit above their base (`audio.tts`): the base never
-imports an engine.
+imports an engine. It reads the settings; each engine gets only what it needs of them (`XttsOptions`, a voice).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from audio.tts import TtsEngine
@@ -24,7 +25,7 @@ def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
     if getattr(settings, "tts_backend", "local") == "wyoming":
         from audio.tts_engines.wyoming import WyomingTts, server_voice_name
 
-        name = server_voice_name(settings, persona_voice)
+        name = server_voice_name(settings.tts_server_voice, persona_voice)
         return MODELS.get(f"tts:wyoming:{settings.tts_server_uri}:{name}", lambda: WyomingTts(settings.tts_server_uri, name))
     engine = settings.tts_engine if settings.tts_engine != "persona" else (getattr(persona_voice, "engine", "piper") or "piper")
     voice = getattr(persona_voice, "voice", "embedded") or "embedded"
@@ -41,8 +42,10 @@ def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
         pitch = getattr(persona_voice, "pitch", None)
         return MODELS.get(f"tts:espeak:{espeak_voice}:{speed:g}:{pitch}", lambda: EspeakTts(espeak_voice, speed=speed, pitch=pitch))
     if engine == "xtts":
-        from audio.tts_engines.xtts import make_xtts_tts
+        from audio.tts_engines.xtts import XttsOptions, make_xtts_tts
 
         reference = getattr(persona_voice, "reference_wav", None)
-        return MODELS.get(f"tts:xtts:{reference}:{speed:g}", lambda: make_xtts_tts(settings, reference_wav=reference, speed=speed))
+        options = XttsOptions(model=settings.xtts_model, data_dir=Path(settings.data_dir), device=settings.tts_device,
+                              use_deepspeed=settings.tts_use_deepspeed)
+        return MODELS.get(f"tts:xtts:{reference}:{speed:g}", lambda: make_xtts_tts(options, reference_wav=reference, speed=speed))
     raise ModelLoadError(f"unknown TTS engine {engine!r} (expected piper, xtts or espeak)")

@@ -26,11 +26,11 @@ log = logging.getLogger(__name__)
 _DONE = object()
 
 
-def server_voice_name(settings: Any, persona_voice: Any) -> str | None:
-    """TTS_SERVER_VOICE, else the persona's own Piper voice by name (the server must have it), else the
-    server's default voice."""
-    if settings.tts_server_voice:
-        return str(settings.tts_server_voice)
+def server_voice_name(server_voice: str, persona_voice: Any) -> str | None:
+    """`server_voice` (TTS_SERVER_VOICE), else the persona's own Piper voice by name (the server must have it),
+    else the server's default voice."""
+    if server_voice:
+        return str(server_voice)
     voice = getattr(persona_voice, "voice", "embedded") or "embedded"
     if getattr(persona_voice, "engine", "piper") == "piper" and voice != "embedded":
         name = Path(voice).name

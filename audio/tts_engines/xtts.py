@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from audio.tts import RealtimeEngineTts
 from runtime.errors import ModelLoadError
-from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +23,23 @@ DEFAULT_XTTS_VERSION = "v2.0.2"
 _HUB_NAMES = ("tts_models/multilingual/multi-dataset/xtts_v2", "xtts_v2", "")
 
 
-def xtts_model_location(settings: Settings) -> tuple[str, str]:
+@dataclass(frozen=True)
+class XttsOptions:
+    """What XTTS needs of the settings (built by the engine table, `audio.tts_factory`)."""
+
+    model: str  # XTTS_MODEL: a hub name, a version tag or a local folder
+    data_dir: Path  # CHORUS_DATA_DIR: hub models download into <data_dir>/xtts/<version>
+    device: str  # TTS_DEVICE: cpu, cuda or auto
+    use_deepspeed: bool  # TTS_USE_DEEPSPEED: when installed and on a GPU
+
+
+def xtts_model_location(options: XttsOptions) -> tuple[str, str]:
     """(specific_model, local_models_path) for CoquiEngine from XTTS_MODEL.
 
     A folder with config.json/model.pth/vocab.json is used as is; the hub name or a version
     tag ("v2.0.2") is downloaded once into `<data_dir>/xtts/<version>`.
     """
-    setting = settings.xtts_model.strip()
+    setting = options.model.strip()
     path = Path(setting).expanduser()
     if setting and path.is_dir():
         missing = [n for n in ("config.json", "model.pth", "vocab.json") if not (path / n).is_file()]
@@ -37,7 +47,7 @@ def xtts_model_location(settings: Settings) -> tuple[str, str]:
             raise ModelLoadError(f"XTTS_MODEL={setting}: folder lacks {', '.join(missing)}")
         return path.name, str(path.parent)
     version = DEFAULT_XTTS_VERSION if setting in _HUB_NAMES else setting
-    return version, str(Path(settings.data_dir) / "xtts")
+    return version, str(Path(options.data_dir) / "xtts")
 
 
 def _gpu_available() -> bool:
@@ -49,7 +59,7 @@ def _gpu_available() -> bool:
         return False
 
 
-def make_xtts_tts(settings: Settings, *, reference_wav: Path | str | None, speed: float = 1.0) -> RealtimeEngineTts:
+def make_xtts_tts(options: XttsOptions, *, reference_wav: Path | str | None, speed: float = 1.0) -> RealtimeEngineTts:
     missing = [m for m in ("torch", "TTS") if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelLoadError(
@@ -63,11 +73,11 @@ def make_xtts_tts(settings: Settings, *, reference_wav: Path | str | None, speed
         raise ModelLoadError(f"cannot import RealtimeTTS CoquiEngine: {type(exc).__name__}: {exc}") from None
 
     gpu = _gpu_available()
-    device = settings.tts_device if settings.tts_device != "auto" else ("cuda" if gpu else "cpu")
-    use_deepspeed = bool(settings.tts_use_deepspeed and device == "cuda" and importlib.util.find_spec("deepspeed") is not None)
-    if settings.tts_use_deepspeed and device == "cuda" and not use_deepspeed:
+    device = options.device if options.device != "auto" else ("cuda" if gpu else "cpu")
+    use_deepspeed = bool(options.use_deepspeed and device == "cuda" and importlib.util.find_spec("deepspeed") is not None)
+    if options.use_deepspeed and device == "cuda" and not use_deepspeed:
         log.info("deepspeed is not installed: XTTS runs without it (slower)")
-    specific_model, models_path = xtts_model_location(settings)
+    specific_model, models_path = xtts_model_location(options)
 
     def build() -> Any:
         return CoquiEngine(
