@@ -41,12 +41,13 @@ def measure_one(preset: str, runs: int) -> dict[str, Any]:
     from runtime.scheduler import ModelScheduler
     from runtime.settings import load_settings
     from brain.llm import LlamaCppBackend
+    from brain.llm_options import LlmOptions
     from brain.responder import Responder
     from conversation.persona_library import load_persona
 
     settings = load_settings(env={"LLM_MODEL": f"preset:{preset}"}, env_file=None)
     started = time.monotonic()
-    llm = LlamaCppBackend(settings)
+    llm = LlamaCppBackend(LlmOptions.from_settings(settings))
     load_s = time.monotonic() - started
     raw = llm._loaded.llm
     speeds = []

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from runtime.models import MODELS, resolve_gguf
 from runtime.errors import ModelLoadError
 from runtime.settings import Settings
+from brain.llm_options import LlmOptions
 from brain.openai_client import LlmServerError, OpenAiChatClient
 from brain.profile import ModelProfile, Sampling, profile_for
 from brain.transcript import LINE_STOPS, render_transcript
@@ -65,10 +66,11 @@ class LlmBackend(Protocol):
 
 
 def make_backend(settings: Settings) -> LlmBackend:
-    """The backend `settings.llm_backend` names (`llama_cpp` or `openai`)."""
-    if settings.llm_backend == "openai":
-        return OpenAiBackend(settings)
-    return LlamaCppBackend(settings)
+    """The backend `settings.llm_backend` names (`llama_cpp` or `openai`), given only the LLM's options."""
+    options = LlmOptions.from_settings(settings)
+    if options.llm_backend == "openai":
+        return OpenAiBackend(options)
+    return LlamaCppBackend(options)
 
 
 # --------------------------------------------------------------------------------------
@@ -178,24 +180,24 @@ def default_llm_threads() -> int:
 
 
 class LlamaCppBackend:
-    """A local GGUF model. `settings.llm_model`: `embedded`, a path, or `hf:<repo>/<file>`."""
+    """A local GGUF model. `options.llm_model`: `embedded`, a path, or `hf:<repo>/<file>`."""
 
     name = "llama_cpp"
     local_prompt_cache = True  # the context keeps the last prompt's evaluation: evaluating one ahead pays
 
-    def __init__(self, settings: Settings) -> None:
-        path = str(resolve_gguf(settings.llm_model))
-        threads = settings.llm_threads or default_llm_threads()
-        key = f"llama_cpp:{path}:ctx={settings.llm_context}:gpu={settings.llm_gpu_layers}:threads={threads}"
+    def __init__(self, options: LlmOptions) -> None:
+        path = str(resolve_gguf(options.llm_model))
+        threads = options.llm_threads or default_llm_threads()
+        key = f"llama_cpp:{path}:ctx={options.llm_context}:gpu={options.llm_gpu_layers}:threads={threads}"
         self._loaded: _LoadedLlama = MODELS.get(
             key,
-            lambda: _load_llama(path, n_ctx=settings.llm_context, n_gpu_layers=settings.llm_gpu_layers, n_threads=threads),
+            lambda: _load_llama(path, n_ctx=options.llm_context, n_gpu_layers=options.llm_gpu_layers, n_threads=threads),
         )
         self.model_path = path
         self.model_name, n_params = _model_identity(self._loaded.llm, path)
-        self.profile = profile_for(settings, self.model_name, n_params)
+        self.profile = profile_for(options, self.model_name, n_params)
         self.temperature = self.profile.sampling.temperature
-        self.context_tokens = settings.llm_context
+        self.context_tokens = options.llm_context
 
     def count_tokens(self, text: str) -> int:
         if not text:
@@ -271,27 +273,27 @@ class LlamaCppBackend:
 
 
 class OpenAiBackend:
-    """Streams from `settings.llm_base_url` + `/chat/completions` through the `openai` SDK
+    """Streams from `options.llm_base_url` + `/chat/completions` through the `openai` SDK
     (`brain.openai_client`): timeouts, retries with back-off on 429/5xx, LLM_API_KEY, cancellation that
     closes the stream."""
 
     name = "openai"
     local_prompt_cache = False  # the server keeps its own (`cache_prompt`)
 
-    def __init__(self, settings: Settings, *, connect_timeout: float = 10.0, read_timeout: float | None = None) -> None:
-        url = urlsplit(settings.llm_base_url.rstrip("/"))
+    def __init__(self, options: LlmOptions, *, connect_timeout: float = 10.0, read_timeout: float | None = None) -> None:
+        url = urlsplit(options.llm_base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.hostname:
-            raise ModelLoadError(f"LLM_BASE_URL={settings.llm_base_url!r}: expected http(s)://host[:port]/v1")
-        self.base_url = settings.llm_base_url.rstrip("/")
-        self.model = settings.llm_model
-        self.model_name = settings.llm_model
-        self.profile = profile_for(settings, settings.llm_model)
+            raise ModelLoadError(f"LLM_BASE_URL={options.llm_base_url!r}: expected http(s)://host[:port]/v1")
+        self.base_url = options.llm_base_url.rstrip("/")
+        self.model = options.llm_model
+        self.model_name = options.llm_model
+        self.profile = profile_for(options, options.llm_model)
         self.temperature = self.profile.sampling.temperature
-        self.context_tokens = settings.llm_context
+        self.context_tokens = options.llm_context
         self._client = OpenAiChatClient(
-            self.base_url, settings.llm_api_key, connect_timeout=connect_timeout,
-            read_timeout=settings.llm_timeout_s if read_timeout is None else read_timeout,
-            max_retries=settings.llm_max_retries,
+            self.base_url, options.llm_api_key, connect_timeout=connect_timeout,
+            read_timeout=options.llm_timeout_s if read_timeout is None else read_timeout,
+            max_retries=options.llm_max_retries,
         )
 
     def count_tokens(self, text: str) -> int:

@@ -11,6 +11,7 @@ import pytest
 from runtime.errors import ModelLoadError
 from runtime.settings import load_settings
 from brain.llm import LlamaCppBackend, make_backend
+from brain.llm_options import LlmOptions
 
 MESSAGES = [
     {"role": "system", "content": "You are Juniper, a cheerful friend in a voice chat. Answer in two short sentences."},
@@ -45,7 +46,7 @@ def test_streams_tokens_after_a_ready_marker(backend) -> None:
 
 
 def test_the_model_is_loaded_once_and_shared(backend) -> None:
-    again = LlamaCppBackend(load_settings(env={}, env_file=None))
+    again = LlamaCppBackend(LlmOptions.from_settings(load_settings(env={}, env_file=None)))
     assert again._loaded is backend._loaded
 
 
@@ -120,11 +121,11 @@ def test_waiting_for_the_model_can_be_cancelled(backend) -> None:
 
 def test_missing_or_bad_gguf_is_a_clear_model_load_error(tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="no such GGUF file"):
-        LlamaCppBackend(load_settings(env={"LLM_MODEL": str(tmp_path / "nope.gguf")}, env_file=None))
+        LlamaCppBackend(LlmOptions.from_settings(load_settings(env={"LLM_MODEL": str(tmp_path / "nope.gguf")}, env_file=None)))
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a gguf at all" * 100)
     with pytest.raises(ModelLoadError, match="bogus.gguf"):
-        LlamaCppBackend(load_settings(env={"LLM_MODEL": str(bogus)}, env_file=None))
+        LlamaCppBackend(LlmOptions.from_settings(load_settings(env={"LLM_MODEL": str(bogus)}, env_file=None)))
 
 
 def test_llama_cpp_housekeeping_goes_to_logging_not_stderr(backend, capfd, caplog) -> None:

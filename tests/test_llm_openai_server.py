@@ -18,6 +18,7 @@ from simulator.llama_server import LlamaServer, free_port
 from runtime.models import embedded_gguf_path
 from runtime.settings import load_settings
 from brain.llm import LlmError, OpenAiBackend, make_backend
+from brain.llm_options import LlmOptions
 
 pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are in requirements-dev.txt")
 
@@ -52,7 +53,7 @@ def test_streams_tokens(backend) -> None:
 def test_same_answer_as_the_in_process_backend_at_temperature_zero(backend) -> None:
     from brain.llm import LlamaCppBackend
 
-    local = LlamaCppBackend(load_settings(env={}, env_file=None))
+    local = LlamaCppBackend(LlmOptions.from_settings(load_settings(env={}, env_file=None)))
     remote_text = "".join(backend.stream(MESSAGES, max_tokens=12, stop=[], cancel=threading.Event(), temperature=0.0))
     local_text = "".join(local.stream(MESSAGES, max_tokens=12, stop=[], cancel=threading.Event(), temperature=0.0))
     assert remote_text.strip() and remote_text.split()[:3] == local_text.split()[:3]
@@ -97,7 +98,7 @@ def test_http_errors_are_clear(backend) -> None:
 
 def test_unreachable_server_is_a_clear_error() -> None:
     settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}, env_file=None)
-    backend = OpenAiBackend(settings)
+    backend = OpenAiBackend(LlmOptions.from_settings(settings))
     with pytest.raises(LlmError, match="cannot reach the LLM server"):
         list(backend.stream(MESSAGES, max_tokens=5, stop=[], cancel=threading.Event()))
 

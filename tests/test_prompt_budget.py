@@ -8,6 +8,7 @@ import pytest
 
 from runtime.settings import load_settings
 from brain.llm import LlamaCppBackend
+from brain.llm_options import LlmOptions
 from brain.prompt import HistoryLine, build_messages, estimate_tokens, prompt_tokens
 from conversation.persona_library import load_persona
 from conversation.room import RoomLine
@@ -24,7 +25,7 @@ def persona():
 @pytest.fixture(scope="module")
 def count_tokens():
     """SmolLM2's own tokenizer (the embedded GGUF)."""
-    return LlamaCppBackend(load_settings(env={}, env_file=None)).count_tokens
+    return LlamaCppBackend(LlmOptions.from_settings(load_settings(env={}, env_file=None))).count_tokens
 
 
 def long_history(n: int) -> list[HistoryLine]:
@@ -146,7 +147,7 @@ def test_the_spoken_notice_stays_out_of_the_prompts_the_greeting_stays_in(person
     from brain.responder import Responder
 
     settings = load_settings(env={}, env_file=None)
-    responder = Responder(settings, llm=LlamaCppBackend(settings), scheduler=None)
+    responder = Responder(settings, llm=LlamaCppBackend(LlmOptions.from_settings(settings)), scheduler=None)
     notice = spoken_notice(persona.name)
     VoiceSession(settings=settings, persona=persona, responder=responder, player=None, bot_user_id=1,
                  members=((2, "Alice"),), notice=notice)

@@ -15,6 +15,7 @@ from runtime.scheduler import ModelScheduler
 from runtime.settings import load_settings
 from brain.chunker import SpeechChunker
 from brain.llm import OpenAiBackend, make_backend
+from brain.llm_options import LlmOptions
 from brain.prompt import HistoryLine
 from brain.responder import Responder, ReplyResult
 from conversation.persona import VoiceSpec
@@ -152,7 +153,7 @@ async def test_an_unreachable_llm_server_ends_the_reply_with_an_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = SETTINGS.replace(llm_backend="openai", llm_base_url=f"http://127.0.0.1:{port}/v1")
-    r = Responder(settings, llm=OpenAiBackend(settings), scheduler=ModelScheduler("exclusive"))
+    r = Responder(settings, llm=OpenAiBackend(LlmOptions.from_settings(settings)), scheduler=ModelScheduler("exclusive"))
     sink = RecordingSink()
     result = await r.respond(juniper(), question("Hello?"), situation=SITUATION, sink=sink)
     assert result.stop_reason == "error" and "cannot reach the LLM server" in (result.error or "")

@@ -10,6 +10,7 @@ import pytest
 
 from runtime.settings import load_settings
 from brain.llm import LlamaCppBackend
+from brain.llm_options import LlmOptions
 from brain.profile import TRANSCRIPT_LAYOUT, is_pretrained, profile_for
 from brain.prompt import HistoryLine, build_messages
 from brain.transcript import render_transcript
@@ -62,7 +63,7 @@ def test_pretrained_models_are_told_by_name_and_only_a_local_one_gets_the_transc
 
 @pytest.fixture(scope="module")
 def gemma() -> LlamaCppBackend:
-    return LlamaCppBackend(load_settings(env={"LLM_MODEL": "preset:gemma3-270m"}, env_file=None))
+    return LlamaCppBackend(LlmOptions.from_settings(load_settings(env={"LLM_MODEL": "preset:gemma3-270m"}, env_file=None)))
 
 
 def test_gemma_continues_the_transcript_with_one_line_of_its_own(gemma, persona) -> None:
