@@ -27,6 +27,7 @@ from runtime.errors import ModelLoadError
 from runtime.settings import Settings
 from brain.llm_options import LlmOptions
 from brain.openai_client import LlmServerError, OpenAiChatClient
+from brain.avoid_words import single_token_variants
 from brain.profile import ModelProfile, Sampling, profile_for
 from brain.transcript import LINE_STOPS, render_transcript
 
@@ -198,11 +199,23 @@ class LlamaCppBackend:
         self.profile = profile_for(options, self.model_name, n_params)
         self.temperature = self.profile.sampling.temperature
         self.context_tokens = options.llm_context
+        self._avoid_cache: dict[tuple[str, ...], dict[int, float]] = {}
 
     def count_tokens(self, text: str) -> int:
         if not text:
             return 0
         return len(self._loaded.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def _avoided(self, words: tuple[str, ...]) -> dict[int, float]:
+        """The logit bias that keeps `words` out of a reply (brain.avoid_words), computed once per word list."""
+        if not words:
+            return {}
+        cache = self._avoid_cache
+        if words not in cache:
+            llm = self._loaded.llm
+            cache[words] = single_token_variants(
+                words, lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return cache[words]
 
     def stream(
         self,
@@ -244,6 +257,7 @@ class LlamaCppBackend:
                     presence_penalty=sampling.presence_penalty,
                     frequency_penalty=sampling.frequency_penalty,
                     seed=sampling.seed,
+                    logit_bias=self._avoided(sampling.avoid_words) or None,
                 )
                 for chunk in chunks:
                     if cancel.is_set():

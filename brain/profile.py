@@ -36,6 +36,8 @@ class Sampling:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     seed: int | None = None  # None: a fresh random seed per request
+    # words kept out of a reply unless the member's line calls for them (brain.avoid_words; in-process llama.cpp)
+    avoid_words: tuple[str, ...] = ()
 
     def replace(self, **changes: Any) -> "Sampling":
         return replace(self, **changes)
@@ -74,12 +76,15 @@ class ModelProfile:
                 "small_model_repairs": self.small_model_repairs, "address_only_speaker": self.address_only_speaker}
 
 
+# SmolLM2-135M apologizes and condoles whatever it is asked (brain.avoid_words; measured in docs/reply-quality.md).
+SMOLLM_AVOID_WORDS = ("sorry", "apologize", "condolences")
+
 # Sampling per model family: the families' published generation defaults (Llama 3.1 and Qwen 2.5
 # generation_config, Gemma 3's recommended settings), and for SmolLM2 what the quality benchmark measured
 # (README, "Reply quality": without a repetition penalty it loops). Any LLM_* sampling setting overrides.
 FAMILY_SAMPLING: dict[str, Sampling] = {
     "smollm": Sampling(temperature=0.5, top_p=0.9, top_k=40, min_p=0.1, repeat_penalty=1.15, presence_penalty=0.0,
-                       frequency_penalty=0.0),
+                       frequency_penalty=0.0, avoid_words=SMOLLM_AVOID_WORDS),
     "llama": Sampling(temperature=0.6, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.05),
     "qwen": Sampling(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.05),
     "gemma": Sampling(temperature=1.0, top_p=0.95, top_k=64, min_p=0.0, repeat_penalty=1.0),

@@ -26,6 +26,7 @@ from runtime.scheduler import SchedulerCancelled
 from brain.budget import ReplyBudget
 from brain.chunker import Fragment
 from brain.clean import SpeechCleaner
+from brain.avoid_words import words_to_avoid
 from brain.prompt import as_history_line
 
 if TYPE_CHECKING:
@@ -183,6 +184,8 @@ class ReplyRun:
             self.situation, getattr(self.situation, "short", "")]
         # Its own last lines: a sentence repeating one is not spoken either.
         said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
+        member_lines = [line.text for line in map(as_history_line, self.history) if not line.is_bot]
+        latest_member_line = member_lines[-1] if member_lines else ""
         budget = ReplyBudget(
             max_words=getattr(self.persona, "max_reply_words", None),
             max_sentences=getattr(self.persona, "max_reply_sentences", None),
@@ -191,8 +194,10 @@ class ReplyRun:
         for attempt in range(1, EMPTY_REPLY_ATTEMPTS + 1):
             self.result.attempts = attempt
             last = attempt == EMPTY_REPLY_ATTEMPTS  # the last sample may repeat: better than silence
-            reason = self._generate(messages, instructions, [] if last else said_before, budget,
-                                    r.sampling_for(attempt, temperature))
+            sampling = r.sampling_for(attempt, temperature)
+            if getattr(sampling, "avoid_words", ()):
+                sampling = sampling.replace(avoid_words=words_to_avoid(sampling.avoid_words, latest_member_line))
+            reason = self._generate(messages, instructions, [] if last else said_before, budget, sampling)
             if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
