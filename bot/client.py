@@ -45,11 +45,12 @@ SessionHook = Callable[[int, object], Awaitable[None]]
 STORAGE_RETRY_S = (5.0, 15.0, 30.0, 60.0)  # waits between attempts to open an unavailable database (then 60 s)
 
 
-def chorus_intents() -> discord.Intents:
-    """Guilds and voice states only: no message content or other privileged intents needed."""
+def chorus_intents(members: bool = False) -> discord.Intents:
+    """Guilds, voice states; `members` (FORGET_MEMBERS_WHO_LEAVE): the privileged intent telling who leaves."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.voice_states = True
+    intents.members = members
     return intents
 
 
@@ -72,8 +73,8 @@ class ChorusBot(commands.Bot):
         metrics: Metrics | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=chorus_intents(), help_command=None,
-                         **client_options)
+        super().__init__(command_prefix=commands.when_mentioned, help_command=None,
+                         intents=chorus_intents(settings.forget_members_who_leave), **client_options)
         self.settings = settings
         self._personas_given = personas is not None
         self.personas: PersonaLibrary = personas if personas is not None else PersonaLibrary(folder=settings.personas_dir)

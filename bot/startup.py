@@ -63,8 +63,10 @@ def _fatal(exc: BaseException) -> StartupError | None:
         return StartupError("DISCORD_TOKEN was rejected by Discord: copy a fresh token from the developer portal "
                             "(your application > Bot > Reset Token) into .env")
     if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return StartupError("Discord refused the gateway intents chorus asks for (guilds, voice states): check "
-                            "the application's Bot > Privileged Gateway Intents in the developer portal")
+        return StartupError("Discord refused the gateway intents chorus asks for (guilds, voice states, and server "
+                            "members with FORGET_MEMBERS_WHO_LEAVE=true): turn Server Members Intent on under the "
+                            "application's Bot > Privileged Gateway Intents in the developer portal, or set "
+                            "FORGET_MEMBERS_WHO_LEAVE=false")
     if isinstance(exc, discord.ConnectionClosed) and exc.code in (4004, 4013, 4014):
         return StartupError(f"Discord closed the gateway ({exc.code}: {exc.reason or 'refused'}): check the "
                             "token and the application's gateway intents in the developer portal")

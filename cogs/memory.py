@@ -1,4 +1,5 @@
-"""`/privacy optout|optin` (each member) and `/memory show|forget` (each member), `/memory off|on` (Manage Server).
+"""`/privacy optout|optin` (each member) and `/memory show|forget` (each member), `/memory off|on` (Manage Server),
+and a member leaving the server (their data deleted after the grace period: `memory.removal`).
 
 Opting out takes effect at once: the member's audio is dropped in the receive layer before decoding,
 what was remembered about them is deleted, and the choice is saved. `/memory forget` asks for a
@@ -79,6 +80,27 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whe
         await answer(interaction,
                      f"Done: I no longer listen to you in this server (your voice is dropped before it is decoded: "
                      f"never transcribed or stored){gone}. /privacy optin undoes this.")
+
+    @commands.Cog.listener()
+    async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
+        """A member left the server (or was kicked or banned; needs the members intent, FORGET_MEMBERS_WHO_LEAVE):
+        what is kept about them there is deleted after REMOVAL_GRACE_DAYS unless they rejoin."""
+        if self.bot.user is not None and payload.user.id == self.bot.user.id:
+            return  # the bot itself: on_guild_remove
+        try:
+            await self.bot.memory.member_left(payload.guild_id, payload.user.id, names_of(payload.user))
+        except StorageError as exc:
+            log.warning("guild %d: user %d left; their data could not be marked for deletion now (%s)",
+                        payload.guild_id, payload.user.id, exc.kind)
+
+    @commands.Cog.listener()
+    async def on_member_join(self, member: discord.Member) -> None:
+        """Back within the grace period (needs the members intent): nothing about them is deleted."""
+        try:
+            await self.bot.memory.member_returned(member.guild.id, member.id)
+        except StorageError as exc:
+            log.warning("guild %d: user %d rejoined; their departure mark could not be cleared (%s)",
+                        member.guild.id, member.id, exc.kind)
 
     @app_commands.command(name="optin", description="Let the bot listen to you again")
     async def optin(self, interaction: discord.Interaction) -> None:

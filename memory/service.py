@@ -20,6 +20,7 @@ from discord.ext import tasks
 from memory.extract import Fact
 from memory.recall import Recall
 from memory.recorder import CallRecorder, scrub_names
+from memory.removal import Removals
 from memory.responder import RememberingResponder, accepts_memory
 from memory.store import Memory, MemoryStore
 from memory.writer import WriteQueue
@@ -36,7 +37,7 @@ PRIVACY_RETRY_S = 5.0
 CLOSE_DRAIN_S = 15.0
 
 
-class MemoryService:
+class MemoryService(Removals):
     def __init__(self, settings: Any, db: "Database", guild_store: "GuildStore", *,
                  count_tokens: Callable[[str], int] | None = None) -> None:
         from brain.prompt import estimate_tokens
@@ -196,7 +197,7 @@ class MemoryService:
         names += [name for uid, name in (present or {}).items() if self.is_opted_out(guild_id, uid)]
         return scrub_names(text, names) if names else text
 
-    # -- memory on/off, show, forget ------------------------------------------------------------------
+    # -- memory on/off, show, forget (removal after a grace period: `memory.removal`) ------------------------------------------------------------------
     def remembers(self, guild_id: int) -> bool:
         """Memory on for the guild: on for the bot, the setting known (fails closed) and not turned off."""
         return (bool(self.settings.memory_enabled) and self.guild_store.loaded
@@ -233,30 +234,14 @@ class MemoryService:
 
     def queue_summary(self, guild_id: int, user_id: int, key: str, text: str, *, heard: Iterable[int] = ()) -> None:
         """Queue a member's call summary; `heard`: the other members whose lines it was made from."""
+        heard_ids = sorted({user_id, *heard})
+
         async def write() -> object:
             if not self.may_keep(guild_id, user_id):
                 return False
-            return await self.store.add_summary(guild_id, user_id, key, text)
+            return await self.store.add_summary(guild_id, user_id, key, text, heard=heard_ids)
 
-        self.writes.submit("call summary", write, involves=[(guild_id, uid) for uid in {user_id, *heard}])
-
-    async def guild_removed(self, guild_id: int) -> None:
-        """`on_guild_remove`: the guild's rows are deleted after REMOVAL_GRACE_DAYS (at once when 0)."""
-        await self.store.mark_guild_removed(guild_id)
-        if self.settings.removal_grace_days <= 0:
-            await self.purge_removed_guilds()
-
-    async def guild_returned(self, guild_id: int) -> None:
-        """`on_guild_join`: added back within the grace period: nothing is deleted."""
-        await self.store.unmark_guild_removed(guild_id)
-
-    async def purge_removed_guilds(self) -> list[int]:
-        gone = await self.store.purge_removed_guilds(time.time() - self.settings.removal_grace_days * 86400.0)
-        for guild_id in gone:
-            self.guild_store.drop_local(guild_id)
-            self._opted_out = {g: u for g, u in self._opted_out.items() if g != guild_id}
-            log.info("guild %d: the bot was removed from it; everything kept about it was deleted", guild_id)
-        return gone
+        self.writes.submit("call summary", write, involves=[(guild_id, uid) for uid in heard_ids])
 
     async def _hourly_purge(self) -> None:
         if not self._purges_started:
@@ -264,7 +249,7 @@ class MemoryService:
         self._purges_started = False
 
     async def purge_now(self) -> int:
-        """Retention and removed servers (hourly, and at start)."""
+        """Retention, removed servers and members who left (hourly, and at start)."""
         self._purge_idle.clear()
         try:
             return await self._purge()
@@ -276,6 +261,10 @@ class MemoryService:
             await self.purge_removed_guilds()
         except StorageError as exc:
             log.warning("removed servers' data not purged this time: %s", exc.kind)
+        try:
+            await self.purge_departed_members()
+        except StorageError as exc:
+            log.warning("data of members who left not purged this time: %s", exc.kind)
         days = self.settings.memory_retention_days
         if days <= 0:
             return 0

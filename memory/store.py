@@ -5,12 +5,15 @@ failure comes out as a `StorageError`. Full-text search is FTS5 (porter stemming
 `tsvector` (english) on PostgreSQL; both rank by relevance (bm25; ts_rank normalized by length,
 so a short fact on the point beats a long summary).
 
-A member who opted out has exactly one row here: (guild id, user id, opted out). Opting out and
-`/memory forget` delete everything else about them, including their name in other members' rows.
+A member who opted out has exactly one row here: (guild id, user id, opted out). Opting out, `/memory forget`
+and leaving the server (after the grace period) delete everything else about them: their rows, the call summaries
+of others made from their lines (found by user id in `memory_sources`), and their name in others' rows that carry
+no sources (facts; summaries stored before sources were kept), by its spoken forms.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -21,10 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from memory.extract import Fact
 from storage.db import Database, upsert
-from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memories, storage_meta
+from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memories, memory_sources, storage_meta
 
 MAX_SEARCH_TERMS = 12
 REMOVED_PREFIX = "guild_removed:"  # storage_meta key: when the bot was removed from that guild
+LEFT_PREFIX = "member_left:"  # storage_meta key (+ "guild:user"): when a member left that guild, and their names
 STOPWORDS = frozenset("""
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
@@ -103,7 +107,10 @@ class MemoryStore:
                                           ["text", "updated_at"]))
         return len(facts)
 
-    async def add_summary(self, guild_id: int, user_id: int, key: str, text: str, *, now: float | None = None) -> bool:
+    async def add_summary(self, guild_id: int, user_id: int, key: str, text: str, *, now: float | None = None,
+                          heard: Iterable[int] | None = None) -> bool:
+        """Store a member's call summary; `heard`: the members whose lines it was made from (kept as its sources
+        with its owner; None: unknown, then forgetting a member looks for their names in it)."""
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
             if not await self._may_remember(conn, guild_id, user_id):
@@ -112,6 +119,13 @@ class MemoryStore:
                    "created_at": now, "updated_at": now}
             await conn.execute(upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"],
                                       ["text", "updated_at"]))
+            if heard is not None:
+                memory_id = (await conn.execute(sa.select(memories.c.id).where(
+                    memories.c.guild_id == guild_id, memories.c.user_id == user_id,
+                    memories.c.key == key[:200]))).scalar_one()
+                await conn.execute(sa.delete(memory_sources).where(memory_sources.c.memory_id == memory_id))
+                await conn.execute(sa.insert(memory_sources), [{"memory_id": memory_id, "user_id": uid}
+                                                               for uid in sorted({user_id, *heard})])
         return True
 
     # -- reading ------------------------------------------------------------------------------------
@@ -177,24 +191,35 @@ class MemoryStore:
 
     # -- forgetting -----------------------------------------------------------------------------------
     async def forget_member(self, guild_id: int, user_id: int, names: Iterable[str] = ()) -> int:
-        """Delete every memory of a member in a guild, and replace their names in other members' memories
-        there with "someone". Returns the rows deleted."""
+        """Delete everything about a member in a guild (`_erase_member`). Returns their rows deleted."""
         async with self.db.transaction() as conn:
-            deleted = (await conn.execute(
-                sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
-            )).rowcount or 0
-            await self._scrub_names(conn, guild_id, names)
+            deleted = await self._erase_member(conn, guild_id, user_id, names)
         await self.db.scrub_deleted()
+        return deleted
+
+    async def _erase_member(self, conn: AsyncConnection, guild_id: int, user_id: int, names: Iterable[str]) -> int:
+        """Every memory of the member in the guild, the summaries of others made from their lines (by id: their
+        words may be in them), and their names in others' rows that carry no sources (replaced by "someone").
+        Returns the member's own rows deleted."""
+        deleted = (await conn.execute(
+            sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+        )).rowcount or 0
+        heard_them = sa.select(memory_sources.c.memory_id).where(memory_sources.c.user_id == user_id)
+        await conn.execute(sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.id.in_(heard_them)))
+        await self._scrub_names(conn, guild_id, names)
         return int(deleted)
 
     async def _scrub_names(self, conn: AsyncConnection, guild_id: int, names: Iterable[str]) -> None:
+        """The names' spoken forms (whole words, case-sensitive) replaced in the guild's rows without sources:
+        a summary with sources holds only the words of the members it lists (found by id instead)."""
         forms = spoken_forms(names)
         if not forms:
             return
         patterns = name_patterns(forms)
         like = sa.or_(*[memories.c.text.ilike(f"%{form}%") for form in forms])
+        has_sources = sa.exists().where(memory_sources.c.memory_id == memories.c.id)
         rows = (await conn.execute(sa.select(memories.c.id, memories.c.text)
-                                   .where(memories.c.guild_id == guild_id, like))).all()
+                                   .where(memories.c.guild_id == guild_id, like, ~has_sources))).all()
         for row_id, text in rows:
             new = text
             for pattern in patterns:
@@ -224,7 +249,7 @@ class MemoryStore:
 
     async def purge_removed_guilds(self, removed_before: float) -> list[int]:
         """Delete every row of the guilds the bot was removed from before `removed_before` (epoch seconds):
-        settings, opt-outs, memories. Returns those guilds."""
+        settings, opt-outs, memories (with their sources), members' departure marks. Returns those guilds."""
         async with self.db.transaction() as conn:
             marks = (await conn.execute(sa.select(storage_meta).where(
                 storage_meta.c.key.like(f"{REMOVED_PREFIX}%")))).mappings().all()
@@ -233,9 +258,48 @@ class MemoryStore:
                 for table in (memories, member_privacy, guild_settings):
                     await conn.execute(sa.delete(table).where(table.c.guild_id == guild_id))
                 await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{REMOVED_PREFIX}{guild_id}"))
+                await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key.like(f"{LEFT_PREFIX}{guild_id}:%")))
         if gone:
             await self.db.scrub_deleted()
         return gone
+
+    # -- a member who left a guild ----------------------------------------------------------------------------
+    async def mark_member_left(self, guild_id: int, user_id: int, names: Sequence[str], *,
+                               now: float | None = None) -> None:
+        """The member left the guild: everything about them there goes after the grace period
+        (`departed_members`, `erase_departed_member`). Their names are kept with the mark until then."""
+        value = json.dumps({"at": time.time() if now is None else now, "names": list(names)})
+        row = {"key": f"{LEFT_PREFIX}{guild_id}:{user_id}", "value": value}
+        async with self.db.transaction() as conn:
+            await conn.execute(upsert(self.db.dialect, storage_meta, row, ["key"], ["value"]))
+
+    async def unmark_member_left(self, guild_id: int, user_id: int) -> None:
+        """The member is back in the guild before the grace period ended: nothing is deleted."""
+        async with self.db.transaction() as conn:
+            await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{LEFT_PREFIX}{guild_id}:{user_id}"))
+
+    async def departed_members(self, left_before: float) -> list[tuple[int, int, list[str]]]:
+        """(guild id, user id, names) of the members who left a guild before `left_before` (epoch seconds)."""
+        async with self.db.transaction() as conn:
+            marks = (await conn.execute(sa.select(storage_meta).where(
+                storage_meta.c.key.like(f"{LEFT_PREFIX}%")))).mappings().all()
+        out = []
+        for mark in marks:
+            guild, user = mark["key"][len(LEFT_PREFIX):].split(":")
+            value = json.loads(mark["value"])
+            if float(value["at"]) < left_before:
+                out.append((int(guild), int(user), [str(n) for n in value.get("names", [])]))
+        return out
+
+    async def erase_departed_member(self, guild_id: int, user_id: int, names: Sequence[str]) -> int:
+        """Everything about a member who left the guild (as `/memory forget`), their privacy choice and the mark."""
+        async with self.db.transaction() as conn:
+            deleted = await self._erase_member(conn, guild_id, user_id, names)
+            await conn.execute(sa.delete(member_privacy).where(member_privacy.c.guild_id == guild_id,
+                                                               member_privacy.c.user_id == user_id))
+            await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{LEFT_PREFIX}{guild_id}:{user_id}"))
+        await self.db.scrub_deleted()
+        return deleted
 
     # -- privacy --------------------------------------------------------------------------------------
     async def set_opted_out(self, guild_id: int, user_id: int, opted_out: bool, names: Iterable[str] = ()) -> int:
@@ -243,10 +307,7 @@ class MemoryStore:
         deleted = 0
         async with self.db.transaction() as conn:
             if opted_out:
-                deleted = (await conn.execute(
-                    sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
-                )).rowcount or 0
-                await self._scrub_names(conn, guild_id, names)
+                deleted = await self._erase_member(conn, guild_id, user_id, names)
                 row = {"guild_id": guild_id, "user_id": user_id, "opted_out": True, "changed_at": time.time()}
                 await conn.execute(upsert(self.db.dialect, member_privacy, row, ["guild_id", "user_id"],
                                           ["opted_out", "changed_at"]))

@@ -238,6 +238,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("MEMORY_ENABLED", "memory_enabled", _bool, True, "Remember what members tell about themselves and a short summary of each call (a server can turn it off with /memory off)."),
     SettingSpec("MEMORY_RETENTION_DAYS", "memory_retention_days", _int_range(0, 36500), 90, "Memories not renewed for this many days are deleted (checked hourly); 0 keeps them until forgotten."),
     SettingSpec("REMOVAL_GRACE_DAYS", "removal_grace_days", _int_range(0, 365), 7, "When the bot is removed from a server, everything it keeps about that server (settings, opt-outs, memories) is deleted after this many days (checked hourly) unless it is added back."),
+    SettingSpec("FORGET_MEMBERS_WHO_LEAVE", "forget_members_who_leave", _bool, False, "Ask Discord for the privileged Server Members intent, so that when a member leaves a server, everything kept about them there (their memories, others' call summaries made from their lines, their name in others' memories, their opt-out) is deleted after REMOVAL_GRACE_DAYS unless they rejoin. Turn the intent on first in the developer portal (Bot > Privileged Gateway Intents), or Discord refuses the login. Off (the default): the bot is not told who leaves; their memories are deleted when MEMORY_RETENTION_DAYS ends (or with the server's data when the bot is removed), and an opt-out is kept until they opt in again."),
     SettingSpec("MEMORY_PROMPT_TOKENS", "memory_prompt_tokens", _int_range(0, 2000), 96, "Token budget of the memories recalled into a reply's prompt (the most relevant first)."),
     SettingSpec("MEMORY_SUMMARY", "memory_summary", _choice("llm", "extractive", "off"), "extractive", "Call summaries: `extractive` (the member's own most telling lines), `llm` (written by MEMORY_LLM_MODEL; use it with a bigger model than SmolLM2-135M), `off`."),
     SettingSpec("MEMORY_LLM_MODEL", "memory_llm_model", _str, "", "Model that writes call summaries: empty = the reply model (LLM_MODEL); or another GGUF (path, `hf:`) / server model name, e.g. a bigger one."),
@@ -323,6 +324,7 @@ class Settings:
     memory_enabled: bool
     memory_retention_days: int
     removal_grace_days: int
+    forget_members_who_leave: bool
     memory_prompt_tokens: int
     memory_summary: str
     memory_llm_model: str

@@ -10,7 +10,11 @@ Discord ids are 64-bit integers.
   (`kind` = "fact", `key` names the slot, e.g. "name" or "likes:jazz") and call summaries
   (`kind` = "summary", `key` = "call:<call id>:<part>"). Full-text indexed: an FTS5 table kept by
   triggers on SQLite, a generated `tsvector` column on PostgreSQL.
-- `storage_meta`: small key/value facts about the store itself (e.g. when guilds.json was imported).
+- `memory_sources`: for a call summary, the members whose lines it was made from (its owner and the others
+  heard in that part of the call), by user id: forgetting a member finds the summaries that hold their words by
+  id. Rows without sources (facts, summaries stored before 0003) are searched for the member's spoken names.
+- `storage_meta`: small key/value facts about the store itself (e.g. when guilds.json was imported, when the bot
+  was removed from a server or a member left one: the deletions after `REMOVAL_GRACE_DAYS`).
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ memories = sa.Table(
     sa.Index("ix_memories_member", "guild_id", "user_id"),
     sa.Index("ix_memories_updated_at", "updated_at"),
 )
+
+memory_sources = sa.Table(
+    "memory_sources",
+    metadata,
+    sa.Column("memory_id", sa.Integer, sa.ForeignKey("memories.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Index("ix_memory_sources_user", "user_id"),
+)  # 0003; on SQLite a trigger deletes a memory's sources with it
 
 storage_meta = sa.Table(
     "storage_meta",

@@ -29,6 +29,12 @@ def test_intents_are_minimal_and_unprivileged() -> None:
     assert not intents.message_content and not intents.members and not intents.presences
 
 
+def test_members_intent_only_when_members_who_leave_are_forgotten(tmp_path: Path) -> None:
+    assert not ChorusBot(make_settings(tmp_path)).intents.members  # the default: no privileged intent
+    bot = ChorusBot(make_settings(tmp_path, FORGET_MEMBERS_WHO_LEAVE="true"))
+    assert bot.intents.members and not bot.intents.message_content and not bot.intents.presences
+
+
 def test_bot_holds_its_parts(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     bot = ChorusBot(settings)

@@ -114,3 +114,24 @@ async def test_names_are_scrubbed_as_spoken_never_as_common_words(tmp_path: Path
     assert [m.text for m in await store.about(GUILD, ALICE)] == ['said "someone and I will meet in may"']
     await service.close()
     await service.db.close()
+
+
+async def test_names_are_removed_by_member_id_where_rows_carry_it(db_url: str, tmp_path: Path) -> None:
+    """Summaries carry the ids of the members whose lines they were made from: a forgotten member's summaries
+    in others' rows go by id (their words may be in them, under any name), and a summary that did not hear them
+    keeps a word that only looks like their name; rows without ids (facts) lose the name's spoken forms."""
+    service = await memory_service(db_url, tmp_path)
+    store, may = service.store, 403
+    service.queue_summary(GUILD, ALICE, "call:c1:0", 'said "we fixed the boat at last"', heard={ALICE: "Alice",
+                                                                                              may: "Maybelle"})
+    service.queue_summary(GUILD, ALICE, "call:c2:0", 'said "see you in May at the lake"', heard={ALICE: "Alice"})
+    assert await service.writes.drain(10)
+    await store.remember_facts(GUILD, ALICE, [Fact("friend", "goes climbing with May on Sundays")])
+    assert await service.forget(GUILD, may, ["~May~", "Maybelle"]) == 0
+    assert sorted(m.text for m in await service.about(GUILD, ALICE)) == [
+        "goes climbing with someone on Sundays", 'said "see you in May at the lake"']
+    await store.add_summary(GUILD, ALICE, "call:c3:0", 'said "the harbour was calm"', heard=[BOB])
+    await service.opt_out(GUILD, BOB, ["Bob"])  # opting out removes the same way
+    assert [m.key for m in await service.about(GUILD, ALICE)] == ["friend", "call:c2:0"]
+    await service.close()
+    await service.db.close()

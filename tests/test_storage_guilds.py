@@ -35,7 +35,7 @@ async def test_schema_is_migrated_to_the_newest_revision_once(db_url: str, tmp_p
     await db.open()
     await db.open()  # a second start finds nothing to do
     async with db.transaction() as conn:
-        assert await conn.run_sync(current_revision) == "0002"
+        assert await conn.run_sync(current_revision) == "0003"
         tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
     assert {"guild_settings", "member_privacy", "memories", "storage_meta", "alembic_version"} <= tables
     await db.close()
