@@ -1,6 +1,7 @@
 """The database and command cases of the privacy fault matrix (`benchmarks.privacy_faults`): each provokes one
-fault on the real code (a SQLite file that goes away, a write lock held on it, a migration that dies, the bot
-removed from a server) and returns what was left behind (`leaks`) and the late answers (`late_replies`)."""
+fault on the real code (a SQLite file that goes away, a write lock held on it, a migration that dies) and returns
+what was left behind (`leaks`) and the late answers (`late_replies`). The bot removed from a server and a member
+leaving one: `benchmarks.privacy_removal_cases`."""
 
 from __future__ import annotations
 
@@ -304,31 +305,6 @@ async def case_commands_during_database_stall(tmp: Path) -> Result:
     return {"built": True, "leaks": leaks, "late_replies": late, "commands": results}
 
 
-async def case_bot_removed(tmp: Path) -> Result:
-    """The bot is removed from a server: past the grace period nothing about that server is left (settings,
-    opt-outs, memories); a server that added it back within the grace period keeps everything."""
-    from memory.extract import Fact
-
-    service = await _service(tmp / "removed")
-    await service.db.open()
-    await service.guild_store.load()
-    back = GUILD + 1
-    for guild in (GUILD, back):
-        await service.guild_store.set_persona(guild, "Trixie")
-        await service.store.remember_facts(guild, ALICE, [Fact("home", "lives in Oslo")])
-        await service.opt_out(guild, BOB, ["Bob"])
-    past = time.time() - (service.settings.removal_grace_days + 1) * 86400
-    await service.store.mark_guild_removed(GUILD, now=past)
-    await service.store.mark_guild_removed(back, now=past)
-    await service.guild_returned(back)
-    await service.purge_now()
-    left = (await service.store.count_about(GUILD, ALICE) + len((await service.store.opted_out()).get(GUILD, ()))
-            + int(service.guild_store.get(GUILD).persona is not None))
-    kept = await service.store.count_about(back, ALICE)
-    await service.db.close()
-    return {"built": True, "leaks": left, "late_replies": 0, "rows_left": left, "readded_server_rows_kept": kept}
-
-
 async def case_migration_killed_half_way(tmp: Path) -> Result:
     """The first migration dies after creating some tables: nothing half-made stays; the next start works."""
     from alembic.operations import Operations
@@ -371,6 +347,5 @@ DB_CASES: list[tuple[str, Callable[[Path], Awaitable[Result]]]] = [
     ("forget_during_pending_summary", case_forget_during_pending_summary),
     ("two_overlapping_setting_commands", case_overlapping_setting_commands),
     ("slash_commands_during_10s_database_stall", case_commands_during_database_stall),
-    ("bot_removed", case_bot_removed),
     ("migration_killed_half_way", case_migration_killed_half_way),
 ]

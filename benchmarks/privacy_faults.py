@@ -1,13 +1,13 @@
 """Privacy fault matrix (issue #20): what is left of a member after each fault, and whether commands answer in time.
 
     python -m benchmarks.privacy_faults            # every built case (the opt-out ones run the real pipeline)
-    python -m benchmarks.privacy_faults --quick    # without the two loopback opt-out cases
+    python -m benchmarks.privacy_faults --quick    # without the three loopback opt-out cases
+    python -m benchmarks.privacy_faults --only member_leaves_server    # one case (or several), JSON not kept
 
 Each case provokes one fault on the real code (loopback voice channel with the real models, a SQLite file that
 goes away, a write lock held on it) and counts what is found afterwards about the member who opted out or asked
 to be forgotten: words, rows, log lines (`leaks`, must be 0), and the commands whose first answer to Discord
-came later than 3 s (`late_replies`, must be 0). Cases the issue lists that are not built yet are listed with
-`"built": false` and no numbers. Prints one JSON object, written to out/bench/privacy.json and
+came later than 3 s (`late_replies`, must be 0). Prints one JSON object, written to out/bench/privacy.json and
 docs/privacy-faults.json (keys `cases`, `leaks_total`, `late_replies`).
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.privacy_cases import DB_CASES, Result
+from benchmarks.privacy_removal_cases import REMOVAL_CASES
 from benchmarks.report import command_line, machine_info, write_json
 
 OUT = Path("out/bench/privacy.json")
@@ -32,10 +33,7 @@ FIRST = "I keep bees in my garden behind the old stone house."
 LONG = ("My cousin Robert and I go sailing on the lake near the harbour every summer, and we always "
         "bring sandwiches, lemonade and a big yellow umbrella for the afternoon sun.")
 
-NOT_BUILT = {
-    "member_leaves_server": "on_member_remove deleting the member's rows after a grace period (needs the "
-                            "privileged server-members intent chorus does not ask for)",
-}
+LOOPBACK_CASES = ("optout_between_partial_and_final", "optout_mid_word", "optout_mid_partial")  # one call, in order
 
 
 # --- the loopback opt-out cases (real pipeline) --------------------------------------------------------------------
@@ -98,42 +96,47 @@ def _leak_result(found: dict[str, list], **detail: Any) -> Result:
 
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def run(quick: bool, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Every case (`only`: those named), each on its own data under one temporary folder."""
     tmp = Path(tempfile.mkdtemp(prefix="chorus-privacy-"))
     cases: dict[str, Result] = {}
     try:
-        for name, case in DB_CASES:
-            t0 = time.monotonic()
-            cases[name] = {**await case(tmp), "seconds": round(time.monotonic() - t0, 2)}
+        for name, case in [*DB_CASES, *REMOVAL_CASES]:
+            if not only or name in only:
+                t0 = time.monotonic()
+                cases[name] = {**await case(tmp), "seconds": round(time.monotonic() - t0, 2)}
         if quick:
-            for name in ("optout_mid_word", "optout_between_partial_and_final", "optout_mid_partial"):
+            for name in LOOPBACK_CASES:
                 cases[name] = {"built": True, "skipped": "--quick"}
-        else:
+        elif not only or set(only) & set(LOOPBACK_CASES):
             t0 = time.monotonic()
             for name, result in (await _optout_cases(tmp)).items():
                 cases[name] = {**result, "seconds": round(time.monotonic() - t0, 2)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for name, why in NOT_BUILT.items():
-        cases[name] = {"built": False, "leaks": None, "late_replies": None, "not_built": why}
     measured = [c for c in cases.values() if c.get("built") and "leaks" in c]
     return {"cases": cases, "leaks_total": sum(c["leaks"] for c in measured),
-            "late_replies": sum(c["late_replies"] for c in measured),
-            "built": len(measured), "not_built": sorted(NOT_BUILT)}
+            "late_replies": sum(c["late_replies"] for c in measured), "built": len(measured)}
+
+
+def case_names() -> list[str]:
+    return [name for name, _ in [*DB_CASES, *REMOVAL_CASES]] + list(LOOPBACK_CASES)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="skip the two loopback opt-out cases")
+    parser.add_argument("--quick", action="store_true", help="skip the three loopback opt-out cases")
+    parser.add_argument("--only", nargs="+", default=[], choices=case_names(), metavar="CASE",
+                        help="run only these cases (the three loopback ones run together); nothing written to docs/")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--docs", default=str(DOCS), help="also written here (empty: not)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     started = time.time()
     result = {"command": command_line("benchmarks.privacy_faults", argv), "machine": machine_info(),
-              **asyncio.run(run(args.quick)), "wall_s": round(time.time() - started, 1)}
+              **asyncio.run(run(args.quick, args.only)), "wall_s": round(time.time() - started, 1)}
     write_json(result, args.out)
-    if args.docs:
+    if args.docs and not args.only:
         write_json(result, Path(args.docs))
     import json
 
