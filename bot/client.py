@@ -47,11 +47,7 @@ STORAGE_RETRY_S = (5.0, 15.0, 30.0, 60.0)  # waits between attempts to open an u
 
 def chorus_intents(members: bool = False) -> discord.Intents:
     """Guilds, voice states; `members` (FORGET_MEMBERS_WHO_LEAVE): the privileged intent telling who leaves."""
-    intents = discord.Intents.none()
-    intents.guilds = True
-    intents.voice_states = True
-    intents.members = members
-    return intents
+    return discord.Intents(guilds=True, voice_states=True, members=members)  # every other intent off
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -183,6 +179,8 @@ class ChorusBot(commands.Bot):
         """The bot was removed from the server: what it keeps about it is deleted after REMOVAL_GRACE_DAYS."""
         await self.stop_voice_session(guild)
         self.notices.pop(guild.id, None)
+        if self.metrics is not None:  # its metric series go now (histograms and counters too)
+            self.metrics.remove_guild(guild.id)
         try:
             await self.memory.guild_removed(guild.id)
         except StorageError as exc:

@@ -156,6 +156,20 @@ class Metrics:
         with self._lock:
             self._guilds.pop(guild_id, None)
 
+    def remove_guild(self, guild_id: int) -> int:
+        """The bot left the guild: every series labelled with it goes, histograms and counters too (nothing about
+        it is exported again). Returns the series removed."""
+        self.forget_guild(guild_id)
+        guild, removed = str(guild_id), 0
+        for metric, labels in ((self.stage_seconds, ("guild", "stage")), (self.turn_seconds, ("guild",)),
+                               (self.turns, ("guild", "outcome")), (self.shed, ("guild", "queue", "reason"))):
+            series = {tuple(sample.labels[name] for name in labels) for family in metric.collect()
+                      for sample in family.samples if sample.labels.get("guild") == guild}
+            for values in series:
+                metric.remove(*values)
+            removed += len(series)
+        return removed
+
     def guilds(self) -> list[GuildMetrics]:
         with self._lock:
             return list(self._guilds.values())

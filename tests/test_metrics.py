@@ -146,3 +146,21 @@ async def test_off_by_default_and_the_bot_wires_sessions(tmp_path: Path):
     assert health["ok"] is False and health["voice_sessions"] == [str(GUILD)]  # not connected to Discord
     await bot.stop_voice_session(guild)
     assert ("chorus_receive_decoded_total", (("guild", str(GUILD)),)) not in samples(metrics.exposition().decode())
+
+
+async def test_a_guild_that_removed_the_bot_leaves_no_series(served, tmp_path: Path):
+    """on_guild_remove: every series labelled with that guild goes (histograms, counters); others stay."""
+    metrics, _, get = served
+    other = GUILD + 1
+    for guild_id in (GUILD, other):
+        metrics.for_guild(guild_id).observe_turn({"speech_end": 10.0, "final": 10.4, "first_packet": 11.0}, "spoken")
+    metrics.shed.labels(str(GUILD), "stt", "full").inc()
+    settings = load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"),
+                                  "CHORUS_PERSONAS_DIR": str(PROJECT_ROOT / "personas")}, env_file=None)
+    bot = ChorusBot(settings, metrics=metrics)
+    await bot.on_guild_remove(types.SimpleNamespace(id=GUILD))  # type: ignore[arg-type]
+    s = samples((await get("/metrics"))[1])
+    assert not [key for key in s if ("guild", str(GUILD)) in key[1]], s
+    assert s[("chorus_turns_total", (("guild", str(other)), ("outcome", "spoken")))] == 1
+    assert s[("chorus_turn_latency_seconds_count", (("guild", str(other)),))] == 1
+    assert metrics.remove_guild(GUILD) == 0  # nothing left to remove
