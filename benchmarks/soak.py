@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from benchmarks.leak_check import Workload, repeated
 from benchmarks.load_bench import BENCH_ENV, bot_name_heard, shed_summary
 from benchmarks.process_stats import Sampler, slope_per_hour
 from benchmarks.report import command_line, machine_info, stats, write_json
@@ -46,6 +47,8 @@ FAULTS = ("4006", "1006", "4015", "udp", "4009")
 MEMBERS = 5
 REPLY_TIMEOUT_S = 45.0
 RECONNECT_WAIT_S = 30.0
+LEAK_SEED = 7  # the leak check's lines
+LEAK_FAULT = "4006"  # the leak check's voice fault: the session is invalid, a full reconnect
 
 
 class ErrorCounter(logging.Handler):
@@ -152,33 +155,68 @@ async def break_voice(run: GuildsRun, guild: GuildRun, *, until: float, every_s:
         if time.monotonic() + every_s > until:
             break
         await asyncio.sleep(every_s)
-        vc = guild.guild.voice_client
-        records = vc._connection.reconnects
-        before = len(records)
-        t0 = time.monotonic()
-        if fault == "udp":
-            await run.world.server(guild.guild_id, "block_udp")
-        else:
-            await run.world.server(guild.guild_id, "disconnect_client", int(fault))
-        entry: dict[str, Any] = {"fault": fault, "at_s": round(t0, 1)}
-        deadline = t0 + RECONNECT_WAIT_S
-        while time.monotonic() < deadline and not (len(records) > before and records[-1].finished is not None):
-            await asyncio.sleep(0.05)
-        if len(records) > before and records[-1].finished is not None:
-            r = records[-1]
-            entry.update(ok=r.ok, how=r.how, attempts=r.attempts, reconnect_s=round(r.seconds or 0.0, 3),
-                         noticed_s=round(r.started - t0, 3))
-        else:
-            entry.update(ok=False, error="no recovery recorded")
-        entry["same_session"] = run.bot.voice_sessions.get(guild.guild_id) is guild.session
-        out.append(entry)
-        log.info("soak: fault %s: %s", fault, entry)
+        out.append(await break_once(run, guild, fault))
     return out
+
+
+async def break_once(run: GuildsRun, guild: GuildRun, fault: str) -> dict[str, Any]:
+    """The voice server breaks the connection one way (`FAULTS`); waits for the recovery (RECONNECT_WAIT_S)."""
+    vc = guild.guild.voice_client
+    records = vc._connection.reconnects
+    before = len(records)
+    t0 = time.monotonic()
+    if fault == "udp":
+        await run.world.server(guild.guild_id, "block_udp")
+    else:
+        await run.world.server(guild.guild_id, "disconnect_client", int(fault))
+    entry: dict[str, Any] = {"fault": fault, "at_s": round(t0, 1)}
+    deadline = t0 + RECONNECT_WAIT_S
+    while time.monotonic() < deadline and not (len(records) > before and records[-1].finished is not None):
+        await asyncio.sleep(0.05)
+    if len(records) > before and records[-1].finished is not None:
+        r = records[-1]
+        entry.update(ok=r.ok, how=r.how, attempts=r.attempts, reconnect_s=round(r.seconds or 0.0, 3),
+                     noticed_s=round(r.started - t0, 3))
+    else:
+        entry.update(ok=False, error="no recovery recorded")
+    entry["same_session"] = run.bot.voice_sessions.get(guild.guild_id) is guild.session
+    log.info("soak: fault %s: %s", fault, entry)
+    return entry
+
+
+def call_workload(run: GuildsRun, guild: GuildRun, room: Room, faults: list[dict[str, Any]],
+                  answered: list[bool]) -> Workload:
+    """One repetition of the leak check (`benchmarks.leak_check`), the same each time: a question to the bot and
+    its answer, a member leaving and coming back, a voice fault (`LEAK_FAULT`, recovered); returns when the bot is
+    idle again (its greeting of the member back said). The faults' records go to `faults`."""
+    settings = guild.session.settings
+    watch = guild.watch(run.world, reply_timeout_s=REPLY_TIMEOUT_S,
+                        unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5)
+    users = {c.name: c.user_id for c in guild.cast}
+    names = sorted(room.present)
+
+    async def once(index: int) -> None:
+        speaker, text, expect = LinePicker(random.Random(LEAK_SEED)).next(names, ask=True)  # the same each time
+        said = await run.world.say(guild.guild_id, speaker, text)
+        turn = TurnRecord(index=index, speaker=speaker, said=text, expect_reply=expect, warmup=False, start_s=0.0,
+                          true_end_s=0.0, speech_s=said["speech_s"])
+        await watch.follow(turn, user_id=users[speaker], start=said["start"], true_end=said["true_end"])
+        answered.append(turn.status == "answered")
+        await run.world.leave(guild.guild_id, names[-1])
+        await run.world.join(guild.guild_id, names[-1])
+        faults.append(await break_once(run, guild, LEAK_FAULT))
+        await watch.settle(origin=None, timeout=REPLY_TIMEOUT_S)
+
+    return once
 
 
 async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float | None = None, seed: int = 14,
                    reconnect_every_s: float = 240.0, presence_every_s: float = 300.0, silence_every: int = 6,
-                   silence_s: tuple[float, float] = (20.0, 60.0), work: Path) -> dict[str, Any]:
+                   silence_s: tuple[float, float] = (20.0, 60.0), work: Path, leak_warmup: int = 0,
+                   leak_reps: int = 0, inject_mb_per_hour: float = 0.0) -> dict[str, Any]:
+    """The soak for `minutes`; then, with `leak_reps`, the leak check: `call_workload` `leak_warmup` times, then
+    `leak_reps` times with an injected leak of `inject_mb_per_hour` (when set: `leak_check["injected"]`; it warms up
+    the clean run), then `leak_reps` times without (`leak_check["clean"]`)."""
     settings = load_settings(env={**os.environ, **BENCH_ENV}, env_file=None).replace(data_dir=work / "data")
     cast = guild_cast(0, MEMBERS)
     world_env = {k: v for k, v in os.environ.items() if k.startswith(("TTS_", "CHORUS_"))}
@@ -195,6 +233,15 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
                      silence_s=silence_s),
                 come_and_go(run, guild, room, rng=random.Random(seed + 2), until=until, every_s=presence_every_s),
                 break_voice(run, guild, until=until, every_s=reconnect_every_s))
+            leak: dict[str, Any] = {"faults": [], "answered": []}
+            if leak_reps:
+                workload = call_workload(run, guild, room, leak["faults"], leak["answered"])
+                index = 0
+                if inject_mb_per_hour:
+                    leak["injected"] = await repeated(workload, warmup=leak_warmup, reps=leak_reps,
+                                                      leak_mb_per_hour=inject_mb_per_hour)
+                    index, leak_warmup = leak["injected"]["next_index"], 0
+                leak["clean"] = await repeated(workload, warmup=leak_warmup, reps=leak_reps, start_index=index)
             await sampler.stop()
             process = sampler.summary()
             shed = shed_summary(run)
@@ -233,6 +280,7 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
         "shed": shed,
         "receive": {k: v for k, v in receive.items() if v},
         "process": process,
+        "leak_check": leak,
     }
 
 
