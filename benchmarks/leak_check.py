@@ -90,17 +90,20 @@ def theil_sen_per_hour(points: list[QuietPoint], attr: str) -> float | None:
 
 
 class InjectedLeak:
-    """Allocates and keeps `mb_per_hour` (written, so resident), one piece a second, until stopped."""
+    """Allocates and keeps `mb_per_hour` (written, so resident), one piece a second, until stopped (then it lets
+    go of all of it: what is measured next starts without it)."""
 
     def __init__(self, mb_per_hour: float, *, every_s: float = 1.0) -> None:
         self.bytes_per_piece = int(mb_per_hour * 2**20 / 3600.0 * every_s)
         self.every_s = every_s
         self.kept: list[bytes] = []
+        self.pieces = 0
         self._task: asyncio.Task | None = None
 
     @property
     def kept_mb(self) -> float:
-        return len(self.kept) * self.bytes_per_piece / 2**20
+        """What was allocated and kept until `stop`."""
+        return self.pieces * self.bytes_per_piece / 2**20
 
     def start(self) -> "InjectedLeak":
         self._task = asyncio.create_task(self._run(), name="injected-leak")
@@ -109,6 +112,7 @@ class InjectedLeak:
     async def _run(self) -> None:
         while True:
             self.kept.append(b"\x5a" * self.bytes_per_piece)  # filled: its pages are resident
+            self.pieces += 1
             await asyncio.sleep(self.every_s)
 
     async def stop(self) -> None:
@@ -116,6 +120,7 @@ class InjectedLeak:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        self.kept.clear()
 
 
 async def repeated(workload: Workload, *, warmup: int, reps: int, leak_mb_per_hour: float = 0.0,

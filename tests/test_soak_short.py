@@ -50,4 +50,5 @@ async def test_minutes_stay_bounded_error_free_and_without_a_leak(tmp_path: Path
     assert injected["growth_per_hour"]["allocated_mb"] > LEAK_BOUND_MB_PER_H, injected  # the check can fail
     assert clean["growth_per_hour"]["allocated_mb"] <= LEAK_BOUND_MB_PER_H, clean
     print({"clean": clean["growth_per_hour"], "injected": injected["growth_per_hour"], "rep_s": clean["rep_s"],
+           "allocated_mb": [[p["allocated_mb"] for p in run["points"]] for run in (injected, clean)],
            "latency_s": result["latency_s"], "answered_rate": result["answered_rate"]})
