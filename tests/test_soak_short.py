@@ -23,7 +23,10 @@ from benchmarks.soak import run_soak
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(900)]
 
 WARMUP_S = 20.0
-LEAK_BOUND_MB_PER_H = 60.0
+# Under 100, so a leak of 100 MB/h fails it even where the workload itself grew by nothing; this workload (a full
+# reconnect and a member rejoining every 15-20 s, bounded buffers such as the history and the turn traces still
+# filling) grew by 40-42 MB/h measured clean on a loaded 2-core machine, and by 165-168 with the leak injected.
+LEAK_BOUND_MB_PER_H = 75.0
 INJECTED_MB_PER_H = 100.0  # the leak the check must catch
 LEAK_WARMUP, LEAK_REPS = 2, 5
 
