@@ -8,7 +8,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtime.settings import PROJECT_ROOT, SETTINGS
+from runtime.settings import PROJECT_ROOT, SETTINGS, SettingSpec
+
+
+def default_value(spec: SettingSpec) -> str:
+    """A setting's default as the environment would spell it ('' for none; paths relative to the project)."""
+    default = spec.default
+    if default is None:
+        return ""
+    if isinstance(default, tuple):
+        return ",".join(str(x) for x in default)
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    if isinstance(default, Path):
+        try:
+            return str(default.relative_to(PROJECT_ROOT))
+        except ValueError:
+            pass
+    return str(default)
 
 
 def render_env_example() -> str:
@@ -19,20 +36,8 @@ def render_env_example() -> str:
         "",
     ]
     for spec in SETTINGS:
-        default = spec.default
-        if default is None:
-            default = ""
-        elif isinstance(default, tuple):
-            default = ",".join(str(x) for x in default)
-        elif isinstance(default, bool):
-            default = "true" if default else "false"
-        elif isinstance(default, Path):
-            try:
-                default = default.relative_to(PROJECT_ROOT)
-            except ValueError:
-                pass
         lines.append(f"# {spec.help}")
-        lines.append(f"{spec.env}={default}")
+        lines.append(f"{spec.env}={default_value(spec)}")
         lines.append("")
     return "\n".join(lines)
 

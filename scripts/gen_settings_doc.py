@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runtime.settings import PROJECT_ROOT, SETTINGS, SettingSpec
+from runtime.env_example import default_value
+from runtime.settings import SETTINGS, SettingSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "settings.md"
@@ -30,19 +31,7 @@ SECTIONS: dict[str, str] = {
 
 def default_text(spec: SettingSpec) -> str:
     """The default as `.env.example` writes it (paths relative to the project root), in a code span."""
-    default = spec.default
-    if default is None:
-        return "empty"
-    if isinstance(default, tuple):
-        default = ",".join(str(x) for x in default)
-    elif isinstance(default, bool):
-        default = "true" if default else "false"
-    elif isinstance(default, Path):
-        try:
-            default = default.relative_to(PROJECT_ROOT)
-        except ValueError:
-            pass
-    text = str(default)
+    text = default_value(spec)
     return f"`{text}`" if text else "empty"
 
 
