@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable
 
+from benchmarks.process_stats import status_mb
 from runtime.heap import heap_mb, trim_heap
 
 Workload = Callable[[int], Awaitable[None]]  # one repetition (its index); returns when the bot is idle again
@@ -45,11 +46,7 @@ class QuietPoint:
 
 def rss_anon_mb() -> float:
     """Anonymous resident memory (heap, arenas, stacks): RSS without the file-backed pages of mapped models."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+    return status_mb("RssAnon")
 
 
 def pymalloc_mb() -> float:

@@ -59,12 +59,17 @@ def role_of(name: str) -> str:
     return "other"
 
 
-def rss_mb() -> float:
+def status_mb(field: str) -> float:
+    """One kB field of /proc/self/status ("VmRSS", "RssAnon") in MB; 0 where the kernel does not show it."""
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def rss_mb() -> float:
+    return status_mb("VmRSS")
 
 
 def open_fds() -> int:

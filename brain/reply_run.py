@@ -195,7 +195,7 @@ class ReplyRun:
             self.result.attempts = attempt
             last = attempt == EMPTY_REPLY_ATTEMPTS  # the last sample may repeat: better than silence
             sampling = r.sampling_for(attempt, temperature)
-            if getattr(sampling, "avoid_words", ()):
+            if sampling.avoid_words:
                 sampling = sampling.replace(avoid_words=words_to_avoid(sampling.avoid_words, latest_member_line))
             reason = self._generate(messages, instructions, [] if last else said_before, budget, sampling)
             if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
