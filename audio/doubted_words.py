@@ -23,8 +23,7 @@ class DoubtedWords:
         """Words rejected only for Whisper's low confidence (not as silence, noise or a known hallucination)
         wait for the member's next segment."""
         raw = (result.raw_text or "").strip()
-        if (not result.text and raw and (result.rejected or "").startswith("avg_logprob")
-                and not is_hallucination(raw)):
+        if not result.text and raw and (result.rejected or "").startswith("avg_logprob") and not is_hallucination(raw):
             self._held[seg.user_id] = (raw, seg.last_voice_t)
 
     def joined(self, user_id: int, result: SttResult, start: float, *, final: bool) -> SttResult:

@@ -26,8 +26,9 @@ PING_INTERVAL_S = 0.02  # event-loop liveness pings while someone speaks (see _l
 class GapFiller:
     """The gaps of one listener's members, on its VAD thread; pings come back through `pings` as ("alive", t)."""
 
-    def __init__(self, pings: queue.SimpleQueue, vad_config: VadConfig, stats: Any,
-                 on_event: Callable[[VadEvent], None]) -> None:
+    def __init__(
+        self, pings: queue.SimpleQueue, vad_config: VadConfig, stats: Any, on_event: Callable[[VadEvent], None]
+    ) -> None:
         self._queue = pings
         self.vad_config = vad_config
         self.stats = stats

@@ -113,8 +113,11 @@ class Listener:
         # others'), None for no second look; the look needs the in-process Whisper
         self.names_for = names_for
         self.name_look: NameLook | None = None
-        if names_for is not None and getattr(settings, "stt_name_look", False) and isinstance(
-                self.transcriber, WhisperTranscriber):
+        if (
+            names_for is not None
+            and getattr(settings, "stt_name_look", False)
+            and isinstance(self.transcriber, WhisperTranscriber)
+        ):
             self.name_look = NameLook(self.transcriber)
         self.vad_config = VadConfig.from_settings(settings)
         if end_silence_ms is not None:
@@ -126,9 +129,14 @@ class Listener:
             partials=partials,
         )
         self.segments = SegmentTranscriber(
-            settings=settings, scheduler=self.scheduler, stats=self.stats, vad_config=self.vad_config,
-            end_of_turn=self.end_of_turn, speculative=speculative,
-            deliver=lambda *args: self._call_soon(self._deliver, *args), expect_final=self._expect_final,
+            settings=settings,
+            scheduler=self.scheduler,
+            stats=self.stats,
+            vad_config=self.vad_config,
+            end_of_turn=self.end_of_turn,
+            speculative=speculative,
+            deliver=lambda *args: self._call_soon(self._deliver, *args),
+            expect_final=self._expect_final,
             name_look_for=self._name_look_for if self.name_look is not None else None,
         )
         self.segments.update_pause(0.4)
@@ -137,8 +145,15 @@ class Listener:
         except RuntimeError:
             self._loop = None
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._vads = MemberVads(self.vad_model, self.vad_config, self.segments, self.scheduler, self.stats,
-                                pings=self._queue, speaking=self._speaking)
+        self._vads = MemberVads(
+            self.vad_model,
+            self.vad_config,
+            self.segments,
+            self.scheduler,
+            self.stats,
+            pings=self._queue,
+            speaking=self._speaking,
+        )
         self._members = self._vads.members  # user id -> their SpeakerVad (VAD thread)
         self._muted: set[int] = set()  # members who opted out: their frames are refused (event loop thread)
         self._dropped_before: dict[int, float] = {}  # user id -> when they opted out: nothing heard before is delivered
@@ -292,7 +307,9 @@ class Listener:
         """Heard before the member opted out (or while they are opted out): never delivered."""
         return user_id in self._muted or start < self._dropped_before.get(user_id, -math.inf)
 
-    def _name_look_for(self, user_id: int, text: str, doubted: bool) -> Callable[[np.ndarray, SttResult], str | None] | None:
+    def _name_look_for(
+        self, user_id: int, text: str, doubted: bool
+    ) -> Callable[[np.ndarray, SttResult], str | None] | None:
         """On the STT worker: a second look for the bot's name in this final, when its text names nobody; words
         Whisper doubted (`doubted`: its guard dropped them) that call the bot are kept as they are."""
         look, query = self.name_look, self.names_for(user_id, text) if self.names_for is not None else None

@@ -24,9 +24,17 @@ log = logging.getLogger(__name__)
 class MemberVads:
     """The members' detectors and their segments in progress (VAD thread only)."""
 
-    def __init__(self, vad_model: VadModel, vad_config: VadConfig, segments: SegmentTranscriber,
-                 scheduler: SttScheduler, stats: Any, *, pings: queue.SimpleQueue,
-                 speaking: Callable[[int, bool, float], None]) -> None:
+    def __init__(
+        self,
+        vad_model: VadModel,
+        vad_config: VadConfig,
+        segments: SegmentTranscriber,
+        scheduler: SttScheduler,
+        stats: Any,
+        *,
+        pings: queue.SimpleQueue,
+        speaking: Callable[[int, bool, float], None],
+    ) -> None:
         self.vad_model = vad_model
         self.vad_config = vad_config
         self.segments = segments

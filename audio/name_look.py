@@ -29,7 +29,9 @@ from audio.types import STT_RATE
 
 log = logging.getLogger(__name__)
 
-MAX_LOSS = 6.5  # nats the transcript may lose with the name put back (dev lines: calls 4-9 when bent, no call under 9.2)
+MAX_LOSS = (
+    6.5  # nats the transcript may lose with the name put back (dev lines: calls 4-9 when bent, no call under 9.2)
+)
 MARGIN = 1.0  # nats by which the bot's name must beat each other name present, in the same place
 TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
 HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
@@ -70,14 +72,14 @@ def edits(text: str, name: str) -> list[tuple[str, str]]:
     out = [("start", " ".join([f"{name},", _lower_first(words[0]), *words[1:]]))]
     body = stripped.rstrip(".?!,")
     cut = _BREAK.search(body)
-    if cut is not None and 1 <= len(_WORD.findall(body[:cut.start()])) <= HEAD_WORDS:
-        rest = _WORD.findall(body[cut.end():])
+    if cut is not None and 1 <= len(_WORD.findall(body[: cut.start()])) <= HEAD_WORDS:
+        rest = _WORD.findall(body[cut.end() :])
         if rest:
             out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
     out.append(("end", f"{body}, {name}{mark}"))
     cuts = list(_BREAK.finditer(body))
-    if cuts and 1 <= len(_WORD.findall(body[cuts[-1].end():])) <= TAIL_WORDS:
-        head = body[:cuts[-1].start()].rstrip()
+    if cuts and 1 <= len(_WORD.findall(body[cuts[-1].end() :])) <= TAIL_WORDS:
+        head = body[: cuts[-1].start()].rstrip()
         if _WORD.findall(head):
             out.append(("tail", f"{head}, {name}{mark}"))
     return out
@@ -111,8 +113,15 @@ class NameLook:
         self.decoder_passes += 1
         return float(sum(math.log(max(p, 1e-12)) for p in result.text_token_probs))
 
-    def look(self, audio: np.ndarray, text: str, names: Sequence[str], others: Sequence[str] = (),
-             encoded: np.ndarray | None = None, avg_logprob: float | None = None) -> NameHeard | None:
+    def look(
+        self,
+        audio: np.ndarray,
+        text: str,
+        names: Sequence[str],
+        others: Sequence[str] = (),
+        encoded: np.ndarray | None = None,
+        avg_logprob: float | None = None,
+    ) -> NameHeard | None:
         """The transcript with one of `names` (the bot's) put back if the audio holds it, else None.
         `others`: the names of the members present, weighed against the bot's; `encoded`: the encoder
         output of this audio when the transcription kept it (`SttResult.encoded`); `avg_logprob`: Whisper's
@@ -125,7 +134,9 @@ class NameLook:
         t = self.transcriber
         frames = t.window_frames(len(audio))
         n_frames = min(len(audio) // HOP, frames)
-        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded if encoded is not None else self.encode(audio)))
+        view = ctranslate2.StorageView.from_array(
+            np.ascontiguousarray(encoded if encoded is not None else self.encode(audio))
+        )
         if avg_logprob is not None and math.isfinite(avg_logprob):
             base = avg_logprob * len(self._tokens(text))
         else:
@@ -154,6 +165,13 @@ class NameLook:
         self.compute_s += elapsed
         if best is not None:
             best = NameHeard(best.name, best.text, best.position, best.loss, best.lead, elapsed)
-            log.info("name look: %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)", best.name, text,
-                     best.position, best.loss, best.lead, elapsed * 1000)
+            log.info(
+                "name look: %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)",
+                best.name,
+                text,
+                best.position,
+                best.loss,
+                best.lead,
+                elapsed * 1000,
+            )
         return best

@@ -41,8 +41,8 @@ class PauseJudge:
         previous = self._previous.get(seg.user_id)
         if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
             gap = np.zeros(int(min(seg.start_t - previous[0], TURN_CONTEXT_PAUSE_S) * STT_RATE), dtype=np.float32)
-            audio = np.concatenate((previous[1], gap, audio[seg.onset_sample:]))
-        return _JUDGE.submit(self.model.estimate, audio[-int(TURN_CONTEXT_S * STT_RATE):])
+            audio = np.concatenate((previous[1], gap, audio[seg.onset_sample :]))
+        return _JUDGE.submit(self.model.estimate, audio[-int(TURN_CONTEXT_S * STT_RATE) :])
 
     def judged(self, future: Future) -> None:
         """A judgement's done-callback: count it, or log the model's failure (the pause goes on without it)."""
@@ -50,8 +50,9 @@ class PauseJudge:
             return
         error = future.exception()
         if error is not None:
-            log.error("end-of-turn model failed (%s: %s); going on without it for this pause", type(error).__name__,
-                      error)
+            log.error(
+                "end-of-turn model failed (%s: %s); going on without it for this pause", type(error).__name__, error
+            )
         else:
             self.stats.end_of_turn_calls += 1
             self.stats.end_of_turn_ms_total += future.result().compute_s * 1000.0

@@ -73,7 +73,9 @@ class StreamPlayer(discord.AudioSource):
         seconds = audio.shape[0] / rate
         with self._lock:
             if self._queued_in + seconds > self.MAX_QUEUED_SECONDS:
-                log.warning("StreamPlayer: %.1f s already queued; dropping %.2f s of new audio", self._queued_in, seconds)
+                log.warning(
+                    "StreamPlayer: %.1f s already queued; dropping %.2f s of new audio", self._queued_in, seconds
+                )
                 return
             self._items.append([audio, int(rate), 0])
             self._queued_in += seconds

@@ -81,8 +81,9 @@ class VoiceReceiver:
         self.own_user_id = own_user_id
         self.stats = ReceiveStats()
         self.members = MemberDirectory(own_user_id=own_user_id, max_ssrcs=self.MAX_SSRC_MAP)
-        self._worker = ReceiveWorker(self._conn, self.members, self.stats, emit=self._emit,
-                                     name=f"voice-receive:{id(self):#x}")
+        self._worker = ReceiveWorker(
+            self._conn, self.members, self.stats, emit=self._emit, name=f"voice-receive:{id(self):#x}"
+        )
         self._hook = GatewayHook(self._conn, self.handle_gateway_message)
         self._hook_fn = self._hook.fn
         self._running = False

@@ -100,8 +100,10 @@ class MemberDirectory:
         with self._lock:
             mapped = set(self._ssrc_user.values())
             left = set(self._left)
-        return sorted((u for u in group_user_ids if u != self.own_user_id and u not in left and not self.is_dropped(u)),
-                      key=lambda u: u in mapped)
+        return sorted(
+            (u for u in group_user_ids if u != self.own_user_id and u not in left and not self.is_dropped(u)),
+            key=lambda u: u in mapped,
+        )
 
     # --- any thread -------------------------------------------------------------------------------------------
 

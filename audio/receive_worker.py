@@ -41,8 +41,15 @@ class ReceiveWorker:
     MAX_INFER_TRACKED = 512
     LOG_INTERVAL = 30.0
 
-    def __init__(self, conn: Any, members: MemberDirectory, stats: ReceiveStats, *,
-                 emit: Callable[[list[MemberFrame]], None], name: str) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        members: MemberDirectory,
+        stats: ReceiveStats,
+        *,
+        emit: Callable[[list[MemberFrame]], None],
+        name: str,
+    ) -> None:
         self._conn = conn
         self._members = members
         self.stats = stats
@@ -259,8 +266,9 @@ class ReceiveWorker:
 
     # --- decoding -----------------------------------------------------------------------------------------------
 
-    def _deliver(self, ssrc: int, user_id: int, header: rtp.RtpHeader, payload: bytes, t: float,
-                 *, opus: bytes | None = None) -> None:
+    def _deliver(
+        self, ssrc: int, user_id: int, header: rtp.RtpHeader, payload: bytes, t: float, *, opus: bytes | None = None
+    ) -> None:
         if user_id == self._members.own_user_id:
             self.stats.drop("own", was_pending=True)
             return

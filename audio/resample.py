@@ -88,7 +88,9 @@ class StreamResampler:
 
     def _stream_for(self, channels: int) -> soxr.ResampleStream:
         if self._stream is None or channels != self._channels:
-            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, channels, dtype="float32", quality=self.QUALITY)
+            self._stream = soxr.ResampleStream(
+                self.in_rate, self.out_rate, channels, dtype="float32", quality=self.QUALITY
+            )
             self._channels = channels
         return self._stream
 

@@ -60,9 +60,19 @@ _LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 class SegmentTranscriber:
     """Per-segment transcription work for one listener (VAD thread and STT worker; state under each turn's lock)."""
 
-    def __init__(self, *, settings: Any, scheduler: SttScheduler, stats: Any, vad_config: VadConfig,
-                 end_of_turn: SmartTurn | None, deliver: Deliver, expect_final: Callable[[int], None],
-                 speculative: bool = True, name_look_for: NameLookFor | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Any,
+        scheduler: SttScheduler,
+        stats: Any,
+        vad_config: VadConfig,
+        end_of_turn: SmartTurn | None,
+        deliver: Deliver,
+        expect_final: Callable[[int], None],
+        speculative: bool = True,
+        name_look_for: NameLookFor | None = None,
+    ) -> None:
         self.settings = settings
         self.scheduler = scheduler
         self.stats = stats
@@ -102,8 +112,16 @@ class SegmentTranscriber:
             self.pause_judge.forget(user_id)
         self._doubted.forget(user_id)
 
-    def _send(self, user_id: int, result: SttResult, start: float, end: float, final: bool,
-              timings: dict[str, float], end_of_turn: float | None) -> None:
+    def _send(
+        self,
+        user_id: int,
+        result: SttResult,
+        start: float,
+        end: float,
+        final: bool,
+        timings: dict[str, float],
+        end_of_turn: float | None,
+    ) -> None:
         """Deliver a transcript of a segment, after the words of the member's previous segment if Whisper
         doubted those (`audio.doubted_words`)."""
         result = self._doubted.joined(user_id, result, start, final=final)
@@ -255,8 +273,11 @@ class SegmentTranscriber:
         seg = turn.segment
         end_of_turn = self._current_end_of_turn(turn)
         with turn.lock:
-            if turn.finalized or not result.text or (
-                    not speculative and (result.text == turn.last_partial or turn.paused_partial)):
+            if (
+                turn.finalized
+                or not result.text
+                or (not speculative and (result.text == turn.last_partial or turn.paused_partial))
+            ):
                 return
             turn.last_partial = result.text
             turn.last_partial_result = result
@@ -330,8 +351,13 @@ class SegmentTranscriber:
                 self.stats.finals_discarded += 1
             else:
                 self.stats.finals_rejected += 1
-            log.info("segment %s of %s (%.2f s) rejected: %s", seg.id, seg.user_id, result.duration_s,
-                     result.rejected or "no text")
+            log.info(
+                "segment %s of %s (%.2f s) rejected: %s",
+                seg.id,
+                seg.user_id,
+                result.duration_s,
+                result.rejected or "no text",
+            )
             if result.raw_text:
                 log.debug("segment %s: Whisper heard %r (DEBUG only)", seg.id, result.raw_text)
         else:
@@ -358,8 +384,13 @@ class SegmentTranscriber:
         if self._name_look_for is None:
             return None
         raw = (result.raw_text or "").strip()
-        doubted = (not result.text and bool(raw) and (result.rejected or "").startswith("avg_logprob")
-                   and len(raw.split()) <= DOUBTED_WORDS_MAX and not is_hallucination(raw))
+        doubted = (
+            not result.text
+            and bool(raw)
+            and (result.rejected or "").startswith("avg_logprob")
+            and len(raw.split()) <= DOUBTED_WORDS_MAX
+            and not is_hallucination(raw)
+        )
         if not result.text and not doubted:
             return None
         try:
@@ -368,8 +399,9 @@ class SegmentTranscriber:
             log.exception("segment %s: deciding on a second look for a name failed; the final goes as it is", seg.id)
             return None
 
-    def _look_then_send(self, seg: Segment, result: SttResult, timings: dict[str, float], end_of_turn: float | None,
-                        look: LookForName) -> None:
+    def _look_then_send(
+        self, seg: Segment, result: SttResult, timings: dict[str, float], end_of_turn: float | None, look: LookForName
+    ) -> None:
         """The final after a second, acoustic look for the bot's name (the text with the name put back when
         the audio holds it). A failed look loses nothing: the final goes as Whisper wrote it."""
         try:

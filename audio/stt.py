@@ -73,8 +73,15 @@ class WhisperTranscriber:
     def batch_key(self) -> tuple:
         """Transcribers with equal keys give the same results: their clips may share one Whisper call."""
         s = self.settings
-        return (id(self.model), tuple(self.prompt), tuple(self.suppress_tokens), self.short_frames, s.stt_beam_size,
-                s.stt_no_speech_threshold, s.stt_logprob_threshold)
+        return (
+            id(self.model),
+            tuple(self.prompt),
+            tuple(self.suppress_tokens),
+            self.short_frames,
+            s.stt_beam_size,
+            s.stt_no_speech_threshold,
+            s.stt_logprob_threshold,
+        )
 
     def window_frames(self, n_samples: int) -> int:
         """Encoder window for a clip: the short window when the clip fits it with a silent margin."""
@@ -122,7 +129,7 @@ class WhisperTranscriber:
             self.calls += 1
             encoded = np.asarray(encoder_output)
             for k, (i, res) in enumerate(zip(idxs, gen)):
-                results[i] = self._judge(res, len(audios[i]) / STT_RATE, compute, len(idxs), encoded[k:k + 1].copy())
+                results[i] = self._judge(res, len(audios[i]) / STT_RATE, compute, len(idxs), encoded[k : k + 1].copy())
         return [r for r in results if r is not None]
 
     def _judge(self, res, duration_s: float, compute_s: float, batch: int, encoded: Any = None) -> SttResult:

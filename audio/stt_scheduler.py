@@ -292,8 +292,12 @@ class SttScheduler:
         """Transcribe one partial; returns the compute time (None when skipped: too little new audio, stale)."""
         now = time.monotonic()
         audio = src.snapshot()
-        if (len(audio) < self.min_partial_samples or len(audio) - src.last_samples < STT_RATE // 4 or src.is_stale()
-                or src.is_paused()):
+        if (
+            len(audio) < self.min_partial_samples
+            or len(audio) - src.last_samples < STT_RATE // 4
+            or src.is_stale()
+            or src.is_paused()
+        ):
             src.next_due = now + self.partial_interval_s / 2
             return None
         started = time.monotonic()

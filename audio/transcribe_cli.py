@@ -65,7 +65,9 @@ async def run(paths: list[Path], names: list[str], *, realtime: bool, partials: 
             print(f"  ... {u.name}: {u.text}", file=out, flush=True)
 
     def on_speaking(e: SpeakingEvent) -> None:
-        logging.getLogger("transcribe_cli").debug("%s %s at %s", names[e.user_id], "starts" if e.speaking else "stops", _clock(e.t))
+        logging.getLogger("transcribe_cli").debug(
+            "%s %s at %s", names[e.user_id], "starts" if e.speaking else "stops", _clock(e.t)
+        )
 
     await Listener.preload(settings)  # load the models off the event loop
     listener = Listener(
@@ -117,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--partials", action="store_true", help="also print partial hypotheses")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     names = args.names.split(",") if args.names else [p.stem for p in args.files]
     if len(names) != len(args.files):
         ap.error(f"--names has {len(names)} names for {len(args.files)} files")

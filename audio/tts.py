@@ -127,7 +127,11 @@ class RealtimeEngineTts(TtsEngine):
                 if cancel.is_set():
                     engine.stop()
                     return
-                samples = pcm_from_bytes(chunk, sample_format, channels) if isinstance(chunk, (bytes, bytearray)) else np.asarray(chunk)
+                samples = (
+                    pcm_from_bytes(chunk, sample_format, channels)
+                    if isinstance(chunk, (bytes, bytearray))
+                    else np.asarray(chunk)
+                )
                 if samples.size:
                     yield samples, rate
             if "error" in outcome:

@@ -26,8 +26,14 @@ def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
         from audio.tts_engines.wyoming import WyomingTts, server_voice_name
 
         name = server_voice_name(settings.tts_server_voice, persona_voice)
-        return MODELS.get(f"tts:wyoming:{settings.tts_server_uri}:{name}", lambda: WyomingTts(settings.tts_server_uri, name))
-    engine = settings.tts_engine if settings.tts_engine != "persona" else (getattr(persona_voice, "engine", "piper") or "piper")
+        return MODELS.get(
+            f"tts:wyoming:{settings.tts_server_uri}:{name}", lambda: WyomingTts(settings.tts_server_uri, name)
+        )
+    engine = (
+        settings.tts_engine
+        if settings.tts_engine != "persona"
+        else (getattr(persona_voice, "engine", "piper") or "piper")
+    )
     voice = getattr(persona_voice, "voice", "embedded") or "embedded"
     speed = float(getattr(persona_voice, "speed", 1.0) or 1.0)
     if engine == "piper":
@@ -40,12 +46,20 @@ def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
 
         espeak_voice = voice if getattr(persona_voice, "engine", "") == "espeak" else "en-us"
         pitch = getattr(persona_voice, "pitch", None)
-        return MODELS.get(f"tts:espeak:{espeak_voice}:{speed:g}:{pitch}", lambda: EspeakTts(espeak_voice, speed=speed, pitch=pitch))
+        return MODELS.get(
+            f"tts:espeak:{espeak_voice}:{speed:g}:{pitch}", lambda: EspeakTts(espeak_voice, speed=speed, pitch=pitch)
+        )
     if engine == "xtts":
         from audio.tts_engines.xtts import XttsOptions, make_xtts_tts
 
         reference = getattr(persona_voice, "reference_wav", None)
-        options = XttsOptions(model=settings.xtts_model, data_dir=Path(settings.data_dir), device=settings.tts_device,
-                              use_deepspeed=settings.tts_use_deepspeed)
-        return MODELS.get(f"tts:xtts:{reference}:{speed:g}", lambda: make_xtts_tts(options, reference_wav=reference, speed=speed))
+        options = XttsOptions(
+            model=settings.xtts_model,
+            data_dir=Path(settings.data_dir),
+            device=settings.tts_device,
+            use_deepspeed=settings.tts_use_deepspeed,
+        )
+        return MODELS.get(
+            f"tts:xtts:{reference}:{speed:g}", lambda: make_xtts_tts(options, reference_wav=reference, speed=speed)
+        )
     raise ModelLoadError(f"unknown TTS engine {engine!r} (expected piper, xtts or espeak)")

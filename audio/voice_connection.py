@@ -123,7 +123,7 @@ class ChorusVoiceWebSocket(DiscordVoiceWebSocket):
                     log.debug("IP discovery unanswered after %.1f s; sending it again", DISCOVERY_RESEND_S)
         finally:
             state.remove_socket_listener(on_packet)
-        ip = recv[8:recv.index(0, 8)].decode("ascii")
+        ip = recv[8 : recv.index(0, 8)].decode("ascii")
         port = struct.unpack_from(">H", recv, len(recv) - 2)[0]
         return ip, port
 
@@ -190,8 +190,9 @@ class ChorusConnectionState(VoiceConnectionState):
 
     async def _connect_websocket(self, resume: bool) -> DiscordVoiceWebSocket:
         seq_ack = self.ws.seq_ack if self.ws is not MISSING else -1
-        ws = await ChorusVoiceWebSocket.from_connection_state(self, resume=resume, hook=self._hook_chain,
-                                                              seq_ack=seq_ack)
+        ws = await ChorusVoiceWebSocket.from_connection_state(
+            self, resume=resume, hook=self._hook_chain, seq_ack=seq_ack
+        )
         self.state = ConnectionFlowState.websocket_connected
         return ws
 
@@ -220,8 +221,11 @@ class ChorusConnectionState(VoiceConnectionState):
                             return
                         continue
                     if not await self._recover(code):
-                        log.warning("voice connection to guild %s lost (close code %s) and not recovered; leaving",
-                                    self.guild.id, code)
+                        log.warning(
+                            "voice connection to guild %s lost (close code %s) and not recovered; leaving",
+                            self.guild.id,
+                            code,
+                        )
                         if self.state is not ConnectionFlowState.disconnected:
                             await self.disconnect()
                         return
@@ -269,13 +273,21 @@ class ChorusConnectionState(VoiceConnectionState):
             record.attempts += 1
             try:
                 await self.disconnect(cleanup=False)
-                await self._connect(reconnect=True, timeout=min(ATTEMPT_TIMEOUT_S, max(0.1, deadline - time.monotonic())),
-                                    self_deaf=(self.self_voice_state or self).self_deaf,
-                                    self_mute=(self.self_voice_state or self).self_mute, resume=False)
+                await self._connect(
+                    reconnect=True,
+                    timeout=min(ATTEMPT_TIMEOUT_S, max(0.1, deadline - time.monotonic())),
+                    self_deaf=(self.self_voice_state or self).self_deaf,
+                    self_mute=(self.self_voice_state or self).self_mute,
+                    resume=False,
+                )
                 return self._recovered(record, "fresh")
             except (ConnectionClosed, asyncio.TimeoutError, OSError) as exc:
-                log.info("voice reconnect attempt %d to guild %s failed (%s)", record.attempts, self.guild.id,
-                         type(exc).__name__)
+                log.info(
+                    "voice reconnect attempt %d to guild %s failed (%s)",
+                    record.attempts,
+                    self.guild.id,
+                    type(exc).__name__,
+                )
         record.finished = time.monotonic()
         return False
 
@@ -288,9 +300,15 @@ class ChorusConnectionState(VoiceConnectionState):
         loop = asyncio.get_running_loop()
         for delay in PLAYER_CHECKS_S:  # the player may still be on its way out when the connection is back
             loop.call_later(delay, self._revive_player)
-        log.info("voice connection to guild %s back after close code %s: %s in %.2f s (%d attempt%s)", self.guild.id,
-                 record.code, "resumed" if how == "resume" else "new session", record.seconds, record.attempts,
-                 "" if record.attempts == 1 else "s")
+        log.info(
+            "voice connection to guild %s back after close code %s: %s in %.2f s (%d attempt%s)",
+            self.guild.id,
+            record.code,
+            "resumed" if how == "resume" else "new session",
+            record.seconds,
+            record.attempts,
+            "" if record.attempts == 1 else "s",
+        )
         return True
 
     def _revive_player(self) -> None:
@@ -298,8 +316,7 @@ class ChorusConnectionState(VoiceConnectionState):
         still counts as playing: start a new one with the same source and `after` callback."""
         vc = self.voice_client
         player = getattr(vc, "_player", None)
-        if (player is None or player.is_alive() or player._end.is_set() or not self.is_connected()
-                or not player.ident):
+        if player is None or player.is_alive() or player._end.is_set() or not self.is_connected() or not player.ident:
             return
         log.info("voice player in guild %s stopped while the connection was away; starting it again", self.guild.id)
         source, after = player.source, player.after
@@ -315,8 +332,12 @@ class ChorusConnectionState(VoiceConnectionState):
         self._resumed = asyncio.Event()
         ws = None
         try:
-            ws = await asyncio.wait_for(ChorusVoiceWebSocket.from_connection_state(
-                self, resume=True, hook=self._hook_chain, seq_ack=old.seq_ack), RESUME_TIMEOUT_S)
+            ws = await asyncio.wait_for(
+                ChorusVoiceWebSocket.from_connection_state(
+                    self, resume=True, hook=self._hook_chain, seq_ack=old.seq_ack
+                ),
+                RESUME_TIMEOUT_S,
+            )
             deadline = time.monotonic() + RESUME_TIMEOUT_S
             while not self._resumed.is_set():
                 await asyncio.wait_for(ws.poll_event(), max(0.01, deadline - time.monotonic()))
@@ -362,8 +383,12 @@ class ChorusConnectionState(VoiceConnectionState):
             now = time.monotonic()
             quiet = now - self._last_rx
             if self._echoes and quiet >= UDP_SILENCE_S and self._unanswered >= 2:
-                log.warning("voice UDP in guild %s silent for %.1f s (%d keepalives unanswered); reconnecting",
-                            self.guild.id, quiet, self._unanswered)
+                log.warning(
+                    "voice UDP in guild %s silent for %.1f s (%d keepalives unanswered); reconnecting",
+                    self.guild.id,
+                    quiet,
+                    self._unanswered,
+                )
                 self._unanswered = 0
                 self._last_rx = now
                 await self.ws.close(CLOSE_UDP_SILENT)  # the poller sees the close and makes a new session

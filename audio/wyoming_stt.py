@@ -71,7 +71,9 @@ class WyomingTranscriber:
             pcm = _pcm16(audio)
             step = CHUNK_SAMPLES * 2
             for offset in range(0, len(pcm), step):
-                await client.write_event(AudioChunk(rate=STT_RATE, width=2, channels=1, audio=pcm[offset : offset + step]).event())
+                await client.write_event(
+                    AudioChunk(rate=STT_RATE, width=2, channels=1, audio=pcm[offset : offset + step]).event()
+                )
             await client.write_event(AudioStop().event())
             while True:
                 event = await wyoming_client.read_event(client, self.uri, "STT")

@@ -61,17 +61,30 @@ def measure_one(preset: str, runs: int) -> dict[str, Any]:
     responder = Responder(settings, llm=llm, scheduler=ModelScheduler("exclusive"))
     asyncio.run(streamed_reply(responder, persona, 0))  # warm-up: Piper loaded, the persona prefix cached
     rows = [asyncio.run(streamed_reply(responder, persona, run + 1)) for run in range(runs)]
-    return {"preset": preset, "model_name": llm.model_name, "profile": llm.profile.name,
-            "file_bytes": Path(llm.model_path).stat().st_size, "params": int(llama_cpp.llama_model_n_params(raw.model)),
-            "load_s": round(load_s, 2), "rss_mb": round(rss_mb(), 1), "tokens_per_s": [round(s, 1) for s in speeds],
-            "first_token_s": [r["stages"].get("first_token") for r in rows],
-            "first_audio_s": [r["first_audio"] for r in rows], "example_replies": [r["text"] for r in rows[-3:]]}
+    return {
+        "preset": preset,
+        "model_name": llm.model_name,
+        "profile": llm.profile.name,
+        "file_bytes": Path(llm.model_path).stat().st_size,
+        "params": int(llama_cpp.llama_model_n_params(raw.model)),
+        "load_s": round(load_s, 2),
+        "rss_mb": round(rss_mb(), 1),
+        "tokens_per_s": [round(s, 1) for s in speeds],
+        "first_token_s": [r["stages"].get("first_token") for r in rows],
+        "first_audio_s": [r["first_audio"] for r in rows],
+        "example_replies": [r["text"] for r in rows[-3:]],
+    }
 
 
 def measure(preset: str, runs: int) -> dict[str, Any]:
     """`measure_one` in a fresh process (its RSS, its caches)."""
-    out = subprocess.run([sys.executable, "-m", "benchmarks.candidates_bench", "--one", preset, "--runs", str(runs)],
-                         capture_output=True, text=True, cwd=PROJECT_ROOT, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.candidates_bench", "--one", preset, "--runs", str(runs)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{preset}: measurement failed ({out.returncode}): {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -79,19 +92,33 @@ def measure(preset: str, runs: int) -> dict[str, Any]:
 
 def quality_of(path: Path) -> dict[str, Any]:
     report = json.loads(path.read_text())
-    rates = {f"{part}/{mode}": summary.get("on_topic_rate")
-             for part, modes in report["results"].items() for mode, summary in modes.items()}
-    replies = {f"{part}/{mode}": summary.get("replies") for part, modes in report["results"].items()
-               for mode, summary in modes.items()}
-    return {"file": str(path), "transcript": str(path.with_suffix(".md")), "on_topic": rates, "replies": replies,
-            "samples": report.get("samples"), "profile": report.get("model", {}).get("profile")}
+    rates = {
+        f"{part}/{mode}": summary.get("on_topic_rate")
+        for part, modes in report["results"].items()
+        for mode, summary in modes.items()
+    }
+    replies = {
+        f"{part}/{mode}": summary.get("replies")
+        for part, modes in report["results"].items()
+        for mode, summary in modes.items()
+    }
+    return {
+        "file": str(path),
+        "transcript": str(path.with_suffix(".md")),
+        "on_topic": rates,
+        "replies": replies,
+        "samples": report.get("samples"),
+        "profile": report.get("model", {}).get("profile"),
+    }
 
 
 def heldout_on_topic(quality: dict[str, Any] | None) -> float | None:
     """Held-out on-topic rate over single and running replies together (weighted by their counts)."""
     if not quality:
         return None
-    pairs = [(quality["on_topic"].get(k), quality["replies"].get(k) or 0) for k in ("heldout/single", "heldout/running")]
+    pairs = [
+        (quality["on_topic"].get(k), quality["replies"].get(k) or 0) for k in ("heldout/single", "heldout/running")
+    ]
     pairs = [(rate, n) for rate, n in pairs if rate is not None and n]
     total = sum(n for _, n in pairs)
     return round(sum(rate * n for rate, n in pairs) / total, 3) if total else None
@@ -99,19 +126,26 @@ def heldout_on_topic(quality: dict[str, Any] | None) -> float | None:
 
 def choose_default(rows: dict[str, dict[str, Any]]) -> tuple[str, str]:
     base = rows[CURRENT_DEFAULT]["first_audio"]["p50"]
-    eligible = {name: row for name, row in rows.items()
-                if row["first_audio"]["p50"] <= LATENCY_LIMIT * base and row["heldout_on_topic"] is not None}
+    eligible = {
+        name: row
+        for name, row in rows.items()
+        if row["first_audio"]["p50"] <= LATENCY_LIMIT * base and row["heldout_on_topic"] is not None
+    }
     if not eligible:
         return CURRENT_DEFAULT, "no quality results given (--quality): the current default stays"
     best = max(eligible, key=lambda name: (eligible[name]["heldout_on_topic"], name == CURRENT_DEFAULT))
-    why = (f"best held-out on-topic rate ({eligible[best]['heldout_on_topic']}) among the candidates whose first-audio "
-           f"p50 is within {LATENCY_LIMIT}x of the current default's ({base:.2f} s in this run)")
+    why = (
+        f"best held-out on-topic rate ({eligible[best]['heldout_on_topic']}) among the candidates whose first-audio "
+        f"p50 is within {LATENCY_LIMIT}x of the current default's ({base:.2f} s in this run)"
+    )
     return best, why
 
 
 def markdown(report: dict[str, Any]) -> str:
-    head = ("| candidate | parameters | file | RSS | first token p50 | first audio p50 (p95) | tokens/s | on topic tuning "
-            "single / running | on topic held-out single / running | transcript |\n|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| candidate | parameters | file | RSS | first token p50 | first audio p50 (p95) | tokens/s | on topic tuning "
+        "single / running | on topic held-out single / running | transcript |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head]
     for name, row in report["candidates"].items():
         q = row.get("quality") or {}
@@ -122,7 +156,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{row['file_bytes'] / 1e6:.0f} MB | {row['rss_mb']:.0f} MB | {row['first_token']['p50']:.2f} s | "
             f"{row['first_audio']['p50']:.2f} s ({row['first_audio']['p95']:.2f}) | {row['tokens_per_s']['p50']:.1f} | "
             f"{rate('tuning/single', '–')} / {rate('tuning/running', '–')} | {rate('heldout/single', '–')} / "
-            f"{rate('heldout/running', '–')} | {q.get('transcript', '–')} |")
+            f"{rate('heldout/running', '–')} | {q.get('transcript', '–')} |"
+        )
     return "\n".join(lines) + f"\n\nDefault: `{report['default']}`: {report['why']}.\n"
 
 
@@ -133,8 +168,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--runs", type=int, default=6, help="timed replies per candidate per round")
     parser.add_argument("--quality", action="append", default=[], metavar="PRESET=JSON", help="a quality_bench result")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
-    parser.add_argument("--measured", default=None, metavar="JSON",
-                        help="reuse the measurements of an earlier run (its JSON) and only add --quality results")
+    parser.add_argument(
+        "--measured",
+        default=None,
+        metavar="JSON",
+        help="reuse the measurements of an earlier run (its JSON) and only add --quality results",
+    )
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -159,21 +198,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     for name, measured in runs.items():
         last = measured[-1]
         rows[name] = {
-            "model_name": last["model_name"], "profile": last["profile"], "params": last["params"],
-            "file_bytes": last["file_bytes"], "rss_mb": max(m["rss_mb"] for m in measured),
+            "model_name": last["model_name"],
+            "profile": last["profile"],
+            "params": last["params"],
+            "file_bytes": last["file_bytes"],
+            "rss_mb": max(m["rss_mb"] for m in measured),
             "load_s": stats([m["load_s"] for m in measured]),
             "tokens_per_s": stats([s for m in measured for s in m["tokens_per_s"]], 1),
             "first_token": stats([s for m in measured for s in m["first_token_s"] if s is not None]),
             "first_audio": stats([s for m in measured for s in m["first_audio_s"] if s is not None]),
             "example_replies": last["example_replies"],
-            "quality": qualities.get(name), "heldout_on_topic": heldout_on_topic(qualities.get(name)),
+            "quality": qualities.get(name),
+            "heldout_on_topic": heldout_on_topic(qualities.get(name)),
         }
     default, why = choose_default(rows)
-    report = {"benchmark": "candidates_bench: the LLMs PyPI packages ship, measured side by side",
-              "command": command_line("benchmarks.candidates_bench", argv), "machine": machine,
-              "rounds": args.rounds, "runs_per_round": args.runs, "candidates": rows, "default": default, "why": why,
-              "rule": f"best held-out on-topic rate whose first-audio p50 is within {LATENCY_LIMIT}x of {CURRENT_DEFAULT}'s",
-              "wall_s": round(time.monotonic() - started, 1), "runs": runs}
+    report = {
+        "benchmark": "candidates_bench: the LLMs PyPI packages ship, measured side by side",
+        "command": command_line("benchmarks.candidates_bench", argv),
+        "machine": machine,
+        "rounds": args.rounds,
+        "runs_per_round": args.runs,
+        "candidates": rows,
+        "default": default,
+        "why": why,
+        "rule": f"best held-out on-topic rate whose first-audio p50 is within {LATENCY_LIMIT}x of {CURRENT_DEFAULT}'s",
+        "wall_s": round(time.monotonic() - started, 1),
+        "runs": runs,
+    }
     if not args.measured:
         report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_json(report, Path(args.out) / "model-candidates.json")

@@ -85,8 +85,26 @@ GROUP: tuple[Ask, ...] = (
 )
 # Alone with the bot: no name needed.
 ALONE: tuple[Ask, ...] = (
-    Ask("Alice", "What's your favorite fruit?", any=("apple", "banana", "mango", "peach", "pear", "grape", "cherr",
-                                                     "strawberr", "berr", "orange", "plum", "kiwi", "melon", "lemon")),
+    Ask(
+        "Alice",
+        "What's your favorite fruit?",
+        any=(
+            "apple",
+            "banana",
+            "mango",
+            "peach",
+            "pear",
+            "grape",
+            "cherr",
+            "strawberr",
+            "berr",
+            "orange",
+            "plum",
+            "kiwi",
+            "melon",
+            "lemon",
+        ),
+    ),
     Ask("Alice", "Any tips for sleeping better?", kinds=("sleep",), any=("screen", "phone", "tea", "routine", "dark")),
     Ask("Alice", "And what did I ask you about a minute ago?", any=("fruit", "apple", "banana", "mango", "berr")),
     Ask("Alice", "Where should I go for a weekend trip?", kinds=("travel",)),
@@ -107,16 +125,19 @@ def split_turns(turns: int) -> tuple[int, int]:
 
 # --- running and summarizing ----------------------------------------------------------------------------------------
 
+
 def mode_settings(base: Settings, mode: str, baseline_end_silence_ms: int) -> Settings:
     common = dict(greet_members=False, idle_topic_s=3600.0)
     if mode == "baseline":
-        return base.replace(scheduler_policy="exclusive", vad_end_silence_ms=baseline_end_silence_ms,
-                            preemptive_start=False, **common)
+        return base.replace(
+            scheduler_policy="exclusive", vad_end_silence_ms=baseline_end_silence_ms, preemptive_start=False, **common
+        )
     return base.replace(scheduler_policy=mode, **common)
 
 
-def turn_rows(mode: str, room: str, asks: Sequence[Ask | None], result: ConversationResult,
-              persona: Any = None) -> list[dict[str, Any]]:
+def turn_rows(
+    mode: str, room: str, asks: Sequence[Ask | None], result: ConversationResult, persona: Any = None
+) -> list[dict[str, Any]]:
     """One row per turn: what was said, heard and answered, its latency, and the answer's quality checks."""
     kinds = load_corpus("tuning").kinds
     members = tuple(c["name"] for c in result.cast)
@@ -127,24 +148,41 @@ def turn_rows(mode: str, room: str, asks: Sequence[Ask | None], result: Conversa
         reply = answer.text if answer else ""
         quality: dict[str, Any] = {}
         if ask is not None and not turn.warmup:
-            ctx = ReplyContext(persona_name=result.bot_name, persona_aliases=tuple(getattr(persona, "aliases", ())),
-                               speaker=turn.speaker, members=members, known_names=members, prompt_text=turn.said,
-                               earlier_replies=tuple(earlier),
-                               max_words=getattr(persona, "max_reply_words", None),
-                               max_sentences=getattr(persona, "max_reply_sentences", None),
-                               rubric=ask.rubric, kinds=kinds)
+            ctx = ReplyContext(
+                persona_name=result.bot_name,
+                persona_aliases=tuple(getattr(persona, "aliases", ())),
+                speaker=turn.speaker,
+                members=members,
+                known_names=members,
+                prompt_text=turn.said,
+                earlier_replies=tuple(earlier),
+                max_words=getattr(persona, "max_reply_words", None),
+                max_sentences=getattr(persona, "max_reply_sentences", None),
+                rubric=ask.rubric,
+                kinds=kinds,
+            )
             checked = check_reply(reply, ctx)
             quality = {"checks": checked.passed, "why": checked.why, "on_topic_evidence": checked.evidence}
         if reply:
             earlier.append(reply)
-        rows.append({
-            "mode": mode, "room": room, "turn": turn.index, "warmup": turn.warmup, "speaker": turn.speaker,
-            "said": turn.said, "heard": turn.heard, "status": turn.status, "reply": reply,
-            "reply_kind": f"{answer.kind}: {answer.reason}" if answer else "",
-            "latency_s": turn.latency_s, "stages_s": answer.stages_s if answer else {},
-            "quality": quality,
-            "other_lines": [f"{r.kind}/{r.outcome}" for r in turn.replies if r is not answer],
-        })
+        rows.append(
+            {
+                "mode": mode,
+                "room": room,
+                "turn": turn.index,
+                "warmup": turn.warmup,
+                "speaker": turn.speaker,
+                "said": turn.said,
+                "heard": turn.heard,
+                "status": turn.status,
+                "reply": reply,
+                "reply_kind": f"{answer.kind}: {answer.reason}" if answer else "",
+                "latency_s": turn.latency_s,
+                "stages_s": answer.stages_s if answer else {},
+                "quality": quality,
+                "other_lines": [f"{r.kind}/{r.outcome}" for r in turn.replies if r is not answer],
+            }
+        )
     return rows
 
 
@@ -152,9 +190,14 @@ def stats(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     arr = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(arr, 50)), 3), "p95": round(float(np.percentile(arr, 95)), 3),
-            "mean": round(float(arr.mean()), 3), "min": round(float(arr.min()), 3), "max": round(float(arr.max()), 3),
-            "n": int(arr.size)}
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 3),
+        "p95": round(float(np.percentile(arr, 95)), 3),
+        "mean": round(float(arr.mean()), 3),
+        "min": round(float(arr.min()), 3),
+        "max": round(float(arr.max()), 3),
+        "n": int(arr.size),
+    }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -169,11 +212,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "on_topic": len(on_topic),
         "latency_s": stats([r["latency_s"] for r in answered]),
         "latency_on_topic_s": stats([r["latency_s"] for r in on_topic]),
-        "quality": rates([CheckResult(passed=r["quality"]["checks"], why={}) for r in checked]),  # over every timed turn (an unanswered one fails)
-        "stage_after_end_of_speech_s": {s: stats([r["stages_s"][s] for r in answered if s in r["stages_s"]])
-                                        for s in STAGES},
-        "interval_s": {name: stats([t1 - t0 for r in answered for j, t0, t1 in turn_intervals(r["stages_s"]) if j == i])
-                       for i, (name, _a, _b) in enumerate(INTERVALS)},
+        "quality": rates(
+            [CheckResult(passed=r["quality"]["checks"], why={}) for r in checked]
+        ),  # over every timed turn (an unanswered one fails)
+        "stage_after_end_of_speech_s": {
+            s: stats([r["stages_s"][s] for r in answered if s in r["stages_s"]]) for s in STAGES
+        },
+        "interval_s": {
+            name: stats([t1 - t0 for r in answered for j, t0, t1 in turn_intervals(r["stages_s"]) if j == i])
+            for i, (name, _a, _b) in enumerate(INTERVALS)
+        },
     }
 
 
@@ -184,12 +232,25 @@ def machine_info() -> dict[str, Any]:
             cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-                            "cores": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     from importlib.metadata import PackageNotFoundError, version
 
-    for package in ("discord.py", "davey", "faster-whisper", "ctranslate2", "llama_cpp_python", "piper-tts",
-                    "onnxruntime", "RealtimeTTS"):
+    for package in (
+        "discord.py",
+        "davey",
+        "faster-whisper",
+        "ctranslate2",
+        "llama_cpp_python",
+        "piper-tts",
+        "onnxruntime",
+        "RealtimeTTS",
+    ):
         try:
             info[package] = version(package)
         except PackageNotFoundError:
@@ -216,8 +277,9 @@ def models_info(settings: Settings) -> dict[str, Any]:
     }
 
 
-async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespace,
-                   persona: Any = None) -> list[dict[str, Any]]:
+async def run_mode(
+    base: Settings, mode: str, turns: int, args: argparse.Namespace, persona: Any = None
+) -> list[dict[str, Any]]:
     """The group conversation and the one alone with the bot, in this mode: rows of every turn, and per room
     the conversation's settings and files."""
     settings = mode_settings(base, mode, args.baseline_end_silence_ms)
@@ -225,7 +287,9 @@ async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespa
 
     def progress(event: Any) -> None:
         if event.kind == "bot_line":
-            print(f"[{mode}] {event.speaker}: {event.text!r} ({event.latency_s or 0:.2f} s)", file=sys.stderr, flush=True)
+            print(
+                f"[{mode}] {event.speaker}: {event.text!r} ({event.latency_s or 0:.2f} s)", file=sys.stderr, flush=True
+            )
         elif event.kind in ("line", "heard", "unanswered"):
             print(f"[{mode}] {event.kind} {event.speaker}: {event.text or event.detail!r}", file=sys.stderr, flush=True)
 
@@ -234,9 +298,16 @@ async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespa
     for room, cast, asks, n in (("group", [ALICE, BOB], GROUP, group_turns), ("alone", [ALICE], ALONE, alone_turns)):
         if n <= 0:
             continue
-        convo = ScriptedConversation(settings, cast, script(asks, n), out_dir=Path(args.out) / mode / room,
-                                     label=f"{mode}/{room}", session_parts=parts, on_event=progress,
-                                     reply_timeout_s=args.reply_timeout)
+        convo = ScriptedConversation(
+            settings,
+            cast,
+            script(asks, n),
+            out_dir=Path(args.out) / mode / room,
+            label=f"{mode}/{room}",
+            session_parts=parts,
+            on_event=progress,
+            reply_timeout_s=args.reply_timeout,
+        )
         result = await convo.run()
         line_asks: list[Ask | None] = [None] + [asks[i % len(asks)] for i in range(n)]
         out.append({"room": room, "result": result, "rows": turn_rows(mode, room, line_asks, result, persona)})
@@ -245,11 +316,20 @@ async def run_mode(base: Settings, mode: str, turns: int, args: argparse.Namespa
 
 async def main_async(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--turns", type=int, default=12,
-                        help="timed turns per mode (about two thirds in the group, one third alone; each after a warm-up line)")
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=12,
+        help="timed turns per mode (about two thirds in the group, one third alone; each after a warm-up line)",
+    )
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: exclusive, pipelined, baseline")
     parser.add_argument("--baseline-end-silence-ms", type=int, default=BASELINE_END_SILENCE_MS)
-    parser.add_argument("--reply-timeout", type=float, default=120.0, help="seconds to wait for a reply before a turn counts as unanswered")
+    parser.add_argument(
+        "--reply-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for a reply before a turn counts as unanswered",
+    )
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
@@ -257,10 +337,14 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         parser.error(f"unknown mode(s): {', '.join(unknown)}")
-    base = load_settings(env={k: v for k, v in os.environ.items() if k.startswith(("LLM_", "TTS_", "STT_"))}, env_file=None)
+    base = load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith(("LLM_", "TTS_", "STT_"))}, env_file=None
+    )
     report: dict[str, Any] = {
         "benchmark": "e2e_bench: true end of a member's speech -> the bot's first voiced packet at the member (loopback Discord voice)",
-        "command": " ".join([".venv/bin/python", "-m", "benchmarks.e2e_bench", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [".venv/bin/python", "-m", "benchmarks.e2e_bench", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "machine": machine_info(),
         "models": models_info(base),
         "goal": {"p50_latency_s": GOAL_P50_S, "seed_style_p50_s_reported": 2.6},
@@ -276,26 +360,34 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         rooms = await run_mode(base, mode, args.turns, args, persona)
         mode_rows = [row for room in rooms for row in room["rows"]]
         for row in mode_rows:  # per turn, as the run goes (the full report goes to stdout at the end)
-            print(json.dumps({k: row[k] for k in ("mode", "room", "turn", "speaker", "status", "latency_s", "reply")}),
-                  file=sys.stderr, flush=True)
+            print(
+                json.dumps({k: row[k] for k in ("mode", "room", "turn", "speaker", "status", "latency_s", "reply")}),
+                file=sys.stderr,
+                flush=True,
+            )
         rows.extend(mode_rows)
-        report["modes"][mode] = {"settings": rooms[0]["result"].settings if rooms else {},
-                                 "wall_s": round(time.monotonic() - t, 1),
-                                 "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-                                 "summary": summarize(mode_rows),
-                                 "files": {room["room"]: room["result"].files for room in rooms}}
+        report["modes"][mode] = {
+            "settings": rooms[0]["result"].settings if rooms else {},
+            "wall_s": round(time.monotonic() - t, 1),
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "summary": summarize(mode_rows),
+            "files": {room["room"]: room["result"].files for room in rooms},
+        }
     report["turns"] = rows
     p50 = {m: (report["modes"][m]["summary"]["latency_s"] or {}).get("p50") for m in modes}
     if p50.get("baseline"):
-        report["speedup_p50_vs_baseline"] = {m: round(p50["baseline"] / v, 2) for m, v in p50.items()
-                                             if m != "baseline" and v}
+        report["speedup_p50_vs_baseline"] = {
+            m: round(p50["baseline"] / v, 2) for m, v in p50.items() if m != "baseline" and v
+        }
     report["latency_p50_s"] = p50
     report["on_topic_rate"] = {m: report["modes"][m]["summary"]["quality"].get("on_topic_rate") for m in modes}
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round(time.monotonic() - started, 1)
-    report["note"] = ("2-core machine shared with other jobs: absolute times are noisy; modes run one after the other "
-                      "(see loadavg per mode). Stage times are seconds after the true end of speech; with an early "
-                      "start the request can precede the final transcript.")
+    report["note"] = (
+        "2-core machine shared with other jobs: absolute times are noisy; modes run one after the other "
+        "(see loadavg per mode). Stage times are seconds after the true end of speech; with an early "
+        "start the request can precede the final transcript."
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "e2e.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

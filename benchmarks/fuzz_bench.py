@@ -65,15 +65,22 @@ def udp_receive_buffer_errors() -> int | None:
 def correlation_at_best_lag(received: np.ndarray, source48: np.ndarray) -> float:
     """Find the lag on the first 2 s, then correlate the whole signal at that lag."""
     ref = source_16k(source48)
-    _, lag = best_alignment(received[:32_000 + 1600], ref[:32_000])
+    _, lag = best_alignment(received[: 32_000 + 1600], ref[:32_000])
     n = min(received.size - lag, ref.size)
     a, b = received[lag : lag + n], ref[:n]
     denom = float(np.linalg.norm(a) * np.linalg.norm(b))
     return float(np.dot(a, b) / denom) if denom else 0.0
 
 
-async def run(packets: int, *, seed: int = 1234, valid_every: int = 500, window: int = 64,
-              max_pending: int = 512, timeout_s: float = 3600.0) -> dict:
+async def run(
+    packets: int,
+    *,
+    seed: int = 1234,
+    valid_every: int = 500,
+    window: int = 64,
+    max_pending: int = 512,
+    timeout_s: float = 3600.0,
+) -> dict:
     max_pending = max_pending or 1 << 62
     loop = asyncio.get_running_loop()
     conn = Connection(loop)
@@ -94,8 +101,14 @@ async def run(packets: int, *, seed: int = 1234, valid_every: int = 500, window:
         src = {A: speechlike(n_valid * 0.02, seed=31), B: speechlike(n_valid * 0.02, seed=32)}
         valid = {A: a.packets(src[A]), B: b.packets(src[B])}
         already_sent: list[bytes] = []
-        hostile = HostilePackets(random.Random(seed), conn.key, [a.ssrc, b.ssrc, vandal.ssrc],
-                                 valid[A][:50] + valid[B][:50], vandal, already_sent)
+        hostile = HostilePackets(
+            random.Random(seed),
+            conn.key,
+            [a.ssrc, b.ssrc, vandal.ssrc],
+            valid[A][:50] + valid[B][:50],
+            vandal,
+            already_sent,
+        )
         sent: Counter[str] = Counter()
         done = threading.Event()
         kernel_errors_before = udp_receive_buffer_errors()
@@ -150,21 +163,38 @@ async def run(packets: int, *, seed: int = 1234, valid_every: int = 500, window:
     for uid in (A, B):
         fr = frames.get(uid, [])
         valid_audio[str(uid)] = {
-            "packets_sent": len(valid[uid]), "frames": len(fr), "concealed_frames": sum(f.concealed for f in fr),
+            "packets_sent": len(valid[uid]),
+            "frames": len(fr),
+            "concealed_frames": sum(f.concealed for f in fr),
             "correlation": round(correlation_at_best_lag(audio(uid), src[uid]), 4) if fr else 0.0,
         }
-    drops = {k[len("dropped_"):]: v for k, v in d.items() if k.startswith("dropped_") and v}
-    kernel = (None if kernel_errors_before is None or kernel_errors_after is None
-              else kernel_errors_after - kernel_errors_before)
+    drops = {k[len("dropped_") :]: v for k, v in d.items() if k.startswith("dropped_") and v}
+    kernel = (
+        None
+        if kernel_errors_before is None or kernel_errors_after is None
+        else kernel_errors_after - kernel_errors_before
+    )
     return {
-        "packets_sent": total, "hostile_sent": total - sent["valid"] - sent["video_ssrc"], "sent_by_kind": dict(sent),
-        "received": d["received"], "decoded": d["decoded"], "pending": d["pending"], "dropped_by_reason": drops,
+        "packets_sent": total,
+        "hostile_sent": total - sent["valid"] - sent["video_ssrc"],
+        "sent_by_kind": dict(sent),
+        "received": d["received"],
+        "decoded": d["decoded"],
+        "pending": d["pending"],
+        "dropped_by_reason": drops,
         "unaccounted": ReceiveStats.balance(d) + (total - d["received"]),
-        "crashes": {"errors_logged": len(errors.records), "internal_drops": d["dropped_internal"],
-                    "worker_alive_until_stop": worker_alive, "first_errors": errors.records[:5]},
-        "valid_audio": valid_audio, "vandal_frames": len(frames.get(VANDAL, [])),
+        "crashes": {
+            "errors_logged": len(errors.records),
+            "internal_drops": d["dropped_internal"],
+            "worker_alive_until_stop": worker_alive,
+            "first_errors": errors.records[:5],
+        },
+        "valid_audio": valid_audio,
+        "vandal_frames": len(frames.get(VANDAL, [])),
         "kernel_udp_rcvbuf_errors": kernel,
-        "wall_s": round(wall, 1), "process_cpu_s": round(cpu, 1), "packets_per_s": round(total / wall),
+        "wall_s": round(wall, 1),
+        "process_cpu_s": round(cpu, 1),
+        "packets_per_s": round(total / wall),
     }
 
 
@@ -174,16 +204,27 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--valid-every", type=int, default=500, help="one valid packet per member every N hostile ones")
     ap.add_argument("--window", type=int, default=64, help="datagrams in flight at most (sent, not yet read)")
-    ap.add_argument("--max-pending", type=int, default=512, help="wait while the worker has this many queued "
-                    "(0: never wait, flood it)")
+    ap.add_argument(
+        "--max-pending",
+        type=int,
+        default=512,
+        help="wait while the worker has this many queued (0: never wait, flood it)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     result = {
         "benchmark": "fuzz",
         "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.fuzz_bench", *sys.argv[1:]]),
         "machine": machine(),
-        **asyncio.run(run(args.packets, seed=args.seed, valid_every=args.valid_every, window=args.window,
-                          max_pending=args.max_pending)),
+        **asyncio.run(
+            run(
+                args.packets,
+                seed=args.seed,
+                valid_every=args.valid_every,
+                window=args.window,
+                max_pending=args.max_pending,
+            )
+        ),
         "note": "CPU shared with other jobs while measured: the rate is indicative, the counts are exact",
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

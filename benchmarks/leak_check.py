@@ -73,16 +73,25 @@ def quiet_point() -> QuietPoint:
     gc.collect()
     trim_heap()
     heap, small = heap_mb()[0], pymalloc_mb()
-    return QuietPoint(time.monotonic(), round(heap + small, 3), round(heap, 3), round(small, 3), round(rss_anon_mb(), 2),
-                      sys.getallocatedblocks())
+    return QuietPoint(
+        time.monotonic(),
+        round(heap + small, 3),
+        round(heap, 3),
+        round(small, 3),
+        round(rss_anon_mb(), 2),
+        sys.getallocatedblocks(),
+    )
 
 
 def theil_sen_per_hour(points: list[QuietPoint], attr: str) -> float | None:
     """The median of the pairwise slopes of `attr` over time, per hour; None with fewer than 3 points."""
     if len(points) < 3:
         return None
-    slopes = [(getattr(b, attr) - getattr(a, attr)) / (b.t - a.t) * 3600.0
-              for a, b in itertools.combinations(points, 2) if b.t > a.t]
+    slopes = [
+        (getattr(b, attr) - getattr(a, attr)) / (b.t - a.t) * 3600.0
+        for a, b in itertools.combinations(points, 2)
+        if b.t > a.t
+    ]
     return float(statistics.median(slopes))
 
 
@@ -120,8 +129,9 @@ class InjectedLeak:
         self.kept.clear()
 
 
-async def repeated(workload: Workload, *, warmup: int, reps: int, leak_mb_per_hour: float = 0.0,
-                   start_index: int = 0) -> dict[str, Any]:
+async def repeated(
+    workload: Workload, *, warmup: int, reps: int, leak_mb_per_hour: float = 0.0, start_index: int = 0
+) -> dict[str, Any]:
     """Run the workload `warmup` times, then `reps` times with a quiet point before the first and after each
     (and, with `leak_mb_per_hour`, an `InjectedLeak` during those). Returns the points and the growth per hour."""
     index = start_index
@@ -140,9 +150,12 @@ async def repeated(workload: Workload, *, warmup: int, reps: int, leak_mb_per_ho
             await leak.stop()
     growth = {attr: theil_sen_per_hour(points, attr) for attr in (*METRICS, "py_blocks")}
     return {
-        "warmup": warmup, "reps": reps, "next_index": index,
+        "warmup": warmup,
+        "reps": reps,
+        "next_index": index,
         "rep_s": round((points[-1].t - points[0].t) / max(1, reps), 1),
-        "injected_mb_per_hour": leak_mb_per_hour, "injected_mb": round(leak.kept_mb, 2) if leak else 0.0,
+        "injected_mb_per_hour": leak_mb_per_hour,
+        "injected_mb": round(leak.kept_mb, 2) if leak else 0.0,
         "growth_per_hour": {k: None if v is None else round(v, 1) for k, v in growth.items()},
         "points": [{**asdict(p), "t": round(p.t - points[0].t, 1)} for p in points],
     }

@@ -56,35 +56,63 @@ DEFAULT_GUILDS = (1, 2, 4, 8)
 # Settings as shipped, except: no greetings and no topics of the bot's own (the script is the conversation).
 BENCH_ENV = {"PROMPTER_GREET": "false", "PROMPTER_IDLE_TOPIC_S": "3600"}
 
+
 def bot_name_heard(session: Any) -> Callable[[str], bool]:
     """Whether a transcript names the bot, as the session's turn-taking rules judge it."""
     policy = session.policy
-    matcher = NameMatcher.for_name(session.persona.name, getattr(session.persona, "aliases", ()) or (),
-                                   spelling_threshold=policy.name_spelling_threshold,
-                                   sound_threshold=policy.name_sound_threshold)
+    matcher = NameMatcher.for_name(
+        session.persona.name,
+        getattr(session.persona, "aliases", ()) or (),
+        spelling_threshold=policy.name_spelling_threshold,
+        sound_threshold=policy.name_sound_threshold,
+    )
     return matcher.find
 
 
-async def run_guild(run: GuildsRun, guild: GuildRun, script: list[tuple[str, str, bool]], *, start_delay: float,
-                    rng: random.Random, reply_timeout_s: float, t0: float) -> list[tuple[TurnRecord, bool]]:
+async def run_guild(
+    run: GuildsRun,
+    guild: GuildRun,
+    script: list[tuple[str, str, bool]],
+    *,
+    start_delay: float,
+    rng: random.Random,
+    reply_timeout_s: float,
+    t0: float,
+) -> list[tuple[TurnRecord, bool]]:
     """The guild's script; each turn with whether chorus heard the bot's name in it (a question whose name
     Whisper misheard is not one the bot could know was for it: counted apart, not against the load)."""
     world = run.world
     settings = guild.session.settings
-    watch = guild.watch(world, reply_timeout_s=reply_timeout_s,
-                        unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5)
+    watch = guild.watch(
+        world, reply_timeout_s=reply_timeout_s, unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5
+    )
     users = {c.name: c.user_id for c in guild.cast}
     names_bot = bot_name_heard(guild.session)
     await asyncio.sleep(start_delay)
     turns = []
     for index, (speaker, text, ask) in enumerate(script):
         said = await world.say(guild.guild_id, speaker, text)
-        turn = TurnRecord(index=index, speaker=speaker, said=text, expect_reply=ask, warmup=False,
-                          start_s=said["start"] - t0, true_end_s=said["true_end"] - t0, speech_s=said["speech_s"])
+        turn = TurnRecord(
+            index=index,
+            speaker=speaker,
+            said=text,
+            expect_reply=ask,
+            warmup=False,
+            start_s=said["start"] - t0,
+            true_end_s=said["true_end"] - t0,
+            speech_s=said["speech_s"],
+        )
         await watch.follow(turn, user_id=users[speaker], start=said["start"], true_end=said["true_end"])
         turns.append((turn, names_bot(turn.heard)))
-        log.info("guild %d line %d (%s, %s): %s, latency %s", guild.index, index, speaker,
-                 "question" if ask else "remark", turn.status, turn.latency_s)
+        log.info(
+            "guild %d line %d (%s, %s): %s, latency %s",
+            guild.index,
+            index,
+            speaker,
+            "question" if ask else "remark",
+            turn.status,
+            turn.latency_s,
+        )
         await asyncio.sleep(rng.uniform(0.6, 1.6))  # the room's pause before the next line
     return turns
 
@@ -115,29 +143,57 @@ def shed_summary(run: GuildsRun) -> dict[str, Any]:
         _add(shed, session.caption_queue.shedding.counts(), "captions_")
         _add(prefill, session.prefill.stats.as_dict())
         if session.receiver is not None:
-            _add(receive, {k[len("dropped_"):]: v for k, v in session.receiver.stats.as_dict().items()
-                           if k.startswith("dropped_")})
+            _add(
+                receive,
+                {
+                    k[len("dropped_") :]: v
+                    for k, v in session.receiver.stats.as_dict().items()
+                    if k.startswith("dropped_")
+                },
+            )
     scheduler = getattr(run.guilds[0].session.responder, "scheduler", None) if run.guilds else None
-    return {"by_reason": dict(sorted(shed.items())), "receive_dropped": dict(sorted(receive.items())),
-            "stt": stt, "prefill": prefill, "model_background": scheduler.background_stats() if scheduler is not None else {}}
+    return {
+        "by_reason": dict(sorted(shed.items())),
+        "receive_dropped": dict(sorted(receive.items())),
+        "stt": stt,
+        "prefill": prefill,
+        "model_background": scheduler.background_stats() if scheduler is not None else {},
+    }
 
 
 async def run_one(n_guilds: int, lines: int, seed: int, reply_timeout_s: float, work: Path) -> dict[str, Any]:
     settings = load_settings(env={**os.environ, **BENCH_ENV}, env_file=None).replace(data_dir=work / "data")
     casts = [guild_cast(g, 3 if g % 2 == 0 else 2) for g in range(n_guilds)]
     rng = random.Random(seed)
-    scripts = [make_script(random.Random(seed * 1000 + g), [c.name for c in cast], lines) for g, cast in enumerate(casts)]
+    scripts = [
+        make_script(random.Random(seed * 1000 + g), [c.name for c in cast], lines) for g, cast in enumerate(casts)
+    ]
     world_env = {k: v for k, v in os.environ.items() if k.startswith(("TTS_", "CHORUS_"))}
     async with bot_in_guilds(settings, casts, world_env=world_env, world_log=work / "world.log") as run:
-        await run.world.synthesize([(guild.guild_id, speaker, text) for guild, script in zip(run.guilds, scripts)
-                                    for speaker, text, _ in script])  # off the clock
+        await run.world.synthesize(
+            [
+                (guild.guild_id, speaker, text)
+                for guild, script in zip(run.guilds, scripts)
+                for speaker, text, _ in script
+            ]
+        )  # off the clock
         world_cpu_before = (await run.world.usage())["cpu_s"]
         sampler = Sampler(interval_s=1.0).start()
         t0 = time.monotonic()
-        results = await asyncio.gather(*(
-            run_guild(run, guild, script, start_delay=rng.uniform(0.0, 1.5) + 0.7 * guild.index, rng=random.Random(
-                seed + guild.index), reply_timeout_s=reply_timeout_s, t0=t0)
-            for guild, script in zip(run.guilds, scripts)))
+        results = await asyncio.gather(
+            *(
+                run_guild(
+                    run,
+                    guild,
+                    script,
+                    start_delay=rng.uniform(0.0, 1.5) + 0.7 * guild.index,
+                    rng=random.Random(seed + guild.index),
+                    reply_timeout_s=reply_timeout_s,
+                    t0=t0,
+                )
+                for guild, script in zip(run.guilds, scripts)
+            )
+        )
         await sampler.stop()
         process = sampler.summary()  # while the sessions still run: their threads are live
         world_cpu = (await run.world.usage())["cpu_s"] - world_cpu_before
@@ -145,8 +201,13 @@ async def run_one(n_guilds: int, lines: int, seed: int, reply_timeout_s: float, 
     return summarize(n_guilds, results, process, shed, world_cpu)
 
 
-def summarize(n_guilds: int, per_guild: list[list[tuple[TurnRecord, bool]]], process: dict[str, Any],
-              shed: dict[str, Any], world_cpu_s: float) -> dict[str, Any]:
+def summarize(
+    n_guilds: int,
+    per_guild: list[list[tuple[TurnRecord, bool]]],
+    process: dict[str, Any],
+    shed: dict[str, Any],
+    world_cpu_s: float,
+) -> dict[str, Any]:
     turns = [t for guild_turns in per_guild for t, _ in guild_turns]
     asked = [t for t in turns if t.expect_reply]
     named = {id(t) for guild_turns in per_guild for t, heard_name in guild_turns if heard_name}
@@ -166,11 +227,21 @@ def summarize(n_guilds: int, per_guild: list[list[tuple[TurnRecord, bool]]], pro
         "latency_s": stats(latencies),
         "answered_rate": round(len(answered) / len(asked), 3) if asked else None,
         # questions whose transcript named the bot: what the bot could know was for it
-        "answered_rate_heard": (round(sum(1 for t in answered if id(t) in named) / len(heard_asked), 3)
-                                if heard_asked else None),
+        "answered_rate_heard": (
+            round(sum(1 for t in answered if id(t) in named) / len(heard_asked), 3) if heard_asked else None
+        ),
         "misheard_name": sum(1 for t in asked if id(t) not in named),
-        "unanswered": [{"said": t.said, "heard": t.heard, "status": t.status, "name_heard": id(t) in named,
-                        "replies": [f"{r.kind}:{r.outcome}" for r in t.replies]} for t in asked if t not in answered],
+        "unanswered": [
+            {
+                "said": t.said,
+                "heard": t.heard,
+                "status": t.status,
+                "name_heard": id(t) in named,
+                "replies": [f"{r.kind}:{r.outcome}" for r in t.replies],
+            }
+            for t in asked
+            if t not in answered
+        ],
         "unprompted": sum(1 for t in turns if not t.expect_reply and t.status == "unprompted"),
         "stage_after_end_of_speech_s": stages,
         "shed": shed,
@@ -198,8 +269,21 @@ def run_counts(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str
     for n in args.guilds:
         with tempfile.TemporaryDirectory(prefix="chorus-load-") as tmp:
             out = Path(tmp) / "result.json"
-            cmd = [sys.executable, "-m", "benchmarks.load_bench", "--one", str(n), "--lines", str(args.lines),
-                   "--seed", str(args.seed), "--reply-timeout", str(args.reply_timeout), "--result", str(out)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.load_bench",
+                "--one",
+                str(n),
+                "--lines",
+                str(args.lines),
+                "--seed",
+                str(args.seed),
+                "--reply-timeout",
+                str(args.reply_timeout),
+                "--result",
+                str(out),
+            ]
             print(f"load_bench: {n} guild(s)...", file=sys.stderr, flush=True)
             load_before = os.getloadavg()
             proc = subprocess.run(cmd, cwd=PROJECT_ROOT, check=False)
@@ -209,8 +293,12 @@ def run_counts(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str
             result = json.loads(out.read_text())
             result["loadavg_before"] = [round(x, 2) for x in load_before]
             results.append(result)
-            print(f"load_bench: {n} guild(s): p95 {result['latency_s'] and result['latency_s']['p95']} s, "
-                  f"answered {result['answered_rate']}", file=sys.stderr, flush=True)
+            print(
+                f"load_bench: {n} guild(s): p95 {result['latency_s'] and result['latency_s']['p95']} s, "
+                f"answered {result['answered_rate']}",
+                file=sys.stderr,
+                flush=True,
+            )
     return {
         "benchmark": "load_bench",
         "command": command_line("benchmarks.load_bench", argv),
@@ -220,7 +308,7 @@ def run_counts(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str
         "results": results,
         "wall_s": round(time.monotonic() - started, 1),
         "note": "One bot process per guild count; its simulated members run in a second process (simulator.world). "
-                "On a shared machine the numbers move with its load (loadavg per run).",
+        "On a shared machine the numbers move with its load (loadavg per run).",
     }
 
 
@@ -234,8 +322,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one guild count here
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CHORUS_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CHORUS_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.one is not None:
         with tempfile.TemporaryDirectory(prefix="chorus-load-bot-") as tmp:
             result = asyncio.run(run_one(args.one, args.lines, args.seed, args.reply_timeout, Path(tmp)))

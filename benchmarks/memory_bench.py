@@ -56,8 +56,14 @@ def bench_extraction() -> dict[str, Any]:
                 extras.append((text, fact))
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
-    return {"lines": len(EXTRACTION), "facts_expected": tp + fn, "precision": round(precision, 3),
-            "recall": round(recall, 3), "missed": misses, "extra": extras}
+    return {
+        "lines": len(EXTRACTION),
+        "facts_expected": tp + fn,
+        "precision": round(precision, 3),
+        "recall": round(recall, 3),
+        "missed": misses,
+        "extra": extras,
+    }
 
 
 async def bench_recall(url: str, data_dir: Path, budget_tokens: int) -> dict[str, Any]:
@@ -96,9 +102,16 @@ async def bench_recall(url: str, data_dir: Path, budget_tokens: int) -> dict[str
             failures.append({"question": question, "expected": expected, "top3": texts[:3], "in_block": found})
     await db.close()
     n = len(RECALL)
-    return {"dialect": db.dialect, "questions": n, "top1": round(top1 / n, 3), "top3": round(top3 / n, 3),
-            "in_prompt_block": round(in_block / n, 3), "budget_tokens": budget_tokens,
-            "recall_ms_p50": round(sorted(timings)[n // 2], 2), "misses": failures}
+    return {
+        "dialect": db.dialect,
+        "questions": n,
+        "top1": round(top1 / n, 3),
+        "top3": round(top3 / n, 3),
+        "in_prompt_block": round(in_block / n, 3),
+        "budget_tokens": budget_tokens,
+        "recall_ms_p50": round(sorted(timings)[n // 2], 2),
+        "misses": failures,
+    }
 
 
 def _case_block(case: dict, now: float) -> str:
@@ -132,13 +145,26 @@ def bench_replies(settings: Any, samples: int) -> dict[str, Any]:
         names = list(case["members"])
         variants = [("with", _case_block(case, now))] + ([("without", "")] if "use" in case else [])
         for variant, block in variants:
-            messages = build_messages(persona, history, situation=case["situation"], budget_tokens=1600,
-                                      count_tokens=llm.count_tokens, memory=block)
+            messages = build_messages(
+                persona,
+                history,
+                situation=case["situation"],
+                budget_tokens=1600,
+                count_tokens=llm.count_tokens,
+                memory=block,
+            )
             for _ in range(samples):
-                raw = "".join(llm.stream(messages, max_tokens=48, stop=[f"\n{n}:" for n in names] + ["\nUser:"],
-                                         cancel=threading.Event()))
-                spoken = clean_reply(raw, persona_name=persona.name, other_names=names,
-                                     instructions=[persona.render_system_prompt(), case["situation"]])
+                raw = "".join(
+                    llm.stream(
+                        messages, max_tokens=48, stop=[f"\n{n}:" for n in names] + ["\nUser:"], cancel=threading.Event()
+                    )
+                )
+                spoken = clean_reply(
+                    raw,
+                    persona_name=persona.name,
+                    other_names=names,
+                    instructions=[persona.render_system_prompt(), case["situation"]],
+                )
                 said = spoken.lower()
                 if "use" in case:
                     key = "use" if variant == "with" else "use_without"
@@ -148,12 +174,24 @@ def bench_replies(settings: Any, samples: int) -> dict[str, Any]:
                     ok = not any(re.search(rf"\b{re.escape(w)}", said) for w in case["avoid"])
                 counts[key][0] += ok
                 counts[key][1] += 1
-                transcript.append({"case": case["history"][-1][1] if case["history"] else case["situation"],
-                                   "memory": variant, "reply": spoken, "ok": ok})
+                transcript.append(
+                    {
+                        "case": case["history"][-1][1] if case["history"] else case["situation"],
+                        "memory": variant,
+                        "reply": spoken,
+                        "ok": ok,
+                    }
+                )
     rate = {k: round(v[0] / v[1], 3) if v[1] else None for k, v in counts.items()}
-    return {"model": getattr(llm, "model_path", settings.llm_model), "samples_per_case": samples,
-            "use_rate": rate["use"], "use_rate_without_memory": rate["use_without"],
-            "no_recite_rate": rate["avoid"], "replies": len(transcript), "transcript": transcript}
+    return {
+        "model": getattr(llm, "model_path", settings.llm_model),
+        "samples_per_case": samples,
+        "use_rate": rate["use"],
+        "use_rate_without_memory": rate["use_without"],
+        "no_recite_rate": rate["avoid"],
+        "replies": len(transcript),
+        "transcript": transcript,
+    }
 
 
 def bench_summaries(settings: Any, methods: Sequence[str]) -> dict[str, Any]:
@@ -174,16 +212,24 @@ def bench_summaries(settings: Any, methods: Sequence[str]) -> dict[str, Any]:
             lines = [Line(s, t, None if s == "Juniper" else hash(s)) for s, t in call]
             mine = [t for s, t in call if s == name]
             t0 = time.perf_counter()
-            summary = summarize_member(method, name, lines, mine, llm=llm, scheduler=scheduler, bot_name="Juniper",
-                                       owner="bench") or ""
+            summary = (
+                summarize_member(
+                    method, name, lines, mine, llm=llm, scheduler=scheduler, bot_name="Juniper", owner="bench"
+                )
+                or ""
+            )
             took = time.perf_counter() - t0
             covered += any(k in summary.lower() for k in keywords)
             used = words(summary) - {"talked", "spoke", "told", "mentioned", "shared"}
             said = words(" ".join(t for _, t in call))
             faithful.append(len(used & said) / len(used) if used else 1.0)
             rows.append({"member": name, "summary": summary, "seconds": round(took, 2)})
-        out[method] = {"calls": len(SUMMARY_CALLS), "on_topic_rate": round(covered / len(SUMMARY_CALLS), 3),
-                       "faithfulness": round(sum(faithful) / len(faithful), 3), "summaries": rows}
+        out[method] = {
+            "calls": len(SUMMARY_CALLS),
+            "on_topic_rate": round(covered / len(SUMMARY_CALLS), 3),
+            "faithfulness": round(sum(faithful) / len(faithful), 3),
+            "summaries": rows,
+        }
     return out
 
 
@@ -191,16 +237,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from runtime.settings import load_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", action="append", default=[],
-                        help="also measure recall on this database (an empty one: it is filled); SQLite always")
+    parser.add_argument(
+        "--database-url",
+        action="append",
+        default=[],
+        help="also measure recall on this database (an empty one: it is filled); SQLite always",
+    )
     parser.add_argument("--samples", type=int, default=3, help="LLM samples per reply case")
     parser.add_argument("--skip-llm", action="store_true", help="only extraction and recall (no model)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     settings = load_settings()
     started = time.time()
-    result: dict[str, Any] = {"command": command_line("benchmarks.memory_bench", argv), "machine": machine_info(),
-                              "extraction": bench_extraction()}
+    result: dict[str, Any] = {
+        "command": command_line("benchmarks.memory_bench", argv),
+        "machine": machine_info(),
+        "extraction": bench_extraction(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         urls = [""] + list(args.database_url)
         result["recall"] = [asyncio.run(bench_recall(url, Path(tmp), settings.memory_prompt_tokens)) for url in urls]

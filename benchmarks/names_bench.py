@@ -60,8 +60,8 @@ def background_noise(speech: np.ndarray, snr_db: float, seed: int) -> np.ndarray
         pink[i] = acc
     pink -= pink.mean()
     voiced = speech[np.abs(speech) > 1e-3]
-    level = float(np.sqrt(np.mean(voiced ** 2))) if voiced.size else 0.05
-    return (pink / (np.sqrt(np.mean(pink ** 2)) + 1e-12) * level * 10 ** (-snr_db / 20)).astype(np.float32)
+    level = float(np.sqrt(np.mean(voiced**2))) if voiced.size else 0.05
+    return (pink / (np.sqrt(np.mean(pink**2)) + 1e-12) * level * 10 ** (-snr_db / 20)).astype(np.float32)
 
 
 def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
@@ -75,8 +75,9 @@ def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
 def old_matcher(ref: str) -> ModuleType | None:
     """conversation/addressing.py as it is at git revision `ref` (None when git or the revision is missing)."""
     try:
-        source = subprocess.run(["git", "show", f"{ref}:conversation/addressing.py"], capture_output=True, text=True,
-                                check=True, timeout=30).stdout
+        source = subprocess.run(
+            ["git", "show", f"{ref}:conversation/addressing.py"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     spec = importlib.util.spec_from_loader(f"addressing_at_{ref}", loader=None)
@@ -107,8 +108,14 @@ def grouped(rows: list[dict[str, Any]], field: str) -> dict[str, Any]:
     return {k: rates(v) for k, v in sorted(groups.items())}
 
 
-def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref: str | None = "main",
-        progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run(
+    lines: list[NameLine],
+    *,
+    settings: Any,
+    look: bool = True,
+    compare_ref: str | None = "main",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     from audio.hallucinations import is_hallucination
     from audio.name_look import NameLook
     from audio.segment_transcriber import DOUBTED_WORDS_MAX
@@ -135,17 +142,31 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
         match_cpu.append((time.process_time() - c1) * 1000)
         detected, via, restored, closest = names.bot, "text" if names.bot else "", "", None
         raw = result.raw_text.strip()
-        doubted = (not text and bool(raw) and (result.rejected or "").startswith("avg_logprob")
-                   and len(raw.split()) <= DOUBTED_WORDS_MAX and not is_hallucination(raw))
+        doubted = (
+            not text
+            and bool(raw)
+            and (result.rejected or "").startswith("avg_logprob")
+            and len(raw.split()) <= DOUBTED_WORDS_MAX
+            and not is_hallucination(raw)
+        )
         heard_text = text or (raw if doubted else "")
-        query = names_to_listen_for(heard_text, bot, persona.name, persona.aliases, members) if (
-            look and heard_text) else None
+        query = (
+            names_to_listen_for(heard_text, bot, persona.name, persona.aliases, members)
+            if (look and heard_text)
+            else None
+        )
         if query is not None and query.named and doubted:  # as the listener does: a doubted call is kept
             detected, via, restored = True, "doubted", raw
         elif query is not None and not query.named:
             c2 = time.process_time()
-            heard = looker.look(audio, heard_text, query.names, query.others, encoded=result.encoded,
-                                avg_logprob=result.avg_logprob if raw == text else None)
+            heard = looker.look(
+                audio,
+                heard_text,
+                query.names,
+                query.others,
+                encoded=result.encoded,
+                avg_logprob=result.avg_logprob if raw == text else None,
+            )
             look_cpu.append((time.process_time() - c2) * 1000)
             closest = looker.last_closest
             if heard is not None:
@@ -153,14 +174,26 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
                 detected, via = resolve_names(restored, bot, members).bot, "look"
         e, n = word_error_rate(line.text, text)
         edits, ref_words = edits + e, ref_words + n
-        row = {"text": line.text, "persona": line.persona, "voice": line.voice.describe(),
-               "noise_snr_db": None if line.noise_snr_db is None else round(line.noise_snr_db, 1),
-               "members": list(line.members), "transcript": text, "restored": restored, "detected": bool(detected),
-               "expected": line.expected, "via": via, "kind": line.kind, "split": line.split,
-               "text_detected": bool(names.bot), "look_closest": closest}
+        row = {
+            "text": line.text,
+            "persona": line.persona,
+            "voice": line.voice.describe(),
+            "noise_snr_db": None if line.noise_snr_db is None else round(line.noise_snr_db, 1),
+            "members": list(line.members),
+            "transcript": text,
+            "restored": restored,
+            "detected": bool(detected),
+            "expected": line.expected,
+            "via": via,
+            "kind": line.kind,
+            "split": line.split,
+            "text_detected": bool(names.bot),
+            "look_closest": closest,
+        }
         if old is not None:
-            row["old_detected"] = bool(old.resolve_names(text, old.NameMatcher.for_name(persona.name, persona.aliases),
-                                                         members).bot)
+            row["old_detected"] = bool(
+                old.resolve_names(text, old.NameMatcher.for_name(persona.name, persona.aliases), members).bot
+            )
         rows.append(row)
         if progress is not None:
             mark = "ok " if row["detected"] == line.expected else "MISS" if line.expected else "FALSE"
@@ -175,19 +208,28 @@ def run(lines: list[NameLine], *, settings: Any, look: bool = True, compare_ref:
         "per_kind_not_addressed": grouped([r for r in rows if not r["expected"]], "kind"),
         "per_voice": grouped(rows, "voice"),
         "per_persona": grouped(rows, "persona"),
-        "noise": {"with": rates([r for r in rows if r["noise_snr_db"] is not None]),
-                  "without": rates([r for r in rows if r["noise_snr_db"] is None])},
+        "noise": {
+            "with": rates([r for r in rows if r["noise_snr_db"] is not None]),
+            "without": rates([r for r in rows if r["noise_snr_db"] is None]),
+        },
         "text_only": {"dev": rates(dev, "text_detected"), "held_out": rates(held, "text_detected")},
         "stt_model": settings.stt_model,
         "stt_wer": round(edits / ref_words, 4) if ref_words else None,
-        "cpu_ms_per_line": {"stt": stats(stt_cpu, 1), "look": stats(look_cpu, 1), "match": stats(match_cpu, 2),
-                            "look_share_of_lines": round(len(look_cpu) / len(rows), 3) if rows else None},
+        "cpu_ms_per_line": {
+            "stt": stats(stt_cpu, 1),
+            "look": stats(look_cpu, 1),
+            "match": stats(match_cpu, 2),
+            "look_share_of_lines": round(len(look_cpu) / len(rows), 3) if rows else None,
+        },
         "look": look,
         "look_decoder_passes_per_look": round(looker.decoder_passes / looker.calls, 2) if looker.calls else None,
     }
     if old is not None:
-        payload["old_matcher"] = {"ref": compare_ref, "dev": rates(dev, "old_detected"),
-                                  "held_out": rates(held, "old_detected")}
+        payload["old_matcher"] = {
+            "ref": compare_ref,
+            "dev": rates(dev, "old_detected"),
+            "held_out": rates(held, "old_detected"),
+        }
     payload["lines"] = rows
     return payload
 
@@ -196,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help=f"a CI-size slice ({QUICK_LINES} lines)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N lines of a seeded shuffle")
-    parser.add_argument("--stt-model", default="", help="STT_MODEL for this run (a CTranslate2 folder; default: the bot's)")
+    parser.add_argument(
+        "--stt-model", default="", help="STT_MODEL for this run (a CTranslate2 folder; default: the bot's)"
+    )
     parser.add_argument("--no-look", action="store_true", help="the text matcher alone")
     parser.add_argument("--compare-ref", default="main", help="git revision whose matcher reads the same transcripts")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -215,10 +259,19 @@ def main(argv: list[str] | None = None) -> None:
         random.Random(7).shuffle(lines)
         lines = lines[:limit]
     started = time.perf_counter()
-    payload = run(lines, settings=settings, look=not args.no_look, compare_ref=args.compare_ref or None,
-                  progress=lambda s: print(s, file=sys.stderr, flush=True))
-    payload = {**payload, "command": command_line("benchmarks.names_bench", argv), "machine": machine_info(),
-               "wall_s": round(time.perf_counter() - started, 1)}
+    payload = run(
+        lines,
+        settings=settings,
+        look=not args.no_look,
+        compare_ref=args.compare_ref or None,
+        progress=lambda s: print(s, file=sys.stderr, flush=True),
+    )
+    payload = {
+        **payload,
+        "command": command_line("benchmarks.names_bench", argv),
+        "machine": machine_info(),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
     path = write_json(payload, args.out)
     summary = {k: payload[k] for k in ("name_recall", "name_false_rate", "held_out", "stt_wer", "cpu_ms_per_line")}
     summary["old_matcher"] = payload.get("old_matcher")

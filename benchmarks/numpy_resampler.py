@@ -79,7 +79,6 @@ class NumpyStreamResampler:
         out = out.astype(np.float32, copy=False)
         return out[:, 0] if squeeze else out
 
-
     def drain(self, channels: int = 1) -> np.ndarray:
         """Push the filter's delay line out (zeros in): the last ~taps/2 input samples' worth of output."""
         if self.passthrough:

@@ -39,8 +39,10 @@ STYLES: tuple[tuple[float, str, str], ...] = (
     (REPLY, "#f0e2a8", ""),
 )
 assert len(STYLES) == len(INTERVALS)
-BASELINE_NOTE = ("baseline (no early start, seed-style): 'to first speakable fragment' is the whole LLM reply, "
-                 "'TTS first audio' its first sentence synthesized")
+BASELINE_NOTE = (
+    "baseline (no early start, seed-style): 'to first speakable fragment' is the whole LLM reply, "
+    "'TTS first audio' its first sentence synthesized"
+)
 
 
 def heard_at(row: dict[str, Any]) -> float | None:
@@ -52,8 +54,19 @@ def heard_at(row: dict[str, Any]) -> float | None:
 def panel_limits(modes: list[str], rows: list[dict[str, Any]], goal: float) -> dict[str, float]:
     """Right edge of each mode's time axis: modes within 2x of each other share one, so chorus's modes compare
     directly while the slow baseline keeps its own scale."""
-    last = {m: max([goal] + [t for r in rows if r["mode"] == m for t in
-                             [heard_at(r)] + list((r.get("stages_s") or {}).values()) if t is not None]) for m in modes}
+    last = {
+        m: max(
+            [goal]
+            + [
+                t
+                for r in rows
+                if r["mode"] == m
+                for t in [heard_at(r)] + list((r.get("stages_s") or {}).values())
+                if t is not None
+            ]
+        )
+        for m in modes
+    }
     return {m: 1.12 * max(v for v in last.values() if v <= 2.0 * last[m]) for m in modes}
 
 
@@ -64,14 +77,23 @@ def turn_label(row: dict[str, Any]) -> str:
     return f"{(row.get('speaker') or '?')[0]}{row['turn']}{room}" + ("\nearly start" if early else "")
 
 
-def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any], goal: float,
-              right: float) -> None:
+def draw_mode(
+    ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str, Any], goal: float, right: float
+) -> None:
     for y, row in enumerate(rows):
         stages = row.get("stages_s") or {}
         for i, t0, t1 in turn_intervals(stages):
             lane, color, hatch = STYLES[i]
-            ax.barh(y + lane, t1 - t0, left=t0, height=LANE_HEIGHT, color=color, hatch=hatch,
-                    edgecolor="#777777" if hatch else "white", linewidth=0.4)
+            ax.barh(
+                y + lane,
+                t1 - t0,
+                left=t0,
+                height=LANE_HEIGHT,
+                color=color,
+                hatch=hatch,
+                edgecolor="#777777" if hatch else "white",
+                linewidth=0.4,
+            )
         heard = heard_at(row)
         if heard is None or row.get("latency_s") is None:
             ax.text(0.01 * right, y + REPLY, "no reply", va="center", fontsize=7, color="#c44e52")
@@ -79,8 +101,15 @@ def draw_mode(ax: Any, mode: str, rows: list[dict[str, Any]], summary: dict[str,
             ax.plot([heard, heard], [y - 0.45, y + 0.45], color="black", linewidth=1.6, solid_capstyle="butt")
             on_topic = ((row.get("quality") or {}).get("checks") or {}).get("on_topic")
             note = "" if on_topic is None else (" on topic" if on_topic else " off topic")
-            ax.text(heard + 0.008 * right, y, f"{heard:.2f} s{note}", va="center", fontsize=7.5, fontweight="bold",
-                    color="black" if on_topic is not False else "#c44e52")
+            ax.text(
+                heard + 0.008 * right,
+                y,
+                f"{heard:.2f} s{note}",
+                va="center",
+                fontsize=7.5,
+                fontweight="bold",
+                color="black" if on_topic is not False else "#c44e52",
+            )
     ax.axvline(goal, color="black", linestyle="--", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [turn_label(r) for r in rows], fontsize=7)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first turn on top
@@ -102,21 +131,35 @@ def plot_e2e(report: dict[str, Any], path: Path) -> Path:
     per_mode = {m: [r for r in rows if r["mode"] == m] for m in modes}
     rights = panel_limits(modes, rows, goal)
     heights = [2.0] + [max(len(per_mode[m]), 1) + 1.2 for m in modes]  # the legend's row, then one per mode
-    fig, axes = plt.subplots(len(modes) + 1, 1, figsize=(11.0, 0.42 * sum(heights) + 1.2), dpi=110,
-                             gridspec_kw={"height_ratios": heights}, squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        len(modes) + 1,
+        1,
+        figsize=(11.0, 0.42 * sum(heights) + 1.2),
+        dpi=110,
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+        layout="constrained",
+    )
     legend_ax, axes = axes[0, 0], axes[1:]
     for ax, mode in zip(axes[:, 0], modes):
         draw_mode(ax, mode, per_mode[mode], report["modes"][mode].get("summary", {}), goal, rights[mode])
     axes[-1, 0].set_xlabel("seconds after the true end of the member's speech (panels have their own scale)")
     machine = report.get("machine", {})
     threads = report.get("models", {}).get("llm_threads", "?")
-    fig.suptitle(f"chorus, end of speech → first bot audio at the member, per turn (upper lane: hearing the member, "
-                 f"lower lane: the reply)\n{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, LLM threads "
-                 f"{threads}, load {machine.get('loadavg_at_start', ['?'])[0]} at start", fontsize=10)
-    handles: list[Any] = [Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
-               for (label, _s, _e), (_lane, c, h) in zip(INTERVALS, STYLES)]
-    handles += [Line2D([], [], color="black", linewidth=1.6, label="heard at the member"),
-                Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"goal p50 {goal} s")]
+    fig.suptitle(
+        f"chorus, end of speech → first bot audio at the member, per turn (upper lane: hearing the member, "
+        f"lower lane: the reply)\n{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, LLM threads "
+        f"{threads}, load {machine.get('loadavg_at_start', ['?'])[0]} at start",
+        fontsize=10,
+    )
+    handles: list[Any] = [
+        Patch(facecolor=c, hatch=h, edgecolor="#777777" if h else c, label=label)
+        for (label, _s, _e), (_lane, c, h) in zip(INTERVALS, STYLES)
+    ]
+    handles += [
+        Line2D([], [], color="black", linewidth=1.6, label="heard at the member"),
+        Line2D([], [], color="black", linestyle="--", linewidth=0.8, label=f"goal p50 {goal} s"),
+    ]
     legend_ax.axis("off")
     legend_ax.legend(handles=handles, loc="center", ncol=4, fontsize=8, frameon=False)
     if "baseline" in modes:

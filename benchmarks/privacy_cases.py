@@ -21,6 +21,7 @@ Result = dict[str, Any]
 
 # --- database faults -----------------------------------------------------------------------------------------------
 
+
 async def _service(data_dir: Path) -> Any:
     from storage.guild_store import GuildStore
     from runtime.settings import load_settings
@@ -65,8 +66,13 @@ class FileAway:
 async def case_restart_with_database_down(tmp: Path) -> Result:
     """Bob opted out; the bot restarts while the database is away: nobody is decoded until the choices are known."""
     rx: Any = importlib.import_module("tests.fixtures_receive")  # the receive rig of the tests (real UDP, DAVE)
-    Member, Rig, make_dave_group, speechlike, wait_for = (rx.Member, rx.Rig, rx.make_dave_group, rx.speechlike,
-                                                          rx.wait_for)
+    Member, Rig, make_dave_group, speechlike, wait_for = (
+        rx.Member,
+        rx.Rig,
+        rx.make_dave_group,
+        rx.speechlike,
+        rx.wait_for,
+    )
 
     data_dir = tmp / "restart"
     first = await _loaded(data_dir)
@@ -98,10 +104,16 @@ async def case_restart_with_database_down(tmp: Path) -> Result:
         bob_decoded = len(rig.col.frames.get(BOB, []))
         await service.close()
         await service.db.close()
-        return {"built": True, "leaks": bob_decoded, "late_replies": 0,
-                "decoded_while_down": down["decoded"], "dropped_while_down": down["dropped_opted_out"],
-                "alice_decoded_after": len(rig.col.frames.get(ALICE, [])), "bob_decoded": bob_decoded,
-                "decoded_after": up["decoded"]}
+        return {
+            "built": True,
+            "leaks": bob_decoded,
+            "late_replies": 0,
+            "decoded_while_down": down["decoded"],
+            "dropped_while_down": down["dropped_opted_out"],
+            "alice_decoded_after": len(rig.col.frames.get(ALICE, [])),
+            "bob_decoded": bob_decoded,
+            "decoded_after": up["decoded"],
+        }
     finally:
         rig.close()
 
@@ -128,8 +140,13 @@ async def case_memory_off_during_outage(tmp: Path) -> Result:
     saved = await _fresh_memory_enabled(data_dir)
     await service.close()
     await service.db.close()
-    return {"built": True, "leaks": rows + (saved is not False), "late_replies": 0, "rows": rows,
-            "saved_setting_memory_enabled": saved}
+    return {
+        "built": True,
+        "leaks": rows + (saved is not False),
+        "late_replies": 0,
+        "rows": rows,
+        "saved_setting_memory_enabled": saved,
+    }
 
 
 async def _fresh_memory_enabled(data_dir: Path) -> Any:
@@ -176,11 +193,27 @@ async def case_forget_during_pending_summary(tmp: Path) -> Result:
     room = Room(bot_name="Juniper", now=0.0)
     for uid, name in ((ALICE, "Alice"), (BOB, "Bob")):
         room.member_joined(uid, name, 0.0, initial=True)
-    for t, (uid, name, text) in enumerate([(BOB, "Bob", "We sailed to the harbour on Sunday and the wind was wild."),
-                                           (ALICE, "Alice", "I spent Sunday baking bread for the whole street.")]):
-        room.on_utterance(Utterance(user_id=uid, name=name, text=text, start=t * 5.0, end=t * 5.0 + 1, final=True,
-                                    confidence=0.9, timings={}))
-    recorder = service.attach(GUILD, SimpleNamespace(room=room, persona=SimpleNamespace(name="Juniper"), responder=None))
+    for t, (uid, name, text) in enumerate(
+        [
+            (BOB, "Bob", "We sailed to the harbour on Sunday and the wind was wild."),
+            (ALICE, "Alice", "I spent Sunday baking bread for the whole street."),
+        ]
+    ):
+        room.on_utterance(
+            Utterance(
+                user_id=uid,
+                name=name,
+                text=text,
+                start=t * 5.0,
+                end=t * 5.0 + 1,
+                final=True,
+                confidence=0.9,
+                timings={},
+            )
+        )
+    recorder = service.attach(
+        GUILD, SimpleNamespace(room=room, persona=SimpleNamespace(name="Juniper"), responder=None)
+    )
     recorder.poll()
     busy = threading.Event()
     blocker = asyncio.ensure_future(executors.run("memory", busy.wait, 30))
@@ -204,8 +237,14 @@ async def case_forget_during_pending_summary(tmp: Path) -> Result:
     service.recorders.pop(GUILD, None)
     await service.close()
     await service.db.close()
-    return {"built": True, "leaks": bob_rows + len(leaked), "late_replies": 0, "bob_rows": bob_rows,
-            "alice_rows": len(alice), "summary_remade_without_bob": bool(alice) and not leaked}
+    return {
+        "built": True,
+        "leaks": bob_rows + len(leaked),
+        "late_replies": 0,
+        "bob_rows": bob_rows,
+        "alice_rows": len(alice),
+        "summary_remade_without_bob": bool(alice) and not leaked,
+    }
 
 
 async def case_overlapping_setting_commands(tmp: Path) -> Result:
@@ -215,16 +254,27 @@ async def case_overlapping_setting_commands(tmp: Path) -> Result:
     for s in (one, two):
         await s.db.open()
         await s.guild_store.load()
-    await asyncio.gather(one.guild_store.set_persona(GUILD, "Trixie"), two.guild_store.set_captions_channel(GUILD, 77),
-                         one.guild_store.set_memory_enabled(GUILD, False))
+    await asyncio.gather(
+        one.guild_store.set_persona(GUILD, "Trixie"),
+        two.guild_store.set_captions_channel(GUILD, 77),
+        one.guild_store.set_memory_enabled(GUILD, False),
+    )
     fresh = await _loaded(data_dir)
     state = fresh.guild_store.get(GUILD)
     lost = int(state.persona != "Trixie") + int(state.captions_channel_id != 77) + int(state.memory_enabled)
     for s in (one, two, fresh):
         await s.db.close()
-    return {"built": True, "leaks": int(state.memory_enabled), "late_replies": 0, "lost_updates": lost,
-            "state": {"persona": state.persona, "captions_channel_id": state.captions_channel_id,
-                      "memory_enabled": state.memory_enabled}}
+    return {
+        "built": True,
+        "leaks": int(state.memory_enabled),
+        "late_replies": 0,
+        "lost_updates": lost,
+        "state": {
+            "persona": state.persona,
+            "captions_channel_id": state.captions_channel_id,
+            "memory_enabled": state.memory_enabled,
+        },
+    }
 
 
 class _TimedInteraction:
@@ -269,8 +319,9 @@ async def case_commands_during_database_stall(tmp: Path) -> Result:
     await bot.setup_hook()
     path = bot.storage.sqlite_path
     assert path is not None
-    user = SimpleNamespace(id=BOB, display_name="Bob", global_name="Bob", name="bob",
-                           guild_permissions=SimpleNamespace(manage_guild=True))
+    user = SimpleNamespace(
+        id=BOB, display_name="Bob", global_name="Bob", name="bob", guild_permissions=SimpleNamespace(manage_guild=True)
+    )
     privacy, memory = bot.get_cog("PrivacyCog"), bot.get_cog("MemoryCog")
     assert privacy is not None and memory is not None
     lock = sqlite3.connect(path, timeout=0.1)
@@ -278,21 +329,30 @@ async def case_commands_during_database_stall(tmp: Path) -> Result:
     released = asyncio.get_running_loop().call_later(10.0, lock.rollback)
     results = []
     try:
-        for name, cog, command in (("privacy optout", privacy, "optout"), ("memory show", memory, "show"),
-                                   ("memory off", memory, "off"), ("privacy optin", privacy, "optin")):
+        for name, cog, command in (
+            ("privacy optout", privacy, "optout"),
+            ("memory show", memory, "show"),
+            ("memory off", memory, "off"),
+            ("privacy optin", privacy, "optin"),
+        ):
             interaction = _TimedInteraction(user, GUILD)
             try:
                 await getattr(cog, command).callback(cog, interaction)
             except Exception as exc:  # the bot's error handler answers these
                 from discord import app_commands
 
-                await bot.on_app_command_error(interaction, app_commands.CommandInvokeError(  # type: ignore[arg-type]
-                    SimpleNamespace(qualified_name=name), exc))  # type: ignore[arg-type]
+                error = app_commands.CommandInvokeError(SimpleNamespace(qualified_name=name), exc)  # type: ignore[arg-type]
+                await bot.on_app_command_error(interaction, error)  # type: ignore[arg-type]
             first = interaction.events[0][0] if interaction.events else None
             text = " ".join(e[2] for e in interaction.events)
-            results.append({"command": f"/{name}", "first_answer_s": None if first is None else round(first, 3),
-                            "last_answer_s": round(interaction.events[-1][0], 3) if interaction.events else None,
-                            "driver_text": any(w in text for w in ("OperationalError", str(path), "sqlite3", "Error:"))})
+            results.append(
+                {
+                    "command": f"/{name}",
+                    "first_answer_s": None if first is None else round(first, 3),
+                    "last_answer_s": round(interaction.events[-1][0], 3) if interaction.events else None,
+                    "driver_text": any(w in text for w in ("OperationalError", str(path), "sqlite3", "Error:")),
+                }
+            )
     finally:
         released.cancel()
         lock.rollback()
@@ -336,8 +396,13 @@ async def case_migration_killed_half_way(tmp: Path) -> Result:
     except StorageError:
         next_start_ok = False
     await again.close()
-    return {"built": True, "leaks": int(not next_start_ok), "late_replies": 0, "first_start_failed": failed,
-            "next_start_ok": next_start_ok}
+    return {
+        "built": True,
+        "leaks": int(not next_start_ok),
+        "late_replies": 0,
+        "first_start_failed": failed,
+        "next_start_ok": next_start_ok,
+    }
 
 
 DB_CASES: list[tuple[str, Callable[[Path], Awaitable[Result]]]] = [

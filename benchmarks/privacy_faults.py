@@ -30,13 +30,16 @@ OUT = Path("out/bench/privacy.json")
 DOCS = Path("docs/privacy-faults.json")
 
 FIRST = "I keep bees in my garden behind the old stone house."
-LONG = ("My cousin Robert and I go sailing on the lake near the harbour every summer, and we always "
-        "bring sandwiches, lemonade and a big yellow umbrella for the afternoon sun.")
+LONG = (
+    "My cousin Robert and I go sailing on the lake near the harbour every summer, and we always "
+    "bring sandwiches, lemonade and a big yellow umbrella for the afternoon sun."
+)
 
 LOOPBACK_CASES = ("optout_between_partial_and_final", "optout_mid_word", "optout_mid_partial")  # one call, in order
 
 
 # --- the loopback opt-out cases (real pipeline) --------------------------------------------------------------------
+
 
 async def _optout_cases(tmp: Path) -> dict[str, Result]:
     from simulator.privacy_witness import LogTap, PartialWatch, Witness, opt_in, opt_out, settled, words_of
@@ -55,15 +58,21 @@ async def _optout_cases(tmp: Path) -> dict[str, Result]:
 
             started = time.monotonic()
             speaking = asyncio.create_task(sc.say("Bob", LONG))
-            await sc.wait_for(lambda: (m := members.get(bob)) is not None and m.partial is not None
-                              and m.partial.start >= started - 0.5, 120, "a partial of Bob's")
+            await sc.wait_for(
+                lambda: (
+                    (m := members.get(bob)) is not None and m.partial is not None and m.partial.start >= started - 0.5
+                ),
+                120,
+                "a partial of Bob's",
+            )
             in_time = not speaking.done()
             since = await opt_out(sc, bob)
             heard = words_of(witness.texts_of(bob, before=since))
             await settled(sc, speaking)
             found = await witness.leaks(bob, "Bob", since, heard, logs)
-            out["optout_between_partial_and_final"] = _leak_result(found, heard=sorted(heard),
-                                                                   opted_out_before_his_line_ended=in_time)
+            out["optout_between_partial_and_final"] = _leak_result(
+                found, heard=sorted(heard), opted_out_before_his_line_ended=in_time
+            )
 
             await opt_in(sc, bob)
             started = time.monotonic()
@@ -73,8 +82,9 @@ async def _optout_cases(tmp: Path) -> dict[str, Result]:
             since = await opt_out(sc, bob)
             await settled(sc, speaking)
             found = await witness.leaks(bob, "Bob", since, heard, logs)
-            out["optout_mid_word"] = _leak_result(found, dropped_at_receive=sc.session.receiver.stats.as_dict()
-                                                  ["dropped_opted_out"])
+            out["optout_mid_word"] = _leak_result(
+                found, dropped_at_receive=sc.session.receiver.stats.as_dict()["dropped_opted_out"]
+            )
 
             await opt_in(sc, bob)
             watch = PartialWatch(sc.session.listener.scheduler, bob)
@@ -88,12 +98,16 @@ async def _optout_cases(tmp: Path) -> dict[str, Result]:
 
 
 def _leak_result(found: dict[str, list], **detail: Any) -> Result:
-    return {"built": True, "leaks": sum(len(v) for v in found.values()), "late_replies": 0,
-            "found": {k: v for k, v in found.items() if v}, **detail}
+    return {
+        "built": True,
+        "leaks": sum(len(v) for v in found.values()),
+        "late_replies": 0,
+        "found": {k: v for k, v in found.items() if v},
+        **detail,
+    }
 
 
 # --- the run --------------------------------------------------------------------------------------------------------
-
 
 
 async def run(quick: bool, only: Sequence[str] = ()) -> dict[str, Any]:
@@ -115,8 +129,12 @@ async def run(quick: bool, only: Sequence[str] = ()) -> dict[str, Any]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     measured = [c for c in cases.values() if c.get("built") and "leaks" in c]
-    return {"cases": cases, "leaks_total": sum(c["leaks"] for c in measured),
-            "late_replies": sum(c["late_replies"] for c in measured), "built": len(measured)}
+    return {
+        "cases": cases,
+        "leaks_total": sum(c["leaks"] for c in measured),
+        "late_replies": sum(c["late_replies"] for c in measured),
+        "built": len(measured),
+    }
 
 
 def case_names() -> list[str]:
@@ -126,15 +144,25 @@ def case_names() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the three loopback opt-out cases")
-    parser.add_argument("--only", nargs="+", default=[], choices=case_names(), metavar="CASE",
-                        help="run only these cases (the three loopback ones run together); nothing written to docs/")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        choices=case_names(),
+        metavar="CASE",
+        help="run only these cases (the three loopback ones run together); nothing written to docs/",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--docs", default=str(DOCS), help="also written here (empty: not)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     started = time.time()
-    result = {"command": command_line("benchmarks.privacy_faults", argv), "machine": machine_info(),
-              **asyncio.run(run(args.quick, args.only)), "wall_s": round(time.time() - started, 1)}
+    result = {
+        "command": command_line("benchmarks.privacy_faults", argv),
+        "machine": machine_info(),
+        **asyncio.run(run(args.quick, args.only)),
+        "wall_s": round(time.time() - started, 1),
+    }
     write_json(result, args.out)
     if args.docs and not args.only:
         write_json(result, Path(args.docs))

@@ -33,8 +33,11 @@ async def case_bot_removed(tmp: Path) -> Result:
     await service.store.mark_guild_removed(back, now=past)
     await service.guild_returned(back)
     await service.purge_now()
-    left = (await service.store.count_about(GUILD, ALICE) + len((await service.store.opted_out()).get(GUILD, ()))
-            + int(service.guild_store.get(GUILD).persona is not None))
+    left = (
+        await service.store.count_about(GUILD, ALICE)
+        + len((await service.store.opted_out()).get(GUILD, ()))
+        + int(service.guild_store.get(GUILD).persona is not None)
+    )
     kept = await service.store.count_about(back, ALICE)
     await service.db.close()
     return {"built": True, "leaks": left, "late_replies": 0, "rows_left": left, "readded_server_rows_kept": kept}
@@ -51,19 +54,23 @@ async def case_member_leaves_server(tmp: Path) -> Result:
     from memory.extract import Fact
     from simulator.privacy_witness import LogTap
 
-    settings = load_settings(env={"CHORUS_DATA_DIR": str(tmp / "left"), "MEMORY_SUMMARY": "extractive",
-                                  "FORGET_MEMBERS_WHO_LEAVE": "true"}, env_file=None)
+    settings = load_settings(
+        env={"CHORUS_DATA_DIR": str(tmp / "left"), "MEMORY_SUMMARY": "extractive", "FORGET_MEMBERS_WHO_LEAVE": "true"},
+        env_file=None,
+    )
     carol, dan, other = BOB + 1, BOB + 2, GUILD + 1
     words = ("Zanzibar", "quokkas", "lighthouse")  # what Bob told, and what was said in his call
     with LogTap() as logs:
         async with ChorusBot(settings, optional_extensions=()) as bot:  # the loop discord.py dispatches events on
             await bot.setup_hook()
             memory, store = bot.memory, bot.memory.store
-            await store.remember_facts(GUILD, BOB, [Fact("home", "lives in Zanzibar"), Fact("likes:quokkas",
-                                                                                            "adores quokkas")])
+            await store.remember_facts(
+                GUILD, BOB, [Fact("home", "lives in Zanzibar"), Fact("likes:quokkas", "adores quokkas")]
+            )
             await store.remember_facts(other, BOB, [Fact("home", "lives in Lisbon")])  # a server he stays in
-            memory.queue_summary(GUILD, ALICE, "call:c1:0", 'said "we rowed out past the lighthouse"',
-                                 heard={ALICE: "Alice", BOB: "Bob"})  # as the recorder queues it
+            memory.queue_summary(
+                GUILD, ALICE, "call:c1:0", 'said "we rowed out past the lighthouse"', heard={ALICE: "Alice", BOB: "Bob"}
+            )  # as the recorder queues it
             await memory.writes.drain(WAIT_S)
             await store.remember_facts(GUILD, ALICE, [Fact("friend", "goes climbing with Bob")])
             await store.remember_facts(GUILD, dan, [Fact("home", "lives in Oslo")])
@@ -73,8 +80,16 @@ async def case_member_leaves_server(tmp: Path) -> Result:
                 return {uid for _, uid, _ in await store.departed_members(time.time() + 1)}
 
             for uid, name in ((BOB, "bob"), (carol, "carol"), (dan, "dan")):
-                payload: Any = {"guild_id": str(GUILD), "user": {"id": str(uid), "username": name, "discriminator": "0",
-                                                                 "avatar": None, "global_name": name.title()}}
+                payload: Any = {
+                    "guild_id": str(GUILD),
+                    "user": {
+                        "id": str(uid),
+                        "username": name,
+                        "discriminator": "0",
+                        "avatar": None,
+                        "global_name": name.title(),
+                    },
+                }
                 bot._connection.parse_guild_member_remove(payload)  # as the gateway's GUILD_MEMBER_REMOVE
             all_marked = await _until(marked, lambda m: m == {BOB, carol, dan})
             bot.dispatch("member_join", SimpleNamespace(guild=SimpleNamespace(id=GUILD), id=dan))  # Dan rejoins
@@ -94,12 +109,22 @@ async def case_member_leaves_server(tmp: Path) -> Result:
                 "marks": len(await store.departed_members(past)),
                 "file_bytes": sum(1 for w in words if w.encode() in raw),
             }
-            kept = {"rejoined_member_rows": await store.count_about(GUILD, dan),
-                    "rows_in_the_server_he_stays_in": await store.count_about(other, BOB), "others_rows": alice}
+            kept = {
+                "rejoined_member_rows": await store.count_about(GUILD, dan),
+                "rows_in_the_server_he_stays_in": await store.count_about(other, BOB),
+                "others_rows": alice,
+            }
     found["log_lines"] = sum(1 for _, line in logs.records if any(w in line for w in words))
-    return {"built": True, "leaks": sum(found.values()), "late_replies": 0, "found": found,
-            "marks_seen": all_marked and rejoined, "kept_within_grace": kept_within_grace,
-            "erased": sorted(uid for _, uid in gone), **kept}
+    return {
+        "built": True,
+        "leaks": sum(found.values()),
+        "late_replies": 0,
+        "found": found,
+        "marks_seen": all_marked and rejoined,
+        "kept_within_grace": kept_within_grace,
+        "erased": sorted(uid for _, uid in gone),
+        **kept,
+    }
 
 
 async def _until(read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool]) -> bool:

@@ -132,8 +132,17 @@ class Sampler:
         for role, n in counts.items():
             self.peak_threads_by_role[role] = max(self.peak_threads_by_role.get(role, 0), n)
         used, free = heap_mb()
-        sample = Sample(time.monotonic(), round(rss_mb(), 1), total, open_fds(), len(asyncio.all_tasks()),
-                        round(cpu_s(), 2), round(used, 1), round(free, 1), sys.getallocatedblocks())
+        sample = Sample(
+            time.monotonic(),
+            round(rss_mb(), 1),
+            total,
+            open_fds(),
+            len(asyncio.all_tasks()),
+            round(cpu_s(), 2),
+            round(used, 1),
+            round(free, 1),
+            sys.getallocatedblocks(),
+        )
         self.samples.append(sample)
         return sample
 
@@ -164,9 +173,14 @@ class Sampler:
             "cpu_s": round(last.cpu_s - first.cpu_s, 1),
             "cpu_cores": round((last.cpu_s - first.cpu_s) / wall, 2),  # average cores busy (2 on this machine)
             "rss_mb": {"start": first.rss_mb, "peak": max(s.rss_mb for s in self.samples), "end": last.rss_mb},
-            "threads": {"start": first.threads, "peak": max(s.threads for s in self.samples), "end": last.threads,
-                        "peak_by_role": dict(sorted(self.peak_threads_by_role.items())),
-                        "end_by_role": dict(sorted(counts.items())), "other_names": sorted(self.other_names)[:20]},
+            "threads": {
+                "start": first.threads,
+                "peak": max(s.threads for s in self.samples),
+                "end": last.threads,
+                "peak_by_role": dict(sorted(self.peak_threads_by_role.items())),
+                "end_by_role": dict(sorted(counts.items())),
+                "other_names": sorted(self.other_names)[:20],
+            },
             "thread_cpu_s_by_role": {k: round(v, 1) for k, v in sorted(cpu_by_role.items(), key=lambda kv: -kv[1])},
             "fds": {"start": first.fds, "peak": max(s.fds for s in self.samples), "end": last.fds},
             "asyncio_tasks": {"start": first.tasks, "peak": max(s.tasks for s in self.samples), "end": last.tasks},

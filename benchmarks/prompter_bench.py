@@ -40,14 +40,22 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict:
-    return {"n": len(values), "p50": pct(values, 50), "p95": pct(values, 95),
-            "max": round(max(values), 4) if values else None}
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "max": round(max(values), 4) if values else None,
+    }
 
 
 def machine() -> dict:
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "packages": {p: _version(p) for p in ("llama_cpp_python", "faster-whisper", "piper-tts", "discord.py")}}
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "packages": {p: _version(p) for p in ("llama_cpp_python", "faster-whisper", "piper-tts", "discord.py")},
+    }
 
 
 def _version(package: str) -> str | None:
@@ -58,6 +66,7 @@ def _version(package: str) -> str | None:
 
 
 # --- decide ------------------------------------------------------------------------------------------
+
 
 def bench_decide(member_counts: list[int], evals: int) -> dict:
     from audio.types import SpeakingEvent, Utterance
@@ -98,6 +107,7 @@ def bench_decide(member_counts: list[int], evals: int) -> dict:
 
 
 # --- turns --------------------------------------------------------------------------------------------
+
 
 class _Pull:
     def __init__(self, source) -> None:
@@ -146,9 +156,16 @@ async def _turns(n_turns: int) -> dict:
     def listener(s, **callbacks):
         return Listener(s, transcriber=transcriber, vad_model=vad, ignore_user_ids=(999,), **callbacks)
 
-    session = VoiceSession(settings=settings, persona=persona, responder=responder, player=player,
-                           bot_user_id=999, members=[(1, "Alice"), (2, "Bob")], make_listener=listener,
-                           policy=Policy.from_settings(settings, greet_members=False))
+    session = VoiceSession(
+        settings=settings,
+        persona=persona,
+        responder=responder,
+        player=player,
+        bot_user_id=999,
+        members=[(1, "Alice"), (2, "Bob")],
+        make_listener=listener,
+        policy=Policy.from_settings(settings, greet_members=False),
+    )
     await session.start()
     stages: dict[str, list[float]] = {}
     try:
@@ -162,8 +179,11 @@ async def _turns(n_turns: int) -> dict:
                 if delay > 0:
                     await asyncio.sleep(delay)
             deadline = time.monotonic() + 120
-            while not (len(session.traces) > before and session.traces[-1].outcome != "pending"
-                       and session.room.bot_state is BotState.IDLE):
+            while not (
+                len(session.traces) > before
+                and session.traces[-1].outcome != "pending"
+                and session.room.bot_state is BotState.IDLE
+            ):
                 if time.monotonic() > deadline:
                     raise TimeoutError("no reply within 120 s")
                 await asyncio.sleep(0.05)
@@ -174,8 +194,11 @@ async def _turns(n_turns: int) -> dict:
         await session.close()
         pull.close()
     order = ["final", "decided", "request", "first_token", "first_fragment", "first_audio", "first_packet", "end"]
-    return {"model_load_s": round(load_s, 2), "turns": n_turns,
-            "ms_after_speech_end": {s: summary(stages[s]) for s in order if s in stages}}
+    return {
+        "model_load_s": round(load_s, 2),
+        "turns": n_turns,
+        "ms_after_speech_end": {s: summary(stages[s]) for s in order if s in stages},
+    }
 
 
 def main() -> None:
@@ -185,10 +208,12 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--no-turns", action="store_true")
     args = ap.parse_args()
-    result = {"benchmark": "prompter", "command": " ".join([os.path.basename(sys.executable), "-m",
-                                                             "benchmarks.prompter_bench", *sys.argv[1:]]),
-              "machine": machine(),
-              "decide": bench_decide([int(x) for x in args.members.split(",")], args.evals)}
+    result = {
+        "benchmark": "prompter",
+        "command": " ".join([os.path.basename(sys.executable), "-m", "benchmarks.prompter_bench", *sys.argv[1:]]),
+        "machine": machine(),
+        "decide": bench_decide([int(x) for x in args.members.split(",")], args.evals),
+    }
     if not args.no_turns:
         result["turn"] = asyncio.run(_turns(args.turns))
     print(json.dumps(result, indent=2))

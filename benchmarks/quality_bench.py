@@ -36,8 +36,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.quality_checks import CHECKS, CheckResult, ReplyContext, check_reply
-from benchmarks.quality_report import (ReplyRecord, distance_to_targets, machine_info, markdown_table,
-                                      model_info, summarize, transcript)
+from benchmarks.quality_report import (
+    ReplyRecord,
+    distance_to_targets,
+    machine_info,
+    markdown_table,
+    model_info,
+    summarize,
+    transcript,
+)
 from benchmarks.quality_room import FIRST_USER_ID, RoomScript, SilentVoice, _NullSink, addressed_to
 from benchmarks.quality_corpus import PARTS, Conversation, Corpus, Prompt, Rubric, load_corpus
 from runtime.scheduler import ModelScheduler
@@ -56,11 +63,21 @@ MODES = ("single", "running")
 IDLE_S = 60.0  # quiet before a topic start
 # The reply path as it was before the levers of issue 12 (for the lever table): the full persona prompt
 # with every line the budget allows, the old sampling (temperature 0.7, frequency penalty 0.5), all repairs.
-LEGACY = ModelProfile("legacy", layout=PromptLayout(system="full", examples=True, history_lines=None, own_lines="all",
-                                                    speaker_once=False),
-                      sampling=Sampling(temperature=0.7, top_p=0.95, top_k=40, min_p=0.05, repeat_penalty=1.0,
-                                        presence_penalty=0.0, frequency_penalty=0.5),
-                      small_model_repairs=True, address_only_speaker=False)
+LEGACY = ModelProfile(
+    "legacy",
+    layout=PromptLayout(system="full", examples=True, history_lines=None, own_lines="all", speaker_once=False),
+    sampling=Sampling(
+        temperature=0.7,
+        top_p=0.95,
+        top_k=40,
+        min_p=0.05,
+        repeat_penalty=1.0,
+        presence_penalty=0.0,
+        frequency_penalty=0.5,
+    ),
+    small_model_repairs=True,
+    address_only_speaker=False,
+)
 
 
 @dataclass
@@ -83,7 +100,9 @@ def _seed_for(base: int, key: str) -> int:
     return (base * 1_000_003 + zlib.crc32(key.encode("utf-8"))) % (2**31 - 1)
 
 
-async def reply_once(bench: Bench, script: RoomScript, decision: Decision, *, key: str) -> tuple[ReplyResult, str, list[dict], float]:
+async def reply_once(
+    bench: Bench, script: RoomScript, decision: Decision, *, key: str
+) -> tuple[ReplyResult, str, list[dict], float]:
     persona = script.persona
     now = script.tick(IDLE_S if decision.action is Action.START_TOPIC else 0.3)
     situation = situation_for(decision, script.room, persona, now)
@@ -91,29 +110,78 @@ async def reply_once(bench: Bench, script: RoomScript, decision: Decision, *, ke
     messages = bench.responder.build_prompt(persona, history, situation)
     bench.responder.seed = _seed_for(bench.seed, key)
     started = time.monotonic()
-    result = await bench.responder.respond(persona, history, situation=situation, sink=_NullSink(),
-                                           member_names=script.members)
+    result = await bench.responder.respond(
+        persona, history, situation=situation, sink=_NullSink(), member_names=script.members
+    )
     return result, situation, messages, time.monotonic() - started
 
 
-def _context(bench: Bench, persona: Persona, *, speaker: str | None, members: Sequence[str], said: str,
-             messages: list[dict], situation: str, earlier: Sequence[str], rubric: Rubric, corpus: Corpus) -> ReplyContext:
+def _context(
+    bench: Bench,
+    persona: Persona,
+    *,
+    speaker: str | None,
+    members: Sequence[str],
+    said: str,
+    messages: list[dict],
+    situation: str,
+    earlier: Sequence[str],
+    rubric: Rubric,
+    corpus: Corpus,
+) -> ReplyContext:
     return ReplyContext(
-        persona_name=persona.name, persona_aliases=tuple(persona.aliases), speaker=speaker, members=tuple(members),
-        known_names=bench.known_names, prompt_text=said,
+        persona_name=persona.name,
+        persona_aliases=tuple(persona.aliases),
+        speaker=speaker,
+        members=tuple(members),
+        known_names=bench.known_names,
+        prompt_text=said,
         instructions=tuple([m["content"] for m in messages if m.get("role") == "system"] + [situation]),
-        earlier_replies=tuple(earlier), max_words=persona.max_reply_words, max_sentences=persona.max_reply_sentences,
-        rubric=rubric, kinds=corpus.kinds)
+        earlier_replies=tuple(earlier),
+        max_words=persona.max_reply_words,
+        max_sentences=persona.max_reply_sentences,
+        rubric=rubric,
+        kinds=corpus.kinds,
+    )
 
 
-def _record(bench: Bench, *, part: str, mode: str, item: str, category: str, persona: Persona, speaker: str | None,
-            said: str, context: list[str], situation: str, result: ReplyResult, messages: list[dict], seconds: float,
-            checks: CheckResult) -> ReplyRecord:
+def _record(
+    bench: Bench,
+    *,
+    part: str,
+    mode: str,
+    item: str,
+    category: str,
+    persona: Persona,
+    speaker: str | None,
+    said: str,
+    context: list[str],
+    situation: str,
+    result: ReplyResult,
+    messages: list[dict],
+    seconds: float,
+    checks: CheckResult,
+) -> ReplyRecord:
     tokens = sum(bench.responder.llm.count_tokens(m["content"]) for m in messages)
-    record = ReplyRecord(part=part, mode=mode, item=item, category=category, persona=persona.name, speaker=speaker,
-                         said=said, context=context, situation=situation, reply=result.text, raw=result.raw_text,
-                         attempts=result.attempts, stop_reason=result.stop_reason, prompt_tokens=tokens,
-                         seconds=seconds, checks=checks, error=result.error)
+    record = ReplyRecord(
+        part=part,
+        mode=mode,
+        item=item,
+        category=category,
+        persona=persona.name,
+        speaker=speaker,
+        said=said,
+        context=context,
+        situation=situation,
+        reply=result.text,
+        raw=result.raw_text,
+        attempts=result.attempts,
+        stop_reason=result.stop_reason,
+        prompt_tokens=tokens,
+        seconds=seconds,
+        checks=checks,
+        error=result.error,
+    )
     bench.records.append(record)
     return record
 
@@ -135,8 +203,13 @@ async def run_prompt(bench: Bench, corpus: Corpus, prompt: Prompt, earlier: list
     if prompt.action == "respond":
         assert prompt.speaker is not None
         line = script.human(prompt.speaker, prompt.text)
-        decision = Decision(Action.RESPOND_NOW, "quality bench", member_id=script.ids[prompt.speaker],
-                            reply_to_seq=line.seq, addressed=prompt.addressed)
+        decision = Decision(
+            Action.RESPOND_NOW,
+            "quality bench",
+            member_id=script.ids[prompt.speaker],
+            reply_to_seq=line.seq,
+            addressed=prompt.addressed,
+        )
     elif prompt.action == "greet":
         assert prompt.speaker is not None
         uid = FIRST_USER_ID + 99
@@ -154,13 +227,36 @@ async def run_prompt(bench: Bench, corpus: Corpus, prompt: Prompt, earlier: list
         said = "(the room has been quiet for a minute)"
     result, situation, messages, seconds = await reply_once(bench, script, decision, key=prompt.id)
     speaker = prompt.speaker if prompt.action != "idle" else None
-    ctx = _context(bench, persona, speaker=speaker, members=script.members or prompt.members, said=prompt.text,
-                   messages=messages, situation=situation, earlier=earlier, rubric=prompt.rubric, corpus=corpus)
+    ctx = _context(
+        bench,
+        persona,
+        speaker=speaker,
+        members=script.members or prompt.members,
+        said=prompt.text,
+        messages=messages,
+        situation=situation,
+        earlier=earlier,
+        rubric=prompt.rubric,
+        corpus=corpus,
+    )
     checks = check_reply(result.text, ctx, raw=result.raw_text)
     earlier.append(result.text)
-    return _record(bench, part=corpus.part, mode="single", item=prompt.id, category=prompt.category, persona=persona,
-                   speaker=speaker, said=said, context=context, situation=situation, result=result, messages=messages,
-                   seconds=seconds, checks=checks)
+    return _record(
+        bench,
+        part=corpus.part,
+        mode="single",
+        item=prompt.id,
+        category=prompt.category,
+        persona=persona,
+        speaker=speaker,
+        said=said,
+        context=context,
+        situation=situation,
+        result=result,
+        messages=messages,
+        seconds=seconds,
+        checks=checks,
+    )
 
 
 async def run_conversation(bench: Bench, corpus: Corpus, convo: Conversation, limit: int | None) -> list[ReplyRecord]:
@@ -176,17 +272,48 @@ async def run_conversation(bench: Bench, corpus: Corpus, convo: Conversation, li
         if limit is not None and replies >= limit:
             break
         replies += 1
-        addressed = turn.addressed if turn.addressed is not None else addressed_to(persona, turn.text, len(convo.members) == 1)
-        decision = Decision(Action.RESPOND_NOW, "quality bench", member_id=script.ids[turn.speaker],
-                            reply_to_seq=line.seq, addressed=addressed)
+        addressed = (
+            turn.addressed if turn.addressed is not None else addressed_to(persona, turn.text, len(convo.members) == 1)
+        )
+        decision = Decision(
+            Action.RESPOND_NOW,
+            "quality bench",
+            member_id=script.ids[turn.speaker],
+            reply_to_seq=line.seq,
+            addressed=addressed,
+        )
         result, situation, messages, seconds = await reply_once(bench, script, decision, key=f"{convo.id}:{index}")
-        ctx = _context(bench, persona, speaker=turn.speaker, members=script.members, said=turn.text, messages=messages,
-                       situation=situation, earlier=earlier, rubric=turn.rubric, corpus=corpus)
+        ctx = _context(
+            bench,
+            persona,
+            speaker=turn.speaker,
+            members=script.members,
+            said=turn.text,
+            messages=messages,
+            situation=situation,
+            earlier=earlier,
+            rubric=turn.rubric,
+            corpus=corpus,
+        )
         checks = check_reply(result.text, ctx, raw=result.raw_text)
-        records.append(_record(bench, part=corpus.part, mode="running", item=f"{convo.id}#{index}",
-                               category="addressed" if addressed else "group", persona=persona, speaker=turn.speaker,
-                               said=turn.text, context=[], situation=situation, result=result, messages=messages,
-                               seconds=seconds, checks=checks))
+        records.append(
+            _record(
+                bench,
+                part=corpus.part,
+                mode="running",
+                item=f"{convo.id}#{index}",
+                category="addressed" if addressed else "group",
+                persona=persona,
+                speaker=turn.speaker,
+                said=turn.text,
+                context=[],
+                situation=situation,
+                result=result,
+                messages=messages,
+                seconds=seconds,
+                checks=checks,
+            )
+        )
         if result.text.strip():
             script.bot(result.text, reply_to_seq=line.seq)
             earlier.append(result.text)
@@ -233,18 +360,25 @@ def choose_profile(name: str, settings: Settings, llm: LlmBackend, changes: Sequ
         elif part == "address_only_speaker" and not attr:
             profile = replace(profile, address_only_speaker=bool(value))
         else:
-            raise SystemExit(f"quality_bench: --set {change!r}: expected layout.<field>, sampling.<field>, "
-                             "small_model_repairs or address_only_speaker")
+            raise SystemExit(
+                f"quality_bench: --set {change!r}: expected layout.<field>, sampling.<field>, "
+                "small_model_repairs or address_only_speaker"
+            )
         label.append(change)
     return replace(profile, name=" + ".join(label))
 
 
-def make_bench(settings: Settings, seed: int, llm: LlmBackend | None = None, profile: str = "auto",
-               changes: Sequence[str] = ()) -> Bench:
+def make_bench(
+    settings: Settings, seed: int, llm: LlmBackend | None = None, profile: str = "auto", changes: Sequence[str] = ()
+) -> Bench:
     llm = llm or make_backend(settings)
-    responder = Responder(settings, llm=llm, scheduler=ModelScheduler("pipelined"),
-                          tts_factory=lambda _settings, _voice: SilentVoice(),
-                          profile=choose_profile(profile, settings, llm, changes))
+    responder = Responder(
+        settings,
+        llm=llm,
+        scheduler=ModelScheduler("pipelined"),
+        tts_factory=lambda _settings, _voice: SilentVoice(),
+        profile=choose_profile(profile, settings, llm, changes),
+    )
     personas = PersonaLibrary.load(settings.personas_dir)
     names: set[str] = set()
     for part in PARTS:
@@ -252,8 +386,9 @@ def make_bench(settings: Settings, seed: int, llm: LlmBackend | None = None, pro
     return Bench(settings=settings, responder=responder, personas=personas, seed=seed, known_names=tuple(sorted(names)))
 
 
-async def run(bench: Bench, parts: Sequence[str], modes: Sequence[str], limit: int | None,
-              samples: int = 1) -> dict[str, Any]:
+async def run(
+    bench: Bench, parts: Sequence[str], modes: Sequence[str], limit: int | None, samples: int = 1
+) -> dict[str, Any]:
     """Each part and mode, `samples` times over with other seeds (rates over every sample: less noise)."""
     report: dict[str, Any] = {}
     base_seed = bench.seed
@@ -280,25 +415,41 @@ async def run(bench: Bench, parts: Sequence[str], modes: Sequence[str], limit: i
 
 
 def settings_from_env() -> Settings:
-    return load_settings(env={k: v for k, v in os.environ.items() if k.startswith(("LLM_", "CHORUS_PERSONAS"))},
-                         env_file=None)
+    return load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith(("LLM_", "CHORUS_PERSONAS"))}, env_file=None
+    )
 
 
 async def main_async(argv: list[str] | None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated: tuning, heldout")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: single, running")
-    parser.add_argument("--limit", type=int, default=None, help="at most this many prompts (and replies per conversation)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most this many prompts (and replies per conversation)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="base sampling seed (each reply's seed derives from it)")
     parser.add_argument("--samples", type=int, default=1, help="run everything this many times with other seeds")
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
     parser.add_argument("--name", default="quality", help="file name stem for the JSON and the transcript")
-    parser.add_argument("--llama-server", metavar="GGUF", default=None,
-                        help="start llama.cpp's OpenAI-compatible server on this GGUF ('embedded': SmolLM2-135M) and "
-                             "run through LLM_BACKEND=openai")
-    parser.add_argument("--profile", default="auto", help="legacy (before issue 12), auto (what the bot picks), small, large, transcript")
-    parser.add_argument("--set", action="append", default=[], metavar="PART.FIELD=VALUE",
-                        help="change one lever of the profile, e.g. layout.history_lines=4 or sampling.min_p=0.1")
+    parser.add_argument(
+        "--llama-server",
+        metavar="GGUF",
+        default=None,
+        help="start llama.cpp's OpenAI-compatible server on this GGUF ('embedded': SmolLM2-135M) and "
+        "run through LLM_BACKEND=openai",
+    )
+    parser.add_argument(
+        "--profile",
+        default="auto",
+        help="legacy (before issue 12), auto (what the bot picks), small, large, transcript",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PART.FIELD=VALUE",
+        help="change one lever of the profile, e.g. layout.history_lines=4 or sampling.min_p=0.1",
+    )
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -319,26 +470,39 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         results = await run(bench, parts, modes, args.limit, args.samples)
     report: dict[str, Any] = {
         "benchmark": "quality_bench: reply quality through the real Responder (prompt, LLM, cleaner; synthesis skipped)",
-        "command": " ".join([".venv/bin/python", "-m", "benchmarks.quality_bench", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [".venv/bin/python", "-m", "benchmarks.quality_bench", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "model": model_info(settings, bench.responder),
         "machine": machine_info(),
         "seed": args.seed,
         "samples": args.samples,
         "results": results,
-        "targets": {part: {mode: distance_to_targets(summary, mode) for mode, summary in modes_.items()}
-                    for part, modes_ in results.items()},
+        "targets": {
+            part: {mode: distance_to_targets(summary, mode) for mode, summary in modes_.items()}
+            for part, modes_ in results.items()
+        },
         "wall_s": round(time.monotonic() - started, 1),
         "note": "the held-out part is never used to tune prompts, rules or sampling: it stands for rooms and lines not seen",
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report["files"] = {"json": str(out / f"{args.name}.json"), "transcript": str(out / f"{args.name}.md")}
-    header = [f"Command: `{report['command']}`", "", f"Model: `{json.dumps(report['model'])}`", "",
-              "Checks: " + ", ".join(CHECKS) + " (see `benchmarks/quality_checks.py`).", ""]
+    header = [
+        f"Command: `{report['command']}`",
+        "",
+        f"Model: `{json.dumps(report['model'])}`",
+        "",
+        "Checks: " + ", ".join(CHECKS) + " (see `benchmarks/quality_checks.py`).",
+        "",
+    ]
     for part, modes_ in results.items():
         for mode, summary in modes_.items():
-            header.append(f"- {part} / {mode}: " + ", ".join(f"{c} {summary[f'{c}_rate']}" for c in CHECKS) +
-                          f" ({summary['replies']} replies)")
+            header.append(
+                f"- {part} / {mode}: "
+                + ", ".join(f"{c} {summary[f'{c}_rate']}" for c in CHECKS)
+                + f" ({summary['replies']} replies)"
+            )
     Path(report["files"]["transcript"]).write_text(transcript(bench.records, header), encoding="utf-8")
     report["replies"] = [r.as_dict() for r in bench.records]
     Path(report["files"]["json"]).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -38,11 +38,21 @@ COPY_RUN = 3
 SOCIAL_KINDS = ("greeting", "goodbye")  # "Hi!" answers "Hi Juniper!": a greeting's words may be the prompt's
 GENERIC_NAMES = ("User", "Listener", "Assistant", "Human", "System")
 # Phrases that only instructions contain.
-INSTRUCTION_PHRASES = ("speech-friendly", "text-to-speech", "stage directions", "speaker label",
-                       "in the voice channel with you", "is talking to you", "add one short", "keep each reply",
-                       "never start with a name")
-_VOCATIVE_LEAD = r"(?:hi|hey|hello|thanks|thank you|bye|goodbye|night|good night|welcome|welcome back|sorry|oh|well|" \
-                 r"okay|ok|yes|no|yeah|come on|dear|congrats|congratulations|wow|ah|aw|ahoy|evening|morning)"
+INSTRUCTION_PHRASES = (
+    "speech-friendly",
+    "text-to-speech",
+    "stage directions",
+    "speaker label",
+    "in the voice channel with you",
+    "is talking to you",
+    "add one short",
+    "keep each reply",
+    "never start with a name",
+)
+_VOCATIVE_LEAD = (
+    r"(?:hi|hey|hello|thanks|thank you|bye|goodbye|night|good night|welcome|welcome back|sorry|oh|well|"
+    r"okay|ok|yes|no|yeah|come on|dear|congrats|congratulations|wow|ah|aw|ahoy|evening|morning)"
+)
 
 
 @dataclass(frozen=True)
@@ -203,5 +213,5 @@ def rates(results: Sequence[CheckResult]) -> dict[str, float | None]:
     """`<check>_rate` for each check: the share of replies that passed it (None without replies)."""
     out: dict[str, float | None] = {}
     for check in CHECKS:
-        out[f"{check}_rate"] = (round(sum(r.passed[check] for r in results) / len(results), 3) if results else None)
+        out[f"{check}_rate"] = round(sum(r.passed[check] for r in results) / len(results), 3) if results else None
     return out

@@ -14,8 +14,19 @@ from typing import Any, Mapping
 
 CORPUS_DIR = Path(__file__).resolve().parent / "corpora"
 PARTS = ("tuning", "heldout")
-CATEGORIES = ("name_start", "name_middle", "name_end", "alone", "group", "follow_up", "small_talk", "greeting",
-              "goodbye", "idle", "persona")
+CATEGORIES = (
+    "name_start",
+    "name_middle",
+    "name_end",
+    "alone",
+    "group",
+    "follow_up",
+    "small_talk",
+    "greeting",
+    "goodbye",
+    "idle",
+    "persona",
+)
 ACTIONS = ("respond", "greet", "farewell", "idle")
 QUESTION_KIND = "question"
 DEFAULT_PERSONA = "Juniper"
@@ -135,8 +146,23 @@ def load_corpus(part: str = "tuning", path: Path | None = None) -> Corpus:
     seen: set[str] = set()
     for i, item in enumerate(data.get("prompt", [])):
         where = f"{path.name}: prompt[{i}]"
-        _check_keys(where, item, {"id", "category", "persona", "members", "speaker", "text", "action", "addressed",
-                                  "context", "any", "kinds"})
+        _check_keys(
+            where,
+            item,
+            {
+                "id",
+                "category",
+                "persona",
+                "members",
+                "speaker",
+                "text",
+                "action",
+                "addressed",
+                "context",
+                "any",
+                "kinds",
+            },
+        )
         pid = _text(where, item, "id")
         where = f"{path.name}: prompt {pid!r}"
         if pid in seen:
@@ -155,13 +181,26 @@ def load_corpus(part: str = "tuning", path: Path | None = None) -> Corpus:
             raise CorpusError(f"{where}: speaker {speaker!r} is not among the members {members}")
         text = _text(where, item, "text", required=action == "respond")
         persona = _text(where, item, "persona", required=False, default=DEFAULT_PERSONA)
-        context = tuple(ContextLine(_text(where, c, "speaker"), _text(where, c, "text")) for c in item.get("context", []))
+        context = tuple(
+            ContextLine(_text(where, c, "speaker"), _text(where, c, "text")) for c in item.get("context", [])
+        )
         rubric = _rubric(where, item, kinds)
         if rubric.empty:
             raise CorpusError(f"{where}: no rubric ('any' or 'kinds')")
-        prompts.append(Prompt(id=pid, category=category, persona=persona, members=members, speaker=speaker, text=text,
-                              action=action, addressed=bool(item.get("addressed", category != "group")),
-                              context=context, rubric=rubric))
+        prompts.append(
+            Prompt(
+                id=pid,
+                category=category,
+                persona=persona,
+                members=members,
+                speaker=speaker,
+                text=text,
+                action=action,
+                addressed=bool(item.get("addressed", category != "group")),
+                context=context,
+                rubric=rubric,
+            )
+        )
     conversations: list[Conversation] = []
     for i, item in enumerate(data.get("conversation", [])):
         cid = _text(f"{path.name}: conversation[{i}]", item, "id")
@@ -179,10 +218,28 @@ def load_corpus(part: str = "tuning", path: Path | None = None) -> Corpus:
             reply = bool(raw.get("reply", False))
             if reply and rubric.empty:
                 raise CorpusError(f"{twhere}: a turn the bot answers needs a rubric")
-            turns.append(Turn(speaker=speaker, text=_text(twhere, raw, "text"), reply=reply,
-                              addressed=raw.get("addressed"), rubric=rubric))
-        conversations.append(Conversation(id=cid, persona=_text(where, item, "persona", required=False,
-                                                                  default=DEFAULT_PERSONA),
-                                          members=members, turns=tuple(turns)))
-    return Corpus(part=part, path=path, kinds=kinds, prompts=tuple(prompts), conversations=tuple(conversations),
-                  names=frozenset(names))
+            turns.append(
+                Turn(
+                    speaker=speaker,
+                    text=_text(twhere, raw, "text"),
+                    reply=reply,
+                    addressed=raw.get("addressed"),
+                    rubric=rubric,
+                )
+            )
+        conversations.append(
+            Conversation(
+                id=cid,
+                persona=_text(where, item, "persona", required=False, default=DEFAULT_PERSONA),
+                members=members,
+                turns=tuple(turns),
+            )
+        )
+    return Corpus(
+        part=part,
+        path=path,
+        kinds=kinds,
+        prompts=tuple(prompts),
+        conversations=tuple(conversations),
+        names=frozenset(names),
+    )

@@ -28,8 +28,17 @@ from runtime.settings import PROJECT_ROOT
 # (label, base profile, --set changes on top of the base): each step keeps the changes before it.
 STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("legacy (before)", "legacy", ()),
-    ("+ family sampling", "legacy", ("sampling.temperature=0.5", "sampling.top_p=0.9", "sampling.min_p=0.1",
-                                     "sampling.repeat_penalty=1.15", "sampling.frequency_penalty=0.0")),
+    (
+        "+ family sampling",
+        "legacy",
+        (
+            "sampling.temperature=0.5",
+            "sampling.top_p=0.9",
+            "sampling.min_p=0.1",
+            "sampling.repeat_penalty=1.15",
+            "sampling.frequency_penalty=0.0",
+        ),
+    ),
     ("+ short system prompt", "legacy", ("layout.system=short",)),
     ("+ short situation, speaker named once", "legacy", ("layout.speaker_once=true",)),
     ("+ history window 6", "legacy", ("layout.history_lines=6",)),
@@ -43,8 +52,14 @@ VARIANTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the bot's name taken out of members' lines", ("layout.own_name=false",)),
     ("no example dialogue", ("layout.examples=false",)),
 )
-COLUMNS = ("on_topic_rate", "right_addressee_rate", "identity_rate", "no_repeat_rate", "no_instructions_rate",
-           "length_rate")
+COLUMNS = (
+    "on_topic_rate",
+    "right_addressee_rate",
+    "identity_rate",
+    "no_repeat_rate",
+    "no_instructions_rate",
+    "length_rate",
+)
 
 
 def table(rows: list[dict[str, Any]], parts: list[str]) -> str:
@@ -69,8 +84,12 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--samples", type=int, default=1, help="run every step this many times with other seeds")
-    parser.add_argument("--only", default=None, metavar="A-B",
-                        help="run only steps A to B (0-based, variants after the steps), e.g. to split the work")
+    parser.add_argument(
+        "--only",
+        default=None,
+        metavar="A-B",
+        help="run only steps A to B (0-based, variants after the steps), e.g. to split the work",
+    )
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -92,16 +111,33 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         bench = make_bench(settings, args.seed, profile="legacy", changes=step)
         t = time.monotonic()
         results = await run(bench, parts, ("single", "running"), args.limit, args.samples)
-        rows.append({"label": label, "changes": list(step), "results": results, "wall_s": round(time.monotonic() - t, 1),
-                     "profile": bench.responder.describe(), "replies": [r.as_dict() for r in bench.records]})
-        print(f"{label}: " + json.dumps({p: {m: {c: s.get(c) for c in COLUMNS} for m, s in v.items()}
-                                         for p, v in results.items()}), file=sys.stderr, flush=True)
+        rows.append(
+            {
+                "label": label,
+                "changes": list(step),
+                "results": results,
+                "wall_s": round(time.monotonic() - t, 1),
+                "profile": bench.responder.describe(),
+                "replies": [r.as_dict() for r in bench.records],
+            }
+        )
+        print(
+            f"{label}: "
+            + json.dumps({p: {m: {c: s.get(c) for c in COLUMNS} for m, s in v.items()} for p, v in results.items()}),
+            file=sys.stderr,
+            flush=True,
+        )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"benchmark": "quality_levers: the quality benchmark once per cumulative lever",
-              "command": " ".join([".venv/bin/python", "-m", "benchmarks.quality_levers",
-                                   *(argv if argv is not None else sys.argv[1:])]),
-              "seed": args.seed, "steps": rows, "wall_s": round(time.monotonic() - started, 1)}
+    report = {
+        "benchmark": "quality_levers: the quality benchmark once per cumulative lever",
+        "command": " ".join(
+            [".venv/bin/python", "-m", "benchmarks.quality_levers", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "seed": args.seed,
+        "steps": rows,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
     stem = "quality_levers" + (f"_{args.only}" if args.only else "")
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out / f"{stem}.md").write_text(table(rows, parts), encoding="utf-8")
@@ -111,8 +147,11 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = asyncio.run(main_async(argv))
-    print(json.dumps({**report, "steps": [{k: v for k, v in s.items() if k != "replies"} for s in report["steps"]]},
-                     indent=2))
+    print(
+        json.dumps(
+            {**report, "steps": [{k: v for k, v in s.items() if k != "replies"} for s in report["steps"]]}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,10 @@ import numpy as np
 from benchmarks.quality_checks import CHECKS, CheckResult, rates
 from runtime.settings import Settings
 
-TARGETS = {"single": {"on_topic_rate": 0.80, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0},
-           "running": {"on_topic_rate": 0.70, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0}}
+TARGETS = {
+    "single": {"on_topic_rate": 0.80, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0},
+    "running": {"on_topic_rate": 0.70, "right_addressee_rate": 0.97, "identity_rate": 1.0, "no_repeat_rate": 1.0},
+}
 
 
 @dataclass
@@ -38,14 +40,27 @@ class ReplyRecord:
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"part": self.part, "mode": self.mode, "item": self.item, "category": self.category,
-                "persona": self.persona, "speaker": self.speaker, "said": self.said, "context": self.context,
-                "situation": str(self.situation), "reply": self.reply,
-                "raw": self.raw, "attempts": self.attempts, "stop_reason": self.stop_reason,
-                "prompt_tokens": self.prompt_tokens, "seconds": round(self.seconds, 3),
-                "checks": self.checks.passed, "why": self.checks.why, "on_topic_evidence": self.checks.evidence,
-                "error": self.error}
-
+        return {
+            "part": self.part,
+            "mode": self.mode,
+            "item": self.item,
+            "category": self.category,
+            "persona": self.persona,
+            "speaker": self.speaker,
+            "said": self.said,
+            "context": self.context,
+            "situation": str(self.situation),
+            "reply": self.reply,
+            "raw": self.raw,
+            "attempts": self.attempts,
+            "stop_reason": self.stop_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "seconds": round(self.seconds, 3),
+            "checks": self.checks.passed,
+            "why": self.checks.why,
+            "on_topic_evidence": self.checks.evidence,
+            "error": self.error,
+        }
 
 
 def summarize(records: Sequence[ReplyRecord]) -> dict[str, Any]:
@@ -66,8 +81,11 @@ def distance_to_targets(summary: dict[str, Any], mode: str) -> dict[str, dict[st
     out = {}
     for key, target in TARGETS[mode].items():
         value = summary.get(key)
-        out[key] = {"target": target, "measured": value,
-                    "distance": None if value is None else round(max(0.0, target - value), 3)}
+        out[key] = {
+            "target": target,
+            "measured": value,
+            "distance": None if value is None else round(max(0.0, target - value), 3),
+        }
     return out
 
 
@@ -78,7 +96,11 @@ def transcript(records: Sequence[ReplyRecord], header: list[str]) -> str:
         section = (r.part, r.mode)
         if section != current:
             current = section
-            lines += ["", f"## {r.part} / {'one prompt at a time' if r.mode == 'single' else 'running conversation'}", ""]
+            lines += [
+                "",
+                f"## {r.part} / {'one prompt at a time' if r.mode == 'single' else 'running conversation'}",
+                "",
+            ]
         failed = [f"{k} ({r.checks.why.get(k, '')})" for k in CHECKS if not r.checks.passed[k]]
         mark = "✅" if not failed else "❌"
         lines.append(f"**{r.item}** · {r.category} · {r.persona} {mark}")
@@ -107,7 +129,11 @@ def transcript(records: Sequence[ReplyRecord], header: list[str]) -> str:
 def machine_info() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cores": os.cpu_count(),
+    }
     for package in ("llama_cpp_python",):
         try:
             info[package] = version(package)
@@ -118,14 +144,16 @@ def machine_info() -> dict[str, Any]:
 
 def model_info(settings: Settings, responder: Any) -> dict[str, Any]:
     llm = responder.llm
-    info: dict[str, Any] = {"backend": settings.llm_backend, "model": settings.llm_model,
-                            "path": getattr(llm, "model_path", None), "base_url": settings.llm_base_url
-                            if settings.llm_backend == "openai" else None}
+    info: dict[str, Any] = {
+        "backend": settings.llm_backend,
+        "model": settings.llm_model,
+        "path": getattr(llm, "model_path", None),
+        "base_url": settings.llm_base_url if settings.llm_backend == "openai" else None,
+    }
     describe = getattr(responder, "describe", None)
     if describe is not None:
         info.update(describe())
     return {k: v for k, v in info.items() if v is not None}
-
 
 
 def markdown_table(report: dict[str, Any]) -> str:

@@ -37,7 +37,6 @@ class _NullSink:
         pass
 
 
-
 class RoomScript:
     """A real Room driven line by line, with the bot's lines entered as a voice session enters them."""
 
@@ -63,8 +62,11 @@ class RoomScript:
         start = self.tick()
         end = start + max(0.8, 0.3 * len(text.split()))
         self.t = end
-        return self.room.on_utterance(Utterance(user_id=self.ids[speaker], name=speaker, text=text, start=start,
-                                                end=end, final=True, confidence=0.9))
+        return self.room.on_utterance(
+            Utterance(
+                user_id=self.ids[speaker], name=speaker, text=text, start=start, end=end, final=True, confidence=0.9
+            )
+        )
 
     def bot(self, text: str, *, kind: str = "respond_now", reply_to_seq: int | None = None) -> None:
         start = self.tick(0.5)

@@ -53,7 +53,9 @@ def dave_group(user_ids: list[int]) -> tuple[davey.DaveSession, dict[int, davey.
     for s in (bot, *members.values()):
         s.set_external_sender(ext.package())
     bot.get_serialized_key_package()
-    props = [ext.add_proposal(group_id_for_channel(CHANNEL), 0, s.get_serialized_key_package()) for s in members.values()]
+    props = [
+        ext.add_proposal(group_id_for_channel(CHANNEL), 0, s.get_serialized_key_package()) for s in members.values()
+    ]
     cw = bot.process_proposals(davey.ProposalsOperationType.append, proposals_payload(props)[1:])
     assert cw is not None and cw.welcome is not None, "the bot made no commit and welcome for the members"
     bot.process_commit(cw.commit)
@@ -62,7 +64,9 @@ def dave_group(user_ids: list[int]) -> tuple[davey.DaveSession, dict[int, davey.
     return bot, members
 
 
-def encode_packets(n_frames: int, user_id: int, ssrc: int, session: davey.DaveSession, key: bytes, seed: int) -> list[bytes]:
+def encode_packets(
+    n_frames: int, user_id: int, ssrc: int, session: davey.DaveSession, key: bytes, seed: int
+) -> list[bytes]:
     enc = Encoder()
     mono = speechlike(n_frames * 0.02, seed)
     st = np.repeat((mono * 32767).astype(np.int16)[:, None], 2, axis=1)
@@ -70,15 +74,27 @@ def encode_packets(n_frames: int, user_id: int, ssrc: int, session: davey.DaveSe
     for i in range(n_frames):
         opus = enc.encode(st[i * FRAME : (i + 1) * FRAME].tobytes(), FRAME)
         frame = session.encrypt_opus(opus)
-        out.append(rtp.encrypt_packet(key=key, sequence=i & 0xFFFF, timestamp=i * FRAME, ssrc=ssrc, payload=frame,
-                                      nonce=i, extension=b"\x10\x80\x00\x00" if i % 2 else None))
+        out.append(
+            rtp.encrypt_packet(
+                key=key,
+                sequence=i & 0xFFFF,
+                timestamp=i * FRAME,
+                ssrc=ssrc,
+                payload=frame,
+                nonce=i,
+                extension=b"\x10\x80\x00\x00" if i % 2 else None,
+            )
+        )
     return out
 
 
 def pct(values: list[float]) -> dict[str, float]:
     a = np.asarray(values)
-    return {"p50_us": round(float(np.percentile(a, 50)), 2), "p95_us": round(float(np.percentile(a, 95)), 2),
-            "mean_us": round(float(a.mean()), 2)}
+    return {
+        "p50_us": round(float(np.percentile(a, 50)), 2),
+        "p95_us": round(float(np.percentile(a, 95)), 2),
+        "mean_us": round(float(a.mean()), 2),
+    }
 
 
 def stage_breakdown(n_frames: int) -> dict:
@@ -107,8 +123,12 @@ def stage_breakdown(n_frames: int) -> dict:
     total = pct(t_total)
     return {
         "frames": n_frames,
-        "stages": {"transport_decrypt": pct(t_rtp), "dave_decrypt": pct(t_dave), "opus_decode": pct(t_opus),
-                   "resample_48k_stereo_to_16k_mono": pct(t_res)},
+        "stages": {
+            "transport_decrypt": pct(t_rtp),
+            "dave_decrypt": pct(t_dave),
+            "opus_decode": pct(t_opus),
+            "resample_48k_stereo_to_16k_mono": pct(t_res),
+        },
         "total": total,
         "speakers_per_core_realtime": int(20_000 // total["mean_us"]),
     }
@@ -147,9 +167,11 @@ async def end_to_end(n_speakers: int, seconds: float) -> dict:
     conn._socket_reader.stop()
     per_frame = wall / len(interleaved) * 1e6
     return {
-        "speakers": n_speakers, "frames": len(interleaved),
+        "speakers": n_speakers,
+        "frames": len(interleaved),
         "audio_seconds": round(n_speakers * seconds, 2),
-        "wall_seconds": round(wall, 3), "process_cpu_seconds": round(cpu, 3),
+        "wall_seconds": round(wall, 3),
+        "process_cpu_seconds": round(cpu, 3),
         "wall_us_per_frame": round(per_frame, 2),
         "cpu_us_per_frame": round(cpu / len(interleaved) * 1e6, 2),
         "realtime_factor": round(n_speakers * seconds / wall, 1),
@@ -166,8 +188,10 @@ def machine() -> dict:
             return None
 
     return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(), "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
         "packages": {p: ver(p) for p in ("discord.py", "davey", "PyNaCl", "numpy")},
         "libopus": _OpusStruct.get_opus_version(),
     }

@@ -94,13 +94,21 @@ async def run(faults: Sequence[str], trials: int, *, wait_s: float = 60.0) -> di
     summary: dict[str, dict[str, Any]] = {}
     for fault, entries in per_fault.items():
         outages = [e["outage_s"] for e in entries if e.get("outage_s") is not None]
-        summary[fault] = {"outage_s": stats(outages), "failed": sum(1 for e in entries if e.get("outage_s") is None),
-                          "how": sorted({e.get("how", "") for e in entries}), "trials": entries}
+        summary[fault] = {
+            "outage_s": stats(outages),
+            "failed": sum(1 for e in entries if e.get("outage_s") is None),
+            "how": sorted({e.get("how", "") for e in entries}),
+            "trials": entries,
+        }
     everything = [e["outage_s"] for entries in per_fault.values() for e in entries if e.get("outage_s") is not None]
     failed = sum(s["failed"] for s in summary.values())
     overall = stats(everything)
-    return {"faults": summary, "outage_s": overall, "failed": failed,
-            "goal_met": bool(overall and overall["p95"] <= GOAL_P95_S and failed == 0)}
+    return {
+        "faults": summary,
+        "outage_s": overall,
+        "failed": failed,
+        "goal_met": bool(overall and overall["p95"] <= GOAL_P95_S and failed == 0),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -108,22 +116,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--faults", nargs="+", default=list(FAULTS), choices=FAULTS)
     parser.add_argument("--trials", type=int, default=10, help="of each fault")
     parser.add_argument("--discord-py", action="store_true", help="discord.py's own reconnects, for comparison")
-    parser.add_argument("--out", type=Path, default=None, help="default: out/bench/reconnect.json "
-                        "(reconnect-discord-py.json with --discord-py)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: out/bench/reconnect.json (reconnect-discord-py.json with --discord-py)",
+    )
     args = parser.parse_args(argv)
     if args.discord_py:
         use_discord_py_reconnects()
-    out = args.out or PROJECT_ROOT / "out" / "bench" / ("reconnect-discord-py.json" if args.discord_py else
-                                                        "reconnect.json")
-    logging.basicConfig(level=os.environ.get("CHORUS_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    out = args.out or PROJECT_ROOT / "out" / "bench" / (
+        "reconnect-discord-py.json" if args.discord_py else "reconnect.json"
+    )
+    logging.basicConfig(
+        level=os.environ.get("CHORUS_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     started = time.monotonic()
     machine = machine_info()
     result = asyncio.run(run(args.faults, args.trials, wait_s=30.0 if args.discord_py else 60.0))
-    report = {"benchmark": "reconnect_bench", "command": command_line("benchmarks.reconnect_bench", argv),
-              "reconnects": "discord.py 2.7.1's own" if args.discord_py else "chorus (audio.voice_connection)",
-              "machine": {**machine, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
-              "goal": {"p95_outage_s": GOAL_P95_S}, **result, "wall_s": round(time.monotonic() - started, 1)}
+    report = {
+        "benchmark": "reconnect_bench",
+        "command": command_line("benchmarks.reconnect_bench", argv),
+        "reconnects": "discord.py 2.7.1's own" if args.discord_py else "chorus (audio.voice_connection)",
+        "machine": {**machine, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "goal": {"p95_outage_s": GOAL_P95_S},
+        **result,
+        "wall_s": round(time.monotonic() - started, 1),
+    }
     write_json(report, out)
     print(json.dumps(report, indent=2))
 

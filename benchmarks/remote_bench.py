@@ -41,8 +41,13 @@ from simulator.scripted import ConversationResult, ScriptedConversation
 from simulator.voices import ALICE, BOB
 
 MODES = ("remote", "local")
-BENCH_ENV = {"PROMPTER_GREET": "false", "PROMPTER_IDLE_TOPIC_S": "3600", "MEMORY_ENABLED": "false",
-             "PRIVACY_NOTICE_SPOKEN": "false", "LLM_THREADS": "1"}
+BENCH_ENV = {
+    "PROMPTER_GREET": "false",
+    "PROMPTER_IDLE_TOPIC_S": "3600",
+    "MEMORY_ENABLED": "false",
+    "PRIVACY_NOTICE_SPOKEN": "false",
+    "LLM_THREADS": "1",
+}
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -78,10 +83,13 @@ async def run_mode(settings: Settings, mode: str, turns: int, servers: dict[str,
         if event.kind == "ready":
             window.start()
         elif event.kind == "bot_line":
-            print(f"[{mode}] {event.speaker}: {event.text!r} ({event.latency_s or 0:.2f} s)", file=sys.stderr, flush=True)
+            print(
+                f"[{mode}] {event.speaker}: {event.text!r} ({event.latency_s or 0:.2f} s)", file=sys.stderr, flush=True
+            )
 
-    convo = ScriptedConversation(settings, [ALICE, BOB], script(GROUP, turns), label=mode, on_event=on_event, warm_up=True,
-                                 reply_timeout_s=120.0)
+    convo = ScriptedConversation(
+        settings, [ALICE, BOB], script(GROUP, turns), label=mode, on_event=on_event, warm_up=True, reply_timeout_s=120.0
+    )
     result: ConversationResult = await convo.run()
     window.stop()
     timed = [t for t in result.turns if not t.warmup]
@@ -90,15 +98,19 @@ async def run_mode(settings: Settings, mode: str, turns: int, servers: dict[str,
     return {
         "backends": {"stt": settings.stt_backend, "tts": settings.tts_backend, "llm": settings.llm_backend},
         "conversation_s": round(window.wall_s, 1),
-        "questions": len(timed), "answered": sum(t.status == "answered" for t in timed),
+        "questions": len(timed),
+        "answered": sum(t.status == "answered" for t in timed),
         "latency_s": stats(latencies),
         "bot_speech_s": round(result.bot_audio_s, 1),
         "member_speech_s": round(sum(t.speech_s for t in result.turns), 1),
         "cpu_s": {name: round(v, 2) for name, v in window.used.items()},
         "cores_busy": {name: round(v / window.wall_s, 3) for name, v in window.used.items()},
         "core_hours_per_active_voice_hour": {name: round(v / 3600.0 / hours, 3) for name, v in window.used.items()},
-        "listener": {k: v for k, v in (result.receive_stats.get("listener") or {}).items()
-                     if k in ("finals", "partials", "finals_from_speculation", "end_of_turn_calls")},
+        "listener": {
+            k: v
+            for k, v in (result.receive_stats.get("listener") or {}).items()
+            if k in ("finals", "partials", "finals_from_speculation", "end_of_turn_calls")
+        },
     }
 
 
@@ -113,8 +125,13 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         parser.error(f"modes: {', '.join(MODES)}")
     report: dict[str, Any] = {
         "benchmark": "remote_bench: CPU of the bot process and of each model server per active voice guild",
-        "command": command_line("benchmarks.remote_bench", argv), "machine": machine_info(),
-        "models": {"stt": "faster-whisper tiny.en int8", "llm": "SmolLM2-135M-Instruct Q4_1", "tts": "Piper en_US-joe-medium"},
+        "command": command_line("benchmarks.remote_bench", argv),
+        "machine": machine_info(),
+        "models": {
+            "stt": "faster-whisper tiny.en int8",
+            "llm": "SmolLM2-135M-Instruct Q4_1",
+            "tts": "Piper en_US-joe-medium",
+        },
         "modes": {},
     }
     log_dir = Path(tempfile.mkdtemp(prefix="chorus-remote-bench-"))
@@ -126,16 +143,26 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
                 stt = stack.enter_context(stt_server(log_dir, cpu_threads=1))
                 tts = stack.enter_context(tts_server(log_dir))
                 llm = stack.enter_context(llm_server(threads=1))
-                env.update({"STT_BACKEND": "wyoming", "STT_SERVER_URI": stt.url, "TTS_BACKEND": "wyoming",
-                            "TTS_SERVER_URI": tts.url, "LLM_BACKEND": "openai", "LLM_BASE_URL": llm.url,
-                            "LLM_MODEL": LLM_MODEL_NAME})
+                env.update(
+                    {
+                        "STT_BACKEND": "wyoming",
+                        "STT_SERVER_URI": stt.url,
+                        "TTS_BACKEND": "wyoming",
+                        "TTS_SERVER_URI": tts.url,
+                        "LLM_BACKEND": "openai",
+                        "LLM_BASE_URL": llm.url,
+                        "LLM_MODEL": LLM_MODEL_NAME,
+                    }
+                )
                 servers = {"stt_server": stt.pid, "tts_server": tts.pid, "llm_server": llm.pid}
             settings = load_settings(env=env, env_file=None)
             report["modes"][mode] = await run_mode(settings, mode, args.turns, servers)
             report["modes"][mode]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
-    report["note"] = ("One 2-core machine shared with other jobs, the servers on the same machine as the bot: the "
-                      "numbers are noisy and only indicative; re-run on a quiet machine. The bot process also runs "
-                      "the simulated members and the loopback voice server (their share is counted in it).")
+    report["note"] = (
+        "One 2-core machine shared with other jobs, the servers on the same machine as the bot: the "
+        "numbers are noisy and only indicative; re-run on a quiet machine. The bot process also runs "
+        "the simulated members and the loopback voice server (their share is counted in it)."
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report

@@ -13,8 +13,16 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-DEFAULT_PACKAGES = ("discord.py", "davey", "faster-whisper", "ctranslate2", "llama_cpp_python", "piper-tts",
-                    "onnxruntime", "numpy")
+DEFAULT_PACKAGES = (
+    "discord.py",
+    "davey",
+    "faster-whisper",
+    "ctranslate2",
+    "llama_cpp_python",
+    "piper-tts",
+    "onnxruntime",
+    "numpy",
+)
 
 
 def cpu_model() -> str:
@@ -30,8 +38,13 @@ def cpu_model() -> str:
 
 def machine_info(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, Any]:
     """The machine and the versions that matter, with the load when the benchmark started."""
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-                            "cores": os.cpu_count(), "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
     for package in packages:
         try:
             info[package] = version(package)
@@ -45,9 +58,14 @@ def stats(values: Sequence[float], digits: int = 3) -> dict[str, float] | None:
     if len(values) == 0:
         return None
     arr = np.asarray(values, dtype=float)
-    return {"p50": round(float(np.percentile(arr, 50)), digits), "p95": round(float(np.percentile(arr, 95)), digits),
-            "mean": round(float(arr.mean()), digits), "min": round(float(arr.min()), digits),
-            "max": round(float(arr.max()), digits), "n": int(arr.size)}
+    return {
+        "p50": round(float(np.percentile(arr, 50)), digits),
+        "p95": round(float(np.percentile(arr, 95)), digits),
+        "mean": round(float(arr.mean()), digits),
+        "min": round(float(arr.min()), digits),
+        "max": round(float(arr.max()), digits),
+        "n": int(arr.size),
+    }
 
 
 def command_line(module: str, argv: Sequence[str] | None) -> str:

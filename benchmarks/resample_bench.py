@@ -38,7 +38,9 @@ PLAYBACK_SLICE_S = 0.04
 def _sinad(y: np.ndarray, freq: float, rate: int) -> float:
     """Tone power over everything else, after least-squares fitting the tone (any phase, any delay)."""
     n = np.arange(y.size)
-    basis = np.stack([np.sin(2 * np.pi * freq * n / rate), np.cos(2 * np.pi * freq * n / rate), np.ones(y.size)], axis=1)
+    basis = np.stack(
+        [np.sin(2 * np.pi * freq * n / rate), np.cos(2 * np.pi * freq * n / rate), np.ones(y.size)], axis=1
+    )
     coef, *_ = np.linalg.lstsq(basis, y, rcond=None)
     fitted = basis @ coef
     residual = y - fitted
@@ -119,8 +121,9 @@ def _stereo16(mono: np.ndarray) -> np.ndarray:
     return np.stack([s, s], axis=1)
 
 
-def _delay_samples(run: Callable[..., np.ndarray], make_input: Callable[[np.ndarray], np.ndarray],
-                   in_rate: int, out_rate: int) -> int:
+def _delay_samples(
+    run: Callable[..., np.ndarray], make_input: Callable[[np.ndarray], np.ndarray], in_rate: int, out_rate: int
+) -> int:
     """How late (in output samples) an input click is heard while streaming: where its peak lands in the
     output, minus where an ideal converter would put it, plus the output the converter still holds back
     when that much input has gone in (soxr withholds its look-ahead instead of shifting the signal)."""
@@ -159,12 +162,17 @@ def measure_receive(name: str, run: Callable[..., tuple[np.ndarray, list[float]]
     _, times = run(_stereo16(speechlike))
     delay = _delay_samples(lambda s, flush=True: run(s, flush)[0], _stereo16, 48_000, out_rate)
     return {
-        "converter": name, "path": "receive 48k stereo s16 -> 16k mono f32, 20 ms chunks",
-        "sinad_db": inband, "min_sinad_db": min(inband.values()),
-        "edge_7200Hz_gain_db": round(float(ripple), 2), "alias_rejection_db": alias,
+        "converter": name,
+        "path": "receive 48k stereo s16 -> 16k mono f32, 20 ms chunks",
+        "sinad_db": inband,
+        "min_sinad_db": min(inband.values()),
+        "edge_7200Hz_gain_db": round(float(ripple), 2),
+        "alias_rejection_db": alias,
         "min_alias_rejection_db": min(alias.values()),
-        "delay_out_samples": delay, "delay_ms": round(delay / out_rate * 1000, 2),
-        "cost_per_20ms_chunk": _stats(times), "chunks": len(times),
+        "delay_out_samples": delay,
+        "delay_ms": round(delay / out_rate * 1000, 2),
+        "cost_per_20ms_chunk": _stats(times),
+        "chunks": len(times),
         "cpu_share_per_speaker": round(float(np.median(times)) * 50, 5),
     }
 
@@ -193,11 +201,16 @@ def measure_playback(name: str, run: Callable[..., tuple[np.ndarray, list[float]
     _, times = run(speechlike, rate)
     delay = _delay_samples(lambda s, flush=True: run(s, rate, flush)[0], lambda x: x, rate, out_rate)
     return {
-        "converter": name, "path": f"playback {rate} Hz mono f32 -> 48k, {PLAYBACK_SLICE_S * 1000:g} ms slices",
-        "sinad_db": inband, "min_sinad_db": min(inband.values()),
-        "edge_gain_db": round(float(ripple), 2), "image_rejection_db": round(image, 1),
-        "delay_out_samples": delay, "delay_ms": round(delay / out_rate * 1000, 2),
-        "cost_per_slice": _stats(times), "slices": len(times),
+        "converter": name,
+        "path": f"playback {rate} Hz mono f32 -> 48k, {PLAYBACK_SLICE_S * 1000:g} ms slices",
+        "sinad_db": inband,
+        "min_sinad_db": min(inband.values()),
+        "edge_gain_db": round(float(ripple), 2),
+        "image_rejection_db": round(image, 1),
+        "delay_out_samples": delay,
+        "delay_ms": round(delay / out_rate * 1000, 2),
+        "cost_per_slice": _stats(times),
+        "slices": len(times),
         "cpu_share_realtime": round(float(np.median(times)) / PLAYBACK_SLICE_S, 5),
     }
 
@@ -214,12 +227,22 @@ def main(argv: list[str] | None = None) -> int:
     for rate in (22_050, 16_000, 24_000):
         playback.append(measure_playback("numpy-polyphase-24tap/phase", playback_numpy, rate, args.seconds))
         for q in ("LQ", "MQ", "HQ", "VHQ"):
-            playback.append(measure_playback(f"soxr-{q}", lambda x, r, flush=True, q=q: playback_soxr(x, r, q, flush), rate, args.seconds))
+            playback.append(
+                measure_playback(
+                    f"soxr-{q}", lambda x, r, flush=True, q=q: playback_soxr(x, r, q, flush), rate, args.seconds
+                )
+            )
     report = {
-        "benchmark": "resample", "command": " ".join(["python -m benchmarks.resample_bench", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "soxr": soxr.__version__, "numpy": np.__version__},
-        "receive": receive, "playback": playback,
+        "benchmark": "resample",
+        "command": " ".join(["python -m benchmarks.resample_bench", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "soxr": soxr.__version__,
+            "numpy": np.__version__,
+        },
+        "receive": receive,
+        "playback": playback,
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -38,13 +38,23 @@ class WholeReplyResponder:
         self.player = player  # when given, respond() returns once the reply has been played (RealtimeTTS' play())
         self._streaming = Responder(settings, llm=llm, scheduler=scheduler)
 
-    async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
-                      member_names: Sequence[str] | None = None) -> ReplyResult:
+    async def respond(
+        self,
+        persona: Any,
+        history: Sequence[Any],
+        *,
+        situation: str,
+        sink: Any,
+        member_names: Sequence[str] | None = None,
+    ) -> ReplyResult:
         loop = asyncio.get_running_loop()
         result = ReplyResult()
         result.timings["request"] = time.monotonic()
-        names = list(member_names) if member_names is not None else list(dict.fromkeys(
-            item.speaker for item in map(as_history_line, history) if not item.is_bot))
+        names = (
+            list(member_names)
+            if member_names is not None
+            else list(dict.fromkeys(item.speaker for item in map(as_history_line, history) if not item.is_bot))
+        )
         cancel = threading.Event()
         cancelled = False
 
@@ -60,8 +70,9 @@ class WholeReplyResponder:
         def post(kind: str, payload: Any) -> None:
             loop.call_soon_threadsafe(deliver, kind, payload)
 
-        work = asyncio.ensure_future(asyncio.to_thread(self._generate, persona, list(history), situation, names,
-                                                       cancel, result, post))
+        work = asyncio.ensure_future(
+            asyncio.to_thread(self._generate, persona, list(history), situation, names, cancel, result, post)
+        )
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -81,17 +92,29 @@ class WholeReplyResponder:
         result.timings["done"] = time.monotonic()
         return result
 
-    def _generate(self, persona: Any, history: list[Any], situation: str, names: list[str], cancel: threading.Event,
-                  result: ReplyResult, post: Any) -> None:
+    def _generate(
+        self,
+        persona: Any,
+        history: list[Any],
+        situation: str,
+        names: list[str],
+        cancel: threading.Event,
+        result: ReplyResult,
+        post: Any,
+    ) -> None:
         streaming = self._streaming
         messages = streaming.build_prompt(persona, history, situation)
         result.timings["prompt_built"] = time.monotonic()
         raw: list[str] = []
         owner = f"baseline-{id(result)}"
         with self.scheduler.hold("llm", owner=owner, cancel=cancel):
-            stream = self.llm.stream(messages, max_tokens=streaming.max_reply_tokens(persona),
-                                     stop=streaming.stop_strings(persona, names), cancel=cancel,
-                                     sampling=streaming.sampling_for(1))
+            stream = self.llm.stream(
+                messages,
+                max_tokens=streaming.max_reply_tokens(persona),
+                stop=streaming.stop_strings(persona, names),
+                cancel=cancel,
+                sampling=streaming.sampling_for(1),
+            )
             try:
                 for token in stream:
                     if cancel.is_set():
@@ -106,14 +129,23 @@ class WholeReplyResponder:
         result.timings["llm_done"] = time.monotonic()
         result.raw_text = "".join(raw)
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [
-            situation, getattr(situation, "short", "")]
+            situation,
+            getattr(situation, "short", ""),
+        ]
         said_before = [line.text for line in map(as_history_line, history) if line.is_bot][-SAID_BEFORE_LINES:]
-        text = clean_reply(result.raw_text, persona_name=persona.name, other_names=names,
-                           instructions=instructions, said_before=said_before,
-                           addressee=getattr(situation, "addressee", None),
-                           small_model_repairs=streaming.profile.small_model_repairs)
-        budget = ReplyBudget(max_words=getattr(persona, "max_reply_words", None),
-                             max_sentences=getattr(persona, "max_reply_sentences", None))
+        text = clean_reply(
+            result.raw_text,
+            persona_name=persona.name,
+            other_names=names,
+            instructions=instructions,
+            said_before=said_before,
+            addressee=getattr(situation, "addressee", None),
+            small_model_repairs=streaming.profile.small_model_repairs,
+        )
+        budget = ReplyBudget(
+            max_words=getattr(persona, "max_reply_words", None),
+            max_sentences=getattr(persona, "max_reply_sentences", None),
+        )
         chunker = SpeechChunker()
         sentences = [frag for frag in chunker.feed(text + " ") + chunker.flush()]
         kept = [f.text for f in (budget.take(Fragment(f.text, True)) for f in _whole_sentences(sentences)) if f]
@@ -163,11 +195,20 @@ def baseline_parts(end_silence_ms: int):
         bot_id = cog.bot.user.id if cog.bot.user is not None else None
 
         def make_listener(settings: Settings, **callbacks: Any) -> Listener:
-            return Listener(settings, ignore_user_ids=(bot_id,) if bot_id else (), speculative=False, partials=False,
-                            end_silence_ms=end_silence_ms, **callbacks)
+            return Listener(
+                settings,
+                ignore_user_ids=(bot_id,) if bot_id else (),
+                speculative=False,
+                partials=False,
+                end_silence_ms=end_silence_ms,
+                **callbacks,
+            )
 
         player = StreamPlayer()
-        return {"responder": WholeReplyResponder(cog.bot.settings, llm=llm, scheduler=scheduler, player=player),
-                "player": player, "make_listener": make_listener}
+        return {
+            "responder": WholeReplyResponder(cog.bot.settings, llm=llm, scheduler=scheduler, player=player),
+            "player": player,
+            "make_listener": make_listener,
+        }
 
     return parts

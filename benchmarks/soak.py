@@ -78,7 +78,9 @@ class ErrorCounter(logging.Handler):
         loop.default_exception_handler(context)
 
     def _thread_error(self, args: Any) -> None:
-        self.records.append(f"thread {getattr(args.thread, 'name', '?')}: {args.exc_type.__name__}: {args.exc_value}"[:300])
+        self.records.append(
+            f"thread {getattr(args.thread, 'name', '?')}: {args.exc_type.__name__}: {args.exc_value}"[:300]
+        )
         self._old_hook(args)
 
 
@@ -91,13 +93,22 @@ class Room:
     speaking: str | None = None
 
 
-async def talk(run: GuildsRun, guild: GuildRun, room: Room, *, rng: random.Random, until: float,
-               silence_every: int, silence_s: tuple[float, float]) -> list[tuple[TurnRecord, bool]]:
+async def talk(
+    run: GuildsRun,
+    guild: GuildRun,
+    room: Room,
+    *,
+    rng: random.Random,
+    until: float,
+    silence_every: int,
+    silence_s: tuple[float, float],
+) -> list[tuple[TurnRecord, bool]]:
     """Members take turns: a question to the bot or a remark, then a pause; every `silence_every` lines a long
     silence."""
     settings = guild.session.settings
-    watch = guild.watch(run.world, reply_timeout_s=REPLY_TIMEOUT_S,
-                        unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5)
+    watch = guild.watch(
+        run.world, reply_timeout_s=REPLY_TIMEOUT_S, unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5
+    )
     names_bot = bot_name_heard(guild.session)
     users = {c.name: c.user_id for c in guild.cast}
     picker = LinePicker(rng)
@@ -119,8 +130,16 @@ async def talk(run: GuildsRun, guild: GuildRun, room: Room, *, rng: random.Rando
             room.speaking = None
             continue
         room.speaking = None
-        turn = TurnRecord(index=index, speaker=speaker, said=text, expect_reply=ask, warmup=False,
-                          start_s=said["start"] - t0, true_end_s=said["true_end"] - t0, speech_s=said["speech_s"])
+        turn = TurnRecord(
+            index=index,
+            speaker=speaker,
+            said=text,
+            expect_reply=ask,
+            warmup=False,
+            start_s=said["start"] - t0,
+            true_end_s=said["true_end"] - t0,
+            speech_s=said["speech_s"],
+        )
         await watch.follow(turn, user_id=users[speaker], start=said["start"], true_end=said["true_end"])
         turns.append((turn, names_bot(turn.heard)))
         pause = rng.uniform(*silence_s) if silence_every and (index + 1) % silence_every == 0 else rng.uniform(0.8, 3.0)
@@ -128,8 +147,9 @@ async def talk(run: GuildsRun, guild: GuildRun, room: Room, *, rng: random.Rando
     return turns
 
 
-async def come_and_go(run: GuildsRun, guild: GuildRun, room: Room, *, rng: random.Random, until: float,
-                      every_s: float) -> int:
+async def come_and_go(
+    run: GuildsRun, guild: GuildRun, room: Room, *, rng: random.Random, until: float, every_s: float
+) -> int:
     """Every `every_s`, a member who is not speaking leaves, and comes back a little later."""
     moves = 0
     while time.monotonic() + every_s < until:
@@ -175,8 +195,13 @@ async def break_once(run: GuildsRun, guild: GuildRun, fault: str) -> dict[str, A
         await asyncio.sleep(0.05)
     if len(records) > before and records[-1].finished is not None:
         r = records[-1]
-        entry.update(ok=r.ok, how=r.how, attempts=r.attempts, reconnect_s=round(r.seconds or 0.0, 3),
-                     noticed_s=round(r.started - t0, 3))
+        entry.update(
+            ok=r.ok,
+            how=r.how,
+            attempts=r.attempts,
+            reconnect_s=round(r.seconds or 0.0, 3),
+            noticed_s=round(r.started - t0, 3),
+        )
     else:
         entry.update(ok=False, error="no recovery recorded")
     entry["same_session"] = run.bot.voice_sessions.get(guild.guild_id) is guild.session
@@ -184,22 +209,32 @@ async def break_once(run: GuildsRun, guild: GuildRun, fault: str) -> dict[str, A
     return entry
 
 
-def call_workload(run: GuildsRun, guild: GuildRun, room: Room, faults: list[dict[str, Any]],
-                  answered: list[bool]) -> Workload:
+def call_workload(
+    run: GuildsRun, guild: GuildRun, room: Room, faults: list[dict[str, Any]], answered: list[bool]
+) -> Workload:
     """One repetition of the leak check (`benchmarks.leak_check`), the same each time: a question to the bot and
     its answer, a member leaving and coming back, a voice fault (`LEAK_FAULT`, recovered); returns when the bot is
     idle again (its greeting of the member back said). The faults' records go to `faults`."""
     settings = guild.session.settings
-    watch = guild.watch(run.world, reply_timeout_s=REPLY_TIMEOUT_S,
-                        unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5)
+    watch = guild.watch(
+        run.world, reply_timeout_s=REPLY_TIMEOUT_S, unprompted_watch_s=settings.group_silence_ms / 1000.0 + 1.5
+    )
     users = {c.name: c.user_id for c in guild.cast}
     names = sorted(room.present)
 
     async def once(index: int) -> None:
         speaker, text, expect = LinePicker(random.Random(LEAK_SEED)).next(names, ask=True)  # the same each time
         said = await run.world.say(guild.guild_id, speaker, text)
-        turn = TurnRecord(index=index, speaker=speaker, said=text, expect_reply=expect, warmup=False, start_s=0.0,
-                          true_end_s=0.0, speech_s=said["speech_s"])
+        turn = TurnRecord(
+            index=index,
+            speaker=speaker,
+            said=text,
+            expect_reply=expect,
+            warmup=False,
+            start_s=0.0,
+            true_end_s=0.0,
+            speech_s=said["speech_s"],
+        )
         await watch.follow(turn, user_id=users[speaker], start=said["start"], true_end=said["true_end"])
         answered.append(turn.status == "answered")
         await run.world.leave(guild.guild_id, names[-1])
@@ -210,10 +245,21 @@ def call_workload(run: GuildsRun, guild: GuildRun, room: Room, faults: list[dict
     return once
 
 
-async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float | None = None, seed: int = 14,
-                   reconnect_every_s: float = 240.0, presence_every_s: float = 300.0, silence_every: int = 6,
-                   silence_s: tuple[float, float] = (20.0, 60.0), work: Path, leak_warmup: int = 0,
-                   leak_reps: int = 0, inject_mb_per_hour: float = 0.0) -> dict[str, Any]:
+async def run_soak(
+    minutes: float,
+    *,
+    sample_s: float = 60.0,
+    warmup_min: float | None = None,
+    seed: int = 14,
+    reconnect_every_s: float = 240.0,
+    presence_every_s: float = 300.0,
+    silence_every: int = 6,
+    silence_s: tuple[float, float] = (20.0, 60.0),
+    work: Path,
+    leak_warmup: int = 0,
+    leak_reps: int = 0,
+    inject_mb_per_hour: float = 0.0,
+) -> dict[str, Any]:
     """The soak for `minutes`; then, with `leak_reps`, the leak check: `call_workload` `leak_warmup` times, then
     `leak_reps` times with an injected leak of `inject_mb_per_hour` (when set: `leak_check["injected"]`; it warms up
     the clean run), then `leak_reps` times without (`leak_check["clean"]`)."""
@@ -229,17 +275,26 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
             started = time.monotonic()
             until = started + minutes * 60.0
             turns, moves, faults = await asyncio.gather(
-                talk(run, guild, room, rng=random.Random(seed + 1), until=until, silence_every=silence_every,
-                     silence_s=silence_s),
+                talk(
+                    run,
+                    guild,
+                    room,
+                    rng=random.Random(seed + 1),
+                    until=until,
+                    silence_every=silence_every,
+                    silence_s=silence_s,
+                ),
                 come_and_go(run, guild, room, rng=random.Random(seed + 2), until=until, every_s=presence_every_s),
-                break_voice(run, guild, until=until, every_s=reconnect_every_s))
+                break_voice(run, guild, until=until, every_s=reconnect_every_s),
+            )
             leak: dict[str, Any] = {"faults": [], "answered": []}
             if leak_reps:
                 workload = call_workload(run, guild, room, leak["faults"], leak["answered"])
                 index = 0
                 if inject_mb_per_hour:
-                    leak["injected"] = await repeated(workload, warmup=leak_warmup, reps=leak_reps,
-                                                      leak_mb_per_hour=inject_mb_per_hour)
+                    leak["injected"] = await repeated(
+                        workload, warmup=leak_warmup, reps=leak_reps, leak_mb_per_hour=inject_mb_per_hour
+                    )
                     index, leak_warmup = leak["injected"]["next_index"], 0
                 leak["clean"] = await repeated(workload, warmup=leak_warmup, reps=leak_reps, start_index=index)
             await sampler.stop()
@@ -249,17 +304,30 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
     finally:
         errors.remove()
     warmup_s = (warmup_min if warmup_min is not None else minutes / 10.0) * 60.0
-    slopes = {attr: slope_per_hour(sampler.samples, attr, after_s=warmup_s)
-              for attr in ("rss_mb", "heap_used_mb", "heap_free_mb", "py_blocks", "threads", "fds", "tasks")}
+    slopes = {
+        attr: slope_per_hour(sampler.samples, attr, after_s=warmup_s)
+        for attr in ("rss_mb", "heap_used_mb", "heap_free_mb", "py_blocks", "threads", "fds", "tasks")
+    }
     asked = [t for t, _ in turns if t.expect_reply]
     heard_asked = [t for t, named in turns if t.expect_reply and named]
     answered = [t for t in asked if t.status == "answered" and t.latency_s is not None]
     return {
         "minutes": minutes,
         "members": MEMBERS,
-        "samples": [{"t_s": round(s.t - sampler.samples[0].t, 1), "rss_mb": s.rss_mb, "threads": s.threads,
-                     "fds": s.fds, "tasks": s.tasks, "cpu_s": s.cpu_s, "heap_used_mb": s.heap_used_mb,
-                     "heap_free_mb": s.heap_free_mb, "py_blocks": s.py_blocks} for s in sampler.samples],
+        "samples": [
+            {
+                "t_s": round(s.t - sampler.samples[0].t, 1),
+                "rss_mb": s.rss_mb,
+                "threads": s.threads,
+                "fds": s.fds,
+                "tasks": s.tasks,
+                "cpu_s": s.cpu_s,
+                "heap_used_mb": s.heap_used_mb,
+                "heap_free_mb": s.heap_free_mb,
+                "py_blocks": s.py_blocks,
+            }
+            for s in sampler.samples
+        ],
         "warmup_s": warmup_s,
         "slope_per_hour_after_warmup": {k: None if v is None else round(v, 2) for k, v in slopes.items()},
         "unhandled_errors": len(errors.records),
@@ -271,12 +339,20 @@ async def run_soak(minutes: float, *, sample_s: float = 60.0, warmup_min: float 
         "lines": len(turns),
         "questions": len(asked),
         "answered_rate": round(len(answered) / len(asked), 3) if asked else None,
-        "answered_rate_heard": (round(sum(1 for t in answered if t in heard_asked) / len(heard_asked), 3)
-                                if heard_asked else None),
+        "answered_rate_heard": (
+            round(sum(1 for t in answered if t in heard_asked) / len(heard_asked), 3) if heard_asked else None
+        ),
         "latency_s": stats([t.latency_s for t in answered]),
-        "slowest": [{"said": t.said, "latency_s": t.latency_s, "at_s": round(t.true_end_s, 1),
-                     "stages_s": t.answer.stages_s if t.answer else {}, "replies": [f"{r.kind}:{r.outcome}" for r in t.replies]}
-                    for t in sorted(answered, key=lambda t: -(t.latency_s or 0.0))[:5]],
+        "slowest": [
+            {
+                "said": t.said,
+                "latency_s": t.latency_s,
+                "at_s": round(t.true_end_s, 1),
+                "stages_s": t.answer.stages_s if t.answer else {},
+                "replies": [f"{r.kind}:{r.outcome}" for r in t.replies],
+            }
+            for t in sorted(answered, key=lambda t: -(t.latency_s or 0.0))[:5]
+        ],
         "shed": shed,
         "receive": {k: v for k, v in receive.items() if v},
         "process": process,
@@ -294,15 +370,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "out" / "bench" / "soak.json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("CHORUS_LOG_LEVEL", "WARNING").upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CHORUS_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     machine = machine_info()
     with tempfile.TemporaryDirectory(prefix="chorus-soak-") as tmp:
-        result = asyncio.run(run_soak(args.minutes, sample_s=args.sample_s, warmup_min=args.warmup_min, seed=args.seed,
-                                      reconnect_every_s=args.reconnect_every_s,
-                                      presence_every_s=args.presence_every_s, work=Path(tmp)))
-    report = {"benchmark": "soak", "command": command_line("benchmarks.soak", argv),
-              "machine": {**machine, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}, **result}
+        result = asyncio.run(
+            run_soak(
+                args.minutes,
+                sample_s=args.sample_s,
+                warmup_min=args.warmup_min,
+                seed=args.seed,
+                reconnect_every_s=args.reconnect_every_s,
+                presence_every_s=args.presence_every_s,
+                work=Path(tmp),
+            )
+        )
+    report = {
+        "benchmark": "soak",
+        "command": command_line("benchmarks.soak", argv),
+        "machine": {**machine, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        **result,
+    }
     write_json(report, args.out)
     print(json.dumps(report, indent=2))
 

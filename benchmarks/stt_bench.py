@@ -51,7 +51,12 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def summary(values: list[float]) -> dict:
-    return {"n": len(values), "p50": pct(values, 50), "p95": pct(values, 95), "mean": round(statistics.fmean(values), 3) if values else None}
+    return {
+        "n": len(values),
+        "p50": pct(values, 50),
+        "p95": pct(values, 95),
+        "mean": round(statistics.fmean(values), 3) if values else None,
+    }
 
 
 def last_voiced_sample(pcm: np.ndarray) -> int:
@@ -80,13 +85,30 @@ def machine() -> dict:
     }
 
 
-async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcriber30, transcriber10, vad, clips, *, baseline_silence_ms: int) -> dict:
+async def run_scenario(
+    mode: str,
+    speakers: int,
+    rounds: int,
+    settings,
+    transcriber30,
+    transcriber10,
+    vad,
+    clips,
+    *,
+    baseline_silence_ms: int,
+) -> dict:
     from audio.listener import Listener
     from audio.types import STT_FRAME_SAMPLES, MemberFrame
     from audio.hallucinations import normalize_text
 
     if mode == "baseline":
-        kw = dict(transcriber=transcriber30, speculative=False, partials=False, max_batch=1, end_silence_ms=baseline_silence_ms)
+        kw = dict(
+            transcriber=transcriber30,
+            speculative=False,
+            partials=False,
+            max_batch=1,
+            end_silence_ms=baseline_silence_ms,
+        )
     elif mode == "chorus30":
         kw = dict(transcriber=transcriber30)
     else:
@@ -111,7 +133,9 @@ async def run_scenario(mode: str, speakers: int, rounds: int, settings, transcri
             true_end_frame = {}
             for uid, idx in chosen.items():
                 lead = 0.2 + 0.05 * ((uid * 7 + r) % 5)  # start within ~0.2 s of each other
-                pcm = np.concatenate((np.zeros(int(lead * 16000), np.float32), clips[idx], np.zeros(int(1.6 * 16000), np.float32)))
+                pcm = np.concatenate(
+                    (np.zeros(int(lead * 16000), np.float32), clips[idx], np.zeros(int(1.6 * 16000), np.float32))
+                )
                 streams[uid] = pcm
                 true_end_frame[uid] = (int(lead * 16000) + last_voiced_sample(clips[idx]) - 1) // STT_FRAME_SAMPLES
             true_end_t: dict[int, float] = {}
@@ -185,7 +209,17 @@ async def main_async(args) -> dict:
     results = []
     for k, r in zip(speakers, rounds):
         for mode in args.modes.split(","):
-            res = await run_scenario(mode, k, r, settings, transcriber30, transcriber10, vad, clips, baseline_silence_ms=args.baseline_silence_ms)
+            res = await run_scenario(
+                mode,
+                k,
+                r,
+                settings,
+                transcriber30,
+                transcriber10,
+                vad,
+                clips,
+                baseline_silence_ms=args.baseline_silence_ms,
+            )
             results.append(res)
             print(f"# {mode} x{k}: p50 {res['end_of_speech_to_final_s']['p50']} s", file=sys.stderr, flush=True)
     ratios = {}
@@ -194,7 +228,10 @@ async def main_async(args) -> dict:
         if "baseline" in by_mode and "chorus" in by_mode:
             b, c = by_mode["baseline"]["end_of_speech_to_final_s"], by_mode["chorus"]["end_of_speech_to_final_s"]
             if b["p50"] and c["p50"]:
-                ratios[str(k)] = {"p50_baseline_over_chorus": round(b["p50"] / c["p50"], 2), "p95_baseline_over_chorus": round(b["p95"] / c["p95"], 2)}
+                ratios[str(k)] = {
+                    "p50_baseline_over_chorus": round(b["p50"] / c["p50"], 2),
+                    "p95_baseline_over_chorus": round(b["p95"] / c["p95"], 2),
+                }
     info = machine()
     info["loadavg_start"] = load_start
     info["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]

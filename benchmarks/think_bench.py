@@ -83,9 +83,17 @@ async def streamed_reply(responder: Responder, persona: Any, index: int, variant
     history = history_for(index, variant)
     sink = TimingSink()
     t0 = time.monotonic()
-    result = await responder.respond(persona, history, situation=f"{history[-1].speaker} just spoke to you. Answer.", sink=sink, t_request=t0)
+    result = await responder.respond(
+        persona, history, situation=f"{history[-1].speaker} just spoke to you. Answer.", sink=sink, t_request=t0
+    )
     stages = {k: round(v - t0, 4) for k, v in result.timings.items() if k in STAGES}
-    return {"first_audio": stages.get("first_audio"), "stages": stages, "audio_s": round(result.audio_seconds, 3), "words": len(result.text.split()), "text": result.text}
+    return {
+        "first_audio": stages.get("first_audio"),
+        "stages": stages,
+        "audio_s": round(result.audio_seconds, 3),
+        "words": len(result.text.split()),
+        "text": result.text,
+    }
 
 
 def whole_reply_then_speak(responder: Responder, persona: Any, index: int, variant: int = 0) -> dict:
@@ -99,7 +107,12 @@ def whole_reply_then_speak(responder: Responder, persona: Any, index: int, varia
     cancel = threading.Event()
     raw = []
     with responder.scheduler.hold("llm", owner=f"baseline-{index}"):
-        for token in llm.stream(messages, max_tokens=max_tokens, stop=responder.stop_strings(persona, ["Alice", "Bob", "Chen"]), cancel=cancel):
+        for token in llm.stream(
+            messages,
+            max_tokens=max_tokens,
+            stop=responder.stop_strings(persona, ["Alice", "Bob", "Chen"]),
+            cancel=cancel,
+        ):
             if token:
                 stages.setdefault("first_token", time.monotonic() - t0)
                 raw.append(token)
@@ -116,7 +129,13 @@ def whole_reply_then_speak(responder: Responder, persona: Any, index: int, varia
             seconds += len(pcm) / rate
     stages["done"] = time.monotonic() - t0
     stages = {k: round(v, 4) for k, v in stages.items()}
-    return {"first_audio": stages.get("first_audio"), "stages": stages, "audio_s": round(seconds, 3), "words": len(text.split()), "text": text}
+    return {
+        "first_audio": stages.get("first_audio"),
+        "stages": stages,
+        "audio_s": round(seconds, 3),
+        "words": len(text.split()),
+        "text": text,
+    }
 
 
 def summary(values: list[float]) -> dict:
@@ -162,7 +181,9 @@ async def main(argv: list[str] | None = None) -> dict:
     persona = load_persona(args.persona)
     started = time.monotonic()
     llm = make_backend(settings)
-    responders = {m: Responder(settings, llm=llm, scheduler=ModelScheduler("exclusive" if m == "baseline" else m)) for m in modes}
+    responders = {
+        m: Responder(settings, llm=llm, scheduler=ModelScheduler("exclusive" if m == "baseline" else m)) for m in modes
+    }
     load_s = time.monotonic() - started
     machine = machine_info()
 
@@ -175,15 +196,23 @@ async def main(argv: list[str] | None = None) -> dict:
     for run in range(args.runs):
         for variant, mode in enumerate(modes):
             if mode == "baseline":
-                samples[mode].append(await asyncio.to_thread(whole_reply_then_speak, responders[mode], persona, run + 1, variant))
+                samples[mode].append(
+                    await asyncio.to_thread(whole_reply_then_speak, responders[mode], persona, run + 1, variant)
+                )
             else:
                 samples[mode].append(await streamed_reply(responders[mode], persona, run + 1, variant))
 
     report: dict[str, Any] = {
         "benchmark": "think_bench: transcript -> first TTS audio",
-        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.think_bench", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [Path(sys.executable).name, "-m", "benchmarks.think_bench", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "machine": machine,
-        "models": {"llm": settings.llm_backend + ":" + settings.llm_model, "tts": persona.voice.describe(), "llm_threads": settings.llm_threads or os.cpu_count()},
+        "models": {
+            "llm": settings.llm_backend + ":" + settings.llm_model,
+            "tts": persona.voice.describe(),
+            "llm_threads": settings.llm_threads or os.cpu_count(),
+        },
         "persona": persona.name,
         "runs_per_mode": args.runs,
         "model_load_s": round(load_s, 3),
@@ -194,7 +223,10 @@ async def main(argv: list[str] | None = None) -> dict:
         rows = samples[mode]
         report["modes"][mode] = {
             "first_audio_s": summary([r["first_audio"] for r in rows if r["first_audio"] is not None]),
-            "stages_p50_s": {stage: summary([r["stages"][stage] for r in rows if stage in r["stages"]]).get("p50") for stage in STAGES},
+            "stages_p50_s": {
+                stage: summary([r["stages"][stage] for r in rows if stage in r["stages"]]).get("p50")
+                for stage in STAGES
+            },
             "audio_s_mean": round(float(np.mean([r["audio_s"] for r in rows])), 3) if rows else None,
             "words_mean": round(float(np.mean([r["words"] for r in rows])), 1) if rows else None,
             "example_reply": rows[-1]["text"] if rows else None,

@@ -78,9 +78,11 @@ def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
         # recall where Whisper did not bend the bot's name past recognition (the rules' share of the misses)
         "should_speak_recall_name_heard": _rate(
             sum(1 for s in turn_steps if s.expect == "speak" and s.observed == "spoke" and s.name_heard == s.name_said),
-            sum(1 for s in turn_steps if s.expect == "speak" and s.name_heard == s.name_said)),
-        "speak_steps_name_lost_by_stt": sum(1 for s in turn_steps if s.expect == "speak" and s.name_said
-                                            and not s.name_heard),
+            sum(1 for s in turn_steps if s.expect == "speak" and s.name_heard == s.name_said),
+        ),
+        "speak_steps_name_lost_by_stt": sum(
+            1 for s in turn_steps if s.expect == "speak" and s.name_said and not s.name_heard
+        ),
         "talk_over_rate": _rate(talk_overs, starts),
         "talk_overs": talk_overs,
         "bot_voice_starts": starts,
@@ -95,8 +97,10 @@ def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
 def end_of_turn_cost(results: list[ScenarioResult], settings: Settings, calls: int = 30) -> dict[str, Any]:
     """What the semantic end-of-turn model costs: per call in the corpus runs, and on 8 s of speech alone."""
     made = sum(r.end_of_turn_calls for r in results)
-    out: dict[str, Any] = {"calls_in_corpus": made,
-                           "mean_ms_in_corpus": round(sum(r.end_of_turn_ms for r in results) / made, 1) if made else None}
+    out: dict[str, Any] = {
+        "calls_in_corpus": made,
+        "mean_ms_in_corpus": round(sum(r.end_of_turn_ms for r in results) / made, 1) if made else None,
+    }
     if getattr(settings, "turn_model", "off") == "smart_turn":
         from audio.end_of_turn import load_smart_turn
         from simulator.speech import piper_speech_16k
@@ -126,14 +130,19 @@ def markdown_table(payload: dict[str, Any]) -> str:
     rows = [("**all**", payload["overall"])]
     rows += [(f"{split} split", v) for split, v in payload["per_split"].items()]
     rows += [(family.replace("_", " "), v) for family, v in payload["per_family"].items()]
-    out = ["| scenarios | passed | speak precision | speak recall | talk-over | takeover stop p50 / p95 s | "
-           "backchannel kept | latency p50 / p95 s |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| scenarios | passed | speak precision | speak recall | talk-over | takeover stop p50 / p95 s | "
+        "backchannel kept | latency p50 / p95 s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in rows:
         stop, lat = v.get("barge_in_stop_s") or {}, v.get("latency_s") or {}
-        out.append(f"| {name} ({v['scenarios']}) | {v['scenarios_passed']} | {_fmt(v['should_speak_precision'])} | "
-                   f"{_fmt(v['should_speak_recall'])} | {_fmt(v['talk_over_rate'], 3)} "
-                   f"({v['talk_overs']}/{v['bot_voice_starts']}) | {_fmt(stop.get('p50'))} / {_fmt(stop.get('p95'))} | "
-                   f"{_fmt(v['backchannel_keep_rate'])} | {_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} |")
+        out.append(
+            f"| {name} ({v['scenarios']}) | {v['scenarios_passed']} | {_fmt(v['should_speak_precision'])} | "
+            f"{_fmt(v['should_speak_recall'])} | {_fmt(v['talk_over_rate'], 3)} "
+            f"({v['talk_overs']}/{v['bot_voice_starts']}) | {_fmt(stop.get('p50'))} / {_fmt(stop.get('p95'))} | "
+            f"{_fmt(v['backchannel_keep_rate'])} | {_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} |"
+        )
     return "\n".join(out)
 
 
@@ -144,9 +153,12 @@ async def run(scenarios: list[CorpusScenario], settings: Settings, *, attempts: 
             result = await run_scenario(scenario, settings, attempts=attempts, tmp=Path(tmp) / scenario.id)
             results.append(result)
             steps = " ".join(f"{s.expect}→{s.observed}{'' if s.ok or s.ok is None else '✗'}" for s in result.steps)
-            print(f"[{i}/{len(scenarios)}] {scenario.id}: {'ok' if result.passed else 'FAIL'} "
-                  f"({steps}{'; talk-over' if result.talk_overs else ''}{'; ' + result.error if result.error else ''})",
-                  file=sys.stderr, flush=True)
+            print(
+                f"[{i}/{len(scenarios)}] {scenario.id}: {'ok' if result.passed else 'FAIL'} "
+                f"({steps}{'; talk-over' if result.talk_overs else ''}{'; ' + result.error if result.error else ''})",
+                file=sys.stderr,
+                flush=True,
+            )
     return results
 
 
@@ -155,8 +167,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--split", choices=("dev", "heldout", "all"), default="all")
     parser.add_argument("--family", default=None, help="one family of the corpus")
     parser.add_argument("--only", nargs="*", default=[], help="scenario ids")
-    parser.add_argument("--smart-turn", choices=("on", "off"), default=None,
-                        help="semantic end-of-turn model (default: the TURN_MODEL setting)")
+    parser.add_argument(
+        "--smart-turn",
+        choices=("on", "off"),
+        default=None,
+        help="semantic end-of-turn model (default: the TURN_MODEL setting)",
+    )
     parser.add_argument("--attempts", type=int, default=3, help="plays of a scenario whose precondition failed")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--verbose", action="store_true")
@@ -166,8 +182,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         saved = __import__("json").loads(args.table.read_text(encoding="utf-8"))
         print(markdown_table(saved))
         return saved
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     corpus = load_corpus()
     scenarios = corpus.select(split=args.split, family=args.family, ids=args.only)
     settings = bench_settings(args.smart_turn)
@@ -178,11 +196,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "benchmark": "turns_bench",
         "command": command_line("benchmarks.turns_bench", argv),
         "machine": machine,
-        "corpus": {"path": str(corpus.path.relative_to(PROJECT_ROOT)), "scenarios": len(scenarios),
-                   "per_family": {f: sum(1 for s in scenarios if s.family == f) for f in corpus.families}},
-        "settings": {"turn_model": getattr(settings, "turn_model", "n/a"), "vad_end_silence_ms": settings.vad_end_silence_ms,
-                     "reply_silence_ms": settings.reply_silence_ms, "barge_in_ms": settings.barge_in_ms,
-                     "llm_model": settings.llm_model, "stt_model": settings.stt_model},
+        "corpus": {
+            "path": str(corpus.path.relative_to(PROJECT_ROOT)),
+            "scenarios": len(scenarios),
+            "per_family": {f: sum(1 for s in scenarios if s.family == f) for f in corpus.families},
+        },
+        "settings": {
+            "turn_model": getattr(settings, "turn_model", "n/a"),
+            "vad_end_silence_ms": settings.vad_end_silence_ms,
+            "reply_silence_ms": settings.reply_silence_ms,
+            "barge_in_ms": settings.barge_in_ms,
+            "llm_model": settings.llm_model,
+            "stt_model": settings.stt_model,
+        },
         **report(results),
         "end_of_turn_model_cost": end_of_turn_cost(results, settings),
         "wall_s": round(time.monotonic() - started, 1),

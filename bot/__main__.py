@@ -31,10 +31,16 @@ See README.md for details.
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
-    parser.add_argument("--sync", action="store_true", help="publish slash commands (to CHORUS_DEV_GUILD_IDS if set, else globally) at start")
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="publish slash commands (to CHORUS_DEV_GUILD_IDS if set, else globally) at start",
+    )
     parser.add_argument("--demo", action="store_true", help="run the offline demo even when a token is set")
     parser.add_argument("--env-file", type=Path, default=None, help="read settings from this file instead of ./.env")
-    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="demo: folder for the channel WAV and the turn trace")
+    parser.add_argument(
+        "--out", type=Path, default=Path("out/demo"), help="demo: folder for the channel WAV and the turn trace"
+    )
     parser.add_argument("--quick", action="store_true", help="demo: a short two-turn conversation")
     return parser.parse_args(argv)
 

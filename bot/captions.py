@@ -22,8 +22,14 @@ CaptionSink = Callable[[str], Awaitable[None]]
 
 
 class CaptionQueue:
-    def __init__(self, sink: Callable[[], CaptionSink | None], *, spawn: Callable[[Any, str], Any],
-                 label: str = "", max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        sink: Callable[[], CaptionSink | None],
+        *,
+        spawn: Callable[[Any, str], Any],
+        label: str = "",
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         self._sink = sink  # the current sink, read per message (captions may be turned off meanwhile)
         self._spawn = spawn
         self._label = label

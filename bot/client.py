@@ -69,11 +69,17 @@ class ChorusBot(commands.Bot):
         metrics: Metrics | None = None,
         **client_options: Any,
     ) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, help_command=None,
-                         intents=chorus_intents(settings.forget_members_who_leave), **client_options)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            help_command=None,
+            intents=chorus_intents(settings.forget_members_who_leave),
+            **client_options,
+        )
         self.settings = settings
         self._personas_given = personas is not None
-        self.personas: PersonaLibrary = personas if personas is not None else PersonaLibrary(folder=settings.personas_dir)
+        self.personas: PersonaLibrary = (
+            personas if personas is not None else PersonaLibrary(folder=settings.personas_dir)
+        )
         if guild_store is not None:
             self.storage = guild_store.db
         else:
@@ -121,8 +127,11 @@ class ChorusBot(commands.Bot):
             await self.guild_store.load()
         except StorageError as exc:
             if self._storage_retry is None:
-                log.error("database unavailable at start (%s): running with default server settings and without "
-                          "memory until it is back; retrying in the background", exc)
+                log.error(
+                    "database unavailable at start (%s): running with default server settings and without "
+                    "memory until it is back; retrying in the background",
+                    exc,
+                )
                 self._storage_retry = asyncio.create_task(self._retry_storage(), name="storage-retry")
             return False
         return True
@@ -137,7 +146,9 @@ class ChorusBot(commands.Bot):
                 await self.guild_store.load()
             except StorageError:
                 continue
-            log.info("database available after %d retr%s: server settings loaded", attempt, "y" if attempt == 1 else "ies")
+            log.info(
+                "database available after %d retr%s: server settings loaded", attempt, "y" if attempt == 1 else "ies"
+            )
             self._storage_retry = None
             return
 
@@ -217,7 +228,9 @@ class ChorusBot(commands.Bot):
         """
         fresh = await executors.run("io", PersonaLibrary.load, self.settings.personas_dir)
         if len(fresh) == 0 and len(self.personas) > 0:
-            log.error("persona reload found no usable persona in %s; keeping the previous ones", self.settings.personas_dir)
+            log.error(
+                "persona reload found no usable persona in %s; keeping the previous ones", self.settings.personas_dir
+            )
             return fresh
         self.personas = fresh
         guilds = list(self.voice_sessions) if apply_to is None else [g for g in apply_to if g in self.voice_sessions]
@@ -250,7 +263,12 @@ class ChorusBot(commands.Bot):
         self.voice_sessions[guild.id] = session
         if self.metrics is not None:
             self.metrics.for_guild(guild.id).watch_receiver(lambda: getattr(session, "receiver", None))
-        log.info("guild %d: voice session started in channel %s as %s", guild.id, getattr(voice_client.channel, "id", "?"), persona.name)
+        log.info(
+            "guild %d: voice session started in channel %s as %s",
+            guild.id,
+            getattr(voice_client.channel, "id", "?"),
+            persona.name,
+        )
         return session
 
     async def stop_voice_session(self, guild: discord.abc.Snowflake) -> None:
@@ -279,10 +297,16 @@ class ChorusBot(commands.Bot):
         latency = self.latency
         return {
             "ok": ready,
-            "discord": {"ready": ready, "latency_ms": round(latency * 1000) if latency == latency and latency != float("inf") else None},
+            "discord": {
+                "ready": ready,
+                "latency_ms": round(latency * 1000) if latency == latency and latency != float("inf") else None,
+            },
             "guilds": len(self.guilds),
             "voice_sessions": sorted(str(g) for g in self.voice_sessions),
-            "shards": {"count": self.shard_count or 1, "ids": sorted(getattr(self, "shards", {}) or [self.shard_id or 0])},
+            "shards": {
+                "count": self.shard_count or 1,
+                "ids": sorted(getattr(self, "shards", {}) or [self.shard_id or 0]),
+            },
         }
 
     async def close(self) -> None:
@@ -314,8 +338,10 @@ class ChorusBot(commands.Bot):
         elif isinstance(error, app_commands.CommandInvokeError) and isinstance(error.original, StorageError):
             original = error.original
             log.warning("%s in guild %s could not reach the database: %s", command, interaction.guild_id, original)
-            message = ("Sorry, I couldn't do that: the database is unavailable right now. Nothing was changed; "
-                       "try again in a moment.")  # no driver text (hosts, ports, paths) for members
+            message = (
+                "Sorry, I couldn't do that: the database is unavailable right now. Nothing was changed; "
+                "try again in a moment."
+            )  # no driver text (hosts, ports, paths) for members
             expected = False
         else:
             failure: BaseException = getattr(error, "original", error)
@@ -355,7 +381,9 @@ class ShardedChorusBot(ChorusBot, commands.AutoShardedBot):
     lives in the shared database (DATABASE_URL)."""
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
-        super().__init__(settings, shard_count=settings.shard_count, shard_ids=list(settings.shard_ids) or None, **kwargs)
+        super().__init__(
+            settings, shard_count=settings.shard_count, shard_ids=list(settings.shard_ids) or None, **kwargs
+        )
 
 
 def make_bot(settings: Settings, **kwargs: Any) -> ChorusBot:
@@ -384,8 +412,9 @@ def run_bot(settings: Settings, sync: bool = False, *, backoff: Backoff | None =
         async with make_bot(settings, sync_on_start=sync, metrics=metrics) as bot:
             server = None
             if metrics is not None:  # before logging in: a port in use is said at once
-                server = await MetricsServer(metrics, host=settings.metrics_host, port=settings.metrics_port,
-                                             health=bot.health).start()
+                server = await MetricsServer(
+                    metrics, host=settings.metrics_host, port=settings.metrics_port, health=bot.health
+                ).start()
             try:
                 await serve(bot, settings.discord_token, backoff=backoff)
             finally:

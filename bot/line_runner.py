@@ -39,6 +39,7 @@ DRAIN_MARGIN_S = 3.0
 
 class PlayerLike(Protocol):
     on_first_packet: Callable[[float], None] | None
+
     @property
     def seconds_played(self) -> float: ...
 
@@ -58,10 +59,22 @@ class ResponderLike(Protocol):
 class LineRunner:
     """Speaks the bot's lines in one guild's room; `persona` is read per line (it may change live)."""
 
-    def __init__(self, *, room: Room, clock: Clock, responder: ResponderLike, player: PlayerLike,
-                 output: VoiceOutput, prefill: ReplyPrefill, persona: Callable[[], Any],
-                 caption: Callable[[str], None], poke: Callable[[], None], guild_id: int = 0,
-                 metrics: Any = None, script: Callable[[Decision], str | None] = lambda decision: None) -> None:
+    def __init__(
+        self,
+        *,
+        room: Room,
+        clock: Clock,
+        responder: ResponderLike,
+        player: PlayerLike,
+        output: VoiceOutput,
+        prefill: ReplyPrefill,
+        persona: Callable[[], Any],
+        caption: Callable[[str], None],
+        poke: Callable[[], None],
+        guild_id: int = 0,
+        metrics: Any = None,
+        script: Callable[[Decision], str | None] = lambda decision: None,
+    ) -> None:
         self.room = room
         self.clock = clock
         self.responder = responder
@@ -101,9 +114,14 @@ class LineRunner:
         # a prefill prepares the reply to one member: any other line makes it stale
         replying_to = decision.member_id if decision.action is Action.RESPOND_NOW else None
         self.prefill.stale("the bot began another line", unless_for=replying_to)
-        turn = room.bot_begin(decision.action.value, now, reply_to_seq=decision.reply_to_seq,
-                              preemptive=decision.preemptive, basis_user_id=decision.member_id if decision.preemptive else None,
-                              basis_text=basis_text)
+        turn = room.bot_begin(
+            decision.action.value,
+            now,
+            reply_to_seq=decision.reply_to_seq,
+            preemptive=decision.preemptive,
+            basis_user_id=decision.member_id if decision.preemptive else None,
+            basis_text=basis_text,
+        )
         if decision.action is Action.GREET:
             if decision.member_id is None:
                 room.room_greeted = True
@@ -127,8 +145,9 @@ class LineRunner:
         script = self._script(decision)
         sink = TurnSink(self, turn, trace, hold=decision.preemptive)
         self._sink = sink
-        self._turn_task = asyncio.create_task(self._run(turn, sink, trace, history, situation, script),
-                                              name=f"turn-{self.guild_id}")
+        self._turn_task = asyncio.create_task(
+            self._run(turn, sink, trace, history, situation, script), name=f"turn-{self.guild_id}"
+        )
 
     def _add_speech_times(self, trace: TurnTrace, decision: Decision) -> None:
         member = self.room.members.get(decision.member_id) if decision.member_id is not None else None
@@ -178,11 +197,20 @@ class LineRunner:
                 self._trace.times.setdefault("final", now)
         self._sink.release()
 
-    async def _run(self, turn: BotTurn, sink: TurnSink, trace: TurnTrace, history: list[Any],
-                   situation: str, script: str | None = None) -> None:
+    async def _run(
+        self,
+        turn: BotTurn,
+        sink: TurnSink,
+        trace: TurnTrace,
+        history: list[Any],
+        situation: str,
+        script: str | None = None,
+    ) -> None:
         try:
             trace.times["request"] = self.clock.now()
-            extra: dict[str, Any] = {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
+            extra: dict[str, Any] = (
+                {"member_names": [m.name for m in self.room.members.values()]} if self._names_kw else {}
+            )
             if script is not None and self._script_kw:
                 extra["script"] = script
             scheduler = getattr(self.responder, "scheduler", None)  # a reply: background LLM work gives way
@@ -218,19 +246,32 @@ class LineRunner:
             raise
         except Exception as exc:
             trace.outcome = "failed"
-            log.error("guild %s: reply failed (%s: %s)", self.guild_id, type(exc).__name__, exc,
-                      exc_info=log.isEnabledFor(logging.DEBUG))
+            log.error(
+                "guild %s: reply failed (%s: %s)",
+                self.guild_id,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
             sink.close()
             self.player.flush()
             self._finish(turn)
 
-    def _finish(self, turn: BotTurn, *, discard: bool = False, keep_answered: bool = False,
-                seconds_played: float | None = None, interrupted: bool = False) -> RoomLine | None:
+    def _finish(
+        self,
+        turn: BotTurn,
+        *,
+        discard: bool = False,
+        keep_answered: bool = False,
+        seconds_played: float | None = None,
+        interrupted: bool = False,
+    ) -> RoomLine | None:
         if self.room.turn is not turn:
             return None
         reply_to = turn.reply_to_seq
-        line = self.room.bot_end(self.clock.now(), seconds_played=seconds_played, discard=discard,
-                                 interrupted=interrupted)
+        line = self.room.bot_end(
+            self.clock.now(), seconds_played=seconds_played, discard=discard, interrupted=interrupted
+        )
         if keep_answered and reply_to is not None:
             self.room.responded_to_seq = max(self.room.responded_to_seq, reply_to)
         trace = self._trace
@@ -238,8 +279,15 @@ class LineRunner:
             trace.times["end"] = self.clock.now()
             trace.text = line.text if line is not None else ""
             trace.audio_s = round(turn.audio_s, 3)
-            log.info("guild %s turn %s (%s): %s | %d words | %s", self.guild_id, trace.kind, trace.outcome,
-                     trace.reason, len(trace.text.split()), trace.relative_ms())
+            log.info(
+                "guild %s turn %s (%s): %s | %d words | %s",
+                self.guild_id,
+                trace.kind,
+                trace.outcome,
+                trace.reason,
+                len(trace.text.split()),
+                trace.relative_ms(),
+            )
             log.debug("guild %s: the bot said (DEBUG only): %r", self.guild_id, trace.text[:200])
             if self.metrics is not None:
                 self.metrics.observe_turn(trace.times, trace.outcome)
@@ -272,8 +320,9 @@ class LineRunner:
             self._trace.outcome = "interrupted" if speaking else "discarded"
             self._trace.times["yielded"] = self.clock.now()
         log.info("guild %s: yielding (%s); %.2f s played, %.2f s dropped", self.guild_id, reason, played, dropped)
-        self._finish(turn, discard=discard or not speaking, seconds_played=played if speaking else None,
-                     interrupted=speaking)
+        self._finish(
+            turn, discard=discard or not speaking, seconds_played=played if speaking else None, interrupted=speaking
+        )
 
     # --- from the sink and the player ------------------------------------------------------------------
     def audio_out(self, turn: BotTurn) -> None:

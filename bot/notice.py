@@ -28,24 +28,43 @@ POLL_S = 0.05
 REPOST_S = 60.0  # a member who joins within this of the last notice is covered by it (no repeated posts)
 
 
-def notice_text(persona_name: str, channel_mention: str, *, memory_on: bool, retention_days: int = 0,
-                captions_on: bool = False, known: bool = True, recall: str = "present") -> str:
+def notice_text(
+    persona_name: str,
+    channel_mention: str,
+    *,
+    memory_on: bool,
+    retention_days: int = 0,
+    captions_on: bool = False,
+    known: bool = True,
+    recall: str = "present",
+) -> str:
     """What the text notice says: what is kept, for how long, who can hear it recalled, captions."""
-    commands = ("• `/privacy optout`: your voice is ignored (never transcribed or stored); `/privacy optin` undoes it\n"
-                "• `/memory show`: what it remembers about you · `/memory forget`: delete it all")
+    commands = (
+        "• `/privacy optout`: your voice is ignored (never transcribed or stored); `/privacy optin` undoes it\n"
+        "• `/memory show`: what it remembers about you · `/memory forget`: delete it all"
+    )
     if not known:
-        return (f"🎙️ **{persona_name} joined {channel_mention} but is not listening yet:** its database is "
-                "unavailable, so it does not know who opted out. It starts listening when it does, after posting "
-                f"what it keeps.\n{commands}")
+        return (
+            f"🎙️ **{persona_name} joined {channel_mention} but is not listening yet:** its database is "
+            "unavailable, so it does not know who opted out. It starts listening when it does, after posting "
+            f"what it keeps.\n{commands}"
+        )
     kept = f" for {retention_days} days unless renewed" if retention_days > 0 else ""
-    remembered = (" It also remembers a few things you tell it about yourself and a short summary of each call, "
-                  f"per member, in this server{kept}; no audio and no transcript is kept. {_who_hears(recall)}"
-                  if memory_on
-                  else " Memory is off in this server: nothing is kept.")
-    captions = (" Captions are on: what you say is also posted as text in this server's captions channel."
-                if captions_on else "")
-    return (f"🎙️ **{persona_name} is listening in {channel_mention}.** What you say there is transcribed so "
-            f"{persona_name} can talk with you.{remembered}{captions}\n{commands}")
+    remembered = (
+        " It also remembers a few things you tell it about yourself and a short summary of each call, "
+        f"per member, in this server{kept}; no audio and no transcript is kept. {_who_hears(recall)}"
+        if memory_on
+        else " Memory is off in this server: nothing is kept."
+    )
+    captions = (
+        " Captions are on: what you say is also posted as text in this server's captions channel."
+        if captions_on
+        else ""
+    )
+    return (
+        f"🎙️ **{persona_name} is listening in {channel_mention}.** What you say there is transcribed so "
+        f"{persona_name} can talk with you.{remembered}{captions}\n{commands}"
+    )
 
 
 def _who_hears(recall: str) -> str:
@@ -91,8 +110,11 @@ class ListeningNotice:
             self._covered = frozenset()
 
     def recent(self, channel_id: int) -> bool:
-        return (self.channel_id == channel_id and self.given_at is not None
-                and time.monotonic() - self.given_at < self.repost_s)
+        return (
+            self.channel_id == channel_id
+            and self.given_at is not None
+            and time.monotonic() - self.given_at < self.repost_s
+        )
 
     def cover(self, user_id: int) -> None:
         """A member who joined while a recent notice stands."""

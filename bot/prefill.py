@@ -53,8 +53,13 @@ def reply_likely(room: Room, user_id: int, policy: Policy, now: float) -> str | 
         line = room.history_with(member.partial)[-1]
     else:  # no words yet: their line so far is their last one if this continues it, else an empty new one
         last = room.last_line()
-        if (last is not None and not last.is_bot and last.user_id == user_id and now - last.end <= MERGE_GAP_S
-                and last.seq > room.responded_to_seq):
+        if (
+            last is not None
+            and not last.is_bot
+            and last.user_id == user_id
+            and now - last.end <= MERGE_GAP_S
+            and last.seq > room.responded_to_seq
+        ):
             line = last
         else:
             seq = last.seq + 1 if last is not None else 1
@@ -104,8 +109,16 @@ class PrefillStats:
 
 
 class ReplyPrefill:
-    def __init__(self, prefill: Callable[..., Any] | None, prompt_for: PromptFor, persona: Callable[[], Any], *,
-                 spawn: Callable[[Any, str], Any], name: str = "prefill", group: Any = None) -> None:
+    def __init__(
+        self,
+        prefill: Callable[..., Any] | None,
+        prompt_for: PromptFor,
+        persona: Callable[[], Any],
+        *,
+        spawn: Callable[[Any, str], Any],
+        name: str = "prefill",
+        group: Any = None,
+    ) -> None:
         self._prefill = prefill
         self._prompt_for = prompt_for
         self._persona = persona
@@ -142,6 +155,7 @@ class ReplyPrefill:
         """What is in flight or waiting no longer prepares a reply: cancel it. `member`: only what prepares the
         reply to that member (they left); `unless_for`: all but what prepares the reply to that member (the bot
         began a line)."""
+
         def covered(user_id: int | None) -> bool:
             return user_id is not None and (user_id == member if member is not None else user_id != unless_for)
 

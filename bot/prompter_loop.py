@@ -25,8 +25,17 @@ IDLE_S = 30.0  # nothing due: sleep until an event pokes the loop (or this long,
 
 
 class PrompterLoop:
-    def __init__(self, *, room: Room, clock: Clock, policy: Policy, lines: LineRunner,
-                 rules: tuple[Rule, ...] = RULES, tick_s: float = TICK_S, guild_id: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        room: Room,
+        clock: Clock,
+        policy: Policy,
+        lines: LineRunner,
+        rules: tuple[Rule, ...] = RULES,
+        tick_s: float = TICK_S,
+        guild_id: int = 0,
+    ) -> None:
         self.room = room
         self.clock = clock
         self.policy = policy

@@ -60,20 +60,28 @@ def _retryable(exc: BaseException) -> bool:
 def _fatal(exc: BaseException) -> StartupError | None:
     """What waiting cannot fix, as the line that says what to do (None: not one of those)."""
     if isinstance(exc, discord.LoginFailure):
-        return StartupError("DISCORD_TOKEN was rejected by Discord: copy a fresh token from the developer portal "
-                            "(your application > Bot > Reset Token) into .env")
+        return StartupError(
+            "DISCORD_TOKEN was rejected by Discord: copy a fresh token from the developer portal "
+            "(your application > Bot > Reset Token) into .env"
+        )
     if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return StartupError("Discord refused the gateway intents chorus asks for (guilds, voice states, and server "
-                            "members with FORGET_MEMBERS_WHO_LEAVE=true): turn Server Members Intent on under the "
-                            "application's Bot > Privileged Gateway Intents in the developer portal, or set "
-                            "FORGET_MEMBERS_WHO_LEAVE=false")
+        return StartupError(
+            "Discord refused the gateway intents chorus asks for (guilds, voice states, and server "
+            "members with FORGET_MEMBERS_WHO_LEAVE=true): turn Server Members Intent on under the "
+            "application's Bot > Privileged Gateway Intents in the developer portal, or set "
+            "FORGET_MEMBERS_WHO_LEAVE=false"
+        )
     if isinstance(exc, discord.ConnectionClosed) and exc.code in (4004, 4013, 4014):
-        return StartupError(f"Discord closed the gateway ({exc.code}: {exc.reason or 'refused'}): check the "
-                            "token and the application's gateway intents in the developer portal")
+        return StartupError(
+            f"Discord closed the gateway ({exc.code}: {exc.reason or 'refused'}): check the "
+            "token and the application's gateway intents in the developer portal"
+        )
     if isinstance(exc, discord.Forbidden):
-        return StartupError(f"Discord refused access ({exc.status} {exc.text or 'Missing Access'}) while publishing "
-                            "the slash commands: invite the bot with the `bot` and `applications.commands` scopes "
-                            "(OAuth2 > URL Generator) to the servers in CHORUS_DEV_GUILD_IDS, or sync globally")
+        return StartupError(
+            f"Discord refused access ({exc.status} {exc.text or 'Missing Access'}) while publishing "
+            "the slash commands: invite the bot with the `bot` and `applications.commands` scopes "
+            "(OAuth2 > URL Generator) to the servers in CHORUS_DEV_GUILD_IDS, or sync globally"
+        )
     return None
 
 
@@ -88,10 +96,17 @@ async def _retry_or_raise(exc: BaseException, backoff: Backoff, what: str) -> No
     reason = describe_network_error(exc)
     log.debug("%s failed", what, exc_info=exc)
     if delay is None:
-        raise StartupError(f"can't reach Discord: {reason}. Check this machine's network connection "
-                           f"(DNS, proxy, firewall); gave up after {backoff.tried} tries", EXIT_NETWORK) from None
-    log.warning("can't reach Discord (%s): %s. Check the network connection; retrying in %s s",
-                what, reason, f"{delay:.0f}" if delay >= 1 else f"{delay:.1f}")
+        raise StartupError(
+            f"can't reach Discord: {reason}. Check this machine's network connection "
+            f"(DNS, proxy, firewall); gave up after {backoff.tried} tries",
+            EXIT_NETWORK,
+        ) from None
+    log.warning(
+        "can't reach Discord (%s): %s. Check the network connection; retrying in %s s",
+        what,
+        reason,
+        f"{delay:.0f}" if delay >= 1 else f"{delay:.1f}",
+    )
     await asyncio.sleep(delay)
 
 
@@ -118,8 +133,12 @@ def run_to_end(main: Coroutine[Any, Any, None], *, shutdown_s: float = SHUTDOWN_
             if tasks:
                 _done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=shutdown_s))
                 for task in pending:
-                    _shutdown_log.warning("task %s did not end within %.0f s of shutdown: left running (%r)",
-                                          task.get_name(), shutdown_s, task.get_coro())
+                    _shutdown_log.warning(
+                        "task %s did not end within %.0f s of shutdown: left running (%r)",
+                        task.get_name(),
+                        shutdown_s,
+                        task.get_coro(),
+                    )
             loop.run_until_complete(loop.shutdown_asyncgens())
         finally:
             loop.close()
@@ -150,24 +169,38 @@ async def serve(bot: discord.Client, token: str, *, backoff: Backoff | None = No
 
 # --- models -------------------------------------------------------------------------------------------------------
 
+
 def check_models(settings: Any) -> list[str]:
     """Resolve every model setting without loading a model; raises `ModelLoadError` (one line) for one that
     cannot work. Returns notes worth a log line (a model that will download on first use)."""
     from runtime import models
 
     notes: list[str] = []
-    presets = {"stt": models.model_preset("stt", settings.stt_model) if settings.stt_backend == "local" else None,
-               "llm": models.model_preset("llm", settings.llm_model) if settings.llm_backend == "llama_cpp" else None}
+    presets = {
+        "stt": models.model_preset("stt", settings.stt_model) if settings.stt_backend == "local" else None,
+        "llm": models.model_preset("llm", settings.llm_model) if settings.llm_backend == "llama_cpp" else None,
+    }
     for kind, preset in presets.items():
         if preset is not None and not models.preset_is_local(preset):
-            notes.append(f"{kind.upper()}_MODEL={preset.setting} is not here yet: `chorus models pull` fetches it "
-                         f"({preset.size_bytes / 1e9:.1f} GB), else it downloads on first use")
+            notes.append(
+                f"{kind.upper()}_MODEL={preset.setting} is not here yet: `chorus models pull` fetches it "
+                f"({preset.size_bytes / 1e9:.1f} GB), else it downloads on first use"
+            )
     if settings.stt_backend == "local":
         stt = models.resolve_whisper_model(settings.stt_model) if presets["stt"] is None else ""
-        if stt and settings.stt_model not in ("", "embedded") and not _is_dir(stt) and not models.whisper_is_cached(stt):
-            notes.append(f"STT_MODEL={settings.stt_model} is not downloaded yet: it downloads on first use (needs internet)")
+        if (
+            stt
+            and settings.stt_model not in ("", "embedded")
+            and not _is_dir(stt)
+            and not models.whisper_is_cached(stt)
+        ):
+            notes.append(
+                f"STT_MODEL={settings.stt_model} is not downloaded yet: it downloads on first use (needs internet)"
+            )
     else:
-        notes.append(f"STT_BACKEND=wyoming: transcription by the Wyoming server at {settings.stt_server_uri} (no authentication: keep it private)")
+        notes.append(
+            f"STT_BACKEND=wyoming: transcription by the Wyoming server at {settings.stt_server_uri} (no authentication: keep it private)"
+        )
     if settings.llm_backend == "llama_cpp":
         if presets["llm"] is not None and not presets["llm"].package:
             pass  # a hub preset: noted above when it is not here yet
@@ -177,14 +210,17 @@ def check_models(settings: Any) -> list[str]:
         else:
             models.resolve_gguf(settings.llm_model)
     elif not settings.llm_base_url.startswith(("http://", "https://")):
-        raise ModelLoadError(f"LLM_BASE_URL={settings.llm_base_url}: expected an http(s):// URL of an "
-                             "OpenAI-compatible server")
+        raise ModelLoadError(
+            f"LLM_BASE_URL={settings.llm_base_url}: expected an http(s):// URL of an OpenAI-compatible server"
+        )
     models.silero_vad_path()
     if getattr(settings, "turn_model", "off") == "smart_turn":
         models.smart_turn_path()
     engine = settings.tts_engine
     if settings.tts_backend == "wyoming":
-        notes.append(f"TTS_BACKEND=wyoming: speech by the Wyoming server at {settings.tts_server_uri} (no authentication: keep it private)")
+        notes.append(
+            f"TTS_BACKEND=wyoming: speech by the Wyoming server at {settings.tts_server_uri} (no authentication: keep it private)"
+        )
         engine = "remote"
     if engine in ("persona", "piper"):
         models.embedded_piper_voice()  # personas without a voice of their own use it

@@ -43,8 +43,12 @@ def history_lines(lines: Iterable[RoomLine]) -> list[Any]:
     """Room lines as `brain.prompt.HistoryLine`s, oldest first."""
     from brain.prompt import HistoryLine
 
-    return [HistoryLine(speaker=line.name, text=line.text, t=line.end, is_bot=line.is_bot,
-                        cut=line.is_bot and line.interrupted) for line in lines]
+    return [
+        HistoryLine(
+            speaker=line.name, text=line.text, t=line.end, is_bot=line.is_bot, cut=line.is_bot and line.interrupted
+        )
+        for line in lines
+    ]
 
 
 class TurnSink:

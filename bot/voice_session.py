@@ -92,9 +92,13 @@ class VoiceSession:
         self.policy = policy or Policy.from_settings(settings)
         self.captions = captions
         self.metrics = metrics  # runtime.metrics.GuildMetrics: queue depths and each line's stage times
-        self.room = Room(bot_name=persona.name, bot_user_id=bot_user_id, now=self.clock.now(),
-                         bot_aliases=tuple(getattr(persona, "aliases", ()) or ()),
-                         merge_gap_s=max(MERGE_GAP_S, self.policy.incomplete_wait_s + 0.2))
+        self.room = Room(
+            bot_name=persona.name,
+            bot_user_id=bot_user_id,
+            now=self.clock.now(),
+            bot_aliases=tuple(getattr(persona, "aliases", ()) or ()),
+            merge_gap_s=max(MERGE_GAP_S, self.policy.incomplete_wait_s + 0.2),
+        )
         for user_id, name in members:
             if user_id != bot_user_id:
                 self.room.member_joined(user_id, name, self.clock.now(), initial=True)
@@ -114,15 +118,38 @@ class VoiceSession:
         self._background: set[asyncio.Task] = set()
         # no prefill where it does not pay (an LLM server keeps its own prompt cache)
         prefill = getattr(responder, "prefill", None) if getattr(responder, "prefill_pays", True) else None
-        self.prefill = ReplyPrefill(prefill, self._reply_prompt_for, lambda: self.persona, spawn=self._spawn,
-                                    name=f"guild {guild_id}", group=guild_id)
+        self.prefill = ReplyPrefill(
+            prefill,
+            self._reply_prompt_for,
+            lambda: self.persona,
+            spawn=self._spawn,
+            name=f"guild {guild_id}",
+            group=guild_id,
+        )
         self.caption_queue = CaptionQueue(lambda: self.captions, spawn=self._spawn, label=f"guild {guild_id}")
-        self.lines = LineRunner(room=self.room, clock=self.clock, responder=responder, player=player,
-                                output=self.output, prefill=self.prefill, persona=lambda: self.persona,
-                                caption=self._caption, poke=self._poke, guild_id=guild_id, metrics=metrics,
-                                script=self._script_for)
-        self.prompter = PrompterLoop(room=self.room, clock=self.clock, policy=self.policy, lines=self.lines,
-                                     rules=rules, tick_s=tick_s, guild_id=guild_id)
+        self.lines = LineRunner(
+            room=self.room,
+            clock=self.clock,
+            responder=responder,
+            player=player,
+            output=self.output,
+            prefill=self.prefill,
+            persona=lambda: self.persona,
+            caption=self._caption,
+            poke=self._poke,
+            guild_id=guild_id,
+            metrics=metrics,
+            script=self._script_for,
+        )
+        self.prompter = PrompterLoop(
+            room=self.room,
+            clock=self.clock,
+            policy=self.policy,
+            lines=self.lines,
+            rules=rules,
+            tick_s=tick_s,
+            guild_id=guild_id,
+        )
         self.traces: deque[TurnTrace] = self.lines.traces  # each line's stage times, newest last
         self.decisions: deque[tuple[float, Decision]] = self.prompter.decisions  # acted-on, for tests/debug
         self._closed = False
@@ -136,20 +163,34 @@ class VoiceSession:
         if self.listener is None:
             make = self._make_listener or self._default_listener
             # Built in a thread: the first one loads the shared Whisper and VAD models.
-            self.listener = await executors.run("models", make, self.settings, name_of=self.room.name_of,
-                                                on_speaking=self.on_speaking, on_utterance=self.on_utterance)
+            self.listener = await executors.run(
+                "models",
+                make,
+                self.settings,
+                name_of=self.room.name_of,
+                on_speaking=self.on_speaking,
+                on_utterance=self.on_utterance,
+            )
         self._watch_queues()
         self.player.on_first_packet = self.lines.first_packet_threadsafe
         if self.voice_client is not None:
             if self.receiver is None:
                 make_rx = self._make_receiver or _default_receiver
-                self.receiver = make_rx(self.voice_client, on_frame=self.on_frame,
-                                        on_member_left=self._receiver_member_left, own_user_id=self.bot_user_id)
+                self.receiver = make_rx(
+                    self.voice_client,
+                    on_frame=self.on_frame,
+                    on_member_left=self._receiver_member_left,
+                    own_user_id=self.bot_user_id,
+                )
             self.receiver.start()
         if run_loop and self._loop_task is None:
             self._loop_task = asyncio.create_task(self.prompter.run(), name=f"prompter-{self.guild_id}")
-        log.info("guild %s: voice session started as %s with %d member(s)", self.guild_id, self.persona.name,
-                 len(self.room.members))
+        log.info(
+            "guild %s: voice session started as %s with %d member(s)",
+            self.guild_id,
+            self.persona.name,
+            len(self.room.members),
+        )
         return self
 
     def _watch_queues(self) -> None:
@@ -206,8 +247,9 @@ class VoiceSession:
         if frame.user_id == self.bot_user_id or self.listener is None:
             return  # the bot never transcribes itself
         if frame.user_id not in self.room.members:
-            self.room.member_joined(frame.user_id, self._name(frame.user_id, self._discord_name(frame.user_id)),
-                                    frame.t).greeted = True
+            self.room.member_joined(
+                frame.user_id, self._name(frame.user_id, self._discord_name(frame.user_id)), frame.t
+            ).greeted = True
         self.listener.feed(frame)
 
     def on_speaking(self, event: SpeakingEvent) -> None:
@@ -228,10 +270,15 @@ class VoiceSession:
             member = self.room.members.get(utt.user_id)
             if member is not None:
                 member.echo_prone = True  # their sound over the bot no longer pauses it
-            log.info("guild %s: %s's %s transcript is the bot's own words (its voice picked up by a microphone): "
-                     "ignored", self.guild_id, utt.name, "final" if utt.final else "partial")
-            log.debug("guild %s: echo transcript (DEBUG only: transcripts stay out of INFO logs): %r",
-                      self.guild_id, utt.text)
+            log.info(
+                "guild %s: %s's %s transcript is the bot's own words (its voice picked up by a microphone): ignored",
+                self.guild_id,
+                utt.name,
+                "final" if utt.final else "partial",
+            )
+            log.debug(
+                "guild %s: echo transcript (DEBUG only: transcripts stay out of INFO logs): %r", self.guild_id, utt.text
+            )
             if not utt.final:
                 return
             utt = dataclasses.replace(utt, text="")  # close the member's segment, add no line
@@ -298,15 +345,23 @@ class VoiceSession:
         if drop is not None:
             drop(user_id)
         turn = self.room.turn
-        answering = turn is not None and turn.reply_to_seq is not None and any(
-            ln.seq == turn.reply_to_seq and ln.user_id == user_id for ln in self.room.history)
+        answering = (
+            turn is not None
+            and turn.reply_to_seq is not None
+            and any(ln.seq == turn.reply_to_seq and ln.user_id == user_id for ln in self.room.history)
+        )
         removed = self.room.forget_words(user_id, OPTED_OUT_NAME)
         captions = self.caption_queue.drop_member(user_id)
         self.prefill.stale("a member opted out", member=user_id)
         if answering:
             self._spawn(self.lines.cancel("the member it answered opted out", discard=True), "opt-out-cancel")
-        log.info("guild %s: a member opted out: %d line(s) and %d caption(s) of theirs dropped%s", self.guild_id,
-                 removed, captions, ", the reply to them cancelled" if answering else "")
+        log.info(
+            "guild %s: a member opted out: %d line(s) and %d caption(s) of theirs dropped%s",
+            self.guild_id,
+            removed,
+            captions,
+            ", the reply to them cancelled" if answering else "",
+        )
         self._poke()
 
     def opt_in(self, user_id: int) -> None:
@@ -357,8 +412,9 @@ class VoiceSession:
             return None
         if not members:
             return None  # alone with the bot, every line is for it: no name to look for, no delay to the final
-        return names_to_listen_for(text, bot_matcher(room.bot_name, room.bot_aliases, self.policy), room.bot_name,
-                                   room.bot_aliases, members)
+        return names_to_listen_for(
+            text, bot_matcher(room.bot_name, room.bot_aliases, self.policy), room.bot_name, room.bot_aliases, members
+        )
 
     def _discord_name(self, user_id: int) -> str:
         guild = getattr(getattr(self.voice_client, "channel", None), "guild", None)

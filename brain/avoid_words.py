@@ -17,7 +17,9 @@ _SYMPATHY_CUE = re.compile(
     r"\b(?:sorry|apolog\w*|sad|sadly|unfortunately|died|dead|death|passed away|funeral|lost|loss|losing|miss(?:ed|ing)?|"
     r"sick|ill|illness|hospital|hurt|injur\w*|pain|broke|broken|fired|laid off|divorce\w*|break ?up|"
     r"cry\w*|cried|upset|lonely|depress\w*|anxious|stress\w*|worried|awful|terrible|horrible|worst|accident|"
-    r"bad (?:day|news|week)|rough (?:day|week)|tough (?:day|week|time))\b", re.I)
+    r"bad (?:day|news|week)|rough (?:day|week)|tough (?:day|week|time))\b",
+    re.I,
+)
 
 
 def calls_for_sympathy(text: str) -> bool:

@@ -30,9 +30,7 @@ _NAME = r"[A-Z][\w'’.-]{0,24}(?:[ \t]+[A-Z][\w'’.-]{0,24}){0,2}"
 _NEWLINE_NAME = re.compile(r"\n[ \t]*[*_]*(" + _NAME + r")[*_]*[ \t]*:(?=\s|$)")
 _START_NAME = re.compile(r"^\s*[*_]*(" + _NAME + r")[*_]*[ \t]*:(?=\s)[ \t]*")
 # The start of a line that could still become "Name:" or a list marker: hold it back.
-_PARTIAL_LINE_START = re.compile(
-    r"^[ \t]*(?:[-*•+>#]+[ \t]*|\d+[.)][ \t]*)?[*_]*(?:" + _NAME + r")?[*_]*[ \t]*:?$"
-)
+_PARTIAL_LINE_START = re.compile(r"^[ \t]*(?:[-*•+>#]+[ \t]*|\d+[.)][ \t]*)?[*_]*(?:" + _NAME + r")?[*_]*[ \t]*:?$")
 GENERIC_SPEAKERS = ("User", "Human", "Assistant", "System", "AI", "Bot")
 
 
@@ -43,18 +41,30 @@ class SpeechCleaner:
     there on is dropped and the caller should stop generating.
     """
 
-    def __init__(self, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = (),
-                 said_before: Iterable[str] = (), addressee: str | None = None,
-                 small_model_repairs: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        persona_name: str,
+        other_names: Iterable[str] = (),
+        instructions: Iterable[str] = (),
+        said_before: Iterable[str] = (),
+        addressee: str | None = None,
+        small_model_repairs: bool = True,
+    ) -> None:
         self.persona_name = persona_name.strip()
         members = [n.strip() for n in other_names if n and n.strip() and n.strip() != self.persona_name]
         names = set(members) | set(GENERIC_SPEAKERS)
         names.discard(self.persona_name)
         self._known_lower = {n.lower() for n in names}
         # Names as words: members and the persona (a bare "Juniper." says nothing either).
-        self.screen = ReplyScreen(names=[*members, self.persona_name] if self.persona_name else members,
-                                  own_name=self.persona_name, addressee=addressee, instructions=instructions, said_before=said_before,
-                                  small_model=small_model_repairs)
+        self.screen = ReplyScreen(
+            names=[*members, self.persona_name] if self.persona_name else members,
+            own_name=self.persona_name,
+            addressee=addressee,
+            instructions=instructions,
+            said_before=said_before,
+            small_model=small_model_repairs,
+        )
         alternatives = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
         self._known_anywhere = re.compile(r"(?<![\w])(?:" + alternatives + r")[*_]*[ \t]*:(?=\s|$)", re.I)
         self._raw = ""
@@ -197,10 +207,24 @@ class SpeechCleaner:
         return delta
 
 
-def clean_reply(text: str, *, persona_name: str, other_names: Iterable[str] = (), instructions: Iterable[str] = (),
-                said_before: Iterable[str] = (), addressee: str | None = None, small_model_repairs: bool = True) -> str:
+def clean_reply(
+    text: str,
+    *,
+    persona_name: str,
+    other_names: Iterable[str] = (),
+    instructions: Iterable[str] = (),
+    said_before: Iterable[str] = (),
+    addressee: str | None = None,
+    small_model_repairs: bool = True,
+) -> str:
     """Clean a whole reply at once (same rules as streaming): what would be spoken."""
-    cleaner = SpeechCleaner(persona_name=persona_name, other_names=other_names, instructions=instructions,
-                            said_before=said_before, addressee=addressee, small_model_repairs=small_model_repairs)
+    cleaner = SpeechCleaner(
+        persona_name=persona_name,
+        other_names=other_names,
+        instructions=instructions,
+        said_before=said_before,
+        addressee=addressee,
+        small_model_repairs=small_model_repairs,
+    )
     parts = [cleaner.feed(text), cleaner.finish()]
     return "".join(parts).strip()

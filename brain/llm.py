@@ -135,7 +135,13 @@ def _load_llama(path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int | No
         raise ModelLoadError(f"cannot load GGUF {path}: {type(exc).__name__}: {exc}") from None
     loaded = _LoadedLlama(llm=llm, path=path)
     _install_abort_callback(loaded)
-    log.info("llama.cpp model %s loaded in %.2f s (n_ctx=%d, gpu_layers=%d)", os.path.basename(path), time.monotonic() - started, n_ctx, n_gpu_layers)
+    log.info(
+        "llama.cpp model %s loaded in %.2f s (n_ctx=%d, gpu_layers=%d)",
+        os.path.basename(path),
+        time.monotonic() - started,
+        n_ctx,
+        n_gpu_layers,
+    )
     return loaded
 
 
@@ -192,7 +198,9 @@ class LlamaCppBackend:
         key = f"llama_cpp:{path}:ctx={options.llm_context}:gpu={options.llm_gpu_layers}:threads={threads}"
         self._loaded: _LoadedLlama = MODELS.get(
             key,
-            lambda: _load_llama(path, n_ctx=options.llm_context, n_gpu_layers=options.llm_gpu_layers, n_threads=threads),
+            lambda: _load_llama(
+                path, n_ctx=options.llm_context, n_gpu_layers=options.llm_gpu_layers, n_threads=threads
+            ),
         )
         self.model_path = path
         self.model_name, n_params = _model_identity(self._loaded.llm, path)
@@ -214,7 +222,8 @@ class LlamaCppBackend:
         if words not in cache:
             llm = self._loaded.llm
             cache[words] = single_token_variants(
-                words, lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+                words, lambda text: llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            )
         return cache[words]
 
     def stream(
@@ -243,7 +252,9 @@ class LlamaCppBackend:
             try:
                 transcript = self.profile.layout.transcript
                 create = loaded.llm.create_completion if transcript else loaded.llm.create_chat_completion
-                prompt: dict[str, Any] = ({"prompt": render_transcript(messages)} if transcript else {"messages": messages})
+                prompt: dict[str, Any] = (
+                    {"prompt": render_transcript(messages)} if transcript else {"messages": messages}
+                )
                 chunks = create(
                     **prompt,
                     stream=True,
@@ -294,7 +305,9 @@ class OpenAiBackend:
     name = "openai"
     local_prompt_cache = False  # the server keeps its own (`cache_prompt`)
 
-    def __init__(self, options: LlmOptions, *, connect_timeout: float = 10.0, read_timeout: float | None = None) -> None:
+    def __init__(
+        self, options: LlmOptions, *, connect_timeout: float = 10.0, read_timeout: float | None = None
+    ) -> None:
         url = urlsplit(options.llm_base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ModelLoadError(f"LLM_BASE_URL={options.llm_base_url!r}: expected http(s)://host[:port]/v1")
@@ -305,7 +318,9 @@ class OpenAiBackend:
         self.temperature = self.profile.sampling.temperature
         self.context_tokens = options.llm_context
         self._client = OpenAiChatClient(
-            self.base_url, options.llm_api_key, connect_timeout=connect_timeout,
+            self.base_url,
+            options.llm_api_key,
+            connect_timeout=connect_timeout,
             read_timeout=options.llm_timeout_s if read_timeout is None else read_timeout,
             max_retries=options.llm_max_retries,
         )

@@ -29,6 +29,7 @@ _LEFTOVER_MARKUP = re.compile(r"[*_~`#|]+")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.!?;:…])")
 _REPEATED_COMMA = re.compile(r"(?:,\s*){2,}")
 
+
 def _is_emoji(ch: str) -> bool:
     cp = ord(ch)
     return (

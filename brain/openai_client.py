@@ -25,8 +25,22 @@ from runtime.io_loop import submit
 log = logging.getLogger(__name__)
 
 # Keyword arguments of `chat.completions.create`; any other field of a request body goes in `extra_body`.
-STANDARD_FIELDS = frozenset({"model", "messages", "max_tokens", "temperature", "top_p", "presence_penalty",
-                             "frequency_penalty", "stop", "seed", "n", "logit_bias", "user"})
+STANDARD_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "seed",
+        "n",
+        "logit_bias",
+        "user",
+    }
+)
 _DONE = object()
 
 
@@ -35,8 +49,9 @@ class LlmServerError(RuntimeError):
 
 
 class OpenAiChatClient:
-    def __init__(self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float,
-                 max_retries: int) -> None:
+    def __init__(
+        self, base_url: str, api_key: str, *, connect_timeout: float, read_timeout: float, max_retries: int
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.read_timeout = read_timeout
         self._client = openai.AsyncOpenAI(
@@ -79,11 +94,15 @@ class OpenAiChatClient:
                         if text:
                             out.put(text)
         except openai.APITimeoutError:
-            raise LlmServerError(f"the LLM server at {self.base_url} sent nothing for {self.read_timeout:g} s") from None
+            raise LlmServerError(
+                f"the LLM server at {self.base_url} sent nothing for {self.read_timeout:g} s"
+            ) from None
         except openai.APIConnectionError as exc:
             raise LlmServerError(f"cannot reach the LLM server at {self.base_url}: {exc.__cause__ or exc}") from None
         except openai.APIStatusError as exc:
-            raise LlmServerError(f"LLM server {self.base_url} answered HTTP {exc.status_code}: {_detail(exc)}") from None
+            raise LlmServerError(
+                f"LLM server {self.base_url} answered HTTP {exc.status_code}: {_detail(exc)}"
+            ) from None
         except openai.APIError as exc:  # an error event inside the stream
             raise LlmServerError(f"LLM server error: {exc.message}") from None
         finally:

@@ -72,8 +72,13 @@ class ModelProfile:
     address_only_speaker: bool = True  # drop names that address anyone but the member answered
 
     def describe(self) -> dict[str, Any]:
-        return {"profile": self.name, "layout": self.layout.__dict__, "sampling": self.sampling.as_dict(),
-                "small_model_repairs": self.small_model_repairs, "address_only_speaker": self.address_only_speaker}
+        return {
+            "profile": self.name,
+            "layout": self.layout.__dict__,
+            "sampling": self.sampling.as_dict(),
+            "small_model_repairs": self.small_model_repairs,
+            "address_only_speaker": self.address_only_speaker,
+        }
 
 
 # SmolLM2-135M apologizes and condoles whatever it is asked (brain.avoid_words; measured in docs/reply-quality.md).
@@ -83,8 +88,16 @@ SMOLLM_AVOID_WORDS = ("sorry", "apologize", "condolences")
 # generation_config, Gemma 3's recommended settings), and for SmolLM2 what the quality benchmark measured
 # (README, "Reply quality": without a repetition penalty it loops). Any LLM_* sampling setting overrides.
 FAMILY_SAMPLING: dict[str, Sampling] = {
-    "smollm": Sampling(temperature=0.5, top_p=0.9, top_k=40, min_p=0.1, repeat_penalty=1.15, presence_penalty=0.0,
-                       frequency_penalty=0.0, avoid_words=SMOLLM_AVOID_WORDS),
+    "smollm": Sampling(
+        temperature=0.5,
+        top_p=0.9,
+        top_k=40,
+        min_p=0.1,
+        repeat_penalty=1.15,
+        presence_penalty=0.0,
+        frequency_penalty=0.0,
+        avoid_words=SMOLLM_AVOID_WORDS,
+    ),
     "llama": Sampling(temperature=0.6, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.05),
     "qwen": Sampling(temperature=0.7, top_p=0.8, top_k=20, min_p=0.0, repeat_penalty=1.05),
     "gemma": Sampling(temperature=1.0, top_p=0.95, top_k=64, min_p=0.0, repeat_penalty=1.0),
@@ -92,8 +105,9 @@ FAMILY_SAMPLING: dict[str, Sampling] = {
 }
 
 SMALL_LAYOUT = PromptLayout(system="short", examples=True, history_lines=6, own_lines="heard", speaker_once=True)
-TRANSCRIPT_LAYOUT = PromptLayout(system="short", examples=True, history_lines=6, own_lines="heard", speaker_once=False,
-                                 transcript=True)
+TRANSCRIPT_LAYOUT = PromptLayout(
+    system="short", examples=True, history_lines=6, own_lines="heard", speaker_once=False, transcript=True
+)
 # A pretrained model continues text; it has no family sampling of its own for chat, and Gemma's recommended
 # temperature 1.0 (for the chat-tuned model) wanders in a continuation.
 TRANSCRIPT_SAMPLING = Sampling(temperature=0.7, top_p=0.9, top_k=40, min_p=0.05, repeat_penalty=1.1)
@@ -138,19 +152,31 @@ def profile_for(settings: Any, model_name: str, n_params: int | None = None) -> 
     small = is_small(model_name, n_params) if choice == "auto" else choice in ("small", "transcript")
     sampling = TRANSCRIPT_SAMPLING if transcript else FAMILY_SAMPLING[family_of(model_name)]
     overrides = {}
-    for attr, key in (("llm_temperature", "temperature"), ("llm_top_p", "top_p"), ("llm_top_k", "top_k"),
-                      ("llm_min_p", "min_p"), ("llm_repeat_penalty", "repeat_penalty"),
-                      ("llm_presence_penalty", "presence_penalty"), ("llm_frequency_penalty", "frequency_penalty"),
-                      ("llm_seed", "seed")):
+    for attr, key in (
+        ("llm_temperature", "temperature"),
+        ("llm_top_p", "top_p"),
+        ("llm_top_k", "top_k"),
+        ("llm_min_p", "min_p"),
+        ("llm_repeat_penalty", "repeat_penalty"),
+        ("llm_presence_penalty", "presence_penalty"),
+        ("llm_frequency_penalty", "frequency_penalty"),
+        ("llm_seed", "seed"),
+    ):
         value = getattr(settings, attr, None)
         if value is not None:
             overrides[key] = value
     sampling = sampling.replace(**overrides)
     if transcript:
-        return ModelProfile(name=f"transcript ({family_of(model_name)})", layout=TRANSCRIPT_LAYOUT, sampling=sampling,
-                            small_model_repairs=small)
+        return ModelProfile(
+            name=f"transcript ({family_of(model_name)})",
+            layout=TRANSCRIPT_LAYOUT,
+            sampling=sampling,
+            small_model_repairs=small,
+        )
     if small:
-        return ModelProfile(name=f"small ({family_of(model_name)})", layout=SMALL_LAYOUT, sampling=sampling,
-                            small_model_repairs=True)
-    return ModelProfile(name=f"large ({family_of(model_name)})", layout=LARGE_LAYOUT, sampling=sampling,
-                        small_model_repairs=False)
+        return ModelProfile(
+            name=f"small ({family_of(model_name)})", layout=SMALL_LAYOUT, sampling=sampling, small_model_repairs=True
+        )
+    return ModelProfile(
+        name=f"large ({family_of(model_name)})", layout=LARGE_LAYOUT, sampling=sampling, small_model_repairs=False
+    )

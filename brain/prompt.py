@@ -65,8 +65,13 @@ def as_history_line(line: Any) -> HistoryLine:
     t = getattr(line, "t", None)
     if t is None:
         t = getattr(line, "end", 0.0)
-    return HistoryLine(speaker=str(speaker), text=str(line.text), t=float(t or 0.0), is_bot=bool(line.is_bot),
-                       cut=bool(getattr(line, "interrupted", False) or getattr(line, "cut", False)))
+    return HistoryLine(
+        speaker=str(speaker),
+        text=str(line.text),
+        t=float(t or 0.0),
+        is_bot=bool(line.is_bot),
+        cut=bool(getattr(line, "interrupted", False) or getattr(line, "cut", False)),
+    )
 
 
 def build_messages(
@@ -91,7 +96,7 @@ def build_messages(
         lines = [_without_own_name(line, persona) for line in lines]
     lines = _own_lines(lines, layout.own_lines, skip_own)
     if layout.history_lines is not None:
-        lines = lines[window_start(len(lines), layout.history_lines):]
+        lines = lines[window_start(len(lines), layout.history_lines) :]
 
     def cost(text: str) -> int:
         return count_tokens(text) + MESSAGE_OVERHEAD_TOKENS
@@ -103,7 +108,9 @@ def build_messages(
     post = (getattr(persona, "post_history_instructions", "") or "").strip()
     memory = memory.strip()
     closing = "\n".join(part for part in (situation, post) if part)
-    closing_text = "\n".join(part for part in (f"({memory})" if memory else "", f"({closing})" if closing else "") if part)
+    closing_text = "\n".join(
+        part for part in (f"({memory})" if memory else "", f"({closing})" if closing else "") if part
+    )
 
     used = cost(system) + (cost(closing_text) if closing_text else 0)
     kept: list[HistoryLine] = []
@@ -119,7 +126,10 @@ def build_messages(
     examples: list[dict] = []
     for exchange in (getattr(persona, "examples", ()) or ()) if layout.examples else ():
         pair = [
-            {"role": "user", "content": exchange.user if layout.speaker_once else f"{EXAMPLE_LISTENER}: {exchange.user}"},
+            {
+                "role": "user",
+                "content": exchange.user if layout.speaker_once else f"{EXAMPLE_LISTENER}: {exchange.user}",
+            },
             {"role": "assistant", "content": exchange.bot},
         ]
         pair_cost = sum(cost(m["content"]) for m in pair)
@@ -145,8 +155,12 @@ def build_messages(
     if layout.transcript:
         messages[0]["name"] = persona.name  # the label the transcript ends with (brain/transcript.py)
     # Small layout: the situation names the speaker once, right before their words (no "Alice:" label).
-    newest_bare = bool(layout.speaker_once and kept and not kept[-1].is_bot
-                       and ((situation and kept[-1].speaker in situation) or (not situation and not layout.newest_label)))
+    newest_bare = bool(
+        layout.speaker_once
+        and kept
+        and not kept[-1].is_bot
+        and ((situation and kept[-1].speaker in situation) or (not situation and not layout.newest_label))
+    )
     for index, line in enumerate(kept):
         role = "assistant" if line.is_bot else "user"
         content = _render(line)
@@ -188,7 +202,9 @@ def short_system_prompt(persona: PersonaLike) -> str:
     style = _first_sentence(getattr(persona, "speaking_style", "") or "")
     words = getattr(persona, "max_reply_words", None)
     sentences = getattr(persona, "max_reply_sentences", None)
-    limit = f" Answer in {'one short sentence' if sentences == 1 else 'one or two short sentences'}" if sentences else ""
+    limit = (
+        f" Answer in {'one short sentence' if sentences == 1 else 'one or two short sentences'}" if sentences else ""
+    )
     limit += f", at most {words} words." if words and limit else "."
     parts = [f"You are {name}, talking with friends in a voice chat.", identity, style, limit.strip()]
     return " ".join(p for p in parts if p)
@@ -203,14 +219,20 @@ def _first_sentence(text: str) -> str:
     return text if not text or text[-1] in ".!?" else text + "."
 
 
-def _own_lines(lines: list[HistoryLine], policy: str, skip_own: Callable[[HistoryLine], bool] | None) -> list[HistoryLine]:
+def _own_lines(
+    lines: list[HistoryLine], policy: str, skip_own: Callable[[HistoryLine], bool] | None
+) -> list[HistoryLine]:
     """The bot's own lines that go back into the prompt: all, only those heard whole and not flawed, or none."""
     if policy == "all":
         return lines
     if policy == "none":
         return [line for line in lines if not line.is_bot]
-    return [line for line in lines if not line.is_bot
-            or not (line.cut or line.text.rstrip().endswith("…") or (skip_own is not None and skip_own(line)))]
+    return [
+        line
+        for line in lines
+        if not line.is_bot
+        or not (line.cut or line.text.rstrip().endswith("…") or (skip_own is not None and skip_own(line)))
+    ]
 
 
 _CALL_LEAD = r"hey|hi|hello|okay|ok|so|oh|well|honestly|sorry|thanks|yo"
@@ -226,8 +248,11 @@ def _without_own_name(line: HistoryLine, persona: PersonaLike) -> HistoryLine:
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     text = line.text
     text = re.sub(rf"^\s*(?:(?i:{_CALL_LEAD})[ ,]+)?(?:{alternatives})\s*[,:;]\s*", "", text)  # opening call
-    text = re.sub(rf"([.!?]\s+)(?:(?i:{_CALL_LEAD})[ ,]+)?(?:{alternatives})\s*[,:;]\s*(\w?)",
-                  lambda m: m.group(1) + m.group(2).upper(), text)  # calling it at a later sentence
+    text = re.sub(
+        rf"([.!?]\s+)(?:(?i:{_CALL_LEAD})[ ,]+)?(?:{alternatives})\s*[,:;]\s*(\w?)",
+        lambda m: m.group(1) + m.group(2).upper(),
+        text,
+    )  # calling it at a later sentence
     text = re.sub(rf",\s*(?:{alternatives})\s*(?=[,.!?]|$)", "", text)  # "..., Juniper?" / ", Juniper, ..."
     text = text.strip()
     if not text or text == line.text:
@@ -243,7 +268,10 @@ def _render(line: HistoryLine) -> str:
 def _shorten_front(line: HistoryLine, max_tokens: int, count_tokens: Callable[[str], int]) -> HistoryLine:
     """Keep the end of an over-long line (its last words matter most for a reply)."""
     words = line.text.split()
-    while len(words) > 1 and count_tokens(_render(HistoryLine(line.speaker, " ".join(words), line.t, line.is_bot))) > max_tokens:
+    while (
+        len(words) > 1
+        and count_tokens(_render(HistoryLine(line.speaker, " ".join(words), line.t, line.is_bot))) > max_tokens
+    ):
         words = words[max(1, len(words) // 8) :]
     return HistoryLine(line.speaker, "… " + " ".join(words), line.t, line.is_bot)
 

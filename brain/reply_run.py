@@ -68,7 +68,9 @@ class ReplyResult:
     error: str | None = None
     cancelled: bool = False
     tts_engine: str = ""
-    timings: dict[str, float] = field(default_factory=dict)  # request, first_token, first_fragment, first_audio, done, ...
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # request, first_token, first_fragment, first_audio, done, ...
 
     def latency(self, stage: str, since: str = "request") -> float | None:
         if stage in self.timings and since in self.timings:
@@ -123,8 +125,12 @@ class ReplyRun:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        threading.Thread(target=self._guard, args=(self._think, "thinker"), name=f"{self.owner}-llm", daemon=True).start()
-        threading.Thread(target=self._guard, args=(self._speak, "speaker"), name=f"{self.owner}-tts", daemon=True).start()
+        threading.Thread(
+            target=self._guard, args=(self._think, "thinker"), name=f"{self.owner}-llm", daemon=True
+        ).start()
+        threading.Thread(
+            target=self._guard, args=(self._speak, "speaker"), name=f"{self.owner}-tts", daemon=True
+        ).start()
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -181,7 +187,9 @@ class ReplyRun:
         # What the model was told (persona prompt, situation): a sentence copying it is not spoken. (Not the
         # memories: saying "your sister Hana is a vet" when asked is using them, not reading instructions aloud.)
         instructions = [m["content"] for m in messages if m.get("role") == "system"] + [
-            self.situation, getattr(self.situation, "short", "")]
+            self.situation,
+            getattr(self.situation, "short", ""),
+        ]
         # Its own last lines: a sentence repeating one is not spoken either.
         said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
         member_lines = [line.text for line in map(as_history_line, self.history) if not line.is_bot]
@@ -211,20 +219,27 @@ class ReplyRun:
         if self.result.text and (self.result.attempts > 1 or self.repaired):
             r.note_flawed(self.result.text)
 
-    def _generate(self, messages: list[dict], instructions: list[str], said_before: list[str], budget: ReplyBudget,
-                  sampling: Any) -> str:
+    def _generate(
+        self, messages: list[dict], instructions: list[str], said_before: list[str], budget: ReplyBudget, sampling: Any
+    ) -> str:
         """One sample of the reply: tokens → cleaner → chunker → fragments. Returns why it stopped."""
         r = self.r
-        cleaner = SpeechCleaner(persona_name=getattr(self.persona, "name", ""), other_names=self.member_names,
-                                instructions=instructions, said_before=said_before,
-                                addressee=getattr(self.situation, "addressee", None) if r.profile.address_only_speaker
-                                else None,
-                                small_model_repairs=r.profile.small_model_repairs)
+        cleaner = SpeechCleaner(
+            persona_name=getattr(self.persona, "name", ""),
+            other_names=self.member_names,
+            instructions=instructions,
+            said_before=said_before,
+            addressee=getattr(self.situation, "addressee", None) if r.profile.address_only_speaker else None,
+            small_model_repairs=r.profile.small_model_repairs,
+        )
         chunker = r._chunker_factory()
         self.result.raw_text = ""
         stream = r.llm.stream(
-            messages, max_tokens=r.max_reply_tokens(self.persona), stop=r.stop_strings(self.persona, self.member_names),
-            cancel=self.cancel_event, **_sampling_kwargs(r.llm, sampling),
+            messages,
+            max_tokens=r.max_reply_tokens(self.persona),
+            stop=r.stop_strings(self.persona, self.member_names),
+            cancel=self.cancel_event,
+            **_sampling_kwargs(r.llm, sampling),
         )
         exclusive = r.scheduler.exclusive
         slot: Any = None

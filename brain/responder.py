@@ -97,9 +97,17 @@ class Responder:
         server keeps its own prompt cache (`cache_prompt`): a request per partial would only cost requests."""
         return bool(getattr(self.llm, "local_prompt_cache", False))
 
-    def prefill(self, persona: Any, history: Sequence[Any], cancel: threading.Event | None = None, *,
-                situation: str = "", memory: str = "", group: Any = None,
-                give_way: Callable[[], bool] | None = None) -> str:
+    def prefill(
+        self,
+        persona: Any,
+        history: Sequence[Any],
+        cancel: threading.Event | None = None,
+        *,
+        situation: str = "",
+        memory: str = "",
+        group: Any = None,
+        give_way: Callable[[], bool] | None = None,
+    ) -> str:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
         llama.cpp keeps the last prompt's evaluated tokens and reuses their longest common prefix. The
@@ -135,9 +143,16 @@ class Responder:
 
     def build_prompt(self, persona: Any, history: Sequence[Any], situation: str, *, memory: str = "") -> list[dict]:
         """The chat messages of a reply (or prefill) to `history` in this `situation`, with the `memory` block."""
-        return build_messages(persona, history, situation=situation, budget_tokens=self.prompt_budget(persona),
-                              count_tokens=self.llm.count_tokens, layout=self.profile.layout, skip_own=self.is_flawed,
-                              memory=memory)
+        return build_messages(
+            persona,
+            history,
+            situation=situation,
+            budget_tokens=self.prompt_budget(persona),
+            count_tokens=self.llm.count_tokens,
+            layout=self.profile.layout,
+            skip_own=self.is_flawed,
+            memory=memory,
+        )
 
     def is_flawed(self, line: HistoryLine) -> bool:
         """Whether this line of the bot's came from a reply for which the model slipped."""

@@ -40,8 +40,16 @@ REPEAT_MIN_WORDS = 3  # a piece this long that repeats the bot's earlier line is
 class ReplyScreen:
     """Releases cleaned text piece by piece: `feed(delta, final=)` → the text that may be spoken."""
 
-    def __init__(self, *, names: Iterable[str] = (), own_name: str = "", addressee: str | None = None,
-                 instructions: Iterable[str] = (), said_before: Iterable[str] = (), small_model: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        names: Iterable[str] = (),
+        own_name: str = "",
+        addressee: str | None = None,
+        instructions: Iterable[str] = (),
+        said_before: Iterable[str] = (),
+        small_model: bool = True,
+    ) -> None:
         self.names = [n.strip() for n in dict.fromkeys(names) if n and n.strip()]
         members = [n for n in self.names if n.casefold() != own_name.strip().casefold()]
         self._claims = _claims(members) if members else None
@@ -75,8 +83,14 @@ class ReplyScreen:
         if final and (self._held or self._piece):
             piece, self._held = self._held, ""
             out.append(self._judge(piece, sentence_end=True, final=True))
-        elif self._held and not self._piece and not self.instructions and not self.said_before \
-                and words(self._held) and not self._names_only(self._held):
+        elif (
+            self._held
+            and not self._piece
+            and not self.instructions
+            and not self.said_before
+            and words(self._held)
+            and not self._names_only(self._held)
+        ):
             # Only names are screened: words that are no name go to the voice at once, mid-clause.
             out.append(self._held)
             self._held = ""
@@ -104,8 +118,13 @@ class ReplyScreen:
             return ""  # a bare name waits for what follows it
         min_words = 1 if self._dropping else LEAK_MIN_WORDS
         copied = copies(text, self.instructions, min_share=LEAK_SHARE, min_words=min_words, min_run=LEAK_MIN_RUN)
-        repeated = not copied and copies(text, self.said_before, min_share=LEAK_SHARE,
-                                         min_words=min(min_words, REPEAT_MIN_WORDS), min_run=LEAK_MIN_RUN)
+        repeated = not copied and copies(
+            text,
+            self.said_before,
+            min_share=LEAK_SHARE,
+            min_words=min(min_words, REPEAT_MIN_WORDS),
+            min_run=LEAK_MIN_RUN,
+        )
         if copied or repeated:
             why = "read its instructions aloud" if copied else "repeated an earlier line"
             log.info("reply %s: dropped a piece of %d words", why, len(text.split()))
@@ -163,8 +182,10 @@ def _vocatives(names: list[str]) -> re.Pattern[str]:
     """A name as a vocative: a whole piece ("Sofia, "), closing a clause (", Sofia!"), or after a greeting
     ("Hi Sofia" keeps "Hi")."""
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
-    return re.compile(rf"^\s*(?:{alternatives})\s*[,;:!.?…]+\s*$|,\s*(?:{alternatives})\s*(?=[.!?…])|"
-                      rf"\b(?P<greeting>(?i:{_GREETING}))[ \t]*,?[ \t]+(?:{alternatives})\b")
+    return re.compile(
+        rf"^\s*(?:{alternatives})\s*[,;:!.?…]+\s*$|,\s*(?:{alternatives})\s*(?=[.!?…])|"
+        rf"\b(?P<greeting>(?i:{_GREETING}))[ \t]*,?[ \t]+(?:{alternatives})\b"
+    )
 
 
 def _keep_greeting(match: re.Match[str]) -> str:

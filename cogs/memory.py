@@ -71,15 +71,21 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whe
             deleted = await self.bot.memory.opt_out(guild_id, user.id, names_of(user))
         except StorageError as exc:
             log.warning("guild %d: opt-out of user %d applied but not saved yet (%s)", guild_id, user.id, exc.kind)
-            await answer(interaction,
-                         "Done: I no longer listen to you in this server. I couldn't save the choice yet "
-                         f"({UNAVAILABLE}); it holds while I run, and I save it as soon as the database answers.")
+            await answer(
+                interaction,
+                "Done: I no longer listen to you in this server. I couldn't save the choice yet "
+                f"({UNAVAILABLE}); it holds while I run, and I save it as soon as the database answers.",
+            )
             return
         log.info("guild %d: user %d opted out (%d memories deleted)", guild_id, user.id, deleted)
-        gone = f" and deleted the {deleted} thing{'s' if deleted != 1 else ''} I remembered about you" if deleted else ""
-        await answer(interaction,
-                     f"Done: I no longer listen to you in this server (your voice is dropped before it is decoded: "
-                     f"never transcribed or stored){gone}. /privacy optin undoes this.")
+        gone = (
+            f" and deleted the {deleted} thing{'s' if deleted != 1 else ''} I remembered about you" if deleted else ""
+        )
+        await answer(
+            interaction,
+            f"Done: I no longer listen to you in this server (your voice is dropped before it is decoded: "
+            f"never transcribed or stored){gone}. /privacy optin undoes this.",
+        )
 
     @commands.Cog.listener()
     async def on_raw_member_remove(self, payload: discord.RawMemberRemoveEvent) -> None:
@@ -90,8 +96,12 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whe
         try:
             await self.bot.memory.member_left(payload.guild_id, payload.user.id, names_of(payload.user))
         except StorageError as exc:
-            log.warning("guild %d: user %d left; their data could not be marked for deletion now (%s)",
-                        payload.guild_id, payload.user.id, exc.kind)
+            log.warning(
+                "guild %d: user %d left; their data could not be marked for deletion now (%s)",
+                payload.guild_id,
+                payload.user.id,
+                exc.kind,
+            )
 
     @commands.Cog.listener()
     async def on_member_join(self, member: discord.Member) -> None:
@@ -99,16 +109,21 @@ class PrivacyCog(commands.GroupCog, group_name="privacy", group_description="Whe
         try:
             await self.bot.memory.member_returned(member.guild.id, member.id)
         except StorageError as exc:
-            log.warning("guild %d: user %d rejoined; their departure mark could not be cleared (%s)",
-                        member.guild.id, member.id, exc.kind)
+            log.warning(
+                "guild %d: user %d rejoined; their departure mark could not be cleared (%s)",
+                member.guild.id,
+                member.id,
+                exc.kind,
+            )
 
     @app_commands.command(name="optin", description="Let the bot listen to you again")
     async def optin(self, interaction: discord.Interaction) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None
         if not self.bot.memory.is_opted_out(guild_id, interaction.user.id):
-            await interaction.response.send_message("You haven't opted out here: I already listen to you.",
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                "You haven't opted out here: I already listen to you.", ephemeral=True
+            )
             return
         await begin(interaction)
         await self.bot.memory.opt_in(guild_id, interaction.user.id)  # StorageError: the bot's error reply
@@ -139,11 +154,13 @@ class ForgetConfirm(discord.ui.View):
         except StorageError as exc:
             log.warning("guild %d: /memory forget for user %d failed (%s)", guild_id, interaction.user.id, exc.kind)
             await interaction.edit_original_response(
-                content=f"Sorry, I couldn't delete it right now ({UNAVAILABLE}). Nothing was deleted; try again later.")
+                content=f"Sorry, I couldn't delete it right now ({UNAVAILABLE}). Nothing was deleted; try again later."
+            )
             return
         log.info("guild %d: user %d had their memories forgotten (%d rows)", guild_id, interaction.user.id, deleted)
         await interaction.edit_original_response(
-            content=f"Done: I forgot everything about you in this server ({deleted} memor{'y' if deleted == 1 else 'ies'}).")
+            content=f"Done: I forgot everything about you in this server ({deleted} memor{'y' if deleted == 1 else 'ies'})."
+        )
 
     @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
     async def cancel(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
@@ -185,56 +202,76 @@ class MemoryCog(commands.GroupCog, group_name="memory", group_description="What 
     async def forget(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message(
             "Delete everything I remember about you in this server? This can't be undone.",
-            view=ForgetConfirm(self, interaction.user.id), ephemeral=True)
+            view=ForgetConfirm(self, interaction.user.id),
+            ephemeral=True,
+        )
 
     @app_commands.command(name="off", description="Stop remembering anything in this server (Manage Server)")
     async def off(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         if not can_manage(interaction.user):
-            await interaction.response.send_message("Turning memory off for the server needs the Manage Server "
-                                                    "permission.", ephemeral=True)
+            await interaction.response.send_message(
+                "Turning memory off for the server needs the Manage Server permission.", ephemeral=True
+            )
             return
         await begin(interaction)
         try:
             await self.bot.guild_store.set_memory_enabled(interaction.guild_id, False)
         except StorageError as exc:  # fail closed: off at once, saved when the database answers
             self.bot.guild_store.apply_unsaved(interaction.guild_id, memory_enabled=False)
-            log.warning("guild %d: memory turned off by user %d, not saved yet (%s)", interaction.guild_id,
-                        interaction.user.id, exc.kind)
-            await answer(interaction, "Memory is off in this server from now on: I keep nothing new and use nothing "
-                         "I remembered. I couldn't save the setting yet (the database is unavailable); I'll save "
-                         "it as soon as it answers.")
+            log.warning(
+                "guild %d: memory turned off by user %d, not saved yet (%s)",
+                interaction.guild_id,
+                interaction.user.id,
+                exc.kind,
+            )
+            await answer(
+                interaction,
+                "Memory is off in this server from now on: I keep nothing new and use nothing "
+                "I remembered. I couldn't save the setting yet (the database is unavailable); I'll save "
+                "it as soon as it answers.",
+            )
             return
         log.info("guild %d: memory turned off by user %d", interaction.guild_id, interaction.user.id)
-        await answer(interaction,
-                     "Memory is off in this server: I keep nothing new and use nothing I remembered. What is stored "
-                     "stays until members use /memory forget or it expires; /memory on turns it back on.")
+        await answer(
+            interaction,
+            "Memory is off in this server: I keep nothing new and use nothing I remembered. What is stored "
+            "stays until members use /memory forget or it expires; /memory on turns it back on.",
+        )
 
     @app_commands.command(name="recall", description="Whose memories a reply may use here (Manage Server)")
-    @app_commands.describe(scope="present: of everyone in the call (they hear it); speaker: only of the member answered")
+    @app_commands.describe(
+        scope="present: of everyone in the call (they hear it); speaker: only of the member answered"
+    )
     async def recall(self, interaction: discord.Interaction, scope: Literal["present", "speaker"]) -> None:
         assert interaction.guild_id is not None
         if not can_manage(interaction.user):
-            await interaction.response.send_message("Changing what I recall needs the Manage Server permission.",
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                "Changing what I recall needs the Manage Server permission.", ephemeral=True
+            )
             return
         await begin(interaction)
         await self.bot.guild_store.set_recall(interaction.guild_id, scope)  # StorageError: the error reply
         log.info("guild %d: recall scope set to %s by user %d", interaction.guild_id, scope, interaction.user.id)
-        await answer(interaction, "From now on I bring up what a member told me only when I answer that member."
-                     if scope == "speaker" else
-                     "From now on I may bring up what any member in the call told me (everyone there hears it).")
+        await answer(
+            interaction,
+            "From now on I bring up what a member told me only when I answer that member."
+            if scope == "speaker"
+            else "From now on I may bring up what any member in the call told me (everyone there hears it).",
+        )
 
     @app_commands.command(name="on", description="Remember things again in this server (Manage Server)")
     async def on(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         if not can_manage(interaction.user):
-            await interaction.response.send_message("Turning memory on for the server needs the Manage Server "
-                                                    "permission.", ephemeral=True)
+            await interaction.response.send_message(
+                "Turning memory on for the server needs the Manage Server permission.", ephemeral=True
+            )
             return
         if not self.bot.settings.memory_enabled:
-            await interaction.response.send_message("Memory is turned off for this whole bot (MEMORY_ENABLED=false).",
-                                                    ephemeral=True)
+            await interaction.response.send_message(
+                "Memory is turned off for this whole bot (MEMORY_ENABLED=false).", ephemeral=True
+            )
             return
         await begin(interaction)
         await self.bot.guild_store.set_memory_enabled(interaction.guild_id, True)  # StorageError: the error reply

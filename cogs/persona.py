@@ -67,8 +67,11 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
     def __init__(self, bot: "ChorusBot") -> None:
         role = bot.settings.persona_role.strip()
         if role and not persona_role_ids(role):
-            log.warning("CHORUS_PERSONA_ROLE=%r holds no role id: only Manage Server switches personas (a role is "
-                        "named by its id: Server Settings > Roles > right-click > Copy Role ID)", role)
+            log.warning(
+                "CHORUS_PERSONA_ROLE=%r holds no role id: only Manage Server switches personas (a role is "
+                "named by its id: Server Settings > Roles > right-click > Copy Role ID)",
+                role,
+            )
         self.bot = bot
 
     @app_commands.command(name="set", description="Switch the bot to another persona")
@@ -79,15 +82,22 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
         role = self.bot.settings.persona_role
         if not can_switch_persona(interaction.user, role):
             roles = [r.name for r in getattr(interaction.guild, "roles", ()) if r.id in persona_role_ids(role)]
-            who = (f"Manage Server or the **{roles[0]}** role" if roles else "Manage Server or the persona role"
-                   if persona_role_ids(role) else "the Manage Server permission")
+            who = (
+                f"Manage Server or the **{roles[0]}** role"
+                if roles
+                else "Manage Server or the persona role"
+                if persona_role_ids(role)
+                else "the Manage Server permission"
+            )
             await interaction.response.send_message(f"Switching personas needs {who}.", ephemeral=True)
             return
         persona = self.bot.personas.get(name)
         if persona is None:
             close = [p.name for p in self.bot.personas.search(name, limit=5)]
             hint = f" Did you mean {', '.join(close)}?" if close else " See /persona list."
-            await interaction.response.send_message(_clip(f"There is no persona named \u201c{name}\u201d.{hint}"), ephemeral=True)
+            await interaction.response.send_message(
+                _clip(f"There is no persona named \u201c{name}\u201d.{hint}"), ephemeral=True
+            )
             return
         await self.bot.guild_store.set_persona(guild_id, persona.name)
         live = guild_id in self.bot.voice_sessions
@@ -98,7 +108,9 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
         await interaction.response.send_message(f"I'm {persona.name} now{tail}. {persona.description}")
 
     @set_persona.autocomplete("name")
-    async def _name_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def _name_autocomplete(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         choices = []
         for persona in self.bot.personas.search(current, limit=AUTOCOMPLETE_LIMIT):
             label = persona.name if not persona.description else f"{persona.name}: {persona.description}"
@@ -121,15 +133,17 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
     async def list_personas(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         current = self.bot.persona_for(interaction.guild_id).name
-        lines = [
-            f"{'▶ ' if p.name == current else '• '}**{p.name}**: {p.description}" for p in self.bot.personas
-        ] or ["No personas are loaded."]
+        lines = [f"{'▶ ' if p.name == current else '• '}**{p.name}**: {p.description}" for p in self.bot.personas] or [
+            "No personas are loaded."
+        ]
         await interaction.response.send_message(_clip("\n".join(lines)), ephemeral=True)
 
     @app_commands.command(name="reload", description="Re-read the persona files (Manage Server)")
     async def reload(self, interaction: discord.Interaction) -> None:
         if not can_manage(interaction.user):
-            await interaction.response.send_message("Reloading personas needs the Manage Server permission.", ephemeral=True)
+            await interaction.response.send_message(
+                "Reloading personas needs the Manage Server permission.", ephemeral=True
+            )
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         fresh = await self.bot.reload_personas(apply_to=[interaction.guild_id] if interaction.guild_id else [])

@@ -118,8 +118,9 @@ class PrompterCog(commands.Cog):
         llm, scheduler = await self._shared_parts()
         return {"responder": Responder(self.bot.settings, llm=llm, scheduler=scheduler), "player": StreamPlayer()}
 
-    async def make_session(self, bot: "ChorusBot", guild: discord.Guild, voice_client: discord.VoiceClient,
-                           persona: "Persona") -> VoiceSession:
+    async def make_session(
+        self, bot: "ChorusBot", guild: discord.Guild, voice_client: discord.VoiceClient, persona: "Persona"
+    ) -> VoiceSession:
         """`ChorusBot.session_factory`: a started VoiceSession for the channel just joined."""
         bot_user_id = bot.user.id if bot.user is not None else None
         parts = await self.session_parts(guild)
@@ -131,15 +132,21 @@ class PrompterCog(commands.Cog):
         if not notice.recent(channel.id):
             # the text could not be posted: the spoken line is the notice (no one is heard without one), said in
             # full before listening starts
-            played = await speak_notice(voice_client, parts["responder"], persona, spoken_notice(persona.name),
-                                        scheduler=self._shared.get("scheduler"))
+            played = await speak_notice(
+                voice_client,
+                parts["responder"],
+                persona,
+                spoken_notice(persona.name),
+                scheduler=self._shared.get("scheduler"),
+            )
             if played > 0 and memory.privacy_known(guild.id):
                 notice.given(channel.id, [uid for uid, _ in present], spoken=True)
             first_line = None
         parts["responder"] = memory.wrap_responder(parts["responder"], guild.id)
         drops = memory.drop_check(guild.id)
-        parts["make_receiver"] = receiver_dropping(parts.get("make_receiver"),
-                                                   lambda user_id: drops(user_id) or not notice.covers(user_id))
+        parts["make_receiver"] = receiver_dropping(
+            parts.get("make_receiver"), lambda user_id: drops(user_id) or not notice.covers(user_id)
+        )
         session = VoiceSession(
             settings=bot.settings,
             persona=persona,
@@ -175,8 +182,13 @@ class PrompterCog(commands.Cog):
             return
         if not await give_notice(self.bot, guild, channel, notice):
             persona = session.persona
-            played = await speak_notice(session.voice_client, session.responder, persona, spoken_notice(persona.name),
-                                        scheduler=self._shared.get("scheduler"))
+            played = await speak_notice(
+                session.voice_client,
+                session.responder,
+                persona,
+                spoken_notice(persona.name),
+                scheduler=self._shared.get("scheduler"),
+            )
             if played > 0:
                 notice.given(channel.id, [uid for uid, _ in humans_in(channel, session.bot_user_id)], spoken=True)
         log.info("guild %d: privacy choices known; the listening notice was given, listening starts", guild.id)
@@ -189,8 +201,11 @@ class PrompterCog(commands.Cog):
         if notice.recent(channel.id):
             notice.cover(user_id)
         elif notice.channel_id == channel.id and not await give_notice(self.bot, guild, channel, notice):
-            log.warning("guild %d: the listening notice could not be posted again; a member who joined is not "
-                        "heard until it is", guild.id)
+            log.warning(
+                "guild %d: the listening notice could not be posted again; a member who joined is not "
+                "heard until it is",
+                guild.id,
+            )
 
     def _warm_up(self, responder: Any, persona: "Persona") -> None:
         """Load the voice and put the persona prompt in the LLM cache in the background, so the first
@@ -232,8 +247,9 @@ class PrompterCog(commands.Cog):
 
     # --- presence -------------------------------------------------------------------------------
     @commands.Cog.listener()
-    async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
-                                    after: discord.VoiceState) -> None:
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
         session = self.session_of(member.guild.id)
         if session is None or before.channel == after.channel:
             return  # no session, or a mute/deafen/stream change
@@ -243,8 +259,11 @@ class PrompterCog(commands.Cog):
                 if notice is not None:
                     notice.moved(after.channel.id)
                     if not await give_notice(self.bot, member.guild, after.channel, notice):
-                        log.warning("guild %d: moved, and the listening notice could not be posted: no one in the "
-                                    "new channel is heard until it is (/leave, then /join there)", member.guild.id)
+                        log.warning(
+                            "guild %d: moved, and the listening notice could not be posted: no one in the "
+                            "new channel is heard until it is (/leave, then /join there)",
+                            member.guild.id,
+                        )
                 session.sync_members(humans_in(after.channel, member.id))
             return
         if member.bot:

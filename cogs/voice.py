@@ -28,16 +28,22 @@ HOPELESS_CLOSE_CODES = frozenset({DAVE_REQUIRED_CLOSE_CODE})
 
 DAVE_EXPLANATION = (
     "Discord closed the voice connection with code 4017: end-to-end voice encryption (DAVE) is required. "
-    "The bot needs discord.py 2.7.1 or newer with the `davey` package (`pip install \"discord.py[voice]\"`)."
+    'The bot needs discord.py 2.7.1 or newer with the `davey` package (`pip install "discord.py[voice]"`).'
 )
 
 
 def _voice_problem(channel: discord.abc.GuildChannel, me: discord.Member) -> str | None:
     """Why the bot cannot join `channel`, or None."""
     perms = channel.permissions_for(me)
-    missing = [label for label, ok in (("View Channel", perms.view_channel), ("Connect", perms.connect), ("Speak", perms.speak)) if not ok]
+    missing = [
+        label
+        for label, ok in (("View Channel", perms.view_channel), ("Connect", perms.connect), ("Speak", perms.speak))
+        if not ok
+    ]
     if missing:
-        return f"I'm missing the {' and '.join(missing)} permission{'s' if len(missing) > 1 else ''} in {channel.mention}."
+        return (
+            f"I'm missing the {' and '.join(missing)} permission{'s' if len(missing) > 1 else ''} in {channel.mention}."
+        )
     limit = getattr(channel, "user_limit", 0)
     if limit and len(getattr(channel, "members", [])) >= limit and not perms.move_members:
         return f"{channel.mention} is full ({limit} members)."
@@ -66,10 +72,15 @@ def explain_connect_error(exc: BaseException) -> str:
 
 def listening_notice_text(bot: "ChorusBot", guild_id: int, channel: Any) -> str:
     """The notice for `channel`, saying what this guild's settings mean (memory, retention, captions)."""
-    return notice_text(bot.persona_for(guild_id).name, getattr(channel, "mention", "this channel"),
-                       memory_on=bot.memory.remembers(guild_id), retention_days=bot.settings.memory_retention_days,
-                       captions_on=bot.guild_store.get(guild_id).captions_channel_id is not None,
-                       known=bot.memory.privacy_known(guild_id), recall=bot.guild_store.get(guild_id).recall)
+    return notice_text(
+        bot.persona_for(guild_id).name,
+        getattr(channel, "mention", "this channel"),
+        memory_on=bot.memory.remembers(guild_id),
+        retention_days=bot.settings.memory_retention_days,
+        captions_on=bot.guild_store.get(guild_id).captions_channel_id is not None,
+        known=bot.memory.privacy_known(guild_id),
+        recall=bot.guild_store.get(guild_id).recall,
+    )
 
 
 async def give_notice(bot: "ChorusBot", guild: Any, channel: Any, notice: ListeningNotice) -> bool:
@@ -105,13 +116,17 @@ class _HandshakeCloseWatch(logging.Handler):
                 self._loop.call_soon_threadsafe(self.hopeless.set)
 
 
-async def connect_voice(channel: discord.VoiceChannel | discord.StageChannel, *, timeout: float = CONNECT_TIMEOUT_S) -> discord.VoiceClient:
+async def connect_voice(
+    channel: discord.VoiceChannel | discord.StageChannel, *, timeout: float = CONNECT_TIMEOUT_S
+) -> discord.VoiceClient:
     """`channel.connect` (reconnecting, not deafened), but a hopeless close code (4017) raises
     `discord.ConnectionClosed` at once instead of a timeout after pointless retries."""
     watch = _HandshakeCloseWatch(asyncio.get_running_loop())
     voice_log = logging.getLogger("discord.voice_state")
     voice_log.addHandler(watch)
-    connecting = asyncio.ensure_future(channel.connect(cls=ListeningVoiceClient, self_deaf=False, timeout=timeout, reconnect=True))
+    connecting = asyncio.ensure_future(
+        channel.connect(cls=ListeningVoiceClient, self_deaf=False, timeout=timeout, reconnect=True)
+    )
     hopeless = asyncio.ensure_future(watch.hopeless.wait())
     try:
         await asyncio.wait({connecting, hopeless}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,12 +212,15 @@ class VoiceCog(commands.Cog):
         persona = self.bot.persona_for(guild.id)
         reply = f"{persona.name} joined {channel.mention}."
         if not self.bot.memory.privacy_known(guild.id):
-            reply += (" I'm not listening yet: my database is unavailable, so I don't know who opted out. "
-                      "I start listening once I do.")
+            reply += (
+                " I'm not listening yet: my database is unavailable, so I don't know who opted out. "
+                "I start listening once I do."
+            )
         elif not notice.covers_anyone():
             reply += " I couldn't post or say the listening notice, so I'm not listening."
-        await interaction.followup.send(reply if notice.posts else f"{reply}\n{listening_notice_text(self.bot, guild.id, channel)}",
-                                        ephemeral=True)
+        await interaction.followup.send(
+            reply if notice.posts else f"{reply}\n{listening_notice_text(self.bot, guild.id, channel)}", ephemeral=True
+        )
 
     @app_commands.command(name="leave", description="Leave the voice channel")
     @app_commands.guild_only()
@@ -223,7 +241,9 @@ class VoiceCog(commands.Cog):
         await interaction.followup.send("Left the voice channel. Bye for now!", ephemeral=True)
 
     @commands.Cog.listener()
-    async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState) -> None:
+    async def on_voice_state_update(
+        self, member: discord.Member, before: discord.VoiceState, after: discord.VoiceState
+    ) -> None:
         """The bot was disconnected (kicked, channel deleted): close its session too.
 
         discord.py also leaves and rejoins the channel when it reconnects after the voice server closed
@@ -237,8 +257,9 @@ class VoiceCog(commands.Cog):
             voice_client = cast("discord.VoiceClient | None", guild.voice_client)
             if voice_client is not None and not voice_client.is_connected():
                 if guild.id not in self._reconnect_watches:
-                    task = asyncio.create_task(self._keep_session_if_reconnected(guild, voice_client),
-                                               name=f"voice-reconnect-watch-{guild.id}")
+                    task = asyncio.create_task(
+                        self._keep_session_if_reconnected(guild, voice_client), name=f"voice-reconnect-watch-{guild.id}"
+                    )
                     self._reconnect_watches[guild.id] = task
                     task.add_done_callback(lambda _t: self._reconnect_watches.pop(guild.id, None))
                 return
@@ -253,8 +274,11 @@ class VoiceCog(commands.Cog):
         connect_timeout = getattr(getattr(voice_client, "_connection", None), "timeout", self.connect_timeout_s)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(connect_timeout) + RECONNECT_MARGIN_S
-        log.info("guild %d: voice connection dropped; waiting up to %.0f s for discord.py to reconnect",
-                 guild.id, deadline - loop.time())
+        log.info(
+            "guild %d: voice connection dropped; waiting up to %.0f s for discord.py to reconnect",
+            guild.id,
+            deadline - loop.time(),
+        )
         while True:
             if self.bot.voice_sessions.get(guild.id) is not session:
                 return  # /leave or /join took over

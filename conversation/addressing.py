@@ -77,7 +77,11 @@ def similarity(a: str, b: str) -> float:
     return 1.0 - levenshtein(a, b) / max(len(a), len(b))
 
 
-_SOUNDEX_CODES = {c: d for letters, d in (("bfpv", "1"), ("cgjkqsxz", "2"), ("dt", "3"), ("l", "4"), ("mn", "5"), ("r", "6")) for c in letters}
+_SOUNDEX_CODES = {
+    c: d
+    for letters, d in (("bfpv", "1"), ("cgjkqsxz", "2"), ("dt", "3"), ("l", "4"), ("mn", "5"), ("r", "6"))
+    for c in letters
+}
 
 
 @lru_cache(maxsize=4096)
@@ -144,8 +148,12 @@ class NameMatcher:
         or in sound; 0 when neither matches."""
         name = self.names[i]
         spelled = similarity(candidate, name) if self._matches(candidate, name) else 0.0
-        if (not said or i >= len(self.spoken) or len(name) <= 4  # "Trix" is "tricks": short ones only exactly
-                or len(phonemes_of(self.spoken[i])) < PHONETIC_MIN_PHONEMES):
+        if (
+            not said
+            or i >= len(self.spoken)
+            or len(name) <= 4  # "Trix" is "tricks": short ones only exactly
+            or len(phonemes_of(self.spoken[i])) < PHONETIC_MIN_PHONEMES
+        ):
             return spelled
         sound = phonetic_similarity(said, self.spoken[i])
         # the closer of the two: "Trexy" is Trixie by sound (0.96) more than Tracy by spelling (0.8)
@@ -160,8 +168,9 @@ class NameMatcher:
                 best, form = sim, name
         return form
 
-    def score(self, candidate: str, *, every_form_is_the_name: bool = False,
-              said: tuple[str, ...] = ()) -> tuple[float, bool]:
+    def score(
+        self, candidate: str, *, every_form_is_the_name: bool = False, said: tuple[str, ...] = ()
+    ) -> tuple[float, bool]:
         """How surely `candidate` is this name, and whether through the name itself rather than an alias:
         2 the name itself, 1 an alias said exactly (2 when `every_form_is_the_name`: a person's first name
         is their name), the spelling (or sound) similarity for a fuzzy match, 0 none. `said`: the words
@@ -181,7 +190,7 @@ class NameMatcher:
 
     def _find(self, text: str) -> bool:
         tokens = words(text)
-        return any(self.word_matches(joined, tuple(tokens[i:j + 1])) for i, j, joined in name_windows(tokens))
+        return any(self.word_matches(joined, tuple(tokens[i : j + 1])) for i, j, joined in name_windows(tokens))
 
 
 def name_windows(tokens: Sequence[str]) -> Iterator[tuple[int, int, str]]:
@@ -282,8 +291,11 @@ def _merged(spans: Sequence[tuple[int, int, bool, float]], first: int, last: int
 
 def _loosened(matcher: NameMatcher) -> NameMatcher:
     """The same matcher, as loose as a name calling someone may be matched."""
-    return dataclasses.replace(matcher, sound_threshold=min(matcher.sound_threshold, VOCATIVE_SOUND_THRESHOLD),
-                               phonetic_threshold=min(matcher.phonetic_threshold, VOCATIVE_PHONETIC_THRESHOLD))
+    return dataclasses.replace(
+        matcher,
+        sound_threshold=min(matcher.sound_threshold, VOCATIVE_SOUND_THRESHOLD),
+        phonetic_threshold=min(matcher.phonetic_threshold, VOCATIVE_PHONETIC_THRESHOLD),
+    )
 
 
 @lru_cache(maxsize=4096)
@@ -297,12 +309,12 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
     called_member = False
     named: list[int] = []
     for i, j, joined in name_windows(tokens):
-        said = tuple(tokens[i:j + 1])
+        said = tuple(tokens[i : j + 1])
         loose = all(k in calling for k in range(i, j + 1))
         # the bot's own name wins a tie; one of its aliases loses it to a person's name
         best_score, bot_primary = (loose_bot if loose else bot).score(joined, said=said)
         best_owner: int | None = None
-        for user_id, matcher in (loose_owners if loose else owners):
+        for user_id, matcher in loose_owners if loose else owners:
             score, _ = matcher.score(joined, every_form_is_the_name=True, said=said)
             if score > best_score or (score == best_score and score > 0 and best_owner is None and not bot_primary):
                 best_score, best_owner = score, user_id

@@ -34,8 +34,10 @@ class Decision:
 
     @property
     def speaks(self) -> bool:
-        return self.action in (Action.RESPOND_NOW, Action.START_TOPIC, Action.NOTICE, Action.GREET,
-                               Action.FAREWELL) and not self.confirm
+        return (
+            self.action in (Action.RESPOND_NOW, Action.START_TOPIC, Action.NOTICE, Action.GREET, Action.FAREWELL)
+            and not self.confirm
+        )
 
     def log_fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"action": self.action.value, "rule": self.rule, "reason": self.reason}
@@ -100,11 +102,14 @@ class Policy:
             "speech_tail_s": settings.vad_end_silence_ms / 1000.0,
             "greet_members": settings.greet_members,
         }
-        for attr, key, scale in (("max_unprompted", "max_unprompted_in_row", 1), ("preemptive_start", "preemptive_start", 1),
-                                 ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
-                                 ("unsure_wait_ms", "unsure_wait_s", 1000.0),
-                                 ("room_question_wait_ms", "room_question_wait_s", 1000.0),
-                                 ("turn_model_threshold", "end_of_turn_threshold", 1)):
+        for attr, key, scale in (
+            ("max_unprompted", "max_unprompted_in_row", 1),
+            ("preemptive_start", "preemptive_start", 1),
+            ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
+            ("unsure_wait_ms", "unsure_wait_s", 1000.0),
+            ("room_question_wait_ms", "room_question_wait_s", 1000.0),
+            ("turn_model_threshold", "end_of_turn_threshold", 1),
+        ):
             if hasattr(settings, attr):  # optional settings
                 value = getattr(settings, attr)
                 values[key] = value / scale if scale != 1 else value

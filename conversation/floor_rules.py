@@ -34,27 +34,52 @@ def rule_preemptive_check(ctx: Ctx) -> Decision | None:
     member = ctx.room.members.get(turn.basis_user_id) if turn.basis_user_id is not None else None
     if member is None:
         return Decision(Action.YIELD_FLOOR, "early start dropped: the member left", "preemptive_check")
-    if member.speaking and member.speaking_since is not None and (member.speaking_since >= turn.started
-                                                                   or not member.paused):
+    if (
+        member.speaking
+        and member.speaking_since is not None
+        and (member.speaking_since >= turn.started or not member.paused)
+    ):
         # spoke again after the early start, or (it was made in their pause) their pause is over
-        return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name} kept speaking", "preemptive_check",
-                        member_id=member.user_id)
+        return Decision(
+            Action.YIELD_FLOOR,
+            f"early start dropped: {member.name} kept speaking",
+            "preemptive_check",
+            member_id=member.user_id,
+        )
     if member.paused and member.partial is not None and texts_differ(turn.basis_text or "", member.partial.text):
-        return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name}'s words so far read otherwise now",
-                        "preemptive_check", member_id=member.user_id)
+        return Decision(
+            Action.YIELD_FLOOR,
+            f"early start dropped: {member.name}'s words so far read otherwise now",
+            "preemptive_check",
+            member_id=member.user_id,
+        )
     if member.finals > turn.basis_finals and member.last_final is not None:
         final = member.last_final
         if texts_differ(turn.basis_text or "", final.text):
-            return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name}'s final transcript differs "
-                            "from the partial", "preemptive_check", member_id=member.user_id)
+            return Decision(
+                Action.YIELD_FLOOR,
+                f"early start dropped: {member.name}'s final transcript differs from the partial",
+                "preemptive_check",
+                member_id=member.user_id,
+            )
         if not ctx.turn_finished(final.text, final.end_of_turn):
-            return Decision(Action.YIELD_FLOOR, f"early start dropped: {member.name} does not sound finished",
-                            "preemptive_check", member_id=member.user_id)
+            return Decision(
+                Action.YIELD_FLOOR,
+                f"early start dropped: {member.name} does not sound finished",
+                "preemptive_check",
+                member_id=member.user_id,
+            )
         line = ctx.room.last_human_line()
         seq = line.seq if line is not None and line.user_id == member.user_id else None
-        return Decision(Action.RESPOND_NOW, f"early start confirmed by {member.name}'s final transcript",
-                        "preemptive_check", member_id=member.user_id, reply_to_seq=seq, addressed=True,
-                        confirm=True)
+        return Decision(
+            Action.RESPOND_NOW,
+            f"early start confirmed by {member.name}'s final transcript",
+            "preemptive_check",
+            member_id=member.user_id,
+            reply_to_seq=seq,
+            addressed=True,
+            confirm=True,
+        )
     if ctx.now - turn.started > ctx.policy.final_timeout_s:
         return Decision(Action.YIELD_FLOOR, "early start dropped: no final transcript came", "preemptive_check")
     return None
@@ -64,8 +89,11 @@ def _still_being_heard(ctx: Ctx, member: Member) -> bool:
     """Speaking, or stopped but their words are still being transcribed."""
     if member.speaking:
         return True
-    return (member.segment_open and member.last_speech_end is not None
-            and ctx.now - member.last_speech_end < ctx.policy.final_timeout_s)
+    return (
+        member.segment_open
+        and member.last_speech_end is not None
+        and ctx.now - member.last_speech_end < ctx.policy.final_timeout_s
+    )
 
 
 def _voiced_over(ctx: Ctx, member: Member, since: float) -> float:
@@ -96,8 +124,13 @@ def _answered_member_went_on(ctx: Ctx) -> tuple[Member, str] | None:
             return member, "kept talking before the reply was heard"
         return None
     began = member.last_speech_start
-    if (turn.speaking_since is None or began is None or member.echo_prone or room.cut_unheard_seq == line.seq
-            or began < line.end):
+    if (
+        turn.speaking_since is None
+        or began is None
+        or member.echo_prone
+        or room.cut_unheard_seq == line.seq
+        or began < line.end
+    ):
         return None
     if began - turn.speaking_since < ctx.policy.own_turn_window_s:
         return member, "went on with their turn as the bot began"
@@ -112,8 +145,14 @@ def _spoke_over_opening(ctx: Ctx) -> Member | None:
     turn = ctx.room.turn
     if turn is None or turn.kind not in OPENING_LINES:
         return None
-    return next((m for m in ctx.room.members.values() if not m.echo_prone and m.last_speech_start is not None
-                 and m.last_speech_start >= turn.started - 0.05), None)
+    return next(
+        (
+            m
+            for m in ctx.room.members.values()
+            if not m.echo_prone and m.last_speech_start is not None and m.last_speech_start >= turn.started - 0.05
+        ),
+        None,
+    )
 
 
 def rule_floor(ctx: Ctx) -> Decision | None:
@@ -125,8 +164,12 @@ def rule_floor(ctx: Ctx) -> Decision | None:
     policy = ctx.policy
     opener = _spoke_over_opening(ctx)
     if opener is not None:
-        return Decision(Action.YIELD_FLOOR, f"{opener.name} spoke over the bot's {turn.kind}: the floor is theirs",
-                        "floor", member_id=opener.user_id)
+        return Decision(
+            Action.YIELD_FLOOR,
+            f"{opener.name} spoke over the bot's {turn.kind}: the floor is theirs",
+            "floor",
+            member_id=opener.user_id,
+        )
     went_on = _answered_member_went_on(ctx)
     if went_on is not None:
         member, why = went_on
@@ -135,34 +178,48 @@ def rule_floor(ctx: Ctx) -> Decision | None:
     for member in room.members.values():
         if turn.preemptive and member.user_id == turn.basis_user_id:
             continue  # an early start made in their pause: preemptive_check drops it if they go on
-        if not member.speaking and (member.last_speech_start is None
-                                    or member.last_speech_start < turn.started - 0.05):
+        if not member.speaking and (member.last_speech_start is None or member.last_speech_start < turn.started - 0.05):
             continue  # nothing said since the line began
         # Bursts add up: "Wait, <pause> wait, <pause> hold on" is one run of speech over the bot.
         run = member.speech_since(turn.started, ctx.now, policy.barge_in_gap_s, policy.speech_tail_s)
         said = turn.words_over(member.user_id)
         voiced = _voiced_over(ctx, member, turn.started)
         if is_takeover(said, voiced):
-            return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({len(words(said))} words over "
-                            "the bot)", "floor", member_id=member.user_id)
+            return Decision(
+                Action.YIELD_FLOOR,
+                f"{member.name} took the floor ({len(words(said))} words over the bot)",
+                "floor",
+                member_id=member.user_id,
+            )
         if run >= policy.barge_in_s and not member.echo_prone:
-            return Decision(Action.YIELD_FLOOR, f"{member.name} took the floor ({run * 1000:.0f} ms over the bot)",
-                            "floor", member_id=member.user_id)
+            return Decision(
+                Action.YIELD_FLOOR,
+                f"{member.name} took the floor ({run * 1000:.0f} ms over the bot)",
+                "floor",
+                member_id=member.user_id,
+            )
         if _still_being_heard(ctx, member):
             over.append(member)
     if turn.paused_since is None:
         talking = [m for m in over if m.speaking and not m.echo_prone]
         if talking:
             doing = "speaking" if room.bot_state is BotState.SPEAKING else "about to speak"
-            return Decision(Action.PAUSE, f"{talking[0].name} speaks while the bot is {doing}: listening",
-                            "floor", member_id=talking[0].user_id)
+            return Decision(
+                Action.PAUSE,
+                f"{talking[0].name} speaks while the bot is {doing}: listening",
+                "floor",
+                member_id=talking[0].user_id,
+            )
         return None
     if over:
         if ctx.now - turn.paused_since > policy.max_pause_s:
-            return Decision(Action.YIELD_FLOOR, f"paused {policy.max_pause_s:.0f} s for {over[0].name}: giving up "
-                            "the line", "floor", member_id=over[0].user_id)
-        return Decision(Action.STAY_SILENT, f"paused while {over[0].name} speaks", "floor",
-                        until=ctx.now + 0.05)
+            return Decision(
+                Action.YIELD_FLOOR,
+                f"paused {policy.max_pause_s:.0f} s for {over[0].name}: giving up the line",
+                "floor",
+                member_id=over[0].user_id,
+            )
+        return Decision(Action.STAY_SILENT, f"paused while {over[0].name} speaks", "floor", until=ctx.now + 0.05)
     names = ", ".join(room.name_of(uid) for uid in sorted(turn.paused_for)) or "someone"
     return Decision(Action.RESUME, f"{names}: a backchannel; going on with the line", "floor")
 

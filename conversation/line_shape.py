@@ -13,12 +13,69 @@ QUESTION_OPENERS = frozenset(
 )
 BACKCHANNELS = frozenset(
     {
-        "mm", "mmm", "mhm", "mm hm", "mm hmm", "uh huh", "uh-huh", "mm-hm", "mm-hmm", "hmm", "hm", "yeah", "yes",
-        "yep", "yup", "right", "ok", "okay", "sure", "oh", "ah", "uh", "um", "wow", "nice", "cool", "true",
-        "i see", "got it", "oh yeah", "yeah yeah", "right right", "ha", "haha", "ha ha", "hahaha", "ha ha ha", "lol",
-        "heh", "hehe", "really", "oh really", "no way", "oh wow", "oh no", "oh nice", "awesome", "exactly",
-        "totally", "interesting", "for real", "oh my god", "oh my gosh", "aha", "ah ha", "ooh", "oh okay",
-        "fair enough", "makes sense", "i know", "same", "indeed", "wow wow",
+        "mm",
+        "mmm",
+        "mhm",
+        "mm hm",
+        "mm hmm",
+        "uh huh",
+        "uh-huh",
+        "mm-hm",
+        "mm-hmm",
+        "hmm",
+        "hm",
+        "yeah",
+        "yes",
+        "yep",
+        "yup",
+        "right",
+        "ok",
+        "okay",
+        "sure",
+        "oh",
+        "ah",
+        "uh",
+        "um",
+        "wow",
+        "nice",
+        "cool",
+        "true",
+        "i see",
+        "got it",
+        "oh yeah",
+        "yeah yeah",
+        "right right",
+        "ha",
+        "haha",
+        "ha ha",
+        "hahaha",
+        "ha ha ha",
+        "lol",
+        "heh",
+        "hehe",
+        "really",
+        "oh really",
+        "no way",
+        "oh wow",
+        "oh no",
+        "oh nice",
+        "awesome",
+        "exactly",
+        "totally",
+        "interesting",
+        "for real",
+        "oh my god",
+        "oh my gosh",
+        "aha",
+        "ah ha",
+        "ooh",
+        "oh okay",
+        "fair enough",
+        "makes sense",
+        "i know",
+        "same",
+        "indeed",
+        "wow wow",
     }
 )
 # Words that bid for the floor even in a short burst over someone ("Wait!", "Stop.", "Sorry, what?").
@@ -37,11 +94,27 @@ CONTINUATION_WORDS = frozenset(
 # "the thing is"): "Juniper, I was wondering…", "my question is…". A pause after one is a pause, whatever
 # Whisper's full stop or the voice's falling pitch say; at worst a finished "I was just wondering." waits the
 # longer incomplete wait.
-PROJECTING_TAILS: tuple[tuple[str, ...], ...] = tuple(tuple(t.split()) for t in (
-    "wondering", "was thinking", "were thinking", "wanted to ask", "want to ask", "wanted to know",
-    "want to know", "question is", "thing is", "problem is", "guess what", "you know what", "let me ask",
-    "can i ask", "could i ask", "i was going to say",
-))
+PROJECTING_TAILS: tuple[tuple[str, ...], ...] = tuple(
+    tuple(t.split())
+    for t in (
+        "wondering",
+        "was thinking",
+        "were thinking",
+        "wanted to ask",
+        "want to ask",
+        "wanted to know",
+        "want to know",
+        "question is",
+        "thing is",
+        "problem is",
+        "guess what",
+        "you know what",
+        "let me ask",
+        "can i ask",
+        "could i ask",
+        "i was going to say",
+    )
+)
 
 
 def looks_like_question(text: str) -> bool:
@@ -73,7 +146,7 @@ def ends_unfinished(text: str) -> bool:
     tokens = words(text)
     if not tokens:
         return False
-    return tokens[-1] in CONTINUATION_WORDS or any(tuple(tokens[-len(tail):]) == tail for tail in PROJECTING_TAILS)
+    return tokens[-1] in CONTINUATION_WORDS or any(tuple(tokens[-len(tail) :]) == tail for tail in PROJECTING_TAILS)
 
 
 def looks_complete(text: str) -> bool:
@@ -85,7 +158,9 @@ def looks_complete(text: str) -> bool:
 def is_backchannel(text: str) -> bool:
     """'mm-hm', 'yeah', 'okay': acknowledgement, not a bid for the floor."""
     norm = " ".join(words(text))
-    return norm in BACKCHANNELS or (len(norm.split()) <= 2 and all(w in BACKCHANNELS for w in norm.split()) and bool(norm))
+    return norm in BACKCHANNELS or (
+        len(norm.split()) <= 2 and all(w in BACKCHANNELS for w in norm.split()) and bool(norm)
+    )
 
 
 def is_takeover(text: str, voiced_s: float | None = None) -> bool:

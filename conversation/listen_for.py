@@ -21,8 +21,9 @@ class NameQuery:
     named: bool = False
 
 
-def names_to_listen_for(text: str, bot: NameMatcher, bot_name: str, bot_aliases: Sequence[str],
-                        members: Sequence[tuple[int, str]]) -> NameQuery | None:
+def names_to_listen_for(
+    text: str, bot: NameMatcher, bot_name: str, bot_aliases: Sequence[str], members: Sequence[tuple[int, str]]
+) -> NameQuery | None:
     """The look's question for a line; None when its text names a member or mentions the bot (it is no call
     to the bot that the look could find)."""
     said = resolve_names(text, bot, members)
@@ -30,6 +31,12 @@ def names_to_listen_for(text: str, bot: NameMatcher, bot_name: str, bot_aliases:
         return None
     others = tuple(name for _uid, name in members)
     taken = {w for name in others for w in words(name)}  # a member's name is theirs, not an alias to listen for
-    names = (bot_name, *(a for a in bot_aliases if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name
-                         and "".join(words(a)) not in taken))
+    names = (
+        bot_name,
+        *(
+            a
+            for a in bot_aliases
+            if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name and "".join(words(a)) not in taken
+        ),
+    )
     return NameQuery(tuple(dict.fromkeys(names)), others, named=said.bot)

@@ -111,12 +111,16 @@ def persona_from_card(card: Any, path: Path) -> Persona:
     if spec in ("chara_card_v2", "chara_card_v3"):
         data = card.get("data")
         if not isinstance(data, Mapping):
-            raise PersonaError(path, "data", f"expected an object ({spec} keeps its fields under 'data'), got {kind_of(data)}")
+            raise PersonaError(
+                path, "data", f"expected an object ({spec} keeps its fields under 'data'), got {kind_of(data)}"
+            )
         prefix = "data."
     elif spec is None:
         data, prefix = card, ""  # V1: the fields are at the top level
     else:
-        raise PersonaError(path, "spec", f"unsupported card spec {spec!r} (expected chara_card_v2, chara_card_v3 or a V1 card)")
+        raise PersonaError(
+            path, "spec", f"unsupported card spec {spec!r} (expected chara_card_v2, chara_card_v3 or a V1 card)"
+        )
 
     f = Fields(path, data, prefix)
     name = validate_name(path, f"{prefix}name", f.text("name", required=True, max_len=MAX_NAME_LENGTH * 4))
@@ -144,7 +148,9 @@ def persona_from_card(card: Any, path: Path) -> Persona:
     if not isinstance(raw_alternates, list) or not all(isinstance(g, str) for g in raw_alternates):
         raise f.fail("alternate_greetings", "expected a list of text")
     alternates = tuple(g for g in (_speakable(fill_names(g.strip(), name)) for g in raw_alternates[:50]) if g)
-    examples = parse_mes_example(data.get("mes_example") or "", name) if isinstance(data.get("mes_example", ""), str) else None
+    examples = (
+        parse_mes_example(data.get("mes_example") or "", name) if isinstance(data.get("mes_example", ""), str) else None
+    )
     if examples is None:
         raise f.fail("mes_example", f"expected text, got {kind_of(data.get('mes_example'))}")
     tags_raw = data.get("tags", [])

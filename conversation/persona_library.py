@@ -61,7 +61,9 @@ def load_persona(path: Path | str) -> Persona:
 class PersonaLibrary:
     """The personas of one folder, by name (case-insensitive). Broken files are kept in `.errors`."""
 
-    def __init__(self, personas: Iterable[Persona] = (), errors: Iterable[tuple[Path, str]] = (), folder: Path | None = None) -> None:
+    def __init__(
+        self, personas: Iterable[Persona] = (), errors: Iterable[tuple[Path, str]] = (), folder: Path | None = None
+    ) -> None:
         self.folder = folder
         self.errors: list[tuple[Path, str]] = list(errors)
         self._by_key: dict[str, Persona] = {}
@@ -93,7 +95,11 @@ class PersonaLibrary:
             library.errors.append((folder, message))
             return library
         files = sorted(
-            (p for p in folder.iterdir() if p.suffix.lower() in PERSONA_SUFFIXES and not p.name.startswith(".") and p.is_file()),
+            (
+                p
+                for p in folder.iterdir()
+                if p.suffix.lower() in PERSONA_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            ),
             key=lambda p: p.name.casefold(),
         )
         for path in files:

@@ -31,7 +31,9 @@ def iter_png_chunks(blob: bytes, path: Path | None = None) -> Iterator[tuple[byt
         data = blob[pos + 8 : pos + 8 + length]
         (crc,) = struct.unpack(">I", blob[pos + 8 + length : end])
         if zlib.crc32(ctype + data) & 0xFFFFFFFF != crc:
-            raise PersonaError(path, None, f"PNG chunk {ctype.decode('latin-1')!r} at byte {pos} has a bad CRC (file damaged)")
+            raise PersonaError(
+                path, None, f"PNG chunk {ctype.decode('latin-1')!r} at byte {pos} has a bad CRC (file damaged)"
+            )
         yield ctype, data
         if ctype == b"IEND":
             return

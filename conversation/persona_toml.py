@@ -23,7 +23,20 @@ from conversation.persona_fields import (
     voice_from_table,
 )
 
-_TOP_KEYS = {"name", "aliases", "description", "greeting", "topics", "tags", "bot", "listeners", "style", "examples", "voice", "extra_instructions"}
+_TOP_KEYS = {
+    "name",
+    "aliases",
+    "description",
+    "greeting",
+    "topics",
+    "tags",
+    "bot",
+    "listeners",
+    "style",
+    "examples",
+    "voice",
+    "extra_instructions",
+}
 _BOT_KEYS = {"identity", "personality", "speaking_style"}
 _LISTENER_KEYS = {"who", "likes", "treatment"}
 _EXAMPLE_KEYS = {"user", "bot"}
@@ -61,8 +74,9 @@ def persona_from_toml_data(data: Mapping[str, Any], path: Path) -> Persona:
         examples.append(Exchange(user=ex.text("user", required=True), bot=ex.text("bot", required=True)))
 
     # `greeting`: one line, or a list of them to pick from at random on each join
-    greetings = (top.texts("greeting", max_items=50) if isinstance(data.get("greeting"), list)
-                 else (top.text("greeting"),))
+    greetings = (
+        top.texts("greeting", max_items=50) if isinstance(data.get("greeting"), list) else (top.text("greeting"),)
+    )
     greetings = tuple(g for g in greetings if g) or (f"Hi everyone, {name} here!",)
     description = top.text("description", max_len=300) or first_sentence(identity)
     voice = voice_from_table(top.sub("voice"), path.parent)
@@ -84,6 +98,8 @@ def persona_from_toml_data(data: Mapping[str, Any], path: Path) -> Persona:
         voice=voice,
         extra_instructions=top.text("extra_instructions"),
         tags=top.texts("tags"),
-        aliases=tuple(validate_name(path, f"aliases[{i}]", a) for i, a in enumerate(top.texts("aliases", max_items=20))),
+        aliases=tuple(
+            validate_name(path, f"aliases[{i}]", a) for i, a in enumerate(top.texts("aliases", max_items=20))
+        ),
         source=path,
     )

@@ -20,14 +20,48 @@ _IGNORED = set("ˈˌ-‿ .,?!'")
 _VOWELS = set("aeiouæɐɑɒɔəɘɚɛɜɝɞɤɪʊʌʏyøœɯɵʉɨ")
 # (cost, sets of sounds that swap for it), cheapest first
 _NEAR: tuple[tuple[float, tuple[frozenset[str], ...]], ...] = (
-    (0.25, tuple(frozenset(s.split()) for s in (
-        "ɪ i iː ɨ", "ʊ u uː ʉ", "ɚ ɜː ɝ ɜ ər əɹ", "ə ʌ ɐ", "ɑ ɑː ɒ ɔ ɔː", "ɛ e eɪ", "æ a", "oʊ o oː əʊ",
-        "ɾ t d", "dʒ ʒ",
-    ))),
-    (0.4, tuple(frozenset(s.split()) for s in (
-        "p b", "t d", "k ɡ g", "f v", "s z", "θ ð", "ʃ ʒ", "tʃ dʒ", "dʒ j", "n m ŋ", "ɹ ɚ", "j i iː", "w u uː",
-        "ɪ ɛ", "ə ɪ", "ə ɚ",
-    ))),
+    (
+        0.25,
+        tuple(
+            frozenset(s.split())
+            for s in (
+                "ɪ i iː ɨ",
+                "ʊ u uː ʉ",
+                "ɚ ɜː ɝ ɜ ər əɹ",
+                "ə ʌ ɐ",
+                "ɑ ɑː ɒ ɔ ɔː",
+                "ɛ e eɪ",
+                "æ a",
+                "oʊ o oː əʊ",
+                "ɾ t d",
+                "dʒ ʒ",
+            )
+        ),
+    ),
+    (
+        0.4,
+        tuple(
+            frozenset(s.split())
+            for s in (
+                "p b",
+                "t d",
+                "k ɡ g",
+                "f v",
+                "s z",
+                "θ ð",
+                "ʃ ʒ",
+                "tʃ dʒ",
+                "dʒ j",
+                "n m ŋ",
+                "ɹ ɚ",
+                "j i iː",
+                "w u uː",
+                "ɪ ɛ",
+                "ə ɪ",
+                "ə ɚ",
+            )
+        ),
+    ),
     (0.6, tuple(frozenset(s.split()) for s in ("l ɹ", "p f", "b v", "tʃ ʃ", "θ f", "ð v"))),
 )
 _CHEAP_INDEL = {"ə": 0.5, "ɐ": 0.5}  # a schwa comes and goes (an h does not: "tricks he" is not "Trixie")
@@ -35,7 +69,7 @@ VOWEL_SWAP = 0.5  # any other vowel for a vowel
 
 
 def split_phonemes(ipa: str) -> tuple[str, ...]:
-    """"dʒˈuːnɪpɚ" → ("dʒ", "uː", "n", "ɪ", "p", "ɚ"): stress dropped, length marks kept on their vowel."""
+    """ "dʒˈuːnɪpɚ" → ("dʒ", "uː", "n", "ɪ", "p", "ɚ"): stress dropped, length marks kept on their vowel."""
     text = "".join(c for c in unicodedata.normalize("NFC", ipa) if c not in _IGNORED)
     out: list[str] = []
     i = 0
@@ -86,8 +120,9 @@ def phoneme_distance(a: Sequence[str], b: Sequence[str]) -> float:
     for ua in a:
         current = [previous[0] + _indel(ua)]
         for j, ub in enumerate(b, 1):
-            current.append(min(previous[j] + _indel(ua), current[j - 1] + _indel(ub),
-                               previous[j - 1] + swap_cost(ua, ub)))
+            current.append(
+                min(previous[j] + _indel(ua), current[j - 1] + _indel(ub), previous[j - 1] + swap_cost(ua, ub))
+            )
         previous = current
     return previous[-1]
 

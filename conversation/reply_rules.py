@@ -24,6 +24,7 @@ from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx
 from conversation.room import RoomLine
 
+
 def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     """Why `line` is spoken to the bot, or None if it is not."""
     names = ctx.names_in(line.text, line.user_id)
@@ -36,8 +37,11 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
         gap = line.start - previous.end
         if asks_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
             return f"{line.name} answered the bot's question"
-        if (previous.addressee == line.user_id and looks_like_question(line.text)
-                and gap <= ctx.policy.follow_up_window_s):
+        if (
+            previous.addressee == line.user_id
+            and looks_like_question(line.text)
+            and gap <= ctx.policy.follow_up_window_s
+        ):
             return f"{line.name} asked the bot a follow-up"
     alone = ctx.alone_with()
     if alone is not None and alone.user_id == line.user_id and looks_like_question(line.text):
@@ -59,8 +63,12 @@ def ignorable(ctx: Ctx, line: RoomLine) -> str | None:
 def only_a_call(ctx: Ctx, line: RoomLine) -> bool:
     """The line is just the bot's name, maybe with "hey": a call for attention, not the request."""
     rest = [w for w in words(line.text) if w not in CALL_WORDS]
-    return 0 < len(rest) <= 3 and ctx.names_bot(line) and not any(
-        w in QUESTION_OPENERS for w in rest) and len(rest) <= len(words(ctx.room.bot_name)) + 1
+    return (
+        0 < len(rest) <= 3
+        and ctx.names_bot(line)
+        and not any(w in QUESTION_OPENERS for w in rest)
+        and len(rest) <= len(words(ctx.room.bot_name)) + 1
+    )
 
 
 def silence_until(ctx: Ctx, line: RoomLine, silence_s: float) -> float:
@@ -69,8 +77,11 @@ def silence_until(ctx: Ctx, line: RoomLine, silence_s: float) -> float:
     The speaker's own end is the line's end (the speech end the transcript carries); the VAD's
     speaking → silent event comes one end-of-speech silence later and would delay every reply.
     """
-    ends = [line.end] + [m.last_speech_end for m in ctx.room.members.values()
-                         if m.last_speech_end is not None and m.user_id != line.user_id]
+    ends = [line.end] + [
+        m.last_speech_end
+        for m in ctx.room.members.values()
+        if m.last_speech_end is not None and m.user_id != line.user_id
+    ]
     return max(ends) + silence_s
 
 
@@ -123,11 +134,21 @@ def rule_preemptive_start(ctx: Ctx) -> Decision | None:
         why = addressed_reason(ctx, line)
         alone = ctx.alone_with()
         named = ctx.names_bot(line)
-        if (why is None or only_a_call(ctx, line) or (not named and ignorable(ctx, line))
-                or not (named or (alone is not None and alone.user_id == member.user_id))):
+        if (
+            why is None
+            or only_a_call(ctx, line)
+            or (not named and ignorable(ctx, line))
+            or not (named or (alone is not None and alone.user_id == member.user_id))
+        ):
             continue  # in a group, only a line naming the bot is sure enough to start before its end
-        return Decision(Action.RESPOND_NOW, f"early start: {member.name} paused; {why}", "preemptive_start",
-                        member_id=member.user_id, addressed=True, preemptive=True)
+        return Decision(
+            Action.RESPOND_NOW,
+            f"early start: {member.name} paused; {why}",
+            "preemptive_start",
+            member_id=member.user_id,
+            addressed=True,
+            preemptive=True,
+        )
     return None
 
 
@@ -143,10 +164,17 @@ def rule_respond_when_addressed(ctx: Ctx) -> Decision | None:
     silence = reply_silence(ctx, line)
     until = silence_until(ctx, line, silence)
     if ctx.now < until:
-        return Decision(Action.WAIT, f"addressed ({why}); waiting {silence * 1000:.0f} ms of silence",
-                        "respond_when_addressed", until=until, reply_to_seq=line.seq, addressed=True)
-    return Decision(Action.RESPOND_NOW, why, "respond_when_addressed", reply_to_seq=line.seq, addressed=True,
-                    member_id=line.user_id)
+        return Decision(
+            Action.WAIT,
+            f"addressed ({why}); waiting {silence * 1000:.0f} ms of silence",
+            "respond_when_addressed",
+            until=until,
+            reply_to_seq=line.seq,
+            addressed=True,
+        )
+    return Decision(
+        Action.RESPOND_NOW, why, "respond_when_addressed", reply_to_seq=line.seq, addressed=True, member_id=line.user_id
+    )
 
 
 def _revisit(ctx: Ctx, line: RoomLine) -> float:
@@ -161,13 +189,25 @@ def rule_humans_talking(ctx: Ctx) -> Decision | None:
         return None
     named = ctx.names_members(line)
     if named:
-        return Decision(Action.STAY_SILENT, f"{line.name} spoke to {ctx.room.name_of(named[0])} by name",
-                        "humans_talking", until=_revisit(ctx, line))
+        return Decision(
+            Action.STAY_SILENT,
+            f"{line.name} spoke to {ctx.room.name_of(named[0])} by name",
+            "humans_talking",
+            until=_revisit(ctx, line),
+        )
     previous = next(ctx.room.lines_before(line.seq), None)
-    if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
-            and line.start - previous.end <= ctx.policy.exchange_gap_s):
-        return Decision(Action.STAY_SILENT, f"{previous.name} and {line.name} are talking to each other",
-                        "humans_talking", until=_revisit(ctx, line))
+    if (
+        previous is not None
+        and not previous.is_bot
+        and previous.user_id != line.user_id
+        and line.start - previous.end <= ctx.policy.exchange_gap_s
+    ):
+        return Decision(
+            Action.STAY_SILENT,
+            f"{previous.name} and {line.name} are talking to each other",
+            "humans_talking",
+            until=_revisit(ctx, line),
+        )
     return None
 
 
@@ -179,8 +219,9 @@ def rule_join_in(ctx: Ctx) -> Decision | None:
         return None
     alone = ctx.alone_with()
     if alone is None or alone.user_id != line.user_id:
-        return Decision(Action.STAY_SILENT, f"{line.name} spoke to the group, not to the bot", "join_in",
-                        until=_revisit(ctx, line))
+        return Decision(
+            Action.STAY_SILENT, f"{line.name} spoke to the group, not to the bot", "join_in", until=_revisit(ctx, line)
+        )
     if ignorable(ctx, line):
         return None
     silence = max(ctx.policy.group_silence_s, reply_silence(ctx, line))
@@ -189,18 +230,30 @@ def rule_join_in(ctx: Ctx) -> Decision | None:
     if last_bot is not None:
         until = max(until, last_bot + ctx.policy.cooldown_s)
     if ctx.now < until:
-        return Decision(Action.WAIT, f"{line.name} was not speaking to the bot; waiting for a longer silence",
-                        "join_in", until=until, reply_to_seq=line.seq)
-    return Decision(Action.RESPOND_NOW, f"{line.name} paused, alone with the bot", "join_in",
-                    reply_to_seq=line.seq, member_id=line.user_id)
+        return Decision(
+            Action.WAIT,
+            f"{line.name} was not speaking to the bot; waiting for a longer silence",
+            "join_in",
+            until=until,
+            reply_to_seq=line.seq,
+        )
+    return Decision(
+        Action.RESPOND_NOW,
+        f"{line.name} paused, alone with the bot",
+        "join_in",
+        reply_to_seq=line.seq,
+        member_id=line.user_id,
+    )
 
 
 # --- a question put to the room ---------------------------------------------------------------------
 
 _WH_WORDS = frozenset("what who whom whose which when where why how".split())
 _AUXILIARIES = frozenset("is are am was were do does did can could will would should shall may might have has".split())
-_SUBJECTS = frozenset("i you we they he she it there anyone anybody someone somebody everyone everybody one the "
-                      "this that these those your my our his her their".split())
+_SUBJECTS = frozenset(
+    "i you we they he she it there anyone anybody someone somebody everyone everybody one the "
+    "this that these those your my our his her their".split()
+)
 _HOW_NEXT = _AUXILIARIES | frozenset("many much long often far old".split())
 _LEAD_WORDS = CALL_WORDS | frozenset({"and", "but", "then", "guys", "everyone"})
 _CLAUSE_WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
@@ -223,7 +276,11 @@ def asks_something(text: str) -> bool:
         first, second = tokens[0].lower(), tokens[1].lower()
         if first in _WH_WORDS and second not in ("a", "an") and (first != "how" or second in _HOW_NEXT):
             return True
-        if first in _AUXILIARIES and (second in _SUBJECTS or tokens[1][0].isupper()) and (first, second) != ("do", "it"):
+        if (
+            first in _AUXILIARIES
+            and (second in _SUBJECTS or tokens[1][0].isupper())
+            and (first, second) != ("do", "it")
+        ):
             return True  # "Do it later." is an order
     return False
 
@@ -245,8 +302,12 @@ def open_to_the_room(ctx: Ctx, line: RoomLine) -> bool:
     if not asks_something(line.text) or ignorable(ctx, line) or calls_member(ctx, line) is not None:
         return False
     previous = next(room.lines_before(line.seq), None)
-    if (previous is not None and not previous.is_bot and previous.user_id != line.user_id
-            and line.start - previous.end <= policy.exchange_gap_s):
+    if (
+        previous is not None
+        and not previous.is_bot
+        and previous.user_id != line.user_id
+        and line.start - previous.end <= policy.exchange_gap_s
+    ):
         return False
     return room.last_bot_start_t is not None and line.start - room.last_bot_start_t <= policy.room_question_context_s
 
@@ -272,15 +333,38 @@ def rule_room_question(ctx: Ctx) -> Decision | None:
     room = ctx.room
     if line is None or ctx.now - line.end > policy.addressed_max_age_s or not open_to_the_room(ctx, line):
         return None
-    taker = next((m for m in room.members.values() if m.user_id != line.user_id and m.last_speech_start is not None
-                  and m.last_speech_start >= line.end - ANSWER_OVERLAP_S), None)
+    taker = next(
+        (
+            m
+            for m in room.members.values()
+            if m.user_id != line.user_id
+            and m.last_speech_start is not None
+            and m.last_speech_start >= line.end - ANSWER_OVERLAP_S
+        ),
+        None,
+    )
     if taker is not None:
-        return Decision(Action.STAY_SILENT, f"{taker.name} took up {line.name}'s question", "room_question",
-                        until=_revisit(ctx, line))
+        return Decision(
+            Action.STAY_SILENT,
+            f"{taker.name} took up {line.name}'s question",
+            "room_question",
+            until=_revisit(ctx, line),
+        )
     wait = max(policy.room_question_wait_s, reply_silence(ctx, line))
     until = silence_until(ctx, line, wait)
     if ctx.now < until:
-        return Decision(Action.WAIT, f"{line.name} asked the room; waiting {wait * 1000:.0f} ms for a member to "
-                        "answer", "room_question", until=until, reply_to_seq=line.seq)
-    return Decision(Action.RESPOND_NOW, f"nobody took up {line.name}'s question to the room in {wait:.1f} s",
-                    "room_question", reply_to_seq=line.seq, addressed=True, member_id=line.user_id)
+        return Decision(
+            Action.WAIT,
+            f"{line.name} asked the room; waiting {wait * 1000:.0f} ms for a member to answer",
+            "room_question",
+            until=until,
+            reply_to_seq=line.seq,
+        )
+    return Decision(
+        Action.RESPOND_NOW,
+        f"nobody took up {line.name}'s question to the room in {wait:.1f} s",
+        "room_question",
+        reply_to_seq=line.seq,
+        addressed=True,
+        member_id=line.user_id,
+    )

@@ -62,9 +62,16 @@ class Departure:
 class Room:
     """Conversation state of one voice session."""
 
-    def __init__(self, *, bot_name: str, bot_user_id: int | None = None, now: float = 0.0,
-                 bot_aliases: Iterable[str] = (), max_history: int = MAX_HISTORY_LINES,
-                 merge_gap_s: float = MERGE_GAP_S) -> None:
+    def __init__(
+        self,
+        *,
+        bot_name: str,
+        bot_user_id: int | None = None,
+        now: float = 0.0,
+        bot_aliases: Iterable[str] = (),
+        max_history: int = MAX_HISTORY_LINES,
+        merge_gap_s: float = MERGE_GAP_S,
+    ) -> None:
         self.bot_name = bot_name
         self.merge_gap_s = merge_gap_s
         self.bot_aliases: tuple[str, ...] = tuple(bot_aliases)
@@ -174,8 +181,7 @@ class Room:
         member.last_final = utt
         member.lines += 1
         member.last_line_t = utt.end
-        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end,
-                                      utt.end_of_turn)
+        line, merged = self._line_for(utt.user_id, utt.name or member.name, text, utt.start, utt.end, utt.end_of_turn)
         if merged:
             self.history.pop()
         else:
@@ -190,25 +196,49 @@ class Room:
         member = self.members.get(partial.user_id)
         if not text or member is None:
             return lines
-        line, merged = self._line_for(partial.user_id, partial.name or member.name, text, partial.start, partial.end,
-                                      partial.end_of_turn)
+        line, merged = self._line_for(
+            partial.user_id, partial.name or member.name, text, partial.start, partial.end, partial.end_of_turn
+        )
         if merged:
             lines.pop()
         lines.append(line)
         return lines
 
-    def _line_for(self, user_id: int, name: str, text: str, start: float, end: float,
-                  end_of_turn: float | None = None) -> tuple[RoomLine, bool]:
+    def _line_for(
+        self, user_id: int, name: str, text: str, start: float, end: float, end_of_turn: float | None = None
+    ) -> tuple[RoomLine, bool]:
         """The history line for a member's final, and whether it merges into their last line (one turn)."""
         overlapped = self._bot_was_speaking_at(start)
         last = self.history[-1] if self.history else None
-        if (last is not None and not last.is_bot and last.user_id == user_id
-                and start - last.end <= self.merge_gap_s and last.seq > self.responded_to_seq):
-            return RoomLine(last.seq, last.user_id, name or last.name, _clip(f"{last.text} {text}"), last.start,
-                            max(last.end, end), False, overlapped_bot=last.overlapped_bot and overlapped,
-                            end_of_turn=end_of_turn), True
-        return RoomLine(self._seq + 1, user_id, name, _clip(text), start, end, False, overlapped_bot=overlapped,
-                        end_of_turn=end_of_turn), False
+        if (
+            last is not None
+            and not last.is_bot
+            and last.user_id == user_id
+            and start - last.end <= self.merge_gap_s
+            and last.seq > self.responded_to_seq
+        ):
+            return RoomLine(
+                last.seq,
+                last.user_id,
+                name or last.name,
+                _clip(f"{last.text} {text}"),
+                last.start,
+                max(last.end, end),
+                False,
+                overlapped_bot=last.overlapped_bot and overlapped,
+                end_of_turn=end_of_turn,
+            ), True
+        return RoomLine(
+            self._seq + 1,
+            user_id,
+            name,
+            _clip(text),
+            start,
+            end,
+            False,
+            overlapped_bot=overlapped,
+            end_of_turn=end_of_turn,
+        ), False
 
     def _member_for_event(self, user_id: int, t: float, name: str | None = None) -> Member | None:
         if user_id == self.bot_user_id:
@@ -232,15 +262,29 @@ class Room:
         return last_bot is not None and last_bot.start <= t < last_bot.end
 
     # --- the bot's own line ---------------------------------------------------------------------
-    def bot_begin(self, kind: str, t: float, *, reply_to_seq: int | None = None, preemptive: bool = False,
-                  basis_user_id: int | None = None, basis_text: str | None = None) -> BotTurn:
+    def bot_begin(
+        self,
+        kind: str,
+        t: float,
+        *,
+        reply_to_seq: int | None = None,
+        preemptive: bool = False,
+        basis_user_id: int | None = None,
+        basis_text: str | None = None,
+    ) -> BotTurn:
         if self.turn is not None:
             raise RuntimeError("the bot is already busy with a line")
         basis = self.members.get(basis_user_id) if basis_user_id is not None else None
-        self.turn = BotTurn(kind, t, reply_to_seq=reply_to_seq, preemptive=preemptive,
-                            basis_user_id=basis_user_id, basis_text=basis_text,
-                            basis_finals=basis.finals if basis else 0,
-                            prev_responded_to_seq=self.responded_to_seq)
+        self.turn = BotTurn(
+            kind,
+            t,
+            reply_to_seq=reply_to_seq,
+            preemptive=preemptive,
+            basis_user_id=basis_user_id,
+            basis_text=basis_text,
+            basis_finals=basis.finals if basis else 0,
+            prev_responded_to_seq=self.responded_to_seq,
+        )
         self.bot_state = BotState.THINKING
         if reply_to_seq is not None:
             self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
@@ -278,8 +322,9 @@ class Room:
             self.bot_state = BotState.SPEAKING
             self.last_bot_start_t = t
 
-    def bot_end(self, t: float, *, seconds_played: float | None = None, discard: bool = False,
-                interrupted: bool = False) -> RoomLine | None:
+    def bot_end(
+        self, t: float, *, seconds_played: float | None = None, discard: bool = False, interrupted: bool = False
+    ) -> RoomLine | None:
         """The bot's line is over (finished, cut by a barge-in, or discarded before it was heard).
 
         What enters the history is what was heard: all of it, or the words played before the cut
@@ -310,8 +355,17 @@ class Room:
             return None
         self._seq += 1
         answered = next((ln for ln in reversed(self.history) if ln.seq == turn.reply_to_seq), None)
-        line = RoomLine(self._seq, None, self.bot_name, _clip(text + ("…" if cut else "")), turn.speaking_since, t,
-                        True, interrupted=cut, addressee=answered.user_id if answered is not None else None)
+        line = RoomLine(
+            self._seq,
+            None,
+            self.bot_name,
+            _clip(text + ("…" if cut else "")),
+            turn.speaking_since,
+            t,
+            True,
+            interrupted=cut,
+            addressee=answered.user_id if answered is not None else None,
+        )
         self.history.append(line)
         return line
 

@@ -40,8 +40,9 @@ def rule_someone_speaking(ctx: Ctx) -> Decision | None:
     talking = ctx.room.speaking_members()
     if talking:
         names = ", ".join(m.name for m in talking)
-        return Decision(Action.WAIT, f"{names} speaking: never talk over anyone", "someone_speaking",
-                        until=ctx.now + 0.05)
+        return Decision(
+            Action.WAIT, f"{names} speaking: never talk over anyone", "someone_speaking", until=ctx.now + 0.05
+        )
     return None
 
 
@@ -51,8 +52,9 @@ def rule_awaiting_final(ctx: Ctx) -> Decision | None:
         if member.segment_open and not member.speaking and member.last_speech_end is not None:
             until = member.last_speech_end + ctx.policy.final_timeout_s
             if ctx.now < until:
-                return Decision(Action.WAIT, f"waiting for {member.name}'s final transcript", "awaiting_final",
-                                until=until)
+                return Decision(
+                    Action.WAIT, f"waiting for {member.name}'s final transcript", "awaiting_final", until=until
+                )
     return None
 
 
@@ -71,8 +73,12 @@ def rule_greet_room(ctx: Ctx) -> Decision | None:
     if ctx.now - room.started_at > ctx.policy.greet_window_s or room.last_human_line() is not None:
         return None  # too late, or someone already spoke (over the notice, say): answer them instead
     if ctx.now - room.last_activity() < ctx.policy.reply_silence_s:
-        return Decision(Action.WAIT, "greeting the room after a moment of quiet", "greet_room",
-                        until=room.last_activity() + ctx.policy.reply_silence_s)
+        return Decision(
+            Action.WAIT,
+            "greeting the room after a moment of quiet",
+            "greet_room",
+            until=room.last_activity() + ctx.policy.reply_silence_s,
+        )
     return Decision(Action.GREET, "the bot just joined a channel with people in it", "greet_room")
 
 
@@ -83,8 +89,13 @@ def rule_greet_member(ctx: Ctx) -> Decision | None:
         if member.greeted or ctx.now - member.joined_at > ctx.policy.greet_window_s:
             continue
         if ctx.now - ctx.room.last_activity() < ctx.policy.reply_silence_s:
-            return Decision(Action.WAIT, f"{member.name} joined; greeting after a moment of quiet", "greet_member",
-                            until=ctx.room.last_activity() + ctx.policy.reply_silence_s, member_id=member.user_id)
+            return Decision(
+                Action.WAIT,
+                f"{member.name} joined; greeting after a moment of quiet",
+                "greet_member",
+                until=ctx.room.last_activity() + ctx.policy.reply_silence_s,
+                member_id=member.user_id,
+            )
         return Decision(Action.GREET, f"{member.name} joined the channel", "greet_member", member_id=member.user_id)
     return None
 
@@ -96,10 +107,16 @@ def rule_farewell(ctx: Ctx) -> Decision | None:
         if departure.handled or not departure.spoke or ctx.now - departure.t > ctx.policy.farewell_window_s:
             continue
         if ctx.now - ctx.room.last_activity() < ctx.policy.reply_silence_s:
-            return Decision(Action.WAIT, f"{departure.name} left; noting it after a moment of quiet", "farewell",
-                            until=ctx.room.last_activity() + ctx.policy.reply_silence_s, member_id=departure.user_id)
-        return Decision(Action.FAREWELL, f"{departure.name} left after taking part", "farewell",
-                        member_id=departure.user_id)
+            return Decision(
+                Action.WAIT,
+                f"{departure.name} left; noting it after a moment of quiet",
+                "farewell",
+                until=ctx.room.last_activity() + ctx.policy.reply_silence_s,
+                member_id=departure.user_id,
+            )
+        return Decision(
+            Action.FAREWELL, f"{departure.name} left after taking part", "farewell", member_id=departure.user_id
+        )
     return None
 
 
@@ -111,8 +128,9 @@ def rule_idle_topic(ctx: Ctx) -> Decision | None:
         due = max(due, room.last_bot_line_t + ctx.policy.cooldown_s)
     in_a_row = room.bot_lines_in_a_row()
     if in_a_row >= ctx.policy.max_unprompted_in_row:
-        return Decision(Action.STAY_SILENT, f"{in_a_row} bot lines without a human reply: waiting for a human",
-                        "idle_topic")
+        return Decision(
+            Action.STAY_SILENT, f"{in_a_row} bot lines without a human reply: waiting for a human", "idle_topic"
+        )
     if ctx.now < due:
         return Decision(Action.WAIT, f"quiet for {quiet:.1f} s", "idle_topic", until=due)
     return Decision(Action.START_TOPIC, f"quiet for {quiet:.0f} s", "idle_topic")

@@ -63,11 +63,15 @@ def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> S
         line = next((ln for ln in reversed(room.history) if ln.seq == decision.reply_to_seq), None)
         speaker = line.name if line is not None else room.name_of(decision.member_id or 0)
         if decision.addressed:
-            return Situation(f"{present} {speaker} is talking to you; reply to {speaker}.",
-                             short="", addressee=speaker)  # the line itself names the bot: nothing to add
-        return Situation(f"{present} {speaker} said something to the group, not to you in particular. Add one "
-                         f"short, friendly remark that fits, or a question to keep it going.",
-                         short=f"{speaker} says this to the group. Join in with one short remark.", addressee=speaker)
+            return Situation(
+                f"{present} {speaker} is talking to you; reply to {speaker}.", short="", addressee=speaker
+            )  # the line itself names the bot: nothing to add
+        return Situation(
+            f"{present} {speaker} said something to the group, not to you in particular. Add one "
+            f"short, friendly remark that fits, or a question to keep it going.",
+            short=f"{speaker} says this to the group. Join in with one short remark.",
+            addressee=speaker,
+        )
     if decision.action is Action.START_TOPIC:
         quiet = now - room.last_activity()
         topic = pick_topic(room, tuple(getattr(persona, "topics", ()) or ()))
@@ -76,23 +80,35 @@ def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> S
         if topic:
             hooks.append(f"for example: {topic}")
         if last_human is not None:
-            hooks.append(f"or come back to what {last_human.name} said earlier (\"{last_human.text[:120]}\")")
+            hooks.append(f'or come back to what {last_human.name} said earlier ("{last_human.text[:120]}")')
         idea = (" " + ", ".join(hooks) + ".") if hooks else "."
         about = f" about {topic}" if topic else ""
-        return Situation(f"{present} Nobody has spoken for {quiet:.0f} seconds. Bring the room back to life with a "
-                         f"light, open question or topic{idea}",
-                         short=f"The room has gone quiet. Ask everyone a light question{about}.", addressee=None)
+        return Situation(
+            f"{present} Nobody has spoken for {quiet:.0f} seconds. Bring the room back to life with a "
+            f"light, open question or topic{idea}",
+            short=f"The room has gone quiet. Ask everyone a light question{about}.",
+            addressee=None,
+        )
     if decision.action is Action.GREET:
         if decision.member_id is None:
             greeting = getattr(persona, "greeting", "") or ""
-            hint = f" Your usual greeting: \"{greeting}\"" if greeting else ""
-            return Situation(f"You just joined the voice channel. {present} Say hello to everyone briefly.{hint}",
-                             short="You just joined the voice chat. Say hello to everyone.", addressee=None)
+            hint = f' Your usual greeting: "{greeting}"' if greeting else ""
+            return Situation(
+                f"You just joined the voice channel. {present} Say hello to everyone briefly.{hint}",
+                short="You just joined the voice chat. Say hello to everyone.",
+                addressee=None,
+            )
         name = room.name_of(decision.member_id)
-        return Situation(f"{name} just joined the voice channel. {present} Greet {name} by name in one short sentence.",
-                         short=f"{name} just joined. Say hello to {name}.", addressee=name)
+        return Situation(
+            f"{name} just joined the voice channel. {present} Greet {name} by name in one short sentence.",
+            short=f"{name} just joined. Say hello to {name}.",
+            addressee=name,
+        )
     if decision.action is Action.FAREWELL:
         name = next((d.name for d in room.departures if d.user_id == decision.member_id), "Someone")
-        return Situation(f"{name} just left the voice channel. {present} Say a brief goodbye to {name} or note it in "
-                         f"one line.", short=f"{name} just left. Say goodbye to {name}.", addressee=name)
+        return Situation(
+            f"{name} just left the voice channel. {present} Say a brief goodbye to {name} or note it in one line.",
+            short=f"{name} just left. Say goodbye to {name}.",
+            addressee=name,
+        )
     return Situation(present, short=present, addressee=None)

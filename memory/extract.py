@@ -21,24 +21,79 @@ MAX_OBJECT_WORDS = 12  # the end of a long clause is usually not part of the fac
 MIN_LINE_WORDS = 3
 
 RELATIONS = (
-    "sister", "brother", "mom", "mother", "mum", "dad", "father", "wife", "husband", "partner", "girlfriend",
-    "boyfriend", "son", "daughter", "kid", "kids", "children", "friend", "best friend", "roommate", "grandma",
-    "grandmother", "grandpa", "grandfather", "aunt", "uncle", "cousin", "niece", "nephew", "boss", "dog", "cat",
-    "puppy", "kitten", "parents", "family", "fiance", "fiancee", "twin", "neighbor", "neighbour",
+    "sister",
+    "brother",
+    "mom",
+    "mother",
+    "mum",
+    "dad",
+    "father",
+    "wife",
+    "husband",
+    "partner",
+    "girlfriend",
+    "boyfriend",
+    "son",
+    "daughter",
+    "kid",
+    "kids",
+    "children",
+    "friend",
+    "best friend",
+    "roommate",
+    "grandma",
+    "grandmother",
+    "grandpa",
+    "grandfather",
+    "aunt",
+    "uncle",
+    "cousin",
+    "niece",
+    "nephew",
+    "boss",
+    "dog",
+    "cat",
+    "puppy",
+    "kitten",
+    "parents",
+    "family",
+    "fiance",
+    "fiancee",
+    "twin",
+    "neighbor",
+    "neighbour",
 )
 _REL = "|".join(sorted((re.escape(r) for r in RELATIONS), key=len, reverse=True))
 
 _SWAP = {
-    "i": "they", "i'm": "they're", "im": "they're", "i've": "they've", "i'll": "they'll", "i'd": "they'd",
-    "me": "them", "my": "their", "mine": "theirs", "myself": "themselves", "am": "are", "was": "was",
+    "i": "they",
+    "i'm": "they're",
+    "im": "they're",
+    "i've": "they've",
+    "i'll": "they'll",
+    "i'd": "they'd",
+    "me": "them",
+    "my": "their",
+    "mine": "theirs",
+    "myself": "themselves",
+    "am": "are",
+    "was": "was",
 }
-_QUESTION_START = re.compile(r"^(what|who|where|when|why|how|which|do|does|did|can|could|would|should|is|are|will|"
-                             r"have you|has|shall|may)\b", re.I)
-_SKIP = re.compile(r"\b(if i|i'd like|i would like|i wish|do you|did you|are you|would you|you like|"
-                   r"maybe i|i guess i|i wonder)\b", re.I)
-_TIME = r"(?:tomorrow|tonight|today|this (?:weekend|week|month|year|summer|winter|spring|fall|autumn|evening)|" \
-        r"next (?:week|month|year|weekend|summer|winter|spring|fall|monday|tuesday|wednesday|thursday|friday|" \
-        r"saturday|sunday)|on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|soon|later this \w+)"
+_QUESTION_START = re.compile(
+    r"^(what|who|where|when|why|how|which|do|does|did|can|could|would|should|is|are|will|"
+    r"have you|has|shall|may)\b",
+    re.I,
+)
+_SKIP = re.compile(
+    r"\b(if i|i'd like|i would like|i wish|do you|did you|are you|would you|you like|"
+    r"maybe i|i guess i|i wonder)\b",
+    re.I,
+)
+_TIME = (
+    r"(?:tomorrow|tonight|today|this (?:weekend|week|month|year|summer|winter|spring|fall|autumn|evening)|"
+    r"next (?:week|month|year|weekend|summer|winter|spring|fall|monday|tuesday|wednesday|thursday|friday|"
+    r"saturday|sunday)|on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|soon|later this \w+)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +110,7 @@ def _swap_person(text: str) -> str:
     for word in text.split():
         bare = word.lower().strip(".,!?;:")
         if bare in _SWAP:
-            tail = word[len(word.rstrip(".,!?;:")):]
+            tail = word[len(word.rstrip(".,!?;:")) :]
             out.append(_SWAP[bare] + tail)
         else:
             out.append(word)
@@ -63,8 +118,13 @@ def _swap_person(text: str) -> str:
 
 
 def _clip_object(text: str) -> str:
-    text = re.split(r"\s*(?:[.;!?]|,\s*(?:but|and|so|because|it|it's|he|she|they|we|i|i'm|that|which|though)\b|"
-                    r"\s+but\s+|\s+because\s+|\s+so\s+)", text, maxsplit=1, flags=re.I)[0]
+    text = re.split(
+        r"\s*(?:[.;!?]|,\s*(?:but|and|so|because|it|it's|he|she|they|we|i|i'm|that|which|though)\b|"
+        r"\s+but\s+|\s+because\s+|\s+so\s+)",
+        text,
+        maxsplit=1,
+        flags=re.I,
+    )[0]
     words = text.split()[:MAX_OBJECT_WORDS]
     return " ".join(words).strip(" ,")
 
@@ -78,31 +138,69 @@ def _name(raw: str) -> str | None:
     words = [w for w in re.findall(r"[A-Za-z][A-Za-z'\-]*", raw)][:2]
     if not words or words[0].lower() in {"a", "an", "the", "not", "just", "so", "really", "very", "going", "from"}:
         return None
-    return " ".join(w[:1].upper() + w[1:] for w in words[:1 if len(words) == 1 or words[1].islower() else 2])
+    return " ".join(w[:1].upper() + w[1:] for w in words[: 1 if len(words) == 1 or words[1].islower() else 2])
 
 
 def _clauses(line: str) -> list[str]:
-    parts = re.split(r"(?<=[.!?])\s+|\s*;\s*|,?\s+(?:and also|also|and then|and|but)\s+(?=(?:i|i'm|i've|my|me)\b)", line,
-                     flags=re.I)
+    parts = re.split(
+        r"(?<=[.!?])\s+|\s*;\s*|,?\s+(?:and also|also|and then|and|but)\s+(?=(?:i|i'm|i've|my|me)\b)", line, flags=re.I
+    )
     return [p.strip(" ,") for p in parts if p and p.strip(" ,")]
 
 
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b(?:my name is|my name's|call me|i go by|i'm called|people call me|everyone calls me)\s+(?P<x>.+)", re.I), "name"),
-    (re.compile(r"\bmy (?P<rel>" + _REL + r")(?:'s name is| is called| is named|,? called|,? named)\s+(?P<x>.+)", re.I), "rel_name"),
+    (
+        re.compile(
+            r"\b(?:my name is|my name's|call me|i go by|i'm called|people call me|everyone calls me)\s+(?P<x>.+)", re.I
+        ),
+        "name",
+    ),
+    (
+        re.compile(
+            r"\bmy (?P<rel>" + _REL + r")(?:'s name is| is called| is named|,? called|,? named)\s+(?P<x>.+)", re.I
+        ),
+        "rel_name",
+    ),
     (re.compile(r"\bi have (?:a|an|two|three|four|\d+) (?P<rel>" + _REL + r")s?\b(?P<x>.*)", re.I), "has"),
     (re.compile(r"\bmy (?P<rel>" + _REL + r")\s+(?P<x>.+)", re.I), "rel"),
     (re.compile(r"\bmy (?:favou?rite) (?P<what>[a-z ]{2,30}?) (?:is|are|was)\s+(?P<x>.+)", re.I), "favorite"),
-    (re.compile(r"\bi (?:really |just |absolutely |totally )?(?P<verb>like|love|enjoy|adore|am into|'m into|'m a big fan of|am a big fan of)\s+(?P<x>.+)", re.I), "likes"),
+    (
+        re.compile(
+            r"\bi (?:really |just |absolutely |totally )?(?P<verb>like|love|enjoy|adore|am into|'m into|'m a big fan of|am a big fan of)\s+(?P<x>.+)",
+            re.I,
+        ),
+        "likes",
+    ),
     (re.compile(r"\bi(?:'m| am) (?P<verb>into|a fan of|obsessed with|crazy about)\s+(?P<x>.+)", re.I), "likes"),
-    (re.compile(r"\bi (?:really )?(?P<verb>hate|dislike|can't stand|cannot stand|don't like|do not like|don't enjoy)\s+(?P<x>.+)", re.I), "dislikes"),
+    (
+        re.compile(
+            r"\bi (?:really )?(?P<verb>hate|dislike|can't stand|cannot stand|don't like|do not like|don't enjoy)\s+(?P<x>.+)",
+            re.I,
+        ),
+        "dislikes",
+    ),
     (re.compile(r"\bi (?:live|grew up|was born) in\s+(?P<x>.+)", re.I), "home"),
     (re.compile(r"\bi(?:'m| am) from\s+(?P<x>.+)", re.I), "from"),
-    (re.compile(r"\b(?:i work (?:as|at|in|for)|my job is|i(?:'m| am) working (?:as|at)|i teach)\s+(?P<x>.+)", re.I), "job"),
-    (re.compile(r"\bi(?:'m| am) (?:learning|studying|practicing|practising|training for|reading|writing|building|making)\s+(?P<x>.+)", re.I), "doing"),
+    (
+        re.compile(r"\b(?:i work (?:as|at|in|for)|my job is|i(?:'m| am) working (?:as|at)|i teach)\s+(?P<x>.+)", re.I),
+        "job",
+    ),
+    (
+        re.compile(
+            r"\bi(?:'m| am) (?:learning|studying|practicing|practising|training for|reading|writing|building|making)\s+(?P<x>.+)",
+            re.I,
+        ),
+        "doing",
+    ),
     (re.compile(r"\bmy birthday is\s+(?P<x>.+)", re.I), "birthday"),
-    (re.compile(r"\b(?:i(?:'m| am) (?:going to|gonna|planning to|planning on|about to|flying to|moving to|heading to|"
-                r"visiting|starting|leaving for)|i will|i'll|i plan to|i have to|we(?:'re| are) going to)\s+(?P<x>.+)", re.I), "plan"),
+    (
+        re.compile(
+            r"\b(?:i(?:'m| am) (?:going to|gonna|planning to|planning on|about to|flying to|moving to|heading to|"
+            r"visiting|starting|leaving for)|i will|i'll|i plan to|i have to|we(?:'re| are) going to)\s+(?P<x>.+)",
+            re.I,
+        ),
+        "plan",
+    ),
     (re.compile(r"\b" + _TIME + r",? i(?:'m| am)? (?P<x>.+)", re.I), "plan_time"),
 ]
 
@@ -168,9 +266,17 @@ def _build(kind: str, m: re.Match[str]) -> Fact | None:
             return None
         obj = _swap_person(x)
         verb = m.group("verb").lower().replace("'m ", "").replace("am ", "")
-        verb = {"like": "likes", "love": "loves", "enjoy": "enjoys", "adore": "adores", "into": "is into",
-                "a big fan of": "is a big fan of", "a fan of": "is a fan of", "obsessed with": "is obsessed with",
-                "crazy about": "is crazy about"}.get(verb, "likes")
+        verb = {
+            "like": "likes",
+            "love": "loves",
+            "enjoy": "enjoys",
+            "adore": "adores",
+            "into": "is into",
+            "a big fan of": "is a big fan of",
+            "a fan of": "is a fan of",
+            "obsessed with": "is obsessed with",
+            "crazy about": "is crazy about",
+        }.get(verb, "likes")
         return Fact(f"likes:{_slug(obj)}", f"{verb} {obj}")
     if kind == "dislikes":
         if not x or x.lower().startswith(("it", "that", "this", "you")):
@@ -182,11 +288,18 @@ def _build(kind: str, m: re.Match[str]) -> Fact | None:
             return None
         return Fact("home", f"lives in {_swap_person(x)}" if kind == "home" else f"is from {_swap_person(x)}")
     if kind == "job":
-        return Fact("job", f"works {m.group(0).split()[2] if m.group(0).lower().startswith('i work') else 'as'} "
-                           f"{_swap_person(x)}") if x else None
+        return (
+            Fact(
+                "job",
+                f"works {m.group(0).split()[2] if m.group(0).lower().startswith('i work') else 'as'} {_swap_person(x)}",
+            )
+            if x
+            else None
+        )
     if kind == "doing":
-        verb = re.search(r"(learning|studying|practicing|practising|training for|reading|writing|building|making)",
-                         m.group(0), re.I)
+        verb = re.search(
+            r"(learning|studying|practicing|practising|training for|reading|writing|building|making)", m.group(0), re.I
+        )
         obj = _swap_person(x)
         if not x or obj.lower() in {"it", "that", "this"}:
             return None
@@ -197,12 +310,19 @@ def _build(kind: str, m: re.Match[str]) -> Fact | None:
         obj = _swap_person(x)
         if len(obj.split()) < 2 or obj.lower().startswith(("be ", "say ", "tell ", "ask ", "think ", "try ")):
             return None
-        lead = re.match(r"(?i).*?\b(going to|gonna|planning to|planning on|about to|flying to|moving to|heading to|"
-                        r"visiting|starting|leaving for|will|'ll|plan to|have to)\b", m.group(0))
-        verb = (lead.group(1).lower() if lead else "")
+        lead = re.match(
+            r"(?i).*?\b(going to|gonna|planning to|planning on|about to|flying to|moving to|heading to|"
+            r"visiting|starting|leaving for|will|'ll|plan to|have to)\b",
+            m.group(0),
+        )
+        verb = lead.group(1).lower() if lead else ""
         verb = {"gonna": "going to", "'ll": "will", "plan to": "planning to"}.get(verb, verb)
         when = re.search(_TIME, m.group(0), re.I)
-        text = f"is {verb} {obj}" if verb and verb not in ("will", "have to") else f"{'will' if verb != 'have to' else 'has to'} {obj}"
+        text = (
+            f"is {verb} {obj}"
+            if verb and verb not in ("will", "have to")
+            else f"{'will' if verb != 'have to' else 'has to'} {obj}"
+        )
         if kind == "plan_time":
             text = f"{when.group(0).lower() if when else ''}: {obj}".strip(": ")
         elif when is not None and when.group(0).lower() not in text.lower():

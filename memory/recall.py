@@ -17,10 +17,46 @@ from storage.schema import FACT, SUMMARY
 
 HEADER = "You remember from earlier calls:"
 FOOTER = "Bring it up only when it fits what is said now; never list it."
-_POSSESSIVE = ("sister", "brother", "mom", "mother", "mum", "dad", "father", "wife", "husband", "partner", "girlfriend",
-               "boyfriend", "son", "daughter", "kid", "friend", "best", "roommate", "grand", "aunt", "uncle", "cousin",
-               "niece", "nephew", "boss", "dog", "cat", "puppy", "kitten", "parents", "family", "fiance", "twin",
-               "neighbo", "favorite", "favourite", "birthday", "name")
+_POSSESSIVE = (
+    "sister",
+    "brother",
+    "mom",
+    "mother",
+    "mum",
+    "dad",
+    "father",
+    "wife",
+    "husband",
+    "partner",
+    "girlfriend",
+    "boyfriend",
+    "son",
+    "daughter",
+    "kid",
+    "friend",
+    "best",
+    "roommate",
+    "grand",
+    "aunt",
+    "uncle",
+    "cousin",
+    "niece",
+    "nephew",
+    "boss",
+    "dog",
+    "cat",
+    "puppy",
+    "kitten",
+    "parents",
+    "family",
+    "fiance",
+    "twin",
+    "neighbo",
+    "favorite",
+    "favourite",
+    "birthday",
+    "name",
+)
 SEARCH_LIMIT = 8
 
 
@@ -80,8 +116,13 @@ def candidates(members: Sequence[tuple[int, str]], hits: Sequence[Memory], known
     return unique
 
 
-def fit(members: Sequence[tuple[int, str]], ordered: Sequence[Memory], budget_tokens: int,
-        count_tokens: Callable[[str], int], now: float) -> str:
+def fit(
+    members: Sequence[tuple[int, str]],
+    ordered: Sequence[Memory],
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+    now: float,
+) -> str:
     """The block of as many of `ordered` (in order) as fit `budget_tokens`."""
     chosen: list[Memory] = []
     block = ""
@@ -102,8 +143,15 @@ class Recall:
         self.budget_tokens = budget_tokens
         self.count_tokens = count_tokens
 
-    async def block(self, guild_id: int, members: Sequence[tuple[int, str]], query: str,
-                    *, now: float | None = None, before: float | None = None) -> str:
+    async def block(
+        self,
+        guild_id: int,
+        members: Sequence[tuple[int, str]],
+        query: str,
+        *,
+        now: float | None = None,
+        before: float | None = None,
+    ) -> str:
         """The block for a reply; with `before` (the call's start), only memories from earlier calls: what was
         said in this call is in the conversation history already."""
         if not members or self.budget_tokens <= 0:

@@ -38,8 +38,16 @@ MAX_SUMMARY_ATTEMPTS = 20
 
 
 class CallRecorder:
-    def __init__(self, service: "MemoryService", guild_id: int, session: Any, *, llm: Any = None,
-                 scheduler: Any = None, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        service: "MemoryService",
+        guild_id: int,
+        session: Any,
+        *,
+        llm: Any = None,
+        scheduler: Any = None,
+        poll_s: float = POLL_S,
+    ) -> None:
         self.service = service
         self.guild_id = guild_id
         self.session = session
@@ -80,7 +88,7 @@ class CallRecorder:
             if old == line.text:
                 continue
             self._texts[line.seq] = line.text
-            new = line.text[len(old):].strip() if old and line.text.startswith(old) else line.text.strip()
+            new = line.text[len(old) :].strip() if old and line.text.startswith(old) else line.text.strip()
             if not new:
                 continue
             if line.is_bot:
@@ -89,8 +97,9 @@ class CallRecorder:
             if line.user_id is None or self.service.is_opted_out(self.guild_id, line.user_id):
                 continue
             self.lines.append(Line(line.name, new, line.user_id))
-            facts = [Fact(f.key, self.service.scrub(self.guild_id, f.text, self._names_here()))
-                     for f in extract_facts(new)]
+            facts = [
+                Fact(f.key, self.service.scrub(self.guild_id, f.text, self._names_here())) for f in extract_facts(new)
+            ]
             if facts:
                 self.facts_found += len(facts)
                 self.service.queue_facts(self.guild_id, line.user_id, facts)
@@ -156,9 +165,13 @@ class CallRecorder:
             summary = await self._summary_of(name, lines, mine, bot_name)
             if summary:
                 self.summaries_written += 1
-                self.service.queue_summary(self.guild_id, user_id, f"call:{self.call_id}:{part}",
-                                           self.service.scrub(self.guild_id, summary, self._names_here()),
-                                           heard=members)
+                self.service.queue_summary(
+                    self.guild_id,
+                    user_id,
+                    f"call:{self.call_id}:{part}",
+                    self.service.scrub(self.guild_id, summary, self._names_here()),
+                    heard=members,
+                )
 
     async def _summary_of(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
         for _ in range(MAX_SUMMARY_ATTEMPTS):
@@ -167,15 +180,29 @@ class CallRecorder:
             except SummaryPreempted:
                 await asyncio.sleep(PREEMPTED_RETRY_S)  # a reply needed the model; try again when it is quiet
             except Exception as exc:
-                log.warning("guild %s: call summary failed (%s: %s); keeping the member's own lines", self.guild_id,
-                            type(exc).__name__, exc)
+                log.warning(
+                    "guild %s: call summary failed (%s: %s); keeping the member's own lines",
+                    self.guild_id,
+                    type(exc).__name__,
+                    exc,
+                )
                 break
         return summarize_member("extractive", name, lines, mine)
 
     def _summarize_blocking(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
-        llm = self.llm() if callable(self.llm) and not hasattr(self.llm, "stream") else self.llm  # a provider loads it here
-        return summarize_member(self.service.summary_method, name, lines, mine, llm=llm, scheduler=self.scheduler,
-                                bot_name=bot_name, owner=f"memory-summary-{self.guild_id}")
+        llm = (
+            self.llm() if callable(self.llm) and not hasattr(self.llm, "stream") else self.llm
+        )  # a provider loads it here
+        return summarize_member(
+            self.service.summary_method,
+            name,
+            lines,
+            mine,
+            llm=llm,
+            scheduler=self.scheduler,
+            bot_name=bot_name,
+            owner=f"memory-summary-{self.guild_id}",
+        )
 
     async def finish(self) -> None:
         """End of the call: read the last lines and summarize the rest (in the background)."""

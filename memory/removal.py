@@ -88,6 +88,10 @@ class Removals:
             self._names.pop((guild_id, user_id), None)
             self._unsaved_opt_outs.discard((guild_id, user_id))
             gone.append((guild_id, user_id))
-            log.info("guild %d: user %d left the server; everything kept about them was deleted (%d memories)",
-                     guild_id, user_id, deleted)
+            log.info(
+                "guild %d: user %d left the server; everything kept about them was deleted (%d memories)",
+                guild_id,
+                user_id,
+                deleted,
+            )
         return gone

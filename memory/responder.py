@@ -37,8 +37,13 @@ def recall_query(history: Sequence[Any]) -> str:
 
 
 class RememberingResponder:
-    def __init__(self, inner: Any, service: "MemoryService", guild_id: int,
-                 members: Callable[[], Iterable[tuple[int, str]]] = lambda: ()) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        service: "MemoryService",
+        guild_id: int,
+        members: Callable[[], Iterable[tuple[int, str]]] = lambda: (),
+    ) -> None:
         self.inner = inner
         self.service = service
         self.guild_id = guild_id
@@ -65,24 +70,45 @@ class RememberingResponder:
             present = [(uid, n) for uid, n in present if uid == speaker or (speaker is None and n == name)]
         return present
 
-    async def respond(self, persona: Any, history: Sequence[Any], *, situation: str, sink: Any,
-                      member_names: Iterable[str] | None = None, **kwargs: Any) -> Any:
+    async def respond(
+        self,
+        persona: Any,
+        history: Sequence[Any],
+        *,
+        situation: str,
+        sink: Any,
+        member_names: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         if kwargs.get("script") is not None:  # a line spoken as written: nothing to recall
-            return await self.inner.respond(persona, history, situation=situation, sink=sink,
-                                            member_names=member_names, **kwargs)
+            return await self.inner.respond(
+                persona, history, situation=situation, sink=sink, member_names=member_names, **kwargs
+            )
         self._preempt_background()
-        memory = await self.service.recall(self.guild_id, self._present(history), recall_query(history),
-                                           timeout=RECALL_TIMEOUT_S, before=self.call_started)
+        memory = await self.service.recall(
+            self.guild_id,
+            self._present(history),
+            recall_query(history),
+            timeout=RECALL_TIMEOUT_S,
+            before=self.call_started,
+        )
         self.last_memory = memory
-        return await self.inner.respond(persona, history, situation=situation, sink=sink, member_names=member_names,
-                                        memory=memory, **kwargs)
+        return await self.inner.respond(
+            persona, history, situation=situation, sink=sink, member_names=member_names, memory=memory, **kwargs
+        )
 
-    def prefill(self, persona: Any, history: Sequence[Any], cancel: Any = None, *, situation: str = "",
-                **kwargs: Any) -> Any:
+    def prefill(
+        self, persona: Any, history: Sequence[Any], cancel: Any = None, *, situation: str = "", **kwargs: Any
+    ) -> Any:
         """Blocking (a worker thread), like Responder.prefill, with the memories the reply will have."""
         self._preempt_background()
-        memory = self.service.recall_from_thread(self.guild_id, self._present(history), recall_query(history),
-                                                 timeout=RECALL_TIMEOUT_S, before=self.call_started)
+        memory = self.service.recall_from_thread(
+            self.guild_id,
+            self._present(history),
+            recall_query(history),
+            timeout=RECALL_TIMEOUT_S,
+            before=self.call_started,
+        )
         return self.inner.prefill(persona, history, cancel, situation=situation, memory=memory, **kwargs)
 
     def warm_up(self, persona: Any) -> None:

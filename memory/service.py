@@ -38,8 +38,14 @@ CLOSE_DRAIN_S = 15.0
 
 
 class MemoryService(Removals):
-    def __init__(self, settings: Any, db: "Database", guild_store: "GuildStore", *,
-                 count_tokens: Callable[[str], int] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        db: "Database",
+        guild_store: "GuildStore",
+        *,
+        count_tokens: Callable[[str], int] | None = None,
+    ) -> None:
         from brain.prompt import estimate_tokens
 
         self.settings = settings
@@ -47,8 +53,9 @@ class MemoryService(Removals):
         self.guild_store = guild_store
         self.store = MemoryStore(db)
         self.writes = WriteQueue()
-        self.recall_builder = Recall(self.store, budget_tokens=settings.memory_prompt_tokens,
-                                     count_tokens=count_tokens or estimate_tokens)
+        self.recall_builder = Recall(
+            self.store, budget_tokens=settings.memory_prompt_tokens, count_tokens=count_tokens or estimate_tokens
+        )
         self.summary_method = settings.memory_summary
         self.summary_interval_s = settings.memory_summary_interval_s
         self.recorders: dict[int, CallRecorder] = {}
@@ -111,8 +118,7 @@ class MemoryService(Removals):
             try:
                 await self._load_privacy()
             except StorageError as exc:
-                log.warning("privacy choices not loaded yet (%s): nobody is heard until the database answers",
-                            exc.kind)
+                log.warning("privacy choices not loaded yet (%s): nobody is heard until the database answers", exc.kind)
                 await asyncio.sleep(self.privacy_retry_s)
 
     async def _load_privacy(self) -> None:
@@ -192,16 +198,23 @@ class MemoryService(Removals):
     def scrub(self, guild_id: int, text: str, present: dict[int, str] | None = None) -> str:
         """`text` without the names of members of this guild who opted out (those given when they opted out,
         and the names of `present` members, {user id: name}, who did, e.g. in an earlier run of the bot)."""
-        names = [n for (gid, uid), given in self._names.items() if gid == guild_id and self.is_opted_out(gid, uid)
-                 for n in given]
+        names = [
+            n
+            for (gid, uid), given in self._names.items()
+            if gid == guild_id and self.is_opted_out(gid, uid)
+            for n in given
+        ]
         names += [name for uid, name in (present or {}).items() if self.is_opted_out(guild_id, uid)]
         return scrub_names(text, names) if names else text
 
     # -- memory on/off, show, forget (removal after a grace period: `memory.removal`) ------------------------------------------------------------------
     def remembers(self, guild_id: int) -> bool:
         """Memory on for the guild: on for the bot, the setting known (fails closed) and not turned off."""
-        return (bool(self.settings.memory_enabled) and self.guild_store.loaded
-                and self.guild_store.get(guild_id).memory_enabled)
+        return (
+            bool(self.settings.memory_enabled)
+            and self.guild_store.loaded
+            and self.guild_store.get(guild_id).memory_enabled
+        )
 
     def recall_scope(self, guild_id: int) -> str:
         """Whose memories a reply may use here: "present" (every member in the call) or "speaker"."""
@@ -274,13 +287,21 @@ class MemoryService(Removals):
             log.warning("memory retention purge skipped this time: %s", exc)
             return 0
         if deleted:
-            log.info("memory retention: %d memor%s older than %d days deleted", deleted, "y" if deleted == 1 else "ies",
-                     days)
+            log.info(
+                "memory retention: %d memor%s older than %d days deleted", deleted, "y" if deleted == 1 else "ies", days
+            )
         return deleted
 
     # -- recall ---------------------------------------------------------------------------------------
-    async def recall(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *, timeout: float,
-                     before: float | None = None) -> str:
+    async def recall(
+        self,
+        guild_id: int,
+        members: Sequence[tuple[int, str]],
+        query: str,
+        *,
+        timeout: float,
+        before: float | None = None,
+    ) -> str:
         """The memory block for a reply, or "" (memory off, nothing known, database slow or unavailable).
         `before`: the call's start (memories from earlier calls only)."""
         if not members or not self.remembers(guild_id) or not self.db.healthy:
@@ -293,13 +314,21 @@ class MemoryService(Removals):
             log.debug("guild %s: memory recall failed (%s); replying without it", guild_id, exc)
         return ""
 
-    def recall_from_thread(self, guild_id: int, members: Sequence[tuple[int, str]], query: str, *,
-                           timeout: float, before: float | None = None) -> str:
+    def recall_from_thread(
+        self,
+        guild_id: int,
+        members: Sequence[tuple[int, str]],
+        query: str,
+        *,
+        timeout: float,
+        before: float | None = None,
+    ) -> str:
         """`recall` from a worker thread (the prefill runs in one)."""
         if self._loop is None or not members:
             return ""
-        future = asyncio.run_coroutine_threadsafe(self.recall(guild_id, members, query, timeout=timeout, before=before),
-                                                  self._loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self.recall(guild_id, members, query, timeout=timeout, before=before), self._loop
+        )
         try:
             return future.result(timeout + 0.2)
         except Exception as exc:
@@ -349,9 +378,13 @@ class MemoryService(Removals):
             await self.end_call(guild_id)
 
     def stats(self) -> dict:
-        return {"writes": self.writes.stats.as_dict(), "pending_writes": self.writes.pending,
-                "opted_out": {g: len(u) for g, u in self._opted_out.items()}, "privacy_loaded": self.privacy_loaded,
-                "database_healthy": self.db.healthy}
+        return {
+            "writes": self.writes.stats.as_dict(),
+            "pending_writes": self.writes.pending,
+            "opted_out": {g: len(u) for g, u in self._opted_out.items()},
+            "privacy_loaded": self.privacy_loaded,
+            "database_healthy": self.db.healthy,
+        }
 
 
 def names_of(member: Any) -> list[str]:

@@ -29,7 +29,8 @@ from storage.schema import FACT, SUMMARY, guild_settings, member_privacy, memori
 MAX_SEARCH_TERMS = 12
 REMOVED_PREFIX = "guild_removed:"  # storage_meta key: when the bot was removed from that guild
 LEFT_PREFIX = "member_left:"  # storage_meta key (+ "guild:user"): when a member left that guild, and their names
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being below between both but
 by can could did do does doing down during each few for from further had has have having he her here hers herself
 him himself his how i if in into is it its itself just me more most my myself no nor not now of off on once only or
@@ -38,7 +39,8 @@ there these they this those through to too under until up very was we were what 
 will with would you your yours yourself yourselves yeah yes okay ok oh um uh hey hi hello well like really know
 think tell told say said remember remembered recall ask asked talk talked mention mentioned thing things something
 anything juniper bot please thanks thank again let lets let's me i'm i've i'd you're it's that's what's don't didn't
-""".split())
+""".split()
+)
 
 
 def spoken_forms(names: Iterable[str]) -> list[str]:
@@ -83,8 +85,17 @@ def search_terms(text: str) -> list[str]:
 
 
 def _row(row: sa.RowMapping, score: float = 0.0) -> Memory:
-    return Memory(int(row["id"]), int(row["guild_id"]), int(row["user_id"]), row["kind"], row["key"], row["text"],
-                  float(row["created_at"]), float(row["updated_at"]), score)
+    return Memory(
+        int(row["id"]),
+        int(row["guild_id"]),
+        int(row["user_id"]),
+        row["kind"],
+        row["key"],
+        row["text"],
+        float(row["created_at"]),
+        float(row["updated_at"]),
+        score,
+    )
 
 
 class MemoryStore:
@@ -92,7 +103,9 @@ class MemoryStore:
         self.db = db
 
     # -- writing ------------------------------------------------------------------------------------
-    async def remember_facts(self, guild_id: int, user_id: int, facts: Sequence[Fact], *, now: float | None = None) -> int:
+    async def remember_facts(
+        self, guild_id: int, user_id: int, facts: Sequence[Fact], *, now: float | None = None
+    ) -> int:
         """Store facts (a fact with the same key replaces the old one; repeating it renews it)."""
         if not facts:
             return 0
@@ -101,45 +114,83 @@ class MemoryStore:
             if not await self._may_remember(conn, guild_id, user_id):
                 return 0
             for fact in facts:
-                row = {"guild_id": guild_id, "user_id": user_id, "kind": FACT, "key": fact.key[:200], "text": fact.text,
-                       "created_at": now, "updated_at": now}
-                await conn.execute(upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"],
-                                          ["text", "updated_at"]))
+                row = {
+                    "guild_id": guild_id,
+                    "user_id": user_id,
+                    "kind": FACT,
+                    "key": fact.key[:200],
+                    "text": fact.text,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                await conn.execute(
+                    upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"], ["text", "updated_at"])
+                )
         return len(facts)
 
-    async def add_summary(self, guild_id: int, user_id: int, key: str, text: str, *, now: float | None = None,
-                          heard: Iterable[int] | None = None) -> bool:
+    async def add_summary(
+        self,
+        guild_id: int,
+        user_id: int,
+        key: str,
+        text: str,
+        *,
+        now: float | None = None,
+        heard: Iterable[int] | None = None,
+    ) -> bool:
         """Store a member's call summary; `heard`: the members whose lines it was made from (kept as its sources
         with its owner; None: unknown, then forgetting a member looks for their names in it)."""
         now = time.time() if now is None else now
         async with self.db.transaction() as conn:
             if not await self._may_remember(conn, guild_id, user_id):
                 return False
-            row = {"guild_id": guild_id, "user_id": user_id, "kind": SUMMARY, "key": key[:200], "text": text,
-                   "created_at": now, "updated_at": now}
-            await conn.execute(upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"],
-                                      ["text", "updated_at"]))
+            row = {
+                "guild_id": guild_id,
+                "user_id": user_id,
+                "kind": SUMMARY,
+                "key": key[:200],
+                "text": text,
+                "created_at": now,
+                "updated_at": now,
+            }
+            await conn.execute(
+                upsert(self.db.dialect, memories, row, ["guild_id", "user_id", "key"], ["text", "updated_at"])
+            )
             if heard is not None:
-                memory_id = (await conn.execute(sa.select(memories.c.id).where(
-                    memories.c.guild_id == guild_id, memories.c.user_id == user_id,
-                    memories.c.key == key[:200]))).scalar_one()
+                memory_id = (
+                    await conn.execute(
+                        sa.select(memories.c.id).where(
+                            memories.c.guild_id == guild_id, memories.c.user_id == user_id, memories.c.key == key[:200]
+                        )
+                    )
+                ).scalar_one()
                 await conn.execute(sa.delete(memory_sources).where(memory_sources.c.memory_id == memory_id))
-                await conn.execute(sa.insert(memory_sources), [{"memory_id": memory_id, "user_id": uid}
-                                                               for uid in sorted({user_id, *heard})])
+                await conn.execute(
+                    sa.insert(memory_sources),
+                    [{"memory_id": memory_id, "user_id": uid} for uid in sorted({user_id, *heard})],
+                )
         return True
 
     # -- reading ------------------------------------------------------------------------------------
     async def about(self, guild_id: int, user_id: int) -> list[Memory]:
         """Everything remembered about one member, facts first, newest first."""
         async with self.db.transaction() as conn:
-            rows = (await conn.execute(
-                sa.select(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
-                .order_by(memories.c.kind, memories.c.updated_at.desc(), memories.c.id.desc())
-            )).mappings().all()
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(memories)
+                        .where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+                        .order_by(memories.c.kind, memories.c.updated_at.desc(), memories.c.id.desc())
+                    )
+                )
+                .mappings()
+                .all()
+            )
         return [_row(r) for r in rows]
 
-    async def members_memories(self, guild_id: int, user_ids: Iterable[int], *, limit_per_member: int = 40,
-                               before: float | None = None) -> list[Memory]:
+    async def members_memories(
+        self, guild_id: int, user_ids: Iterable[int], *, limit_per_member: int = 40, before: float | None = None
+    ) -> list[Memory]:
         """The newest memories of each of these members (facts and summaries), newest first; with `before`,
         only those first stored before that time (epoch seconds)."""
         ids = sorted(set(user_ids))
@@ -147,14 +198,23 @@ class MemoryStore:
             return []
         since = [memories.c.created_at < before] if before is not None else []
         async with self.db.transaction() as conn:
-            rows = (await conn.execute(
-                sa.select(memories).where(memories.c.guild_id == guild_id, memories.c.user_id.in_(ids), *since)
-                .order_by(memories.c.updated_at.desc(), memories.c.id.desc()).limit(limit_per_member * len(ids))
-            )).mappings().all()
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(memories)
+                        .where(memories.c.guild_id == guild_id, memories.c.user_id.in_(ids), *since)
+                        .order_by(memories.c.updated_at.desc(), memories.c.id.desc())
+                        .limit(limit_per_member * len(ids))
+                    )
+                )
+                .mappings()
+                .all()
+            )
         return [_row(r) for r in rows]
 
-    async def search(self, guild_id: int, user_ids: Iterable[int], text: str, *, limit: int = 8,
-                     before: float | None = None) -> list[Memory]:
+    async def search(
+        self, guild_id: int, user_ids: Iterable[int], text: str, *, limit: int = 8, before: float | None = None
+    ) -> list[Memory]:
         """Memories of these members that match the words of `text`, most relevant first; with `before`, only
         those first stored before that time (epoch seconds)."""
         ids = sorted(set(user_ids))
@@ -166,28 +226,40 @@ class MemoryStore:
             if self.db.dialect == "postgresql":
                 query = sa.text(
                     "SELECT m.*, ts_rank(m.search, q, 1) AS score FROM memories m, to_tsquery('english', :q) q "
-                    "WHERE m.search @@ q AND m.guild_id = :guild AND m.user_id IN :users" + before_sql +
-                    " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
+                    "WHERE m.search @@ q AND m.guild_id = :guild AND m.user_id IN :users"
+                    + before_sql
+                    + " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
                 ).bindparams(sa.bindparam("users", expanding=True))
                 params = {"q": " | ".join(terms), "guild": guild_id, "users": ids, "limit": limit, "before": before}
                 rows = (await conn.execute(query, params)).mappings().all()
                 return [_row(r, float(r["score"])) for r in rows]
             query = sa.text(
                 "SELECT m.*, -bm25(memories_fts) AS score FROM memories_fts JOIN memories m ON m.id = memories_fts.rowid "
-                "WHERE memories_fts MATCH :q AND m.guild_id = :guild AND m.user_id IN :users" + before_sql +
-                " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
+                "WHERE memories_fts MATCH :q AND m.guild_id = :guild AND m.user_id IN :users"
+                + before_sql
+                + " ORDER BY score DESC, m.updated_at DESC LIMIT :limit"
             ).bindparams(sa.bindparam("users", expanding=True))
-            params = {"q": " OR ".join(f'"{t}"' for t in terms), "guild": guild_id, "users": ids, "limit": limit,
-                      "before": before}
+            params = {
+                "q": " OR ".join(f'"{t}"' for t in terms),
+                "guild": guild_id,
+                "users": ids,
+                "limit": limit,
+                "before": before,
+            }
             rows = (await conn.execute(query, params)).mappings().all()
         return [_row(r, float(r["score"])) for r in rows]
 
     async def count_about(self, guild_id: int, user_id: int) -> int:
         async with self.db.transaction() as conn:
-            return int((await conn.execute(
-                sa.select(sa.func.count()).select_from(memories)
-                .where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
-            )).scalar_one())
+            return int(
+                (
+                    await conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(memories)
+                        .where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+                    )
+                ).scalar_one()
+            )
 
     # -- forgetting -----------------------------------------------------------------------------------
     async def forget_member(self, guild_id: int, user_id: int, names: Iterable[str] = ()) -> int:
@@ -201,9 +273,11 @@ class MemoryStore:
         """Every memory of the member in the guild, the summaries of others made from their lines (by id: their
         words may be in them), and their names in others' rows that carry no sources (replaced by "someone").
         Returns the member's own rows deleted."""
-        deleted = (await conn.execute(
-            sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
-        )).rowcount or 0
+        deleted = (
+            await conn.execute(
+                sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.user_id == user_id)
+            )
+        ).rowcount or 0
         heard_them = sa.select(memory_sources.c.memory_id).where(memory_sources.c.user_id == user_id)
         await conn.execute(sa.delete(memories).where(memories.c.guild_id == guild_id, memories.c.id.in_(heard_them)))
         await self._scrub_names(conn, guild_id, names)
@@ -218,8 +292,11 @@ class MemoryStore:
         patterns = name_patterns(forms)
         like = sa.or_(*[memories.c.text.ilike(f"%{form}%") for form in forms])
         has_sources = sa.exists().where(memory_sources.c.memory_id == memories.c.id)
-        rows = (await conn.execute(sa.select(memories.c.id, memories.c.text)
-                                   .where(memories.c.guild_id == guild_id, like, ~has_sources))).all()
+        rows = (
+            await conn.execute(
+                sa.select(memories.c.id, memories.c.text).where(memories.c.guild_id == guild_id, like, ~has_sources)
+            )
+        ).all()
         for row_id, text in rows:
             new = text
             for pattern in patterns:
@@ -251,9 +328,12 @@ class MemoryStore:
         """Delete every row of the guilds the bot was removed from before `removed_before` (epoch seconds):
         settings, opt-outs, memories (with their sources), members' departure marks. Returns those guilds."""
         async with self.db.transaction() as conn:
-            marks = (await conn.execute(sa.select(storage_meta).where(
-                storage_meta.c.key.like(f"{REMOVED_PREFIX}%")))).mappings().all()
-            gone = [int(m["key"][len(REMOVED_PREFIX):]) for m in marks if float(m["value"]) < removed_before]
+            marks = (
+                (await conn.execute(sa.select(storage_meta).where(storage_meta.c.key.like(f"{REMOVED_PREFIX}%"))))
+                .mappings()
+                .all()
+            )
+            gone = [int(m["key"][len(REMOVED_PREFIX) :]) for m in marks if float(m["value"]) < removed_before]
             for guild_id in gone:
                 for table in (memories, member_privacy, guild_settings):
                     await conn.execute(sa.delete(table).where(table.c.guild_id == guild_id))
@@ -264,8 +344,9 @@ class MemoryStore:
         return gone
 
     # -- a member who left a guild ----------------------------------------------------------------------------
-    async def mark_member_left(self, guild_id: int, user_id: int, names: Sequence[str], *,
-                               now: float | None = None) -> None:
+    async def mark_member_left(
+        self, guild_id: int, user_id: int, names: Sequence[str], *, now: float | None = None
+    ) -> None:
         """The member left the guild: everything about them there goes after the grace period
         (`departed_members`, `erase_departed_member`). Their names are kept with the mark until then."""
         value = json.dumps({"at": time.time() if now is None else now, "names": list(names)})
@@ -276,16 +357,21 @@ class MemoryStore:
     async def unmark_member_left(self, guild_id: int, user_id: int) -> None:
         """The member is back in the guild before the grace period ended: nothing is deleted."""
         async with self.db.transaction() as conn:
-            await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{LEFT_PREFIX}{guild_id}:{user_id}"))
+            await conn.execute(
+                sa.delete(storage_meta).where(storage_meta.c.key == f"{LEFT_PREFIX}{guild_id}:{user_id}")
+            )
 
     async def departed_members(self, left_before: float) -> list[tuple[int, int, list[str]]]:
         """(guild id, user id, names) of the members who left a guild before `left_before` (epoch seconds)."""
         async with self.db.transaction() as conn:
-            marks = (await conn.execute(sa.select(storage_meta).where(
-                storage_meta.c.key.like(f"{LEFT_PREFIX}%")))).mappings().all()
+            marks = (
+                (await conn.execute(sa.select(storage_meta).where(storage_meta.c.key.like(f"{LEFT_PREFIX}%"))))
+                .mappings()
+                .all()
+            )
         out = []
         for mark in marks:
-            guild, user = mark["key"][len(LEFT_PREFIX):].split(":")
+            guild, user = mark["key"][len(LEFT_PREFIX) :].split(":")
             value = json.loads(mark["value"])
             if float(value["at"]) < left_before:
                 out.append((int(guild), int(user), [str(n) for n in value.get("names", [])]))
@@ -295,9 +381,14 @@ class MemoryStore:
         """Everything about a member who left the guild (as `/memory forget`), their privacy choice and the mark."""
         async with self.db.transaction() as conn:
             deleted = await self._erase_member(conn, guild_id, user_id, names)
-            await conn.execute(sa.delete(member_privacy).where(member_privacy.c.guild_id == guild_id,
-                                                               member_privacy.c.user_id == user_id))
-            await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{LEFT_PREFIX}{guild_id}:{user_id}"))
+            await conn.execute(
+                sa.delete(member_privacy).where(
+                    member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id
+                )
+            )
+            await conn.execute(
+                sa.delete(storage_meta).where(storage_meta.c.key == f"{LEFT_PREFIX}{guild_id}:{user_id}")
+            )
         await self.db.scrub_deleted()
         return deleted
 
@@ -309,18 +400,24 @@ class MemoryStore:
             if opted_out:
                 deleted = await self._erase_member(conn, guild_id, user_id, names)
                 row = {"guild_id": guild_id, "user_id": user_id, "opted_out": True, "changed_at": time.time()}
-                await conn.execute(upsert(self.db.dialect, member_privacy, row, ["guild_id", "user_id"],
-                                          ["opted_out", "changed_at"]))
+                await conn.execute(
+                    upsert(self.db.dialect, member_privacy, row, ["guild_id", "user_id"], ["opted_out", "changed_at"])
+                )
             else:  # opted in again: nothing about them needs keeping, not even the choice
-                await conn.execute(sa.delete(member_privacy).where(member_privacy.c.guild_id == guild_id,
-                                                                   member_privacy.c.user_id == user_id))
+                await conn.execute(
+                    sa.delete(member_privacy).where(
+                        member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id
+                    )
+                )
         if opted_out:
             await self.db.scrub_deleted()
         return int(deleted)
 
     async def opted_out(self, guild_id: int | None = None) -> dict[int, set[int]]:
         """{guild id: user ids who opted out} for every guild, or for one."""
-        query = sa.select(member_privacy.c.guild_id, member_privacy.c.user_id).where(member_privacy.c.opted_out.is_(True))
+        query = sa.select(member_privacy.c.guild_id, member_privacy.c.user_id).where(
+            member_privacy.c.opted_out.is_(True)
+        )
         if guild_id is not None:
             query = query.where(member_privacy.c.guild_id == guild_id)
         async with self.db.transaction() as conn:
@@ -332,8 +429,14 @@ class MemoryStore:
 
     async def _may_remember(self, conn: AsyncConnection, guild_id: int, user_id: int) -> bool:
         """Inside the write's transaction: the member has not opted out and memory is not off in the guild."""
-        opted_out = (await conn.execute(sa.select(member_privacy.c.opted_out).where(
-            member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id))).scalar_one_or_none()
-        enabled = (await conn.execute(sa.select(guild_settings.c.memory_enabled).where(
-            guild_settings.c.guild_id == guild_id))).scalar_one_or_none()
+        opted_out = (
+            await conn.execute(
+                sa.select(member_privacy.c.opted_out).where(
+                    member_privacy.c.guild_id == guild_id, member_privacy.c.user_id == user_id
+                )
+            )
+        ).scalar_one_or_none()
+        enabled = (
+            await conn.execute(sa.select(guild_settings.c.memory_enabled).where(guild_settings.c.guild_id == guild_id))
+        ).scalar_one_or_none()
         return not opted_out and enabled is not False

@@ -29,9 +29,11 @@ MAX_QUOTE_WORDS = 14
 MIN_CONTENT_WORDS = 2  # a member who said less than this gets no summary
 SUMMARY_MAX_TOKENS = 48
 
-SYSTEM = ("You keep short notes about people after a voice chat, so you can remember them next time. "
-          "Write one short sentence about what {name} talked about, starting with \"{name} talked about\". "
-          "Only what {name} said; no other names.")
+SYSTEM = (
+    "You keep short notes about people after a voice chat, so you can remember them next time. "
+    'Write one short sentence about what {name} talked about, starting with "{name} talked about". '
+    "Only what {name} said; no other names."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ def content_words(lines: Sequence[str]) -> set[str]:
 
 
 def extractive_summary(name: str, member_lines: Sequence[str]) -> str | None:
-    """ 'said "…" and "…"' from the member's two most telling lines (None if they said nothing telling)."""
+    """'said "…" and "…"' from the member's two most telling lines (None if they said nothing telling)."""
     scored = []
     for index, text in enumerate(member_lines):
         text = " ".join(text.split())
@@ -71,8 +73,9 @@ def clean_llm_summary(name: str, raw: str, member_lines: Sequence[str]) -> str |
     """The model's sentence as a stored predicate ("talked about …"), or None when it is not usable."""
     text = " ".join(raw.replace("\n", " ").split())
     text = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].strip()
-    match = re.match(rf"(?i)^(?:{re.escape(name)}\s+)?(talked|spoke|chatted|told|asked|mentioned|said|shared)\b\s*(.*)$",
-                     text)
+    match = re.match(
+        rf"(?i)^(?:{re.escape(name)}\s+)?(talked|spoke|chatted|told|asked|mentioned|said|shared)\b\s*(.*)$", text
+    )
     if match is None:
         return None
     predicate = f"{match.group(1).lower()} {match.group(2)}".strip().rstrip(".")
@@ -94,19 +97,32 @@ def transcript(lines: Sequence[Line], bot_name: str) -> str:
     return "\n".join(out)
 
 
-def llm_summary(llm: Any, scheduler: Any, name: str, lines: Sequence[Line], member_lines: Sequence[str], *,
-                bot_name: str, owner: str, cancel: threading.Event | None = None) -> str | None:
+def llm_summary(
+    llm: Any,
+    scheduler: Any,
+    name: str,
+    lines: Sequence[Line],
+    member_lines: Sequence[str],
+    *,
+    bot_name: str,
+    owner: str,
+    cancel: threading.Event | None = None,
+) -> str | None:
     """Blocking (a worker thread): the model's summary under the scheduler's background slot.
     Raises SummaryPreempted when a reply took the model first."""
     messages = [
         {"role": "system", "content": SYSTEM.format(name=name)},
-        {"role": "user", "content": f"Conversation:\n\"\"\"\n{transcript(lines, bot_name)}\n\"\"\"\n\nIn one sentence, what "
-                                    f"did {name} talk about? Start with \"{name} talked about\"."},
+        {
+            "role": "user",
+            "content": f'Conversation:\n"""\n{transcript(lines, bot_name)}\n"""\n\nIn one sentence, what '
+            f'did {name} talk about? Start with "{name} talked about".',
+        },
     ]
     with scheduler.background("llm", owner=owner, cancel=cancel) as preempt:
         raw = ""
-        for token in llm.stream(messages, max_tokens=SUMMARY_MAX_TOKENS, stop=["\n\n"], cancel=preempt,
-                                temperature=0.2):
+        for token in llm.stream(
+            messages, max_tokens=SUMMARY_MAX_TOKENS, stop=["\n\n"], cancel=preempt, temperature=0.2
+        ):
             raw += token
         if preempt.is_set():
             raise SummaryPreempted(owner)
@@ -116,9 +132,18 @@ def llm_summary(llm: Any, scheduler: Any, name: str, lines: Sequence[Line], memb
     return summary
 
 
-def summarize_member(method: str, name: str, lines: Sequence[Line], member_lines: Sequence[str], *,
-                     llm: Any = None, scheduler: Any = None, bot_name: str = "", owner: str = "memory",
-                     cancel: threading.Event | None = None) -> str | None:
+def summarize_member(
+    method: str,
+    name: str,
+    lines: Sequence[Line],
+    member_lines: Sequence[str],
+    *,
+    llm: Any = None,
+    scheduler: Any = None,
+    bot_name: str = "",
+    owner: str = "memory",
+    cancel: threading.Event | None = None,
+) -> str | None:
     """Blocking: the summary of `name`'s part (`method`: llm, extractive or off), None when there is nothing to keep."""
     if method == "off" or len(content_words(member_lines)) < MIN_CONTENT_WORDS:
         return None

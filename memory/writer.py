@@ -51,8 +51,9 @@ class WriteStats:
 
 
 class WriteQueue:
-    def __init__(self, *, max_pending: int = MAX_PENDING, max_age_s: float = MAX_AGE_S,
-                 backoff_s: tuple[float, ...] = BACKOFF_S) -> None:
+    def __init__(
+        self, *, max_pending: int = MAX_PENDING, max_age_s: float = MAX_AGE_S, backoff_s: tuple[float, ...] = BACKOFF_S
+    ) -> None:
         self.max_pending = max_pending
         self.max_age_s = max_age_s
         self.backoff_s = backoff_s
@@ -76,8 +77,11 @@ class WriteQueue:
             self._jobs.popleft()
             self.stats.drop("overflow")
             if self.stats.dropped["overflow"] in (1, 10, 100) or self.stats.dropped["overflow"] % 1000 == 0:
-                log.warning("memory writes: queue full (%d); %d oldest write(s) dropped so far", self.max_pending,
-                            self.stats.dropped["overflow"])
+                log.warning(
+                    "memory writes: queue full (%d); %d oldest write(s) dropped so far",
+                    self.max_pending,
+                    self.stats.dropped["overflow"],
+                )
         self._jobs.append(_Job(what, write, time.monotonic(), involves=frozenset(involves)))
         self._idle.clear()
         if not self._closed and (self._task is None or self._task.done()):
@@ -118,7 +122,9 @@ class WriteQueue:
             self._task = None
         if not drained and self._jobs:
             self.stats.drop("shutdown", len(self._jobs))
-            log.warning("memory writes: %d write(s) dropped at shutdown (the database was unavailable)", len(self._jobs))
+            log.warning(
+                "memory writes: %d write(s) dropped at shutdown (the database was unavailable)", len(self._jobs)
+            )
         self._jobs.clear()
         self._idle.set()
 
@@ -142,8 +148,13 @@ class WriteQueue:
                     continue
                 reason = "expired" if exc.transient else "error"
                 self.stats.drop(reason)
-                log.warning("memory write (%s) dropped after %d attempt(s): %s [dropped so far: %s]", job.what,
-                            job.attempts, exc, self.stats.dropped)
+                log.warning(
+                    "memory write (%s) dropped after %d attempt(s): %s [dropped so far: %s]",
+                    job.what,
+                    job.attempts,
+                    exc,
+                    self.stats.dropped,
+                )
                 continue
             except Exception:
                 self.stats.drop("error")
@@ -153,13 +164,18 @@ class WriteQueue:
                 self._running = None
             self.stats.written += 1
             if self._failing_since is not None:
-                log.info("memory writes flow again after %.0f s (%d retried, dropped: %s)",
-                         time.monotonic() - self._failing_since, self.stats.retried, self.stats.dropped or "none")
+                log.info(
+                    "memory writes flow again after %.0f s (%d retried, dropped: %s)",
+                    time.monotonic() - self._failing_since,
+                    self.stats.retried,
+                    self.stats.dropped or "none",
+                )
                 self._failing_since = None
         self._idle.set()
 
     def _note_failure(self, exc: StorageError) -> None:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-            log.info("memory writes held back (%s): retrying with back-off for up to %.0f s each", exc.kind,
-                     self.max_age_s)
+            log.info(
+                "memory writes held back (%s): retrying with back-off for up to %.0f s each", exc.kind, self.max_age_s
+            )

@@ -13,10 +13,13 @@ def database_url(raw: str, data_dir: Path) -> str:
     raw = raw.strip()
     if not raw:
         return f"sqlite+aiosqlite:///{Path(data_dir) / SQLITE_FILENAME}"
-    for plain, driver in (("postgres://", "postgresql+asyncpg://"), ("postgresql://", "postgresql+asyncpg://"),
-                          ("sqlite://", "sqlite+aiosqlite://")):
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
         if raw.startswith(plain):
-            return driver + raw[len(plain):]
+            return driver + raw[len(plain) :]
     if raw.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
         return raw
     raise ValueError("expected postgresql://user:password@host:port/dbname or sqlite:///path/to/file.db")

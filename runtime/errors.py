@@ -50,11 +50,14 @@ def describe_network_error(exc: BaseException) -> str:
 def port_in_use_error(setting: str, host: str, port: int, exc: OSError) -> StartupError | OSError:
     """A server socket that could not bind, as the line that says what to do (other OSErrors unchanged)."""
     if exc.errno == errno.EADDRINUSE:
-        return StartupError(f"{setting}={port}: the port is already in use on {host}; stop the program using it "
-                            f"or choose another port")
+        return StartupError(
+            f"{setting}={port}: the port is already in use on {host}; stop the program using it or choose another port"
+        )
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return StartupError(f"{setting}={port}: not allowed to listen on {host}:{port} (ports below 1024 need "
-                            f"root); choose a port above 1024")
+        return StartupError(
+            f"{setting}={port}: not allowed to listen on {host}:{port} (ports below 1024 need "
+            f"root); choose a port above 1024"
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
         return StartupError(f"{setting}: {host} is not an address of this machine")
     return exc

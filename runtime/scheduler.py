@@ -66,7 +66,9 @@ class ModelScheduler:
 
     def __init__(self, policy: str = "pipelined", *, reason: str = "", max_records: int = MAX_RECORDS) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"scheduler policy must be one of {', '.join(POLICIES)} (resolve 'auto' with from_settings)")
+            raise ValueError(
+                f"scheduler policy must be one of {', '.join(POLICIES)} (resolve 'auto' with from_settings)"
+            )
         self.policy = policy
         self.reason = reason or f"{policy} requested"
         self._cond = threading.Condition()
@@ -213,8 +215,7 @@ class ModelScheduler:
         every one when it is None). Returns how many."""
         with self._cond:
             self._last_foreground = time.monotonic()
-            events = [event for event, owner_group in self._background.items()
-                      if group is None or owner_group != group]
+            events = [event for event, owner_group in self._background.items() if group is None or owner_group != group]
         for event in events:
             if not event.is_set():
                 event.set()
@@ -228,14 +229,25 @@ class ModelScheduler:
     def _idle_for(self) -> float | None:
         """Under the lock: seconds since foreground LLM/TTS work, None while some runs, waits or is in flight,
         or another background job runs (one at a time: the LLM computes one thing)."""
-        busy = (self._active["llm"] + self._active["tts"] > 0 or bool(self._queue) or bool(self._replies)
-                or bool(self._background))
+        busy = (
+            self._active["llm"] + self._active["tts"] > 0
+            or bool(self._queue)
+            or bool(self._replies)
+            or bool(self._background)
+        )
         return None if busy else time.monotonic() - self._last_foreground
 
     @contextlib.contextmanager
-    def background(self, kind: str | None, *, owner: str = "", cancel: threading.Event | None = None,
-                   quiet_s: float = BACKGROUND_QUIET_S, group: Hashable = None,
-                   preempt: threading.Event | None = None) -> Iterator[threading.Event]:
+    def background(
+        self,
+        kind: str | None,
+        *,
+        owner: str = "",
+        cancel: threading.Event | None = None,
+        quiet_s: float = BACKGROUND_QUIET_S,
+        group: Hashable = None,
+        preempt: threading.Event | None = None,
+    ) -> Iterator[threading.Event]:
         """Blocking: run low-priority work once no reply is in flight and foreground LLM/TTS work has been
         quiet for `quiet_s`; then hold a `kind` slot (None: take none here; the job takes it with
         `background_slot` once it has the model, as a prefill does: holding the slot while waiting for a
@@ -283,8 +295,12 @@ class ModelScheduler:
 
     def background_stats(self) -> dict[str, float | int]:
         with self._cond:
-            return {"replies_in_flight": sum(self._replies.values()), "background_running": len(self._background),
-                    "preempted": self.preemptions, "background_waited_s": round(self.background_waited_s, 3)}
+            return {
+                "replies_in_flight": sum(self._replies.values()),
+                "background_running": len(self._background),
+                "preempted": self.preemptions,
+                "background_waited_s": round(self.background_waited_s, 3),
+            }
 
     @contextlib.contextmanager
     def _running(self, kind: str, asked: float, owner: str) -> Iterator[None]:

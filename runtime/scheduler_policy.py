@@ -28,7 +28,10 @@ def gpu_free_bytes() -> int | None:
         try:
             out = subprocess.run(
                 [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                capture_output=True, text=True, timeout=5, check=True,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
             ).stdout.split()
             if out:
                 return int(float(out[0])) * 1024**2

@@ -49,7 +49,9 @@ def _int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], 
         except ValueError:
             raise ValueError("expected an integer") from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"expected an integer in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+            raise ValueError(
+                f"expected an integer in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            )
         return value
 
     return parse
@@ -62,7 +64,9 @@ def _float_range(lo: float | None = None, hi: float | None = None) -> Callable[[
         except ValueError:
             raise ValueError("expected a number") from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ValueError(f"expected a number in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]")
+            raise ValueError(
+                f"expected a number in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            )
         return value
 
     return parse
@@ -157,6 +161,8 @@ def _path(raw: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
+# One row per setting, as a table reads best (docs/settings.md and .env.example are generated from it).
+# fmt: off
 SETTINGS: tuple[SettingSpec, ...] = (
     # --- Discord -----------------------------------------------------------------
     SettingSpec("DISCORD_TOKEN", "discord_token", _str, "", "Bot token from the Discord developer portal. Empty: run the offline demo instead.", secret=True),
@@ -245,7 +251,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("MEMORY_SUMMARY_INTERVAL_S", "memory_summary_interval_s", _float_range(60.0, 86400.0), 600.0, "During a long call, what was said is summarized in the background every this many seconds (when the room is quiet)."),
     SettingSpec("PRIVACY_NOTICE_SPOKEN", "privacy_notice_spoken", _bool, True, "On /join the bot posts that it listens and transcribes (and how to opt out); also say it out loud, briefly."),
 )
-
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -374,7 +380,9 @@ def load_settings(env: Mapping[str, str] | None = None, env_file: Path | str | N
             raise SettingsError("DISCORD_SHARD_IDS is set but DISCORD_SHARD_COUNT is 0: set the total number of shards")
         bad = [i for i in parsed["shard_ids"] if i >= parsed["shard_count"]]
         if bad:
-            raise SettingsError(f"DISCORD_SHARD_IDS: {', '.join(map(str, bad))} not below DISCORD_SHARD_COUNT={parsed['shard_count']}")
+            raise SettingsError(
+                f"DISCORD_SHARD_IDS: {', '.join(map(str, bad))} not below DISCORD_SHARD_COUNT={parsed['shard_count']}"
+            )
     return Settings(**parsed)
 
 

@@ -31,9 +31,16 @@ BURST_GAP_S = 5.0
 class ShedLog:
     """Counts of what one queue dropped, by reason (thread-safe)."""
 
-    def __init__(self, queue: str, *, label: str = "", burst_gap_s: float = BURST_GAP_S,
-                 clock: Callable[[], float] = time.monotonic, logger: logging.Logger | None = None,
-                 level: int = logging.WARNING) -> None:
+    def __init__(
+        self,
+        queue: str,
+        *,
+        label: str = "",
+        burst_gap_s: float = BURST_GAP_S,
+        clock: Callable[[], float] = time.monotonic,
+        logger: logging.Logger | None = None,
+        level: int = logging.WARNING,
+    ) -> None:
         self.queue = queue
         self.label = label  # e.g. "guild 42": says whose work was dropped (the metrics' guild label)
         self.burst_gap_s = burst_gap_s
@@ -62,8 +69,13 @@ class ShedLog:
         if ended is not None:
             self._log.info("%s: %s", self._who(), ended)
         if new_burst:
-            self._log.log(self._level, "%s: shedding %s (%s) under load; counting the rest of this burst",
-                          self._who(), self.queue, reason)
+            self._log.log(
+                self._level,
+                "%s: shedding %s (%s) under load; counting the rest of this burst",
+                self._who(),
+                self.queue,
+                reason,
+            )
         record_shed(self._guild_label(), self.queue, reason, n)
 
     def flush(self) -> None:
@@ -95,4 +107,4 @@ class ShedLog:
 
     def _guild_label(self) -> str:
         prefix = "guild "
-        return self.label[len(prefix):] if self.label.startswith(prefix) else (self.label or "process")
+        return self.label[len(prefix) :] if self.label.startswith(prefix) else (self.label or "process")

@@ -53,12 +53,17 @@ GPU_HEADER = """\
 # memory (LLM and TTS take turns) and `pipelined` above it.
 """
 
-LOCKS = {"requirements.lock": "requirements.txt", "requirements-dev.lock": "requirements-dev.txt",
-         "requirements-nodeps.lock": "requirements-nodeps.txt"}
+LOCKS = {
+    "requirements.lock": "requirements.txt",
+    "requirements-dev.lock": "requirements-dev.txt",
+    "requirements-nodeps.lock": "requirements-nodeps.txt",
+}
 LOCK_PYTHON = "3.11"  # the oldest Python the lock resolves for (--universal covers the newer ones)
 _DIGEST = re.compile(r"^# inputs-sha256: (?P<digest>[0-9a-f]{64})$", re.MULTILINE)
-_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;]+)(?:\s*;\s*(?P<marker>[^\\]+?))?\s*\\?$",
-                  re.MULTILINE)
+_PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;]+)(?:\s*;\s*(?P<marker>[^\\]+?))?\s*\\?$",
+    re.MULTILINE,
+)
 
 _SELF_EXTRA = re.compile(rf"^{PROJECT}\[(?P<extras>[^\]]+)\]$", re.IGNORECASE)
 
@@ -84,9 +89,15 @@ def extra(project: dict, name: str) -> list[str]:
 def render(root: Path = ROOT) -> dict[str, str]:
     """File name -> the text it should have."""
     project = load_project(root)
-    core = GENERATED + "# chorus core requirements (CPU, offline-capable). Extras: requirements-dev.txt, requirements-gpu.txt.\n"
+    core = (
+        GENERATED
+        + "# chorus core requirements (CPU, offline-capable). Extras: requirements-dev.txt, requirements-gpu.txt.\n"
+    )
     core += "".join(f"{req}\n" for req in project["dependencies"])
-    dev = GENERATED + "# test, lint and type tools, and the servers the tests start (the `dev` extra)\n-r requirements.txt\n"
+    dev = (
+        GENERATED
+        + "# test, lint and type tools, and the servers the tests start (the `dev` extra)\n-r requirements.txt\n"
+    )
     dev += "".join(f"{req}\n" for req in extra(project, "dev"))
     gpu = GENERATED + GPU_HEADER + "".join(f"{req}\n" for req in extra(project, "gpu"))
     return {"requirements.txt": core, "requirements-dev.txt": dev, "requirements-gpu.txt": gpu}
@@ -132,11 +143,18 @@ def stale_locks(root: Path = ROOT) -> list[str]:
         text = path.read_text()
         found = _DIGEST.search(text)
         pins = locked_versions(text)
-        direct = (render(root)[source] if source != "requirements-nodeps.txt" else (root / source).read_text())
-        names = {re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", line.strip(), maxsplit=1)[0]).lower()
-                 for line in direct.splitlines() if line.strip() and not line.startswith(("#", "-r"))}
-        if (found is None or found.group("digest") != lock_inputs_digest(lock, root)
-                or not names <= set(pins) or "--hash=sha256:" not in text):
+        direct = render(root)[source] if source != "requirements-nodeps.txt" else (root / source).read_text()
+        names = {
+            re.sub(r"[-_.]+", "-", re.split(r"[\[<>=!~; ]", line.strip(), maxsplit=1)[0]).lower()
+            for line in direct.splitlines()
+            if line.strip() and not line.startswith(("#", "-r"))
+        }
+        if (
+            found is None
+            or found.group("digest") != lock_inputs_digest(lock, root)
+            or not names <= set(pins)
+            or "--hash=sha256:" not in text
+        ):
             out.append(lock)
     return out
 
@@ -145,14 +163,28 @@ def write_locks(root: Path = ROOT) -> None:
     """Re-resolve the lock files with uv (a dev dependency), recording what each was resolved from."""
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     for lock, source in LOCKS.items():
-        command = [uv, "pip", "compile", source, "--universal", "--python-version", LOCK_PYTHON,
-                   "--generate-hashes", "--no-header", "--quiet", "-o", lock]
+        command = [
+            uv,
+            "pip",
+            "compile",
+            source,
+            "--universal",
+            "--python-version",
+            LOCK_PYTHON,
+            "--generate-hashes",
+            "--no-header",
+            "--quiet",
+            "-o",
+            lock,
+        ]
         if source == "requirements-nodeps.txt":
             command.append("--no-deps")
         subprocess.run(command, cwd=root, check=True)
-        header = (f"# LOCKED by scripts/gen_requirements.py --lock from {source}"
-                  f": the exact versions the tests passed on.\n"
-                  f"# inputs-sha256: {lock_inputs_digest(lock, root)}\n")
+        header = (
+            f"# LOCKED by scripts/gen_requirements.py --lock from {source}"
+            f": the exact versions the tests passed on.\n"
+            f"# inputs-sha256: {lock_inputs_digest(lock, root)}\n"
+        )
         (root / lock).write_text(header + (root / lock).read_text())
         print(f"wrote {lock}")
 

@@ -88,8 +88,15 @@ def place_packets(bot_pcm: np.ndarray, arrivals: list[float], origin: float) -> 
     return pieces
 
 
-def channel_mix(member_audio: list[tuple[float, np.ndarray]], bot_pcm: np.ndarray, bot_starts: list[float],
-                arrivals: list[float] | None = None, *, origin: float, rate: int = WAV_RATE) -> np.ndarray:
+def channel_mix(
+    member_audio: list[tuple[float, np.ndarray]],
+    bot_pcm: np.ndarray,
+    bot_starts: list[float],
+    arrivals: list[float] | None = None,
+    *,
+    origin: float,
+    rate: int = WAV_RATE,
+) -> np.ndarray:
     """One mono float32 timeline of the channel: each member line at its start, and the bot's audio as a
     member received it, placed by packet arrival times (else each bot utterance at its `utterance_starts`)."""
     pieces: list[tuple[float, np.ndarray]] = []
@@ -105,7 +112,7 @@ def channel_mix(member_audio: list[tuple[float, np.ndarray]], bot_pcm: np.ndarra
             for onset, end, t in zip(onsets, bounds, bot_starts):
                 pieces.append((t - origin, mono[onset:end]))
         elif onsets:  # counts differ (trimmed history): one anchor for the whole stream
-            pieces.append((bot_starts[0] - origin, mono[onsets[0]:]))
+            pieces.append((bot_starts[0] - origin, mono[onsets[0] :]))
     if not pieces:
         return np.zeros(0, dtype=np.float32)
     pieces = [(max(0.0, t), audio_files.resample(p, audio_files.DISCORD_RATE, rate)) for t, p in pieces if p.size]

@@ -68,8 +68,10 @@ class ContinuityProbe:
         self._tone = (TONE_AMPLITUDE * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._talk(), name="probe-member"),
-                       asyncio.create_task(self._play(), name="probe-bot")]
+        self._tasks = [
+            asyncio.create_task(self._talk(), name="probe-member"),
+            asyncio.create_task(self._play(), name="probe-bot"),
+        ]
         await self.sc.wait_for(lambda: self.heard_times() and self.spoken_times(), 20, "the probe streams")
 
     async def stop(self) -> None:
@@ -122,6 +124,8 @@ class ContinuityProbe:
             if outage is not None and now - (t0 + outage.seconds) >= settle_s:
                 return outage
             if now > deadline:
-                raise AssertionError(f"hearing and speaking not back {timeout:.0f} s after the fault "
-                                     f"(so far: {outage}); {self.sc.describe()}")
+                raise AssertionError(
+                    f"hearing and speaking not back {timeout:.0f} s after the fault "
+                    f"(so far: {outage}); {self.sc.describe()}"
+                )
             await asyncio.sleep(0.05)

@@ -52,6 +52,7 @@ class MlsDecodeError(ValueError):
 
 # --- variable-length vectors -------------------------------------------------------------------------------------
 
+
 def encode_varint(n: int) -> bytes:
     """RFC 9420 §2.1.2 variable-length integer (1, 2 or 4 bytes)."""
     if n < 0x40:
@@ -111,6 +112,7 @@ class Reader:
 
 # --- the external sender -----------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class FramedInfo:
     """The routing part of a public MLSMessage (enough to follow a commit)."""
@@ -125,7 +127,9 @@ class FramedInfo:
 class ExternalSender:
     """The voice server's MLS external sender: a P-256 signing key and a basic credential."""
 
-    def __init__(self, identity: bytes = b"loopback-voice-server", private_key: ec.EllipticCurvePrivateKey | None = None):
+    def __init__(
+        self, identity: bytes = b"loopback-voice-server", private_key: ec.EllipticCurvePrivateKey | None = None
+    ):
         self.identity = identity
         self._key = private_key or ec.generate_private_key(ec.SECP256R1())
         self.public_key = self._key.public_key().public_bytes(
@@ -169,6 +173,7 @@ def group_id_for_channel(channel_id: int) -> bytes:
 
 
 # --- following what members send -----------------------------------------------------------------------------------
+
 
 def _skip_credential(r: Reader) -> None:
     ctype = r.u16()

@@ -130,8 +130,12 @@ class DaveGroup:
                 await self._sync()
                 self._failures_in_a_row = 0
             except Exception as exc:  # a failed MLS step resets the group; the next key package rebuilds it
-                log.warning("DAVE group sync failed: %s: %s", type(exc).__name__, exc,
-                            exc_info=not isinstance(exc, DaveHandshakeError))
+                log.warning(
+                    "DAVE group sync failed: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                    exc_info=not isinstance(exc, DaveHandshakeError),
+                )
                 self.errors.append(f"{type(exc).__name__}: {exc}")
                 self.reset()
                 await self._restart()
@@ -146,8 +150,7 @@ class DaveGroup:
             return
         bot = self.server.bot
         if bot is not None and bot.dave_version > 0 and bot.ws is not None and not bot.ws.closed:
-            await self.server.gateway.send_json(DAVE_PREPARE_EPOCH,
-                                                {"epoch": 1, "protocol_version": bot.dave_version})
+            await self.server.gateway.send_json(DAVE_PREPARE_EPOCH, {"epoch": 1, "protocol_version": bot.dave_version})
 
     async def _sync(self) -> None:
         bot = self.server.bot
@@ -174,8 +177,9 @@ class DaveGroup:
             messages.append(self.sender.remove_proposal(group_id, epoch, self.leaves.index(uid)))
             self.server.members[uid].in_group = False
         for uid in to_add:
-            kp = self.server.members[uid]._new_dave_session(bot.dave_version, self.server.channel_id,
-                                                            self.sender.package())
+            kp = self.server.members[uid]._new_dave_session(
+                bot.dave_version, self.server.channel_id, self.sender.package()
+            )
             messages.append(self.sender.add_proposal(group_id, epoch, kp))
         payload = mls.proposals_payload(messages)
         for uid in stayers:  # members already in the group store the proposals (the bot's commit references
@@ -214,8 +218,13 @@ class DaveGroup:
         self._members = (self._members - set(to_remove)) | set(to_add)
         self.leaves.apply(to_remove, to_add)
         await self._execute_transition(bot, tid)
-        log.info("DAVE group epoch %s: members %s (added %s, removed %s)", self.group_epoch,
-                 sorted(self._members), to_add, to_remove)
+        log.info(
+            "DAVE group epoch %s: members %s (added %s, removed %s)",
+            self.group_epoch,
+            sorted(self._members),
+            to_add,
+            to_remove,
+        )
 
     async def _build_welcoming_bot(self, bot: BotSession, present: list[int]) -> None:
         """A member creates the group, committing Adds of the other members and of the bot; the bot gets op 30."""
@@ -223,8 +232,12 @@ class DaveGroup:
         package = self.sender.package()
         creator, *others = (self.server.members[uid] for uid in present)
         creator._new_dave_session(bot.dave_version, self.server.channel_id, package)
-        messages = [self.sender.add_proposal(group_id, 0, m._new_dave_session(
-            bot.dave_version, self.server.channel_id, package)) for m in others]
+        messages = [
+            self.sender.add_proposal(
+                group_id, 0, m._new_dave_session(bot.dave_version, self.server.channel_id, package)
+            )
+            for m in others
+        ]
         messages.append(self.sender.add_proposal(group_id, 0, bot.key_package))
         recognized = set(present) | {bot.user_id}
         result = creator.group().process_proposals(mls.proposals_payload(messages), recognized)
@@ -252,8 +265,9 @@ class DaveGroup:
         self._members = set(present)
         self.leaves.reset(creator.user_id, *(m.user_id for m in others), bot.user_id)  # the commit's add order
         await self._execute_transition(bot, tid)
-        log.info("DAVE group epoch %s created by member %s; the bot joined by welcome", self.group_epoch,
-                 creator.user_id)
+        log.info(
+            "DAVE group epoch %s created by member %s; the bot joined by welcome", self.group_epoch, creator.user_id
+        )
 
     async def _execute_transition(self, bot: BotSession, tid: int) -> None:
         """op 22 to everyone in the call: clients that switch their sending key only now (libdave) do so."""
@@ -286,8 +300,9 @@ class DaveGroup:
                 ready = asyncio.get_running_loop().create_future()
                 self._ready_waiters[tid] = ready
                 try:
-                    await self.server.gateway.send_json(DAVE_PREPARE_TRANSITION,
-                                                        {"transition_id": tid, "protocol_version": 0})
+                    await self.server.gateway.send_json(
+                        DAVE_PREPARE_TRANSITION, {"transition_id": tid, "protocol_version": 0}
+                    )
                     await asyncio.wait_for(ready, timeout)
                 finally:
                     self._ready_waiters.pop(tid, None)
@@ -322,9 +337,13 @@ class DaveGroup:
         before_invalid, before_kp = len(bot.invalid_commits), bot.key_packages
         async with self._mls_lock:
             tid = self._next_transition_id()
-            await self.server.gateway.send_binary(MLS_ANNOUNCE_COMMIT_TRANSITION,
-                                                  struct.pack(">H", tid) + os.urandom(64))
-        await self.server.wait_for(lambda: len(bot.invalid_commits) > before_invalid and bot.key_packages > before_kp,
-                                   timeout, "op 31 and a new key package")
+            await self.server.gateway.send_binary(
+                MLS_ANNOUNCE_COMMIT_TRANSITION, struct.pack(">H", tid) + os.urandom(64)
+            )
+        await self.server.wait_for(
+            lambda: len(bot.invalid_commits) > before_invalid and bot.key_packages > before_kp,
+            timeout,
+            "op 31 and a new key package",
+        )
         await self.server.wait_dave_settled(timeout)
         return tid

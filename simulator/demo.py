@@ -43,19 +43,70 @@ QUICK_SCRIPT: tuple[Line, ...] = (
     Line("Bob", "Have you read any good books lately, Juniper?"),
 )
 ON_TOPIC_WORDS: dict[str, tuple[str, ...]] = {
-    FULL_SCRIPT[0].text: ("fried", "omelet", "omelette", "stir", "frittata", "bowl", "curry", "soup", "scramble",
-                          "salad", "pasta", "dish"),
+    FULL_SCRIPT[0].text: (
+        "fried",
+        "omelet",
+        "omelette",
+        "stir",
+        "frittata",
+        "bowl",
+        "curry",
+        "soup",
+        "scramble",
+        "salad",
+        "pasta",
+        "dish",
+    ),
     FULL_SCRIPT[1].text: ("book", "novel", "read", "author", "story", "series", "mystery", "fantasy"),
     FULL_SCRIPT[2].text: ("rain", "sun", "weather", "cloud", "storm", "umbrella", "forecast", "warm", "cold", "dry"),
-    FULL_SCRIPT[4].text: ("chip", "crisp", "popcorn", "pizza", "cookie", "fruit", "cheese", "nacho", "pretzel", "dip",
-                          "sandwich", "cake", "snack", "chocolate"),
+    FULL_SCRIPT[4].text: (
+        "chip",
+        "crisp",
+        "popcorn",
+        "pizza",
+        "cookie",
+        "fruit",
+        "cheese",
+        "nacho",
+        "pretzel",
+        "dip",
+        "sandwich",
+        "cake",
+        "snack",
+        "chocolate",
+    ),
     FULL_SCRIPT[5].text: ("egg", "rice", "spinach", "fried", "cook", "dinner"),
-    QUICK_SCRIPT[0].text: ("fried", "omelet", "omelette", "stir", "frittata", "bowl", "curry", "soup", "scramble",
-                           "pasta", "dish"),
+    QUICK_SCRIPT[0].text: (
+        "fried",
+        "omelet",
+        "omelette",
+        "stir",
+        "frittata",
+        "bowl",
+        "curry",
+        "soup",
+        "scramble",
+        "pasta",
+        "dish",
+    ),
     QUICK_SCRIPT[1].text: ("book", "novel", "read", "author", "story", "series", "mystery", "fantasy"),
 }
-NOISY_LOGGERS = ("", "discord", "runtime", "storage", "bot", "cogs", "audio", "brain", "conversation", "simulator",
-                 "chorus", "faster_whisper", "llama_cpp", "RealtimeTTS")
+NOISY_LOGGERS = (
+    "",
+    "discord",
+    "runtime",
+    "storage",
+    "bot",
+    "cogs",
+    "audio",
+    "brain",
+    "conversation",
+    "simulator",
+    "chorus",
+    "faster_whisper",
+    "llama_cpp",
+    "RealtimeTTS",
+)
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
@@ -122,7 +173,7 @@ class LiveTranscript:
             self.println(f"  {event.speaker} joined the voice channel. Members: {event.text}")
             self.status = "waiting"
         elif event.kind == "line":
-            self.println(f"  {name} ▸ \"{event.text}\"")
+            self.println(f'  {name} ▸ "{event.text}"')
             self.status = f"{event.speaker} is speaking"
         elif event.kind == "heard":
             heard = 'heard: "' + event.text + '"'
@@ -133,10 +184,12 @@ class LiveTranscript:
         elif event.kind == "bot_line":
             latency = f"  ({event.latency_s:.2f} s)" if event.latency_s is not None and event.latency_s > 0 else ""
             cut = " [interrupted]" if "interrupted" in event.detail else ""
-            self.println(f"  {name} ◂ \"{event.text}\"{self._bold(latency)}{cut}")
+            self.println(f'  {name} ◂ "{event.text}"{self._bold(latency)}{cut}')
             self.status = "listening"
         elif event.kind == "quiet":
-            self.println(f"  {'':{self.width}}   {self._dim(f'({event.speaker} stays quiet: {event.text} was talking to someone else)')}")
+            self.println(
+                f"  {'':{self.width}}   {self._dim(f'({event.speaker} stays quiet: {event.text} was talking to someone else)')}"
+            )
             self.status = "listening"
         elif event.kind == "unanswered":
             self.println(f"  {'':{self.width}}   {self._dim('(no reply: ' + event.detail + ')')}")
@@ -166,9 +219,11 @@ def summarize(result: ConversationResult) -> list[str]:
     answered = [t for t in expected if t.status == "answered"]
     judged = [(t, on_topic(t.said, t.answer.text if t.answer else "")) for t in expected]
     judged = [(t, ok) for t, ok in judged if ok is not None]
-    lines = [f"{len(answered)} of {len(expected)} questions answered"
-             + (f", {sum(1 for _, ok in judged if ok)} of {len(judged)} on topic" if judged else "")
-             + f"; {result.wall_s:.0f} s in all."]
+    lines = [
+        f"{len(answered)} of {len(expected)} questions answered"
+        + (f", {sum(1 for _, ok in judged if ok)} of {len(judged)} on topic" if judged else "")
+        + f"; {result.wall_s:.0f} s in all."
+    ]
     if latencies:
         lines.append(
             "End of speech → first bot audio at the member: "
@@ -191,8 +246,9 @@ async def demo_conversation(settings: Settings, *, out_dir: Path, quick: bool, o
         "Discord voice channel\n  (real RTP/DAVE/Opus; faster-whisper hears, the local LLM thinks, Piper speaks)\n"
     )
     display.start()
-    convo = ScriptedConversation(settings, cast, script, out_dir=out_dir, label="demo", on_event=display,
-                                 reply_timeout_s=90.0, warm_up=True)
+    convo = ScriptedConversation(
+        settings, cast, script, out_dir=out_dir, label="demo", on_event=display, reply_timeout_s=90.0, warm_up=True
+    )
     try:
         result = await convo.run()
     finally:
@@ -208,7 +264,9 @@ async def _run(settings: Settings, out_dir: Path, quick: bool, out: TextIO) -> i
     return 0
 
 
-def run_demo(settings: Settings, *, out_dir: Path = Path("out/demo"), quick: bool = False, out: TextIO | None = None) -> int:
+def run_demo(
+    settings: Settings, *, out_dir: Path = Path("out/demo"), quick: bool = False, out: TextIO | None = None
+) -> int:
     """Run the demo to the end; 0 on success, 1 if the conversation could not run."""
     stream = out or sys.stdout
     saved = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}

@@ -50,31 +50,93 @@ def _user(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
 
 
 def _member(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
-    return {"user": _user(user_id, name, bot=bot), "roles": [], "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
-            "deaf": False, "mute": False, "flags": 0, "nick": None}
+    return {
+        "user": _user(user_id, name, bot=bot),
+        "roles": [],
+        "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "nick": None,
+    }
 
 
 def guild_payload(guild_id: int, name: str) -> dict[str, Any]:
     """A GUILD_CREATE body: one text and one voice channel, the owner (a human) and the bot as members."""
     return {
-        "id": str(guild_id), "name": name, "owner_id": str(OWNER_ID), "icon": None, "splash": None,
-        "discovery_splash": None, "banner": None, "description": None, "features": [], "emojis": [], "stickers": [],
-        "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0, "mfa_level": 0,
-        "nsfw_level": 0, "premium_tier": 0, "preferred_locale": "en-US", "afk_channel_id": None, "afk_timeout": 300,
-        "system_channel_id": None, "system_channel_flags": 0, "rules_channel_id": None,
+        "id": str(guild_id),
+        "name": name,
+        "owner_id": str(OWNER_ID),
+        "icon": None,
+        "splash": None,
+        "discovery_splash": None,
+        "banner": None,
+        "description": None,
+        "features": [],
+        "emojis": [],
+        "stickers": [],
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "mfa_level": 0,
+        "nsfw_level": 0,
+        "premium_tier": 0,
+        "preferred_locale": "en-US",
+        "afk_channel_id": None,
+        "afk_timeout": 300,
+        "system_channel_id": None,
+        "system_channel_flags": 0,
+        "rules_channel_id": None,
         "public_updates_channel_id": None,
-        "roles": [{"id": str(guild_id), "name": "@everyone", "permissions": "0", "position": 0, "color": 0,
-                   "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
-        "channels": [
-            {"id": str(guild_id + 1), "type": 0, "name": "general", "position": 0, "guild_id": str(guild_id),
-             "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None},
-            {"id": str(guild_id + 2), "type": 2, "name": "Voice", "position": 1, "guild_id": str(guild_id),
-             "permission_overwrites": [], "bitrate": 64000, "user_limit": 0, "rtc_region": None, "nsfw": False,
-             "parent_id": None},
+        "roles": [
+            {
+                "id": str(guild_id),
+                "name": "@everyone",
+                "permissions": "0",
+                "position": 0,
+                "color": 0,
+                "hoist": False,
+                "managed": False,
+                "mentionable": False,
+                "flags": 0,
+            }
         ],
-        "threads": [], "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
+        "channels": [
+            {
+                "id": str(guild_id + 1),
+                "type": 0,
+                "name": "general",
+                "position": 0,
+                "guild_id": str(guild_id),
+                "permission_overwrites": [],
+                "nsfw": False,
+                "parent_id": None,
+                "topic": None,
+            },
+            {
+                "id": str(guild_id + 2),
+                "type": 2,
+                "name": "Voice",
+                "position": 1,
+                "guild_id": str(guild_id),
+                "permission_overwrites": [],
+                "bitrate": 64000,
+                "user_limit": 0,
+                "rtc_region": None,
+                "nsfw": False,
+                "parent_id": None,
+            },
+        ],
+        "threads": [],
+        "stage_instances": [],
+        "guild_scheduled_events": [],
+        "soundboard_sounds": [],
         "members": [_member(APP_ID, "chorus", bot=True), _member(OWNER_ID, "Owner")],
-        "voice_states": [], "presences": [], "member_count": 2, "large": False, "unavailable": False,
+        "voice_states": [],
+        "presences": [],
+        "member_count": 2,
+        "large": False,
+        "unavailable": False,
         "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
     }
 
@@ -133,13 +195,27 @@ class LoopbackDiscord:
         if path == "/users/@me":
             return _json(_user(APP_ID, "chorus", bot=True))
         if path == "/oauth2/applications/@me":
-            return _json({"id": str(APP_ID), "name": "chorus", "icon": None, "description": "", "bot_public": True,
-                          "bot_require_code_grant": False, "verify_key": "00", "flags": 0,
-                          "owner": _user(OWNER_ID, "Owner")})
+            return _json(
+                {
+                    "id": str(APP_ID),
+                    "name": "chorus",
+                    "icon": None,
+                    "description": "",
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "verify_key": "00",
+                    "flags": 0,
+                    "owner": _user(OWNER_ID, "Owner"),
+                }
+            )
         if path == "/gateway/bot":
-            return _json({"url": self.base.replace("http://", "ws://"), "shards": self.recommended_shards,
-                          "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0,
-                                                  "max_concurrency": 1}})
+            return _json(
+                {
+                    "url": self.base.replace("http://", "ws://"),
+                    "shards": self.recommended_shards,
+                    "session_start_limit": {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1},
+                }
+            )
         if path.endswith("/commands") and request.method == "PUT":
             return _json([])
         if path.startswith("/interactions/") and path.endswith("/callback"):
@@ -149,9 +225,17 @@ class LoopbackDiscord:
             if future is not None and not future.done():
                 future.set_result(body)
             flags = int((body.get("data") or {}).get("flags") or 0)
-            return _json({"interaction": {"id": interaction_id, "type": 2, "response_message_loading": body.get("type") == 5,
-                                          "response_message_ephemeral": bool(flags & 64)},
-                          "resource": {"type": body.get("type", 4)}})
+            return _json(
+                {
+                    "interaction": {
+                        "id": interaction_id,
+                        "type": 2,
+                        "response_message_loading": body.get("type") == 5,
+                        "response_message_ephemeral": bool(flags & 64),
+                    },
+                    "resource": {"type": body.get("type", 4)},
+                }
+            )
         return _json({"message": "404: Not Found", "code": 0}, status=404)
 
     # -- gateway ---------------------------------------------------------------------------------------
@@ -185,12 +269,20 @@ class LoopbackDiscord:
             raise ConnectionError(f"invalid shard {shard}")
         guild_ids = sorted(g for g in self.guilds if shard_for(g, shard_count) == shard_id)
         session = ShardSession(ws, shard_id, shard_count, guild_ids)
-        await session.dispatch("READY", {
-            "v": 10, "user": _user(APP_ID, "chorus", bot=True), "session_id": secrets.token_hex(16),
-            "resume_gateway_url": self.base.replace("http://", "ws://"), "shard": [shard_id, shard_count],
-            "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
-            "application": {"id": str(APP_ID), "flags": 0}, "private_channels": [], "relationships": [],
-        })
+        await session.dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": _user(APP_ID, "chorus", bot=True),
+                "session_id": secrets.token_hex(16),
+                "resume_gateway_url": self.base.replace("http://", "ws://"),
+                "shard": [shard_id, shard_count],
+                "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
+                "application": {"id": str(APP_ID), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+            },
+        )
         for guild_id in guild_ids:
             await session.dispatch("GUILD_CREATE", guild_payload(guild_id, self.guilds[guild_id]))
         self.sessions[shard_id] = session
@@ -200,6 +292,7 @@ class LoopbackDiscord:
 
     async def wait_for_shards(self, shard_ids: set[int], timeout: float) -> None:
         """Until exactly these shards have live sessions."""
+
         async def until() -> None:
             while set(self.sessions) != shard_ids:
                 self._changed.clear()
@@ -208,8 +301,15 @@ class LoopbackDiscord:
         await asyncio.wait_for(until(), timeout)
 
     # -- interactions ----------------------------------------------------------------------------------
-    async def command(self, guild_id: int, name: str, sub: str | None = None, options: dict[str, str] | None = None,
-                      *, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+    async def command(
+        self,
+        guild_id: int,
+        name: str,
+        sub: str | None = None,
+        options: dict[str, str] | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> tuple[int, dict[str, Any]]:
         """Send a slash command in `guild_id` down the shard that holds the guild; returns (that shard's id,
         the bot's interaction callback body)."""
         holders = [s for s in self.sessions.values() if guild_id in s.guild_ids]
@@ -224,15 +324,37 @@ class LoopbackDiscord:
         member["permissions"] = str((1 << 41) - 1)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._callbacks[interaction_id] = future
-        await session.dispatch("INTERACTION_CREATE", {
-            "id": interaction_id, "application_id": str(APP_ID), "type": 2, "data": data,
-            "guild_id": str(guild_id), "channel_id": str(guild_id + 1),
-            "channel": {"id": str(guild_id + 1), "type": 0, "name": "general", "guild_id": str(guild_id),
-                        "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None},
-            "member": member, "token": secrets.token_hex(16), "version": 1, "locale": "en-US",
-            "guild_locale": "en-US", "app_permissions": str((1 << 41) - 1), "entitlements": [],
-            "authorizing_integration_owners": {"0": str(guild_id)}, "context": 0, "attachment_size_limit": 10_485_760,
-        })
+        await session.dispatch(
+            "INTERACTION_CREATE",
+            {
+                "id": interaction_id,
+                "application_id": str(APP_ID),
+                "type": 2,
+                "data": data,
+                "guild_id": str(guild_id),
+                "channel_id": str(guild_id + 1),
+                "channel": {
+                    "id": str(guild_id + 1),
+                    "type": 0,
+                    "name": "general",
+                    "guild_id": str(guild_id),
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                },
+                "member": member,
+                "token": secrets.token_hex(16),
+                "version": 1,
+                "locale": "en-US",
+                "guild_locale": "en-US",
+                "app_permissions": str((1 << 41) - 1),
+                "entitlements": [],
+                "authorizing_integration_owners": {"0": str(guild_id)},
+                "context": 0,
+                "attachment_size_limit": 10_485_760,
+            },
+        )
         try:
             return session.shard_id, await asyncio.wait_for(future, timeout)
         finally:

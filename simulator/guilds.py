@@ -55,8 +55,12 @@ class GuildRun:
 
     def watch(self, world: World, *, reply_timeout_s: float, unprompted_watch_s: float) -> ReplyWatch:
         ears = world.ears[self.guild_id]
-        return ReplyWatch(self.session, ears.first_voiced_after, reply_timeout_s=reply_timeout_s,
-                          unprompted_watch_s=unprompted_watch_s)
+        return ReplyWatch(
+            self.session,
+            ears.first_voiced_after,
+            reply_timeout_s=reply_timeout_s,
+            unprompted_watch_s=unprompted_watch_s,
+        )
 
 
 @dataclass
@@ -69,14 +73,24 @@ class GuildsRun:
 def guild_spec(index: int, cast: Sequence[CastMember], *, present: Sequence[bool] | None = None) -> dict[str, Any]:
     guild_id = GUILD_BASE + 1000 * (index + 1)
     flags = present or [True] * len(cast)
-    return {"guild_id": guild_id, "channel_id": guild_id + 999,
-            "members": [cast_spec(c, present=p) for c, p in zip(cast, flags)]}
+    return {
+        "guild_id": guild_id,
+        "channel_id": guild_id + 999,
+        "members": [cast_spec(c, present=p) for c, p in zip(cast, flags)],
+    }
 
 
 @contextlib.asynccontextmanager
-async def bot_in_guilds(settings: Settings, casts: Sequence[Sequence[CastMember]], *, world_env: dict[str, str],
-                        world_log: Path | None = None, present: Sequence[Sequence[bool]] | None = None,
-                        connect_timeout_s: float | None = None, warm: bool = True) -> AsyncIterator[GuildsRun]:
+async def bot_in_guilds(
+    settings: Settings,
+    casts: Sequence[Sequence[CastMember]],
+    *,
+    world_env: dict[str, str],
+    world_log: Path | None = None,
+    present: Sequence[Sequence[bool]] | None = None,
+    connect_timeout_s: float | None = None,
+    warm: bool = True,
+) -> AsyncIterator[GuildsRun]:
     """The world with one guild per cast, a ChorusBot that joined every guild by /join (the first present member
     of each asks), DAVE settled everywhere and (``warm``) the sessions' warm-ups done."""
     from bot.client import ChorusBot
@@ -97,8 +111,9 @@ async def bot_in_guilds(settings: Settings, casts: Sequence[Sequence[CastMember]
                     asker = next(m for m, on in zip(cast, present[i] if present else [True] * len(cast)) if on)
                     session = await asyncio.wait_for(join_with_command(bot, guild, asker.user_id), 120)
                     assert isinstance(session, VoiceSession), type(session)
-                    runs.append(GuildRun(i, spec["guild_id"], list(cast), world.by_guild[spec["guild_id"]], guild,
-                                         session))
+                    runs.append(
+                        GuildRun(i, spec["guild_id"], list(cast), world.by_guild[spec["guild_id"]], guild, session)
+                    )
                 for run in runs:
                     await world.server(run.guild_id, "wait_dave_settled", 60)
                 if warm:

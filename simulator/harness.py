@@ -48,13 +48,19 @@ PINNED_DISCORD_PY = "2.7.1"
 
 
 def _user_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
-    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name, "avatar": None,
-            "bot": bot}
+    return {"id": str(user_id), "username": name, "discriminator": "0", "global_name": name, "avatar": None, "bot": bot}
 
 
 def _member_payload(user_id: int, name: str, *, bot: bool = False) -> dict[str, Any]:
-    return {"user": _user_payload(user_id, name, bot=bot), "roles": [], "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
-            "deaf": False, "mute": False, "flags": 0, "nick": None}
+    return {
+        "user": _user_payload(user_id, name, bot=bot),
+        "roles": [],
+        "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "nick": None,
+    }
 
 
 class LoopbackMainGateway:
@@ -66,8 +72,9 @@ class LoopbackMainGateway:
 
     LEAVE_ANSWER_MAX_DELAY = 2.0  # seconds
 
-    def __init__(self, client: discord.Client, server: LoopbackVoiceServer | Sequence[Any], *, bot_user_id: int,
-                 bot_name: str):
+    def __init__(
+        self, client: discord.Client, server: LoopbackVoiceServer | Sequence[Any], *, bot_user_id: int, bot_name: str
+    ):
         self.client = client
         self.servers: dict[int, Any] = {s.guild_id: s for s in ([server] if hasattr(server, "guild_id") else server)}
         self.server = next(iter(self.servers.values()))  # the first (the only one, in single-guild tests)
@@ -87,12 +94,20 @@ class LoopbackMainGateway:
 
     def feed_ready(self) -> None:
         guilds = [self._guild_payload(server) for server in self.servers.values()]
-        self._dispatch("READY", {
-            "v": 10, "user": _user_payload(self.bot_user_id, self.bot_name, bot=True), "guilds": guilds,
-            "session_id": secrets.token_hex(16), "resume_gateway_url": "ws://127.0.0.1:9",
-            "shard": [self.client.shard_id or 0, self.client.shard_count or 1],  # as the client identified
-            "application": {"id": str(self.bot_user_id), "flags": 0}, "private_channels": [], "relationships": [],
-        })
+        self._dispatch(
+            "READY",
+            {
+                "v": 10,
+                "user": _user_payload(self.bot_user_id, self.bot_name, bot=True),
+                "guilds": guilds,
+                "session_id": secrets.token_hex(16),
+                "resume_gateway_url": "ws://127.0.0.1:9",
+                "shard": [self.client.shard_id or 0, self.client.shard_count or 1],  # as the client identified
+                "application": {"id": str(self.bot_user_id), "flags": 0},
+                "private_channels": [],
+                "relationships": [],
+            },
+        )
         for server in self.servers.values():
             for member in server.members.values():
                 if member.present:
@@ -100,29 +115,94 @@ class LoopbackMainGateway:
 
     def _guild_payload(self, server: Any) -> dict[str, Any]:
         return {
-            "id": str(server.guild_id), "name": "Loopback Guild", "owner_id": str(self.bot_user_id),
-            "icon": None, "splash": None, "discovery_splash": None, "banner": None, "description": None,
-            "features": [], "emojis": [], "stickers": [], "verification_level": 0, "default_message_notifications": 0,
-            "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0, "premium_tier": 0,
-            "preferred_locale": "en-US", "afk_channel_id": None, "afk_timeout": 300, "system_channel_id": None,
-            "system_channel_flags": 0, "rules_channel_id": None, "public_updates_channel_id": None,
-            "roles": [{"id": str(server.guild_id), "name": "@everyone", "permissions": str(discord.Permissions.all().value),
-                       "position": 0, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0}],
-            "channels": [{"id": str(server.channel_id), "type": 2, "name": "Loopback Voice", "position": 0,
-                          "guild_id": str(server.guild_id), "permission_overwrites": [], "bitrate": 64000,
-                          "user_limit": 0, "rtc_region": None, "nsfw": False, "parent_id": None}],
-            "threads": [], "stage_instances": [], "guild_scheduled_events": [], "soundboard_sounds": [],
+            "id": str(server.guild_id),
+            "name": "Loopback Guild",
+            "owner_id": str(self.bot_user_id),
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "roles": [
+                {
+                    "id": str(server.guild_id),
+                    "name": "@everyone",
+                    "permissions": str(discord.Permissions.all().value),
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "channels": [
+                {
+                    "id": str(server.channel_id),
+                    "type": 2,
+                    "name": "Loopback Voice",
+                    "position": 0,
+                    "guild_id": str(server.guild_id),
+                    "permission_overwrites": [],
+                    "bitrate": 64000,
+                    "user_limit": 0,
+                    "rtc_region": None,
+                    "nsfw": False,
+                    "parent_id": None,
+                }
+            ],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
             "members": [_member_payload(self.bot_user_id, self.bot_name, bot=True)],
-            "voice_states": [], "presences": [], "member_count": 1, "large": False, "unavailable": False,
+            "voice_states": [],
+            "presences": [],
+            "member_count": 1,
+            "large": False,
+            "unavailable": False,
             "joined_at": _dt.datetime.now(_dt.UTC).isoformat(),
         }
 
-    def _voice_state(self, server: Any, user_id: int, channel_id: int | None, session_id: str, member: dict | None,
-                     self_mute: bool = False, self_deaf: bool = False) -> dict[str, Any]:
-        data: dict[str, Any] = {"guild_id": str(server.guild_id), "channel_id": None if channel_id is None else str(channel_id),
-                "user_id": str(user_id), "session_id": session_id, "deaf": False, "mute": False,
-                "self_deaf": self_deaf, "self_mute": self_mute, "self_video": False, "suppress": False,
-                "request_to_speak_timestamp": None}
+    def _voice_state(
+        self,
+        server: Any,
+        user_id: int,
+        channel_id: int | None,
+        session_id: str,
+        member: dict | None,
+        self_mute: bool = False,
+        self_deaf: bool = False,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "guild_id": str(server.guild_id),
+            "channel_id": None if channel_id is None else str(channel_id),
+            "user_id": str(user_id),
+            "session_id": session_id,
+            "deaf": False,
+            "mute": False,
+            "self_deaf": self_deaf,
+            "self_mute": self_mute,
+            "self_video": False,
+            "suppress": False,
+            "request_to_speak_timestamp": None,
+        }
         if member is not None:
             data["member"] = member
         return data
@@ -130,9 +210,16 @@ class LoopbackMainGateway:
     def member_presence(self, member: Any, present: bool, *, server: Any = None) -> None:
         """A simulated member joined or left the voice channel: VOICE_STATE_UPDATE for it."""
         server = server or self.server
-        self._dispatch("VOICE_STATE_UPDATE", self._voice_state(
-            server, member.user_id, server.channel_id if present else None, secrets.token_hex(8),
-            _member_payload(member.user_id, member.name)))
+        self._dispatch(
+            "VOICE_STATE_UPDATE",
+            self._voice_state(
+                server,
+                member.user_id,
+                server.channel_id if present else None,
+                secrets.token_hex(8),
+                _member_payload(member.user_id, member.name),
+            ),
+        )
 
     def presence_listener(self, server: Any) -> Callable[[Any, bool], None]:
         """What `server.add_presence_listener` takes: its members' joins and leaves, in its guild."""
@@ -142,8 +229,9 @@ class LoopbackMainGateway:
         self.member_presence(member, present, server=server)
 
     # what Guild.change_voice_state calls (opcode 4 on the real gateway)
-    async def voice_state(self, guild_id: int, channel_id: int | None, self_mute: bool = False,
-                          self_deaf: bool = False) -> None:
+    async def voice_state(
+        self, guild_id: int, channel_id: int | None, self_mute: bool = False, self_deaf: bool = False
+    ) -> None:
         self.voice_state_requests.append({"guild_id": guild_id, "channel_id": channel_id})
         server = self.servers.get(guild_id)
         if server is None or channel_id not in (None, server.channel_id):
@@ -155,8 +243,9 @@ class LoopbackMainGateway:
             # races discord.py's own close handling (its poller would disconnect a second time and unregister
             # the voice client, leaving the first disconnect waiting 30 s). So: answer once the voice
             # websocket poller has finished, or at once if a new join is requested first.
-            self._pending_leaves[guild_id] = loop.create_task(self._answer_leave(server),
-                                                              name=f"loopback-gateway-leave-{guild_id}")
+            self._pending_leaves[guild_id] = loop.create_task(
+                self._answer_leave(server), name=f"loopback-gateway-leave-{guild_id}"
+            )
             return
         self._flush_leave(server)
         loop.call_soon(self._answer_voice_state, server, channel_id, self_mute, self_deaf)
@@ -178,12 +267,21 @@ class LoopbackMainGateway:
         self._answer_voice_state(server, None, False, False)
 
     def _answer_voice_state(self, server: Any, channel_id: int | None, self_mute: bool, self_deaf: bool) -> None:
-        state = self._voice_state(server, self.bot_user_id, channel_id, self.session_id,
-                                  _member_payload(self.bot_user_id, self.bot_name, bot=True), self_mute, self_deaf)
+        state = self._voice_state(
+            server,
+            self.bot_user_id,
+            channel_id,
+            self.session_id,
+            _member_payload(self.bot_user_id, self.bot_name, bot=True),
+            self_mute,
+            self_deaf,
+        )
         self._dispatch("VOICE_STATE_UPDATE", state)
         if channel_id is not None:
-            self._dispatch("VOICE_SERVER_UPDATE", {"token": server.token, "guild_id": str(server.guild_id),
-                                                   "endpoint": server.endpoint})
+            self._dispatch(
+                "VOICE_SERVER_UPDATE",
+                {"token": server.token, "guild_id": str(server.guild_id), "endpoint": server.endpoint},
+            )
 
     async def settle(self) -> None:
         """Deliver the leave answers still waiting for discord.py's poller (before the client closes)."""
@@ -193,8 +291,9 @@ class LoopbackMainGateway:
                     await pending
 
 
-def install_plain_ws_seam(client: discord.Client, server: LoopbackVoiceServer | Sequence[Any],
-                          session: aiohttp.ClientSession) -> None:
+def install_plain_ws_seam(
+    client: discord.Client, server: LoopbackVoiceServer | Sequence[Any], session: aiohttp.ClientSession
+) -> None:
     """Seam 2: let discord.py's ``wss://<loopback endpoint>`` voice URLs reach the plain-ws loopback servers."""
     servers = [server] if hasattr(server, "endpoint") else list(server)
     secure_prefixes = tuple(f"wss://{s.endpoint}/" for s in servers)
@@ -203,8 +302,12 @@ def install_plain_ws_seam(client: discord.Client, server: LoopbackVoiceServer | 
         if not url.startswith(secure_prefixes):
             raise RuntimeError(f"loopback harness refuses to connect to {url!r}")
         return await session.ws_connect(
-            "ws://" + url[len("wss://"):], max_msg_size=0, autoclose=False, compress=compress,
-            timeout=aiohttp.ClientWSTimeout(ws_close=30.0), headers={"User-Agent": client.http.user_agent},
+            "ws://" + url[len("wss://") :],
+            max_msg_size=0,
+            autoclose=False,
+            compress=compress,
+            timeout=aiohttp.ClientWSTimeout(ws_close=30.0),
+            headers={"User-Agent": client.http.user_agent},
         )
 
     client.http.ws_connect = ws_connect  # type: ignore[method-assign]
@@ -247,14 +350,20 @@ class VoiceInternals:
 
 def voice_internals(vc: discord.VoiceClient) -> VoiceInternals:
     if discord.__version__ != PINNED_DISCORD_PY:
-        raise RuntimeError(f"simulator seams are written for discord.py {PINNED_DISCORD_PY}, found {discord.__version__}")
+        raise RuntimeError(
+            f"simulator seams are written for discord.py {PINNED_DISCORD_PY}, found {discord.__version__}"
+        )
     return VoiceInternals(vc)
 
 
 @contextlib.asynccontextmanager
-async def connected_client(server: LoopbackVoiceServer | Sequence[Any], *, bot_user_id: int = DEFAULT_BOT_USER_ID,
-                           bot_name: str = "chorus", client: discord.Client | None = None
-                           ) -> AsyncIterator[discord.Client]:
+async def connected_client(
+    server: LoopbackVoiceServer | Sequence[Any],
+    *,
+    bot_user_id: int = DEFAULT_BOT_USER_ID,
+    bot_name: str = "chorus",
+    client: discord.Client | None = None,
+) -> AsyncIterator[discord.Client]:
     """A `discord.Client` (or your subclass instance, not logged in) wired to the fake main gateway: its guild
     and voice channel exist (``client.get_channel(server.channel_id)``); ``channel.connect()`` reaches the server.
     ``server`` may be several servers: one guild each, all served by this one client."""
@@ -285,10 +394,16 @@ async def connected_client(server: LoopbackVoiceServer | Sequence[Any], *, bot_u
 
 
 @contextlib.asynccontextmanager
-async def connected_voice_client(server: LoopbackVoiceServer, *, dave: bool | None = None,
-                                 bot_user_id: int = DEFAULT_BOT_USER_ID, bot_name: str = "chorus",
-                                 timeout: float = 30.0, wait_dave: bool = True,
-                                 client: discord.Client | None = None) -> AsyncIterator[discord.VoiceClient]:
+async def connected_voice_client(
+    server: LoopbackVoiceServer,
+    *,
+    dave: bool | None = None,
+    bot_user_id: int = DEFAULT_BOT_USER_ID,
+    bot_name: str = "chorus",
+    timeout: float = 30.0,
+    wait_dave: bool = True,
+    client: discord.Client | None = None,
+) -> AsyncIterator[discord.VoiceClient]:
     """Connect a real `discord.VoiceClient` to ``server``; yields it once connected and (``wait_dave``) once the
     DAVE group holds every present member. ``dave``: set the server's DAVE version (True 1, False 0, None as is)."""
     if dave is not None:

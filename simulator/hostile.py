@@ -16,8 +16,23 @@ from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_encrypt
 
 from simulator.receive_rig import Member
 
-KINDS = ("random", "truncated", "bad_tag", "bitflip", "huge_cc", "ext_lies", "video_pt", "rtcp", "replay",
-         "auth_garbage", "auth_bad_padding", "auth_huge_ext", "tiny", "wrong_version", "empty_payload")
+KINDS = (
+    "random",
+    "truncated",
+    "bad_tag",
+    "bitflip",
+    "huge_cc",
+    "ext_lies",
+    "video_pt",
+    "rtcp",
+    "replay",
+    "auth_garbage",
+    "auth_bad_padding",
+    "auth_huge_ext",
+    "tiny",
+    "wrong_version",
+    "empty_payload",
+)
 
 
 class HostilePackets:
@@ -28,8 +43,15 @@ class HostilePackets:
     of the call whose transport key is the real one (for the authenticated kinds).
     """
 
-    def __init__(self, rng: random.Random, key: bytes, mapped_ssrcs: list[int], valid: list[bytes],
-                 vandal: Member, already_sent: list[bytes]) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        key: bytes,
+        mapped_ssrcs: list[int],
+        valid: list[bytes],
+        vandal: Member,
+        already_sent: list[bytes],
+    ) -> None:
         self.rng = rng
         self.key = key
         self.mapped_ssrcs = mapped_ssrcs
@@ -46,7 +68,9 @@ class HostilePackets:
 
     def _sealed(self, header: bytes, body: bytes) -> bytes:
         trailer = self.rng.randbytes(4)
-        return header + crypto_aead_xchacha20poly1305_ietf_encrypt(body, header, trailer + bytes(20), self.key) + trailer
+        return (
+            header + crypto_aead_xchacha20poly1305_ietf_encrypt(body, header, trailer + bytes(20), self.key) + trailer
+        )
 
     def _random(self) -> bytes:
         return self.rng.randbytes(self.rng.randrange(0, 1500))
@@ -58,8 +82,11 @@ class HostilePackets:
     def _bad_tag(self) -> bytes:
         rng = self.rng
         ssrc = rng.choice(self.mapped_ssrcs + [rng.randrange(2**32)])
-        return bytes([0x80, 0x78]) + struct.pack(">HII", rng.randrange(65536), rng.randrange(2**32), ssrc) \
+        return (
+            bytes([0x80, 0x78])
+            + struct.pack(">HII", rng.randrange(65536), rng.randrange(2**32), ssrc)
             + rng.randbytes(rng.randrange(0, 200))
+        )
 
     def _bitflip(self) -> bytes:
         p = bytearray(self.rng.choice(self.valid))
@@ -72,8 +99,12 @@ class HostilePackets:
 
     def _ext_lies(self) -> bytes:
         rng = self.rng
-        return bytes([0x90 | rng.randrange(16), 0x78]) + rng.randbytes(10 + 4 * 15) \
-            + struct.pack(">HH", 0xBEDE, rng.randrange(65536)) + rng.randbytes(rng.randrange(0, 64))
+        return (
+            bytes([0x90 | rng.randrange(16), 0x78])
+            + rng.randbytes(10 + 4 * 15)
+            + struct.pack(">HH", 0xBEDE, rng.randrange(65536))
+            + rng.randbytes(rng.randrange(0, 64))
+        )
 
     def _video_pt(self) -> bytes:
         rng = self.rng

@@ -25,8 +25,15 @@ def free_port() -> int:
 class LlamaServer:
     """Starts the server on enter (waits until `/v1/models` answers), stops it on exit."""
 
-    def __init__(self, model: Path | str, *, alias: str, n_ctx: int = 2048, start_timeout_s: float = 90.0,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Path | str,
+        *,
+        alias: str,
+        n_ctx: int = 2048,
+        start_timeout_s: float = 90.0,
+        threads: int | None = None,
+    ) -> None:
         self.model = str(model)
         self.alias = alias
         self.n_ctx = n_ctx
@@ -50,9 +57,23 @@ class LlamaServer:
         self.port = free_port()
         # A file, not a pipe: llama.cpp's load log would fill a pipe and stall the server.
         self._log = tempfile.NamedTemporaryFile(prefix="llama-server-", suffix=".log")
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", self.model, "--host", "127.0.0.1",
-                   "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--model_alias", self.alias,
-                   "--verbose", "false"]
+        command = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            self.model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--model_alias",
+            self.alias,
+            "--verbose",
+            "false",
+        ]
         if self.threads:
             command += ["--n_threads", str(self.threads)]
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)

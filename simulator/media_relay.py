@@ -71,8 +71,13 @@ class MediaRelay(asyncio.DatagramProtocol):
 
     def send_to_bot(self, packet: bytes) -> None:
         bot = self.server.bot
-        if (bot is not None and bot.udp_addr is not None and self._udp is not None and bot.media_live
-                and bot.udp_addr not in self.blocked_udp):
+        if (
+            bot is not None
+            and bot.udp_addr is not None
+            and self._udp is not None
+            and bot.media_live
+            and bot.udp_addr not in self.blocked_udp
+        ):
             self._udp.sendto(packet, bot.udp_addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:

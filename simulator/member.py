@@ -93,8 +93,15 @@ class SimMember:
     UTTERANCE_GAP = 0.3  # seconds without voiced packets that separate two bot utterances
     MAX_HEARD_SECONDS = 600.0  # per source; older audio is dropped
 
-    def __init__(self, server: LoopbackVoiceServer, user_id: int, name: str, *, knobs: NetworkKnobs | None = None,
-                 dave: str = "davey"):
+    def __init__(
+        self,
+        server: LoopbackVoiceServer,
+        user_id: int,
+        name: str,
+        *,
+        knobs: NetworkKnobs | None = None,
+        dave: str = "davey",
+    ):
         self.server = server
         self.dave_impl = dave
         self.user_id = user_id
@@ -146,7 +153,9 @@ class SimMember:
 
     # --- speaking --------------------------------------------------------------------------------------------------
 
-    async def speak(self, audio: np.ndarray | str | Path, at: float | None = None, *, rate: int = 48_000) -> SpeakReport:
+    async def speak(
+        self, audio: np.ndarray | str | Path, at: float | None = None, *, rate: int = 48_000
+    ) -> SpeakReport:
         """Stream ``audio`` to the bot in real time, one 20 ms Opus packet per frame; returns when the last is sent.
 
         ``audio``: PCM (mono or (n, channels), int16 or float in [-1, 1]) at ``rate``, or a WAV path.
@@ -182,7 +191,8 @@ class SimMember:
             for i in range(total):
                 if i < len(pcm_frames):  # encode ahead, send on time
                     payload = await loop.run_in_executor(
-                        _OPUS_POOL, self._encoder.encode, pcm_frames[i], audio_files.FRAME_SAMPLES)
+                        _OPUS_POOL, self._encoder.encode, pcm_frames[i], audio_files.FRAME_SAMPLES
+                    )
                 else:
                     payload = OPUS_SILENCE
                 await self._sleep_until(loop, start + i * FRAME_SECONDS)
@@ -234,13 +244,20 @@ class SimMember:
         extension = None
         if self._rng.random() < self.knobs.extension:
             level = self._rng.randrange(0, 128)
-            extension = bytes((0x10, 0x80 | level, 0, 0)) if self._rng.random() < 0.5 else bytes(
-                (0x10, 0x80 | level, 0x21, 0x00, 0x01, 0, 0, 0)
+            extension = (
+                bytes((0x10, 0x80 | level, 0, 0))
+                if self._rng.random() < 0.5
+                else bytes((0x10, 0x80 | level, 0x21, 0x00, 0x01, 0, 0, 0))
             )
         padding = self.knobs.padding_bytes if self._rng.random() < self.knobs.padding else 0
         return self.server.media.encrypt_for_bot(
-            sequence=self._seq, timestamp=self._timestamp, ssrc=self.ssrc, payload=frame,
-            extension=extension, padding=padding, marker=marker,
+            sequence=self._seq,
+            timestamp=self._timestamp,
+            ssrc=self.ssrc,
+            payload=frame,
+            extension=extension,
+            padding=padding,
+            marker=marker,
         )
 
     # --- hearing the bot -----------------------------------------------------------------------------------------------
@@ -306,7 +323,9 @@ class SimMember:
     def clear_received(self) -> None:
         self._heard.clear()
 
-    async def wait_for_audio(self, seconds: float, *, from_user_id: int | None = None, timeout: float = 30.0) -> np.ndarray:
+    async def wait_for_audio(
+        self, seconds: float, *, from_user_id: int | None = None, timeout: float = 30.0
+    ) -> np.ndarray:
         """Wait until at least ``seconds`` of audio were heard from the bot; returns `received_pcm()`."""
         need = int(seconds * audio_files.DISCORD_RATE)
 

@@ -83,8 +83,10 @@ class DaveyMember:
         return self.session.get_serialized_key_package()
 
     def process_proposals(self, payload: bytes, recognized: set[int]) -> tuple[bytes, bytes | None] | None:
-        operation = {mls.PROPOSALS_APPEND: davey.ProposalsOperationType.append,
-                     mls.PROPOSALS_REVOKE: davey.ProposalsOperationType.revoke}[payload[0]]
+        operation = {
+            mls.PROPOSALS_APPEND: davey.ProposalsOperationType.append,
+            mls.PROPOSALS_REVOKE: davey.ProposalsOperationType.revoke,
+        }[payload[0]]
         result = self._session.process_proposals(operation, payload[1:])
         return None if result is None else (result.commit, result.welcome)
 

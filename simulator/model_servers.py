@@ -27,15 +27,42 @@ READY_TIMEOUT_S = 90.0
 
 
 def stt_command(port: int, *, cpu_threads: int = 1) -> list[str]:
-    return [sys.executable, "-m", "wyoming_faster_whisper", "--uri", f"tcp://127.0.0.1:{port}",
-            "--model", str(embedded_whisper_path()), "--data-dir", tempfile.gettempdir(), "--language", "en",
-            "--compute-type", "int8", "--beam-size", "1", "--cpu-threads", str(cpu_threads), "--local-files-only"]
+    return [
+        sys.executable,
+        "-m",
+        "wyoming_faster_whisper",
+        "--uri",
+        f"tcp://127.0.0.1:{port}",
+        "--model",
+        str(embedded_whisper_path()),
+        "--data-dir",
+        tempfile.gettempdir(),
+        "--language",
+        "en",
+        "--compute-type",
+        "int8",
+        "--beam-size",
+        "1",
+        "--cpu-threads",
+        str(cpu_threads),
+        "--local-files-only",
+    ]
 
 
 def tts_command(port: int) -> list[str]:
     model, _config = embedded_piper_voice()
-    return [sys.executable, "-m", "wyoming_piper", "--uri", f"tcp://127.0.0.1:{port}", "--voice", model.stem.removesuffix(".onnx"),
-            "--data-dir", str(model.parent), "--local-files-only"]
+    return [
+        sys.executable,
+        "-m",
+        "wyoming_piper",
+        "--uri",
+        f"tcp://127.0.0.1:{port}",
+        "--voice",
+        model.stem.removesuffix(".onnx"),
+        "--data-dir",
+        str(model.parent),
+        "--local-files-only",
+    ]
 
 
 LLM_MODEL_NAME = "smollm2"
@@ -92,7 +119,9 @@ def _wyoming_ready(port: int) -> bool:
 def stt_server(log_dir: Path, port: int | None = None, **kw: Any) -> contextlib.AbstractContextManager[Server]:
     """wyoming-faster-whisper; its `url` is the STT_SERVER_URI."""
     port = port or free_port()
-    return _server(stt_command(port, **kw), port, log_dir / "wyoming-stt.log", _wyoming_ready, f"tcp://127.0.0.1:{port}")
+    return _server(
+        stt_command(port, **kw), port, log_dir / "wyoming-stt.log", _wyoming_ready, f"tcp://127.0.0.1:{port}"
+    )
 
 
 def tts_server(log_dir: Path, port: int | None = None) -> contextlib.AbstractContextManager[Server]:
@@ -113,8 +142,11 @@ def llm_server(*, threads: int | None = None, n_ctx: int = 2048) -> Iterator[Ser
 def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="chorus-speech-"))
     with stt_server(log_dir, 10300) as stt, tts_server(log_dir, 10200) as tts, llm_server() as llm:
-        print(f"STT_BACKEND=wyoming STT_SERVER_URI={stt.url}\nTTS_BACKEND=wyoming TTS_SERVER_URI={tts.url}\n"
-              f"LLM_BACKEND=openai LLM_BASE_URL={llm.url} LLM_MODEL={LLM_MODEL_NAME}\nlogs: {log_dir}", flush=True)
+        print(
+            f"STT_BACKEND=wyoming STT_SERVER_URI={stt.url}\nTTS_BACKEND=wyoming TTS_SERVER_URI={tts.url}\n"
+            f"LLM_BACKEND=openai LLM_BASE_URL={llm.url} LLM_MODEL={LLM_MODEL_NAME}\nlogs: {log_dir}",
+            flush=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)

@@ -16,8 +16,31 @@ from typing import Any, Iterable
 
 from simulator.join_command import JoinInteraction
 
-COMMON = frozenset({"with", "that", "this", "there", "every", "always", "and", "the", "for", "about", "what",
-                    "your", "have", "just", "they", "them", "then", "from", "were", "when", "will"})
+COMMON = frozenset(
+    {
+        "with",
+        "that",
+        "this",
+        "there",
+        "every",
+        "always",
+        "and",
+        "the",
+        "for",
+        "about",
+        "what",
+        "your",
+        "have",
+        "just",
+        "they",
+        "them",
+        "then",
+        "from",
+        "were",
+        "when",
+        "will",
+    }
+)
 
 
 def words_of(texts: Iterable[str]) -> set[str]:
@@ -94,16 +117,18 @@ class Witness:
         sc = self.sc
         history = list(sc.session.room.history)
         store = sc.bot.memory.store
-        others = [m for uid in sc.session.room.members if uid != user_id
-                  for m in await store.about(sc.guild.id, uid)]
+        others = [m for uid in sc.session.room.members if uid != user_id for m in await store.about(sc.guild.id, uid)]
         found: dict[str, list] = {
-            "transcripts": [(round(t - since, 2), u.final, u.text) for t, u in self.utterances
-                            if u.user_id == user_id and t >= since],
+            "transcripts": [
+                (round(t - since, 2), u.final, u.text)
+                for t, u in self.utterances
+                if u.user_id == user_id and t >= since
+            ],
             "history": [ln.text for ln in history if ln.user_id == user_id or words_of([ln.text]) & heard],
             "captions": [c for t, c in self.captions if t >= since and (words_of([c]) & heard or name in c)],
             "prompts": [p for t, p in self.prompts if t >= since and (words_of([p]) & heard or name in p)],
             "database": [m.text for m in await store.about(sc.guild.id, user_id)]
-                        + [m.text for m in others if words_of([m.text]) & heard],
+            + [m.text for m in others if words_of([m.text]) & heard],
             "logs": [m for t, m in logs.records if words_of([m]) & heard],
         }
         return found

@@ -91,8 +91,15 @@ class Member:
 
     def packet(self, opus: bytes, *, encrypt_dave: bool = True, **kw) -> bytes:
         frame = self.dave.encrypt_opus(opus) if (self.dave is not None and encrypt_dave) else opus
-        pkt = rtp.encrypt_packet(key=self.key, sequence=self.seq, timestamp=self.timestamp, ssrc=self.ssrc,
-                                 payload=frame, nonce=self.nonce, **kw)
+        pkt = rtp.encrypt_packet(
+            key=self.key,
+            sequence=self.seq,
+            timestamp=self.timestamp,
+            ssrc=self.ssrc,
+            payload=frame,
+            nonce=self.nonce,
+            **kw,
+        )
         self.seq = (self.seq + 1) & 0xFFFF
         self.timestamp = (self.timestamp + FRAME) & 0xFFFFFFFF
         self.nonce += 1
@@ -102,15 +109,19 @@ class Member:
         return [self.packet(f, **kw) for f in self.opus_frames(mono48)]
 
 
-def make_dave_group(user_ids: list[int], bot: davey.DaveSession, channel_id: int = CHANNEL_ID) -> dict[int, davey.DaveSession]:
+def make_dave_group(
+    user_ids: list[int], bot: davey.DaveSession, channel_id: int = CHANNEL_ID
+) -> dict[int, davey.DaveSession]:
     """A real MLS group: the bot commits external Add proposals for every member; members join by welcome."""
     ext = ExternalSender()
     members = {uid: davey.DaveSession(1, uid, channel_id) for uid in user_ids}
     for s in (bot, *members.values()):
         s.set_external_sender(ext.package())
     bot.get_serialized_key_package()
-    props = [ext.add_proposal(group_id_for_channel(channel_id), bot.epoch or 0, s.get_serialized_key_package())
-             for s in members.values()]
+    props = [
+        ext.add_proposal(group_id_for_channel(channel_id), bot.epoch or 0, s.get_serialized_key_package())
+        for s in members.values()
+    ]
     cw = bot.process_proposals(davey.ProposalsOperationType.append, proposals_payload(props)[1:])
     assert cw is not None and cw.welcome is not None, "the bot made no commit and welcome for the members"
     bot.process_commit(cw.commit)

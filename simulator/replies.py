@@ -19,8 +19,17 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 # The stages of one reply, in pipeline order (TurnTrace.times keys, plus "heard" at the member).
-STAGES = ("speech_end", "vad_end", "final", "request", "first_token", "first_fragment", "first_audio",
-          "first_packet", "heard")
+STAGES = (
+    "speech_end",
+    "vad_end",
+    "final",
+    "request",
+    "first_token",
+    "first_fragment",
+    "first_audio",
+    "first_packet",
+    "heard",
+)
 TERMINAL = ("spoken", "interrupted", "failed", "silent", "gated", "discarded")
 POLL_S = 0.05
 MAX_SEEN_TRACES = 400
@@ -59,8 +68,11 @@ class TurnRecord:
     @property
     def answer(self) -> ReplyRecord | None:
         """The first bot line heard after the member finished (one that started over them does not count)."""
-        spoken = [r for r in self.replies if r.outcome in ("spoken", "interrupted")
-                  and (r.first_packet_s is None or r.first_packet_s > 0)]
+        spoken = [
+            r
+            for r in self.replies
+            if r.outcome in ("spoken", "interrupted") and (r.first_packet_s is None or r.first_packet_s > 0)
+        ]
         return spoken[0] if spoken else None
 
     @property
@@ -79,8 +91,15 @@ class TurnRecord:
 class ReplyWatch:
     """The bot lines of one voice session, followed line by line of a script (see the module docstring)."""
 
-    def __init__(self, session: Any, first_voiced_after: FirstVoicedAfter, *, reply_timeout_s: float,
-                 unprompted_watch_s: float, on_poll: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        first_voiced_after: FirstVoicedAfter,
+        *,
+        reply_timeout_s: float,
+        unprompted_watch_s: float,
+        on_poll: Callable[[], None] | None = None,
+    ) -> None:
         self.session = session
         self.first_voiced_after = first_voiced_after
         self.reply_timeout_s = reply_timeout_s
@@ -120,8 +139,15 @@ class ReplyWatch:
             deadline = time.monotonic() + self.unprompted_watch_s
         return await self.settle(origin=true_end, timeout=None, deadline=deadline, need_answer=expect_reply)
 
-    async def settle(self, *, origin: float | None, timeout: float | None, deadline: float | None = None,
-                     need_answer: bool = False, quiet_s: float = 1.0) -> list[ReplyRecord]:
+    async def settle(
+        self,
+        *,
+        origin: float | None,
+        timeout: float | None,
+        deadline: float | None = None,
+        need_answer: bool = False,
+        quiet_s: float = 1.0,
+    ) -> list[ReplyRecord]:
         """Watch bot lines until the bot is idle: either an answer was played out (need_answer), or no new
         line started before ``deadline`` (absolute) / for ``quiet_s`` (greeting watch, bounded by ``timeout``).
         A started line is always waited for (up to reply_timeout_s more), so the next line never talks over it."""
@@ -146,14 +172,25 @@ class ReplyWatch:
                     log.warning("the bot's line did not finish in time; moving on")
                     break
             else:
-                answered = any(t.outcome in ("spoken", "interrupted") and t.times.get("first_packet", now) > (origin or 0.0)
-                               for t in new)
+                answered = any(
+                    t.outcome in ("spoken", "interrupted") and t.times.get("first_packet", now) > (origin or 0.0)
+                    for t in new
+                )
                 if need_answer and answered and now - quiet_since > 0.2:
                     break
                 # the reply came out empty or failed: nothing more is coming for this line
-                if need_answer and any(t.outcome in ("silent", "failed", "gated") for t in new) and now - quiet_since > 2.0:
+                if (
+                    need_answer
+                    and any(t.outcome in ("silent", "failed", "gated") for t in new)
+                    and now - quiet_since > 2.0
+                ):
                     break
-                if not need_answer and origin is None and now - quiet_since > quiet_s and (new or now - start > quiet_s + 2.0):
+                if (
+                    not need_answer
+                    and origin is None
+                    and now - quiet_since > quiet_s
+                    and (new or now - start > quiet_s + 2.0)
+                ):
                     break
                 if now > deadline and (not new or now - quiet_since > 0.2):
                     break
@@ -178,14 +215,21 @@ class ReplyWatch:
             times["heard"] = heard
         rel = {k: round(v - origin, 4) for k, v in sorted(times.items(), key=lambda kv: kv[1])}
         return ReplyRecord(
-            kind=trace.kind, reason=trace.reason, outcome=trace.outcome, text=trace.text,
-            stages_s={k: rel[k] for k in STAGES if k in rel}, times_s=rel,
+            kind=trace.kind,
+            reason=trace.reason,
+            outcome=trace.outcome,
+            text=trace.text,
+            stages_s={k: rel[k] for k in STAGES if k in rel},
+            times_s=rel,
             latency_s=round(heard - origin, 4) if heard is not None else None,
             first_packet_s=round(first_packet - origin, 4) if first_packet is not None else None,
         )
 
     def heard_since(self, user_id: int, since: float) -> str:
         """What chorus transcribed of the member (its final lines) since ``since``."""
-        lines = [line.text for line in self.session.room.history
-                 if not line.is_bot and line.user_id == user_id and line.end >= since]
+        lines = [
+            line.text
+            for line in self.session.room.history
+            if not line.is_bot and line.user_id == user_id and line.end >= since
+        ]
         return " ".join(t.strip() for t in lines if t.strip())

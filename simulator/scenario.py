@@ -45,8 +45,23 @@ from simulator.voices import ALICE, BOB, CHEN, CastMember, SpokenLine, synthesiz
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALICE", "BOB", "CHEN", "BotEars", "JoinInteraction", "ListenerTap", "Said", "Scenario", "bot_in_channel",
-           "clip_voiced", "join_with_command", "scenario_settings", "spoken_line", "voiced_span", "write_persona"]
+__all__ = [
+    "ALICE",
+    "BOB",
+    "CHEN",
+    "BotEars",
+    "JoinInteraction",
+    "ListenerTap",
+    "Said",
+    "Scenario",
+    "bot_in_channel",
+    "clip_voiced",
+    "join_with_command",
+    "scenario_settings",
+    "spoken_line",
+    "voiced_span",
+    "write_persona",
+]
 
 # Waits are generous: on a loaded 2-core CI machine the LLM's first token can take seconds.
 REPLY_TIMEOUT_S = 90.0
@@ -117,7 +132,7 @@ def clip_voiced(line: SpokenLine, seconds: float) -> np.ndarray:
     end = min(line.pcm.shape[0], start + int(seconds * audio_files.DISCORD_RATE))
     out = line.pcm[:end].astype(np.float32)
     fade = min(960, end - start)
-    out[end - fade:] *= np.linspace(1.0, 0.0, fade)[:, None]
+    out[end - fade :] *= np.linspace(1.0, 0.0, fade)[:, None]
     return out.astype(np.int16)
 
 
@@ -135,6 +150,7 @@ class Said:
 
 
 # --- what a member hears of the bot --------------------------------------------------------------------------------
+
 
 class BotEars:
     """Arrival times of the bot's voiced packets at one member (wraps `SimMember._on_bot_frame`)."""
@@ -178,7 +194,7 @@ def voiced_span(pcm: np.ndarray) -> np.ndarray:
     n = audio_files.FRAME_SAMPLES
     first = int(np.argmax(voiced))
     last = int(len(voiced) - 1 - np.argmax(voiced[::-1]))
-    return np.ascontiguousarray(pcm[first * n:(last + 1) * n])
+    return np.ascontiguousarray(pcm[first * n : (last + 1) * n])
 
 
 class ListenerTap:
@@ -219,6 +235,7 @@ class ListenerTap:
 
 # --- the scenario ------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Scenario:
     settings: Settings
@@ -245,8 +262,15 @@ class Scenario:
         last = int(len(voiced) - 1 - np.argmax(voiced[::-1])) if voiced.any() else 0
         report = await member.speak(pcm, at=at if at is not None else time.monotonic() + 0.02)
         log.info("scenario: %s said %r (%d/%d packets)", name, text, report.sent, report.frames)
-        return Said(name, text, report.start, report.start + first * FRAME_SECONDS,
-                    report.start + (last + 1) * FRAME_SECONDS, report.sent, report.frames)
+        return Said(
+            name,
+            text,
+            report.start,
+            report.start + first * FRAME_SECONDS,
+            report.start + (last + 1) * FRAME_SECONDS,
+            report.sent,
+            report.frames,
+        )
 
     async def join(self, cast: CastMember) -> SimMember:
         """A member joins the channel mid-session (voice state update + DAVE group change)."""
@@ -277,13 +301,21 @@ class Scenario:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}; "
-                                     f"{self.describe()}")
+                raise AssertionError(
+                    f"timed out after {timeout:.0f} s waiting for {what or predicate}; {self.describe()}"
+                )
             await asyncio.sleep(POLL_S)
 
-    async def wait_trace(self, match: Callable[[Any], bool] = lambda t: True, *, since: float = 0.0,
-                         done: bool = True, timeout: float = REPLY_TIMEOUT_S) -> Any:
+    async def wait_trace(
+        self,
+        match: Callable[[Any], bool] = lambda t: True,
+        *,
+        since: float = 0.0,
+        done: bool = True,
+        timeout: float = REPLY_TIMEOUT_S,
+    ) -> Any:
         """The first bot line (TurnTrace) decided after ``since`` that matches; with ``done``, once it ended."""
+
         def found() -> Any:
             for trace in self.traces(since):
                 if match(trace) and (not done or trace.outcome != "pending"):
@@ -315,18 +347,23 @@ class Scenario:
 
     def describe(self) -> str:
         session = self.session
-        return (f"room={session.room.describe(time.monotonic())}, "
-                f"history={[(ln.name, ln.text) for ln in session.room.history]}, "
-                f"decisions={[(round(t - self.started, 2), d.log_fields()) for t, d in list(session.decisions)]}, "
-                f"traces={[(t.kind, t.outcome, t.text[:80]) for t in list(session.traces)]}")
+        return (
+            f"room={session.room.describe(time.monotonic())}, "
+            f"history={[(ln.name, ln.text) for ln in session.room.history]}, "
+            f"decisions={[(round(t - self.started, 2), d.log_fields()) for t, d in list(session.decisions)]}, "
+            f"traces={[(t.kind, t.outcome, t.text[:80]) for t in list(session.traces)]}"
+        )
 
 
 @contextlib.asynccontextmanager
-async def bot_in_channel(settings: Settings, present: Sequence[CastMember], *,
-                         synthesize: Iterable[tuple[str, str]] = (),
-                         session_parts: Callable[[Any, Any], Any] | None = None,
-                         connect_timeout_s: float | None = None,
-                         ) -> AsyncIterator[Scenario]:
+async def bot_in_channel(
+    settings: Settings,
+    present: Sequence[CastMember],
+    *,
+    synthesize: Iterable[tuple[str, str]] = (),
+    session_parts: Callable[[Any, Any], Any] | None = None,
+    connect_timeout_s: float | None = None,
+) -> AsyncIterator[Scenario]:
     """The loopback server with ``present`` in the channel, a real ChorusBot that joined by /join.
 
     ``synthesize``: (member name, text) lines to synthesize before the bot joins (off the clock).
@@ -338,8 +375,9 @@ async def bot_in_channel(settings: Settings, present: Sequence[CastMember], *,
 
     cast = {c.name: c for c in present}
     for name, text in synthesize:
-        await asyncio.to_thread(spoken_line, settings, cast.get(name) or {c.name: c for c in (ALICE, BOB, CHEN)}[name],
-                                text)
+        await asyncio.to_thread(
+            spoken_line, settings, cast.get(name) or {c.name: c for c in (ALICE, BOB, CHEN)}[name], text
+        )
     async with LoopbackVoiceServer() as server:
         members = {c.name: await server.add_member(c.user_id, c.name) for c in present}
         bot = ChorusBot(settings)
@@ -356,8 +394,17 @@ async def bot_in_channel(settings: Settings, present: Sequence[CastMember], *,
             assert isinstance(session, VoiceSession), type(session)
             try:
                 await server.wait_dave_settled(60)
-                sc = Scenario(settings, server, bot, guild, session, dict(cast), members,
-                              {name: BotEars(m) for name, m in members.items()}, heard=ListenerTap(session.listener))
+                sc = Scenario(
+                    settings,
+                    server,
+                    bot,
+                    guild,
+                    session,
+                    dict(cast),
+                    members,
+                    {name: BotEars(m) for name, m in members.items()},
+                    heard=ListenerTap(session.listener),
+                )
                 yield sc
             finally:
                 await leave_voice(bot, guild)

@@ -115,6 +115,7 @@ EventSink = Callable[[ScriptEvent], None]
 
 # --- the runner ---------------------------------------------------------------------------------------------------
 
+
 class ScriptedConversation:
     def __init__(
         self,
@@ -147,8 +148,9 @@ class ScriptedConversation:
         self.on_event = on_event
         self.reply_timeout_s = reply_timeout_s
         # No reply expected: how long after the line is transcribed to watch for the bot joining in anyway.
-        self.unprompted_watch_s = (unprompted_watch_s if unprompted_watch_s is not None
-                                   else settings.group_silence_ms / 1000.0 + 1.5)
+        self.unprompted_watch_s = (
+            unprompted_watch_s if unprompted_watch_s is not None else settings.group_silence_ms / 1000.0 + 1.5
+        )
         self.greeting_timeout_s = greeting_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.warm_up = warm_up  # load the voice and prime the LLM's prompt cache before the first line
@@ -218,9 +220,13 @@ class ScriptedConversation:
                     self._t0 = t0
                     bot_name = session.persona.name
                     self._emit("ready", speaker=bot_name, text=", ".join(c.name for c in self.cast))
-                    self._watch = ReplyWatch(session, tap.first_voiced_after, reply_timeout_s=self.reply_timeout_s,
-                                             unprompted_watch_s=self.unprompted_watch_s,
-                                             on_poll=lambda: self._poll(session))
+                    self._watch = ReplyWatch(
+                        session,
+                        tap.first_voiced_after,
+                        reply_timeout_s=self.reply_timeout_s,
+                        unprompted_watch_s=self.unprompted_watch_s,
+                        on_poll=lambda: self._poll(session),
+                    )
                     greeting = await self._watch.settle(origin=None, timeout=self.greeting_timeout_s)
                     turns: list[TurnRecord] = []
                     for index, (line, audio) in enumerate(zip(self.script, spoken)):
@@ -231,20 +237,28 @@ class ScriptedConversation:
                     self._member_audio = [(t.start_s, a.pcm) for t, a in zip(turns, spoken)]
                     self._bot_audio = (heard_pcm, starts, list(tap.arrivals))
                     gaps = np.diff(np.asarray(tap.arrivals)) if len(tap.arrivals) > 1 else np.zeros(0)
-                    receive_stats["member_heard"] = {"packets": len(tap.arrivals),
-                                                     "gaps_over_100ms": int((gaps > 0.1).sum()),
-                                                     "longest_gap_s": round(float(gaps.max()), 3) if gaps.size else 0.0,
-                                                     "seconds": round(heard_pcm.shape[0] / audio_files.DISCORD_RATE, 2),
-                                                     "session_s": round(time.monotonic() - t0, 2),
-                                                     **self._listener.stats}
+                    receive_stats["member_heard"] = {
+                        "packets": len(tap.arrivals),
+                        "gaps_over_100ms": int((gaps > 0.1).sum()),
+                        "longest_gap_s": round(float(gaps.max()), 3) if gaps.size else 0.0,
+                        "seconds": round(heard_pcm.shape[0] / audio_files.DISCORD_RATE, 2),
+                        "session_s": round(time.monotonic() - t0, 2),
+                        **self._listener.stats,
+                    }
                 finally:
                     await leave_voice(bot, guild)
         peak = int(np.abs(heard_pcm).max()) if heard_pcm.size else 0
         return ConversationResult(
-            label=self.label, bot_name=bot_name, settings=_settings_summary(settings),
+            label=self.label,
+            bot_name=bot_name,
+            settings=_settings_summary(settings),
             cast=[{"name": c.name, "user_id": c.user_id, "voice": c.voice.describe()} for c in self.cast],
-            turns=turns, bot_initiated=greeting, wall_s=0.0, receive_stats=receive_stats,
-            bot_audio_s=voiced_seconds(heard_pcm), bot_audio_peak=peak,
+            turns=turns,
+            bot_initiated=greeting,
+            wall_s=0.0,
+            receive_stats=receive_stats,
+            bot_audio_s=voiced_seconds(heard_pcm),
+            bot_audio_peak=peak,
         )
 
     async def _join(self, bot: Any, guild: Any) -> Any:
@@ -252,16 +266,25 @@ class ScriptedConversation:
         return await join_with_command(bot, guild, self.cast[0].user_id)
 
     # -- one line ------------------------------------------------------------------------------
-    async def _play_line(self, index: int, line: Line, audio: SpokenLine, member: SimMember, session: Any) -> TurnRecord:
+    async def _play_line(
+        self, index: int, line: Line, audio: SpokenLine, member: SimMember, session: Any
+    ) -> TurnRecord:
         self._emit("line", speaker=line.speaker, text=line.text)
         self._current_end = None
         report = await member.speak(audio.pcm, at=time.monotonic() + 0.02)
         self._emit("status", text=f"{session.persona.name} is listening")
         true_end = report.start + audio.last_voiced_frame * FRAME_SECONDS  # send time of the last voiced packet
         self._current_end = true_end
-        turn = TurnRecord(index=index, speaker=line.speaker, said=line.text, expect_reply=line.expect_reply,
-                          warmup=line.warmup, start_s=report.start - self._t0, true_end_s=true_end - self._t0,
-                          speech_s=audio.voiced_s)
+        turn = TurnRecord(
+            index=index,
+            speaker=line.speaker,
+            said=line.text,
+            expect_reply=line.expect_reply,
+            warmup=line.warmup,
+            start_s=report.start - self._t0,
+            true_end_s=true_end - self._t0,
+            speech_s=audio.voiced_s,
+        )
         if report.sent < report.frames:
             log.warning("%s: %d of %d packets not sent", line.speaker, report.frames - report.sent, report.frames)
         await self._watch.follow(turn, user_id=member.user_id, start=report.start, true_end=true_end)
@@ -270,8 +293,11 @@ class ScriptedConversation:
             self._emit("unanswered", speaker=line.speaker, detail="waiting for the reply failed (see the log)")
             return turn
         if line.expect_reply and not answered:
-            self._emit("unanswered", speaker=line.speaker,
-                       detail=", ".join(f"{r.kind}:{r.outcome}" for r in turn.replies) or "no reply started")
+            self._emit(
+                "unanswered",
+                speaker=line.speaker,
+                detail=", ".join(f"{r.kind}:{r.outcome}" for r in turn.replies) or "no reply started",
+            )
         elif not line.expect_reply and not answered:
             self._emit("quiet", speaker=session.persona.name, text=line.speaker)
         await asyncio.sleep(line.pause_s)
@@ -298,10 +324,18 @@ class ScriptedConversation:
                 self._announced[trace_key] = "done"
                 if trace.outcome in ("spoken", "interrupted") or trace.text:
                     end = self._current_end
-                    latency = (self._heard_after(trace.times["first_packet"]) - end
-                               if end is not None and "first_packet" in trace.times else None)
-                    self._emit("bot_line", speaker=session.persona.name, text=trace.text, latency_s=latency,
-                               detail=f"{trace.kind}/{trace.outcome}")
+                    latency = (
+                        self._heard_after(trace.times["first_packet"]) - end
+                        if end is not None and "first_packet" in trace.times
+                        else None
+                    )
+                    self._emit(
+                        "bot_line",
+                        speaker=session.persona.name,
+                        text=trace.text,
+                        latency_s=latency,
+                        detail=f"{trace.kind}/{trace.outcome}",
+                    )
 
     def _heard_after(self, first_packet: float) -> float:
         """Arrival of the first voiced bot packet at the first cast member after ``first_packet`` (else that)."""
@@ -335,8 +369,23 @@ def _stats_of(session: Any) -> dict[str, Any]:
 
 
 def _settings_summary(settings: Settings) -> dict[str, Any]:
-    keys = ("default_persona", "stt_model", "stt_compute_type", "vad_end_silence_ms", "vad_threshold", "llm_backend",
-            "llm_model", "llm_context", "llm_threads", "llm_max_tokens", "tts_engine", "scheduler_policy",
-            "reply_silence_ms", "preemptive_start", "greet_members")
-    return {k: (str(getattr(settings, k)) if isinstance(getattr(settings, k), Path) else getattr(settings, k))
-            for k in keys}
+    keys = (
+        "default_persona",
+        "stt_model",
+        "stt_compute_type",
+        "vad_end_silence_ms",
+        "vad_threshold",
+        "llm_backend",
+        "llm_model",
+        "llm_context",
+        "llm_threads",
+        "llm_max_tokens",
+        "tts_engine",
+        "scheduler_policy",
+        "reply_silence_ms",
+        "preemptive_start",
+        "greet_members",
+    )
+    return {
+        k: (str(getattr(settings, k)) if isinstance(getattr(settings, k), Path) else getattr(settings, k)) for k in keys
+    }

@@ -175,8 +175,16 @@ class LoopbackVoiceServer:
 
     async def wait_connected(self, timeout: float = 30.0) -> BotSession:
         """Until the bot has a session description (its UDP address known)."""
-        await self.wait_for(lambda: self.bot is not None and self.bot.mode is not None and self.bot.ws is not None
-                            and not self.bot.ws.closed, timeout, "the bot to connect")
+        await self.wait_for(
+            lambda: (
+                self.bot is not None
+                and self.bot.mode is not None
+                and self.bot.ws is not None
+                and not self.bot.ws.closed
+            ),
+            timeout,
+            "the bot to connect",
+        )
         assert self.bot is not None
         return self.bot
 
@@ -186,8 +194,9 @@ class LoopbackVoiceServer:
 
     # --- members ---------------------------------------------------------------------------------------------------
 
-    async def add_member(self, user_id: int, name: str, *, knobs: NetworkKnobs | None = None,
-                         dave: str | None = None) -> SimMember:
+    async def add_member(
+        self, user_id: int, name: str, *, knobs: NetworkKnobs | None = None, dave: str | None = None
+    ) -> SimMember:
         """A member joins the channel (returns once it is in the bot's DAVE group, if a bot is connected).
         ``dave``: its DAVE implementation (default: the server's ``member_dave``)."""
         if user_id in self.members:

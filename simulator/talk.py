@@ -66,8 +66,9 @@ class LinePicker:
         return speaker, self._remarks.pop(), False
 
 
-def make_script(rng: random.Random, names: Sequence[str], lines: int, *,
-                bot: str = BOT_NAME) -> list[tuple[str, str, bool]]:
+def make_script(
+    rng: random.Random, names: Sequence[str], lines: int, *, bot: str = BOT_NAME
+) -> list[tuple[str, str, bool]]:
     """A room's `lines` lines (`LinePicker`); the first is a question (someone says hello to the bot)."""
     picker = LinePicker(rng, bot=bot)
     return [picker.next(names, ask=True if i == 0 else None) for i in range(lines)]

@@ -69,11 +69,16 @@ class Corpus:
     def families(self) -> list[str]:
         return sorted({s.family for s in self.scenarios})
 
-    def select(self, *, split: str | None = None, family: str | None = None,
-               ids: tuple[str, ...] | list[str] = ()) -> list[CorpusScenario]:
-        out = [s for s in self.scenarios
-               if (split in (None, "all") or s.split == split) and (family is None or s.family == family)
-               and (not ids or s.id in ids)]
+    def select(
+        self, *, split: str | None = None, family: str | None = None, ids: tuple[str, ...] | list[str] = ()
+    ) -> list[CorpusScenario]:
+        out = [
+            s
+            for s in self.scenarios
+            if (split in (None, "all") or s.split == split)
+            and (family is None or s.family == family)
+            and (not ids or s.id in ids)
+        ]
         missing = set(ids) - {s.id for s in self.scenarios}
         if missing:
             raise CorpusError(f"no scenario named {', '.join(sorted(missing))} in {self.path}")
@@ -102,8 +107,13 @@ def load_corpus(path: Path = CORPUS_PATH) -> Corpus:
 
 def _voice(name: str, spec: dict[str, Any]) -> MemberVoice:
     try:
-        return MemberVoice(engine=spec["engine"], voice=spec.get("voice", "embedded"), speed=float(spec.get("speed", 1.0)),
-                           pitch=spec.get("pitch"), semitones=float(spec.get("semitones", 0.0)))
+        return MemberVoice(
+            engine=spec["engine"],
+            voice=spec.get("voice", "embedded"),
+            speed=float(spec.get("speed", 1.0)),
+            pitch=spec.get("pitch"),
+            semitones=float(spec.get("semitones", 0.0)),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorpusError(f"voice {name!r}: {exc}") from None
 
@@ -142,13 +152,30 @@ def _scenario(raw: dict[str, Any], voices: dict[str, MemberVoice]) -> CorpusScen
         timing = timings[0] if timings else "after"
         if s["expect"] in ("keep", "yield") and timing != "over_bot":
             raise fail(f"step {i + 1}: keep/yield lines are said over the bot (over_bot = seconds)")
-        steps.append(Step(who=s["who"], parts=parts, pauses=pauses, expect=s["expect"], timing=timing,
-                          delay=float(s.get(timing, 1.0)), clip=float(s["clip"]) if "clip" in s else None,
-                          require=s.get("require"), within=float(s["within"]) if "within" in s else None))
+        steps.append(
+            Step(
+                who=s["who"],
+                parts=parts,
+                pauses=pauses,
+                expect=s["expect"],
+                timing=timing,
+                delay=float(s.get(timing, 1.0)),
+                clip=float(s["clip"]) if "clip" in s else None,
+                require=s.get("require"),
+                within=float(s["within"]) if "within" in s else None,
+            )
+        )
         if "within" in s and s["expect"] != "speak":
             raise fail(f"step {i + 1}: `within` is for speak steps")
     if not steps:
         raise fail("no steps")
-    return CorpusScenario(id=sid, family=str(raw.get("family") or "?"), split=raw["split"],
-                          persona=str(raw.get("persona") or "Juniper"), members=tuple(members), steps=tuple(steps),
-                          long_replies=bool(raw.get("long_replies", False)), watch_s=float(raw.get("watch", 5.0)))
+    return CorpusScenario(
+        id=sid,
+        family=str(raw.get("family") or "?"),
+        split=raw["split"],
+        persona=str(raw.get("persona") or "Juniper"),
+        members=tuple(members),
+        steps=tuple(steps),
+        long_replies=bool(raw.get("long_replies", False)),
+        watch_s=float(raw.get("watch", 5.0)),
+    )

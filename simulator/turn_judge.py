@@ -119,10 +119,13 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
         if heard is not None:
             lines.append((heard, trace))
     lines.sort(key=lambda item: item[0])
-    result.bot_lines = [{"at_s": round(h - t0, 3), "kind": t.kind, "outcome": t.outcome, "text": t.text,
-                         "reason": t.reason} for h, t in lines]
-    result.decisions = [{"at_s": round(at - t0, 3), **d.log_fields()} for at, d in list(sc.session.decisions)
-                        if at >= t0 - 1.0]
+    result.bot_lines = [
+        {"at_s": round(h - t0, 3), "kind": t.kind, "outcome": t.outcome, "text": t.text, "reason": t.reason}
+        for h, t in lines
+    ]
+    result.decisions = [
+        {"at_s": round(at - t0, 3), **d.log_fields()} for at, d in list(sc.session.decisions) if at >= t0 - 1.0
+    ]
     history = [ln for ln in sc.session.room.history if ln.end >= t0 - 1.0]
     result.heard = [f"{ln.name}: {ln.text}" for ln in history]
     stats = getattr(sc.session.listener, "stats", None)
@@ -137,10 +140,14 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
         onset, true_end, _parts = spans[i]
         window_end = spans[i + 1][0] if i + 1 < len(spans) else end_of_play
         member = play.scenario.member(step.who)
-        sr = StepResult(i + 1, step.who, step.text, step.expect, step.timing, round(onset - t0, 3),
-                        round(true_end - t0, 3))
-        sr.heard = " ".join(ln.text for ln in history if ln.user_id == member.user_id
-                            and ln.end >= onset - 0.3 and ln.start <= true_end + 0.3)
+        sr = StepResult(
+            i + 1, step.who, step.text, step.expect, step.timing, round(onset - t0, 3), round(true_end - t0, 3)
+        )
+        sr.heard = " ".join(
+            ln.text
+            for ln in history
+            if ln.user_id == member.user_id and ln.end >= onset - 0.3 and ln.start <= true_end + 0.3
+        )
         sr.name_said, sr.name_heard = names_bot(sc, step.text), names_bot(sc, sr.heard)
         new_lines = [(h, t) for h, t in lines if onset <= h < window_end]
         if step.expect in ("speak", "quiet"):
@@ -159,8 +166,13 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
     for start, _end in runs:
         for onset, end in humans:
             if onset <= start <= max(end, onset + TALK_OVER_GRACE_S):
-                result.talk_overs.append({"bot_voice_at_s": round(start - t0, 3), "member_from_s": round(onset - t0, 3),
-                                          "member_to_s": round(end - t0, 3)})
+                result.talk_overs.append(
+                    {
+                        "bot_voice_at_s": round(start - t0, 3),
+                        "member_from_s": round(onset - t0, 3),
+                        "member_to_s": round(end - t0, 3),
+                    }
+                )
                 break
 
 
@@ -169,8 +181,12 @@ def names_bot(sc: Scenario, text: str) -> bool:
     from conversation.addressing import NameMatcher, resolve_names
 
     room, policy = sc.session.room, sc.session.policy
-    matcher = NameMatcher.for_name(room.bot_name, room.bot_aliases, spelling_threshold=policy.name_spelling_threshold,
-                                   sound_threshold=policy.name_sound_threshold)
+    matcher = NameMatcher.for_name(
+        room.bot_name,
+        room.bot_aliases,
+        spelling_threshold=policy.name_spelling_threshold,
+        sound_threshold=policy.name_sound_threshold,
+    )
     return bool(text) and resolve_names(text, matcher, ()).bot
 
 
@@ -198,8 +214,9 @@ def _playing_at(lines: list[tuple[float, Any]], t: float) -> tuple[float, Any] |
     return None
 
 
-def _judge_overlap(sr: StepResult, step: Step, lines: list[tuple[float, Any]], voiced: list[float],
-                   onset: float, true_end: float) -> None:
+def _judge_overlap(
+    sr: StepResult, step: Step, lines: list[tuple[float, Any]], voiced: list[float], onset: float, true_end: float
+) -> None:
     playing = _playing_at(lines, onset)
     if playing is None:
         sr.observed, sr.note = "precondition_failed", "the bot was not speaking when the member began"
@@ -212,7 +229,10 @@ def _judge_overlap(sr: StepResult, step: Step, lines: list[tuple[float, Any]], v
     own = [t for t in voiced if heard <= t < line_end]
     if step.expect == "keep":
         if planned_end < true_end + KEEP_MARGIN_S:
-            sr.observed, sr.note = "precondition_failed", f"the line ended {true_end - planned_end:+.2f} s before the member finished"
+            sr.observed, sr.note = (
+                "precondition_failed",
+                f"the line ended {true_end - planned_end:+.2f} s before the member finished",
+            )
             return
         after = [t for t in own if t >= onset]
         gaps = np.diff([onset, *after]) if after else np.zeros(0)
@@ -221,7 +241,10 @@ def _judge_overlap(sr: StepResult, step: Step, lines: list[tuple[float, Any]], v
         sr.ok = sr.observed == "kept"
         return
     if planned_end < onset + YIELD_MARGIN_S:
-        sr.observed, sr.note = "precondition_failed", f"the line had only {planned_end - onset:.2f} s left when the member began"
+        sr.observed, sr.note = (
+            "precondition_failed",
+            f"the line had only {planned_end - onset:.2f} s left when the member began",
+        )
         return
     # the bot stopped when its voice went silent for good: the end of the run of voice (gaps under
     # STOP_GAP_S bridged: the pauses between its sentences) that was going on when the member began

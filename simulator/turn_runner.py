@@ -52,6 +52,7 @@ class _Utterance:
 
 # --- audio -----------------------------------------------------------------------------------------
 
+
 def utterance_audio(settings: Settings, scenario: CorpusScenario, step: Step) -> _Utterance:
     """The step's line in its member's voice (blocking): parts joined by their pauses, clipped if asked."""
     member = scenario.member(step.who)
@@ -64,7 +65,7 @@ def utterance_audio(settings: Settings, scenario: CorpusScenario, step: Step) ->
         voiced = voiced_frames(line.pcm)
         first = int(np.argmax(voiced))
         last = int(len(voiced) - 1 - np.argmax(voiced[::-1]))
-        pcm = line.pcm if i == 0 else line.pcm[first * n:]  # later parts: no lead-in, the pause is the silence
+        pcm = line.pcm if i == 0 else line.pcm[first * n :]  # later parts: no lead-in, the pause is the silence
         if i > 0:
             last -= first
             first = 0
@@ -72,9 +73,13 @@ def utterance_audio(settings: Settings, scenario: CorpusScenario, step: Step) ->
             end = min(pcm.shape[0], (first * n) + int(step.clip * audio_files.DISCORD_RATE))
             pcm = pcm[:end].copy()
             fade = min(960, end - first * n)
-            pcm[end - fade:] = (pcm[end - fade:].astype(np.float32) * np.linspace(1.0, 0.0, fade)[:, None]).astype(np.int16)
+            pcm[end - fade :] = (pcm[end - fade :].astype(np.float32) * np.linspace(1.0, 0.0, fade)[:, None]).astype(
+                np.int16
+            )
             last = min(last, end // n - 1)
-        spans.append(((offset + first * n) / audio_files.DISCORD_RATE, (offset + (last + 1) * n) / audio_files.DISCORD_RATE))
+        spans.append(
+            ((offset + first * n) / audio_files.DISCORD_RATE, (offset + (last + 1) * n) / audio_files.DISCORD_RATE)
+        )
         pieces.append(pcm[: (last + 1 + 2) * n])
         offset += pieces[-1].shape[0]
         if i < len(step.pauses):
@@ -85,6 +90,7 @@ def utterance_audio(settings: Settings, scenario: CorpusScenario, step: Step) ->
 
 
 # --- settings ----------------------------------------------------------------------------------------
+
 
 def persona_file(name: str, folder: Path = PROJECT_ROOT / "personas") -> Path:
     for path in sorted(folder.glob("*.toml")):
@@ -101,13 +107,18 @@ def scenario_settings_for(base: Settings, scenario: CorpusScenario, tmp: Path) -
     settings = base.replace(data_dir=tmp / "data", default_persona=scenario.persona)
     if scenario.long_replies:
         folder = tmp / "personas"
-        write_persona(folder, max_words=LONG_REPLY_WORDS, max_sentences=LONG_REPLY_SENTENCES,
-                      source=persona_file(scenario.persona, base.personas_dir))
+        write_persona(
+            folder,
+            max_words=LONG_REPLY_WORDS,
+            max_sentences=LONG_REPLY_SENTENCES,
+            source=persona_file(scenario.persona, base.personas_dir),
+        )
         settings = settings.replace(personas_dir=folder, llm_max_tokens=max(base.llm_max_tokens, LONG_REPLY_TOKENS))
     return settings
 
 
 # --- running ---------------------------------------------------------------------------------------------
+
 
 class _Play:
     """One attempt at a scenario: the members' lines at their times, and what the bot did."""
@@ -140,8 +151,9 @@ class _Play:
                 reply = await self._reply_text(span[0])
                 if "?" in reply:
                     break
-                log.info("turns: %s step %d: the reply %r asks nothing; asking again", self.scenario.id, index + 1,
-                         reply)
+                log.info(
+                    "turns: %s step %d: the reply %r asks nothing; asking again", self.scenario.id, index + 1, reply
+                )
                 if attempt == 2:
                     self.requirement_failed = f"step {index + 1}: the bot did not ask a question in 3 tries"
             self.spans.append(span)
@@ -162,7 +174,11 @@ class _Play:
                 heard = ears.first_after(since)
                 if heard is not None:
                     return max(time.monotonic() + 0.05, heard + step.delay)
-                if prev_end is not None and time.monotonic() > prev_end + REPLY_WAIT_S and self.sc.session.room.turn is None:
+                if (
+                    prev_end is not None
+                    and time.monotonic() > prev_end + REPLY_WAIT_S
+                    and self.sc.session.room.turn is None
+                ):
                     return None  # no reply is coming
                 await asyncio.sleep(0.02)
             return None
@@ -210,8 +226,11 @@ async def run_scenario(scenario: CorpusScenario, base: Settings, *, attempts: in
         result.attempts = attempt
         if not result.precondition_failed or result.error:
             break
-        log.info("turns: %s: precondition failed (%s); playing it again", scenario.id,
-                 "; ".join(s.note for s in result.steps if s.note))
+        log.info(
+            "turns: %s: precondition failed (%s); playing it again",
+            scenario.id,
+            "; ".join(s.note for s in result.steps if s.note),
+        )
     assert result is not None
     result.wall_s = round(time.monotonic() - started, 2)
     return result
@@ -219,8 +238,14 @@ async def run_scenario(scenario: CorpusScenario, base: Settings, *, attempts: in
 
 async def _attempt(scenario: CorpusScenario, settings: Settings, audio: list[_Utterance]) -> ScenarioResult:
     play = _Play(scenario, settings, audio)
-    result = ScenarioResult(scenario.id, scenario.family, scenario.split, scenario.persona,
-                            [f"{m.name} ({m.voice.describe()})" for m in scenario.members], [])
+    result = ScenarioResult(
+        scenario.id,
+        scenario.family,
+        scenario.split,
+        scenario.persona,
+        [f"{m.name} ({m.voice.describe()})" for m in scenario.members],
+        [],
+    )
     try:
         async with bot_in_channel(settings, list(scenario.members)) as sc:
             await play.run(sc)

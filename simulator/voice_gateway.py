@@ -97,8 +97,9 @@ class VoiceGateway:
         if bot is None or bot.mode is None or not member.present:
             return
         bot.speaking_announced.add(member.ssrc)
-        await self.send_json(SPEAKING, {"user_id": str(member.user_id), "ssrc": member.ssrc,
-                                        "speaking": 1 if speaking else 0})
+        await self.send_json(
+            SPEAKING, {"user_id": str(member.user_id), "ssrc": member.ssrc, "speaking": 1 if speaking else 0}
+        )
 
     async def announce_speaking(self, member: SimMember, speaking: bool) -> None:
         """op 5 when a member starts talking; stopping sends nothing."""
@@ -177,21 +178,37 @@ class VoiceGateway:
         old = self.server.bot
         if old is not None and old.ws is not None and not old.ws.closed:
             await old.ws.close(code=CLOSE_SESSION_INVALID)
-        session = BotSession(user_id=int(d["user_id"]), session_id=str(d["session_id"]),
-                             ssrc=self.server.new_ssrc(), max_dave_version=max_dave, ws=ws)
+        session = BotSession(
+            user_id=int(d["user_id"]),
+            session_id=str(d["session_id"]),
+            ssrc=self.server.new_ssrc(),
+            max_dave_version=max_dave,
+            ws=ws,
+        )
         self.server.bot = session
         self.server.connections += 1
         self.server.dave.reset()
-        await self.send_json(READY, {
-            "ssrc": session.ssrc, "ip": self.server.host, "port": self.server.udp_port,
-            "modes": ["aead_aes256_gcm_rtpsize", rtp.MODE], "experiments": [], "streams": [],
-        })
+        await self.send_json(
+            READY,
+            {
+                "ssrc": session.ssrc,
+                "ip": self.server.host,
+                "port": self.server.udp_port,
+                "modes": ["aead_aes256_gcm_rtpsize", rtp.MODE],
+                "experiments": [],
+                "streams": [],
+            },
+        )
         return session
 
     async def _resume(self, ws: web.WebSocketResponse, d: dict) -> BotSession | None:
         bot = self.server.bot
-        if (bot is None or not bot.resumable or d.get("token") != self.server.token
-                or d.get("session_id") != bot.session_id):
+        if (
+            bot is None
+            or not bot.resumable
+            or d.get("token") != self.server.token
+            or d.get("session_id") != bot.session_id
+        ):
             self.server.close_codes_sent.append(CLOSE_SESSION_INVALID)
             await ws.close(code=CLOSE_SESSION_INVALID)
             return None
@@ -213,10 +230,17 @@ class VoiceGateway:
         session.udp_addr = (data["address"], int(data["port"]))
         session.dave_version = min(self.server.dave_protocol_version, session.max_dave_version)
         session.mode = mode
-        await self.send_json(SESSION_DESCRIPTION, {
-            "mode": mode, "secret_key": list(session.secret_key), "dave_protocol_version": session.dave_version,
-            "audio_codec": "opus", "video_codec": "H264", "media_session_id": secrets.token_hex(16),
-        })
+        await self.send_json(
+            SESSION_DESCRIPTION,
+            {
+                "mode": mode,
+                "secret_key": list(session.secret_key),
+                "dave_protocol_version": session.dave_version,
+                "audio_codec": "opus",
+                "video_codec": "H264",
+                "media_session_id": secrets.token_hex(16),
+            },
+        )
         present = [m for m in self.server.members.values() if m.present]
         if present:
             await self.send_json(CLIENTS_CONNECT, {"user_ids": [str(m.user_id) for m in present]})

@@ -143,5 +143,6 @@ def synthesize_line(settings: Settings, voice: MemberVoice, text: str) -> Spoken
     end = min(pcm.shape[0], (last + 1 + TAIL_FRAMES) * n)  # and the last word's natural decay
     trimmed = np.ascontiguousarray(np.concatenate([np.zeros((lead, 2), dtype=np.int16), pcm[begin:end]]))
     last_frame = (lead + (last + 1) * n - begin) // n - 1
-    return SpokenLine(text=text, pcm=trimmed, voiced_s=(last_frame + 1) * n / audio_files.DISCORD_RATE,
-                      last_voiced_frame=last_frame)
+    return SpokenLine(
+        text=text, pcm=trimmed, voiced_s=(last_frame + 1) * n / audio_files.DISCORD_RATE, last_voiced_frame=last_frame
+    )

@@ -91,8 +91,15 @@ class WorldProcess:
         member._on_bot_frame = tap  # type: ignore[method-assign]
 
     def _presence(self, guild_id: int, member: SimMember, present: bool) -> None:
-        self.emit({"event": "presence", "guild_id": guild_id, "user_id": member.user_id, "name": member.name,
-                   "present": present})
+        self.emit(
+            {
+                "event": "presence",
+                "guild_id": guild_id,
+                "user_id": member.user_id,
+                "name": member.name,
+                "present": present,
+            }
+        )
 
     async def _add(self, guild_id: int, cast: CastMember) -> SimMember:
         guild = self.guilds[guild_id]
@@ -122,8 +129,9 @@ class WorldProcess:
         self.settings = load_settings(env=env, env_file=None)
         out = []
         for spec in guilds:
-            server = await LoopbackVoiceServer(guild_id=spec["guild_id"], channel_id=spec["channel_id"],
-                                               member_dave=spec.get("member_dave", "davey")).start()
+            server = await LoopbackVoiceServer(
+                guild_id=spec["guild_id"], channel_id=spec["channel_id"], member_dave=spec.get("member_dave", "davey")
+            ).start()
             cast = {m["name"]: CastMember(m["user_id"], m["name"], MemberVoice(**m["voice"])) for m in spec["members"]}
             guild_id = spec["guild_id"]
             self.guilds[guild_id] = _Guild(server, cast)
@@ -131,11 +139,22 @@ class WorldProcess:
             for m in spec["members"]:
                 if m.get("present", True):
                     await self._add(guild_id, cast[m["name"]])
-            out.append({"guild_id": guild_id, "channel_id": server.channel_id, "token": server.token,
-                        "endpoint": server.endpoint,
-                        "members": [{"user_id": c.user_id, "name": c.name,
-                                     "present": c.user_id in server.members and server.members[c.user_id].present}
-                                    for c in cast.values()]})
+            out.append(
+                {
+                    "guild_id": guild_id,
+                    "channel_id": server.channel_id,
+                    "token": server.token,
+                    "endpoint": server.endpoint,
+                    "members": [
+                        {
+                            "user_id": c.user_id,
+                            "name": c.name,
+                            "present": c.user_id in server.members and server.members[c.user_id].present,
+                        }
+                        for c in cast.values()
+                    ],
+                }
+            )
         return out
 
     async def cmd_synthesize(self, lines: list[list[Any]]) -> list[dict[str, float]]:
@@ -152,9 +171,14 @@ class WorldProcess:
         first = int(voiced.argmax()) if voiced.any() else 0
         report = await member.speak(line.pcm, at=at if at is not None else time.monotonic() + 0.02)
         frame_s = 0.020
-        return {"start": report.start, "onset": report.start + first * frame_s,
-                "true_end": report.start + (line.last_voiced_frame + 1) * frame_s, "sent": report.sent,
-                "frames": report.frames, "speech_s": line.voiced_s}
+        return {
+            "start": report.start,
+            "onset": report.start + first * frame_s,
+            "true_end": report.start + (line.last_voiced_frame + 1) * frame_s,
+            "sent": report.sent,
+            "frames": report.frames,
+            "speech_s": line.voiced_s,
+        }
 
     async def cmd_join(self, guild_id: int, name: str) -> dict[str, Any]:
         member = await self._add(guild_id, self.guilds[guild_id].cast[name])
@@ -163,8 +187,9 @@ class WorldProcess:
     async def cmd_leave(self, guild_id: int, name: str) -> None:
         await self._member(guild_id, name).leave()
 
-    async def cmd_server(self, guild_id: int, method: str, args: list[Any] | None = None,
-                         kwargs: dict[str, Any] | None = None) -> Any:
+    async def cmd_server(
+        self, guild_id: int, method: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    ) -> Any:
         if method not in SERVER_METHODS:
             raise ValueError(f"server method {method!r} is not one the world exposes")
         result = getattr(self.guilds[guild_id].server, method)(*(args or ()), **(kwargs or {}))
@@ -175,11 +200,16 @@ class WorldProcess:
     async def cmd_server_state(self, guild_id: int) -> dict[str, Any]:
         server = self.guilds[guild_id].server
         bot = server.bot
-        return {"connections": server.connections, "resumes": server.resumes,
-                "close_codes_sent": list(server.close_codes_sent), "dave_settled": server.dave.settled(),
-                "bot_connected": bot is not None and bot.ws is not None and not bot.ws.closed and bot.mode is not None,
-                "bot_ssrc": bot.ssrc if bot else None, "packets_from_bot": bot.packets_from_bot if bot else 0,
-                "errors": list(server.dave.errors)}
+        return {
+            "connections": server.connections,
+            "resumes": server.resumes,
+            "close_codes_sent": list(server.close_codes_sent),
+            "dave_settled": server.dave.settled(),
+            "bot_connected": bot is not None and bot.ws is not None and not bot.ws.closed and bot.mode is not None,
+            "bot_ssrc": bot.ssrc if bot else None,
+            "packets_from_bot": bot.packets_from_bot if bot else 0,
+            "errors": list(server.dave.errors),
+        }
 
     async def cmd_usage(self) -> dict[str, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -225,8 +255,11 @@ class WorldProcess:
 
 
 def main() -> None:
-    logging.basicConfig(level=os.environ.get("CHORUS_WORLD_LOG", "WARNING"), stream=sys.stderr,
-                        format="%(asctime)s world %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("CHORUS_WORLD_LOG", "WARNING"),
+        stream=sys.stderr,
+        format="%(asctime)s world %(levelname)s %(name)s: %(message)s",
+    )
     asyncio.run(WorldProcess().run())
 
 

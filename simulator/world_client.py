@@ -49,7 +49,8 @@ class RemoteServer:
         self.token: str = info["token"]
         self.endpoint: str = info["endpoint"]
         self.members: dict[int, RemoteMember] = {
-            m["user_id"]: RemoteMember(m["user_id"], m["name"], m["present"]) for m in info["members"]}
+            m["user_id"]: RemoteMember(m["user_id"], m["name"], m["present"]) for m in info["members"]
+        }
         self._listeners: list[Callable[[RemoteMember, bool], None]] = []
 
     def add_presence_listener(self, listener: Callable[[RemoteMember, bool], None]) -> None:
@@ -84,7 +85,7 @@ class RemoteEars:
             else:
                 bisect.insort(self.voiced, t)
         if self.voiced and self.voiced[-1] - self.voiced[0] > 1.5 * self.keep_s:
-            del self.voiced[:bisect.bisect_left(self.voiced, self.voiced[-1] - self.keep_s)]
+            del self.voiced[: bisect.bisect_left(self.voiced, self.voiced[-1] - self.keep_s)]
 
     def first_voiced_after(self, t: float, within_s: float = 5.0) -> float | None:
         i = bisect.bisect_left(self.voiced, t - 0.005)
@@ -93,7 +94,7 @@ class RemoteEars:
         return None
 
     def voiced_between(self, start: float, end: float = float("inf")) -> list[float]:
-        return self.voiced[bisect.bisect_left(self.voiced, start):bisect.bisect_left(self.voiced, end)]
+        return self.voiced[bisect.bisect_left(self.voiced, start) : bisect.bisect_left(self.voiced, end)]
 
 
 def cast_spec(cast: CastMember, *, present: bool = True) -> dict[str, Any]:
@@ -114,14 +115,22 @@ class World:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def start(cls, env: dict[str, str], guilds: Sequence[dict[str, Any]], *,
-                    log_path: Path | None = None) -> AsyncIterator["World"]:
+    async def start(
+        cls, env: dict[str, str], guilds: Sequence[dict[str, Any]], *, log_path: Path | None = None
+    ) -> AsyncIterator["World"]:
         """Start `python -m simulator.world` with ``guilds`` ({guild_id, channel_id, members: [cast_spec]})."""
         stderr = await executors.run("io", log_path.open, "ab") if log_path is not None else None
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "simulator.world", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=stderr, cwd=str(PROJECT_ROOT), env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-            limit=1 << 24)
+            sys.executable,
+            "-m",
+            "simulator.world",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            cwd=str(PROJECT_ROOT),
+            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+            limit=1 << 24,
+        )
         world = cls(proc)
         world._reader = asyncio.create_task(world._read(), name="world-reader")
         try:

@@ -96,8 +96,9 @@ class Database:
                 path.parent.mkdir(parents=True, exist_ok=True)
             # No pool: a SQLite connection is cheap to open (~1 ms), and none outlives its transaction (an idle
             # one would hold an aiosqlite thread tied to the event loop that opened it).
-            engine = create_async_engine(self.url, poolclass=NullPool,
-                                         connect_args={"timeout": self.sqlite_busy_timeout_ms / 1000.0})
+            engine = create_async_engine(
+                self.url, poolclass=NullPool, connect_args={"timeout": self.sqlite_busy_timeout_ms / 1000.0}
+            )
             busy = self.sqlite_busy_timeout_ms
 
             @sa.event.listens_for(engine.sync_engine, "connect")
@@ -156,8 +157,11 @@ class Database:
         self.last_fault = error
         if self.healthy or self._fault_since is None:
             self._fault_since = time.monotonic()
-            log.warning("database %s: %s; the bot goes on without memory, writes are retried or dropped (counted)",
-                        self.describe(), error)
+            log.warning(
+                "database %s: %s; the bot goes on without memory, writes are retried or dropped (counted)",
+                self.describe(),
+                error,
+            )
         self.healthy = False
         self._start_probe()
 

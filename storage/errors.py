@@ -26,9 +26,17 @@ _HINTS = {
 }
 
 _UNREACHABLE_NAMES = {
-    "CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError", "ConnectionFailureError",
-    "InterfaceError", "ConnectionRefusedError", "ConnectionResetError", "TooManyConnectionsError",
-    "CrashShutdownError", "TimeoutError", "InternalClientError",
+    "CannotConnectNowError",
+    "ConnectionDoesNotExistError",
+    "AdminShutdownError",
+    "ConnectionFailureError",
+    "InterfaceError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "TooManyConnectionsError",
+    "CrashShutdownError",
+    "TimeoutError",
+    "InternalClientError",
 }
 
 
@@ -67,9 +75,15 @@ def classify(exc: BaseException) -> str:
             return UNREACHABLE
         if isinstance(item, OSError) and not isinstance(item, FileNotFoundError):
             return UNREACHABLE
-        if ("unable to open database" in text or "connection refused" in text or "could not connect" in text
-                or "the database system is" in text or "terminating connection" in text
-                or "connection was closed" in text or "server closed the connection" in text):
+        if (
+            "unable to open database" in text
+            or "connection refused" in text
+            or "could not connect" in text
+            or "the database system is" in text
+            or "terminating connection" in text
+            or "connection was closed" in text
+            or "server closed the connection" in text
+        ):
             return UNREACHABLE
     return ERROR
 

@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def _state(row: Any) -> GuildState:
-    return GuildState(persona=row["persona"], captions_channel_id=row["captions_channel_id"],
-                      memory_enabled=bool(row["memory_enabled"]), recall=row["recall"] or "present")
+    return GuildState(
+        persona=row["persona"],
+        captions_channel_id=row["captions_channel_id"],
+        memory_enabled=bool(row["memory_enabled"]),
+        recall=row["recall"] or "present",
+    )
 
 
 class GuildStore:
@@ -84,7 +88,11 @@ class GuildStore:
         A change made here while the read was under way wins over what the read found."""
         version = self._changes.get(guild_id, 0)
         async with self.db.transaction() as conn:
-            row = (await conn.execute(sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id))).mappings().first()
+            row = (
+                (await conn.execute(sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)))
+                .mappings()
+                .first()
+            )
         if self._changes.get(guild_id, 0) != version:
             return self.get(guild_id)
         states = {k: v for k, v in self._states.items() if k != guild_id}
@@ -106,10 +114,12 @@ class GuildStore:
             validate_state(new)  # never write what we could not read back
             async with self.db.transaction() as conn:
                 row = {"guild_id": guild_id, **asdict(new), "updated_at": time.time()}
-                await conn.execute(upsert(self.db.dialect, guild_settings, row, ["guild_id"],
-                                          [*changes, "updated_at"]))
-                found = (await conn.execute(sa.select(guild_settings).where(
-                    guild_settings.c.guild_id == guild_id))).mappings().first()
+                await conn.execute(upsert(self.db.dialect, guild_settings, row, ["guild_id"], [*changes, "updated_at"]))
+                found = (
+                    (await conn.execute(sa.select(guild_settings).where(guild_settings.c.guild_id == guild_id)))
+                    .mappings()
+                    .first()
+                )
                 if found is not None and _state(found) == GuildState():
                     await conn.execute(sa.delete(guild_settings).where(guild_settings.c.guild_id == guild_id))
             stored = _state(found) if found is not None else new
@@ -120,7 +130,9 @@ class GuildStore:
             else:
                 states[guild_id] = stored
             self._states = states
-            self._changes[guild_id] = self._changes.get(guild_id, 0) + 1  # after the write: a refresh that read before it is stale
+            self._changes[guild_id] = (
+                self._changes.get(guild_id, 0) + 1
+            )  # after the write: a refresh that read before it is stale
             return stored
 
     def drop_local(self, guild_id: int) -> None:

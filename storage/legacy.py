@@ -67,8 +67,11 @@ async def import_legacy_guilds(db: Database, data_dir: Path) -> int | None:
         for guild_id, values in entries.items():
             row = {"guild_id": guild_id, "memory_enabled": True, "updated_at": now, **values}
             await conn.execute(upsert(db.dialect, guild_settings, row, ["guild_id"], []))  # a database row wins
-        await conn.execute(upsert(db.dialect, storage_meta, {"key": "legacy_guilds_json", "value": f"{path} {stamp}"},
-                                  ["key"], ["value"]))
+        await conn.execute(
+            upsert(
+                db.dialect, storage_meta, {"key": "legacy_guilds_json", "value": f"{path} {stamp}"}, ["key"], ["value"]
+            )
+        )
     aside = path.with_name(f"{path.name}.migrated-{stamp}")
     os.replace(path, aside)
     log.info("imported %d guild(s) from %s into the database; the file is kept as %s", len(entries), path, aside)
@@ -77,5 +80,6 @@ async def import_legacy_guilds(db: Database, data_dir: Path) -> int | None:
 
 async def legacy_import_note(db: Database) -> str | None:
     async with db.transaction() as conn:
-        return (await conn.execute(sa.select(storage_meta.c.value).where(storage_meta.c.key == "legacy_guilds_json"))
-                ).scalar_one_or_none()
+        return (
+            await conn.execute(sa.select(storage_meta.c.value).where(storage_meta.c.key == "legacy_guilds_json"))
+        ).scalar_one_or_none()

@@ -12,5 +12,6 @@ def bot_settings(tmp_path: Path, **env: str) -> Settings:
     """Settings with CHORUS_DATA_DIR and CHORUS_PERSONAS_DIR (a copy of personas/) in `tmp_path`, plus `env`."""
     personas = tmp_path / "personas"
     shutil.copytree(PROJECT_ROOT / "personas", personas)
-    return load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(personas), **env},
-                         env_file=None)
+    return load_settings(
+        env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(personas), **env}, env_file=None
+    )

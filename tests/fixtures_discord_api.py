@@ -31,8 +31,9 @@ def free_port() -> int:
 
 
 class FakeDiscordApi:
-    def __init__(self, *, port: int | None = None, token_ok: bool = True, sync_status: int = 200,
-                 gateway_close: int = 4014) -> None:
+    def __init__(
+        self, *, port: int | None = None, token_ok: bool = True, sync_status: int = 200, gateway_close: int = 4014
+    ) -> None:
         self.port = port or free_port()
         self.token_ok = token_ok
         self.sync_status = sync_status
@@ -63,13 +64,30 @@ class FakeDiscordApi:
         if not self.token_ok:
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
         if path == "/users/@me":
-            return _json({"id": APP_ID, "username": "chorus", "discriminator": "0", "avatar": None,
-                                      "bot": True, "global_name": None})
+            return _json(
+                {
+                    "id": APP_ID,
+                    "username": "chorus",
+                    "discriminator": "0",
+                    "avatar": None,
+                    "bot": True,
+                    "global_name": None,
+                }
+            )
         if path == "/oauth2/applications/@me":
-            return _json({"id": APP_ID, "name": "chorus", "icon": None, "description": "",
-                                      "bot_public": True, "bot_require_code_grant": False, "verify_key": "00",
-                                      "flags": 0, "owner": {"id": "1", "username": "o", "discriminator": "0",
-                                                            "avatar": None}})
+            return _json(
+                {
+                    "id": APP_ID,
+                    "name": "chorus",
+                    "icon": None,
+                    "description": "",
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "verify_key": "00",
+                    "flags": 0,
+                    "owner": {"id": "1", "username": "o", "discriminator": "0", "avatar": None},
+                }
+            )
         if path.endswith("/commands") and request.method == "PUT":
             if self.sync_status == 403:
                 return _json({"message": "Missing Access", "code": 50001}, status=403)

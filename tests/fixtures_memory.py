@@ -26,8 +26,9 @@ GUILD = 4242
 
 
 async def memory_service(url: str, tmp_path: Path, **env: str) -> MemoryService:
-    settings = load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "MEMORY_SUMMARY": "extractive", **env},
-                             env_file=None)
+    settings = load_settings(
+        env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "MEMORY_SUMMARY": "extractive", **env}, env_file=None
+    )
     db = Database(database_url(url, settings.data_dir))
     await db.open()
     store = GuildStore(db, data_dir=settings.data_dir)
@@ -77,8 +78,9 @@ class RecordingResponder:
         self.prefills: list[str] = []
         self.scheduler = None
 
-    async def respond(self, persona: Any, history: Any, *, situation: str, sink: Any, member_names: Any = None,
-                      memory: str = "") -> Any:
+    async def respond(
+        self, persona: Any, history: Any, *, situation: str, sink: Any, member_names: Any = None, memory: str = ""
+    ) -> Any:
         self.memories.append(memory)
         return SimpleNamespace(text="ok", timings={})
 

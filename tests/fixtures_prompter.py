@@ -29,16 +29,29 @@ def stop_speaking(room: Room, uid: int, t: float) -> None:
     room.on_speaking(SpeakingEvent(uid, False, t))
 
 
-def partial(room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None,
-            **marks: float) -> None:
+def partial(
+    room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None, **marks: float
+) -> None:
     """A partial transcript; `marks` are the listener's timings marks (paused=, speculative=, resumed=)."""
-    room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, False, 0.8, dict(marks),
-                                end_of_turn=end_of_turn))
+    room.on_utterance(
+        Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, False, 0.8, dict(marks), end_of_turn=end_of_turn)
+    )
 
 
 def final(room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None):
-    return room.on_utterance(Utterance(uid, NAMES.get(uid, str(uid)), text, start, end, True, 0.9,
-                                       {"speech_end": end, "final": end + 0.4}, end_of_turn=end_of_turn))
+    return room.on_utterance(
+        Utterance(
+            uid,
+            NAMES.get(uid, str(uid)),
+            text,
+            start,
+            end,
+            True,
+            0.9,
+            {"speech_end": end, "final": end + 0.4},
+            end_of_turn=end_of_turn,
+        )
+    )
 
 
 def say(room: Room, uid: int, text: str, start: float, end: float, *, end_of_turn: float | None = None):
@@ -48,7 +61,9 @@ def say(room: Room, uid: int, text: str, start: float, end: float, *, end_of_tur
     return final(room, uid, text, start, end, end_of_turn=end_of_turn)
 
 
-def bot_says(room: Room, text: str, start: float, end: float, *, kind: str = "respond_now", reply_to: int | None = None):
+def bot_says(
+    room: Room, text: str, start: float, end: float, *, kind: str = "respond_now", reply_to: int | None = None
+):
     turn = room.bot_begin(kind, start - 0.3, reply_to_seq=reply_to)
     turn.add_text(text)
     turn.add_audio(end - start)

@@ -89,8 +89,15 @@ class Result:
 
 
 class ScriptedResponder:
-    def __init__(self, fragments: list[str], *, seconds_each: float = 0.3, delay_s: float = 0.03,
-                 rate: int = 22050, fail: bool = False) -> None:
+    def __init__(
+        self,
+        fragments: list[str],
+        *,
+        seconds_each: float = 0.3,
+        delay_s: float = 0.03,
+        rate: int = 22050,
+        fail: bool = False,
+    ) -> None:
         self.fragments = fragments
         self.seconds_each = seconds_each
         self.delay_s = delay_s

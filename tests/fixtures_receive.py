@@ -23,8 +23,22 @@ from simulator.receive_rig import (
     to_stereo_s16,
 )
 
-__all__ = ["BOT_ID", "CHANNEL_ID", "FRAME", "Collector", "Connection", "Member", "Rig", "assert_matches",
-           "best_alignment", "make_dave_group", "source_16k", "speechlike", "to_stereo_s16", "wait_for"]
+__all__ = [
+    "BOT_ID",
+    "CHANNEL_ID",
+    "FRAME",
+    "Collector",
+    "Connection",
+    "Member",
+    "Rig",
+    "assert_matches",
+    "best_alignment",
+    "make_dave_group",
+    "source_16k",
+    "speechlike",
+    "to_stereo_s16",
+    "wait_for",
+]
 
 
 async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:

@@ -4,8 +4,21 @@ scripted members), plus `OwnVoiceRelay`, a misbehaving network that hands the bo
 from __future__ import annotations
 
 from simulator.scenario import (  # noqa: F401  (re-exported for the scenario tests)
-    ALICE, BOB, CHEN, BotEars, JoinInteraction, ListenerTap, Said, Scenario, bot_in_channel, clip_voiced,
-    join_with_command, scenario_settings, spoken_line, voiced_span, write_persona,
+    ALICE,
+    BOB,
+    CHEN,
+    BotEars,
+    JoinInteraction,
+    ListenerTap,
+    Said,
+    Scenario,
+    bot_in_channel,
+    clip_voiced,
+    join_with_command,
+    scenario_settings,
+    spoken_line,
+    voiced_span,
+    write_persona,
 )
 from simulator.member import SimMember
 from simulator.server import LoopbackVoiceServer
@@ -24,8 +37,9 @@ class OwnVoiceRelay:
         def relay(from_user_id: int, ssrc: int, frame: bytes, arrival: float) -> None:
             original(from_user_id, ssrc, frame, arrival)
             self._seq = (self._seq + 1) & 0xFFFF
-            packet = server.media.encrypt_for_bot(sequence=self._seq, timestamp=(self._seq * 960) & 0xFFFFFFFF,
-                                                 ssrc=ssrc, payload=frame)
+            packet = server.media.encrypt_for_bot(
+                sequence=self._seq, timestamp=(self._seq * 960) & 0xFFFFFFFF, ssrc=ssrc, payload=frame
+            )
             if packet is not None:
                 server.media.send_to_bot(packet)
                 self.sent += 1

@@ -92,6 +92,7 @@ class BotSocketTap:
 
     async def wait_total(self, count: int, timeout: float = 20.0) -> None:
         """Poll until ``count`` packets of any kind arrived."""
+
         async def _wait() -> None:
             while len(self.packets) < count:
                 await asyncio.sleep(0.05)
@@ -100,6 +101,7 @@ class BotSocketTap:
 
     async def wait_packets(self, ssrc: int, count: int, timeout: float = 20.0) -> None:
         """Poll (the reader is a thread) until ``count`` packets from ``ssrc`` arrived."""
+
         async def _wait() -> None:
             while sum(1 for p in list(self.packets) if not rtp.is_rtcp(p) and rtp.parse_header(p).ssrc == ssrc) < count:
                 await asyncio.sleep(0.05)
@@ -111,8 +113,7 @@ async def play_and_wait(vc: discord.VoiceClient, pcm: np.ndarray, timeout: float
     """Play through discord.py's own player and wait for it to finish."""
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    vc.play(pcm_source(pcm), after=lambda err: loop.call_soon_threadsafe(
-        lambda: done.done() or done.set_result(err)))
+    vc.play(pcm_source(pcm), after=lambda err: loop.call_soon_threadsafe(lambda: done.done() or done.set_result(err)))
     err = await asyncio.wait_for(done, timeout)
     assert err is None, err
 

@@ -83,15 +83,15 @@ class PostgresServer:
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C.UTF-8"
-        return subprocess.run(args, capture_output=True, text=True, timeout=timeout, preexec_fn=demote, env=env,
-                               cwd=self.root)
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=timeout, preexec_fn=demote, env=env, cwd=self.root
+        )
 
     def init(self) -> None:
         initdb = _pg_bin("initdb")
         if initdb is None:
             raise RuntimeError("initdb not found (install Debian's `postgresql` package: scripts/setup.sh does)")
-        done = self._run(initdb, "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8",
-                         "--no-sync")
+        done = self._run(initdb, "-D", str(self.datadir), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync")
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {(done.stderr or done.stdout).strip()[-400:]}")
 
@@ -99,12 +99,29 @@ class PostgresServer:
         pg_ctl = _pg_bin("pg_ctl")
         if pg_ctl is None:
             raise RuntimeError("pg_ctl not found")
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
-                   "-c fsync=off -c full_page_writes=off -c max_connections=60")
-        done = self._run(pg_ctl, "-D", str(self.datadir), "-l", str(self.root / "server.log"), "-o", options,
-                         "-w", "-t", str(START_TIMEOUT_S), "start")
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            "-c fsync=off -c full_page_writes=off -c max_connections=60"
+        )
+        done = self._run(
+            pg_ctl,
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(START_TIMEOUT_S),
+            "start",
+        )
         if done.returncode != 0:
-            log = (self.root / "server.log").read_text(errors="replace")[-400:] if (self.root / "server.log").exists() else ""
+            log = (
+                (self.root / "server.log").read_text(errors="replace")[-400:]
+                if (self.root / "server.log").exists()
+                else ""
+            )
             raise RuntimeError(f"pg_ctl start failed: {(done.stderr or done.stdout).strip()[-300:]} {log}")
 
     def stop(self, mode: str = "fast") -> None:
@@ -167,8 +184,14 @@ async def _external_database(url: str) -> str:
 
     parsed = make_url(url)
     name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username,
-                                 password=parsed.password, database=parsed.database or "postgres", timeout=10)
+    conn = await asyncpg.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        database=parsed.database or "postgres",
+        timeout=10,
+    )
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:

@@ -13,18 +13,33 @@ from brain.profile import SMOLLM_AVOID_WORDS
 from runtime.settings import load_settings
 
 
-@pytest.mark.parametrize("line", [
-    "My dog died last night.", "I'm sorry I was late.", "I lost my job today.", "Ugh, rough day at work.",
-    "My grandma is in the hospital.", "I feel so lonely lately.", "We broke up on Sunday."])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "My dog died last night.",
+        "I'm sorry I was late.",
+        "I lost my job today.",
+        "Ugh, rough day at work.",
+        "My grandma is in the hospital.",
+        "I feel so lonely lately.",
+        "We broke up on Sunday.",
+    ],
+)
 def test_sad_news_or_an_apology_calls_for_sympathy(line):
     assert calls_for_sympathy(line)
     assert words_to_avoid(SMOLLM_AVOID_WORDS, line) == ()
 
 
-@pytest.mark.parametrize("line", [
-    "What snacks should we bring?", "I need something to read, any good books lately?",
-    "Do you think it will rain this weekend?", "What should I cook tonight? I have eggs and rice.",
-    "Who is the best player on the team?"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "What snacks should we bring?",
+        "I need something to read, any good books lately?",
+        "Do you think it will rain this weekend?",
+        "What should I cook tonight? I have eggs and rice.",
+        "Who is the best player on the team?",
+    ],
+)
 def test_ordinary_lines_do_not(line):
     assert not calls_for_sympathy(line)
     assert words_to_avoid(SMOLLM_AVOID_WORDS, line) == SMOLLM_AVOID_WORDS
@@ -48,13 +63,16 @@ def test_the_smollm_profile_avoids_apologies(backend):
 
 def test_avoided_words_do_not_come_out_of_the_model(backend):
     """A prompt that makes SmolLM2 apologize: without the bias it says "sorry"; with it, never as a word-token."""
-    messages = [{"role": "system", "content": "You are Juniper. Apologize to Bob in one short sentence."},
-                {"role": "user", "content": "Bob: You forgot my birthday. Say you are sorry."}]
+    messages = [
+        {"role": "system", "content": "You are Juniper. Apologize to Bob in one short sentence."},
+        {"role": "user", "content": "Bob: You forgot my birthday. Say you are sorry."},
+    ]
     free = backend.profile.sampling.replace(avoid_words=(), seed=1, temperature=0.0)
     biased = free.replace(avoid_words=("sorry",))
     said = {}
     for name, sampling in (("free", free), ("biased", biased)):
-        said[name] = "".join(backend.stream(messages, max_tokens=24, stop=[], cancel=threading.Event(),
-                                            sampling=sampling)).lower()
+        said[name] = "".join(
+            backend.stream(messages, max_tokens=24, stop=[], cancel=threading.Event(), sampling=sampling)
+        ).lower()
     assert "sorry" in said["free"], said
     assert " sorry" not in said["biased"] and not said["biased"].lstrip().startswith("sorry"), said

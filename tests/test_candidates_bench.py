@@ -6,8 +6,10 @@ from benchmarks.candidates_bench import choose_default, heldout_on_topic
 
 
 def quality(single: float, running: float, n_single: int = 27, n_running: int = 16) -> dict:
-    return {"on_topic": {"heldout/single": single, "heldout/running": running},
-            "replies": {"heldout/single": n_single, "heldout/running": n_running}}
+    return {
+        "on_topic": {"heldout/single": single, "heldout/running": running},
+        "replies": {"heldout/single": n_single, "heldout/running": n_running},
+    }
 
 
 def row(first_audio_p50: float, q: dict | None) -> dict:

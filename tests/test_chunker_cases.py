@@ -36,7 +36,9 @@ def all_splits(text: str, **kwargs) -> list[tuple[str, bool]]:
 
 
 def test_first_fragment_at_a_clause_once_long_enough_then_sentences() -> None:
-    text = "Oh wow, that sounds like a lovely plan, honestly. I would bring snacks, drinks, and a blanket. Then we talk."
+    text = (
+        "Oh wow, that sounds like a lovely plan, honestly. I would bring snacks, drinks, and a blanket. Then we talk."
+    )
     assert all_splits(text) == [
         ("Oh wow,", False),  # two words and a comma: the voice starts while the LLM goes on
         ("that sounds like a lovely plan, honestly.", True),  # later fragments: whole sentences
@@ -65,15 +67,24 @@ def test_a_boundary_waits_for_the_next_character() -> None:
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("Dr. Smith met Mrs. Jones at 5 p.m. yesterday. It went well.", ["Dr. Smith met Mrs. Jones at 5 p.m. yesterday.", "It went well."]),
-        ("We flew to the U.S. and e.g. Canada last year. Fun.", ["We flew to the U.S. and e.g. Canada last year.", "Fun."]),
+        (
+            "Dr. Smith met Mrs. Jones at 5 p.m. yesterday. It went well.",
+            ["Dr. Smith met Mrs. Jones at 5 p.m. yesterday.", "It went well."],
+        ),
+        (
+            "We flew to the U.S. and e.g. Canada last year. Fun.",
+            ["We flew to the U.S. and e.g. Canada last year.", "Fun."],
+        ),
         ("Pi is 3.14159 and e is 2.718 roughly. Neat.", ["Pi is 3.14159 and e is 2.718 roughly.", "Neat."]),
         ("No, no. It is No. 5 on the list.", ["No, no.", "It is No. 5 on the list."]),  # "no." ends a sentence
-        ("That was 1,000 people, maybe 1,200 in total. Wow.", ["That was 1,000 people,", "maybe 1,200 in total.", "Wow."]),
+        (
+            "That was 1,000 people, maybe 1,200 in total. Wow.",
+            ["That was 1,000 people,", "maybe 1,200 in total.", "Wow."],
+        ),
         ("I read J. R. R. Tolkien as a kid. Loved it.", ["I read J. R. R. Tolkien as a kid.", "Loved it."]),
         ("Visit example.com/docs for more. Or not.", ["Visit example.com/docs for more.", "Or not."]),
         ("Meet me at 10:30 near the lake. Okay?", ["Meet me at 10:30 near the lake.", "Okay?"]),
-        ("Really?! No way. \"Yes.\" Fine", ["Really?!", "No way.", "\"Yes.\"", "Fine"]),
+        ('Really?! No way. "Yes." Fine', ["Really?!", "No way.", '"Yes."', "Fine"]),
     ],
 )
 def test_abbreviations_numbers_and_quotes(text: str, expected: list[str]) -> None:
@@ -95,8 +106,10 @@ def test_no_punctuation_at_all_flushes_at_word_limits_and_at_the_end() -> None:
 
 
 def test_long_sentence_is_cut_at_its_last_clause_break() -> None:
-    text = ("one two three four five six seven eight nine ten eleven twelve thirteen fourteen, "
-            "fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree.")
+    text = (
+        "one two three four five six seven eight nine ten eleven twelve thirteen fourteen, "
+        "fifteen sixteen seventeen eighteen nineteen twenty twentyone twentytwo twentythree."
+    )
     frags = all_splits("Sure. " + text, max_words=20, clause_words_later=30)
     assert frags[0] == ("Sure.", True)
     assert frags[1][0].endswith("fourteen,") and frags[1][1] is False
@@ -108,7 +121,9 @@ def test_dashes_break_clauses_and_read_as_a_pause() -> None:
     assert frags[0] == ("I think,", False)
     assert [t for t, _ in frags[1:]] == ["and I mean it - that cats rule.", "Wait—what?"]
     assert all_splits("I think - and I mean it - that cats rule.", first_clause_words=4)[0] == (
-        "I think - and I mean it,", False)
+        "I think - and I mean it,",
+        False,
+    )
 
 
 def test_empty_and_punctuation_only_input_yields_nothing() -> None:

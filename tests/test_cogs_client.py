@@ -96,7 +96,9 @@ def test_run_bot_refuses_an_empty_token(tmp_path: Path) -> None:
         run_bot(make_settings(tmp_path), sync=False)
 
 
-def test_run_bot_never_shows_the_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_run_bot_never_shows_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = make_settings(tmp_path, DISCORD_TOKEN=TOKEN)
     assert TOKEN not in repr(settings)
     seen = {}

@@ -45,8 +45,9 @@ async def test_memory_show_lists_what_is_remembered_only_to_the_member(world) ->
     env, bot, guild, text, alice, bob = world
     result = await bob.slash(text, "memory show")
     assert result.ephemeral and "don't remember anything" in result.response.content
-    await bot.memory.store.remember_facts(guild.id, bob.id, [Fact("home", "lives in Lisbon"),
-                                                             Fact("likes:jazz", "loves jazz")])
+    await bot.memory.store.remember_facts(
+        guild.id, bob.id, [Fact("home", "lives in Lisbon"), Fact("likes:jazz", "loves jazz")]
+    )
     await bot.memory.store.add_summary(guild.id, bob.id, "call:c1:0", 'said "the Baltic trip was freezing"')
     await bot.memory.store.remember_facts(guild.id, alice.id, [Fact("home", "lives in Oslo")])
     result = await bob.slash(text, "memory show")
@@ -78,7 +79,11 @@ async def test_privacy_optout_applies_at_once_deletes_and_persists(world, settin
     drops = bot.memory.drop_check(guild.id)
     assert not drops(bob.id)
     result = await bob.slash(text, "privacy optout")
-    assert result.ephemeral and "no longer listen" in result.response.content and "deleted the 1 thing" in result.response.content
+    assert (
+        result.ephemeral
+        and "no longer listen" in result.response.content
+        and "deleted the 1 thing" in result.response.content
+    )
     assert drops(bob.id) and not drops(alice.id)  # the receive layer's check sees it at once
     assert await bot.memory.store.count_about(guild.id, bob.id) == 0
     result = await bob.slash(text, "memory show")
@@ -109,8 +114,9 @@ async def test_memory_off_and_on_need_manage_server(world) -> None:
     assert bot.memory.remembers(guild.id)
 
 
-async def test_commands_answer_at_once_and_plainly_while_the_database_is_stalled(world, simcord_env,
-                                                                                 monkeypatch) -> None:
+async def test_commands_answer_at_once_and_plainly_while_the_database_is_stalled(
+    world, simcord_env, monkeypatch
+) -> None:
     """Another process holds the SQLite write lock: /privacy optout and /memory off are acknowledged (deferred)
     before they touch the database, apply at once, and answer in plain words (no driver text, no path)."""
     import sqlite3

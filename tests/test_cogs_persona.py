@@ -42,7 +42,11 @@ def personas_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, personas_dir: Path):
     return load_settings(
-        env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(personas_dir), "CHORUS_PERSONA_ROLE": "DJ"},
+        env={
+            "CHORUS_DATA_DIR": str(tmp_path / "data"),
+            "CHORUS_PERSONAS_DIR": str(personas_dir),
+            "CHORUS_PERSONA_ROLE": "DJ",
+        },
         env_file=None,
     )
 
@@ -208,7 +212,9 @@ async def test_reload_reports_broken_files_with_path_and_field(simcord_env, worl
     bot, guild, channel, plain, manager, dj = world
     session = RecordingSession()
     bot.voice_sessions[guild.id] = session
-    (personas_dir / "zz_broken.toml").write_text('name = "Z"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nspeed = "fast"\n')
+    (personas_dir / "zz_broken.toml").write_text(
+        'name = "Z"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nspeed = "fast"\n'
+    )
     (personas_dir / "new.toml").write_text('name = "Newbie"\n[bot]\nidentity = "a"\npersonality = "b"\n')
     result = await manager.slash(channel, "persona reload")
     callbacks = [r.json for r in simcord_env.http_requests if r.path.endswith("/callback")]

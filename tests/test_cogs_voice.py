@@ -146,7 +146,10 @@ async def test_join_without_connect_or_speak_permission(world, connect_calls) ->
 @pytest.mark.parametrize(
     ("failure", "words"),
     [
-        (discord.ConnectionClosed(None, shard_id=None, code=4017), "code 4017: end-to-end voice encryption (DAVE) is required"),
+        (
+            discord.ConnectionClosed(None, shard_id=None, code=4017),
+            "code 4017: end-to-end voice encryption (DAVE) is required",
+        ),
         (discord.ConnectionClosed(None, shard_id=None, code=4006), "close code 4006"),
         (asyncio.TimeoutError(), "Connecting to voice timed out."),
     ],
@@ -225,7 +228,9 @@ async def test_close_stops_all_sessions(settings) -> None:
     assert all(s.closed for s in sessions) and bot.voice_sessions == {}
 
 
-async def test_unexpected_command_error_is_logged_and_answered_ephemerally(simcord_env, caplog: pytest.LogCaptureFixture) -> None:
+async def test_unexpected_command_error_is_logged_and_answered_ephemerally(
+    simcord_env, caplog: pytest.LogCaptureFixture
+) -> None:
     bot: ChorusBot = simcord_env.bot
 
     @app_commands.command(name="boom", description="fails")
@@ -250,14 +255,21 @@ async def test_unexpected_command_error_is_logged_and_answered_ephemerally(simco
     alice = guild.add_member(simcord_env.create_user("alice"))
 
     result = await alice.slash(channel, "boom")
-    assert result.ephemeral and result.response.content == "Sorry, /boom failed (RuntimeError). The details are in the bot's log."
+    assert (
+        result.ephemeral
+        and result.response.content == "Sorry, /boom failed (RuntimeError). The details are in the bot's log."
+    )
     assert "/boom failed" in caplog.text and "kaboom" in caplog.text  # traceback logged
     result = await alice.slash(channel, "slowboom")
     assert result.ephemeral and "Sorry, /slowboom failed (ValueError)" in result.response.content
     result = await alice.slash(channel, "guarded")
     assert result.ephemeral and result.response.content == "You need the manage server permission to use /guarded."
     errors = simcord_env.errors  # acknowledge what the bot raised (it was handled by our error handler)
-    assert [type(getattr(e, "original", e)).__name__ for e in errors] == ["RuntimeError", "ValueError", "MissingPermissions"]
+    assert [type(getattr(e, "original", e)).__name__ for e in errors] == [
+        "RuntimeError",
+        "ValueError",
+        "MissingPermissions",
+    ]
 
 
 async def test_explain_connect_error_messages() -> None:

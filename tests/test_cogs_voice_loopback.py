@@ -104,7 +104,9 @@ async def test_join_and_leave_over_a_real_voice_connection(tmp_path: Path) -> No
             await cog.join.callback(cog, join)
             assert join.replies[0] == ("defer", "", True)
             kind, text, ephemeral = join.replies[1]
-            assert kind == "followup" and ephemeral and text.startswith(f"Juniper joined {alice.voice.channel.mention}.")
+            assert (
+                kind == "followup" and ephemeral and text.startswith(f"Juniper joined {alice.voice.channel.mention}.")
+            )
             assert "/privacy optout" in text  # no text channel to post the listening notice in: the reply carries it
 
             vc = guild.voice_client
@@ -121,7 +123,9 @@ async def test_join_and_leave_over_a_real_voice_connection(tmp_path: Path) -> No
             assert leave.replies[0] == ("defer", "", True) and leave.replies[1][0] == "followup"
             assert sessions[0].closed and bot.voice_sessions == {}
             assert not vc.is_connected() and guild.voice_client is None
-            await server.wait_for(lambda: server.bot is None or server.bot.ws is None or server.bot.ws.closed, 10, "the bot to leave")
+            await server.wait_for(
+                lambda: server.bot is None or server.bot.ws is None or server.bot.ws.closed, 10, "the bot to leave"
+            )
 
 
 async def test_dave_required_4017_is_explained_quickly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

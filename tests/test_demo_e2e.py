@@ -37,7 +37,9 @@ async def test_quick_demo_holds_a_two_turn_conversation(tmp_path: Path) -> None:
     # chorus heard each member's words (faster-whisper tiny.en on synthetic voices: key words, not exact text)
     assert [t.speaker for t in result.turns] == ["Alice", "Bob"]
     alice, bob = result.turns
-    assert "tonight" in alice.heard.lower() and ("eggs" in alice.heard.lower() or "rice" in alice.heard.lower()), alice.heard
+    assert "tonight" in alice.heard.lower() and ("eggs" in alice.heard.lower() or "rice" in alice.heard.lower()), (
+        alice.heard
+    )
     assert "books" in bob.heard.lower(), bob.heard
 
     # the bot answered each member, out loud, after they finished

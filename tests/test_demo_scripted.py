@@ -69,8 +69,15 @@ def test_bot_packets_are_placed_at_their_arrival_and_bursts_are_queued() -> None
 def test_stage_intervals_show_an_early_start_overlapping_the_end_of_speech() -> None:
     from benchmarks.e2e_intervals import INTERVALS, turn_intervals
 
-    stages = {"request": 0.2, "final": 0.4, "first_token": 0.3, "first_fragment": 0.5, "first_audio": 0.6,
-              "first_packet": 0.61, "heard": 0.62}
+    stages = {
+        "request": 0.2,
+        "final": 0.4,
+        "first_token": 0.3,
+        "first_fragment": 0.5,
+        "first_audio": 0.6,
+        "first_packet": 0.61,
+        "heard": 0.62,
+    }
     got = {INTERVALS[i][0]: (t0, t1) for i, t0, t1 in turn_intervals(stages)}
     assert got["end of speech confirmed (VAD)"] == (0.0, 0.4)  # no VAD end: the final confirmed it
     assert got["LLM to first token"] == (0.2, 0.3)  # the reply began during the end-of-speech silence
@@ -88,17 +95,20 @@ def test_live_transcript_shows_who_spoke_what_was_heard_and_the_latency() -> Non
 
     out = io.StringIO()
     show = LiveTranscript(out, width=6)
-    for event in (ScriptEvent("status", text="loading models"), ScriptEvent("ready", speaker="Juniper", text="Alice, Bob"),
-                  ScriptEvent("line", speaker="Alice", text="Hey Juniper, what's up?"),
-                  ScriptEvent("heard", speaker="Alice", text="Hey, Juniper, what's up?"),
-                  ScriptEvent("bot_start", speaker="Juniper", latency_s=0.7),
-                  ScriptEvent("bot_line", speaker="Juniper", text="Not much!", latency_s=0.74, detail="respond_now/spoken"),
-                  ScriptEvent("quiet", speaker="Juniper", text="Bob")):
+    for event in (
+        ScriptEvent("status", text="loading models"),
+        ScriptEvent("ready", speaker="Juniper", text="Alice, Bob"),
+        ScriptEvent("line", speaker="Alice", text="Hey Juniper, what's up?"),
+        ScriptEvent("heard", speaker="Alice", text="Hey, Juniper, what's up?"),
+        ScriptEvent("bot_start", speaker="Juniper", latency_s=0.7),
+        ScriptEvent("bot_line", speaker="Juniper", text="Not much!", latency_s=0.74, detail="respond_now/spoken"),
+        ScriptEvent("quiet", speaker="Juniper", text="Bob"),
+    ):
         show(event)
     lines = out.getvalue().splitlines()
     assert lines[0].endswith("· loading models")
     assert 'Alice    ▸ "Hey Juniper, what\'s up?"' in lines[2]
-    assert "heard: \"Hey, Juniper, what's up?\"" in lines[3]
+    assert 'heard: "Hey, Juniper, what\'s up?"' in lines[3]
     assert lines[4].strip() == 'Juniper  ◂ "Not much!"  (0.74 s)'
     assert "stays quiet" in lines[5]
     assert "\033" not in out.getvalue()  # no terminal codes when the output is not a terminal

@@ -15,8 +15,23 @@ README = ROOT / "README.md"
 README_MAX_LINES = 250
 
 # Top-level folders whose paths the docs name; a code span starting with one of them is taken as a repo path.
-PATH_ROOTS = ("audio", "benchmarks", "bot", "brain", "cogs", "conversation", "corpora", "docs", "memory", "personas",
-              "runtime", "scripts", "simulator", "storage", "tests")
+PATH_ROOTS = (
+    "audio",
+    "benchmarks",
+    "bot",
+    "brain",
+    "cogs",
+    "conversation",
+    "corpora",
+    "docs",
+    "memory",
+    "personas",
+    "runtime",
+    "scripts",
+    "simulator",
+    "storage",
+    "tests",
+)
 TOP_FILES = re.compile(r"^(pyproject\.toml|pytest\.ini|README\.md|\.env\.example|requirements[\w*-]*\.(txt|lock))$")
 
 FENCE = re.compile(r"^\s*(```|~~~)")

@@ -21,10 +21,16 @@ async def test_the_baseline_waits_for_the_whole_reply_then_plays_it_sentence_by_
     baseline = WholeReplyResponder(settings, llm=llm, scheduler=ModelScheduler("exclusive"))
     persona = juniper(max_reply_words=40, max_reply_sentences=3)
     sink = RecordingSink()
-    situation = Situation("Alice is talking to you; reply to Alice.", short="Alice is talking to you.",
-                          addressee="Alice")
-    result = await baseline.respond(persona, question("Juniper, tell me about the lake where you grew up."),
-                                    situation=situation, sink=sink, member_names=["Alice", "Bob"])
+    situation = Situation(
+        "Alice is talking to you; reply to Alice.", short="Alice is talking to you.", addressee="Alice"
+    )
+    result = await baseline.respond(
+        persona,
+        question("Juniper, tell me about the lake where you grew up."),
+        situation=situation,
+        sink=sink,
+        member_names=["Alice", "Bob"],
+    )
     t = result.timings
     assert result.text and sink.texts == result.fragments and sink.done_calls == 1
     assert t["llm_done"] <= t["first_fragment"] <= t["first_audio"]  # nothing is heard before the whole reply
@@ -50,8 +56,10 @@ def test_the_scripts_vary_where_the_name_is_and_include_follow_ups() -> None:
 
 def test_latency_is_reported_over_all_answers_and_over_on_topic_ones() -> None:
     def row(latency, on_topic):
-        checks = {c: True for c in ("spoken", "on_topic", "right_addressee", "identity", "no_repeat",
-                                    "no_instructions", "length")}
+        checks = {
+            c: True
+            for c in ("spoken", "on_topic", "right_addressee", "identity", "no_repeat", "no_instructions", "length")
+        }
         checks["on_topic"] = on_topic
         return {"warmup": False, "latency_s": latency, "stages_s": {}, "quality": {"checks": checks}}
 

@@ -26,16 +26,25 @@ def test_features_are_whisper_log_mels_of_the_last_8_seconds():
     assert short.shape == (1, 80, 800) and np.isfinite(short).all()
 
 
-@pytest.mark.parametrize("text", ["Juniper, have you ever been to the sea?", "What should I cook tonight?",
-                                  "I think it's going to rain tomorrow."])
+@pytest.mark.parametrize(
+    "text",
+    ["Juniper, have you ever been to the sea?", "What should I cook tonight?", "I think it's going to rain tomorrow."],
+)
 def test_a_finished_sentence_sounds_finished(text):
     estimate = load_smart_turn().estimate(spoken(text))
     assert estimate.probability > 0.5, (text, estimate)
     assert estimate.compute_s > 0
 
 
-@pytest.mark.parametrize("text", ["Juniper, I was wondering", "So I went to the store and", "Um, I think that",
-                                  "For the picnic we need bread, cheese,"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Juniper, I was wondering",
+        "So I went to the store and",
+        "Um, I think that",
+        "For the picnic we need bread, cheese,",
+    ],
+)
 def test_a_sentence_broken_off_sounds_unfinished(text):
     estimate = load_smart_turn().estimate(spoken(text))
     assert estimate.probability < 0.5, (text, estimate)
@@ -57,11 +66,24 @@ async def test_the_listener_judges_the_end_of_turn_at_each_pause_and_it_rides_on
     settings = load_settings(env={"VAD_END_SILENCE_MS": "900", "STT_PARTIAL_INTERVAL_S": "0.4"}, env_file=None)
     assert settings.turn_model == "smart_turn"
     utterances = []
-    listener = await asyncio.to_thread(Listener, settings, name_of=lambda uid: "Alice", on_speaking=lambda e: None,
-                                       on_utterance=utterances.append, fill_gaps=False)
+    listener = await asyncio.to_thread(
+        Listener,
+        settings,
+        name_of=lambda uid: "Alice",
+        on_speaking=lambda e: None,
+        on_utterance=utterances.append,
+        fill_gaps=False,
+    )
     try:
-        pcm = np.concatenate((silence_16k(0.3), spoken("So I went to the store and"), silence_16k(0.7),
-                              spoken("I bought a bag of apples."), silence_16k(1.3)))
+        pcm = np.concatenate(
+            (
+                silence_16k(0.3),
+                spoken("So I went to the store and"),
+                silence_16k(0.7),
+                spoken("I bought a bag of apples."),
+                silence_16k(1.3),
+            )
+        )
         t0 = time.monotonic()
         for i, frame in enumerate(frames_16k(pcm)):
             listener.feed(MemberFrame(7, frame, t0 + i * 0.02))

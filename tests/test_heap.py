@@ -37,8 +37,14 @@ print(kept, before, rss_mb(), released)
 @glibc_only
 def test_trim_gives_freed_heap_back_to_the_system() -> None:
     # a fresh process: how much a trim gives back depends on everything the heap held before
-    out = subprocess.run([sys.executable, "-c", FRAGMENTED_THEN_TRIMMED], cwd=PROJECT_ROOT, capture_output=True,
-                         text=True, timeout=60, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", FRAGMENTED_THEN_TRIMMED],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
     kept, before, after, released = float(out[0]), float(out[1]), float(out[2]), out[3]
     assert kept > 150  # freed, but still the process's
     assert released == "True" and after < before - 150, out

@@ -77,8 +77,12 @@ def test_every_import_of_a_chorus_module_resolves(package: str) -> None:
 
 
 def test_no_product_module_is_over_400_lines() -> None:
-    long = {str(p.relative_to(ROOT)): n for package in PRODUCT for p in _sources(package)
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for package in PRODUCT
+        for p in _sources(package)
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert long == {}, f"split these by job (at most {MAX_LINES} lines a module)"
 
 
@@ -90,10 +94,15 @@ def _type_checking_only(importer: str, imported: str) -> bool:
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
             guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    found = [(line, node) for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
-             for line, module, names in _imported(path, ast.Module(body=[node], type_ignores=[]))
-             if module == imported or f"{module}.".startswith(imported + ".")
-             or any(f"{module}.{n}" == imported for n in names)]
+    found = [
+        (line, node)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for line, module, names in _imported(path, ast.Module(body=[node], type_ignores=[]))
+        if module == imported
+        or f"{module}.".startswith(imported + ".")
+        or any(f"{module}.{n}" == imported for n in names)
+    ]
     return bool(found) and all(id(node) in guarded for _line, node in found)
 
 
@@ -101,5 +110,7 @@ def test_the_cycles_the_contracts_let_pass_are_type_hints_only() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
     acyclic = [c for c in config["contracts"] if c["type"] == "acyclic_siblings"]
     assert acyclic, "the acyclic-siblings contract is missing"
-    ignored = [tuple(part.strip() for part in rule.split("->")) for c in acyclic for rule in c.get("ignore_imports", [])]
+    ignored = [
+        tuple(part.strip() for part in rule.split("->")) for c in acyclic for rule in c.get("ignore_imports", [])
+    ]
     assert [f"{a} -> {b}" for a, b in ignored if not _type_checking_only(a, b)] == []

@@ -29,8 +29,12 @@ async def test_an_injected_leak_is_read_back_and_let_go() -> None:
 
 
 async def test_the_slope_ignores_one_odd_point() -> None:
-    points = [QuietPoint(t=i * 60.0, allocated_mb=100.0 + i * 0.5, heap_used_mb=0.0, pymalloc_mb=0.0, rss_anon_mb=0.0,
-                         py_blocks=0) for i in range(7)]  # +0.5 MB a minute: 30 MB/h
+    points = [
+        QuietPoint(
+            t=i * 60.0, allocated_mb=100.0 + i * 0.5, heap_used_mb=0.0, pymalloc_mb=0.0, rss_anon_mb=0.0, py_blocks=0
+        )
+        for i in range(7)
+    ]  # +0.5 MB a minute: 30 MB/h
     assert theil_sen_per_hour(points, "allocated_mb") == pytest.approx(30.0)
     points[3] = replace(points[3], allocated_mb=400.0)  # one reading taken mid-allocation
     assert theil_sen_per_hour(points, "allocated_mb") == pytest.approx(30.0)

@@ -61,8 +61,13 @@ async def test_overlapping_members_are_transcribed_and_attributed_and_the_bot_is
         members = {uid: await server.add_member(uid, name) for uid, name in NAMES.items()}
         async with connected_voice_client(server, dave=True) as vc:
             bot_id = vc.user.id
-            listener = Listener(s, name_of=lambda uid: NAMES.get(uid, str(uid)), on_speaking=heard.speaking.append,
-                                on_utterance=heard.utterances.append, ignore_user_ids={bot_id})
+            listener = Listener(
+                s,
+                name_of=lambda uid: NAMES.get(uid, str(uid)),
+                on_speaking=heard.speaking.append,
+                on_utterance=heard.utterances.append,
+                ignore_user_ids={bot_id},
+            )
 
             def on_frame(frame: MemberFrame) -> None:
                 heard.frame_users.add(frame.user_id)
@@ -72,13 +77,20 @@ async def test_overlapping_members_are_transcribed_and_attributed_and_the_bot_is
             rx.start()
             try:
                 t0 = time.monotonic() + 0.3
-                reports = await asyncio.gather(*(
-                    members[uid].speak(clips[uid], at=t0 + OFFSETS[uid], rate=16_000) for uid in SENTENCES))
+                reports = await asyncio.gather(
+                    *(members[uid].speak(clips[uid], at=t0 + OFFSETS[uid], rate=16_000) for uid in SENTENCES)
+                )
                 assert all(r.dave_encrypted > 0 and r.dropped == 0 for r in reports)
                 # every member's speech ends (frames stop: fill_gaps hears the silence) and gets its final
-                await until(lambda: all(heard.finals(uid) for uid in SENTENCES)
-                            and not any(e for e in listener._members.values() if e.in_speech)
-                            and listener.scheduler.idle(), 30, "three finals")
+                await until(
+                    lambda: (
+                        all(heard.finals(uid) for uid in SENTENCES)
+                        and not any(e for e in listener._members.values() if e.in_speech)
+                        and listener.scheduler.idle()
+                    ),
+                    30,
+                    "three finals",
+                )
                 await asyncio.sleep(0.3)
                 for uid, text in SENTENCES.items():
                     finals = heard.finals(uid)
@@ -87,8 +99,10 @@ async def test_overlapping_members_are_transcribed_and_attributed_and_the_bot_is
                     assert {"speech_end", "final"} <= set(finals[-1].timings)
                     assert [e.speaking for e in heard.speaking if e.user_id == uid][:2] == [True, False]
                 # the three segments overlapped in time
-                span = {uid: (min(u.start for u in heard.finals(uid)), max(u.end for u in heard.finals(uid)))
-                        for uid in SENTENCES}
+                span = {
+                    uid: (min(u.start for u in heard.finals(uid)), max(u.end for u in heard.finals(uid)))
+                    for uid in SENTENCES
+                }
                 assert span[BOB][0] < span[ALICE][1] and span[CAROL][0] < span[BOB][1], span
                 assert heard.frame_users == set(SENTENCES)
 

@@ -57,12 +57,26 @@ def make(models, rec, s=None) -> Listener:
     base, transcriber, vad = models
     if s is not None:
         transcriber = WhisperTranscriber(s)  # the guards read the transcriber's settings (same shared model)
-    return Listener(s or base, name_of=lambda uid: "Alice", on_speaking=rec.on_speaking,
-                    on_utterance=rec.on_utterance, transcriber=transcriber, vad_model=vad, fill_gaps=True)
+    return Listener(
+        s or base,
+        name_of=lambda uid: "Alice",
+        on_speaking=rec.on_speaking,
+        on_utterance=rec.on_utterance,
+        transcriber=transcriber,
+        vad_model=vad,
+        fill_gaps=True,
+    )
 
 
-async def speak_live(listener: Listener, pcm: np.ndarray, *, stall_at: int | None = None, stall_s: float = 0.0,
-                     late_at: int | None = None, late_s: float = 0.0) -> None:
+async def speak_live(
+    listener: Listener,
+    pcm: np.ndarray,
+    *,
+    stall_at: int | None = None,
+    stall_s: float = 0.0,
+    late_at: int | None = None,
+    late_s: float = 0.0,
+) -> None:
     """20 ms frames in real time, stamped with their arrival; optionally the event loop blocks once
     (`stall_at`), or the sender's frames are held up once and then come in a burst (`late_at`: jitter)."""
     loop = asyncio.get_running_loop()
@@ -178,8 +192,15 @@ async def test_a_pause_is_marked_on_the_partials_and_its_end_when_they_go_on(mod
     # the 0.2 s pause (+ the voice's own) stays a pause; without the end-of-turn model the pause's mark goes out
     # at the pause itself (with it, once the model has judged the pause: a mark the member may overtake)
     s = settings(STT_PARTIAL_INTERVAL_S="0.3", VAD_END_SILENCE_MS="600", TURN_MODEL="off")
-    pcm = np.concatenate((silence(0.3), speech("What is your favorite color"), silence(0.2),
-                          speech("and your favorite food?"), silence(0.1)))
+    pcm = np.concatenate(
+        (
+            silence(0.3),
+            speech("What is your favorite color"),
+            silence(0.2),
+            speech("and your favorite food?"),
+            silence(0.1),
+        )
+    )
     rec, listener = await hear_live(models, pcm, s)
     marks = []
     for kind, item in rec.events:

@@ -113,8 +113,10 @@ def test_reply_budget_caps_words_mid_sentence() -> None:
 # --- the model reading its instructions aloud ---------------------------------------------------
 
 SYSTEM = "You are Juniper, a cheerful gardener who loves rainy days and tea. Keep replies short and warm."
-SITUATION = ("In the voice channel with you: Alice and Bob. Alice is talking to you; reply to Alice. "
-             "This is a live voice chat: answer in one or two short spoken sentences, no lists, no emoji.")
+SITUATION = (
+    "In the voice channel with you: Alice and Bob. Alice is talking to you; reply to Alice. "
+    "This is a live voice chat: answer in one or two short spoken sentences, no lists, no emoji."
+)
 
 
 def screened(text: str) -> tuple[str, list[str]]:
@@ -130,15 +132,18 @@ def screened(text: str) -> tuple[str, list[str]]:
 
 
 def test_a_copied_instruction_sentence_is_not_spoken() -> None:
-    text, dropped = screened("Sure thing, Alice! Answer in one or two short spoken sentences, no lists, no emoji. "
-                             "I love rainy days.")
+    text, dropped = screened(
+        "Sure thing, Alice! Answer in one or two short spoken sentences, no lists, no emoji. I love rainy days."
+    )
     assert text == "Sure thing, Alice! I love rainy days."
     assert dropped == ["Answer in one or two short spoken sentences,", "no lists, no emoji."]
 
 
 def test_an_instruction_copied_after_a_reply_clause_is_dropped_and_the_clause_kept() -> None:
-    text, _ = screened("Oh I really love a good cup of tea, this is a live voice chat: answer in one or two short "
-                       "spoken sentences. Keep replies short and warm.")
+    text, _ = screened(
+        "Oh I really love a good cup of tea, this is a live voice chat: answer in one or two short "
+        "spoken sentences. Keep replies short and warm."
+    )
     assert text == "Oh I really love a good cup of tea,"
     assert clean_reply("Keep replies short and warm.", persona_name="Juniper", instructions=[SYSTEM]) == ""
 
@@ -183,8 +188,10 @@ EARLIER = ["No, no, you're not going to eat it. You're going to eat the cheese."
 @pytest.mark.parametrize(
     ("reply", "spoken"),
     [
-        ("Rain? You're not going to eat it, you're going to eat the cheese. Bring an umbrella!",
-         "Rain? Bring an umbrella!"),
+        (
+            "Rain? You're not going to eat it, you're going to eat the cheese. Bring an umbrella!",
+            "Rain? Bring an umbrella!",
+        ),
         ("You're going to eat the cheese, so bring crackers.", "so bring crackers."),  # the new words stay
         ("You're going to eat the cheese, you're going to eat the cheese.", ""),
         ("Fried rice again? I would go for noodles tonight.", "Fried rice again? I would go for noodles tonight."),
@@ -201,8 +208,12 @@ def test_a_sentence_repeating_an_earlier_line_of_the_bot_is_not_spoken(reply: st
 
 def test_an_opening_clause_from_an_earlier_line_waits_for_its_sentence() -> None:
     earlier = ["Bob, I'm sorry, I'm not sure."]
-    cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, said_before=earlier,
-                            instructions=["Bob is talking to you; reply to Bob."])
+    cleaner = SpeechCleaner(
+        persona_name="Juniper",
+        other_names=MEMBERS,
+        said_before=earlier,
+        instructions=["Bob is talking to you; reply to Bob."],
+    )
     assert cleaner.feed("Bob, ") == ""  # in the instructions
     assert cleaner.feed("I'm sorry, ") == ""  # these words opened an earlier line: held
     assert cleaner.feed("I'm not sure. ") == ""  # the whole sentence repeats it: dropped
@@ -213,8 +224,11 @@ def test_an_opening_clause_from_an_earlier_line_waits_for_its_sentence() -> None
 
 def test_a_short_sentence_repeating_an_earlier_line_is_dropped_but_two_words_are_kept() -> None:
     earlier = ["The thing about movies. You're the best!", "I'm sorry."]
-    said = clean_reply("The thing about reading. You're the best! I'm sorry. Tell me more.", persona_name="Juniper",
-                       said_before=earlier)
+    said = clean_reply(
+        "The thing about reading. You're the best! I'm sorry. Tell me more.",
+        persona_name="Juniper",
+        said_before=earlier,
+    )
     assert said == "I'm sorry. Tell me more."
 
 

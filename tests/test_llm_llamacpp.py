@@ -69,7 +69,10 @@ def test_cancel_stops_generation_within_100_ms(backend) -> None:
 
 def test_cancel_aborts_a_long_prompt_evaluation(backend) -> None:
     rng = random.Random(7)
-    words = " ".join(rng.choice(["lake", "book", "plant", "river", "window", "music", "garden", "stone"]) + str(rng.randint(0, 999)) for _ in range(450))
+    words = " ".join(
+        rng.choice(["lake", "book", "plant", "river", "window", "music", "garden", "stone"]) + str(rng.randint(0, 999))
+        for _ in range(450)
+    )
     messages = [{"role": "system", "content": "Summarize."}, {"role": "user", "content": words}]
     assert backend.count_tokens(words) > 1000
     cancel = threading.Event()
@@ -81,7 +84,9 @@ def test_cancel_aborts_a_long_prompt_evaluation(backend) -> None:
     rest = list(stream)
     ended = time.monotonic()
     assert rest == []  # aborted before the first token
-    assert ended - (started + 0.15) < 0.1, f"prompt evaluation went on for {ended - started - 0.15:.3f} s after the cancel"
+    assert ended - (started + 0.15) < 0.1, (
+        f"prompt evaluation went on for {ended - started - 0.15:.3f} s after the cancel"
+    )
     # The model is fine afterwards.
     tokens = collect(backend.stream(MESSAGES, max_tokens=8, stop=[], cancel=threading.Event()))
     assert "".join(tokens).strip()
@@ -121,7 +126,9 @@ def test_waiting_for_the_model_can_be_cancelled(backend) -> None:
 
 def test_missing_or_bad_gguf_is_a_clear_model_load_error(tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="no such GGUF file"):
-        LlamaCppBackend(LlmOptions.from_settings(load_settings(env={"LLM_MODEL": str(tmp_path / "nope.gguf")}, env_file=None)))
+        LlamaCppBackend(
+            LlmOptions.from_settings(load_settings(env={"LLM_MODEL": str(tmp_path / "nope.gguf")}, env_file=None))
+        )
     bogus = tmp_path / "bogus.gguf"
     bogus.write_bytes(b"not a gguf at all" * 100)
     with pytest.raises(ModelLoadError, match="bogus.gguf"):

@@ -36,7 +36,9 @@ def server_url():
 
 @pytest.fixture(scope="module")
 def backend(server_url) -> OpenAiBackend:
-    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": server_url, "LLM_MODEL": "smollm2"}, env_file=None)
+    settings = load_settings(
+        env={"LLM_BACKEND": "openai", "LLM_BASE_URL": server_url, "LLM_MODEL": "smollm2"}, env_file=None
+    )
     b = make_backend(settings)
     assert isinstance(b, OpenAiBackend)
     return b
@@ -77,7 +79,9 @@ def test_cancel_mid_stream_closes_it_within_100_ms(backend) -> None:
 
 def test_cancel_while_waiting_for_the_first_token(backend) -> None:
     rng = random.Random(3)
-    words = " ".join(rng.choice(["lake", "book", "plant", "river", "window"]) + str(rng.randint(0, 999)) for _ in range(250))
+    words = " ".join(
+        rng.choice(["lake", "book", "plant", "river", "window"]) + str(rng.randint(0, 999)) for _ in range(250)
+    )
     messages = [{"role": "system", "content": "Summarize."}, {"role": "user", "content": words}]
     cancel = threading.Event()
     stream = backend.stream(messages, max_tokens=20, stop=[], cancel=cancel)
@@ -97,7 +101,9 @@ def test_http_errors_are_clear(backend) -> None:
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
-    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}, env_file=None)
+    settings = load_settings(
+        env={"LLM_BACKEND": "openai", "LLM_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}, env_file=None
+    )
     backend = OpenAiBackend(LlmOptions.from_settings(settings))
     with pytest.raises(LlmError, match="cannot reach the LLM server"):
         list(backend.stream(MESSAGES, max_tokens=5, stop=[], cancel=threading.Event()))
@@ -156,9 +162,15 @@ class Proxy:
         if body:
             self.bodies.append(json.loads(body))
         async with aiohttp.ClientSession() as session:
-            async with session.request(request.method, f"{self.upstream}/{request.match_info['tail']}", data=body,
-                                       headers={"Content-Type": "application/json"}) as upstream:
-                response = web.StreamResponse(status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "")})
+            async with session.request(
+                request.method,
+                f"{self.upstream}/{request.match_info['tail']}",
+                data=body,
+                headers={"Content-Type": "application/json"},
+            ) as upstream:
+                response = web.StreamResponse(
+                    status=upstream.status, headers={"Content-Type": upstream.headers.get("Content-Type", "")}
+                )
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
@@ -174,7 +186,9 @@ def proxy(server_url):
 
 
 def proxied(proxy: Proxy, **env: str) -> OpenAiBackend:
-    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2", **env}, env_file=None)
+    settings = load_settings(
+        env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2", **env}, env_file=None
+    )
     b = make_backend(settings)
     assert isinstance(b, OpenAiBackend)
     return b
@@ -183,7 +197,11 @@ def proxied(proxy: Proxy, **env: str) -> OpenAiBackend:
 def test_retries_with_back_off_on_503_and_429_then_streams(proxy) -> None:
     proxy.seen.clear()
     proxy.fail = [503, 429]
-    text = "".join(proxied(proxy, LLM_MAX_RETRIES="2").stream(MESSAGES, max_tokens=8, stop=[], cancel=threading.Event(), temperature=0.0))
+    text = "".join(
+        proxied(proxy, LLM_MAX_RETRIES="2").stream(
+            MESSAGES, max_tokens=8, stop=[], cancel=threading.Event(), temperature=0.0
+        )
+    )
     assert text.strip()
     assert [status for _, _, status in proxy.seen] == [503, 429, 200]
     assert proxy.seen[1][0] - proxy.seen[0][0] >= 0.3  # backed off after the 503 (the SDK starts at ~0.5 s, jittered)
@@ -208,7 +226,11 @@ def test_a_silent_server_times_out_with_a_clear_error(proxy) -> None:
     try:
         started = time.monotonic()
         with pytest.raises(LlmError, match=r"sent nothing for 1 s"):
-            list(proxied(proxy, LLM_TIMEOUT_S="1", LLM_MAX_RETRIES="0").stream(MESSAGES, max_tokens=3, stop=[], cancel=threading.Event()))
+            list(
+                proxied(proxy, LLM_TIMEOUT_S="1", LLM_MAX_RETRIES="0").stream(
+                    MESSAGES, max_tokens=3, stop=[], cancel=threading.Event()
+                )
+            )
         assert time.monotonic() - started < 2.5
     finally:
         proxy.stall_s = 0.0
@@ -226,8 +248,16 @@ async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> Non
     from tests.fixtures_prompter_session import PacedPlayer, RecordingListener
     from tests.fixtures_thinking import juniper
 
-    settings = load_settings(env={"LLM_BACKEND": "openai", "LLM_BASE_URL": proxy.url, "LLM_MODEL": "smollm2",
-                                  "LLM_MAX_TOKENS": "24", "LLM_TEMPERATURE": "0"}, env_file=None)
+    settings = load_settings(
+        env={
+            "LLM_BACKEND": "openai",
+            "LLM_BASE_URL": proxy.url,
+            "LLM_MODEL": "smollm2",
+            "LLM_MAX_TOKENS": "24",
+            "LLM_TEMPERATURE": "0",
+        },
+        env_file=None,
+    )
     backend = make_backend(settings)
     proxy.bodies.clear()
     bodies = proxy.bodies  # every request the server got, as sent
@@ -242,9 +272,18 @@ async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> Non
 
     responder.respond = recording_respond
     player = PacedPlayer()
-    session = VoiceSession(settings=settings, persona=juniper(), responder=responder, player=player, guild_id=3,
-                           bot_user_id=999, members=((1, "Alice"), (2, "Bob")), make_listener=RecordingListener,
-                           policy=Policy(reply_silence_s=0.05, greet_members=False, final_timeout_s=1.0), tick_s=0.01)
+    session = VoiceSession(
+        settings=settings,
+        persona=juniper(),
+        responder=responder,
+        player=player,
+        guild_id=3,
+        bot_user_id=999,
+        members=((1, "Alice"), (2, "Bob")),
+        make_listener=RecordingListener,
+        policy=Policy(reply_silence_s=0.05, greet_members=False, final_timeout_s=1.0),
+        tick_s=0.01,
+    )
     await session.start()
     try:
         for turn, question in enumerate(("Juniper, what is your favourite season?", "Juniper, and which colour?")):
@@ -252,7 +291,9 @@ async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> Non
             session.on_speaking(SpeakingEvent(1, True, start))
             words = question.split()
             for n in range(1, len(words) + 1):  # a partial per word: none of them becomes a request
-                session.on_utterance(Utterance(1, "Alice", " ".join(words[:n]), start, time.monotonic(), False, 0.9, {}))
+                session.on_utterance(
+                    Utterance(1, "Alice", " ".join(words[:n]), start, time.monotonic(), False, 0.9, {})
+                )
                 await asyncio.sleep(0.05)
             end = time.monotonic()
             session.on_speaking(SpeakingEvent(1, False, end))

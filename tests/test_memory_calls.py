@@ -51,8 +51,12 @@ async def test_two_calls_facts_then_summary_then_recall(db_url: str, tmp_path: P
     assert isinstance(responder, RememberingResponder)
     second.responder = responder
     service.attach(GUILD, second)
-    await responder.respond(None, [line("Alice", "Juniper, what did I tell you about my sister?")],
-                            situation="Alice is talking to you.", sink=None)
+    await responder.respond(
+        None,
+        [line("Alice", "Juniper, what did I tell you about my sister?")],
+        situation="Alice is talking to you.",
+        sink=None,
+    )
     block = responder.inner.memories[-1]
     assert "Alice's sister Maya is a nurse in Boston" in block and "Lisbon" not in block  # Bob is not here
     assert block.startswith("You remember from earlier calls:")
@@ -124,8 +128,12 @@ def test_background_work_yields_to_replies_at_once() -> None:
     # while replies keep coming, background work does not start
     cancel = threading.Event()
     with scheduler.hold("llm", owner="long reply"):
-        runner = threading.Thread(target=lambda: pytest.raises(SchedulerCancelled, lambda: scheduler.background(
-            "llm", owner="late", cancel=cancel, quiet_s=0.05).__enter__()))
+        runner = threading.Thread(
+            target=lambda: pytest.raises(
+                SchedulerCancelled,
+                lambda: scheduler.background("llm", owner="late", cancel=cancel, quiet_s=0.05).__enter__(),
+            )
+        )
         runner.start()
         time.sleep(0.3)
         assert not [r for r in scheduler.intervals() if r.owner == "late"]

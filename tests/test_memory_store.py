@@ -32,12 +32,20 @@ def test_search_terms_keep_the_telling_words() -> None:
 @pytest.mark.asyncio
 async def test_facts_replace_by_key_and_search_finds_the_relevant_one(db_url: str, tmp_path: Path) -> None:
     store = await open_memory(db_url, tmp_path)
-    await store.remember_facts(G, ALICE, [Fact("name", "wants to be called Ally"),
-                                          Fact("rel:sister:name", "sister is called Maya"),
-                                          Fact("likes:jazz", "loves jazz")], now=1000.0)
+    await store.remember_facts(
+        G,
+        ALICE,
+        [
+            Fact("name", "wants to be called Ally"),
+            Fact("rel:sister:name", "sister is called Maya"),
+            Fact("likes:jazz", "loves jazz"),
+        ],
+        now=1000.0,
+    )
     await store.remember_facts(G, ALICE, [Fact("name", "wants to be called Al")], now=2000.0)
-    await store.remember_facts(G, BOB, [Fact("rel:sister:name", "sister is called Rosa"),
-                                        Fact("home", "lives in Lisbon")], now=1500.0)
+    await store.remember_facts(
+        G, BOB, [Fact("rel:sister:name", "sister is called Rosa"), Fact("home", "lives in Lisbon")], now=1500.0
+    )
     await store.remember_facts(G + 1, ALICE, [Fact("rel:sister:name", "sister is called Other")])  # another guild
     await store.add_summary(G, ALICE, "call:c1:0", "talked about baking sourdough bread with her sisters", now=1200.0)
 

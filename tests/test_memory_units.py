@@ -16,27 +16,30 @@ from storage.errors import StorageError
 from tests.fixtures_memory import GUILD, memory_service
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("Hi, my name is Jonas.", ["wants to be called Jonas"]),
-    ("just call me Bee", ["wants to be called Bee"]),
-    ("I really enjoy long walks with my dog.", ["enjoys long walks with their dog"]),
-    ("My brother Omar lives in Cairo.", ["brother Omar lives in Cairo"]),
-    ("I have two cats named Salt and Pepper.", ["has a cat called Salt and Pepper"]),
-    ("I'm moving to Glasgow next month.", ["is moving to Glasgow next month"]),
-    ("My favourite movie is Arrival.", ["favorite movie is Arrival"]),
-    ("I work at a bakery downtown.", ["works at a bakery downtown"]),
-    ("Do you like sushi?", []),
-    ("I'd like to hear a joke.", []),
-    ("If I had a boat I would sail.", []),
-    ("Okay sounds good.", []),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("Hi, my name is Jonas.", ["wants to be called Jonas"]),
+        ("just call me Bee", ["wants to be called Bee"]),
+        ("I really enjoy long walks with my dog.", ["enjoys long walks with their dog"]),
+        ("My brother Omar lives in Cairo.", ["brother Omar lives in Cairo"]),
+        ("I have two cats named Salt and Pepper.", ["has a cat called Salt and Pepper"]),
+        ("I'm moving to Glasgow next month.", ["is moving to Glasgow next month"]),
+        ("My favourite movie is Arrival.", ["favorite movie is Arrival"]),
+        ("I work at a bakery downtown.", ["works at a bakery downtown"]),
+        ("Do you like sushi?", []),
+        ("I'd like to hear a joke.", []),
+        ("If I had a boat I would sail.", []),
+        ("Okay sounds good.", []),
+    ],
+)
 def test_facts_are_third_person_predicates(line: str, expected: list[str]) -> None:
     assert [f.text for f in extract_facts(line)] == expected
 
 
 def test_a_new_name_replaces_the_old_one_by_key() -> None:
-    first, = extract_facts("Call me Sam.")
-    second, = extract_facts("Actually my name is Samantha.")
+    (first,) = extract_facts("Call me Sam.")
+    (second,) = extract_facts("Actually my name is Samantha.")
     assert first.key == second.key == "name"
 
 
@@ -48,11 +51,13 @@ def mem(i: int, uid: int, kind: str, key: str, text: str, age_days: float = 1.0)
 def test_block_fits_its_budget_and_puts_what_matches_first() -> None:
     now = time.time()
     members = [(1, "Noor"), (2, "Felix")]
-    known = [mem(1, 1, "fact", "name", "wants to be called Noor"),
-             mem(2, 1, "fact", "k2", "sister Hana is a vet in Leeds", 5),
-             mem(3, 1, "summary", "call:a", "talked about a job interview", 2),
-             mem(4, 2, "fact", "k4", "lives in Hamburg", 0.1),
-             *[mem(10 + i, 2, "fact", f"x{i}", f"collects old stamps number {i}", 0.5) for i in range(30)]]
+    known = [
+        mem(1, 1, "fact", "name", "wants to be called Noor"),
+        mem(2, 1, "fact", "k2", "sister Hana is a vet in Leeds", 5),
+        mem(3, 1, "summary", "call:a", "talked about a job interview", 2),
+        mem(4, 2, "fact", "k4", "lives in Hamburg", 0.1),
+        *[mem(10 + i, 2, "fact", f"x{i}", f"collects old stamps number {i}", 0.5) for i in range(30)],
+    ]
     hits = [known[1]]
     ordered = candidates(members, hits, known)
     assert ordered[0].id == 2 and {m.id for m in ordered[1:4]} == {1, 3, 4}

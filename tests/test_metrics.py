@@ -40,6 +40,7 @@ async def served():
     health = {"ok": True, "discord": {"ready": True}}
     server = await MetricsServer(metrics, host="127.0.0.1", port=0, health=lambda: health).start()
     async with aiohttp.ClientSession() as http:
+
         async def get(path: str) -> tuple[int, str]:
             async with http.get(f"http://127.0.0.1:{server.port}{path}") as resp:
                 return resp.status, await resp.text()
@@ -53,9 +54,19 @@ async def test_turn_stages_per_guild(served):
     metrics, _, get = served
     recorder = metrics.for_guild(GUILD)
     t0 = 1000.0
-    recorder.observe_turn({"speech_end": t0, "vad_end": t0 + 0.3, "final": t0 + 0.45, "request": t0 + 0.46,
-                           "first_token": t0 + 0.7, "first_fragment": t0 + 0.8, "first_audio": t0 + 0.95,
-                           "first_packet": t0 + 1.0}, "spoken")
+    recorder.observe_turn(
+        {
+            "speech_end": t0,
+            "vad_end": t0 + 0.3,
+            "final": t0 + 0.45,
+            "request": t0 + 0.46,
+            "first_token": t0 + 0.7,
+            "first_fragment": t0 + 0.8,
+            "first_audio": t0 + 0.95,
+            "first_packet": t0 + 1.0,
+        },
+        "spoken",
+    )
     recorder.observe_turn({"vad_end": t0, "final": t0 + 0.2}, "discarded")  # a turn that never spoke
     status, text = await get("/metrics")
     assert status == 200
@@ -125,12 +136,14 @@ async def test_healthz(served):
 
 
 async def test_off_by_default_and_the_bot_wires_sessions(tmp_path: Path):
-    settings = load_settings(env={"CHORUS_DATA_DIR": str(tmp_path), "CHORUS_PERSONAS_DIR": str(PROJECT_ROOT / "personas")},
-                             env_file=None)
+    settings = load_settings(
+        env={"CHORUS_DATA_DIR": str(tmp_path), "CHORUS_PERSONAS_DIR": str(PROJECT_ROOT / "personas")}, env_file=None
+    )
     assert settings.metrics_port == 0  # off unless CHORUS_METRICS_PORT is set
     metrics = Metrics()
-    rx = types.SimpleNamespace(stats=types.SimpleNamespace(as_dict=lambda: {"received": 7, "decoded": 5,
-                                                                             "pending": 1, "dropped_late": 1}))
+    rx = types.SimpleNamespace(
+        stats=types.SimpleNamespace(as_dict=lambda: {"received": 7, "decoded": 5, "pending": 1, "dropped_late": 1})
+    )
     session = types.SimpleNamespace(receiver=rx)
 
     async def factory(bot, guild, voice_client, persona):
@@ -155,8 +168,10 @@ async def test_a_guild_that_removed_the_bot_leaves_no_series(served, tmp_path: P
     for guild_id in (GUILD, other):
         metrics.for_guild(guild_id).observe_turn({"speech_end": 10.0, "final": 10.4, "first_packet": 11.0}, "spoken")
     metrics.shed.labels(str(GUILD), "stt", "full").inc()
-    settings = load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"),
-                                  "CHORUS_PERSONAS_DIR": str(PROJECT_ROOT / "personas")}, env_file=None)
+    settings = load_settings(
+        env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(PROJECT_ROOT / "personas")},
+        env_file=None,
+    )
     bot = ChorusBot(settings, metrics=metrics)
     await bot.on_guild_remove(types.SimpleNamespace(id=GUILD))  # type: ignore[arg-type]
     s = samples((await get("/metrics"))[1])

@@ -47,8 +47,11 @@ def test_an_addressed_line_in_the_small_layout_is_the_speakers_words_named_once(
 
 
 def test_the_small_layout_is_short_windowed_and_names_the_speaker_once(persona) -> None:
-    situation = Situation("In the voice channel with you: Alice, Bob and Chen. Alice is talking to you; reply to Alice.",
-                          short="Alice is talking to you.", addressee="Alice")
+    situation = Situation(
+        "In the voice channel with you: Alice, Bob and Chen. Alice is talking to you; reply to Alice.",
+        short="Alice is talking to you.",
+        addressee="Alice",
+    )
     messages = build_messages(persona, history(), situation=situation, budget_tokens=1500, layout=SMALL)
     system = messages[0]["content"]
     assert system == short_system_prompt(persona) and len(system) < len(persona.render_system_prompt()) / 2
@@ -58,7 +61,9 @@ def test_the_small_layout_is_short_windowed_and_names_the_speaker_once(persona) 
     assert messages[1]["content"] == persona.examples[0].user
     rest = messages[9:]
     assert rest[0] == {"role": "assistant", "content": "Reading days are the best days!"}
-    assert rest[1]["content"] == "Bob: Chen, which book?\n(Alice is talking to you.)\nJuniper, what should I cook tonight?"
+    assert (
+        rest[1]["content"] == "Bob: Chen, which book?\n(Alice is talking to you.)\nJuniper, what should I cook tonight?"
+    )
     assert "In the voice channel" not in "".join(m["content"] for m in messages)
 
 
@@ -69,8 +74,10 @@ def test_the_large_layout_keeps_the_full_persona_and_every_line_but_cut_ones(per
     text = "\n".join(m["content"] for m in messages)
     assert messages[0]["content"] == persona.render_system_prompt()
     assert "where did you go" not in text and "Bob: I went hiking today." in text
-    assert messages[-1]["content"] == ("(Alice is talking to you; reply to Alice.)\nBob: Chen, which book?\n"
-                                       "Alice: Juniper, what should I cook tonight?")
+    assert messages[-1]["content"] == (
+        "(Alice is talking to you; reply to Alice.)\nBob: Chen, which book?\n"
+        "Alice: Juniper, what should I cook tonight?"
+    )
 
 
 def test_the_history_window_moves_in_steps_so_consecutive_prompts_share_their_start() -> None:
@@ -84,12 +91,13 @@ def test_the_history_window_moves_in_steps_so_consecutive_prompts_share_their_st
 
 def test_own_lines_policies_and_a_flawed_line(persona) -> None:
     def bot_lines(layout, skip=None):
-        messages = build_messages(persona, history(), situation="Go.", budget_tokens=1500, layout=layout,
-                                  skip_own=skip)
+        messages = build_messages(persona, history(), situation="Go.", budget_tokens=1500, layout=layout, skip_own=skip)
         return [m["content"] for m in messages[9:] if m["role"] == "assistant"]
 
-    assert bot_lines(PromptLayout(examples=True, own_lines="all")) == ["Oh fun, where did you go",
-                                                                       "Reading days are the best days!"]
+    assert bot_lines(PromptLayout(examples=True, own_lines="all")) == [
+        "Oh fun, where did you go",
+        "Reading days are the best days!",
+    ]
     assert bot_lines(PromptLayout(own_lines="heard")) == ["Reading days are the best days!"]
     assert bot_lines(PromptLayout(own_lines="heard"), skip=lambda line: "Reading" in line.text) == []
     assert bot_lines(PromptLayout(own_lines="none")) == []
@@ -110,8 +118,9 @@ def test_the_situation_has_a_short_form_and_an_addressee(persona) -> None:
     from audio.types import Utterance
 
     line = room.on_utterance(Utterance(1, "Alice", "Juniper, hi!", 1.0, 2.0, True, 0.9))
-    addressed = situation_for(Decision(Action.RESPOND_NOW, "t", member_id=1, reply_to_seq=line.seq, addressed=True),
-                              room, persona, 3.0)
+    addressed = situation_for(
+        Decision(Action.RESPOND_NOW, "t", member_id=1, reply_to_seq=line.seq, addressed=True), room, persona, 3.0
+    )
     assert isinstance(addressed, str) and "reply to Alice" in addressed
     assert addressed.short == "" and addressed.addressee == "Alice"  # the line names the bot: nothing to add
     topic = situation_for(Decision(Action.START_TOPIC, "t"), room, persona, 90.0)
@@ -121,29 +130,38 @@ def test_the_situation_has_a_short_form_and_an_addressee(persona) -> None:
     assert bye.addressee == "Bob" and "Bob" in bye.short
 
 
-@pytest.mark.parametrize(("raw", "spoken"), [
-    ("Sofia, I'm glad you came. ", "I'm glad you came."),
-    ("Hi Sofia! Welcome aboard. ", "Hi! Welcome aboard."),
-    ("That's a lovely idea, Marcus. ", "That's a lovely idea,"),
-    ("Priya, that's a lovely idea. ", "Priya, that's a lovely idea."),  # the member answered
-    ("Sofia said it first. ", "Sofia said it first."),  # a name that is no address stays
-])
+@pytest.mark.parametrize(
+    ("raw", "spoken"),
+    [
+        ("Sofia, I'm glad you came. ", "I'm glad you came."),
+        ("Hi Sofia! Welcome aboard. ", "Hi! Welcome aboard."),
+        ("That's a lovely idea, Marcus. ", "That's a lovely idea,"),
+        ("Priya, that's a lovely idea. ", "Priya, that's a lovely idea."),  # the member answered
+        ("Sofia said it first. ", "Sofia said it first."),  # a name that is no address stays
+    ],
+)
 def test_names_addressing_anyone_but_the_member_answered_are_dropped(raw: str, spoken: str) -> None:
-    assert clean_reply(raw, persona_name="Captain Hollis", other_names=["Priya", "Marcus", "Sofia"],
-                       addressee="Priya") == spoken
+    assert (
+        clean_reply(raw, persona_name="Captain Hollis", other_names=["Priya", "Marcus", "Sofia"], addressee="Priya")
+        == spoken
+    )
 
 
 def test_the_bot_never_claims_a_members_name() -> None:
     said = clean_reply("Oh, sorry about that. I'm Bob. What's up?", persona_name="Juniper", other_names=["Bob"])
     assert said == "Oh, sorry about that. What's up?"
-    assert clean_reply("I'm Juniper, nice to meet you.", persona_name="Juniper", other_names=["Bob"]) == \
-        "I'm Juniper, nice to meet you."
+    assert (
+        clean_reply("I'm Juniper, nice to meet you.", persona_name="Juniper", other_names=["Bob"])
+        == "I'm Juniper, nice to meet you."
+    )
 
 
 def test_a_reply_that_opens_with_a_members_label_is_not_the_bots() -> None:
     assert clean_reply("Priya: I'll bring the snacks.", persona_name="Juniper", other_names=["Priya"]) == ""
-    assert clean_reply("Juniper: I'll bring the snacks.", persona_name="Juniper", other_names=["Priya"]) == \
-        "I'll bring the snacks."
+    assert (
+        clean_reply("Juniper: I'll bring the snacks.", persona_name="Juniper", other_names=["Priya"])
+        == "I'll bring the snacks."
+    )
 
 
 def test_small_model_repairs_are_a_setting_of_the_profile() -> None:
@@ -164,7 +182,10 @@ def test_profiles_by_size_family_and_settings() -> None:
     assert small.layout.system == "short" and small.small_model_repairs and small.sampling == FAMILY_SAMPLING["smollm"]
     large = profile_for(settings, "Meta-Llama-3.1-8B-Instruct", 8_000_000_000)
     assert large.layout.system == "full" and not large.small_model_repairs
-    forced = profile_for(load_settings(env={"LLM_PROFILE": "large", "LLM_MIN_P": "0.2", "LLM_SEED": "5"}, env_file=None),
-                         "SmolLM2-135M", 135_000_000)
+    forced = profile_for(
+        load_settings(env={"LLM_PROFILE": "large", "LLM_MIN_P": "0.2", "LLM_SEED": "5"}, env_file=None),
+        "SmolLM2-135M",
+        135_000_000,
+    )
     assert forced.layout.system == "full" and forced.sampling.min_p == 0.2 and forced.sampling.seed == 5
     assert forced.sampling.repeat_penalty == FAMILY_SAMPLING["smollm"].repeat_penalty

@@ -163,8 +163,10 @@ def test_start_up_notes_a_preset_not_pulled_yet_without_downloading(fake_hub: Fa
     from bot.startup import check_models
 
     serve_presets(fake_hub)
-    settings = load_settings(env={"LLM_MODEL": "preset:laptop", "STT_MODEL": "preset:laptop",
-                                  "CHORUS_DATA_DIR": str(tmp_path / "data")}, env_file=None)
+    settings = load_settings(
+        env={"LLM_MODEL": "preset:laptop", "STT_MODEL": "preset:laptop", "CHORUS_DATA_DIR": str(tmp_path / "data")},
+        env_file=None,
+    )
     notes = check_models(settings)
     assert sum("is not here yet: `chorus models pull` fetches it" in n for n in notes) == 2, notes
     assert fake_hub.requests == []
@@ -193,8 +195,9 @@ def test_a_file_some_conversions_lack_is_skipped_when_the_hub_has_none(fake_hub:
 
 def test_an_hf_setting_is_pulled_too_and_then_used_without_asking_the_hub(fake_hub: FakeHub, tmp_path: Path) -> None:
     fake_hub.serve("someone/Tiny-GGUF", "tiny.gguf", embedded_gguf_path())
-    code, report = run_cli(["pull"], write_env(tmp_path, llm="hf:someone/Tiny-GGUF/tiny.gguf", stt="embedded"),
-                           free_bytes=plenty)
+    code, report = run_cli(
+        ["pull"], write_env(tmp_path, llm="hf:someone/Tiny-GGUF/tiny.gguf", stt="embedded"), free_bytes=plenty
+    )
     assert code == 0, report
     asked = len(fake_hub.requests)
     assert resolve_gguf("hf:someone/Tiny-GGUF/tiny.gguf").read_bytes() == embedded_gguf_path().read_bytes()

@@ -23,8 +23,12 @@ CALLS = [  # (said, the transcript without the name)
     ("Juniper, can you tell us a joke?", "Can you tell us a joke?"),
     ("Can you give us a riddle, Juniper?", "Can you give us a riddle?"),
 ]
-PLAIN = ["What did Alice want to cook?", "Did anyone see the game last night?", "Can someone open the window?",
-         "I think we should order pizza tonight."]
+PLAIN = [
+    "What did Alice want to cook?",
+    "Did anyone see the game last night?",
+    "Can someone open the window?",
+    "I think we should order pizza tonight.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +45,12 @@ def voiced(text: str, voice_index: int) -> np.ndarray:
 
 def test_edits_put_the_name_where_a_call_goes():
     assert dict(edits("What did Alice want to cook?", "Juniper")) == {
-        "start": "Juniper, what did Alice want to cook?", "end": "What did Alice want to cook, Juniper?"}
-    assert ("tail", "Can you give us a riddle, Juniper?") in edits("Can you give us a riddle? Do you know her?", "Juniper")
+        "start": "Juniper, what did Alice want to cook?",
+        "end": "What did Alice want to cook, Juniper?",
+    }
+    assert ("tail", "Can you give us a riddle, Juniper?") in edits(
+        "Can you give us a riddle? Do you know her?", "Juniper"
+    )
     assert ("head", "Juniper, how far away is the moon.") in edits("2-meter, how far away is the moon.", "Juniper")
     assert edits("", "Juniper") == []
 
@@ -61,7 +69,9 @@ def test_no_name_is_put_into_lines_that_hold_none(look):
     for i, text in enumerate(PLAIN):
         audio = voiced(text, i % 3)
         transcript = look.transcriber.transcribe([audio])[0]
-        assert look.look(audio, transcript.text or text, ["Juniper"], ["Alice"], encoded=transcript.encoded) is None, text
+        assert look.look(audio, transcript.text or text, ["Juniper"], ["Alice"], encoded=transcript.encoded) is None, (
+            text
+        )
 
 
 def test_a_member_called_by_their_own_similar_name_keeps_it(look):
@@ -88,9 +98,15 @@ async def test_the_listener_puts_the_lost_name_back_into_the_final():
         return None if "juniper" in text.lower() else (("Juniper",), ("Alice", "Bob"))
 
     finals = []
-    listener = Listener(settings(), name_of=lambda uid: "Chen", on_speaking=lambda e: None,
-                        on_utterance=lambda u: finals.append(u) if u.final else None, fill_gaps=False,
-                        names_for=names_for, end_of_turn=False)
+    listener = Listener(
+        settings(),
+        name_of=lambda uid: "Chen",
+        on_speaking=lambda e: None,
+        on_utterance=lambda u: finals.append(u) if u.final else None,
+        fill_gaps=False,
+        names_for=names_for,
+        end_of_turn=False,
+    )
     try:
         await feed_streams(listener, {7: np.concatenate((silence(0.3), speech(said), silence(1.2)))})
         await listener.flush()
@@ -103,13 +119,16 @@ async def test_the_listener_puts_the_lost_name_back_into_the_final():
         assert listener.stats.names_restored == 1 and "name_look" in finals[0].timings
 
 
-@pytest.mark.parametrize("raw,rejected,text,asked", [
-    ("Juniper", "avg_logprob -1.08 < -1.0", "", ("Juniper", True)),  # a lone call Whisper doubted
-    ("What did Alice want to cook?", None, "What did Alice want to cook?", ("What did Alice want to cook?", False)),
-    ("Thank you.", "known hallucination", "", None),  # dropped for what it is, not for doubt
-    ("Juniper", "no_speech_prob 0.90 > 0.6", "", None),
-    ("one two three four five", "avg_logprob -1.5 < -1.0", "", None),  # too long to be a lone call
-])
+@pytest.mark.parametrize(
+    "raw,rejected,text,asked",
+    [
+        ("Juniper", "avg_logprob -1.08 < -1.0", "", ("Juniper", True)),  # a lone call Whisper doubted
+        ("What did Alice want to cook?", None, "What did Alice want to cook?", ("What did Alice want to cook?", False)),
+        ("Thank you.", "known hallucination", "", None),  # dropped for what it is, not for doubt
+        ("Juniper", "no_speech_prob 0.90 > 0.6", "", None),
+        ("one two three four five", "avg_logprob -1.5 < -1.0", "", None),  # too long to be a lone call
+    ],
+)
 def test_which_finals_get_a_second_look(raw, rejected, text, asked):
     from audio.segment_transcriber import SegmentTranscriber
     from audio.stt_result import SttResult

@@ -32,41 +32,67 @@ def test_espeak_phonemes_and_their_units():
     assert phonetic_similarity(("a",), ("juniper",)) == 0.0  # far too short to be it
 
 
-@pytest.mark.parametrize("text", [
-    "You nipper, what did Alice want to cook?",  # whole-clip tiny.en on the README demo's line
-    "Junie per, how are you?", "Juniper!", "Junipur, hi", "So tell me, Juni per, what's up?",
-    "what do you think, genie per?",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "You nipper, what did Alice want to cook?",  # whole-clip tiny.en on the README demo's line
+        "Junie per, how are you?",
+        "Juniper!",
+        "Junipur, hi",
+        "So tell me, Juni per, what's up?",
+        "what do you think, genie per?",
+    ],
+)
 def test_bent_forms_of_the_name_are_heard(text):
     assert calls_bot(text), text
 
 
-@pytest.mark.parametrize("bot,text", [
-    (TRIXIE, "Trexy, explain how volcanoes work."), (TRIXIE, "Trick see, tell us a joke"),
-    (TRIXIE, "Trixy, what should we play next?"), (HOLLIS, "Captain Hollies, do you like salty snacks?"),
-    (HOLLIS, "Okay, so Captain Holis, what would you cook?"),
-])
+@pytest.mark.parametrize(
+    "bot,text",
+    [
+        (TRIXIE, "Trexy, explain how volcanoes work."),
+        (TRIXIE, "Trick see, tell us a joke"),
+        (TRIXIE, "Trixy, what should we play next?"),
+        (HOLLIS, "Captain Hollies, do you like salty snacks?"),
+        (HOLLIS, "Okay, so Captain Holis, what would you cook?"),
+    ],
+)
 def test_bent_forms_of_other_personas(bot, text):
     assert calls_bot(text, bot), text
 
 
-@pytest.mark.parametrize("bot,text", [
-    (JUNIPER, "You never know what will happen tomorrow."), (JUNIPER, "Did you never go there?"),
-    (JUNIPER, "The janitor locked the front door."), (JUNIPER, "Jupiter is the biggest planet."),
-    (JUNIPER, "My junior colleague started today."), (JUNIPER, "Do you need her phone number?"),
-    (TRIXIE, "That puzzle was really tricky."), (TRIXIE, "Those tricks he showed us were great."),
-    (TRIXIE, "I need a taxi to the airport."), (HOLLIS, "We had a lovely holiday by the sea."),
-    (HOLLIS, "The hollow tree fell down last night."), (HOLLIS, "His hobbies are fishing and golf."),
-])
+@pytest.mark.parametrize(
+    "bot,text",
+    [
+        (JUNIPER, "You never know what will happen tomorrow."),
+        (JUNIPER, "Did you never go there?"),
+        (JUNIPER, "The janitor locked the front door."),
+        (JUNIPER, "Jupiter is the biggest planet."),
+        (JUNIPER, "My junior colleague started today."),
+        (JUNIPER, "Do you need her phone number?"),
+        (TRIXIE, "That puzzle was really tricky."),
+        (TRIXIE, "Those tricks he showed us were great."),
+        (TRIXIE, "I need a taxi to the airport."),
+        (HOLLIS, "We had a lovely holiday by the sea."),
+        (HOLLIS, "The hollow tree fell down last night."),
+        (HOLLIS, "His hobbies are fishing and golf."),
+    ],
+)
 def test_common_english_is_not_the_name(bot, text):
     assert not calls_bot(text, bot), text
 
 
-@pytest.mark.parametrize("bot,text,member", [
-    (JUNIPER, "Jennifer, can you pass me the salt?", "Jennifer"), (JUNIPER, "Junie, are you coming?", "Junie"),
-    (JUNIPER, "Did you finish the homework, Jenifer?", "Jennifer"), (TRIXIE, "Dixie, did you feed the cat?", "Dixie"),
-    (TRIXIE, "Tracy, are you coming?", "Tracy"), (HOLLIS, "Holly, where did you put the keys?", "Holly"),
-])
+@pytest.mark.parametrize(
+    "bot,text,member",
+    [
+        (JUNIPER, "Jennifer, can you pass me the salt?", "Jennifer"),
+        (JUNIPER, "Junie, are you coming?", "Junie"),
+        (JUNIPER, "Did you finish the homework, Jenifer?", "Jennifer"),
+        (TRIXIE, "Dixie, did you feed the cat?", "Dixie"),
+        (TRIXIE, "Tracy, are you coming?", "Tracy"),
+        (HOLLIS, "Holly, where did you put the keys?", "Holly"),
+    ],
+)
 def test_members_with_similar_names_keep_their_name(bot, text, member):
     said = resolve_names(text, bot, ((7, member), (8, "Bob")))
     assert not said.bot and said.members == (7,), (text, said)
@@ -78,30 +104,44 @@ def test_a_bent_name_goes_to_whoever_it_sounds_most_like():
     assert calls_bot("Juniper, do you like salty snacks?", JUNIPER, ((7, "Jennifer"),))
 
 
-@pytest.mark.parametrize("text,members", [
-    ("I told Juniper about the trip yesterday.", ()), ("Juniper's voice is really nice.", ()),
-    ("I agree with Juniper on that one.", ()), ("Bob, did you hear what Juniper said?", ((5, "Bob"),)),
-    ("Alice, ask Juniper about the picnic later.", ((6, "Alice"),)), ("Eve, Juniper told me a great joke.", ((7, "Eve"),)),
-    ("We could ask Juniper later.", ()),
-])
+@pytest.mark.parametrize(
+    "text,members",
+    [
+        ("I told Juniper about the trip yesterday.", ()),
+        ("Juniper's voice is really nice.", ()),
+        ("I agree with Juniper on that one.", ()),
+        ("Bob, did you hear what Juniper said?", ((5, "Bob"),)),
+        ("Alice, ask Juniper about the picnic later.", ((6, "Alice"),)),
+        ("Eve, Juniper told me a great joke.", ((7, "Eve"),)),
+        ("We could ask Juniper later.", ()),
+    ],
+)
 def test_the_name_said_about_the_bot_is_a_mention_not_a_call(text, members):
     said = resolve_names(text, JUNIPER, members)
     assert not said.bot and said.bot_mentioned, (text, said)
 
 
-@pytest.mark.parametrize("text", [
-    "Juniper, what time is it?", "What do you think, Juniper?", "Bob, Juniper, what do you think?",
-    "Juniper what time is it", "Hey Juniper did you see that", "So tell me, Juniper, what is your favourite season?",
-    "Thank you Juniper",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Juniper, what time is it?",
+        "What do you think, Juniper?",
+        "Bob, Juniper, what do you think?",
+        "Juniper what time is it",
+        "Hey Juniper did you see that",
+        "So tell me, Juniper, what is your favourite season?",
+        "Thank you Juniper",
+    ],
+)
 def test_a_call_stays_a_call(text):
     assert resolve_names(text, JUNIPER, ((5, "Bob"),)).bot, text
 
 
 def test_what_the_second_look_listens_for():
     members = ((5, "Bob"), (6, "Jennifer"))
-    query = names_to_listen_for("What did Alice want to cook?", HOLLIS, "Captain Hollis", ("Captain", "Hollis", "Cap"),
-                                members)
+    query = names_to_listen_for(
+        "What did Alice want to cook?", HOLLIS, "Captain Hollis", ("Captain", "Hollis", "Cap"), members
+    )
     assert query == NameQuery(("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"), named=False)
     assert names_to_listen_for("Juniper, hi", JUNIPER, "Juniper", ("June", "Junie"), members).named
     assert names_to_listen_for("Bob, hi", JUNIPER, "Juniper", ("June", "Junie"), members) is None
@@ -132,21 +172,33 @@ def test_phonemes_come_from_many_threads_while_piper_speaks():
     assert not errors and len(seen) > 1 and all(seen)
 
 
-@pytest.mark.parametrize("text,called", [
-    ("I told Juniper, and then she laughed.", False), ("Hey Juniper, did you see that?", True),
-    ("Okay so Juniper, what now?", True), ("We asked Juniper", False),
-])
+@pytest.mark.parametrize(
+    "text,called",
+    [
+        ("I told Juniper, and then she laughed.", False),
+        ("Hey Juniper, did you see that?", True),
+        ("Okay so Juniper, what now?", True),
+        ("We asked Juniper", False),
+    ],
+)
 def test_only_a_name_set_off_by_itself_is_a_call_where_a_mention_could_be(text, called):
     assert resolve_names(text, JUNIPER, ()).bot is called, text
 
 
-@pytest.mark.parametrize("bot,text,called", [
-    (HOLLIS, "Put the cap back on the bottle.", False), (HOLLIS, "The captain of the team was late.", False),
-    (HOLLIS, "Okay Captain, what should we have for dinner?", True), (HOLLIS, "Hey Cap, tell us a joke", True),
-    (JUNIPER, "In June we went camping.", False), (JUNIPER, "June, what do you think?", True),
-    (HOLLIS, "Captain Holly's voice is really nice.", False), (HOLLIS, "We could ask Captain Hollis later.", False),
-    (HOLLIS, "Captain Hollis, do you ever lose your keys?", True),
-])
+@pytest.mark.parametrize(
+    "bot,text,called",
+    [
+        (HOLLIS, "Put the cap back on the bottle.", False),
+        (HOLLIS, "The captain of the team was late.", False),
+        (HOLLIS, "Okay Captain, what should we have for dinner?", True),
+        (HOLLIS, "Hey Cap, tell us a joke", True),
+        (JUNIPER, "In June we went camping.", False),
+        (JUNIPER, "June, what do you think?", True),
+        (HOLLIS, "Captain Holly's voice is really nice.", False),
+        (HOLLIS, "We could ask Captain Hollis later.", False),
+        (HOLLIS, "Captain Hollis, do you ever lose your keys?", True),
+    ],
+)
 def test_short_aliases_and_titles_call_only_when_set_off(bot, text, called):
     assert resolve_names(text, bot, ()).bot is called, text
 

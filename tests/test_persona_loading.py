@@ -178,25 +178,73 @@ def test_multiline_strings_become_one_paragraph(tmp_path: Path) -> None:
         ('name = "' + "x" * 65 + '"\n[bot]\nidentity = "a"\npersonality = "b"\n', "name", "too long"),
         ('name = "N"\n[bot]\npersonality = "b"\n', "bot.identity", "missing"),
         ('name = "N"\n[bot]\nidentity = "a"\n', "bot.personality", "missing"),
-        ('name = "N"\naliases = ["' + "y" * 65 + '"]\n[bot]\nidentity = "a"\npersonality = "b"\n', "aliases[0]", "too long"),
+        (
+            'name = "N"\naliases = ["' + "y" * 65 + '"]\n[bot]\nidentity = "a"\npersonality = "b"\n',
+            "aliases[0]",
+            "too long",
+        ),
         ('name = "N"\nbot = "hi"\n', "bot", "expected a table"),
         ('name = "N"\nnickname = "x"\n[bot]\nidentity = "a"\npersonality = "b"\n', "nickname", "unknown field"),
         ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\nmood = "c"\n', "bot.mood", "unknown field"),
         ('name = "N"\ntopics = "weather"\n[bot]\nidentity = "a"\npersonality = "b"\n', "topics", "list"),
         ('name = "N"\ntopics = ["ok", 3]\n[bot]\nidentity = "a"\npersonality = "b"\n', "topics[1]", "non-empty text"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[style]\nmax_words = 2\n', "style.max_words", "from 5 to 300"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[style]\nmax_sentences = 1.5\n', "style.max_sentences", "whole number"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[[examples]]\nuser = "hi"\n', "examples[0].bot", "missing"),
-        ('name = "N"\nexamples = ["hi"]\n[bot]\nidentity = "a"\npersonality = "b"\n', "examples[0]", "expected a table"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "sam"\n', "voice.engine", "piper, xtts, espeak"),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[style]\nmax_words = 2\n',
+            "style.max_words",
+            "from 5 to 300",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[style]\nmax_sentences = 1.5\n',
+            "style.max_sentences",
+            "whole number",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[[examples]]\nuser = "hi"\n',
+            "examples[0].bot",
+            "missing",
+        ),
+        (
+            'name = "N"\nexamples = ["hi"]\n[bot]\nidentity = "a"\npersonality = "b"\n',
+            "examples[0]",
+            "expected a table",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "sam"\n',
+            "voice.engine",
+            "piper, xtts, espeak",
+        ),
         ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nspeed = "fast"\n', "voice.speed", "number"),
         ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nspeed = 9.0\n', "voice.speed", "0.25 to 4"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "espeak"\npitch = 150\n', "voice.pitch", "0 to 99"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nvoice = "missing.onnx"\n', "voice.voice", "not found"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nvoice = "voice.txt"\n', "voice.voice", ".onnx"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "xtts"\n', "voice.reference_wav", "required"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "xtts"\nreference_wav = "gone.wav"\n', "voice.reference_wav", "not found"),
-        ('name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "espeak"\nvoice = "en us; rm"\n', "voice.voice", "espeak voice name"),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "espeak"\npitch = 150\n',
+            "voice.pitch",
+            "0 to 99",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nvoice = "missing.onnx"\n',
+            "voice.voice",
+            "not found",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nvoice = "voice.txt"\n',
+            "voice.voice",
+            ".onnx",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "xtts"\n',
+            "voice.reference_wav",
+            "required",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "xtts"\nreference_wav = "gone.wav"\n',
+            "voice.reference_wav",
+            "not found",
+        ),
+        (
+            'name = "N"\n[bot]\nidentity = "a"\npersonality = "b"\n[voice]\nengine = "espeak"\nvoice = "en us; rm"\n',
+            "voice.voice",
+            "espeak voice name",
+        ),
     ],
 )
 def test_each_broken_field_names_file_and_field(tmp_path: Path, body: str, field: str, words: str) -> None:
@@ -221,7 +269,9 @@ def test_xtts_with_existing_reference_and_piper_path_resolve_relative_to_file(tm
     (tmp_path / "voices").mkdir()
     (tmp_path / "voices" / "me.wav").write_bytes(b"RIFF")
     (tmp_path / "voices" / "me.onnx").write_bytes(b"onnx")
-    xtts = load_persona(write(tmp_path, "x.toml", minimal_toml(voice='[voice]\nengine = "xtts"\nreference_wav = "voices/me.wav"\n')))
+    xtts = load_persona(
+        write(tmp_path, "x.toml", minimal_toml(voice='[voice]\nengine = "xtts"\nreference_wav = "voices/me.wav"\n'))
+    )
     assert xtts.voice.engine == "xtts" and xtts.voice.reference_wav == (tmp_path / "voices" / "me.wav").resolve()
     piper = load_persona(write(tmp_path, "p.toml", minimal_toml(voice='[voice]\nvoice = "voices/me.onnx"\n')))
     assert piper.voice.voice == str((tmp_path / "voices" / "me.onnx").resolve())
@@ -260,7 +310,11 @@ def test_character_card_v2_json(tmp_path: Path) -> None:
 
 
 def test_card_chorus_extension_sets_voice_and_style(tmp_path: Path) -> None:
-    card = card_v2(extensions={"chorus": {"voice": {"engine": "espeak", "voice": "en-us", "speed": 1.3}, "style": {"max_words": 20}}})
+    card = card_v2(
+        extensions={
+            "chorus": {"voice": {"engine": "espeak", "voice": "en-us", "speed": 1.3}, "style": {"max_words": 20}}
+        }
+    )
     path = tmp_path / "s.json"
     path.write_text(json.dumps(card), encoding="utf-8")
     persona = load_persona(path)

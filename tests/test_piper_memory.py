@@ -12,8 +12,10 @@ from audio.tts_engines.piper import _AbortableSession, load_piper_voice
 from runtime.heap import heap_mb
 from runtime import heap
 
-LONG = ("Well, the thing about a really long rainy afternoon is that you can read a whole novel, bake some bread, "
-        "call an old friend, and still have time left to watch the clouds roll over the hills before dinner.")
+LONG = (
+    "Well, the thing about a really long rainy afternoon is that you can read a whole novel, bake some bread, "
+    "call an old friend, and still have time left to watch the clouds roll over the hills before dinner."
+)
 
 
 @pytest.mark.skipif(heap._LIBC is None, reason="the heap is read through glibc's mallinfo2")

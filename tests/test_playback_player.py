@@ -48,8 +48,10 @@ def test_any_rate_becomes_48k_stereo_with_the_right_pitch_and_length(rate):
     assert abs(peak - 440.0) < 3.0, peak
     ideal = sine(440.0, 1.0, 48_000)
     seg = out[voiced[0] + 1000 : voiced[0] + 40000, 0]
-    corr = max(float(np.dot(seg, ideal[k : k + seg.size])) / (np.linalg.norm(seg) * np.linalg.norm(ideal[k : k + seg.size]))
-               for k in range(0, 2000))
+    corr = max(
+        float(np.dot(seg, ideal[k : k + seg.size])) / (np.linalg.norm(seg) * np.linalg.norm(ideal[k : k + seg.size]))
+        for k in range(0, 2000)
+    )
     assert corr > 0.999
     assert abs(float(np.sqrt(np.mean(seg**2))) - 0.5 / np.sqrt(2)) < 0.01  # level preserved
     assert max_step(out) < 0.05  # no click at the start or the end (fades)
@@ -180,9 +182,9 @@ def test_pause_stops_the_voice_at_once_keeps_the_queue_and_resume_goes_on_withou
     assert p.is_playing_audio and p.seconds_played == pytest.approx(0.2, abs=0.01)
     p.resume()
     after = read_frames(p, 45)  # the rest of the second, then silence
-    peaks = np.abs(after[:960 * 45]).reshape(45, -1).max(axis=1)
+    peaks = np.abs(after[: 960 * 45]).reshape(45, -1).max(axis=1)
     assert (peaks[:39] > 0.1).all() and (peaks[41:] == 0).all()  # the remaining 0.8 s, then silence
-    assert max_step(after[:960 * 40]) < 0.05
+    assert max_step(after[: 960 * 40]) < 0.05
     assert p.seconds_played == pytest.approx(1.0, abs=0.01)  # nothing lost but the 2 ms fade
     assert not p.is_playing_audio
 

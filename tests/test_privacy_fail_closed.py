@@ -71,7 +71,8 @@ async def send_both(rig: Rig, a: Member, b: Member, seed: int) -> dict[str, int]
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_restart_with_the_database_down_decodes_no_one_until_the_choices_are_known(
-        backend: str, tmp_path: Path, rig: Rig, request: pytest.FixtureRequest) -> None:
+    backend: str, tmp_path: Path, rig: Rig, request: pytest.FixtureRequest
+) -> None:
     server = require_postgres(request.getfixturevalue("postgres_server")) if backend == "postgresql" else None
     url = "" if server is None else await server.create_database()
     first = await memory_service(url, tmp_path)  # the first run: Bob opts out, saved
@@ -83,8 +84,7 @@ async def test_restart_with_the_database_down_decodes_no_one_until_the_choices_a
     outage = Outage(backend, data_dir, server)
     await outage.start()
     try:
-        settings = load_settings(env={"CHORUS_DATA_DIR": str(data_dir), "MEMORY_SUMMARY": "extractive"},
-                                 env_file=None)
+        settings = load_settings(env={"CHORUS_DATA_DIR": str(data_dir), "MEMORY_SUMMARY": "extractive"}, env_file=None)
         db = Database(database_url(url, data_dir))
         with pytest.raises(StorageError):
             await db.open()  # the restarted bot: no database
@@ -121,8 +121,9 @@ async def test_restart_with_the_database_down_decodes_no_one_until_the_choices_a
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_queued_writes_are_checked_again_when_they_run(backend: str, tmp_path: Path,
-                                                             request: pytest.FixtureRequest) -> None:
+async def test_queued_writes_are_checked_again_when_they_run(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     server = require_postgres(request.getfixturevalue("postgres_server")) if backend == "postgresql" else None
     url = "" if server is None else await server.create_database()
     service = await memory_service(url, tmp_path)

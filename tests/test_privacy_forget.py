@@ -27,8 +27,9 @@ GUILD, ALICE, BOB = 9001, 401, 402
 
 
 def said(room: Room, user_id: int, name: str, text: str, t: float) -> None:
-    room.on_utterance(Utterance(user_id=user_id, name=name, text=text, start=t, end=t + 1.0, final=True,
-                                confidence=0.9, timings={}))
+    room.on_utterance(
+        Utterance(user_id=user_id, name=name, text=text, start=t, end=t + 1.0, final=True, confidence=0.9, timings={})
+    )
 
 
 async def test_forget_drops_queued_writes_about_the_member(db_url: str, tmp_path: Path) -> None:
@@ -44,7 +45,9 @@ async def test_forget_drops_queued_writes_about_the_member(db_url: str, tmp_path
     assert await forgetting == 0
     assert await service.writes.drain(10)
     assert await service.store.count_about(GUILD, BOB) == 0
-    assert [m.text for m in await service.about(GUILD, ALICE)] == ["lives in Oslo"]  # the summary that heard Bob: dropped
+    assert [m.text for m in await service.about(GUILD, ALICE)] == [
+        "lives in Oslo"
+    ]  # the summary that heard Bob: dropped
     assert service.writes.stats.dropped.get("forgotten") == 2
     await service.close()
     await service.db.close()
@@ -122,14 +125,17 @@ async def test_names_are_removed_by_member_id_where_rows_carry_it(db_url: str, t
     keeps a word that only looks like their name; rows without ids (facts) lose the name's spoken forms."""
     service = await memory_service(db_url, tmp_path)
     store, may = service.store, 403
-    service.queue_summary(GUILD, ALICE, "call:c1:0", 'said "we fixed the boat at last"', heard={ALICE: "Alice",
-                                                                                              may: "Maybelle"})
+    service.queue_summary(
+        GUILD, ALICE, "call:c1:0", 'said "we fixed the boat at last"', heard={ALICE: "Alice", may: "Maybelle"}
+    )
     service.queue_summary(GUILD, ALICE, "call:c2:0", 'said "see you in May at the lake"', heard={ALICE: "Alice"})
     assert await service.writes.drain(10)
     await store.remember_facts(GUILD, ALICE, [Fact("friend", "goes climbing with May on Sundays")])
     assert await service.forget(GUILD, may, ["~May~", "Maybelle"]) == 0
     assert sorted(m.text for m in await service.about(GUILD, ALICE)) == [
-        "goes climbing with someone on Sundays", 'said "see you in May at the lake"']
+        "goes climbing with someone on Sundays",
+        'said "see you in May at the lake"',
+    ]
     await store.add_summary(GUILD, ALICE, "call:c3:0", 'said "the harbour was calm"', heard=[BOB])
     await service.opt_out(GUILD, BOB, ["Bob"])  # opting out removes the same way
     assert [m.key for m in await service.about(GUILD, ALICE)] == ["friend", "call:c2:0"]

@@ -42,8 +42,10 @@ async def test_members_who_left_are_erased_after_the_grace_period(db_url: str, t
     await service.purge_now()
 
     assert await store.count_about(GUILD, BOB) == 0 and await store.count_about(GUILD, CAROL) == 0
-    assert sorted(m.text for m in await service.about(GUILD, ALICE)) == ["goes climbing with someone",
-                                                                         'said "the bread came out well"']
+    assert sorted(m.text for m in await service.about(GUILD, ALICE)) == [
+        "goes climbing with someone",
+        'said "the bread came out well"',
+    ]
     assert CAROL not in (await store.opted_out()).get(GUILD, set()) and not service.is_opted_out(GUILD, CAROL)
     assert await store.count_about(OTHER, BOB) == 1
     assert await store.count_about(GUILD, DAN) == 1 and await store.count_about(GUILD, ERIN) == 1
@@ -90,8 +92,10 @@ async def test_no_grace_erases_at_once_with_what_is_still_queued(db_url: str, tm
 
 async def test_the_bot_is_told_by_the_gateway(tmp_path: Path) -> None:
     """GUILD_MEMBER_REMOVE as Discord sends it, through discord.py's parser and the cog's listener."""
-    settings = load_settings(env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "FORGET_MEMBERS_WHO_LEAVE": "true",
-                                  "REMOVAL_GRACE_DAYS": "7"}, env_file=None)
+    settings = load_settings(
+        env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "FORGET_MEMBERS_WHO_LEAVE": "true", "REMOVAL_GRACE_DAYS": "7"},
+        env_file=None,
+    )
     async with ChorusBot(settings, optional_extensions=()) as bot:  # the loop discord.py dispatches events on
         await bot.setup_hook()
         assert bot.intents.members

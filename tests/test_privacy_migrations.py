@@ -23,8 +23,9 @@ async def table_names(db: Database) -> set[str]:
         return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
 
 
-async def test_a_migration_killed_half_way_rolls_back_whole(db_url: str, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_migration_killed_half_way_rolls_back_whole(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def killed(*_args, **_kwargs):
         raise RuntimeError("the process was killed here")
 
@@ -38,8 +39,14 @@ async def test_a_migration_killed_half_way_rolls_back_whole(db_url: str, tmp_pat
 
     again = Database(database_url(db_url, tmp_path / "data"))  # the next start
     await again.open()
-    assert {"guild_settings", "member_privacy", "memories", "storage_meta", "alembic_version"} <= await table_names(again)
+    assert {"guild_settings", "member_privacy", "memories", "storage_meta", "alembic_version"} <= await table_names(
+        again
+    )
     async with again.transaction() as conn:
-        await conn.execute(sa.text("INSERT INTO memories (guild_id, user_id, kind, key, text, created_at, updated_at) "
-                                   "VALUES (1, 2, 'fact', 'k', 'loves jazz', 0, 0)"))
+        await conn.execute(
+            sa.text(
+                "INSERT INTO memories (guild_id, user_id, kind, key, text, created_at, updated_at) "
+                "VALUES (1, 2, 'fact', 'k', 'loves jazz', 0, 0)"
+            )
+        )
     await again.close()

@@ -61,8 +61,9 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def joined(settings, server: LoopbackVoiceServer, bot: ChorusBot, channel: TextChannel,
-                 decoded: list[tuple[int, float]]) -> Any:
+async def joined(
+    settings, server: LoopbackVoiceServer, bot: ChorusBot, channel: TextChannel, decoded: list[tuple[int, float]]
+) -> Any:
     await bot.setup_hook()
     cog: Any = bot.get_cog("PrompterCog")
     original = cog.session_parts
@@ -104,7 +105,8 @@ async def test_a_refused_post_means_a_spoken_notice_before_anyone_is_decoded(tmp
 
 
 async def test_the_notice_is_posted_before_the_first_decoded_packet_and_again_for_a_later_joiner(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     settings = scenario_settings(tmp_path)
     talk = await asyncio.to_thread(spoken_line, settings, ALICE, TALK)
     chen_talk = await asyncio.to_thread(spoken_line, settings, CHEN, TALK)

@@ -25,8 +25,10 @@ from tests.fixtures_scenarios import ALICE, BOB, bot_in_channel, scenario_settin
 pytestmark = [pytest.mark.timeout(900)]
 
 FIRST = "I keep bees in my garden behind the old stone house."
-LONG = ("My cousin Robert and I go sailing on the lake near the harbour every summer, and we always "
-        "bring sandwiches, lemonade and a big yellow umbrella for the afternoon sun.")
+LONG = (
+    "My cousin Robert and I go sailing on the lake near the harbour every summer, and we always "
+    "bring sandwiches, lemonade and a big yellow umbrella for the afternoon sun."
+)
 
 
 async def assert_nothing_of_bob_since(sc, witness: Witness, since: float, heard: set[str], logs: LogTap) -> None:
@@ -47,15 +49,25 @@ async def test_opt_out_while_speaking_leaves_nothing_of_theirs(tmp_path: Path) -
 
             # a whole line first: heard, in the history (his earlier lines must go too)
             said = await sc.say("Bob", FIRST)
-            await sc.wait_for(lambda: [ln for ln in sc.human_lines(said.start) if ln.user_id == BOB.user_id], 90,
-                              "Bob's first line in the history")
+            await sc.wait_for(
+                lambda: [ln for ln in sc.human_lines(said.start) if ln.user_id == BOB.user_id],
+                90,
+                "Bob's first line in the history",
+            )
             await sc.wait_idle()
 
             # between a partial and its final: opt out at his first partial of the long line
             started = time.monotonic()
             speaking = asyncio.create_task(sc.say("Bob", LONG))
-            await sc.wait_for(lambda: (m := members.get(BOB.user_id)) is not None and m.partial is not None
-                              and m.partial.start >= started - 0.5, 120, "a partial of Bob's long line")
+            await sc.wait_for(
+                lambda: (
+                    (m := members.get(BOB.user_id)) is not None
+                    and m.partial is not None
+                    and m.partial.start >= started - 0.5
+                ),
+                120,
+                "a partial of Bob's long line",
+            )
             assert not speaking.done(), "Bob finished his line before his first partial: nothing to test"
             since = await opt_out(sc, BOB.user_id)
             heard = words_of(witness.texts_of(BOB.user_id, before=since))

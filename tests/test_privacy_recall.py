@@ -29,8 +29,17 @@ class ModelInput:
     def __init__(self) -> None:
         self.memory: list[str] = []
 
-    async def respond(self, persona: Any, history: Any, *, situation: str, sink: Any, member_names: Any = None,
-                      memory: str = "", **kwargs: Any) -> None:
+    async def respond(
+        self,
+        persona: Any,
+        history: Any,
+        *,
+        situation: str,
+        sink: Any,
+        member_names: Any = None,
+        memory: str = "",
+        **kwargs: Any,
+    ) -> None:
         self.memory.append(memory)
 
 
@@ -83,8 +92,12 @@ async def test_a_database_from_before_the_setting_upgrades_to_present(db_url: st
         config.set_main_option("script_location", str(MIGRATIONS_DIR))
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")
-        conn.execute(sa.text("INSERT INTO guild_settings (guild_id, persona, memory_enabled, updated_at) "
-                             "VALUES (5, 'Trixie', true, 0)"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO guild_settings (guild_id, persona, memory_enabled, updated_at) "
+                "VALUES (5, 'Trixie', true, 0)"
+            )
+        )
 
     async with db.engine.begin() as conn:
         await conn.run_sync(to_0001)

@@ -35,7 +35,11 @@ def long_history(n: int) -> list[HistoryLine]:
         if i % 4 == 3:
             lines.append(HistoryLine("Juniper", f"Bot line number {i} about gardening and lakes.", float(i), True))
         else:
-            lines.append(HistoryLine(speakers[i % 3], f"Line number {i}: I was talking about my week and the weather.", float(i), False))
+            lines.append(
+                HistoryLine(
+                    speakers[i % 3], f"Line number {i}: I was talking about my week and the weather.", float(i), False
+                )
+            )
     return lines
 
 
@@ -149,11 +153,20 @@ def test_the_spoken_notice_stays_out_of_the_prompts_the_greeting_stays_in(person
     settings = load_settings(env={}, env_file=None)
     responder = Responder(settings, llm=LlamaCppBackend(LlmOptions.from_settings(settings)), scheduler=None)
     notice = spoken_notice(persona.name)
-    VoiceSession(settings=settings, persona=persona, responder=responder, player=None, bot_user_id=1,
-                 members=((2, "Alice"),), notice=notice)
-    history = [HistoryLine(persona.name, notice, 1.0, True),
-               HistoryLine(persona.name, "Hey Alice, good to see you!", 2.0, True),
-               HistoryLine("Alice", "Juniper, what should I cook tonight?", 3.0, False)]
+    VoiceSession(
+        settings=settings,
+        persona=persona,
+        responder=responder,
+        player=None,
+        bot_user_id=1,
+        members=((2, "Alice"),),
+        notice=notice,
+    )
+    history = [
+        HistoryLine(persona.name, notice, 1.0, True),
+        HistoryLine(persona.name, "Hey Alice, good to see you!", 2.0, True),
+        HistoryLine("Alice", "Juniper, what should I cook tonight?", 3.0, False),
+    ]
     prompt = " ".join(str(m["content"]) for m in responder.build_prompt(persona, history, SITUATION))
     assert "good to see you" in prompt and "cook tonight" in prompt
     assert "opt out" not in prompt and "transcribe" not in prompt

@@ -60,8 +60,12 @@ async def world(simcord_env):
 
     async def parts(guild) -> dict[str, Any]:
         players.append(PacedPlayer())
-        return {"responder": ScriptedResponder(["Hello!"], seconds_each=0.1), "player": players[-1],
-                "make_listener": RecordingListener, "make_receiver": NullReceiver}
+        return {
+            "responder": ScriptedResponder(["Hello!"], seconds_each=0.1),
+            "player": players[-1],
+            "make_listener": RecordingListener,
+            "make_receiver": NullReceiver,
+        }
 
     cog = bot.get_cog("PrompterCog")
     cog.session_parts = parts  # the cog module is loaded as an extension: patch the instance

@@ -89,9 +89,17 @@ async def make_session(parts, **persona_changes):
     def listener(settings, **callbacks):
         return Listener(settings, transcriber=transcriber, vad_model=vad, ignore_user_ids=(BOT,), **callbacks)
 
-    session = VoiceSession(settings=s, persona=persona, responder=responder, player=player, guild_id=1,
-                           bot_user_id=BOT, members=[(ALICE, "Alice"), (BOB, "Bob")], make_listener=listener,
-                           policy=Policy.from_settings(s, greet_members=False))
+    session = VoiceSession(
+        settings=s,
+        persona=persona,
+        responder=responder,
+        player=player,
+        guild_id=1,
+        bot_user_id=BOT,
+        members=[(ALICE, "Alice"), (BOB, "Bob")],
+        make_listener=listener,
+        policy=Policy.from_settings(s, greet_members=False),
+    )
     await session.start()
     return session, player, pump
 
@@ -163,18 +171,29 @@ async def test_member_talking_over_the_bot_cuts_it_off(parts):
             await until(lambda: session.room.bot_state is BotState.SPEAKING, 120)
             bob_from = time.monotonic()
             await say(session, BOB, interruption, tail_s=0.3)
-            await until(lambda: any(t.outcome == "interrupted" for t in session.traces) or
-                        (session.room.bot_state is BotState.IDLE and session.room.last_bot_line() is not None), 30)
+            await until(
+                lambda: (
+                    any(t.outcome == "interrupted" for t in session.traces)
+                    or (session.room.bot_state is BotState.IDLE and session.room.last_bot_line() is not None)
+                ),
+                30,
+            )
             # early starts dropped unheard come first
-            first = next(t for t in session.traces if t.outcome != "discarded" and t.times.get("decided", 0) >= asked_at)
+            first = next(
+                t for t in session.traces if t.outcome != "discarded" and t.times.get("decided", 0) >= asked_at
+            )
             # Bob's voice starts ~0.2 s into his clip, and the VAD confirms speech a moment after that.
             if first.outcome != "spoken" or first.times["end"] > bob_from + barge_in_s + 0.6:
                 break
             # The model chose a reply too short to talk over: the precondition failed, not the barge-in.
             print(f"attempt {attempt}: the reply {first.text!r} ended before Bob's takeover")
             await until(lambda: session.room.bot_state is BotState.IDLE, 30)
-        assert first.outcome == "interrupted", (first.outcome, first.text, first.relative_ms(),
-                                                f"bob heard at {heard_bob} (bot ended {first.times.get('end')})")
+        assert first.outcome == "interrupted", (
+            first.outcome,
+            first.text,
+            first.relative_ms(),
+            f"bob heard at {heard_bob} (bot ended {first.times.get('end')})",
+        )
         # Bob began as the bot did: it paused at once, so little or nothing of the line was heard; what was
         # heard (if a word) is in the history, marked as cut short.
         line = next((line for line in reversed(session.room.history) if line.is_bot), None)

@@ -25,8 +25,15 @@ from tests.fixtures_prompter_session import PacedPlayer, RecordingListener, Scri
 
 ALICE, BOB, BOT = 1, 2, 999
 SETTINGS = load_settings(env={}, env_file=None)
-FAST = Policy(reply_silence_s=0.05, group_silence_s=0.3, idle_topic_s=30, cooldown_s=0.5, barge_in_s=0.3,
-              greet_members=False, final_timeout_s=1.0)
+FAST = Policy(
+    reply_silence_s=0.05,
+    group_silence_s=0.3,
+    idle_topic_s=30,
+    cooldown_s=0.5,
+    barge_in_s=0.3,
+    greet_members=False,
+    final_timeout_s=1.0,
+)
 
 
 @dataclass
@@ -39,9 +46,20 @@ class P:
 
 async def make(responder, *, policy=FAST, members=((ALICE, "Alice"), (BOB, "Bob")), captions=None, metrics=None):
     player = PacedPlayer()
-    session = VoiceSession(settings=SETTINGS, persona=P(), responder=responder, player=player, guild_id=7,
-                           bot_user_id=BOT, members=members, make_listener=RecordingListener, policy=policy,
-                           captions=captions, tick_s=0.01, metrics=metrics)
+    session = VoiceSession(
+        settings=SETTINGS,
+        persona=P(),
+        responder=responder,
+        player=player,
+        guild_id=7,
+        bot_user_id=BOT,
+        members=members,
+        make_listener=RecordingListener,
+        policy=policy,
+        captions=captions,
+        tick_s=0.01,
+        metrics=metrics,
+    )
     await session.start()
     return session, player
 
@@ -53,8 +71,18 @@ def speak(session, uid, text, *, dur=0.5, final=True, name=None):
     session.on_speaking(SpeakingEvent(uid, True, start))
     session.on_speaking(SpeakingEvent(uid, False, end))
     if final:
-        session.on_utterance(Utterance(uid, name or session.room.name_of(uid), text, start, end, True, 0.9,
-                                       {"speech_end": end, "final": end + 0.01}))
+        session.on_utterance(
+            Utterance(
+                uid,
+                name or session.room.name_of(uid),
+                text,
+                start,
+                end,
+                True,
+                0.9,
+                {"speech_end": end, "final": end + 0.01},
+            )
+        )
 
 
 async def until(predicate, timeout=5.0):
@@ -77,14 +105,25 @@ async def test_answers_a_direct_question_and_records_the_turn():
         await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
         call = responder.calls[0]
         assert "Alice is talking to you" in call["situation"]
-        assert [(h.speaker, h.text, h.is_bot) for h in call["history"]] == [("Alice", "Juniper, what time is it?", False)]
+        assert [(h.speaker, h.text, h.is_bot) for h in call["history"]] == [
+            ("Alice", "Juniper, what time is it?", False)
+        ]
         bot_line = session.room.last_line()
         assert bot_line.is_bot and bot_line.text == "It's half past two. Time for tea?" and not bot_line.interrupted
         assert player.fed_s == pytest.approx(0.4) and player.flushes == []
         trace = session.traces[-1]
         assert trace.outcome == "spoken"
-        for stage in ("speech_end", "final", "decided", "request", "first_token", "first_fragment", "first_audio",
-                      "first_packet", "end"):
+        for stage in (
+            "speech_end",
+            "final",
+            "decided",
+            "request",
+            "first_token",
+            "first_fragment",
+            "first_audio",
+            "first_packet",
+            "end",
+        ):
             assert stage in trace.times, stage
         ms = trace.relative_ms()
         assert 0 <= ms["decided"] < 1000 and ms["first_packet"] >= ms["first_audio"]
@@ -121,8 +160,9 @@ async def test_barge_in_cuts_playback_cancels_generation_and_keeps_what_was_hear
         assert any(d.action is Action.YIELD_FLOOR and d.member_id == BOB for _, d in session.decisions)
         # Bob finishes; the bot does not talk over him and then answers his question
         session.on_speaking(SpeakingEvent(BOB, False, time.monotonic()))
-        session.on_utterance(Utterance(BOB, "Bob", "Juniper, wait, what dragon?", time.monotonic() - 1,
-                                       time.monotonic(), True, 0.9, {}))
+        session.on_utterance(
+            Utterance(BOB, "Bob", "Juniper, wait, what dragon?", time.monotonic() - 1, time.monotonic(), True, 0.9, {})
+        )
         await until(lambda: len(responder.calls) == 2)
     finally:
         await session.close()
@@ -169,8 +209,18 @@ async def test_early_start_holds_audio_until_the_final_confirms_it():
         await until(lambda: responder.finished == 1)  # generated on the partial...
         assert player.fed_s == 0.0 and session.room.turn.preemptive  # ...but held back
         assert responder.calls[0]["history"][-1].text == "Juniper, what time is it?"
-        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what time is it?", t - 1, t, True, 0.9,
-                                       {"speech_end": t, "final": time.monotonic()}))
+        session.on_utterance(
+            Utterance(
+                ALICE,
+                "Alice",
+                "Juniper, what time is it?",
+                t - 1,
+                t,
+                True,
+                0.9,
+                {"speech_end": t, "final": time.monotonic()},
+            )
+        )
         await until(lambda: session.room.bot_state is BotState.IDLE and player.fed_s > 0)
         assert session.room.last_bot_line().text == "It's two."
         assert "confirmed" in session.traces[-1].times and len(responder.calls) == 1
@@ -186,8 +236,9 @@ async def test_early_start_is_dropped_when_the_final_differs():
     try:
         t = alice_asks_and_stops(session)
         await until(lambda: responder.finished == 1)
-        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what tea is best for a sore throat?", t - 1, t,
-                                       True, 0.9, {}))
+        session.on_utterance(
+            Utterance(ALICE, "Alice", "Juniper, what tea is best for a sore throat?", t - 1, t, True, 0.9, {})
+        )
         await until(lambda: len(responder.calls) == 2 and session.room.bot_state is BotState.IDLE)
         assert session.traces[0].outcome == "discarded"
         assert responder.calls[1]["history"][-1].text == "Juniper, what tea is best for a sore throat?"
@@ -279,10 +330,18 @@ async def test_greets_a_member_who_joins():
 async def test_the_notice_then_the_persona_greeting_open_the_call_spoken_as_written():
     responder = ScriptedResponder(["(spoken as given)"], seconds_each=0.1)
     player = PacedPlayer()
-    session = VoiceSession(settings=SETTINGS, persona=P(greeting="Hello {{user}}!"), responder=responder,
-                           player=player, bot_user_id=BOT, members=((ALICE, "Alice"), (BOB, "Bob")),
-                           make_listener=RecordingListener, policy=dataclasses.replace(FAST, greet_members=True),
-                           tick_s=0.01, notice="Quick note: I listen.")
+    session = VoiceSession(
+        settings=SETTINGS,
+        persona=P(greeting="Hello {{user}}!"),
+        responder=responder,
+        player=player,
+        bot_user_id=BOT,
+        members=((ALICE, "Alice"), (BOB, "Bob")),
+        make_listener=RecordingListener,
+        policy=dataclasses.replace(FAST, greet_members=True),
+        tick_s=0.01,
+        notice="Quick note: I listen.",
+    )
     await session.start()
     try:
         await until(lambda: responder.finished == 2)
@@ -295,12 +354,22 @@ async def test_the_notice_then_the_persona_greeting_open_the_call_spoken_as_writ
 
 @pytest.mark.asyncio
 async def test_speaking_over_the_notice_takes_the_floor_and_is_answered():
-    responder = ScriptedResponder(["Quick note: I listen and transcribe this channel to talk with you."],
-                                  seconds_each=3.0)
+    responder = ScriptedResponder(
+        ["Quick note: I listen and transcribe this channel to talk with you."], seconds_each=3.0
+    )
     player = PacedPlayer()
-    session = VoiceSession(settings=SETTINGS, persona=P(), responder=responder, player=player, bot_user_id=BOT,
-                           members=((ALICE, "Alice"), (BOB, "Bob")), make_listener=RecordingListener, policy=FAST,
-                           tick_s=0.01, notice="Quick note: I listen and transcribe this channel to talk with you.")
+    session = VoiceSession(
+        settings=SETTINGS,
+        persona=P(),
+        responder=responder,
+        player=player,
+        bot_user_id=BOT,
+        members=((ALICE, "Alice"), (BOB, "Bob")),
+        make_listener=RecordingListener,
+        policy=FAST,
+        tick_s=0.01,
+        notice="Quick note: I listen and transcribe this channel to talk with you.",
+    )
     await session.start()
     try:
         await until(lambda: session.room.bot_state is BotState.SPEAKING)
@@ -391,15 +460,28 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         assert responder.prefills == []  # in a group, nothing says yet that this is for the bot
         for words in ("Juniper,", "Juniper, what", "Juniper, what soup", "Juniper, what soup do you like?"):
             session.on_utterance(Utterance(ALICE, "Alice", words, start, time.monotonic(), False, 0.9, {}))
-        await until(lambda: not session.prefill.running and responder.prefills
-                    and responder.prefills[-1][-1][1].endswith("like?"))
+        await until(
+            lambda: (
+                not session.prefill.running and responder.prefills and responder.prefills[-1][-1][1].endswith("like?")
+            )
+        )
         assert 1 <= len(responder.prefills) <= 2  # the first named partial's prefill, then the newest one
         assert responder.prefills[-1] == [("Alice", "Juniper, what soup do you like?")]
         assert "Alice is talking to you" in responder.situations[-1]
         end = time.monotonic()
         session.on_speaking(SpeakingEvent(ALICE, False, end))
-        session.on_utterance(Utterance(ALICE, "Alice", "Juniper, what soup do you like?", start, end, True, 0.9,
-                                       {"speech_end": end, "final": end}))
+        session.on_utterance(
+            Utterance(
+                ALICE,
+                "Alice",
+                "Juniper, what soup do you like?",
+                start,
+                end,
+                True,
+                0.9,
+                {"speech_end": end, "final": end},
+            )
+        )
         await until(lambda: responder.calls, 5)
         call = responder.calls[0]
         assert [(h.speaker, h.text) for h in call["history"]] == responder.prefills[-1]
@@ -409,8 +491,9 @@ async def test_each_partial_prefills_the_reply_prompt_so_the_final_adds_nothing(
         session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))
         session.on_speaking(SpeakingEvent(BOB, True, time.monotonic()))  # both at once: no cache thrashing
         session.on_utterance(Utterance(BOB, "Bob", "So anyway", time.monotonic(), time.monotonic(), False, 0.9, {}))
-        session.on_utterance(Utterance(ALICE, "Alice", "I made soup too", time.monotonic(), time.monotonic(), False,
-                                       0.9, {}))
+        session.on_utterance(
+            Utterance(ALICE, "Alice", "I made soup too", time.monotonic(), time.monotonic(), False, 0.9, {})
+        )
         await asyncio.sleep(0.2)
         assert len(responder.prefills) == count  # a group remark: no reply likely, nothing to prefill
         assert session.prefill.stats.not_likely >= 3

@@ -48,8 +48,9 @@ def test_a_lever_is_one_setting_of_the_profile() -> None:
 
     settings = load_settings(env={}, env_file=None)
     llm = make_backend(settings)
-    profile = quality_bench.choose_profile("legacy", settings, llm, ["layout.history_lines=4", "sampling.min_p=0.2",
-                                                                     "address_only_speaker=true"])
+    profile = quality_bench.choose_profile(
+        "legacy", settings, llm, ["layout.history_lines=4", "sampling.min_p=0.2", "address_only_speaker=true"]
+    )
     assert profile.layout.history_lines == 4 and profile.sampling.min_p == 0.2 and profile.address_only_speaker
     with pytest.raises(SystemExit, match="expected layout"):
         quality_bench.choose_profile("legacy", settings, llm, ["nonsense=1"])

@@ -10,17 +10,27 @@ from conversation.addressing import words
 from simulator.term_match import term_in
 
 KINDS = {"dish": ("rice", "egg", "omelet", "fried", "pasta"), "greeting": ("hi", "hello", "welcome")}
-SYSTEM = ("You are Juniper, a friend who hangs out in this voice channel. Answer in plain, speech-friendly sentences: "
-          "no lists, markdown, emoji, or stage directions.")
+SYSTEM = (
+    "You are Juniper, a friend who hangs out in this voice channel. Answer in plain, speech-friendly sentences: "
+    "no lists, markdown, emoji, or stage directions."
+)
 SITUATION = "In the voice channel with you: Alice, Bob and Chen. Alice is talking to you; reply to Alice."
 
 
 def context(**changes) -> ReplyContext:
-    base = dict(persona_name="Juniper", persona_aliases=("June",), speaker="Alice", members=("Alice", "Bob", "Chen"),
-                known_names=("Alice", "Bob", "Chen", "Priya"),
-                prompt_text="Juniper, what should I cook tonight with eggs and rice?",
-                instructions=(SYSTEM, SITUATION), max_words=35, max_sentences=2,
-                rubric=Rubric(any=("stir fry",), kinds=("dish",)), kinds=KINDS)
+    base = dict(
+        persona_name="Juniper",
+        persona_aliases=("June",),
+        speaker="Alice",
+        members=("Alice", "Bob", "Chen"),
+        known_names=("Alice", "Bob", "Chen", "Priya"),
+        prompt_text="Juniper, what should I cook tonight with eggs and rice?",
+        instructions=(SYSTEM, SITUATION),
+        max_words=35,
+        max_sentences=2,
+        rubric=Rubric(any=("stir fry",), kinds=("dish",)),
+        kinds=KINDS,
+    )
     base.update(changes)
     return ReplyContext(**base)
 
@@ -34,12 +44,15 @@ def test_a_good_answer_passes_every_check() -> None:
     assert failed("Fried rice! Crack an egg on top and you're done, Alice.") == set()
 
 
-@pytest.mark.parametrize("reply", [
-    "I'm sorry, I'm not here. I'm the other one.",  # the confident non-answer of issue 12
-    "You can take an egg.",  # only the prompt's own word: no answer
-    "What should I cook tonight with eggs and rice?",  # says the prompt back
-    "That sounds lovely!",
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I'm sorry, I'm not here. I'm the other one.",  # the confident non-answer of issue 12
+        "You can take an egg.",  # only the prompt's own word: no answer
+        "What should I cook tonight with eggs and rice?",  # says the prompt back
+        "That sounds lovely!",
+    ],
+)
 def test_a_non_answer_fails_on_topic(reply: str) -> None:
     assert "on_topic" in failed(reply)
 
@@ -51,8 +64,9 @@ def test_prompt_words_count_only_together_and_phrases_match_words_in_a_row() -> 
     assert term_in("cook", words("I love cooking")) and not term_in("egg", words("eggplant"))
     # where the prompt's words are the answer: a choice, a greeting
     assert "on_topic" not in failed("Rice, always.", prompt_text="Juniper, rice or pasta?")
-    assert "on_topic" not in failed("Hi! Good to see you.", prompt_text="Hi Juniper!",
-                                    rubric=Rubric(kinds=("greeting",)))
+    assert "on_topic" not in failed(
+        "Hi! Good to see you.", prompt_text="Hi Juniper!", rubric=Rubric(kinds=("greeting",))
+    )
 
 
 def test_a_question_kind_wants_a_question() -> None:
@@ -61,13 +75,16 @@ def test_a_question_kind_wants_a_question() -> None:
     assert "on_topic" not in failed("What's everyone reading?", rubric=rubric, prompt_text="")
 
 
-@pytest.mark.parametrize("reply", [
-    "I'm so glad you're interested, Bob.",  # the wrong member named (issue 12)
-    "Bob, fried rice is the answer.",
-    "Hi Chen! Fried rice.",
-    "Fried rice, Priya!",  # a name from another room
-    "Listener, fried rice.",  # the example dialogue's speaker
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I'm so glad you're interested, Bob.",  # the wrong member named (issue 12)
+        "Bob, fried rice is the answer.",
+        "Hi Chen! Fried rice.",
+        "Fried rice, Priya!",  # a name from another room
+        "Listener, fried rice.",  # the example dialogue's speaker
+    ],
+)
 def test_a_wrong_name_fails_right_addressee(reply: str) -> None:
     assert "right_addressee" in failed(reply)
 
@@ -81,11 +98,14 @@ def test_the_speaker_and_names_that_are_not_addressed_pass_right_addressee() -> 
     assert "right_addressee" in failed("Priya, what are you reading?", speaker=None)
 
 
-@pytest.mark.parametrize(("reply", "raw"), [
-    ("I'm Alice, and I'd make fried rice.", ""),
-    ("My name is Bob, and fried rice.", ""),
-    ("Fried rice sounds great to me.", "Alice: Fried rice sounds great to me."),  # the model wrote Alice's line
-])
+@pytest.mark.parametrize(
+    ("reply", "raw"),
+    [
+        ("I'm Alice, and I'd make fried rice.", ""),
+        ("My name is Bob, and fried rice.", ""),
+        ("Fried rice sounds great to me.", "Alice: Fried rice sounds great to me."),  # the model wrote Alice's line
+    ],
+)
 def test_claiming_to_be_someone_else_fails_identity(reply: str, raw: str) -> None:
     assert "identity" in failed(reply, raw=raw)
 
@@ -140,7 +160,10 @@ def test_the_corpus_loads_with_every_category_and_enough_prompts() -> None:
 
 def test_a_broken_corpus_is_a_clear_error(tmp_path) -> None:
     path = tmp_path / "quality_x.toml"
-    path.write_text('members = ["A"]\n[kinds]\n[[prompt]]\nid = "x"\ncategory = "alone"\nspeaker = "A"\n'
-                    'text = "hi"\nkinds = ["nope"]\n', encoding="utf-8")
+    path.write_text(
+        'members = ["A"]\n[kinds]\n[[prompt]]\nid = "x"\ncategory = "alone"\nspeaker = "A"\n'
+        'text = "hi"\nkinds = ["nope"]\n',
+        encoding="utf-8",
+    )
     with pytest.raises(CorpusError, match="prompt 'x': unknown kind"):
         load_corpus("x", path)

@@ -18,8 +18,17 @@ def test_pinned_versions():
 
 def test_voice_connection_state_seams():
     src = inspect.getsource(VoiceConnectionState.__init__)
-    for attr in ("self.hook", "self.secret_key", "self.ssrc", "self.mode", "self.socket", "self.ws",
-                 "self.dave_session", "self.dave_protocol_version", "self._socket_reader"):
+    for attr in (
+        "self.hook",
+        "self.secret_key",
+        "self.ssrc",
+        "self.mode",
+        "self.socket",
+        "self.ws",
+        "self.dave_session",
+        "self.dave_protocol_version",
+        "self._socket_reader",
+    ):
         assert attr in src, attr
     assert callable(VoiceConnectionState.add_socket_listener)
     assert callable(VoiceConnectionState.remove_socket_listener)

@@ -16,7 +16,15 @@ import pytest_asyncio
 from audio.receive import VoiceReceiver
 from audio.receive_stats import ReceiveStats
 from simulator.hostile import HostilePackets
-from tests.fixtures_receive import Collector, Connection, Member, best_alignment, make_dave_group, source_16k, speechlike
+from tests.fixtures_receive import (
+    Collector,
+    Connection,
+    Member,
+    best_alignment,
+    make_dave_group,
+    source_16k,
+    speechlike,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -149,8 +157,12 @@ async def test_fuzz_benchmark_through_the_real_udp_socket():
     r = await run(30_000, seed=99, valid_every=300)
     assert r["hostile_sent"] == 30_000 and r["received"] == r["packets_sent"]
     assert r["unaccounted"] == 0 and r["pending"] == 0
-    assert r["crashes"] == {"errors_logged": 0, "internal_drops": 0, "worker_alive_until_stop": True,
-                            "first_errors": []}
+    assert r["crashes"] == {
+        "errors_logged": 0,
+        "internal_drops": 0,
+        "worker_alive_until_stop": True,
+        "first_errors": [],
+    }
     assert set(r["sent_by_kind"]) >= {"random", "bitflip", "auth_garbage", "replay", "rtcp", "valid"}
     drops = r["dropped_by_reason"]
     assert {"malformed", "rtcp", "not_opus", "video", "decrypt", "duplicate", "dave_unencrypted"} <= set(drops)

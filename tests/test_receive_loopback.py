@@ -118,15 +118,19 @@ async def settle(rx: VoiceReceiver) -> dict[str, int]:
 @each_member_dave
 async def test_three_overlapping_speakers_under_dave_and_the_bot_speaks_back(speech, member_dave):
     async with LoopbackVoiceServer(member_dave=member_dave) as server:
-        members = {uid: await server.add_member(uid, name) for uid, name in ((ALICE, "Alice"), (BOB, "Bob"), (CAROL, "Carol"))}
+        members = {
+            uid: await server.add_member(uid, name) for uid, name in ((ALICE, "Alice"), (BOB, "Bob"), (CAROL, "Carol"))
+        }
         async with connected_voice_client(server, dave=True) as vc:
             assert voice_internals(vc).can_encrypt
             rx, sink = start_receiver(vc)
             t0 = time.monotonic() + 0.2
-            reports = await asyncio.gather(*(
-                members[uid].speak(speech[uid][0], at=t0 + 0.5 * i, rate=speech[uid][1])
-                for i, uid in enumerate((ALICE, BOB, CAROL))
-            ))
+            reports = await asyncio.gather(
+                *(
+                    members[uid].speak(speech[uid][0], at=t0 + 0.5 * i, rate=speech[uid][1])
+                    for i, uid in enumerate((ALICE, BOB, CAROL))
+                )
+            )
             for uid, rep in zip((ALICE, BOB, CAROL), reports):
                 await until(lambda uid=uid, rep=rep: sink.count(uid) >= rep.frames)
             d = await settle(rx)
@@ -221,7 +225,9 @@ async def test_leave_and_rejoin_with_a_new_ssrc(speech, member_dave):
             await server.wait_dave_settled()
             assert alice.ssrc != old_ssrc
             audio, rate = speech[ALICE]
-            rep_a, rep_b = await asyncio.gather(alice.speak(audio, rate=rate), bob.speak(speech[BOB][0], rate=speech[BOB][1]))
+            rep_a, rep_b = await asyncio.gather(
+                alice.speak(audio, rate=rate), bob.speak(speech[BOB][0], rate=speech[BOB][1])
+            )
             await until(lambda: sink.count(ALICE) >= rep_a.frames and sink.count(BOB) >= rep_b.frames)
             assert rx.user_for_ssrc(alice.ssrc) == ALICE
             await settle(rx)
@@ -237,7 +243,7 @@ async def test_server_closes_the_socket_and_receive_survives_the_reconnect(speec
         async with connected_voice_client(server, dave=True) as vc:
             rx, sink = start_receiver(vc)
             audio, rate = speech[ALICE]
-            rep1 = await alice.speak(audio[: rate], rate=rate)
+            rep1 = await alice.speak(audio[:rate], rate=rate)
             await until(lambda: sink.count(ALICE) >= rep1.frames)
             first = server.bot
             await server.disconnect_client(4006)

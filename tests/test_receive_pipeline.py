@@ -323,8 +323,10 @@ async def test_padding_and_extensions_from_the_server(rig: Rig):
     await rig.conn.speaking(901, 1234)
     src = speechlike(0.6, seed=22)
     frames = m.opus_frames(src)
-    pkts = [m.packet(f, padding=(i % 4) * 3, extension=(b"\x51\x00\x00\x00" * (i % 3)) if i % 2 else None)
-            for i, f in enumerate(frames)]
+    pkts = [
+        m.packet(f, padding=(i % 4) * 3, extension=(b"\x51\x00\x00\x00" * (i % 3)) if i % 2 else None)
+        for i, f in enumerate(frames)
+    ]
     rig.conn.send(pkts)
     assert await wait_for(lambda: rig.col.count(901) >= 30)
     d = await rig.settled()

@@ -18,8 +18,17 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
 
 
-@pytest.mark.parametrize("freq, lo, hi", [(300, 0.98, 1.02), (1000, 0.98, 1.02), (4000, 0.97, 1.03),
-                                          (9000, 0.0, 0.001), (15000, 0.0, 0.001), (23000, 0.0, 0.001)])
+@pytest.mark.parametrize(
+    "freq, lo, hi",
+    [
+        (300, 0.98, 1.02),
+        (1000, 0.98, 1.02),
+        (4000, 0.97, 1.03),
+        (9000, 0.0, 0.001),
+        (15000, 0.0, 0.001),
+        (23000, 0.0, 0.001),
+    ],
+)
 def test_downsampler_passband_and_alias_rejection(freq, lo, hi):
     d = Downsampler48kTo16k()
     x = tone48_stereo(freq)
@@ -51,8 +60,10 @@ def test_downsampler_downmixes_channels():
     assert abs(rms(out[200:]) - 0.25 / np.sqrt(2)) < 0.005
 
 
-@pytest.mark.parametrize("fin, fout", [(22_050, 48_000), (16_000, 48_000), (24_000, 48_000), (44_100, 48_000),
-                                       (48_000, 16_000), (8_000, 48_000)])
+@pytest.mark.parametrize(
+    "fin, fout",
+    [(22_050, 48_000), (16_000, 48_000), (24_000, 48_000), (44_100, 48_000), (48_000, 16_000), (8_000, 48_000)],
+)
 def test_stream_resampler_streaming_equals_one_shot_and_keeps_pitch(fin, fout):
     t = np.arange(fin) / fin
     x = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.asyncio
 
 # --- the races, one interleaving at a time --------------------------------------------------------------------
 
+
 async def test_an_identified_sender_who_left_meanwhile_is_not_adopted():
     d = MemberDirectory(own_user_id=1)
     d.connected(7)
@@ -62,6 +63,7 @@ async def test_bounded_maps():
 
 
 # --- stress ---------------------------------------------------------------------------------------------------
+
 
 class OrderedSink:
     """Records frames and member-left callbacks in the order the loop saw them."""
@@ -136,8 +138,12 @@ async def test_membership_churn_while_packets_stream(fast_switching, caplog):
 
     def enough() -> bool:  # churn until every race had its chance, however loaded the machine is
         d = rig.rx.stats.as_dict()
-        return (sent["n"] >= 3000 and d["dropped_opted_out"] > 0 and d.get("ssrc_inferred", 0) > 0
-                and d["dropped_member_left"] + d["dropped_unmapped"] > 0)
+        return (
+            sent["n"] >= 3000
+            and d["dropped_opted_out"] > 0
+            and d.get("ssrc_inferred", 0) > 0
+            and d["dropped_member_left"] + d["dropped_unmapped"] > 0
+        )
 
     started = time.monotonic()
     try:

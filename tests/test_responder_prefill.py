@@ -43,7 +43,9 @@ def conversation(turns: int) -> list[HistoryLine]:
     now = time.monotonic()
     lines = []
     for i in range(turns):
-        lines.append(HistoryLine("Bob", f"I went hiking on trail number {i} and saw a heron by the water.", now - 60 + i, False))
+        lines.append(
+            HistoryLine("Bob", f"I went hiking on trail number {i} and saw a heron by the water.", now - 60 + i, False)
+        )
         lines.append(HistoryLine("Juniper", f"A heron on trail {i}? That sounds lovely, Bob.", now - 59 + i, True))
     return lines
 
@@ -121,9 +123,13 @@ def test_prefill_is_background_work_under_the_scheduler(responder):
     outcome: list[str] = []
     cancel = threading.Event()
     with exclusive.scheduler.foreground(2):  # another guild's reply in flight
-        worker = threading.Thread(target=lambda: outcome.append(
-            exclusive.prefill(juniper(), conversation(6), cancel, situation=SITUATION, group=1,
-                              give_way=lambda: True)))
+        worker = threading.Thread(
+            target=lambda: outcome.append(
+                exclusive.prefill(
+                    juniper(), conversation(6), cancel, situation=SITUATION, group=1, give_way=lambda: True
+                )
+            )
+        )
         worker.start()
         time.sleep(0.2)
         assert outcome == []  # waiting: nothing evaluated while the reply is being made
@@ -139,11 +145,13 @@ def test_prefill_is_background_work_under_the_scheduler(responder):
             started.set()
             yield item
 
-    evaluating.llm = type("Announcing", (), {"stream": staticmethod(announcing_stream),
-                                             "count_tokens": responder.llm.count_tokens})()
+    evaluating.llm = type(
+        "Announcing", (), {"stream": staticmethod(announcing_stream), "count_tokens": responder.llm.count_tokens}
+    )()
     outcome.clear()
-    worker = threading.Thread(target=lambda: outcome.append(
-        evaluating.prefill(juniper(), conversation(16), situation=SITUATION, group=1)))
+    worker = threading.Thread(
+        target=lambda: outcome.append(evaluating.prefill(juniper(), conversation(16), situation=SITUATION, group=1))
+    )
     worker.start()
     assert started.wait(10)
     t0 = time.monotonic()

@@ -42,7 +42,9 @@ async def test_a_question_yields_streamed_text_and_audio(llm, policy) -> None:
     r = responder(llm, policy)
     persona = juniper()
     sink = RecordingSink()
-    result = await r.respond(persona, question("Juniper, what should I cook tonight? I have eggs and rice."), situation=SITUATION, sink=sink)
+    result = await r.respond(
+        persona, question("Juniper, what should I cook tonight? I have eggs and rice."), situation=SITUATION, sink=sink
+    )
 
     assert result.error is None and not result.cancelled
     assert result.fragments and result.text == " ".join(result.fragments)
@@ -75,7 +77,11 @@ async def test_reply_is_clean_in_character_and_within_limits(llm) -> None:
         spoken = result.text
         assert spoken, result.raw_text
         assert len(spoken.split()) <= 20
-        sentences = [f for f in SpeechChunker(first_clause_words=100, first_max_words=100, max_words=100).feed(spoken + " ") if f.sentence_end]
+        sentences = [
+            f
+            for f in SpeechChunker(first_clause_words=100, first_max_words=100, max_words=100).feed(spoken + " ")
+            if f.sentence_end
+        ]
         assert len(sentences) <= 2, spoken
         assert not re.search(r"\b(Alice|Bob|Juniper|User)\s*:", spoken)  # no speaker labels or other lines
         assert not re.search(r"[*_#`~]|https?://|[\U0001F300-\U0001FAFF]", spoken)  # no markdown, URLs, emoji
@@ -99,7 +105,13 @@ async def test_cancel_during_speech_stops_text_and_audio_within_100_ms(llm, poli
     sink = RecordingSink()
     progress = ReplyResult()
     task = asyncio.create_task(
-        r.respond(persona, question("Tell me a long story about your hometown, with lots of details."), situation=SITUATION, sink=sink, result=progress)
+        r.respond(
+            persona,
+            question("Tell me a long story about your hometown, with lots of details."),
+            situation=SITUATION,
+            sink=sink,
+            result=progress,
+        )
     )
     cancelled_at = await _cancel_after(task, sink.first_audio, 0.05)
     with pytest.raises(asyncio.CancelledError):
@@ -122,7 +134,11 @@ async def test_cancel_while_thinking(llm) -> None:
     r = responder(llm)
     sink = RecordingSink()
     progress = ReplyResult()
-    task = asyncio.create_task(r.respond(juniper(), question("What do you think about rainy days?"), situation=SITUATION, sink=sink, result=progress))
+    task = asyncio.create_task(
+        r.respond(
+            juniper(), question("What do you think about rainy days?"), situation=SITUATION, sink=sink, result=progress
+        )
+    )
     await asyncio.sleep(0.03)
     cancelled_at = time.monotonic()
     task.cancel()
@@ -153,7 +169,9 @@ async def test_an_unreachable_llm_server_ends_the_reply_with_an_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = SETTINGS.replace(llm_backend="openai", llm_base_url=f"http://127.0.0.1:{port}/v1")
-    r = Responder(settings, llm=OpenAiBackend(LlmOptions.from_settings(settings)), scheduler=ModelScheduler("exclusive"))
+    r = Responder(
+        settings, llm=OpenAiBackend(LlmOptions.from_settings(settings)), scheduler=ModelScheduler("exclusive")
+    )
     sink = RecordingSink()
     result = await r.respond(juniper(), question("Hello?"), situation=SITUATION, sink=sink)
     assert result.stop_reason == "error" and "cannot reach the LLM server" in (result.error or "")
@@ -198,8 +216,13 @@ async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None
     model = FirstSampleWrites(llm, first)
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     sink = RecordingSink()
-    result = await r.respond(juniper(), question("Juniper, tell me a story about a dragon."), situation=SITUATION,
-                             sink=sink, member_names=["Alice", "Bob"])
+    result = await r.respond(
+        juniper(),
+        question("Juniper, tell me a story about a dragon."),
+        situation=SITUATION,
+        sink=sink,
+        member_names=["Alice", "Bob"],
+    )
     assert result.attempts == 2 and len(model.temperatures) == 2
     assert model.temperatures[0] == 0.0 and model.temperatures[1] >= 0.9  # greedy would repeat itself
     assert result.text and sink.texts == result.fragments and result.audio_seconds > 0.3
@@ -212,8 +235,9 @@ async def test_a_cancelled_reply_is_not_sampled_again(llm) -> None:
     model = FirstSampleWrites(llm, ["*", "smiles"], hold=hold)
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     progress = ReplyResult()
-    task = asyncio.create_task(r.respond(juniper(), question("Juniper?"), situation=SITUATION, sink=RecordingSink(),
-                                         result=progress))
+    task = asyncio.create_task(
+        r.respond(juniper(), question("Juniper?"), situation=SITUATION, sink=RecordingSink(), result=progress)
+    )
     while not model.temperatures:  # the first sample is under way
         await asyncio.sleep(0.005)
     task.cancel()
@@ -231,7 +255,9 @@ async def test_a_sample_that_only_repeats_the_bots_last_line_is_sampled_again(ll
     history.insert(2, HistoryLine("Juniper", earlier, history[-1].t - 1, True))
     model = FirstSampleWrites(llm, [earlier[i : i + 4] for i in range(0, len(earlier), 4)])
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
-    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    result = await r.respond(
+        juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"]
+    )
     assert result.attempts == 2 and result.text and earlier not in result.text
 
 
@@ -242,7 +268,9 @@ async def test_a_model_that_only_repeats_itself_is_heard_on_the_last_sample(llm)
     history.insert(2, HistoryLine("Juniper", earlier, history[-1].t - 1, True))
     model = FirstSampleWrites(llm, [earlier[i : i + 4] for i in range(0, len(earlier), 4)], times=3)
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
-    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    result = await r.respond(
+        juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"]
+    )
     assert result.attempts == 3 and result.text == earlier  # a repeat is better than silence
 
 
@@ -251,10 +279,15 @@ async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> N
     model = FirstSampleWrites(llm, ["*", "smiles", "*"])  # nothing to say: sampled again
     r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     history = question("Juniper, tell me a story about a dragon.")
-    result = await r.respond(juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"])
+    result = await r.respond(
+        juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"]
+    )
     assert result.attempts == 2 and result.text
-    later = [*history, HistoryLine("Juniper", result.text, history[-1].t + 1, True),
-             HistoryLine("Bob", "Juniper, and then?", history[-1].t + 2, False)]
+    later = [
+        *history,
+        HistoryLine("Juniper", result.text, history[-1].t + 1, True),
+        HistoryLine("Bob", "Juniper, and then?", history[-1].t + 2, False),
+    ]
     prompt = "\n".join(m["content"] for m in r.build_prompt(juniper(), later, SITUATION))
     assert result.text not in prompt and "and then?" in prompt
     assert r.profile.layout.own_lines == "heard"  # the embedded model's profile leaves such lines out

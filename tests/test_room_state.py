@@ -8,7 +8,17 @@ from audio.types import SpeakingEvent
 from conversation.bot_turn import BotTurn
 from conversation.room import BotState, Room
 from tests.fixtures_prompter import (
-    ALICE, BOB, BOT_ID, T0, bot_says, final, make_room, partial, say, start_speaking, stop_speaking,
+    ALICE,
+    BOB,
+    BOT_ID,
+    T0,
+    bot_says,
+    final,
+    make_room,
+    partial,
+    say,
+    start_speaking,
+    stop_speaking,
 )
 
 

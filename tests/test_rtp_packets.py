@@ -19,7 +19,12 @@ def test_round_trip_plain():
     header, payload = rtp.decrypt_packet(pkt, KEY)
     assert payload == b"opus-frame"
     assert (header.version, header.payload_type, header.sequence, header.timestamp, header.ssrc) == (
-        2, rtp.OPUS_PT, 7, 960, 1234)
+        2,
+        rtp.OPUS_PT,
+        7,
+        960,
+        1234,
+    )
     assert header.header_len == 12 and not header.padding and not header.extension and not header.marker
     assert len(pkt) == 12 + len(b"opus-frame") + 16 + 4
     assert pkt[-4:] == struct.pack(">I", 5)
@@ -50,8 +55,18 @@ def test_round_trip_extension_body_is_stripped_and_preamble_authenticated():
 
 
 def test_round_trip_csrcs_extension_padding_marker_together():
-    pkt = rtp.encrypt_packet(key=KEY, sequence=65535, timestamp=2**32 - 1, ssrc=2**32 - 1, payload=b"x" * 100,
-                             nonce=2**32 - 1, extension=b"\xaa" * 8, padding=4, marker=True, csrcs=(1, 2, 3))
+    pkt = rtp.encrypt_packet(
+        key=KEY,
+        sequence=65535,
+        timestamp=2**32 - 1,
+        ssrc=2**32 - 1,
+        payload=b"x" * 100,
+        nonce=2**32 - 1,
+        extension=b"\xaa" * 8,
+        padding=4,
+        marker=True,
+        csrcs=(1, 2, 3),
+    )
     header, payload = rtp.decrypt_packet(pkt, KEY)
     assert header.csrc_count == 3 and header.header_len == 12 + 12 + 4
     assert header.marker and header.padding and header.extension

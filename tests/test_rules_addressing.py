@@ -17,19 +17,40 @@ def test_soundex_and_edit_distance_basics():
     assert similarity("", "") == 1.0 and similarity("abc", "abc") == 1.0
 
 
-@pytest.mark.parametrize("text", [
-    "Juniper, are you there?", "JUNIPER!", "Juniper's idea was good", "hey jennifer what's up", "Junipur, hi",
-    "juniber can you hear me", "Juni per, what's up", "okay juniper", "Juniper",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Juniper, are you there?",
+        "JUNIPER!",
+        "Juniper's idea was good",
+        "hey jennifer what's up",
+        "Junipur, hi",
+        "juniber can you hear me",
+        "Juni per, what's up",
+        "okay juniper",
+        "Juniper",
+    ],
+)
 def test_bot_name_found(text):
     assert NameMatcher.for_name("Juniper").find(text)
 
 
-@pytest.mark.parametrize("text", [
-    "In June we went camping.", "Jupiter has many moons.", "He's a junior developer.", "I jumped in the pool.",
-    "The janitor left.", "Jenny is coming later.", "Pass the pepper.", "", "uh", "gin and tonic please",
-    "a juniper berry gin",  # the exact word is said: that counts (documented limit below)
-][:-1])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "In June we went camping.",
+        "Jupiter has many moons.",
+        "He's a junior developer.",
+        "I jumped in the pool.",
+        "The janitor left.",
+        "Jenny is coming later.",
+        "Pass the pepper.",
+        "",
+        "uh",
+        "gin and tonic please",
+        "a juniper berry gin",  # the exact word is said: that counts (documented limit below)
+    ][:-1],
+)
 def test_bot_name_not_found(text):
     assert not NameMatcher.for_name("Juniper").find(text)
 
@@ -63,27 +84,52 @@ def test_thresholds_are_adjustable():
     assert strict.find("Juniper?") and not strict.find("Jennifer?")
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("What time is it?", True), ("what time is it", True), ("Do you like jazz", True), ("so how was it", True),
-    ("Is it raining?", True), ("I like it.", False), ("Tell me a story", False), ("", False),
-    ("Where is it. I mean, never mind.", False), ("you did what?", True),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("What time is it?", True),
+        ("what time is it", True),
+        ("Do you like jazz", True),
+        ("so how was it", True),
+        ("Is it raining?", True),
+        ("I like it.", False),
+        ("Tell me a story", False),
+        ("", False),
+        ("Where is it. I mean, never mind.", False),
+        ("you did what?", True),
+    ],
+)
 def test_question_shape(text, expected):
     assert looks_like_question(text) is expected
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Juniper, what time is it?", True), ("It is late.", True), ("what time", False), ("Hi.", False),
-    ("Juniper, what", False),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Juniper, what time is it?", True),
+        ("It is late.", True),
+        ("what time", False),
+        ("Hi.", False),
+        ("Juniper, what", False),
+    ],
+)
 def test_complete_partial(text, expected):
     assert looks_complete(text) is expected
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("Mm-hm.", True), ("Uh huh", True), ("Yeah.", True), ("yeah, right", True), ("OK", True),
-    ("Yeah I think so too", False), ("Right, let's go.", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Mm-hm.", True),
+        ("Uh huh", True),
+        ("Yeah.", True),
+        ("yeah, right", True),
+        ("OK", True),
+        ("Yeah I think so too", False),
+        ("Right, let's go.", False),
+        ("", False),
+    ],
+)
 def test_backchannels(text, expected):
     assert is_backchannel(text) is expected
 

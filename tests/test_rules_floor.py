@@ -9,7 +9,18 @@ import pytest
 from conversation.decision import Action, Policy
 from conversation.rules import decide
 from tests.fixtures_prompter import (
-    ALICE, BOB, CAROL, POLICY, T0, bot_says, final, make_room, partial, say, start_speaking, stop_speaking,
+    ALICE,
+    BOB,
+    CAROL,
+    POLICY,
+    T0,
+    bot_says,
+    final,
+    make_room,
+    partial,
+    say,
+    start_speaking,
+    stop_speaking,
 )
 
 
@@ -36,6 +47,7 @@ def _paused_by(room, uid, t):
 
 # --- pause at once, then go on or give up -----------------------------------------------------------
 
+
 def test_anyone_speaking_over_the_bot_pauses_it_at_once():
     room = make_room(ALICE, BOB)
     _bot_speaking(room, T0 + 1)
@@ -60,8 +72,9 @@ def test_a_backchannel_over_the_bot_lets_its_line_go_on(words):
     assert at(room, T0 + 3.0).rule == "bot_busy"
 
 
-@pytest.mark.parametrize("words", ["Wait.", "Stop, stop.", "Sorry, what?", "Excuse me,", "Hold on,",
-                                   "Actually I think we should go."])
+@pytest.mark.parametrize(
+    "words", ["Wait.", "Stop, stop.", "Sorry, what?", "Excuse me,", "Hold on,", "Actually I think we should go."]
+)
 def test_a_takeover_over_the_bot_takes_the_floor(words):
     room = make_room(ALICE, BOB)
     _bot_speaking(room, T0 + 1)
@@ -91,7 +104,7 @@ def test_long_speech_over_the_bot_takes_the_floor_before_its_words_are_known():
 
 
 def test_bursts_over_the_bot_add_up_to_a_takeover():
-    """"Wait, <pause> wait, <pause> hold on": short bursts in quick succession are one run of speech."""
+    """ "Wait, <pause> wait, <pause> hold on": short bursts in quick succession are one run of speech."""
     room = make_room(ALICE, BOB)
     _bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
@@ -166,12 +179,14 @@ def test_an_early_start_is_left_to_its_own_check_not_paused_for_its_speaker():
     room = make_room(ALICE, BOB)
     start_speaking(room, ALICE, T0 + 1)
     partial(room, ALICE, "Juniper, what time is it?", T0 + 1, T0 + 2.5, paused=T0 + 2.56)
-    room.bot_begin("respond_now", T0 + 2.57, preemptive=True, basis_user_id=ALICE,
-                   basis_text="Juniper, what time is it?")
+    room.bot_begin(
+        "respond_now", T0 + 2.57, preemptive=True, basis_user_id=ALICE, basis_text="Juniper, what time is it?"
+    )
     assert at(room, T0 + 2.6).action is Action.STAY_SILENT  # her pause: no barge-in by the member it answers
 
 
 # --- names against the people present -------------------------------------------------------------
+
 
 def test_a_member_named_like_the_bot_is_the_one_spoken_to():
     room = make_room(ALICE, BOB)
@@ -197,6 +212,7 @@ def test_a_members_name_beats_the_bots_nickname():
 
 
 # --- after the bot's own line ---------------------------------------------------------------------
+
 
 def test_an_answer_to_the_bots_question_is_answered_but_a_turn_to_another_member_is_not():
     room = make_room(ALICE, BOB)
@@ -252,6 +268,7 @@ def test_a_short_how_about_is_no_question_yet():
 
 # --- the end of a member's turn ----------------------------------------------------------------------
 
+
 def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_later():
     """Words and voice finished: a short silence. Words finished, voice not ("I have a question about the sea."
     said as if more follows): the middle wait. Words unfinished ("… wondering if", or a frame that promises
@@ -275,14 +292,17 @@ def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_lat
     assert POLICY.reply_silence_s < POLICY.unsure_wait_s < POLICY.incomplete_wait_s
 
 
-@pytest.mark.parametrize("text,eot,finished", [
-    ("Juniper, what time is it?", 0.1, True),  # Whisper heard a question: finished whatever the model says
-    ("Juniper, tell me about the sea and", 0.9, False),  # a sentence does not end on "and"
-    ("Juniper, tell me about the sea.", 0.05, False),  # the model is sure they are not done
-    ("Juniper, tell me about the sea.", 0.35, True),  # unsure: a closed sentence is taken as finished
-    ("Juniper, tell me about the sea.", 0.8, True),
-    ("Juniper, tell me about the sea.", None, True),  # no model: the words alone
-])
+@pytest.mark.parametrize(
+    "text,eot,finished",
+    [
+        ("Juniper, what time is it?", 0.1, True),  # Whisper heard a question: finished whatever the model says
+        ("Juniper, tell me about the sea and", 0.9, False),  # a sentence does not end on "and"
+        ("Juniper, tell me about the sea.", 0.05, False),  # the model is sure they are not done
+        ("Juniper, tell me about the sea.", 0.35, True),  # unsure: a closed sentence is taken as finished
+        ("Juniper, tell me about the sea.", 0.8, True),
+        ("Juniper, tell me about the sea.", None, True),  # no model: the words alone
+    ],
+)
 def test_what_counts_as_finished(text, eot, finished):
     room = make_room(ALICE, BOB)
     say(room, ALICE, text, T0 + 1, T0 + 2.5, end_of_turn=eot)
@@ -300,8 +320,10 @@ def test_no_early_start_on_words_that_sound_unfinished():
 
 
 def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_with_words_is_not():
-    for spoke_s, words, action in ((0.4, "and I'm not.", Action.RESUME),  # a clipped "mm-hmm", misheard
-                                   (0.9, "I disagree with that.", Action.YIELD_FLOOR)):
+    for spoke_s, words, action in (
+        (0.4, "and I'm not.", Action.RESUME),  # a clipped "mm-hmm", misheard
+        (0.9, "I disagree with that.", Action.YIELD_FLOOR),
+    ):
         room = make_room(ALICE, BOB)
         _bot_speaking(room, T0 + 1)
         _paused_by(room, BOB, T0 + 2)
@@ -316,7 +338,7 @@ def test_a_bot_line_with_a_question_anywhere_in_it_asked_something():
 
 
 def test_going_on_after_a_long_pause_mid_sentence_is_still_the_same_turn():
-    """"Trixie, if you could pick <1.5 s> any superpower, which one?": the second part names nobody, but
+    """ "Trixie, if you could pick <1.5 s> any superpower, which one?": the second part names nobody, but
     it is the rest of a request to the bot, not a new line to the room."""
     room = make_room(ALICE, BOB)
     say(room, BOB, "Juniper, if you could pick", T0 + 1, T0 + 2.5, end_of_turn=0.02)
@@ -397,6 +419,7 @@ def test_a_line_cut_unheard_once_is_not_given_up_again_at_the_first_sound():
 
 
 # --- the bot's opening lines: the listening notice and its greeting ----------------------------------
+
 
 def _opening(room, kind, since):
     turn = room.bot_begin(kind, since - 0.3)

@@ -8,7 +8,18 @@ from conversation.decision import Action, Policy
 from conversation.room import BotState
 from conversation.rules import decide
 from tests.fixtures_prompter import (
-    ALICE, BOB, CAROL, POLICY, T0, bot_says, final, make_room, partial, say, start_speaking, stop_speaking,
+    ALICE,
+    BOB,
+    CAROL,
+    POLICY,
+    T0,
+    bot_says,
+    final,
+    make_room,
+    partial,
+    say,
+    start_speaking,
+    stop_speaking,
 )
 
 
@@ -17,6 +28,7 @@ def at(room, t, policy=POLICY):
 
 
 # --- answering when addressed -------------------------------------------------------------------
+
 
 def test_named_question_waits_reply_silence_then_answers():
     room = make_room(ALICE, BOB)
@@ -29,8 +41,15 @@ def test_named_question_waits_reply_silence_then_answers():
     assert "name" in d.reason
 
 
-@pytest.mark.parametrize("text", ["Jennifer, can you hear me?", "hey junipur how are you", "Juni per, tell us a joke.",
-                                  "What do you think, Juniper?"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Jennifer, can you hear me?",
+        "hey junipur how are you",
+        "Juni per, tell us a joke.",
+        "What do you think, Juniper?",
+    ],
+)
 def test_whisper_spellings_of_the_name_address_the_bot(text):
     room = make_room(ALICE, BOB)
     say(room, ALICE, text, T0 + 1, T0 + 2)
@@ -38,8 +57,9 @@ def test_whisper_spellings_of_the_name_address_the_bot(text):
     assert d.action is Action.RESPOND_NOW and d.rule == "respond_when_addressed"
 
 
-@pytest.mark.parametrize("text", ["In June we went to the lake.", "Jupiter is huge.", "My junior year was rough.",
-                                  "I jumped off the pier."])
+@pytest.mark.parametrize(
+    "text", ["In June we went to the lake.", "Jupiter is huge.", "My junior year was rough.", "I jumped off the pier."]
+)
 def test_near_names_are_not_an_address(text):
     room = make_room(ALICE, BOB, CAROL)
     say(room, ALICE, text, T0 + 1, T0 + 2)
@@ -109,6 +129,7 @@ def test_answered_line_is_not_answered_twice():
 
 # --- never over anyone ------------------------------------------------------------------------
 
+
 def test_never_answers_while_someone_is_speaking():
     room = make_room(ALICE, BOB)
     say(room, ALICE, "Juniper, what's the time?", T0 + 1, T0 + 2)
@@ -135,6 +156,7 @@ def test_waits_for_the_final_transcript_after_speech_ends():
 
 
 # --- keeping out of human conversations -----------------------------------------------------------
+
 
 def test_line_naming_another_member_is_left_to_them():
     room = make_room(ALICE, BOB)
@@ -180,6 +202,7 @@ def test_backchannel_gets_no_reply():
 
 
 # --- early start on a partial transcript -------------------------------------------------------------
+
 
 def _paused_with_partial(room, text):
     start_speaking(room, ALICE, T0 + 1)
@@ -259,6 +282,7 @@ def test_discarded_early_start_reopens_the_line():
 
 
 # --- early start in a pause, before the end of speech is confirmed ------------------------------------
+
 
 def _in_a_pause(room, text, uid=ALICE, t_pause=T0 + 2.56):
     """Speaking per the VAD; the listener repeated their latest partial at a pause (64 ms of silence)."""
@@ -356,12 +380,14 @@ def test_early_start_in_a_pause_dropped_when_the_speculative_transcript_reads_ot
     room.bot_end(T0 + 2.77, discard=True)
     d = at(room, T0 + 2.78)  # and starts again on the words as they now read
     assert d.action is Action.RESPOND_NOW and d.preemptive
-    room.bot_begin(d.action.value, T0 + 2.78, preemptive=True, basis_user_id=ALICE,
-                   basis_text=room.members[ALICE].partial.text)
+    room.bot_begin(
+        d.action.value, T0 + 2.78, preemptive=True, basis_user_id=ALICE, basis_text=room.members[ALICE].partial.text
+    )
     assert "tea" in room.turn.basis_text
 
 
 # --- quiet rooms, cooldowns, greetings ---------------------------------------------------------
+
 
 def test_idle_room_gets_a_topic_only_with_humans_present():
     room = make_room()
@@ -511,9 +537,17 @@ def test_member_going_on_before_the_reply_is_heard_cancels_it_at_once():
 def test_policy_from_settings():
     from runtime.settings import load_settings
 
-    s = load_settings(env={"PROMPTER_REPLY_SILENCE_MS": "100", "PROMPTER_GROUP_SILENCE_MS": "2000",
-                           "PROMPTER_BARGE_IN_MS": "900", "PROMPTER_MAX_UNPROMPTED": "0",
-                           "PROMPTER_PREEMPTIVE": "false", "PROMPTER_GREET": "no"}, env_file=None)
+    s = load_settings(
+        env={
+            "PROMPTER_REPLY_SILENCE_MS": "100",
+            "PROMPTER_GROUP_SILENCE_MS": "2000",
+            "PROMPTER_BARGE_IN_MS": "900",
+            "PROMPTER_MAX_UNPROMPTED": "0",
+            "PROMPTER_PREEMPTIVE": "false",
+            "PROMPTER_GREET": "no",
+        },
+        env_file=None,
+    )
     p = Policy.from_settings(s)
     assert (p.reply_silence_s, p.group_silence_s, p.barge_in_s) == (0.1, 2.0, 0.9)
     assert p.max_unprompted_in_row == 0 and not p.preemptive_start and not p.greet_members
@@ -524,6 +558,7 @@ def test_policy_from_settings():
 
 # --- a question put to the room ----------------------------------------------------------------------
 # The bot answered someone a moment ago (it takes part in the conversation); then a member asks the room.
+
 
 def _room_after_a_bot_line(*members):
     room = make_room(*members)
@@ -548,14 +583,17 @@ def _sweep(room, until_s=20.0, step=0.25):
     return out
 
 
-@pytest.mark.parametrize("text", [
-    "What should I cook tonight?",
-    "What should I cook tonight with eggs and rice.",  # Whisper closed the question with a full stop
-    "So, what did Alice want to cook.",  # the bot's name lost ("Juniper, …"): a question opener after the comma
-    "Did anyone see the game last night.",
-    "Can we get pizza later on.",
-    "So how long does it take to boil an egg",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What should I cook tonight?",
+        "What should I cook tonight with eggs and rice.",  # Whisper closed the question with a full stop
+        "So, what did Alice want to cook.",  # the bot's name lost ("Juniper, …"): a question opener after the comma
+        "Did anyone see the game last night.",
+        "Can we get pizza later on.",
+        "So how long does it take to boil an egg",
+    ],
+)
 def test_a_question_to_the_room_nobody_takes_up_is_answered_after_the_wait(text):
     room = _room_after_a_bot_line(ALICE, BOB, CAROL)
     line = _ask_the_room(room, text, uid=BOB if "Alice" in text else ALICE)
@@ -567,8 +605,17 @@ def test_a_question_to_the_room_nobody_takes_up_is_answered_after_the_wait(text)
     assert d.addressed and d.member_id == line.user_id
 
 
-@pytest.mark.parametrize("text", ["What a day that was.", "How nice of them to come.", "Had a great time yesterday.",
-                                  "Can't wait for the weekend.", "Do it later.", "I wonder what she wants."])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What a day that was.",
+        "How nice of them to come.",
+        "Had a great time yesterday.",
+        "Can't wait for the weekend.",
+        "Do it later.",
+        "I wonder what she wants.",
+    ],
+)
 def test_exclamations_and_statements_are_no_question_to_the_room(text):
     room = _room_after_a_bot_line(ALICE, BOB, CAROL)
     _ask_the_room(room, text)
@@ -596,8 +643,9 @@ def test_the_answer_of_a_member_closes_the_question():
     assert all(d.action is not Action.RESPOND_NOW for _, d in _sweep(room))
 
 
-@pytest.mark.parametrize("text", ["Bob, what should I cook tonight?", "What should I cook tonight, Bob?",
-                                  "Hey Bob, did you see the game."])
+@pytest.mark.parametrize(
+    "text", ["Bob, what should I cook tonight?", "What should I cook tonight, Bob?", "Hey Bob, did you see the game."]
+)
 def test_a_question_put_to_a_member_by_name_stays_theirs_when_they_stay_silent(text):
     room = _room_after_a_bot_line(ALICE, BOB, CAROL)
     _ask_the_room(room, text)
@@ -651,7 +699,10 @@ def test_a_question_to_the_room_is_prepared_while_the_room_has_its_chance():
     assert asks_the_room(room, line, POLICY, QUESTION_END + 0.1)
     assert "asked the room" in (reply_likely(room, ALICE, POLICY, QUESTION_END + 0.1) or "")
     named = _room_after_a_bot_line(ALICE, BOB, CAROL)
-    assert not asks_the_room(named, _ask_the_room(named, "Bob, what should I cook tonight?"), POLICY, QUESTION_END + 0.1)
+    assert not asks_the_room(
+        named, _ask_the_room(named, "Bob, what should I cook tonight?"), POLICY, QUESTION_END + 0.1
+    )
     quiet_bot = make_room(ALICE, BOB, CAROL)
-    assert not asks_the_room(quiet_bot, _ask_the_room(quiet_bot, "What should I cook tonight?"), POLICY,
-                             QUESTION_END + 0.1)
+    assert not asks_the_room(
+        quiet_bot, _ask_the_room(quiet_bot, "What should I cook tonight?"), POLICY, QUESTION_END + 0.1
+    )

@@ -94,8 +94,9 @@ async def test_never_responds_to_its_own_voice(tmp_path: Path) -> None:
         echo = voiced_span(sc.ears["Bob"].pcm())
         assert echo.shape[0] >= 48_000 * 0.5, echo.shape
         echoed = await sc.say("Bob", "(the bot's answer, echoed)", audio=echo)
-        await sc.wait_for(lambda: session.echoes_ignored >= 1 or sc.human_lines(echoed.start), 60,
-                          "the echo's transcript")
+        await sc.wait_for(
+            lambda: session.echoes_ignored >= 1 or sc.human_lines(echoed.start), 60, "the echo's transcript"
+        )
         # past every reason to speak: the join-in silence and the cooldown, with margin
         policy = session.policy
         await asyncio.sleep(policy.group_silence_s + policy.cooldown_s + 3.0)
@@ -113,13 +114,20 @@ async def test_never_responds_to_its_own_voice(tmp_path: Path) -> None:
         assert session.listener.stats.ignored_own == 0
 
 
-@pytest.mark.parametrize("heard, bot_said, echo", [
-    ("Fried rice sad spinach loves a hot pan", ["Fried rice! Sad spinach loves a hot pan, and an egg on top."], True),
-    ("well I'm sorry I'm not sure how to talk", ["Well, I'm sorry, I'm not sure how to talk about it."], True),
-    ("Bob, did you finish painting the fence?", ["Fried rice! Sad spinach loves a hot pan."], False),
-    ("yes okay", ["Yes, okay."], False),  # too short to tell an echo from an answer
-    ("you said fried rice but I have no rice at all tonight", ["Fried rice! Sad spinach loves a hot pan."], False),
-])
+@pytest.mark.parametrize(
+    "heard, bot_said, echo",
+    [
+        (
+            "Fried rice sad spinach loves a hot pan",
+            ["Fried rice! Sad spinach loves a hot pan, and an egg on top."],
+            True,
+        ),
+        ("well I'm sorry I'm not sure how to talk", ["Well, I'm sorry, I'm not sure how to talk about it."], True),
+        ("Bob, did you finish painting the fence?", ["Fried rice! Sad spinach loves a hot pan."], False),
+        ("yes okay", ["Yes, okay."], False),  # too short to tell an echo from an answer
+        ("you said fried rice but I have no rice at all tonight", ["Fried rice! Sad spinach loves a hot pan."], False),
+    ],
+)
 def test_echo_detection_is_about_the_bots_own_words(heard: str, bot_said: list[str], echo: bool) -> None:
     from conversation.echo import echoes
 

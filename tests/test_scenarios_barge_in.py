@@ -30,8 +30,13 @@ SECOND_ATTEMPTS = 3
 
 async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) -> None:
     write_persona(tmp_path / "personas", max_words=60, max_sentences=4)
-    settings = scenario_settings(tmp_path, CHORUS_PERSONAS_DIR=str(tmp_path / "personas"), LLM_MAX_TOKENS="100",
-                                 PROMPTER_COOLDOWN_S="30", PROMPTER_PREEMPTIVE="false")
+    settings = scenario_settings(
+        tmp_path,
+        CHORUS_PERSONAS_DIR=str(tmp_path / "personas"),
+        LLM_MAX_TOKENS="100",
+        PROMPTER_COOLDOWN_S="30",
+        PROMPTER_PREEMPTIVE="false",
+    )
     barge_in_s = settings.barge_in_ms / 1000.0
     assert MM_HM_S < barge_in_s
     lines = [("Alice", STORY), ("Alice", SECOND), ("Bob", MM_HM), ("Bob", TAKEOVER)]
@@ -41,8 +46,9 @@ async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) 
         # 1. Alice asks for a story; while the bot tells it, Bob says a 300 ms "mm-hm": it pauses, then goes on.
         asked = await sc.say("Alice", STORY)
         first_heard = await sc.wait_heard("Alice", asked.true_end)
-        story = await sc.wait_trace(lambda t: t.kind == "respond_now" and "first_packet" in t.times,
-                                    since=asked.onset, done=False)
+        story = await sc.wait_trace(
+            lambda t: t.kind == "respond_now" and "first_packet" in t.times, since=asked.onset, done=False
+        )
         mm = await sc.say("Bob", MM_HM, at=first_heard + 0.4, audio=mm_hm)
         assert mm.true_end - mm.onset <= MM_HM_S + 0.03
         await sc.wait_for(lambda: time.monotonic() > mm.true_end + barge_in_s + 1.0, 10, "a moment")
@@ -63,8 +69,9 @@ async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) 
         for attempt in range(1, SECOND_ATTEMPTS + 1):
             asked = await sc.say("Alice", SECOND)
             first_heard = await sc.wait_heard("Alice", asked.true_end)
-            second = await sc.wait_trace(lambda t: t.kind == "respond_now" and "first_packet" in t.times,
-                                         since=asked.onset, done=False)
+            second = await sc.wait_trace(
+                lambda t: t.kind == "respond_now" and "first_packet" in t.times, since=asked.onset, done=False
+            )
             takeover = await sc.say("Bob", TAKEOVER, at=first_heard + 0.5)
             await sc.wait_for(lambda: second.outcome != "pending", 30, "the bot to stop")
             if second.outcome != "spoken" or second.times["end"] > takeover.onset + barge_in_s + 0.4:
@@ -78,13 +85,16 @@ async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) 
         assert yields and yields[0].member_id == BOB.user_id and "took the floor" in yields[0].reason, sc.describe()
         # the bot's voice at Alice's ears, from the takeover until the bot's next line (if any), ended while
         # Bob was still talking: he did not have to talk over it
-        next_line = [t.times["first_packet"] for t in sc.traces(second.decided) if t is not second
-                     and "first_packet" in t.times]
+        next_line = [
+            t.times["first_packet"] for t in sc.traces(second.decided) if t is not second and "first_packet" in t.times
+        ]
         window_end = min(next_line) if next_line else float("inf")
         voiced = sc.ears["Alice"].voiced_between(takeover.onset, window_end)
         stopped = voiced[-1] if voiced else takeover.onset
-        print(f"takeover onset {takeover.onset:.3f}: the bot paused {second.times['paused'] - takeover.onset:.3f} s "
-              f"after it, its last packet reached Alice {stopped - takeover.onset:.3f} s after it")
+        print(
+            f"takeover onset {takeover.onset:.3f}: the bot paused {second.times['paused'] - takeover.onset:.3f} s "
+            f"after it, its last packet reached Alice {stopped - takeover.onset:.3f} s after it"
+        )
         assert stopped < takeover.true_end - 1.0, (stopped - takeover.onset, takeover.true_end - takeover.onset)
         # what Bob heard of the bot during his takeover was cut, and the room knows the line was cut
         cut_line = [ln for ln in sc.bot_lines() if ln.interrupted]

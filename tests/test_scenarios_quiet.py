@@ -45,8 +45,9 @@ async def test_stays_out_of_a_30_s_conversation_then_speaks_after_the_idle_time(
         assert last.true_end - first.onset >= 30.0, "the conversation is shorter than 30 s"
 
         # Nothing from the bot while they talk, nor until the room has been quiet for IDLE_S.
-        topic = await sc.wait_trace(lambda tr: tr.kind == "start_topic", since=first.start, done=False,
-                                    timeout=IDLE_S + 60)
+        topic = await sc.wait_trace(
+            lambda tr: tr.kind == "start_topic", since=first.start, done=False, timeout=IDLE_S + 60
+        )
         assert topic.decided >= last.true_end + IDLE_S - 0.05, (topic.decided - last.true_end, sc.describe())
         early = [tr for tr in sc.traces(first.start) if tr.decided < topic.decided]
         assert not early, sc.describe()
@@ -66,5 +67,7 @@ async def test_stays_out_of_a_30_s_conversation_then_speaks_after_the_idle_time(
         assert topic.outcome == "spoken", sc.describe()
         assert sc.ears["Bob"].first_after(topic.decided) is not None
         assert sc.bot_lines() and sc.bot_lines()[-1].text
-        print(f"topic decided {topic.decided - last.true_end:.2f} s after the last word, "
-              f"heard {heard_at - last.true_end:.2f} s after it: {topic.text!r}")
+        print(
+            f"topic decided {topic.decided - last.true_end:.2f} s after the last word, "
+            f"heard {heard_at - last.true_end:.2f} s after it: {topic.text!r}"
+        )

@@ -45,8 +45,10 @@ async def fault_and_recover(sc, fault) -> tuple:
     record = vc._connection.reconnects[-1]
     assert record.ok and record.seconds is not None
     assert sc.server.connections + sc.server.resumes > connections + resumes  # a new session, or a resumed one
-    print(f"reconnect after {record.code}: {record.how} in {record.seconds:.3f} s ({record.attempts} attempt(s)); "
-          f"heard again after {outage.heard_s:.3f} s, heard by a member after {outage.spoken_s:.3f} s")
+    print(
+        f"reconnect after {record.code}: {record.how} in {record.seconds:.3f} s ({record.attempts} attempt(s)); "
+        f"heard again after {outage.heard_s:.3f} s, heard by a member after {outage.spoken_s:.3f} s"
+    )
     assert record.seconds < BOUND_S and outage.seconds < BOUND_S, (record, outage)
     return record, outage
 
@@ -84,8 +86,9 @@ async def test_a_silent_udp_path_is_noticed_and_replaced(tmp_path: Path) -> None
 
 async def test_after_a_reconnect_a_member_who_rejoined_is_heard_and_answered(tmp_path: Path) -> None:
     settings = scenario_settings(tmp_path)
-    async with bot_in_channel(settings, [ALICE, BOB], synthesize=[("Alice", QUESTION), ("Bob", AFTER)],
-                              connect_timeout_s=15.0) as sc:
+    async with bot_in_channel(
+        settings, [ALICE, BOB], synthesize=[("Alice", QUESTION), ("Bob", AFTER)], connect_timeout_s=15.0
+    ) as sc:
         session = sc.session
         said = await sc.say("Alice", QUESTION)
         await sc.wait_trace(lambda t: t.outcome == "spoken", since=said.onset)

@@ -49,6 +49,7 @@ def test_stt_is_never_held_back() -> None:
     scheduler = ModelScheduler("exclusive")
     entered = threading.Event()
     with scheduler.hold("llm"):
+
         def stt() -> None:
             with scheduler.hold("stt"):
                 entered.set()
@@ -176,7 +177,9 @@ def test_auto_policy_resolution() -> None:
     here = ModelScheduler.from_settings(auto)
     expected = "exclusive" if (os.cpu_count() or 1) <= 4 else "pipelined"
     assert here.policy == expected and "CPU" in here.reason
-    gpu_xtts = load_settings(env={"SCHEDULER_POLICY": "auto", "LLM_GPU_LAYERS": "-1", "TTS_ENGINE": "xtts"}, env_file=None)
+    gpu_xtts = load_settings(
+        env={"SCHEDULER_POLICY": "auto", "LLM_GPU_LAYERS": "-1", "TTS_ENGINE": "xtts"}, env_file=None
+    )
     # The CPU build cannot offload layers, whatever LLM_GPU_LAYERS says.
     assert ModelScheduler.from_settings(gpu_xtts, gpu_probe=small).policy == "pipelined"
 

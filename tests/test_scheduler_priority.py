@@ -14,6 +14,7 @@ from runtime.scheduler import ModelScheduler, SchedulerCancelled
 
 def start_background(scheduler: ModelScheduler, group, cancel: threading.Event, log: list) -> threading.Thread:
     """A prefill-like job: waits its turn, then runs until its event is set."""
+
     def work() -> None:
         try:
             with scheduler.background(None, owner=f"job-{group}", quiet_s=0.0, group=group, preempt=cancel):

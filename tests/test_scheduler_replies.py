@@ -29,7 +29,9 @@ async def run_replies(policy: str) -> tuple[Responder, list]:
     results = await asyncio.wait_for(
         asyncio.gather(
             *(
-                responder.respond(persona, question(text, speaker), situation=f"{speaker} asked you something.", sink=RecordingSink())
+                responder.respond(
+                    persona, question(text, speaker), situation=f"{speaker} asked you something.", sink=RecordingSink()
+                )
                 for speaker, text in QUESTIONS
             )
         ),
@@ -42,7 +44,9 @@ async def run_replies(policy: str) -> tuple[Responder, list]:
 async def test_exclusive_policy_never_runs_llm_and_tts_at_once() -> None:
     responder, results = await run_replies("exclusive")
     scheduler = responder.scheduler
-    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [(r.error, r.audio_seconds) for r in results]
+    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [
+        (r.error, r.audio_seconds) for r in results
+    ]
     assert scheduler.overlap_seconds("llm", "tts") == 0.0
     # Work is granted per chunk: a reply of several fragments alternates LLM and TTS turns.
     multi = [r for r in results if len(r.fragments) >= 2]
@@ -58,5 +62,7 @@ async def test_exclusive_policy_never_runs_llm_and_tts_at_once() -> None:
 @pytest.mark.asyncio
 async def test_pipelined_policy_overlaps_llm_and_tts() -> None:
     responder, results = await run_replies("pipelined")
-    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [(r.error, r.stop_reason, r.raw_text, r.audio_seconds) for r in results]
+    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [
+        (r.error, r.stop_reason, r.raw_text, r.audio_seconds) for r in results
+    ]
     assert responder.scheduler.overlap_seconds("llm", "tts") > 0.05

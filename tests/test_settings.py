@@ -65,9 +65,22 @@ def test_bad_values_name_the_setting_and_the_expectation(name, value, expected):
 
 def test_every_setting_has_a_parser_error_path_or_accepts_free_text():
     # Free-text settings accept anything; every other setting must reject garbage.
-    free_text = {"discord_token", "persona_role", "default_persona", "stt_model", "stt_compute_type", "stt_language",
-                 "llm_model", "llm_base_url", "llm_api_key", "xtts_model", "data_dir", "personas_dir", "memory_llm_model",
-                 "tts_server_voice"}
+    free_text = {
+        "discord_token",
+        "persona_role",
+        "default_persona",
+        "stt_model",
+        "stt_compute_type",
+        "stt_language",
+        "llm_model",
+        "llm_base_url",
+        "llm_api_key",
+        "xtts_model",
+        "data_dir",
+        "personas_dir",
+        "memory_llm_model",
+        "tts_server_voice",
+    }
     for spec in SETTINGS:
         if spec.attr in free_text:
             continue

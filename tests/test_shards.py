@@ -48,8 +48,9 @@ class BotProcess:
 
     async def start(self) -> "BotProcess":
         self._log = open(self.log_path, "wb")
-        self.proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "simulator.bot_process", cwd=ROOT,
-                                                         env=self.env, stdout=self._log, stderr=self._log)
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "simulator.bot_process", cwd=ROOT, env=self.env, stdout=self._log, stderr=self._log
+        )
         return self
 
     async def stop(self) -> None:
@@ -69,14 +70,24 @@ class BotProcess:
 @pytest.mark.asyncio
 async def test_two_processes_serve_different_guilds_and_state_follows_the_guild(db_url, tmp_path) -> None:  # noqa: F811
     async with LoopbackDiscord(GUILDS) as discord_:
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "CHORUS_", "LLM_", "STT_", "TTS_"))}
-        base_env.update({
-            "CHORUS_LOOPBACK_DISCORD": discord_.base, "DISCORD_TOKEN": "loopback.shard.token",
-            "DISCORD_SHARD_COUNT": "2", "DATABASE_URL": db_url, "CHORUS_DATA_DIR": str(tmp_path / "data"),
-            "CHORUS_LOG_LEVEL": "info", "PYTHONUNBUFFERED": "1",
-        })
-        procs = [BotProcess("shard0", {**base_env, "DISCORD_SHARD_IDS": "0"}, tmp_path),
-                 BotProcess("shard1", {**base_env, "DISCORD_SHARD_IDS": "1"}, tmp_path)]
+        base_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "CHORUS_", "LLM_", "STT_", "TTS_"))
+        }
+        base_env.update(
+            {
+                "CHORUS_LOOPBACK_DISCORD": discord_.base,
+                "DISCORD_TOKEN": "loopback.shard.token",
+                "DISCORD_SHARD_COUNT": "2",
+                "DATABASE_URL": db_url,
+                "CHORUS_DATA_DIR": str(tmp_path / "data"),
+                "CHORUS_LOG_LEVEL": "info",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        procs = [
+            BotProcess("shard0", {**base_env, "DISCORD_SHARD_IDS": "0"}, tmp_path),
+            BotProcess("shard1", {**base_env, "DISCORD_SHARD_IDS": "1"}, tmp_path),
+        ]
         try:
             await procs[0].start()  # one after the other: the first one creates the schema
             await discord_.wait_for_shards({0}, START_TIMEOUT_S)

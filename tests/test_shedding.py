@@ -62,8 +62,9 @@ async def test_captions_wait_in_a_bounded_queue_and_go_out_in_order() -> None:
         sent.append(text)
 
     tasks: set[asyncio.Task] = set()
-    queue = CaptionQueue(lambda: slow_sink, spawn=lambda coro, name: tasks.add(asyncio.create_task(coro, name=name)),
-                         label="guild 3")
+    queue = CaptionQueue(
+        lambda: slow_sink, spawn=lambda coro, name: tasks.add(asyncio.create_task(coro, name=name)), label="guild 3"
+    )
     for i in range(MAX_PENDING + 11):
         queue.put(f"line {i}")
     await asyncio.sleep(0.01)

@@ -46,8 +46,9 @@ def test_group_lifecycle_with_real_davey_sessions():
     bot, alice, bob = (_session(uid, ext) for uid in (1, 2, 3))
 
     # create: the bot commits an external Add of alice at epoch 0
-    cw = bot.process_proposals(davey.ProposalsOperationType.append,
-                               _proposals([ext.add_proposal(gid, 0, alice.get_serialized_key_package())]))
+    cw = bot.process_proposals(
+        davey.ProposalsOperationType.append, _proposals([ext.add_proposal(gid, 0, alice.get_serialized_key_package())])
+    )
     info, commit, welcome = mls.split_commit_welcome(cw.commit + cw.welcome)
     assert (commit, welcome) == (cw.commit, cw.welcome)
     assert info.epoch == 0 and info.content_type == mls.CONTENT_COMMIT and info.group_id == gid
@@ -85,8 +86,10 @@ def test_proposal_signed_by_another_sender_is_rejected():
     gid = mls.group_id_for_channel(CHANNEL)
     bot, alice = _session(1, ext), _session(2, ext)
     with pytest.raises(ValueError, match="InvalidSignature"):
-        bot.process_proposals(davey.ProposalsOperationType.append,
-                              _proposals([impostor.add_proposal(gid, 0, alice.get_serialized_key_package())]))
+        bot.process_proposals(
+            davey.ProposalsOperationType.append,
+            _proposals([impostor.add_proposal(gid, 0, alice.get_serialized_key_package())]),
+        )
 
 
 def test_split_rejects_non_commit():

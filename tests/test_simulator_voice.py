@@ -128,7 +128,9 @@ async def test_transition_off_and_back_on_mid_stream(member_dave):
             ref = chirp(3.0)
             loop = asyncio.get_running_loop()
             done = loop.create_future()
-            vc.play(pcm_source(ref), after=lambda e: loop.call_soon_threadsafe(lambda: done.done() or done.set_result(e)))
+            vc.play(
+                pcm_source(ref), after=lambda e: loop.call_soon_threadsafe(lambda: done.done() or done.set_result(e))
+            )
             await alice.wait_for_audio(0.5)
             await server.transition_dave(0)  # 21 -> 23 -> 22
             await alice.wait_for_audio(1.2)
@@ -264,6 +266,7 @@ async def test_network_knobs_loss_and_reorder(member_dave):
             assert rep.dropped > 0 and rep.reordered > 0 and rep.sent == rep.frames - rep.dropped
             assert rep.rtcp == rep.sent // 10
             from audio import rtp
+
             await tap.wait_total(rep.sent + rep.rtcp)
             rtcp = [p for p in tap.packets if rtp.is_rtcp(p)]
             assert len(rtcp) == rep.rtcp and all(p[1] == 201 for p in rtcp)
@@ -294,17 +297,27 @@ async def test_client_without_dave_is_refused_when_required():
             async with session.ws_connect(f"ws://{server.endpoint}/?v=8") as ws:
                 hello = await ws.receive_json()
                 assert hello["op"] == 8
-                await ws.send_json({"op": 0, "d": {"server_id": str(server.guild_id), "user_id": "1",
-                                                   "session_id": "s", "token": server.token,
-                                                   "max_dave_protocol_version": 0}})
+                await ws.send_json(
+                    {
+                        "op": 0,
+                        "d": {
+                            "server_id": str(server.guild_id),
+                            "user_id": "1",
+                            "session_id": "s",
+                            "token": server.token,
+                            "max_dave_protocol_version": 0,
+                        },
+                    }
+                )
                 msg = await ws.receive()
                 assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4017
 
 
-
 @each_member_dave
 async def test_speaking_can_race_the_media(member_dave):
-    async with LoopbackVoiceServer(member_dave=member_dave, announce_ssrcs_on_connect=False, speaking_after_packets=10) as server:
+    async with LoopbackVoiceServer(
+        member_dave=member_dave, announce_ssrcs_on_connect=False, speaking_after_packets=10
+    ) as server:
         alice = await server.add_member(ALICE, "Alice")
         async with connected_voice_client(server) as vc:
             ops: list[dict] = []

@@ -32,9 +32,19 @@ LEAK_WARMUP, LEAK_REPS = 2, 5
 
 
 async def test_minutes_stay_bounded_error_free_and_without_a_leak(tmp_path: Path) -> None:
-    result = await run_soak(1.0, sample_s=10.0, warmup_min=WARMUP_S / 60.0, reconnect_every_s=18.0,
-                            presence_every_s=20.0, silence_every=4, silence_s=(5.0, 8.0), work=tmp_path,
-                            leak_warmup=LEAK_WARMUP, leak_reps=LEAK_REPS, inject_mb_per_hour=INJECTED_MB_PER_H)
+    result = await run_soak(
+        1.0,
+        sample_s=10.0,
+        warmup_min=WARMUP_S / 60.0,
+        reconnect_every_s=18.0,
+        presence_every_s=20.0,
+        silence_every=4,
+        silence_s=(5.0, 8.0),
+        work=tmp_path,
+        leak_warmup=LEAK_WARMUP,
+        leak_reps=LEAK_REPS,
+        inject_mb_per_hour=INJECTED_MB_PER_H,
+    )
     assert result["unhandled_errors"] == 0, result["errors"]
     leak = result["leak_check"]
     faults = result["reconnects"] + leak["faults"]
@@ -52,6 +62,13 @@ async def test_minutes_stay_bounded_error_free_and_without_a_leak(tmp_path: Path
     assert injected["injected_mb"] >= 0.8 * INJECTED_MB_PER_H * injected["rep_s"] * LEAK_REPS / 3600.0, injected
     assert injected["growth_per_hour"]["allocated_mb"] > LEAK_BOUND_MB_PER_H, injected  # the check can fail
     assert clean["growth_per_hour"]["allocated_mb"] <= LEAK_BOUND_MB_PER_H, clean
-    print({"clean": clean["growth_per_hour"], "injected": injected["growth_per_hour"], "rep_s": clean["rep_s"],
-           "allocated_mb": [[p["allocated_mb"] for p in run["points"]] for run in (injected, clean)],
-           "latency_s": result["latency_s"], "answered_rate": result["answered_rate"]})
+    print(
+        {
+            "clean": clean["growth_per_hour"],
+            "injected": injected["growth_per_hour"],
+            "rep_s": clean["rep_s"],
+            "allocated_mb": [[p["allocated_mb"] for p in run["points"]] for run in (injected, clean)],
+            "latency_s": result["latency_s"],
+            "answered_rate": result["answered_rate"],
+        }
+    )

@@ -79,8 +79,9 @@ async def test_listener_gets_partials_and_the_final_from_the_server(servers) -> 
     text = "My favourite colour is green, and I like to walk in the park on Sunday mornings."
     utterances: list = []
     await Listener.preload(servers)  # nothing to load for the server; the VAD and end-of-turn models load here
-    listener = Listener(servers, name_of=lambda uid: "Alice", on_speaking=lambda e: None,
-                        on_utterance=utterances.append, fill_gaps=True)
+    listener = Listener(
+        servers, name_of=lambda uid: "Alice", on_speaking=lambda e: None, on_utterance=utterances.append, fill_gaps=True
+    )
     assert isinstance(listener.transcriber, WyomingTranscriber)
     loop = asyncio.get_running_loop()
     try:
@@ -117,8 +118,12 @@ def test_cancel_ends_speech_at_once_and_the_server_serves_the_next_line(servers)
 
 
 def test_unreachable_servers_are_one_clear_line() -> None:
-    s = settings(STT_BACKEND="wyoming", STT_SERVER_URI=f"tcp://127.0.0.1:{free_port()}",
-                 TTS_BACKEND="wyoming", TTS_SERVER_URI=f"tcp://127.0.0.1:{free_port()}")
+    s = settings(
+        STT_BACKEND="wyoming",
+        STT_SERVER_URI=f"tcp://127.0.0.1:{free_port()}",
+        TTS_BACKEND="wyoming",
+        TTS_SERVER_URI=f"tcp://127.0.0.1:{free_port()}",
+    )
     with pytest.raises(WyomingError, match=r"cannot reach the Wyoming STT server at tcp://127\.0\.0\.1:\d+"):
         make_transcriber(s).transcribe([silence(0.5)])
     with pytest.raises(TtsError, match=r"cannot reach the Wyoming TTS server"):

@@ -171,11 +171,14 @@ def test_first_gateway_connection_is_retried(run_main, monkeypatch):
     assert "can't reach Discord (gateway connection)" in ours[0] and "gave up" in ours[-1]
 
 
-@pytest.mark.parametrize("env, words", [
-    ({"STT_MODEL": "nonexistent-model"}, "STT_MODEL=nonexistent-model: not a faster-whisper model size"),
-    ({"STT_MODEL": "/no/such/whisper"}, "STT_MODEL=/no/such/whisper: no such folder"),
-    ({"LLM_MODEL": "/no/such/model.gguf"}, "LLM_MODEL=/no/such/model.gguf: no such GGUF file"),
-])
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"STT_MODEL": "nonexistent-model"}, "STT_MODEL=nonexistent-model: not a faster-whisper model size"),
+        ({"STT_MODEL": "/no/such/whisper"}, "STT_MODEL=/no/such/whisper: no such folder"),
+        ({"LLM_MODEL": "/no/such/model.gguf"}, "LLM_MODEL=/no/such/model.gguf: no such GGUF file"),
+    ],
+)
 def test_model_settings_are_checked_before_login(run_main, monkeypatch, env, words):
     with api_in_thread() as api:
         point_discord_py_at(monkeypatch, api.base)

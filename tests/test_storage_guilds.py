@@ -89,8 +89,9 @@ async def test_invalid_values_are_refused_before_writing(db_url: str, tmp_path: 
 
 
 @pytest.mark.asyncio
-async def test_old_guilds_json_is_imported_once_and_kept_aside(db_url: str, tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_old_guilds_json_is_imported_once_and_kept_aside(
+    db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     legacy = tmp_path / "guilds.json"
     original = {
         "version": 1,
@@ -125,16 +126,18 @@ async def test_a_database_row_wins_over_an_old_file(db_url: str, tmp_path: Path)
     store = await open_store(db_url, tmp_path)
     await store.set_persona(1, "Captain Hollis")
     await store.db.close()
-    (tmp_path / "guilds.json").write_text(json.dumps({"version": 1, "guilds": {"1": {"persona": "Trixie"},
-                                                                               "2": {"persona": "Trixie"}}}))
+    (tmp_path / "guilds.json").write_text(
+        json.dumps({"version": 1, "guilds": {"1": {"persona": "Trixie"}, "2": {"persona": "Trixie"}}})
+    )
     reopened = await open_store(db_url, tmp_path)
     assert reopened.get(1).persona == "Captain Hollis" and reopened.get(2).persona == "Trixie"
     await reopened.db.close()
 
 
 @pytest.mark.asyncio
-async def test_a_corrupt_old_file_is_moved_aside_and_nothing_imported(tmp_path: Path,
-                                                                      caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_corrupt_old_file_is_moved_aside_and_nothing_imported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     legacy = tmp_path / "guilds.json"
     legacy.write_text('{"version": 1, "guilds": {"1": {"persona": "Jun', encoding="utf-8")
     with caplog.at_level(logging.ERROR):
@@ -169,7 +172,9 @@ def test_database_urls() -> None:
 
 
 @pytest.mark.asyncio
-async def test_refresh_reads_what_another_process_wrote_unless_this_one_wrote_meanwhile(db_url: str, tmp_path: Path) -> None:
+async def test_refresh_reads_what_another_process_wrote_unless_this_one_wrote_meanwhile(
+    db_url: str, tmp_path: Path
+) -> None:
     """Two bot processes share the database; a guild's shard moves from one to the other (tests/test_shards.py
     runs the real processes)."""
     first, second = await open_store(db_url, tmp_path / "a"), await open_store(db_url, tmp_path / "b")

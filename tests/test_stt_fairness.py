@@ -78,8 +78,15 @@ def test_one_guilds_partials_and_many_finals_never_hold_back_anothers_final(tran
         assert gate.entered.wait(10)
         # the busy guild: three members speaking (partials due now) and four finals of two members queued
         for uid in (1, 2, 3):
-            busy.start_partials(PartialSource(uid, snapshot=lambda: clip, is_stale=lambda: False, next_due=0.0,
-                                              on_done=lambda r, s, stale, uid=uid: order.append(("busy", "partial", uid))))
+            busy.start_partials(
+                PartialSource(
+                    uid,
+                    snapshot=lambda: clip,
+                    is_stale=lambda: False,
+                    next_due=0.0,
+                    on_done=lambda r, s, stale, uid=uid: order.append(("busy", "partial", uid)),
+                )
+            )
         for uid in (1, 1, 2, 2):
             busy.submit(SttJob(uid, "final", clip, record("busy", "final")))
         busy.submit(SttJob(3, "speculative", clip, record("busy", "speculative")))
@@ -138,8 +145,10 @@ def test_a_members_backlog_is_bounded_and_what_is_shed_still_closes_its_segment(
     try:
         lane.submit(SttJob(9, "final", clip, lambda j, r: None))
         assert gate.entered.wait(10)
-        jobs = [lane.submit(SttJob(1, "final", clip, lambda j, r, i=i: results.__setitem__(i, r.rejected)))
-                for i in range(MAX_QUEUED_PER_MEMBER + 2)]
+        jobs = [
+            lane.submit(SttJob(1, "final", clip, lambda j, r, i=i: results.__setitem__(i, r.rejected)))
+            for i in range(MAX_QUEUED_PER_MEMBER + 2)
+        ]
         assert lane.pending_finals() == MAX_QUEUED_PER_MEMBER
         # the two oldest were shed at once, with an empty result: their segments get their (empty) final
         assert results == {0: "shed: transcription backlog", 1: "shed: transcription backlog"}

@@ -76,7 +76,15 @@ def test_guards_reject_with_a_reason(transcriber):
 
 
 def test_hallucination_list():
-    for text in ("Thanks for watching!", " you", "[Music]", "(upbeat music)", "♪ ♪", "Please subscribe.", "you you you"):
+    for text in (
+        "Thanks for watching!",
+        " you",
+        "[Music]",
+        "(upbeat music)",
+        "♪ ♪",
+        "Please subscribe.",
+        "you you you",
+    ):
         assert is_hallucination(text), text
     for text in ("Thank you, that was helpful.", "You should subscribe to the newsletter, Bob.", "Okay.", "Thank you."):
         assert not is_hallucination(text), text
@@ -116,8 +124,13 @@ def test_scheduler_runs_finals_before_partials_round_robin(transcriber):
         assert gated.entered.wait(5)
         # meanwhile: member 1 queues three finals, member 2 one final, member 3 one speculative, member 4 partials
         sched.start_partials(
-            PartialSource(4, snapshot=lambda: clip, on_done=lambda r, s, stale: order.append(("partial", 4)),
-                          is_stale=lambda: False, next_due=0.0)
+            PartialSource(
+                4,
+                snapshot=lambda: clip,
+                on_done=lambda r, s, stale: order.append(("partial", 4)),
+                is_stale=lambda: False,
+                next_due=0.0,
+            )
         )
         for _ in range(3):
             sched.submit(SttJob(1, "final", clip, lambda j, r: order.append(("final", j.user_id))))

@@ -26,10 +26,12 @@ def persona():
 
 
 def lines() -> list[HistoryLine]:
-    return [HistoryLine("Bob", "I went hiking today.", 1.0, False),
-            HistoryLine("Juniper", "Oh fun, where did you go?", 2.0, True),
-            HistoryLine("Bob", "Up the ridge trail.", 3.0, False),
-            HistoryLine("Alice", "Juniper, what snacks should we bring next time?", 4.0, False)]
+    return [
+        HistoryLine("Bob", "I went hiking today.", 1.0, False),
+        HistoryLine("Juniper", "Oh fun, where did you go?", 2.0, True),
+        HistoryLine("Bob", "Up the ridge trail.", 3.0, False),
+        HistoryLine("Alice", "Juniper, what snacks should we bring next time?", 4.0, False),
+    ]
 
 
 def test_the_messages_become_a_labelled_transcript_ending_with_the_bots_label(persona) -> None:
@@ -57,24 +59,36 @@ def test_pretrained_models_are_told_by_name_and_only_a_local_one_gets_the_transc
     local = profile_for(settings, "gemma-3-270m-q4_k_m.gguf", 268_000_000)
     assert local.layout.transcript and local.small_model_repairs and local.name == "transcript (gemma)"
     assert not profile_for(settings, "gemma-3-270m-q4_k_m", None).layout.transcript  # a server takes chat messages
-    forced = profile_for(load_settings(env={"LLM_PROFILE": "transcript"}, env_file=None), "SmolLM2-135M-Instruct", 135_000_000)
+    forced = profile_for(
+        load_settings(env={"LLM_PROFILE": "transcript"}, env_file=None), "SmolLM2-135M-Instruct", 135_000_000
+    )
     assert forced.layout.transcript
 
 
 @pytest.fixture(scope="module")
 def gemma() -> LlamaCppBackend:
-    return LlamaCppBackend(LlmOptions.from_settings(load_settings(env={"LLM_MODEL": "preset:gemma3-270m"}, env_file=None)))
+    return LlamaCppBackend(
+        LlmOptions.from_settings(load_settings(env={"LLM_MODEL": "preset:gemma3-270m"}, env_file=None))
+    )
 
 
 def test_gemma_continues_the_transcript_with_one_line_of_its_own(gemma, persona) -> None:
     assert gemma.profile.layout.transcript
     situation = Situation("Alice is talking to you; reply to Alice.", short="", addressee="Alice")
-    messages = build_messages(persona, lines(), situation=situation, budget_tokens=600, count_tokens=gemma.count_tokens,
-                              layout=gemma.profile.layout)
+    messages = build_messages(
+        persona,
+        lines(),
+        situation=situation,
+        budget_tokens=600,
+        count_tokens=gemma.count_tokens,
+        layout=gemma.profile.layout,
+    )
     replies = []
     for seed in (1, 2, 3, 4):
         sampling = gemma.profile.sampling.replace(seed=seed)
-        replies.append("".join(gemma.stream(messages, max_tokens=40, stop=[], cancel=threading.Event(), sampling=sampling)))
+        replies.append(
+            "".join(gemma.stream(messages, max_tokens=40, stop=[], cancel=threading.Event(), sampling=sampling))
+        )
     assert all("\n" not in reply for reply in replies), replies  # stopped at the end of its line
     assert all(not reply.strip().startswith(("Alice:", "Bob:")) for reply in replies), replies
     assert sum(any(ch.isalpha() for ch in reply) for reply in replies) >= 3, replies  # it does say something

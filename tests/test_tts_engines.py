@@ -18,8 +18,10 @@ from runtime.settings import load_settings
 from conversation.persona import VoiceSpec
 
 SETTINGS = load_settings(env={}, env_file=None)
-LONG = ("This is a rather long sentence, with a few clauses in it, that keeps going for a while, "
-        "so that the voice has plenty to say before it is done; and then it goes on even longer, just to be sure.")
+LONG = (
+    "This is a rather long sentence, with a few clauses in it, that keeps going for a while, "
+    "so that the voice has plenty to say before it is done; and then it goes on even longer, just to be sure."
+)
 
 
 def synth(tts, text: str, cancel: threading.Event | None = None) -> tuple[np.ndarray, int, int]:
@@ -103,7 +105,11 @@ def test_piper_cancel_before_the_first_chunk_aborts_the_onnx_run(piper) -> None:
     timer = threading.Timer(0.02, cancel.set)
     started = time.monotonic()
     timer.start()
-    chunks = list(piper.synthesize("A single sentence without any commas that is long enough to take a while to synthesize here.", cancel))
+    chunks = list(
+        piper.synthesize(
+            "A single sentence without any commas that is long enough to take a while to synthesize here.", cancel
+        )
+    )
     ended = time.monotonic()
     assert chunks == []  # one ~6 s piece: its ONNX run was cut short, not waited for
     assert ended - started < 0.02 + 0.1
@@ -111,11 +117,13 @@ def test_piper_cancel_before_the_first_chunk_aborts_the_onnx_run(piper) -> None:
 
 def test_split_for_synthesis() -> None:
     assert split_for_synthesis("Short and sweet.") == ["Short and sweet."]
-    pieces = split_for_synthesis("one two three four, five six seven eight, nine ten eleven twelve, thirteen.", piece_words=8)
+    pieces = split_for_synthesis(
+        "one two three four, five six seven eight, nine ten eleven twelve, thirteen.", piece_words=8
+    )
     assert pieces == ["one two three four, five six seven eight,", "nine ten eleven twelve, thirteen."]
-    assert split_for_synthesis("no commas at all in this very long sentence of many many words here", piece_words=4) == [
-        "no commas at all in this very long sentence of many many words here"
-    ]
+    assert split_for_synthesis(
+        "no commas at all in this very long sentence of many many words here", piece_words=4
+    ) == ["no commas at all in this very long sentence of many many words here"]
 
 
 def test_piper_engine_plays_in_realtimetts_text_to_audio_stream() -> None:

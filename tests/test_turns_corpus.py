@@ -43,9 +43,13 @@ def test_the_selection_covers_every_family():
 @pytest.mark.asyncio
 async def test_scenario(scenario_id: str, tmp_path: Path) -> None:
     scenario = load_corpus().get(scenario_id)
-    scenario = dataclasses.replace(scenario, steps=tuple(
-        dataclasses.replace(s, within=max(s.within, CI_WITHIN_S)) if s.within is not None else s
-        for s in scenario.steps))
+    scenario = dataclasses.replace(
+        scenario,
+        steps=tuple(
+            dataclasses.replace(s, within=max(s.within, CI_WITHIN_S)) if s.within is not None else s
+            for s in scenario.steps
+        ),
+    )
     result = await run_scenario(scenario, bench_settings(), tmp=tmp_path, attempts=4)
     steps = [(s.said, s.expect, s.observed, s.note) for s in result.steps]
     assert not result.error, result.error
@@ -58,6 +62,8 @@ async def test_scenario(scenario_id: str, tmp_path: Path) -> None:
         # over), and a small model sometimes does not, whatever is tried: that is no verdict on the steps it
         # never reached, so the test says so (pytest -ra prints it) after judging the ones that ran. The rules
         # behind each family are also tested on fake time (tests/test_rules_floor.py, tests/test_rules_turns.py).
-        pytest.skip(f"{scenario_id}: the bot never gave the scenario its setup in {result.attempts} tries "
-                    f"({len(judged)} steps judged, all right): "
-                    f"{[s.note for s in result.steps if s.observed == 'precondition_failed']}")
+        pytest.skip(
+            f"{scenario_id}: the bot never gave the scenario its setup in {result.attempts} tries "
+            f"({len(judged)} steps judged, all right): "
+            f"{[s.note for s in result.steps if s.observed == 'precondition_failed']}"
+        )

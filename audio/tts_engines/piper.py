@@ -54,10 +54,14 @@ def load_piper_voice(voice: str = "embedded") -> Any:
         options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         with open(config, encoding="utf-8") as fh:
             piper_config = PiperConfig.from_dict(json.load(fh))
-        loaded = guard_piper_voice(PiperVoice(
-            config=piper_config,
-            session=onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"]),
-        ))  # its espeak-ng calls and name spotting's (audio.g2p) never run at once
+        loaded = guard_piper_voice(
+            PiperVoice(
+                config=piper_config,
+                session=onnxruntime.InferenceSession(
+                    str(model), sess_options=options, providers=["CPUExecutionProvider"]
+                ),
+            )
+        )  # its espeak-ng calls and name spotting's (audio.g2p) never run at once
         for _ in loaded.synthesize("Ready."):  # warm up: the first ONNX run is several times slower
             pass
         return loaded

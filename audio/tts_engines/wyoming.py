@@ -86,10 +86,17 @@ class WyomingTts(TtsEngine):
                     elif AudioChunk.is_type(event.type):
                         chunk = AudioChunk.from_event(event)
                         if chunk.width != 2:
-                            raise wyoming_client.WyomingError(f"the Wyoming TTS server at {self.uri} sent {chunk.width * 8}-bit audio (expected 16)")
+                            raise wyoming_client.WyomingError(
+                                f"the Wyoming TTS server at {self.uri} sent {chunk.width * 8}-bit audio (expected 16)"
+                            )
                         pcm = np.frombuffer(chunk.audio, dtype="<i2")
                         if chunk.channels > 1:
-                            pcm = pcm[: pcm.size - pcm.size % chunk.channels].reshape(-1, chunk.channels).mean(axis=1).astype(np.int16)
+                            pcm = (
+                                pcm[: pcm.size - pcm.size % chunk.channels]
+                                .reshape(-1, chunk.channels)
+                                .mean(axis=1)
+                                .astype(np.int16)
+                            )
                         if pcm.size:
                             out.put((pcm, chunk.rate or rate))
                     elif AudioStop.is_type(event.type):

@@ -74,7 +74,9 @@ def make_xtts_tts(options: XttsOptions, *, reference_wav: Path | str | None, spe
 
     gpu = _gpu_available()
     device = options.device if options.device != "auto" else ("cuda" if gpu else "cpu")
-    use_deepspeed = bool(options.use_deepspeed and device == "cuda" and importlib.util.find_spec("deepspeed") is not None)
+    use_deepspeed = bool(
+        options.use_deepspeed and device == "cuda" and importlib.util.find_spec("deepspeed") is not None
+    )
     if options.use_deepspeed and device == "cuda" and not use_deepspeed:
         log.info("deepspeed is not installed: XTTS runs without it (slower)")
     specific_model, models_path = xtts_model_location(options)
