@@ -22,18 +22,16 @@ was judged at (`Utterance.end_of_turn`).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 
 from audio.doubted_words import DoubtedWords
 from audio.end_of_turn import SmartTurn
-from audio.hallucinations import is_hallucination
+from audio.final_name_look import FinalNameLook, NameLookFor
 from audio.pause_judge import PauseJudge, judged_probability
 from audio.segment_turn import SegmentTurn
 from audio.stt_result import SttResult
@@ -47,14 +45,6 @@ TAIL_S = 0.25  # silence kept after the last voiced window (helps Whisper close 
 MIN_PAUSE_MS = 64
 
 Deliver = Callable[..., None]  # (user_id, result, start, end, final, timings, end_of_turn) -> None, any thread
-# (user_id, final text, doubted) -> None when the text needs no second look, else a look: (audio, result) -> the
-# text with the name put back, or None (audio.name_look, through the listener). `doubted`: the text is Whisper's
-# words that its confidence guard dropped (a lone name often is: "Juniper?" scores low), kept if they call the bot.
-LookForName = Callable[[np.ndarray, SttResult], "str | None"]
-NameLookFor = Callable[[int, str, bool], "LookForName | None"]
-DOUBTED_WORDS_MAX = 4  # doubted words longer than this are not a lone call
-# One thread takes the second look for a name for every member and guild (a look is tens of ms of model time).
-_LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 
 
 class SegmentTranscriber:
@@ -81,8 +71,8 @@ class SegmentTranscriber:
         self.speculative = speculative
         self._deliver = deliver
         self._expect_final = expect_final
-        self._name_look_for = name_look_for
         self._doubted = DoubtedWords()
+        self._name_look = FinalNameLook(name_look_for, send=self._send, doubted=self._doubted, audio=self._final_audio)
 
     def pause(self, turn: SegmentTurn) -> None:
         """The VAD heard a pause: mark the latest partial at once (an early start may begin on it: its audio
@@ -372,49 +362,11 @@ class SegmentTranscriber:
             "stt_done": job.finished,
         }
         end_of_turn = self._current_end_of_turn(turn)
-        look = self._look_for_name(seg, result)
-        if look is not None:  # off the STT worker: it goes on with everyone's partials and finals meanwhile
-            _LOOK.submit(self._look_then_send, seg, result, timings, end_of_turn, look)
+        if self._name_look.started(seg, result, timings, end_of_turn):  # it sends the final when done
             return
         self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings, end_of_turn)
         if job.kind != "discard":
             self._doubted.hold(seg, result)
-
-    def _look_for_name(self, seg: Segment, result: SttResult) -> LookForName | None:
-        if self._name_look_for is None:
-            return None
-        raw = (result.raw_text or "").strip()
-        doubted = (
-            not result.text
-            and bool(raw)
-            and (result.rejected or "").startswith("avg_logprob")
-            and len(raw.split()) <= DOUBTED_WORDS_MAX
-            and not is_hallucination(raw)
-        )
-        if not result.text and not doubted:
-            return None
-        try:
-            return self._name_look_for(seg.user_id, result.text or raw, doubted)
-        except Exception:
-            log.exception("segment %s: deciding on a second look for a name failed; the final goes as it is", seg.id)
-            return None
-
-    def _look_then_send(
-        self, seg: Segment, result: SttResult, timings: dict[str, float], end_of_turn: float | None, look: LookForName
-    ) -> None:
-        """The final after a second, acoustic look for the bot's name (the text with the name put back when
-        the audio holds it). A failed look loses nothing: the final goes as Whisper wrote it."""
-        try:
-            text = look(self._final_audio(seg), result)
-        except Exception:
-            log.exception("segment %s: the second look for a name failed; the final goes as it is", seg.id)
-            text = None
-        timings["name_look"] = time.monotonic()
-        if text:
-            result = dataclasses.replace(result, text=text, rejected=None)
-        self._send(seg.user_id, result, seg.start_t, timings["speech_end"], True, timings, end_of_turn)
-        if not text:
-            self._doubted.hold(seg, result)  # doubted words the look found no call in wait for what follows
 
     def update_pause(self, compute_s: float) -> None:
         """Speculate only as early as needed for the final to be ready when the end is confirmed."""

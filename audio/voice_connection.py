@@ -29,7 +29,7 @@ discord.py 2.7.1 (pinned) reconnects a voice connection by itself, but slowly or
   directly: their session is gone);
 * 1000, 4014, 4021, 4022 keep discord.py's meaning (a normal close, a disconnect or move, rate limiting);
 * IP discovery resends its datagram every `DISCOVERY_RESEND_S` (`ChorusVoiceWebSocket`), and the socket reader
-  (`ChorusSocketReader`) waits at most `SELECT_TIMEOUT_S` before it looks at the current socket again;
+  (`ChorusSocketReader`, `audio.voice_socket_reader`) waits at most `SELECT_TIMEOUT_S` before it looks at the current socket again;
 * a player that gave up while the connection was away is started again with its source;
 * UDP keepalives (8 bytes, a counter) every `KEEPALIVE_EVERY_S`; and a watchdog, armed only once the voice
   server has echoed one in this session: some echo them, others do not (discord.js stopped relying on echoes
@@ -45,7 +45,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import select
 import struct
 import time
 from dataclasses import dataclass
@@ -54,7 +53,9 @@ from typing import Any
 from discord.errors import ConnectionClosed
 from discord.gateway import DiscordVoiceWebSocket
 from discord.utils import MISSING
-from discord.voice_state import ConnectionFlowState, SocketReader, VoiceConnectionState
+from discord.voice_state import ConnectionFlowState, VoiceConnectionState
+
+from audio.voice_socket_reader import replace_reader
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,7 @@ KEEPALIVE_EVERY_S = 5.0
 KEEPALIVE_IDLE_S = 0.5
 UDP_SILENCE_S = 2.0
 WATCH_TICK_S = 0.25
-SELECT_TIMEOUT_S = 0.2
 PLAYER_CHECKS_S = (0.05, 0.5, 2.0)
-NO_SOCKET_SLEEP_S = 0.01
 MAX_RECORDS = 100
 
 OP_RESUMED = 9
@@ -128,55 +127,12 @@ class ChorusVoiceWebSocket(DiscordVoiceWebSocket):
         return ip, port
 
 
-class ChorusSocketReader(SocketReader):
-    """discord.py's UDP reader thread, but it never waits long on a socket that may have been replaced: each
-    ``select()`` lasts at most `SELECT_TIMEOUT_S`, reads only the socket it waited on if that is still the
-    connection's socket, and does not spin while there is no socket."""
-
-    def _do_run(self) -> None:
-        while not self._end.is_set():
-            if not self._running.is_set():
-                self._running.wait()
-                continue
-            sock = self.state.socket
-            try:
-                readable, _, _ = select.select([sock], [], [], SELECT_TIMEOUT_S)
-            except (ValueError, TypeError, OSError):  # closed, or none yet: look again in a moment
-                self._end.wait(NO_SOCKET_SLEEP_S)
-                continue
-            if not readable or sock is not self.state.socket:
-                continue
-            try:
-                data = sock.recv(2048)
-            except OSError:
-                continue
-            for callback in list(self._callbacks):
-                try:
-                    callback(data)
-                except Exception:
-                    log.exception("voice socket listener %s failed", callback)
-
-
-def _replace_reader(state: VoiceConnectionState) -> None:
-    """Start a `ChorusSocketReader` for `state` and end the reader discord.py started (it may not have run yet:
-    stop it until it has)."""
-    old = state._socket_reader
-    state._socket_reader = ChorusSocketReader(state)
-    state._socket_reader.start()
-    for _ in range(40):
-        old.stop()
-        old.join(0.025)
-        if not old.is_alive():
-            return
-    log.warning("discord.py's voice socket reader did not stop; it stays idle")
-
-
 class ChorusConnectionState(VoiceConnectionState):
     """A voice connection that recovers fast (see the module docstring)."""
 
     def __init__(self, voice_client: Any, *, hook: Any = None) -> None:
         super().__init__(voice_client, hook=hook)
-        _replace_reader(self)
+        replace_reader(self)
         self.reconnects: list[Reconnect] = []
         self._last_rx = time.monotonic()
         self._keepalives = itertools.count(1)

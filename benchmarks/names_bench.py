@@ -118,7 +118,7 @@ def run(
 ) -> dict[str, Any]:
     from audio.hallucinations import is_hallucination
     from audio.name_look import NameLook
-    from audio.segment_transcriber import DOUBTED_WORDS_MAX
+    from audio.final_name_look import DOUBTED_WORDS_MAX
     from audio.stt import WhisperTranscriber
     from conversation.addressing import NameMatcher, resolve_names
     from conversation.listen_for import names_to_listen_for

@@ -141,7 +141,7 @@ async def _turns(n_turns: int) -> dict:
     from brain.responder import Responder
     from conversation.decision import Policy
     from conversation.persona_library import load_persona
-    from conversation.room import BotState
+    from conversation.room_lines import BotState
     from simulator.speech import frames_16k, piper_speech_16k, silence_16k
 
     settings = load_settings(env={}, env_file=None)

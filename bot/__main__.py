@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for note in check_models(settings):  # before logging in: a typo fails now, not after the login
             log.warning(note)
         if settings.discord_token and not args.demo:
-            from bot.client import run_bot
+            from bot.launch import run_bot
 
             run_bot(settings, sync=args.sync)
             return 0

@@ -27,7 +27,8 @@ from bot.voice_output import VoiceOutput
 from conversation.bot_turn import BotTurn
 from conversation.clock import Clock
 from conversation.decision import Action, Decision
-from conversation.room import Room, RoomLine
+from conversation.room import Room
+from conversation.room_lines import RoomLine
 from conversation.situation import situation_for
 
 log = logging.getLogger(__name__)

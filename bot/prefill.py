@@ -31,7 +31,8 @@ from runtime.shedding import ShedLog
 from bot.turn_sink import history_lines
 from conversation.decision import Action, Decision, Policy
 from conversation.reply_rules import addressed_reason, open_to_the_room
-from conversation.room import MERGE_GAP_S, Room, RoomLine
+from conversation.room import MERGE_GAP_S, Room
+from conversation.room_lines import RoomLine
 from conversation.rule_context import Ctx
 from conversation.situation import situation_for
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from conversation.bot_turn import BotTurn
-from conversation.room import RoomLine
+from conversation.room_lines import RoomLine
 
 if TYPE_CHECKING:
     from bot.line_runner import LineRunner

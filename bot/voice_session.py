@@ -29,6 +29,7 @@ from bot.captions import CaptionQueue, CaptionSink
 from bot.line_runner import LineRunner, PlayerLike, ResponderLike
 from bot.prefill import ReplyPrefill, asks_the_room, reply_prompt
 from bot.prompter_loop import TICK_S, PrompterLoop
+from bot.session_members import SessionMembers
 from bot.turn_sink import TurnTrace
 from bot.voice_output import VoiceOutput
 from conversation.listen_for import NameQuery, names_to_listen_for
@@ -42,8 +43,6 @@ from conversation.echo import ECHO_WINDOW_S, echoes
 
 log = logging.getLogger(__name__)
 
-OPTED_OUT_NAME = "a member who opted out"
-
 
 class ListenerLike(Protocol):
     def feed(self, frame: MemberFrame) -> None: ...
@@ -51,7 +50,7 @@ class ListenerLike(Protocol):
     async def close(self) -> None: ...
 
 
-class VoiceSession:
+class VoiceSession(SessionMembers):
     """Turn-taking for one guild's voice channel.
 
     Build it with injected parts; `start()` wires them and starts the prompter loop, `close()`
@@ -301,83 +300,6 @@ class VoiceSession:
             recent.append(room.turn.text)
         return echoes(utt.text, recent)
 
-    def member_joined(self, user_id: int, name: str) -> None:
-        if user_id == self.bot_user_id:
-            return
-        self.room.member_joined(user_id, self._name(user_id, name), self.clock.now())
-        self._poke()
-
-    def member_left(self, user_id: int) -> None:
-        self.prefill.stale("the member left", member=user_id)
-        if self.room.member_left(user_id, self.clock.now()) is not None and self.listener is not None:
-            self.listener.forget(user_id)
-        self._poke()
-
-    def sync_members(self, members: Iterable[tuple[int, str]]) -> None:
-        """Make the room's members exactly `members` (after the bot moved to another channel)."""
-        wanted = {uid: self._name(uid, name) for uid, name in members if uid != self.bot_user_id}
-        for uid in [uid for uid in self.room.members if uid not in wanted]:
-            self.member_left(uid)
-        for uid, name in wanted.items():
-            if uid in self.room.members:
-                self.room.rename(uid, name)
-            else:
-                self.room.member_joined(uid, name, self.clock.now(), initial=True)
-        self._poke()
-
-    def _receiver_member_left(self, user_id: int) -> None:
-        # The voice gateway says the member's stream is gone (op 13); the guild's voice state
-        # update (from the cog) is the authority on presence, so only the listener forgets.
-        if self.listener is not None:
-            self.listener.forget(user_id)
-
-    # --- privacy ---------------------------------------------------------------------------------
-    def opt_out(self, user_id: int) -> None:
-        """The member opted out: from the next packet on nothing of theirs is decoded, and what was heard of
-        them is dropped, not flushed: buffered audio, pending transcripts, history lines (and the bot's
-        answers to them), captions not posted yet, a reply being prepared for them. From now on the room
-        calls them OPTED_OUT_NAME (prompts carry no name of theirs)."""
-        self.opted_out.add(user_id)
-        receiver_opt_out = getattr(self.receiver, "opt_out", None)
-        if receiver_opt_out is not None:
-            receiver_opt_out(user_id)
-        drop = getattr(self.listener, "drop", None)
-        if drop is not None:
-            drop(user_id)
-        turn = self.room.turn
-        answering = (
-            turn is not None
-            and turn.reply_to_seq is not None
-            and any(ln.seq == turn.reply_to_seq and ln.user_id == user_id for ln in self.room.history)
-        )
-        removed = self.room.forget_words(user_id, OPTED_OUT_NAME)
-        captions = self.caption_queue.drop_member(user_id)
-        self.prefill.stale("a member opted out", member=user_id)
-        if answering:
-            self._spawn(self.lines.cancel("the member it answered opted out", discard=True), "opt-out-cancel")
-        log.info(
-            "guild %s: a member opted out: %d line(s) and %d caption(s) of theirs dropped%s",
-            self.guild_id,
-            removed,
-            captions,
-            ", the reply to them cancelled" if answering else "",
-        )
-        self._poke()
-
-    def opt_in(self, user_id: int) -> None:
-        """The member opted in again: their new speech is heard (nothing dropped comes back)."""
-        self.opted_out.discard(user_id)
-        receiver_opt_in = getattr(self.receiver, "opt_in", None)
-        if receiver_opt_in is not None:
-            receiver_opt_in(user_id)
-        undrop = getattr(self.listener, "undrop", None)
-        if undrop is not None:
-            undrop(user_id)
-        self.room.rename(user_id, self._discord_name(user_id))
-
-    def _name(self, user_id: int, name: str) -> str:
-        return OPTED_OUT_NAME if user_id in self.opted_out else name
-
     # --- the prompter --------------------------------------------------------------------------
     async def step(self) -> Decision:
         """Evaluate the rules once and act on the decision (the loop calls this; tests may too)."""
@@ -415,11 +337,6 @@ class VoiceSession:
         return names_to_listen_for(
             text, bot_matcher(room.bot_name, room.bot_aliases, self.policy), room.bot_name, room.bot_aliases, members
         )
-
-    def _discord_name(self, user_id: int) -> str:
-        guild = getattr(getattr(self.voice_client, "channel", None), "guild", None)
-        member = guild.get_member(user_id) if guild is not None else None
-        return member.display_name if member is not None else f"member {user_id}"
 
     def _caption(self, text: str, member: int | None = None) -> None:
         if self.captions is None or self._loop is None:

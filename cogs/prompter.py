@@ -21,7 +21,8 @@ from runtime import executors
 from bot.captions import CaptionSink
 from runtime.heap import HeapTrimmer, limit_malloc_arenas
 from bot.notice import ListeningNotice, speak_notice, spoken_notice
-from bot.voice_session import OPTED_OUT_NAME, VoiceSession
+from bot.session_members import OPTED_OUT_NAME
+from bot.voice_session import VoiceSession
 from cogs.voice import give_notice
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from conversation.addressing import words
 from conversation.line_shape import is_takeover, texts_differ
 from conversation.decision import Action, Decision
 from conversation.member import Member
-from conversation.room import BotState
+from conversation.room_lines import BotState
 from conversation.rule_context import Ctx
 
 

@@ -22,7 +22,7 @@ from conversation.addressing import CALL_WORDS, vocative_positions, words
 from conversation.line_shape import QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question
 from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx
-from conversation.room import RoomLine
+from conversation.room_lines import RoomLine
 
 
 def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:

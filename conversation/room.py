@@ -7,15 +7,15 @@ Everything per member and the history are bounded, so an hour-long session stays
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections import deque
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from audio.types import SpeakingEvent, Utterance
 from conversation.bot_turn import BotTurn
 from conversation.member import Member
+from conversation.room_lines import BotState, Departure, RoomLine
+from conversation.room_reading import RoomReading
 
 log = logging.getLogger(__name__)
 
@@ -27,39 +27,7 @@ MAX_DEPARTURES = 16
 MERGE_GAP_S = 2.0
 
 
-class BotState(enum.Enum):
-    IDLE = "idle"
-    THINKING = "thinking"  # a reply is being generated, nothing heard yet
-    SPEAKING = "speaking"  # audio of the reply is going out
-
-
-@dataclass(frozen=True, slots=True)
-class RoomLine:
-    """One line of the conversation, human or bot, in order."""
-
-    seq: int
-    user_id: int | None  # None for the bot
-    name: str
-    text: str
-    start: float
-    end: float
-    is_bot: bool
-    interrupted: bool = False  # bot line cut by a barge-in (text is what was heard)
-    overlapped_bot: bool = False  # human line that started while the bot was speaking
-    end_of_turn: float | None = None  # human line: the end-of-turn probability of its last segment (None: not judged)
-    addressee: int | None = None  # bot line: the member whose line it answered
-
-
-@dataclass(slots=True)
-class Departure:
-    user_id: int
-    name: str
-    t: float
-    spoke: bool
-    handled: bool = False
-
-
-class Room:
+class Room(RoomReading):
     """Conversation state of one voice session."""
 
     def __init__(
@@ -142,9 +110,6 @@ class Room:
     @property
     def humans(self) -> list[Member]:
         return list(self.members.values())
-
-    def speaking_members(self) -> list[Member]:
-        return [m for m in self.members.values() if m.speaking]
 
     # --- speech events ----------------------------------------------------------------------
     def on_speaking(self, event: SpeakingEvent) -> None:
@@ -368,76 +333,6 @@ class Room:
         )
         self.history.append(line)
         return line
-
-    # --- reading ------------------------------------------------------------------------------
-    def last_line(self) -> RoomLine | None:
-        return self.history[-1] if self.history else None
-
-    def last_bot_line(self) -> RoomLine | None:
-        for line in reversed(self.history):
-            if line.is_bot:
-                return line
-        return None
-
-    def last_human_line(self) -> RoomLine | None:
-        for line in reversed(self.history):
-            if not line.is_bot:
-                return line
-        return None
-
-    def lines_before(self, seq: int) -> Iterator[RoomLine]:
-        """Lines older than `seq`, newest first."""
-        for line in reversed(self.history):
-            if line.seq < seq:
-                yield line
-
-    def last_activity(self) -> float:
-        """When anyone (human or bot) last spoke; the session start if nobody has."""
-        times = [self.started_at]
-        if self.history:
-            times.append(self.history[-1].end)
-        times.extend(m.last_speech_end for m in self.members.values() if m.last_speech_end is not None)
-        if self.last_bot_line_t is not None:
-            times.append(self.last_bot_line_t)
-        return max(times)
-
-    def bot_lines_in_a_row(self) -> int:
-        """Bot lines at the end of the history with no human line after them."""
-        n = 0
-        for line in reversed(self.history):
-            if not line.is_bot:
-                break
-            n += 1
-        return n
-
-    def since_member_spoke(self, user_id: int, now: float) -> float | None:
-        member = self.members.get(user_id)
-        if member is None:
-            return None
-        if member.speaking:
-            return 0.0
-        if member.last_speech_end is None:
-            return None
-        return now - member.last_speech_end
-
-    def recent_speakers(self, now: float, window_s: float) -> list[int | None]:
-        """Speaker of each line (None = bot) in the last `window_s`, oldest first."""
-        out = []
-        for line in reversed(self.history):
-            if now - line.end > window_s:
-                break
-            out.append(line.user_id)
-        return out[::-1]
-
-    def describe(self, now: float) -> dict:
-        """A small snapshot for logs and captions."""
-        return {
-            "members": {m.user_id: m.name for m in self.members.values()},
-            "speaking": [m.name for m in self.speaking_members()],
-            "bot": self.bot_state.value,
-            "lines": len(self.history),
-            "quiet_s": round(now - self.last_activity(), 2),
-        }
 
 
 def _clip(text: str) -> str:

@@ -10,7 +10,8 @@ from conversation.addressing import NameMatcher, NamesSaid, resolve_names
 from conversation.line_shape import ends_unfinished, is_backchannel
 from conversation.decision import Policy
 from conversation.member import Member
-from conversation.room import Room, RoomLine
+from conversation.room import Room
+from conversation.room_lines import RoomLine
 
 
 @lru_cache(maxsize=64)

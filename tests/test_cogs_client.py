@@ -9,7 +9,8 @@ import discord
 import pytest
 import simcord
 
-from bot.client import ChorusBot, _RedactToken, chorus_intents, run_bot
+from bot.client import ChorusBot, chorus_intents
+from bot.launch import _RedactToken, run_bot
 from runtime.settings import PROJECT_ROOT, SettingsError, load_settings
 from runtime.errors import StartupError
 from conversation.persona_library import PersonaLibrary

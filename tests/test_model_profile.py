@@ -105,7 +105,7 @@ def test_own_lines_policies_and_a_flawed_line(persona) -> None:
 
 def test_a_room_line_cut_by_a_barge_in_is_marked_cut() -> None:
     from brain.prompt import as_history_line
-    from conversation.room import RoomLine
+    from conversation.room_lines import RoomLine
 
     line = RoomLine(3, None, "Juniper", "Oh fun, where…", 1.0, 2.0, True, interrupted=True)
     assert as_history_line(line).cut and as_history_line(line).is_bot

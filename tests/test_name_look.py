@@ -130,13 +130,18 @@ async def test_the_listener_puts_the_lost_name_back_into_the_final():
     ],
 )
 def test_which_finals_get_a_second_look(raw, rejected, text, asked):
-    from audio.segment_transcriber import SegmentTranscriber
+    from audio.doubted_words import DoubtedWords
+    from audio.final_name_look import FinalNameLook
     from audio.stt_result import SttResult
     from audio.vad import Segment
 
     seen = []
-    transcriber = SegmentTranscriber.__new__(SegmentTranscriber)
-    transcriber._name_look_for = lambda uid, words, doubted: seen.append((words, doubted))
+    look = FinalNameLook(
+        lambda uid, words, doubted: seen.append((words, doubted)),
+        send=lambda *args: None,
+        doubted=DoubtedWords(),
+        audio=lambda seg: np.zeros(16000, np.float32),
+    )
     result = SttResult(text, 0.3, -1.08, 0.1, 1.0, rejected, raw, 1.0, 0.1)
-    transcriber._look_for_name(Segment(7, 16000), result)
+    assert look.started(Segment(7, 16000), result, {}, None) is False  # the stand-in asks for no look (None)
     assert seen == ([asked] if asked else [])

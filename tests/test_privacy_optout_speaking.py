@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.voice_session import OPTED_OUT_NAME
+from bot.session_members import OPTED_OUT_NAME
 from simulator.privacy_witness import LogTap, PartialWatch, Witness, opt_in, opt_out, settled, words_of
 from tests.fixtures_scenarios import ALICE, BOB, bot_in_channel, scenario_settings
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conversation.room import RoomLine
+from conversation.room_lines import RoomLine
 from memory.extract import Fact
 from memory.responder import RememberingResponder
 from tests.fixtures_memory import memory_service

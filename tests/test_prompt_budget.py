@@ -11,7 +11,7 @@ from brain.llm import LlamaCppBackend
 from brain.llm_options import LlmOptions
 from brain.prompt import HistoryLine, build_messages, estimate_tokens, prompt_tokens
 from conversation.persona_library import load_persona
-from conversation.room import RoomLine
+from conversation.room_lines import RoomLine
 
 PERSONAS = Path(__file__).resolve().parent.parent / "personas"
 SITUATION = "Alice asked you something. Answer her."

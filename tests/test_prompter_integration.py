@@ -19,7 +19,7 @@ import pytest
 
 from audio.types import MemberFrame
 from conversation.decision import Policy
-from conversation.room import BotState
+from conversation.room_lines import BotState
 from tests.fixtures_listening import frames, settings as make_settings, silence, speech
 
 ALICE, BOB, BOT = 1, 2, 999

@@ -20,7 +20,7 @@ from audio.types import MemberFrame, SpeakingEvent, Utterance
 from runtime.settings import load_settings
 from bot.voice_session import VoiceSession
 from conversation.decision import Action, Policy
-from conversation.room import BotState
+from conversation.room_lines import BotState
 from tests.fixtures_prompter_session import PacedPlayer, RecordingListener, ScriptedResponder
 
 ALICE, BOB, BOT = 1, 2, 999

@@ -6,7 +6,8 @@ import pytest
 
 from audio.types import SpeakingEvent
 from conversation.bot_turn import BotTurn
-from conversation.room import BotState, Room
+from conversation.room import Room
+from conversation.room_lines import BotState
 from tests.fixtures_prompter import (
     ALICE,
     BOB,

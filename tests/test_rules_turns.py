@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conversation.decision import Action, Policy
-from conversation.room import BotState
+from conversation.room_lines import BotState
 from conversation.rules import decide
 from tests.fixtures_prompter import (
     ALICE,
