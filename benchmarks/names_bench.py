@@ -66,7 +66,8 @@ def background_noise(speech: np.ndarray, snr_db: float, seed: int) -> np.ndarray
 
 def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
     """(word edits, reference words) between two transcripts, normalized as the matcher reads them."""
-    from conversation.addressing import levenshtein, words
+    from conversation.addressing import levenshtein
+    from conversation.text_words import words
 
     ref = words(reference)
     return levenshtein(ref, words(hypothesis)), len(ref)

@@ -25,7 +25,7 @@ from typing import Iterable, Mapping, Sequence
 
 from benchmarks.quality_corpus import QUESTION_KIND, Rubric
 from brain.chunker import SpeechChunker
-from conversation.addressing import words
+from conversation.text_words import words
 from conversation.text_overlap import copies
 from simulator.term_match import term_in
 

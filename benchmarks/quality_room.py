@@ -8,7 +8,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from audio.tts import TtsEngine
-from conversation.addressing import words
+from conversation.text_words import words
 from conversation.persona import Persona
 from conversation.room import Room
 

@@ -31,7 +31,7 @@ from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for
 from brain.prompt import HistoryLine, as_history_line, build_messages
 from brain.reply_run import SAID_BEFORE_LINES, ReplyResult, ReplyRun, ReplySink, first_item
-from conversation.addressing import normalize
+from conversation.text_words import normalize
 
 __all__ = ["Responder", "ReplyResult", "ReplySink", "SAID_BEFORE_LINES"]
 

@@ -24,7 +24,7 @@ import logging
 import re
 from typing import Iterable
 
-from conversation.addressing import words
+from conversation.text_words import words
 from conversation.text_overlap import copied_words, copies
 
 log = logging.getLogger(__name__)

@@ -22,39 +22,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Iterator, Sequence
 
 from conversation.mentions import is_reference
+from conversation.text_words import normalize, words
+from conversation.vocative import set_off_spans, vocative_positions
 from conversation.phonetic import phonemes_of, phonetic_similarity
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_NON_WORD = re.compile(r"[^\w']+|_+")
-CALL_WORDS = frozenset("hey hi hello oi yo ok okay so um uh oh well excuse me".split())
 VOCATIVE_SOUND_THRESHOLD = 0.45  # the looser sound match for a word calling someone (see `vocative_positions`)
 PHONETIC_THRESHOLD = 0.87  # phoneme similarity that is the name anywhere ("you nipper" 0.93; "tricky" for Trixie 0.83)
 VOCATIVE_PHONETIC_THRESHOLD = 0.78  # …and where it calls someone ("Genie per, …" 0.83; "You never, …" 0.70)
 PHONETIC_MIN_PHONEMES = 5  # shorter names are a few sounds from many words
 WEAK_ALIAS_LETTERS = 5  # an alias this short ("June", "Junie", "Cap") calls the bot only when set off by commas
 TITLES = frozenset("dr mr mrs ms mx sir lady lord the mister miss prof captain capt".split())
-
-
-def normalize(text: str) -> str:
-    """Lower case, accents folded, punctuation dropped (apostrophes inside words kept), single spaces."""
-    spaced = _NON_WORD.sub(" ", text)  # dashes, em dashes, underscores… separate words
-    folded = unicodedata.normalize("NFKD", spaced).encode("ascii", "ignore").decode("ascii").lower()
-    return " ".join(_WORD.findall(folded))
-
-
-def words(text: str) -> list[str]:
-    out = []
-    for word in normalize(text).split():
-        if word.endswith("'s"):  # "Juniper's" → "juniper"
-            word = word[:-2]
-        out.append(word.replace("'", ""))
-    return [w for w in out if w]
 
 
 def levenshtein(a: Sequence[str], b: Sequence[str]) -> int:
@@ -240,44 +222,6 @@ def resolve_names(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]
     return _resolve_cached(text, bot, tuple(members))
 
 
-def vocative_positions(text: str) -> set[int]:
-    """Indices (into `words(text)`) of the words where a name calls someone: before the first comma at the
-    start ("Trixie, explain…", "Hey June, …") or after the last comma at the end ("…, Captain?"), one to
-    three words. Whisper bends names it does not know ("Trexy"): there they may match more loosely."""
-    tokens = words(text)
-    out: set[int] = set()
-    parts = text.split(",")
-    if len(parts) < 2:
-        return out
-    head = words(parts[0])
-    skip = 0
-    while skip < len(head) and head[skip] in CALL_WORDS:
-        skip += 1
-    if 1 <= len(head) - skip <= 3:
-        out.update(range(skip, len(head)))
-    tail = words(parts[-1])
-    if 1 <= len(tail) <= 3:
-        out.update(range(len(tokens) - len(tail), len(tokens)))
-    return out
-
-
-def _set_off_spans(text: str) -> set[tuple[int, int]]:
-    """(first, last) word indices of each comma-delimited part of one to three words, leading call words left
-    out ("Hey Juniper," → "juniper"): a name standing alone between commas calls someone wherever it is
-    ("Bob, Juniper, what…"); "I told Juniper, and…" is no such part."""
-    out: set[tuple[int, int]] = set()
-    position = 0
-    for part in text.split(","):
-        tokens = words(part)
-        skip = 0
-        while skip < len(tokens) and tokens[skip] in CALL_WORDS:
-            skip += 1
-        if 1 <= len(tokens) - skip <= 3:
-            out.add((position + skip, position + len(tokens) - 1))
-        position += len(tokens)
-    return out
-
-
 def _merged(spans: Sequence[tuple[int, int, bool, float]], first: int, last: int) -> tuple[int, int]:
     """The run of overlapping or touching name spans that (first, last) is part of."""
     changed = True
@@ -287,6 +231,13 @@ def _merged(spans: Sequence[tuple[int, int, bool, float]], first: int, last: int
             if i <= last + 1 and j >= first - 1 and (i < first or j > last):
                 first, last, changed = min(first, i), max(last, j), True
     return first, last
+
+
+def _led_by_title(said: tuple[str, ...], matcher: NameMatcher) -> bool:
+    """`said` is a title and one more word, as the bot's name is ("Captain Harley" for "Captain Hollis"): the
+    title, said exactly, is half the evidence, so the rest may be matched as loosely as a name calling someone
+    ("Captain America" is still far from it)."""
+    return any(len(form) == len(said) == 2 and form[0] in TITLES and said[0] == form[0] for form in matcher.spoken)
 
 
 def _loosened(matcher: NameMatcher) -> NameMatcher:
@@ -310,7 +261,7 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
     named: list[int] = []
     for i, j, joined in name_windows(tokens):
         said = tuple(tokens[i : j + 1])
-        loose = all(k in calling for k in range(i, j + 1))
+        loose = all(k in calling for k in range(i, j + 1)) or _led_by_title(said, bot)
         # the bot's own name wins a tie; one of its aliases loses it to a person's name
         best_score, bot_primary = (loose_bot if loose else bot).score(joined, said=said)
         best_owner: int | None = None
@@ -331,7 +282,7 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
             if best_owner not in named:
                 named.append(best_owner)
     raw = normalize(text).split()  # words() with the possessive 's still on
-    set_off = _set_off_spans(text)
+    set_off = set_off_spans(text)
     called_bot = False
     for i, j, _weak, _score in bot_spans:
         first, last = _merged(bot_spans, i, j)  # "Captain Holly's": the whole name, possessive

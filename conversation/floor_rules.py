@@ -18,7 +18,7 @@ Reasons name who and how long, never what was said (decisions are logged at INFO
 
 from __future__ import annotations
 
-from conversation.addressing import words
+from conversation.text_words import words
 from conversation.line_shape import is_takeover, texts_differ
 from conversation.decision import Action, Decision
 from conversation.member import Member

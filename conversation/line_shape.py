@@ -4,7 +4,7 @@ the same speech differ."""
 
 from __future__ import annotations
 
-from conversation.addressing import words
+from conversation.text_words import words
 
 QUESTION_OPENERS = frozenset(
     "what who whom whose which when where why how is are am was were do does did can could will would "

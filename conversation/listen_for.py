@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from conversation.addressing import NameMatcher, resolve_names, words
+from conversation.addressing import NameMatcher, resolve_names
+from conversation.text_words import words
 
 LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 
-from conversation.addressing import CALL_WORDS, vocative_positions, words
+from conversation.vocative import CALL_WORDS, vocative_positions
+from conversation.text_words import words
 from conversation.line_shape import QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question
 from conversation.decision import Action, Decision
 from conversation.rule_context import Ctx

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversation.addressing import words
+from conversation.text_words import words
 from conversation.decision import Action, Decision
 from conversation.room import Room
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from typing import Iterable, Sequence
 
-from conversation.addressing import words
+from conversation.text_words import words
 
 
 def copied_words(said: Sequence[str], ref: Sequence[str], *, min_run: int = 1) -> int:

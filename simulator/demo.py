@@ -203,7 +203,7 @@ class LiveTranscript:
 
 def on_topic(said: str, reply: str) -> bool | None:
     """Whether the answer to `said` has a word an on-topic answer has (None: the line has no such list)."""
-    from conversation.addressing import words
+    from conversation.text_words import words
     from simulator.term_match import term_in
 
     wanted = ON_TOPIC_WORDS.get(said)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from conversation.addressing import words
+from conversation.text_words import words
 
 
 def term_in(term: str, reply_words: Sequence[str]) -> bool:

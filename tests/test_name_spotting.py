@@ -208,3 +208,29 @@ def test_a_title_opening_a_part_set_off_by_commas_calls():
     assert resolve_names("Okay, so Captain Harley, what would you cook?", HOLLIS, ()).bot
     assert resolve_names("Captain Howers, do you like salty snacks?", HOLLIS, ()).bot
     assert not resolve_names("Eve, Captain Hollis told me a great joke earlier.", HOLLIS, ((5, "Eve"),)).bot
+
+
+@pytest.mark.parametrize(
+    "bot,text,called",
+    [
+        # Whisper often drops the comma after a name that opens a question: the name still calls
+        (HOLLIS, "Captain how do you tie a good knot?", True),
+        (JUNIPER, "June can you help us decide?", True),
+        (HOLLIS, "Okay so Cap what would you cook?", True),
+        # …but a plain sentence that starts with the word is no call
+        (JUNIPER, "June is my favourite month.", False),
+        (JUNIPER, "I wonder what June will be like.", False),
+        (HOLLIS, "The captain said what?", False),
+    ],
+)
+def test_a_name_opening_a_question_without_its_comma_calls(bot, text, called):
+    assert resolve_names(text, bot, ((5, "Bob"),)).bot is called, text
+
+
+def test_the_title_and_a_bent_name_call_without_commas():
+    """ "Captain" said exactly is half of "Captain Hollis": the rest may be bent as a call's name may be
+    ("Captain Howies", "Captain Harley"); another name after the title is still someone else."""
+    assert resolve_names("Captain Howies how do you tie a good knot on a boat?", HOLLIS, ()).bot
+    assert resolve_names("How do you make pancakes Captain Harley?", HOLLIS, ()).bot
+    assert not resolve_names("Did you see Captain America last night?", HOLLIS, ()).bot
+    assert not resolve_names("Captain Morgan is my favourite rum.", HOLLIS, ()).bot

@@ -6,7 +6,7 @@ import pytest
 
 from benchmarks.quality_checks import CHECKS, ReplyContext, check_reply, rates
 from benchmarks.quality_corpus import CATEGORIES, CorpusError, Rubric, load_corpus
-from conversation.addressing import words
+from conversation.text_words import words
 from simulator.term_match import term_in
 
 KINDS = {"dish": ("rice", "egg", "omelet", "fried", "pasta"), "greeting": ("hi", "hello", "welcome")}

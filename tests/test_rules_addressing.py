@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conversation.addressing import NameMatcher, levenshtein, similarity, soundex, words
+from conversation.addressing import NameMatcher, levenshtein, similarity, soundex
+from conversation.text_words import words
 from conversation.line_shape import is_backchannel, looks_complete, looks_like_question, texts_differ
 
 
