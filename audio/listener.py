@@ -72,6 +72,8 @@ class NameQueryLike(Protocol):
     def others(self) -> Sequence[str]: ...
     @property
     def named(self) -> bool: ...
+    @property
+    def question(self) -> bool: ...
 
 
 class Listener:
@@ -317,12 +319,16 @@ class Listener:
             return None
         if query.named:
             return (lambda audio, result: text) if doubted else None
-        names, others = tuple(query.names), tuple(query.others)
+        names, others, question = tuple(query.names), tuple(query.others), query.question
 
         def run(audio: np.ndarray, result: SttResult) -> str | None:
             own_score = result.avg_logprob if result.raw_text.strip() == result.text else None
-            heard = look.look(audio, text, names, others, encoded=result.encoded, avg_logprob=own_score)
-            if heard is not None:
+            heard = look.look(
+                audio, text, names, others, encoded=result.encoded, avg_logprob=own_score, members_too=question
+            )
+            if heard is not None and heard.member:
+                self.stats.member_names_restored += 1
+            elif heard is not None:
                 self.stats.names_restored += 1
             return heard.text if heard is not None else None
 

@@ -23,6 +23,7 @@ class ListenerStats:
     end_of_turn_calls: int = 0
     end_of_turn_ms_total: float = 0.0
     names_restored: int = 0  # finals whose name the second look put back (audio.name_look)
+    member_names_restored: int = 0  # finals whose question the look found called to a member (their name put back)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

@@ -49,6 +49,7 @@ class NameHeard:
     loss: float  # nats lost against the transcript as Whisper wrote it
     lead: float  # nats ahead of the best other name present in the same place (inf: nobody else)
     compute_s: float
+    member: bool = False  # the name put back is a member's, not the bot's (`NameLook.look`'s `members_too`)
 
 
 _BREAK = re.compile(r"[,.?!]")
@@ -121,11 +122,15 @@ class NameLook:
         others: Sequence[str] = (),
         encoded: np.ndarray | None = None,
         avg_logprob: float | None = None,
+        members_too: bool = False,
     ) -> NameHeard | None:
         """The transcript with one of `names` (the bot's) put back if the audio holds it, else None.
         `others`: the names of the members present, weighed against the bot's; `encoded`: the encoder
         output of this audio when the transcription kept it (`SttResult.encoded`); `avg_logprob`: Whisper's
-        own score of `text` (saves a decoder pass; within a few tenths of a nat of the forced one)."""
+        own score of `text` (saves a decoder pass; within a few tenths of a nat of the forced one).
+        `members_too`: when the bot's name is not there, put back a member's name that the audio holds by the
+        same measure (a question called to Grace that Whisper wrote "Please. Did you…" is hers, not the
+        room's); a few more decoder passes, so only for lines that ask something."""
         import ctranslate2
 
         if not text.strip() or not names or len(audio) > MAX_AUDIO_S * STT_RATE:
@@ -160,13 +165,16 @@ class NameLook:
                         break
                 if lead >= self.margin:
                     best = NameHeard(name, edited, position, loss, lead, 0.0)
+        if best is None and members_too and rivals:
+            best = self._best_member(view, n_frames, text, base, rivals, names)
         elapsed = time.perf_counter() - started
         self.calls += 1
         self.compute_s += elapsed
         if best is not None:
-            best = NameHeard(best.name, best.text, best.position, best.loss, best.lead, elapsed)
+            best = NameHeard(best.name, best.text, best.position, best.loss, best.lead, elapsed, best.member)
             log.info(
-                "name look: %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)",
+                "name look: %s %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)",
+                "the member's name" if best.member else "the bot's name",
                 best.name,
                 text,
                 best.position,
@@ -174,4 +182,24 @@ class NameLook:
                 best.lead,
                 elapsed * 1000,
             )
+        return best
+
+    def _best_member(
+        self, view: Any, n_frames: int, text: str, base: float, members: Sequence[str], names: Sequence[str]
+    ) -> NameHeard | None:
+        """The member's name the audio holds best (lost at most `max_loss`), ahead of the bot's names in the same
+        place by `margin`; None when no member's name is heard that surely."""
+        best: NameHeard | None = None
+        for member in members:
+            for position, edited in edits(text, member):
+                loss = base - self._log_prob(view, n_frames, edited)
+                if loss > self.max_loss or (best is not None and loss >= best.loss):
+                    continue
+                lead = math.inf
+                for name in names:
+                    bot_text = dict(edits(text, name)).get(position)
+                    if bot_text is not None:
+                        lead = min(lead, (base - self._log_prob(view, n_frames, bot_text)) - loss)
+                if lead >= self.margin:
+                    best = NameHeard(member, edited, position, loss, lead, 0.0, member=True)
         return best

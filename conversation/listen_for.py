@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from conversation.addressing import NameMatcher, resolve_names
+from conversation.line_shape import looks_like_question
 from conversation.text_words import words
 
 LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
@@ -15,11 +16,13 @@ LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like oth
 class NameQuery:
     """What the acoustic look (`audio.name_look`) listens for in a line: the bot's name and its longer aliases,
     weighed against the names of the others present. `named`: the text already calls the bot (no look needed;
-    a transcript Whisper doubted is kept for it)."""
+    a transcript Whisper doubted is kept for it). `question`: the line asks something, so a member's name the
+    look hears is put back too (the question is theirs, not the room's)."""
 
     names: tuple[str, ...]
     others: tuple[str, ...]
     named: bool = False
+    question: bool = False  # the line asks something: the name the look finds may be a member's (whose it is)
 
 
 def names_to_listen_for(
@@ -40,4 +43,4 @@ def names_to_listen_for(
             if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name and "".join(words(a)) not in taken
         ),
     )
-    return NameQuery(tuple(dict.fromkeys(names)), others, named=said.bot)
+    return NameQuery(tuple(dict.fromkeys(names)), others, named=said.bot, question=looks_like_question(text))

@@ -142,7 +142,9 @@ def test_what_the_second_look_listens_for():
     query = names_to_listen_for(
         "What did Alice want to cook?", HOLLIS, "Captain Hollis", ("Captain", "Hollis", "Cap"), members
     )
-    assert query == NameQuery(("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"), named=False)
+    assert query == NameQuery(("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"), named=False, question=True)
+    # a line that asks nothing: a member's name the look might hear would change nothing the rules decide
+    assert not names_to_listen_for("I made pasta again.", JUNIPER, "Juniper", (), members).question
     assert names_to_listen_for("Juniper, hi", JUNIPER, "Juniper", ("June", "Junie"), members).named
     assert names_to_listen_for("Bob, hi", JUNIPER, "Juniper", ("June", "Junie"), members) is None
     assert names_to_listen_for("I told Juniper so", JUNIPER, "Juniper", (), members) is None
