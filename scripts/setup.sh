@@ -45,7 +45,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
 # pyproject.toml is the one list of dependencies (requirements*.txt are generated from it for `pip -r` users).
 stamp="$VENV/.chorus-installed-$( ((DEV)) && echo dev || echo core)"
-LOCK="$ROOT/requirements$( ((DEV)) && echo -dev).lock"
+LOCK="$ROOT/requirements$( ((DEV)) && echo -dev || true).lock"
 digest="$(cat "$ROOT/pyproject.toml" "$LOCK" "$ROOT/requirements-nodeps.lock" | sha256sum | cut -d' ' -f1)"
 if [[ -f "$stamp" && "$(cat "$stamp")" == "$digest" ]]; then
   exit 0

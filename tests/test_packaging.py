@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from scripts.gen_requirements import LOCKS, ROOT, extra, load_project, locked_versions, render, stale, stale_locks
 
@@ -82,3 +86,26 @@ def test_console_entry_point_runs_when_installed() -> None:
     command = [str(chorus)] if chorus.exists() else [sys.executable, "-m", "bot"]
     out = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert "--demo" in out.stdout and "--sync" in out.stdout
+
+
+@pytest.mark.parametrize("dev", [False, True], ids=["core (scripts/run.sh)", "dev (scripts/test.sh)"])
+def test_setup_goes_through_to_its_up_to_date_check(tmp_path: Path, dev: bool) -> None:
+    """scripts/setup.sh in both modes reaches its "already installed" check and exits 0 there. A bash slip
+    before it stops the script silently under `set -e`: the core mode once exited 1 with no word on a
+    command substitution that failed, so `scripts/run.sh` did nothing at all."""
+    lock = ROOT / ("requirements-dev.lock" if dev else "requirements.lock")
+    inputs = (ROOT / "pyproject.toml", lock, ROOT / "requirements-nodeps.lock")
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in inputs)).hexdigest()
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / f".chorus-installed-{'dev' if dev else 'core'}").write_text(digest + "\n")
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "setup.sh"), *(["--dev"] if dev else [])],
+        env={**os.environ, "CHORUS_VENV": str(venv)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "installing" not in result.stderr, result.stderr
