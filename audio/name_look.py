@@ -35,6 +35,7 @@ MAX_LOSS = (
 MARGIN = 1.0  # nats by which the bot's name must beat each other name present, in the same place
 TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
 HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
+MIDDLE_WORDS = 2  # …and a part set off on both sides ("So tell me, always, what is…", "…to read. Tunable. Any…")
 MAX_AUDIO_S = 9.0  # longer lines: the look is skipped (a call is rarely lost in a long turn)
 _WORD = re.compile(r"\S+")
 
@@ -64,7 +65,8 @@ def _lower_first(word: str) -> str:
 def edits(text: str, name: str) -> list[tuple[str, str]]:
     """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of a
     short head set off by a comma or a full stop ("head": "2-meter, how far…"), after it ("end"), in place
-    of a short tail set off the same way ("tail": "…a riddle? Do you know her?")."""
+    of a short tail set off the same way ("tail": "…a riddle? Do you know her?"), in place of a short part set
+    off on both sides ("middle": "So tell me, always, what is…")."""
     stripped = text.strip()
     words = _WORD.findall(stripped)
     if not words:
@@ -83,6 +85,12 @@ def edits(text: str, name: str) -> list[tuple[str, str]]:
         head = body[: cuts[-1].start()].rstrip()
         if _WORD.findall(head):
             out.append(("tail", f"{head}, {name}{mark}"))
+    for before, after in zip(cuts, cuts[1:]):  # a short part set off on both sides ("…to read. Tunable. Any…")
+        part = body[before.end() : after.start()]
+        rest = _WORD.findall(body[after.end() :])
+        if 1 <= len(_WORD.findall(part)) <= MIDDLE_WORDS and _WORD.findall(body[: before.start()]) and rest:
+            lead = body[: before.start()].rstrip()
+            out.append(("middle", f"{lead}, {name}, " + " ".join([_lower_first(rest[0]), *rest[1:]]) + mark))
     return out
 
 

@@ -52,6 +52,9 @@ def test_edits_put_the_name_where_a_call_goes():
         "Can you give us a riddle? Do you know her?", "Juniper"
     )
     assert ("head", "Juniper, how far away is the moon.") in edits("2-meter, how far away is the moon.", "Juniper")
+    assert ("middle", "I need something to read, Juniper, any good books lately.") in edits(
+        "I need something to read. tunable. any good books lately.", "Juniper"
+    )
     assert edits("", "Juniper") == []
 
 
