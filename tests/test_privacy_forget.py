@@ -21,7 +21,7 @@ from conversation.room import Room
 from memory.extract import Fact
 from runtime.scheduler import ModelScheduler
 from tests.fixtures_memory import memory_service
-from tests.fixtures_storage import db_url, postgres_server  # noqa: F401  (fixtures)
+from tests.fixtures_storage import db_url, postgres_server, require_postgres  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 
@@ -156,6 +156,41 @@ async def test_forgotten_words_leave_the_sqlite_file(tmp_path: Path) -> None:
     assert b"Oslo" in raw  # the others' rows stay
     hits = await service.store.search(GUILD, [ALICE], "oslo")
     assert [h.text for h in hits] == ["lives in Oslo"]  # the index still works
+    await service.close()
+    await service.db.close()
+
+
+async def test_forgotten_words_leave_the_postgresql_tables(postgres_server, tmp_path: Path) -> None:
+    """The database's files on the managed server (its tables and indexes) no longer hold a forgotten memory
+    once the server wrote its pages out: a plain VACUUM would leave the text in the page and the words in the
+    full-text index. Its WAL still does until the segments are reused (docs/privacy.md)."""
+    import asyncpg
+
+    server = require_postgres(postgres_server)
+    url = await server.create_database()
+    service = await memory_service(url, tmp_path)
+    await service.store.remember_facts(GUILD, ALICE, [Fact("home", "lives in Oslo")])
+    await service.store.remember_facts(GUILD, BOB, [Fact("likes:quokkas", "adores quokkas and zanzibar")])
+    conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user, database=url.rsplit("/", 1)[1])
+    try:
+        folder = (
+            server.datadir
+            / "base"
+            / str(await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()"))
+        )
+
+        async def file_bytes() -> bytes:
+            await conn.execute("CHECKPOINT")  # every page written out to the table files
+            return b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+
+        assert b"zanzibar" in await file_bytes()
+        await service.forget(GUILD, BOB, ["Bob"])
+        raw = await file_bytes()
+    finally:
+        await conn.close()
+    assert b"zanzibar" not in raw and b"quokka" not in raw
+    assert b"Oslo" in raw  # the others' rows stay
+    assert [h.text for h in await service.store.search(GUILD, [ALICE], "oslo")] == ["lives in Oslo"]
     await service.close()
     await service.db.close()
 
