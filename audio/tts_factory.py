@@ -1,11 +1,13 @@
 """The engine table: which TTS engine speaks a persona's voice, from the settings (TTS_ENGINE, TTS_BACKEND).
 
 It sits above the engines (`audio.tts_engines.*`), which sit above their base (`audio.tts`): the base never
-imports an engine. It reads the settings; each engine gets only what it needs of them (`XttsOptions`, a voice).
+imports an engine. It reads the settings; each engine gets only what it needs of them (`XttsOptions`, a voice). `load_voice` adds the
+fallback chain a reply needs (the persona's voice, else the embedded Piper voice, else espeak-ng).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ from audio.tts import TtsEngine
 from runtime.errors import ModelLoadError
 from runtime.models import MODELS
 from runtime.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
@@ -63,3 +67,19 @@ def make_tts(settings: Settings, persona_voice: Any) -> TtsEngine:
             f"tts:xtts:{reference}:{speed:g}", lambda: make_xtts_tts(options, reference_wav=reference, speed=speed)
         )
     raise ModelLoadError(f"unknown TTS engine {engine!r} (expected piper, xtts or espeak)")
+
+
+def load_voice(settings: Settings, persona_voice: Any) -> TtsEngine:
+    """`make_tts`, falling back to the embedded Piper voice, then espeak-ng, when the voice cannot load here
+    (an XTTS voice without the GPU extra, a missing Piper voice, the Wyoming server down). Blocking."""
+    try:
+        return make_tts(settings, persona_voice)
+    except ModelLoadError as exc:
+        log.warning("TTS voice %r unavailable (%s): falling back", persona_voice, exc)
+    last: ModelLoadError | None = None
+    for engine in ("piper", "espeak"):
+        try:
+            return make_tts(settings.replace(tts_engine=engine, tts_backend="local"), persona_voice)
+        except ModelLoadError as exc:
+            last = exc
+    raise ModelLoadError(f"no TTS engine could be loaded: {last}")

@@ -58,7 +58,7 @@ def measure_one(preset: str, runs: int) -> dict[str, Any]:
         generated = out["usage"]["completion_tokens"]
         speeds.append(generated / (time.monotonic() - t0))
     persona = load_persona(PROJECT_ROOT / "personas" / "juniper.toml")
-    responder = Responder(settings, llm=llm, scheduler=ModelScheduler("exclusive"))
+    responder = Responder.from_settings(settings, llm=llm, scheduler=ModelScheduler("exclusive"))
     asyncio.run(streamed_reply(responder, persona, 0))  # warm-up: Piper loaded, the persona prefix cached
     rows = [asyncio.run(streamed_reply(responder, persona, run + 1)) for run in range(runs)]
     return {

@@ -147,7 +147,9 @@ async def _turns(n_turns: int) -> dict:
     settings = load_settings(env={}, env_file=None)
     loaded = time.monotonic()
     transcriber, vad = WhisperTranscriber(settings), load_silero_vad()
-    responder = Responder(settings, llm=make_backend(settings), scheduler=ModelScheduler.from_settings(settings))
+    responder = Responder.from_settings(
+        settings, llm=make_backend(settings), scheduler=ModelScheduler.from_settings(settings)
+    )
     load_s = time.monotonic() - loaded
     persona = load_persona("personas/juniper.toml")
     player = StreamPlayer()

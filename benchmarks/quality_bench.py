@@ -372,11 +372,11 @@ def make_bench(
     settings: Settings, seed: int, llm: LlmBackend | None = None, profile: str = "auto", changes: Sequence[str] = ()
 ) -> Bench:
     llm = llm or make_backend(settings)
-    responder = Responder(
+    responder = Responder.from_settings(
         settings,
         llm=llm,
         scheduler=ModelScheduler("pipelined"),
-        tts_factory=lambda _settings, _voice: SilentVoice(),
+        voice=lambda _voice: SilentVoice(),
         profile=choose_profile(profile, settings, llm, changes),
     )
     personas = PersonaLibrary.load(settings.personas_dir)

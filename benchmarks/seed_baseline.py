@@ -36,7 +36,7 @@ class WholeReplyResponder:
         self.llm = llm
         self.scheduler = scheduler
         self.player = player  # when given, respond() returns once the reply has been played (RealtimeTTS' play())
-        self._streaming = Responder(settings, llm=llm, scheduler=scheduler)
+        self._streaming = Responder.from_settings(settings, llm=llm, scheduler=scheduler)
 
     async def respond(
         self,

@@ -182,7 +182,8 @@ async def main(argv: list[str] | None = None) -> dict:
     started = time.monotonic()
     llm = make_backend(settings)
     responders = {
-        m: Responder(settings, llm=llm, scheduler=ModelScheduler("exclusive" if m == "baseline" else m)) for m in modes
+        m: Responder.from_settings(settings, llm=llm, scheduler=ModelScheduler("exclusive" if m == "baseline" else m))
+        for m in modes
     }
     load_s = time.monotonic() - started
     machine = machine_info()

@@ -21,6 +21,7 @@ from typing import Any, Coroutine
 
 import aiohttp
 import discord
+from discord.utils import MISSING
 
 from runtime.errors import EXIT_NETWORK, ModelLoadError, StartupError, describe_network_error
 
@@ -144,6 +145,14 @@ def run_to_end(main: Coroutine[Any, Any, None], *, shutdown_s: float = SHUTDOWN_
             loop.close()
 
 
+async def _close_login_session(bot: discord.Client) -> None:
+    """Close the HTTP session of a failed login. discord.py's `login` opens a new aiohttp session on every call
+    and drops the previous one unclosed ("ERROR asyncio: Unclosed client session" once the collector finds it, a
+    leak per retry). Closing it closes the connector it owns too, so the next try makes a fresh one."""
+    await bot.http.close()
+    bot.http.connector = MISSING
+
+
 async def serve(bot: discord.Client, token: str, *, backoff: Backoff | None = None) -> None:
     """Log in, then stay connected (see the module docstring). Raises `StartupError` for what waiting cannot fix."""
     backoff = backoff or default_backoff()
@@ -152,6 +161,7 @@ async def serve(bot: discord.Client, token: str, *, backoff: Backoff | None = No
             await bot.login(token)
             break
         except Exception as exc:
+            await _close_login_session(bot)
             await _retry_or_raise(exc, backoff, "login")
     backoff.reset()
     while not bot.is_closed():

@@ -22,18 +22,16 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 from audio.tts import TtsEngine
-from audio.tts_factory import make_tts
-from runtime.errors import ModelLoadError
 from runtime.scheduler import ModelScheduler, SchedulerCancelled
-from runtime.settings import Settings
 from brain.chunker import SpeechChunker
 from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for
+from brain.reply_options import ReplyOptions, VoiceLoader
 from brain.prompt import HistoryLine, as_history_line, build_messages
 from brain.reply_run import SAID_BEFORE_LINES, ReplyResult, ReplyRun, ReplySink, first_item
 from conversation.text_words import normalize
 
-__all__ = ["Responder", "ReplyResult", "ReplySink", "SAID_BEFORE_LINES"]
+__all__ = ["Responder", "ReplyOptions", "ReplyResult", "ReplySink", "SAID_BEFORE_LINES"]
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +46,19 @@ class Responder:
 
     def __init__(
         self,
-        settings: Settings,
+        options: ReplyOptions,
         *,
         llm: LlmBackend,
         scheduler: ModelScheduler,
-        tts_factory: Callable[[Settings, Any], TtsEngine] = make_tts,
         chunker_factory: Callable[[], SpeechChunker] = SpeechChunker,
         profile: ModelProfile | None = None,
     ) -> None:
-        self.settings = settings
+        self.options = options
         self.llm = llm
         self.scheduler = scheduler
-        self._tts_factory = tts_factory
         self._chunker_factory = chunker_factory
         # What suits the model: prompt layout, sampling, small-model repairs (brain.profile).
-        self.profile = profile or getattr(llm, "profile", None) or profile_for(settings, getattr(llm, "name", ""))
+        self.profile = profile or getattr(llm, "profile", None) or profile_for(options.llm, getattr(llm, "name", ""))
         self.seed: int | None = self.profile.sampling.seed  # a benchmark sets one per reply (reproducible samples)
         # Replies for which the model slipped (resampled, or a piece read its instructions or repeated itself):
         # what was said of them stays out of later prompts (layout own_lines="heard"), so one bad line does
@@ -70,21 +66,22 @@ class Responder:
         self._flawed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._flawed_lock = threading.Lock()
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Any,
+        *,
+        llm: LlmBackend,
+        scheduler: ModelScheduler,
+        profile: ModelProfile | None = None,
+        voice: VoiceLoader | None = None,
+    ) -> "Responder":
+        """A responder with the settings' `ReplyOptions` (`voice` replaces their voice loader)."""
+        return cls(ReplyOptions.from_settings(settings, voice=voice), llm=llm, scheduler=scheduler, profile=profile)
+
     def tts_for(self, persona: Any) -> TtsEngine:
-        """The persona's voice; falls back to the embedded Piper voice, then espeak-ng, if it cannot load."""
-        voice = getattr(persona, "voice", None)
-        try:
-            return self._tts_factory(self.settings, voice)
-        except ModelLoadError as exc:
-            log.warning("TTS for %s unavailable (%s): falling back", getattr(persona, "name", "?"), exc)
-        fallbacks = [self.settings.replace(tts_engine="piper"), self.settings.replace(tts_engine="espeak")]
-        last: ModelLoadError | None = None
-        for settings in fallbacks:
-            try:
-                return self._tts_factory(settings, voice)
-            except ModelLoadError as exc:
-                last = exc
-        raise ModelLoadError(f"no TTS engine could be loaded: {last}")
+        """The persona's voice, or the loader's fallback (`audio.tts_factory.load_voice`). Blocking."""
+        return self.options.voice(getattr(persona, "voice", None))
 
     def warm_up(self, persona: Any) -> None:
         """Blocking (run in a thread): load the persona's voice and put its prompt prefix in the LLM's cache."""
@@ -192,14 +189,14 @@ class Responder:
         return self.profile.describe()
 
     def max_reply_tokens(self, persona: Any) -> int:
-        max_tokens = self.settings.llm_max_tokens
+        max_tokens = self.options.max_tokens
         if hasattr(persona, "max_reply_tokens"):
             max_tokens = max(8, min(max_tokens, int(persona.max_reply_tokens())))
         return max_tokens
 
     def prompt_budget(self, persona: Any) -> int:
         """Prompt-side token budget; the same for replies and prefills, so both keep the same lines."""
-        return max(64, self.settings.llm_context - self.max_reply_tokens(persona) - PROMPT_MARGIN_TOKENS)
+        return max(64, self.options.context_tokens - self.max_reply_tokens(persona) - PROMPT_MARGIN_TOKENS)
 
     def stop_strings(self, persona: Any, member_names: Iterable[str]) -> list[str]:
         """Strings that end generation: another speaker's line starting ("\\nAlice:")."""

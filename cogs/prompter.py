@@ -117,7 +117,10 @@ class PrompterCog(commands.Cog):
         from brain.responder import Responder
 
         llm, scheduler = await self._shared_parts()
-        return {"responder": Responder(self.bot.settings, llm=llm, scheduler=scheduler), "player": StreamPlayer()}
+        return {
+            "responder": Responder.from_settings(self.bot.settings, llm=llm, scheduler=scheduler),
+            "player": StreamPlayer(),
+        }
 
     async def make_session(
         self, bot: "ChorusBot", guild: discord.Guild, voice_client: discord.VoiceClient, persona: "Persona"

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from discord.ext import tasks
@@ -35,6 +37,14 @@ MAX_CALL_LINES = 400
 MIN_MEMBER_LINES_FOR_SUMMARY = 1
 PREEMPTED_RETRY_S = 3.0
 MAX_SUMMARY_ATTEMPTS = 20
+
+
+@dataclass
+class _SummaryJob:
+    lines: list[Line]
+    members: dict[int, str]  # user id -> name of the members it summarizes
+    part: int
+    cancel: threading.Event = field(default_factory=threading.Event)  # stops its model at the next token
 
 
 class CallRecorder:
@@ -62,7 +72,7 @@ class CallRecorder:
         self._part = 0
         self._segment_started = time.monotonic()
         self._ticker: tasks.Loop | None = None
-        self._summary_jobs: dict[asyncio.Task, tuple[list[Line], dict[int, str], int]] = {}  # running summaries
+        self._summary_jobs: dict[asyncio.Task, _SummaryJob] = {}  # running summaries
 
     def start(self) -> None:
         self._ticker = tasks.loop(seconds=self.poll_s)(self._tick)
@@ -112,17 +122,24 @@ class CallRecorder:
 
     def forget_member(self, user_id: int) -> None:
         """Drop the member's lines from the call so far (they opted out or asked to be forgotten). A summary
-        under way that read their lines is cancelled and made again from the others' lines only (so no
-        summary of anyone, written later, carries what they said)."""
+        under way that read their lines is cancelled (its model stopped at the next token, its result never
+        queued) and made again from the others' lines only (so no summary of anyone, written later, carries
+        what they said)."""
         self.lines = deque((ln for ln in self.lines if ln.user_id != user_id), maxlen=MAX_CALL_LINES)
-        for task, (lines, members, part) in list(self._summary_jobs.items()):
-            if task.done() or not any(ln.user_id == user_id for ln in lines):
+        for task, job in list(self._summary_jobs.items()):
+            if task.done() or not any(ln.user_id == user_id for ln in job.lines):
                 continue
+            job.cancel.set()
             task.cancel()
-            rest = [ln for ln in lines if ln.user_id != user_id]
-            others = {uid: name for uid, name in members.items() if uid != user_id}
+            rest = [ln for ln in job.lines if ln.user_id != user_id]
+            others = {uid: name for uid, name in job.members.items() if uid != user_id}
             if others:
-                self._spawn_summary(rest, others, part)
+                self._spawn_summary(rest, others, job.part)
+
+    @property
+    def summarizing(self) -> bool:
+        """Whether a summary of this call is still under way."""
+        return any(not task.done() for task in self._summary_jobs)
 
     # -- summaries ----------------------------------------------------------------------------------
     def _maybe_summarize_segment(self) -> None:
@@ -148,35 +165,38 @@ class CallRecorder:
         return self._spawn_summary(lines, members, part)
 
     def _spawn_summary(self, lines: list[Line], members: dict[int, str], part: int) -> asyncio.Task:
-        task = asyncio.create_task(self._summarize(lines, members, part), name=f"memory-summary-{self.guild_id}")
-        self._summary_jobs[task] = (lines, members, part)
+        job = _SummaryJob(lines, members, part)
+        task = asyncio.create_task(self._summarize(job), name=f"memory-summary-{self.guild_id}")
+        self._summary_jobs[task] = job
         task.add_done_callback(lambda t: self._summary_jobs.pop(t, None))
         self.service.track(task)
         return task
 
-    async def _summarize(self, lines: list[Line], members: dict[int, str], part: int) -> None:
+    async def _summarize(self, job: _SummaryJob) -> None:
         bot_name = getattr(getattr(self.session, "persona", None), "name", "the bot")
-        for user_id, name in members.items():
+        for user_id, name in job.members.items():
             if self.service.is_opted_out(self.guild_id, user_id) or not self.service.remembers(self.guild_id):
                 continue
-            mine = [ln.text for ln in lines if ln.user_id == user_id]
+            mine = [ln.text for ln in job.lines if ln.user_id == user_id]
             if len(mine) < MIN_MEMBER_LINES_FOR_SUMMARY:
                 continue
-            summary = await self._summary_of(name, lines, mine, bot_name)
-            if summary:
+            summary = await self._summary_of(name, job.lines, mine, bot_name, job.cancel)
+            if summary and not job.cancel.is_set():
                 self.summaries_written += 1
                 self.service.queue_summary(
                     self.guild_id,
                     user_id,
-                    f"call:{self.call_id}:{part}",
+                    f"call:{self.call_id}:{job.part}",
                     self.service.scrub(self.guild_id, summary, self._names_here()),
-                    heard=members,
+                    heard=job.members,
                 )
 
-    async def _summary_of(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
+    async def _summary_of(
+        self, name: str, lines: list[Line], mine: list[str], bot_name: str, cancel: threading.Event
+    ) -> str | None:
         for _ in range(MAX_SUMMARY_ATTEMPTS):
             try:
-                return await executors.run("memory", self._summarize_blocking, name, lines, mine, bot_name)
+                return await executors.run("memory", self._summarize_blocking, name, lines, mine, bot_name, cancel)
             except SummaryPreempted:
                 await asyncio.sleep(PREEMPTED_RETRY_S)  # a reply needed the model; try again when it is quiet
             except Exception as exc:
@@ -189,7 +209,9 @@ class CallRecorder:
                 break
         return summarize_member("extractive", name, lines, mine)
 
-    def _summarize_blocking(self, name: str, lines: list[Line], mine: list[str], bot_name: str) -> str | None:
+    def _summarize_blocking(
+        self, name: str, lines: list[Line], mine: list[str], bot_name: str, cancel: threading.Event
+    ) -> str | None:
         llm = (
             self.llm() if callable(self.llm) and not hasattr(self.llm, "stream") else self.llm
         )  # a provider loads it here
@@ -202,6 +224,7 @@ class CallRecorder:
             scheduler=self.scheduler,
             bot_name=bot_name,
             owner=f"memory-summary-{self.guild_id}",
+            cancel=cancel,
         )
 
     async def finish(self) -> None:

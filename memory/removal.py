@@ -34,9 +34,24 @@ class Removals:
     guild_store: "GuildStore"
     writes: "WriteQueue"
     recorders: dict[int, "CallRecorder"]
+    _ended_recorders: list["CallRecorder"]  # calls that ended (or were replaced) with summaries still running
     _opted_out: dict[int, frozenset[int]]
     _names: dict[tuple[int, int], list[str]]
     _unsaved_opt_outs: set[tuple[int, int]]
+
+    def keep_ended(self, recorder: "CallRecorder") -> None:
+        """A call's recorder that ended or was replaced: `drop_pending` still reaches its summaries under way."""
+        self._ended_recorders = [r for r in self._ended_recorders if r.summarizing] + [recorder]
+
+    async def drop_pending(self, guild_id: int, user_id: int) -> None:
+        """What is on its way to the database about the member: their lines of a call under way and the summaries
+        running that read them (cancelled, the model stopped; also of calls that already ended), then their queued
+        writes (a write of theirs running now is waited for)."""
+        self._ended_recorders = [r for r in self._ended_recorders if r.summarizing]
+        for recorder in dict.fromkeys([self.recorders.get(guild_id), *self._ended_recorders]):
+            if recorder is not None and recorder.guild_id == guild_id:
+                recorder.forget_member(user_id)
+        await self.writes.discard_member(guild_id, user_id)
 
     def _grace_ended(self, now: float | None) -> float:
         """Marks older than this (epoch seconds) are due."""
@@ -77,10 +92,7 @@ class Removals:
         """Erase the members who left a guild more than the grace period before `now`. Returns (guild, user)."""
         gone = []
         for guild_id, user_id, names in await self.store.departed_members(self._grace_ended(now)):
-            recorder = self.recorders.get(guild_id)
-            if recorder is not None:
-                recorder.forget_member(user_id)
-            await self.writes.discard_member(guild_id, user_id)
+            await self.drop_pending(guild_id, user_id)
             deleted = await self.store.erase_departed_member(guild_id, user_id, names)
             users = self._opted_out.get(guild_id, frozenset())
             if user_id in users:

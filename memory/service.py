@@ -59,6 +59,7 @@ class MemoryService(Removals):
         self.summary_method = settings.memory_summary
         self.summary_interval_s = settings.memory_summary_interval_s
         self.recorders: dict[int, CallRecorder] = {}
+        self._ended_recorders: list[CallRecorder] = []
         self.privacy_loaded = False
         self.privacy_retry_s = PRIVACY_RETRY_S
         self._opted_out: dict[int, frozenset[int]] = {}
@@ -174,10 +175,7 @@ class MemoryService(Removals):
         memories and save the choice. Returns the memories deleted; raises StorageError if not saved."""
         self._set_opted_out(guild_id, user_id, True)
         self._names[(guild_id, user_id)] = list(names)
-        recorder = self.recorders.get(guild_id)
-        if recorder is not None:
-            recorder.forget_member(user_id)
-        await self.writes.discard_member(guild_id, user_id)
+        await self.drop_pending(guild_id, user_id)
         self._privacy_saving[guild_id] = self._privacy_saving.get(guild_id, 0) + 1
         try:
             deleted = await self.store.set_opted_out(guild_id, user_id, True, names=names)
@@ -228,12 +226,8 @@ class MemoryService(Removals):
         return await self.store.about(guild_id, user_id)
 
     async def forget(self, guild_id: int, user_id: int, names: Sequence[str]) -> int:
-        """Delete everything about the member here: their lines of this call and its summaries under way
-        (`CallRecorder.forget_member`), their queued writes, then their rows."""
-        recorder = self.recorders.get(guild_id)
-        if recorder is not None:
-            recorder.forget_member(user_id)
-        await self.writes.discard_member(guild_id, user_id)
+        """Delete everything about the member here: what is on its way (`drop_pending`), then their rows."""
+        await self.drop_pending(guild_id, user_id)
         return await self.store.forget_member(guild_id, user_id, names=names)
 
     # -- writes ---------------------------------------------------------------------------------------
@@ -351,6 +345,8 @@ class MemoryService(Removals):
             session.responder.call_started = time.time()
         provider = (lambda: self._summary_backend(llm)) if self.summary_method == "llm" else None
         recorder = CallRecorder(self, guild_id, session, llm=provider, scheduler=scheduler)
+        if guild_id in self.recorders:
+            self.keep_ended(self.recorders[guild_id])
         self.recorders[guild_id] = recorder
         recorder.start()
         return recorder
@@ -369,6 +365,7 @@ class MemoryService(Removals):
     async def end_call(self, guild_id: int) -> None:
         recorder = self.recorders.pop(guild_id, None)
         if recorder is not None:
+            self.keep_ended(recorder)  # its last summary runs in the background
             await recorder.finish()
 
     async def session_closed(self, guild_id: int, session: Any) -> None:

@@ -34,6 +34,9 @@ SQLITE_BUSY_TIMEOUT_MS = 5000
 POSTGRES_CONNECT_TIMEOUT_S = 5.0
 POSTGRES_COMMAND_TIMEOUT_S = 15.0
 PROBE_S = 5.0  # while the database is unavailable, how often it is asked whether it is back
+# PostgreSQL: the tables whose deleted rows `scrub_deleted` rewrites away, and how long it waits for their lock
+SCRUBBED_TABLES = ("memories", "memory_sources", "member_privacy", "storage_meta")
+SCRUB_LOCK_TIMEOUT_MS = 5000
 
 
 class Database:
@@ -50,6 +53,9 @@ class Database:
         self._failures = 0
         self.probe_s = PROBE_S
         self._probe: asyncio.Task | None = None
+        self._scrub_lock = asyncio.Lock()
+        self._scrubs_asked = 0
+        self._scrubs_begun_done = 0  # requests covered by the last finished scrub (those made before it began)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Database":
@@ -137,19 +143,45 @@ class Database:
         self._ok()
 
     async def scrub_deleted(self) -> None:
-        """After deleting personal data: leave no copy of it in the file. On SQLite the full-text index is
-        merged (its old segments still hold the deleted words), and the WAL is checkpointed and truncated
-        (it holds the pages as they were); `secure_delete` zeroes the freed pages. Best effort: a failure
-        is logged (the rows themselves are gone either way)."""
-        if self.dialect != "sqlite" or self.engine is None:
+        """After deleting personal data: leave no copy of it in the database's files. Best effort: a failure is
+        logged (the rows themselves are gone either way). Requests made while a scrub runs share the next one.
+
+        SQLite: `secure_delete` zeroes the freed pages; the full-text index is merged (its old segments still
+        hold the deleted words) and the WAL checkpointed and truncated (it holds the pages as they were).
+        PostgreSQL: a plain VACUUM leaves a deleted row's bytes in the page's free space and its words in the
+        GIN index (measured), so the tables that hold personal data are rewritten (`VACUUM FULL`, outside a
+        transaction; it locks them for the rewrite, so it gives up after `SCRUB_LOCK_TIMEOUT_MS` waiting for
+        the lock). The server's WAL keeps the old pages until its segments are reused (docs/privacy.md)."""
+        if self.engine is None or self.dialect not in ("sqlite", "postgresql"):
             return
-        try:
-            async with self.engine.begin() as conn:
-                await conn.exec_driver_sql("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
-            async with self.engine.connect() as conn:
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        except Exception as exc:
-            log.warning("database: deleted data not scrubbed from the file yet (%s)", as_storage_error(exc).kind)
+        self._scrubs_asked += 1
+        asked = self._scrubs_asked
+        async with self._scrub_lock:
+            if self._scrubs_begun_done >= asked:
+                return  # a scrub that began after this request covered it
+            begun = self._scrubs_asked
+            try:
+                await (self._scrub_sqlite() if self.dialect == "sqlite" else self._scrub_postgresql())
+            except Exception as exc:
+                log.warning("database: deleted data not scrubbed from the files yet (%s)", as_storage_error(exc).kind)
+            self._scrubs_begun_done = begun
+
+    async def _scrub_sqlite(self) -> None:
+        assert self.engine is not None
+        async with self.engine.begin() as conn:
+            await conn.exec_driver_sql("INSERT INTO memories_fts(memories_fts) VALUES ('optimize')")
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def _scrub_postgresql(self) -> None:
+        assert self.engine is not None
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM refuses a transaction
+            await conn.exec_driver_sql(f"SET lock_timeout = {int(SCRUB_LOCK_TIMEOUT_MS)}")
+            try:
+                await conn.exec_driver_sql("VACUUM FULL " + ", ".join(SCRUBBED_TABLES))
+            finally:
+                await conn.exec_driver_sql("RESET lock_timeout")  # the connection goes back to the pool
 
     # -- health -------------------------------------------------------------------------------------
     def _fault(self, error: StorageError) -> None:

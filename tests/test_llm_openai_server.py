@@ -261,7 +261,7 @@ async def test_one_request_per_reply_with_the_servers_prompt_cache(proxy) -> Non
     backend = make_backend(settings)
     proxy.bodies.clear()
     bodies = proxy.bodies  # every request the server got, as sent
-    responder = Responder(settings, llm=backend, scheduler=ModelScheduler("exclusive"))
+    responder = Responder.from_settings(settings, llm=backend, scheduler=ModelScheduler("exclusive"))
     assert not responder.prefill_pays
     results = []
     respond = responder.respond

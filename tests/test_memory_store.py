@@ -3,6 +3,7 @@ opt-out leave no row about the member, retention purges old rows."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -107,3 +108,23 @@ async def test_purge_deletes_only_what_was_not_renewed(db_url: str, tmp_path: Pa
     assert [m.text for m in await store.about(G, ALICE)] == ["lives in Oslo"]
     assert await store.search(G, [ALICE], "jazz") == []
     await store.db.close()
+
+
+@pytest.mark.asyncio
+async def test_scrubs_asked_while_one_runs_share_the_next(db_url: str, tmp_path: Path, monkeypatch) -> None:
+    """Eight forgets at once cost two rewrites (the one under way, then one for the rest), not eight."""
+    store = await open_memory(db_url, tmp_path)
+    db = store.db
+    scrub = db._scrub_sqlite if db.dialect == "sqlite" else db._scrub_postgresql
+    runs = []
+
+    async def counted() -> None:
+        runs.append(time.monotonic())
+        await scrub()
+
+    monkeypatch.setattr(db, "_scrub_sqlite" if db.dialect == "sqlite" else "_scrub_postgresql", counted)
+    await asyncio.gather(*(db.scrub_deleted() for _ in range(8)))
+    assert len(runs) == 2
+    await db.scrub_deleted()  # asked after both ended: a scrub of its own
+    assert len(runs) == 3
+    await db.close()

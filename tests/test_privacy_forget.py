@@ -8,6 +8,7 @@ and PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,8 +19,9 @@ from audio.types import Utterance
 from runtime import executors
 from conversation.room import Room
 from memory.extract import Fact
+from runtime.scheduler import ModelScheduler
 from tests.fixtures_memory import memory_service
-from tests.fixtures_storage import db_url, postgres_server  # noqa: F401  (fixtures)
+from tests.fixtures_storage import db_url, postgres_server, require_postgres  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
 
@@ -84,6 +86,57 @@ async def test_forget_during_a_pending_summary(db_url: str, tmp_path: Path) -> N
     await service.db.close()
 
 
+class SummarizingLlm:
+    """The model boundary: sums up the named member's lines of the transcript it is given, a word every 0.2 s
+    (a small CPU's pace), and stops at the next word once its cancel event is set."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.stopped_early = threading.Event()
+
+    def stream(self, messages, *, max_tokens, stop, cancel, temperature=None):
+        prompt = messages[-1]["content"]
+        name = re.search(r"what did (.+?) talk about", prompt).group(1)
+        said = " ".join(line.split(": ", 1)[1] for line in prompt.splitlines() if line.startswith(f"{name}: "))
+        self.started.set()
+        for word in f"{name} talked about {said}".split()[:12]:
+            if cancel.wait(0.2):
+                self.stopped_early.set()
+                return
+            yield word + " "
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+
+async def test_forget_cancels_the_summary_of_a_call_that_ended(db_url: str, tmp_path: Path) -> None:
+    """The call ended and its summary runs in the model's thread: `/memory forget` stops the model and nothing
+    of the member is written after it, neither their summary nor their words in another's."""
+    service = await memory_service(db_url, tmp_path, MEMORY_SUMMARY="llm")
+    room = Room(bot_name="Juniper", now=0.0)
+    room.member_joined(ALICE, "Alice", 0.0, initial=True)
+    room.member_joined(BOB, "Bob", 0.0, initial=True)
+    session = SimpleNamespace(room=room, persona=SimpleNamespace(name="Juniper"), responder=None)
+    llm = SummarizingLlm()
+    service.attach(GUILD, session, llm=llm, scheduler=ModelScheduler("pipelined"))
+    said(room, BOB, "Bob", "We sailed to the harbour on Sunday and the wind was wild.", 1.0)
+    said(room, ALICE, "Alice", "I spent Sunday baking bread for the whole street.", 5.0)
+    await service.session_closed(GUILD, session)  # the call's last summary starts in the background
+    assert GUILD not in service.recorders
+    assert await asyncio.to_thread(llm.started.wait, 10)  # the model is writing Bob's summary
+    await service.forget(GUILD, BOB, ["Bob"])
+    assert await asyncio.to_thread(llm.stopped_early.wait, 5)  # stopped at its next word
+    summaries = [t for t in list(service._tasks) if t.get_name().startswith("memory-summary")]
+    await asyncio.wait(summaries, timeout=30)
+    assert await service.writes.drain(10)
+    assert await service.store.count_about(GUILD, BOB) == 0
+    alice = await service.about(GUILD, ALICE)
+    assert [m.kind for m in alice] == ["summary"], alice  # made again from her lines only
+    assert "bread" in alice[0].text and "harbour" not in alice[0].text and "sailed" not in alice[0].text
+    await service.close()
+    await service.db.close()
+
+
 async def test_forgotten_words_leave_the_sqlite_file(tmp_path: Path) -> None:
     """secure_delete, the full-text index merged, the WAL checkpointed: the bytes of the file and its WAL no
     longer hold a forgotten memory (its text nor its indexed words)."""
@@ -103,6 +156,41 @@ async def test_forgotten_words_leave_the_sqlite_file(tmp_path: Path) -> None:
     assert b"Oslo" in raw  # the others' rows stay
     hits = await service.store.search(GUILD, [ALICE], "oslo")
     assert [h.text for h in hits] == ["lives in Oslo"]  # the index still works
+    await service.close()
+    await service.db.close()
+
+
+async def test_forgotten_words_leave_the_postgresql_tables(postgres_server, tmp_path: Path) -> None:
+    """The database's files on the managed server (its tables and indexes) no longer hold a forgotten memory
+    once the server wrote its pages out: a plain VACUUM would leave the text in the page and the words in the
+    full-text index. Its WAL still does until the segments are reused (docs/privacy.md)."""
+    import asyncpg
+
+    server = require_postgres(postgres_server)
+    url = await server.create_database()
+    service = await memory_service(url, tmp_path)
+    await service.store.remember_facts(GUILD, ALICE, [Fact("home", "lives in Oslo")])
+    await service.store.remember_facts(GUILD, BOB, [Fact("likes:quokkas", "adores quokkas and zanzibar")])
+    conn = await asyncpg.connect(host="127.0.0.1", port=server.port, user=server.user, database=url.rsplit("/", 1)[1])
+    try:
+        folder = (
+            server.datadir
+            / "base"
+            / str(await conn.fetchval("SELECT oid FROM pg_database WHERE datname = current_database()"))
+        )
+
+        async def file_bytes() -> bytes:
+            await conn.execute("CHECKPOINT")  # every page written out to the table files
+            return b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+
+        assert b"zanzibar" in await file_bytes()
+        await service.forget(GUILD, BOB, ["Bob"])
+        raw = await file_bytes()
+    finally:
+        await conn.close()
+    assert b"zanzibar" not in raw and b"quokka" not in raw
+    assert b"Oslo" in raw  # the others' rows stay
+    assert [h.text for h in await service.store.search(GUILD, [ALICE], "oslo")] == ["lives in Oslo"]
     await service.close()
     await service.db.close()
 

@@ -151,7 +151,9 @@ def test_the_spoken_notice_stays_out_of_the_prompts_the_greeting_stays_in(person
     from brain.responder import Responder
 
     settings = load_settings(env={}, env_file=None)
-    responder = Responder(settings, llm=LlamaCppBackend(LlmOptions.from_settings(settings)), scheduler=None)
+    responder = Responder.from_settings(
+        settings, llm=LlamaCppBackend(LlmOptions.from_settings(settings)), scheduler=None
+    )
     notice = spoken_notice(persona.name)
     VoiceSession(
         settings=settings,

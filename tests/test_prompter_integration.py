@@ -72,7 +72,7 @@ def parts():
     from conversation.persona_library import load_persona
 
     s = make_settings()
-    responder = Responder(s, llm=make_backend(s), scheduler=ModelScheduler("pipelined"))
+    responder = Responder.from_settings(s, llm=make_backend(s), scheduler=ModelScheduler("pipelined"))
     return s, WhisperTranscriber(s), load_silero_vad(), responder, load_persona("personas/juniper.toml")
 
 

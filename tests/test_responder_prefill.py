@@ -19,7 +19,7 @@ SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0", "LLM_MAX_TOKENS": "8"}, en
 
 @pytest.fixture(scope="module")
 def responder():
-    r = Responder(SETTINGS, llm=make_backend(SETTINGS), scheduler=ModelScheduler("pipelined"))
+    r = Responder.from_settings(SETTINGS, llm=make_backend(SETTINGS), scheduler=ModelScheduler("pipelined"))
     r.tts_for(juniper())
     return r
 
@@ -115,7 +115,7 @@ def test_prefill_is_background_work_under_the_scheduler(responder):
     and a reply of another guild cancels it."""
     import threading
 
-    exclusive = Responder(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("exclusive"))
+    exclusive = Responder.from_settings(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("exclusive"))
     assert exclusive.prefill(juniper(), conversation(2), situation=SITUATION, group=1) == "done"
     slots = exclusive.scheduler.intervals("llm")
     assert [iv.owner for iv in slots] == ["prefill-1"] and slots[0].seconds > 0
@@ -137,7 +137,7 @@ def test_prefill_is_background_work_under_the_scheduler(responder):
     assert outcome == ["superseded"]  # it waited, and a newer request had come meanwhile
 
     started = threading.Event()
-    evaluating = Responder(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("pipelined"))
+    evaluating = Responder.from_settings(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("pipelined"))
     real_stream = evaluating.llm.stream
 
     def announcing_stream(*args, **kwargs):

@@ -31,7 +31,7 @@ def llm():
 
 
 def responder(llm, policy: str = "pipelined") -> Responder:
-    r = Responder(SETTINGS, llm=llm, scheduler=ModelScheduler(policy))
+    r = Responder.from_settings(SETTINGS, llm=llm, scheduler=ModelScheduler(policy))
     r.tts_for(juniper())  # load the voice outside the timed parts
     return r
 
@@ -158,7 +158,7 @@ async def test_an_unusable_voice_falls_back_to_piper(llm, tmp_path) -> None:
     reference = tmp_path / "ref.wav"
     reference.write_bytes(b"RIFF")
     persona = juniper(voice=VoiceSpec(engine="xtts", voice="", reference_wav=reference))
-    r = Responder(SETTINGS, llm=llm, scheduler=ModelScheduler("pipelined"))
+    r = Responder.from_settings(SETTINGS, llm=llm, scheduler=ModelScheduler("pipelined"))
     result = await r.respond(persona, question("Hi Juniper!"), situation=SITUATION, sink=RecordingSink())
     assert result.tts_engine == "piper" and result.audio_seconds > 0.3
 
@@ -169,7 +169,7 @@ async def test_an_unreachable_llm_server_ends_the_reply_with_an_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = SETTINGS.replace(llm_backend="openai", llm_base_url=f"http://127.0.0.1:{port}/v1")
-    r = Responder(
+    r = Responder.from_settings(
         settings, llm=OpenAiBackend(LlmOptions.from_settings(settings)), scheduler=ModelScheduler("exclusive")
     )
     sink = RecordingSink()
@@ -179,7 +179,7 @@ async def test_an_unreachable_llm_server_ends_the_reply_with_an_error() -> None:
 
 
 def test_stop_strings_name_the_other_members(llm) -> None:
-    r = Responder(SETTINGS, llm=llm, scheduler=ModelScheduler("pipelined"))
+    r = Responder.from_settings(SETTINGS, llm=llm, scheduler=ModelScheduler("pipelined"))
     assert r.stop_strings(juniper(), ["Alice", "Bob", "Juniper", "Alice"]) == ["\nAlice:", "\nBob:", "\nUser:"]
 
 
@@ -214,7 +214,7 @@ class FirstSampleWrites:
 @pytest.mark.parametrize("first", [["(", "Bob", ":", " you", " tell", " it", "!)"], [], ["*", "smiles", "*"]])
 async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None:
     model = FirstSampleWrites(llm, first)
-    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    r = Responder.from_settings(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     sink = RecordingSink()
     result = await r.respond(
         juniper(),
@@ -233,7 +233,7 @@ async def test_a_sample_with_nothing_to_say_is_sampled_again(llm, first) -> None
 async def test_a_cancelled_reply_is_not_sampled_again(llm) -> None:
     hold = threading.Event()
     model = FirstSampleWrites(llm, ["*", "smiles"], hold=hold)
-    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    r = Responder.from_settings(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     progress = ReplyResult()
     task = asyncio.create_task(
         r.respond(juniper(), question("Juniper?"), situation=SITUATION, sink=RecordingSink(), result=progress)
@@ -254,7 +254,7 @@ async def test_a_sample_that_only_repeats_the_bots_last_line_is_sampled_again(ll
     history = question("Juniper, what about tomorrow night?")
     history.insert(2, HistoryLine("Juniper", earlier, history[-1].t - 1, True))
     model = FirstSampleWrites(llm, [earlier[i : i + 4] for i in range(0, len(earlier), 4)])
-    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    r = Responder.from_settings(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     result = await r.respond(
         juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"]
     )
@@ -267,7 +267,7 @@ async def test_a_model_that_only_repeats_itself_is_heard_on_the_last_sample(llm)
     history = question("Juniper, what about tomorrow night?")
     history.insert(2, HistoryLine("Juniper", earlier, history[-1].t - 1, True))
     model = FirstSampleWrites(llm, [earlier[i : i + 4] for i in range(0, len(earlier), 4)], times=3)
-    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    r = Responder.from_settings(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     result = await r.respond(
         juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"]
     )
@@ -277,7 +277,7 @@ async def test_a_model_that_only_repeats_itself_is_heard_on_the_last_sample(llm)
 @pytest.mark.asyncio
 async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> None:
     model = FirstSampleWrites(llm, ["*", "smiles", "*"])  # nothing to say: sampled again
-    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
+    r = Responder.from_settings(SETTINGS, llm=model, scheduler=ModelScheduler("exclusive"))
     history = question("Juniper, tell me a story about a dragon.")
     result = await r.respond(
         juniper(), history, situation=SITUATION, sink=RecordingSink(), member_names=["Alice", "Bob"]
@@ -298,7 +298,7 @@ async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> N
 async def test_a_scripted_line_is_spoken_as_written_without_the_model(llm, policy) -> None:
     """The listening notice and the persona's greeting: the words given, in the persona's voice, no generation."""
     model = FirstSampleWrites(llm, ["Never", " spoken."], times=99)
-    r = Responder(SETTINGS, llm=model, scheduler=ModelScheduler(policy))
+    r = Responder.from_settings(SETTINGS, llm=model, scheduler=ModelScheduler(policy))
     sink = RecordingSink()
     line = "Hey hey, Juniper here! What are we all up to tonight, Alice and Bob?"
     result = await r.respond(juniper(), [], situation="", sink=sink, script=line)

@@ -23,7 +23,7 @@ QUESTIONS = [
 
 async def run_replies(policy: str) -> tuple[Responder, list]:
     llm = make_backend(SETTINGS)
-    responder = Responder(SETTINGS, llm=llm, scheduler=ModelScheduler(policy))
+    responder = Responder.from_settings(SETTINGS, llm=llm, scheduler=ModelScheduler(policy))
     persona = juniper(max_reply_words=18, max_reply_sentences=2)
     responder.tts_for(persona)
     results = await asyncio.wait_for(

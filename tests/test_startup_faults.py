@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import threading
 from pathlib import Path
@@ -83,6 +84,23 @@ def test_no_route_to_discord_retries_then_says_what_to_do(run_main, monkeypatch)
     assert all("can't reach Discord (login)" in line and "retrying in" in line for line in ours[:2])
     assert f"cannot connect to 127.0.0.1:{port}" in ours[0]
     assert "Check this machine's network connection" in ours[2] and "gave up after 3 tries" in ours[2]
+
+
+class CollectingBackoff(Backoff):
+    """Collects garbage before each wait, as the real waits (seconds to a minute) let the collector do: an HTTP
+    session dropped unclosed is reported then ("ERROR asyncio: Unclosed client session")."""
+
+    def next_delay(self) -> float | None:
+        gc.collect()
+        return super().next_delay()
+
+
+def test_login_retries_leave_no_unclosed_http_session(run_main, monkeypatch):
+    point_discord_py_at(monkeypatch, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(bot.startup, "default_backoff", lambda: CollectingBackoff(first=0.05, cap=0.05, attempts=3))
+    code, lines = run_main()
+    assert code == EXIT_NETWORK and len(chorus_lines(lines)) == 3  # three tries, each one failed
+    assert not [line for line in lines if "Unclosed" in line], lines
 
 
 def test_dns_failure_is_named(run_main, monkeypatch):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from audio.tts import PA_FLOAT32, PA_INT16, RealtimeEngineTts, TtsError, pcm_from_bytes, trim_leading_silence
-from audio.tts_factory import make_tts
+from audio.tts_factory import load_voice, make_tts
 from audio.tts_engines.espeak import EspeakTts
 from audio.tts_engines.piper import PiperInProcessEngine, load_piper_voice, split_for_synthesis
 from runtime.errors import ModelLoadError
@@ -169,6 +169,16 @@ def test_xtts_without_the_gpu_extra_is_a_clear_model_load_error(tmp_path: Path) 
         make_tts(SETTINGS, VoiceSpec(engine="xtts", voice="", reference_wav=reference))
     with pytest.raises(ModelLoadError, match="requirements-gpu.txt"):
         make_tts(SETTINGS.replace(tts_engine="xtts"), VoiceSpec())
+
+
+def test_a_voice_that_cannot_load_falls_back_to_piper_then_espeak(tmp_path: Path) -> None:
+    reference = tmp_path / "voice.wav"
+    reference.write_bytes(b"RIFF")
+    xtts = VoiceSpec(engine="xtts", voice="", reference_wav=reference)
+    assert load_voice(SETTINGS, xtts) is make_tts(SETTINGS, VoiceSpec())  # the embedded Piper voice
+    missing = tmp_path / "no-such-voice.onnx"
+    espeak = load_voice(SETTINGS, VoiceSpec(engine="piper", voice=str(missing)))
+    assert espeak is make_tts(SETTINGS.replace(tts_engine="espeak"), VoiceSpec())
 
 
 def test_pcm_from_realtimetts_queue_bytes() -> None:
