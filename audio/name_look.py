@@ -15,6 +15,7 @@ edit with each other member's name present loses more by `margin` ("Jennifer, �
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -29,9 +30,8 @@ from audio.types import STT_RATE
 
 log = logging.getLogger(__name__)
 
-MAX_LOSS = (
-    6.5  # nats the transcript may lose with the name put back (dev lines: calls 4-9 when bent, no call under 9.2)
-)
+# nats the transcript may lose with the name put back (dev lines: calls 4-9 when bent, no call under 9.2)
+MAX_LOSS = 6.5
 MARGIN = 1.0  # nats by which the bot's name must beat each other name present, in the same place
 TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
 HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
@@ -155,31 +155,16 @@ class NameLook:
         else:
             base = self._log_prob(view, n_frames, text)
         rivals = [n for n in dict.fromkeys(others) if n.strip() and n.lower() not in {m.lower() for m in names}]
-        best: NameHeard | None = None
         self.last_closest = None
-        for name in names:
-            for position, edited in edits(text, name):
-                loss = base - self._log_prob(view, n_frames, edited)
-                if self.last_closest is None or loss < self.last_closest[2]:
-                    self.last_closest = (name, position, round(loss, 2))
-                if loss > self.max_loss or (best is not None and loss >= best.loss):
-                    continue
-                lead = math.inf
-                for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
-                    rival_text = dict(edits(text, rival)).get(position)
-                    if rival_text is not None:
-                        lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
-                    if lead < self.margin:
-                        break
-                if lead >= self.margin:
-                    best = NameHeard(name, edited, position, loss, lead, 0.0)
-        if best is None and members_too and rivals:
-            best = self._best_member(view, n_frames, text, base, rivals, names)
+        score = (view, n_frames, text, base)
+        best = self._best_of(score, names, rivals, member=False)
+        if best is None and members_too and rivals:  # whose question it is, when it is not the bot's
+            best = self._best_of(score, rivals, names, member=True)
         elapsed = time.perf_counter() - started
         self.calls += 1
         self.compute_s += elapsed
         if best is not None:
-            best = NameHeard(best.name, best.text, best.position, best.loss, best.lead, elapsed, best.member)
+            best = dataclasses.replace(best, compute_s=elapsed)
             log.info(
                 "name look: %s %r heard in %r (%s, lost %.1f nats, %.1f ahead, %.0f ms)",
                 "the member's name" if best.member else "the bot's name",
@@ -192,22 +177,27 @@ class NameLook:
             )
         return best
 
-    def _best_member(
-        self, view: Any, n_frames: int, text: str, base: float, members: Sequence[str], names: Sequence[str]
+    def _best_of(
+        self, score: tuple[Any, int, str, float], names: Sequence[str], rivals: Sequence[str], *, member: bool
     ) -> NameHeard | None:
-        """The member's name the audio holds best (lost at most `max_loss`), ahead of the bot's names in the same
-        place by `margin`; None when no member's name is heard that surely."""
+        """The name of `names` the audio holds best: the transcript loses at most `max_loss` with it, and the same
+        edit with each of `rivals` loses more by `margin`; None when none is heard that surely."""
+        view, n_frames, text, base = score
         best: NameHeard | None = None
-        for member in members:
-            for position, edited in edits(text, member):
+        for name in names:
+            for position, edited in edits(text, name):
                 loss = base - self._log_prob(view, n_frames, edited)
+                if not member and (self.last_closest is None or loss < self.last_closest[2]):
+                    self.last_closest = (name, position, round(loss, 2))
                 if loss > self.max_loss or (best is not None and loss >= best.loss):
                     continue
                 lead = math.inf
-                for name in names:
-                    bot_text = dict(edits(text, name)).get(position)
-                    if bot_text is not None:
-                        lead = min(lead, (base - self._log_prob(view, n_frames, bot_text)) - loss)
+                for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
+                    rival_text = dict(edits(text, rival)).get(position)
+                    if rival_text is not None:
+                        lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
+                    if lead < self.margin:
+                        break
                 if lead >= self.margin:
-                    best = NameHeard(member, edited, position, loss, lead, 0.0, member=True)
+                    best = NameHeard(name, edited, position, loss, lead, 0.0, member=member)
         return best
