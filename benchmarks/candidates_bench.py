@@ -145,9 +145,14 @@ def e2e_of(paths: Sequence[Path], mode: str = "exclusive") -> dict[str, Any]:
         "on_topic": summary["on_topic"],
         "first_token": summary["first_token_s"],
         "first_audio": summary["first_audio_s"],
-        "loadavg_start_end": [
-            [report["machine"].get("loadavg_at_start"), report["modes"][mode].get("loadavg_after")]
-            for report in reports
+        "per_run": [
+            {
+                "file": str(path),
+                "first_audio_p50": (report["modes"][mode]["summary"].get("latency_s") or {}).get("p50"),
+                "loadavg_start": (report["machine"].get("loadavg_at_start") or [None])[0],
+                "loadavg_end": (report["modes"][mode].get("loadavg_after") or [None])[0],
+            }
+            for path, report in zip(paths, reports)
         ],
     }
 
@@ -201,22 +206,32 @@ def markdown(report: dict[str, Any]) -> str:
     return text + ("\n" + e2e_markdown(e2e) if e2e else "")
 
 
+def doc_link(path: str) -> str:
+    """A Markdown link to a result file, as it resolves from docs/ (where the tables are pasted)."""
+    parts = Path(path).parts
+    target = "/".join(parts[1:]) if parts[:1] == ("docs",) else path
+    return f"[{Path(path).name}]({target})"
+
+
 def e2e_markdown(runs: dict[str, dict[str, Any]]) -> str:
     """The e2e runs side by side, each run's first audio p50 as a ratio to the current default's."""
     base = (runs.get(CURRENT_DEFAULT) or {}).get("first_audio") or {}
     lines = [
         "| run | LLM (profile, backend) | answered | on topic | first token p50 | first audio p50 (p95) | "
-        f"first audio p50 / {CURRENT_DEFAULT}'s | JSON |",
-        "|---|---|---|---|---|---|---|---|",
+        f"first audio p50 / {CURRENT_DEFAULT}'s | per run: first audio p50 (load average at start → end) | JSON |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in runs.items():
         llm, token, audio = run["llm"], run["first_token"] or {}, run["first_audio"] or {}
         ratio = f"{audio['p50'] / base['p50']:.2f}" if audio and base else "–"
+        per_run = "; ".join(
+            f"{r['first_audio_p50']:.2f} s ({r['loadavg_start']:.1f} → {r['loadavg_end']:.1f})" for r in run["per_run"]
+        )
         lines.append(
             f"| {name} | `{llm.get('setting')}` ({llm.get('profile', '?')}, {llm.get('backend', '?')}) | "
             f"{run['answered']} / {run['turns']} | {run['on_topic']} / {run['turns']} | "
             f"{token.get('p50', float('nan')):.2f} s | {audio.get('p50', float('nan')):.2f} s "
-            f"({audio.get('p95', float('nan')):.2f}) | {ratio} | {', '.join(run['files'])} |"
+            f"({audio.get('p95', float('nan')):.2f}) | {ratio} | {per_run} | {', '.join(map(doc_link, run['files']))} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -259,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     if args.measured:
         earlier = json.loads(Path(args.measured).read_text())
-        runs, machine = earlier["runs"], {**earlier["machine"], "measured_by": earlier["command"]}
+        runs, machine = earlier["runs"], {"measured_by": earlier["command"], **earlier["machine"]}
         args.rounds, args.runs, started = earlier["rounds"], earlier["runs_per_round"], started - earlier["wall_s"]
     else:
         for _ in range(args.rounds):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.candidates_bench import choose_default, e2e_markdown, e2e_of, heldout_on_topic
+from benchmarks.candidates_bench import choose_default, doc_link, e2e_markdown, e2e_of, heldout_on_topic
 
 
 def quality(single: float, running: float, n_single: int = 27, n_running: int = 16) -> dict:
@@ -39,6 +39,11 @@ def e2e_run(first_audio_p50: float) -> dict:
     return {"first_audio": {"p50": first_audio_p50, "p95": first_audio_p50 * 2}}
 
 
+def test_result_files_in_docs_are_linked_as_they_resolve_from_docs() -> None:
+    assert doc_link("docs/e2e-a.json") == "[e2e-a.json](e2e-a.json)"
+    assert doc_link("out/bench/e2e.json") == "[e2e.json](out/bench/e2e.json)"
+
+
 def test_with_e2e_runs_for_every_candidate_the_limit_is_on_end_to_end_first_audio() -> None:
     # think_bench has "bigger" within 1.25x; end to end it is 1.5x the default's: too slow
     rows = {"embedded": row(1.0, quality(0.4, 0.3)), "bigger": row(1.1, quality(0.6, 0.5))}
@@ -67,7 +72,7 @@ def test_an_e2e_report_becomes_a_row_with_its_ratio_to_the_default(tmp_path) -> 
             "command": "python -m benchmarks.e2e_bench",
             "models": models,
             "machine": {"loadavg_at_start": [1.0]},
-            "modes": {"exclusive": {"loadavg_after": [2.0]}},
+            "modes": {"exclusive": {"loadavg_after": [2.0], "summary": {"latency_s": {"p50": p50}}}},
             "turns": [{**turns[0], "warmup": True}, *turns],
         }
 
@@ -78,6 +83,9 @@ def test_an_e2e_report_becomes_a_row_with_its_ratio_to_the_default(tmp_path) -> 
     runs = {name: e2e_of([path]) for name, path in paths.items()}
     assert runs["large-server"]["first_token"]["p50"] == 1.5 and runs["embedded"]["answered"] == 2
     table = e2e_markdown(runs)
-    assert "| large-server | `large-server` (small, x) | 2 / 3 | 1 / 3 | 1.50 s | 3.00 s (3.00) | 1.50 |" in table
+    assert (
+        "| large-server | `large-server` (small, x) | 2 / 3 | 1 / 3 | 1.50 s | 3.00 s (3.00) | 1.50 | 3.00 s (1.0 → 2.0) |"
+    ) in table
+    assert f"[large-server.json]({paths['large-server']})" in table
     pooled = e2e_of([paths["embedded"], paths["large-server"]])  # two runs of one LLM: their turns together
     assert (pooled["turns"], pooled["answered"], pooled["first_audio"]["p50"]) == (6, 4, 2.5)
