@@ -7,9 +7,13 @@ Each candidate is an `LLM_MODEL=preset:<name>` run in a process of its own (its 
 alternate the candidates so the shared machine's load drifts hit all alike. Per process: the model loads through
 the bot's backend (`brain.llm`, the profile it picks), generation speed on a fixed prompt (tokens/s, prompt not
 counted), and `benchmarks.think_bench`'s streamed replies (transcript → first token → first TTS audio, exclusive
-scheduling, after one warm-up). Reply quality comes from `benchmarks.quality_bench` runs given with --quality.
-The default is the candidate best on held-out on-topic rate (single and running together) whose first-audio p50
-stays within 1.25x of the current default's in the same run. Writes JSON and a Markdown table.
+scheduling, after one warm-up). Reply quality comes from `benchmarks.quality_bench` runs given with --quality,
+and the whole pipeline's latency from `benchmarks.e2e_bench` runs given with --e2e (end of a member's speech →
+first token, first audio at the member, over the loopback voice simulator; a name that is no candidate, such as
+the `large` profile behind llama.cpp's server, is reported beside them). The default is the candidate best on
+held-out on-topic rate (single and running together) whose first-audio p50 stays within 1.25x of the current
+default's in the same run: the e2e first audio when every candidate has an e2e run, else think_bench's.
+Writes JSON and Markdown tables.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from benchmarks.report import command_line, machine_info, stats, write_json
 from runtime.settings import PROJECT_ROOT
@@ -124,19 +128,58 @@ def heldout_on_topic(quality: dict[str, Any] | None) -> float | None:
     return round(sum(rate * n for rate, n in pairs) / total, 3) if total else None
 
 
+def e2e_of(paths: Sequence[Path], mode: str = "exclusive") -> dict[str, Any]:
+    """`benchmarks.e2e_bench` runs of one LLM, their turns of `mode` pooled: first token, first audio, answers."""
+    from benchmarks.e2e_bench import summarize
+
+    reports = [json.loads(path.read_text()) for path in paths]
+    summary = summarize([turn for report in reports for turn in report["turns"] if turn["mode"] == mode])
+    models = reports[0]["models"]
+    return {
+        "files": [str(path) for path in paths],
+        "commands": [report["command"] for report in reports],
+        "mode": mode,
+        "llm": models.get("candidate") or {"setting": models["llm"]},
+        "turns": summary["turns"],
+        "answered": summary["answered"],
+        "on_topic": summary["on_topic"],
+        "first_token": summary["first_token_s"],
+        "first_audio": summary["first_audio_s"],
+        "per_run": [
+            {
+                "file": str(path),
+                "first_audio_p50": (report["modes"][mode]["summary"].get("latency_s") or {}).get("p50"),
+                "loadavg_start": (report["machine"].get("loadavg_at_start") or [None])[0],
+                "loadavg_end": (report["modes"][mode].get("loadavg_after") or [None])[0],
+            }
+            for path, report in zip(paths, reports)
+        ],
+    }
+
+
+def latency_basis(rows: dict[str, dict[str, Any]]) -> str:
+    """`e2e` when every candidate went through the e2e bench, else `think_bench` (the streamed reply alone)."""
+    return "e2e" if all(row.get("e2e") for row in rows.values()) else "think_bench"
+
+
+def first_audio_p50(row: dict[str, Any], basis: str) -> float:
+    return float((row["e2e"] if basis == "e2e" else row)["first_audio"]["p50"])
+
+
 def choose_default(rows: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    base = rows[CURRENT_DEFAULT]["first_audio"]["p50"]
+    basis = latency_basis(rows)
+    base = first_audio_p50(rows[CURRENT_DEFAULT], basis)
     eligible = {
         name: row
         for name, row in rows.items()
-        if row["first_audio"]["p50"] <= LATENCY_LIMIT * base and row["heldout_on_topic"] is not None
+        if first_audio_p50(row, basis) <= LATENCY_LIMIT * base and row["heldout_on_topic"] is not None
     }
     if not eligible:
         return CURRENT_DEFAULT, "no quality results given (--quality): the current default stays"
     best = max(eligible, key=lambda name: (eligible[name]["heldout_on_topic"], name == CURRENT_DEFAULT))
     why = (
         f"best held-out on-topic rate ({eligible[best]['heldout_on_topic']}) among the candidates whose first-audio "
-        f"p50 is within {LATENCY_LIMIT}x of the current default's ({base:.2f} s in this run)"
+        f"p50 ({basis}) is within {LATENCY_LIMIT}x of the current default's ({base:.2f} s in this run)"
     )
     return best, why
 
@@ -158,7 +201,39 @@ def markdown(report: dict[str, Any]) -> str:
             f"{rate('tuning/single', '–')} / {rate('tuning/running', '–')} | {rate('heldout/single', '–')} / "
             f"{rate('heldout/running', '–')} | {q.get('transcript', '–')} |"
         )
-    return "\n".join(lines) + f"\n\nDefault: `{report['default']}`: {report['why']}.\n"
+    text = "\n".join(lines) + f"\n\nDefault: `{report['default']}`: {report['why']}.\n"
+    e2e = {**{n: r["e2e"] for n, r in report["candidates"].items() if r.get("e2e")}, **report.get("e2e_paths", {})}
+    return text + ("\n" + e2e_markdown(e2e) if e2e else "")
+
+
+def doc_link(path: str) -> str:
+    """A Markdown link to a result file, as it resolves from docs/ (where the tables are pasted)."""
+    parts = Path(path).parts
+    target = "/".join(parts[1:]) if parts[:1] == ("docs",) else path
+    return f"[{Path(path).name}]({target})"
+
+
+def e2e_markdown(runs: dict[str, dict[str, Any]]) -> str:
+    """The e2e runs side by side, each run's first audio p50 as a ratio to the current default's."""
+    base = (runs.get(CURRENT_DEFAULT) or {}).get("first_audio") or {}
+    lines = [
+        "| run | LLM (profile, backend) | answered | on topic | first token p50 | first audio p50 (p95) | "
+        f"first audio p50 / {CURRENT_DEFAULT}'s | per run: first audio p50 (load average at start → end) | JSON |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in runs.items():
+        llm, token, audio = run["llm"], run["first_token"] or {}, run["first_audio"] or {}
+        ratio = f"{audio['p50'] / base['p50']:.2f}" if audio and base else "–"
+        per_run = "; ".join(
+            f"{r['first_audio_p50']:.2f} s ({r['loadavg_start']:.1f} → {r['loadavg_end']:.1f})" for r in run["per_run"]
+        )
+        lines.append(
+            f"| {name} | `{llm.get('setting')}` ({llm.get('profile', '?')}, {llm.get('backend', '?')}) | "
+            f"{run['answered']} / {run['turns']} | {run['on_topic']} / {run['turns']} | "
+            f"{token.get('p50', float('nan')):.2f} s | {audio.get('p50', float('nan')):.2f} s "
+            f"({audio.get('p95', float('nan')):.2f}) | {ratio} | {per_run} | {', '.join(map(doc_link, run['files']))} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
@@ -167,6 +242,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds over all candidates (alternating)")
     parser.add_argument("--runs", type=int, default=6, help="timed replies per candidate per round")
     parser.add_argument("--quality", action="append", default=[], metavar="PRESET=JSON", help="a quality_bench result")
+    parser.add_argument(
+        "--e2e",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="an e2e_bench result (NAME: a candidate or a path)",
+    )
     parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
     parser.add_argument(
         "--measured",
@@ -183,12 +265,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if CURRENT_DEFAULT not in names:
         parser.error(f"the current default ({CURRENT_DEFAULT}) must be among the candidates: latency is relative to it")
     qualities = {k: quality_of(Path(v)) for k, v in (q.split("=", 1) for q in args.quality)}
+    e2e_files: dict[str, list[Path]] = {}
+    for name, path in (q.split("=", 1) for q in args.e2e):
+        e2e_files.setdefault(name, []).append(Path(path))
+    e2e = {name: e2e_of(paths) for name, paths in e2e_files.items()}
     started = time.monotonic()
     machine = machine_info()
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     if args.measured:
         earlier = json.loads(Path(args.measured).read_text())
-        runs, machine = earlier["runs"], {**earlier["machine"], "measured_by": earlier["command"]}
+        runs, machine = earlier["runs"], {"measured_by": earlier["command"], **earlier["machine"]}
         args.rounds, args.runs, started = earlier["rounds"], earlier["runs_per_round"], started - earlier["wall_s"]
     else:
         for _ in range(args.rounds):
@@ -210,6 +296,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             "example_replies": last["example_replies"],
             "quality": qualities.get(name),
             "heldout_on_topic": heldout_on_topic(qualities.get(name)),
+            "e2e": e2e.get(name),
         }
     default, why = choose_default(rows)
     report = {
@@ -222,6 +309,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "default": default,
         "why": why,
         "rule": f"best held-out on-topic rate whose first-audio p50 is within {LATENCY_LIMIT}x of {CURRENT_DEFAULT}'s",
+        "latency_basis": latency_basis(rows),
+        "e2e_paths": {name: run for name, run in e2e.items() if name not in rows},
         "wall_s": round(time.monotonic() - started, 1),
         "runs": runs,
     }

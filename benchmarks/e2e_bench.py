@@ -1,6 +1,7 @@
 """End of a member's speech → the bot's first audio at the Discord edge, per turn, and what that audio said.
 
     .venv/bin/python -m benchmarks.e2e_bench [--turns 12] [--modes exclusive,pipelined,baseline] [--out out/bench]
+                                             [--llm preset:gemma3-270m | --llama-server embedded] [--profile large]
 
 The same scripted conversations (`simulator.scripted`: simulated members speaking in real time over
 RTP + DAVE + Opus to a real ChorusBot that joined through /join) run once per mode, each on a fresh bot
@@ -22,7 +23,12 @@ over all answered turns and over the on-topic ones: a fast non-answer is no answ
 Latency of a turn = true end of speech (send time of the member's last voiced packet) → first voiced bot
 packet decoded by the member. Each stage is reported in seconds after the true end of speech: speech_end
 (VAD) → vad_end → final transcript → request → first_token → first_fragment → first_audio (TTS) →
-first_packet (sent) → heard (at the member). A first line per mode warms the models up (not counted).
+first_packet (sent) → heard (at the member). A first line per mode warms the models up (not counted). Each turn
+and each mode's summary carry ``first_token_s`` (the LLM's first token) and ``first_audio_s`` (the turn's
+latency: the first voiced bot packet at the member).
+
+The LLM is the bot's (`LLM_*` from the environment) or a candidate named with --llm / --profile, or one served by
+llama.cpp's server with --llama-server (`benchmarks.e2e_llm`); the report's ``models.candidate`` says which.
 Prints one JSON object (also written to out/bench/e2e.json) and draws out/bench/e2e.png.
 """
 
@@ -33,17 +39,15 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from runtime.settings import PROJECT_ROOT, Settings, load_settings
-from brain.llm import default_llm_threads
+from benchmarks.e2e_llm import add_llm_options, chosen_llm, models_info
+from benchmarks.report import DEFAULT_PACKAGES, machine_info, stats
 from benchmarks.quality_checks import CheckResult, ReplyContext, check_reply, rates
 from benchmarks.e2e_intervals import GOAL_P50_S, INTERVALS, turn_intervals
 from benchmarks.quality_corpus import Rubric, load_corpus
@@ -178,26 +182,14 @@ def turn_rows(
                 "reply": reply,
                 "reply_kind": f"{answer.kind}: {answer.reason}" if answer else "",
                 "latency_s": turn.latency_s,
+                "first_token_s": answer.stages_s.get("first_token") if answer else None,
+                "first_audio_s": turn.latency_s,  # the first voiced bot packet at the member
                 "stages_s": answer.stages_s if answer else {},
                 "quality": quality,
                 "other_lines": [f"{r.kind}/{r.outcome}" for r in turn.replies if r is not answer],
             }
         )
     return rows
-
-
-def stats(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    arr = np.asarray(values, dtype=float)
-    return {
-        "p50": round(float(np.percentile(arr, 50)), 3),
-        "p95": round(float(np.percentile(arr, 95)), 3),
-        "mean": round(float(arr.mean()), 3),
-        "min": round(float(arr.min()), 3),
-        "max": round(float(arr.max()), 3),
-        "n": int(arr.size),
-    }
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -212,6 +204,8 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "on_topic": len(on_topic),
         "latency_s": stats([r["latency_s"] for r in answered]),
         "latency_on_topic_s": stats([r["latency_s"] for r in on_topic]),
+        "first_token_s": stats([r["stages_s"]["first_token"] for r in answered if "first_token" in r["stages_s"]]),
+        "first_audio_s": stats([r["latency_s"] for r in answered]),  # the latency, named as the candidates table has it
         "quality": rates(
             [CheckResult(passed=r["quality"]["checks"], why={}) for r in checked]
         ),  # over every timed turn (an unanswered one fails)
@@ -222,58 +216,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             name: stats([t1 - t0 for r in answered for j, t0, t1 in turn_intervals(r["stages_s"]) if j == i])
             for i, (name, _a, _b) in enumerate(INTERVALS)
         },
-    }
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    from importlib.metadata import PackageNotFoundError, version
-
-    for package in (
-        "discord.py",
-        "davey",
-        "faster-whisper",
-        "ctranslate2",
-        "llama_cpp_python",
-        "piper-tts",
-        "onnxruntime",
-        "RealtimeTTS",
-    ):
-        try:
-            info[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return info
-
-
-def models_info(settings: Settings) -> dict[str, Any]:
-    from runtime.models import embedded_gguf_path, embedded_piper_voice, embedded_whisper_path
-
-    def name(fn: Any) -> str:
-        try:
-            value = fn()
-            return Path(value[0] if isinstance(value, tuple) else value).name
-        except Exception as exc:  # a missing model is reported, not fatal to the report
-            return f"unavailable ({exc})"
-
-    return {
-        "stt": f"faster-whisper {settings.stt_model} ({name(embedded_whisper_path) if settings.stt_model == 'embedded' else settings.stt_model}, tiny.en) {settings.stt_compute_type}",
-        "vad": "silero VAD (ONNX)",
-        "llm": f"{settings.llm_backend}: {name(embedded_gguf_path) if settings.llm_model == 'embedded' else settings.llm_model}",
-        "tts": f"piper in-process ({name(embedded_piper_voice)})",
-        "llm_threads": settings.llm_threads or default_llm_threads(),
     }
 
 
@@ -314,44 +256,11 @@ async def run_mode(
     return out
 
 
-async def main_async(argv: list[str] | None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--turns",
-        type=int,
-        default=12,
-        help="timed turns per mode (about two thirds in the group, one third alone; each after a warm-up line)",
-    )
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: exclusive, pipelined, baseline")
-    parser.add_argument("--baseline-end-silence-ms", type=int, default=BASELINE_END_SILENCE_MS)
-    parser.add_argument(
-        "--reply-timeout",
-        type=float,
-        default=120.0,
-        help="seconds to wait for a reply before a turn counts as unanswered",
-    )
-    parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
-    parser.add_argument("--no-plot", action="store_true")
-    args = parser.parse_args(argv)
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        parser.error(f"unknown mode(s): {', '.join(unknown)}")
-    base = load_settings(
-        env={k: v for k, v in os.environ.items() if k.startswith(("LLM_", "TTS_", "STT_"))}, env_file=None
-    )
-    report: dict[str, Any] = {
-        "benchmark": "e2e_bench: true end of a member's speech -> the bot's first voiced packet at the member (loopback Discord voice)",
-        "command": " ".join(
-            [".venv/bin/python", "-m", "benchmarks.e2e_bench", *(argv if argv is not None else sys.argv[1:])]
-        ),
-        "machine": machine_info(),
-        "models": models_info(base),
-        "goal": {"p50_latency_s": GOAL_P50_S, "seed_style_p50_s_reported": 2.6},
-        "modes": {},
-    }
+async def run_modes(
+    base: Settings, modes: Sequence[str], args: argparse.Namespace, report: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Each mode in turn (its summary into `report["modes"]`): the rows of every turn."""
     rows: list[dict[str, Any]] = []
-    started = time.monotonic()
     from conversation.persona_library import PersonaLibrary
 
     persona = PersonaLibrary.load(base.personas_dir).get(base.default_persona)
@@ -373,6 +282,49 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
             "summary": summarize(mode_rows),
             "files": {room["room"]: room["result"].files for room in rooms},
         }
+    return rows
+
+
+async def main_async(argv: list[str] | None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--turns",
+        type=int,
+        default=12,
+        help="timed turns per mode (about two thirds in the group, one third alone; each after a warm-up line)",
+    )
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: exclusive, pipelined, baseline")
+    parser.add_argument("--baseline-end-silence-ms", type=int, default=BASELINE_END_SILENCE_MS)
+    parser.add_argument(
+        "--reply-timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for a reply before a turn counts as unanswered",
+    )
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "out" / "bench"))
+    parser.add_argument("--no-plot", action="store_true")
+    add_llm_options(parser)
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s): {', '.join(unknown)}")
+    env = load_settings(
+        env={k: v for k, v in os.environ.items() if k.startswith(("LLM_", "TTS_", "STT_"))}, env_file=None
+    )
+    started = time.monotonic()
+    with chosen_llm(env, args) as base:
+        report: dict[str, Any] = {
+            "benchmark": "e2e_bench: true end of a member's speech -> the bot's first voiced packet at the member (loopback Discord voice)",
+            "command": " ".join(
+                [".venv/bin/python", "-m", "benchmarks.e2e_bench", *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "machine": machine_info((*DEFAULT_PACKAGES, "RealtimeTTS")),
+            "models": models_info(base, args.llama_server),
+            "goal": {"p50_latency_s": GOAL_P50_S, "seed_style_p50_s_reported": 2.6},
+            "modes": {},
+        }
+        rows = await run_modes(base, modes, args, report)
     report["turns"] = rows
     p50 = {m: (report["modes"][m]["summary"]["latency_s"] or {}).get("p50") for m in modes}
     if p50.get("baseline"):
@@ -380,6 +332,7 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
             m: round(p50["baseline"] / v, 2) for m, v in p50.items() if m != "baseline" and v
         }
     report["latency_p50_s"] = p50
+    report["first_token_p50_s"] = {m: (report["modes"][m]["summary"]["first_token_s"] or {}).get("p50") for m in modes}
     report["on_topic_rate"] = {m: report["modes"][m]["summary"]["quality"].get("on_topic_rate") for m in modes}
     report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report["wall_s"] = round(time.monotonic() - started, 1)

@@ -459,13 +459,9 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.llama_server:
-            from simulator.llama_server import LlamaServer
-            from runtime.models import resolve_gguf
+            from simulator.llama_server import served
 
-            gguf = resolve_gguf(args.llama_server)
-            alias = gguf.stem.lower()
-            server = stack.enter_context(LlamaServer(gguf, alias=alias, n_ctx=settings.llm_context))
-            settings = settings.replace(llm_backend="openai", llm_base_url=server.url, llm_model=alias)
+            settings = stack.enter_context(served(settings, args.llama_server))
         bench = make_bench(settings, args.seed, profile=args.profile, changes=args.set)
         results = await run(bench, parts, modes, args.limit, args.samples)
     report: dict[str, Any] = {

@@ -3,10 +3,13 @@ benchmarks that go through `LLM_BACKEND=openai`.
 
     with LlamaServer(gguf_path, alias="smollm2-135m") as server:
         settings = settings.replace(llm_backend="openai", llm_base_url=server.url, llm_model=server.alias)
+
+or, from an `LLM_MODEL` setting (`embedded`, `preset:<name>`, a path): `with served(settings, "embedded") as settings:`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
 import subprocess
@@ -14,6 +17,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
+
+from runtime.settings import Settings
 
 
 def free_port() -> int:
@@ -108,3 +114,15 @@ class LlamaServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+@contextlib.contextmanager
+def served(settings: Settings, model: str, *, threads: int | None = None) -> Iterator[Settings]:
+    """A server on the GGUF that `model` (an `LLM_MODEL` setting: `embedded`, `preset:<name>`, a path) names, and
+    `settings` pointed at it: `LLM_BACKEND=openai`, its URL, the model's alias (its file name, lower case)."""
+    from runtime.models import resolve_gguf
+
+    gguf = resolve_gguf(model)
+    alias = gguf.stem.lower()
+    with LlamaServer(gguf, alias=alias, n_ctx=settings.llm_context, threads=threads) as server:
+        yield settings.replace(llm_backend="openai", llm_base_url=server.url, llm_model=alias)
