@@ -348,12 +348,13 @@ class ReplyRun:
     def _speak_fragment(self, tts: TtsEngine, frag: Fragment | HoldingLine) -> None:
         first, holding = True, isinstance(frag, HoldingLine)
         slot = functools.partial(self.r.scheduler.hold, "tts", owner=self.owner, cancel=self.cancel_event)
-
-        self._mark("holding_asked" if holding else "tts_asked")
+        if not holding:
+            self._mark("tts_asked")
         with contextlib.nullcontext() if holding else slot():  # a holding line takes the slot only to synthesize
-            if not holding and "tts_slot" not in self.result.timings and self._stale():
-                return
-            self._mark("holding_slot" if holding else "tts_slot")
+            if not holding:
+                if "tts_slot" not in self.result.timings and self._stale():
+                    return
+                self._mark("tts_slot")
             chunks = self.r.holding.chunks(tts, frag.text, slot, self.cancel_event) if holding else None
             for pcm, rate in chunks or tts.synthesize(frag.text, self.cancel_event):
                 if self.cancel_event.is_set():
