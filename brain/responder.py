@@ -146,7 +146,8 @@ class Responder:
                         started = time.monotonic()
                         for _ in stream:
                             pass
-                    record_stage_time(PREFILL_STAGE, str(group), started - asked, time.monotonic() - started)
+                    if group is not None:  # a guild's prefill (a warm-up is none)
+                        record_stage_time(PREFILL_STAGE, str(group), started - asked, time.monotonic() - started)
                 finally:
                     close = getattr(stream, "close", None)
                     if close is not None:
