@@ -8,12 +8,14 @@ segment when it ended moments before: what they said before a pause is part of t
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from audio.end_of_turn import SmartTurn
+from audio.end_of_turn import SmartTurn, TurnEstimate
 from audio.types import STT_RATE
 from audio.vad import Segment
 
@@ -42,7 +44,7 @@ class PauseJudge:
         if previous is not None and 0.0 <= seg.start_t - previous[0] <= TURN_CONTEXT_GAP_S:
             gap = np.zeros(int(min(seg.start_t - previous[0], TURN_CONTEXT_PAUSE_S) * STT_RATE), dtype=np.float32)
             audio = np.concatenate((previous[1], gap, audio[seg.onset_sample :]))
-        return _JUDGE.submit(self.model.estimate, audio[-int(TURN_CONTEXT_S * STT_RATE) :])
+        return _JUDGE.submit(_timed, self.model, audio[-int(TURN_CONTEXT_S * STT_RATE) :], time.monotonic())
 
     def judged(self, future: Future) -> None:
         """A judgement's done-callback: count it, or log the model's failure (the pause goes on without it)."""
@@ -64,6 +66,33 @@ class PauseJudge:
 
     def forget(self, user_id: int) -> None:
         self._previous.pop(user_id, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A judgement with its times (monotonic): asked (at the pause), started on the end-of-turn thread, done."""
+
+    probability: float
+    compute_s: float
+    asked: float
+    started: float
+    done: float
+
+
+def _timed(model: SmartTurn, audio: np.ndarray, asked: float) -> Judgement:
+    started = time.monotonic()
+    estimate: TurnEstimate = model.estimate(audio)
+    return Judgement(estimate.probability, estimate.compute_s, asked, started, time.monotonic())
+
+
+def judged_times(future: Future | None) -> dict[str, float]:
+    """The trace marks of a finished judgement (`runtime.stage_times`: eot_asked, eot_start, eot_done), else {}."""
+    if future is None or not future.done() or future.cancelled() or future.exception() is not None:
+        return {}
+    judged = future.result()
+    if not isinstance(judged, Judgement):
+        return {}
+    return {"eot_asked": judged.asked, "eot_start": judged.started, "eot_done": judged.done}
 
 
 def judged_probability(future: Future | None, *, wait: bool = True) -> float | None:

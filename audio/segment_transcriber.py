@@ -32,7 +32,7 @@ import numpy as np
 from audio.doubted_words import DoubtedWords
 from audio.end_of_turn import SmartTurn
 from audio.final_name_look import FinalNameLook, NameLookFor
-from audio.pause_judge import PauseJudge, judged_probability
+from audio.pause_judge import PauseJudge, judged_probability, judged_times
 from audio.segment_turn import SegmentTurn
 from audio.stt_result import SttResult
 from audio.stt_scheduler import PartialSource, SttJob, SttScheduler
@@ -358,10 +358,13 @@ class SegmentTranscriber:
             "speech_start": seg.start_t,
             "speech_end": turn.speech_end_t,
             "vad_end": turn.ended_t,
+            "stt_queued": job.submitted,
             "stt_start": job.started,
             "stt_done": job.finished,
         }
         end_of_turn = self._current_end_of_turn(turn)
+        if end_of_turn is not None:
+            timings.update(judged_times(turn.end_of_turn))  # the judgement of the pause that ended the turn
         if self._name_look.started(seg, result, timings, end_of_turn):  # it sends the final when done
             return
         self._send(seg.user_id, result, seg.start_t, turn.speech_end_t, True, timings, end_of_turn)

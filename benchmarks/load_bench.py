@@ -18,7 +18,10 @@ Per guild count it reports:
 * ``shed``: work dropped by reason (STT backlog and stale partials, prefills preempted or superseded, captions,
   packets the receive path dropped, by reason), and the prefill and model-priority counters;
 * ``process``: the bot process's CPU (seconds and average cores), RSS, threads (by role), file
-  descriptors and asyncio tasks; ``world``: the world process's CPU.
+  descriptors and asyncio tasks; ``world``: the world process's CPU over the same time (the simulated members:
+  their lines are synthesized before the clock starts, so this is Opus, DAVE and their hearing of the bot);
+* ``queue`` (`benchmarks.queue_report`): per stage and per guild, the time waiting for a model vs computing; the
+  prefills and model slots from the scheduler's records; ``admission``: what replies that waited too long did.
 
 ``capacity_guilds``: the most guilds with latency p95 <= 1.5 s and every question answered that chorus heard as
 one (its transcript names the bot; a name Whisper misheard is counted apart, ``misheard_name``: it does not
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from benchmarks.process_stats import Sampler
+from benchmarks.queue_report import admission_summary, scheduler_breakdown, stage_breakdown
 from benchmarks.report import command_line, machine_info, stats, write_json
 from runtime.settings import PROJECT_ROOT, load_settings
 from conversation.addressing import NameMatcher
@@ -194,11 +198,20 @@ async def run_one(n_guilds: int, lines: int, seed: int, reply_timeout_s: float, 
                 for guild, script in zip(run.guilds, scripts)
             )
         )
+        wall = time.monotonic() - t0
         await sampler.stop()
         process = sampler.summary()  # while the sessions still run: their threads are live
         world_cpu = (await run.world.usage())["cpu_s"] - world_cpu_before
         shed = shed_summary(run)
-    return summarize(n_guilds, results, process, shed, world_cpu)
+        scheduler = getattr(run.guilds[0].session.responder, "scheduler", None) if run.guilds else None
+        slots = scheduler_breakdown(
+            scheduler.intervals() if scheduler is not None else [], t0, [g.guild_id for g in run.guilds]
+        )
+    report = summarize(n_guilds, results, process, shed, world_cpu)
+    report["world"] = {"cpu_s": round(world_cpu, 1), "cpu_cores": round(world_cpu / wall, 2) if wall > 0 else None}
+    report["queue"] = {**stage_breakdown([[t for t, _ in g] for g in results]), **slots}
+    report["admission"] = admission_summary([t for g in results for t, _ in g])
+    return report
 
 
 def summarize(

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Protocol
 import numpy as np
 
 from bot.prefill import ReplyPrefill
+from brain.reply_result import ReplyResult
 from bot.turn_sink import TurnSink, TurnTrace, history_lines
 from bot.voice_output import VoiceOutput
 from conversation.bot_turn import BotTurn
@@ -90,6 +91,8 @@ class LineRunner:
         self._names_kw = _accepts(responder.respond, "member_names")  # stop strings for everyone present
         self._script = script  # the words of a line spoken as written (the notice, a greeting), else None
         self._script_kw = _accepts(responder.respond, "script")
+        self._result_kw = _accepts(responder.respond, "result")  # the reply's timings, readable after a cancel
+        self._progress: ReplyResult | None = None
         self.traces: deque[TurnTrace] = deque(maxlen=MAX_TRACES)
         self._turn_task: asyncio.Task | None = None
         self._sink: TurnSink | None = None
@@ -214,6 +217,8 @@ class LineRunner:
             )
             if script is not None and self._script_kw:
                 extra["script"] = script
+            if self._result_kw:
+                extra["result"] = self._progress = ReplyResult()
             scheduler = getattr(self.responder, "scheduler", None)  # a reply: background LLM work gives way
             foreground = scheduler.foreground(self.guild_id) if scheduler is not None else contextlib.nullcontext()
             with foreground:
@@ -297,6 +302,7 @@ class LineRunner:
         self._sink = None
         self._turn_task = None
         self._trace = None
+        self._progress = None
         self._poke()
         return line
 
@@ -320,6 +326,8 @@ class LineRunner:
         if self._trace is not None:
             self._trace.outcome = "interrupted" if speaking else "discarded"
             self._trace.times["yielded"] = self.clock.now()
+            for key, value in (self._progress.timings if self._progress is not None else {}).items():
+                self._trace.times.setdefault(key, value)  # how far the reply got, for its stage times
         log.info("guild %s: yielding (%s); %.2f s played, %.2f s dropped", self.guild_id, reason, played, dropped)
         self._finish(
             turn, discard=discard or not speaking, seconds_played=played if speaking else None, interrupted=speaking

@@ -1,6 +1,7 @@
 """What a `brain.responder.Responder` needs of the settings: a reply's token limits, the LLM's options (for the
-prompt profile when the backend carries none) and the loader of a persona's voice. Built from the settings by the
-caller (`cogs.prompter`, a benchmark); the responder never sees the rest of them."""
+prompt profile when the backend carries none), the loader of a persona's voice and the bounds of a reply's wait
+for the model (`brain.admission`). Built from the settings by the caller (`cogs.prompter`, a benchmark); the
+responder never sees the rest of them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 from audio.tts import TtsEngine
 from audio.tts_factory import load_voice
+from brain.admission import Admission
 from brain.llm_options import LlmOptions
 
 VoiceLoader = Callable[[Any], TtsEngine]  # a persona's voice spec → its TTS engine (blocking; may fall back)
@@ -21,6 +23,7 @@ class ReplyOptions:
     context_tokens: int  # LLM_CONTEXT: prompt and reply together
     llm: LlmOptions
     voice: VoiceLoader
+    admission: Admission = Admission()  # REPLY_HOLD_AFTER_S, REPLY_DROP_AFTER_S
 
     @classmethod
     def from_settings(cls, settings: Any, *, voice: VoiceLoader | None = None) -> "ReplyOptions":
@@ -30,4 +33,5 @@ class ReplyOptions:
             context_tokens=settings.llm_context,
             llm=LlmOptions.from_settings(settings),
             voice=voice or partial(load_voice, settings),
+            admission=Admission.from_settings(settings),
         )

@@ -10,19 +10,23 @@ while TTS speaks. `ReplyResult` is what a reply produced, `ReplySink` where it g
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import itertools
 import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from audio.tts import TtsEngine, trim_leading_silence
+from conversation.greeting import holding_line
 from runtime.scheduler import SchedulerCancelled
+from brain.admission import DROP, SHORT, HoldingLine, ModelWait, first_item
+from brain.reply_result import ReplyResult, ReplySink
 from brain.budget import ReplyBudget
 from brain.chunker import Fragment
 from brain.clean import SpeechCleaner
@@ -38,44 +42,6 @@ _reply_ids = itertools.count(1)
 EMPTY_REPLY_ATTEMPTS = 3  # samples of a reply that came out with nothing to say (the last one may repeat itself)
 SAID_BEFORE_LINES = 6  # the bot's own last lines a reply may not repeat
 RETRY_TEMPERATURE = 0.9  # at least this for another sample (the same temperature 0 would repeat itself)
-
-
-class ReplySink(Protocol):
-    """Where a reply goes. Called on the event loop thread, in order; never after a cancel.
-
-    `text(fragment)` comes right before the first audio of that fragment; `done()` once at
-    the end of a reply that was not cancelled (also after an error, with what was spoken).
-    """
-
-    def audio(self, pcm: np.ndarray, rate: int) -> None: ...
-
-    def text(self, fragment: str) -> None: ...
-
-    def done(self) -> None: ...
-
-
-@dataclass
-class ReplyResult:
-    """What a reply produced. Filled as it goes (pass one in to read it after a cancel)."""
-
-    text: str = ""  # cleaned text the LLM produced (within the persona's limits)
-    spoken_text: str = ""  # fragments whose audio was handed to the sink in full
-    fragments: list[str] = field(default_factory=list)
-    raw_text: str = ""  # what the model wrote, before cleaning (up to a stop)
-    audio_seconds: float = 0.0
-    stop_reason: str = ""  # end | limit | other_speaker | cancelled | error
-    attempts: int = 0  # samples taken: more than one when a sample had nothing speakable
-    error: str | None = None
-    cancelled: bool = False
-    tts_engine: str = ""
-    timings: dict[str, float] = field(
-        default_factory=dict
-    )  # request, first_token, first_fragment, first_audio, done, ...
-
-    def latency(self, stage: str, since: str = "request") -> float | None:
-        if stage in self.timings and since in self.timings:
-            return self.timings[stage] - self.timings[since]
-        return None
 
 
 _END = object()
@@ -121,6 +87,7 @@ class ReplyRun:
         self.tts_ready = threading.Event()
         self.voice_started = False  # (speaker thread) the reply's first audio went out
         self.repaired = False  # (thinker) the screen dropped a piece the model slipped into
+        self.model_wait = ModelWait(responder.admission, time.monotonic(), self._hold)  # (thinker) brain.admission
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -199,6 +166,7 @@ class ReplyRun:
             max_sentences=getattr(self.persona, "max_reply_sentences", None),
         )
         temperature: float | None = None
+        self.model_wait.asked_at = self.result.timings.get("request", self.model_wait.asked_at)
         for attempt in range(1, EMPTY_REPLY_ATTEMPTS + 1):
             self.result.attempts = attempt
             last = attempt == EMPTY_REPLY_ATTEMPTS  # the last sample may repeat: better than silence
@@ -206,7 +174,7 @@ class ReplyRun:
             if sampling.avoid_words:
                 sampling = sampling.replace(avoid_words=words_to_avoid(sampling.avoid_words, latest_member_line))
             reason = self._generate(messages, instructions, [] if last else said_before, budget, sampling)
-            if self.cancel_event.is_set() or self.emitted_count or reason not in ("end", "other_speaker"):
+            if self.cancel_event.is_set() or self.result.fragments or reason not in ("end", "other_speaker"):
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
             # a member who asked would get silence. llama.cpp reuses the evaluated prompt: another sample is cheap.
@@ -246,7 +214,20 @@ class ReplyRun:
         reason = "end"
         try:
             token: str | None
-            pending = first_item(stream)  # waits for the model itself, outside any scheduler slot
+            asked = time.monotonic()
+            self._mark("llm_asked")
+            with self.model_wait.waiting():  # a holding line if the model, or its first slot, is long in coming
+                pending = first_item(stream)  # the model itself, outside any scheduler slot
+                verdict = self.model_wait.verdict()
+                if verdict == DROP:  # its question has grown old: no late answer
+                    self._mark("dropped_stale")
+                    return "stale"
+                slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event, asked=asked)
+                slot.__enter__()  # its record covers the wait for the model itself
+            self._mark("llm_slot")
+            if verdict == SHORT and (budget.max_sentences or 2) > 1:
+                budget.max_sentences = 1  # frees the model sooner for the replies waiting behind it
+                self._mark("shortened")
             while not self.cancel_event.is_set():
                 if slot is None:
                     slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event)
@@ -321,6 +302,25 @@ class ReplyRun:
             self.emitted_count += 1
         self.fragments.put(frag)
 
+    def _hold(self) -> None:
+        """(A timer thread) Still waiting for the model past the hold bound: a holding line goes out first."""
+        if self.cancel_event.is_set():
+            return
+        self._mark("holding_line")
+        with self.spoken:
+            self.emitted_count += 1
+        self.fragments.put(HoldingLine(holding_line(self.persona)))
+
+    def _stale(self) -> bool:
+        """(Speaker) The reply queued past the hold bound (its holding line was said) and its first words would
+        come past the drop bound: it is dropped. Slow compute alone never drops a reply, nor drops one silently."""
+        if not self.model_wait.held or self.model_wait.verdict() != DROP:
+            return False
+        self._mark("dropped_stale")
+        self.result.stop_reason = "stale"
+        self.cancel_event.set()  # the thinker stops; a holding line already said stays said
+        return True
+
     def _wait_spoken(self) -> None:
         with self.spoken:
             while self.spoken_count < self.emitted_count and not self.cancel_event.is_set():
@@ -345,27 +345,35 @@ class ReplyRun:
                 self.spoken_count = max(self.spoken_count, self.emitted_count)
                 self.spoken.notify_all()
 
-    def _speak_fragment(self, tts: TtsEngine, frag: Fragment) -> None:
-        first = True
-        with self.r.scheduler.hold("tts", owner=self.owner, cancel=self.cancel_event):
-            for pcm, rate in tts.synthesize(frag.text, self.cancel_event):
+    def _speak_fragment(self, tts: TtsEngine, frag: Fragment | HoldingLine) -> None:
+        first, holding = True, isinstance(frag, HoldingLine)
+        slot = functools.partial(self.r.scheduler.hold, "tts", owner=self.owner, cancel=self.cancel_event)
+        if not holding:
+            self._mark("tts_asked")
+        with contextlib.nullcontext() if holding else slot():  # a holding line takes the slot only to synthesize
+            if not holding:
+                if "tts_slot" not in self.result.timings and self._stale():
+                    return
+                self._mark("tts_slot")
+            chunks = self.r.holding.chunks(tts, frag.text, slot, self.cancel_event) if holding else None
+            for pcm, rate in chunks or tts.synthesize(frag.text, self.cancel_event):
                 if self.cancel_event.is_set():
                     return
                 if not self.voice_started:  # the reply's first sound goes out at once
                     pcm = trim_leading_silence(pcm, rate)
                     self.voice_started = True
-                self.loop.call_soon_threadsafe(self._deliver, pcm, rate, frag.text if first else None)
+                self.loop.call_soon_threadsafe(self._deliver, pcm, rate, frag.text if first else None, holding)
                 first = False
         if not self.cancel_event.is_set() and not first:
             self.loop.call_soon_threadsafe(self._delivered_fragment, frag.text)
 
-    def _deliver(self, pcm: np.ndarray, rate: int, fragment: str | None) -> None:
+    def _deliver(self, pcm: np.ndarray, rate: int, fragment: str | None, holding: bool = False) -> None:
         """On the loop thread: hand one chunk to the sink (never after a cancel)."""
         if self.cancelled:
             return
         if fragment is not None:
             self.sink.text(fragment)
-        self._mark("first_audio")
+        self._mark("holding_audio" if holding else "first_audio")
         self.result.audio_seconds += len(pcm) / rate
         self.sink.audio(pcm, rate)
 
@@ -385,11 +393,3 @@ def _sampling_kwargs(llm: Any, sampling: Any) -> dict[str, Any]:
     if "sampling" in params:
         return {"sampling": sampling}
     return {"temperature": sampling.temperature}
-
-
-def first_item(stream: Any) -> str | None:
-    """Advance a backend stream to its ready marker (""); a non-empty first item is kept as a token."""
-    first = next(stream, None)
-    if first is None:
-        return None
-    return first or None

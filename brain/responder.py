@@ -28,8 +28,12 @@ from brain.llm import LlmBackend
 from brain.profile import ModelProfile, profile_for
 from brain.reply_options import ReplyOptions, VoiceLoader
 from brain.prompt import HistoryLine, as_history_line, build_messages
-from brain.reply_run import SAID_BEFORE_LINES, ReplyResult, ReplyRun, ReplySink, first_item
+from brain.admission import HoldingVoice, first_item
+from brain.reply_run import SAID_BEFORE_LINES, ReplyResult, ReplyRun, ReplySink
+from conversation.greeting import holding_lines
 from conversation.text_words import normalize
+from runtime.metrics import record_stage_time
+from runtime.stage_times import PREFILL_STAGE
 
 __all__ = ["Responder", "ReplyOptions", "ReplyResult", "ReplySink", "SAID_BEFORE_LINES"]
 
@@ -65,6 +69,8 @@ class Responder:
         # not pull the next ones down. Keyed by normalized text; bounded.
         self._flawed: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._flawed_lock = threading.Lock()
+        self.admission = options.admission  # a reply that waits too long for the model (brain.admission)
+        self.holding = HoldingVoice()  # the audio of holding lines, per voice
 
     @classmethod
     def from_settings(
@@ -84,8 +90,15 @@ class Responder:
         return self.options.voice(getattr(persona, "voice", None))
 
     def warm_up(self, persona: Any) -> None:
-        """Blocking (run in a thread): load the persona's voice and put its prompt prefix in the LLM's cache."""
-        self.tts_for(persona)
+        """Blocking (run in a thread): load the persona's voice, synthesize its holding lines, and put its prompt
+        prefix in the LLM's cache."""
+        tts = self.tts_for(persona)
+        if self.admission.hold_after_s > 0:
+            for line in holding_lines(persona):
+                for _ in self.holding.chunks(
+                    tts, line, lambda: self.scheduler.hold("tts", owner="warm-up"), threading.Event()
+                ):
+                    pass
         self.prefill(persona, [])
 
     @property
@@ -120,16 +133,21 @@ class Responder:
         cancel = cancel or threading.Event()
         messages = self.build_prompt(persona, history, situation, memory=memory)
         asked = time.monotonic()
+        owner = f"prefill-{group}"
         try:
-            with self.scheduler.background(None, owner=f"prefill-{group}", quiet_s=0.0, group=group, preempt=cancel):
+            with self.scheduler.background(None, owner=owner, quiet_s=0.0, group=group, preempt=cancel):
                 if time.monotonic() - asked > PREFILL_WAITED_S and give_way is not None and give_way():
                     return "superseded"
                 stream = self.llm.stream(messages, max_tokens=1, stop=[], cancel=cancel)
                 try:
                     first_item(stream)  # waits for the model itself, outside any scheduler slot
-                    with self.scheduler.background_slot("llm", owner=f"prefill-{group}", preempt=cancel):
+                    # the record's wait: for quiet, then for the model (`runtime.stage_times.PREFILL_STAGE`)
+                    with self.scheduler.background_slot("llm", owner=owner, preempt=cancel, group=group, asked=asked):
+                        started = time.monotonic()
                         for _ in stream:
                             pass
+                    if group is not None:  # a guild's prefill (a warm-up is none)
+                        record_stage_time(PREFILL_STAGE, str(group), started - asked, time.monotonic() - started)
                 finally:
                     close = getattr(stream, "close", None)
                     if close is not None:
@@ -245,6 +263,8 @@ class Responder:
                 log.debug("reply %s: workers still winding down after cancel", reply.owner)
             raise
         reply.result.timings["done"] = time.monotonic()
+        if reply.result.stop_reason == "stale":  # dropped before its first words (brain.admission): none was said
+            reply.result.text, reply.result.fragments = "", []
         sink.done()
         return reply.result
 

@@ -1,4 +1,5 @@
-"""The bot's first words in a room: one of the persona's own greetings, names filled in, spoken as written.
+"""The bot's scripted lines: its first words in a room (one of the persona's own greetings, names filled in),
+and the holding line it says when its answer has to wait for busy models (`brain.admission`).
 
 A persona has a `greeting` and may have more (`greetings`: a TOML list, a Character Card's `first_mes` and
 `alternate_greetings`). Each join picks one at random, so the bot does not open every call the same way.
@@ -15,6 +16,8 @@ from typing import Any, Sequence
 USER_PLACEHOLDER = re.compile(r"\{\{\s*user\s*\}\}|<USER>", re.IGNORECASE)
 CHAR_PLACEHOLDER = re.compile(r"\{\{\s*char\s*\}\}|<BOT>", re.IGNORECASE)
 MAX_NAMED_LISTENERS = 3
+# Short on purpose: cheap to synthesize (and cached per voice), and no promise the bot may not keep.
+DEFAULT_HOLDING_LINES = ("One moment.", "Hmm, let me think.", "Just a sec.")
 
 
 def listeners_phrase(names: Sequence[str]) -> str:
@@ -44,3 +47,14 @@ def greeting_line(persona: Any, listeners: Sequence[str], rng: random.Random | N
     name = getattr(persona, "name", "")
     choices = greetings_of(persona) or (f"Hi everyone, {name} here!",)
     return fill_names((rng or random).choice(choices), name, listeners)
+
+
+def holding_lines(persona: Any) -> tuple[str, ...]:
+    """The persona's holding lines (`holding`), or plain ones."""
+    own = tuple(dict.fromkeys(h.strip() for h in (getattr(persona, "holding", ()) or ()) if h and h.strip()))
+    return own or DEFAULT_HOLDING_LINES
+
+
+def holding_line(persona: Any, rng: random.Random | None = None) -> str:
+    """One of the persona's holding lines, picked at random."""
+    return (rng or random).choice(holding_lines(persona))

@@ -81,6 +81,7 @@ class Persona:
     examples: tuple[Exchange, ...] = ()
     greetings: tuple[str, ...] = ()  # more greetings to pick from at random (a card's `alternate_greetings`)
     topics: tuple[str, ...] = ()  # conversation starters for a quiet room
+    holding: tuple[str, ...] = ()  # short lines said while its answer waits for busy models ("One sec.")
     max_reply_words: int = DEFAULT_MAX_WORDS
     max_reply_sentences: int = DEFAULT_MAX_SENTENCES
     voice: VoiceSpec = field(default_factory=VoiceSpec)

@@ -15,6 +15,11 @@ What is measured:
 * ``chorus_model_seconds{model}`` / ``chorus_model_wait_seconds{model}``: STT batches, LLM and TTS work slots
   (the models are shared by every guild of the process).
 * ``chorus_shed_total{guild,queue,reason}``: work a bounded queue dropped under load (`runtime.shedding.ShedLog`).
+* ``chorus_stage_wait_seconds{guild,stage}`` / ``chorus_stage_compute_seconds{guild,stage}``: per stage of a turn
+  (`runtime.stage_times`: STT, end of turn, LLM first token, TTS first audio; prefills as they run), the time it
+  waited for a model (its slot, or the model another guild's work held) and the time it computed.
+* ``chorus_admission_total{guild,reason}``: replies that waited too long for the model (`brain.admission`): a
+  holding line spoken, kept short, dropped because the question had grown old.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from typing import Any, Callable, Iterable, Mapping
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from runtime.stage_times import admission_reasons, stage_waits
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,14 @@ def record_model_time(model: str, seconds: float, waited: float | None = None) -
         metrics.model_seconds.labels(model).observe(seconds)
         if waited is not None:
             metrics.model_wait_seconds.labels(model).observe(waited)
+
+
+def record_stage_time(stage: str, guild: str, waited: float, computed: float) -> None:
+    """Report one stage's wait for a model and its compute (a prefill as it ends). A no-op while metrics are off."""
+    metrics = _active
+    if metrics is not None:
+        metrics.stage_wait_seconds.labels(guild, stage).observe(max(0.0, waited))
+        metrics.stage_compute_seconds.labels(guild, stage).observe(max(0.0, computed))
 
 
 def record_shed(guild: str, queue: str, reason: str, n: int = 1) -> None:
@@ -87,6 +102,11 @@ class GuildMetrics:
         end = times.get("first_packet", times.get("first_audio"))
         if start is not None and end is not None and end >= start:
             self._m.turn_seconds.labels(self.guild).observe(end - start)
+        for stage, (waited, computed) in stage_waits(times).items():
+            self._m.stage_wait_seconds.labels(self.guild, stage).observe(waited)
+            self._m.stage_compute_seconds.labels(self.guild, stage).observe(computed)
+        for reason in admission_reasons(times):
+            self._m.admission.labels(self.guild, reason).inc()
 
     def observe_stage(self, stage: str, seconds: float) -> None:
         self._m.stage_seconds.labels(self.guild, stage).observe(seconds)
@@ -161,6 +181,26 @@ class Metrics:
             ["guild", "queue", "reason"],
             registry=self.registry,
         )
+        self.stage_wait_seconds = Histogram(
+            "chorus_stage_wait_seconds",
+            "A stage of a turn waiting for a model (its slot, or the model held by other work)",
+            ["guild", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage_compute_seconds = Histogram(
+            "chorus_stage_compute_seconds",
+            "A stage of a turn computing, once it had the model (to its first result)",
+            ["guild", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.admission = Counter(
+            "chorus_admission",
+            "Replies that waited too long for the model, by what was done",
+            ["guild", "reason"],
+            registry=self.registry,
+        )
         self._guilds: dict[int, GuildMetrics] = {}
         self._lock = threading.Lock()
         self.registry.register(_ScrapeTimeCollector(self))
@@ -198,6 +238,9 @@ class Metrics:
             (self.turn_seconds, ("guild",)),
             (self.turns, ("guild", "outcome")),
             (self.shed, ("guild", "queue", "reason")),
+            (self.stage_wait_seconds, ("guild", "stage")),
+            (self.stage_compute_seconds, ("guild", "stage")),
+            (self.admission, ("guild", "reason")),
         ):
             series = {
                 tuple(sample.labels[name] for name in labels)

@@ -15,8 +15,9 @@ prompt), and none starts while any reply is in flight. `background()` waits for 
 model (`foreground`, a `hold` or `use` of the LLM or TTS, `preempt_background()`): the job stops within a
 token and a reply never waits for it.
 
-Every grant is recorded as a `WorkInterval` (kind, start, end, owner; monotonic seconds), so
-tests and benchmarks can check overlap and see where the time went.
+Every grant is recorded as a `WorkInterval` (kind, start, end, owner, and when it was asked for and for which
+group (guild); monotonic seconds), so tests and benchmarks can check overlap and see where the time went: waiting
+for the model (asked -> start) or computing (start -> end).
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class WorkInterval:
     start: float
     end: float
     owner: str = ""
+    asked: float | None = None  # when the work asked for its slot (or for the model, when the caller says so)
+    group: str = ""  # the guild it was for, when the caller said ("" otherwise)
 
     @property
     def seconds(self) -> float:
@@ -129,8 +132,8 @@ class ModelScheduler:
                 pass
             self._cond.notify_all()
 
-    def _acquire_blocking(self, kind: str, owner: str, cancel: threading.Event | None) -> float:
-        asked = time.monotonic()
+    def _acquire_blocking(self, kind: str, owner: str, cancel: threading.Event | None, asked: float | None) -> float:
+        asked = time.monotonic() if asked is None else asked
         if not self._needs_token(kind):
             return asked
         ticket = self._join_queue()
@@ -163,30 +166,39 @@ class ModelScheduler:
                 self._busy_owner = None
                 self._cond.notify_all()
 
-    def _record(self, kind: str, asked: float, start: float, end: float, owner: str) -> None:
+    def _record(self, kind: str, asked: float, start: float, end: float, owner: str, group: Hashable) -> None:
         with self._cond:
-            self._records.append(WorkInterval(kind, start, end, owner))
+            self._records.append(WorkInterval(kind, start, end, owner, asked, "" if group is None else str(group)))
             self._waited[kind] += start - asked
         record_model_time(kind, end - start, start - asked)
 
     @contextlib.contextmanager
-    def hold(self, kind: str, *, owner: str = "", cancel: threading.Event | None = None) -> Iterator[None]:
-        """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile)."""
+    def hold(
+        self,
+        kind: str,
+        *,
+        owner: str = "",
+        cancel: threading.Event | None = None,
+        group: Hashable = None,
+        asked: float | None = None,
+    ) -> Iterator[None]:
+        """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile). `asked`: when
+        the caller began waiting, if before this call (for the model itself), so the record shows the whole wait."""
         self._foreground(kind)
-        asked = self._acquire_blocking(kind, owner, cancel)
+        asked = self._acquire_blocking(kind, owner, cancel, asked)
         try:
-            with self._running(kind, asked, owner):
+            with self._running(kind, asked, owner, group):
                 yield
         finally:
             self._foreground(kind)  # the quiet time before background work counts from here
 
     @contextlib.asynccontextmanager
-    async def use(self, kind: str, *, owner: str = "") -> AsyncIterator[None]:
+    async def use(self, kind: str, *, owner: str = "", group: Hashable = None) -> AsyncIterator[None]:
         """Async: wait for a `kind` slot without blocking the event loop (cancel the task to give up)."""
         self._foreground(kind)
         asked = await self._acquire_async(kind, owner)
         try:
-            with self._running(kind, asked, owner):
+            with self._running(kind, asked, owner, group):
                 yield
         finally:
             self._foreground(kind)
@@ -277,7 +289,7 @@ class ModelScheduler:
             if kind is None:
                 yield preempt
             else:
-                with self.background_slot(kind, owner=owner, preempt=preempt):
+                with self.background_slot(kind, owner=owner, preempt=preempt, group=group, asked=asked):
                     yield preempt
         finally:
             with self._cond:
@@ -287,10 +299,19 @@ class ModelScheduler:
                 preempt.set()  # ends the watcher
 
     @contextlib.contextmanager
-    def background_slot(self, kind: str, *, owner: str = "", preempt: threading.Event) -> Iterator[None]:
-        """Inside `background`: a `kind` slot for the job, without preempting background work (its own)."""
-        asked = self._acquire_blocking(kind, owner, preempt)
-        with self._running(kind, asked, owner):
+    def background_slot(
+        self,
+        kind: str,
+        *,
+        owner: str = "",
+        preempt: threading.Event,
+        group: Hashable = None,
+        asked: float | None = None,
+    ) -> Iterator[None]:
+        """Inside `background`: a `kind` slot for the job, without preempting background work (its own). `asked`:
+        when the job asked for the model (its wait for `background` and the model counts)."""
+        asked = self._acquire_blocking(kind, owner, preempt, asked)
+        with self._running(kind, asked, owner, group):
             yield
 
     def background_stats(self) -> dict[str, float | int]:
@@ -303,7 +324,7 @@ class ModelScheduler:
             }
 
     @contextlib.contextmanager
-    def _running(self, kind: str, asked: float, owner: str) -> Iterator[None]:
+    def _running(self, kind: str, asked: float, owner: str, group: Hashable = None) -> Iterator[None]:
         """A granted slot: counted as active while the work runs, released and recorded after."""
         start = time.monotonic()
         with self._cond:
@@ -315,7 +336,7 @@ class ModelScheduler:
             with self._cond:
                 self._active[kind] -= 1
             self._release(kind)
-            self._record(kind, asked, start, end, owner)
+            self._record(kind, asked, start, end, owner, group)
 
     # -- instrumentation ---------------------------------------------------------------
 

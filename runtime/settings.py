@@ -228,6 +228,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("XTTS_MODEL", "xtts_model", _str, "tts_models/multilingual/multi-dataset/xtts_v2", "Coqui XTTS model name or local folder."),
     # --- Scheduling and turn-taking --------------------------------------------------
     SettingSpec("SCHEDULER_POLICY", "scheduler_policy", _choice("auto", "exclusive", "pipelined"), "auto", "`exclusive`: never run LLM and TTS at once (small GPU); `pipelined`: stream LLM into TTS concurrently; `auto`: from the hardware."),
+    SettingSpec("REPLY_HOLD_AFTER_S", "reply_hold_after_s", _float_range(0.0, 60.0), 1.5, "A reply still waiting for the model (busy with other guilds' replies) this long after it was asked for speaks one of the persona's short holding lines, and is kept to one sentence (0 = off)."),
+    SettingSpec("REPLY_DROP_AFTER_S", "reply_drop_after_s", _float_range(0.0, 600.0), 4.0, "A reply that gets the model, or would start speaking its answer, later than this after it was asked for is dropped: no answer to a question long gone (0 = off)."),
     SettingSpec("PROMPTER_REPLY_SILENCE_MS", "reply_silence_ms", _int_range(0, 10000), 250, "Silence after a human finishes before the bot answers when addressed."),
     SettingSpec("PROMPTER_GROUP_SILENCE_MS", "group_silence_ms", _int_range(0, 20000), 1200, "Silence before the bot joins in when it was not addressed and several humans are active."),
     SettingSpec("PROMPTER_IDLE_TOPIC_S", "idle_topic_s", _float_range(5.0, 3600.0), 45.0, "Quiet time after which the bot starts a topic."),
@@ -315,6 +317,8 @@ class Settings:
     tts_use_deepspeed: bool
     xtts_model: str
     scheduler_policy: str
+    reply_hold_after_s: float
+    reply_drop_after_s: float
     reply_silence_ms: int
     group_silence_ms: int
     idle_topic_s: float

@@ -213,7 +213,9 @@ class WorldProcess:
 
     async def cmd_usage(self) -> dict[str, float]:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"cpu_s": usage.ru_utime + usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024.0}
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # a TTS or codec helper process, if any
+        cpu = usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+        return {"cpu_s": cpu, "max_rss_mb": usage.ru_maxrss / 1024.0}
 
     # -- loop -------------------------------------------------------------------------------
     async def _handle(self, message: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.client import ChorusBot
-from runtime.metrics import Metrics, MetricsServer, record_model_time
+from runtime.metrics import Metrics, MetricsServer, record_model_time, record_stage_time
 from runtime.scheduler import ModelScheduler
 from runtime.settings import PROJECT_ROOT, load_settings
 from tests.fixtures_receive import Member, Rig, make_dave_group, speechlike, wait_for
@@ -79,6 +79,39 @@ async def test_turn_stages_per_guild(served):
     assert s[("chorus_turn_latency_seconds_count", (g,))] == 1
     assert s[("chorus_turns_total", (g, ("outcome", "spoken")))] == 1
     assert s[("chorus_turns_total", (g, ("outcome", "discarded")))] == 1
+
+
+async def test_wait_and_compute_per_stage_and_admission_per_guild(served):
+    """A turn's trace marks (`runtime.stage_times`) become wait / compute histograms per guild and stage, its
+    admission marks a counter by reason; a prefill reports its own."""
+    metrics, _, get = served
+    t0 = 500.0
+    metrics.for_guild(GUILD).observe_turn(
+        {
+            "speech_end": t0,
+            "stt_queued": t0 + 0.3,
+            "stt_start": t0 + 0.5,
+            "stt_done": t0 + 0.6,
+            "llm_asked": t0 + 0.7,
+            "llm_slot": t0 + 3.7,
+            "first_token": t0 + 3.9,
+            "holding_line": t0 + 2.2,
+            "shortened": t0 + 3.7,
+            "first_packet": t0 + 4.2,
+        },
+        "spoken",
+    )
+    record_stage_time("prefill", str(GUILD), 0.5, 0.25)
+    s = samples((await get("/metrics"))[1])
+    g = ("guild", str(GUILD))
+    assert s[("chorus_stage_wait_seconds_sum", (g, ("stage", "llm_first_token")))] == pytest.approx(3.0)
+    assert s[("chorus_stage_compute_seconds_sum", (g, ("stage", "llm_first_token")))] == pytest.approx(0.2)
+    assert s[("chorus_stage_wait_seconds_sum", (g, ("stage", "stt")))] == pytest.approx(0.2)
+    assert s[("chorus_stage_compute_seconds_sum", (g, ("stage", "prefill")))] == pytest.approx(0.25)
+    assert ("chorus_stage_wait_seconds_count", (g, ("stage", "tts_first_audio"))) not in s  # not in the trace
+    assert s[("chorus_admission_total", (g, ("reason", "holding_line")))] == 1
+    assert s[("chorus_admission_total", (g, ("reason", "shortened")))] == 1
+    assert ("chorus_admission_total", (g, ("reason", "dropped_stale"))) not in s
 
 
 async def test_receive_counters_and_queue_depth_per_guild(served):
@@ -166,7 +199,18 @@ async def test_a_guild_that_removed_the_bot_leaves_no_series(served, tmp_path: P
     metrics, _, get = served
     other = GUILD + 1
     for guild_id in (GUILD, other):
-        metrics.for_guild(guild_id).observe_turn({"speech_end": 10.0, "final": 10.4, "first_packet": 11.0}, "spoken")
+        metrics.for_guild(guild_id).observe_turn(
+            {
+                "speech_end": 10.0,
+                "final": 10.4,
+                "llm_asked": 10.5,
+                "llm_slot": 10.6,
+                "first_token": 10.7,
+                "holding_line": 10.6,
+                "first_packet": 11.0,
+            },
+            "spoken",
+        )
     metrics.shed.labels(str(GUILD), "stt", "full").inc()
     settings = load_settings(
         env={"CHORUS_DATA_DIR": str(tmp_path / "data"), "CHORUS_PERSONAS_DIR": str(PROJECT_ROOT / "personas")},

@@ -12,7 +12,11 @@ from brain.llm import make_backend
 from brain.responder import Responder
 from tests.fixtures_thinking import RecordingSink, juniper, question
 
-SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0"}, env_file=None)  # greedy: the same replies every run
+# Greedy: the same replies every run. Admission off: every reply is made in full however long it queued (the
+# holding line and dropping are tests/test_reply_admission.py's).
+SETTINGS = load_settings(
+    env={"LLM_TEMPERATURE": "0", "REPLY_HOLD_AFTER_S": "0", "REPLY_DROP_AFTER_S": "0"}, env_file=None
+)
 QUESTIONS = [
     ("Alice", "What should I cook tonight?"),
     ("Bob", "Do you like rainy days?"),
