@@ -4,6 +4,9 @@ Policies:
 - `exclusive`: LLM and TTS work never overlap. One token, granted first come first served,
   per chunk of work (the responder holds it while the LLM makes one fragment, then while TTS
   speaks it, so the two alternate). STT never waits: it is small and must keep up with people.
+- `parallel`: like `exclusive`, but with `slots` tokens (LLM_INSTANCES: one per llama.cpp instance of the
+  pool, `brain.llm`): that many replies compute at once, each in lockstep, so the TTS of one guild runs while
+  another guild's LLM decodes and the cores are never oversubscribed (CPU machines).
 - `pipelined`: no token; the LLM streams into TTS concurrently.
 - `auto`: resolved from where the models run (`runtime.scheduler_policy.resolve_policy`).
 
@@ -32,14 +35,14 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Hashable, Iterator
 
 from runtime.metrics import record_model_time
-from runtime.scheduler_policy import resolve_policy
+from runtime.scheduler_policy import resolve_policy, scheduler_slots
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 KINDS = ("llm", "tts", "stt")
 HEAVY = ("llm", "tts")
-POLICIES = ("exclusive", "pipelined")
+POLICIES = ("exclusive", "parallel", "pipelined")
 MAX_RECORDS = 20_000
 BACKGROUND_QUIET_S = 2.0  # background work starts after this long without foreground LLM/TTS work
 BACKGROUND_POLL_S = 0.05
@@ -64,15 +67,20 @@ class WorkInterval:
 class ModelScheduler:
     """Grants model work under a policy. `hold()` blocks (worker threads); `use()` is async."""
 
-    def __init__(self, policy: str = "pipelined", *, reason: str = "", max_records: int = MAX_RECORDS) -> None:
+    def __init__(
+        self, policy: str = "pipelined", *, reason: str = "", max_records: int = MAX_RECORDS, slots: int = 1
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(
                 f"scheduler policy must be one of {', '.join(POLICIES)} (resolve 'auto' with from_settings)"
             )
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, not {slots}")
         self.policy = policy
+        self.slots = 1 if policy == "exclusive" else slots  # tokens for heavy work (`parallel`)
         self.reason = reason or f"{policy} requested"
         self._cond = threading.Condition()
-        self._busy_owner: str | None = None  # exclusive token holder
+        self._holders: Counter[str] = Counter()  # owners holding a token (at most `slots` in all)
         self._queue: deque[int] = deque()  # FIFO tickets waiting for the token
         self._tickets = itertools.count()
         self._records: deque[WorkInterval] = deque(maxlen=max_records)
@@ -93,25 +101,31 @@ class ModelScheduler:
         gpu_probe: Callable[[], int | None] | None = None,
     ) -> "ModelScheduler":
         policy, reason = resolve_policy(settings, tts_on_gpu=tts_on_gpu, gpu_probe=gpu_probe)
-        log.info("model scheduler: %s (%s)", policy, reason)
-        return cls(policy, reason=reason)
+        slots = scheduler_slots(settings, policy)
+        log.info("model scheduler: %s, %d slot(s) (%s)", policy, slots, reason)
+        return cls(policy, reason=reason, slots=slots)
 
     @property
     def exclusive(self) -> bool:
         return self.policy == "exclusive"
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether a reply's LLM and TTS take turns on one token (`exclusive`, `parallel`)."""
+        return self.policy in ("exclusive", "parallel")
 
     # -- granting ------------------------------------------------------------------------
 
     def _needs_token(self, kind: str) -> bool:
         if kind not in KINDS:
             raise ValueError(f"unknown work kind {kind!r} (expected one of {', '.join(KINDS)})")
-        return self.exclusive and kind in HEAVY
+        return self.lockstep and kind in HEAVY
 
     def _take_if_first(self, ticket: int, owner: str) -> bool:
-        """Under the lock: give the token to `ticket` if it is free and the ticket is first in line."""
-        if self._busy_owner is None and self._queue and self._queue[0] == ticket:
+        """Under the lock: give a token to `ticket` if one is free and the ticket is first in line."""
+        if sum(self._holders.values()) < self.slots and self._queue and self._queue[0] == ticket:
             self._queue.popleft()
-            self._busy_owner = owner or f"ticket-{ticket}"
+            self._holders[owner] += 1
             return True
         return False
 
@@ -157,10 +171,12 @@ class ModelScheduler:
             self._leave_queue(ticket)
             raise
 
-    def _release(self, kind: str) -> None:
+    def _release(self, kind: str, owner: str) -> None:
         if self._needs_token(kind):
             with self._cond:
-                self._busy_owner = None
+                self._holders[owner] -= 1
+                if self._holders[owner] <= 0:
+                    del self._holders[owner]
                 self._cond.notify_all()
 
     def _record(self, kind: str, asked: float, start: float, end: float, owner: str) -> None:
@@ -314,7 +330,7 @@ class ModelScheduler:
             end = time.monotonic()
             with self._cond:
                 self._active[kind] -= 1
-            self._release(kind)
+            self._release(kind, owner)
             self._record(kind, asked, start, end, owner)
 
     # -- instrumentation ---------------------------------------------------------------
@@ -346,6 +362,7 @@ class ModelScheduler:
             counts = {kind: sum(1 for r in self._records if r.kind == kind) for kind in KINDS}
             return {
                 "policy": self.policy,
+                "slots": self.slots,
                 "reason": self.reason,
                 "active": dict(self._active),
                 "grants": counts,
