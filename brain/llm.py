@@ -71,7 +71,7 @@ def make_backend(settings: Settings) -> LlmBackend:
     options = LlmOptions.from_settings(settings)
     if options.llm_backend == "openai":
         return OpenAiBackend(options)
-    return LlamaCppBackend(options)
+    return LlamaCppBackend(options, policy=settings.scheduler_policy)
 
 
 # --------------------------------------------------------------------------------------
@@ -108,9 +108,10 @@ class LlamaCppBackend:
     name = "llama_cpp"
     local_prompt_cache = True  # the context keeps the last prompt's evaluation: evaluating one ahead pays
 
-    def __init__(self, options: LlmOptions) -> None:
+    def __init__(self, options: LlmOptions, *, policy: str = "") -> None:
+        """`policy`: SCHEDULER_POLICY, which decides how many instances LLM_INSTANCES=0 means."""
         path = str(resolve_gguf(options.llm_model))
-        size = llm_instances(options.llm_instances, llm_gpu=llm_on_gpu(options))
+        size = llm_instances(options.llm_instances, llm_gpu=llm_on_gpu(options), policy=policy)
         self.pool = LlamaPool(
             path,
             n_ctx=options.llm_context,
