@@ -21,7 +21,7 @@ from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from runtime.models import resolve_gguf
-from runtime.scheduler_policy import llm_instances, llm_on_gpu
+from runtime.scheduler_policy import llm_instances, llm_on_gpu, resolve_policy
 from runtime.errors import ModelLoadError
 from runtime.settings import Settings
 from brain.llama_pool import LlamaPool, LoadedLlama, instance_threads
@@ -71,7 +71,7 @@ def make_backend(settings: Settings) -> LlmBackend:
     options = LlmOptions.from_settings(settings)
     if options.llm_backend == "openai":
         return OpenAiBackend(options)
-    return LlamaCppBackend(options, policy=settings.scheduler_policy)
+    return LlamaCppBackend(options, policy=resolve_policy(settings)[0])
 
 
 # --------------------------------------------------------------------------------------
@@ -109,7 +109,7 @@ class LlamaCppBackend:
     local_prompt_cache = True  # the context keeps the last prompt's evaluation: evaluating one ahead pays
 
     def __init__(self, options: LlmOptions, *, policy: str = "") -> None:
-        """`policy`: SCHEDULER_POLICY, which decides how many instances LLM_INSTANCES=0 means."""
+        """`policy`: the scheduler policy (resolved), which decides how many instances LLM_INSTANCES=0 means."""
         path = str(resolve_gguf(options.llm_model))
         size = llm_instances(options.llm_instances, llm_gpu=llm_on_gpu(options), policy=policy)
         self.pool = LlamaPool(

@@ -1,9 +1,8 @@
 """Which scheduling policy (`runtime.scheduler.ModelScheduler`) fits where the models run: `SCHEDULER_POLICY=auto`.
 
-`auto` is pipelined unless the LLM and TTS would slow each other down: on a few CPU cores, or both on a GPU
-with < 16 GiB free (measured with nvidia-smi, else torch.cuda.mem_get_info); then exclusive. `parallel` (one
-slot per llama.cpp instance, `llm_instances`) is chosen by name: on a shared 2-core machine it did not win
-consistently over exclusive (docs/scaling.md).
+`auto` is pipelined unless the LLM and TTS would slow each other down: on a few CPU cores `parallel` (one slot
+per llama.cpp instance, `llm_instances`; exclusive with a single one), both on a GPU with < 16 GiB free
+(measured with nvidia-smi, else torch.cuda.mem_get_info) exclusive.
 """
 
 from __future__ import annotations
@@ -70,8 +69,8 @@ PARALLEL_CPU_INSTANCES = 2  # LLM_INSTANCES=0 under SCHEDULER_POLICY=parallel on
 
 def llm_instances(requested: int, *, llm_gpu: bool, policy: str, cpu_count: int | None = None) -> int:
     """How many llama.cpp instances of the reply model to load: `requested` (LLM_INSTANCES) if set; else
-    PARALLEL_CPU_INSTANCES under the `parallel` policy on a CPU with 2+ cores, one otherwise (one context on a GPU
-    batches better than several competing; other policies run one reply's LLM at a time)."""
+    PARALLEL_CPU_INSTANCES under the `parallel` policy (resolved, not `auto`) on a CPU with 2+ cores, one otherwise
+    (one context on a GPU batches better than several competing; other policies run one reply's LLM at a time)."""
     if requested > 0:
         return requested
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
@@ -110,8 +109,12 @@ def resolve_policy(
     if not llm_gpu and not tts_on_gpu:
         cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
         if cores <= FEW_CPU_CORES:
-            # Both models on the same few cores just slow each other down (2 cores, e2e_bench:
-            # exclusive p50 1.40 s vs pipelined 1.58 s to the first packet).
+            # Both models of one reply on the same few cores just slow each other down (2 cores, e2e_bench:
+            # exclusive p50 1.40 s vs pipelined 1.58 s to the first packet); replies of different guilds on
+            # different instances use the cores one reply leaves idle (2 cores: docs/scaling.md).
+            many = llm_instances(settings.llm_instances, llm_gpu=False, policy="parallel", cpu_count=cores) > 1
+            if settings.llm_backend == "llama_cpp" and many:
+                return "parallel", f"auto: LLM instances and TTS share {cores} CPU cores, one reply per instance"
             return "exclusive", f"auto: LLM and TTS share {cores} CPU cores"
         return "pipelined", f"auto: LLM and TTS on {cores} CPU cores"
     if not (llm_gpu and tts_on_gpu):

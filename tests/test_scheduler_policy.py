@@ -169,14 +169,19 @@ def test_auto_policy_resolution() -> None:
     assert resolve_policy(auto, llm_gpu=True, tts_on_gpu=True, gpu_probe=lambda: None)[0] == "exclusive"
     assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=True, gpu_probe=small)[0] == "pipelined"
     assert resolve_policy(auto, llm_gpu=True, tts_on_gpu=False, gpu_probe=small)[0] == "pipelined"
-    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "exclusive"
+    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "parallel"
+    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=1)[0] == "exclusive"
+    one = load_settings(env={"SCHEDULER_POLICY": "auto", "LLM_INSTANCES": "1"}, env_file=None)
+    assert resolve_policy(one, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "exclusive"
     assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=16)[0] == "pipelined"
     forced = load_settings(env={"SCHEDULER_POLICY": "exclusive"}, env_file=None)
     assert resolve_policy(forced, llm_gpu=False, tts_on_gpu=False) == ("exclusive", "SCHEDULER_POLICY=exclusive")
     # This machine: CPU build of llama.cpp (LLM_GPU_LAYERS=0) and Piper on the same few CPU cores.
     here = ModelScheduler.from_settings(auto)
-    expected = "exclusive" if (os.cpu_count() or 1) <= 4 else "pipelined"
-    assert here.policy == expected and "CPU" in here.reason and here.slots == 1
+    cores = os.cpu_count() or 1
+    expected = "pipelined" if cores > 4 else "parallel" if cores >= 2 else "exclusive"
+    assert here.policy == expected and "CPU" in here.reason
+    assert here.slots == (2 if expected == "parallel" else 1)
     parallel = load_settings(env={"SCHEDULER_POLICY": "parallel"}, env_file=None)
     assert ModelScheduler.from_settings(parallel).slots == (2 if (os.cpu_count() or 1) >= 2 else 1)
     assert llm_instances(0, llm_gpu=False, policy="parallel", cpu_count=2) == 2
