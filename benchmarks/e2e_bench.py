@@ -1,6 +1,6 @@
 """End of a member's speech → the bot's first audio at the Discord edge, per turn, and what that audio said.
 
-    .venv/bin/python -m benchmarks.e2e_bench [--turns 12] [--modes exclusive,pipelined,baseline] [--out out/bench]
+    .venv/bin/python -m benchmarks.e2e_bench [--turns 12] [--modes exclusive,parallel,pipelined,baseline] [--out out/bench]
                                              [--llm preset:gemma3-270m | --llama-server embedded] [--profile large]
 
 The same scripted conversations (`simulator.scripted`: simulated members speaking in real time over
@@ -11,7 +11,7 @@ the bot (no name needed). Every answer is checked as the reply-quality benchmark
 (`benchmarks.quality_checks`: on topic, right addressee, identity, no repeat, ...), and latency is reported
 over all answered turns and over the on-topic ones: a fast non-answer is no answer.
 
-* ``exclusive`` / ``pipelined``: chorus as shipped (SCHEDULER_POLICY), streaming end to end: speculative
+* ``exclusive`` / ``parallel`` / ``pipelined``: chorus as shipped (SCHEDULER_POLICY), streaming end to end: speculative
   STT in the end-of-speech pause, early starts on a complete-looking partial, the LLM streaming into the
   sentence chunker, Piper speaking the first fragment while the LLM goes on.
 * ``baseline``: the seed's way with the same models, through the same path: a long end-of-speech silence
@@ -58,7 +58,7 @@ from simulator.voices import ALICE, BOB
 
 log = logging.getLogger("benchmarks.e2e_bench")
 
-MODES = ("exclusive", "pipelined", "baseline")
+MODES = ("exclusive", "parallel", "pipelined", "baseline")
 BASELINE_END_SILENCE_MS = 700
 
 
@@ -293,7 +293,9 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         default=12,
         help="timed turns per mode (about two thirds in the group, one third alone; each after a warm-up line)",
     )
-    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: exclusive, pipelined, baseline")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help="comma-separated: exclusive, parallel, pipelined, baseline"
+    )
     parser.add_argument("--baseline-end-silence-ms", type=int, default=BASELINE_END_SILENCE_MS)
     parser.add_argument(
         "--reply-timeout",

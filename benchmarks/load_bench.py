@@ -155,13 +155,17 @@ def shed_summary(run: GuildsRun) -> dict[str, Any]:
                     if k.startswith("dropped_")
                 },
             )
-    scheduler = getattr(run.guilds[0].session.responder, "scheduler", None) if run.guilds else None
+    responder = run.guilds[0].session.responder if run.guilds else None
+    scheduler = getattr(responder, "scheduler", None)
+    pool = getattr(getattr(responder, "llm", None), "pool", None)  # llama.cpp instances (brain.llama_pool)
     return {
         "by_reason": dict(sorted(shed.items())),
         "receive_dropped": dict(sorted(receive.items())),
         "stt": stt,
         "prefill": prefill,
         "model_background": scheduler.background_stats() if scheduler is not None else {},
+        "model_slots": {"policy": scheduler.policy, "slots": scheduler.slots} if scheduler is not None else {},
+        "llm_pool": pool.stats() if pool is not None else {},
     }
 
 

@@ -2,8 +2,8 @@
 
 - `LlamaCppBackend`: a local GGUF through llama-cpp-python, loaded once per process through
   `runtime.models.MODELS`; the chat template comes from the GGUF (a pretrained model continues a transcript
-  instead, `brain.transcript`). One generation at a time per
-  loaded model (a llama context holds one conversation); others wait for it, without compute.
+  instead, `brain.transcript`). One generation at a time per loaded instance (a llama context holds one
+  conversation); `LLM_INSTANCES` of them (`brain.llama_pool`), others wait for a free one, without compute.
 - `OpenAiBackend`: any OpenAI-compatible server (llama.cpp server, vLLM, ...), streaming
   `/v1/chat/completions` through the `openai` SDK (`brain.openai_client`), asking for the server's
   prompt cache (`cache_prompt`): one request per reply evaluates only what is new.
@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit
 
-from runtime.models import MODELS, resolve_gguf
+from runtime.models import resolve_gguf
+from runtime.scheduler_policy import llm_instances, llm_on_gpu, resolve_policy
 from runtime.errors import ModelLoadError
 from runtime.settings import Settings
+from brain.llama_pool import LlamaPool, LoadedLlama, instance_threads
 from brain.llm_options import LlmOptions
 from brain.openai_client import LlmServerError, OpenAiChatClient
 from brain.avoid_words import single_token_variants
@@ -71,94 +71,11 @@ def make_backend(settings: Settings) -> LlmBackend:
     options = LlmOptions.from_settings(settings)
     if options.llm_backend == "openai":
         return OpenAiBackend(options)
-    return LlamaCppBackend(options)
+    return LlamaCppBackend(options, policy=resolve_policy(settings)[0])
 
 
 # --------------------------------------------------------------------------------------
 # llama-cpp-python
-
-
-@dataclass
-class _LoadedLlama:
-    """A Llama shared by every backend object using the same GGUF and settings."""
-
-    llm: Any
-    path: str
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    active_cancel: threading.Event | None = None
-    abort_callback: Any = None  # keep the ctypes callback alive while the context lives
-
-
-_llama_log_callback: Any = None  # kept alive while llama.cpp may call it
-
-
-def _route_llama_logs() -> None:
-    """llama.cpp prints housekeeping straight to stderr at error level (e.g. "removing memory module
-    entries" each time a cached prompt prefix is reused), which would scribble over the demo's display.
-    Its messages go to the `llama.cpp` logger at DEBUG instead; real failures still raise."""
-    global _llama_log_callback
-    if _llama_log_callback is not None:
-        return
-    import ctypes
-
-    import llama_cpp
-
-    llama_logger = logging.getLogger("llama.cpp")
-
-    @llama_cpp.llama_log_callback
-    def callback(_level: int, text: bytes, _user_data: Any) -> None:
-        message = text.decode("utf-8", "replace").rstrip()
-        if message:
-            llama_logger.debug("%s", message)
-
-    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
-    _llama_log_callback = callback
-
-
-def _load_llama(path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int | None) -> _LoadedLlama:
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise ModelLoadError(f"llama-cpp-python is not installed ({exc}): pip install -r requirements.txt") from None
-    _route_llama_logs()
-    started = time.monotonic()
-    try:
-        llm = Llama(
-            model_path=path,
-            n_ctx=n_ctx,
-            n_gpu_layers=n_gpu_layers,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            verbose=False,
-        )
-    except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
-        raise ModelLoadError(f"cannot load GGUF {path}: {type(exc).__name__}: {exc}") from None
-    loaded = _LoadedLlama(llm=llm, path=path)
-    _install_abort_callback(loaded)
-    log.info(
-        "llama.cpp model %s loaded in %.2f s (n_ctx=%d, gpu_layers=%d)",
-        os.path.basename(path),
-        time.monotonic() - started,
-        n_ctx,
-        n_gpu_layers,
-    )
-    return loaded
-
-
-def _install_abort_callback(loaded: _LoadedLlama) -> None:
-    """Let a cancel event abort llama_decode (a long prompt evaluation) between graph nodes."""
-    try:
-        import llama_cpp
-
-        def should_abort(_data: Any) -> bool:
-            cancel = loaded.active_cancel
-            return bool(cancel is not None and cancel.is_set())
-
-        callback = llama_cpp.ggml_abort_callback(should_abort)
-        llama_cpp.llama_set_abort_callback(loaded.llm._ctx.ctx, callback, None)
-        loaded.abort_callback = callback
-    except Exception as exc:  # an older/newer binding without it: per-token cancel still works
-        log.debug("llama.cpp abort callback unavailable: %s", exc)
 
 
 def _sampling(sampling: Sampling, temperature: float | None) -> Sampling:
@@ -181,9 +98,8 @@ def _model_identity(llm: Any, path: str) -> tuple[str, int | None]:
 
 
 def default_llm_threads() -> int:
-    """All cores but one: llama.cpp's threads spin-wait, and on a busy core (STT, TTS, the receive
-    worker) one preempted thread stalls every other one; measured 20x slower generation on 2 cores."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    """llama.cpp threads of a single instance (LLM_THREADS=0): all cores but one (`brain.llama_pool.instance_threads`)."""
+    return instance_threads(0, 1)
 
 
 class LlamaCppBackend:
@@ -192,16 +108,18 @@ class LlamaCppBackend:
     name = "llama_cpp"
     local_prompt_cache = True  # the context keeps the last prompt's evaluation: evaluating one ahead pays
 
-    def __init__(self, options: LlmOptions) -> None:
+    def __init__(self, options: LlmOptions, *, policy: str = "") -> None:
+        """`policy`: the scheduler policy (resolved), which decides how many instances LLM_INSTANCES=0 means."""
         path = str(resolve_gguf(options.llm_model))
-        threads = options.llm_threads or default_llm_threads()
-        key = f"llama_cpp:{path}:ctx={options.llm_context}:gpu={options.llm_gpu_layers}:threads={threads}"
-        self._loaded: _LoadedLlama = MODELS.get(
-            key,
-            lambda: _load_llama(
-                path, n_ctx=options.llm_context, n_gpu_layers=options.llm_gpu_layers, n_threads=threads
-            ),
+        size = llm_instances(options.llm_instances, llm_gpu=llm_on_gpu(options), policy=policy)
+        self.pool = LlamaPool(
+            path,
+            n_ctx=options.llm_context,
+            n_gpu_layers=options.llm_gpu_layers,
+            n_threads=instance_threads(options.llm_threads, size),
+            size=size,
         )
+        self._loaded: LoadedLlama = self.pool.first  # tokenizer and metadata (the same in every instance)
         self.model_path = path
         self.model_name, n_params = _model_identity(self._loaded.llm, path)
         self.profile = profile_for(options, self.model_name, n_params)
@@ -237,24 +155,20 @@ class LlamaCppBackend:
         sampling: Sampling | None = None,
     ) -> Iterator[str]:
         sampling = _sampling(sampling or self.profile.sampling, temperature)
-        loaded = self._loaded
-        while not loaded.lock.acquire(timeout=0.02):  # another generation owns the context
-            if cancel.is_set():
-                return
+        transcript = self.profile.layout.transcript
+        prompt: dict[str, Any] = {"prompt": render_transcript(messages)} if transcript else {"messages": messages}
+        lent = self.pool.take(prompt.get("prompt") or _chat_text(messages), cancel)
+        loaded = next(lent)  # waits for a free instance (another generation owns each context)
         chunks = None
         try:
-            if cancel.is_set():
+            if loaded is None or cancel.is_set():
                 return
             yield ""  # ready: the model is ours, nothing computed yet
             if cancel.is_set():
                 return
             loaded.active_cancel = cancel
             try:
-                transcript = self.profile.layout.transcript
                 create = loaded.llm.create_completion if transcript else loaded.llm.create_chat_completion
-                prompt: dict[str, Any] = (
-                    {"prompt": render_transcript(messages)} if transcript else {"messages": messages}
-                )
                 chunks = create(
                     **prompt,
                     stream=True,
@@ -284,13 +198,19 @@ class LlamaCppBackend:
             except ValueError as exc:  # e.g. prompt longer than the context
                 raise LlmError(f"llama.cpp rejected the request: {exc}") from None
         finally:
-            loaded.active_cancel = None
+            if loaded is not None:
+                loaded.active_cancel = None
             if chunks is not None:
                 try:
                     chunks.close()
                 except Exception:  # closing a half-run generator must never mask the real outcome
                     pass
-            loaded.lock.release()
+            lent.close()  # the instance goes back to the pool
+
+
+def _chat_text(messages: list[dict]) -> str:
+    """A chat request as one string in the order the chat template renders it (for routing by shared prefix)."""
+    return "".join(f"\x00{m.get('role', '')}\x01{m.get('content', '')}" for m in messages)
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ class LlmOptions:
     llm_model: str  # a GGUF (embedded, preset:<name>, a path, hf:<repo>/<file>) or the server's model name
     llm_context: int
     llm_gpu_layers: int
-    llm_threads: int  # 0: all cores but one
+    llm_threads: int  # per instance; 0: all cores but one, shared among the instances
+    llm_instances: int  # llama.cpp instances (0: auto, runtime.scheduler_policy.llm_instances)
     llm_base_url: str
     llm_timeout_s: float
     llm_max_retries: int

@@ -3,7 +3,7 @@
 - the thinker builds the prompt, streams tokens, cleans them (`brain.clean`), cuts fragments
   (`brain.chunker`), caps the reply (`brain.budget`), and samples again when nothing speakable came out;
 - the speaker synthesizes each fragment and hands PCM to the sink (on the event loop thread).
-Under an `exclusive` scheduler they alternate in lockstep; under `pipelined` the LLM keeps generating
+Under an `exclusive` or `parallel` scheduler they alternate in lockstep; under `pipelined` the LLM keeps generating
 while TTS speaks. `ReplyResult` is what a reply produced, `ReplySink` where it goes.
 """
 
@@ -209,7 +209,7 @@ class ReplyRun:
             cancel=self.cancel_event,
             **_sampling_kwargs(r.llm, sampling),
         )
-        exclusive = r.scheduler.exclusive
+        lockstep = r.scheduler.lockstep
         slot: Any = None
         reason = "end"
         try:
@@ -250,7 +250,7 @@ class ReplyRun:
                 if cleaner.stopped:
                     reason = "other_speaker"
                     break
-                if sent and exclusive:
+                if sent and lockstep:
                     slot.__exit__(None, None, None)
                     slot = None
                     self._wait_spoken()  # lockstep: TTS speaks this fragment before the LLM goes on

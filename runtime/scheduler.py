@@ -4,6 +4,9 @@ Policies:
 - `exclusive`: LLM and TTS work never overlap. One token, granted first come first served,
   per chunk of work (the responder holds it while the LLM makes one fragment, then while TTS
   speaks it, so the two alternate). STT never waits: it is small and must keep up with people.
+- `parallel`: like `exclusive`, but with `slots` tokens (LLM_INSTANCES: one per llama.cpp instance of the
+  pool, `brain.llm`): that many replies compute at once, each in lockstep, so the TTS of one guild runs while
+  another guild's LLM decodes and the cores are never oversubscribed (CPU machines).
 - `pipelined`: no token; the LLM streams into TTS concurrently.
 - `auto`: resolved from where the models run (`runtime.scheduler_policy.resolve_policy`).
 
@@ -29,19 +32,16 @@ import logging
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Hashable, Iterator
 
-from runtime.metrics import record_model_time
-from runtime.scheduler_policy import resolve_policy
+from runtime.scheduler_policy import resolve_policy, scheduler_slots
 from runtime.settings import Settings
+from runtime.work_log import KINDS, MAX_RECORDS, WorkInterval, WorkLog
 
 log = logging.getLogger(__name__)
 
-KINDS = ("llm", "tts", "stt")
 HEAVY = ("llm", "tts")
-POLICIES = ("exclusive", "pipelined")
-MAX_RECORDS = 20_000
+POLICIES = ("exclusive", "parallel", "pipelined")
 BACKGROUND_QUIET_S = 2.0  # background work starts after this long without foreground LLM/TTS work
 BACKGROUND_POLL_S = 0.05
 
@@ -50,37 +50,27 @@ class SchedulerCancelled(Exception):
     """Waiting for a slot was abandoned because the caller's cancel event was set."""
 
 
-@dataclass(frozen=True, slots=True)
-class WorkInterval:
-    kind: str
-    start: float
-    end: float
-    owner: str = ""
-    asked: float | None = None  # when the work asked for its slot (or for the model, when the caller says so)
-    group: str = ""  # the guild it was for, when the caller said ("" otherwise)
-
-    @property
-    def seconds(self) -> float:
-        return self.end - self.start
-
-
 class ModelScheduler:
     """Grants model work under a policy. `hold()` blocks (worker threads); `use()` is async."""
 
-    def __init__(self, policy: str = "pipelined", *, reason: str = "", max_records: int = MAX_RECORDS) -> None:
+    def __init__(
+        self, policy: str = "pipelined", *, reason: str = "", max_records: int = MAX_RECORDS, slots: int = 1
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(
                 f"scheduler policy must be one of {', '.join(POLICIES)} (resolve 'auto' with from_settings)"
             )
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, not {slots}")
         self.policy = policy
+        self.slots = 1 if policy == "exclusive" else slots  # tokens for heavy work (`parallel`)
         self.reason = reason or f"{policy} requested"
         self._cond = threading.Condition()
-        self._busy_owner: str | None = None  # exclusive token holder
+        self._holders: Counter[str] = Counter()  # owners holding a token (at most `slots` in all)
         self._queue: deque[int] = deque()  # FIFO tickets waiting for the token
         self._tickets = itertools.count()
-        self._records: deque[WorkInterval] = deque(maxlen=max_records)
+        self.work = WorkLog(max_records)
         self._active = {kind: 0 for kind in KINDS}
-        self._waited = {kind: 0.0 for kind in KINDS}
         self._background: dict[threading.Event, Hashable] = {}  # preempt event -> group of the running job
         self._replies: Counter[Hashable] = Counter()  # replies in flight per group (`foreground`)
         self._last_foreground = float("-inf")
@@ -96,25 +86,31 @@ class ModelScheduler:
         gpu_probe: Callable[[], int | None] | None = None,
     ) -> "ModelScheduler":
         policy, reason = resolve_policy(settings, tts_on_gpu=tts_on_gpu, gpu_probe=gpu_probe)
-        log.info("model scheduler: %s (%s)", policy, reason)
-        return cls(policy, reason=reason)
+        slots = scheduler_slots(settings, policy)
+        log.info("model scheduler: %s, %d slot(s) (%s)", policy, slots, reason)
+        return cls(policy, reason=reason, slots=slots)
 
     @property
     def exclusive(self) -> bool:
         return self.policy == "exclusive"
+
+    @property
+    def lockstep(self) -> bool:
+        """Whether a reply's LLM and TTS take turns on one token (`exclusive`, `parallel`)."""
+        return self.policy in ("exclusive", "parallel")
 
     # -- granting ------------------------------------------------------------------------
 
     def _needs_token(self, kind: str) -> bool:
         if kind not in KINDS:
             raise ValueError(f"unknown work kind {kind!r} (expected one of {', '.join(KINDS)})")
-        return self.exclusive and kind in HEAVY
+        return self.lockstep and kind in HEAVY
 
     def _take_if_first(self, ticket: int, owner: str) -> bool:
-        """Under the lock: give the token to `ticket` if it is free and the ticket is first in line."""
-        if self._busy_owner is None and self._queue and self._queue[0] == ticket:
+        """Under the lock: give a token to `ticket` if one is free and the ticket is first in line."""
+        if sum(self._holders.values()) < self.slots and self._queue and self._queue[0] == ticket:
             self._queue.popleft()
-            self._busy_owner = owner or f"ticket-{ticket}"
+            self._holders[owner] += 1
             return True
         return False
 
@@ -160,17 +156,16 @@ class ModelScheduler:
             self._leave_queue(ticket)
             raise
 
-    def _release(self, kind: str) -> None:
+    def _release(self, kind: str, owner: str) -> None:
         if self._needs_token(kind):
             with self._cond:
-                self._busy_owner = None
+                self._holders[owner] -= 1
+                if self._holders[owner] <= 0:
+                    del self._holders[owner]
                 self._cond.notify_all()
 
     def _record(self, kind: str, asked: float, start: float, end: float, owner: str, group: Hashable) -> None:
-        with self._cond:
-            self._records.append(WorkInterval(kind, start, end, owner, asked, "" if group is None else str(group)))
-            self._waited[kind] += start - asked
-        record_model_time(kind, end - start, start - asked)
+        self.work.add(WorkInterval(kind, start, end, owner, asked, "" if group is None else str(group)))
 
     @contextlib.contextmanager
     def hold(
@@ -335,51 +330,37 @@ class ModelScheduler:
             end = time.monotonic()
             with self._cond:
                 self._active[kind] -= 1
-            self._release(kind)
+            self._release(kind, owner)
             self._record(kind, asked, start, end, owner, group)
 
     # -- instrumentation ---------------------------------------------------------------
 
     def intervals(self, kind: str | None = None) -> list[WorkInterval]:
-        with self._cond:
-            return [r for r in self._records if kind is None or r.kind == kind]
+        return self.work.intervals(kind)
 
     def overlap_seconds(self, a: str = "llm", b: str = "tts") -> float:
         """Total time during which `a` work and `b` work ran at the same time."""
-        first = _merge([(r.start, r.end) for r in self.intervals(a)])
-        second = _merge([(r.start, r.end) for r in self.intervals(b)])
-        total = 0.0
-        i = j = 0
-        while i < len(first) and j < len(second):
-            lo = max(first[i][0], second[j][0])
-            hi = min(first[i][1], second[j][1])
-            if hi > lo:
-                total += hi - lo
-            if first[i][1] < second[j][1]:
-                i += 1
-            else:
-                j += 1
-        return total
+        return self.work.overlap_seconds(a, b)
 
     def stats(self) -> dict:
+        totals = self.work.totals()
         with self._cond:
-            busy = {kind: sum(r.seconds for r in self._records if r.kind == kind) for kind in KINDS}
-            counts = {kind: sum(1 for r in self._records if r.kind == kind) for kind in KINDS}
-            return {
-                "policy": self.policy,
-                "reason": self.reason,
-                "active": dict(self._active),
-                "grants": counts,
-                "busy_s": {k: round(v, 4) for k, v in busy.items()},
-                "waited_s": {k: round(v, 4) for k, v in self._waited.items()},
-                "queued": len(self._queue),
-                "background": self.background_stats(),
-            }
+            active = dict(self._active)
+            queued = len(self._queue)
+        return {
+            "policy": self.policy,
+            "slots": self.slots,
+            "reason": self.reason,
+            "active": active,
+            "grants": totals["grants"],
+            "busy_s": totals["busy_s"],
+            "waited_s": totals["waited_s"],
+            "queued": queued,
+            "background": self.background_stats(),
+        }
 
     def clear_records(self) -> None:
-        with self._cond:
-            self._records.clear()
-            self._waited = {kind: 0.0 for kind in KINDS}
+        self.work.clear()
 
 
 def _link_events(source: threading.Event, target: threading.Event) -> None:
@@ -388,13 +369,3 @@ def _link_events(source: threading.Event, target: threading.Event) -> None:
         if source.wait(0.05):
             target.set()
             return
-
-
-def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged

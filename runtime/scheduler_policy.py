@@ -1,7 +1,8 @@
 """Which scheduling policy (`runtime.scheduler.ModelScheduler`) fits where the models run: `SCHEDULER_POLICY=auto`.
 
-`auto` is pipelined unless the LLM and TTS would slow each other down: on a few CPU cores, or both on a GPU
-with < 16 GiB free (measured with nvidia-smi, else torch.cuda.mem_get_info); then exclusive.
+`auto` is pipelined unless the LLM and TTS would slow each other down: on a few CPU cores `parallel` (one slot
+per llama.cpp instance, `llm_instances`; exclusive with a single one), both on a GPU with < 16 GiB free
+(measured with nvidia-smi, else torch.cuda.mem_get_info) exclusive.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from runtime.settings import Settings
 
@@ -49,8 +50,9 @@ def gpu_free_bytes() -> int | None:
     return None
 
 
-def llm_on_gpu(settings: Settings) -> bool:
-    """Does the local LLM offload layers to a GPU (needs a GPU build of llama-cpp-python)?"""
+def llm_on_gpu(settings: Settings | Any) -> bool:
+    """Does the local LLM offload layers to a GPU (needs a GPU build of llama-cpp-python)? `settings`: anything
+    with `llm_backend` and `llm_gpu_layers` (the settings, or the LLM's options)."""
     if settings.llm_backend != "llama_cpp" or settings.llm_gpu_layers == 0:
         return False
     try:
@@ -62,6 +64,28 @@ def llm_on_gpu(settings: Settings) -> bool:
 
 
 FEW_CPU_CORES = 4  # at or below this many cores, `auto` on CPU runs LLM and TTS one at a time
+PARALLEL_CPU_INSTANCES = 2  # LLM_INSTANCES=0 under SCHEDULER_POLICY=parallel on a CPU with 2+ cores
+
+
+def llm_instances(requested: int, *, llm_gpu: bool, policy: str, cpu_count: int | None = None) -> int:
+    """How many llama.cpp instances of the reply model to load: `requested` (LLM_INSTANCES) if set; else
+    PARALLEL_CPU_INSTANCES under the `parallel` policy (resolved, not `auto`) on a CPU with 2+ cores, one otherwise
+    (one context on a GPU batches better than several competing; other policies run one reply's LLM at a time)."""
+    if requested > 0:
+        return requested
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    if policy != "parallel" or llm_gpu or cores < 2:
+        return 1
+    return PARALLEL_CPU_INSTANCES
+
+
+def scheduler_slots(settings: Settings, policy: str) -> int:
+    """Heavy-work slots of the scheduler: one per llama.cpp instance under `parallel`, else one."""
+    if policy != "parallel":
+        return 1
+    if settings.llm_backend != "llama_cpp":
+        return max(1, settings.llm_instances)
+    return llm_instances(settings.llm_instances, llm_gpu=llm_on_gpu(settings), policy=policy)
 
 
 def resolve_policy(
@@ -85,8 +109,12 @@ def resolve_policy(
     if not llm_gpu and not tts_on_gpu:
         cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
         if cores <= FEW_CPU_CORES:
-            # Both models on the same few cores just slow each other down (2 cores, e2e_bench:
-            # exclusive p50 1.40 s vs pipelined 1.58 s to the first packet).
+            # Both models of one reply on the same few cores just slow each other down (2 cores, e2e_bench:
+            # exclusive p50 1.40 s vs pipelined 1.58 s to the first packet); replies of different guilds on
+            # different instances use the cores one reply leaves idle (2 cores: docs/scaling.md).
+            many = llm_instances(settings.llm_instances, llm_gpu=False, policy="parallel", cpu_count=cores) > 1
+            if settings.llm_backend == "llama_cpp" and many:
+                return "parallel", f"auto: LLM instances and TTS share {cores} CPU cores, one reply per instance"
             return "exclusive", f"auto: LLM and TTS share {cores} CPU cores"
         return "pipelined", f"auto: LLM and TTS on {cores} CPU cores"
     if not (llm_gpu and tts_on_gpu):

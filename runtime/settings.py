@@ -203,7 +203,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_MODEL", "llm_model", _str, "embedded", "GGUF: `embedded` (SmolLM2-135M shipped on PyPI), `preset:<name>` (`chorus models presets`), a local .gguf path, or `hf:<repo>/<file.gguf>` (downloads once). For `openai`: the model name."),
     SettingSpec("LLM_CONTEXT", "llm_context", _int_range(256, 131072), 2048, "Context window in tokens."),
     SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
-    SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp (0 = all cores but one, which leaves room for STT and TTS)."),
+    SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp, per instance (0 = all cores but one, shared among the instances, at least one each)."),
+    SettingSpec("LLM_INSTANCES", "llm_instances", _int_range(0, 16), 0, "llama.cpp instances of the reply model, so that replies of different guilds decode at once (the `parallel` scheduler policy gives each one a slot; each has its own KV cache, the weights are shared). 0 = auto: 2 under the `parallel` policy (what SCHEDULER_POLICY=auto picks on 2-4 CPU cores) on a CPU, else 1 (docs/scaling.md)."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
     SettingSpec("LLM_PROFILE", "llm_profile", _choice("auto", "small", "large", "transcript"), "auto", "Prompt layout and reply repairs: `small` (short system prompt, examples as turns, a short history window; for models under 1B parameters), `large` (the full persona), `transcript` (a pretrained model continues the call's transcript; no chat template), `auto` (by the model's size and name, or a server model's name)."),
     SettingSpec("LLM_TEMPERATURE", "llm_temperature", _optional_float_range(0.0, 2.0), None, "Sampling temperature. Empty: the model family's default (brain/profile.py)."),
@@ -227,7 +228,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("TTS_USE_DEEPSPEED", "tts_use_deepspeed", _bool, True, "Use deepspeed for XTTS when it is installed and a GPU is present."),
     SettingSpec("XTTS_MODEL", "xtts_model", _str, "tts_models/multilingual/multi-dataset/xtts_v2", "Coqui XTTS model name or local folder."),
     # --- Scheduling and turn-taking --------------------------------------------------
-    SettingSpec("SCHEDULER_POLICY", "scheduler_policy", _choice("auto", "exclusive", "pipelined"), "auto", "`exclusive`: never run LLM and TTS at once (small GPU); `pipelined`: stream LLM into TTS concurrently; `auto`: from the hardware."),
+    SettingSpec("SCHEDULER_POLICY", "scheduler_policy", _choice("auto", "exclusive", "parallel", "pipelined"), "auto", "`exclusive`: one LLM or TTS job at a time (small GPU); `parallel`: one per LLM instance (LLM_INSTANCES), each reply's LLM and TTS taking turns (CPU cores with room to spare); `pipelined`: stream LLM into TTS concurrently; `auto`: from the hardware."),
     SettingSpec("REPLY_HOLD_AFTER_S", "reply_hold_after_s", _float_range(0.0, 60.0), 1.5, "A reply still waiting for the model (busy with other guilds' replies) this long after it was asked for speaks one of the persona's short holding lines, and is kept to one sentence (0 = off)."),
     SettingSpec("REPLY_DROP_AFTER_S", "reply_drop_after_s", _float_range(0.0, 600.0), 4.0, "A reply that gets the model, or would start speaking its answer, later than this after it was asked for is dropped: no answer to a question long gone (0 = off)."),
     SettingSpec("PROMPTER_REPLY_SILENCE_MS", "reply_silence_ms", _int_range(0, 10000), 250, "Silence after a human finishes before the bot answers when addressed."),
@@ -295,6 +296,7 @@ class Settings:
     llm_context: int
     llm_gpu_layers: int
     llm_threads: int
+    llm_instances: int
     llm_max_tokens: int
     llm_profile: str
     llm_temperature: float | None

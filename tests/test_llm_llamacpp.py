@@ -93,9 +93,15 @@ def test_cancel_aborts_a_long_prompt_evaluation(backend) -> None:
 
 
 def test_one_generation_at_a_time_per_model(backend) -> None:
+    """Per llama.cpp instance (LLM_INSTANCES of them): with every one busy, the next generation waits."""
     first_cancel, second_cancel = threading.Event(), threading.Event()
+    others = [
+        backend.stream(MESSAGES, max_tokens=2, stop=[], cancel=threading.Event()) for _ in backend.pool.instances[1:]
+    ]
+    for other in others:
+        assert next(other) == ""
     first = backend.stream(MESSAGES, max_tokens=8, stop=[], cancel=first_cancel)
-    assert next(first) == ""  # the first stream owns the model now
+    assert next(first) == ""  # the first stream owns the last free instance now
     got_ready = threading.Event()
 
     def second() -> None:
@@ -110,18 +116,24 @@ def test_one_generation_at_a_time_per_model(backend) -> None:
     list(first)  # finishing the first frees the model
     assert got_ready.wait(5)
     worker.join(10)
+    for other in others:
+        list(other)
 
 
 def test_waiting_for_the_model_can_be_cancelled(backend) -> None:
-    holder = backend.stream(MESSAGES, max_tokens=4, stop=[], cancel=threading.Event())
-    assert next(holder) == ""
+    holders = [
+        backend.stream(MESSAGES, max_tokens=4, stop=[], cancel=threading.Event()) for _ in backend.pool.instances
+    ]
+    for holder in holders:
+        assert next(holder) == ""
     cancel = threading.Event()
     cancel.set()
     waiting = backend.stream(MESSAGES, max_tokens=4, stop=[], cancel=cancel)
     started = time.monotonic()
     assert list(waiting) == []
     assert time.monotonic() - started < 0.1
-    holder.close()
+    for holder in holders:
+        holder.close()
 
 
 def test_missing_or_bad_gguf_is_a_clear_model_load_error(tmp_path) -> None:

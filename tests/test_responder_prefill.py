@@ -14,7 +14,8 @@ from brain.prompt import HistoryLine
 from brain.responder import Responder
 from tests.fixtures_thinking import RecordingSink, juniper
 
-SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0", "LLM_MAX_TOKENS": "8"}, env_file=None)
+# One llama.cpp instance: one prompt cache to measure (routing among several: tests/test_llama_pool.py).
+SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0", "LLM_MAX_TOKENS": "8", "LLM_INSTANCES": "1"}, env_file=None)
 
 
 @pytest.fixture(scope="module")
@@ -26,16 +27,18 @@ def responder():
 
 @pytest.fixture
 def evaluated(responder, monkeypatch):
-    """Counts the tokens llama.cpp evaluates (the prompt part that was not in its cache)."""
-    llama = responder.llm._loaded.llm
+    """Counts the tokens llama.cpp evaluates (the prompt part that was not in its cache), on every instance."""
     counts: list[int] = []
-    real_eval = llama.eval
 
-    def counting_eval(tokens):
-        counts.append(len(tokens))
-        return real_eval(tokens)
+    def counting(real_eval):
+        def counting_eval(tokens):
+            counts.append(len(tokens))
+            return real_eval(tokens)
 
-    monkeypatch.setattr(llama, "eval", counting_eval)
+        return counting_eval
+
+    for instance in responder.llm.pool.instances:
+        monkeypatch.setattr(instance.llm, "eval", counting(instance.llm.eval))
     return counts
 
 

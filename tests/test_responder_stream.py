@@ -37,7 +37,7 @@ def responder(llm, policy: str = "pipelined") -> Responder:
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("policy", ["pipelined", "exclusive"])
+@pytest.mark.parametrize("policy", ["pipelined", "exclusive", "parallel"])
 async def test_a_question_yields_streamed_text_and_audio(llm, policy) -> None:
     r = responder(llm, policy)
     persona = juniper()
@@ -98,7 +98,7 @@ async def _cancel_after(task: asyncio.Task, event: asyncio.Event | None, delay: 
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("policy", ["pipelined", "exclusive"])
+@pytest.mark.parametrize("policy", ["pipelined", "exclusive", "parallel"])
 async def test_cancel_during_speech_stops_text_and_audio_within_100_ms(llm, policy) -> None:
     r = responder(llm, policy)
     persona = juniper(max_reply_words=150, max_reply_sentences=10)
@@ -294,7 +294,7 @@ async def test_a_reply_the_model_slipped_on_stays_out_of_later_prompts(llm) -> N
 
 
 @pytest.mark.asyncio
-@pytest.mark.parametrize("policy", ["pipelined", "exclusive"])
+@pytest.mark.parametrize("policy", ["pipelined", "exclusive", "parallel"])
 async def test_a_scripted_line_is_spoken_as_written_without_the_model(llm, policy) -> None:
     """The listening notice and the persona's greeting: the words given, in the persona's voice, no generation."""
     model = FirstSampleWrites(llm, ["Never", " spoken."], times=99)

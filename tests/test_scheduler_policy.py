@@ -11,7 +11,7 @@ import time
 import pytest
 
 from runtime.scheduler import ModelScheduler, SchedulerCancelled
-from runtime.scheduler_policy import gpu_free_bytes, resolve_policy
+from runtime.scheduler_policy import gpu_free_bytes, llm_instances, resolve_policy
 from runtime.settings import load_settings
 
 GIB = 1024**3
@@ -169,14 +169,25 @@ def test_auto_policy_resolution() -> None:
     assert resolve_policy(auto, llm_gpu=True, tts_on_gpu=True, gpu_probe=lambda: None)[0] == "exclusive"
     assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=True, gpu_probe=small)[0] == "pipelined"
     assert resolve_policy(auto, llm_gpu=True, tts_on_gpu=False, gpu_probe=small)[0] == "pipelined"
-    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "exclusive"
+    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "parallel"
+    assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=1)[0] == "exclusive"
+    one = load_settings(env={"SCHEDULER_POLICY": "auto", "LLM_INSTANCES": "1"}, env_file=None)
+    assert resolve_policy(one, llm_gpu=False, tts_on_gpu=False, cpu_count=2)[0] == "exclusive"
     assert resolve_policy(auto, llm_gpu=False, tts_on_gpu=False, cpu_count=16)[0] == "pipelined"
     forced = load_settings(env={"SCHEDULER_POLICY": "exclusive"}, env_file=None)
     assert resolve_policy(forced, llm_gpu=False, tts_on_gpu=False) == ("exclusive", "SCHEDULER_POLICY=exclusive")
     # This machine: CPU build of llama.cpp (LLM_GPU_LAYERS=0) and Piper on the same few CPU cores.
     here = ModelScheduler.from_settings(auto)
-    expected = "exclusive" if (os.cpu_count() or 1) <= 4 else "pipelined"
+    cores = os.cpu_count() or 1
+    expected = "pipelined" if cores > 4 else "parallel" if cores >= 2 else "exclusive"
     assert here.policy == expected and "CPU" in here.reason
+    assert here.slots == (2 if expected == "parallel" else 1)
+    parallel = load_settings(env={"SCHEDULER_POLICY": "parallel"}, env_file=None)
+    assert ModelScheduler.from_settings(parallel).slots == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    assert llm_instances(0, llm_gpu=False, policy="parallel", cpu_count=2) == 2
+    assert llm_instances(0, llm_gpu=True, policy="parallel", cpu_count=2) == 1
+    assert llm_instances(0, llm_gpu=False, policy="exclusive", cpu_count=8) == 1
+    assert llm_instances(3, llm_gpu=False, policy="exclusive", cpu_count=2) == 3
     gpu_xtts = load_settings(
         env={"SCHEDULER_POLICY": "auto", "LLM_GPU_LAYERS": "-1", "TTS_ENGINE": "xtts"}, env_file=None
     )
@@ -195,3 +206,23 @@ def test_unknown_policy_or_kind_is_rejected() -> None:
     with pytest.raises(ValueError):
         with ModelScheduler("exclusive").hold("vision"):
             pass
+
+
+def test_parallel_runs_at_most_its_slots_of_heavy_work_at_once() -> None:
+    scheduler = ModelScheduler("parallel", slots=2)
+    run_workers(scheduler, [("llm", 0.05), ("tts", 0.05)] * 4)
+    spans = [(r.start, r.end) for r in scheduler.intervals() if r.kind in ("llm", "tts")]
+    assert len(spans) == 8
+    most = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+    assert most == 2  # two jobs ran at once, never three
+    assert scheduler.overlap_seconds("llm", "llm") + scheduler.overlap_seconds("llm", "tts") > 0.02
+
+
+def test_exclusive_has_one_slot_whatever_it_is_given() -> None:
+    scheduler = ModelScheduler("exclusive", slots=3)
+    assert scheduler.slots == 1
+    run_workers(scheduler, [("llm", 0.02), ("tts", 0.02)] * 3)
+    spans = sorted((r.start, r.end) for r in scheduler.intervals())
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
+    with pytest.raises(ValueError):
+        ModelScheduler("parallel", slots=0)

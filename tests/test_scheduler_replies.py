@@ -1,4 +1,5 @@
-"""Many concurrent replies on the real SmolLM2 + Piper: no LLM/TTS overlap under `exclusive`, overlap under `pipelined`."""
+"""Many concurrent replies on the real SmolLM2 + Piper: no LLM/TTS overlap under `exclusive`, overlap under `pipelined`,
+replies of different guilds at once under `parallel` (two llama.cpp instances), each in lockstep, saying the same."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ QUESTIONS = [
 ]
 
 
-async def run_replies(policy: str) -> tuple[Responder, list]:
-    llm = make_backend(SETTINGS)
-    responder = Responder.from_settings(SETTINGS, llm=llm, scheduler=ModelScheduler(policy))
+async def run_replies(policy: str, slots: int = 1) -> tuple[Responder, list]:
+    llm = make_backend(SETTINGS.replace(llm_instances=max(2, slots)))
+    responder = Responder.from_settings(SETTINGS, llm=llm, scheduler=ModelScheduler(policy, slots=slots))
     persona = juniper(max_reply_words=18, max_reply_sentences=2)
     responder.tts_for(persona)
     results = await asyncio.wait_for(
@@ -70,3 +71,20 @@ async def test_pipelined_policy_overlaps_llm_and_tts() -> None:
         (r.error, r.stop_reason, r.raw_text, r.audio_seconds) for r in results
     ]
     assert responder.scheduler.overlap_seconds("llm", "tts") > 0.05
+
+
+@pytest.mark.asyncio
+async def test_parallel_policy_runs_two_replies_at_once_each_in_lockstep_saying_the_same() -> None:
+    responder, results = await run_replies("parallel", slots=2)
+    assert all(r.error is None and r.text and r.audio_seconds > 0.2 for r in results), [
+        (r.error, r.audio_seconds) for r in results
+    ]
+    heavy = [iv for iv in responder.scheduler.intervals() if iv.kind in ("llm", "tts")]
+    at_once = max(sum(1 for other in heavy if other.start <= iv.start < other.end) for iv in heavy)
+    assert at_once == 2  # two replies computed at the same time, never three
+    for owner in {iv.owner for iv in heavy}:  # each reply: its LLM and TTS take turns
+        own = sorted((iv.start, iv.end) for iv in heavy if iv.owner == owner)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in zip(own, own[1:]))
+    # Overlap does not change what is said: greedy replies are the ones made one at a time.
+    _, alone = await run_replies("exclusive")
+    assert [r.text for r in results] == [r.text for r in alone]

@@ -48,7 +48,7 @@ def test_values_are_parsed_to_types():
         ("VAD_END_SILENCE_MS", "10", "expected an integer in [60, 5000]"),
         ("VAD_THRESHOLD", "high", "expected a number"),
         ("VAD_THRESHOLD", "1.5", "expected a number in"),
-        ("SCHEDULER_POLICY", "fast", "expected one of auto, exclusive, pipelined"),
+        ("SCHEDULER_POLICY", "fast", "expected one of auto, exclusive, parallel, pipelined"),
         ("TTS_USE_DEEPSPEED", "maybe", "expected true/false"),
         ("CHORUS_DEV_GUILD_IDS", "12,abc", "expected comma-separated integer ids"),
         ("LLM_BACKEND", "gpt", "expected one of llama_cpp, openai"),

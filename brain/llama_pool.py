@@ -1,0 +1,203 @@
+"""Loaded llama.cpp models: one `Llama` per context, and a small pool of them so that replies of different guilds
+decode at the same time (`LLM_INSTANCES`; the `parallel` scheduler policy grants one slot per instance).
+
+A llama context holds one conversation and keeps the last prompt's evaluated tokens (its prompt cache), so a
+request goes to the free instance whose last prompt shares the longest prefix with its own: a reply lands on
+the instance that holds its guild's prefill. The weights are memory-mapped: the instances share them; each one
+has its own KV cache (a few tens of MB for a small model).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Generator
+
+from runtime.errors import ModelLoadError
+from runtime.models import MODELS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedLlama:
+    """One Llama (one context) shared by every backend object using the same GGUF and settings."""
+
+    llm: Any
+    path: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    active_cancel: threading.Event | None = None
+    abort_callback: Any = None  # keep the ctypes callback alive while the context lives
+    last_prompt: str = ""  # the text of the last prompt evaluated here (what its cache holds)
+    index: int = 0  # place in its pool
+
+
+_llama_log_callback: Any = None  # kept alive while llama.cpp may call it
+
+
+def _route_llama_logs() -> None:
+    """llama.cpp prints housekeeping straight to stderr at error level (e.g. "removing memory module
+    entries" each time a cached prompt prefix is reused), which would scribble over the demo's display.
+    Its messages go to the `llama.cpp` logger at DEBUG instead; real failures still raise."""
+    global _llama_log_callback
+    if _llama_log_callback is not None:
+        return
+    import ctypes
+
+    import llama_cpp
+
+    llama_logger = logging.getLogger("llama.cpp")
+
+    @llama_cpp.llama_log_callback
+    def callback(_level: int, text: bytes, _user_data: Any) -> None:
+        message = text.decode("utf-8", "replace").rstrip()
+        if message:
+            llama_logger.debug("%s", message)
+
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _llama_log_callback = callback
+
+
+def load_llama(path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int | None) -> LoadedLlama:
+    try:
+        from llama_cpp import Llama
+    except ImportError as exc:
+        raise ModelLoadError(f"llama-cpp-python is not installed ({exc}): pip install -r requirements.txt") from None
+    _route_llama_logs()
+    started = time.monotonic()
+    try:
+        llm = Llama(
+            model_path=path,
+            n_ctx=n_ctx,
+            n_gpu_layers=n_gpu_layers,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
+    except Exception as exc:  # llama.cpp reports a bad file as ValueError/RuntimeError
+        raise ModelLoadError(f"cannot load GGUF {path}: {type(exc).__name__}: {exc}") from None
+    loaded = LoadedLlama(llm=llm, path=path)
+    _install_abort_callback(loaded)
+    log.info(
+        "llama.cpp model %s loaded in %.2f s (n_ctx=%d, gpu_layers=%d, threads=%s)",
+        os.path.basename(path),
+        time.monotonic() - started,
+        n_ctx,
+        n_gpu_layers,
+        n_threads,
+    )
+    return loaded
+
+
+def _install_abort_callback(loaded: LoadedLlama) -> None:
+    """Let a cancel event abort llama_decode (a long prompt evaluation) between graph nodes."""
+    try:
+        import llama_cpp
+
+        def should_abort(_data: Any) -> bool:
+            cancel = loaded.active_cancel
+            return bool(cancel is not None and cancel.is_set())
+
+        callback = llama_cpp.ggml_abort_callback(should_abort)
+        llama_cpp.llama_set_abort_callback(loaded.llm._ctx.ctx, callback, None)
+        loaded.abort_callback = callback
+    except Exception as exc:  # an older/newer binding without it: per-token cancel still works
+        log.debug("llama.cpp abort callback unavailable: %s", exc)
+
+
+def instance_threads(requested: int, instances: int, cores: int | None = None) -> int:
+    """llama.cpp threads per instance: `requested` (LLM_THREADS) if set, else all cores but one shared among the
+    instances, at least one each. All cores but one: llama.cpp's threads spin-wait, and on a busy core (STT, TTS,
+    the receive worker) one preempted thread stalls every other one; measured 20x slower generation on 2 cores.
+    A single-threaded instance has no peer to wait for, so with several instances every core may decode."""
+    if requested > 0:
+        return requested
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(1, (cores - 1) // max(1, instances))
+
+
+def common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of two strings."""
+    return len(os.path.commonprefix([a, b]))
+
+
+LOST_WEIGHT = 4  # a cached character thrown away costs this many reused ones (it was someone's prefill)
+
+
+class LlamaPool:
+    """`size` instances of one GGUF with the same settings, each loaded once per process (`runtime.models.MODELS`:
+    instance 0 is the one a single-instance backend uses). `take()` lends one for a generation."""
+
+    def __init__(self, path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int, size: int) -> None:
+        base = f"llama_cpp:{path}:ctx={n_ctx}:gpu={n_gpu_layers}:threads={n_threads}"
+        self.instances: list[LoadedLlama] = []
+        for index in range(max(1, size)):
+            key = base if index == 0 else f"{base}:instance={index}"
+            loaded = MODELS.get(
+                key, lambda: load_llama(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
+            )
+            loaded.index = index
+            self.instances.append(loaded)
+        self._cond = threading.Condition()
+        self.routed_to_prefix = 0  # requests that found a free instance holding more of their prompt than another
+        self.waits = 0  # requests that found every instance busy
+
+    @property
+    def first(self) -> LoadedLlama:
+        return self.instances[0]
+
+    def _pick(self, prompt: str) -> LoadedLlama | None:
+        """Under the condition: the free instance whose cache serves `prompt` best, locked (None if all are busy).
+
+        Score: characters of `prompt` already evaluated there, less LOST_WEIGHT times the characters of the
+        cached prompt it would throw away (another guild's prefill), so a reply goes where its prefill is and
+        a new prompt goes to an empty instance rather than over a guild's cache that shares only the persona.
+        (Another pool over the same instances, e.g. memory's summarizer on the reply model, may take one
+        meanwhile: a failed non-blocking acquire counts it busy.)"""
+        free = [inst for inst in self.instances if not inst.lock.locked()]
+        scores = {}
+        for inst in free:
+            common = common_prefix(inst.last_prompt, prompt)
+            scores[inst.index] = common - LOST_WEIGHT * (len(inst.last_prompt) - common)
+        for inst in sorted(free, key=lambda inst: (-scores[inst.index], inst.index)):
+            if inst.lock.acquire(blocking=False):
+                if scores[inst.index] > min(scores.values()):
+                    self.routed_to_prefix += 1
+                return inst
+        return None
+
+    def take(self, prompt: str, cancel: threading.Event) -> Generator[LoadedLlama | None, None, None]:
+        """Yields the instance lent for `prompt` (None if `cancel` was set while every one was busy), and gives
+        it back when the generator is closed. `prompt` is the request's text as `last_prompt` records it."""
+        waited = False
+        with self._cond:
+            while True:
+                chosen = self._pick(prompt)
+                if chosen is not None or cancel.is_set():
+                    break
+                waited = True
+                self._cond.wait(0.02)
+            if waited:
+                self.waits += 1
+        if chosen is None:
+            yield None
+            return
+        try:
+            chosen.last_prompt = prompt  # what its cache holds from now on (a cut-short evaluation holds a prefix)
+            yield chosen
+        finally:
+            with self._cond:
+                chosen.lock.release()
+                self._cond.notify_all()
+
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                "instances": len(self.instances),
+                "busy": sum(1 for inst in self.instances if inst.lock.locked()),
+                "routed_to_prefix": self.routed_to_prefix,
+                "waits": self.waits,
+            }
