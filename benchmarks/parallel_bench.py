@@ -72,7 +72,7 @@ def guild_responders(settings: Any, policy: str, instances: int, guilds: int) ->
     scheduler = ModelScheduler(policy, slots=instances)
     responders = []
     for guild in range(guilds):
-        responder = Responder(settings, llm=llm, scheduler=scheduler)
+        responder = Responder.from_settings(settings, llm=llm, scheduler=scheduler)
         responder.seed = SEED + guild
         responders.append(responder)
     return responders

@@ -19,8 +19,14 @@ from runtime.settings import load_settings
 from runtime.stage_times import stage_waits
 from tests.fixtures_thinking import RecordingSink, juniper, question
 
-SETTINGS = load_settings(
-    env={"LLM_TEMPERATURE": "0", "REPLY_HOLD_AFTER_S": "0.4", "REPLY_DROP_AFTER_S": "3.0"}, env_file=None
+SETTINGS = load_settings(  # one llama.cpp instance: holding its lock is what a busy model is
+    env={
+        "LLM_TEMPERATURE": "0",
+        "REPLY_HOLD_AFTER_S": "0.4",
+        "REPLY_DROP_AFTER_S": "3.0",
+        "SCHEDULER_POLICY": "exclusive",
+    },
+    env_file=None,
 )
 HOLD_ONLY = SETTINGS.replace(reply_drop_after_s=0.0)  # a loaded machine may take seconds to the first words
 SITUATION = "Alice just asked you a question. Answer her."
