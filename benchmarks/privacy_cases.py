@@ -8,59 +8,24 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sqlite3
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
-DISCORD_ACK_S = 3.0
-GUILD, ALICE, BOB = 8101, 501, 502
-
-Result = dict[str, Any]
-
-
-# --- database faults -----------------------------------------------------------------------------------------------
-
-
-async def _service(data_dir: Path) -> Any:
-    from storage.guild_store import GuildStore
-    from runtime.settings import load_settings
-    from memory.service import MemoryService
-    from storage.db import Database
-    from runtime.database_url import database_url
-
-    settings = load_settings(env={"CHORUS_DATA_DIR": str(data_dir), "MEMORY_SUMMARY": "extractive"}, env_file=None)
-    db = Database(database_url("", data_dir))
-    store = GuildStore(db, data_dir=data_dir)
-    service = MemoryService(settings, db, store)
-    service.privacy_retry_s = 0.2
-    return service
-
-
-async def _loaded(data_dir: Path, *, start: bool = False) -> Any:
-    """A memory service over `data_dir` with its database open and the guild settings read (and started)."""
-    service = await _service(data_dir)
-    await service.db.open()
-    await service.guild_store.load()
-    if start:
-        await service.start()
-    return service
-
-
-class FileAway:
-    """The SQLite file's folder is gone (a volume unmounted) and comes back."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir, self.away = data_dir, data_dir.with_name(data_dir.name + "-away")
-
-    def __enter__(self) -> "FileAway":
-        self.data_dir.rename(self.away)
-        self.data_dir.write_text("")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.data_dir.unlink()
-        self.away.rename(self.data_dir)
+from benchmarks.privacy_rig import (
+    ALICE,
+    BOB,
+    DISCORD_ACK_S,
+    GUILD,
+    FileAway,
+    Result,
+    _bot,
+    _loaded,
+    _service,
+    _TimedInteraction,
+    late,
+    member,
+)
 
 
 async def case_restart_with_database_down(tmp: Path) -> Result:
@@ -119,34 +84,56 @@ async def case_restart_with_database_down(tmp: Path) -> Result:
 
 
 async def case_memory_off_during_outage(tmp: Path) -> Result:
-    """/memory off while the database is away: off at once (unsaved), facts queued meanwhile never land, the
-    setting is saved when the database is back."""
-    from memory.extract import Fact
-    from storage.errors import StorageError
-
+    """The database goes away in the middle of a call; Bob's facts from before wait in the write queue; an admin
+    runs /memory off (the real command): it answers in time, memory is off at once (unsaved), the waiting facts
+    and what Bob says next never land, and the setting is saved once the database is back."""
     data_dir = tmp / "memory-off"
-    service = await _loaded(data_dir, start=True)
-    with FileAway(data_dir):
-        await service.db.close()
-        try:
-            await service.guild_store.set_memory_enabled(GUILD, False)
-        except StorageError:
-            service.guild_store.apply_unsaved(GUILD, memory_enabled=False)  # what /memory off does then
-        service.queue_facts(GUILD, BOB, [Fact("likes:sailing", "loves sailing")])
-    await service.db.open()
-    await service.guild_store.load()
-    await service.writes.drain(30)
-    rows = await service.store.count_about(GUILD, BOB)
+    async with _bot(data_dir) as bot:
+        memory = bot.memory
+        session = SimpleNamespace(room=_room(), persona=SimpleNamespace(name="Juniper"), responder=None)
+        memory.attach(GUILD, session)
+        with FileAway(data_dir):
+            await bot.storage.close()
+            _say(session.room, BOB, "Bob", "I love sailing and I keep bees behind the old stone house.", 1.0)
+            memory.recorders[GUILD].poll()  # his facts are queued (and held back: the database is away)
+            queued = memory.writes.pending
+            admin = _TimedInteraction(member(ALICE, "Alice", manage_guild=True), GUILD)
+            cog: Any = bot.get_cog("MemoryCog")
+            await cog.off.callback(cog, admin)
+            _say(session.room, BOB, "Bob", "My sister loves kayaking on the fjord every weekend.", 8.0)
+            memory.recorders[GUILD].poll()
+        await bot.open_storage()  # what the retry does once the file is back
+        await memory.writes.drain(30)
+        rows = await memory.store.count_about(GUILD, BOB)
+        memory.recorders.pop(GUILD).drop_everything()
     saved = await _fresh_memory_enabled(data_dir)
-    await service.close()
-    await service.db.close()
+    report = admin.report("/memory off")
     return {
         "built": True,
         "leaks": rows + (saved is not False),
-        "late_replies": 0,
+        "late_replies": late([report]),
         "rows": rows,
+        "writes_queued_before_off": queued,
         "saved_setting_memory_enabled": saved,
+        "commands": [{k: v for k, v in report.items() if k != "text"}],
     }
+
+
+def _room() -> Any:
+    from conversation.room import Room
+
+    room = Room(bot_name="Juniper", now=0.0)
+    for uid, name in ((ALICE, "Alice"), (BOB, "Bob")):
+        room.member_joined(uid, name, 0.0, initial=True)
+    return room
+
+
+def _say(room: Any, user_id: int, name: str, text: str, t: float) -> None:
+    from audio.types import Utterance
+
+    room.on_utterance(
+        Utterance(user_id=user_id, name=name, text=text, start=t, end=t + 1.0, final=True, confidence=0.9, timings={})
+    )
 
 
 async def _fresh_memory_enabled(data_dir: Path) -> Any:
@@ -157,93 +144,30 @@ async def _fresh_memory_enabled(data_dir: Path) -> Any:
 
 
 async def case_reconnect_after_failed_save(tmp: Path) -> Result:
-    """An opt-out whose save failed, then a gateway reconnect refreshes the guild: the opt-out holds and is saved."""
-    from storage.errors import StorageError
-
+    """Bob's /privacy optout (the real command) while the database is away: it answers in time and holds; then
+    the database is back and a gateway reconnect refreshes the guild (GUILD_CREATE: `on_guild_available`): the
+    opt-out still holds, and it is saved."""
     data_dir = tmp / "reconnect"
-    service = await _loaded(data_dir, start=True)
-    with FileAway(data_dir):
-        await service.db.close()
-        try:
-            await service.opt_out(GUILD, BOB, ["Bob"])
-        except StorageError:
-            pass
-    await service.db.open()
-    await service.refresh_privacy(GUILD)  # what on_guild_available does
-    held = service.is_opted_out(GUILD, BOB)
-    saved = BOB in (await service.store.opted_out(GUILD)).get(GUILD, set())
-    await service.close()
-    await service.db.close()
-    return {"built": True, "leaks": int(not held) + int(not saved), "late_replies": 0, "held": held, "saved": saved}
-
-
-async def case_forget_during_pending_summary(tmp: Path) -> Result:
-    """/memory forget while a call summary that read the member's lines is under way, and writes about them wait."""
-    import threading
-
-    from audio.types import Utterance
-    from runtime import executors
-    from conversation.room import Room
-    from memory.extract import Fact
-
-    service = await _service(tmp / "forget")
-    await service.db.open()
-    await service.guild_store.load()
-    await service.start()
-    room = Room(bot_name="Juniper", now=0.0)
-    for uid, name in ((ALICE, "Alice"), (BOB, "Bob")):
-        room.member_joined(uid, name, 0.0, initial=True)
-    for t, (uid, name, text) in enumerate(
-        [
-            (BOB, "Bob", "We sailed to the harbour on Sunday and the wind was wild."),
-            (ALICE, "Alice", "I spent Sunday baking bread for the whole street."),
-        ]
-    ):
-        room.on_utterance(
-            Utterance(
-                user_id=uid,
-                name=name,
-                text=text,
-                start=t * 5.0,
-                end=t * 5.0 + 1,
-                final=True,
-                confidence=0.9,
-                timings={},
-            )
-        )
-    recorder = service.attach(
-        GUILD, SimpleNamespace(room=room, persona=SimpleNamespace(name="Juniper"), responder=None)
-    )
-    recorder.poll()
-    busy = threading.Event()
-    blocker = asyncio.ensure_future(executors.run("memory", busy.wait, 30))
-    recorder._summarize_segment()
-    held = asyncio.Event()
-    service.writes.submit("hold", held.wait)
-    service.queue_facts(GUILD, BOB, [Fact("likes:sailing", "loves sailing")])
-    await service.forget(GUILD, BOB, ["Bob"])
-    held.set()
-    busy.set()
-    await blocker
-    summaries = [t for t in list(service._tasks) if t.get_name().startswith("memory-summary")]
-    if summaries:
-        await asyncio.wait(summaries, timeout=30)
-    await service.writes.drain(30)
-    bob_rows = await service.store.count_about(GUILD, BOB)
-    alice = [m.text for m in await service.about(GUILD, ALICE)]
-    leaked = [t for t in alice if "harbour" in t or "sailed" in t]
-    if recorder._ticker is not None:
-        recorder._ticker.cancel()
-    service.recorders.pop(GUILD, None)
-    await service.close()
-    await service.db.close()
+    async with _bot(data_dir) as bot:
+        with FileAway(data_dir):
+            await bot.storage.close()
+            asked = _TimedInteraction(member(BOB, "Bob"), GUILD)
+            cog: Any = bot.get_cog("PrivacyCog")
+            await cog.optout.callback(cog, asked)
+        await bot.open_storage()
+        bot.dispatch("guild_available", SimpleNamespace(id=GUILD, name="Server"))  # a reconnect's GUILD_CREATE
+        running = [t for t in asyncio.all_tasks() if t.get_name() == "discord.py: on_guild_available"]
+        await asyncio.wait(running, timeout=30) if running else None
+        held = bot.memory.is_opted_out(GUILD, BOB)
+        saved = BOB in (await bot.memory.store.opted_out(GUILD)).get(GUILD, set())
+    report = asked.report("/privacy optout")
     return {
         "built": True,
-        "leaks": bob_rows + len(leaked),
-        "late_replies": 0,
-        "bob_rows": bob_rows,
-        "alice_rows": len(alice),
-        "summary_remade_without_bob": bool(alice) and not leaked,
+        "leaks": int(not held) + int(not saved),
+        "late_replies": late([report]),
+        "held": held,
+        "saved": saved,
+        "commands": [{k: v for k, v in report.items() if k != "text"}],
     }
 
 
@@ -275,37 +199,6 @@ async def case_overlapping_setting_commands(tmp: Path) -> Result:
             "memory_enabled": state.memory_enabled,
         },
     }
-
-
-class _TimedInteraction:
-    """What the privacy and memory commands use of a `discord.Interaction`, recording when each answer went out."""
-
-    def __init__(self, user: Any, guild_id: int) -> None:
-        self.user, self.guild_id, self.guild, self.channel, self.command = user, guild_id, None, None, None
-        self.started = time.monotonic()
-        self.events: list[tuple[float, str, str]] = []
-        outer = self
-
-        class Response:
-            def __init__(self) -> None:
-                self.done = False
-
-            def is_done(self) -> bool:
-                return self.done
-
-            async def defer(self, **_kw: Any) -> None:
-                self.done = True
-                outer.events.append((time.monotonic() - outer.started, "defer", ""))
-
-            async def send_message(self, content: str, **_kw: Any) -> None:
-                self.done = True
-                outer.events.append((time.monotonic() - outer.started, "response", content))
-
-        class Followup:
-            async def send(self, content: str, **_kw: Any) -> None:
-                outer.events.append((time.monotonic() - outer.started, "followup", content))
-
-        self.response, self.followup = Response(), Followup()
 
 
 async def case_commands_during_database_stall(tmp: Path) -> Result:
@@ -409,7 +302,6 @@ DB_CASES: list[tuple[str, Callable[[Path], Awaitable[Result]]]] = [
     ("restart_with_database_down", case_restart_with_database_down),
     ("memory_off_during_outage", case_memory_off_during_outage),
     ("reconnect_after_failed_save", case_reconnect_after_failed_save),
-    ("forget_during_pending_summary", case_forget_during_pending_summary),
     ("two_overlapping_setting_commands", case_overlapping_setting_commands),
     ("slash_commands_during_10s_database_stall", case_commands_during_database_stall),
     ("migration_killed_half_way", case_migration_killed_half_way),

@@ -22,8 +22,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.privacy_cases import DB_CASES, Result
+from benchmarks.privacy_cases import DB_CASES
+from benchmarks.privacy_rig import Result
 from benchmarks.privacy_removal_cases import REMOVAL_CASES
+from benchmarks.privacy_summary_cases import SUMMARY_CASES
 from benchmarks.report import command_line, machine_info, write_json
 
 OUT = Path("out/bench/privacy.json")
@@ -115,7 +117,7 @@ async def run(quick: bool, only: Sequence[str] = ()) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="chorus-privacy-"))
     cases: dict[str, Result] = {}
     try:
-        for name, case in [*DB_CASES, *REMOVAL_CASES]:
+        for name, case in [*DB_CASES, *SUMMARY_CASES, *REMOVAL_CASES]:
             if not only or name in only:
                 t0 = time.monotonic()
                 cases[name] = {**await case(tmp), "seconds": round(time.monotonic() - t0, 2)}
@@ -138,7 +140,7 @@ async def run(quick: bool, only: Sequence[str] = ()) -> dict[str, Any]:
 
 
 def case_names() -> list[str]:
-    return [name for name, _ in [*DB_CASES, *REMOVAL_CASES]] + list(LOOPBACK_CASES)
+    return [name for name, _ in [*DB_CASES, *SUMMARY_CASES, *REMOVAL_CASES]] + list(LOOPBACK_CASES)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

@@ -10,37 +10,119 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
-from benchmarks.privacy_cases import ALICE, BOB, GUILD, Result, _service
+from benchmarks.privacy_rig import ALICE, BOB, GUILD, Result, _bot
 
 WAIT_S = 10.0
 
 
 async def case_bot_removed(tmp: Path) -> Result:
-    """The bot is removed from a server: past the grace period nothing about that server is left (settings,
-    opt-outs, memories); a server that added it back within the grace period keeps everything."""
+    """The bot is removed from a server (GUILD_DELETE through the bot's `on_guild_remove`) in the middle of a call
+    whose last facts and summary are still on their way: with REMOVAL_GRACE_DAYS=0 nothing about that server is
+    left afterwards (settings, opt-outs, memories, the call's late writes; rows, SQLite bytes, log lines above
+    DEBUG). With the default grace period nothing goes within it, a server that added the bot back keeps
+    everything, and the other server's rows go once it ended."""
+    from simulator.privacy_witness import LogTap
+
+    words = ("zanzibar", "quokkas", "catamaran")  # said in the call, kept before the removal
+    with LogTap() as logs:
+        async with _bot(tmp / "removed-now", REMOVAL_GRACE_DAYS="0") as bot:
+            memory, store = bot.memory, bot.memory.store
+            await _kept_about(bot, GUILD)
+            session = SimpleNamespace(room=_call(), persona=SimpleNamespace(name="Juniper"), responder=None)
+            bot.voice_sessions[GUILD] = session
+            memory.attach(GUILD, session)  # the call is recorded; its last read and summary come at its end
+            bot.dispatch("guild_remove", SimpleNamespace(id=GUILD, name="Server"))  # as GUILD_DELETE does
+            await _handled(bot, "on_guild_remove")
+            await _settled(memory)
+            path = bot.storage.sqlite_path
+            raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*")).lower() if path else b""
+            found = {
+                "rows": sum([await store.count_about(GUILD, uid) for uid in (ALICE, BOB)]),
+                "opt_out_rows": len((await store.opted_out()).get(GUILD, ())),
+                "settings": int(bot.guild_store.get(GUILD).persona is not None),
+                "file_bytes": sum(1 for w in words if w.encode() in raw),
+            }
+    found["log_lines"] = sum(1 for _, line in logs.records if any(w in line.lower() for w in words))
+    async with _bot(tmp / "removed-later") as bot:
+        back = GUILD + 1
+        for guild in (GUILD, back):
+            await _kept_about(bot, guild)
+            bot.dispatch("guild_remove", SimpleNamespace(id=guild, name="Server"))
+        await _handled(bot, "on_guild_remove")
+        await bot.memory.purge_now()  # the hourly purge, within the grace period
+        within = [await bot.memory.store.count_about(g, ALICE) for g in (GUILD, back)]
+        bot.dispatch("guild_join", SimpleNamespace(id=back, name="Server"))  # added back within it
+        await _handled(bot, "on_guild_join")
+        past = time.time() + (bot.settings.removal_grace_days + 1) * 86400
+        purged = await bot.memory.purge_removed_guilds(now=past)
+        left_after_grace = (
+            await bot.memory.store.count_about(GUILD, ALICE)
+            + len((await bot.memory.store.opted_out()).get(GUILD, ()))
+            + int(bot.guild_store.get(GUILD).persona is not None)
+        )
+        kept = await bot.memory.store.count_about(back, ALICE)
+    found["rows_left_after_grace"] = left_after_grace
+    return {
+        "built": True,
+        "leaks": sum(found.values()),
+        "late_replies": 0,
+        "found": found,
+        "kept_within_grace": within,
+        "purged_after_grace": purged,
+        "readded_server_rows_kept": kept,
+    }
+
+
+async def _kept_about(bot: Any, guild: int) -> None:
+    """A server's settings, an opt-out and a member's facts."""
     from memory.extract import Fact
 
-    service = await _service(tmp / "removed")
-    await service.db.open()
-    await service.guild_store.load()
-    back = GUILD + 1
-    for guild in (GUILD, back):
-        await service.guild_store.set_persona(guild, "Trixie")
-        await service.store.remember_facts(guild, ALICE, [Fact("home", "lives in Oslo")])
-        await service.opt_out(guild, BOB, ["Bob"])
-    past = time.time() - (service.settings.removal_grace_days + 1) * 86400
-    await service.store.mark_guild_removed(GUILD, now=past)
-    await service.store.mark_guild_removed(back, now=past)
-    await service.guild_returned(back)
-    await service.purge_now()
-    left = (
-        await service.store.count_about(GUILD, ALICE)
-        + len((await service.store.opted_out()).get(GUILD, ()))
-        + int(service.guild_store.get(GUILD).persona is not None)
-    )
-    kept = await service.store.count_about(back, ALICE)
-    await service.db.close()
-    return {"built": True, "leaks": left, "late_replies": 0, "rows_left": left, "readded_server_rows_kept": kept}
+    await bot.guild_store.set_persona(guild, "Trixie")
+    await bot.memory.store.remember_facts(guild, ALICE, [Fact("home", "lives in Zanzibar")])
+    await bot.memory.opt_out(guild, BOB + 1, ["Carol"])
+
+
+def _call() -> Any:
+    from audio.types import Utterance
+    from conversation.room import Room
+
+    room = Room(bot_name="Juniper", now=0.0)
+    for uid, name in ((ALICE, "Alice"), (BOB, "Bob")):
+        room.member_joined(uid, name, 0.0, initial=True)
+    for t, (uid, name, text) in enumerate(
+        [
+            (BOB, "Bob", "I love quokkas and I keep two of them in my garden."),
+            (ALICE, "Alice", "We sailed a catamaran to the island last summer and I love sailing."),
+        ]
+    ):
+        room.on_utterance(
+            Utterance(
+                user_id=uid,
+                name=name,
+                text=text,
+                start=t * 5.0,
+                end=t * 5.0 + 1,
+                final=True,
+                confidence=0.9,
+                timings={},
+            )
+        )
+    return room
+
+
+async def _handled(bot: Any, event: str) -> None:
+    """Wait for discord.py's tasks running the bot's `event` listeners (dispatch runs them as tasks)."""
+    running = [t for t in asyncio.all_tasks() if t.get_name() == f"discord.py: {event}"]
+    if running:
+        await asyncio.wait(running, timeout=WAIT_S)
+
+
+async def _settled(memory: Any) -> None:
+    """The summaries under way done and the write queue empty."""
+    summaries = [t for t in list(memory._tasks) if t.get_name().startswith("memory-summary")]
+    if summaries:
+        await asyncio.wait(summaries, timeout=WAIT_S)
+    await memory.writes.drain(WAIT_S)
 
 
 async def case_member_leaves_server(tmp: Path) -> Result:

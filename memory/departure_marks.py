@@ -40,6 +40,16 @@ class DepartureMarks:
         async with self.db.transaction() as conn:
             await conn.execute(sa.delete(storage_meta).where(storage_meta.c.key == f"{REMOVED_PREFIX}{guild_id}"))
 
+    async def removed_guilds(self, removed_before: float) -> list[int]:
+        """The guilds the bot was removed from before `removed_before` (epoch seconds): due for the purge."""
+        async with self.db.transaction() as conn:
+            marks = (
+                (await conn.execute(sa.select(storage_meta).where(storage_meta.c.key.like(f"{REMOVED_PREFIX}%"))))
+                .mappings()
+                .all()
+            )
+        return [int(m["key"][len(REMOVED_PREFIX) :]) for m in marks if float(m["value"]) < removed_before]
+
     async def purge_removed_guilds(self, removed_before: float) -> list[int]:
         """Delete every row of the guilds the bot was removed from before `removed_before` (epoch seconds):
         settings, opt-outs, memories (with their sources), members' departure marks. Returns those guilds."""

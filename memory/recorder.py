@@ -136,6 +136,18 @@ class CallRecorder:
             if others:
                 self._spawn_summary(rest, others, job.part)
 
+    def drop_everything(self) -> None:
+        """The guild's rows are about to be deleted (the bot was removed from it): the call's lines dropped, its
+        summaries under way cancelled (their models stopped at the next token, nothing made again or queued)
+        and the recorder stopped."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        self.lines.clear()
+        for task, job in list(self._summary_jobs.items()):
+            job.cancel.set()
+            task.cancel()
+
     @property
     def summarizing(self) -> bool:
         """Whether a summary of this call is still under way."""

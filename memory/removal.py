@@ -68,8 +68,22 @@ class Removals:
         """`on_guild_join`: added back within the grace period: nothing is deleted."""
         await self.store.unmark_guild_removed(guild_id)
 
+    async def drop_guild_pending(self, guild_id: int) -> None:
+        """What is on its way to the database about the guild, before its rows go: the summaries of its calls
+        under way (cancelled, the model stopped; also of calls that already ended: the bot's removal ends its
+        call first, and that call's last summary starts then), its queued writes (one running now is waited
+        for). Otherwise the call's last facts and summaries would land after the purge."""
+        self._ended_recorders = [r for r in self._ended_recorders if r.summarizing]
+        for recorder in dict.fromkeys([self.recorders.pop(guild_id, None), *self._ended_recorders]):
+            if recorder is not None and recorder.guild_id == guild_id:
+                recorder.drop_everything()
+        await self.writes.discard_guild(guild_id)
+
     async def purge_removed_guilds(self, now: float | None = None) -> list[int]:
-        gone = await self.store.purge_removed_guilds(self._grace_ended(now))
+        removed_before = self._grace_ended(now)
+        for guild_id in await self.store.removed_guilds(removed_before):
+            await self.drop_guild_pending(guild_id)
+        gone = await self.store.purge_removed_guilds(removed_before)
         for guild_id in gone:
             self.guild_store.drop_local(guild_id)
             self._opted_out = {g: u for g, u in self._opted_out.items() if g != guild_id}

@@ -92,13 +92,21 @@ class WriteQueue:
         "forgotten"), and a write of theirs running now is waited for (up to `timeout`), so that a delete
         made after this returns is not followed by one of their rows. Returns the writes dropped."""
         member = (guild_id, user_id)
-        kept = deque(job for job in self._jobs if member not in job.involves)
+        return await self._discard(lambda involves: member in involves, "forgotten", timeout)
+
+    async def discard_guild(self, guild_id: int, timeout: float = 10.0) -> int:
+        """The guild's rows are about to be deleted (the bot was removed from it): its queued writes are dropped
+        (counted as "guild removed") and one of its running now is waited for, as `discard_member` does."""
+        return await self._discard(lambda involves: any(g == guild_id for g, _ in involves), "guild removed", timeout)
+
+    async def _discard(self, matches: Callable[[frozenset[tuple[int, int]]], bool], reason: str, timeout: float) -> int:
+        kept = deque(job for job in self._jobs if not matches(job.involves))
         dropped = len(self._jobs) - len(kept)
         self._jobs = kept
         if dropped:
-            self.stats.drop("forgotten", dropped)
+            self.stats.drop(reason, dropped)
         deadline = time.monotonic() + timeout
-        while self._running is not None and member in self._running.involves and time.monotonic() < deadline:
+        while self._running is not None and matches(self._running.involves) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if not self._jobs and self._running is None:
             self._idle.set()

@@ -3,13 +3,16 @@ after REMOVAL_GRACE_DAYS, unless it is added back meanwhile. On SQLite and Postg
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from memory.extract import Fact
-from tests.fixtures_memory import memory_service
+from runtime import executors
+from tests.fixtures_memory import CallUnderTest, memory_service
 from tests.fixtures_storage import db_url, postgres_server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.asyncio
@@ -46,5 +49,33 @@ async def test_no_grace_deletes_at_once(db_url: str, tmp_path: Path) -> None:
     await service.store.remember_facts(GONE, ALICE, [Fact("home", "lives in Oslo")])
     await service.guild_removed(GONE)
     assert await service.store.count_about(GONE, ALICE) == 0
+    await service.close()
+    await service.db.close()
+
+
+async def test_removed_during_a_call_the_calls_last_writes_never_land(db_url: str, tmp_path: Path) -> None:
+    """The bot is removed in the middle of a call (REMOVAL_GRACE_DAYS=0): its removal ends the call, whose last
+    facts are queued and whose last summary starts; the purge cancels both, so nothing of the server is written
+    after its rows were deleted."""
+    service = await memory_service(db_url, tmp_path, REMOVAL_GRACE_DAYS="0")
+    call = CallUnderTest({ALICE: "Alice", BOB: "Bob"})
+    service.attach(GONE, call)
+    call.says(BOB, "I love quokkas and I keep two of them in my garden.")
+    call.says(ALICE, "We sailed a catamaran to the island last summer and I love sailing.")
+    held, busy = asyncio.Event(), threading.Event()
+    service.writes.submit("hold", held.wait)  # the queue is busy: the call's facts wait in it
+    blocker = asyncio.ensure_future(executors.run("memory", busy.wait, 30))  # the summary waits for the thread
+    await service.end_call(GONE)  # what on_guild_remove's stop of the session does first
+    assert service.writes.pending > 1 and any(
+        t.get_name().startswith("memory-summary") and not t.done() for t in service._tasks
+    )
+    await service.guild_removed(GONE)
+    held.set()
+    busy.set()
+    await blocker
+    await asyncio.gather(*list(service._tasks), return_exceptions=True)
+    assert await service.writes.drain(10)
+    assert await service.store.count_about(GONE, ALICE) == 0 and await service.store.count_about(GONE, BOB) == 0
+    assert service.writes.stats.dropped.get("guild removed", 0) >= 1
     await service.close()
     await service.db.close()
