@@ -1,7 +1,7 @@
 """The database and command cases of the privacy fault matrix (`benchmarks.privacy_faults`): each provokes one
 fault on the real code (a SQLite file that goes away, a write lock held on it, a migration that dies) and returns
-what was left behind (`leaks`) and the late answers (`late_replies`). The bot removed from a server and a member
-leaving one: `benchmarks.privacy_removal_cases`."""
+what was left behind (`leaks`) and the late answers (`late_replies`). `/memory forget` during call summaries:
+`benchmarks.privacy_summary_cases`; the bot removed and members leaving: `benchmarks.privacy_removal_cases`."""
 
 from __future__ import annotations
 

@@ -8,7 +8,11 @@ Each case provokes one fault on the real code (loopback voice channel with the r
 goes away, a write lock held on it) and counts what is found afterwards about the member who opted out or asked
 to be forgotten: words, rows, log lines (`leaks`, must be 0), and the commands whose first answer to Discord
 came later than 3 s (`late_replies`, must be 0). Prints one JSON object, written to out/bench/privacy.json and
-docs/privacy-faults.json (keys `cases`, `leaks_total`, `late_replies`).
+docs/privacy-faults.json (keys `cases`, `leaks_total`, `late_replies`). The commands run through the cogs' real
+callbacks and each case lists them with when they answered (`commands`). The cases: the database and command
+faults in `benchmarks.privacy_cases`, `/memory forget` during call summaries in `benchmarks.privacy_summary_cases`,
+the bot removed and members leaving in `benchmarks.privacy_removal_cases` (what they share:
+`benchmarks.privacy_rig`), the loopback opt-outs here.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from benchmarks.privacy_cases import DB_CASES
-from benchmarks.privacy_rig import Result
+from benchmarks.privacy_rig import DISCORD_ACK_S, Result
 from benchmarks.privacy_removal_cases import REMOVAL_CASES
 from benchmarks.privacy_summary_cases import SUMMARY_CASES
 from benchmarks.report import command_line, machine_info, write_json
@@ -69,11 +73,12 @@ async def _optout_cases(tmp: Path) -> dict[str, Result]:
             )
             in_time = not speaking.done()
             since = await opt_out(sc, bob)
+            done_s = time.monotonic() - since
             heard = words_of(witness.texts_of(bob, before=since))
             await settled(sc, speaking)
             found = await witness.leaks(bob, "Bob", since, heard, logs)
             out["optout_between_partial_and_final"] = _leak_result(
-                found, heard=sorted(heard), opted_out_before_his_line_ended=in_time
+                found, done_s, heard=sorted(heard), opted_out_before_his_line_ended=in_time
             )
 
             await opt_in(sc, bob)
@@ -82,10 +87,11 @@ async def _optout_cases(tmp: Path) -> dict[str, Result]:
             tap: Any = sc.heard
             await sc.wait_for(lambda: tap.starts(bob, since=started), 60, "Bob's speech start")
             since = await opt_out(sc, bob)
+            done_s = time.monotonic() - since
             await settled(sc, speaking)
             found = await witness.leaks(bob, "Bob", since, heard, logs)
             out["optout_mid_word"] = _leak_result(
-                found, dropped_at_receive=sc.session.receiver.stats.as_dict()["dropped_opted_out"]
+                found, done_s, dropped_at_receive=sc.session.receiver.stats.as_dict()["dropped_opted_out"]
             )
 
             await opt_in(sc, bob)
@@ -93,18 +99,21 @@ async def _optout_cases(tmp: Path) -> dict[str, Result]:
             speaking = asyncio.create_task(sc.say("Bob", LONG))
             await sc.wait_for(lambda: watch.running, 120, "a partial of Bob's being transcribed")
             since = await opt_out(sc, bob)  # takes effect before its first await: the partial still runs
+            done_s = time.monotonic() - since
             await settled(sc, speaking)
             found = await witness.leaks(bob, "Bob", since, heard, logs)
-            out["optout_mid_partial"] = _leak_result(found, partials_watched=watch.runs)
+            out["optout_mid_partial"] = _leak_result(found, done_s, partials_watched=watch.runs)
     return out
 
 
-def _leak_result(found: dict[str, list], **detail: Any) -> Result:
+def _leak_result(found: dict[str, list], done_s: float, **detail: Any) -> Result:
+    """`done_s`: how long /privacy optout took until its last answer (its first went out no later)."""
     return {
         "built": True,
         "leaks": sum(len(v) for v in found.values()),
-        "late_replies": 0,
+        "late_replies": int(done_s > DISCORD_ACK_S),
         "found": {k: v for k, v in found.items() if v},
+        "commands": [{"command": "/privacy optout", "last_answer_s": round(done_s, 3)}],
         **detail,
     }
 
