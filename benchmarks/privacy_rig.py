@@ -87,7 +87,9 @@ class _TimedInteraction:
     (`events`: seconds since the command, kind, text) and the view sent with an answer (`view`)."""
 
     def __init__(self, user: Any, guild_id: int) -> None:
-        self.user, self.guild_id, self.guild, self.channel, self.command = user, guild_id, None, None, None
+        self.user, self.guild_id, self.command = user, guild_id, None
+        self.guild: Any = None
+        self.channel: Any = None
         self.started = time.monotonic()
         self.events: list[tuple[float, str, str]] = []
         self.view: Any = None

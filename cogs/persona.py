@@ -99,13 +99,16 @@ class PersonaCog(commands.GroupCog, group_name="persona", group_description="Cho
                 _clip(f"There is no persona named \u201c{name}\u201d.{hint}"), ephemeral=True
             )
             return
-        await self.bot.guild_store.set_persona(guild_id, persona.name)
+        # answer Discord (within its 3 s) before the database: a stalled one then costs a late answer, never
+        # "The application did not respond"
+        await interaction.response.defer(thinking=True)
+        await self.bot.guild_store.set_persona(guild_id, persona.name)  # StorageError: the bot's error reply
         live = guild_id in self.bot.voice_sessions
         if live:
             await self.bot.on_persona_changed(guild_id, persona)
         log.info("guild %d: persona set to %s by user %d", guild_id, persona.name, interaction.user.id)
         tail = " (switching voices now)" if live else ""
-        await interaction.response.send_message(f"I'm {persona.name} now{tail}. {persona.description}")
+        await interaction.followup.send(f"I'm {persona.name} now{tail}. {persona.description}")
 
     @set_persona.autocomplete("name")
     async def _name_autocomplete(

@@ -292,11 +292,13 @@ class PrompterCog(commands.Cog):
         guild = interaction.guild
         assert guild is not None
         channel = interaction.channel
+        if mode == "on" and (channel is None or not hasattr(channel, "send")):
+            await interaction.response.send_message("I can't post captions here.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)  # within Discord's 3 s, before the database
         if mode == "on":
-            if channel is None or not hasattr(channel, "send"):
-                await interaction.response.send_message("I can't post captions here.", ephemeral=True)
-                return
-            await self.bot.guild_store.set_captions_channel(guild.id, channel.id)
+            assert channel is not None
+            await self.bot.guild_store.set_captions_channel(guild.id, channel.id)  # StorageError: the error reply
             sink: CaptionSink | None = caption_sender(channel)  # type: ignore[arg-type]
             message = f"Captions on: I'll post what I hear and say in {getattr(channel, 'mention', 'this channel')}."
         else:
@@ -306,7 +308,7 @@ class PrompterCog(commands.Cog):
         session = self.session_of(guild.id)
         if session is not None:
             session.captions = sink
-        await interaction.response.send_message(message, ephemeral=True)
+        await interaction.followup.send(message, ephemeral=True)
 
 
 async def setup(bot: "ChorusBot") -> None:

@@ -132,6 +132,33 @@ async def test_captions_on_and_off_are_remembered_and_applied(world):
     assert bot.guild_store.get(guild.id).captions_channel_id is None and session.captions is None
 
 
+async def test_captions_answer_at_once_while_the_database_is_stalled(world, simcord_env, monkeypatch):
+    """Another process holds the SQLite write lock: /captions on is acknowledged (deferred, privately) before it
+    touches the database, and then answers in plain words (no driver text, no path), nothing changed."""
+    import sqlite3
+
+    env, bot, guild, text, voice, alice, bob = world
+    path = bot.storage.sqlite_path
+    bot.storage.sqlite_busy_timeout_ms = 500  # a stall past it (SimCord waits 5 s for the bot to settle)
+    monkeypatch.setattr(type(bot.storage), "_start_probe", lambda self: None)  # SimCord: no background waits
+    await bot.storage.engine.dispose()
+    bot.storage.engine = bot.storage._create_engine()
+    lock = sqlite3.connect(path, timeout=0.1)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        result = await alice.slash(text, "captions", mode="on")
+    finally:
+        lock.rollback()
+        lock.close()
+    callbacks = [r.json for r in simcord_env.http_requests if r.path.endswith("/callback")]
+    assert callbacks[-1] == {"type": 5, "data": {"flags": 64}}  # deferred, privately, first
+    content = result.response.content
+    assert "database is unavailable" in content and "OperationalError" not in content and str(path) not in content
+    assert bot.guild_store.get(guild.id).captions_channel_id is None
+    errors = simcord_env.errors  # acknowledged: our error handler answered it
+    assert [type(getattr(e, "original", e)).__name__ for e in errors] == ["StorageError"]
+
+
 async def test_captions_need_manage_server(world):
     env, bot, guild, text, voice, alice, bob = world
     with pytest.raises(SetupError, match="default-member-permissions"):  # Discord hides it from bob
