@@ -24,6 +24,7 @@ from benchmarks.privacy_rig import (
     _TimedInteraction,
     late,
     member,
+    run_command,
 )
 
 
@@ -171,100 +172,72 @@ async def case_reconnect_after_failed_save(tmp: Path) -> Result:
 
 
 async def case_overlapping_setting_commands(tmp: Path) -> Result:
-    """Two processes change different settings of one guild at once (and one changes two at once here)."""
+    """Two bot processes on one database; at once, an admin runs /persona set and /memory off on one and /captions
+    on on the other (the real commands): every change lands (written field by field, not read-modify-write),
+    memory stays off, and each command answered in time."""
     data_dir = tmp / "overlap"
-    one, two = await _service(data_dir), await _service(data_dir)
-    for s in (one, two):
-        await s.db.open()
-        await s.guild_store.load()
-    await asyncio.gather(
-        one.guild_store.set_persona(GUILD, "Trixie"),
-        two.guild_store.set_captions_channel(GUILD, 77),
-        one.guild_store.set_memory_enabled(GUILD, False),
-    )
+    admin = member(ALICE, "Alice", manage_guild=True)
+    async with _bot(data_dir, prompter=True) as one, _bot(data_dir, prompter=True) as two:
+        reports = await asyncio.gather(
+            run_command(one, "PersonaCog", "set_persona", admin, "/persona set (process 1)", name="Trixie"),
+            run_command(two, "PrompterCog", "captions", admin, "/captions on (process 2)", mode="on"),
+            run_command(one, "MemoryCog", "off", admin, "/memory off (process 1)"),
+        )
     fresh = await _loaded(data_dir)
     state = fresh.guild_store.get(GUILD)
+    await fresh.db.close()
     lost = int(state.persona != "Trixie") + int(state.captions_channel_id != 77) + int(state.memory_enabled)
-    for s in (one, two, fresh):
-        await s.db.close()
     return {
         "built": True,
         "leaks": int(state.memory_enabled),
-        "late_replies": 0,
+        "late_replies": late(list(reports)),
         "lost_updates": lost,
         "state": {
             "persona": state.persona,
             "captions_channel_id": state.captions_channel_id,
             "memory_enabled": state.memory_enabled,
         },
+        "commands": [{k: v for k, v in r.items() if k != "text"} for r in reports],
     }
 
 
 async def case_commands_during_database_stall(tmp: Path) -> Result:
     """Every slash command that writes or reads the database (/privacy optout|optin, /memory show|off|on|recall,
-    /persona set, /captions on) while another process holds the SQLite write lock for 10 s: each is acknowledged
-    within 3 s and answers in plain words (no driver text, no paths)."""
-    from bot.client import ChorusBot
+    /persona set, /captions on), used at once as another process takes the SQLite write lock for 10 s: each is
+    acknowledged within 3 s and answers in plain words (no driver text, no paths)."""
     from simulator.scenario import scenario_settings
 
-    settings = scenario_settings(tmp / "stall")
-    bot = ChorusBot(settings)  # with the prompter cog (/captions), as the bot runs
-    await bot.setup_hook()
-    path = bot.storage.sqlite_path
-    assert path is not None
-    user = SimpleNamespace(
-        id=BOB, display_name="Bob", global_name="Bob", name="bob", guild_permissions=SimpleNamespace(manage_guild=True)
-    )
-    cogs = {name: bot.get_cog(name) for name in ("PrivacyCog", "MemoryCog", "PersonaCog", "PrompterCog")}
-    assert all(cog is not None for cog in cogs.values()), cogs
-
-    async def post(*_a: Any, **_kw: Any) -> None:
-        return None
-
-    lock = sqlite3.connect(path, timeout=0.1)
-    lock.execute("BEGIN IMMEDIATE")  # another writer holds the file for 10 s
-    released = asyncio.get_running_loop().call_later(10.0, lock.rollback)
-
-    async def invoke(name: str, cog_name: str, command: str, args: dict[str, Any]) -> dict[str, Any]:
-        cog = cogs[cog_name]
-        interaction = _TimedInteraction(user, GUILD)
-        interaction.guild = SimpleNamespace(id=GUILD, roles=[])
-        interaction.channel = SimpleNamespace(id=77, send=post, mention="#captions")
-        try:
-            await getattr(cog, command).callback(cog, interaction, **args)
-        except Exception as exc:  # the bot's error handler answers these
-            from discord import app_commands
-
-            error = app_commands.CommandInvokeError(SimpleNamespace(qualified_name=name, name=name), exc)  # type: ignore[arg-type]
-            await bot.on_app_command_error(interaction, error)  # type: ignore[arg-type]
-        report = interaction.report(f"/{name}")
-        text = report.pop("text")
-        return {**report, "driver_text": any(w in text for w in ("OperationalError", str(path), "sqlite3", "Error:"))}
-
-    try:  # members and admins use them at once, as the stall begins
-        results = await asyncio.gather(
-            *(
-                invoke(*command)
-                for command in (
-                    ("privacy optout", "PrivacyCog", "optout", {}),
-                    ("memory show", "MemoryCog", "show", {}),
-                    ("memory off", "MemoryCog", "off", {}),
-                    ("privacy optin", "PrivacyCog", "optin", {}),
-                    ("memory on", "MemoryCog", "on", {}),
-                    ("memory recall", "MemoryCog", "recall", {"scope": "speaker"}),
-                    ("persona set", "PersonaCog", "set_persona", {"name": "Trixie"}),
-                    ("captions on", "PrompterCog", "captions", {"mode": "on"}),
-                )
+    bob = member(BOB, "Bob", manage_guild=True)
+    async with _bot(tmp / "stall", prompter=True, settings=scenario_settings(tmp / "stall")) as bot:
+        path = bot.storage.sqlite_path
+        assert path is not None
+        lock = sqlite3.connect(path, timeout=0.1)
+        lock.execute("BEGIN IMMEDIATE")  # another writer holds the file for 10 s
+        released = asyncio.get_running_loop().call_later(10.0, lock.rollback)
+        try:  # members and admins use them at once, as the stall begins
+            reports = await asyncio.gather(
+                run_command(bot, "PrivacyCog", "optout", bob, "/privacy optout"),
+                run_command(bot, "MemoryCog", "show", bob, "/memory show"),
+                run_command(bot, "MemoryCog", "off", bob, "/memory off"),
+                run_command(bot, "PrivacyCog", "optin", bob, "/privacy optin"),
+                run_command(bot, "MemoryCog", "on", bob, "/memory on"),
+                run_command(bot, "MemoryCog", "recall", bob, "/memory recall", scope="speaker"),
+                run_command(bot, "PersonaCog", "set_persona", bob, "/persona set", name="Trixie"),
+                run_command(bot, "PrompterCog", "captions", bob, "/captions on", mode="on"),
             )
-        )
-    finally:
-        released.cancel()
-        lock.rollback()
-        lock.close()
-        await bot.memory.close()
-        await bot.storage.close()
+        finally:
+            released.cancel()
+            lock.rollback()
+            lock.close()
+    results = [
+        {
+            **{k: v for k, v in r.items() if k != "text"},
+            "driver_text": any(w in r["text"] for w in ("OperationalError", str(path), "sqlite3", "Error:")),
+        }
+        for r in reports
+    ]
     leaks = sum(1 for r in results if r["driver_text"])
-    return {"built": True, "leaks": leaks, "late_replies": late(list(results)), "commands": results}
+    return {"built": True, "leaks": leaks, "late_replies": late(list(reports)), "commands": results}
 
 
 async def case_migration_killed_half_way(tmp: Path) -> Result:

@@ -42,15 +42,21 @@ async def _loaded(data_dir: Path, *, start: bool = False) -> Any:
 
 
 @asynccontextmanager
-async def _bot(data_dir: Path, **env: str) -> AsyncIterator[Any]:
-    """The bot (its cogs, the memory service, SQLite under `data_dir`), set up; not connected to Discord."""
+async def _bot(data_dir: Path, *, prompter: bool = False, settings: Any = None, **env: str) -> AsyncIterator[Any]:
+    """The bot (its cogs, with the prompter's (/captions) when `prompter`; the memory service; SQLite under
+    `data_dir`), set up, not connected to Discord. `settings`: these instead of the defaults with `env`."""
     from bot.client import ChorusBot
     from runtime.settings import load_settings
 
-    settings = load_settings(
-        env={"CHORUS_DATA_DIR": str(data_dir), "MEMORY_SUMMARY": "extractive", **env}, env_file=None
-    )
-    async with ChorusBot(settings, optional_extensions=()) as bot:  # the loop discord.py dispatches events on
+    if settings is None:
+        settings = load_settings(
+            env={"CHORUS_DATA_DIR": str(data_dir), "MEMORY_SUMMARY": "extractive", **env}, env_file=None
+        )
+    from bot.client import OPTIONAL_COG_EXTENSIONS
+
+    async with ChorusBot(
+        settings, optional_extensions=OPTIONAL_COG_EXTENSIONS if prompter else ()
+    ) as bot:  # the loop discord.py dispatches events on
         await bot.setup_hook()
         yield bot
 
@@ -140,3 +146,25 @@ class _TimedInteraction:
 def late(reports: list[dict[str, Any]]) -> int:
     """The commands not acknowledged within Discord's 3 s (or never)."""
     return sum(1 for r in reports if not isinstance(r["first_answer_s"], float) or r["first_answer_s"] > DISCORD_ACK_S)
+
+
+async def _post(*_args: Any, **_kwargs: Any) -> None:
+    """A text channel's `send` (captions go nowhere here)."""
+
+
+async def run_command(bot: Any, cog_name: str, command: str, user: Any, label: str, **args: Any) -> dict[str, Any]:
+    """The slash command's real callback as Discord would call it in GUILD's channel 77 (what it raises goes to
+    the bot's error handler, as discord.py's tree does); its `_TimedInteraction.report`."""
+    from discord import app_commands
+
+    cog = bot.get_cog(cog_name)
+    interaction = _TimedInteraction(user, GUILD)
+    interaction.guild = SimpleNamespace(id=GUILD, roles=[])
+    interaction.channel = SimpleNamespace(id=77, send=_post, mention="#captions")
+    try:
+        await getattr(cog, command).callback(cog, interaction, **args)
+    except Exception as exc:
+        name = label.lstrip("/").split(" (")[0]
+        error = app_commands.CommandInvokeError(SimpleNamespace(qualified_name=name, name=name), exc)  # type: ignore[arg-type]
+        await bot.on_app_command_error(interaction, error)
+    return interaction.report(label)

@@ -1,6 +1,7 @@
 """The privacy fault matrix (`benchmarks.privacy_faults`) covers every fault the issue lists, and its cases that
 need no voice channel leave nothing of the member behind and answer every command within Discord's 3 s (the
-loopback opt-out cases run in tests/test_privacy_optout_speaking.py; the whole matrix in the benchmark)."""
+loopback opt-out cases run in tests/test_privacy_optout_speaking.py, the commands under a database stall in
+tests/test_cogs_memory.py, test_cogs_persona.py and test_prompter_cog.py; the whole matrix in the benchmark)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,14 @@ ISSUE_CASES = {  # issue 20's "Must show" list, one case each
     "migration_killed_half_way",
     "slash_commands_during_10s_database_stall",
 }
-RUN_HERE = [  # the cases that are quick without a voice channel (the 10 s stall and the restart rig left out)
-    "forget_during_summary_of_ended_call",
-    "forget_during_pending_summary",
+RUN_HERE = [  # every case but the 10 s stall (tests/test_cogs_*: the commands under a stall) and the loopback ones
+    "restart_with_database_down",
     "memory_off_during_outage",
     "reconnect_after_failed_save",
+    "forget_during_pending_summary",
+    "forget_during_summary_of_ended_call",
+    "two_overlapping_setting_commands",
+    "migration_killed_half_way",
     "member_leaves_server",
     "bot_removed",
 ]
@@ -58,3 +62,5 @@ async def test_the_cases_leave_nothing_and_answer_in_time() -> None:
     assert removed["kept_within_grace"] == [1, 1] and removed["readded_server_rows_kept"] == 1
     assert cases["memory_off_during_outage"]["writes_queued_before_off"] >= 1
     assert cases["forget_during_pending_summary"]["summary_remade_without_bob"]
+    assert cases["two_overlapping_setting_commands"]["lost_updates"] == 0
+    assert len(cases["two_overlapping_setting_commands"]["commands"]) == 3
