@@ -166,6 +166,7 @@ class LlamaPool:
             if inst.lock.acquire(blocking=False):
                 if scores[inst.index] > min(scores.values()):
                     self.routed_to_prefix += 1
+                log.debug("llama instance %d for a %d-char prompt (scores %s)", inst.index, len(prompt), scores)
                 return inst
         return None
 

@@ -12,6 +12,7 @@ in it. Where the server cannot start, the PostgreSQL variants skip with the reas
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import pwd
@@ -22,7 +23,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
@@ -210,3 +211,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if isinstance(server, str):
         return asyncio.run(_external_database(server))
     return asyncio.run(server.create_database())
+
+
+@contextlib.asynccontextmanager
+async def stalled_sqlite(bot: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """Another process holds the bot's SQLite write lock for the block: the bot's busy timeout is cut to 0.5 s
+    (SimCord waits 5 s for the bot to settle) and its background health probe is off."""
+    import sqlite3
+
+    bot.storage.sqlite_busy_timeout_ms = 500
+    monkeypatch.setattr(type(bot.storage), "_start_probe", lambda self: None)  # SimCord: no background waits
+    await bot.storage.engine.dispose()
+    bot.storage.engine = bot.storage._create_engine()
+    lock = sqlite3.connect(bot.storage.sqlite_path, timeout=0.1)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        lock.rollback()
+        lock.close()

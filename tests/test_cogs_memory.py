@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
+from tests.fixtures_storage import stalled_sqlite
 from memory.extract import Fact
 from memory.service import MemoryService
 from tests.fixtures_bot_settings import bot_settings
@@ -119,17 +120,9 @@ async def test_commands_answer_at_once_and_plainly_while_the_database_is_stalled
 ) -> None:
     """Another process holds the SQLite write lock: /privacy optout and /memory off are acknowledged (deferred)
     before they touch the database, apply at once, and answer in plain words (no driver text, no path)."""
-    import sqlite3
-
     env, bot, guild, text, alice, bob = world
     path = bot.storage.sqlite_path
-    bot.storage.sqlite_busy_timeout_ms = 500  # a stall past it (SimCord waits 5 s for the bot to settle)
-    monkeypatch.setattr(type(bot.storage), "_start_probe", lambda self: None)  # SimCord: no background waits
-    await bot.storage.engine.dispose()
-    bot.storage.engine = bot.storage._create_engine()
-    lock = sqlite3.connect(path, timeout=0.1)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
+    async with stalled_sqlite(bot, monkeypatch):
         result = await bob.slash(text, "privacy optout")
         callbacks = [r.json for r in simcord_env.http_requests if r.path.endswith("/callback")]
         assert callbacks[-1] == {"type": 5, "data": {"flags": 64}}  # deferred, privately, first
@@ -141,9 +134,6 @@ async def test_commands_answer_at_once_and_plainly_while_the_database_is_stalled
         assert "Memory is off" in result.response.content and not bot.memory.remembers(guild.id)
         for content in (c.response.content for c in [result]):
             assert "OperationalError" not in content and str(path) not in content and "locked" not in content
-    finally:
-        lock.rollback()
-        lock.close()
     await bot.memory.refresh_privacy(guild.id)  # the database answers again: the opt-out is saved, not undone
     assert bob.id in (await bot.memory.store.opted_out()).get(guild.id, set())
     assert bot.memory.is_opted_out(guild.id, bob.id)

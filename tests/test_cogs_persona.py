@@ -10,6 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
+from tests.fixtures_storage import stalled_sqlite
 from storage.guild_store import GuildStore
 from runtime.settings import PROJECT_ROOT, load_settings
 from conversation.persona import Persona
@@ -261,21 +262,10 @@ async def test_guild_scoped_sync_for_dev_guilds(tmp_path: Path, settings) -> Non
 async def test_set_answers_at_once_while_the_database_is_stalled(world, simcord_env, monkeypatch) -> None:
     """Another process holds the SQLite write lock: /persona set is acknowledged (deferred) before it touches the
     database, and then answers in plain words (no driver text, no path), the persona unchanged."""
-    import sqlite3
-
     bot, guild, channel, plain, manager, dj = world
     path = bot.storage.sqlite_path
-    bot.storage.sqlite_busy_timeout_ms = 500  # a stall past it (SimCord waits 5 s for the bot to settle)
-    monkeypatch.setattr(type(bot.storage), "_start_probe", lambda self: None)  # SimCord: no background waits
-    await bot.storage.engine.dispose()
-    bot.storage.engine = bot.storage._create_engine()
-    lock = sqlite3.connect(path, timeout=0.1)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
+    async with stalled_sqlite(bot, monkeypatch):
         result = await manager.slash(channel, "persona set", name="Trixie")
-    finally:
-        lock.rollback()
-        lock.close()
     callbacks = [r.json for r in simcord_env.http_requests if r.path.endswith("/callback")]
     assert callbacks[-1]["type"] == 5  # deferred first
     text = result.response.content

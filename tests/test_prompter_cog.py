@@ -15,6 +15,7 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
+from tests.fixtures_storage import stalled_sqlite
 from bot.voice_session import VoiceSession
 from simcord.backend.errors import SetupError
 from tests.fixtures_bot_settings import bot_settings
@@ -135,21 +136,10 @@ async def test_captions_on_and_off_are_remembered_and_applied(world):
 async def test_captions_answer_at_once_while_the_database_is_stalled(world, simcord_env, monkeypatch):
     """Another process holds the SQLite write lock: /captions on is acknowledged (deferred, privately) before it
     touches the database, and then answers in plain words (no driver text, no path), nothing changed."""
-    import sqlite3
-
     env, bot, guild, text, voice, alice, bob = world
     path = bot.storage.sqlite_path
-    bot.storage.sqlite_busy_timeout_ms = 500  # a stall past it (SimCord waits 5 s for the bot to settle)
-    monkeypatch.setattr(type(bot.storage), "_start_probe", lambda self: None)  # SimCord: no background waits
-    await bot.storage.engine.dispose()
-    bot.storage.engine = bot.storage._create_engine()
-    lock = sqlite3.connect(path, timeout=0.1)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
+    async with stalled_sqlite(bot, monkeypatch):
         result = await alice.slash(text, "captions", mode="on")
-    finally:
-        lock.rollback()
-        lock.close()
     callbacks = [r.json for r in simcord_env.http_requests if r.path.endswith("/callback")]
     assert callbacks[-1] == {"type": 5, "data": {"flags": 64}}  # deferred, privately, first
     content = result.response.content
