@@ -125,6 +125,8 @@ def common_prefix(a: str, b: str) -> int:
 
 
 LOST_WEIGHT = 4  # a cached character thrown away costs this many reused ones (it was someone's prefill)
+CACHE_WAIT_MIN_CHARS = 200  # a busy instance holding this many more of a prompt is worth waiting for ...
+CACHE_WAIT_MAX_S = 2.0  # ... this long at most (about a cold evaluation of a reply prompt on one thread)
 
 
 class LlamaPool:
@@ -149,22 +151,31 @@ class LlamaPool:
     def first(self) -> LoadedLlama:
         return self.instances[0]
 
-    def _pick(self, prompt: str) -> LoadedLlama | None:
-        """Under the condition: the free instance whose cache serves `prompt` best, locked (None if all are busy).
+    def _score(self, inst: LoadedLlama, prompt: str) -> int:
+        common = common_prefix(inst.last_prompt, prompt)
+        return common - LOST_WEIGHT * (len(inst.last_prompt) - common)
+
+    def _pick(self, prompt: str, patient: bool) -> LoadedLlama | None:
+        """Under the condition: the free instance whose cache serves `prompt` best, locked (None: wait).
 
         Score: characters of `prompt` already evaluated there, less LOST_WEIGHT times the characters of the
         cached prompt it would throw away (another guild's prefill), so a reply goes where its prefill is and
         a new prompt goes to an empty instance rather than over a guild's cache that shares only the persona.
+        While `patient`, a busy instance that serves it better by CACHE_WAIT_MIN_CHARS is waited for rather
+        than a cold one taken: it is this prompt's own prefill (or the guild's last reply) finishing, and a
+        cold evaluation of the whole prompt costs more than that wait (seconds on one thread).
         (Another pool over the same instances, e.g. memory's summarizer on the reply model, may take one
         meanwhile: a failed non-blocking acquire counts it busy.)"""
+        scores = {inst.index: self._score(inst, prompt) for inst in self.instances}
         free = [inst for inst in self.instances if not inst.lock.locked()]
-        scores = {}
-        for inst in free:
-            common = common_prefix(inst.last_prompt, prompt)
-            scores[inst.index] = common - LOST_WEIGHT * (len(inst.last_prompt) - common)
+        if patient:
+            best_busy = max((scores[i.index] for i in self.instances if i not in free), default=None)
+            best_free = max((scores[i.index] for i in free), default=None)
+            if best_busy is not None and (best_free is None or best_busy - best_free >= CACHE_WAIT_MIN_CHARS):
+                return None
         for inst in sorted(free, key=lambda inst: (-scores[inst.index], inst.index)):
             if inst.lock.acquire(blocking=False):
-                if scores[inst.index] > min(scores.values()):
+                if scores[inst.index] > min(scores[i.index] for i in free):
                     self.routed_to_prefix += 1
                 log.debug("llama instance %d for a %d-char prompt (scores %s)", inst.index, len(prompt), scores)
                 return inst
@@ -174,9 +185,10 @@ class LlamaPool:
         """Yields the instance lent for `prompt` (None if `cancel` was set while every one was busy), and gives
         it back when the generator is closed. `prompt` is the request's text as `last_prompt` records it."""
         waited = False
+        started = time.monotonic()
         with self._cond:
             while True:
-                chosen = self._pick(prompt)
+                chosen = self._pick(prompt, patient=time.monotonic() - started < CACHE_WAIT_MAX_S)
                 if chosen is not None or cancel.is_set():
                     break
                 waited = True

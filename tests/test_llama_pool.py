@@ -80,10 +80,31 @@ def test_a_request_goes_to_the_instance_holding_its_prompt(backend) -> None:
     reply = [*ALICE, {"role": "user", "content": "Alice: Juniper?"}]
     assert served_by(backend, reply)[0] == a  # the reply lands where its prefill is
     assert served_by(backend, [*BOB, {"role": "user", "content": "Bob: Right?"}])[0] == b
-    # With Alice's instance busy, her next request takes the free one rather than waiting.
-    held = hold_instance(backend, reply)
-    assert served_by(backend, reply)[0] == b
+
+
+def test_a_reply_waits_for_its_own_prefill_rather_than_a_cold_instance(backend, monkeypatch) -> None:
+    """A prefill of the reply's prompt holds one instance when the reply comes: the reply waits for it (a cold
+    instance evaluates the whole prompt on one thread: seconds), but not past CACHE_WAIT_MAX_S."""
+    import time
+
+    import brain.llama_pool as llama_pool
+
+    a, _ = served_by(backend, ALICE)
+    b, _ = served_by(backend, BOB)
+    reply = [*ALICE, {"role": "user", "content": "Alice: and what would you plant in the shade, Juniper?"}]
+    prefill = hold_instance(backend, reply)
+    assert backend.pool.instances[a].lock.locked()  # the prefill went where Alice's conversation is
+    threading.Timer(0.3, lambda: list(prefill)).start()
+    cold = backend.pool.instances[b]
+    started = time.monotonic()
+    assert "".join(backend.stream(reply, max_tokens=1, stop=[], cancel=threading.Event())) is not None
+    assert time.monotonic() - started >= 0.25 and not cold.lock.locked()  # it waited for the prefill's instance
+    assert cold.last_prompt != backend.pool.instances[a].last_prompt  # and the cold one kept Bob's
+    monkeypatch.setattr(llama_pool, "CACHE_WAIT_MAX_S", 0.2)
+    held = hold_instance(backend, reply)  # e.g. a reply of the same guild that goes on
+    assert served_by(backend, reply)[0] == b  # past the bound it takes the free one
     list(held)
+    assert cold.last_prompt == backend.pool.instances[a].last_prompt
 
 
 def test_every_instance_samples_alike(backend) -> None:
