@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from runtime.settings import PROJECT_ROOT, Settings, load_settings
-from benchmarks.e2e_llm import add_llm_options, chosen_llm, models_info
+from benchmarks.e2e_llm import add_llm_options, chosen_llm, models_info, server_prompt_summary
 from benchmarks.report import DEFAULT_PACKAGES, machine_info, stats
 from benchmarks.quality_checks import CheckResult, ReplyContext, check_reply, rates
 from benchmarks.e2e_intervals import GOAL_P50_S, INTERVALS, turn_intervals
@@ -328,6 +328,8 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
         }
         rows = await run_modes(base, modes, args, report)
     report["turns"] = rows
+    if args.llama_server:
+        report["llm_server_prompt"] = server_prompt_summary(Path(args.out), args.server_threads_batch)
     p50 = {m: (report["modes"][m]["summary"]["latency_s"] or {}).get("p50") for m in modes}
     if p50.get("baseline"):
         report["speedup_p50_vs_baseline"] = {

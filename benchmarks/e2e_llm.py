@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from runtime.settings import Settings
+from benchmarks.report import stats
 from brain.llm import default_llm_threads, make_backend
 
 PROFILES = ("auto", "small", "large", "transcript")
@@ -35,6 +36,16 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
         help="serve this GGUF (embedded, preset:<name>, a path) with llama.cpp's OpenAI-compatible server and "
         "run the bot through LLM_BACKEND=openai",
     )
+    parser.add_argument(
+        "--server-threads-batch",
+        type=int,
+        default=None,
+        help="the server's prompt-evaluation threads (default: its generation threads, as in process; "
+        "llama-cpp-python's own default is every core)",
+    )
+
+
+SERVER_LOG = "llama-server.log"
 
 
 def llm_settings(base: Settings, llm: str | None = None, profile: str | None = None) -> Settings:
@@ -50,7 +61,9 @@ def llm_settings(base: Settings, llm: str | None = None, profile: str | None = N
 @contextlib.contextmanager
 def chosen_llm(base: Settings, args: argparse.Namespace) -> Iterator[Settings]:
     """The settings of the run: the chosen LLM, behind a llama.cpp server for as long as the run lasts when
-    --llama-server names one (with the threads the in-process backend would get)."""
+    --llama-server names one (with the threads the in-process backend would get, for generation and prompt
+    evaluation alike); the server's log, with its own account of each request, is kept as --out/llama-server.log
+    (`server_prompt_summary`)."""
     settings = llm_settings(base, args.llm, args.profile)
     if args.llama_server is None:
         yield settings
@@ -59,8 +72,32 @@ def chosen_llm(base: Settings, args: argparse.Namespace) -> Iterator[Settings]:
         raise SystemExit("e2e_bench: --llm and --llama-server both name the LLM; give one")
     from simulator.llama_server import served
 
-    with served(settings, args.llama_server, threads=settings.llm_threads or default_llm_threads()) as on_server:
+    threads = settings.llm_threads or default_llm_threads()
+    out = getattr(args, "out", None)
+    log_path = Path(out) / SERVER_LOG if out else None
+    batch = getattr(args, "server_threads_batch", None) or threads
+    with served(settings, args.llama_server, threads=threads, threads_batch=batch, log_path=log_path) as on_server:
         yield on_server
+
+
+def server_prompt_summary(out: Path, threads_batch: int | None = None) -> dict[str, Any] | None:
+    """What the LLM server said of its prompts in a run (its log in `out`): per finished request, the prompt
+    tokens it took from its cache, those it evaluated, and the milliseconds per evaluated token."""
+    from simulator.llama_server import parse_prompt_timings
+
+    path = out / SERVER_LOG
+    if not path.exists():
+        return None
+    timings = parse_prompt_timings(path.read_text(errors="replace"))
+    evaluated = [t for t in timings if t.evaluated > 1]  # one token: a prompt it already held whole
+    return {
+        "threads_batch": threads_batch or "the generation threads",
+        "requests": len(timings),
+        "cached_tokens": stats([t.cached for t in timings], 0),
+        "evaluated_tokens": stats([t.evaluated for t in timings], 0),
+        "prompt_ms_per_token": stats([t.prompt_ms / t.evaluated for t in evaluated], 2),
+        "log": str(path),
+    }
 
 
 def llm_info(settings: Settings, served_model: str | None = None) -> dict[str, Any]:

@@ -459,9 +459,12 @@ async def main_async(argv: list[str] | None) -> dict[str, Any]:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         if args.llama_server:
+            from brain.llm import default_llm_threads
             from simulator.llama_server import served
 
-            settings = stack.enter_context(served(settings, args.llama_server))
+            # the threads the in-process backend would get, for generation and prompt evaluation alike
+            threads = settings.llm_threads or default_llm_threads()
+            settings = stack.enter_context(served(settings, args.llama_server, threads=threads))
         bench = make_bench(settings, args.seed, profile=args.profile, changes=args.set)
         results = await run(bench, parts, modes, args.limit, args.samples)
     report: dict[str, Any] = {

@@ -223,7 +223,6 @@ class OpenAiBackend:
     closes the stream."""
 
     name = "openai"
-    local_prompt_cache = False  # the server keeps its own (`cache_prompt`)
 
     def __init__(
         self, options: LlmOptions, *, connect_timeout: float = 10.0, read_timeout: float | None = None
@@ -237,6 +236,9 @@ class OpenAiBackend:
         self.profile = profile_for(options, options.llm_model)
         self.temperature = self.profile.sampling.temperature
         self.context_tokens = options.llm_context
+        # Whether evaluating a prompt ahead (`Responder.prefill`) pays: the server keeps the prompt it last
+        # evaluated (`cache_prompt`), but only LLM_SERVER_PREFILL asks it to evaluate one before the reply.
+        self.local_prompt_cache = options.llm_server_prefill
         self._client = OpenAiChatClient(
             self.base_url,
             options.llm_api_key,

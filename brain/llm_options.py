@@ -19,6 +19,7 @@ class LlmOptions:
     llm_base_url: str
     llm_timeout_s: float
     llm_max_retries: int
+    llm_server_prefill: bool  # evaluate a likely reply's prompt on the server ahead (Responder.prefill)
     llm_api_key: str = field(repr=False)
     llm_profile: str
     llm_temperature: float | None

@@ -10,7 +10,9 @@ present (`memory`, a block built by `memory.recall`) open the last user turn, be
 where a small model attends to them (measured: SmolLM2-135M used a memory it was asked about in 15-21% of replies
 there, 3% when it sat in the system prompt) and where a change of memories costs only the last turn's evaluation.
 Under a token budget the oldest history goes first, then the example dialogue; the system prompt, the newest line and the
-situation always stay (the newest line is shortened from the front only if it alone is too big). A `PromptLayout`
+situation always stay (the newest line is shortened from the front only if it alone is too big). History that outgrows
+the budget is cut at an anchor line (`stable_start`), not line by line: a cut that moved with every new line would
+change the prompt right after the persona on every turn, and the whole history would be evaluated afresh each time. A `PromptLayout`
 (`brain.profile`) shapes all this for the model's size.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
@@ -27,6 +30,7 @@ from brain.profile import PromptLayout
 log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators a chat template adds per message
+HISTORY_ANCHOR_EVERY = 12  # on average one history line in this many is a place where a budget cut may start
 EXAMPLE_LISTENER = "Listener"
 
 
@@ -147,9 +151,11 @@ def build_messages(
             break
         kept.append(lines[index])
         used += line_cost
-    kept.reverse()
     if dropped:
-        log.debug("prompt budget: %d oldest history line(s) dropped", dropped)
+        start = stable_start(lines, dropped, len(lines) - 1)
+        del kept[len(kept) - (start - dropped) :]  # kept runs newest first: its last ones are the oldest
+        log.debug("prompt budget: %d oldest history line(s) dropped", start)
+    kept.reverse()
 
     messages: list[dict] = [{"role": "system", "content": system}, *examples]
     if layout.transcript:
@@ -184,6 +190,23 @@ def build_messages(
     else:
         messages.append({"role": "user", "content": "(Go on.)"})
     return messages
+
+
+def is_anchor(line: HistoryLine) -> bool:
+    """Whether a budget cut may start the history at this line: a property of the line itself (its speaker and
+    words), so every prompt of the conversation agrees on it, whatever came before or after."""
+    return zlib.crc32(f"{line.speaker}\x00{line.text}".encode()) % HISTORY_ANCHOR_EVERY == 0
+
+
+def stable_start(lines: Sequence[HistoryLine], first_fitting: int, newest: int) -> int:
+    """Where the history starts when the budget holds only `lines[first_fitting:]`: at the first anchor line from
+    there on (before the `newest`), else at `first_fitting`. As the conversation grows the cut stays on one
+    anchor for several turns, so consecutive prompts share everything up to their last lines (the LLM's prompt
+    cache keeps them), and it moves about `HISTORY_ANCHOR_EVERY` lines at a time."""
+    for index in range(first_fitting, newest):
+        if is_anchor(lines[index]):
+            return index
+    return first_fitting
 
 
 def window_start(n_lines: int, window: int) -> int:

@@ -104,7 +104,8 @@ class Responder:
     @property
     def prefill_pays(self) -> bool:
         """Whether evaluating a prompt ahead pays: a local llama.cpp keeps the last prompt's evaluation. An LLM
-        server keeps its own prompt cache (`cache_prompt`): a request per partial would only cost requests."""
+        server keeps its own prompt cache (`cache_prompt`); a prefill there is a request of its own, made only
+        with LLM_SERVER_PREFILL (it pays where the server evaluates prompts slowly)."""
         return bool(getattr(self.llm, "local_prompt_cache", False))
 
     def prefill(

@@ -218,6 +218,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_BASE_URL", "llm_base_url", _str, "http://127.0.0.1:8080/v1", "Base URL of the OpenAI-compatible server (LLM_BACKEND=openai)."),
     SettingSpec("LLM_TIMEOUT_S", "llm_timeout_s", _float_range(1.0, 3600.0), 60.0, "OpenAI-compatible server: longest wait for the first token or the next one (connecting: 10 s)."),
     SettingSpec("LLM_MAX_RETRIES", "llm_max_retries", _int_range(0, 10), 2, "OpenAI-compatible server: retries with exponential back-off (0.5 s, 1 s, ... or the server's Retry-After) on HTTP 408/409/429/5xx and connection errors, before a reply's stream starts."),
+    SettingSpec("LLM_SERVER_PREFILL", "llm_server_prefill", _bool, False, "OpenAI-compatible server: evaluate a likely reply's prompt on the server while the member still speaks (one request of one token; the server's prompt cache keeps it), so the reply evaluates only the last words, as the in-process backend does. Pays where prompt evaluation is slow (a CPU server, a big model); with one server slot for several busy guilds, one guild's prefill can push another's prompt out of the cache."),
     SettingSpec("LLM_API_KEY", "llm_api_key", _str, "", "API key for the OpenAI-compatible server, if it needs one.", secret=True),
     # --- TTS -----------------------------------------------------------------------
     SettingSpec("TTS_BACKEND", "tts_backend", _choice("local", "wyoming"), "local", "`local`: the persona's engine in this process; `wyoming`: a Wyoming TTS server (wyoming-piper) at TTS_SERVER_URI speaks every line."),
@@ -310,6 +311,7 @@ class Settings:
     llm_base_url: str
     llm_timeout_s: float
     llm_max_retries: int
+    llm_server_prefill: bool
     llm_api_key: str
     tts_backend: str
     tts_server_uri: str

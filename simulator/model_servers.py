@@ -133,7 +133,11 @@ def tts_server(log_dir: Path, port: int | None = None) -> contextlib.AbstractCon
 @contextlib.contextmanager
 def llm_server(*, threads: int | None = None, n_ctx: int = 2048) -> Iterator[Server]:
     """llama_cpp.server on the embedded GGUF (`simulator.llama_server`); its `url` is the LLM_BASE_URL, the
-    model name `smollm2`."""
+    model name `smollm2`. `threads` (default: what the in-process backend gets, `brain.llm.default_llm_threads`)
+    serve generation and prompt evaluation alike."""
+    from brain.llm import default_llm_threads
+
+    threads = threads or default_llm_threads()
     with LlamaServer(embedded_gguf_path(), alias=LLM_MODEL_NAME, n_ctx=n_ctx, threads=threads) as server:
         assert server.proc is not None
         yield Server(server.url, server.proc.pid)

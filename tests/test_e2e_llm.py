@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from benchmarks.e2e_bench import summarize
-from benchmarks.e2e_llm import add_llm_options, chosen_llm, llm_info
+from benchmarks.e2e_llm import add_llm_options, chosen_llm, llm_info, server_prompt_summary
 from runtime.model_presets import LLM_PRESETS
 from runtime.models import packaged_path, preset_is_local, resolve_gguf
 from runtime.settings import load_settings
@@ -49,10 +49,12 @@ def test_llm_and_llama_server_together_are_refused() -> None:
             pass
 
 
-def test_the_server_path_points_the_bot_at_the_served_model_with_the_profile_forced() -> None:
+def test_the_server_path_points_the_bot_at_the_served_model_with_the_profile_forced(tmp_path) -> None:
     pytest.importorskip("uvicorn", reason="llama-cpp-python[server] extras are in requirements-dev.txt")
     base = load_settings(env={}, env_file=None)
-    with chosen_llm(base, parse("--llama-server", "embedded", "--profile", "large")) as settings:
+    args = parse("--llama-server", "embedded", "--profile", "large", "--server-threads-batch", "1")
+    args.out = str(tmp_path)  # the e2e bench's --out: the server's log goes there
+    with chosen_llm(base, args) as settings:
         assert settings.llm_backend == "openai" and settings.llm_base_url.startswith("http://127.0.0.1:")
         info = llm_info(settings, "embedded")
         assert info["backend"] == "openai" and info["profile"].startswith("large")
@@ -61,6 +63,9 @@ def test_the_server_path_points_the_bot_at_the_served_model_with_the_profile_for
         messages = [{"role": "user", "content": "Say hello."}]
         tokens = list(llm.stream(messages, max_tokens=4, stop=[], cancel=threading.Event(), temperature=0.0))
         assert "".join(tokens).strip()
+    summary = server_prompt_summary(tmp_path, 1)  # the server's own account of that request, from its log
+    assert summary is not None and summary["requests"] == 1 and summary["threads_batch"] == 1
+    assert summary["cached_tokens"]["max"] == 0 and summary["evaluated_tokens"]["min"] > 3
 
 
 def test_each_turn_and_summary_carry_first_token_and_first_audio() -> None:

@@ -172,3 +172,40 @@ def test_the_spoken_notice_stays_out_of_the_prompts_the_greeting_stays_in(person
     prompt = " ".join(str(m["content"]) for m in responder.build_prompt(persona, history, SITUATION))
     assert "good to see you" in prompt and "cook tonight" in prompt
     assert "opt out" not in prompt and "transcribe" not in prompt
+
+
+def test_a_full_history_keeps_its_start_for_several_turns(persona) -> None:
+    """Past the budget the oldest lines go at an anchor, not one by one: consecutive prompts then share all but
+    their last exchange (the LLM's prompt cache keeps it) in most turns, where a cut that moved with every line
+    would change the prompt right after the persona every turn."""
+    from brain.prompt import is_anchor
+
+    budget = 1500
+    history: list[HistoryLine] = []
+    previous: list[dict] | None = None
+    turns = kept_start = 0
+    for turn in range(90):
+        history.append(
+            HistoryLine(["Alice", "Bob"][turn % 2], f"Question {turn}: what about the lake trip?", turn, False)
+        )
+        messages = build_messages(persona, history, situation=SITUATION, budget_tokens=budget)
+        assert prompt_tokens(messages) <= budget
+        body = [m["content"] for m in messages[1 + 2 * len(persona.examples) :]]
+        first = next(i for i, line in enumerate(history) if line.text in body[0])
+        shown = [t for m in body for t in m.split("\n") if t != f"({SITUATION})"]
+        assert shown == [line.text if line.is_bot else f"{line.speaker}: {line.text}" for line in history[first:]]
+        if previous is not None and first > 0:  # the budget is full
+            turns += 1
+            assert (
+                is_anchor(history[first])
+                or first == len(history) - 1
+                or not any(is_anchor(line) for line in history[first:-1])
+            )
+            # everything the previous prompt had, up to its last user turn, is this prompt's start
+            kept_start += messages[: len(previous) - 1] == previous[:-1]
+        previous = messages
+        history.append(
+            HistoryLine("Juniper", f"Reply {turn}: the lake is lovely in spring, go early.", turn + 0.5, True)
+        )
+    assert turns >= 30, "the conversation must outgrow the budget"
+    assert kept_start >= turns * 0.6, (kept_start, turns)
