@@ -166,6 +166,7 @@ class LoopbackDiscord:
         self.sessions: dict[int, ShardSession] = {}  # live sessions by shard id
         self.requests: list[str] = []
         self._callbacks: dict[str, asyncio.Future] = {}  # interaction id -> the bot's answer
+        self._tokens: dict[str, str] = {}  # interaction token -> interaction id (follow-ups name the token)
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -222,8 +223,8 @@ class LoopbackDiscord:
             interaction_id = path.split("/")[2]
             body = await request.json()
             future = self._callbacks.get(interaction_id)
-            if future is not None and not future.done():
-                future.set_result(body)
+            if future is not None and not future.done() and body.get("type") != 5:
+                future.set_result(body)  # a deferred answer (type 5) comes later, as a follow-up (below)
             flags = int((body.get("data") or {}).get("flags") or 0)
             return _json(
                 {
@@ -236,7 +237,35 @@ class LoopbackDiscord:
                     "resource": {"type": body.get("type", 4)},
                 }
             )
+        if path.startswith(f"/webhooks/{APP_ID}/") and request.method in ("POST", "PATCH"):
+            return await self._follow_up(path.split("/")[3], await request.json())
         return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    async def _follow_up(self, token: str, body: dict[str, Any]) -> web.Response:
+        """A deferred interaction's answer (`followup.send` or an edit of the original): it resolves the
+        command as an immediate answer would, with the message in `data`."""
+        interaction_id = self._tokens.get(token, "")
+        future = self._callbacks.get(interaction_id)
+        if future is not None and not future.done():
+            future.set_result({"type": 4, "data": body, "deferred": True})
+        message = {
+            "id": str(secrets.randbits(60)),
+            "channel_id": "0",
+            "content": body.get("content", ""),
+            "author": _user(APP_ID, "chorus"),
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": int(body.get("flags") or 0),
+        }
+        return _json(message)
 
     # -- gateway ---------------------------------------------------------------------------------------
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -324,6 +353,8 @@ class LoopbackDiscord:
         member["permissions"] = str((1 << 41) - 1)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._callbacks[interaction_id] = future
+        token = secrets.token_hex(16)
+        self._tokens[token] = interaction_id
         await session.dispatch(
             "INTERACTION_CREATE",
             {
@@ -344,7 +375,7 @@ class LoopbackDiscord:
                     "parent_id": None,
                 },
                 "member": member,
-                "token": secrets.token_hex(16),
+                "token": token,
                 "version": 1,
                 "locale": "en-US",
                 "guild_locale": "en-US",
@@ -359,3 +390,4 @@ class LoopbackDiscord:
             return session.shard_id, await asyncio.wait_for(future, timeout)
         finally:
             self._callbacks.pop(interaction_id, None)
+            self._tokens.pop(token, None)
