@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MESSAGE_OVERHEAD_TOKENS = 4  # role markers and separators a chat template adds per message
 HISTORY_ANCHOR_EVERY = 12  # on average one history line in this many is a place where a budget cut may start
+HISTORY_KEPT_MIN = 4  # a cut at an anchor keeps at least this many history lines before the newest
 EXAMPLE_LISTENER = "Listener"
 
 
@@ -202,8 +203,10 @@ def stable_start(lines: Sequence[HistoryLine], first_fitting: int, newest: int) 
     """Where the history starts when the budget holds only `lines[first_fitting:]`: at the first anchor line from
     there on (before the `newest`), else at `first_fitting`. As the conversation grows the cut stays on one
     anchor for several turns, so consecutive prompts share everything up to their last lines (the LLM's prompt
-    cache keeps them), and it moves about `HISTORY_ANCHOR_EVERY` lines at a time."""
-    for index in range(first_fitting, newest):
+    cache keeps them), and it moves about `HISTORY_ANCHOR_EVERY` lines at a time. An anchor more than twice that
+    far on, or one that would leave fewer than `HISTORY_KEPT_MIN` lines, is not used: the context matters more."""
+    last = min(newest - HISTORY_KEPT_MIN, first_fitting + 2 * HISTORY_ANCHOR_EVERY)  # never cut away most of it
+    for index in range(first_fitting, last):
         if is_anchor(lines[index]):
             return index
     return first_fitting

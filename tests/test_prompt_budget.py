@@ -178,7 +178,9 @@ def test_a_full_history_keeps_its_start_for_several_turns(persona) -> None:
     """Past the budget the oldest lines go at an anchor, not one by one: consecutive prompts then share all but
     their last exchange (the LLM's prompt cache keeps it) in most turns, where a cut that moved with every line
     would change the prompt right after the persona every turn."""
-    from brain.prompt import is_anchor
+    from brain.prompt import HISTORY_ANCHOR_EVERY, HISTORY_KEPT_MIN as KEPT_MIN, is_anchor
+
+    assert HISTORY_ANCHOR_EVERY * 2 == 24
 
     budget = 1500
     history: list[HistoryLine] = []
@@ -199,8 +201,9 @@ def test_a_full_history_keeps_its_start_for_several_turns(persona) -> None:
             assert (
                 is_anchor(history[first])
                 or first == len(history) - 1
-                or not any(is_anchor(line) for line in history[first:-1])
+                or not any(is_anchor(line) for line in history[first : min(len(history) - 1 - KEPT_MIN, first + 24)])
             )
+            assert len(history) - 1 - first >= KEPT_MIN  # never most of the context for the cache's sake
             # everything the previous prompt had, up to its last user turn, is this prompt's start
             kept_start += messages[: len(previous) - 1] == previous[:-1]
         previous = messages
