@@ -97,7 +97,7 @@ def test_a_reply_waits_for_its_own_prefill_rather_than_a_cold_instance(backend, 
     threading.Timer(0.3, lambda: list(prefill)).start()
     cold = backend.pool.instances[b]
     started = time.monotonic()
-    assert "".join(backend.stream(reply, max_tokens=1, stop=[], cancel=threading.Event())) is not None
+    list(backend.stream(reply, max_tokens=1, stop=[], cancel=threading.Event()))
     assert time.monotonic() - started >= 0.25 and not cold.lock.locked()  # it waited for the prefill's instance
     assert cold.last_prompt != backend.pool.instances[a].last_prompt  # and the cold one kept Bob's
     monkeypatch.setattr(llama_pool, "CACHE_WAIT_MAX_S", 0.2)

@@ -180,8 +180,6 @@ def test_a_full_history_keeps_its_start_for_several_turns(persona) -> None:
     would change the prompt right after the persona every turn."""
     from brain.prompt import HISTORY_ANCHOR_EVERY, HISTORY_KEPT_MIN as KEPT_MIN, is_anchor
 
-    assert HISTORY_ANCHOR_EVERY * 2 == 24
-
     budget = 1500
     history: list[HistoryLine] = []
     previous: list[dict] | None = None
@@ -201,7 +199,10 @@ def test_a_full_history_keeps_its_start_for_several_turns(persona) -> None:
             assert (
                 is_anchor(history[first])
                 or first == len(history) - 1
-                or not any(is_anchor(line) for line in history[first : min(len(history) - 1 - KEPT_MIN, first + 24)])
+                or not any(
+                    is_anchor(line)
+                    for line in history[first : min(len(history) - 1 - KEPT_MIN, first + 2 * HISTORY_ANCHOR_EVERY)]
+                )
             )
             assert len(history) - 1 - first >= KEPT_MIN  # never most of the context for the cache's sake
             # everything the previous prompt had, up to its last user turn, is this prompt's start
