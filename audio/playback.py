@@ -10,7 +10,8 @@ the producer falls behind, the audio that is sent ends in a short fade-out; audi
 
 `pause()` stops the voice at the next frame (a 2 ms fade-out; what is queued stays) and sends silence
 until `resume()`, which goes on where it stopped (fading in): the bot listens while someone speaks over
-it, and carries on after a backchannel.
+it, and carries on after a backchannel. `set_gain()` turns the voice down (or back up) from the next frame,
+ramped over it: the bot talks on, softer, through someone's brief "yeah".
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class StreamPlayer(discord.AudioSource):
         self._closed = False
         self._paused = False
         self._fade_out_pending = False  # paused: the next frame fades out what was about to play
+        self._gain = 1.0  # applied to every frame sent; changes ramp over one frame (no click)
+        self._gain_target = 1.0
         self.frames_sent = 0
         self.underruns = 0
 
@@ -120,6 +123,17 @@ class StreamPlayer(discord.AudioSource):
                 self._paused = False
                 self._fade_in_next = True
 
+    def set_gain(self, gain: float) -> None:
+        """Play on at ``gain`` (0..1) from the next frame, ramped over that frame: turned down while someone
+        speaks over the bot, back to 1.0 after."""
+        with self._lock:
+            self._gain_target = min(1.0, max(0.0, float(gain)))
+
+    @property
+    def gain(self) -> float:
+        with self._lock:
+            return self._gain_target
+
     @property
     def paused(self) -> bool:
         with self._lock:
@@ -160,6 +174,8 @@ class StreamPlayer(discord.AudioSource):
             if self._closed:
                 return b""
             frame, real = self._paused_frame() if self._paused else self._next_frame()
+            if frame is not None:
+                frame = self._apply_gain(frame)
             if real:
                 if not self._first_sent:
                     self._first_sent = True
@@ -213,6 +229,13 @@ class StreamPlayer(discord.AudioSource):
         if self._ended and self._out.shape[0] == 0:
             self._in_utterance = False
         return chunk, n
+
+    def _apply_gain(self, frame: np.ndarray) -> np.ndarray:
+        if self._gain == self._gain_target:
+            return frame if self._gain == 1.0 else frame * np.float32(self._gain)
+        ramp = np.linspace(self._gain, self._gain_target, frame.shape[0], dtype=np.float32)[:, None]
+        self._gain = self._gain_target
+        return frame * ramp
 
     def _paused_frame(self) -> tuple[np.ndarray | None, int]:
         """Silence while paused; the first paused frame fades out the samples that were due."""

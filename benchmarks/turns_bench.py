@@ -13,7 +13,10 @@ JSON object (also written to out/bench/turns.json) with, overall, per family and
   within 200 ms after its start, over all starts of the bot's voice;
 * barge_in_stop_s {p50, p95}: a takeover's first word → the bot's last voiced packet;
 * backchannel_keep_rate: backchannels over the bot after which its line went on to the end
-  (and backchannel_pause_s: the longest gap in its voice around them);
+  (backchannel_gap_s: the silence the bot put into its line for them, its pause to its resume, 0 when it
+  talked through; backchannel_pause_s: the longest gap heard in its voice meanwhile, its own pauses between
+  sentences included);
+* barge_in_duck_s {p50, p95}: first word over the bot → its voice turned down (backchannels and takeovers);
 * latency_s {p50, p95}: last word → first voiced packet of the answer, over the speak steps answered;
 * scenarios: every step's expectation, what was observed, times, what was heard and said.
 """
@@ -28,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
+
+import numpy as np
 
 from benchmarks.report import command_line, machine_info, stats, write_json
 from runtime.settings import PROJECT_ROOT, Settings, load_settings
@@ -53,6 +58,45 @@ def bench_settings(smart_turn: str | None = None, env: dict[str, str] | None = N
 
 def _rate(hits: int, total: int) -> float | None:
     return round(hits / total, 3) if total else None
+
+
+# The milestones of a reply, in order, that say where a slow answer's time went (s after the member's last word).
+MILESTONES = ("vad_end", "final", "decided", "request", "first_fragment_sink", "first_audio_sink", "first_packet")
+
+
+def slowest_decile(results: Iterable[ScenarioResult]) -> dict[str, Any]:
+    """What the slowest 10 % of answers are made of: each one's milestones, and the milestones' medians over
+    the slowest tenth against the rest (latency counts only steps that were to be answered and were)."""
+    answered = [
+        (r.id, s)
+        for r in results
+        for s in r.steps
+        if s.expect == "speak" and s.observed == "spoke" and s.latency_s is not None
+    ]
+    if not answered:
+        return {}
+    answered.sort(key=lambda item: item[1].latency_s or 0.0, reverse=True)
+    k = max(1, round(len(answered) / 10))
+    slow, rest = answered[:k], answered[k:]
+
+    def medians(items: list[tuple[str, Any]]) -> dict[str, float]:
+        out = {}
+        for key in MILESTONES:
+            values = [s.stages[key] for _, s in items if key in s.stages]
+            if values:
+                out[key] = round(float(np.median(values)), 3)
+        return out
+
+    return {
+        "n": k,
+        "of": len(answered),
+        "steps": [
+            {"id": rid, "step": s.index, "latency_s": s.latency_s, "heard": s.heard, "stages": s.stages}
+            for rid, s in slow
+        ],
+        "median_stages_slowest": medians(slow),
+        "median_stages_rest": medians(rest),
+    }
 
 
 def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
@@ -90,6 +134,8 @@ def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
         "yield_rate": _rate(sum(1 for s in yields if s.ok), len(yields)),
         "backchannel_keep_rate": _rate(sum(1 for s in keeps if s.ok), len(keeps)),
         "backchannel_pause_s": stats([s.pause_s for s in keeps if s.ok and s.pause_s is not None]),
+        "backchannel_gap_s": stats([s.gap_s for s in keeps if s.ok and s.gap_s is not None]),
+        "barge_in_duck_s": stats([s.duck_s for s in [*keeps, *yields] if s.duck_s is not None]),
         "latency_s": stats([s.latency_s for s in turn_steps if s.expect == "speak" and s.latency_s is not None]),
     }
 
@@ -118,6 +164,7 @@ def report(results: list[ScenarioResult]) -> dict[str, Any]:
         "overall": summarize(results),
         "per_family": {f: summarize(r for r in results if r.family == f) for f in families},
         "per_split": {s: summarize(r for r in results if r.split == s) for s in splits},
+        "slowest_decile": slowest_decile(results),
     }
 
 
@@ -174,6 +221,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help="semantic end-of-turn model (default: the TURN_MODEL setting)",
     )
     parser.add_argument("--attempts", type=int, default=3, help="plays of a scenario whose precondition failed")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for this run (repeatable)"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--table", type=Path, default=None, help="print the Markdown table of a saved result and stop")
@@ -188,7 +238,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     corpus = load_corpus()
     scenarios = corpus.select(split=args.split, family=args.family, ids=args.only)
-    settings = bench_settings(args.smart_turn)
+    overrides = dict(item.split("=", 1) for item in args.set)
+    settings = bench_settings(args.smart_turn, overrides)
     started = time.monotonic()
     machine = machine_info()
     results = asyncio.run(run(scenarios, settings, attempts=args.attempts))
@@ -206,6 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "vad_end_silence_ms": settings.vad_end_silence_ms,
             "reply_silence_ms": settings.reply_silence_ms,
             "barge_in_ms": settings.barge_in_ms,
+            "duck_ms": settings.duck_ms,
+            "overrides": overrides,
             "llm_model": settings.llm_model,
             "stt_model": settings.stt_model,
         },

@@ -170,6 +170,15 @@ class LineRunner:
             trace.times["speech_end"] = final.timings.get("speech_end", final.end)
             trace.times.update({k: v for k, v in final.timings.items() if k != "speech_end"})
 
+    def duck(self, decision: Decision, now: float) -> None:
+        """Someone speaks over the line: its voice goes on, turned down, while the room listens."""
+        if self.room.turn is None or decision.member_id is None:
+            return
+        self.room.bot_duck(now, decision.member_id)
+        self.output.duck()
+        if self._trace is not None:
+            self._trace.ducks.append(now)
+
     def pause(self, decision: Decision, now: float) -> None:
         """Someone speaks over the line: its voice stops now (what is queued stays), the room listens."""
         if self.room.turn is None or decision.member_id is None:
@@ -177,7 +186,7 @@ class LineRunner:
         self.room.bot_pause(now, decision.member_id)
         self.output.pause()
         if self._trace is not None:
-            self._trace.times.setdefault("paused", now)
+            self._trace.times["paused"] = now  # the latest pause (with "resumed": its length)
             self._trace.pauses += 1
 
     def resume(self, now: float) -> None:
@@ -274,6 +283,7 @@ class LineRunner:
     ) -> RoomLine | None:
         if self.room.turn is not turn:
             return None
+        self.output.resume()  # a line that ended turned down or paused: the next one starts at full voice
         reply_to = turn.reply_to_seq
         line = self.room.bot_end(
             self.clock.now(), seconds_played=seconds_played, discard=discard, interrupted=interrupted

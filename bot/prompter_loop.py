@@ -2,7 +2,7 @@
 
 It evaluates on every event (`poke`) and on a timer tick while something is in motion (speech, a bot line),
 and sleeps while the room is idle. Each decision is acted on through the `LineRunner`: start a line,
-confirm an early start, pause, resume, or yield the floor.
+confirm an early start, turn its voice down, pause, resume, or yield the floor.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ class PrompterLoop:
         action = decision.action
         if action is Action.YIELD_FLOOR:
             await self.lines.cancel(decision.reason, discard=False)
+        elif action is Action.DUCK:
+            self.lines.duck(decision, now)
         elif action is Action.PAUSE:
             self.lines.pause(decision, now)
         elif action is Action.RESUME:

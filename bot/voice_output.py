@@ -2,7 +2,8 @@
 
 Between lines the bot sends nothing (Discord shows it speaking only while it speaks): the VoiceClient's
 player is started with a line's first audio and stopped when the line is over. While someone speaks over
-the bot, the player is paused (silence goes out, what is queued stays) and resumed after a backchannel.
+the bot, its voice is turned down at once (it talks on), then paused if they go on (silence goes out, what
+is queued stays), and brought back after a backchannel.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+DUCK_GAIN = 10 ** (-12 / 20)  # -12 dB: clearly softer, still understood
 
 
 class VoiceOutput:
@@ -43,15 +46,25 @@ class VoiceOutput:
         except Exception:
             log.debug("%s: stopping playback failed", self._name, exc_info=True)
 
+    def duck(self) -> None:
+        """Turn the voice down (someone speaks over it); `resume` brings it back."""
+        set_gain = getattr(self.player, "set_gain", None)
+        if set_gain is not None:
+            set_gain(DUCK_GAIN)
+
     def pause(self) -> None:
         pause = getattr(self.player, "pause", None)
         if pause is not None:
             pause()
 
     def resume(self) -> None:
+        """Go on at full voice, whether the voice was paused or turned down."""
         resume = getattr(self.player, "resume", None)
         if resume is not None:
             resume()
+        set_gain = getattr(self.player, "set_gain", None)
+        if set_gain is not None:
+            set_gain(1.0)
 
     def _stopped(self, error: Exception | None) -> None:
         if error is not None:

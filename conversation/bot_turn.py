@@ -27,7 +27,8 @@ class BotTurn:
     confirmed_at: float | None = None
     speaking_since: float | None = None
     paused_since: float | None = None  # its voice is stopped while someone speaks over it
-    paused_for: set[int] = field(default_factory=set)  # who spoke over it since the pause began
+    ducked_since: float | None = None  # its voice is turned down while someone speaks briefly over it
+    paused_for: set[int] = field(default_factory=set)  # who spoke over it since the duck or pause began
     pauses: int = 0
     said_over: dict[int, list[str]] = field(default_factory=dict)  # members' final words since the line began
     partial_over: dict[int, str] = field(default_factory=dict)  # and their words so far in the segment going on

@@ -15,6 +15,7 @@ class Action(str, enum.Enum):
     GREET = "greet"  # greet `member_id` (None: the whole room, at the start, with one of the persona's greetings)
     FAREWELL = "farewell"  # a member left: say goodbye / notice it
     YIELD_FLOOR = "yield_floor"  # stop talking / drop the reply being prepared
+    DUCK = "duck"  # someone speaks over the bot's line: turn its voice down and talk on while they are brief
     PAUSE = "pause"  # someone speaks over the bot's line: stop its voice and listen (the line is kept)
     RESUME = "resume"  # it was a backchannel ("mm-hm", a laugh): go on with the line where it stopped
     STAY_SILENT = "stay_silent"  # nothing to say
@@ -73,6 +74,9 @@ class Policy:
     # Speech begun this soon after the bot's first sound cannot answer words not heard yet: from the member
     # being answered, it is their own turn going on after a pause the bot took for its end.
     own_turn_window_s: float = 0.5
+    # Speech over the bot first turns its voice down (a person talks on through "yeah"); after this much of
+    # their voice since then it falls silent to listen (0: silent at once).
+    duck_s: float = 0.5
     max_pause_s: float = 4.0  # paused for speech over it this long without a verdict: the bot gives up its line
     greet_members: bool = True
     max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most
@@ -108,6 +112,7 @@ class Policy:
             ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
             ("unsure_wait_ms", "unsure_wait_s", 1000.0),
             ("room_question_wait_ms", "room_question_wait_s", 1000.0),
+            ("duck_ms", "duck_s", 1000.0),
             ("turn_model_threshold", "end_of_turn_threshold", 1),
         ):
             if hasattr(settings, attr):  # optional settings

@@ -2,8 +2,9 @@
 
 * An early start (made on a member's partial transcript in their pause) is confirmed by their final, or
   dropped when they go on, their words change, or the final says they are not done (end of turn).
-* Anyone speaking over the bot's line pauses it at once (within ~0.1 s of the voice onset the VAD
-  confirms): a person stops talking when someone else starts, then decides. Their words decide: a
+* Anyone speaking over the bot's line turns its voice down at once (within ~0.1 s of the voice onset the
+  VAD confirms) and it talks on, as a person does through a "yeah"; after `duck_s` of their voice it
+  falls silent to listen (before its first sound it holds at once). Their words decide: a
   backchannel ("mm-hm", "yeah", a laugh, a sound Whisper rejects, a short burst without a cue word) lets
   the line go on where it stopped; a takeover ("wait", "sorry, what?", three words or more in 0.7 s of
   voice or more) makes the bot
@@ -156,7 +157,8 @@ def _spoke_over_opening(ctx: Ctx) -> Member | None:
 
 
 def rule_floor(ctx: Ctx) -> Decision | None:
-    """Someone speaks while the bot prepares or speaks a line: pause it, then go on or give up the floor."""
+    """Someone speaks while the bot prepares or speaks a line: turn it down or pause it, then go on or give up
+    the floor."""
     room = ctx.room
     turn = room.turn
     if turn is None:
@@ -203,6 +205,8 @@ def rule_floor(ctx: Ctx) -> Decision | None:
     if turn.paused_since is None:
         talking = [m for m in over if m.speaking and not m.echo_prone]
         if talking:
+            if room.bot_state is BotState.SPEAKING and policy.duck_s > 0:
+                return _duck_or_pause(ctx, talking)
             doing = "speaking" if room.bot_state is BotState.SPEAKING else "about to speak"
             return Decision(
                 Action.PAUSE,
@@ -210,18 +214,48 @@ def rule_floor(ctx: Ctx) -> Decision | None:
                 "floor",
                 member_id=talking[0].user_id,
             )
-        return None
+        if turn.ducked_since is None:
+            return None
+    held_since = turn.paused_since if turn.paused_since is not None else turn.ducked_since
+    assert held_since is not None
     if over:
-        if ctx.now - turn.paused_since > policy.max_pause_s:
+        if ctx.now - held_since > policy.max_pause_s:
             return Decision(
                 Action.YIELD_FLOOR,
                 f"paused {policy.max_pause_s:.0f} s for {over[0].name}: giving up the line",
                 "floor",
                 member_id=over[0].user_id,
             )
-        return Decision(Action.STAY_SILENT, f"paused while {over[0].name} speaks", "floor", until=ctx.now + 0.05)
+        how = "paused" if turn.paused_since is not None else "softer"
+        return Decision(Action.STAY_SILENT, f"{how} while {over[0].name} speaks", "floor", until=ctx.now + 0.05)
     names = ", ".join(room.name_of(uid) for uid in sorted(turn.paused_for)) or "someone"
     return Decision(Action.RESUME, f"{names}: a backchannel; going on with the line", "floor")
+
+
+def _duck_or_pause(ctx: Ctx, talking: list[Member]) -> Decision:
+    """The bot is speaking and members speak over it: its voice goes down at once and it talks on (people talk
+    through a "yeah" or "mm-hm"); once one of them has spoken `duck_s` since then, it falls silent to listen.
+    Their words decide the rest, as for a pause (a takeover cue or a long run yields, a backchannel resumes)."""
+    turn = ctx.room.turn
+    assert turn is not None
+    member = next((m for m in talking if m.user_id not in turn.paused_for), None)
+    if turn.ducked_since is None or member is not None:
+        member = member or talking[0]
+        return Decision(
+            Action.DUCK,
+            f"{member.name} speaks while the bot is speaking: softer, listening",
+            "floor",
+            member_id=member.user_id,
+        )
+    longest, voiced = max(((m, _voiced_over(ctx, m, turn.ducked_since - 0.05)) for m in talking), key=lambda x: x[1])
+    if voiced >= ctx.policy.duck_s:
+        return Decision(
+            Action.PAUSE,
+            f"{longest.name} goes on over the bot ({voiced * 1000:.0f} ms): listening",
+            "floor",
+            member_id=longest.user_id,
+        )
+    return Decision(Action.STAY_SILENT, f"softer while {longest.name} speaks", "floor", until=ctx.now + 0.05)
 
 
 def rule_bot_busy(ctx: Ctx) -> Decision | None:

@@ -272,13 +272,26 @@ class Room(RoomReading):
         if turn.paused_since is None:
             turn.paused_since = t
             turn.pauses += 1
+            if turn.ducked_since is None:
+                turn.paused_for = set()
+            turn.ducked_since = None
+        turn.paused_for.add(user_id)
+
+    def bot_duck(self, t: float, user_id: int) -> None:
+        """Someone speaks over the bot's line: its voice goes on, turned down, while they may be brief."""
+        turn = self.turn
+        if turn is None:
+            return
+        if turn.ducked_since is None and turn.paused_since is None:
+            turn.ducked_since = t
             turn.paused_for = set()
         turn.paused_for.add(user_id)
 
     def bot_resume(self) -> None:
-        """The speech over the bot was a backchannel: its line goes on."""
+        """The speech over the bot was a backchannel: its line goes on (at full voice)."""
         if self.turn is not None:
             self.turn.paused_since = None
+            self.turn.ducked_since = None
             self.turn.paused_for = set()
 
     def bot_audio_started(self, t: float) -> None:

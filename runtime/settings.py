@@ -236,7 +236,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("PROMPTER_GROUP_SILENCE_MS", "group_silence_ms", _int_range(0, 20000), 1200, "Silence before the bot joins in when it was not addressed and several humans are active."),
     SettingSpec("PROMPTER_IDLE_TOPIC_S", "idle_topic_s", _float_range(5.0, 3600.0), 45.0, "Quiet time after which the bot starts a topic."),
     SettingSpec("PROMPTER_COOLDOWN_S", "cooldown_s", _float_range(0.0, 600.0), 4.0, "Minimum time between two unprompted lines of the bot."),
-    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 1000, "The bot pauses as soon as someone speaks over it, and goes on after a backchannel (\"mm-hm\", \"yeah\", a laugh); speech over it this long takes the floor whatever its words (a shorter takeover is told by its words)."),
+    SettingSpec("PROMPTER_BARGE_IN_MS", "barge_in_ms", _int_range(100, 5000), 1000, "The bot turns its voice down as soon as someone speaks over it, and goes on after a backchannel (\"mm-hm\", \"yeah\", a laugh); speech over it this long takes the floor whatever its words (a shorter takeover is told by its words)."),
+    SettingSpec("PROMPTER_DUCK_MS", "duck_ms", _int_range(0, 3000), 500, "Someone speaking over the bot first turns its voice down (by 12 dB) and it talks on, as people do through a \"yeah\"; after this much of their voice it falls silent to listen. 0: silent at once."),
     SettingSpec("PROMPTER_INCOMPLETE_WAIT_MS", "incomplete_wait_ms", _int_range(0, 10000), 1800, "Silence after a line that sounds unfinished (\"I was wondering...\") before the bot answers it anyway."),
     SettingSpec("PROMPTER_UNSURE_WAIT_MS", "unsure_wait_ms", _int_range(0, 10000), 1000, "Silence after a line whose words read finished while the end-of-turn model heard an unfinished voice, before the bot answers."),
     SettingSpec("PROMPTER_ROOM_QUESTION_WAIT_MS", "room_question_wait_ms", _int_range(0, 20000), 1600, "With two or more humans, a question put to the room (no name; not inside two members' back-and-forth; the bot spoke in the last minute) that no human takes up within this silence is answered by the bot. People answer within ~0.2 s, and a silence past ~1 s reads as trouble; 0: never."),
@@ -330,6 +331,7 @@ class Settings:
     barge_in_ms: int
     incomplete_wait_ms: int
     unsure_wait_ms: int
+    duck_ms: int
     room_question_wait_ms: int
     greet_members: bool
     max_unprompted: int

@@ -5,7 +5,8 @@
   packet of that line;
 * quiet: no new bot line in that window;
 * keep:  the bot line playing when the step began is not cut (its outcome is "spoken"); the longest gap in
-  the bot's voice meanwhile is reported (a pause to listen, then going on);
+  the bot's voice meanwhile is reported (a pause to listen, then going on), and when it turned its voice
+  down (a keep or a yield step: the step's first word -> the bot's decision to go softer);
 * yield: the bot line playing when the step began is cut; stop = the step's first word → the end of the
   bot's run of voice that was going on (the pauses between its sentences bridged).
 
@@ -49,7 +50,10 @@ class StepResult:
     latency_s: float | None = None  # speak: last word -> first voiced packet of the reply
     stop_s: float | None = None  # yield: first word -> the bot's last voiced packet
     pause_s: float | None = None  # keep: the longest gap in the bot's voice while and after the member spoke
+    duck_s: float | None = None  # keep/yield: first word -> the bot turned its voice down (its decision)
+    gap_s: float | None = None  # keep: the silence the bot put in for them (its pause -> its resume; 0: none)
     reply: str = ""  # speak: what the bot said
+    stages: dict[str, float] = field(default_factory=dict)  # speak: the reply's milestones, s after the last word
     heard: str = ""  # what chorus transcribed of the line
     name_said: bool = False  # the line names the bot (or one of its aliases)
     name_heard: bool = False  # ...and the transcript still does (Whisper may bend a name past recognition)
@@ -197,6 +201,7 @@ def _judge_turn(sr: StepResult, step: Step, new_lines: list[tuple[float, Any]], 
     if spoke:
         heard, trace = spoke[0]
         sr.reply = trace.text
+        sr.stages = {k: round(v - true_end, 3) for k, v in sorted(trace.times.items(), key=lambda kv: kv[1])}
         if heard >= true_end:
             sr.latency_s = round(heard - true_end, 3)
         else:
@@ -227,6 +232,8 @@ def _judge_overlap(
     later = [h for h, t in lines if h > heard]
     line_end = min(later) if later else float("inf")
     own = [t for t in voiced if heard <= t < line_end]
+    ducks = [t for t in getattr(trace, "ducks", ()) if t >= onset - 0.05]
+    sr.duck_s = round(max(0.0, ducks[0] - onset), 3) if ducks else None
     if step.expect == "keep":
         if planned_end < true_end + KEEP_MARGIN_S:
             sr.observed, sr.note = (
@@ -237,6 +244,11 @@ def _judge_overlap(
         after = [t for t in own if t >= onset]
         gaps = np.diff([onset, *after]) if after else np.zeros(0)
         sr.pause_s = round(float(gaps.max()), 3) if gaps.size else None
+        paused, resumed = trace.times.get("paused"), trace.times.get("resumed")
+        if paused is None or paused < onset - 0.05:
+            sr.gap_s = 0.0
+        elif resumed is not None and resumed >= paused:
+            sr.gap_s = round(resumed - paused, 3)
         sr.observed = "kept" if trace.outcome == "spoken" else "cut"
         sr.ok = sr.observed == "kept"
         return

@@ -202,3 +202,25 @@ def test_flush_while_paused_then_resume_plays_the_next_line():
     p.end_of_utterance()
     peaks = np.abs(read_frames(p, 20)).reshape(20, -1).max(axis=1)
     assert (peaks > 0.1).sum() >= 14
+
+
+def test_a_turned_down_voice_talks_on_softer_without_a_click_and_comes_back():
+    """`set_gain` (someone speaks over the bot): the next frame ramps to the new level, nothing is skipped or
+    paused, and 1.0 brings the voice back the same way."""
+    from bot.voice_output import DUCK_GAIN
+
+    p = StreamPlayer()
+    p.feed(sine(300.0, 1.0, 48_000), 48_000)
+    p.end_of_utterance()
+    before = read_frames(p, 10)
+    p.set_gain(DUCK_GAIN)
+    ducked = read_frames(p, 20)
+    p.set_gain(1.0)
+    after = read_frames(p, 20)
+    peaks = lambda x: np.abs(x).reshape(-1, 1920).max(axis=1)  # noqa: E731
+    assert peaks(before).min() > 0.45
+    assert peaks(ducked)[1:] == pytest.approx([0.5 * DUCK_GAIN] * 19, abs=0.01)  # softer, never silent
+    assert (peaks(after)[1:] > 0.45).all()
+    whole = np.concatenate((before, ducked, after))
+    assert max_step(whole) < 0.05  # ramps, not clicks (a 300 Hz sine at 0.5 steps at most 0.02)
+    assert p.seconds_played == pytest.approx(1.0, abs=0.01)  # nothing lost while turned down

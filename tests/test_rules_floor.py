@@ -1,4 +1,5 @@
-"""While the bot holds the floor, on fake time: anyone speaking over it pauses it at once; a backchannel
+"""While the bot holds the floor, on fake time, with the voice silenced at once (`duck_s=0`; the default
+turns it down first: tests/test_rules_duck.py): anyone speaking over it pauses it at once; a backchannel
 lets it go on; a takeover (its words, or long speech) makes it give up the line; and the end of a member's
 turn (semantic model, words) decides how long the bot waits before answering."""
 
@@ -24,7 +25,10 @@ from tests.fixtures_prompter import (
 )
 
 
-def at(room, t, policy=POLICY):
+PAUSE_AT_ONCE = Policy(duck_s=0.0)
+
+
+def at(room, t, policy=PAUSE_AT_ONCE):
     return decide(room, t, policy)
 
 
