@@ -224,9 +224,9 @@ def call_workload(
     names = sorted(room.present)
 
     async def once(index: int) -> None:
-        # Three questions in turn, the same cycle each time: one line asked at every repetition came within
-        # ECHO_WINDOW_S of the bot's answer that quoted it, and was ignored as the bot's own voice picked up
-        # by a microphone (conversation/echo.py): unanswered, by design, not by a fault.
+        # Three questions in turn, the same cycle each time (the leak check compares like with like). One
+        # line asked at every repetition was once ignored as the bot's own voice picked up by a microphone,
+        # when an echo could come 30 s after the bot's answer that quoted it (now ECHO_LAG_S, conversation/echo.py).
         picker = LinePicker(random.Random(LEAK_SEED + index % LEAK_LINES))
         speaker, text, expect = picker.next(names, ask=True)
         said = await run.world.say(guild.guild_id, speaker, text)

@@ -39,7 +39,7 @@ from conversation.greeting import greeting_line
 from conversation.room import MERGE_GAP_S, Room
 from conversation.rule_context import bot_matcher
 from conversation.rules import RULES, Rule
-from conversation.echo import ECHO_WINDOW_S, echoes
+from conversation.echo import ECHO_LAG_S, echoes
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class VoiceSession(SessionMembers):
     def _is_echo(self, utt: Utterance) -> bool:
         """The bot's own recent words, heard again from a member (a microphone near the speakers)."""
         room = self.room
-        recent = [line.text for line in room.history if line.is_bot and line.end >= utt.start - ECHO_WINDOW_S]
+        recent = [line.text for line in room.history if line.is_bot and line.end >= utt.start - ECHO_LAG_S]
         if room.turn is not None and room.turn.speaking_since is not None:
             recent.append(room.turn.text)
         return echoes(utt.text, recent)

@@ -10,7 +10,10 @@ from typing import Iterable
 
 from conversation.text_overlap import copies
 
-ECHO_WINDOW_S = 30.0  # a member's line this soon after the bot's line may be that line picked up by their microphone
+# An echo begins while the bot's line plays (a microphone hears it as it is said) or this soon after its end
+# (the member's client and the network delay it; the VAD starts a segment late). A member who says the same
+# words later is repeating them: "What should I cook?" asked again after the bot's answer quoted it.
+ECHO_LAG_S = 3.0
 ECHO_MIN_WORDS = 3  # shorter lines ("yes", "okay") are too common to call an echo
 ECHO_MATCH = 0.6  # share of the line's words found, in order, in the bot's recent words
 

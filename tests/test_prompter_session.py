@@ -557,3 +557,29 @@ async def test_the_listeners_second_look_asks_the_room_what_to_listen_for():
         assert session._names_to_listen_for(ALICE, "What did you want to cook?") is None  # alone: for the bot anyway
     finally:
         await session.close()
+
+
+@pytest.mark.asyncio
+async def test_a_question_asked_again_after_the_bot_quoted_it_is_answered_not_taken_for_an_echo(monkeypatch):
+    """An echo comes while the bot's line plays or just after (ECHO_LAG_S); the same words said later are the
+    member repeating their question, as people do when the answer missed the point."""
+    import bot.voice_session as voice_session
+
+    monkeypatch.setattr(voice_session, "ECHO_LAG_S", 0.4)
+    question = "Juniper, what should I cook tonight?"
+    responder = ScriptedResponder(["What should I cook tonight, you ask? Fried rice."], seconds_each=0.2)
+    session, player = await make(responder)
+    try:
+        speak(session, ALICE, question)
+        await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
+        speak(session, BOB, question, dur=0.3)  # at once: Bob's microphone picked the bot up
+        await asyncio.sleep(0.3)
+        assert session.echoes_ignored == 1 and len(responder.calls) == 1
+        await asyncio.sleep(0.5)  # past the lag: said again, it is Alice asking again
+        speak(session, ALICE, question, dur=0.3)
+        await until(lambda: responder.finished == 2 and session.room.bot_state is BotState.IDLE)
+        assert session.echoes_ignored == 1
+        assert [h.text for h in responder.calls[1]["history"] if not h.is_bot][-1] == question
+    finally:
+        await session.close()
+        player.close()
