@@ -178,17 +178,22 @@ def markdown_table(payload: dict[str, Any]) -> str:
     rows += [(f"{split} split", v) for split, v in payload["per_split"].items()]
     rows += [(family.replace("_", " "), v) for family, v in payload["per_family"].items()]
     out = [
-        "| scenarios | passed | speak precision | speak recall | talk-over | takeover stop p50 / p95 s | "
-        "backchannel kept | latency p50 / p95 s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenarios | passed | speak precision | speak recall | talk-over | voice down p50 / p95 s | "
+        "takeover silent p50 / p95 s | backchannel kept | backchannel gap p50 / p95 s | latency p50 / p95 s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def pair(v: dict[str, Any], key: str) -> str:
+        got = v.get(key) or {}
+        return f"{_fmt(got.get('p50'))} / {_fmt(got.get('p95'))}"
+
     for name, v in rows:
-        stop, lat = v.get("barge_in_stop_s") or {}, v.get("latency_s") or {}
         out.append(
             f"| {name} ({v['scenarios']}) | {v['scenarios_passed']} | {_fmt(v['should_speak_precision'])} | "
             f"{_fmt(v['should_speak_recall'])} | {_fmt(v['talk_over_rate'], 3)} "
-            f"({v['talk_overs']}/{v['bot_voice_starts']}) | {_fmt(stop.get('p50'))} / {_fmt(stop.get('p95'))} | "
-            f"{_fmt(v['backchannel_keep_rate'])} | {_fmt(lat.get('p50'))} / {_fmt(lat.get('p95'))} |"
+            f"({v['talk_overs']}/{v['bot_voice_starts']}) | {pair(v, 'barge_in_duck_s')} | "
+            f"{pair(v, 'barge_in_stop_s')} | {_fmt(v['backchannel_keep_rate'])} | "
+            f"{pair(v, 'backchannel_gap_s')} | {pair(v, 'latency_s')} |"
         )
     return "\n".join(out)
 
