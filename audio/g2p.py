@@ -34,8 +34,9 @@ def _bridge() -> Any:
 
 @lru_cache(maxsize=16384)
 def word_phonemes(word: str) -> str:
-    """IPA for one word ("juniper" → "dʒˈuːnɪpɚ"), stress marks included; '' for no letters."""
-    if not any(c.isalpha() for c in word):
+    """IPA for one word ("juniper" → "dʒˈuːnɪpɚ"), stress marks included; '' for no letters. A number of one or
+    two digits is said as a word: Whisper writes what it heard as "two", "to" or "too" as "2" ("2 nipper")."""
+    if not any(c.isalpha() for c in word) and not (word.isdigit() and len(word) <= 2):
         return ""
     with ESPEAK_LOCK:
         bridge = _bridge()

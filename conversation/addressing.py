@@ -181,10 +181,15 @@ def name_windows(tokens: Sequence[str]) -> Iterator[tuple[int, int, str]]:
     for i in range(len(tokens)):
         joined = ""
         for j in range(i, min(i + 3, len(tokens))):
-            if j > i and (len(tokens[j]) < 2 or len(tokens[i]) < 2):
+            if j > i and (_single_letter(tokens[j]) or _single_letter(tokens[i])):
                 break  # "a nice" is not "Alice": run-together pieces are syllables, not single letters
             joined += tokens[j]
             yield i, j, joined
+
+
+def _single_letter(token: str) -> bool:
+    """A letter alone ("a", "i"); a digit is a whole word said ("2 nipper": "two nipper", "you nipper")."""
+    return len(token) < 2 and not token.isdigit()
 
 
 @lru_cache(maxsize=8192)

@@ -41,6 +41,8 @@ def test_espeak_phonemes_and_their_units():
         "Junipur, hi",
         "So tell me, Juni per, what's up?",
         "what do you think, genie per?",
+        "2 nipper, what time is it?",  # tiny.en writes a heard "two"/"to" as a digit
+        "2 nipper what time is it?",
     ],
 )
 def test_bent_forms_of_the_name_are_heard(text):
@@ -76,6 +78,9 @@ def test_bent_forms_of_other_personas(bot, text):
         (HOLLIS, "We had a lovely holiday by the sea."),
         (HOLLIS, "The hollow tree fell down last night."),
         (HOLLIS, "His hobbies are fishing and golf."),
+        (JUNIPER, "I have 2 nippers in the toolbox."),
+        (JUNIPER, "Give me 2 minutes, Alice."),
+        (TRIXIE, "We need 2 taxis to the airport."),
     ],
 )
 def test_common_english_is_not_the_name(bot, text):
