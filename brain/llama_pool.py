@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Generator
 
+from brain.kv_states import KvStates, common_prefix
 from runtime.errors import ModelLoadError
 from runtime.models import MODELS
 
@@ -119,21 +120,19 @@ def instance_threads(requested: int, instances: int, cores: int | None = None) -
     return max(1, (cores - 1) // max(1, instances))
 
 
-def common_prefix(a: str, b: str) -> int:
-    """Length of the common prefix of two strings."""
-    return len(os.path.commonprefix([a, b]))
-
-
 LOST_WEIGHT = 4  # a cached character thrown away costs this many reused ones (it was someone's prefill)
 CACHE_WAIT_MIN_CHARS = 200  # a busy instance holding this many more of a prompt is worth waiting for ...
 CACHE_WAIT_MAX_S = 2.0  # ... this long at most (about a cold evaluation of a reply prompt on one thread)
+RESTORE_MIN_CHARS = 64  # a saved state is restored when it spares this many more characters (~16 tokens: 0.1 s)
 
 
 class LlamaPool:
     """`size` instances of one GGUF with the same settings, each loaded once per process (`runtime.models.MODELS`:
     instance 0 is the one a single-instance backend uses). `take()` lends one for a generation."""
 
-    def __init__(self, path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int, size: int) -> None:
+    def __init__(
+        self, path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int, size: int, state_cache_bytes: int = 0
+    ) -> None:
         base = f"llama_cpp:{path}:ctx={n_ctx}:gpu={n_gpu_layers}:threads={n_threads}"
         self.instances: list[LoadedLlama] = []
         for index in range(max(1, size)):
@@ -143,6 +142,7 @@ class LlamaPool:
             )
             loaded.index = index
             self.instances.append(loaded)
+        self.states = KvStates(state_cache_bytes)  # evaluated prompts any instance can restore
         self._cond = threading.Condition()
         self.routed_to_prefix = 0  # requests that found a free instance holding more of their prompt than another
         self.waits = 0  # requests that found every instance busy
@@ -151,9 +151,14 @@ class LlamaPool:
     def first(self) -> LoadedLlama:
         return self.instances[0]
 
-    def _score(self, inst: LoadedLlama, prompt: str) -> int:
+    def _score(self, inst: LoadedLlama, prompt: str, saved: int = 0) -> int:
+        """Characters of `prompt` the instance would not evaluate again (its own, or `saved` ones it can restore),
+        less what it would throw away of another prompt that is kept nowhere else."""
         common = common_prefix(inst.last_prompt, prompt)
-        return common - LOST_WEIGHT * (len(inst.last_prompt) - common)
+        lost = len(inst.last_prompt) - common
+        if inst.last_prompt in self._kept:  # saved: it can come back, but a context left as it is needs no restore
+            return max(common, saved) - (1 if lost else 0)
+        return max(common, saved) - LOST_WEIGHT * lost
 
     def _pick(self, prompt: str, patient: bool) -> LoadedLlama | None:
         """Under the condition: the free instance whose cache serves `prompt` best, locked (None: wait).
@@ -166,7 +171,8 @@ class LlamaPool:
         cold evaluation of the whole prompt costs more than that wait (seconds on one thread).
         (Another pool over the same instances, e.g. memory's summarizer on the reply model, may take one
         meanwhile: a failed non-blocking acquire counts it busy.)"""
-        scores = {inst.index: self._score(inst, prompt) for inst in self.instances}
+        saved = self.states.shared_with(prompt) if self.states.enabled else 0
+        scores = {inst.index: self._score(inst, prompt, saved) for inst in self.instances}
         free = [inst for inst in self.instances if not inst.lock.locked()]
         if patient:
             best_busy = max((scores[i.index] for i in self.instances if i not in free), default=None)
@@ -199,12 +205,40 @@ class LlamaPool:
             yield None
             return
         try:
+            self._restore_best(chosen, prompt)
             chosen.last_prompt = prompt  # what its cache holds from now on (a cut-short evaluation holds a prefix)
             yield chosen
         finally:
             with self._cond:
                 chosen.lock.release()
                 self._cond.notify_all()
+
+    @property
+    def _kept(self) -> set[str]:
+        return self.states.prompts() if self.states.enabled else set()
+
+    def _restore_best(self, inst: LoadedLlama, prompt: str) -> None:
+        """Before `inst` evaluates `prompt`: restore the saved state that spares more of it than `inst` holds."""
+        if not self.states.enabled:
+            return
+        state, shared = self.states.best(prompt)
+        own = common_prefix(inst.last_prompt, prompt)
+        if state is None or shared < own + RESTORE_MIN_CHARS:
+            return
+        if self.states.restore(inst.llm, state):
+            log.debug(
+                "llama instance %d: restored %d saved tokens (%d chars shared)",
+                inst.index,
+                len(state.token_ids),
+                shared,
+            )
+        else:
+            inst.last_prompt = ""
+
+    def finished(self, inst: LoadedLlama, prompt: str) -> None:
+        """`inst` (still lent) evaluated `prompt` to the end: keep its state for any instance to restore."""
+        if self.states.enabled and inst.last_prompt == prompt:
+            self.states.save(inst.llm, prompt)
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -213,4 +247,6 @@ class LlamaPool:
                 "busy": sum(1 for inst in self.instances if inst.lock.locked()),
                 "routed_to_prefix": self.routed_to_prefix,
                 "waits": self.waits,
+                "states_saved": self.states.saved,
+                "states_restored": self.states.restored,
             }

@@ -118,6 +118,7 @@ class LlamaCppBackend:
             n_gpu_layers=options.llm_gpu_layers,
             n_threads=instance_threads(options.llm_threads, size),
             size=size,
+            state_cache_bytes=options.llm_state_cache_mb * 1024 * 1024 if size > 1 else 0,
         )
         self._loaded: LoadedLlama = self.pool.first  # tokenizer and metadata (the same in every instance)
         self.model_path = path
@@ -157,7 +158,8 @@ class LlamaCppBackend:
         sampling = _sampling(sampling or self.profile.sampling, temperature)
         transcript = self.profile.layout.transcript
         prompt: dict[str, Any] = {"prompt": render_transcript(messages)} if transcript else {"messages": messages}
-        lent = self.pool.take(prompt.get("prompt") or _chat_text(messages), cancel)
+        routed = prompt.get("prompt") or _chat_text(messages)
+        lent = self.pool.take(routed, cancel)
         loaded = next(lent)  # waits for a free instance (another generation owns each context)
         chunks = None
         try:
@@ -191,6 +193,7 @@ class LlamaCppBackend:
                     text = choice.get("text") if transcript else choice.get("delta", {}).get("content")
                     if text:
                         yield text
+                self.pool.finished(loaded, routed)  # evaluated to the end: any instance may pick it up
             except RuntimeError as exc:
                 if cancel.is_set():
                     return  # llama_decode aborted by the cancel event

@@ -16,6 +16,7 @@ class LlmOptions:
     llm_gpu_layers: int
     llm_threads: int  # per instance; 0: all cores but one, shared among the instances
     llm_instances: int  # llama.cpp instances (0: auto, runtime.scheduler_policy.llm_instances)
+    llm_state_cache_mb: int  # evaluated prompts kept in RAM for any instance to restore (brain.kv_states)
     llm_base_url: str
     llm_timeout_s: float
     llm_max_retries: int

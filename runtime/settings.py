@@ -205,6 +205,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("LLM_GPU_LAYERS", "llm_gpu_layers", _int_range(-1, 1000), 0, "Layers offloaded to the GPU (-1 = all). Needs a CUDA build of llama-cpp-python."),
     SettingSpec("LLM_THREADS", "llm_threads", _int_range(0, 256), 0, "CPU threads for llama.cpp, per instance (0 = all cores but one, shared among the instances, at least one each)."),
     SettingSpec("LLM_INSTANCES", "llm_instances", _int_range(0, 16), 0, "llama.cpp instances of the reply model, so that replies of different guilds decode at once (the `parallel` scheduler policy gives each one a slot; each has its own KV cache, the weights are shared). 0 = auto: 2 under the `parallel` policy (what SCHEDULER_POLICY=auto picks on 2-4 CPU cores) on a CPU, else 1 (docs/scaling.md)."),
+    SettingSpec("LLM_STATE_CACHE_MB", "llm_state_cache_mb", _int_range(0, 65536), 256, "With several llama.cpp instances: RAM for evaluated prompts (their KV state, about 14 MB for 600 tokens of the embedded model), so a guild's reply on any instance restores its conversation in milliseconds instead of evaluating it again (seconds on one CPU thread). 0: off."),
     SettingSpec("LLM_MAX_TOKENS", "llm_max_tokens", _int_range(8, 4096), 80, "Upper bound on a reply's tokens (the persona may set a lower one)."),
     SettingSpec("LLM_PROFILE", "llm_profile", _choice("auto", "small", "large", "transcript"), "auto", "Prompt layout and reply repairs: `small` (short system prompt, examples as turns, a short history window; for models under 1B parameters), `large` (the full persona), `transcript` (a pretrained model continues the call's transcript; no chat template), `auto` (by the model's size and name, or a server model's name)."),
     SettingSpec("LLM_TEMPERATURE", "llm_temperature", _optional_float_range(0.0, 2.0), None, "Sampling temperature. Empty: the model family's default (brain/profile.py)."),
@@ -299,6 +300,7 @@ class Settings:
     llm_gpu_layers: int
     llm_threads: int
     llm_instances: int
+    llm_state_cache_mb: int
     llm_max_tokens: int
     llm_profile: str
     llm_temperature: float | None

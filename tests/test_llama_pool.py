@@ -1,5 +1,6 @@
 """Two llama.cpp instances of the embedded SmolLM2 (LLM_INSTANCES=2): concurrent generations on different
-instances, a request routed to the instance holding its prompt, the same sampling on every instance."""
+instances, a request routed to the instance holding its prompt, the same sampling on every instance; with saved
+states (LLM_STATE_CACHE_MB), a conversation picked up on the other instance without evaluating it again."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ BOB = [
 
 @pytest.fixture(scope="module")
 def backend() -> LlamaCppBackend:
-    b = make_backend(load_settings(env={"LLM_INSTANCES": "2"}, env_file=None))
+    b = make_backend(load_settings(env={"LLM_INSTANCES": "2", "LLM_STATE_CACHE_MB": "0"}, env_file=None))
     assert isinstance(b, LlamaCppBackend) and len(b.pool.instances) == 2
     return b
 
@@ -121,3 +122,74 @@ def test_every_instance_samples_alike(backend) -> None:
         assert served == index
         texts[index] = text
     assert texts[0] and texts[0] == texts[1]
+
+
+@pytest.fixture(scope="module")
+def saving() -> LlamaCppBackend:
+    """The same two instances (loaded once per process), their pool keeping evaluated prompts in RAM."""
+    b = make_backend(load_settings(env={"LLM_INSTANCES": "2", "LLM_STATE_CACHE_MB": "256"}, env_file=None))
+    assert isinstance(b, LlamaCppBackend) and b.pool.states.enabled
+    return b
+
+
+def counting_evals(backend: LlamaCppBackend, monkeypatch) -> list[int]:
+    """Tokens each llama.cpp `eval` call evaluates, per call, on every instance."""
+    counts: list[int] = []
+    for inst in backend.pool.instances:
+        original = inst.llm.eval
+
+        def counted(tokens, _original=original):
+            counts.append(len(tokens))
+            return _original(tokens)
+
+        monkeypatch.setattr(inst.llm, "eval", counted)
+    return counts
+
+
+def test_a_conversation_moves_to_another_instance_without_being_evaluated_again(saving, monkeypatch) -> None:
+    """Alice's guild was evaluated on one instance; Bob's guild took it since. Alice's reply, on whichever instance,
+    restores her saved state and evaluates only its new line, and says what a cold evaluation says."""
+    served_by(saving, ALICE)
+    for inst in saving.pool.instances:  # both instances now hold Bob's guild: Alice's lives only in RAM
+        inst.lock.acquire()
+    try:
+        for inst in saving.pool.instances:
+            inst.lock.release()
+            served_by(saving, BOB)
+            inst.lock.acquire()
+    finally:
+        for inst in saving.pool.instances:
+            inst.lock.release()
+    assert all("Bob:" in inst.last_prompt for inst in saving.pool.instances)
+    restored_before = saving.pool.states.restored
+    reply = [*ALICE, {"role": "user", "content": "Alice: Juniper?"}]
+    counts = counting_evals(saving, monkeypatch)
+    sampling = saving.profile.sampling.replace(seed=11, temperature=0.8)
+    _, restored_text = served_by(saving, reply, max_tokens=16, sampling=sampling)
+    assert saving.pool.states.restored == restored_before + 1
+    assert counts, counts
+    restored_evals = counts[0]
+    for inst in saving.pool.instances:  # now cold: the whole prompt evaluated
+        inst.llm.n_tokens = 0
+        inst.last_prompt = ""
+    monkeypatch.setattr(saving.pool, "states", type(saving.pool.states)(0))
+    counts.clear()
+    _, cold_text = served_by(saving, reply, max_tokens=16, sampling=sampling)
+    assert counts and restored_evals * 4 < counts[0], (restored_evals, counts)  # the new line, not the prompt
+    assert restored_text == cold_text  # a restore changes what is evaluated, never what is said
+
+
+def test_saved_states_stay_within_their_budget_and_drop_what_they_extend(saving) -> None:
+    from brain.kv_states import KvStates
+
+    served_by(saving, ALICE)
+    llm = next(inst for inst in saving.pool.instances if "Alice:" in inst.last_prompt).llm
+    states = KvStates(1 << 30)
+    assert states.save(llm, "Alice: the garden") and states.save(llm, "Alice: the garden, and then")
+    assert states.prompts() == {"Alice: the garden, and then"}  # the longer prompt serves both
+    assert states.best("Alice: the garden, and then the sunflowers")[1] == len("Alice: the garden, and then")
+    one = states.bytes_used
+    small = KvStates(int(one * 1.5))
+    assert small.save(llm, "Alice") and small.save(llm, "Bob")
+    assert small.prompts() == {"Bob"} and small.bytes_used <= small.capacity_bytes  # the oldest went
+    assert not KvStates(0).save(llm, "Alice")  # off
