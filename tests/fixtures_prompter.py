@@ -61,6 +61,15 @@ def say(room: Room, uid: int, text: str, start: float, end: float, *, end_of_tur
     return final(room, uid, text, start, end, end_of_turn=end_of_turn)
 
 
+def bot_speaking(room: Room, since: float, audio_s: float = 4.0):
+    """The bot has been speaking a line since `since` (its first sound), `audio_s` of it synthesized."""
+    turn = room.bot_begin("respond_now", since - 0.5)
+    turn.add_text("Well, let me tell you about the time I climbed a mountain in the rain.")
+    turn.add_audio(audio_s)
+    room.bot_audio_started(since)
+    return turn
+
+
 def bot_says(
     room: Room, text: str, start: float, end: float, *, kind: str = "respond_now", reply_to: int | None = None
 ):

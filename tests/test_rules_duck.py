@@ -8,7 +8,17 @@ import pytest
 
 from conversation.decision import Action
 from conversation.rules import decide
-from tests.fixtures_prompter import ALICE, BOB, POLICY, T0, final, make_room, start_speaking, stop_speaking
+from tests.fixtures_prompter import (
+    ALICE,
+    BOB,
+    POLICY,
+    T0,
+    bot_speaking,
+    final,
+    make_room,
+    start_speaking,
+    stop_speaking,
+)
 
 
 def at(room, t):
@@ -16,11 +26,7 @@ def at(room, t):
 
 
 def _bot_speaking(room, since):
-    turn = room.bot_begin("respond_now", since - 0.5)
-    turn.add_text("Well, let me tell you about the time I climbed a mountain in the rain.")
-    turn.add_audio(6.0)
-    room.bot_audio_started(since)
-    return turn
+    return bot_speaking(room, since, audio_s=6.0)
 
 
 def _ducked_by(room, uid, t):

@@ -16,6 +16,7 @@ from tests.fixtures_prompter import (
     POLICY,
     T0,
     bot_says,
+    bot_speaking,
     final,
     make_room,
     partial,
@@ -32,14 +33,6 @@ def at(room, t, policy=PAUSE_AT_ONCE):
     return decide(room, t, policy)
 
 
-def _bot_speaking(room, since):
-    turn = room.bot_begin("respond_now", since - 0.5)
-    turn.add_text("Well, let me tell you about the time I climbed a mountain in the rain.")
-    turn.add_audio(4.0)
-    room.bot_audio_started(since)
-    return turn
-
-
 def _paused_by(room, uid, t):
     """Someone starts over the bot at `t`: the rules pause it (as the session does when told to)."""
     start_speaking(room, uid, t)
@@ -54,7 +47,7 @@ def _paused_by(room, uid, t):
 
 def test_anyone_speaking_over_the_bot_pauses_it_at_once():
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     d = at(room, T0 + 2.2)  # still speaking: the bot listens, nothing decided yet
     assert d.action is Action.STAY_SILENT and d.rule == "floor" and "paused" in d.reason
@@ -65,7 +58,7 @@ def test_a_backchannel_over_the_bot_lets_its_line_go_on(words):
     """Stock backchannels, a short burst Whisper misheard ("in memory." for a clipped "mm-hm"), or a sound
     it rejected (an empty final): the line goes on."""
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, BOB, T0 + 2)
     stop_speaking(room, BOB, T0 + 2.7)
     assert at(room, T0 + 2.75).action is Action.STAY_SILENT  # their words are still being transcribed
@@ -81,7 +74,7 @@ def test_a_backchannel_over_the_bot_lets_its_line_go_on(words):
 )
 def test_a_takeover_over_the_bot_takes_the_floor(words):
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, BOB, T0 + 2)
     stop_speaking(room, BOB, T0 + 2.8)
     final(room, BOB, words, T0 + 2, T0 + 2.5)
@@ -92,7 +85,7 @@ def test_a_takeover_over_the_bot_takes_the_floor(words):
 
 def test_words_decide_as_soon_as_a_partial_shows_them():
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     partial(room, ALICE, "Wait, wait, I have a", T0 + 2, T0 + 2.6)
     assert at(room, T0 + 2.65).action is Action.YIELD_FLOOR
@@ -100,7 +93,7 @@ def test_words_decide_as_soon_as_a_partial_shows_them():
 
 def test_long_speech_over_the_bot_takes_the_floor_before_its_words_are_known():
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     assert at(room, T0 + 2 + POLICY.barge_in_s - 0.05).action is Action.STAY_SILENT
     d = at(room, T0 + 2 + POLICY.barge_in_s + 0.01)
@@ -110,7 +103,7 @@ def test_long_speech_over_the_bot_takes_the_floor_before_its_words_are_known():
 def test_bursts_over_the_bot_add_up_to_a_takeover():
     """ "Wait, <pause> wait, <pause> hold on": short bursts in quick succession are one run of speech."""
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     stop_speaking(room, ALICE, T0 + 2.35)
     start_speaking(room, ALICE, T0 + 2.6)
@@ -123,7 +116,7 @@ def test_bursts_over_the_bot_add_up_to_a_takeover():
 
 def test_two_mm_hms_far_apart_do_not_add_up():
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     stop_speaking(room, ALICE, T0 + 2.5)
     final(room, ALICE, "Mm-hmm.", T0 + 2, T0 + 2.5)
@@ -138,7 +131,7 @@ def test_vad_tail_does_not_stretch_a_backchannel_into_a_takeover():
     """The stop event comes the VAD's end silence after the voice: a 0.8 s laugh reports a 1.1 s span."""
     policy = Policy(speech_tail_s=0.3)
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     stop_speaking(room, ALICE, T0 + 3.1)
     assert at(room, T0 + 3.15, policy).action is Action.STAY_SILENT  # paused, waiting for the words
@@ -147,7 +140,7 @@ def test_vad_tail_does_not_stretch_a_backchannel_into_a_takeover():
 
 def test_paused_too_long_without_a_verdict_gives_up_the_line():
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     stop_speaking(room, ALICE, T0 + 2.5)  # stopped; the transcript never comes
     assert at(room, T0 + 2.5 + POLICY.final_timeout_s - 0.1).action is Action.STAY_SILENT
@@ -156,7 +149,7 @@ def test_paused_too_long_without_a_verdict_gives_up_the_line():
 
 def test_a_member_whose_microphone_echoes_the_bot_does_not_pause_it():
     room = make_room(ALICE, BOB)
-    _bot_speaking(room, T0 + 1)
+    bot_speaking(room, T0 + 1)
     room.members[BOB].echo_prone = True
     start_speaking(room, BOB, T0 + 2)
     assert at(room, T0 + 2.05).rule == "bot_busy"
@@ -329,7 +322,7 @@ def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_
         (0.9, "I disagree with that.", Action.YIELD_FLOOR),
     ):
         room = make_room(ALICE, BOB)
-        _bot_speaking(room, T0 + 1)
+        bot_speaking(room, T0 + 1)
         _paused_by(room, BOB, T0 + 2)
         stop_speaking(room, BOB, T0 + 2 + spoke_s + 0.3)  # the VAD ends speech 0.3 s after the voice
         final(room, BOB, words, T0 + 2, T0 + 2 + spoke_s)
@@ -357,7 +350,7 @@ def test_a_short_burst_is_judged_by_its_voice_while_the_vad_still_says_speaking(
     ends the speech: a backchannel. The same words after 0.9 s of voice, still speaking: a takeover."""
     for spoke_s, action in ((0.4, Action.STAY_SILENT), (0.9, Action.YIELD_FLOOR)):
         room = make_room(ALICE, BOB)
-        _bot_speaking(room, T0 + 1)
+        bot_speaking(room, T0 + 1)
         _paused_by(room, BOB, T0 + 2)
         partial(room, BOB, "I'm not sure.", T0 + 2, T0 + 2 + spoke_s, paused=T0 + 2 + spoke_s)
         d = at(room, T0 + 2 + spoke_s + 0.25)
