@@ -6,7 +6,8 @@ workload (`Workload`: a question and its answer, a member leaving and coming bac
 times, then `reps` times more; after each run, once the bot is idle, the garbage is collected and the heap trimmed,
 and the process's memory is read (`QuietPoint`). What is asserted on is `allocated_mb`: the bytes the process holds
 allocated, glibc's heap in use (every native library's malloc, and Python objects over 512 bytes) plus Python's
-small-object allocator's blocks in use: exact counts, not pages, so they move only when something is kept. Anonymous
+small-object allocator's blocks in use, less the LLM's saved prompt states (`brain.kv_states`, a cache bounded by
+`LLM_STATE_CACHE_MB`, reported apart as `kv_states_mb`): exact counts, not pages, so they move only when something is kept. Anonymous
 RSS is reported beside it: even read at quiet points it jumped by ±15 MB between repetitions on a 2-core machine
 (arenas and buffers mapped and unmapped by the native libraries), while the heap in use moved by 0.04-0.3 MB. The
 growth per hour is the Theil-Sen slope (the median of the pairwise slopes: one odd point does not move it) over
@@ -28,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable
 
 from benchmarks.process_stats import status_mb
+from brain.kv_states import bytes_kept
 from runtime.heap import heap_mb, trim_heap
 
 Workload = Callable[[int], Awaitable[None]]  # one repetition (its index); returns when the bot is idle again
@@ -37,11 +39,12 @@ METRICS = ("allocated_mb", "heap_used_mb", "pymalloc_mb", "rss_anon_mb")
 @dataclass(frozen=True, slots=True)
 class QuietPoint:
     t: float  # monotonic seconds
-    allocated_mb: float  # heap_used_mb + pymalloc_mb
+    allocated_mb: float  # heap_used_mb + pymalloc_mb, less kv_states_mb
     heap_used_mb: float
     pymalloc_mb: float
     rss_anon_mb: float
     py_blocks: int
+    kv_states_mb: float = 0.0  # the LLM's saved prompt states (brain.kv_states): bounded by LLM_STATE_CACHE_MB
 
 
 def rss_anon_mb() -> float:
@@ -73,13 +76,15 @@ def quiet_point() -> QuietPoint:
     gc.collect()
     trim_heap()
     heap, small = heap_mb()[0], pymalloc_mb()
+    kv = bytes_kept() / 2**20  # a cache with a byte budget fills over a session: counted apart, not as a leak
     return QuietPoint(
         time.monotonic(),
-        round(heap + small, 3),
+        round(heap + small - kv, 3),
         round(heap, 3),
         round(small, 3),
         round(rss_anon_mb(), 2),
         sys.getallocatedblocks(),
+        round(kv, 3),
     )
 
 

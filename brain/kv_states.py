@@ -18,6 +18,7 @@ import ctypes
 import logging
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -44,10 +45,39 @@ def common_prefix(a: str, b: str) -> int:
     return len(os.path.commonprefix([a, b]))
 
 
+_LIVE: "weakref.WeakSet[KvStates]" = weakref.WeakSet()
+MESSAGE_BREAKS = ("\x00", "\n")  # where a routed prompt's messages (chat) or lines (transcript) begin
+
+
+def bytes_kept() -> int:
+    """Bytes every live `KvStates` holds: a bounded cache, which a leak check counts apart."""
+    return sum(states.bytes_used for states in list(_LIVE))
+
+
+def _conversation_of(prompt: str) -> str:
+    """The prompt without its last message: what a later prompt of the same conversation starts with (the
+    partial line a prefill ends with becomes the reply's final line)."""
+    cut = max(prompt.rfind(mark, 0, len(prompt) - 1) for mark in MESSAGE_BREAKS)
+    return prompt[:cut] if cut > 0 else prompt
+
+
+SUPERSEDED_SHARE = 0.8  # a state whose prompt shares this much with a newer one, but for its last message, goes
+
+
+def _supersedes(prompt: str, key: str) -> bool:
+    """A state for `prompt` makes the one for `key` worth little: `prompt` extends `key`, or all of `key` but its
+    last message, when that is most of it (a prefill on a partial line, then the reply on the final one)."""
+    if prompt.startswith(key):
+        return True
+    conversation = _conversation_of(key)
+    return len(conversation) >= SUPERSEDED_SHARE * len(key) and prompt.startswith(conversation)
+
+
 class KvStates:
     """Saved contexts of one model (every instance of a pool has the same shape), thread-safe."""
 
     def __init__(self, capacity_bytes: int) -> None:
+        _LIVE.add(self)
         self.capacity_bytes = capacity_bytes
         self._lock = threading.Lock()
         self._states: OrderedDict[str, KvState] = OrderedDict()
@@ -69,8 +99,9 @@ class KvStates:
             return self._bytes
 
     def save(self, llm: Any, prompt: str) -> bool:
-        """Keep `llm`'s context (a llama_cpp.Llama that just finished with `prompt`). States of prompts this one
-        extends (a prefill of the same reply, the guild's previous turn) are dropped: this one serves them all."""
+        """Keep `llm`'s context (a llama_cpp.Llama that just finished with `prompt`). States this one supersedes are
+        dropped: a prompt it extends (the guild's previous turn), or one it goes on from but for the last message
+        (a prefill on a partial line): a conversation keeps about one state, not one per turn."""
         if not self.enabled or not prompt or llm.n_tokens <= 0:
             return False
         import llama_cpp
@@ -86,7 +117,7 @@ class KvStates:
             return False
         state = KvState(prompt, data, written, np.array(llm.input_ids[: llm.n_tokens], dtype=np.intc))
         with self._lock:
-            for key in [k for k in self._states if prompt.startswith(k)]:
+            for key in [k for k in self._states if _supersedes(prompt, k)]:
                 self._bytes -= self._states.pop(key).nbytes
             self._states[prompt] = state
             self._bytes += state.nbytes

@@ -1,12 +1,13 @@
 """Typed settings for chorus, read once from the environment and `.env`.
 
-Every setting is declared once in `SETTINGS` (name, type, default, help). The
-`.env.example` file documents each of them (rendered by `runtime.env_example`); a test keeps the two in sync.
+Every setting is declared once in `SETTINGS` (name, type, default, help). The `.env.example` file documents each
+of them (rendered by `runtime.env_example`); a test keeps the two in sync.
 A wrong value raises `SettingsError` naming the setting and what was expected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -359,9 +360,7 @@ class Settings:
     __str__ = __repr__
 
     def replace(self, **changes: Any) -> "Settings":
-        from dataclasses import replace
-
-        return replace(self, **changes)
+        return dataclasses.replace(self, **changes)
 
 
 def load_settings(env: Mapping[str, str] | None = None, env_file: Path | str | None = None) -> Settings:

@@ -193,3 +193,10 @@ def test_saved_states_stay_within_their_budget_and_drop_what_they_extend(saving)
     assert small.save(llm, "Alice") and small.save(llm, "Bob")
     assert small.prompts() == {"Bob"} and small.bytes_used <= small.capacity_bytes  # the oldest went
     assert not KvStates(0).save(llm, "Alice")  # off
+    talk = KvStates(1 << 30)  # one state per conversation, not one per turn
+    system = "\x00system\x01You are Juniper, a cheerful friend in a voice chat. Answer briefly, and kindly."
+    talk.save(llm, f"{system}\x00user\x01Alice: the garden\x00user\x01Alice: Junip")  # a prefill on a partial line
+    talk.save(llm, f"{system}\x00user\x01Alice: the garden\x00user\x01Alice: Juniper, what now?")  # its reply
+    talk.save(llm, f"{system}\x00user\x01Bob: the coast\x00user\x01Bob: was it worth it?")  # another guild
+    last_lines = sorted(prompt.rsplit("\x01", 1)[1] for prompt in talk.prompts())
+    assert last_lines == ["Alice: Juniper, what now?", "Bob: was it worth it?"]
