@@ -151,12 +151,12 @@ class LlamaPool:
     def first(self) -> LoadedLlama:
         return self.instances[0]
 
-    def _score(self, inst: LoadedLlama, prompt: str, saved: int = 0) -> int:
+    def _score(self, inst: LoadedLlama, prompt: str, saved: int = 0, kept: frozenset[str] = frozenset()) -> int:
         """Characters of `prompt` the instance would not evaluate again (its own, or `saved` ones it can restore),
         less what it would throw away of another prompt that is kept nowhere else."""
         common = common_prefix(inst.last_prompt, prompt)
         lost = len(inst.last_prompt) - common
-        if inst.last_prompt in self._kept:  # saved: it can come back, but a context left as it is needs no restore
+        if inst.last_prompt in kept:  # saved: it can come back, but a context left as it is needs no restore
             return max(common, saved) - (1 if lost else 0)
         return max(common, saved) - LOST_WEIGHT * lost
 
@@ -172,7 +172,8 @@ class LlamaPool:
         (Another pool over the same instances, e.g. memory's summarizer on the reply model, may take one
         meanwhile: a failed non-blocking acquire counts it busy.)"""
         saved = self.states.shared_with(prompt) if self.states.enabled else 0
-        scores = {inst.index: self._score(inst, prompt, saved) for inst in self.instances}
+        kept = frozenset(self.states.prompts()) if self.states.enabled else frozenset()
+        scores = {inst.index: self._score(inst, prompt, saved, kept) for inst in self.instances}
         free = [inst for inst in self.instances if not inst.lock.locked()]
         if patient:
             best_busy = max((scores[i.index] for i in self.instances if i not in free), default=None)
@@ -212,10 +213,6 @@ class LlamaPool:
             with self._cond:
                 chosen.lock.release()
                 self._cond.notify_all()
-
-    @property
-    def _kept(self) -> set[str]:
-        return self.states.prompts() if self.states.enabled else set()
 
     def _restore_best(self, inst: LoadedLlama, prompt: str) -> None:
         """Before `inst` evaluates `prompt`: restore the saved state that spares more of it than `inst` holds."""
