@@ -23,7 +23,8 @@ class BotTurn:
     basis_text: str | None = None
     basis_finals: int = 0  # the basis member's `finals` count when the early start was made
     prev_responded_to_seq: int = 0  # restored if the line is discarded unheard
-    preemptive: bool = False  # started on a partial transcript, not confirmed yet
+    preemptive: bool = False  # started on a partial transcript, or prepared during a wait: not confirmed yet
+    prepared_seq: int | None = None  # prepared during the wait before answering this line (audio held until then)
     confirmed_at: float | None = None
     speaking_since: float | None = None
     paused_since: float | None = None  # its voice is stopped while someone speaks over it

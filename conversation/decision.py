@@ -30,7 +30,9 @@ class Decision:
     member_id: int | None = None  # GREET/FAREWELL target, YIELD_FLOOR/PAUSE: who spoke, preemptive: whose partial
     reply_to_seq: int | None = None  # RESPOND_NOW: the room line answered
     addressed: bool = False  # RESPOND_NOW: the bot was spoken to (not joining in)
-    preemptive: bool = False  # RESPOND_NOW on a partial transcript, before the final arrived
+    # RESPOND_NOW on a partial transcript, before the final arrived; with `reply_to_seq`: a reply to a final
+    # line prepared during the wait before it, its audio held until the wait ends
+    preemptive: bool = False
     confirm: bool = False  # RESPOND_NOW: the early start was confirmed by the final transcript
 
     @property
@@ -81,6 +83,10 @@ class Policy:
     greet_members: bool = True
     max_unprompted_in_row: int = 2  # bot lines with no human line in between, at most
     preemptive_start: bool = True  # start the LLM on a complete-looking partial when a member pauses
+    # While waiting out a silence before a reply (an unsure end of turn, a question to the room), prepare the
+    # reply with its audio held; it goes out when the wait ends, or is dropped unheard (`rules.rule_prepared_check`).
+    prepare_in_wait: bool = True
+    prepare_min_wait_s: float = 0.3  # a shorter wait left is only waited: the reply would not be ready sooner
     final_timeout_s: float = 2.5  # speech ended, no final transcript yet: stop waiting for it after this
     addressed_max_age_s: float = 20.0  # an addressed line older than this is not answered any more
     greet_window_s: float = 30.0  # greet a member who joined at most this long ago
@@ -109,6 +115,7 @@ class Policy:
         for attr, key, scale in (
             ("max_unprompted", "max_unprompted_in_row", 1),
             ("preemptive_start", "preemptive_start", 1),
+            ("prepare_in_wait", "prepare_in_wait", 1),
             ("incomplete_wait_ms", "incomplete_wait_s", 1000.0),
             ("unsure_wait_ms", "unsure_wait_s", 1000.0),
             ("room_question_wait_ms", "room_question_wait_s", 1000.0),

@@ -30,8 +30,8 @@ from conversation.rule_context import Ctx
 def rule_preemptive_check(ctx: Ctx) -> Decision | None:
     """An early start on a partial transcript: keep it, or drop it when the member goes on or said otherwise."""
     turn = ctx.room.turn
-    if turn is None or not turn.preemptive:
-        return None
+    if turn is None or not turn.preemptive or turn.prepared_seq is not None:
+        return None  # (a reply prepared during a wait: `rules.rule_prepared_check`)
     member = ctx.room.members.get(turn.basis_user_id) if turn.basis_user_id is not None else None
     if member is None:
         return Decision(Action.YIELD_FLOOR, "early start dropped: the member left", "preemptive_check")

@@ -56,6 +56,8 @@ class Room(RoomReading):
         self.cut_unheard_seq = 0  # the latest line whose reply was cut before a word of it was heard
         self.room_greeted = False
         self.notice_pending = False  # the spoken listening notice is still to be said (the session's first line)
+        # (seq, text) of the lines a reply was prepared for during a wait: one try per wording of a line
+        self.prepared: deque[tuple[int, str]] = deque(maxlen=16)
         self._seq = 0
 
     # --- members --------------------------------------------------------------------------
@@ -240,10 +242,16 @@ class Room(RoomReading):
         if self.turn is not None:
             raise RuntimeError("the bot is already busy with a line")
         basis = self.members.get(basis_user_id) if basis_user_id is not None else None
+        prepared_seq = None
+        if preemptive and reply_to_seq is not None:
+            # prepared during a wait: the line stays open (a continuation merges into it) until confirmed
+            prepared_seq, reply_to_seq = reply_to_seq, None
+            self.prepared.append((prepared_seq, self.line_text(prepared_seq)))
         self.turn = BotTurn(
             kind,
             t,
             reply_to_seq=reply_to_seq,
+            prepared_seq=prepared_seq,
             preemptive=preemptive,
             basis_user_id=basis_user_id,
             basis_text=basis_text,
@@ -254,6 +262,10 @@ class Room(RoomReading):
         if reply_to_seq is not None:
             self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
         return self.turn
+
+    def line_text(self, seq: int) -> str:
+        """The text of history line `seq` ("" when it is gone)."""
+        return next((line.text for line in reversed(self.history) if line.seq == seq), "")
 
     def bot_confirm(self, reply_to_seq: int, t: float) -> None:
         """A preemptive start was confirmed by the final transcript: it now answers that line."""

@@ -7,7 +7,8 @@ session acts on the decision and records what happened.
 
 The rules while the bot holds the floor (pause, go on, yield) are in `conversation.floor_rules`; whether
 a line is for the bot and when to answer it, in `conversation.reply_rules`; greetings, farewells, waiting
-for transcripts, the spoken listening notice and starting a topic in a quiet room are here.
+for transcripts, the spoken listening notice and starting a topic in a quiet room are here, and so is
+preparing a reply during the wait before it (`prepare_in_wait`, `rule_prepared_check`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from conversation.decision import Action, Decision, Policy
 from conversation.floor_rules import rule_bot_busy, rule_floor, rule_preemptive_check
 from conversation.reply_rules import (
     addressed_reason,
+    only_a_call,
     rule_humans_talking,
     rule_join_in,
     rule_preemptive_start,
     rule_respond_when_addressed,
     rule_room_question,
 )
+from conversation.line_shape import looks_complete
 from conversation.room import Room
 from conversation.rule_context import Ctx
 
@@ -138,10 +141,8 @@ def rule_idle_topic(ctx: Ctx) -> Decision | None:
 
 Rule = Callable[[Ctx], "Decision | None"]
 
-RULES: tuple[Rule, ...] = (
-    rule_preemptive_check,
-    rule_floor,
-    rule_bot_busy,
+# The rules of a room where the bot holds no line: what it would do if it were quiet.
+QUIET_RULES: tuple[Rule, ...] = (
     rule_nobody_here,
     rule_preemptive_start,  # before someone_speaking: it may start in a member's pause
     rule_someone_speaking,
@@ -157,11 +158,90 @@ RULES: tuple[Rule, ...] = (
     rule_idle_topic,
 )
 
+# Waits after which a reply to the line goes out (the rule, and whether its reply is an addressed one): a
+# reply prepared during them is held until they end.
+WAITS_BEFORE_A_REPLY = {"respond_when_addressed": True, "room_question": True, "join_in": False}
 
-def decide(room: Room, now: float, policy: Policy, rules: Sequence[Rule] = RULES) -> Decision:
-    ctx = Ctx(room, now, policy)
+
+def _first_opinion(ctx: Ctx, rules: Sequence[Rule]) -> Decision:
     for rule in rules:
         decision = rule(ctx)
         if decision is not None:
             return decision
     return Decision(Action.STAY_SILENT, "no rule applies", "default")
+
+
+def rule_prepared_check(ctx: Ctx) -> Decision | None:
+    """A reply prepared during the wait before it (`prepare_in_wait`): it goes out exactly when the bot, quiet,
+    would have begun it, and is dropped unheard whenever the quiet bot would not answer that line after all
+    (the member went on, someone took up the question, anyone spoke). So preparing changes when the first
+    sound can go out, never whether or when the bot speaks."""
+    turn = ctx.room.turn
+    if turn is None or not turn.preemptive or turn.prepared_seq is None:
+        return None
+    quiet = _first_opinion(ctx, QUIET_RULES)
+    if quiet.reply_to_seq == turn.prepared_seq:
+        if quiet.action is Action.RESPOND_NOW and not quiet.preemptive:
+            return Decision(
+                Action.RESPOND_NOW,
+                f"prepared reply released: {quiet.reason}",
+                "prepared_check",
+                member_id=quiet.member_id,
+                reply_to_seq=quiet.reply_to_seq,
+                addressed=quiet.addressed,
+                confirm=True,
+            )
+        if quiet.action is Action.WAIT:
+            return Decision(Action.WAIT, f"prepared reply held: {quiet.reason}", "prepared_check", until=quiet.until)
+    return Decision(
+        Action.YIELD_FLOOR, f"prepared reply dropped: {quiet.reason}", "prepared_check", member_id=quiet.member_id
+    )
+
+
+def prepare_in_wait(ctx: Ctx, decision: Decision) -> Decision:
+    """A wait before answering a final line (the speaker may go on; someone may take up a question to the
+    room) becomes a reply prepared now, its audio held until the wait ends: the first sound then goes out at
+    the wait's end instead of a reply's making later. Only for a line that reads finished (not a bare call, not
+    words broken off: those speakers mostly go on), not for a wait too short to gain from it, and once per
+    wording of a line (a prepared reply dropped for a cough is not made again for the same words)."""
+    policy, room = ctx.policy, ctx.room
+    seq = decision.reply_to_seq
+    if (
+        not policy.prepare_in_wait
+        or room.turn is not None
+        or decision.action is not Action.WAIT
+        or decision.rule not in WAITS_BEFORE_A_REPLY
+        or seq is None
+        or decision.until is None
+        or decision.until - ctx.now < policy.prepare_min_wait_s
+    ):
+        return decision
+    line = next((ln for ln in reversed(room.history) if ln.seq == seq), None)
+    if line is None or line.is_bot or line.user_id not in room.members or (seq, line.text) in room.prepared:
+        return decision
+    if not looks_complete(line.text) or only_a_call(ctx, line):
+        return decision  # they most likely go on: a reply made now would be dropped
+    return Decision(
+        Action.RESPOND_NOW,
+        f"preparing the reply during the wait ({decision.reason})",
+        "prepare_in_wait",
+        until=decision.until,
+        member_id=line.user_id,
+        reply_to_seq=seq,
+        addressed=WAITS_BEFORE_A_REPLY[decision.rule],
+        preemptive=True,
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    rule_prepared_check,
+    rule_preemptive_check,
+    rule_floor,
+    rule_bot_busy,
+    *QUIET_RULES,
+)
+
+
+def decide(room: Room, now: float, policy: Policy, rules: Sequence[Rule] = RULES) -> Decision:
+    ctx = Ctx(room, now, policy)
+    return prepare_in_wait(ctx, _first_opinion(ctx, rules))

@@ -10,7 +10,9 @@ T0 = 1000.0
 BOT_ID = 999
 ALICE, BOB, CAROL = 1, 2, 3
 NAMES = {ALICE: "Alice", BOB: "Bob", CAROL: "Carol"}
-POLICY = Policy()  # reply .25 s (1.8 s unfinished), alone 1.2 s, idle 45 s, cooldown 4 s, takeover 1 s
+# reply .25 s (1.8 s unfinished), alone 1.2 s, idle 45 s, cooldown 4 s, takeover 1 s. The timing tests read
+# the waits themselves; a reply prepared during a wait is tested apart (test_rules_prepare.py).
+POLICY = Policy(prepare_in_wait=False)
 
 
 def make_room(*members: int, bot: str = "Juniper", greeted: bool = True) -> Room:

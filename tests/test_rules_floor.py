@@ -26,7 +26,7 @@ from tests.fixtures_prompter import (
 )
 
 
-PAUSE_AT_ONCE = Policy(duck_s=0.0)
+PAUSE_AT_ONCE = Policy(prepare_in_wait=False, duck_s=0.0)
 
 
 def at(room, t, policy=PAUSE_AT_ONCE):
@@ -129,13 +129,13 @@ def test_two_mm_hms_far_apart_do_not_add_up():
 
 def test_vad_tail_does_not_stretch_a_backchannel_into_a_takeover():
     """The stop event comes the VAD's end silence after the voice: a 0.8 s laugh reports a 1.1 s span."""
-    policy = Policy(speech_tail_s=0.3)
+    policy = Policy(prepare_in_wait=False, speech_tail_s=0.3)
     room = make_room(ALICE, BOB)
     bot_speaking(room, T0 + 1)
     _paused_by(room, ALICE, T0 + 2)
     stop_speaking(room, ALICE, T0 + 3.1)
     assert at(room, T0 + 3.15, policy).action is Action.STAY_SILENT  # paused, waiting for the words
-    assert at(room, T0 + 3.15, Policy(speech_tail_s=0.0)).action is Action.YIELD_FLOOR
+    assert at(room, T0 + 3.15, Policy(prepare_in_wait=False, speech_tail_s=0.0)).action is Action.YIELD_FLOOR
 
 
 def test_paused_too_long_without_a_verdict_gives_up_the_line():
@@ -326,7 +326,9 @@ def test_a_short_burst_is_a_backchannel_whatever_whisper_wrote_but_a_longer_one_
         _paused_by(room, BOB, T0 + 2)
         stop_speaking(room, BOB, T0 + 2 + spoke_s + 0.3)  # the VAD ends speech 0.3 s after the voice
         final(room, BOB, words, T0 + 2, T0 + 2 + spoke_s)
-        d = at(room, T0 + 3.9, Policy(speech_tail_s=0.3))  # the final came well after: the run is over
+        d = at(
+            room, T0 + 3.9, Policy(prepare_in_wait=False, speech_tail_s=0.3)
+        )  # the final came well after: the run is over
         assert d.action is action, (words, d)
 
 

@@ -220,7 +220,7 @@ def test_complete_addressed_partial_starts_early():
 def test_early_start_is_a_policy_flag():
     room = make_room(ALICE, BOB)
     _paused_with_partial(room, "Juniper, what time is it?")
-    d = at(room, T0 + 2.65, Policy(preemptive_start=False))
+    d = at(room, T0 + 2.65, Policy(prepare_in_wait=False, preemptive_start=False))
     assert d.action is Action.WAIT and d.rule == "awaiting_final"
 
 
@@ -428,7 +428,7 @@ def test_greets_the_room_when_joining_and_members_who_join_later():
     room.member_joined(BOB, "Bob", T0 + 10)
     d = at(room, T0 + 10.5)
     assert d.action is Action.GREET and d.member_id == BOB
-    assert at(room, T0 + 10.5, Policy(greet_members=False)).action is not Action.GREET
+    assert at(room, T0 + 10.5, Policy(prepare_in_wait=False, greet_members=False)).action is not Action.GREET
     room.members[BOB].greeted = True
     assert at(room, T0 + 11).action is not Action.GREET
 
@@ -682,10 +682,10 @@ def test_members_talking_among_themselves_while_the_bot_keeps_out_ask_each_other
 def test_room_questions_wait_is_a_setting_and_zero_turns_it_off():
     room = _room_after_a_bot_line(ALICE, BOB, CAROL)
     _ask_the_room(room, "What should I cook tonight?")
-    slow = Policy(room_question_wait_s=3.0)
+    slow = Policy(prepare_in_wait=False, room_question_wait_s=3.0)
     assert at(room, QUESTION_END + 2.0, slow).action is Action.WAIT
     assert at(room, QUESTION_END + 3.01, slow).action is Action.RESPOND_NOW
-    off = Policy(room_question_wait_s=0.0)
+    off = Policy(prepare_in_wait=False, room_question_wait_s=0.0)
     assert all(at(room, t, off).action is not Action.RESPOND_NOW for t in (QUESTION_END + 2.0, QUESTION_END + 10.0))
 
 
