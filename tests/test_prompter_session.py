@@ -583,3 +583,57 @@ async def test_a_question_asked_again_after_the_bot_quoted_it_is_answered_not_ta
     finally:
         await session.close()
         player.close()
+
+
+def _unsure_final(session, uid, text, end):
+    """A final whose words read finished while the end-of-turn model heard an unfinished voice."""
+    session.on_speaking(SpeakingEvent(uid, True, end - 1))
+    session.on_speaking(SpeakingEvent(uid, False, end))
+    session.on_utterance(
+        Utterance(uid, session.room.name_of(uid), text, end - 1, end, True, 0.9, {"speech_end": end}, end_of_turn=0.05)
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_reply_prepared_during_the_wait_is_held_and_goes_out_when_the_wait_ends():
+    responder = ScriptedResponder(["The sea is wide."], seconds_each=0.2, delay_s=0.01)
+    policy = dataclasses.replace(FAST, unsure_wait_s=0.6)
+    session, player = await make(responder, policy=policy)
+    try:
+        end = time.monotonic()
+        _unsure_final(session, ALICE, "Juniper, tell me about the sea.", end)
+        await until(lambda: responder.finished == 1)  # made during the wait...
+        assert time.monotonic() < end + 0.6 and player.fed_s == 0.0  # ...and held back until it ends
+        assert session.room.turn is not None and session.room.turn.prepared_seq is not None
+        await until(lambda: session.room.bot_state is BotState.IDLE and player.fed_s > 0)
+        trace = session.traces[-1]
+        assert trace.times["confirmed"] >= end + 0.6 - 0.02 and trace.outcome == "spoken"
+        assert session.room.last_bot_line().text == "The sea is wide." and len(responder.calls) == 1
+    finally:
+        await session.close()
+        player.close()
+
+
+@pytest.mark.asyncio
+async def test_a_prepared_reply_is_dropped_unheard_when_the_member_goes_on():
+    responder = ScriptedResponder(["The sea is wide."], seconds_each=0.2, delay_s=0.01)
+    policy = dataclasses.replace(FAST, unsure_wait_s=0.8)
+    session, player = await make(responder, policy=policy)
+    try:
+        end = time.monotonic()
+        _unsure_final(session, ALICE, "Juniper, I have a question about the sea.", end)
+        await until(lambda: responder.finished == 1)
+        session.on_speaking(SpeakingEvent(ALICE, True, time.monotonic()))  # she goes on
+        await until(lambda: session.room.turn is None)
+        assert session.traces[0].outcome == "discarded" and player.fed_s == 0.0
+        again = time.monotonic()
+        session.on_speaking(SpeakingEvent(ALICE, False, again))
+        session.on_utterance(
+            Utterance(ALICE, "Alice", "Can I sail on it?", again - 0.5, again, True, 0.9, {"speech_end": again})
+        )
+        await until(lambda: len(responder.calls) == 2 and session.room.bot_state is BotState.IDLE)
+        assert responder.calls[1]["history"][-1].text == "Juniper, I have a question about the sea. Can I sail on it?"
+        assert player.fed_s == pytest.approx(0.2)  # only the answer to her whole turn was played
+    finally:
+        await session.close()
+        player.close()
