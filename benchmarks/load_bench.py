@@ -144,6 +144,7 @@ def shed_summary(run: GuildsRun) -> dict[str, Any]:
             _add(stt, lane_stats)
         _add(shed, {"listener_frames_overload": session.listener.stats.dropped_overload})
         _add(shed, session.prefill.shedding.counts(), "prefill_")
+        _add(shed, session.lines.shedding.counts(), "prepare_")
         _add(shed, session.caption_queue.shedding.counts(), "captions_")
         _add(prefill, session.prefill.stats.as_dict())
         if session.receiver is not None:

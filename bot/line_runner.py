@@ -31,6 +31,7 @@ from conversation.decision import Action, Decision
 from conversation.room import Room
 from conversation.room_lines import RoomLine
 from conversation.situation import situation_for
+from runtime.shedding import ShedLog
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class LineRunner:
         self.prefill = prefill
         self.guild_id = guild_id
         self.metrics = metrics  # runtime.metrics.GuildMetrics: each line's stage times, when metrics are on
+        self.shedding = ShedLog("prepare", label=f"guild {guild_id}", level=logging.INFO)  # replies not prepared
+        self._not_prepared_seq: int | None = None
         self._persona = persona
         self._caption = caption
         self._poke = poke  # a line ended: the rules may decide differently now
@@ -106,6 +109,17 @@ class LineRunner:
         self._loop_thread = threading.get_ident()
 
     # --- acting on decisions ---------------------------------------------------------------------
+    def may_prepare(self, decision: Decision) -> bool:
+        """A reply prepared during a wait is extra work: not while other guilds' replies fill every model slot
+        (it would queue among them, delaying theirs for one that may be dropped). Counted once per line."""
+        scheduler = getattr(self.responder, "scheduler", None)
+        if scheduler is None or not scheduler.slots_taken_elsewhere(self.guild_id):
+            return True
+        if decision.reply_to_seq != self._not_prepared_seq:
+            self._not_prepared_seq = decision.reply_to_seq
+            self.shedding.shed("models busy")
+        return False
+
     def begin(self, decision: Decision, now: float) -> None:
         room = self.room
         basis_text = None

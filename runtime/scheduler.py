@@ -217,6 +217,12 @@ class ModelScheduler:
                 self._last_foreground = time.monotonic()
                 self._cond.notify_all()
 
+    def slots_taken_elsewhere(self, group: Hashable = None) -> bool:
+        """Replies of groups other than `group` are in flight in every slot: work for `group` that is not
+        needed yet (a reply prepared ahead) would only queue among them."""
+        with self._cond:
+            return sum(n for g, n in self._replies.items() if g != group) >= self.slots
+
     def preempt_background(self, group: Hashable = None) -> int:
         """Foreground model work is about to start: stop background jobs now (of groups other than `group`;
         every one when it is None). Returns how many."""

@@ -637,3 +637,24 @@ async def test_a_prepared_reply_is_dropped_unheard_when_the_member_goes_on():
     finally:
         await session.close()
         player.close()
+
+
+@pytest.mark.asyncio
+async def test_no_reply_is_prepared_while_other_guilds_replies_fill_the_models():
+    from runtime.scheduler import ModelScheduler
+
+    responder = ScriptedResponder(["The sea is wide."], seconds_each=0.2, delay_s=0.01)
+    responder.scheduler = ModelScheduler("exclusive")
+    session, player = await make(responder, policy=dataclasses.replace(FAST, unsure_wait_s=0.5))
+    try:
+        with responder.scheduler.foreground("another guild"):
+            end = time.monotonic()
+            _unsure_final(session, ALICE, "Juniper, tell me about the sea.", end)
+            await asyncio.sleep(0.3)
+            assert session.room.turn is None and responder.calls == []  # only waiting, as without preparing
+            assert session.lines.shedding.counts() == {"models busy": 1}
+        await until(lambda: session.room.bot_state is BotState.IDLE and player.fed_s > 0)
+        assert session.traces[-1].times["decided"] >= end + 0.5 - 0.02  # made when the wait ended
+    finally:
+        await session.close()
+        player.close()

@@ -94,3 +94,17 @@ async def test_foreground_is_usable_around_an_await() -> None:
         await asyncio.sleep(0.01)
         assert scheduler.background_stats()["replies_in_flight"] == 1
     assert scheduler.background_stats()["replies_in_flight"] == 0
+
+
+def test_slots_taken_elsewhere_counts_other_guilds_replies_against_the_slots() -> None:
+    two = ModelScheduler("parallel", slots=2)
+    assert not two.slots_taken_elsewhere(1)
+    with two.foreground(2):
+        assert not two.slots_taken_elsewhere(1)  # one slot left
+        with two.foreground(1):
+            assert not two.slots_taken_elsewhere(1)  # its own reply does not count
+        with two.foreground(3):
+            assert two.slots_taken_elsewhere(1) and two.slots_taken_elsewhere(3) is False
+    one = ModelScheduler("exclusive", slots=4)  # one model job at a time whatever the slots asked
+    with one.foreground(2):
+        assert one.slots_taken_elsewhere(1) and not one.slots_taken_elsewhere(2)
