@@ -26,7 +26,7 @@ from conversation.reply_rules import (
     rule_respond_when_addressed,
     rule_room_question,
 )
-from conversation.line_shape import looks_complete
+from conversation.line_shape import ends_unfinished
 from conversation.room import Room
 from conversation.rule_context import Ctx
 
@@ -201,8 +201,8 @@ def rule_prepared_check(ctx: Ctx) -> Decision | None:
 def prepare_in_wait(ctx: Ctx, decision: Decision) -> Decision:
     """A wait before answering a final line (the speaker may go on; someone may take up a question to the
     room) becomes a reply prepared now, its audio held until the wait ends: the first sound then goes out at
-    the wait's end instead of a reply's making later. Only for a line that reads finished (not a bare call, not
-    words broken off: those speakers mostly go on), not for a wait too short to gain from it, and once per
+    the wait's end instead of a reply's making later. Not for a bare call nor words broken off ("… and", "I was
+    wondering": those speakers mostly go on), not for a wait too short to gain from it, and once per
     wording of a line (a prepared reply dropped for a cough is not made again for the same words)."""
     policy, room = ctx.policy, ctx.room
     seq = decision.reply_to_seq
@@ -219,7 +219,7 @@ def prepare_in_wait(ctx: Ctx, decision: Decision) -> Decision:
     line = next((ln for ln in reversed(room.history) if ln.seq == seq), None)
     if line is None or line.is_bot or line.user_id not in room.members or (seq, line.text) in room.prepared:
         return decision
-    if not looks_complete(line.text) or only_a_call(ctx, line):
+    if ends_unfinished(line.text) or only_a_call(ctx, line):
         return decision  # they most likely go on: a reply made now would be dropped
     return Decision(
         Action.RESPOND_NOW,

@@ -71,6 +71,15 @@ def test_an_unsure_end_of_turn_prepares_the_reply_and_releases_it_when_the_wait_
     assert room.turn.reply_to_seq == 1 and room.responded_to_seq == 1 and not room.turn.preemptive
 
 
+def test_a_line_whisper_left_without_its_full_stop_is_prepared_during_the_longer_wait():
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Juniper, my favourite film is the one about the talking car", T0 + 1, T0 + 2.5, end_of_turn=0.05)
+    waits = decide(room, T0 + 2.6, QUIET)
+    assert waits.action is Action.WAIT and waits.until == pytest.approx(T0 + 2.5 + QUIET.incomplete_wait_s)
+    d = decide(room, T0 + 2.6, PREPARE)
+    assert d.rule == "prepare_in_wait" and d.until == waits.until
+
+
 def test_a_remark_alone_with_the_bot_is_prepared_during_its_longer_silence():
     room = make_room(ALICE)
     say(room, ALICE, "I had a really long day at work.", T0 + 1, T0 + 2.5, end_of_turn=0.9)
@@ -120,6 +129,7 @@ def test_a_question_to_the_room_taken_up_by_a_member_drops_the_prepared_reply():
     "text, eot",
     [
         ("Juniper, I was wondering if", 0.05),  # broken off: they most likely go on
+        ("Juniper, the thing is", 0.05),  # a frame that promises more
         ("Hey Juniper.", 0.9),  # a bare call: the request follows
         ("Juniper, tell me about the sea.", 0.9),  # finished: answered after the short silence, nothing to prepare
     ],
@@ -181,6 +191,8 @@ def test_preparing_never_changes_whether_or_when_the_bot_speaks():
         "What should I cook tonight?",
         "Juniper, I have a question.",
         "I had a long day at work.",
+        "Juniper, my favourite film is the one about the talking car",
+        "Juniper, I was wondering",
     ]
     for _ in range(60):
         text, eot = rng.choice(texts), rng.choice([0.05, 0.3, 0.9])
