@@ -33,6 +33,7 @@ class LoadedLlama:
     active_cancel: threading.Event | None = None
     abort_callback: Any = None  # keep the ctypes callback alive while the context lives
     last_prompt: str = ""  # the text of the last prompt evaluated here (what its cache holds)
+    held_before: str = ""  # what the cache held before the current request (its part survives a cut evaluation)
     index: int = 0  # place in its pool
 
 
@@ -206,7 +207,7 @@ class LlamaPool:
             yield None
             return
         try:
-            self._restore_best(chosen, prompt)
+            chosen.held_before = self._restore_best(chosen, prompt)
             chosen.last_prompt = prompt  # what its cache holds from now on (a cut-short evaluation holds a prefix)
             yield chosen
         finally:
@@ -214,14 +215,15 @@ class LlamaPool:
                 chosen.lock.release()
                 self._cond.notify_all()
 
-    def _restore_best(self, inst: LoadedLlama, prompt: str) -> None:
-        """Before `inst` evaluates `prompt`: restore the saved state that spares more of it than `inst` holds."""
+    def _restore_best(self, inst: LoadedLlama, prompt: str) -> str:
+        """Before `inst` evaluates `prompt`: restore the saved state that spares more of it than `inst` holds.
+        Returns the text its cache holds now."""
         if not self.states.enabled:
-            return
+            return inst.last_prompt
         state, shared = self.states.best(prompt)
         own = common_prefix(inst.last_prompt, prompt)
         if state is None or shared < own + RESTORE_MIN_CHARS:
-            return
+            return inst.last_prompt
         if self.states.restore(inst.llm, state):
             log.debug(
                 "llama instance %d: restored %d saved tokens (%d chars shared)",
@@ -229,8 +231,14 @@ class LlamaPool:
                 len(state.token_ids),
                 shared,
             )
-        else:
-            inst.last_prompt = ""
+            return state.prompt
+        return ""
+
+    def cut_short(self, inst: LoadedLlama, prompt: str) -> None:
+        """`inst` (still lent) stopped before `prompt` was evaluated (a cancel aborted llama_decode): its cache
+        holds only what it shared with the prompt before, not `prompt`. Routing by `prompt` would send the next
+        request of this conversation here to evaluate it all again, cold (seconds on one thread)."""
+        inst.last_prompt = prompt[: common_prefix(inst.held_before, prompt)]
 
     def finished(self, inst: LoadedLlama, prompt: str) -> None:
         """`inst` (still lent) evaluated `prompt` to the end: keep its state for any instance to restore."""

@@ -162,6 +162,7 @@ class LlamaCppBackend:
         lent = self.pool.take(routed, cancel)
         loaded = next(lent)  # waits for a free instance (another generation owns each context)
         chunks = None
+        evaluated = False  # the prompt's evaluation ended (a chunk came): the cache holds all of it
         try:
             if loaded is None or cancel.is_set():
                 return
@@ -187,6 +188,7 @@ class LlamaCppBackend:
                     logit_bias=self._avoided(sampling.avoid_words) or None,
                 )
                 for chunk in chunks:
+                    evaluated = True
                     if cancel.is_set():
                         return
                     choice = chunk["choices"][0]
@@ -203,6 +205,8 @@ class LlamaCppBackend:
         finally:
             if loaded is not None:
                 loaded.active_cancel = None
+                if chunks is not None and not evaluated:
+                    self.pool.cut_short(loaded, routed)
             if chunks is not None:
                 try:
                     chunks.close()

@@ -200,3 +200,23 @@ def test_saved_states_stay_within_their_budget_and_drop_what_they_extend(saving)
     talk.save(llm, f"{system}\x00user\x01Bob: the coast\x00user\x01Bob: was it worth it?")  # another guild
     last_lines = sorted(prompt.rsplit("\x01", 1)[1] for prompt in talk.prompts())
     assert last_lines == ["Alice: Juniper, what now?", "Bob: was it worth it?"]
+
+
+def test_an_evaluation_cut_short_does_not_count_as_cached(backend) -> None:
+    """A cancel that aborts llama_decode mid-prompt leaves the context with what it held before, not the new
+    prompt: the pool must not route the conversation's next request there as if it were (that request would
+    evaluate the whole prompt again, cold: seconds on one thread)."""
+    long_bob = [*BOB, {"role": "user", "content": "Bob: " + "and then we walked along the pier for a while, " * 12}]
+    cancel = threading.Event()
+    stream = backend.stream(long_bob, max_tokens=4, stop=[], cancel=cancel)
+    assert next(stream) == ""
+    served = next(inst for inst in backend.pool.instances if inst.lock.locked())
+    before = served.held_before
+    timer = threading.Timer(0.05, cancel.set)  # during the evaluation of its ~150 new tokens
+    timer.start()
+    assert "".join(stream) == ""
+    timer.join()
+    believed = served.last_prompt
+    index, _ = served_by(backend, long_bob)  # evaluated in full this time: what the pool then records
+    full = backend.pool.instances[index].last_prompt
+    assert believed != full and believed == full[: common_prefix(before, full)]
