@@ -124,7 +124,7 @@ class LineRunner:
         room = self.room
         basis_text = None
         lines: Iterable[RoomLine] = room.history
-        if decision.preemptive and decision.reply_to_seq is None and decision.member_id is not None:
+        if decision.preemptive and not decision.prepared and decision.member_id is not None:
             member = room.members[decision.member_id]
             basis_text = member.partial.text if member.partial else ""
             if member.partial is not None:
@@ -171,7 +171,7 @@ class LineRunner:
         member = self.room.members.get(decision.member_id) if decision.member_id is not None else None
         if member is None:
             return
-        if decision.preemptive and decision.reply_to_seq is None:  # an early start on a partial
+        if decision.preemptive and not decision.prepared:  # an early start on a partial
             if member.paused and member.partial is not None:
                 trace.times["speech_end"] = member.partial.end  # their last voice before this pause
             elif member.last_speech_end is not None:

@@ -88,7 +88,7 @@ class PrompterLoop:
         elif action is Action.RESPOND_NOW and decision.confirm:
             self.lines.confirm(decision, now)
         elif decision.speaks and self.room.turn is None:
-            if decision.rule != "prepare_in_wait" or self.lines.may_prepare(decision):
+            if not decision.prepared or self.lines.may_prepare(decision):
                 self.lines.begin(decision, now)  # (not prepared: the reply is made when the wait ends)
         return decision
 

@@ -36,6 +36,12 @@ class Decision:
     confirm: bool = False  # RESPOND_NOW: the early start was confirmed by the final transcript
 
     @property
+    def prepared(self) -> bool:
+        """A reply to a final line made during the wait before it (its audio held until the wait ends), not an
+        early start on a partial transcript."""
+        return self.preemptive and self.reply_to_seq is not None
+
+    @property
     def speaks(self) -> bool:
         return (
             self.action in (Action.RESPOND_NOW, Action.START_TOPIC, Action.NOTICE, Action.GREET, Action.FAREWELL)

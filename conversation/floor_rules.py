@@ -116,7 +116,7 @@ def _answered_member_went_on(ctx: Ctx) -> tuple[Member, str] | None:
     turn = room.turn
     if turn is None or turn.reply_to_seq is None or turn.preemptive:
         return None
-    line = next((ln for ln in reversed(room.history) if ln.seq == turn.reply_to_seq), None)
+    line = room.line(turn.reply_to_seq)
     member = room.members.get(line.user_id) if line is not None and line.user_id is not None else None
     if member is None or line is None:
         return None

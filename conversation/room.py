@@ -246,7 +246,8 @@ class Room(RoomReading):
         if preemptive and reply_to_seq is not None:
             # prepared during a wait: the line stays open (a continuation merges into it) until confirmed
             prepared_seq, reply_to_seq = reply_to_seq, None
-            self.prepared.append((prepared_seq, self.line_text(prepared_seq)))
+            prepared = self.line(prepared_seq)
+            self.prepared.append((prepared_seq, prepared.text if prepared is not None else ""))
         self.turn = BotTurn(
             kind,
             t,
@@ -262,10 +263,6 @@ class Room(RoomReading):
         if reply_to_seq is not None:
             self.responded_to_seq = max(self.responded_to_seq, reply_to_seq)
         return self.turn
-
-    def line_text(self, seq: int) -> str:
-        """The text of history line `seq` ("" when it is gone)."""
-        return next((line.text for line in reversed(self.history) if line.seq == seq), "")
 
     def bot_confirm(self, reply_to_seq: int, t: float) -> None:
         """A preemptive start was confirmed by the final transcript: it now answers that line."""
@@ -344,7 +341,7 @@ class Room(RoomReading):
                 self.cut_unheard_seq = turn.reply_to_seq
             return None
         self._seq += 1
-        answered = next((ln for ln in reversed(self.history) if ln.seq == turn.reply_to_seq), None)
+        answered = self.line(turn.reply_to_seq)
         line = RoomLine(
             self._seq,
             None,

@@ -38,6 +38,12 @@ class RoomReading:
                 return line
         return None
 
+    def line(self, seq: int | None) -> RoomLine | None:
+        """History line `seq` (None when it is gone, or `seq` is None)."""
+        if seq is None:
+            return None
+        return next((line for line in reversed(self.history) if line.seq == seq), None)
+
     def lines_before(self, seq: int) -> Iterator[RoomLine]:
         """Lines older than `seq`, newest first."""
         for line in reversed(self.history):

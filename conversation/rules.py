@@ -216,7 +216,7 @@ def prepare_in_wait(ctx: Ctx, decision: Decision) -> Decision:
         or decision.until - ctx.now < policy.prepare_min_wait_s
     ):
         return decision
-    line = next((ln for ln in reversed(room.history) if ln.seq == seq), None)
+    line = room.line(seq)
     if line is None or line.is_bot or line.user_id not in room.members or (seq, line.text) in room.prepared:
         return decision
     if ends_unfinished(line.text) or only_a_call(ctx, line):

@@ -60,7 +60,7 @@ def situation_for(decision: Decision, room: Room, persona: Any, now: float) -> S
     """Plain-language situation for the prompt builder (`build_messages(..., situation=...)`)."""
     present = _present(room)
     if decision.action is Action.RESPOND_NOW:
-        line = next((ln for ln in reversed(room.history) if ln.seq == decision.reply_to_seq), None)
+        line = room.line(decision.reply_to_seq)
         speaker = line.name if line is not None else room.name_of(decision.member_id or 0)
         if decision.addressed:
             return Situation(

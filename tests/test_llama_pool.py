@@ -207,15 +207,19 @@ def test_an_evaluation_cut_short_does_not_count_as_cached(backend) -> None:
     prompt: the pool must not route the conversation's next request there as if it were (that request would
     evaluate the whole prompt again, cold: seconds on one thread)."""
     long_bob = [*BOB, {"role": "user", "content": "Bob: " + "and then we walked along the pier for a while, " * 12}]
-    cancel = threading.Event()
-    stream = backend.stream(long_bob, max_tokens=4, stop=[], cancel=cancel)
+
+    class CancelOnceEvaluating(threading.Event):
+        """Set as soon as an instance evaluates with it: llama_decode's abort callback stops the prompt at once,
+        however fast the machine."""
+
+        def is_set(self) -> bool:
+            return any(inst.active_cancel is self for inst in backend.pool.instances)
+
+    stream = backend.stream(long_bob, max_tokens=4, stop=[], cancel=CancelOnceEvaluating())
     assert next(stream) == ""
     served = next(inst for inst in backend.pool.instances if inst.lock.locked())
     before = served.held_before
-    timer = threading.Timer(0.05, cancel.set)  # during the evaluation of its ~150 new tokens
-    timer.start()
     assert "".join(stream) == ""
-    timer.join()
     believed = served.last_prompt
     index, _ = served_by(backend, long_bob)  # evaluated in full this time: what the pool then records
     full = backend.pool.instances[index].last_prompt
