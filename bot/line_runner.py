@@ -95,6 +95,7 @@ class LineRunner:
         self._script = script  # the words of a line spoken as written (the notice, a greeting), else None
         self._script_kw = _accepts(responder.respond, "script")
         self._result_kw = _accepts(responder.respond, "result")  # the reply's timings, readable after a cancel
+        self._group_kw = _accepts(responder.respond, "group")  # the guild its model work is for (scheduler)
         self._progress: ReplyResult | None = None
         self.traces: deque[TurnTrace] = deque(maxlen=MAX_TRACES)
         self._turn_task: asyncio.Task | None = None
@@ -242,6 +243,8 @@ class LineRunner:
                 extra["script"] = script
             if self._result_kw:
                 extra["result"] = self._progress = ReplyResult()
+            if self._group_kw:
+                extra["group"] = self.guild_id
             scheduler = getattr(self.responder, "scheduler", None)  # a reply: background LLM work gives way
             foreground = scheduler.foreground(self.guild_id) if scheduler is not None else contextlib.nullcontext()
             with foreground:

@@ -152,9 +152,11 @@ async def post_to(channel: Any, text: str, *, guild_id: Any = "?") -> bool:
         return False
 
 
-async def speak_notice(voice_client: Any, responder: Any, persona: Any, text: str, *, scheduler: Any = None) -> float:
+async def speak_notice(
+    voice_client: Any, responder: Any, persona: Any, text: str, *, scheduler: Any = None, group: Any = None
+) -> float:
     """Say `text` in the persona's voice on `voice_client` and wait until it was played. Returns seconds played
-    (0 when it could not be said: the session starts anyway)."""
+    (0 when it could not be said: the session starts anyway). `group`: the guild (its warm-up goes on)."""
     tts_for = getattr(responder, "tts_for", None)
     if tts_for is None or voice_client is None or not hasattr(voice_client, "play"):
         return 0.0
@@ -165,7 +167,11 @@ async def speak_notice(voice_client: Any, responder: Any, persona: Any, text: st
 
     def synthesize() -> None:
         tts = tts_for(persona)
-        hold = scheduler.hold("tts", owner="listening-notice", cancel=cancel) if scheduler is not None else None
+        hold = (
+            scheduler.hold("tts", owner="listening-notice", cancel=cancel, group=group)
+            if scheduler is not None
+            else None
+        )
         if hold is not None:
             hold.__enter__()
         try:

@@ -63,8 +63,10 @@ class ReplyRun:
         loop: asyncio.AbstractEventLoop,
         result: ReplyResult,
         script: str | None = None,
+        group: Any = None,
     ) -> None:
         self.r = responder
+        self.group = group  # the guild: its model holds spare its own background work
         self.script = script  # a line spoken as written (the listening notice, a greeting): no LLM
         self.persona = persona
         self.history = history
@@ -222,7 +224,9 @@ class ReplyRun:
                 if verdict == DROP:  # its question has grown old: no late answer
                     self._mark("dropped_stale")
                     return "stale"
-                slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event, asked=asked)
+                slot = r.scheduler.hold(
+                    "llm", owner=self.owner, cancel=self.cancel_event, group=self.group, asked=asked
+                )
                 slot.__enter__()  # its record covers the wait for the model itself
             self._mark("llm_slot")
             if verdict == SHORT and (budget.max_sentences or 2) > 1:
@@ -230,7 +234,7 @@ class ReplyRun:
                 self._mark("shortened")
             while not self.cancel_event.is_set():
                 if slot is None:
-                    slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event)
+                    slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event, group=self.group)
                     slot.__enter__()
                 if pending is not None:
                     token, pending = pending, None
@@ -347,7 +351,9 @@ class ReplyRun:
 
     def _speak_fragment(self, tts: TtsEngine, frag: Fragment | HoldingLine) -> None:
         first, holding = True, isinstance(frag, HoldingLine)
-        slot = functools.partial(self.r.scheduler.hold, "tts", owner=self.owner, cancel=self.cancel_event)
+        slot = functools.partial(
+            self.r.scheduler.hold, "tts", owner=self.owner, cancel=self.cancel_event, group=self.group
+        )
         if not holding:
             self._mark("tts_asked")
         with contextlib.nullcontext() if holding else slot():  # a holding line takes the slot only to synthesize

@@ -89,17 +89,18 @@ class Responder:
         """The persona's voice, or the loader's fallback (`audio.tts_factory.load_voice`). Blocking."""
         return self.options.voice(getattr(persona, "voice", None))
 
-    def warm_up(self, persona: Any) -> None:
-        """Blocking (run in a thread): load the persona's voice, synthesize its holding lines, and put its prompt
-        prefix in the LLM's cache."""
+    def warm_up(self, persona: Any, group: Any = None) -> None:
+        """Blocking (run in a thread): load the persona's voice, put its prompt prefix in the LLM's cache, then
+        synthesize its holding lines. `group`: the guild it warms up for, whose first reply (or greeting) lets
+        the prompt finish evaluating instead of cutting it short and evaluating it all again, cold."""
         tts = self.tts_for(persona)
+        self.prefill(persona, [], group=group, record=False)
         if self.admission.hold_after_s > 0:
             for line in holding_lines(persona):
                 for _ in self.holding.chunks(
-                    tts, line, lambda: self.scheduler.hold("tts", owner="warm-up"), threading.Event()
+                    tts, line, lambda: self.scheduler.hold("tts", owner="warm-up", group=group), threading.Event()
                 ):
                     pass
-        self.prefill(persona, [])
 
     @property
     def prefill_pays(self) -> bool:
@@ -118,6 +119,7 @@ class Responder:
         memory: str = "",
         group: Any = None,
         give_way: Callable[[], bool] | None = None,
+        record: bool = True,
     ) -> str:
         """Blocking (run in a thread): evaluate the prompt for `history` so that it sits in the LLM's cache.
 
@@ -134,7 +136,7 @@ class Responder:
         cancel = cancel or threading.Event()
         messages = self.build_prompt(persona, history, situation, memory=memory)
         asked = time.monotonic()
-        owner = f"prefill-{group}"
+        owner = f"prefill-{group}" if record else f"warm-up-{group}"
         try:
             with self.scheduler.background(None, owner=owner, quiet_s=0.0, group=group, preempt=cancel):
                 if time.monotonic() - asked > PREFILL_WAITED_S and give_way is not None and give_way():
@@ -147,7 +149,7 @@ class Responder:
                         started = time.monotonic()
                         for _ in stream:
                             pass
-                    if group is not None:  # a guild's prefill (a warm-up is none)
+                    if group is not None and record:  # a guild's prefill (not a warm-up)
                         record_stage_time(PREFILL_STAGE, str(group), started - asked, time.monotonic() - started)
                 finally:
                     close = getattr(stream, "close", None)
@@ -235,10 +237,12 @@ class Responder:
         result: ReplyResult | None = None,
         memory: str = "",
         script: str | None = None,
+        group: Any = None,
     ) -> ReplyResult:
         """Think and speak one reply; returns what was generated. Cancel the task to stop it.
         `memory`: what the bot remembers of the members present (a `memory.recall` block), or nothing.
-        `script`: a line to speak as written instead (the listening notice, the persona's greeting): no LLM."""
+        `script`: a line to speak as written instead (the listening notice, the persona's greeting): no LLM.
+        `group`: the guild it is for: its model work spares that guild's own background work (`ModelScheduler`)."""
         loop = asyncio.get_running_loop()
         reply = ReplyRun(
             responder=self,
@@ -251,6 +255,7 @@ class Responder:
             loop=loop,
             result=result if result is not None else ReplyResult(),
             script=script,
+            group=group,
         )
         reply.result.timings["request"] = t_request if t_request is not None else time.monotonic()
         reply.start()

@@ -142,6 +142,7 @@ class PrompterCog(commands.Cog):
                 persona,
                 spoken_notice(persona.name),
                 scheduler=self._shared.get("scheduler"),
+                group=guild.id,
             )
             if played > 0 and memory.privacy_known(guild.id):
                 notice.given(channel.id, [uid for uid, _ in present], spoken=True)
@@ -173,7 +174,7 @@ class PrompterCog(commands.Cog):
         if not notice.covers_anyone():
             session._spawn(self._notice_when_known(guild, session, notice), f"listening-notice-{guild.id}")
         memory.attach(guild.id, session, llm=self._shared.get("llm"), scheduler=self._shared.get("scheduler"))
-        self._warm_up(session.responder, persona)
+        self._warm_up(session.responder, persona, guild.id)
         return session
 
     async def _notice_when_known(self, guild: discord.Guild, session: VoiceSession, notice: ListeningNotice) -> None:
@@ -192,6 +193,7 @@ class PrompterCog(commands.Cog):
                 persona,
                 spoken_notice(persona.name),
                 scheduler=self._shared.get("scheduler"),
+                group=guild.id,
             )
             if played > 0:
                 notice.given(channel.id, [uid for uid, _ in humans_in(channel, session.bot_user_id)], spoken=True)
@@ -211,16 +213,17 @@ class PrompterCog(commands.Cog):
                 guild.id,
             )
 
-    def _warm_up(self, responder: Any, persona: "Persona") -> None:
+    def _warm_up(self, responder: Any, persona: "Persona", guild_id: int) -> None:
         """Load the voice and put the persona prompt in the LLM cache in the background, so the first
-        reply after /join does not pay for evaluating the whole system prompt (seconds on a CPU)."""
+        reply after /join does not pay for evaluating the whole system prompt (seconds on a CPU). It is the
+        guild's own background work: its greeting and first reply let it finish (`ModelScheduler`)."""
         warm_up = getattr(responder, "warm_up", None)
         if warm_up is None:
             return
 
         async def run() -> None:
             try:
-                await executors.run("prefill", warm_up, persona)  # background LLM work, like a prefill
+                await executors.run("prefill", warm_up, persona, guild_id)  # background LLM work, like a prefill
             except Exception:  # a warm-up failure only costs latency; the reply path reports real errors
                 log.warning("warm-up of persona %s failed", getattr(persona, "name", "?"), exc_info=True)
 

@@ -16,7 +16,8 @@ work of OTHER guilds stops at once (a prefill of the reply's own guild goes on: 
 prompt), and none starts while any reply is in flight. `background()` waits for that, then for a quiet moment
 (`quiet_s`), runs one job at a time, and the event it yields is set as soon as foreground work needs the
 model (`foreground`, a `hold` or `use` of the LLM or TTS, `preempt_background()`): the job stops within a
-token and a reply never waits for it.
+token and a reply never waits for it. A `hold` or `use` for a guild (`group`) spares that guild's own job
+unless the policy is `exclusive`.
 
 Every grant is recorded as a `WorkInterval` (kind, start, end, owner, and when it was asked for and for which
 group (guild); monotonic seconds), so tests and benchmarks can check overlap and see where the time went: waiting
@@ -178,25 +179,26 @@ class ModelScheduler:
         asked: float | None = None,
     ) -> Iterator[None]:
         """Blocking: wait for a `kind` slot (raises SchedulerCancelled if `cancel` is set meanwhile). `asked`: when
-        the caller began waiting, if before this call (for the model itself), so the record shows the whole wait."""
-        self._foreground(kind)
+        the caller began waiting, if before this call (for the model itself), so the record shows the whole wait.
+        `group`: the guild the work is for (its own background work goes on, `_foreground`)."""
+        self._foreground(kind, group)
         asked = self._acquire_blocking(kind, owner, cancel, asked)
         try:
             with self._running(kind, asked, owner, group):
                 yield
         finally:
-            self._foreground(kind)  # the quiet time before background work counts from here
+            self._foreground(kind, group)  # the quiet time before background work counts from here
 
     @contextlib.asynccontextmanager
     async def use(self, kind: str, *, owner: str = "", group: Hashable = None) -> AsyncIterator[None]:
         """Async: wait for a `kind` slot without blocking the event loop (cancel the task to give up)."""
-        self._foreground(kind)
+        self._foreground(kind, group)
         asked = await self._acquire_async(kind, owner)
         try:
             with self._running(kind, asked, owner, group):
                 yield
         finally:
-            self._foreground(kind)
+            self._foreground(kind, group)
 
     # -- background work -------------------------------------------------------------------
 
@@ -235,9 +237,12 @@ class ModelScheduler:
                 self.preemptions += 1
         return len(events)
 
-    def _foreground(self, kind: str) -> None:
+    def _foreground(self, kind: str, group: Hashable = None) -> None:
+        """Heavy foreground work starts or ends: background work gives way. Where heavy models run one at a
+        time (`exclusive`) all of it does; elsewhere the work's own guild keeps its background job (its warm-up
+        or prefill evaluates the prompt of that guild's next reply, on a core of its own)."""
         if kind in HEAVY:
-            self.preempt_background()
+            self.preempt_background(None if self.exclusive else group)
 
     def _idle_for(self) -> float | None:
         """Under the lock: seconds since foreground LLM/TTS work, None while some runs, waits or is in flight,

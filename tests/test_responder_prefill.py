@@ -12,7 +12,7 @@ from runtime.settings import load_settings
 from brain.llm import make_backend
 from brain.prompt import HistoryLine
 from brain.responder import Responder
-from tests.fixtures_thinking import RecordingSink, juniper
+from tests.fixtures_thinking import RecordingSink, juniper, question
 
 # One llama.cpp instance: one prompt cache to measure (routing among several: tests/test_llama_pool.py).
 SETTINGS = load_settings(env={"LLM_TEMPERATURE": "0", "LLM_MAX_TOKENS": "8", "LLM_INSTANCES": "1"}, env_file=None)
@@ -162,3 +162,43 @@ def test_prefill_is_background_work_under_the_scheduler(responder):
         worker.join(10)
     assert outcome == ["cancelled"] and time.monotonic() - t0 < 2.0
     assert evaluating.scheduler.preemptions == 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("warm_up_group", [1, None])
+async def test_a_guilds_first_reply_lets_its_warm_up_finish(responder, evaluated, warm_up_group):
+    """The persona's warm-up (its prompt put in the LLM's cache at /join) is the guild's own background work:
+    a reply for that guild that comes while it evaluates waits for it and evaluates only its own lines. Cut
+    short (a warm-up of no guild, which every reply preempts), it leaves the reply the whole prompt, cold."""
+    import asyncio
+    import threading
+
+    other = juniper(name="Captain Hollis", aliases=(), description="A retired sea captain.")
+    responder.prefill(other, [])  # the instance holds another persona's prompt, not Juniper's
+    parallel = Responder.from_settings(SETTINGS, llm=responder.llm, scheduler=ModelScheduler("parallel", slots=2))
+    instance = responder.llm.pool.instances[0]
+    evaluated.clear()
+    warming = threading.Thread(target=parallel.warm_up, args=(juniper(), warm_up_group))
+    warming.start()
+    deadline = time.monotonic() + 10
+    while not (instance.lock.locked() and evaluated):  # the warm-up is evaluating the persona prompt
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.001)
+    warm_up_tokens = evaluated[0]
+    evaluated.clear()
+    with parallel.scheduler.foreground(1):
+        await parallel.respond(
+            juniper(),
+            question("Juniper, what is your favourite soup?"),
+            situation=SITUATION,
+            sink=RecordingSink(),
+            group=1,
+        )
+    await asyncio.to_thread(warming.join, 30)
+    reply_tokens = evaluated[0]
+    if warm_up_group == 1:
+        assert parallel.scheduler.preemptions == 0
+        assert reply_tokens < warm_up_tokens / 2, (reply_tokens, warm_up_tokens)
+    else:
+        assert parallel.scheduler.preemptions >= 1
+        assert reply_tokens > warm_up_tokens, (reply_tokens, warm_up_tokens)

@@ -108,3 +108,28 @@ def test_slots_taken_elsewhere_counts_other_guilds_replies_against_the_slots() -
     one = ModelScheduler("exclusive", slots=4)  # one model job at a time whatever the slots asked
     with one.foreground(2):
         assert one.slots_taken_elsewhere(1) and not one.slots_taken_elsewhere(2)
+
+
+@pytest.mark.parametrize("kind", ["llm", "tts"])
+def test_heavy_work_of_a_guild_spares_its_own_background_job_unless_exclusive(kind) -> None:
+    """A guild's greeting or reply (a TTS or LLM hold for that guild) lets the guild's own warm-up or prefill
+    finish: it evaluates the prompt of that guild's next reply. Other guilds' jobs give way, and under
+    `exclusive` (one heavy model at a time) every job does."""
+    parallel = ModelScheduler("parallel", slots=2)
+    log: list = []
+    own, other = threading.Event(), threading.Event()
+    first = start_background(parallel, "guild 1", own, log)
+    wait_for(lambda: log == [("started", "guild 1")])
+    with parallel.hold(kind, owner="greeting", group="guild 1"):
+        time.sleep(0.05)
+    assert not own.is_set() and parallel.preemptions == 0
+    with parallel.hold(kind, owner="reply", group="guild 2"):
+        first.join(5)
+    assert own.is_set() and log[-1] == ("stopped", "guild 1") and parallel.preemptions == 1
+
+    exclusive = ModelScheduler("exclusive")
+    second = start_background(exclusive, "guild 1", other, log)
+    wait_for(lambda: log[-1] == ("started", "guild 1"))
+    with exclusive.hold(kind, owner="greeting", group="guild 1"):
+        second.join(5)
+    assert other.is_set() and exclusive.preemptions == 1
