@@ -111,8 +111,8 @@ class RememberingResponder:
         )
         return self.inner.prefill(persona, history, cancel, situation=situation, memory=memory, **kwargs)
 
-    def warm_up(self, persona: Any) -> None:
-        self.inner.warm_up(persona)
+    def warm_up(self, persona: Any, group: Any = None) -> None:
+        self.inner.warm_up(persona, group)
 
 
 def attach_members(responder: Any, members: Callable[[], Iterable[tuple[int, str]]]) -> None:

@@ -76,6 +76,7 @@ class RecordingResponder:
     def __init__(self) -> None:
         self.memories: list[str] = []
         self.prefills: list[str] = []
+        self.warm_ups: list[Any] = []  # the guild of each warm-up
         self.scheduler = None
 
     async def respond(
@@ -87,8 +88,8 @@ class RecordingResponder:
     def prefill(self, persona: Any, history: Any, cancel: Any = None, *, situation: str = "", memory: str = "") -> None:
         self.prefills.append(memory)
 
-    def warm_up(self, persona: Any) -> None:
-        pass
+    def warm_up(self, persona: Any, group: Any = None) -> None:
+        self.warm_ups.append(group)
 
 
 def line(speaker: str, text: str, is_bot: bool = False) -> Any:

@@ -62,6 +62,8 @@ async def test_two_calls_facts_then_summary_then_recall(db_url: str, tmp_path: P
     assert block.startswith("You remember from earlier calls:")
     await asyncio.to_thread(responder.prefill, None, [line("Alice", "what about my sister")], None, situation="x")
     assert "Maya" in responder.inner.prefills[-1]
+    responder.warm_up(None, GUILD)  # the cog's warm-up at /join goes through, as the guild's own work
+    assert responder.inner.warm_ups == [GUILD]
     assert service.writes.stats.dropped == {}
     await service.close()
     await service.db.close()
