@@ -101,6 +101,9 @@ class Listener:
         self.name_of = name_of
         self.on_speaking = on_speaking
         self.on_utterance = on_utterance
+        # (user id, silent since | None) at a pause within their speech and when their voice comes back: set by
+        # whoever reads the room (the VAD's end-of-speech silence is no voice, a short "mm-hm" stays short)
+        self.on_quiet: Callable[[int, float | None], None] | None = None
         self.ignore_user_ids: set[int] = set(ignore_user_ids)
         self.speculative = speculative
         self.fill_gaps = fill_gaps
@@ -155,6 +158,7 @@ class Listener:
             self.stats,
             pings=self._queue,
             speaking=self._speaking,
+            quiet=self._quiet,
         )
         self._members = self._vads.members  # user id -> their SpeakerVad (VAD thread)
         self._muted: set[int] = set()  # members who opted out: their frames are refused (event loop thread)
@@ -304,6 +308,19 @@ class Listener:
 
     def _speaking(self, user_id: int, speaking: bool, t: float) -> None:
         self._call_soon(self._deliver_speaking, SpeakingEvent(user_id, speaking, t))
+
+    def _quiet(self, user_id: int, since: float | None) -> None:
+        if self.on_quiet is not None:
+            self._call_soon(self._deliver_quiet, user_id, since)
+
+    def _deliver_quiet(self, user_id: int, since: float | None) -> None:
+        callback = self.on_quiet
+        if callback is None or self._withheld(user_id, since if since is not None else math.inf):
+            return
+        try:
+            callback(user_id, since)
+        except Exception:
+            log.exception("on_quiet callback failed")
 
     def _withheld(self, user_id: int, start: float) -> bool:
         """Heard before the member opted out (or while they are opted out): never delivered."""

@@ -34,6 +34,7 @@ class MemberVads:
         *,
         pings: queue.SimpleQueue,
         speaking: Callable[[int, bool, float], None],
+        quiet: Callable[[int, float | None], None] | None = None,
     ) -> None:
         self.vad_model = vad_model
         self.vad_config = vad_config
@@ -41,6 +42,7 @@ class MemberVads:
         self.scheduler = scheduler
         self.stats = stats
         self._speaking = speaking
+        self._quiet = quiet  # (user id, silent since | None: voice again) within a segment, at a VAD pause
         self.members: dict[int, SpeakerVad] = {}
         self.gaps = GapFiller(pings, vad_config, stats, self.on_vad_event)
         self._turns: dict[int, SegmentTurn] = {}  # user id -> current turn
@@ -88,10 +90,14 @@ class MemberVads:
         elif ev.kind == "pause":
             turn = self._turns.get(uid)
             if turn is not None:
+                if self._quiet is not None:
+                    self._quiet(uid, ev.speech_end_t or ev.t)
                 self.segments.pause(turn)
         elif ev.kind == "resume":
             turn = self._turns.get(uid)
             if turn is not None:
+                if self._quiet is not None:
+                    self._quiet(uid, None)
                 self.segments.resume(turn)
         elif ev.kind in ("end", "discard"):
             turn = self._turns.pop(uid, None)

@@ -170,6 +170,8 @@ class VoiceSession(SessionMembers):
                 on_speaking=self.on_speaking,
                 on_utterance=self.on_utterance,
             )
+        if hasattr(self.listener, "on_quiet"):
+            self.listener.on_quiet = self.on_quiet
         self._watch_queues()
         self.player.on_first_packet = self.lines.first_packet_threadsafe
         if self.voice_client is not None:
@@ -255,6 +257,10 @@ class VoiceSession(SessionMembers):
         self.room.on_speaking(event)
         if event.speaking:
             self.prefill.request(event.user_id)
+        self._poke()
+
+    def on_quiet(self, user_id: int, since: float | None) -> None:
+        self.room.on_quiet(user_id, since)
         self._poke()
 
     def _reply_prompt_for(self, user_id: int) -> tuple[list[Any], str] | None:

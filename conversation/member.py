@@ -17,6 +17,7 @@ class Member:
     joined_at: float
     initial: bool = False  # already there when the session started
     speaking_since: float | None = None  # set while VAD says they speak
+    quiet_since: float | None = None  # speaking per the VAD, but silent since then (its pause; None: voice)
     last_speech_end: float | None = None  # last speaking → silent transition
     last_line_t: float | None = None  # end time of their last final line
     last_speech_start: float | None = None  # last silent → speaking transition
@@ -34,6 +35,10 @@ class Member:
     def speaking(self) -> bool:
         return self.speaking_since is not None
 
+    def _voice_until(self, now: float) -> float:
+        """Where the span going on ends as voice: at the silence within it (a VAD pause), else now."""
+        return min(now, self.quiet_since) if self.quiet_since is not None else now
+
     def speech_since(self, since: float, now: float, max_gap_s: float, tail_s: float = 0.0) -> float:
         """Seconds of speech after `since` in their latest run of speaking spans, 0 if it is over.
 
@@ -44,7 +49,7 @@ class Member:
         """
         spans = [(start, max(start, end - tail_s)) for start, end in self.speech_spans]
         if self.speaking_since is not None:
-            spans.append((self.speaking_since, now))
+            spans.append((self.speaking_since, self._voice_until(now)))
         elif not spans or now - spans[-1][1] >= max_gap_s:
             return 0.0
         total = 0.0
@@ -61,7 +66,7 @@ class Member:
         going on): how long someone spoke over the bot's line, whatever the gaps."""
         spans = [(start, max(start, end - tail_s)) for start, end in self.speech_spans]
         if self.speaking_since is not None:
-            spans.append((self.speaking_since, now))
+            spans.append((self.speaking_since, self._voice_until(now)))
         return sum(max(0.0, end - max(start, since)) for start, end in spans if end > since)
 
     @property

@@ -118,6 +118,7 @@ class Room(RoomReading):
         member = self._member_for_event(event.user_id, event.t)
         if member is None:
             return
+        member.quiet_since = None
         if event.speaking:
             if member.speaking_since is None:
                 member.speaking_since = event.t
@@ -127,6 +128,13 @@ class Room(RoomReading):
                 member.speech_spans.append((member.speaking_since, event.t))
             member.speaking_since = None
             member.last_speech_end = event.t
+
+    def on_quiet(self, user_id: int, since: float | None) -> None:
+        """The member's voice stopped at `since` within their speech (the VAD's pause: its end-of-speech silence
+        runs), or came back (None). Their voice over the bot is counted without that silence."""
+        member = self.members.get(user_id)
+        if member is not None and member.speaking:
+            member.quiet_since = since
 
     def on_utterance(self, utt: Utterance) -> RoomLine | None:
         """Record a partial (kept aside) or a final (a history line, merged into the speaker's turn)."""

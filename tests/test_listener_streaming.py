@@ -200,3 +200,34 @@ async def test_speech_ends_when_a_member_stops_sending(models):
     assert [e.speaking for e in rec.speaking] == [True, False]
     assert rec.speaking[1].t - last_frame < 0.6  # ~ the configured end silence after the last frame
     assert [words(u.text) for u in rec.finals] == [["is", "anybody", "there"]]
+
+
+@pytest.mark.asyncio
+async def test_a_pause_within_speech_reports_when_the_voice_stopped_and_when_it_came_back(models):
+    """The VAD says a member speaks until its end-of-speech silence has run out; `on_quiet` tells the room when
+    their voice stopped within that (so a short "Oh wow." over the bot is not counted 0.3 s longer) and when it
+    came back. The speaking start and stop events are unchanged."""
+    rec = Recorder()
+    listener = make(models, rec)
+    quiet: list[tuple[int, float | None]] = []
+    listener.on_quiet = lambda uid, since: quiet.append((uid, since))
+    first, second = speech("Oh wow."), speech("That is great.")
+    # no silence added between them: the clips' own edges (about 0.2 s) are over the VAD's pause, under its end
+    try:
+        await feed_streams(listener, {1: np.concatenate((silence(0.3), first, second, silence(1.0)))})
+        await listener.flush()
+    finally:
+        await listener.close()
+    assert [e.speaking for e in rec.speaking] == [True, False]
+    first_end = 1000.0 + 0.3 + _voice_end_s(first)
+    second_end = 1000.0 + 0.3 + len(first) / 16000 + _voice_end_s(second)
+    stopped = rec.speaking[1].t
+    assert [since is None for _, since in quiet] == [False, True, False], quiet  # pause, voice again, pause
+    assert all(uid == 1 for uid, _ in quiet)
+    assert abs(quiet[0][1] - first_end) < 0.15 and abs(quiet[2][1] - second_end) < 0.15, (quiet, first_end)
+    assert quiet[2][1] < stopped - 0.15  # the stop event comes after the end-of-speech silence
+
+
+def _voice_end_s(clip: np.ndarray) -> float:
+    """Seconds into `clip` where its voice ends (its last sample above a quiet level)."""
+    return float(np.nonzero(np.abs(clip) > 0.02)[0][-1] + 1) / 16000

@@ -4,10 +4,13 @@ words still make it give up the line; before its first sound it holds at once, a
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from conversation.decision import Action
 from conversation.rules import decide
+from runtime.settings import load_settings
 from tests.fixtures_prompter import (
     ALICE,
     BOB,
@@ -55,6 +58,41 @@ def test_a_brief_backchannel_is_talked_through_softer_then_at_full_voice(words):
     assert d.action is Action.RESUME and "Bob" in d.reason, d
     room.bot_resume()
     assert turn.paused_since is None and turn.ducked_since is None and turn.pauses == 0  # never silent
+
+
+@pytest.mark.parametrize("voice_s", [0.3, 0.42, POLICY.duck_s - 0.04])
+def test_the_vads_end_silence_after_a_backchannel_is_not_counted_as_voice(voice_s):
+    """ "Oh wow." over the bot: the VAD still says they speak while its end-of-speech silence runs, but it
+    reported the pause when their voice stopped (`Room.on_quiet`), so the bot is never silenced for it, at
+    any step of the prompter's loop."""
+    policy = dataclasses.replace(POLICY, speech_tail_s=load_settings(env={}, env_file=None).vad_end_silence_ms / 1000)
+    assert policy.speech_tail_s >= 0.2  # the silence the VAD waits before it says they stopped
+    room = make_room(ALICE, BOB)
+    turn = _bot_speaking(room, T0 + 1)
+    _ducked_by(room, BOB, T0 + 2)
+    voice_end = T0 + 2 + voice_s
+    room.on_quiet(BOB, voice_end)  # the VAD's pause (reported about 64 ms after the voice stopped)
+    stop_at = voice_end + policy.speech_tail_s
+    t = T0 + 2.02
+    while t < stop_at:
+        d = decide(room, t, policy)
+        assert d.action is Action.STAY_SILENT and "softer" in d.reason, (round(t - T0, 2), d)
+        t += 0.01
+    stop_speaking(room, BOB, stop_at)
+    final(room, BOB, "Oh wow.", T0 + 2, voice_end)
+    assert decide(room, stop_at + 0.2, policy).action is Action.RESUME
+    assert turn.pauses == 0
+
+
+def test_voice_that_comes_back_after_the_vads_pause_counts_again():
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _ducked_by(room, ALICE, T0 + 2)
+    room.on_quiet(ALICE, T0 + 2.3)  # a breath ...
+    assert at(room, T0 + 2.45).action is Action.STAY_SILENT
+    room.on_quiet(ALICE, None)  # ... and she goes on
+    d = at(room, T0 + 2.0 + POLICY.duck_s + 0.06)
+    assert d.action is Action.PAUSE and d.member_id == ALICE, d
 
 
 def test_a_member_who_goes_on_over_the_bot_silences_it_to_listen():
