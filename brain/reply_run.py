@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import itertools
 import logging
@@ -224,9 +223,7 @@ class ReplyRun:
                 if verdict == DROP:  # its question has grown old: no late answer
                     self._mark("dropped_stale")
                     return "stale"
-                slot = r.scheduler.hold(
-                    "llm", owner=self.owner, cancel=self.cancel_event, group=self.group, asked=asked
-                )
+                slot = self._model_slot("llm", asked=asked)
                 slot.__enter__()  # its record covers the wait for the model itself
             self._mark("llm_slot")
             if verdict == SHORT and (budget.max_sentences or 2) > 1:
@@ -234,7 +231,7 @@ class ReplyRun:
                 self._mark("shortened")
             while not self.cancel_event.is_set():
                 if slot is None:
-                    slot = r.scheduler.hold("llm", owner=self.owner, cancel=self.cancel_event, group=self.group)
+                    slot = self._model_slot("llm")
                     slot.__enter__()
                 if pending is not None:
                     token, pending = pending, None
@@ -349,19 +346,21 @@ class ReplyRun:
                 self.spoken_count = max(self.spoken_count, self.emitted_count)
                 self.spoken.notify_all()
 
+    def _model_slot(self, kind: str = "tts", asked: float | None = None) -> Any:
+        """The scheduler's slot for this reply's `kind` of work (its guild's own background work goes on)."""
+        return self.r.scheduler.hold(kind, owner=self.owner, cancel=self.cancel_event, group=self.group, asked=asked)
+
     def _speak_fragment(self, tts: TtsEngine, frag: Fragment | HoldingLine) -> None:
         first, holding = True, isinstance(frag, HoldingLine)
-        slot = functools.partial(
-            self.r.scheduler.hold, "tts", owner=self.owner, cancel=self.cancel_event, group=self.group
-        )
         if not holding:
             self._mark("tts_asked")
-        with contextlib.nullcontext() if holding else slot():  # a holding line takes the slot only to synthesize
+        # a holding line takes the slot only to synthesize
+        with contextlib.nullcontext() if holding else self._model_slot():
             if not holding:
                 if "tts_slot" not in self.result.timings and self._stale():
                     return
                 self._mark("tts_slot")
-            chunks = self.r.holding.chunks(tts, frag.text, slot, self.cancel_event) if holding else None
+            chunks = self.r.holding.chunks(tts, frag.text, self._model_slot, self.cancel_event) if holding else None
             for pcm, rate in chunks or tts.synthesize(frag.text, self.cancel_event):
                 if self.cancel_event.is_set():
                     return

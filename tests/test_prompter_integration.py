@@ -101,6 +101,9 @@ async def make_session(parts, **persona_changes):
         policy=Policy.from_settings(s, greet_members=False),
     )
     await session.start()
+    # as the bot does at /join (`PrompterCog._warm_up`): the persona prompt in the LLM's cache before anyone
+    # speaks, so the first answer is not a cold evaluation that a loaded machine stretches past the hold bound
+    await asyncio.to_thread(responder.warm_up, persona, 1)
     return session, player, pump
 
 
