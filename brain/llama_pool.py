@@ -40,7 +40,7 @@ class LoadedLlama:
 _llama_log_callback: Any = None  # kept alive while llama.cpp may call it
 
 
-def _route_llama_logs() -> None:
+def route_llama_logs() -> None:
     """llama.cpp prints housekeeping straight to stderr at error level (e.g. "removing memory module
     entries" each time a cached prompt prefix is reused), which would scribble over the demo's display.
     Its messages go to the `llama.cpp` logger at DEBUG instead; real failures still raise."""
@@ -68,7 +68,7 @@ def load_llama(path: str, *, n_ctx: int, n_gpu_layers: int, n_threads: int | Non
         from llama_cpp import Llama
     except ImportError as exc:
         raise ModelLoadError(f"llama-cpp-python is not installed ({exc}): pip install -r requirements.txt") from None
-    _route_llama_logs()
+    route_llama_logs()
     started = time.monotonic()
     try:
         llm = Llama(
