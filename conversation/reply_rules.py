@@ -5,9 +5,9 @@ A line is for the bot when it says the bot's name (weighed against the names of 
 the bot from the member it just answered (a follow-up), or when the member is alone with the bot. A line
 naming another member, or two people talking back and forth, is not. In a group the bot does not join in
 on remarks meant for the room: a person at a table of friends does not answer every sentence; it waits
-for a long silence (`rule_idle_topic`) to bring something up itself. A question put to the room that no
-one takes up is another matter: after a short silence the bot takes it, as a person would
-(`rule_room_question`).
+for a long silence (`rule_idle_topic`) to bring something up itself. A question or a request for talk put
+to the room that no one takes up is another matter: after a short silence the bot takes it, as a person
+would (`rule_room_question`).
 
 When: after a short silence if the member sounds finished (the semantic end-of-turn model, the words),
 after a longer one (`incomplete_wait_s`) if they stopped mid-sentence or only called the bot's name, and
@@ -16,8 +16,7 @@ in between (`unsure_wait_s`) when the words read finished but the end-of-turn mo
 
 from __future__ import annotations
 
-import re
-
+from conversation.asking import asks_the_room
 from conversation.vocative import CALL_WORDS, vocative_positions
 from conversation.text_words import words
 from conversation.line_shape import QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question
@@ -249,41 +248,7 @@ def rule_join_in(ctx: Ctx) -> Decision | None:
 
 # --- a question put to the room ---------------------------------------------------------------------
 
-_WH_WORDS = frozenset("what who whom whose which when where why how".split())
-_AUXILIARIES = frozenset("is are am was were do does did can could will would should shall may might have has".split())
-_SUBJECTS = frozenset(
-    "i you we they he she it there anyone anybody someone somebody everyone everybody one the "
-    "this that these those your my our his her their".split()
-)
-_HOW_NEXT = _AUXILIARIES | frozenset("many much long often far old".split())
-_LEAD_WORDS = CALL_WORDS | frozenset({"and", "but", "then", "guys", "everyone"})
-_CLAUSE_WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
 ANSWER_OVERLAP_S = 0.2  # an answer may start this much before the question's last word (people overlap a little)
-
-
-def asks_something(text: str) -> bool:
-    """A question by its words, also when Whisper closed it with a full stop: `looks_like_question`, or a
-    clause (of three words or more) that opens with a question word ("what did Alice want to cook.") or an
-    inverted auxiliary before its subject ("did you see", "can we", "is Bob"), the way English marks a
-    question. Exclamations ("What a day.", "How nice.") and statements ("Had a good time.") are not."""
-    if looks_like_question(text):
-        return True
-    for clause in text.split(","):
-        tokens = _CLAUSE_WORDS.findall(clause)
-        while tokens and tokens[0].lower() in _LEAD_WORDS:
-            tokens.pop(0)
-        if len(tokens) < 3:
-            continue
-        first, second = tokens[0].lower(), tokens[1].lower()
-        if first in _WH_WORDS and second not in ("a", "an") and (first != "how" or second in _HOW_NEXT):
-            return True
-        if (
-            first in _AUXILIARIES
-            and (second in _SUBJECTS or tokens[1][0].isupper())
-            and (first, second) != ("do", "it")
-        ):
-            return True  # "Do it later." is an order
-    return False
 
 
 def calls_member(ctx: Ctx, line: RoomLine) -> str | None:
@@ -295,12 +260,13 @@ def calls_member(ctx: Ctx, line: RoomLine) -> str | None:
 
 
 def open_to_the_room(ctx: Ctx, line: RoomLine) -> bool:
-    """`line` is a question put to the room that the bot may take if nobody does (`rule_room_question`'s
-    conditions on the line itself; who answers, and when, are the rule's)."""
+    """`line` is a question or a request for talk ("tell us a fun fact") put to the room, which the bot may
+    take if nobody does (`rule_room_question`'s conditions on the line itself; who answers, and when, are the
+    rule's)."""
     policy, room = ctx.policy, ctx.room
     if policy.room_question_wait_s <= 0 or len(room.members) < 2:
         return False
-    if not asks_something(line.text) or ignorable(ctx, line) or calls_member(ctx, line) is not None:
+    if not asks_the_room(line.text) or ignorable(ctx, line) or calls_member(ctx, line) is not None:
         return False
     previous = next(room.lines_before(line.seq), None)
     if (

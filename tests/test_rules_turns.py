@@ -592,6 +592,14 @@ def _sweep(room, until_s=20.0, step=0.25):
         "Did anyone see the game last night.",
         "Can we get pizza later on.",
         "So how long does it take to boil an egg",
+        # requests for talk are taken up the same way ("Juniper, …" lost, or said to the room)
+        "Tell me something nice about bicycles.",
+        "Gereple. Tell us a fun fact about octopuses.",
+        "Okay, somebody explain how tides work.",
+        "Please name one good thing about rainy days.",
+        "Ask us a question about movies.",
+        "Describe your perfect weekend",
+        "Come on, say something funny.",
     ],
 )
 def test_a_question_to_the_room_nobody_takes_up_is_answered_after_the_wait(text):
@@ -614,6 +622,15 @@ def test_a_question_to_the_room_nobody_takes_up_is_answered_after_the_wait(text)
         "Can't wait for the weekend.",
         "Do it later.",
         "I wonder what she wants.",
+        # no request for talk
+        "Tell me about it.",
+        "Ugh, tell me about it.",
+        "Tell him I said hi.",
+        "I told them about the trip.",
+        "Name the dog Rex.",
+        "Say no more.",
+        "They explained it twice.",
+        "Pass me the salt.",
     ],
 )
 def test_exclamations_and_statements_are_no_question_to_the_room(text):
