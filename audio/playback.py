@@ -40,6 +40,10 @@ class StreamPlayer(discord.AudioSource):
     FADE = 96  # samples (2 ms at 48 kHz)
     SLICE_SECONDS = 0.04  # input resampled per step inside read()
     MAX_QUEUED_SECONDS = 600.0
+    # `hold_new_runs`: after this much silence (a sentence's end, a comma's pause: Piper leaves 120-220 ms, a
+    # stop consonant within a word under 100 ms) the next voiced frame waits
+    HOLD_AFTER_SILENCE_S = 0.12
+    VOICED_RMS = 0.003  # a frame quieter than this (about -50 dBFS) is silence
 
     def __init__(self, *, on_first_packet: Callable[[float], None] | None = None) -> None:
         self.on_first_packet = on_first_packet
@@ -61,8 +65,11 @@ class StreamPlayer(discord.AudioSource):
         self._fade_out_pending = False  # paused: the next frame fades out what was about to play
         self._gain = 1.0  # applied to every frame sent; changes ramp over one frame (no click)
         self._gain_target = 1.0
+        self._hold_runs = False  # someone speaks over the (turned-down) voice: it does not start again meanwhile
+        self._quiet_frames = 0  # frames sent in a row that were silent
         self.frames_sent = 0
         self.underruns = 0
+        self.frames_held = 0  # silent frames sent because a run of voice waited (`hold_new_runs`)
 
     # --- producer side (any thread) ---------------------------------------------------------------------------
 
@@ -129,6 +136,13 @@ class StreamPlayer(discord.AudioSource):
         with self._lock:
             self._gain_target = min(1.0, max(0.0, float(gain)))
 
+    def hold_new_runs(self, hold: bool) -> None:
+        """While `hold`, the voice goes on where it is, but once it has fallen silent (between sentences, at a
+        comma) it does not start again: a person does not start a sentence over someone who began talking in
+        their pause. Queued audio waits; `hold_new_runs(False)` lets it go on."""
+        with self._lock:
+            self._hold_runs = bool(hold)
+
     @property
     def gain(self) -> float:
         with self._lock:
@@ -173,7 +187,15 @@ class StreamPlayer(discord.AudioSource):
         with self._lock:
             if self._closed:
                 return b""
-            frame, real = self._paused_frame() if self._paused else self._next_frame()
+            if self._paused:
+                frame, real = self._paused_frame()
+            elif self._holding():
+                frame, real = None, 0
+                self.frames_held += 1
+            else:
+                frame, real = self._next_frame()
+            quiet = frame is None or float(np.sqrt(np.mean(frame * frame))) < self.VOICED_RMS
+            self._quiet_frames = self._quiet_frames + 1 if quiet else 0
             if frame is not None:
                 frame = self._apply_gain(frame)
             if real:
@@ -229,6 +251,15 @@ class StreamPlayer(discord.AudioSource):
         if self._ended and self._out.shape[0] == 0:
             self._in_utterance = False
         return chunk, n
+
+    def _holding(self) -> bool:
+        """A run of voice is held (`hold_new_runs`): the voice has been silent long enough, and what comes
+        next is voiced."""
+        if not self._hold_runs or self._quiet_frames * DISCORD_FRAME_SAMPLES < self.HOLD_AFTER_SILENCE_S * DISCORD_RATE:
+            return False
+        self._fill(DISCORD_FRAME_SAMPLES)
+        upcoming = self._out[:DISCORD_FRAME_SAMPLES]
+        return upcoming.shape[0] > 0 and float(np.sqrt(np.mean(upcoming * upcoming))) >= self.VOICED_RMS
 
     def _apply_gain(self, frame: np.ndarray) -> np.ndarray:
         if self._gain == self._gain_target:

@@ -15,6 +15,7 @@ from bot.line_runner import LineRunner
 from bot.wakeup import Wakeup
 from conversation.clock import Clock
 from conversation.decision import Action, Decision, Policy
+from conversation.floor_rules import holds_new_runs
 from conversation.room import Room
 from conversation.rules import RULES, Rule, decide
 
@@ -46,6 +47,7 @@ class PrompterLoop:
         self.decisions: deque[tuple[float, Decision]] = deque(maxlen=200)  # acted-on decisions, for tests/debug
         self._wakeup = Wakeup()
         self._last_logged: tuple[str, str] | None = None
+        self._holding_runs = False
 
     def poke(self) -> None:
         """Something happened: evaluate the rules now."""
@@ -90,7 +92,16 @@ class PrompterLoop:
         elif decision.speaks and self.room.turn is None:
             if not decision.prepared or self.lines.may_prepare(decision):
                 self.lines.begin(decision, now)  # (not prepared: the reply is made when the wait ends)
+        self._sync_hold()
         return decision
+
+    def _sync_hold(self) -> None:
+        """The player holds the next run of the bot's voice while someone it turned down for still voices."""
+        hold = holds_new_runs(self.room)
+        if hold != self._holding_runs:
+            self._holding_runs = hold
+            self.lines.output.hold_new_runs(hold)
+            log.debug("guild %s: the bot's next run of voice %s", self.guild_id, "held" if hold else "let go")
 
     def _log_decision(self, decision: Decision) -> None:
         key = (decision.rule, decision.action.value)

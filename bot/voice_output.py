@@ -52,6 +52,12 @@ class VoiceOutput:
         if set_gain is not None:
             set_gain(DUCK_GAIN)
 
+    def hold_new_runs(self, hold: bool) -> None:
+        """While someone speaks over the turned-down voice, it does not start again after a pause of its own."""
+        hold_runs = getattr(self.player, "hold_new_runs", None)
+        if hold_runs is not None:
+            hold_runs(hold)
+
     def pause(self) -> None:
         pause = getattr(self.player, "pause", None)
         if pause is not None:

@@ -23,6 +23,7 @@ from conversation.text_words import words
 from conversation.line_shape import is_takeover, texts_differ
 from conversation.decision import Action, Decision
 from conversation.member import Member
+from conversation.room import Room
 from conversation.room_lines import BotState
 from conversation.rule_context import Ctx
 
@@ -256,6 +257,21 @@ def _duck_or_pause(ctx: Ctx, talking: list[Member]) -> Decision:
             member_id=longest.user_id,
         )
     return Decision(Action.STAY_SILENT, f"softer while {longest.name} speaks", "floor", until=ctx.now + 0.05)
+
+
+def holds_new_runs(room: Room) -> bool:
+    """The bot's turned-down voice does not start again after a pause of its own (a sentence's end, a comma)
+    while someone it turned down for is still voicing: a person does not begin their next sentence over
+    someone who began talking in their pause. It goes on as soon as their voice stops (the VAD's pause, not
+    the end of their transcript), or falls silent when they go on (`duck_s`)."""
+    turn = room.turn
+    if turn is None or turn.ducked_since is None or turn.paused_since is not None:
+        return False
+    return any(
+        member.speaking and member.quiet_since is None and not member.echo_prone
+        for member in (room.members.get(uid) for uid in turn.paused_for)
+        if member is not None
+    )
 
 
 def rule_bot_busy(ctx: Ctx) -> Decision | None:

@@ -76,6 +76,7 @@ class ScenarioResult:
     heard: list[str] = field(default_factory=list)
     end_of_turn_calls: int = 0  # semantic end-of-turn model: calls and their total time
     end_of_turn_ms: float = 0.0
+    voice_held_s: float = 0.0  # the bot's voice held at its own pauses while someone spoke over it
     error: str = ""
     wall_s: float = 0.0
 
@@ -135,6 +136,7 @@ def judge(play: _Play, sc: Scenario, result: ScenarioResult) -> None:
     stats = getattr(sc.session.listener, "stats", None)
     result.end_of_turn_calls = int(getattr(stats, "end_of_turn_calls", 0))
     result.end_of_turn_ms = round(float(getattr(stats, "end_of_turn_ms_total", 0.0)), 1)
+    result.voice_held_s = round(int(getattr(sc.session.player, "frames_held", 0)) * 0.02, 2)
 
     spans = play.spans
     end_of_play = time.monotonic()

@@ -149,3 +149,27 @@ def test_before_its_first_sound_the_bot_holds_at_once():
     start_speaking(room, ALICE, T0 + 1.5)
     d = at(room, T0 + 1.51)
     assert d.action is Action.PAUSE, d
+
+
+def test_the_turned_down_voice_holds_its_next_sentence_only_while_they_voice():
+    """`holds_new_runs`: the player holds the next run of the bot's voice while the member it turned down
+    for is voicing; when their voice stops (the VAD's pause, before any transcript) it goes on; not for a
+    microphone that echoes the bot, not while paused (the pause itself holds everything)."""
+    from conversation.floor_rules import holds_new_runs
+
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    assert not holds_new_runs(room)
+    _ducked_by(room, BOB, T0 + 2)
+    assert holds_new_runs(room)
+    room.on_quiet(BOB, T0 + 2.4)
+    assert not holds_new_runs(room)  # "mm-hm" over: the next sentence may start
+    room.on_quiet(BOB, None)  # voice again
+    assert holds_new_runs(room)
+    room.bot_pause(T0 + 2.6, BOB)
+    assert not holds_new_runs(room)
+    room.bot_resume()
+    assert not holds_new_runs(room)
+    room.members[BOB].echo_prone = True
+    room.bot_duck(T0 + 3, BOB)
+    assert not holds_new_runs(room)
