@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from conversation.addressing import NameMatcher, NamesSaid, resolve_names
-from conversation.line_shape import ends_unfinished, is_backchannel
+from conversation.line_shape import QUESTION_OPENERS, ends_unfinished, is_backchannel
+from conversation.text_words import words
+from conversation.vocative import CALL_WORDS
 from conversation.decision import Policy
 from conversation.member import Member
 from conversation.room import Room
@@ -61,6 +63,24 @@ class Ctx:
                 return line
         return None
 
+    def _before_closing_name(self, text: str) -> str | None:
+        """The sentence before a name that ends `text` on its own after a full stop or question mark
+        ("…lately? Juniper", "…tonight. Bob."), else None. Only a name (and a "hey"), nothing that opens
+        a new sentence ("…lately? Juniper, what…")."""
+        stripped = text.strip()
+        body = stripped.rstrip(".?!")
+        cut = max(body.rfind("?"), body.rfind("."), body.rfind("!"))
+        if cut <= 0:
+            return None
+        tail = [w for w in words(body[cut + 1 :]) if w not in CALL_WORDS]
+        if not 0 < len(tail) <= 3 or "," in body[cut + 1 :] or any(w in QUESTION_OPENERS for w in tail):
+            return None
+        said = self.names_in(" ".join(tail), None)
+        named = words(self.room.bot_name) if said.bot else words(" ".join(self.room.name_of(m) for m in said.members))
+        if not (said.bot or said.members) or len(tail) > len(named) + 1:
+            return None
+        return body[: cut + 1].strip()
+
     def alone_with(self) -> Member | None:
         humans = self.room.humans
         return humans[0] if len(humans) == 1 else None
@@ -68,9 +88,16 @@ class Ctx:
     def turn_finished(self, text: str, end_of_turn: float | None) -> bool:
         """Has the member finished their turn with these words? The words first ("… and" is never finished),
         then a question mark (Whisper writes one when it heard a question asked), then the semantic
-        end-of-turn model when it judged the voice (without it, a turn is taken as finished)."""
+        end-of-turn model when it judged the voice (without it, a turn is taken as finished).
+
+        A name said after a finished sentence closes it ("Have you read any good books lately? Juniper",
+        the name its own segment after a pause): the sentence before it decides, by its words; the model
+        heard only the name, which alone sounds unfinished."""
         if ends_unfinished(text):
             return False
+        sentence = self._before_closing_name(text)
+        if sentence is not None:
+            return sentence.endswith(("?", ".", "!")) and not ends_unfinished(sentence)
         if text.rstrip().endswith("?"):
             return True
         if end_of_turn is not None:

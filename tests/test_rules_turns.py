@@ -58,6 +58,32 @@ def test_whisper_spellings_of_the_name_address_the_bot(text):
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "Have you read any good books lately? Juniper",  # the name after a pause: its own segment, merged
+        "What should we cook tonight? Juniper.",
+        "Tell us a joke. Hey Juniper",
+    ],
+)
+def test_a_name_after_a_finished_question_closes_it_even_when_the_voice_model_doubts(text):
+    """The end-of-turn model heard only the name (alone it sounds unfinished): the sentence before it decides."""
+    room = make_room(ALICE, BOB)
+    line = say(room, ALICE, text, T0 + 1, T0 + 3, end_of_turn=0.05)
+    d = at(room, T0 + 3.1)
+    assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 3 + POLICY.reply_silence_s)
+    d = at(room, T0 + 3 + POLICY.reply_silence_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.reply_to_seq == line.seq
+
+
+@pytest.mark.parametrize("text", ["I was wondering. Juniper", "What do you think? Juniper what", "So the. Juniper"])
+def test_a_name_after_words_that_are_not_done_does_not_close_them(text):
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, text, T0 + 1, T0 + 3, end_of_turn=0.05)
+    d = at(room, T0 + 3 + POLICY.reply_silence_s + 0.01)
+    assert d.action is Action.WAIT and d.until > T0 + 3 + POLICY.reply_silence_s + 0.3
+
+
+@pytest.mark.parametrize(
     "text", ["In June we went to the lake.", "Jupiter is huge.", "My junior year was rough.", "I jumped off the pier."]
 )
 def test_near_names_are_not_an_address(text):
