@@ -137,6 +137,8 @@ class ReplyScreen:
         if not sentence_end and len(text.split()) < LEAK_MIN_WORDS and (self._dropping or self._may_start_a_copy(text)):
             return ""  # too short to judge: wait for more of the sentence
         self._piece = ""
+        if self._dropping or (not self._released and self.dropped):
+            text = _as_sentence_start(text)  # what followed the dropped part now opens the sentence
         if sentence_end:
             self._dropping = False
         self._released = self._released or bool(text.strip())
@@ -151,8 +153,7 @@ class ReplyScreen:
             log.debug("reply addressed someone else: %r -> %r", piece.strip(), kept.strip())  # text only at DEBUG
             self.dropped.append(piece.strip())
             if not self._released and not self._piece:
-                kept = kept.lstrip(" ,;:")
-                kept = kept[:1].upper() + kept[1:]
+                kept = _as_sentence_start(kept)
         return kept
 
     def _names_only(self, text: str) -> bool:
@@ -168,6 +169,17 @@ class ReplyScreen:
         said = words(text)
         refs = self._instruction_words + (self._said_before_words if len(said) >= 2 else [])
         return not said or any(copied_words(said, ref, min_run=len(said)) == len(said) for ref in refs)
+
+
+_LINKING_WORD = re.compile(r"^(?i:but|and|so|or|because|though|although|yet)\b[ \t]*,?[ \t]*(?=\S)")
+
+
+def _as_sentence_start(text: str) -> str:
+    """Text that now opens a sentence because what came before it was dropped ("I'm not sure, | but I've
+    been reading" said before): without a leading "but" / "and" that would link it to nothing, capitalized."""
+    text = text.lstrip(" ,;:")
+    text = _LINKING_WORD.sub("", text, count=1)
+    return text[:1].upper() + text[1:]
 
 
 def _claims(names: list[str]) -> re.Pattern[str]:

@@ -192,7 +192,10 @@ EARLIER = ["No, no, you're not going to eat it. You're going to eat the cheese."
             "Rain? You're not going to eat it, you're going to eat the cheese. Bring an umbrella!",
             "Rain? Bring an umbrella!",
         ),
-        ("You're going to eat the cheese, so bring crackers.", "so bring crackers."),  # the new words stay
+        # the new words stay, and open the sentence now: no "so" linking them to nothing
+        ("You're going to eat the cheese, so bring crackers.", "Bring crackers."),
+        ("Fried rice with a fried egg on top, but I've been reading a lot lately.", "I've been reading a lot lately."),
+        ("Rain? You're going to eat the cheese, and it tastes great.", "Rain? It tastes great."),
         ("You're going to eat the cheese, you're going to eat the cheese.", ""),
         ("Fried rice again? I would go for noodles tonight.", "Fried rice again? I would go for noodles tonight."),
     ],
