@@ -19,6 +19,7 @@ _HOW_NEXT = _AUXILIARIES | frozenset("many much long often far old".split())
 _LEAD_WORDS = CALL_WORDS | frozenset({"and", "but", "then", "guys", "everyone"})
 _CLAUSE_WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
 _CLAUSE_BREAK = re.compile(r"[,.!?;:]")
+_COMMA = re.compile(",")
 
 # Verbs whose imperative asks for talk, with the words that may follow them in such a request (None: any).
 # "Tell me a story", "ask us something", "name one good thing", "explain how…"; not "tell him I said hi",
@@ -55,7 +56,7 @@ def asks_something(text: str) -> bool:
     question. Exclamations ("What a day.", "How nice.") and statements ("Had a good time.") are not."""
     if looks_like_question(text):
         return True
-    for tokens in _clauses(text, breaks=re.compile(",")):
+    for tokens in _clauses(text, breaks=_COMMA):
         while tokens and tokens[0].lower() in _LEAD_WORDS:
             tokens.pop(0)
         if len(tokens) < 3:
