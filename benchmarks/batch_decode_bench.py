@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 result = run_instances(model, seqs, args.steps)
             rounds.setdefault(key, []).append(result)
-    summary = {
+    summary: dict[str, dict[str, Any]] = {
         key: {
             "tokens_per_s": _median([r["tokens_per_s"] for r in results]),
             "prompt_tokens_per_s": _median([r["prompt_tokens_per_s"] for r in results]),
@@ -232,8 +232,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
         for key, results in rounds.items()
     }
-    single = summary.get("batched seqs=1 threads=1", {}).get("tokens_per_s")
-    gains = {key: round(value["tokens_per_s"] / single, 2) for key, value in summary.items() if single}
+    single = float(summary.get("batched seqs=1 threads=1", {}).get("tokens_per_s") or 0.0)
+    gains = {key: round(float(value["tokens_per_s"]) / single, 2) for key, value in summary.items() if single}
     L = model.L
     L.llama_model_free(model.model)
     return {
