@@ -29,6 +29,8 @@ class PacedPlayer:
         self.flushes: list[float] = []
         self.ends = 0
         self.on_first_packet = None
+        self.gains: list[float] = []  # each `set_gain` (the voice turned down for someone, then back up)
+        self.holds: list[bool] = []  # each `hold_new_runs` (the next run of voice held while someone voices)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._pump, daemon=True, name="paced-player")
         self._thread.start()
@@ -43,6 +45,12 @@ class PacedPlayer:
     def end_of_utterance(self) -> None:
         with self._lock:
             self.ends += 1
+
+    def set_gain(self, gain: float) -> None:
+        self.gains.append(gain)
+
+    def hold_new_runs(self, hold: bool) -> None:
+        self.holds.append(hold)
 
     def flush(self) -> float:
         with self._lock:

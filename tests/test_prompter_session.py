@@ -191,6 +191,32 @@ async def test_a_backchannel_does_not_stop_the_bot():
         player.close()
 
 
+@pytest.mark.asyncio
+async def test_a_member_over_the_turned_down_voice_holds_its_next_run_until_they_stop():
+    """The prompter's side of `StreamPlayer.hold_new_runs` (the player's side: tests/test_playback_hold.py):
+    while Bob voices over the line, the voice is turned down and its next run held; his pause lets it go."""
+    responder = ScriptedResponder(["One.", "Two.", "Three."], seconds_each=0.3)
+    session, player = await make(responder)
+    try:
+        speak(session, ALICE, "Juniper, count to three.")
+        await until(lambda: session.room.bot_state is BotState.SPEAKING)
+        assert player.holds == [] and player.gains == []
+        t = time.monotonic()
+        session.on_speaking(SpeakingEvent(BOB, True, t))
+        await until(lambda: player.holds[-1:] == [True], timeout=1)
+        assert player.gains and player.gains[-1] < 1.0  # turned down, still speaking
+        assert session.room.bot_state is BotState.SPEAKING
+        session.on_speaking(SpeakingEvent(BOB, False, time.monotonic()))
+        await until(lambda: player.holds[-1:] == [False], timeout=1)  # his pause: the voice may go on
+        session.on_utterance(Utterance(BOB, "Bob", "Mm-hm.", t, time.monotonic(), True, 0.9, {}))
+        await until(lambda: responder.finished == 1 and session.room.bot_state is BotState.IDLE)
+        assert player.holds == [True, False] and player.gains[-1] == 1.0 and player.flushes == []
+        assert session.room.last_bot_line().text == "One. Two. Three."
+    finally:
+        await session.close()
+        player.close()
+
+
 def alice_asks_and_stops(session) -> float:
     """Alice said "Juniper, what time is it?" (a partial so far) and went silent now; returns now."""
     t = time.monotonic()
