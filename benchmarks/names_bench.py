@@ -117,12 +117,10 @@ def run(
     compare_ref: str | None = "main",
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    from audio.hallucinations import is_hallucination
     from audio.name_look import NameLook
-    from audio.final_name_look import DOUBTED_WORDS_MAX
     from audio.stt import WhisperTranscriber
+    from bot.name_hearing import hear_name
     from conversation.addressing import NameMatcher, resolve_names
-    from conversation.listen_for import names_to_listen_for
 
     transcriber = WhisperTranscriber(settings)
     looker = NameLook(transcriber)
@@ -138,41 +136,19 @@ def run(
         c1 = time.process_time()
         stt_cpu.append((c1 - c0) * 1000)
         text = result.text
-        bot = NameMatcher.for_name(persona.name, persona.aliases)
-        names = resolve_names(text, bot, members)
+        resolve_names(text, NameMatcher.for_name(persona.name, persona.aliases), members)  # its cost alone
         match_cpu.append((time.process_time() - c1) * 1000)
-        detected, via, restored, closest = names.bot, "text" if names.bot else "", "", None
-        raw = result.raw_text.strip()
-        doubted = (
-            not text
-            and bool(raw)
-            and (result.rejected or "").startswith("avg_logprob")
-            and len(raw.split()) <= DOUBTED_WORDS_MAX
-            and not is_hallucination(raw)
+        heard = hear_name(
+            audio,
+            result,
+            bot_name=persona.name,
+            aliases=persona.aliases,
+            members=members,
+            looker=looker if look else None,
         )
-        heard_text = text or (raw if doubted else "")
-        query = (
-            names_to_listen_for(heard_text, bot, persona.name, persona.aliases, members)
-            if (look and heard_text)
-            else None
-        )
-        if query is not None and query.named and doubted:  # as the listener does: a doubted call is kept
-            detected, via, restored = True, "doubted", raw
-        elif query is not None and not query.named:
-            c2 = time.process_time()
-            heard = looker.look(
-                audio,
-                heard_text,
-                query.names,
-                query.others,
-                encoded=result.encoded,
-                avg_logprob=result.avg_logprob if raw == text else None,
-            )
-            look_cpu.append((time.process_time() - c2) * 1000)
-            closest = looker.last_closest
-            if heard is not None:
-                restored = heard.text
-                detected, via = resolve_names(restored, bot, members).bot, "look"
+        if heard.look_cpu_s is not None:
+            look_cpu.append(heard.look_cpu_s * 1000)
+        detected, via, restored, closest = heard.detected, heard.via, heard.restored, heard.closest
         e, n = word_error_rate(line.text, text)
         edits, ref_words = edits + e, ref_words + n
         row = {
@@ -188,7 +164,7 @@ def run(
             "via": via,
             "kind": line.kind,
             "split": line.split,
-            "text_detected": bool(names.bot),
+            "text_detected": heard.text_detected,
             "look_closest": closest,
         }
         if old is not None:

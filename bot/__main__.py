@@ -1,5 +1,6 @@
 """`python -m bot`: run chorus on Discord when DISCORD_TOKEN is set, else the offline demo.
-`python -m bot models [list|presets|pull]`: the models the settings need (bot/model_cli.py)."""
+`python -m bot models [list|presets|pull]`: the models the settings need (bot/model_cli.py).
+`python -m bot names [PERSONA ...]`: does the speech-to-text hear the personas' names (bot/names_cli.py)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         from bot.model_cli import main as models_main
 
         return models_main(argv[1:])
+    if argv[:1] == ["names"]:  # `chorus names [PERSONA ...]`
+        from bot.names_cli import main as names_main
+
+        setup_logging("WARNING", "text")
+        return names_main(argv[1:])
     limit_malloc_arenas()  # before any model's threads allocate
     args = parse_args(argv)
     try:

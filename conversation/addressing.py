@@ -297,5 +297,7 @@ def _resolve_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str],
         strong = [(score, k - m, k) for k, m, w, score in bot_spans if not w and first <= k and m <= last]
         if strong:  # the run's best window says where the name begins ("ask Captain Hollis": at "captain")
             begin = max(strong)[2]
-            called_bot = called_bot or not is_reference(raw, begin, last, called_member)
+            called_bot = called_bot or not is_reference(
+                raw, begin, last, called_member, question=text.rstrip().endswith("?")
+            )
     return NamesSaid(called_bot, tuple(named), bot_mentioned=bool(bot_spans) and not called_bot)

@@ -142,6 +142,25 @@ def test_a_call_stays_a_call(text):
     assert resolve_names(text, JUNIPER, ((5, "Bob"),)).bot, text
 
 
+@pytest.mark.parametrize(
+    "text,called",
+    [
+        # Whisper puts an "'s" on a name it does not know; before a question or a request, or ending a question,
+        # it owns nothing, and the name calls
+        ("So tell me Captain Harley's what is your favourite season?", True),
+        ("Captain Holly's tell us a story.", True),
+        ("What do you think Captain Harley's?", True),
+        # a real possessive stays a mention, also when what it owns is left out in a statement
+        ("Captain Hollis's voice is really nice.", False),
+        ("That one is Captain Hollis's.", False),
+        ("Did you like Captain Hollis's story?", False),
+    ],
+)
+def test_an_s_on_a_bent_name_before_a_question_is_no_possessive(text, called):
+    said = resolve_names(text, HOLLIS, ((5, "Bob"),))
+    assert said.bot is called and said.bot_mentioned is not called, (text, said)
+
+
 def test_what_the_second_look_listens_for():
     members = ((5, "Bob"), (6, "Jennifer"))
     query = names_to_listen_for(
