@@ -33,6 +33,19 @@ DOUBTED_WORDS_MAX = 4  # doubted words longer than this are not a lone call
 _LOOK = ThreadPoolExecutor(max_workers=1, thread_name_prefix="name-look")
 
 
+def doubted_words(result: SttResult) -> str:
+    """Whisper's words that its confidence guard alone dropped, short enough to be a lone call; else ""."""
+    raw = (result.raw_text or "").strip()
+    doubted = (
+        not result.text
+        and bool(raw)
+        and (result.rejected or "").startswith("avg_logprob")
+        and len(raw.split()) <= DOUBTED_WORDS_MAX
+        and not is_hallucination(raw)
+    )
+    return raw if doubted else ""
+
+
 class FinalNameLook:
     """Decides whether a final needs a second look for the name and, when it does, takes it and sends the final."""
 
@@ -60,18 +73,11 @@ class FinalNameLook:
     def _look_for_name(self, seg: Segment, result: SttResult) -> LookForName | None:
         if self._look_for is None:
             return None
-        raw = (result.raw_text or "").strip()
-        doubted = (
-            not result.text
-            and bool(raw)
-            and (result.rejected or "").startswith("avg_logprob")
-            and len(raw.split()) <= DOUBTED_WORDS_MAX
-            and not is_hallucination(raw)
-        )
+        doubted = doubted_words(result)
         if not result.text and not doubted:
             return None
         try:
-            return self._look_for(seg.user_id, result.text or raw, doubted)
+            return self._look_for(seg.user_id, result.text or doubted, bool(doubted))
         except Exception:
             log.exception("segment %s: deciding on a second look for a name failed; the final goes as it is", seg.id)
             return None

@@ -14,8 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from audio.final_name_look import DOUBTED_WORDS_MAX
-from audio.hallucinations import is_hallucination
+from audio.final_name_look import doubted_words
 from audio.name_look import NameLook
 from audio.stt_result import SttResult
 from conversation.addressing import NameMatcher, resolve_names
@@ -33,19 +32,6 @@ class NameHearing:
     closest: tuple[str, str, float] | None  # the look's best try (name, place, nats lost), when it ran
     text_detected: bool  # the text alone named the bot
     look_cpu_s: float | None  # process CPU time of the look, when it ran
-
-
-def doubted_words(result: SttResult) -> str:
-    """Whisper's words that its confidence guard alone dropped, short enough to be a lone call; else ""."""
-    raw = (result.raw_text or "").strip()
-    doubted = (
-        not result.text
-        and bool(raw)
-        and (result.rejected or "").startswith("avg_logprob")
-        and len(raw.split()) <= DOUBTED_WORDS_MAX
-        and not is_hallucination(raw)
-    )
-    return raw if doubted else ""
 
 
 def hear_name(
