@@ -6,7 +6,9 @@ For any model:
   member present may be addressed);
 - a reply that is only a name ("Bob.") says nothing and is dropped; a bare name at the start waits
   for what follows it;
-- a piece in which the bot claims a member's name ("I'm Bob.") is dropped: the bot is never a member.
+- a piece in which the bot claims a member's name ("I'm Bob.") is dropped: the bot is never a member;
+- a piece in which the bot speaks of itself in the third person ("Juniper has some amazing books.", "Juniper
+  loves the weather.", as SmolLM2 does) is dropped: a person does not name themselves as someone else.
 
 Small-model repairs (a `ModelProfile` with `small_model_repairs`; measured in the quality benchmark):
 - a piece that reads the prompt's instructions aloud ("...answer in one or two short spoken sentences,
@@ -53,6 +55,8 @@ class ReplyScreen:
         self.names = [n.strip() for n in dict.fromkeys(names) if n and n.strip()]
         members = [n for n in self.names if n.casefold() != own_name.strip().casefold()]
         self._claims = _claims(members) if members else None
+        self._third_person = _third_person(own_name) if own_name.strip() else None
+        self._own_name_words = set(words(own_name.split()[-1])) if own_name.strip() else set()
         self.addressee = addressee.strip() if addressee else None
         self.instructions = [t for t in instructions if t and t.strip()] if small_model else []
         self.said_before = [t for t in said_before if t and t.strip()] if small_model else []
@@ -90,8 +94,10 @@ class ReplyScreen:
             and not self.said_before
             and words(self._held)
             and not self._names_only(self._held)
+            and not (self._own_name_words and self._own_name_words & set(words(self._held)))
         ):
-            # Only names are screened: words that are no name go to the voice at once, mid-clause.
+            # Only names are screened: words that are no name go to the voice at once, mid-clause (words with
+            # the bot's own name wait for their clause: it may speak of itself in the third person).
             out.append(self._held)
             self._held = ""
             self._released = True
@@ -105,6 +111,11 @@ class ReplyScreen:
         if self._claims is not None and self._claims.search(piece):
             log.info("reply claimed a member's name: dropped a piece")
             log.debug("reply claimed a member's name: dropped %r", piece.strip())  # the text only at DEBUG
+            self.dropped.append(piece.strip())
+            return ""
+        if self._third_person is not None and self._third_person.search(piece):
+            log.info("reply spoke of the bot in the third person: dropped a piece")
+            log.debug("reply spoke of the bot in the third person: dropped %r", piece.strip())  # text only at DEBUG
             self.dropped.append(piece.strip())
             return ""
         self._piece += piece
@@ -185,6 +196,21 @@ def _as_sentence_start(text: str) -> str:
 def _claims(names: list[str]) -> re.Pattern[str]:
     alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.compile(rf"\b(?i:i'?m|i’m|i am|my name is|my name's|call me|it's me,?)\s+(?:{alternatives})\b")
+
+
+# Verbs after which the bot's own name is the subject of a sentence about it ("Juniper has…", "Juniper loves…").
+_THIRD_PERSON_VERBS = (
+    "has|is|was|does|did|loves|likes|thinks|knows|wants|says|said|hopes|feels|enjoys|prefers|adores|believes|"
+    "remembers|agrees|needs|gets|got|can|will|would|could|should|might|must"
+)
+
+
+def _third_person(own_name: str) -> re.Pattern[str]:
+    """The bot's name (in full, or its last word: "Hollis" of "Captain Hollis") as the subject of a verb, as
+    the model writes it (capitalized; "juniper berries" is a plant)."""
+    forms = {own_name.strip(), own_name.split()[-1]}
+    alternatives = "|".join(re.escape(n) for n in sorted(forms, key=len, reverse=True) if len(n) >= 3)
+    return re.compile(rf"\b(?:{alternatives})\s+(?i:{_THIRD_PERSON_VERBS})\b")
 
 
 _GREETING = r"hi|hey|hello|thanks|thank you|bye|goodbye|night|good night|welcome|welcome back|congrats|congratulations"

@@ -156,6 +156,24 @@ def test_the_bot_never_claims_a_members_name() -> None:
     )
 
 
+def test_the_bot_never_speaks_of_itself_in_the_third_person() -> None:
+    members = ["Bob", "Alice", "Chen"]
+    said = "That's a great idea, Bob. Juniper has some amazing books that you'll love reading."
+    assert clean_reply(said, persona_name="Juniper", other_names=members) == "That's a great idea, Bob."
+    assert clean_reply("I'm so excited, Chen! Juniper loves the weather.", persona_name="Juniper") == (
+        "I'm so excited, Chen!"
+    )
+    storm = "Hollis has seen worse storms. Aye, a bit of weather."
+    assert clean_reply(storm, persona_name="Captain Hollis", other_names=members) == "Aye, a bit of weather."
+    # its name said otherwise stays: introducing itself, the plant, a greeting naming it
+    for kept in (
+        "I'm Juniper, nice to meet you.",
+        "Juniper berries are what gives gin its taste.",
+        "Oh hey, Alice! It's Juniper. Did I miss anything good?",
+    ):
+        assert clean_reply(kept, persona_name="Juniper", other_names=members) == kept
+
+
 def test_a_reply_that_opens_with_a_members_label_is_not_the_bots() -> None:
     assert clean_reply("Priya: I'll bring the snacks.", persona_name="Juniper", other_names=["Priya"]) == ""
     assert (
