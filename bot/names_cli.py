@@ -80,13 +80,12 @@ def speak(settings: Any, voice: Any, text: str) -> np.ndarray:
     from audio.types import STT_RATE
 
     engine = make_tts(settings, voice)
-    chunks = [(np.asarray(pcm, dtype=np.float32), rate) for pcm, rate in engine.synthesize(text, threading.Event())]
+    chunks = [(np.asarray(pcm), rate) for pcm, rate in engine.synthesize(text, threading.Event())]
     if not chunks:
         raise RuntimeError(f"{voice.describe()} said nothing for {text!r}")
     rate = chunks[0][1]
-    mono = np.concatenate([c.reshape(len(c), -1).mean(axis=1) for c, _ in chunks])
-    if np.abs(mono).max() > 1.5:  # int16 samples
-        mono = mono / 32768.0
+    scaled = [c.astype(np.float32) / 32768.0 if c.dtype == np.int16 else c.astype(np.float32) for c, _ in chunks]
+    mono = np.concatenate([c.reshape(len(c), -1).mean(axis=1) for c in scaled])
     audio = resample_once(mono, rate, STT_RATE)
     return np.concatenate([audio, np.zeros(int(TAIL_S * STT_RATE), np.float32)]).astype(np.float32)
 

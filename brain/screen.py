@@ -94,7 +94,7 @@ class ReplyScreen:
             and not self.said_before
             and words(self._held)
             and not self._names_only(self._held)
-            and not (self._own_name_words and self._own_name_words & set(words(self._held)))
+            and not self._own_name_words & set(words(self._held))
         ):
             # Only names are screened: words that are no name go to the voice at once, mid-clause (words with
             # the bot's own name wait for their clause: it may speak of itself in the third person).
@@ -205,11 +205,13 @@ _THIRD_PERSON_VERBS = (
 )
 
 
-def _third_person(own_name: str) -> re.Pattern[str]:
+def _third_person(own_name: str) -> re.Pattern[str] | None:
     """The bot's name (in full, or its last word: "Hollis" of "Captain Hollis") as the subject of a verb, as
-    the model writes it (capitalized; "juniper berries" is a plant)."""
-    forms = {own_name.strip(), own_name.split()[-1]}
-    alternatives = "|".join(re.escape(n) for n in sorted(forms, key=len, reverse=True) if len(n) >= 3)
+    the model writes it (capitalized; "juniper berries" is a plant). None for a name too short to tell."""
+    forms = [n for n in {own_name.strip(), own_name.split()[-1]} if len(n) >= 3]
+    if not forms:
+        return None
+    alternatives = "|".join(re.escape(n) for n in sorted(forms, key=len, reverse=True))
     return re.compile(rf"\b(?:{alternatives})\s+(?i:{_THIRD_PERSON_VERBS})\b")
 
 

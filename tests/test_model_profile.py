@@ -172,6 +172,8 @@ def test_the_bot_never_speaks_of_itself_in_the_third_person() -> None:
         "Oh hey, Alice! It's Juniper. Did I miss anything good?",
     ):
         assert clean_reply(kept, persona_name="Juniper", other_names=members) == kept
+    # a name too short to tell from a word screens nothing ("Al is" would be every " is")
+    assert clean_reply("That is a fine idea.", persona_name="Al", other_names=members) == "That is a fine idea."
 
 
 def test_a_reply_that_opens_with_a_members_label_is_not_the_bots() -> None:
