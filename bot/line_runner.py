@@ -154,7 +154,7 @@ class LineRunner:
             for departure in room.departures:
                 if departure.user_id == decision.member_id:
                     departure.handled = True
-        trace = TurnTrace(decision.action.value, decision.reason, now)
+        trace = TurnTrace(decision.action.value, decision.reason, now, rule=decision.rule)
         trace.times["decided"] = now
         self._add_speech_times(trace, decision)
         self.traces.append(trace)

@@ -97,7 +97,7 @@ class PrompterLoop:
 
     def _sync_hold(self) -> None:
         """The player holds the next run of the bot's voice while someone it turned down for still voices."""
-        hold = holds_new_runs(self.room)
+        hold = holds_new_runs(self.room, self.clock.now(), self.policy)
         if hold != self._holding_runs:
             self._holding_runs = hold
             self.lines.output.hold_new_runs(hold)

@@ -34,6 +34,7 @@ class TurnTrace:
     audio_s: float = 0.0  # seconds of audio synthesized for the line (what it would have lasted, uncut)
     pauses: int = 0  # times its voice stopped for someone speaking over it
     ducks: list[float] = field(default_factory=list)  # when its voice was turned down for someone over it
+    rule: str = ""  # the rule whose decision started the line (`Decision.rule`)
 
     def relative_ms(self) -> dict[str, float]:
         origin = self.times.get("speech_end", self.decided)

@@ -20,8 +20,8 @@ Reasons name who and how long, never what was said (decisions are logged at INFO
 from __future__ import annotations
 
 from conversation.text_words import words
-from conversation.line_shape import is_takeover, texts_differ
-from conversation.decision import Action, Decision
+from conversation.line_shape import is_backchannel, is_takeover, texts_differ
+from conversation.decision import Action, Decision, Policy
 from conversation.member import Member
 from conversation.room import Room
 from conversation.room_lines import BotState
@@ -259,19 +259,29 @@ def _duck_or_pause(ctx: Ctx, talking: list[Member]) -> Decision:
     return Decision(Action.STAY_SILENT, f"softer while {longest.name} speaks", "floor", until=ctx.now + 0.05)
 
 
-def holds_new_runs(room: Room) -> bool:
+def holds_new_runs(room: Room, now: float, policy: Policy) -> bool:
     """The bot's turned-down voice does not start again after a pause of its own (a sentence's end, a comma)
-    while someone it turned down for is still voicing: a person does not begin their next sentence over
-    someone who began talking in their pause. It goes on as soon as their voice stops (the VAD's pause, not
-    the end of their transcript), or falls silent when they go on (`duck_s`)."""
+    while someone it turned down for is still talking: a person does not begin their next sentence over
+    someone who began talking in their pause. Their talk goes on through short pauses of their own ("Excuse
+    me, <0.3 s> um, <0.3 s> can I…"): it is over once they have been silent `barge_in_gap_s`, as their bursts
+    over the bot add up (`rule_barge_in`), or as soon as their voice stops when their words so far are a
+    backchannel ("Oh wow.", "Mm-hm."). Then the voice goes on, or falls silent when they went on (`duck_s`)."""
     turn = room.turn
     if turn is None or turn.ducked_since is None or turn.paused_since is not None:
         return False
-    return any(
-        member.speaking and member.quiet_since is None and not member.echo_prone
-        for member in (room.members.get(uid) for uid in turn.paused_for)
-        if member is not None
-    )
+    for member in (room.members.get(uid) for uid in turn.paused_for):
+        if member is None or member.echo_prone:
+            continue
+        silent = member.silent_for(now, policy.speech_tail_s)
+        if silent <= 0.0 or (silent < policy.barge_in_gap_s and not _only_acknowledged(member, turn.ducked_since)):
+            return True
+    return False
+
+
+def _only_acknowledged(member: Member, since: float) -> bool:
+    """What the member said over the bot's line, as far as it is transcribed, is a backchannel."""
+    said = member.partial if member.speaking else member.last_final
+    return said is not None and said.end >= since and is_backchannel(said.text)
 
 
 def rule_bot_busy(ctx: Ctx) -> Decision | None:

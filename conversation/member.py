@@ -39,6 +39,15 @@ class Member:
         """Where the span going on ends as voice: at the silence within it (a VAD pause), else now."""
         return min(now, self.quiet_since) if self.quiet_since is not None else now
 
+    def silent_for(self, now: float, tail_s: float = 0.0) -> float:
+        """Seconds since their voice last stopped: 0 while it sounds, from the VAD's pause inside a span, or from
+        a finished span's end (its stop event less the VAD's end-of-speech `tail_s`); inf if they never spoke."""
+        if self.speaking:
+            return max(0.0, now - self.quiet_since) if self.quiet_since is not None else 0.0
+        if self.last_speech_end is None:
+            return float("inf")
+        return max(0.0, now - (self.last_speech_end - tail_s))
+
     def speech_since(self, since: float, now: float, max_gap_s: float, tail_s: float = 0.0) -> float:
         """Seconds of speech after `since` in their latest run of speaking spans, 0 if it is over.
 

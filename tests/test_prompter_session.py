@@ -112,7 +112,7 @@ async def test_answers_a_direct_question_and_records_the_turn():
         assert bot_line.is_bot and bot_line.text == "It's half past two. Time for tea?" and not bot_line.interrupted
         assert player.fed_s == pytest.approx(0.4) and player.flushes == []
         trace = session.traces[-1]
-        assert trace.outcome == "spoken"
+        assert trace.outcome == "spoken" and trace.rule == "respond_when_addressed"
         for stage in (
             "speech_end",
             "final",

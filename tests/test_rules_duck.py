@@ -19,6 +19,7 @@ from tests.fixtures_prompter import (
     bot_speaking,
     final,
     make_room,
+    partial,
     start_speaking,
     stop_speaking,
 )
@@ -142,6 +143,28 @@ def test_a_second_member_over_the_turned_down_voice_is_listened_for_too():
     assert turn.paused_for == {ALICE, BOB} and turn.ducked_since == pytest.approx(T0 + 2.01)
 
 
+def test_a_backchannel_in_the_bots_pause_lets_its_voice_go_on_as_soon_as_it_is_known():
+    """Words that only acknowledge ("Oh wow.") end the hold when their voice stops, without waiting out
+    `barge_in_gap_s`; words that claim the floor ("Excuse me,") hold it through their pause."""
+    from conversation.floor_rules import holds_new_runs
+
+    room = make_room(ALICE, BOB)
+    _bot_speaking(room, T0 + 1)
+    _ducked_by(room, BOB, T0 + 2)
+    room.on_quiet(BOB, T0 + 2.3)
+    assert holds_new_runs(room, T0 + 2.4, POLICY)  # no words yet: his pause may be a comma's
+    partial(room, BOB, "Excuse me,", T0 + 2, T0 + 2.3, paused=T0 + 2.3)
+    assert holds_new_runs(room, T0 + 2.5, POLICY)
+    room.on_quiet(BOB, None)
+    partial(room, BOB, "Oh wow.", T0 + 2, T0 + 2.3, paused=T0 + 2.3)
+    assert holds_new_runs(room, T0 + 2.5, POLICY)  # voicing again
+    room.on_quiet(BOB, T0 + 2.5)
+    assert not holds_new_runs(room, T0 + 2.6, POLICY)
+    stop_speaking(room, BOB, T0 + 2.8)
+    final(room, BOB, "Oh wow.", T0 + 2, T0 + 2.5)
+    assert not holds_new_runs(room, T0 + 2.9, POLICY)
+
+
 def test_before_its_first_sound_the_bot_holds_at_once():
     """Nothing to turn down yet: a line being prepared is held silent while someone speaks."""
     room = make_room(ALICE, BOB)
@@ -151,25 +174,32 @@ def test_before_its_first_sound_the_bot_holds_at_once():
     assert d.action is Action.PAUSE, d
 
 
-def test_the_turned_down_voice_holds_its_next_sentence_only_while_they_voice():
+def test_the_turned_down_voice_holds_its_next_sentence_while_they_talk():
     """`holds_new_runs`: the player holds the next run of the bot's voice while the member it turned down
-    for is voicing; when their voice stops (the VAD's pause, before any transcript) it goes on; not for a
-    microphone that echoes the bot, not while paused (the pause itself holds everything)."""
+    for is talking, through their own short pauses ("Excuse me, <0.3 s> um, …"); once they have been silent
+    `barge_in_gap_s` (their pause inside the span, or after its end, before any transcript) it goes on; not
+    for a microphone that echoes the bot, not while paused (the pause itself holds everything)."""
     from conversation.floor_rules import holds_new_runs
 
+    gap, tail = POLICY.barge_in_gap_s, POLICY.speech_tail_s
     room = make_room(ALICE, BOB)
     _bot_speaking(room, T0 + 1)
-    assert not holds_new_runs(room)
+    assert not holds_new_runs(room, T0 + 1.5, POLICY)
     _ducked_by(room, BOB, T0 + 2)
-    assert holds_new_runs(room)
-    room.on_quiet(BOB, T0 + 2.4)
-    assert not holds_new_runs(room)  # "mm-hm" over: the next sentence may start
+    assert holds_new_runs(room, T0 + 2.2, POLICY)
+    room.on_quiet(BOB, T0 + 2.4)  # a comma's pause: still his talk
+    assert holds_new_runs(room, T0 + 2.4 + gap - 0.05, POLICY)
+    assert not holds_new_runs(room, T0 + 2.4 + gap + 0.01, POLICY)  # "mm-hm" over: the next sentence may start
     room.on_quiet(BOB, None)  # voice again
-    assert holds_new_runs(room)
-    room.bot_pause(T0 + 2.6, BOB)
-    assert not holds_new_runs(room)
+    assert holds_new_runs(room, T0 + 3.0, POLICY)
+    stop_speaking(room, BOB, T0 + 3.2 + tail)  # his span ended (the VAD's tail after it)
+    assert holds_new_runs(room, T0 + 3.2 + gap - 0.05, POLICY)
+    assert not holds_new_runs(room, T0 + 3.2 + gap + 0.01, POLICY)
+    start_speaking(room, BOB, T0 + 3.8)
+    room.bot_pause(T0 + 3.9, BOB)
+    assert not holds_new_runs(room, T0 + 4.0, POLICY)
     room.bot_resume()
-    assert not holds_new_runs(room)
+    assert not holds_new_runs(room, T0 + 4.0, POLICY)
     room.members[BOB].echo_prone = True
-    room.bot_duck(T0 + 3, BOB)
-    assert not holds_new_runs(room)
+    room.bot_duck(T0 + 4.1, BOB)
+    assert not holds_new_runs(room, T0 + 4.2, POLICY)

@@ -37,3 +37,17 @@ def test_the_backchannel_gap_counts_the_silence_the_bot_put_in():
     summary = summarize([result("b", [keep(0.0, 0.12), keep(0.0, 0.1), keep(0.3, 0.2)])])
     assert summary["backchannel_gap_s"]["p50"] == 0.0 and summary["backchannel_gap_s"]["max"] == 0.3
     assert summary["barge_in_duck_s"]["n"] == 3
+
+
+def test_latency_is_also_split_by_the_rule_that_answered():
+    addressed = [speak(i, 0.6, 0.3) for i in range(3)]
+    room = [speak(3, 1.7, 0.4), speak(4, 1.9, 0.4)]
+    for s in addressed:
+        s.rule = "respond_when_addressed"
+    for s in room:
+        s.rule = "room_question"
+    unknown = speak(5, 5.0, 0.3)  # no rule recorded: counted overall only
+    by_rule = summarize([result("c", [*addressed, *room, unknown])])["latency_by_rule_s"]
+    assert set(by_rule) == {"respond_when_addressed", "room_question"}
+    assert by_rule["respond_when_addressed"]["n"] == 3 and by_rule["respond_when_addressed"]["max"] == 0.6
+    assert by_rule["room_question"]["n"] == 2 and by_rule["room_question"]["min"] == 1.7
