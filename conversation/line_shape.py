@@ -4,6 +4,8 @@ the same speech differ."""
 
 from __future__ import annotations
 
+import re
+
 from conversation.text_words import words
 
 QUESTION_OPENERS = frozenset(
@@ -113,8 +115,23 @@ PROJECTING_TAILS: tuple[tuple[str, ...], ...] = tuple(
         "can i ask",
         "could i ask",
         "i was going to say",
+        # a verb of thinking and the "that" that introduces its clause ("I think that <pause> maybe we…")
+        "think that",
+        "thought that",
+        "believe that",
+        "believed that",
+        "hope that",
+        "hoped that",
+        "guess that",
+        "suppose that",
     )
 )
+# A sentence that is only a clause opened by one of these ("Trixie, if you could pick <pause> any power…")
+# still owes its main clause. ("because" is left out: "Because it's raining." answers a why.)
+SUBORDINATORS = frozenset("if unless although though whenever".split())
+_CALL_PART_WORDS = 2  # a comma-set part this short before the clause is a call or a marker ("So", "Hey June")
+# ...unless it is whole as it is, its verb left out on purpose: "If you want.", "If you could.", "If not."
+_ELLIPTICAL_ENDS = frozenset("want like wish please prefer mind insist can could must will would so not".split())
 
 
 def looks_like_question(text: str) -> bool:
@@ -141,12 +158,35 @@ def asks_question(bot_line: str) -> bool:
 
 
 def ends_unfinished(text: str) -> bool:
-    """The words stop where a sentence cannot end ("… and", "… for the", "I was wondering if"), or on a frame
-    that promises more ("I was wondering", "the thing is": `PROJECTING_TAILS`)."""
+    """The words stop where a sentence cannot end ("… and", "… for the", "I was wondering if"), on a frame
+    that promises more ("I was wondering", "the thing is": `PROJECTING_TAILS`), or after a subordinate clause
+    with no main clause yet (`only_a_subordinate_clause`)."""
     tokens = words(text)
     if not tokens:
         return False
-    return tokens[-1] in CONTINUATION_WORDS or any(tuple(tokens[-len(tail) :]) == tail for tail in PROJECTING_TAILS)
+    return (
+        tokens[-1] in CONTINUATION_WORDS
+        or any(tuple(tokens[-len(tail) :]) == tail for tail in PROJECTING_TAILS)
+        or only_a_subordinate_clause(text)
+    )
+
+
+def only_a_subordinate_clause(text: str) -> bool:
+    """The last sentence is a clause opened by "if", "unless", "although"… and nothing else but a call before
+    it ("Trixie, if you could pick.", "So, if we leave at six."): Whisper closes a segment with a full stop at
+    the speaker's pause, but the sentence still owes its main clause. A question mark ("If you could fly?")
+    counts as finished."""
+    stripped = text.strip()
+    if stripped.endswith("?"):
+        return False
+    sentences = [part for part in re.split(r"[.!?]+", stripped) if words(part)]
+    if not sentences:
+        return False
+    parts = [words(part) for part in sentences[-1].split(",") if words(part)]
+    while len(parts) > 1 and len(parts[0]) <= _CALL_PART_WORDS and parts[0][0] not in SUBORDINATORS:
+        parts = parts[1:]
+    clause = parts[0] if len(parts) == 1 else []
+    return len(clause) >= 2 and clause[0] in SUBORDINATORS and clause[-1] not in _ELLIPTICAL_ENDS
 
 
 def looks_complete(text: str) -> bool:

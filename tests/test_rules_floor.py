@@ -298,6 +298,16 @@ def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_lat
         ("Juniper, tell me about the sea.", 0.35, True),  # unsure: a closed sentence is taken as finished
         ("Juniper, tell me about the sea.", 0.8, True),
         ("Juniper, tell me about the sea.", None, True),  # no model: the words alone
+        # a clause that owes its main clause, with Whisper's full stop at the pause, whatever the voice
+        ("Juniper, if we took the boat out tomorrow.", 0.9, False),
+        ("Okay June, unless the weather turns.", 0.9, False),
+        ("So Juniper, I hope that.", 0.9, False),
+        ("Juniper, we believed that.", 0.9, False),
+        ("Juniper, what would you do if you could fly.", 0.9, True),  # the clause hangs on a question
+        ("Juniper, I'd sail there, if I could.", 0.9, True),  # a main clause came first
+        ("Juniper, if you like.", 0.9, True),  # whole as it is: its verb left out on purpose
+        ("Juniper, if it rains?", 0.4, True),  # Whisper heard a question
+        ("Juniper, I think that's lovely.", 0.9, True),
     ],
 )
 def test_what_counts_as_finished(text, eot, finished):
