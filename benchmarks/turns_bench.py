@@ -137,13 +137,14 @@ def summarize(results: Iterable[ScenarioResult]) -> dict[str, Any]:
         "backchannel_gap_s": stats([s.gap_s for s in keeps if s.ok and s.gap_s is not None]),
         "barge_in_duck_s": stats([s.duck_s for s in [*keeps, *yields] if s.duck_s is not None]),
         "latency_s": stats([s.latency_s for s in turn_steps if s.expect == "speak" and s.latency_s is not None]),
-        # by the rule that answered: a question to the room waits for the members on purpose (room_question_wait_s)
+        # by how the reply began (the rule of the decision that started it: an early start on a partial, a reply
+        # prepared during a deliberate wait such as a question to the room's, one begun on the final)
         "latency_by_rule_s": latency_by_rule(turn_steps),
     }
 
 
 def latency_by_rule(steps: Iterable[Any]) -> dict[str, Any]:
-    """Latency of the answered speak steps, per rule that answered them (steps with no rule recorded left out)."""
+    """Latency of the answered speak steps, per rule whose decision began the reply (none recorded: left out)."""
     answered = [s for s in steps if s.expect == "speak" and s.latency_s is not None and s.rule]
     return {
         rule: stats([s.latency_s for s in answered if s.rule == rule]) for rule in sorted({s.rule for s in answered})

@@ -264,7 +264,7 @@ def holds_new_runs(room: Room, now: float, policy: Policy) -> bool:
     while someone it turned down for is still talking: a person does not begin their next sentence over
     someone who began talking in their pause. Their talk goes on through short pauses of their own ("Excuse
     me, <0.3 s> um, <0.3 s> can I…"): it is over once they have been silent `barge_in_gap_s`, as their bursts
-    over the bot add up (`rule_barge_in`), or as soon as their voice stops when their words so far are a
+    over the bot add up into a takeover (`rule_floor`), or as soon as their voice stops when their words so far are a
     backchannel ("Oh wow.", "Mm-hm."). Then the voice goes on, or falls silent when they went on (`duck_s`)."""
     turn = room.turn
     if turn is None or turn.ducked_since is None or turn.paused_since is not None:

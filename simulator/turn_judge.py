@@ -55,7 +55,9 @@ class StepResult:
     reply: str = ""  # speak: what the bot said
     stages: dict[str, float] = field(default_factory=dict)  # speak: the reply's milestones, s after the last word
     heard: str = ""  # what chorus transcribed of the line
-    rule: str = ""  # speak: the rule that answered (`Decision.rule`: respond_when_addressed, room_question, …)
+    rule: str = (
+        ""  # speak: the rule whose decision began the reply (`TurnTrace.rule`: preemptive_start, prepare_in_wait, …)
+    )
     name_said: bool = False  # the line names the bot (or one of its aliases)
     name_heard: bool = False  # ...and the transcript still does (Whisper may bend a name past recognition)
     note: str = ""
@@ -204,7 +206,7 @@ def _judge_turn(sr: StepResult, step: Step, new_lines: list[tuple[float, Any]], 
     if spoke:
         heard, trace = spoke[0]
         sr.reply = trace.text
-        sr.rule = getattr(trace, "rule", "")
+        sr.rule = trace.rule
         sr.stages = {k: round(v - true_end, 3) for k, v in sorted(trace.times.items(), key=lambda kv: kv[1])}
         if heard >= true_end:
             sr.latency_s = round(heard - true_end, 3)
