@@ -43,7 +43,8 @@ from simulator.turn_runner import run_scenario
 log = logging.getLogger("benchmarks.turns_bench")
 
 OUT = PROJECT_ROOT / "out" / "bench" / "turns.json"
-# Production defaults, except: no greeting (every scenario starts with the bot already in the room), no memory
+# Production defaults, except: no greeting (every scenario starts a moment after the bot joined, before it said a
+# word, as when someone speaks before its greeting; the rules read the join time, `Room.started_at`), no memory
 # (a scenario played again would meet members the bot remembers from the try before: another prompt), and no
 # spoken listening notice at /join (seconds of TTS before every try).
 BENCH_ENV = {"PROMPTER_GREET": "false", "MEMORY_ENABLED": "false", "PRIVACY_NOTICE_SPOKEN": "false"}

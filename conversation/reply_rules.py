@@ -17,7 +17,7 @@ in between (`unsure_wait_s`) when the words read finished but the end-of-turn mo
 from __future__ import annotations
 
 from conversation.asking import asks_the_room
-from conversation.vocative import CALL_WORDS, vocative_positions
+from conversation.vocative import CALL_WORDS, head_slot, vocative_positions
 from conversation.text_words import words
 from conversation.line_shape import QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question
 from conversation.decision import Action, Decision
@@ -276,7 +276,12 @@ def open_to_the_room(ctx: Ctx, line: RoomLine) -> bool:
         and line.start - previous.end <= policy.exchange_gap_s
     ):
         return False
-    return room.last_bot_start_t is not None and line.start - room.last_bot_start_t <= policy.room_question_context_s
+    if room.last_bot_start_t is not None and line.start - room.last_bot_start_t <= policy.room_question_context_s:
+        return True
+    # Just joined, not yet spoken (its greeting skipped because someone spoke first, or off): only a line that
+    # opens with a call Whisper could not spell ("Always. What is…" for "Hollis, what is…"); whoever ran /join
+    # a moment ago most likely called the newcomer. A plain question then is the members' ("How was the concert?").
+    return line.start - room.started_at <= policy.room_question_context_s and head_slot(line.text) is not None
 
 
 def rule_room_question(ctx: Ctx) -> Decision | None:
@@ -291,8 +296,9 @@ def rule_room_question(ctx: Ctx) -> Decision | None:
     * not inside two members' back-and-forth (the line before it another member's, within `exchange_gap_s`):
       there it is most likely for the other one (`rule_humans_talking`);
     * in a conversation the bot takes part in (its voice began at most `room_question_context_s` before the
-      question, even a line cut short, like a notice someone spoke over): members talking among themselves
-      while the bot keeps quiet ask each other;
+      question, even a line cut short, like a notice someone spoke over; or it joined that recently and the
+      question opens with a call the transcript bent): members talking among themselves while the bot keeps
+      quiet ask each other;
     * never once anyone else began to speak after it (an answer on its way, even before its transcript).
     """
     policy = ctx.policy

@@ -104,13 +104,49 @@ def test_question_when_alone_with_the_bot_is_answered_quickly():
 
 
 def test_same_question_in_a_group_is_not_an_address_and_is_left_to_the_group():
+    """The bot joined long ago and has kept quiet since: the members talk among themselves."""
     room = make_room(ALICE, BOB, CAROL)
-    say(room, ALICE, "what should I cook tonight?", T0 + 1, T0 + 2)
-    for t in (T0 + 2.3, T0 + 3.25, T0 + 10):
+    late = T0 + POLICY.room_question_context_s + 5.0
+    say(room, ALICE, "what should I cook tonight?", late + 1, late + 2)
+    for t in (late + 2.3, late + 3.25, late + 10):
         d = at(room, t)
         assert d.action is Action.STAY_SILENT and d.rule == "join_in", t
     # ...until the room has been quiet long enough for the bot to bring something up itself
-    assert at(room, T0 + 2 + POLICY.idle_topic_s + 0.1).action is Action.START_TOPIC
+    assert at(room, late + 2 + POLICY.idle_topic_s + 0.1).action is Action.START_TOPIC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Always. What is the best way to learn sailing?",  # "Hollis, what is…"
+        "Gereple. Tell me something nice about bicycles.",  # "Juniper, tell me…"
+        "Help him. Ask us something about music.",  # "Captain, ask us…"
+    ],
+)
+@pytest.mark.parametrize("greeted", [True, False])
+def test_a_bent_call_just_after_the_bot_joined_is_taken_up_when_nobody_does(text, greeted):
+    """Whoever ran /join a moment ago most likely called the newcomer: a question or request that opens with a
+    call the transcript could not spell is the bot's when nobody takes it up, even before the bot has spoken
+    (its greeting skipped because someone spoke first, or off)."""
+    room = make_room(ALICE, BOB, CAROL, greeted=greeted)
+    line = say(room, ALICE, text, T0 + 1, T0 + 4)
+    d = at(room, T0 + 4.3)
+    assert d.action is Action.WAIT and d.rule == "room_question"
+    d = at(room, T0 + 4 + POLICY.room_question_wait_s + 0.01)
+    assert d.action is Action.RESPOND_NOW and d.rule == "room_question" and d.reply_to_seq == line.seq
+    late = make_room(ALICE, BOB, CAROL, greeted=greeted)  # joined long ago and quiet since: the members' talk
+    start = T0 + POLICY.room_question_context_s + 5.0
+    say(late, ALICE, text, start, start + 3)
+    assert all(at(late, start + 3 + dt).action is not Action.RESPOND_NOW for dt in (0.3, 2.0, 5.0, 10.0))
+
+
+@pytest.mark.parametrize("text", ["How was the concert last night?", "Is anyone watching the game tonight?"])
+def test_a_plain_question_just_after_the_bot_joined_is_left_to_the_members(text):
+    """A question with no call in it, before the bot has said a word, is the members' (they answer each other
+    in up to 3 s in the corpus's slow chats)."""
+    room = make_room(ALICE, BOB, CAROL)
+    say(room, ALICE, text, T0 + 1, T0 + 3)
+    assert all(at(room, T0 + 3 + dt).action is not Action.RESPOND_NOW for dt in (0.3, 1.7, 3.0, 10.0))
 
 
 def test_statement_when_alone_waits_the_longer_silence():
@@ -745,7 +781,7 @@ def test_a_question_to_the_room_is_prepared_while_the_room_has_its_chance():
     assert not asks_the_room(
         named, _ask_the_room(named, "Bob, what should I cook tonight?"), POLICY, QUESTION_END + 0.1
     )
-    quiet_bot = make_room(ALICE, BOB, CAROL)
-    assert not asks_the_room(
-        quiet_bot, _ask_the_room(quiet_bot, "What should I cook tonight?"), POLICY, QUESTION_END + 0.1
-    )
+    quiet_bot = make_room(ALICE, BOB, CAROL)  # joined long ago, quiet since
+    late = POLICY.room_question_context_s + 5.0
+    quiet_line = say(quiet_bot, ALICE, "What should I cook tonight?", QUESTION_END + late - 2.0, QUESTION_END + late)
+    assert not asks_the_room(quiet_bot, quiet_line, POLICY, QUESTION_END + late + 0.1)
