@@ -36,6 +36,7 @@ MARGIN = 1.0  # nats by which the bot's name must beat each other name present, 
 TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
 HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
 MIDDLE_WORDS = 2  # …and a part set off on both sides ("So tell me, always, what is…", "…to read. Tunable. Any…")
+WHOLE_WORDS = 2  # …and a whole transcript this short: a name called alone, then a pause ("Gereple. <pause> Tell me…")
 MAX_AUDIO_S = 9.0  # longer lines: the look is skipped (a call is rarely lost in a long turn)
 _WORD = re.compile(r"\S+")
 
@@ -63,7 +64,8 @@ def _lower_first(word: str) -> str:
 
 
 def edits(text: str, name: str) -> list[tuple[str, str]]:
-    """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of a
+    """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of the
+    whole of a transcript of a word or two ("whole": a call alone before a pause, its own segment), in place of a
     short head set off by a comma or a full stop ("head": "2-meter, how far…"), after it ("end"), in place
     of a short tail set off the same way ("tail": "…a riddle? Do you know her?"), in place of a short part set
     off on both sides ("middle": "So tell me, always, what is…")."""
@@ -73,6 +75,8 @@ def edits(text: str, name: str) -> list[tuple[str, str]]:
         return []
     mark = stripped[-1] if stripped[-1] in ".?!" else "?"
     out = [("start", " ".join([f"{name},", _lower_first(words[0]), *words[1:]]))]
+    if len(words) <= WHOLE_WORDS:  # a segment of its own before a pause: the call alone, bent ("Gereple.", "Please.")
+        out.append(("whole", f"{name}{mark}"))
     body = stripped.rstrip(".?!,")
     cut = _BREAK.search(body)
     if cut is not None and 1 <= len(_WORD.findall(body[: cut.start()])) <= HEAD_WORDS:

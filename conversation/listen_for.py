@@ -9,6 +9,7 @@ from conversation.addressing import NameMatcher, resolve_names
 from conversation.line_shape import looks_like_question
 from conversation.text_words import words
 
+LONE_CALL_WORDS = 2  # a line this short may be a call alone (its own segment before the words that follow)
 LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
 
 
@@ -16,8 +17,9 @@ LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like oth
 class NameQuery:
     """What the acoustic look (`audio.name_look`) listens for in a line: the bot's name and its longer aliases,
     weighed against the names of the others present. `named`: the text already calls the bot (no look needed;
-    a transcript Whisper doubted is kept for it). `question`: the line asks something, so a member's name the
-    look hears is put back too (the question is theirs, not the room's)."""
+    a transcript Whisper doubted is kept for it). `question`: the line asks something, or is a word or two said
+    alone (a call before a pause: "Please." for "Grace, <pause> did you…"), so a member's name the look hears is
+    put back too (the question is theirs, not the room's)."""
 
     names: tuple[str, ...]
     others: tuple[str, ...]
@@ -43,4 +45,7 @@ def names_to_listen_for(
             if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name and "".join(words(a)) not in taken
         ),
     )
-    return NameQuery(tuple(dict.fromkeys(names)), others, named=said.bot, question=looks_like_question(text))
+    lone_call = len(words(text)) <= LONE_CALL_WORDS  # a call said alone before a pause is someone's, too
+    return NameQuery(
+        tuple(dict.fromkeys(names)), others, named=said.bot, question=looks_like_question(text) or lone_call
+    )

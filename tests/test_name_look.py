@@ -55,6 +55,9 @@ def test_edits_put_the_name_where_a_call_goes():
     assert ("middle", "I need something to read, Juniper, any good books lately.") in edits(
         "I need something to read. tunable. any good books lately.", "Juniper"
     )
+    assert ("whole", "Juniper.") in edits("Gereple.", "Juniper")  # a call alone before a pause, its own segment
+    assert ("whole", "Juniper?") in edits("Help him?", "Juniper")
+    assert "whole" not in dict(edits("Do you know her?", "Juniper"))
     assert edits("", "Juniper") == []
 
 
@@ -116,6 +119,38 @@ def test_a_question_called_to_a_member_gets_their_name_back(look):
         transcript = look.transcriber.transcribe([audio])[0]
         heard = look.look(audio, transcript.text or text, ["Juniper"], ["Marco", "Grace", "Bob"], members_too=True)
         assert heard is None, (text, heard)
+
+
+CALLED_ALONE = [  # (said alone, what tiny.en writes for it, whose name it is; the bot is Juniper)
+    ("Juniper?", "Tuner.", "Juniper"),
+    ("Hey Juniper!", "A tuna.", "Juniper"),
+    ("Grace?", "Please.", "Grace"),
+    ("Marco?", "Market.", "Marco"),
+]
+
+
+def test_a_name_called_alone_goes_back_to_whoever_it_names(look):
+    """A call said alone before a pause is its own segment, and tiny.en bends the whole of it ("Please." for
+    "Grace?"): the look puts back the name it sounds like, the bot's or a member's, in place of the words."""
+    right = wrong = 0
+    for said, bent, name in CALLED_ALONE:
+        for voice in (0, 3):  # Piper +3 and -5 semitones
+            heard = look.look(voiced(said, voice), bent, ["Juniper"], ["Grace", "Marco", "Bob"], members_too=True)
+            if heard is not None and heard.name == name and heard.position == "whole":
+                right += 1
+            elif heard is not None:
+                wrong += 1
+    assert wrong == 0 and right >= 5, f"{right} of 8 right, {wrong} wrong"
+
+
+@pytest.mark.parametrize("said", ["Yeah.", "Okay.", "Mm-hm.", "Sure, why not."])
+def test_a_short_line_that_calls_nobody_gets_no_name(look, said):
+    for voice in (0, 3):
+        audio = voiced(said, voice)
+        transcript = look.transcriber.transcribe([audio])[0]
+        text = transcript.text or transcript.raw_text or said
+        heard = look.look(audio, text, ["Juniper"], ["Grace", "Marco", "Bob"], members_too=True)
+        assert heard is None, (said, text, heard)
 
 
 @pytest.mark.asyncio

@@ -169,6 +169,8 @@ def test_what_the_second_look_listens_for():
     assert query == NameQuery(("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"), named=False, question=True)
     # a line that asks nothing: a member's name the look might hear would change nothing the rules decide
     assert not names_to_listen_for("I made pasta again.", JUNIPER, "Juniper", (), members).question
+    # a word or two alone may be a call before a pause ("Please." for "Grace, <pause> did you…"): whose it is
+    assert names_to_listen_for("Please.", JUNIPER, "Juniper", (), members).question
     assert names_to_listen_for("Juniper, hi", JUNIPER, "Juniper", ("June", "Junie"), members).named
     assert names_to_listen_for("Bob, hi", JUNIPER, "Juniper", ("June", "Junie"), members) is None
     assert names_to_listen_for("I told Juniper so", JUNIPER, "Juniper", (), members) is None
