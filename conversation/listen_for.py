@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from conversation.addressing import NameMatcher, resolve_names
-from conversation.line_shape import looks_like_question
+from conversation.line_shape import is_backchannel, looks_like_question
 from conversation.text_words import words
 
 LONE_CALL_WORDS = 2  # a line this short may be a call alone (its own segment before the words that follow)
@@ -45,7 +45,9 @@ def names_to_listen_for(
             if len(a) >= LISTEN_ALIAS_MIN_LETTERS and a != bot_name and "".join(words(a)) not in taken
         ),
     )
-    lone_call = len(words(text)) <= LONE_CALL_WORDS  # a call said alone before a pause is someone's, too
+    # a call said alone before a pause is someone's too; "Yeah.", "Mm-hm." call nobody (and are the commonest short
+    # lines: each member's name would cost the look ~40 ms more CPU on them)
+    lone_call = len(words(text)) <= LONE_CALL_WORDS and not is_backchannel(text)
     return NameQuery(
         tuple(dict.fromkeys(names)), others, named=said.bot, question=looks_like_question(text) or lone_call
     )

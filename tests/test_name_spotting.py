@@ -171,6 +171,8 @@ def test_what_the_second_look_listens_for():
     assert not names_to_listen_for("I made pasta again.", JUNIPER, "Juniper", (), members).question
     # a word or two alone may be a call before a pause ("Please." for "Grace, <pause> did you…"): whose it is
     assert names_to_listen_for("Please.", JUNIPER, "Juniper", (), members).question
+    assert not names_to_listen_for("Mm-hm.", JUNIPER, "Juniper", (), members).question  # a backchannel calls nobody
+    assert not names_to_listen_for("Yeah.", JUNIPER, "Juniper", (), members).question
     assert names_to_listen_for("Juniper, hi", JUNIPER, "Juniper", ("June", "Junie"), members).named
     assert names_to_listen_for("Bob, hi", JUNIPER, "Juniper", ("June", "Junie"), members) is None
     assert names_to_listen_for("I told Juniper so", JUNIPER, "Juniper", (), members) is None
