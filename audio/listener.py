@@ -64,7 +64,8 @@ MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond th
 
 class NameQueryLike(Protocol):
     """What `names_for` answers (`conversation.listen_for.NameQuery`): the bot's names to listen for, the
-    others' names present, and whether the text already calls the bot."""
+    others' names present, whether the text already calls the bot, whether a member's name may be put back,
+    and whether the line is short enough to be a call said alone."""
 
     @property
     def names(self) -> Sequence[str]: ...
@@ -74,6 +75,8 @@ class NameQueryLike(Protocol):
     def named(self) -> bool: ...
     @property
     def question(self) -> bool: ...
+    @property
+    def call_alone(self) -> bool: ...
 
 
 class Listener:
@@ -336,12 +339,19 @@ class Listener:
             return None
         if query.named:
             return (lambda audio, result: text) if doubted else None
-        names, others, question = tuple(query.names), tuple(query.others), query.question
+        names, others, question, alone = tuple(query.names), tuple(query.others), query.question, query.call_alone
 
         def run(audio: np.ndarray, result: SttResult) -> str | None:
             own_score = result.avg_logprob if result.raw_text.strip() == result.text else None
             heard = look.look(
-                audio, text, names, others, encoded=result.encoded, avg_logprob=own_score, members_too=question
+                audio,
+                text,
+                names,
+                others,
+                encoded=result.encoded,
+                avg_logprob=own_score,
+                members_too=question,
+                whole=alone,
             )
             if heard is not None and heard.member:
                 self.stats.member_names_restored += 1

@@ -36,7 +36,6 @@ MARGIN = 1.0  # nats by which the bot's name must beat each other name present, 
 TAIL_WORDS = 4  # a tail set off this long at most may be a bent name ("…, do you need her?")
 HEAD_WORDS = 3  # …and a head ("2-meter, how far away is the moon?")
 MIDDLE_WORDS = 2  # …and a part set off on both sides ("So tell me, always, what is…", "…to read. Tunable. Any…")
-WHOLE_WORDS = 2  # …and a whole transcript this short: a name called alone, then a pause ("Gereple. <pause> Tell me…")
 MAX_AUDIO_S = 9.0  # longer lines: the look is skipped (a call is rarely lost in a long turn)
 _WORD = re.compile(r"\S+")
 
@@ -63,9 +62,9 @@ def _lower_first(word: str) -> str:
     return word[:1].lower() + word[1:]
 
 
-def edits(text: str, name: str) -> list[tuple[str, str]]:
+def edits(text: str, name: str, *, whole: bool = False) -> list[tuple[str, str]]:
     """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of the
-    whole of a transcript of a word or two ("whole": a call alone before a pause, its own segment), in place of a
+    whole transcript when `whole` says it may be a call alone before a pause, its own segment ("whole"), in place of a
     short head set off by a comma or a full stop ("head": "2-meter, how far…"), after it ("end"), in place
     of a short tail set off the same way ("tail": "…a riddle? Do you know her?"), in place of a short part set
     off on both sides ("middle": "So tell me, always, what is…")."""
@@ -75,7 +74,7 @@ def edits(text: str, name: str) -> list[tuple[str, str]]:
         return []
     mark = stripped[-1] if stripped[-1] in ".?!" else "?"
     out = [("start", " ".join([f"{name},", _lower_first(words[0]), *words[1:]]))]
-    if len(words) <= WHOLE_WORDS:  # a segment of its own before a pause: the call alone, bent ("Gereple.", "Please.")
+    if whole:  # a segment of its own before a pause: the call alone, bent ("Gereple.", "Please.")
         out.append(("whole", f"{name}{mark}"))
     body = stripped.rstrip(".?!,")
     cut = _BREAK.search(body)
@@ -135,6 +134,7 @@ class NameLook:
         encoded: np.ndarray | None = None,
         avg_logprob: float | None = None,
         members_too: bool = False,
+        whole: bool = False,
     ) -> NameHeard | None:
         """The transcript with one of `names` (the bot's) put back if the audio holds it, else None.
         `others`: the names of the members present, weighed against the bot's; `encoded`: the encoder
@@ -142,7 +142,8 @@ class NameLook:
         own score of `text` (saves a decoder pass; within a few tenths of a nat of the forced one).
         `members_too`: when the bot's name is not there, put back a member's name that the audio holds by the
         same measure (a question called to Grace that Whisper wrote "Please. Did you…" is hers, not the
-        room's); a few more decoder passes, so only for lines that ask something."""
+        room's); a few more decoder passes, so only for lines that ask something. `whole`: the line is short enough
+        to be a call said alone (`conversation.listen_for.NameQuery.call_alone`): a name in place of all of it."""
         import ctranslate2
 
         if not text.strip() or not names or len(audio) > MAX_AUDIO_S * STT_RATE:
@@ -160,7 +161,7 @@ class NameLook:
             base = self._log_prob(view, n_frames, text)
         rivals = [n for n in dict.fromkeys(others) if n.strip() and n.lower() not in {m.lower() for m in names}]
         self.last_closest = None
-        score = (view, n_frames, text, base)
+        score = (view, n_frames, text, base, whole)
         best = self._best_of(score, names, rivals, member=False)
         if best is None and members_too and rivals:  # whose question it is, when it is not the bot's
             best = self._best_of(score, rivals, names, member=True)
@@ -182,14 +183,14 @@ class NameLook:
         return best
 
     def _best_of(
-        self, score: tuple[Any, int, str, float], names: Sequence[str], rivals: Sequence[str], *, member: bool
+        self, score: tuple[Any, int, str, float, bool], names: Sequence[str], rivals: Sequence[str], *, member: bool
     ) -> NameHeard | None:
         """The name of `names` the audio holds best: the transcript loses at most `max_loss` with it, and the same
         edit with each of `rivals` loses more by `margin`; None when none is heard that surely."""
-        view, n_frames, text, base = score
+        view, n_frames, text, base, whole = score
         best: NameHeard | None = None
         for name in names:
-            for position, edited in edits(text, name):
+            for position, edited in edits(text, name, whole=whole):
                 loss = base - self._log_prob(view, n_frames, edited)
                 if not member and (self.last_closest is None or loss < self.last_closest[2]):
                     self.last_closest = (name, position, round(loss, 2))
@@ -197,7 +198,7 @@ class NameLook:
                     continue
                 lead = math.inf
                 for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
-                    rival_text = dict(edits(text, rival)).get(position)
+                    rival_text = dict(edits(text, rival, whole=whole)).get(position)
                     if rival_text is not None:
                         lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
                     if lead < self.margin:

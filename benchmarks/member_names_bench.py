@@ -81,7 +81,13 @@ def run(n_lines: int, seed: int, settings: Any) -> dict[str, Any]:
         if query is not None and not query.named:
             started = time.process_time()
             heard = look.look(
-                audio, result.text, query.names, query.others, encoded=result.encoded, members_too=query.question
+                audio,
+                result.text,
+                query.names,
+                query.others,
+                encoded=result.encoded,
+                members_too=query.question,
+                whole=query.call_alone,
             )
             look_ms.append((time.process_time() - started) * 1000)
         final = heard.text if heard is not None else result.text

@@ -63,6 +63,7 @@ def hear_name(
             query.others,
             encoded=result.encoded,
             avg_logprob=result.avg_logprob if (result.raw_text or "").strip() == text else None,
+            whole=query.call_alone,
         )
         look_cpu = time.process_time() - started
         closest = looker.last_closest

@@ -25,6 +25,7 @@ class NameQuery:
     others: tuple[str, ...]
     named: bool = False
     question: bool = False  # the line asks something: the name the look finds may be a member's (whose it is)
+    call_alone: bool = False  # a word or two: maybe a call said alone before a pause (the name in place of it all)
 
 
 def names_to_listen_for(
@@ -47,7 +48,11 @@ def names_to_listen_for(
     )
     # a call said alone before a pause is someone's too; "Yeah.", "Mm-hm." call nobody (and are the commonest short
     # lines: each member's name would cost the look ~40 ms more CPU on them)
-    lone_call = len(words(text)) <= LONE_CALL_WORDS and not is_backchannel(text)
+    call_alone = len(words(text)) <= LONE_CALL_WORDS
     return NameQuery(
-        tuple(dict.fromkeys(names)), others, named=said.bot, question=looks_like_question(text) or lone_call
+        tuple(dict.fromkeys(names)),
+        others,
+        named=said.bot,
+        question=looks_like_question(text) or (call_alone and not is_backchannel(text)),
+        call_alone=call_alone,
     )

@@ -13,10 +13,18 @@ _SENTENCE_BREAK = re.compile(r"[.!?;](?=\s|$)")
 _WH_OPENERS = frozenset("what whats what's who whos who's which when where why how hows how's".split())
 _ASKING_VERBS = frozenset("can could would will do did are have should".split())
 _ASKED = frozenset("you we u ya".split())
+# Words that open a sentence without calling anyone by name: discourse markers ("Right. Where did you…",
+# "Anyway. Who wants…", "Sorry. What did you say?") and calls to the whole group ("Guys. What…").
+DISCOURSE_WORDS = frozenset(
+    "right alright anyway anyways actually sorry wait listen look hmm hm ah aha er erm uh-huh yeah yep yes no nope "
+    "now also honestly seriously basically really then thanks cool great nice wow huh "
+    "guys everyone everybody folks people y'all yall all team".split()
+)
 _NOT_A_NAME = (
     _WH_OPENERS
     | _ASKING_VERBS
-    | frozenset("i you we it they he she the a an to and but or if is was be this that there here yes no not".split())
+    | DISCOURSE_WORDS
+    | frozenset("i you we it they he she the a an to and but or if is was be this that there here not".split())
 )
 
 

@@ -12,9 +12,11 @@ import asyncio
 import numpy as np
 import pytest
 
-from audio.name_look import NameLook, edits
+from audio.name_look import NameHeard, NameLook, edits
 from audio.stt import WhisperTranscriber
 from benchmarks.names_corpus import BASE_VOICES, NameLine
+from conversation.addressing import NameMatcher
+from conversation.listen_for import names_to_listen_for
 from tests.fixtures_listening import settings, silence, speech
 
 CALLS = [  # (said, the transcript without the name)
@@ -36,6 +38,16 @@ def look():
     return NameLook(WhisperTranscriber(settings()))
 
 
+def look_as_the_bot_does(look: NameLook, audio: np.ndarray, text: str, members: list[str]) -> NameHeard | None:
+    """The look as the listener runs it for the bot Juniper: what it listens for, and where, decided by
+    `conversation.listen_for` from the transcript (a member's name only on a question or a lone call)."""
+    present = [(100 + i, name) for i, name in enumerate(members)]
+    query = names_to_listen_for(text, NameMatcher.for_name("Juniper", ()), "Juniper", (), present)
+    if query is None or query.named:
+        return None
+    return look.look(audio, text, query.names, query.others, members_too=query.question, whole=query.call_alone)
+
+
 def voiced(text: str, voice_index: int) -> np.ndarray:
     from benchmarks.names_bench import line_audio
 
@@ -55,9 +67,9 @@ def test_edits_put_the_name_where_a_call_goes():
     assert ("middle", "I need something to read, Juniper, any good books lately.") in edits(
         "I need something to read. tunable. any good books lately.", "Juniper"
     )
-    assert ("whole", "Juniper.") in edits("Gereple.", "Juniper")  # a call alone before a pause, its own segment
-    assert ("whole", "Juniper?") in edits("Help him?", "Juniper")
-    assert "whole" not in dict(edits("Do you know her?", "Juniper"))
+    assert ("whole", "Juniper.") in edits("Gereple.", "Juniper", whole=True)  # a call alone before a pause
+    assert ("whole", "Juniper?") in edits("Help him?", "Juniper", whole=True)
+    assert "whole" not in dict(edits("Help him?", "Juniper"))  # only where the line may be a call alone
     assert edits("", "Juniper") == []
 
 
@@ -135,7 +147,7 @@ def test_a_name_called_alone_goes_back_to_whoever_it_names(look):
     right = wrong = 0
     for said, bent, name in CALLED_ALONE:
         for voice in (0, 3):  # Piper +3 and -5 semitones
-            heard = look.look(voiced(said, voice), bent, ["Juniper"], ["Grace", "Marco", "Bob"], members_too=True)
+            heard = look_as_the_bot_does(look, voiced(said, voice), bent, ["Grace", "Marco", "Bob"])
             if heard is not None and heard.name == name and heard.position == "whole":
                 right += 1
             elif heard is not None:
@@ -143,13 +155,15 @@ def test_a_name_called_alone_goes_back_to_whoever_it_names(look):
     assert wrong == 0 and right >= 5, f"{right} of 8 right, {wrong} wrong"
 
 
-@pytest.mark.parametrize("said", ["Yeah.", "Okay.", "Mm-hm.", "Sure, why not."])
+@pytest.mark.parametrize("said", ["Yeah.", "Okay.", "Mm-hm.", "Sure, why not.", "No way!", "Pizza.", "Good point."])
 def test_a_short_line_that_calls_nobody_gets_no_name(look, said):
+    """Short lines are the commonest in a room; as the bot looks at them (members' names too where the line is
+    no backchannel), none gets anyone's name."""
     for voice in (0, 3):
         audio = voiced(said, voice)
         transcript = look.transcriber.transcribe([audio])[0]
         text = transcript.text or transcript.raw_text or said
-        heard = look.look(audio, text, ["Juniper"], ["Grace", "Marco", "Bob"], members_too=True)
+        heard = look_as_the_bot_does(look, audio, text, ["Grace", "Marco", "Bob"])
         assert heard is None, (said, text, heard)
 
 

@@ -167,6 +167,8 @@ def test_what_the_second_look_listens_for():
         "What did Alice want to cook?", HOLLIS, "Captain Hollis", ("Captain", "Hollis", "Cap"), members
     )
     assert query == NameQuery(("Captain Hollis", "Captain", "Hollis"), ("Bob", "Jennifer"), named=False, question=True)
+    assert names_to_listen_for("Please.", JUNIPER, "Juniper", (), members).call_alone  # the name in place of it all
+    assert not query.call_alone
     # a line that asks nothing: a member's name the look might hear would change nothing the rules decide
     assert not names_to_listen_for("I made pasta again.", JUNIPER, "Juniper", (), members).question
     # a word or two alone may be a call before a pause ("Please." for "Grace, <pause> did you…"): whose it is

@@ -140,7 +140,20 @@ def test_a_bent_call_just_after_the_bot_joined_is_taken_up_when_nobody_does(text
     assert all(at(late, start + 3 + dt).action is not Action.RESPOND_NOW for dt in (0.3, 2.0, 5.0, 10.0))
 
 
-@pytest.mark.parametrize("text", ["How was the concert last night?", "Is anyone watching the game tonight?"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "How was the concert last night?",
+        "Is anyone watching the game tonight?",
+        # a word that opens the sentence without calling anyone is no bent name
+        "Right. Where did you put the keys?",
+        "Anyway. Who wants pizza tonight?",
+        "Sorry. What did you say about the trip?",
+        "Actually. What time does the match start?",
+        "Guys. What should we play next?",
+        "Yeah. Did you see the new trailer?",
+    ],
+)
 def test_a_plain_question_just_after_the_bot_joined_is_left_to_the_members(text):
     """A question with no call in it, before the bot has said a word, is the members' (they answer each other
     in up to 3 s in the corpus's slow chats)."""
