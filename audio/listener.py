@@ -41,14 +41,14 @@ import math
 import queue
 import threading
 import time
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable
 
 import numpy as np
 
 from audio.end_of_turn import SmartTurn, load_smart_turn
 from audio.listener_stats import ListenerStats
 from audio.member_vads import MemberVads
-from audio.name_look import NameLook
+from audio.name_look import NameLook, NameQueryLike
 from audio.segment_transcriber import SegmentTranscriber
 from audio.stt_result import SttResult
 from audio.stt import WhisperTranscriber, make_transcriber
@@ -60,23 +60,6 @@ from audio.vad_model import VadModel, load_silero_vad
 log = logging.getLogger(__name__)
 
 MAX_QUEUED_FRAMES = 50 * 240  # ~4 min of one member's audio (~15 MB): beyond this the VAD thread is hopelessly behind
-
-
-class NameQueryLike(Protocol):
-    """What `names_for` answers (`conversation.listen_for.NameQuery`): the bot's names to listen for, the
-    others' names present, whether the text already calls the bot, whether a member's name may be put back,
-    and whether the line is short enough to be a call said alone."""
-
-    @property
-    def names(self) -> Sequence[str]: ...
-    @property
-    def others(self) -> Sequence[str]: ...
-    @property
-    def named(self) -> bool: ...
-    @property
-    def question(self) -> bool: ...
-    @property
-    def call_alone(self) -> bool: ...
 
 
 class Listener:

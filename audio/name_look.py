@@ -21,7 +21,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 
@@ -51,6 +51,23 @@ class NameHeard:
     lead: float  # nats ahead of the best other name present in the same place (inf: nobody else)
     compute_s: float
     member: bool = False  # the name put back is a member's, not the bot's (`NameLook.look`'s `members_too`)
+
+
+class NameQueryLike(Protocol):
+    """What `names_for` answers (`conversation.listen_for.NameQuery`): the bot's names to listen for, the
+    others' names present, whether the text already calls the bot, whether a member's name may be put back,
+    and whether the line is short enough to be a call said alone."""
+
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def others(self) -> Sequence[str]: ...
+    @property
+    def named(self) -> bool: ...
+    @property
+    def question(self) -> bool: ...
+    @property
+    def call_alone(self) -> bool: ...
 
 
 _BREAK = re.compile(r"[,.?!]")

@@ -46,7 +46,8 @@ OUT = PROJECT_ROOT / "out" / "bench" / "turns.json"
 # Production defaults, except: no greeting (every scenario starts a moment after the bot joined, before it said a
 # word, as when someone speaks before its greeting; the rules read the join time, `Room.started_at`), no memory
 # (a scenario played again would meet members the bot remembers from the try before: another prompt), and no
-# spoken listening notice at /join (seconds of TTS before every try).
+# spoken listening notice at /join (seconds of TTS before every try). `--set PROMPTER_GREET=true` plays the product's
+# default instead: the members begin once the bot's greeting to the room has ended (`simulator.turn_runner`).
 BENCH_ENV = {"PROMPTER_GREET": "false", "MEMORY_ENABLED": "false", "PRIVACY_NOTICE_SPOKEN": "false"}
 
 

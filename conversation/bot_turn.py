@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 
 from audio.types import Utterance
 
+# The session's opening lines, said as written: the spoken listening notice and the greeting (`Action` values). They
+# open the floor to nobody: what members say next is their own talk, not an answer to the greeting's "What's up?"
+OPENING_LINES = ("notice", "greet")
+
 
 @dataclass(slots=True)
 class BotTurn:
@@ -35,6 +39,11 @@ class BotTurn:
     partial_over: dict[int, str] = field(default_factory=dict)  # and their words so far in the segment going on
     fragments: list[str] = field(default_factory=list)
     fragment_audio_s: list[float] = field(default_factory=list)
+
+    @property
+    def opening(self) -> bool:
+        """The notice or the greeting (`OPENING_LINES`), not a line of the conversation."""
+        return self.kind in OPENING_LINES
 
     def note_words(self, utt: Utterance) -> None:
         """A member's transcript of speech begun during this line (what they said over it)."""

@@ -139,13 +139,10 @@ def _answered_member_went_on(ctx: Ctx) -> tuple[Member, str] | None:
     return None
 
 
-OPENING_LINES = (Action.NOTICE.value, Action.GREET.value)
-
-
 def _spoke_over_opening(ctx: Ctx) -> Member | None:
     """A member who began to speak during the bot's notice or greeting (their microphone not known to echo it)."""
     turn = ctx.room.turn
-    if turn is None or turn.kind not in OPENING_LINES:
+    if turn is None or not turn.opening:
         return None
     return next(
         (

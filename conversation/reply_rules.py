@@ -33,7 +33,10 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     if names.members:
         return None  # spoken to someone else by name
     previous = next(ctx.room.lines_before(line.seq), None)
-    if previous is not None and previous.is_bot:
+    alone = ctx.alone_with()
+    # The greeting's "What are we all up to?" is small talk to a group: what follows is the members' own (with one
+    # member, it was theirs to answer)
+    if previous is not None and previous.is_bot and (not previous.opening or alone is not None):
         gap = line.start - previous.end
         if asks_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
             return f"{line.name} answered the bot's question"
@@ -43,7 +46,6 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
             and gap <= ctx.policy.follow_up_window_s
         ):
             return f"{line.name} asked the bot a follow-up"
-    alone = ctx.alone_with()
     if alone is not None and alone.user_id == line.user_id and looks_like_question(line.text):
         return f"{line.name} asked a question and the bot is the only other one here"
     return None

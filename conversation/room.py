@@ -51,7 +51,7 @@ class Room(RoomReading):
         self.bot_state = BotState.IDLE
         self.turn: BotTurn | None = None
         self.last_bot_line_t: float | None = None  # end of the bot's last line
-        self.last_bot_start_t: float | None = None
+        self.last_bot_start_t: float | None = None  # the bot's voice last began a line of the talk (no opening line)
         self.responded_to_seq = 0  # human lines up to this seq have been answered (or given up on)
         self.cut_unheard_seq = 0  # the latest line whose reply was cut before a word of it was heard
         self.room_greeted = False
@@ -315,7 +315,8 @@ class Room(RoomReading):
         if self.turn is not None and self.turn.speaking_since is None:
             self.turn.speaking_since = t
             self.bot_state = BotState.SPEAKING
-            self.last_bot_start_t = t
+            if not self.turn.opening:
+                self.last_bot_start_t = t
 
     def bot_end(
         self, t: float, *, seconds_played: float | None = None, discard: bool = False, interrupted: bool = False
@@ -360,6 +361,7 @@ class Room(RoomReading):
             True,
             interrupted=cut,
             addressee=answered.user_id if answered is not None else None,
+            opening=turn.opening,
         )
         self.history.append(line)
         return line

@@ -132,6 +132,8 @@ class _Play:
 
     async def run(self, sc: Scenario) -> None:
         self.sc = sc
+        if self.settings.greet_members:
+            await self._after_greeting()
         self.t0 = time.monotonic()
         prev_end: float | None = None
         for index, (step, utt) in enumerate(zip(self.scenario.steps, self.audio)):
@@ -185,6 +187,15 @@ class _Play:
         if prev_end is not None:
             await self._settle(prev_end, 0.0)
         return time.monotonic() + step.delay + 0.2
+
+    async def _after_greeting(self) -> None:
+        """With greetings on (the product's default), the members begin once the bot has said hello to the room,
+        as people who waited for the newcomer to finish."""
+        room = self.sc.session.room
+        deadline = time.monotonic() + LINE_WAIT_S
+        while time.monotonic() < deadline and not room.room_greeted:
+            await asyncio.sleep(0.05)
+        await self._settle(time.monotonic(), 0.0)
 
     def _ears(self) -> Any:
         return self.sc.ears[self.scenario.members[0].name]
