@@ -140,6 +140,7 @@ class LineRunner:
             preemptive=decision.preemptive,
             basis_user_id=decision.member_id if decision.preemptive else None,
             basis_text=basis_text,
+            to_member=decision.member_id if decision.action is Action.GREET else None,
         )
         if decision.action is Action.GREET:
             if decision.member_id is None:

@@ -29,6 +29,7 @@ class BotTurn:
     prev_responded_to_seq: int = 0  # restored if the line is discarded unheard
     preemptive: bool = False  # started on a partial transcript, or prepared during a wait: not confirmed yet
     prepared_seq: int | None = None  # prepared during the wait before answering this line (audio held until then)
+    to_member: int | None = None  # a greeting to one member (who joined later): the line is for them
     confirmed_at: float | None = None
     speaking_since: float | None = None
     paused_since: float | None = None  # its voice is stopped while someone speaks over it

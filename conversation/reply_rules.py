@@ -35,8 +35,12 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     previous = next(ctx.room.lines_before(line.seq), None)
     alone = ctx.alone_with()
     # The greeting's "What are we all up to?" is small talk to a group: what follows is the members' own (with one
-    # member, it was theirs to answer)
-    if previous is not None and previous.is_bot and (not previous.opening or alone is not None):
+    # member, or to a member who joined later, it was theirs to answer)
+    if (
+        previous is not None
+        and previous.is_bot
+        and (not previous.opening or alone is not None or previous.addressee == line.user_id)
+    ):
         gap = line.start - previous.end
         if asks_question(previous.text) and gap <= ctx.policy.question_answer_window_s:
             return f"{line.name} answered the bot's question"

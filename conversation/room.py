@@ -246,6 +246,7 @@ class Room(RoomReading):
         preemptive: bool = False,
         basis_user_id: int | None = None,
         basis_text: str | None = None,
+        to_member: int | None = None,
     ) -> BotTurn:
         if self.turn is not None:
             raise RuntimeError("the bot is already busy with a line")
@@ -266,6 +267,7 @@ class Room(RoomReading):
             basis_text=basis_text,
             basis_finals=basis.finals if basis else 0,
             prev_responded_to_seq=self.responded_to_seq,
+            to_member=to_member,
         )
         self.bot_state = BotState.THINKING
         if reply_to_seq is not None:
@@ -360,7 +362,7 @@ class Room(RoomReading):
             t,
             True,
             interrupted=cut,
-            addressee=answered.user_id if answered is not None else None,
+            addressee=answered.user_id if answered is not None else turn.to_member,
             opening=turn.opening,
         )
         self.history.append(line)

@@ -26,7 +26,7 @@ class RoomLine:
     interrupted: bool = False  # bot line cut by a barge-in (text is what was heard)
     overlapped_bot: bool = False  # human line that started while the bot was speaking
     end_of_turn: float | None = None  # human line: the end-of-turn probability of its last segment (None: not judged)
-    addressee: int | None = None  # bot line: the member whose line it answered
+    addressee: int | None = None  # bot line: the member whose line it answered (or whom it greeted)
     opening: bool = False  # bot line: its notice or greeting (`bot_turn.OPENING_LINES`), no part of the talk
 
 

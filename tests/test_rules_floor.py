@@ -539,6 +539,18 @@ def test_after_an_opening_line_the_room_is_as_at_the_join(kind):
             assert decisions[1].action is Action.RESPOND_NOW and decisions[1].rule == "room_question", text
         else:
             assert all(d.action is not Action.RESPOND_NOW for d in decisions), (heard_s, text, decisions)
+    # a greeting to a member who joined later was theirs: their answer is answered, anyone else's line is not
+    for who, taken in ((CAROL, True), (ALICE, False)) if kind == "greet" else ():
+        room = make_room(ALICE, BOB)
+        room.member_joined(CAROL, "Carol", T0 + 10)
+        turn = room.bot_begin(kind, T0 + 11, to_member=CAROL)
+        turn.add_text("Hi Carol! Juniper here. What have you been up to?")
+        turn.add_audio(3.0)
+        room.bot_audio_started(T0 + 11.3)
+        room.bot_end(T0 + 14.3, seconds_played=3.0)
+        line = final(room, who, "Just cooking some dinner.", T0 + 15, T0 + 16.5)
+        d = at(room, T0 + 16.5 + POLICY.group_silence_s + 0.5)
+        assert (d.action is Action.RESPOND_NOW and d.reply_to_seq == line.seq) is taken, (who, d)
     # alone with the bot, the greeting's question was theirs: the answer is answered as soon as a reply may start
     room = make_room(ALICE)
     turn = _opening(room, kind, T0 + 1)
