@@ -322,20 +322,10 @@ class Listener:
             return None
         if query.named:
             return (lambda audio, result: text) if doubted else None
-        names, others, question, alone = tuple(query.names), tuple(query.others), query.question, query.call_alone
 
         def run(audio: np.ndarray, result: SttResult) -> str | None:
             own_score = result.avg_logprob if result.raw_text.strip() == result.text else None
-            heard = look.look(
-                audio,
-                text,
-                names,
-                others,
-                encoded=result.encoded,
-                avg_logprob=own_score,
-                members_too=question,
-                whole=alone,
-            )
+            heard = look.look_for(query, audio, text, encoded=result.encoded, avg_logprob=own_score)
             if heard is not None and heard.member:
                 self.stats.member_names_restored += 1
             elif heard is not None:

@@ -199,6 +199,27 @@ class NameLook:
             )
         return best
 
+    def look_for(
+        self,
+        query: NameQueryLike,
+        audio: np.ndarray,
+        text: str,
+        encoded: np.ndarray | None = None,
+        avg_logprob: float | None = None,
+    ) -> NameHeard | None:
+        """`look` for what `query` (`conversation.listen_for.NameQuery`) says to listen for in this line: the bot's
+        names, a member's too where the line asks something or is a call alone, in place of it all where short."""
+        return self.look(
+            audio,
+            text,
+            tuple(query.names),
+            tuple(query.others),
+            encoded=encoded,
+            avg_logprob=avg_logprob,
+            members_too=query.question,
+            whole=query.call_alone,
+        )
+
     def _best_of(
         self, score: tuple[Any, int, str, float, bool], names: Sequence[str], rivals: Sequence[str], *, member: bool
     ) -> NameHeard | None:

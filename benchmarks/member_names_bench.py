@@ -80,15 +80,7 @@ def run(n_lines: int, seed: int, settings: Any) -> dict[str, Any]:
         heard = None
         if query is not None and not query.named:
             started = time.process_time()
-            heard = look.look(
-                audio,
-                result.text,
-                query.names,
-                query.others,
-                encoded=result.encoded,
-                members_too=query.question,
-                whole=query.call_alone,
-            )
+            heard = look.look_for(query, audio, result.text, encoded=result.encoded)
             look_ms.append((time.process_time() - started) * 1000)
         final = heard.text if heard is not None else result.text
         said = resolve_names(final, bot, present)

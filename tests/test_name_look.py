@@ -45,7 +45,7 @@ def look_as_the_bot_does(look: NameLook, audio: np.ndarray, text: str, members: 
     query = names_to_listen_for(text, NameMatcher.for_name("Juniper", ()), "Juniper", (), present)
     if query is None or query.named:
         return None
-    return look.look(audio, text, query.names, query.others, members_too=query.question, whole=query.call_alone)
+    return look.look_for(query, audio, text)
 
 
 def voiced(text: str, voice_index: int) -> np.ndarray:
