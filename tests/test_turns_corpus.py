@@ -67,3 +67,14 @@ async def test_scenario(scenario_id: str, tmp_path: Path) -> None:
             f"({len(judged)} steps judged, all right): "
             f"{[s.note for s in result.steps if s.observed == 'precondition_failed']}"
         )
+
+
+@pytest.mark.asyncio
+async def test_after_its_greeting_the_members_chat_on(tmp_path: Path) -> None:
+    """Greeting on, as shipped: the members begin once the bot said hello to the room (its greeting ends with a
+    question, "What are we all up to tonight?"). Their own chat is no answer to it: the bot stays out."""
+    scenario = load_corpus().get("chat-swimming-lull")  # "It is so hot today." / "I know, I might go swimming…"
+    result = await run_scenario(scenario, bench_settings(env={"PROMPTER_GREET": "true"}), tmp=tmp_path, attempts=2)
+    assert not result.error, result.error
+    assert all(s.ok for s in result.steps if s.ok is not None), (result.heard, result.bot_lines, result.decisions)
+    assert not result.talk_overs, (result.talk_overs, result.heard, result.bot_lines)
