@@ -56,15 +56,8 @@ def hear_name(
         detected, via, restored = True, "doubted", doubted
     elif query is not None and not query.named and looker is not None:
         started = time.process_time()
-        heard = looker.look(
-            audio,
-            heard_text,
-            query.names,
-            query.others,
-            encoded=result.encoded,
-            avg_logprob=result.avg_logprob if (result.raw_text or "").strip() == text else None,
-            whole=query.call_alone,
-        )
+        own_score = result.avg_logprob if (result.raw_text or "").strip() == text else None
+        heard = looker.look_for(query, audio, heard_text, encoded=result.encoded, avg_logprob=own_score)
         look_cpu = time.process_time() - started
         closest = looker.last_closest
         if heard is not None:

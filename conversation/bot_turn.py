@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from audio.types import Utterance
+from conversation.decision import Action
 
-# The session's opening lines, said as written: the spoken listening notice and the greeting (`Action` values). They
-# open the floor to nobody: what members say next is their own talk, not an answer to the greeting's "What's up?"
-OPENING_LINES = ("notice", "greet")
+# The session's opening lines, said as written: the spoken listening notice and the greeting. They open the floor
+# to nobody: what members say next is their own talk, not an answer to the greeting's "What's up?"
+OPENING_LINES = (Action.NOTICE.value, Action.GREET.value)
 
 
 @dataclass(slots=True)

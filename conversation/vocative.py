@@ -16,9 +16,9 @@ _ASKED = frozenset("you we u ya".split())
 # Words that open a sentence without calling anyone by name: discourse markers ("Right. Where did you…",
 # "Anyway. Who wants…", "Sorry. What did you say?") and calls to the whole group ("Guys. What…").
 DISCOURSE_WORDS = frozenset(
-    "right alright anyway anyways actually sorry wait listen look hmm hm ah aha er erm uh-huh yeah yep yes no nope "
-    "now also honestly seriously basically really then thanks cool great nice wow huh "
-    "guys everyone everybody folks people y'all yall all team".split()
+    "right alright anyway anyways actually sorry wait listen look hmm hm ah aha er erm huh yeah yep yes no nope "
+    "now also honestly seriously basically really then thanks cool great nice wow "
+    "guys everyone everybody folks people yall all team".split()  # as `words` writes them ("y'all" → "yall")
 )
 _NOT_A_NAME = (
     _WH_OPENERS
