@@ -74,6 +74,10 @@ class Policy:
     # means "unsure" (and on synthesized voices it is often unsure about plainly finished sentences, while
     # broken-off ones score near 0), and a member kept waiting 1.8 s for nothing is a slow bot.
     end_of_turn_threshold: float = 0.2
+    # A statement to the bot that asks nothing ("Juniper, for the picnic we have bread.", "Juniper, I have a
+    # question.") is as often the first of several sentences (a list, a story, a preface) as a whole turn, and
+    # Whisper's full stop cannot tell which: only a confident model closes it (`Ctx.turn_finished`).
+    statement_end_of_turn_threshold: float = 0.9
     idle_topic_s: float = 45.0  # quiet before starting a topic
     cooldown_s: float = 4.0  # minimum gap between the bot's last line and an unprompted one
     barge_in_s: float = 1.0  # speech over the bot this long takes the floor, whatever its words
@@ -127,6 +131,7 @@ class Policy:
             ("room_question_wait_ms", "room_question_wait_s", 1000.0),
             ("duck_ms", "duck_s", 1000.0),
             ("turn_model_threshold", "end_of_turn_threshold", 1),
+            ("turn_model_statement_threshold", "statement_end_of_turn_threshold", 1),
         ):
             if hasattr(settings, attr):  # optional settings
                 value = getattr(settings, attr)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 from conversation.addressing import NameMatcher, NamesSaid, resolve_names
+from conversation.asking import asks_the_room
 from conversation.line_shape import QUESTION_OPENERS, ends_unfinished, is_backchannel
 from conversation.text_words import words
 from conversation.vocative import CALL_WORDS
@@ -14,6 +15,9 @@ from conversation.decision import Policy
 from conversation.member import Member
 from conversation.room import Room
 from conversation.room_lines import RoomLine
+
+
+STATEMENT_MIN_WORDS = 4  # "I have a question." is a statement that may go on; "Thanks so much." is not
 
 
 @lru_cache(maxsize=64)
@@ -101,5 +105,18 @@ class Ctx:
         if text.rstrip().endswith("?"):
             return True
         if end_of_turn is not None:
-            return end_of_turn >= self.policy.end_of_turn_threshold
+            return end_of_turn >= self._end_of_turn_bar(text)
         return True
+
+    def _end_of_turn_bar(self, text: str) -> float:
+        """How sure the end-of-turn model must be that `text` ends the turn. A statement that asks nothing, of
+        `STATEMENT_MIN_WORDS` words or more besides the bot's name, needs the statement bar: people say a list,
+        a story or a preface to the bot a sentence at a time, with a pause Whisper closes with a full stop.
+        A question, a request and a short line ("Thanks, Juniper.", "Good night.") close at the model's bar."""
+        bar = self.policy.end_of_turn_threshold
+        name = set(words(self.room.bot_name)) | {w for alias in self.room.bot_aliases for w in words(alias)}
+        said = [w for w in words(text) if w not in CALL_WORDS and w not in name]
+        # the words without the name too: "Juniper Tell me a story." (no comma) is a request
+        if len(said) < STATEMENT_MIN_WORDS or asks_the_room(text) or asks_the_room(" ".join(said)):
+            return bar
+        return max(bar, self.policy.statement_end_of_turn_threshold)

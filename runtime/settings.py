@@ -67,6 +67,7 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("STT_NAME_LOOK", "stt_name_look", _bool, True, "When a final transcript names nobody, listen again for the bot's name (Whisper drops or bends names it does not know): one more encoder pass and a batched forced decode, tens of ms on tiny.en (audio/name_look.py)."),
     SettingSpec("TURN_MODEL", "turn_model", _choice("smart_turn", "off"), "smart_turn", "Semantic end of turn: `smart_turn` (Smart Turn v3.2, shipped in the pipecat-ai wheel) judges from the voice whether a member finished or only paused; `off`: silence and the transcript alone."),
     SettingSpec("TURN_MODEL_THRESHOLD", "turn_model_threshold", _float_range(0.0, 1.0), 0.2, "Below this end-of-turn probability a member is taken as not done yet (the bot waits PROMPTER_INCOMPLETE_WAIT_MS for more). The model's middle range means unsure: only a confident `unfinished` holds a reply back."),
+    SettingSpec("TURN_MODEL_STATEMENT_THRESHOLD", "turn_model_statement_threshold", _float_range(0.0, 1.0), 0.9, "The end-of-turn probability a statement to the bot that asks nothing must reach to count as finished (\"Juniper, for the picnic we have bread.\", \"Juniper, I have a question.\": as often the first of several sentences as a whole turn); below it the bot waits PROMPTER_UNSURE_WAIT_MS. Questions, requests and short lines keep TURN_MODEL_THRESHOLD."),
     SettingSpec("VAD_THRESHOLD", "vad_threshold", _float_range(0.05, 0.95), 0.5, "Silero speech probability above which a frame is speech."),
     SettingSpec("VAD_ENERGY_GATE_DBFS", "vad_energy_gate_dbfs", _float_range(-90.0, 0.0), -50.0, "Frames quieter than this (dBFS) skip the VAD model and count as silence."),
     SettingSpec("VAD_END_SILENCE_MS", "vad_end_silence_ms", _int_range(60, 5000), 300, "Silence that ends a member's speech segment."),
@@ -164,6 +165,7 @@ class Settings:
     stt_name_look: bool
     turn_model: str
     turn_model_threshold: float
+    turn_model_statement_threshold: float
     vad_threshold: float
     vad_energy_gate_dbfs: float
     vad_end_silence_ms: int

@@ -64,6 +64,7 @@ class CorpusScenario:
 class Corpus:
     scenarios: list[CorpusScenario] = field(default_factory=list)
     path: Path = CORPUS_PATH
+    voices: dict[str, MemberVoice] = field(default_factory=dict)  # the corpus's named voices ([voices])
 
     @property
     def families(self) -> list[str]:
@@ -94,7 +95,7 @@ def load_corpus(path: Path = CORPUS_PATH) -> Corpus:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise CorpusError(f"{path}: {exc}") from None
     voices = {name: _voice(name, spec) for name, spec in (data.get("voices") or {}).items()}
-    corpus = Corpus(path=path)
+    corpus = Corpus(path=path, voices=voices)
     seen: set[str] = set()
     for raw in data.get("scenario") or []:
         scenario = _scenario(raw, voices)

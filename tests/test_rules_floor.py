@@ -308,6 +308,18 @@ def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_lat
         ("Juniper, if you like.", 0.9, True),  # whole as it is: its verb left out on purpose
         ("Juniper, if it rains?", 0.4, True),  # Whisper heard a question
         ("Juniper, I think that's lovely.", 0.9, True),
+        # a statement that asks nothing may be the first of several (a list, a story, a preface): only a
+        # confident model closes it; a question, a request or a short line closes at the model's bar
+        ("Juniper, for the picnic we have bread.", 0.7, False),
+        ("Juniper, for the picnic we have bread.", 0.95, True),
+        ("Juniper, for the picnic we have bread.", None, True),  # no model: the words alone
+        ("Juniper, I have a question.", 0.75, False),
+        ("Juniper, my dad used to be a fisherman!", 0.6, False),
+        ("Juniper, what did Alice want to cook.", 0.35, True),  # a question by its words, full stop or not
+        ("Juniper, explain how bread is made.", 0.35, True),
+        ("Juniper Tell me a long story about a pirate.", 0.35, True),  # no comma after the name: still a request
+        ("Thanks so much, Juniper.", 0.35, True),
+        ("Good night, Juniper.", 0.35, True),
     ],
 )
 def test_what_counts_as_finished(text, eot, finished):
@@ -315,6 +327,37 @@ def test_what_counts_as_finished(text, eot, finished):
     say(room, ALICE, text, T0 + 1, T0 + 2.5, end_of_turn=eot)
     d = at(room, T0 + 2.5 + POLICY.reply_silence_s + 0.01)
     assert (d.action is Action.RESPOND_NOW) is finished, d
+
+
+def test_a_statement_the_voice_may_go_on_from_waits_the_middle_wait_and_is_not_started_early():
+    """ "Juniper, for the picnic we have bread," with a pause before "cheese": Whisper writes a full stop, the
+    model is not sure. The bot neither starts early nor answers after the short silence; if the member goes on
+    their whole turn is answered, if not the statement is answered after the middle wait."""
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 1)
+    partial(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 2.5, end_of_turn=0.7, paused=T0 + 2.56)
+    assert at(room, T0 + 2.57).action is Action.WAIT
+    room = make_room(ALICE, BOB)
+    say(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 2.5, end_of_turn=0.7)
+    d = at(room, T0 + 2.5 + POLICY.reply_silence_s + 0.01)
+    assert d.action is Action.WAIT and d.until == pytest.approx(T0 + 2.5 + POLICY.unsure_wait_s)
+    assert at(room, T0 + 2.5 + POLICY.unsure_wait_s + 0.01).action is Action.RESPOND_NOW
+
+
+def test_an_early_start_on_a_statement_is_dropped_by_an_unsure_final():
+    """The partial came before the model judged the pause (it may start); the final carries the judgement."""
+    room = make_room(ALICE, BOB)
+    start_speaking(room, ALICE, T0 + 1)
+    partial(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 2.5)
+    stop_speaking(room, ALICE, T0 + 2.6)
+    d = at(room, T0 + 2.65)
+    assert d.action is Action.RESPOND_NOW and d.preemptive
+    room.bot_begin(
+        d.action.value, T0 + 2.65, preemptive=True, basis_user_id=ALICE, basis_text=room.members[ALICE].partial.text
+    )
+    final(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 2.6, end_of_turn=0.7)
+    d = at(room, T0 + 2.9)
+    assert d.action is Action.YIELD_FLOOR and "does not sound finished" in d.reason
 
 
 def test_no_early_start_on_words_that_sound_unfinished():

@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.timeout(600)]
 
 SELECTION = [
     "pause-wondering-sea",  # mid-sentence pause: waits, then answers the whole question
+    "pause-picnic-list",  # a list said to the bot with pauses: "…we have bread." is no end (a statement may go on)
     "name-end-puppy",  # the bot's name at the end, an espeak voice
     "similar-holly-keys",  # a member called Holly is spoken to: not Captain Hollis; then he is
     "chat-three-game",  # three people chatting, no names
