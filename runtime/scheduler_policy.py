@@ -64,7 +64,7 @@ def llm_on_gpu(settings: Settings | Any) -> bool:
 
 
 FEW_CPU_CORES = 4  # at or below this many cores, `auto` on CPU runs LLM and TTS one at a time
-PARALLEL_CPU_INSTANCES = 2  # LLM_INSTANCES=0 under SCHEDULER_POLICY=parallel on a CPU with 2+ cores
+PARALLEL_CPU_INSTANCES = 3  # LLM_INSTANCES=0 under SCHEDULER_POLICY=parallel on a CPU with 2+ cores
 
 
 def llm_instances(requested: int, *, llm_gpu: bool, policy: str, cpu_count: int | None = None) -> int:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from runtime.scheduler import ModelScheduler, SchedulerCancelled
-from runtime.scheduler_policy import gpu_free_bytes, llm_instances, resolve_policy
+from runtime.scheduler_policy import PARALLEL_CPU_INSTANCES, gpu_free_bytes, llm_instances, resolve_policy
 from runtime.settings import load_settings
 
 GIB = 1024**3
@@ -181,10 +181,10 @@ def test_auto_policy_resolution() -> None:
     cores = os.cpu_count() or 1
     expected = "pipelined" if cores > 4 else "parallel" if cores >= 2 else "exclusive"
     assert here.policy == expected and "CPU" in here.reason
-    assert here.slots == (2 if expected == "parallel" else 1)
+    assert here.slots == (PARALLEL_CPU_INSTANCES if expected == "parallel" else 1)
     parallel = load_settings(env={"SCHEDULER_POLICY": "parallel"}, env_file=None)
-    assert ModelScheduler.from_settings(parallel).slots == (2 if (os.cpu_count() or 1) >= 2 else 1)
-    assert llm_instances(0, llm_gpu=False, policy="parallel", cpu_count=2) == 2
+    assert ModelScheduler.from_settings(parallel).slots == (PARALLEL_CPU_INSTANCES if (os.cpu_count() or 1) >= 2 else 1)
+    assert llm_instances(0, llm_gpu=False, policy="parallel", cpu_count=2) == PARALLEL_CPU_INSTANCES == 3
     assert llm_instances(0, llm_gpu=True, policy="parallel", cpu_count=2) == 1
     assert llm_instances(0, llm_gpu=False, policy="exclusive", cpu_count=8) == 1
     assert llm_instances(3, llm_gpu=False, policy="exclusive", cpu_count=2) == 3
