@@ -281,7 +281,16 @@ def test_a_finished_turn_is_answered_after_a_short_silence_an_unfinished_one_lat
     say(room2, ALICE, "Juniper, I have a question about the sea.", T0 + 1, T0 + 2.5, end_of_turn=0.05)
     assert at(room2, T0 + 2.5 + POLICY.unsure_wait_s - 0.05).action is Action.WAIT
     assert at(room2, T0 + 2.5 + POLICY.unsure_wait_s + 0.01).action is Action.RESPOND_NOW
-    for words in ("Juniper, I was wondering if", "Juniper, I was wondering.", "Juniper, my question is."):
+    for words in (
+        "Juniper, I was wondering if",
+        "Juniper, I was wondering.",
+        "Juniper, my question is.",
+        "Juniper, what I really want to know is...",  # a pseudo-cleft owes what it announces
+        "Juniper, what I mean is.",
+        "Juniper, all I'm saying is.",
+        "Juniper, the best part is.",
+        "Juniper, my point is.",
+    ):
         room3 = make_room(ALICE, BOB)  # the words stop mid-sentence: the longest wait, whatever the voice
         say(room3, ALICE, words, T0 + 1, T0 + 2.5, end_of_turn=0.9)
         d = at(room3, T0 + 2.8)
