@@ -19,13 +19,20 @@ from tests.fixtures_scenarios import ALICE, BOB, bot_in_channel, clip_voiced, sc
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(400)]
 
 STORY = "Juniper, tell me a long story about a dragon and a lighthouse."
-SECOND = "Juniper, tell me another long story, about a pirate this time."
+# Each attempt asks for a different story: the small model answers one request in two words now and then
+# ("A mountain."), and asked the same again it tends to say the same.
+SECONDS = (
+    "Juniper, tell me another long story, about a pirate this time.",
+    "Juniper, tell me a long story about a wizard who lost his hat.",
+    "Juniper, tell me a long story about a princess and a storm at sea.",
+    "Juniper, tell me a long story about a robot who grows a garden.",
+)
 MM_HM = "Mm-hmm."
 # One breath, no comma pauses at the start: "Wait, wait, hold on" is heard as bursts shorter than the
 # barge-in threshold, each ended by the VAD's end-of-speech silence (see the note in the report).
 TAKEOVER = "Actually I really want to tell everybody about my trip to the mountains last weekend."
 MM_HM_S = 0.3
-SECOND_ATTEMPTS = 3
+SECOND_ATTEMPTS = len(SECONDS)
 
 
 async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) -> None:
@@ -39,7 +46,7 @@ async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) 
     )
     barge_in_s = settings.barge_in_ms / 1000.0
     assert MM_HM_S < barge_in_s
-    lines = [("Alice", STORY), ("Alice", SECOND), ("Bob", MM_HM), ("Bob", TAKEOVER)]
+    lines = [("Alice", STORY), *(("Alice", second) for second in SECONDS), ("Bob", MM_HM), ("Bob", TAKEOVER)]
     async with bot_in_channel(settings, [ALICE, BOB], synthesize=lines) as sc:
         mm_hm = clip_voiced(await sc.line("Bob", MM_HM), MM_HM_S)
 
@@ -67,7 +74,7 @@ async def test_mm_hm_lets_the_bot_go_on_and_a_takeover_stops_it(tmp_path: Path) 
         # length: one that ends before Bob's takeover turns into a barge-in leaves nothing to measure,
         # so Alice asks again (the scenario's precondition, not its outcome).
         for attempt in range(1, SECOND_ATTEMPTS + 1):
-            asked = await sc.say("Alice", SECOND)
+            asked = await sc.say("Alice", SECONDS[attempt - 1])
             first_heard = await sc.wait_heard("Alice", asked.true_end)
             second = await sc.wait_trace(
                 lambda t: t.kind == "respond_now" and "first_packet" in t.times, since=asked.onset, done=False
