@@ -340,8 +340,8 @@ def test_what_counts_as_finished(text, eot, finished):
 
 def test_a_statement_the_voice_may_go_on_from_waits_the_middle_wait_and_is_not_started_early():
     """ "Juniper, for the picnic we have bread," with a pause before "cheese": Whisper writes a full stop, the
-    model is not sure. The bot neither starts early nor answers after the short silence; if the member goes on
-    their whole turn is answered, if not the statement is answered after the middle wait."""
+    model is not sure. The bot does not start early on the paused partial, nor answer the final after the short
+    silence: it answers after the middle wait (its member going on drops that reply: test_rules_prepare.py)."""
     room = make_room(ALICE, BOB)
     start_speaking(room, ALICE, T0 + 1)
     partial(room, ALICE, "Juniper, for the picnic we have bread.", T0 + 1, T0 + 2.5, end_of_turn=0.7, paused=T0 + 2.56)
