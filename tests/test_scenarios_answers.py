@@ -125,6 +125,15 @@ async def test_never_responds_to_its_own_voice(tmp_path: Path) -> None:
         ("well I'm sorry I'm not sure how to talk", ["Well, I'm sorry, I'm not sure how to talk about it."], True),
         ("Bob, did you finish painting the fence?", ["Fried rice! Sad spinach loves a hot pan."], False),
         ("yes okay", ["Yes, okay."], False),  # too short to tell an echo from an answer
+        # Whisper looping on the bot's voice (a fresh clone's CI heard this echo so): measured as said once
+        (
+            "Cherry blossoms Cherry blossoms Cherry blossoms Cherry",
+            ["Cherry blossoms, I'm all about it! You know what?"],
+            True,
+        ),
+        ("I think I think I think it's a hot pan", ["Well, I think it's a hot pan night."], True),
+        ("no no no no no no", ["No, I don't think so."], False),  # one word said over is a person's
+        ("cherry blossoms cherry blossoms", ["Cherry blossoms, I'm all about it!"], False),  # said twice: too short
         ("you said fried rice but I have no rice at all tonight", ["Fried rice! Sad spinach loves a hot pan."], False),
     ],
 )
