@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 from typing import Any, Iterator, Protocol, Sequence
 from urllib.parse import urlsplit
@@ -80,6 +81,16 @@ def make_backend(settings: Settings) -> LlmBackend:
 
 def _sampling(sampling: Sampling, temperature: float | None) -> Sampling:
     return sampling if temperature is None else sampling.replace(temperature=temperature)
+
+
+def _request_seed(seed: int | None) -> int:
+    """The seed for one completion: the profile's, or a fresh random one.
+
+    llama-cpp-python given no seed derives each completion's seed from the instance's last one, which starts at a
+    constant: every process would sample its replies the same way, and the same words asked again on an instance
+    whose seed was just set would get the same answer.
+    """
+    return seed if seed is not None else random.randrange(2**31)
 
 
 def _model_identity(llm: Any, path: str) -> tuple[str, int | None]:
@@ -184,7 +195,7 @@ class LlamaCppBackend:
                     repeat_penalty=sampling.repeat_penalty,
                     presence_penalty=sampling.presence_penalty,
                     frequency_penalty=sampling.frequency_penalty,
-                    seed=sampling.seed,
+                    seed=_request_seed(sampling.seed),
                     logit_bias=self._avoided(sampling.avoid_words) or None,
                 )
                 for chunk in chunks:

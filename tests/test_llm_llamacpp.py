@@ -160,3 +160,15 @@ def test_llama_cpp_housekeeping_goes_to_logging_not_stderr(backend, capfd, caplo
         collect(backend.stream(longer, max_tokens=2, stop=[], cancel=threading.Event()))
     assert "removing memory" not in capfd.readouterr().err
     assert any("removing memory" in r.getMessage() for r in caplog.records if r.name == "llama.cpp")
+
+
+def test_no_seed_set_samples_afresh_each_time(backend) -> None:
+    """Each process (and each instance) starts llama-cpp-python's seed chain at the same constant: left to it,
+    the first reply of every run to the same words would be the same. With no LLM_SEED each reply gets its own."""
+    replies = []
+    for _ in range(4):
+        for inst in backend.pool.instances:
+            inst.llm.set_seed(4242)  # the state a fresh process starts every instance in
+        tokens = backend.stream(MESSAGES, max_tokens=12, stop=[], cancel=threading.Event(), temperature=1.5)
+        replies.append("".join(tokens))
+    assert len(set(replies[1:])) >= 2, replies  # the first evaluates the prompt; the others find it cached
