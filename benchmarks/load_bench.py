@@ -17,7 +17,8 @@ Per guild count it reports:
 * ``answered_rate``: questions answered / questions asked; ``unprompted``: remarks the bot answered anyway;
 * ``shed``: work dropped by reason (STT backlog and stale partials, prefills preempted or superseded, captions,
   packets the receive path dropped, by reason), and the prefill and model-priority counters;
-* ``process``: the bot process's CPU (seconds and average cores), RSS, threads (by role), file
+* ``process``: the bot process's CPU (seconds and average cores; ``cpu_over_time``: cores per second, and on
+  average while some member waited for an answer and while none did), RSS, threads (by role), file
   descriptors and asyncio tasks; ``world``: the world process's CPU over the same time (the simulated members:
   their lines are synthesized before the clock starts, so this is Opus, DAVE and their hearing of the bot);
 * ``queue`` (`benchmarks.queue_report`): per stage and per guild, the time waiting for a model vs computing; the
@@ -44,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.process_stats import Sampler
+from benchmarks.process_stats import Sampler, cores_while
 from benchmarks.queue_report import admission_summary, scheduler_breakdown, stage_breakdown
 from benchmarks.report import command_line, machine_info, stats, write_json
 from runtime.settings import PROJECT_ROOT, load_settings
@@ -212,6 +213,13 @@ async def run_one(n_guilds: int, lines: int, seed: int, reply_timeout_s: float, 
         slots = scheduler_breakdown(
             scheduler.intervals() if scheduler is not None else [], t0, [g.guild_id for g in run.guilds]
         )
+    awaited = [
+        (t0 + t.true_end_s, t0 + t.true_end_s + (t.latency_s if t.latency_s is not None else reply_timeout_s))
+        for guild_turns in results
+        for t, _ in guild_turns
+        if t.expect_reply and not t.warmup
+    ]
+    process["cpu_over_time"] = cores_while(sampler.samples, awaited)
     report = summarize(n_guilds, results, process, shed, world_cpu)
     report["world"] = {"cpu_s": round(world_cpu, 1), "cpu_cores": round(world_cpu / wall, 2) if wall > 0 else None}
     report["queue"] = {**stage_breakdown([[t for t, _ in g] for g in results]), **slots}

@@ -17,10 +17,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from benchmarks.report import stats
 from runtime.heap import heap_mb
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -199,3 +200,43 @@ def slope_per_hour(samples: list[Sample], attr: str, *, after_s: float = 0.0) ->
     t = np.array([s.t for s in kept]) / 3600.0
     y = np.array([getattr(s, attr) for s in kept], dtype=float)
     return float(np.polyfit(t - t[0], y, 1)[0])
+
+
+def _merged(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(s for s in spans if s[1] > s[0]):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def cores_while(samples: Sequence[Sample], spans: Iterable[tuple[float, float]]) -> dict[str, Any]:
+    """The process's cores busy per sampling interval, and on average while any of `spans` (monotonic start,
+    end: a member waiting for the bot's reply) was open and while none was.
+
+    The average over a whole run says how much work was offered; the cores while a reply was awaited say whether
+    the waiting was for the machine (close to every core busy) or for something else.
+    """
+    merged = _merged(spans)
+    per_interval: list[float] = []
+    awaited_s = awaited_cpu = idle_s = idle_cpu = 0.0
+    for a, b in zip(samples, samples[1:]):
+        dt = b.t - a.t
+        if dt <= 0:
+            continue
+        cores = (b.cpu_s - a.cpu_s) / dt
+        per_interval.append(cores)
+        overlap = sum(max(0.0, min(b.t, end) - max(a.t, start)) for start, end in merged)
+        awaited_s += overlap
+        awaited_cpu += cores * overlap
+        idle_s += dt - overlap
+        idle_cpu += cores * (dt - overlap)
+    wall = awaited_s + idle_s
+    return {
+        "per_interval_cores": stats(per_interval),
+        "awaited_share_of_wall": round(awaited_s / wall, 3) if wall > 0 else None,
+        "cores_while_awaited": round(awaited_cpu / awaited_s, 2) if awaited_s > 0 else None,
+        "cores_while_none_awaited": round(idle_cpu / idle_s, 2) if idle_s > 0 else None,
+    }
