@@ -68,6 +68,8 @@ class NameQueryLike(Protocol):
     def question(self) -> bool: ...
     @property
     def call_alone(self) -> bool: ...
+    @property
+    def asked(self) -> str | None: ...
 
 
 _BREAK = re.compile(r"[,.?!]")
@@ -79,12 +81,14 @@ def _lower_first(word: str) -> str:
     return word[:1].lower() + word[1:]
 
 
-def edits(text: str, name: str, *, whole: bool = False) -> list[tuple[str, str]]:
+def edits(text: str, name: str, *, whole: bool = False, asked: str | None = None) -> list[tuple[str, str]]:
     """(position, text) for each way of putting `name` back into `text`: before it ("start"), in place of the
     whole transcript when `whole` says it may be a call alone before a pause, its own segment ("whole"), in place of a
     short head set off by a comma or a full stop ("head": "2-meter, how far…"), after it ("end"), in place
     of a short tail set off the same way ("tail": "…a riddle? Do you know her?"), in place of a short part set
-    off on both sides ("middle": "So tell me, always, what is…")."""
+    off on both sides ("middle": "So tell me, always, what is…"). `asked`: the line from a question opener after a
+    short head with no comma (`conversation.vocative.question_after_head`): the name in place of that head too
+    ("head": "You never should I learn…" → "Juniper, should I learn…")."""
     stripped = text.strip()
     words = _WORD.findall(stripped)
     if not words:
@@ -97,6 +101,10 @@ def edits(text: str, name: str, *, whole: bool = False) -> list[tuple[str, str]]
     cut = _BREAK.search(body)
     if cut is not None and 1 <= len(_WORD.findall(body[: cut.start()])) <= HEAD_WORDS:
         rest = _WORD.findall(body[cut.end() :])
+        if rest:
+            out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
+    elif asked and _WORD.findall(asked):
+        rest = _WORD.findall(asked.strip().rstrip(".?!,"))
         if rest:
             out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
     out.append(("end", f"{body}, {name}{mark}"))
@@ -152,6 +160,7 @@ class NameLook:
         avg_logprob: float | None = None,
         members_too: bool = False,
         whole: bool = False,
+        asked: str | None = None,
     ) -> NameHeard | None:
         """The transcript with one of `names` (the bot's) put back if the audio holds it, else None.
         `others`: the names of the members present, weighed against the bot's; `encoded`: the encoder
@@ -160,7 +169,8 @@ class NameLook:
         `members_too`: when the bot's name is not there, put back a member's name that the audio holds by the
         same measure (a question called to Grace that Whisper wrote "Please. Did you…" is hers, not the
         room's); a few more decoder passes, so only for lines that ask something. `whole`: the line is short enough
-        to be a call said alone (`conversation.listen_for.NameQuery.call_alone`): a name in place of all of it."""
+        to be a call said alone (`conversation.listen_for.NameQuery.call_alone`): a name in place of all of it.
+        `asked`: the line from a question opener after a short head (`NameQuery.asked`): a name in place of the head."""
         import ctranslate2
 
         if not text.strip() or not names or len(audio) > MAX_AUDIO_S * STT_RATE:
@@ -178,7 +188,7 @@ class NameLook:
             base = self._log_prob(view, n_frames, text)
         rivals = [n for n in dict.fromkeys(others) if n.strip() and n.lower() not in {m.lower() for m in names}]
         self.last_closest = None
-        score = (view, n_frames, text, base, whole)
+        score = (view, n_frames, text, base, whole, asked)
         best = self._best_of(score, names, rivals, member=False)
         if best is None and members_too and rivals:  # whose question it is, when it is not the bot's
             best = self._best_of(score, rivals, names, member=True)
@@ -218,17 +228,23 @@ class NameLook:
             avg_logprob=avg_logprob,
             members_too=query.question,
             whole=query.call_alone,
+            asked=query.asked,
         )
 
     def _best_of(
-        self, score: tuple[Any, int, str, float, bool], names: Sequence[str], rivals: Sequence[str], *, member: bool
+        self,
+        score: tuple[Any, int, str, float, bool, str | None],
+        names: Sequence[str],
+        rivals: Sequence[str],
+        *,
+        member: bool,
     ) -> NameHeard | None:
         """The name of `names` the audio holds best: the transcript loses at most `max_loss` with it, and the same
         edit with each of `rivals` loses more by `margin`; None when none is heard that surely."""
-        view, n_frames, text, base, whole = score
+        view, n_frames, text, base, whole, asked = score
         best: NameHeard | None = None
         for name in names:
-            for position, edited in edits(text, name, whole=whole):
+            for position, edited in edits(text, name, whole=whole, asked=asked):
                 loss = base - self._log_prob(view, n_frames, edited)
                 if not member and (self.last_closest is None or loss < self.last_closest[2]):
                     self.last_closest = (name, position, round(loss, 2))
@@ -236,7 +252,7 @@ class NameLook:
                     continue
                 lead = math.inf
                 for rival in rivals:  # only for a candidate that passed: most lines need no rival at all
-                    rival_text = dict(edits(text, rival, whole=whole)).get(position)
+                    rival_text = dict(edits(text, rival, whole=whole, asked=asked)).get(position)
                     if rival_text is not None:
                         lead = min(lead, (base - self._log_prob(view, n_frames, rival_text)) - loss)
                     if lead < self.margin:

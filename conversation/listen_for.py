@@ -8,6 +8,7 @@ from typing import Sequence
 from conversation.addressing import NameMatcher, resolve_names
 from conversation.line_shape import is_backchannel, looks_like_question
 from conversation.text_words import words
+from conversation.vocative import question_after_head
 
 LONE_CALL_WORDS = 2  # a line this short may be a call alone (its own segment before the words that follow)
 LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
@@ -26,6 +27,7 @@ class NameQuery:
     named: bool = False
     question: bool = False  # the line asks something: the name the look finds may be a member's (whose it is)
     call_alone: bool = False  # a word or two: maybe a call said alone before a pause (the name in place of it all)
+    asked: str | None = None  # the line from a question opener after a short head (the name may stand for the head)
 
 
 def names_to_listen_for(
@@ -55,4 +57,5 @@ def names_to_listen_for(
         named=said.bot,
         question=looks_like_question(text) or (call_alone and not is_backchannel(text)),
         call_alone=call_alone,
+        asked=question_after_head(text),
     )

@@ -83,6 +83,30 @@ def head_slot(text: str) -> tuple[int, int] | None:
     return skip, end - 1
 
 
+_ASKING_ABOUT = _ASKED | frozenset({"i"})  # "should I…", "can I…": a question too, though not about the listener
+
+
+def question_after_head(text: str) -> str | None:
+    """The line from its question opener on, as written, when one to three words come before the opener with no
+    comma or full stop between ("You never should I learn…" → "should I learn…"): where a name Whisper bent may
+    have stood. Unlike `head_slot` any words may form the head (the acoustic look, not the text, judges them).
+    None when no such opener comes second to fourth, after call words."""
+    raw = text.split()
+    skip = 0
+    while skip < len(raw) and words(raw[skip])[:1] and words(raw[skip])[0] in CALL_WORDS:
+        skip += 1
+    for k in range(skip + 1, min(skip + 4, len(raw))):
+        if any(_SENTENCE_BREAK.search(w) or "," in w for w in raw[skip:k]):
+            return None
+        token = words(raw[k])
+        following = words(raw[k + 1]) if k + 1 < len(raw) else []
+        if len(token) == 1 and (
+            token[0] in _WH_OPENERS or (token[0] in _ASKING_VERBS and following[:1] and following[0] in _ASKING_ABOUT)
+        ):
+            return " ".join(raw[k:])
+    return None
+
+
 def set_off_spans(text: str) -> set[tuple[int, int]]:
     """(first, last) word indices of each comma-delimited part of one to three words, leading call words left
     out ("Hey Juniper," → "juniper"): a name standing alone between commas calls someone wherever it is

@@ -73,6 +73,32 @@ def test_edits_put_the_name_where_a_call_goes():
     assert edits("", "Juniper") == []
 
 
+def test_a_head_before_a_question_opener_may_be_the_name_bent_into_words():
+    from conversation.vocative import question_after_head
+
+    bent = "You never should I learn the guitar or the piano"  # "Juniper, should I…" as tiny.en wrote it
+    assert question_after_head(bent) == "should I learn the guitar or the piano"
+    assert ("head", "Juniper, should I learn the guitar or the piano?") in edits(
+        bent, "Juniper", asked=question_after_head(bent)
+    )
+    assert question_after_head("Okay so Tunable can you help") == "can you help"  # after call words
+    assert question_after_head("How always are you there?") == "are you there?"
+    assert question_after_head("What is the time?") is None  # the opener comes first: no head
+    assert question_after_head("Bob, can you help?") is None  # set off: the comma's head is another candidate
+    assert question_after_head("The dog is very cute today.") is None  # no question opener
+    assert question_after_head("I think that maybe what we need is rest") is None  # the opener comes too late
+    assert "head" not in dict(edits(bent, "Juniper"))  # only where the listener's query says so
+
+
+@pytest.mark.parametrize("voice", [0, 1, 4])  # Piper +3, -3 and +1 semitones
+def test_a_name_bent_into_the_words_before_a_question_is_heard(look, voice):
+    """tiny.en wrote "Juniper, should I learn the guitar or the piano?" as "You never should I learn…" in the load
+    benchmark; the look puts the name in place of the words before the question."""
+    audio = voiced("Juniper, should I learn the guitar or the piano?", voice)
+    heard = look_as_the_bot_does(look, audio, "You never should I learn the guitar or the piano", ["Alice", "Bob"])
+    assert heard is not None and heard.name == "Juniper" and heard.position == "head", heard
+
+
 def test_a_name_lost_from_the_transcript_is_heard_in_the_audio(look):
     heard = 0
     for said, lost in CALLS:
