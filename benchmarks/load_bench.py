@@ -213,11 +213,11 @@ async def run_one(n_guilds: int, lines: int, seed: int, reply_timeout_s: float, 
         slots = scheduler_breakdown(
             scheduler.intervals() if scheduler is not None else [], t0, [g.guild_id for g in run.guilds]
         )
-    awaited = [
-        (t0 + t.true_end_s, t0 + t.true_end_s + (t.latency_s if t.latency_s is not None else reply_timeout_s))
+    awaited = [  # answered questions only: one whose name was lost sets the bot no work to wait for
+        (t0 + t.true_end_s, t0 + t.true_end_s + t.latency_s)
         for guild_turns in results
         for t, _ in guild_turns
-        if t.expect_reply and not t.warmup
+        if t.expect_reply and not t.warmup and t.latency_s is not None
     ]
     process["cpu_over_time"] = cores_while(sampler.samples, awaited)
     report = summarize(n_guilds, results, process, shed, world_cpu)
