@@ -101,12 +101,10 @@ def edits(text: str, name: str, *, whole: bool = False, asked: str | None = None
     cut = _BREAK.search(body)
     if cut is not None and 1 <= len(_WORD.findall(body[: cut.start()])) <= HEAD_WORDS:
         rest = _WORD.findall(body[cut.end() :])
-        if rest:
-            out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
-    elif asked and _WORD.findall(asked):
-        rest = _WORD.findall(asked.strip().rstrip(".?!,"))
-        if rest:
-            out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
+    else:
+        rest = _WORD.findall((asked or "").strip().rstrip(".?!,"))
+    if rest:
+        out.append(("head", " ".join([f"{name},", _lower_first(rest[0]), *rest[1:]]) + mark))
     out.append(("end", f"{body}, {name}{mark}"))
     cuts = list(_BREAK.finditer(body))
     if cuts and 1 <= len(_WORD.findall(body[cuts[-1].end() :])) <= TAIL_WORDS:

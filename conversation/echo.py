@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from conversation.text_overlap import copied_words
+from conversation.text_overlap import words_copy
 from conversation.text_words import words
 
 # An echo begins while the bot's line plays (a microphone hears it as it is said) or this soon after its end
@@ -37,7 +37,7 @@ def echoes(text: str, bot_texts: Iterable[str]) -> bool:
     said = without_loops(heard)
     if len(said) < ECHO_MIN_UNLOOPED_WORDS:
         return False
-    return any(copied_words(said, words(ref)) >= ECHO_MATCH * len(said) for ref in bot_texts)
+    return words_copy(said, bot_texts, min_share=ECHO_MATCH)
 
 
 def without_loops(said: list[str]) -> list[str]:

@@ -26,7 +26,9 @@ def copies(text: str, refs: Iterable[str], *, min_share: float, min_words: int, 
     said = words(text)
     if not said or len(said) < min_words:
         return False
-    for ref in refs:
-        if copied_words(said, words(ref), min_run=min_run) >= min_share * len(said):
-            return True
-    return False
+    return words_copy(said, refs, min_share=min_share, min_run=min_run)
+
+
+def words_copy(said: Sequence[str], refs: Iterable[str], *, min_share: float, min_run: int = 1) -> bool:
+    """Whether `min_share` of the words `said` copy one of `refs` in order (`copies` on words already split)."""
+    return any(copied_words(said, words(ref), min_run=min_run) >= min_share * len(said) for ref in refs)

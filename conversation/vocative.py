@@ -67,12 +67,7 @@ def head_slot(text: str) -> tuple[int, int] | None:
         head = tokens[skip:end]
     else:
         opener = next(
-            (
-                k
-                for k in range(skip + 1, min(skip + 4, len(tokens)))
-                if tokens[k] in _WH_OPENERS
-                or (tokens[k] in _ASKING_VERBS and k + 1 < len(tokens) and tokens[k + 1] in _ASKED)
-            ),
+            (k for k in range(skip + 1, min(skip + 4, len(tokens))) if _opens_question(tokens[k : k + 2], _ASKED)),
             None,
         )
         if opener is None:
@@ -86,23 +81,25 @@ def head_slot(text: str) -> tuple[int, int] | None:
 _ASKING_ABOUT = _ASKED | frozenset({"i"})  # "should I…", "can I…": a question too, though not about the listener
 
 
+def _opens_question(pair: list[str], asked: frozenset[str]) -> bool:
+    """Whether a word (with the one after it) opens a question: a wh-word, or an asking verb before one of `asked`."""
+    return bool(pair) and (pair[0] in _WH_OPENERS or (pair[0] in _ASKING_VERBS and len(pair) > 1 and pair[1] in asked))
+
+
 def question_after_head(text: str) -> str | None:
     """The line from its question opener on, as written, when one to three words come before the opener with no
     comma or full stop between ("You never should I learn…" → "should I learn…"): where a name Whisper bent may
     have stood. Unlike `head_slot` any words may form the head (the acoustic look, not the text, judges them).
     None when no such opener comes second to fourth, after call words."""
     raw = text.split()
+    said = [" ".join(words(w)) for w in raw]  # each written word as `words` reads it ("" for punctuation alone)
     skip = 0
-    while skip < len(raw) and words(raw[skip])[:1] and words(raw[skip])[0] in CALL_WORDS:
+    while skip < len(raw) and said[skip] in CALL_WORDS:
         skip += 1
     for k in range(skip + 1, min(skip + 4, len(raw))):
-        if any(_SENTENCE_BREAK.search(w) or "," in w for w in raw[skip:k]):
-            return None
-        token = words(raw[k])
-        following = words(raw[k + 1]) if k + 1 < len(raw) else []
-        if len(token) == 1 and (
-            token[0] in _WH_OPENERS or (token[0] in _ASKING_VERBS and following[:1] and following[0] in _ASKING_ABOUT)
-        ):
+        if _SENTENCE_BREAK.search(raw[k - 1]) or "," in raw[k - 1]:
+            return None  # the head ends at a comma or a full stop: `audio.name_look.edits` has that one
+        if _opens_question(said[k : k + 2], _ASKING_ABOUT):
             return " ".join(raw[k:])
     return None
 
