@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
 
 START_TIMEOUT_S = 60
 
@@ -230,3 +231,16 @@ async def stalled_sqlite(bot: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
     finally:
         lock.rollback()
         lock.close()
+
+
+@pytest_asyncio.fixture
+async def simcord_env(simcord_env: Any) -> AsyncIterator[Any]:
+    """SimCord's environment, left the way the bot leaves a loop it stops: its event handlers (e.g. a guild's
+    settings read on `on_guild_available`) finish and its memory closes before SimCord cancels the bot's tasks.
+    A database call cancelled mid-way leaves its aiosqlite thread to answer an event loop that is closed by then:
+    an unhandled thread exception, reported in a later test."""
+    yield simcord_env
+    handlers = [t for t in asyncio.all_tasks() if t.get_name().startswith("discord.py: ") and not t.done()]
+    if handlers:
+        await asyncio.wait(handlers, timeout=START_TIMEOUT_S)
+    await simcord_env.bot.memory.close()

@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from bot.client import ChorusBot
-from tests.fixtures_storage import stalled_sqlite
+from tests.fixtures_storage import simcord_env, stalled_sqlite  # noqa: F401  (simcord_env: a fixture)
 from memory.extract import Fact
 from memory.service import MemoryService
 from tests.fixtures_bot_settings import bot_settings

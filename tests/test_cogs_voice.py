@@ -25,6 +25,7 @@ from bot.client import ChorusBot
 from cogs.voice import DAVE_EXPLANATION, explain_connect_error
 from tests.fixtures_bot_settings import bot_settings
 from tests.fixtures_offline_voice import OfflineVoiceClient
+from tests.fixtures_storage import simcord_env  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.asyncio
 
