@@ -2,7 +2,7 @@
 
 Lines that call the bot by name (at the start, in the middle, at the end, the name alone) and lines that
 do not (a member with a similar name called, words that sound like the name, the name said about the bot to
-someone else, plain remarks to the room). Generated from a fixed seed. The `heldout` templates, member names
+someone else, a member present talked about, plain remarks to the room). Generated from a fixed seed. The `heldout` templates, member names
 and voice variants were written apart and never looked at while tuning the matcher or the acoustic look.
 """
 
@@ -146,6 +146,16 @@ HELDOUT_NOT_ADDRESSED = {
         "I lost my umbrella again.",
     ),
 }
+# A member present talked about, nobody called: the look listens on these too (the call Whisper lost may be the
+# bot's: "What did Alice want to cook?" for "Juniper, what did Alice want to cook?"), and must find none.
+MEMBER_MENTIONED = (
+    "What did {M} want to cook?",
+    "Did {M} finish the homework?",
+    "I think {M} would like that film.",
+    "Is {M} coming to the party tonight?",
+    "Can {M} bring the snacks?",
+)
+HELDOUT_MEMBER_MENTIONED = ("Has {M} seen the new puzzle?", "Maybe {M} knows the way.")
 
 # Every simulator voice of the turn corpus, and variants of speed and pitch around them.
 BASE_VOICES = (
@@ -235,4 +245,13 @@ def build_lines(*, copies: int = 3, seed: int = SEED) -> list[NameLine]:
             if split == "dev":
                 for text in persona.sound_alike:
                     add(text, persona, False, "sound_alike", split, False)
+    # added last, so that every line above keeps its voice and noise from earlier runs
+    for split, texts, pool in (
+        ("dev", MEMBER_MENTIONED, ORDINARY_MEMBERS),
+        ("heldout", HELDOUT_MEMBER_MENTIONED, HELDOUT_MEMBERS),
+    ):
+        for persona in PERSONAS:
+            for template in texts:
+                present = tuple(rng.sample(pool, 2))
+                add(template.format(M=present[0]), persona, False, "member_mentioned", split, False, present)
     return lines

@@ -99,6 +99,29 @@ def test_a_name_bent_into_the_words_before_a_question_is_heard(look, voice):
     assert heard is not None and heard.name == "Juniper" and heard.position == "head", heard
 
 
+LOST = "What did Alice want to cook?"  # tiny.en's transcript of "Juniper, what did Alice want to cook?"
+
+
+def test_a_call_lost_before_a_member_talked_about_is_heard(look):
+    """The README demo's "Juniper, what did Alice want to cook?", tiny.en writing "What did Alice want to cook?"
+    with Alice present: the line talks about Alice and calls nobody, so the look listens (it did not while any
+    member was named); the same words said without the call, and other lines about a member, get no name."""
+    members = ["Alice", "Bob", "Dana"]
+    heard = sum(
+        1
+        for voice in (0, 1, 4)  # Piper +3, -3 and +1 semitones
+        if (found := look_as_the_bot_does(look, voiced("Juniper, what did Alice want to cook?", voice), LOST, members))
+        and found.name == "Juniper"
+    )
+    assert heard >= 2, f"{heard} of 3 voices"  # 3 of 3 when written (0.7-1.6 nats lost; lines without a call 16+)
+    for i, said in enumerate(
+        ["What did Alice want to cook?", "Did Bob finish his homework?", "Is Bob coming tonight?"]
+    ):
+        audio = voiced(said, i % 3)
+        transcript = look.transcriber.transcribe([audio])[0]
+        assert look_as_the_bot_does(look, audio, transcript.text or said, members) is None, (said, transcript.text)
+
+
 def test_a_name_lost_from_the_transcript_is_heard_in_the_audio(look):
     heard = 0
     for said, lost in CALLS:

@@ -182,6 +182,27 @@ def test_what_the_second_look_listens_for():
     assert names_to_listen_for("Hi", JUNIPER, "Juniper", ("June", "Junie"), ((7, "Junie"),)).names == ("Juniper",)
 
 
+@pytest.mark.parametrize(
+    "text, open_",
+    [
+        ("What did Alice want to cook?", True),  # "Juniper, what did Alice…" with the call lost: it may be the bot's
+        ("Did you see what Alice cooked?", True),
+        ("I told Alice so.", True),
+        ("What about Alice?", True),  # after a preposition: talked about
+        ("Alice, what did you cook?", False),  # called: the line is hers
+        ("Alice what did you cook?", False),  # called without the comma, before a question opener
+        ("What do you think, Alice?", False),
+        ("What do you think Alice?", False),  # ending the line, comma left out
+        ("What do you think Mary Jane?", False),  # a name of two words
+        ("Alice?", False),  # a call alone
+    ],
+)
+def test_a_member_talked_about_leaves_the_line_to_the_look_a_member_called_does_not(text, open_):
+    members = ((5, "Alice"), (6, "Bob"), (7, "Mary Jane"))
+    query = names_to_listen_for(text, JUNIPER, "Juniper", ("Junie",), members)
+    assert (query is not None) is open_, (text, query)
+
+
 def test_phonemes_come_from_many_threads_while_piper_speaks():
     """espeak-ng is not thread-safe: name spotting and Piper's own phonemization share one lock."""
     from audio.tts_engines.piper import load_piper_voice
