@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Iterator, Sequence
 
-from conversation.mentions import is_reference
+from conversation.mentions import REFERENCE_BEFORE, is_reference
 from conversation.text_words import normalize, words
 from conversation.vocative import set_off_spans, vocative_positions
 from conversation.phonetic import phonemes_of, phonetic_similarity
@@ -225,6 +225,28 @@ def resolve_names(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]
     bot's alias "Junie" (1), and "Jennifer" the member beats a fuzzy "Juniper"; the bot's own name wins a tie.
     The bot's name in the third person ("I told Juniper", "Bob, Juniper's idea…") is a mention, not a call."""
     return _resolve_cached(text, bot, tuple(members))
+
+
+def members_called(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]]) -> tuple[int, ...]:
+    """The members `text` calls, not merely talks about: their name set off at the start or the end, or opening a
+    question without its comma (`conversation.vocative.vocative_positions`), or ending the line without it ("What
+    do you think Alice?", "Alice?"; not "…with Alice": `conversation.mentions.REFERENCE_BEFORE`). "What did Alice
+    want to cook?" calls nobody: Alice is talked about (and the call Whisper lost may be the bot's)."""
+    tokens = words(text)
+    called = " ".join(tokens[i] for i in sorted(vocative_positions(text)))
+    found = list(resolve_names(called, bot, members).members) if called else []
+    for size in range(1, min(3, len(tokens)) + 1):  # the last word(s), when they are a member's name
+        said = tuple(tokens[-size:])
+        at_end = [
+            uid
+            for uid, name in members
+            if _member_matcher(name).score("".join(said), every_form_is_the_name=True, said=said)[0] > 0
+        ]
+        if at_end:
+            if size == len(tokens) or tokens[-size - 1] not in REFERENCE_BEFORE:
+                found.extend(at_end)
+            break
+    return tuple(dict.fromkeys(found))
 
 
 def _merged(spans: Sequence[tuple[int, int, bool, float]], first: int, last: int) -> tuple[int, int]:

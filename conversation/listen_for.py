@@ -5,11 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from conversation.addressing import NameMatcher, resolve_names
-from conversation.mentions import REFERENCE_BEFORE
+from conversation.addressing import NameMatcher, members_called, resolve_names
 from conversation.line_shape import is_backchannel, looks_like_question
 from conversation.text_words import words
-from conversation.vocative import question_after_head, vocative_positions
+from conversation.vocative import question_after_head
 
 LONE_CALL_WORDS = 2  # a line this short may be a call alone (its own segment before the words that follow)
 LISTEN_ALIAS_MIN_LETTERS = 5  # shorter aliases ("Cap", "Trix") are too like other short words to listen for
@@ -38,7 +37,7 @@ def names_to_listen_for(
     to the bot that the look could find). A member only talked about ("What did Alice want to cook?") leaves
     the line open: the call Whisper lost may be the bot's."""
     said = resolve_names(text, bot, members)
-    if (said.bot_mentioned and not said.bot) or (said.members and calls_a_member(text, bot, members)):
+    if (said.bot_mentioned and not said.bot) or members_called(text, bot, members):
         return None
     others = tuple(name for _uid, name in members)
     taken = {w for name in others for w in words(name)}  # a member's name is theirs, not an alias to listen for
@@ -61,19 +60,3 @@ def names_to_listen_for(
         call_alone=call_alone,
         asked=question_after_head(text),
     )
-
-
-def calls_a_member(text: str, bot: NameMatcher, members: Sequence[tuple[int, str]]) -> bool:
-    """A member's name stands where a name calls someone: set off at the start or the end, or opening a question
-    without its comma (`conversation.vocative.vocative_positions`), or ending the line without its comma ("What do
-    you think Alice?"; not "…about Alice?": `conversation.mentions`). Elsewhere it is said about them."""
-    tokens = words(text)
-    called = " ".join(tokens[i] for i in sorted(vocative_positions(text)))
-    if called and resolve_names(called, bot, members).members:
-        return True
-    for size in sorted({len(words(name)) for _uid, name in members}):
-        sized = [(uid, name) for uid, name in members if len(words(name)) == size]
-        if 0 < size <= len(tokens) and (size == len(tokens) or tokens[-size - 1] not in REFERENCE_BEFORE):
-            if resolve_names(" ".join(tokens[-size:]), bot, sized).members:
-                return True
-    return False

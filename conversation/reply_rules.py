@@ -17,7 +17,7 @@ in between (`unsure_wait_s`) when the words read finished but the end-of-turn mo
 from __future__ import annotations
 
 from conversation.asking import asks_the_room
-from conversation.vocative import CALL_WORDS, head_slot, vocative_positions
+from conversation.vocative import CALL_WORDS, head_slot
 from conversation.text_words import words
 from conversation.line_shape import QUESTION_OPENERS, asks_question, is_backchannel, looks_complete, looks_like_question
 from conversation.decision import Action, Decision
@@ -30,8 +30,8 @@ def addressed_reason(ctx: Ctx, line: RoomLine) -> str | None:
     names = ctx.names_in(line.text, line.user_id)
     if names.bot:
         return f"{line.name} said the bot's name"
-    if names.members:
-        return None  # spoken to someone else by name
+    if ctx.members_called(line):
+        return None  # spoken to someone else by name (one only talked about leaves the line open: "Did Alice…")
     previous = next(ctx.room.lines_before(line.seq), None)
     alone = ctx.alone_with()
     # The greeting's "What are we all up to?" is small talk to a group: what follows is the members' own (with one
@@ -193,7 +193,7 @@ def rule_humans_talking(ctx: Ctx) -> Decision | None:
     line = ctx.open_line
     if line is None or ctx.now - line.end > ctx.policy.idle_topic_s:
         return None
-    named = ctx.names_members(line)
+    named = ctx.members_called(line)
     if named:
         return Decision(
             Action.STAY_SILENT,
@@ -259,9 +259,7 @@ ANSWER_OVERLAP_S = 0.2  # an answer may start this much before the question's la
 
 def calls_member(ctx: Ctx, line: RoomLine) -> str | None:
     """The name of the member `line` calls by name ("Bob, are you …", "…, Alice?"), not just mentions."""
-    tokens = words(line.text)
-    called = " ".join(tokens[i] for i in sorted(vocative_positions(line.text)))
-    members = ctx.names_in(called, line.user_id).members if called else ()
+    members = ctx.members_called(line)
     return ctx.room.name_of(members[0]) if members else None
 
 

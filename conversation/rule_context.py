@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
-from conversation.addressing import NameMatcher, NamesSaid, resolve_names
+from conversation.addressing import NameMatcher, NamesSaid, members_called, resolve_names
 from conversation.asking import asks_the_room
 from conversation.line_shape import QUESTION_OPENERS, ends_unfinished, is_backchannel
 from conversation.text_words import words
@@ -45,11 +45,13 @@ class Ctx:
         others = tuple((m.user_id, m.name) for m in self.room.members.values() if m.user_id != speaker_id)
         return resolve_names(text, self.bot_name, others)
 
+    def members_called(self, line: RoomLine) -> tuple[int, ...]:
+        """The members `line` calls by name (`conversation.addressing.members_called`), not those it talks about."""
+        others = tuple((m.user_id, m.name) for m in self.room.members.values() if m.user_id != line.user_id)
+        return members_called(line.text, self.bot_name, others)
+
     def names_bot(self, line: RoomLine) -> bool:
         return self.names_in(line.text, line.user_id).bot
-
-    def names_members(self, line: RoomLine) -> tuple[int, ...]:
-        return self.names_in(line.text, line.user_id).members
 
     @cached_property
     def open_line(self) -> RoomLine | None:

@@ -178,6 +178,20 @@ def test_answer_to_the_bots_question_is_addressed():
     assert d.action is Action.RESPOND_NOW and d.addressed and "answered the bot's question" in d.reason
 
 
+def test_an_answer_to_the_bots_question_may_talk_about_a_member_but_one_that_calls_a_member_is_theirs():
+    for text, answered in (
+        ("I went hiking with Alice.", True),
+        ("Alice and I went hiking.", True),
+        ("Alice, you went hiking too, right?", False),
+        ("We went hiking, right Alice?", False),
+    ):
+        room = make_room(ALICE, BOB)
+        bot_says(room, "What did everyone do this weekend?", T0 + 1, T0 + 3)
+        say(room, BOB, text, T0 + 4, T0 + 5.5)
+        d = at(room, T0 + 5.8)
+        assert (d.action is Action.RESPOND_NOW and "answered the bot's question" in d.reason) is answered, (text, d)
+
+
 def test_only_the_first_reply_to_the_bots_question_counts():
     room = make_room(ALICE, BOB)
     bot_says(room, "Who's seen the new film?", T0 + 1, T0 + 3)
@@ -238,6 +252,24 @@ def test_line_naming_another_member_is_left_to_them():
     say(room, ALICE, "Bob, did you finish the game?", T0 + 1, T0 + 2)
     d = at(room, T0 + 10)
     assert d.action is Action.STAY_SILENT and d.rule == "humans_talking" and "Bob" in d.reason
+
+
+@pytest.mark.parametrize(
+    "text, called",
+    [
+        ("Did you finish the game, Bob?", True),
+        ("Did you finish the game Bob?", True),  # the comma Whisper left out
+        ("Bob?", True),
+        ("Bob what did you think of the ending?", True),
+        ("Did Bob finish the game?", False),  # talked about: no call
+        ("I played the game with Bob.", False),
+    ],
+)
+def test_a_line_is_left_to_a_member_it_calls_not_to_one_it_talks_about(text, called):
+    room = make_room(ALICE, BOB, CAROL)
+    say(room, ALICE, text, T0 + 1, T0 + 2)
+    d = at(room, T0 + 10)
+    assert ("spoke to Bob by name" in d.reason) is called, (text, d)
 
 
 def test_alternating_humans_are_talking_to_each_other():
