@@ -48,6 +48,7 @@ class SpeechCleaner:
         other_names: Iterable[str] = (),
         instructions: Iterable[str] = (),
         said_before: Iterable[str] = (),
+        heard_before: Iterable[str] = (),
         addressee: str | None = None,
         small_model_repairs: bool = True,
     ) -> None:
@@ -63,6 +64,7 @@ class SpeechCleaner:
             addressee=addressee,
             instructions=instructions,
             said_before=said_before,
+            heard_before=heard_before,
             small_model=small_model_repairs,
         )
         alternatives = "|".join(sorted((re.escape(n) for n in names), key=len, reverse=True))
@@ -214,6 +216,7 @@ def clean_reply(
     other_names: Iterable[str] = (),
     instructions: Iterable[str] = (),
     said_before: Iterable[str] = (),
+    heard_before: Iterable[str] = (),
     addressee: str | None = None,
     small_model_repairs: bool = True,
 ) -> str:
@@ -223,6 +226,7 @@ def clean_reply(
         other_names=other_names,
         instructions=instructions,
         said_before=said_before,
+        heard_before=heard_before,
         addressee=addressee,
         small_model_repairs=small_model_repairs,
     )

@@ -158,10 +158,10 @@ class ReplyRun:
             self.situation,
             getattr(self.situation, "short", ""),
         ]
-        # Its own last lines: a sentence repeating one is not spoken either.
-        said_before = [line.text for line in map(as_history_line, self.history) if line.is_bot][-SAID_BEFORE_LINES:]
-        member_lines = [line.text for line in map(as_history_line, self.history) if not line.is_bot]
-        latest_member_line = member_lines[-1] if member_lines else ""
+        # Its own last lines, and the members': a sentence repeating one is not spoken either (but the last sample).
+        lines = [as_history_line(line) for line in self.history]
+        before = tuple([ln.text for ln in lines if ln.is_bot is bot][-SAID_BEFORE_LINES:] for bot in (True, False))
+        latest_member_line = before[1][-1] if before[1] else ""
         budget = ReplyBudget(
             max_words=getattr(self.persona, "max_reply_words", None),
             max_sentences=getattr(self.persona, "max_reply_sentences", None),
@@ -174,7 +174,7 @@ class ReplyRun:
             sampling = r.sampling_for(attempt, temperature)
             if sampling.avoid_words:
                 sampling = sampling.replace(avoid_words=words_to_avoid(sampling.avoid_words, latest_member_line))
-            reason = self._generate(messages, instructions, [] if last else said_before, budget, sampling)
+            reason = self._generate(messages, instructions, ([], []) if last else before, budget, sampling)
             if self.cancel_event.is_set() or self.result.fragments or reason not in ("end", "other_speaker"):
                 break
             # Nothing speakable (the model opened someone else's line, wrote only markup or repeated itself):
@@ -188,16 +188,16 @@ class ReplyRun:
         if self.result.text and (self.result.attempts > 1 or self.repaired):
             r.note_flawed(self.result.text)
 
-    def _generate(
-        self, messages: list[dict], instructions: list[str], said_before: list[str], budget: ReplyBudget, sampling: Any
-    ) -> str:
-        """One sample of the reply: tokens → cleaner → chunker → fragments. Returns why it stopped."""
+    def _generate(self, messages: list[dict], instructions: list[str], before: Any, budget: Any, sampling: Any) -> str:
+        """One sample: tokens → cleaner → chunker → fragments (`before`: the bot's and the members' last lines, not
+        to be repeated). Returns why it stopped."""
         r = self.r
         cleaner = SpeechCleaner(
             persona_name=getattr(self.persona, "name", ""),
             other_names=self.member_names,
             instructions=instructions,
-            said_before=said_before,
+            said_before=before[0],
+            heard_before=before[1],
             addressee=getattr(self.situation, "addressee", None) if r.profile.address_only_speaker else None,
             small_model_repairs=r.profile.small_model_repairs,
         )

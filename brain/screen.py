@@ -17,7 +17,10 @@ Small-model repairs (a `ModelProfile` with `small_model_repairs`; measured in th
   instructions in order (in runs of `LEAK_MIN_RUN`+ words, so shared common words do not count). A
   shorter piece at a clause break goes out at once unless its words occur in a row in the instructions;
 - the same screen, given the bot's earlier lines (`said_before`), drops a piece of `REPEAT_MIN_WORDS`+
-  words that repeats one of them (small models copy their own last answers into every new one).
+  words that repeats one of them (small models copy their own last answers into every new one);
+- given the members' last lines (`heard_before`), it drops a piece of `PARROT_MIN_WORDS`+ words that is one of
+  them said back (`PARROT_SHARE` of its words in order: "Bob, are you still coming to the game on Saturday?" as
+  the reply to Bob's next question, in a README demo run); a few of their words taken up ("Eggs and rice?") stay.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ LEAK_MIN_WORDS = 5  # a shorter piece is judged together with what follows (or k
 LEAK_SHARE = 0.6  # share of a piece's words copied, in order, from the instructions
 LEAK_MIN_RUN = 3  # copied words count in runs of at least this many consecutive words
 REPEAT_MIN_WORDS = 3  # a piece this long that repeats the bot's earlier line is dropped ("You're the best!")
+PARROT_MIN_WORDS = 5  # a piece this long that says a member's line back is dropped ...
+PARROT_SHARE = 0.8  # ... when this share of its words copy that line in order
 
 
 class ReplyScreen:
@@ -50,6 +55,7 @@ class ReplyScreen:
         addressee: str | None = None,
         instructions: Iterable[str] = (),
         said_before: Iterable[str] = (),
+        heard_before: Iterable[str] = (),
         small_model: bool = True,
     ) -> None:
         self.names = [n.strip() for n in dict.fromkeys(names) if n and n.strip()]
@@ -60,6 +66,7 @@ class ReplyScreen:
         self.addressee = addressee.strip() if addressee else None
         self.instructions = [t for t in instructions if t and t.strip()] if small_model else []
         self.said_before = [t for t in said_before if t and t.strip()] if small_model else []
+        self.heard_before = [t for t in heard_before if t and t.strip()] if small_model else []
         self._instruction_words = [words(t) for t in self.instructions]
         self._said_before_words = [words(t) for t in self.said_before]
         self._name_words = {w for n in self.names for w in words(n)}
@@ -74,7 +81,9 @@ class ReplyScreen:
 
     @property
     def active(self) -> bool:
-        return bool(self.instructions or self.said_before or self._wrong is not None or self._name_words)
+        return bool(
+            self.instructions or self.said_before or self.heard_before or self._wrong is not None or self._name_words
+        )
 
     def feed(self, delta: str, *, final: bool = False) -> str:
         if not self.active:
@@ -92,6 +101,7 @@ class ReplyScreen:
             and not self._piece
             and not self.instructions
             and not self.said_before
+            and not self.heard_before
             and words(self._held)
             and not self._names_only(self._held)
             and not self._own_name_words & set(words(self._held))
@@ -136,8 +146,25 @@ class ReplyScreen:
             min_words=min(min_words, REPEAT_MIN_WORDS),
             min_run=LEAK_MIN_RUN,
         )
-        if copied or repeated:
-            why = "read its instructions aloud" if copied else "repeated an earlier line"
+        parroted = (
+            not copied
+            and not repeated
+            and copies(
+                text,
+                self.heard_before,
+                min_share=PARROT_SHARE,
+                min_words=max(min_words, PARROT_MIN_WORDS),
+                min_run=LEAK_MIN_RUN,
+            )
+        )
+        if copied or repeated or parroted:
+            why = (
+                "read its instructions aloud"
+                if copied
+                else "repeated an earlier line"
+                if repeated
+                else "said a member's line back"
+            )
             log.info("reply %s: dropped a piece of %d words", why, len(text.split()))
             log.debug("reply %s: dropped %r", why, text.strip())  # the text only at DEBUG (it may quote memories)
             self.dropped.append(text.strip())

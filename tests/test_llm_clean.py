@@ -235,6 +235,35 @@ def test_a_short_sentence_repeating_an_earlier_line_is_dropped_but_two_words_are
     assert said == "I'm sorry. Tell me more."
 
 
+HEARD = [
+    "Bob, are you still coming to the game on Saturday?",
+    "Juniper, what should I cook tonight? I have eggs, rice and some spinach.",
+]
+
+
+@pytest.mark.parametrize(
+    ("reply", "spoken"),
+    [
+        # a member's line said back (SmolLM2 in a README demo run, answering Bob's next question)
+        ("Bob, are you still coming to the game on Saturday?", ""),
+        ("Are you still coming to the game on Saturday? Bring chips!", "Bring chips!"),
+        # their words taken up, as people do, stay
+        ("Eggs and rice? Make fried rice with the spinach.", "Eggs and rice? Make fried rice with the spinach."),
+        (
+            "With eggs, rice and some spinach you can make a frittata.",
+            "With eggs, rice and some spinach you can make a frittata.",
+        ),
+        ("The game on Saturday? I'll be cheering!", "The game on Saturday? I'll be cheering!"),
+    ],
+)
+def test_a_sentence_saying_a_members_line_back_is_not_spoken(reply: str, spoken: str) -> None:
+    for step in (1, 3, 1000):
+        cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, heard_before=HEARD)
+        out = "".join(cleaner.feed(reply[i : i + step]) for i in range(0, len(reply), step)) + cleaner.finish()
+        assert out.strip() == spoken, step
+    assert clean_reply(reply, persona_name="Juniper") == reply  # without the members' lines nothing is dropped
+
+
 def test_a_bare_name_waits_for_what_follows_and_alone_is_not_spoken() -> None:
     cleaner = SpeechCleaner(persona_name="Juniper", other_names=MEMBERS, instructions=[SITUATION])
     assert cleaner.feed("Bob. ") == ""
