@@ -237,11 +237,8 @@ def members_called(text: str, bot: NameMatcher, members: Sequence[tuple[int, str
     found = list(resolve_names(called, bot, members).members) if called else []
     for size in range(1, min(3, len(tokens)) + 1):  # the last word(s), when they are a member's name
         said = tuple(tokens[-size:])
-        at_end = [
-            uid
-            for uid, name in members
-            if _member_matcher(name).score("".join(said), every_form_is_the_name=True, said=said)[0] > 0
-        ]
+        whole = {uid for uid, name in members if _member_matcher(name).score("".join(said), said=said)[0] > 0}
+        at_end = [uid for uid in resolve_names(" ".join(said), bot, members).members if uid in whole]  # bot wins ties
         if at_end:
             if size == len(tokens) or tokens[-size - 1] not in REFERENCE_BEFORE:
                 found.extend(at_end)

@@ -287,3 +287,15 @@ def test_the_title_and_a_bent_name_call_without_commas():
     assert resolve_names("How do you make pancakes Captain Harley?", HOLLIS, ()).bot
     assert not resolve_names("Did you see Captain America last night?", HOLLIS, ()).bot
     assert not resolve_names("Captain Morgan is my favourite rum.", HOLLIS, ()).bot
+
+
+def test_the_bots_name_at_the_end_calls_no_member_with_a_name_like_it():
+    """ "What do you think Juniper?" with Jennifer present calls the bot, not Jennifer (the bot's name wins a tie,
+    as in `resolve_names`); "…Jennifer?" calls her."""
+    from conversation.addressing import members_called
+
+    members = ((5, "Jennifer"), (6, "Bob"))
+    assert members_called("What do you think Juniper?", JUNIPER, members) == ()
+    assert members_called("Juniper", JUNIPER, members) == ()
+    assert members_called("What do you think Jennifer?", JUNIPER, members) == (5,)
+    assert members_called("What do you think Bob", JUNIPER, members) == (6,)
