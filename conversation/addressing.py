@@ -232,6 +232,12 @@ def members_called(text: str, bot: NameMatcher, members: Sequence[tuple[int, str
     question without its comma (`conversation.vocative.vocative_positions`), or ending the line without it ("What
     do you think Alice?", "Alice?"; not "…with Alice": `conversation.mentions.REFERENCE_BEFORE`). "What did Alice
     want to cook?" calls nobody: Alice is talked about (and the call Whisper lost may be the bot's)."""
+    return _members_called_cached(text, bot, tuple(members))
+
+
+@lru_cache(maxsize=1024)
+def _members_called_cached(text: str, bot: NameMatcher, members: tuple[tuple[int, str], ...]) -> tuple[int, ...]:
+    # The rules ask of the same few lines on every tick, up to three times per decision.
     tokens = words(text)
     called = " ".join(tokens[i] for i in sorted(vocative_positions(text)))
     found = list(resolve_names(called, bot, members).members) if called else []
